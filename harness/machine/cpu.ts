@@ -1,0 +1,377 @@
+// CPU state and the operations instructions and interrupt delivery share: register access by
+// operand size, effective addresses, stack pushes and pops, lazy flags, interrupt delivery and
+// the ground-truth shadow stack. The instruction handlers (exec.ts) operate on this state.
+//
+// Value convention: a 64-bit value is two uint32 halves (lo, hi). Registers live in two
+// Uint32Arrays. Converting between bigint and number costs 40-55 ns in V8, and an interpreter
+// that kept bigint registers spent most of its time converting on every push, pop and memory
+// operand (measured: 7 M insn/s); halves need no conversion at all. Values of 1, 2 and 4 bytes
+// are the low half, masked, with hi = 0. Functions that produce a 64-bit value return the low
+// half and leave the high half in `th` (registers, operands) or `mem.hi` (memory).
+import { hex, hex64, toCanonical } from "./addr.ts";
+import { RSP, type DInsn } from "./decode.ts";
+import { arithFlags, ARITH, CF, F_NONE, FIXED, IF, TF } from "./flags.ts";
+import { MemFault, type Memory } from "./memory.ts";
+import type { RunResult } from "./results.ts";
+import { ACT_CALL, ACT_INTERRUPT, ShadowStack, type Activation } from "./shadow.ts";
+
+export { ACT_CALL, ACT_INTERRUPT, ACT_ROOT, type Activation } from "./shadow.ts";
+
+const TWO_32 = 4294967296;
+const TWO_47 = 2 ** 47;
+
+/** Segment selectors of the x86-64 kernel (arch/x86/include/asm/segment.h). */
+export const KERNEL_CS = 0x10n, KERNEL_DS = 0x18n, USER_CS = 0x33n, USER_DS = 0x2bn;
+
+/** Well-known vectors (arch/x86/include/asm/trapnr.h). */
+export const X86_TRAP_NMI = 2, X86_TRAP_BP = 3, X86_TRAP_UD = 6, X86_TRAP_DF = 8;
+
+
+/** Mask of an operand size in bytes (1, 2, 4) for the low half. */
+export const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff, 0, 0, 0, 0xffffffff];
+
+/** Internal (signed number) address from halves, or NaN if not canonical. */
+export function pairToAddr(lo: number, hi: number): number {
+  const h = hi | 0;
+  return h >= -0x8000 && h < 0x8000 ? h * TWO_32 + lo : NaN;
+}
+
+/** Halves of an internal address: low half returned, high half via `hiOf`. */
+export function hiOf(a: number): number {
+  return Math.floor(a / TWO_32) >>> 0;
+}
+
+export function pairToBig(lo: number, hi: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
+}
+
+export interface Gate { readonly handler: number; readonly ist: number }
+
+/** Something that watches control transfers (oracles use it; off by default). */
+export interface Observer {
+  onCall?(a: Activation, cpu: Cpu): void;
+  onReturn?(a: Activation, cpu: Cpu): void;
+  onInterrupt?(a: Activation, cpu: Cpu): void;
+  onIret?(a: Activation, cpu: Cpu): void;
+}
+
+/** Thrown by handlers to end a run with a result other than a memory fault. */
+export class Stop {
+  constructor(readonly result: RunResult) {}
+}
+
+export function interruptName(vector: number): string {
+  switch (vector) {
+    case X86_TRAP_NMI: return "NMI";
+    case X86_TRAP_BP: return "#BP";
+    case X86_TRAP_UD: return "#UD";
+    case X86_TRAP_DF: return "#DF";
+    default: return `IRQ ${hex(vector)}`;
+  }
+}
+
+export class Cpu {
+  /** General registers in x86 encoding order: low and high 32-bit halves. */
+  lo = new Uint32Array(16);
+  hi = new Uint32Array(16);
+  /** High half of the last 64-bit value a helper returned. */
+  th = 0;
+  rip = 0;
+  /** RFLAGS; the arithmetic bits are stale while a lazy record is pending (fKind !== F_NONE). */
+  flags = FIXED;
+  fKind = F_NONE;
+  fSize = 8;
+  fAl = 0; fAh = 0; fBl = 0; fBh = 0; fRl = 0; fRh = 0;
+  gsBase = 0;
+  cs = KERNEL_CS;
+  ss = KERNEL_DS;
+  steps = 0;
+  /** Interrupts are inhibited at the boundary where steps === stiShadow (the STI shadow). */
+  stiShadow = -1;
+  nmiBlocked = false;
+  pendingNmi = false;
+  /** Pending maskable vectors, delivered highest first (the APIC's priority order). */
+  pendingIrqs: number[] = [];
+  readonly shadow = new ShadowStack();
+  readonly idt = new Map<number, Gate>();
+  /** TSS.IST[1..7] (index 0 unused) and TSS.RSP0, internal addresses (0 = not set). */
+  readonly ist: number[] = new Array<number>(8).fill(0);
+  rsp0 = 0;
+  observer: Observer | null = null;
+
+  constructor(readonly mem: Memory, readonly symbolize: (addr: number) => string) {}
+
+  // ---- registers by operand size (idx 16..19 = AH, CH, DH, BH) ----
+
+  /** Register value at `size`: the low half; the high half (size 8) in `th`. */
+  getR(idx: number, size: number): number {
+    if (size === 8) { this.th = this.hi[idx]!; return this.lo[idx]!; }
+    this.th = 0;
+    if (idx >= 16) return (this.lo[idx - 16]! >>> 8) & 0xff;
+    return size === 4 ? this.lo[idx]! : this.lo[idx]! & SIZE_MASK[size]!;
+  }
+
+  /** Write a value already masked to `size`; 32-bit writes zero the upper half. */
+  setR(idx: number, size: number, l: number, h: number): void {
+    switch (size) {
+      case 8: this.lo[idx] = l; this.hi[idx] = h; return;
+      case 4: this.lo[idx] = l; this.hi[idx] = 0; return;
+      case 2: this.lo[idx] = (this.lo[idx]! & 0xffff0000) | l; return;
+      default:
+        if (idx >= 16) this.lo[idx - 16] = (this.lo[idx - 16]! & 0xffff00ff) | (l << 8);
+        else this.lo[idx] = (this.lo[idx]! & 0xffffff00) | l;
+    }
+  }
+
+  /** A register as an internal address (NaN if it does not hold a canonical address). */
+  regAddr(idx: number): number {
+    return pairToAddr(this.lo[idx]!, this.hi[idx]!);
+  }
+
+  // ---- memory by operand size ----
+
+  readMem(a: number, size: number): number {
+    const m = this.mem;
+    switch (size) {
+      case 8: { const l = m.read64(a); this.th = m.hi; return l; }
+      case 4: this.th = 0; return m.read32(a);
+      case 2: this.th = 0; return m.read16(a);
+      default: this.th = 0; return m.read8(a);
+    }
+  }
+
+  writeMem(a: number, size: number, l: number, h: number): void {
+    const m = this.mem;
+    switch (size) {
+      case 8: m.write64(a, l, h); return;
+      case 4: m.write32(a, l); return;
+      case 2: m.write16(a, l); return;
+      default: m.write8(a, l);
+    }
+  }
+
+  /**
+   * Effective address of the memory operand, gs: base included, as an internal address.
+   * Plain number arithmetic is exact while every term is below 2^52 in magnitude; anything else
+   * (huge register values, wrap-around) takes the exact bigint path.
+   */
+  ea(d: DInsn): number {
+    let a = this.eaOffsetNumber(d);
+    if (d.gs) a += this.gsBase;
+    if (a >= -TWO_47 && a < TWO_47) return a; // false for NaN too
+    return this.eaExact(d);
+  }
+
+  /** Offset part only (lea ignores segments) as a number when exact, else NaN. */
+  eaOffsetNumber(d: DInsn): number {
+    let a = d.disp;
+    if (d.base >= 0) {
+      const h = this.hi[d.base]! | 0;
+      if (h <= -0x100000 || h >= 0x100000) return NaN;
+      a += h * TWO_32 + this.lo[d.base]!;
+    }
+    if (d.index >= 0) {
+      const h = this.hi[d.index]! | 0;
+      if (h <= -0x10000 || h >= 0x10000) return NaN;
+      a += (h * TWO_32 + this.lo[d.index]!) * d.scale;
+    }
+    return a;
+  }
+
+  /** Offset part only (lea ignores segments), exact, not yet truncated. */
+  eaOffset(d: DInsn): bigint {
+    let a = BigInt(d.disp);
+    if (d.base >= 0) a += BigInt.asIntN(64, pairToBig(this.lo[d.base]!, this.hi[d.base]!));
+    if (d.index >= 0) a += BigInt.asIntN(64, pairToBig(this.lo[d.index]!, this.hi[d.index]!)) * BigInt(d.scale);
+    return a;
+  }
+
+  private eaExact(d: DInsn): number {
+    let a = BigInt.asIntN(64, this.eaOffset(d));
+    if (d.gs) a = BigInt.asIntN(64, a + BigInt(this.gsBase));
+    const s = Number(a);
+    if (s >= -TWO_47 && s < TWO_47) return s;
+    throw new MemFault("non-canonical", "read", NaN, undefined, BigInt.asUintN(64, a));
+  }
+
+  // ---- stack ----
+
+  rspInternal(): number {
+    const s = pairToAddr(this.lo[RSP]!, this.hi[RSP]!);
+    if (s === s) return s; // not NaN
+    throw new MemFault("non-canonical", "write", NaN, undefined, pairToBig(this.lo[RSP]!, this.hi[RSP]!));
+  }
+
+  setRsp(a: number): void {
+    this.lo[RSP] = a >>> 0;
+    this.hi[RSP] = hiOf(a);
+  }
+
+  push64(l: number, h: number): void {
+    const a = this.rspInternal() - 8;
+    this.mem.write64(a, l, h);
+    this.setRsp(a);
+  }
+
+  /** Pop a qword: low half returned, high half in `th`. */
+  pop64(): number {
+    const a = this.rspInternal();
+    const l = this.mem.read64(a);
+    this.th = this.mem.hi;
+    this.setRsp(a + 8);
+    return l;
+  }
+
+  // ---- flags ----
+
+  /** Record an arithmetic result for lazy flag evaluation. */
+  setLazy(kind: number, size: number, al: number, ah: number, bl: number, bh: number, rl: number, rh: number): void {
+    this.fKind = kind; this.fSize = size;
+    this.fAl = al; this.fAh = ah; this.fBl = bl; this.fBh = bh; this.fRl = rl; this.fRh = rh;
+  }
+
+  /** Full RFLAGS value (materialises the lazy arithmetic flags). */
+  rflags(): number {
+    if (this.fKind !== F_NONE) {
+      this.flags = (this.flags & ~ARITH) | arithFlags(this, this.flags & CF);
+      this.fKind = F_NONE;
+    }
+    return this.flags;
+  }
+
+  setRflags(v: number): void {
+    this.fKind = F_NONE;
+    this.flags = v | FIXED;
+  }
+
+  // ---- control transfer with ground truth ----
+
+  call(target: number, ret: number, site: number): void {
+    this.push64(ret >>> 0, hiOf(ret));
+    const slot = this.rspInternal();
+    this.shadow.push(ACT_CALL, target, ret, slot, slot + 8, -1, site);
+    this.rip = target;
+    if (this.observer !== null) this.observer.onCall?.(this.shadow.top()!, this);
+  }
+
+  /** `ret [imm16]`: pop the return address and check it against the activation that pushed it. */
+  ret(ip: number, extra: number): void {
+    const at = this.rspInternal();
+    const l = this.mem.read64(at), h = this.mem.hi;
+    const to = pairToAddr(l, h);
+    const sh = this.shadow;
+    if (sh.topKind() < 0 || sh.topKind() === ACT_INTERRUPT || sh.topRet() !== to) {
+      const top = sh.top();
+      const v = pairToBig(l, h);
+      const expected = top === undefined ? "no activation (the shadow stack is empty)"
+        : top.kind === ACT_INTERRUPT ? `an iretq (the innermost activation is ${interruptName(top.vector)} taken at ${this.describe(top.ret)})`
+        : `${this.describe(top.ret)}, pushed by the call at ${top.site >= 0 ? this.describe(top.site) : "entry"}`;
+      throw new Stop({
+        kind: "control-flow", reason: "ret-mismatch", rip: toCanonical(ip), symbol: this.symbolize(ip),
+        expected: top && top.kind !== ACT_INTERRUPT ? toCanonical(top.ret) : undefined, actual: v,
+        message: `ret at ${this.describe(ip)} returned to ${hex64(v)}${this.symAt(to)} (read from ${hex64(at)}); expected ${expected}`,
+      });
+    }
+    this.setRsp(at + 8 + extra);
+    const done = this.observer !== null ? sh.top()! : undefined;
+    sh.depth--;
+    this.rip = to;
+    if (done !== undefined) this.observer!.onReturn?.(done, this);
+  }
+
+  // ---- interrupts (Intel SDM Vol. 3A §6.14; kernel-model.md §6.1) ----
+
+  /**
+   * Deliver `vector` now, at an instruction boundary, with `ret` as the saved RIP: load the IST
+   * stack if the gate has one (TSS.RSP0 when coming from user mode), align RSP down to 16, push
+   * SS, RSP, RFLAGS, CS, RIP, clear IF and TF, and jump to the handler. A fault while pushing
+   * the frame ends the run as a double fault.
+   */
+  deliver(vector: number, ret: number): void {
+    const gate = this.idt.get(vector);
+    if (gate === undefined) {
+      throw new Stop({
+        kind: "exception", vector, rip: toCanonical(ret), symbol: this.symbolize(ret),
+        message: `${interruptName(vector)} at ${this.describe(ret)} has no IDT gate`,
+      });
+    }
+    const oldLo = this.lo[RSP]!, oldHi = this.hi[RSP]!;
+    const flags = this.rflags();
+    const fromUser = (this.cs & 3n) !== 0n;
+    let sp: number;
+    if (gate.ist !== 0) sp = this.ist[gate.ist]!;
+    else if (fromUser) sp = this.rsp0;
+    else sp = pairToAddr(oldLo, oldHi);
+    sp = Math.floor(sp / 16) * 16; // align down to 16 (also right for negative internal addresses)
+    const frame = sp - 40;
+    try {
+      if (!(frame >= -TWO_47 && sp < TWO_47)) throw new MemFault("non-canonical", "write", NaN, undefined, pairToBig(oldLo, oldHi));
+      const m = this.mem;
+      m.write64(sp - 8, Number(this.ss), 0);
+      m.write64(sp - 16, oldLo, oldHi);
+      m.write64(sp - 24, flags, 0);
+      m.write64(sp - 32, Number(this.cs), 0);
+      m.write64(sp - 40, ret >>> 0, hiOf(ret));
+    } catch (e) {
+      if (!(e instanceof MemFault)) throw e;
+      throw new Stop({
+        kind: "fault", reason: e.reason, access: "write",
+        address: e.raw ?? toCanonical(e.addr), region: e.region?.name, regionKind: e.region?.kind,
+        rip: toCanonical(ret), symbol: this.symbolize(ret), duringInterrupt: vector,
+        message: `double fault: delivering ${interruptName(vector)} at ${this.describe(ret)}, pushing the interrupt frame faulted: ${e.describe()}`,
+      });
+    }
+    this.shadow.push(ACT_INTERRUPT, gate.handler, ret, frame, pairToAddr(oldLo, oldHi), vector, -1);
+    this.setRsp(frame);
+    this.cs = KERNEL_CS;
+    if (fromUser) this.ss = 0n; // a privilege change to CPL 0 loads a NULL SS in 64-bit mode
+    this.flags = (this.flags & ~(IF | TF)) | FIXED;
+    if (vector === X86_TRAP_NMI) this.nmiBlocked = true;
+    this.rip = gate.handler;
+    if (this.observer !== null) this.observer.onInterrupt?.(this.shadow.top()!, this);
+  }
+
+  /** `iretq`: pop RIP, CS, RFLAGS, RSP, SS; must return exactly to the interrupted context. */
+  iret(ip: number): void {
+    const sp = this.rspInternal();
+    const m = this.mem;
+    const ripL = m.read64(sp), ripH = m.hi;
+    const cs = m.read64(sp + 8);
+    const fl = m.read64(sp + 16);
+    const rspL = m.read64(sp + 24), rspH = m.hi;
+    const ss = m.read64(sp + 32);
+    const to = pairToAddr(ripL, ripH);
+    const newRsp = pairToAddr(rspL, rspH);
+    const top = this.shadow.top();
+    if (top === undefined || top.kind !== ACT_INTERRUPT || top.ret !== to || top.rsp !== newRsp) {
+      const expected = top?.kind === ACT_INTERRUPT
+        ? `rip ${this.describe(top.ret)} rsp ${hex64(toCanonical(top.rsp))} (${interruptName(top.vector)})`
+        : "no interrupt activation is live";
+      const rip = pairToBig(ripL, ripH);
+      throw new Stop({
+        kind: "control-flow", reason: "iret-mismatch", rip: toCanonical(ip), symbol: this.symbolize(ip),
+        expected: top?.kind === ACT_INTERRUPT ? toCanonical(top.ret) : undefined, actual: rip,
+        message: `iretq at ${this.describe(ip)} resumes rip ${hex64(rip)}${this.symAt(to)} rsp ${hex64(pairToBig(rspL, rspH))}; expected ${expected}`,
+      });
+    }
+    this.shadow.depth--;
+    this.rip = to;
+    this.cs = BigInt(cs & 0xffff);
+    this.ss = BigInt(ss & 0xffff);
+    this.lo[RSP] = rspL;
+    this.hi[RSP] = rspH;
+    this.setRflags(fl & ~(1 << 16)); // RF is not kept
+    this.nmiBlocked = false; // any IRET unblocks NMIs (SDM §6.7.1)
+    if (this.observer !== null) this.observer.onIret?.(top, this);
+  }
+
+  describe(addr: number): string {
+    return `${hex64(toCanonical(addr))}${this.symAt(addr)}`;
+  }
+
+  private symAt(addr: number): string {
+    if (addr !== addr) return "";
+    const s = this.symbolize(addr);
+    return s === "" ? "" : ` <${s}>`;
+  }
+}

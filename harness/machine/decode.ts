@@ -1,0 +1,207 @@
+// Pre-decoding: iced-x86 decodes each address once into a plain, monomorphic record that the
+// interpreter dispatches on. Enum values are copied into module-local consts at load time:
+// under vitest every access to an imported enum binding costs ~100 ns (toolchain-notes §1).
+import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "iced-x86";
+import { CODE_TO_OP, JCC_CODE_TO_COND, Op } from "./isa.ts";
+
+/** Operand kinds in a DInsn. */
+export const K_NONE = 0, K_REG = 1, K_MEM = 2, K_IMM = 3;
+
+/** Register indices in x86 encoding order; 16..19 are AH, CH, DH, BH. */
+export const RAX = 0, RCX = 1, RDX = 2, RBX = 3, RSP = 4, RBP = 5, RSI = 6, RDI = 7;
+export const R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R15 = 15;
+export const REG_NAMES = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
+export type RegName = (typeof REG_NAMES)[number];
+
+export type HookFn = () => "stop" | void;
+
+/** One pre-decoded instruction. Every field is always present (one hidden class). */
+export interface DInsn {
+  ip: number;          // internal (signed) address
+  next: number;        // ip + length
+  len: number;
+  op: number;          // our op id (isa.ts)
+  code: number;        // iced Code, for messages
+  size: number;        // operand size in bytes (1, 2, 4, 8)
+  srcSize: number;     // movzx/movsx source size
+  k0: number; r0: number;  // operand 0 kind, register index
+  k1: number; r1: number;  // operand 1 kind, register index
+  base: number;        // memory base register index or -1 (RIP-relative is folded into disp)
+  index: number;       // memory index register or -1
+  scale: number;
+  disp: number;        // signed displacement, or the absolute address for RIP-relative/no-base
+  gs: boolean;         // gs: segment override
+  immLo: number;       // immediate as uint32 halves: sign-extended to 64 bits at operand size 8,
+  immHi: number;       // masked to the size below (imm16 of `ret imm16`; 1 for shift-by-1)
+  target: number;      // near-branch target (internal address)
+  cond: number;        // Jcc condition (isa.ts COND)
+  hooks: HookFn[] | null; // address hooks at this ip
+}
+
+// ---- load-time tables from iced enums ----
+const REG_INDEX = new Int8Array(512).fill(-1);
+const REG_SIZE = new Uint8Array(512);
+{
+  const R = Register as unknown as Record<string, number>;
+  const l8 = ["AL", "CL", "DL", "BL", "SPL", "BPL", "SIL", "DIL"];
+  const w16 = ["AX", "CX", "DX", "BX", "SP", "BP", "SI", "DI"];
+  const d32 = ["EAX", "ECX", "EDX", "EBX", "ESP", "EBP", "ESI", "EDI"];
+  const q64 = ["RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI"];
+  const set = (name: string, idx: number, size: number) => { REG_INDEX[R[name]!] = idx; REG_SIZE[R[name]!] = size; };
+  for (let i = 0; i < 8; i++) {
+    set(l8[i]!, i, 1); set(w16[i]!, i, 2); set(d32[i]!, i, 4); set(q64[i]!, i, 8);
+    set(`R${i + 8}L`, i + 8, 1); set(`R${i + 8}W`, i + 8, 2); set(`R${i + 8}D`, i + 8, 4); set(`R${i + 8}`, i + 8, 8);
+  }
+  ["AH", "CH", "DH", "BH"].forEach((n, i) => set(n, 16 + i, 1));
+}
+const MEM_SIZE = new Uint8Array(1024);
+{
+  const M = MemorySize as unknown as Record<string, number>;
+  for (const [n, s] of [["UInt8", 1], ["Int8", 1], ["UInt16", 2], ["Int16", 2], ["UInt32", 4], ["Int32", 4], ["UInt64", 8], ["Int64", 8]] as const) MEM_SIZE[M[n]!] = s;
+}
+const OK_REGISTER = OpKind.Register, OK_MEMORY = OpKind.Memory, OK_NEAR64 = OpKind.NearBranch64;
+const OK_IMM_FIRST = OpKind.Immediate8, OK_IMM_LAST = OpKind.Immediate32to64;
+const REG_RIP = Register.RIP, REG_NONE = Register.None, REG_GS = Register.GS, REG_FS = Register.FS;
+const OP_JCC = Op.JCC, OP_UNSUPPORTED = Op.UNSUPPORTED, OP_MOVZX = Op.MOVZX, OP_MOVSX = Op.MOVSX;
+const OP_LEA = Op.LEA, OP_NOP = Op.NOP, OP_PUSH = Op.PUSH, OP_POP = Op.POP;
+
+function blank(ip: number): DInsn {
+  return {
+    ip, next: ip, len: 0, op: OP_UNSUPPORTED, code: 0, size: 0, srcSize: 0,
+    k0: K_NONE, r0: -1, k1: K_NONE, r1: -1, base: -1, index: -1, scale: 1, disp: 0, gs: false,
+    immLo: 0, immHi: 0, target: 0, cond: 0, hooks: null,
+  };
+}
+
+/** Why a decoded instruction is unsupported, when it looked supported but used a form we do not model. */
+export const unsupportedWhy = new WeakMap<DInsn, string>();
+
+/** Convert the iced instruction just decoded at `ip` into a DInsn. */
+export function convert(ins: Instruction, ip: number): DInsn {
+  const d = blank(ip);
+  d.len = ins.length;
+  d.next = ip + d.len;
+  d.code = ins.code;
+  const op = ins.isInvalid ? OP_UNSUPPORTED : CODE_TO_OP[ins.code]!;
+  d.op = op;
+  if (op === OP_UNSUPPORTED) return d;
+  if (op === OP_JCC) d.cond = JCC_CODE_TO_COND.get(ins.code)!;
+  const n = ins.opCount;
+  let hasMem = false;
+  let imm = 0n;
+  for (let i = 0; i < n && i < 3; i++) {
+    const k = ins.opKind(i);
+    let kind = K_NONE, reg = -1;
+    if (k === OK_REGISTER) {
+      const r = ins.opRegister(i);
+      kind = K_REG; reg = REG_INDEX[r]!;
+      if (reg < 0) { unsupportedWhy.set(d, "register operand"); d.op = OP_UNSUPPORTED; return d; }
+      if (i === 0 || d.size === 0) d.size = REG_SIZE[r]!;
+      if (i === 1 && (op === OP_MOVZX || op === OP_MOVSX)) d.srcSize = REG_SIZE[r]!;
+    } else if (k === OK_MEMORY) {
+      kind = K_MEM; hasMem = true;
+      const ms = MEM_SIZE[ins.memorySize]!;
+      if (i === 0 || d.size === 0) d.size = ms;
+      if (i === 1 && (op === OP_MOVZX || op === OP_MOVSX)) d.srcSize = ms;
+    } else if (k >= OK_IMM_FIRST && k <= OK_IMM_LAST) {
+      kind = K_IMM;
+      imm = ins.immediate(i);
+    } else if (k === OK_NEAR64) {
+      d.target = Number(BigInt.asIntN(64, ins.nearBranch64));
+    } else {
+      unsupportedWhy.set(d, `operand kind ${OpKind[k]}`); d.op = OP_UNSUPPORTED; return d;
+    }
+    if (i === 0) { d.k0 = kind; d.r0 = reg; }
+    else if (i === 1) { d.k1 = kind; d.r1 = reg; }
+    else if (kind !== K_IMM) { unsupportedWhy.set(d, "third operand"); d.op = OP_UNSUPPORTED; return d; }
+  }
+  if (op === OP_PUSH || op === OP_POP) d.size = 8;
+  if (hasMem && op !== OP_NOP) {
+    const base = ins.memoryBase, index = ins.memoryIndex;
+    const seg = ins.segmentPrefix;
+    if (seg === REG_FS) { unsupportedWhy.set(d, "fs: segment"); d.op = OP_UNSUPPORTED; return d; }
+    d.gs = seg === REG_GS;
+    d.disp = Number(BigInt.asIntN(64, ins.memoryDisplacement));
+    if (base === REG_RIP) {
+      d.base = -1; // iced already gives the absolute target in the displacement
+    } else if (base !== REG_NONE) {
+      if (REG_SIZE[base] !== 8) { unsupportedWhy.set(d, "32-bit address size"); d.op = OP_UNSUPPORTED; return d; }
+      d.base = REG_INDEX[base]!;
+    }
+    if (index !== REG_NONE) {
+      if (REG_SIZE[index] !== 8) { unsupportedWhy.set(d, "32-bit address size"); d.op = OP_UNSUPPORTED; return d; }
+      d.index = REG_INDEX[index]!;
+      d.scale = ins.memoryIndexScale;
+    }
+    if (d.size === 0 && op !== OP_LEA) { unsupportedWhy.set(d, "memory operand size"); d.op = OP_UNSUPPORTED; return d; }
+  }
+  // Immediates come from iced sign-extended to a u64; keep 64 bits at size 8, mask below.
+  if (d.size > 0 && d.size < 8) imm = BigInt.asUintN(d.size * 8, imm);
+  d.immLo = Number(imm & 0xffffffffn);
+  d.immHi = Number((imm >> 32n) & 0xffffffffn);
+  return d;
+}
+
+/**
+ * Decodes instructions from byte buffers. Owns one iced Decoder input at a time and one reused
+ * Instruction; `free()` releases the WASM objects.
+ */
+export class InsnDecoder {
+  private readonly ins = new Instruction();
+  private fmtIntel: Formatter | undefined;
+
+  /** Decode one instruction at internal address `ip` from `bytes` (bytes[0] is at ip). */
+  decodeOne(bytes: Uint8Array, ip: number): DInsn {
+    const dec = new Decoder(64, bytes, DecoderOptions.None);
+    try {
+      dec.ip = BigInt.asUintN(64, BigInt(ip));
+      dec.decodeOut(this.ins);
+      return convert(this.ins, ip);
+    } finally {
+      dec.free();
+    }
+  }
+
+  /** Decode a whole block linearly (one Decoder for the block). */
+  decodeBlock(bytes: Uint8Array, ip: number, sink: (d: DInsn) => void): void {
+    const dec = new Decoder(64, bytes, DecoderOptions.None);
+    try {
+      dec.ip = BigInt.asUintN(64, BigInt(ip));
+      let at = ip;
+      while (dec.canDecode) {
+        dec.decodeOut(this.ins);
+        const d = convert(this.ins, at);
+        if (this.ins.isInvalid) break;
+        sink(d);
+        at = d.next;
+      }
+    } finally {
+      dec.free();
+    }
+  }
+
+  /** Intel-syntax text of the instruction in `bytes` at `ip` (for messages). */
+  text(bytes: Uint8Array, ip: number): string {
+    const dec = new Decoder(64, bytes, DecoderOptions.None);
+    try {
+      dec.ip = BigInt.asUintN(64, BigInt(ip));
+      dec.decodeOut(this.ins);
+      if (this.ins.isInvalid) return "(bad)";
+      if (!this.fmtIntel) {
+        this.fmtIntel = new Formatter(FormatterSyntax.Intel);
+        this.fmtIntel.smallHexNumbersInDecimal = false; // iced 1.21 prints imm64 0x100000001 as 1 otherwise
+        this.fmtIntel.hexPrefix = "0x";
+        this.fmtIntel.hexSuffix = "";
+      }
+      return this.fmtIntel.format(this.ins);
+    } finally {
+      dec.free();
+    }
+  }
+
+  free(): void {
+    this.ins.free();
+    this.fmtIntel?.free();
+    this.fmtIntel = undefined;
+  }
+}

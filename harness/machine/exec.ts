@@ -1,0 +1,320 @@
+// Instruction semantics, one handler per op id (isa.ts), dispatched through HANDLERS[op].
+// On entry `cpu.rip` already holds the next instruction's address; branches overwrite it.
+// Handlers read memory before they change registers, so a faulting instruction leaves the
+// architectural registers as they were. 64-bit values are uint32 halves (see cpu.ts).
+import { toCanonical } from "./addr.ts";
+import { Cpu, hiOf, pairToAddr, pairToBig, SIZE_MASK, Stop, X86_TRAP_BP, X86_TRAP_UD, interruptName } from "./cpu.ts";
+import { K_MEM, K_REG, RBP, RCX, RSP, type DInsn } from "./decode.ts";
+import { condition, CF, F_ADD, F_CFOF, F_DEC, F_INC, F_LOGIC, F_NEG, F_SUB, IF, OF, POPF_WRITABLE } from "./flags.ts";
+import { MemFault } from "./memory.ts";
+import { Op, OP_COUNT } from "./isa.ts";
+
+type Handler = (c: Cpu, d: DInsn) => void;
+
+const TWO_32 = 4294967296;
+
+/** Operand 1 (source) at `size` bytes: low half returned, high half in c.th. */
+function src(c: Cpu, d: DInsn, size: number): number {
+  const k = d.k1;
+  if (k === K_REG) return c.getR(d.r1, size);
+  if (k === K_MEM) return c.readMem(c.ea(d), size);
+  c.th = d.immHi;
+  return d.immLo;
+}
+
+/** The address held in halves; a non-canonical value faults (#GP). */
+function addrOf(l: number, h: number, access: "read" | "execute"): number {
+  const a = pairToAddr(l, h);
+  if (a === a) return a;
+  throw new MemFault("non-canonical", access, NaN, undefined, pairToBig(l, h));
+}
+
+// ---- ALU ----
+
+const A_ADD = 0, A_SUB = 1, A_AND = 2, A_OR = 3, A_XOR = 4;
+
+/**
+ * Two-operand ALU: dst = dst OP src (or just flags for cmp/test). Values of size < 8 live in the
+ * low half; 64-bit add/sub carry between the halves.
+ */
+function alu(which: number, kind: number, store: boolean): Handler {
+  return (c, d) => {
+    const size = d.size;
+    const bl = src(c, d, size), bh = c.th;
+    const mem = d.k0 === K_MEM;
+    const at = mem ? c.ea(d) : 0;
+    const al = mem ? c.readMem(at, size) : c.getR(d.r0, size), ah = c.th;
+    let rl: number, rh = 0;
+    switch (which) {
+      case A_ADD: {
+        const s = al + bl;
+        if (size === 8) { rl = s >>> 0; rh = (ah + bh + (s >= TWO_32 ? 1 : 0)) >>> 0; }
+        else rl = (s & SIZE_MASK[size]!) >>> 0;
+        break;
+      }
+      case A_SUB: {
+        const s = al - bl;
+        if (size === 8) { rl = s >>> 0; rh = (ah - bh - (s < 0 ? 1 : 0)) >>> 0; }
+        else rl = (s & SIZE_MASK[size]!) >>> 0;
+        break;
+      }
+      case A_AND: rl = (al & bl) >>> 0; rh = (ah & bh) >>> 0; break;
+      case A_OR: rl = (al | bl) >>> 0; rh = (ah | bh) >>> 0; break;
+      default: rl = (al ^ bl) >>> 0; rh = (ah ^ bh) >>> 0;
+    }
+    if (store) {
+      if (mem) c.writeMem(at, size, rl, rh);
+      else c.setR(d.r0, size, rl, rh);
+    }
+    c.setLazy(kind, size, al, ah, bl, bh, rl, rh);
+  };
+}
+
+/** One-operand read-modify-write: neg, not, inc, dec. */
+const U_NEG = 0, U_NOT = 1, U_INC = 2, U_DEC = 3;
+function unary(which: number): Handler {
+  return (c, d) => {
+    const size = d.size;
+    const mem = d.k0 === K_MEM;
+    const at = mem ? c.ea(d) : 0;
+    const al = mem ? c.readMem(at, size) : c.getR(d.r0, size), ah = c.th;
+    const mask = SIZE_MASK[size]!;
+    let rl: number, rh = 0;
+    switch (which) {
+      case U_NEG:
+        rl = ((-al) & mask) >>> 0;
+        if (size === 8) rh = (~ah + (al === 0 ? 1 : 0)) >>> 0;
+        break;
+      case U_NOT:
+        rl = (~al & mask) >>> 0;
+        if (size === 8) rh = ~ah >>> 0;
+        break;
+      case U_INC:
+        rl = ((al + 1) & mask) >>> 0;
+        if (size === 8) rh = (ah + (al === 0xffffffff ? 1 : 0)) >>> 0;
+        break;
+      default:
+        rl = ((al - 1) & mask) >>> 0;
+        if (size === 8) rh = (ah - (al === 0 ? 1 : 0)) >>> 0;
+    }
+    if (mem) c.writeMem(at, size, rl, rh);
+    else c.setR(d.r0, size, rl, rh);
+    if (which === U_NOT) return; // not changes no flags
+    if (which === U_INC || which === U_DEC) c.rflags(); // keep the old CF for the lazy record
+    c.setLazy(which === U_NEG ? F_NEG : which === U_INC ? F_INC : F_DEC, size, al, ah, 1, 0, rl, rh);
+  };
+}
+
+// ---- shifts ----
+
+const S_SHL = 0, S_SHR = 1, S_SAR = 2;
+
+/**
+ * shl/shr/sar by 1, cl or imm8. The count is masked to 5 bits (6 for 64-bit); a masked count of
+ * 0 changes no flags. CF is the last bit shifted out; OF is defined for a count of 1 only
+ * (shl: MSB(result) XOR CF; shr: MSB(original); sar: 0) and computed the same way otherwise.
+ */
+function shift(which: number): Handler {
+  return (c, d) => {
+    const size = d.size, bits = size * 8;
+    const raw = d.k1 === K_REG ? c.lo[RCX]! & 0xff : d.immLo;
+    const n = raw & (size === 8 ? 63 : 31);
+    const mem = d.k0 === K_MEM;
+    if (n === 0) {
+      // No flags change; a 32-bit register destination is still written (zero-extended).
+      if (size === 4 && !mem) c.hi[d.r0] = 0;
+      return;
+    }
+    const at = mem ? c.ea(d) : 0;
+    const al = mem ? c.readMem(at, size) : c.getR(d.r0, size), ah = c.th;
+    let rl: number, rh = 0, cf: number;
+    if (size === 8) {
+      if (which === S_SHL) {
+        if (n < 32) { rh = ((ah << n) | (al >>> (32 - n))) >>> 0; rl = (al << n) >>> 0; }
+        else { rh = (al << (n - 32)) >>> 0; rl = 0; }
+        cf = n <= 32 ? (ah >>> (32 - n)) & 1 : (al >>> (64 - n)) & 1;
+      } else {
+        const sh = which === S_SAR ? ah | 0 : ah;
+        if (n < 32) {
+          rl = ((al >>> n) | (ah << (32 - n))) >>> 0;
+          rh = which === S_SAR ? (sh >> n) >>> 0 : ah >>> n;
+        } else {
+          rl = which === S_SAR ? (sh >> (n - 32)) >>> 0 : ah >>> (n - 32);
+          rh = which === S_SAR ? (sh >> 31) >>> 0 : 0;
+        }
+        cf = n - 1 < 32 ? (al >>> (n - 1)) & 1 : (ah >>> (n - 33)) & 1;
+      }
+    } else {
+      const mask = SIZE_MASK[size]!;
+      if (which === S_SHL) {
+        rl = ((al << n) & mask) >>> 0;
+        cf = n <= bits ? (al >>> (bits - n)) & 1 : 0;
+      } else if (which === S_SHR) {
+        rl = al >>> n;
+        cf = (al >>> (n - 1)) & 1;
+      } else {
+        const sx = (al << (32 - bits)) >> (32 - bits); // sign-extend to 32 bits
+        rl = ((sx >> n) & mask) >>> 0;
+        cf = (sx >> (n - 1)) & 1;
+      }
+    }
+    if (mem) c.writeMem(at, size, rl, rh);
+    else c.setR(d.r0, size, rl, rh);
+    const msbR = size === 8 ? rh >>> 31 : (rl >>> (bits - 1)) & 1;
+    const msbA = size === 8 ? ah >>> 31 : (al >>> (bits - 1)) & 1;
+    const of = which === S_SHL ? msbR ^ cf : which === S_SHR ? msbA : 0;
+    c.setLazy(F_CFOF, size, al, ah, (cf ? CF : 0) | (of ? OF : 0), 0, rl, rh);
+  };
+}
+
+// ---- multiply (rare in generated code: exact bigint arithmetic) ----
+
+function imul(c: Cpu, d: DInsn, al: number, ah: number, bl: number, bh: number): void {
+  const size = d.size, bits = size * 8;
+  const full = BigInt.asIntN(bits, pairToBig(al, ah)) * BigInt.asIntN(bits, pairToBig(bl, bh));
+  const res = BigInt.asUintN(bits, full);
+  const rl = Number(res & 0xffffffffn), rh = Number(res >> 32n);
+  c.setR(d.r0, size, rl, rh);
+  const overflow = BigInt.asIntN(bits, res) !== full;
+  c.setLazy(F_CFOF, size, al, ah, overflow ? CF | OF : 0, 0, rl, rh);
+}
+
+function trapNoGate(c: Cpu, d: DInsn, vector: number, what: string): never {
+  throw new Stop({
+    kind: "exception", vector, rip: toCanonical(d.ip), symbol: c.symbolize(d.ip),
+    message: `${what} at ${c.describe(d.ip)} raised ${interruptName(vector)} and no IDT gate handles it`,
+  });
+}
+
+/** Sign-extend a `from`-byte value (low half) to `size` bytes: low half returned, high in c.th. */
+function signExtend(c: Cpu, v: number, from: number, size: number): number {
+  const sx = from === 4 ? v | 0 : (v << (32 - from * 8)) >> (32 - from * 8);
+  c.th = size === 8 && sx < 0 ? 0xffffffff : 0;
+  return (sx & SIZE_MASK[size]!) >>> 0;
+}
+
+function store(c: Cpu, d: DInsn, l: number, h: number): void {
+  if (d.k0 === K_REG) c.setR(d.r0, d.size, l, h);
+  else c.writeMem(c.ea(d), d.size, l, h);
+}
+
+const H: Handler[] = new Array<Handler>(OP_COUNT);
+
+H[Op.UNSUPPORTED] = () => { throw new Error("unreachable: the machine stops before dispatching an unsupported instruction"); };
+H[Op.MOV] = (c, d) => { const l = src(c, d, d.size); store(c, d, l, c.th); };
+H[Op.MOVZX] = (c, d) => { const l = src(c, d, d.srcSize); store(c, d, l, 0); };
+H[Op.MOVSX] = (c, d) => { const l = signExtend(c, src(c, d, d.srcSize), d.srcSize, d.size); store(c, d, l, c.th); };
+H[Op.LEA] = (c, d) => {
+  const s = c.eaOffsetNumber(d);
+  if (s === s) {
+    c.setR(d.r0, d.size, (s & SIZE_MASK[d.size]!) >>> 0, d.size === 8 ? hiOf(s) : 0);
+  } else {
+    const v = BigInt.asUintN(64, c.eaOffset(d));
+    c.setR(d.r0, d.size, Number(v & BigInt(SIZE_MASK[d.size]!)), d.size === 8 ? Number(v >> 32n) : 0);
+  }
+};
+H[Op.ADD] = alu(A_ADD, F_ADD, true);
+H[Op.OR] = alu(A_OR, F_LOGIC, true);
+H[Op.AND] = alu(A_AND, F_LOGIC, true);
+H[Op.SUB] = alu(A_SUB, F_SUB, true);
+H[Op.XOR] = alu(A_XOR, F_LOGIC, true);
+H[Op.CMP] = alu(A_SUB, F_SUB, false);
+H[Op.TEST] = alu(A_AND, F_LOGIC, false);
+H[Op.NEG] = unary(U_NEG);
+H[Op.NOT] = unary(U_NOT);
+H[Op.INC] = unary(U_INC);
+H[Op.DEC] = unary(U_DEC);
+H[Op.SHL] = shift(S_SHL);
+H[Op.SHR] = shift(S_SHR);
+H[Op.SAR] = shift(S_SAR);
+H[Op.IMUL2] = (c, d) => { const bl = src(c, d, d.size), bh = c.th; const al = c.getR(d.r0, d.size); imul(c, d, al, c.th, bl, bh); };
+H[Op.IMUL3] = (c, d) => { const al = src(c, d, d.size); imul(c, d, al, c.th, d.immLo, d.immHi); };
+H[Op.PUSH] = (c, d) => {
+  const k = d.k0;
+  // The value is read before rsp moves (`push rsp` pushes the old rsp).
+  if (k === K_REG) c.push64(c.lo[d.r0]!, c.hi[d.r0]!);
+  else if (k === K_MEM) { const l = c.mem.read64(c.ea(d)); c.push64(l, c.mem.hi); }
+  else c.push64(d.immLo, d.immHi);
+};
+H[Op.POP] = (c, d) => {
+  const l = c.pop64(), h = c.th;
+  if (d.k0 === K_REG) { c.lo[d.r0] = l; c.hi[d.r0] = h; }
+  else c.mem.write64(c.ea(d), l, h); // the address uses rsp after the increment (SDM: POP)
+};
+H[Op.CALL] = (c, d) => c.call(d.target, d.next, d.ip);
+H[Op.CALL_IND] = (c, d) => {
+  const l = d.k0 === K_REG ? c.lo[d.r0]! : c.mem.read64(c.ea(d));
+  const h = d.k0 === K_REG ? c.hi[d.r0]! : c.mem.hi;
+  c.call(addrOf(l, h, "execute"), d.next, d.ip);
+};
+H[Op.RET] = (c, d) => c.ret(d.ip, d.immLo); // immLo is ret's imm16, or 0
+H[Op.LEAVE] = (c) => {
+  const s = addrOf(c.lo[RBP]!, c.hi[RBP]!, "read");
+  const l = c.mem.read64(s), h = c.mem.hi;
+  c.setRsp(s + 8);
+  c.lo[RBP] = l;
+  c.hi[RBP] = h;
+};
+H[Op.JMP] = (c, d) => { c.rip = d.target; };
+H[Op.JMP_IND] = (c, d) => {
+  const l = d.k0 === K_REG ? c.lo[d.r0]! : c.mem.read64(c.ea(d));
+  const h = d.k0 === K_REG ? c.hi[d.r0]! : c.mem.hi;
+  c.rip = addrOf(l, h, "execute");
+};
+H[Op.JCC] = (c, d) => { if (condition(d.cond, c.rflags())) c.rip = d.target; };
+H[Op.NOP] = () => {};
+H[Op.INT3] = (c, d) => {
+  if (!c.idt.has(X86_TRAP_BP)) trapNoGate(c, d, X86_TRAP_BP, "int3");
+  c.deliver(X86_TRAP_BP, d.next); // a trap: the saved RIP is the next instruction
+};
+H[Op.UD2] = (c, d) => {
+  if (!c.idt.has(X86_TRAP_UD)) trapNoGate(c, d, X86_TRAP_UD, "ud2");
+  c.deliver(X86_TRAP_UD, d.ip); // a fault: the saved RIP is the ud2 itself
+};
+H[Op.CLI] = (c) => { c.flags &= ~IF; };
+H[Op.STI] = (c) => {
+  if ((c.flags & IF) === 0) c.stiShadow = c.steps; // interrupts wait one more instruction (STI shadow)
+  c.flags |= IF;
+};
+H[Op.PUSHF] = (c) => c.push64(c.rflags(), 0);
+H[Op.POPF] = (c) => {
+  const v = c.pop64();
+  c.setRflags((v & POPF_WRITABLE) | (c.rflags() & ~POPF_WRITABLE));
+};
+H[Op.IRETQ] = (c, d) => c.iret(d.ip);
+
+for (let i = 0; i < OP_COUNT; i++) if (H[i] === undefined) throw new Error(`exec.ts: no handler for op ${i}`);
+
+export const HANDLERS: readonly Handler[] = H;
+
+// The hottest ops get direct, monomorphic calls from a switch (V8 can inline them into the
+// interpreter loop); the rest go through the table.
+const hMov = H[Op.MOV]!, hPush = H[Op.PUSH]!, hPop = H[Op.POP]!, hCall = H[Op.CALL]!, hRet = H[Op.RET]!;
+const hLeave = H[Op.LEAVE]!, hJcc = H[Op.JCC]!, hAdd = H[Op.ADD]!, hSub = H[Op.SUB]!, hCmp = H[Op.CMP]!;
+const hXor = H[Op.XOR]!, hLea = H[Op.LEA]!, hTest = H[Op.TEST]!, hMovzx = H[Op.MOVZX]!, hAnd = H[Op.AND]!;
+const O_MOV = Op.MOV, O_PUSH = Op.PUSH, O_POP = Op.POP, O_CALL = Op.CALL, O_RET = Op.RET, O_LEAVE = Op.LEAVE;
+const O_JCC = Op.JCC, O_JMP = Op.JMP, O_ADD = Op.ADD, O_SUB = Op.SUB, O_CMP = Op.CMP, O_XOR = Op.XOR, O_LEA = Op.LEA;
+const O_NOP = Op.NOP, O_TEST = Op.TEST, O_MOVZX = Op.MOVZX, O_AND = Op.AND;
+
+export function dispatch(c: Cpu, d: DInsn): void {
+  switch (d.op) {
+    case O_MOV: hMov(c, d); return;
+    case O_PUSH: hPush(c, d); return;
+    case O_POP: hPop(c, d); return;
+    case O_CALL: hCall(c, d); return;
+    case O_RET: hRet(c, d); return;
+    case O_LEAVE: hLeave(c, d); return;
+    case O_JCC: hJcc(c, d); return;
+    case O_JMP: c.rip = d.target; return;
+    case O_ADD: hAdd(c, d); return;
+    case O_SUB: hSub(c, d); return;
+    case O_CMP: hCmp(c, d); return;
+    case O_XOR: hXor(c, d); return;
+    case O_AND: hAnd(c, d); return;
+    case O_TEST: hTest(c, d); return;
+    case O_LEA: hLea(c, d); return;
+    case O_MOVZX: hMovzx(c, d); return;
+    case O_NOP: return;
+    default: H[d.op]!(c, d);
+  }
+}

@@ -1,0 +1,122 @@
+// The one declarative table of the x86-64 instructions the machine implements.
+//
+// Every iced-x86 `Code` listed here decodes to one of our own small op ids; anything else
+// decodes to UNSUPPORTED and stops the run with the instruction text, address and symbol.
+// The same table is what the JIT checks its output against ("we only emit what we emulate")
+// and what the differential tests draw instruction forms from.
+import { Code } from "iced-x86";
+
+/** Our op ids. Dense small integers: the machine dispatches through an array indexed by them. */
+export const Op = {
+  UNSUPPORTED: 0,
+  MOV: 1, MOVZX: 2, MOVSX: 3, LEA: 4,
+  ADD: 5, OR: 6, AND: 7, SUB: 8, XOR: 9, CMP: 10, TEST: 11,
+  NEG: 12, NOT: 13, INC: 14, DEC: 15,
+  SHL: 16, SHR: 17, SAR: 18,
+  IMUL2: 19, IMUL3: 20,
+  PUSH: 21, POP: 22,
+  CALL: 23, CALL_IND: 24, RET: 25, LEAVE: 26,
+  JMP: 27, JMP_IND: 28, JCC: 29,
+  NOP: 30, INT3: 31, CLI: 32, STI: 33, PUSHF: 34, POPF: 35, IRETQ: 36, UD2: 37,
+} as const;
+export type OpId = (typeof Op)[keyof typeof Op];
+export const OP_COUNT = 38;
+
+/** Names for messages and tests, indexed by op id. */
+export const OP_NAMES: readonly string[] = Object.entries(Op).sort((a, b) => a[1] - b[1]).map(([k]) => k.toLowerCase());
+
+/** Which kinds of code emit instructions with this op (documentation, and test coverage). */
+type Family = { readonly op: OpId; readonly codes: readonly string[]; readonly userMode: boolean };
+
+const sizes = ["8", "16", "32", "64"] as const;
+const aluForms = (m: string): string[] => [
+  ...sizes.map((s) => `${m}_rm${s}_r${s}`),
+  ...sizes.map((s) => `${m}_r${s}_rm${s}`),
+  `${m}_AL_imm8`, `${m}_AX_imm16`, `${m}_EAX_imm32`, `${m}_RAX_imm32`,
+  `${m}_rm8_imm8`, `${m}_rm16_imm16`, `${m}_rm32_imm32`, `${m}_rm64_imm32`,
+  `${m}_rm16_imm8`, `${m}_rm32_imm8`, `${m}_rm64_imm8`,
+];
+const unaryForms = (m: string): string[] => sizes.map((s) => `${m}_rm${s}`);
+const shiftForms = (m: string): string[] => sizes.flatMap((s) => [`${m}_rm${s}_1`, `${m}_rm${s}_CL`, `${m}_rm${s}_imm8`]);
+const jccNames = ["Jo", "Jno", "Jb", "Jae", "Je", "Jne", "Jbe", "Ja", "Js", "Jns", "Jp", "Jnp", "Jl", "Jge", "Jle", "Jg"];
+
+/**
+ * The table. `userMode: false` marks privileged forms that cannot run in user space (they stay
+ * covered by unit tests, not by the differential tests against the real CPU).
+ */
+export const FAMILIES: readonly Family[] = [
+  { op: Op.MOV, userMode: true, codes: [
+    ...sizes.map((s) => `Mov_rm${s}_r${s}`), ...sizes.map((s) => `Mov_r${s}_rm${s}`),
+    "Mov_r8_imm8", "Mov_r16_imm16", "Mov_r32_imm32", "Mov_r64_imm64",
+    "Mov_rm8_imm8", "Mov_rm16_imm16", "Mov_rm32_imm32", "Mov_rm64_imm32",
+  ] },
+  { op: Op.MOVZX, userMode: true, codes: ["Movzx_r16_rm8", "Movzx_r32_rm8", "Movzx_r64_rm8", "Movzx_r16_rm16", "Movzx_r32_rm16", "Movzx_r64_rm16"] },
+  { op: Op.MOVSX, userMode: true, codes: ["Movsx_r16_rm8", "Movsx_r32_rm8", "Movsx_r64_rm8", "Movsx_r16_rm16", "Movsx_r32_rm16", "Movsx_r64_rm16", "Movsxd_r64_rm32"] },
+  { op: Op.LEA, userMode: true, codes: ["Lea_r16_m", "Lea_r32_m", "Lea_r64_m"] },
+  { op: Op.ADD, userMode: true, codes: aluForms("Add") },
+  { op: Op.OR, userMode: true, codes: aluForms("Or") },
+  { op: Op.AND, userMode: true, codes: aluForms("And") },
+  { op: Op.SUB, userMode: true, codes: aluForms("Sub") },
+  { op: Op.XOR, userMode: true, codes: aluForms("Xor") },
+  { op: Op.CMP, userMode: true, codes: aluForms("Cmp") },
+  { op: Op.TEST, userMode: true, codes: [
+    ...sizes.map((s) => `Test_rm${s}_r${s}`),
+    "Test_AL_imm8", "Test_AX_imm16", "Test_EAX_imm32", "Test_RAX_imm32",
+    "Test_rm8_imm8", "Test_rm16_imm16", "Test_rm32_imm32", "Test_rm64_imm32",
+  ] },
+  { op: Op.NEG, userMode: true, codes: unaryForms("Neg") },
+  { op: Op.NOT, userMode: true, codes: unaryForms("Not") },
+  { op: Op.INC, userMode: true, codes: unaryForms("Inc") },
+  { op: Op.DEC, userMode: true, codes: unaryForms("Dec") },
+  { op: Op.SHL, userMode: true, codes: shiftForms("Shl") },
+  { op: Op.SHR, userMode: true, codes: shiftForms("Shr") },
+  { op: Op.SAR, userMode: true, codes: shiftForms("Sar") },
+  { op: Op.IMUL2, userMode: true, codes: ["Imul_r16_rm16", "Imul_r32_rm32", "Imul_r64_rm64"] },
+  { op: Op.IMUL3, userMode: true, codes: ["Imul_r16_rm16_imm16", "Imul_r32_rm32_imm32", "Imul_r64_rm64_imm32", "Imul_r16_rm16_imm8", "Imul_r32_rm32_imm8", "Imul_r64_rm64_imm8"] },
+  { op: Op.PUSH, userMode: true, codes: ["Push_r64", "Pushq_imm8", "Pushq_imm32", "Push_rm64"] },
+  { op: Op.POP, userMode: true, codes: ["Pop_r64", "Pop_rm64"] },
+  { op: Op.CALL, userMode: true, codes: ["Call_rel32_64"] },
+  { op: Op.CALL_IND, userMode: true, codes: ["Call_rm64"] },
+  { op: Op.RET, userMode: true, codes: ["Retnq", "Retnq_imm16"] },
+  { op: Op.LEAVE, userMode: true, codes: ["Leaveq"] },
+  { op: Op.JMP, userMode: true, codes: ["Jmp_rel8_64", "Jmp_rel32_64"] },
+  { op: Op.JMP_IND, userMode: true, codes: ["Jmp_rm64"] },
+  { op: Op.JCC, userMode: true, codes: jccNames.flatMap((j) => [`${j}_rel8_64`, `${j}_rel32_64`]) },
+  { op: Op.NOP, userMode: true, codes: ["Nopd", "Nopw", "Nopq", "Nop_rm16", "Nop_rm32", "Nop_rm64", "Endbr64", "Pause", "Lfence"] },
+  { op: Op.PUSHF, userMode: true, codes: ["Pushfq"] },
+  { op: Op.POPF, userMode: true, codes: ["Popfq"] },
+  { op: Op.INT3, userMode: false, codes: ["Int3"] },
+  { op: Op.UD2, userMode: false, codes: ["Ud2"] },
+  { op: Op.CLI, userMode: false, codes: ["Cli"] },
+  { op: Op.STI, userMode: false, codes: ["Sti"] },
+  { op: Op.IRETQ, userMode: false, codes: ["Iretq"] },
+];
+
+function codeValue(name: string): number {
+  const v = (Code as unknown as Record<string, number | undefined>)[name];
+  if (v === undefined) throw new Error(`isa.ts: iced-x86 has no Code.${name}`);
+  return v;
+}
+
+/** iced `Code` value → our op id (0 = unsupported). Built once at load time. */
+export const CODE_TO_OP: Uint8Array = (() => {
+  let max = 0;
+  for (const k of Object.keys(Code)) {
+    const v = (Code as unknown as Record<string, number>)[k];
+    if (typeof v === "number" && v > max) max = v;
+  }
+  const t = new Uint8Array(max + 1);
+  for (const f of FAMILIES) for (const c of f.codes) t[codeValue(c)] = f.op;
+  return t;
+})();
+
+/** Every supported iced Code name, with its op and whether it can run in user mode. */
+export function supportedCodes(): { code: string; op: string; userMode: boolean }[] {
+  return FAMILIES.flatMap((f) => f.codes.map((code) => ({ code, op: OP_NAMES[f.op]!, userMode: f.userMode })));
+}
+
+/** Jcc condition codes in encoding order (low nibble of 0x7x / 0x0f 0x8x). */
+export const COND = { O: 0, NO: 1, B: 2, AE: 3, E: 4, NE: 5, BE: 6, A: 7, S: 8, NS: 9, P: 10, NP: 11, L: 12, GE: 13, LE: 14, G: 15 } as const;
+export const JCC_CODE_TO_COND: ReadonlyMap<number, number> = new Map(
+  jccNames.flatMap((j, cond) => [[codeValue(`${j}_rel8_64`), cond] as const, [codeValue(`${j}_rel32_64`), cond] as const]),
+);

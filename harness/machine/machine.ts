@@ -1,0 +1,472 @@
+// The machine: one x86-64 CPU in ring 0 running pre-decoded code over paged memory, with
+// hardware-faithful interrupt delivery, a ground-truth shadow stack, address hooks, a step
+// budget and copy-on-write snapshots. Every run ends in a typed result (results.ts).
+import { hex64, mustBeCanonical, toCanonical } from "./addr.ts";
+import { ACT_CALL, ACT_INTERRUPT, ACT_ROOT, Cpu, hiOf, interruptName, pairToBig, Stop, X86_TRAP_NMI, type Observer } from "./cpu.ts";
+import type { ShadowSnapshot } from "./shadow.ts";
+import { InsnDecoder, REG_NAMES, RSP, unsupportedWhy, type DInsn, type HookFn, type RegName } from "./decode.ts";
+import { dispatch } from "./exec.ts";
+import { F_NONE, IF } from "./flags.ts";
+import { MemFault, Memory, type MemorySnapshot, type Region, type RegionDef } from "./memory.ts";
+import type { FinalResult, RunResult } from "./results.ts";
+import { SymbolTable, type SymbolDef } from "./symbols.ts";
+
+
+/** Where `call()` returns to when nothing else is given: the top page, never mapped. */
+export const DEFAULT_STOP_ADDRESS = 0xfffffffffffff000n;
+/** Default step budget of a run. */
+export const DEFAULT_MAX_STEPS = 10_000_000;
+
+export interface MachineConfig {
+  readonly regions?: readonly RegionDef[];
+  readonly symbols?: readonly SymbolDef[];
+}
+
+export interface CallOptions {
+  /** Up to six integer arguments in rdi, rsi, rdx, rcx, r8, r9. */
+  readonly args?: readonly bigint[];
+  /** Return address pushed for the entry; reaching it completes the run. */
+  readonly stopAt?: bigint;
+  /** Initial rsp; defaults to the current rsp. */
+  readonly rsp?: bigint;
+}
+
+export interface RunOptions {
+  /** Step budget counted from the last `call()`; exceeding it gives a `hang` result. */
+  readonly maxSteps?: number;
+}
+
+/** One entry of the true chain, innermost first. */
+export type TruthEntry =
+  | {
+      readonly kind: "frame";
+      /** Where this activation executes now (innermost) or resumes (the others). */
+      readonly ip: bigint;
+      /** `symbol+off` of ip. */
+      readonly symbol: string;
+      /** The function that was entered (call target or interrupt handler). */
+      readonly function: string;
+      readonly entry: bigint;
+      /** Where it returns: its pushed return address, the interrupted RIP, or the stop address. */
+      readonly returnAddress: bigint | undefined;
+      /** Address of the word holding the return address (or the hardware frame's RIP word). */
+      readonly slot: bigint | undefined;
+      readonly entered: "call" | "interrupt" | "root" | "unknown";
+    }
+  | {
+      readonly kind: "interrupt";
+      readonly vector: number;
+      readonly name: string;
+      /** The interrupted RIP and rsp. */
+      readonly ip: bigint;
+      readonly symbol: string;
+      readonly rsp: bigint;
+      /** Address of the five-word hardware frame (its RIP word). */
+      readonly frame: bigint;
+    };
+
+export interface MachineSnapshot {
+  readonly lo: Uint32Array;
+  readonly hi: Uint32Array;
+  readonly rip: number;
+  readonly flags: number;
+  readonly gsBase: number;
+  readonly cs: bigint;
+  readonly ss: bigint;
+  readonly steps: number;
+  readonly stiShadow: number;
+  readonly nmiBlocked: boolean;
+  readonly pendingNmi: boolean;
+  readonly pendingIrqs: readonly number[];
+  readonly shadow: ShadowSnapshot;
+  readonly stopRip: number;
+  readonly hookStep: number;
+  readonly hookRip: number;
+  readonly mem: MemorySnapshot;
+}
+
+interface CodeRegion { start: number; end: number; slots: (DInsn | undefined)[] }
+
+export class Machine {
+  readonly memory = new Memory();
+  readonly symbols: SymbolTable;
+  private readonly cpu: Cpu;
+  private readonly decoder = new InsnDecoder();
+  private readonly code: CodeRegion[] = [];
+  private readonly hooks = new Map<number, HookFn[]>();
+  private stopRip = mustBeCanonical(DEFAULT_STOP_ADDRESS, "stop");
+  private hookStep = -1;
+  private hookRip = NaN;
+  // Decode-cache window: the code region execution is in.
+  private cLo = 0;
+  private cHi = 0;
+  private cSlots: (DInsn | undefined)[] = [];
+
+  constructor(config: MachineConfig = {}) {
+    this.symbols = new SymbolTable(config.symbols ?? []);
+    this.cpu = new Cpu(this.memory, (a) => this.symbols.symbolizeInternal(a) ?? "");
+    for (const r of config.regions ?? []) this.map(r);
+  }
+
+  /** Release the WASM objects held by the decoder. */
+  dispose(): void {
+    this.decoder.free();
+  }
+
+  // ---- memory and code ----
+
+  map(def: RegionDef): Region {
+    const r = this.memory.map(def);
+    if (r.x) this.code.push({ start: r.start, end: r.end, slots: new Array(r.end - r.start) });
+    return r;
+  }
+
+  /** Copy bytes into memory (any permissions). Code loaded this way is pre-decoded in one pass. */
+  load(addr: bigint, bytes: Uint8Array): void {
+    this.memory.load(addr, bytes);
+    const a = mustBeCanonical(addr, "load");
+    for (const cr of this.code) {
+      if (a + bytes.length <= cr.start || a >= cr.end) continue;
+      // Drop every cached instruction that may overlap the new bytes (up to 15 bytes before).
+      for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = undefined;
+      const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
+      this.decoder.decodeBlock(bytes.subarray(lo - a, hi - a), lo, (d) => {
+        if (d.next <= hi) this.attach(cr, d);
+      });
+    }
+    this.cLo = this.cHi = 0;
+  }
+
+  private attach(cr: CodeRegion, d: DInsn): void {
+    d.hooks = this.hooks.get(d.ip) ?? null;
+    cr.slots[d.ip - cr.start] = d;
+  }
+
+  private decodeAt(ip: number): DInsn {
+    const bytes = this.memory.fetch(ip, 15); // faults if not executable
+    const cr = this.code.find((r) => ip >= r.start && ip < r.end)!;
+    const d = this.decoder.decodeOne(bytes, ip);
+    this.attach(cr, d);
+    this.cLo = cr.start; this.cHi = cr.end; this.cSlots = cr.slots;
+    return d;
+  }
+
+  private insnAt(ip: number): DInsn {
+    if (ip >= this.cLo && ip < this.cHi) {
+      const d = this.cSlots[ip - this.cLo];
+      if (d !== undefined) return d;
+    }
+    for (const cr of this.code) {
+      if (ip >= cr.start && ip < cr.end) {
+        this.cLo = cr.start; this.cHi = cr.end; this.cSlots = cr.slots;
+        const d = cr.slots[ip - cr.start];
+        if (d !== undefined) return d;
+        break;
+      }
+    }
+    return this.decodeAt(ip);
+  }
+
+  /** Intel-syntax text of the instruction at `addr`, or "(bad)". */
+  disassembleAt(addr: bigint): string {
+    const a = mustBeCanonical(addr, "disassemble");
+    const bytes = this.memory.peek(a, 15) ?? this.memory.peek(a, 1);
+    return bytes ? this.decoder.text(bytes, a) : "(unmapped)";
+  }
+
+  // ---- registers ----
+
+  /** A register's value, unsigned 64-bit. */
+  reg(name: RegName): bigint {
+    const i = regIndex(name);
+    return pairToBig(this.cpu.lo[i]!, this.cpu.hi[i]!);
+  }
+
+  setReg(name: RegName, v: bigint): void {
+    setPair(this.cpu, regIndex(name), v);
+  }
+
+  /** All sixteen registers, unsigned 64-bit. */
+  regs(): Record<RegName, bigint> {
+    return Object.fromEntries(REG_NAMES.map((n, i) => [n, pairToBig(this.cpu.lo[i]!, this.cpu.hi[i]!)])) as Record<RegName, bigint>;
+  }
+
+  get rip(): bigint { return toCanonical(this.cpu.rip); }
+  set rip(v: bigint) { this.cpu.rip = mustBeCanonical(v, "rip"); }
+  get rflags(): number { return this.cpu.rflags(); }
+  set rflags(v: number) { this.cpu.setRflags(v); }
+  get gsBase(): bigint { return toCanonical(this.cpu.gsBase); }
+  set gsBase(v: bigint) { this.cpu.gsBase = mustBeCanonical(v, "gs base"); }
+  get cs(): bigint { return this.cpu.cs; }
+  set cs(v: bigint) { this.cpu.cs = v & 0xffffn; }
+  get ss(): bigint { return this.cpu.ss; }
+  set ss(v: bigint) { this.cpu.ss = v & 0xffffn; }
+  /** Instructions executed since the last `call()`. */
+  get steps(): number { return this.cpu.steps; }
+  set observer(o: Observer | null) { this.cpu.observer = o; }
+
+  /** Read a 64-bit word without permission checks (observers, unwinders); undefined if not mapped. */
+  peek64(addr: bigint): bigint | undefined {
+    const a = mustBeCanonical(addr, "peek");
+    return this.memory.peek64(a);
+  }
+
+  // ---- interrupt configuration (IDT gates, TSS) ----
+
+  setGate(vector: number, handler: bigint, ist = 0): void {
+    if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector ${vector} is not 0..255`);
+    if (!Number.isInteger(ist) || ist < 0 || ist > 7) throw new RangeError(`IST index ${ist} is not 0..7`);
+    this.cpu.idt.set(vector, { handler: mustBeCanonical(handler, `vector ${vector} handler`), ist });
+  }
+
+  /** TSS.IST[n] (1..7): the stack top loaded when a gate with that IST index is taken. */
+  setIst(n: number, top: bigint): void {
+    if (!Number.isInteger(n) || n < 1 || n > 7) throw new RangeError(`IST index ${n} is not 1..7`);
+    this.cpu.ist[n] = mustBeCanonical(top, `IST ${n}`);
+  }
+
+  /** TSS.RSP0: the stack loaded on an interrupt from user mode. */
+  setRsp0(top: bigint): void {
+    this.cpu.rsp0 = mustBeCanonical(top, "rsp0");
+  }
+
+  /**
+   * Raise an interrupt. Vector 2 is an NMI (ignores IF, blocked until the next iretq after an
+   * NMI); any other vector is a maskable IRQ that stays pending while IF is clear.
+   */
+  raise(vector: number): void {
+    if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector ${vector} is not 0..255`);
+    const c = this.cpu;
+    if (vector === X86_TRAP_NMI) { c.pendingNmi = true; return; }
+    if (!c.pendingIrqs.includes(vector)) {
+      c.pendingIrqs.push(vector);
+      c.pendingIrqs.sort((a, b) => b - a);
+    }
+  }
+
+  get pending(): { nmi: boolean; irqs: readonly number[] } {
+    return { nmi: this.cpu.pendingNmi, irqs: [...this.cpu.pendingIrqs] };
+  }
+
+  /** Deliver what is deliverable at this boundary; true if something was delivered. */
+  private deliverPending(): boolean {
+    const c = this.cpu;
+    if (c.pendingNmi && !c.nmiBlocked) {
+      c.pendingNmi = false;
+      c.deliver(X86_TRAP_NMI, c.rip);
+      return true;
+    }
+    if (c.pendingIrqs.length !== 0 && (c.flags & IF) !== 0 && c.stiShadow !== c.steps) {
+      c.deliver(c.pendingIrqs.shift()!, c.rip);
+      return true;
+    }
+    return false;
+  }
+
+  // ---- hooks ----
+
+  /**
+   * Run `fn` whenever RIP reaches `addr`, before the instruction there executes. Returning
+   * "stop" ends the run with a `stopped` result; resuming continues at that instruction.
+   */
+  addHook(addr: bigint, fn: (m: Machine) => "stop" | void): void {
+    const a = mustBeCanonical(addr, "hook address");
+    const list = this.hooks.get(a) ?? [];
+    list.push(() => fn(this));
+    this.hooks.set(a, list);
+    for (const cr of this.code) {
+      const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start] : undefined;
+      if (d !== undefined) d.hooks = list;
+    }
+  }
+
+  clearHooks(addr: bigint): void {
+    const a = mustBeCanonical(addr, "hook address");
+    this.hooks.delete(a);
+    for (const cr of this.code) {
+      const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start] : undefined;
+      if (d !== undefined) d.hooks = null;
+    }
+  }
+
+  // ---- running ----
+
+  /**
+   * Prepare a call of `entry`: push the stop address as its return address (recorded as the
+   * root activation of the shadow stack), load arguments, reset the step counter.
+   */
+  call(entry: bigint, opts: CallOptions = {}): void {
+    const c = this.cpu;
+    const args = opts.args ?? [];
+    if (args.length > 6) throw new RangeError(`call: ${args.length} arguments; at most 6 go in registers`);
+    const argRegs = [7, 6, 2, 1, 8, 9];
+    args.forEach((v, i) => setPair(c, argRegs[i]!, v));
+    if (opts.rsp !== undefined) setPair(c, RSP, opts.rsp);
+    const stop = opts.stopAt ?? DEFAULT_STOP_ADDRESS;
+    this.stopRip = mustBeCanonical(stop, "stop address");
+    const target = mustBeCanonical(entry, "entry");
+    c.shadow.clear();
+    c.steps = 0;
+    this.hookStep = -1;
+    try {
+      const s = mustBeCanonical(stop, "stop address");
+      c.push64(s >>> 0, hiOf(s));
+    } catch (e) {
+      if (e instanceof MemFault) throw new RangeError(`call: cannot push the return address: ${e.describe()}`);
+      throw e;
+    }
+    c.shadow.push(ACT_ROOT, target, this.stopRip, c.rspInternal(), c.rspInternal() + 8, -1, -1);
+    c.rip = target;
+  }
+
+  /** Run to the end: completion, a fault, a failure, a hang, or a hook's stop. */
+  run(opts: RunOptions = {}): Exclude<RunResult, { kind: "paused" }> {
+    return this.execute(opts.maxSteps ?? DEFAULT_MAX_STEPS, -1) as Exclude<RunResult, { kind: "paused" }>;
+  }
+
+  /** Run until `steps` instructions have executed since `call()` (then `paused`), or the run ends. */
+  runUntil(steps: number, opts: RunOptions = {}): RunResult {
+    return this.execute(opts.maxSteps ?? DEFAULT_MAX_STEPS, steps);
+  }
+
+  /** Execute one instruction (after delivering whatever interrupt is deliverable first). */
+  step(): RunResult {
+    return this.execute(Number.MAX_SAFE_INTEGER, this.cpu.steps + 1);
+  }
+
+  private execute(limit: number, pauseAt: number): RunResult {
+    try {
+      return this.loop(limit, pauseAt);
+    } catch (e) {
+      if (e instanceof Stop) return e.result;
+      if (e instanceof MemFault) return this.faultResult(e);
+      throw e;
+    }
+  }
+
+  private loop(limit: number, pauseAt: number): RunResult {
+    const c = this.cpu;
+    for (;;) {
+      const ip = c.rip;
+      if (ip === this.stopRip) {
+        return { kind: "completed", rax: pairToBig(c.lo[0]!, c.hi[0]!), steps: c.steps };
+      }
+      if (c.steps === pauseAt) return { kind: "paused", steps: c.steps, rip: toCanonical(ip) };
+      if ((c.pendingNmi || c.pendingIrqs.length !== 0) && this.deliverPending()) continue;
+      this.faultIp = ip;
+      const d = this.insnAt(ip);
+      if (d.hooks !== null && (this.hookStep !== c.steps || this.hookRip !== ip)) {
+        this.hookStep = c.steps;
+        this.hookRip = ip;
+        let stop = false;
+        for (const h of d.hooks) if (h() === "stop") stop = true;
+        if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
+        if (c.rip !== ip) continue; // a hook redirected execution
+      }
+      if (d.op === 0) return this.unsupported(d);
+      if (c.steps >= limit) {
+        return { kind: "hang", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip), message: `no completion after ${c.steps} steps; at ${c.describe(ip)}` };
+      }
+      c.rip = d.next;
+      c.steps++;
+      dispatch(c, d);
+    }
+  }
+
+  /** RIP of the instruction being executed (or fetched) when a MemFault is thrown. */
+  private faultIp = 0;
+
+  private faultResult(e: MemFault): FinalResult {
+    const c = this.cpu;
+    const ip = this.faultIp;
+    c.rip = ip; // the faulting instruction did not complete
+    const address = e.raw ?? toCanonical(e.addr);
+    return {
+      kind: "fault", reason: e.reason, access: e.access, address,
+      region: e.region?.name, regionKind: e.region?.kind,
+      rip: toCanonical(ip), symbol: c.symbolize(ip),
+      message: `${e.describe()} at rip ${c.describe(ip)}${e.access === "execute" && e.addr === ip ? "" : ` (${this.disassembleAt(toCanonical(ip))})`}`,
+    };
+  }
+
+  private unsupported(d: DInsn): FinalResult {
+    const bytes = this.memory.peek(d.ip, Math.max(1, d.len)) ?? new Uint8Array();
+    const text = this.disassembleAt(toCanonical(d.ip));
+    const why = unsupportedWhy.get(d);
+    const hexBytes = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    return {
+      kind: "unsupported", rip: toCanonical(d.ip), symbol: this.cpu.symbolize(d.ip), text, bytes: hexBytes,
+      message: `unsupported instruction '${text}' (${hexBytes}) at ${this.cpu.describe(d.ip)}${why ? `: ${why} not modelled` : ""}`,
+    };
+  }
+
+  // ---- ground truth ----
+
+  /** The true chain of activations, innermost first, with interrupt boundaries marked. */
+  truth(): TruthEntry[] {
+    const c = this.cpu;
+    const out: TruthEntry[] = [];
+    let cursor = c.rip;
+    const sym = (a: number) => c.symbolize(a);
+    if (c.shadow.depth === 0) {
+      return [{ kind: "frame", ip: toCanonical(cursor), symbol: sym(cursor), function: "", entry: toCanonical(cursor), returnAddress: undefined, slot: undefined, entered: "unknown" }];
+    }
+    for (let i = c.shadow.depth - 1; i >= 0; i--) {
+      const a = c.shadow.at(i);
+      out.push({
+        kind: "frame", ip: toCanonical(cursor), symbol: sym(cursor), function: this.symbols.lookupInternal(a.entry)?.name ?? hex64(toCanonical(a.entry)),
+        entry: toCanonical(a.entry), returnAddress: toCanonical(a.ret), slot: toCanonical(a.slot),
+        entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root",
+      });
+      if (a.kind === ACT_INTERRUPT) {
+        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: sym(a.ret), rsp: toCanonical(a.rsp), frame: toCanonical(a.slot) });
+      }
+      cursor = a.ret;
+    }
+    return out;
+  }
+
+  /** Depth of the shadow stack (activations live now). */
+  get depth(): number {
+    return this.cpu.shadow.depth;
+  }
+
+  // ---- snapshots ----
+
+  snapshot(): MachineSnapshot {
+    const c = this.cpu;
+    return {
+      lo: c.lo.slice(), hi: c.hi.slice(), rip: c.rip, flags: c.rflags(), gsBase: c.gsBase, cs: c.cs, ss: c.ss, steps: c.steps,
+      stiShadow: c.stiShadow, nmiBlocked: c.nmiBlocked, pendingNmi: c.pendingNmi, pendingIrqs: c.pendingIrqs.slice(),
+      shadow: c.shadow.snapshot(), stopRip: this.stopRip, hookStep: this.hookStep, hookRip: this.hookRip,
+      mem: this.memory.snapshot(),
+    };
+  }
+
+  restore(s: MachineSnapshot): void {
+    const c = this.cpu;
+    c.lo.set(s.lo);
+    c.hi.set(s.hi);
+    c.rip = s.rip;
+    c.flags = s.flags;
+    c.fKind = F_NONE;
+    c.gsBase = s.gsBase; c.cs = s.cs; c.ss = s.ss; c.steps = s.steps;
+    c.stiShadow = s.stiShadow; c.nmiBlocked = s.nmiBlocked; c.pendingNmi = s.pendingNmi; c.pendingIrqs = s.pendingIrqs.slice();
+    c.shadow.restore(s.shadow);
+    this.stopRip = s.stopRip; this.hookStep = s.hookStep; this.hookRip = s.hookRip;
+    this.memory.restore(s.mem);
+  }
+}
+
+function setPair(c: Cpu, i: number, v: bigint): void {
+  const u = BigInt.asUintN(64, v);
+  c.lo[i] = Number(u & 0xffffffffn);
+  c.hi[i] = Number(u >> 32n);
+}
+
+function regIndex(name: RegName): number {
+  const i = REG_NAMES.indexOf(name);
+  if (i < 0) throw new RangeError(`unknown register '${String(name)}'; expected one of ${REG_NAMES.join(", ")}`);
+  return i;
+}
+

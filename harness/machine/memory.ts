@@ -1,0 +1,321 @@
+// Byte-addressable paged memory with named regions and permissions.
+//
+// Pages are 4 KiB. Every mapped page belongs to one region (text, data, stack, per-CPU, guard).
+// An access to an unmapped page, a guard page, a write to text, or a fetch from
+// non-executable memory throws a MemFault, which the machine turns into a typed fault result.
+//
+// Snapshots are copy-on-write: a snapshot freezes the current pages; the live memory copies a
+// page the first time it writes to it afterwards. That makes forking a run at every instruction
+// boundary cost O(pages mapped) for the page table plus one page copy per page written.
+import { hex64, mustBeCanonical, toCanonical } from "./addr.ts";
+
+export const PAGE_SIZE = 4096;
+
+export type RegionKind = "text" | "data" | "stack" | "percpu" | "guard";
+export type Access = "read" | "write" | "execute";
+
+export interface RegionDef {
+  readonly name: string;
+  readonly kind: RegionKind;
+  /** Canonical start address; page aligned. */
+  readonly start: bigint;
+  /** Size in bytes; a multiple of the page size. */
+  readonly size: number;
+  /** `r`, `w`, `x` or `-` in that order, e.g. `r-x`. Guard regions must be `---`. */
+  readonly perms: string;
+}
+
+export interface Region {
+  readonly name: string;
+  readonly kind: RegionKind;
+  readonly start: number;
+  readonly end: number;
+  readonly r: boolean;
+  readonly w: boolean;
+  readonly x: boolean;
+}
+
+export type FaultReason = "unmapped" | "guard-page" | "write-to-text" | "no-write" | "no-read" | "no-execute" | "non-canonical";
+
+/** Thrown by memory accessors; caught by the machine at instruction granularity. */
+export class MemFault {
+  constructor(
+    readonly reason: FaultReason,
+    readonly access: Access,
+    /** Internal address, or NaN for a non-canonical one (then `raw` holds it). */
+    readonly addr: number,
+    readonly region: Region | undefined,
+    readonly raw?: bigint,
+  ) {}
+
+  describe(): string {
+    const where = this.raw !== undefined ? hex64(this.raw) : hex64(this.addr);
+    const region = this.region ? `region '${this.region.name}' (${this.region.kind})` : "unmapped memory";
+    const what: Record<FaultReason, string> = {
+      "unmapped": `${this.access} of unmapped address ${where}`,
+      "guard-page": `${this.access} of guard page at ${where} in ${region}`,
+      "write-to-text": `write to kernel text at ${where} in ${region}`,
+      "no-write": `write to read-only ${where} in ${region}`,
+      "no-read": `read of unreadable ${where} in ${region}`,
+      "no-execute": `instruction fetch from non-executable ${where} in ${region}`,
+      "non-canonical": `${this.access} of non-canonical address ${where}`,
+    };
+    return what[this.reason];
+  }
+}
+
+class Page {
+  readonly dv: DataView<ArrayBuffer>;
+  readonly u32: Uint32Array<ArrayBuffer>;
+  constructor(readonly data: Uint8Array<ArrayBuffer>, readonly region: Region, public epoch: number) {
+    this.dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    this.u32 = new Uint32Array(data.buffer, data.byteOffset, PAGE_SIZE / 4);
+  }
+}
+
+export interface MemorySnapshot {
+  readonly pages: ReadonlyMap<number, Page>;
+}
+
+function pageNo(a: number): number {
+  return Math.floor(a / PAGE_SIZE);
+}
+
+export class Memory {
+  private pages = new Map<number, Page>();
+  private readonly regionList: Region[] = [];
+  private epoch = 0;
+  // One-entry caches for the page last read and last written (the write cache only ever holds a
+  // page owned by the current epoch, so a cached write never needs a copy-on-write check).
+  private rNo = NaN;
+  private rPage: Page | undefined;
+  private wNo = NaN;
+  private wPage: Page | undefined;
+
+  get regions(): readonly Region[] {
+    return this.regionList;
+  }
+
+  map(def: RegionDef): Region {
+    const start = mustBeCanonical(def.start, `region '${def.name}' start`);
+    if (start % PAGE_SIZE !== 0) throw new RangeError(`region '${def.name}': start ${hex64(def.start)} is not page aligned`);
+    if (!Number.isInteger(def.size) || def.size <= 0 || def.size % PAGE_SIZE !== 0) {
+      throw new RangeError(`region '${def.name}': size ${def.size} is not a positive multiple of ${PAGE_SIZE}`);
+    }
+    if (!/^[r-][w-][x-]$/.test(def.perms)) throw new RangeError(`region '${def.name}': perms '${def.perms}' must look like 'r-x'`);
+    if (def.kind === "guard" && def.perms !== "---") throw new RangeError(`region '${def.name}': a guard region must be '---'`);
+    const region: Region = {
+      name: def.name, kind: def.kind, start, end: start + def.size,
+      r: def.perms[0] === "r", w: def.perms[1] === "w", x: def.perms[2] === "x",
+    };
+    for (const other of this.regionList) {
+      if (region.start < other.end && other.start < region.end) {
+        throw new RangeError(`region '${def.name}' overlaps region '${other.name}'`);
+      }
+    }
+    this.regionList.push(region);
+    for (let p = pageNo(start); p < pageNo(region.end); p++) {
+      this.pages.set(p, new Page(new Uint8Array(PAGE_SIZE), region, this.epoch));
+    }
+    this.rNo = this.wNo = NaN;
+    return region;
+  }
+
+  regionAt(addr: number): Region | undefined {
+    return this.pages.get(pageNo(addr))?.region;
+  }
+
+  regionByName(name: string): Region | undefined {
+    return this.regionList.find((r) => r.name === name);
+  }
+
+  // ---- checked accessors used by instructions (internal addresses) ----
+
+  private fault(access: Access, addr: number): never {
+    const page = this.pages.get(pageNo(addr));
+    if (!page) throw new MemFault("unmapped", access, addr, undefined);
+    const r = page.region;
+    if (r.kind === "guard") throw new MemFault("guard-page", access, addr, r);
+    if (access === "write") throw new MemFault(r.kind === "text" ? "write-to-text" : "no-write", access, addr, r);
+    throw new MemFault(access === "read" ? "no-read" : "no-execute", access, addr, r);
+  }
+
+  private readPage(no: number, addr: number): Page {
+    if (no === this.rNo) return this.rPage!;
+    const p = this.pages.get(no);
+    if (p === undefined || !p.region.r) this.fault("read", addr);
+    this.rNo = no;
+    this.rPage = p;
+    return p;
+  }
+
+  private writePage(no: number, addr: number): Page {
+    if (no === this.wNo) return this.wPage!;
+    let p = this.pages.get(no);
+    if (p === undefined || !p.region.w) this.fault("write", addr);
+    if (p.epoch !== this.epoch) {
+      p = new Page(p.data.slice(), p.region, this.epoch);
+      this.pages.set(no, p);
+      if (no === this.rNo) this.rPage = p;
+    }
+    this.wNo = no;
+    this.wPage = p;
+    return p;
+  }
+
+  read8(a: number): number {
+    const no = pageNo(a);
+    return this.readPage(no, a).data[a - no * PAGE_SIZE]!;
+  }
+
+  read16(a: number): number {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if (off <= PAGE_SIZE - 2) return this.readPage(no, a).dv.getUint16(off, true);
+    return this.read8(a) | (this.read8(a + 1) << 8);
+  }
+
+  read32(a: number): number {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if (off <= PAGE_SIZE - 4) return this.readPage(no, a).dv.getUint32(off, true);
+    return (this.read16(a) | (this.read16(a + 2) << 16)) >>> 0;
+  }
+
+  /**
+   * The qword at `a`: returns its low 32 bits and leaves the high 32 bits in `hi` (64-bit values
+   * travel as two uint32 halves; see cpu.ts).
+   */
+  read64(a: number): number {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if ((off & 7) === 0) {
+      const u = this.readPage(no, a).u32;
+      this.hi = u[(off >> 2) + 1]!;
+      return u[off >> 2]!;
+    }
+    if (off <= PAGE_SIZE - 8) {
+      const dv = this.readPage(no, a).dv;
+      this.hi = dv.getUint32(off + 4, true);
+      return dv.getUint32(off, true);
+    }
+    const lo = this.read32(a);
+    this.hi = this.read32(a + 4);
+    return lo;
+  }
+
+  /** High half of the last read64. */
+  hi = 0;
+
+  write8(a: number, v: number): void {
+    const no = pageNo(a);
+    this.writePage(no, a).data[a - no * PAGE_SIZE] = v;
+  }
+
+  write16(a: number, v: number): void {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if (off <= PAGE_SIZE - 2) {
+      this.writePage(no, a).dv.setUint16(off, v, true);
+    } else {
+      this.writePage(pageNo(a + 1), a + 1); // check both pages before writing either byte
+      this.write8(a, v & 0xff);
+      this.write8(a + 1, (v >>> 8) & 0xff);
+    }
+  }
+
+  write32(a: number, v: number): void {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if (off <= PAGE_SIZE - 4) {
+      this.writePage(no, a).dv.setUint32(off, v >>> 0, true);
+    } else {
+      this.writePage(no, a);
+      this.writePage(pageNo(a + 3), a + 3);
+      for (let i = 0; i < 4; i++) this.write8(a + i, (v >>> (8 * i)) & 0xff);
+    }
+  }
+
+  write64(a: number, lo: number, hi: number): void {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if ((off & 7) === 0) {
+      const u = this.writePage(no, a).u32;
+      u[off >> 2] = lo;
+      u[(off >> 2) + 1] = hi;
+    } else if (off <= PAGE_SIZE - 8) {
+      const dv = this.writePage(no, a).dv;
+      dv.setUint32(off, lo, true);
+      dv.setUint32(off + 4, hi, true);
+    } else {
+      this.writePage(no, a);
+      this.writePage(pageNo(a + 7), a + 7);
+      this.write32(a, lo);
+      this.write32(a + 4, hi);
+    }
+  }
+
+  /** Fetch check for instruction decoding: returns up to `max` bytes readable from an executable page. */
+  fetch(a: number, max: number): Uint8Array {
+    const no = pageNo(a);
+    const p = this.pages.get(no);
+    if (p === undefined || !p.region.x) this.fault("execute", a);
+    const off = a - no * PAGE_SIZE;
+    const first = p.data.subarray(off, Math.min(PAGE_SIZE, off + max));
+    if (first.length === max) return first;
+    const next = this.pages.get(no + 1);
+    if (next === undefined || !next.region.x) return first; // the decoder reports the truncation
+    const out = new Uint8Array(max);
+    out.set(first);
+    out.set(next.data.subarray(0, max - first.length), first.length);
+    return out;
+  }
+
+  // ---- privileged access for the harness and the unwinders (no permission checks) ----
+
+  /** Copy bytes into mapped memory regardless of permissions (image loading). */
+  load(addr: bigint, bytes: Uint8Array): void {
+    const a = mustBeCanonical(addr, "load address");
+    for (let i = 0; i < bytes.length; ) {
+      const no = pageNo(a + i), off = a + i - no * PAGE_SIZE;
+      let p = this.pages.get(no);
+      if (!p) throw new RangeError(`load of ${bytes.length} bytes at ${hex64(addr)}: ${hex64(toCanonical(a + i))} is unmapped`);
+      if (p.region.kind === "guard") throw new RangeError(`load at ${hex64(addr)}: ${hex64(toCanonical(a + i))} is in guard region '${p.region.name}'`);
+      if (p.epoch !== this.epoch) {
+        p = new Page(p.data.slice(), p.region, this.epoch);
+        this.pages.set(no, p);
+      }
+      const n = Math.min(PAGE_SIZE - off, bytes.length - i);
+      p.data.set(bytes.subarray(i, i + n), off);
+      i += n;
+    }
+    this.rNo = this.wNo = NaN;
+  }
+
+  /** Read bytes without permission checks; undefined if any byte is unmapped or in a guard page. */
+  peek(a: number, len: number): Uint8Array | undefined {
+    const out = new Uint8Array(len);
+    for (let i = 0; i < len; ) {
+      const no = pageNo(a + i), off = a + i - no * PAGE_SIZE;
+      const p = this.pages.get(no);
+      if (!p || p.region.kind === "guard") return undefined;
+      const n = Math.min(PAGE_SIZE - off, len - i);
+      out.set(p.data.subarray(off, off + n), i);
+      i += n;
+    }
+    return out;
+  }
+
+  /** An unchecked 64-bit read (unsigned) for observers (unwinders, oracles); undefined if not mapped. */
+  peek64(a: number): bigint | undefined {
+    const b = this.peek(a, 8);
+    return b && new DataView(b.buffer).getBigUint64(0, true);
+  }
+
+  snapshot(): MemorySnapshot {
+    const snap = { pages: new Map(this.pages) };
+    this.epoch++; // every page is now shared with the snapshot: the next write copies it
+    this.rNo = this.wNo = NaN;
+    return snap;
+  }
+
+  restore(snap: MemorySnapshot): void {
+    this.pages = new Map(snap.pages);
+    this.epoch++;
+    this.rNo = this.wNo = NaN;
+  }
+}

@@ -1,0 +1,86 @@
+// The ground-truth shadow stack: one entry per live activation (call, interrupt, root), kept as
+// parallel typed arrays so that a call or return allocates nothing on the interpreter's path.
+
+export const ACT_CALL = 0, ACT_INTERRUPT = 1, ACT_ROOT = 2;
+
+/** One activation, as a value (built on demand for observers and queries). */
+export interface Activation {
+  readonly kind: number;      // ACT_CALL, ACT_INTERRUPT or ACT_ROOT
+  readonly entry: number;     // address entered: call target, or the vector's handler
+  readonly ret: number;       // where control returns: pushed return address, or interrupted RIP
+  readonly slot: number;      // address of the return-address word (call) or of the hardware frame's RIP word
+  readonly rsp: number;       // rsp to be restored: after ret (call), or the interrupted rsp (interrupt)
+  readonly vector: number;    // interrupt vector, or -1
+  readonly site: number;      // address of the call instruction, or -1
+}
+
+export interface ShadowSnapshot {
+  readonly depth: number;
+  readonly cols: readonly (Int16Array | Float64Array)[];
+}
+
+export class ShadowStack {
+  depth = 0;
+  kind = new Int16Array(64);
+  vector = new Int16Array(64);
+  entry = new Float64Array(64);
+  ret = new Float64Array(64);
+  slot = new Float64Array(64);
+  rsp = new Float64Array(64);
+  site = new Float64Array(64);
+
+  push(kind: number, entry: number, ret: number, slot: number, rsp: number, vector: number, site: number): void {
+    const i = this.depth;
+    if (i === this.kind.length) this.grow();
+    this.kind[i] = kind; this.entry[i] = entry; this.ret[i] = ret; this.slot[i] = slot;
+    this.rsp[i] = rsp; this.vector[i] = vector; this.site[i] = site;
+    this.depth = i + 1;
+  }
+
+  /** Kind of the innermost activation, or -1 when empty. */
+  topKind(): number {
+    return this.depth === 0 ? -1 : this.kind[this.depth - 1]!;
+  }
+
+  topRet(): number {
+    return this.ret[this.depth - 1]!;
+  }
+
+  at(i: number): Activation {
+    return {
+      kind: this.kind[i]!, entry: this.entry[i]!, ret: this.ret[i]!, slot: this.slot[i]!,
+      rsp: this.rsp[i]!, vector: this.vector[i]!, site: this.site[i]!,
+    };
+  }
+
+  top(): Activation | undefined {
+    return this.depth === 0 ? undefined : this.at(this.depth - 1);
+  }
+
+  clear(): void {
+    this.depth = 0;
+  }
+
+  snapshot(): ShadowSnapshot {
+    const n = this.depth;
+    return { depth: n, cols: [this.kind, this.vector, this.entry, this.ret, this.slot, this.rsp, this.site].map((c) => c.slice(0, n)) };
+  }
+
+  restore(s: ShadowSnapshot): void {
+    while (this.kind.length < s.depth) this.grow();
+    const cols = [this.kind, this.vector, this.entry, this.ret, this.slot, this.rsp, this.site];
+    cols.forEach((c, i) => (c as Float64Array).set(s.cols[i] as Float64Array));
+    this.depth = s.depth;
+  }
+
+  private grow(): void {
+    const n = this.kind.length * 2;
+    const g = <T extends Int16Array | Float64Array>(a: T): T => {
+      const b = new (a.constructor as new (n: number) => T)(n);
+      b.set(a as never);
+      return b;
+    };
+    this.kind = g(this.kind); this.vector = g(this.vector); this.entry = g(this.entry); this.ret = g(this.ret);
+    this.slot = g(this.slot); this.rsp = g(this.rsp); this.site = g(this.site);
+  }
+}

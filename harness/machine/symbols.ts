@@ -1,0 +1,71 @@
+// Symbol table of an image: name, [start, end), kind. Used to symbolise every address the
+// machine reports (`bpf_prog_main+0x1c`), and by the unwinders' kernel-text checks.
+import { hex, toCanonical, mustBeCanonical } from "./addr.ts";
+
+export type SymbolKind = "kernel" | "bpf" | "entry" | "trampoline" | "data";
+
+export interface SymbolDef {
+  readonly name: string;
+  readonly start: bigint;
+  /** Exclusive end. */
+  readonly end: bigint;
+  readonly kind: SymbolKind;
+}
+
+interface Entry { name: string; start: number; end: number; kind: SymbolKind }
+
+export class SymbolTable {
+  private readonly entries: Entry[];
+
+  constructor(defs: readonly SymbolDef[] = []) {
+    this.entries = defs.map((d) => {
+      const start = mustBeCanonical(d.start, `symbol ${d.name} start`);
+      const end = mustBeCanonical(d.end, `symbol ${d.name} end`);
+      if (end <= start) throw new RangeError(`symbol ${d.name}: end must be above start`);
+      return { name: d.name, start, end, kind: d.kind };
+    });
+    this.entries.sort((a, b) => a.start - b.start);
+    for (let i = 1; i < this.entries.length; i++) {
+      const prev = this.entries[i - 1]!, cur = this.entries[i]!;
+      if (cur.start < prev.end) throw new RangeError(`symbols ${prev.name} and ${cur.name} overlap`);
+    }
+  }
+
+  get all(): SymbolDef[] {
+    return this.entries.map((e) => ({ name: e.name, start: toCanonical(e.start), end: toCanonical(e.end), kind: e.kind }));
+  }
+
+  /** The symbol containing an internal address, by binary search. */
+  lookupInternal(addr: number): Entry | undefined {
+    const es = this.entries;
+    let lo = 0, hi = es.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const e = es[mid]!;
+      if (addr < e.start) hi = mid - 1;
+      else if (addr >= e.end) lo = mid + 1;
+      else return e;
+    }
+    return undefined;
+  }
+
+  lookup(addr: bigint): SymbolDef | undefined {
+    const s = addr >= 0n ? this.lookupInternal(Number(BigInt.asIntN(64, addr))) : undefined;
+    return s && { name: s.name, start: toCanonical(s.start), end: toCanonical(s.end), kind: s.kind };
+  }
+
+  /** `name+0x1c`, or undefined when no symbol contains the address. */
+  symbolizeInternal(addr: number): string | undefined {
+    const e = this.lookupInternal(addr);
+    return e && (addr === e.start ? e.name : `${e.name}+${hex(addr - e.start)}`);
+  }
+
+  symbolize(addr: bigint): string | undefined {
+    return this.symbolizeInternal(Number(BigInt.asIntN(64, addr)));
+  }
+
+  byName(name: string): SymbolDef | undefined {
+    const e = this.entries.find((x) => x.name === name);
+    return e && { name: e.name, start: toCanonical(e.start), end: toCanonical(e.end), kind: e.kind };
+  }
+}

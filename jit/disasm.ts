@@ -1,0 +1,92 @@
+// Disassembly in GAS (AT&T, as objdump and the kernel selftests' __jited() print it) or Intel
+// syntax, with `symbol+offset` annotations on every address and branch target.
+//
+// iced-x86 1.21's formatter prints an imm64 whose low 32 bits are <= 9 as that small decimal
+// (`movabs $0x100000001,%rax` as `movabs $1,%rax`) unless smallHexNumbersInDecimal is false.
+import { Decoder, DecoderOptions, FlowControl, Formatter, FormatterSyntax, Instruction, OpKind, Register } from "iced-x86";
+
+export type Syntax = "gas" | "intel";
+export type Symbolizer = (addr: bigint) => string | undefined;
+
+export interface DisasmLine {
+  readonly address: bigint;
+  readonly bytes: Uint8Array;
+  /** The instruction text, without annotations. */
+  readonly text: string;
+  /** `symbol+0xoff` of the instruction address, if a symbol contains it. */
+  readonly symbol: string | undefined;
+  /** `symbol+0xoff` of the branch target or absolute memory address the instruction names. */
+  readonly refers: string | undefined;
+}
+
+export interface DisasmOptions {
+  readonly syntax?: Syntax;
+  readonly symbolize?: Symbolizer;
+}
+
+function makeFormatter(syntax: Syntax): Formatter {
+  const f = new Formatter(syntax === "gas" ? FormatterSyntax.Gas : FormatterSyntax.Intel);
+  f.smallHexNumbersInDecimal = false;
+  f.hexPrefix = "0x";
+  f.hexSuffix = "";
+  f.uppercaseHex = false;
+  f.branchLeadingZeros = false;
+  f.displacementLeadingZeros = false;
+  f.leadingZeros = false;
+  return f;
+}
+
+const NEAR64 = OpKind.NearBranch64, MEMORY = OpKind.Memory, REG_NONE = Register.None, REG_RIP = Register.RIP;
+const FC_NEXT = FlowControl.Next;
+
+/** Decode and format every instruction in `bytes`, placed at `base`. */
+export function disassemble(bytes: Uint8Array, base: bigint, opts: DisasmOptions = {}): DisasmLine[] {
+  const sym = opts.symbolize ?? (() => undefined);
+  const out: DisasmLine[] = [];
+  const f = makeFormatter(opts.syntax ?? "gas");
+  const dec = new Decoder(64, bytes, DecoderOptions.None);
+  const ins = new Instruction();
+  try {
+    dec.ip = BigInt.asUintN(64, base);
+    while (dec.canDecode) {
+      dec.decodeOut(ins);
+      const off = Number(ins.ip - BigInt.asUintN(64, base));
+      let refers: string | undefined;
+      if (!ins.isInvalid) {
+        for (let i = 0; i < ins.opCount; i++) {
+          const k = ins.opKind(i);
+          if (k === NEAR64 && ins.flowControl !== FC_NEXT) refers = sym(ins.nearBranch64);
+          else if (k === MEMORY && ins.memoryIndex === REG_NONE && (ins.memoryBase === REG_NONE || ins.memoryBase === REG_RIP)) {
+            refers = sym(ins.memoryDisplacement & 0xffffffffffffffffn);
+          }
+        }
+      }
+      out.push({
+        address: ins.ip,
+        bytes: bytes.slice(off, off + ins.length),
+        text: ins.isInvalid ? "(bad)" : f.format(ins),
+        symbol: sym(ins.ip),
+        refers,
+      });
+    }
+  } finally {
+    ins.free();
+    dec.free();
+    f.free();
+  }
+  return out;
+}
+
+/** One listing line: `ffffffffa0000004 <prog+0x4>   0f 1f 44 00 00   nopl 0x0(%rax,%rax,1)`. */
+export function formatLine(l: DisasmLine, marker = false): string {
+  const addr = l.address.toString(16).padStart(16, "0");
+  const where = l.symbol ? ` <${l.symbol}>` : "";
+  const bytes = [...l.bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+  const note = l.refers ? `  <${l.refers}>` : "";
+  return `${marker ? "=>" : "  "} ${addr}${where}  ${bytes.padEnd(30)} ${l.text}${note}`;
+}
+
+/** A whole listing; `mark` puts `=>` in front of the instruction at that address. */
+export function formatListing(lines: readonly DisasmLine[], mark?: bigint): string {
+  return lines.map((l) => formatLine(l, mark !== undefined && l.address === BigInt.asUintN(64, mark))).join("\n");
+}
