@@ -362,6 +362,8 @@ export class Machine {
         for (const h of d.hooks) if (h() === "stop") stop = true;
         if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
         if (c.rip !== ip) continue; // a hook redirected execution
+        // An interrupt a hook raised arrives at this same boundary, before the instruction runs.
+        if ((c.pendingNmi || c.pendingIrqs.length !== 0) && this.deliverPending()) continue;
       }
       if (d.op === 0) return this.unsupported(d);
       if (c.steps >= limit) {

@@ -214,7 +214,7 @@ export class Memory {
     if (off <= PAGE_SIZE - 2) {
       this.writePage(no, a).dv.setUint16(off, v, true);
     } else {
-      this.writePage(pageNo(a + 1), a + 1); // check both pages before writing either byte
+      this.writePage(no + 1, (no + 1) * PAGE_SIZE); // check both pages before writing either byte
       this.write8(a, v & 0xff);
       this.write8(a + 1, (v >>> 8) & 0xff);
     }
@@ -226,7 +226,7 @@ export class Memory {
       this.writePage(no, a).dv.setUint32(off, v >>> 0, true);
     } else {
       this.writePage(no, a);
-      this.writePage(pageNo(a + 3), a + 3);
+      this.writePage(no + 1, (no + 1) * PAGE_SIZE); // the fault names the first byte it cannot write
       for (let i = 0; i < 4; i++) this.write8(a + i, (v >>> (8 * i)) & 0xff);
     }
   }
@@ -243,7 +243,7 @@ export class Memory {
       dv.setUint32(off + 4, hi, true);
     } else {
       this.writePage(no, a);
-      this.writePage(pageNo(a + 7), a + 7);
+      this.writePage(no + 1, (no + 1) * PAGE_SIZE);
       this.write32(a, lo);
       this.write32(a + 4, hi);
     }

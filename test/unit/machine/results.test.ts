@@ -1,0 +1,105 @@
+// Every way a run can end is a typed result naming the address, the region and the RIP with its
+// symbol; nothing escapes as an exception.
+import { describe, expect, test } from "vitest";
+import { bytes, DATA, newMachine, runSnippet, STACK_LOW, STACK_TOP, STOP, TEXT } from "../../helpers/layout.ts";
+
+describe("memory faults", () => {
+  test("a read of unmapped memory names the address, 'unmapped' and the instruction", () => {
+    const { result: r } = runSnippet("90 48 8b 07", { rdi: 0xffff888000100000n });
+    expect(r).toMatchObject({ kind: "fault", reason: "unmapped", access: "read", address: 0xffff888000100000n, region: undefined, rip: TEXT + 1n, symbol: "test_code+0x1" });
+    if (r.kind === "fault") expect(r.message).toBe("read of unmapped address ffff888000100000 at rip ffffffff81000001 <test_code+0x1> (mov rax,[rdi])");
+  });
+
+  test("a push into the guard page below the stack names the guard region", () => {
+    const { result: r } = runSnippet("6a 01 6a 02", { rsp: STACK_LOW + 16n });
+    // call pushed the return address at STACK_LOW+8, the first push lands at STACK_LOW, the second faults
+    expect(r).toMatchObject({ kind: "fault", reason: "guard-page", access: "write", address: STACK_LOW - 8n, region: "task stack guard low", regionKind: "guard", rip: TEXT + 2n });
+    if (r.kind === "fault") expect(r.message).toContain("guard page at ffffc90000003ff8 in region 'task stack guard low' (guard)");
+  });
+
+  test("a read above the stack top hits the upper guard page", () => {
+    const { result: r } = runSnippet("48 8b 44 24 08"); // mov rax,[rsp+8]: rsp = STACK_TOP-8
+    expect(r).toMatchObject({ kind: "fault", reason: "guard-page", access: "read", address: STACK_TOP, region: "task stack guard high" });
+  });
+
+  test("a write to kernel text is a fault", () => {
+    const { result: r } = runSnippet("48 89 07", { rdi: TEXT + 0x10n });
+    expect(r).toMatchObject({ kind: "fault", reason: "write-to-text", access: "write", address: TEXT + 0x10n, region: "kernel text", regionKind: "text", rip: TEXT });
+  });
+
+  test("a write that straddles into an unmapped page writes nothing", () => {
+    const { m, result: r } = runSnippet("48 89 07", { rdi: DATA + 0x2000n - 4n, rax: 0x1122334455667788n });
+    expect(r).toMatchObject({ kind: "fault", reason: "unmapped", address: DATA + 0x2000n });
+    expect(m.peek64(DATA + 0x2000n - 8n)).toBe(0n);
+  });
+
+  test("jumping into data is an instruction-fetch fault", () => {
+    const { result: r } = runSnippet("ff e7", { rdi: DATA });
+    expect(r).toMatchObject({ kind: "fault", reason: "no-execute", access: "execute", address: DATA, region: "data", rip: DATA });
+  });
+
+  test("a non-canonical address is a fault carrying the raw value", () => {
+    const { result: r } = runSnippet("48 8b 07", { rdi: 0x0000800000000000n });
+    expect(r).toMatchObject({ kind: "fault", reason: "non-canonical", address: 0x0000800000000000n, rip: TEXT });
+  });
+
+  test("a ret after the return address was popped reads the guard page above the stack", () => {
+    const { result: r } = runSnippet("5b"); // pop rbx takes the return address; ret reads [STACK_TOP]
+    expect(r).toMatchObject({ kind: "fault", reason: "guard-page", access: "read", address: STACK_TOP, rip: TEXT + 1n });
+  });
+
+  test("a faulting instruction leaves rip and registers as they were", () => {
+    const f = runSnippet("48 8b 47 f8", { rdi: DATA, rax: 5n }); // mov rax,[rdi-8] → unmapped below DATA
+    expect(f.result.kind).toBe("fault");
+    expect(f.m.reg("rax")).toBe(5n);
+    expect(f.m.rip).toBe(TEXT);
+  });
+});
+
+describe("unsupported instructions", () => {
+  test("an instruction outside the table stops with its text, bytes, address and symbol", () => {
+    const { result: r } = runSnippet("90 0f a2"); // nop; cpuid
+    expect(r).toMatchObject({ kind: "unsupported", rip: TEXT + 1n, symbol: "test_code+0x1", text: "cpuid", bytes: "0f a2" });
+    if (r.kind === "unsupported") expect(r.message).toBe("unsupported instruction 'cpuid' (0f a2) at ffffffff81000001 <test_code+0x1>");
+  });
+
+  test("undecodable bytes are reported as (bad)", () => {
+    const { result: r } = runSnippet("06"); // push es: invalid in 64-bit mode
+    expect(r).toMatchObject({ kind: "unsupported", text: "(bad)", rip: TEXT });
+  });
+
+  test("a supported mnemonic with an unmodelled form says what is not modelled", () => {
+    const { result: r } = runSnippet("67 8b 07"); // mov eax,[edi]: 32-bit address size
+    expect(r.kind).toBe("unsupported");
+    if (r.kind === "unsupported") expect(r.message).toContain("32-bit address size not modelled");
+  });
+});
+
+describe("control flow and budgets", () => {
+  test("a ret to an address other than the one its call pushed names both", () => {
+    // call +0 (to the next instruction); pop rax (drops the return address); push 0x1234 is not
+    // text, so return through a bogus word instead: push rbx; ret
+    const { result: r } = runSnippet("53", { rbx: 0xffffffff81000abcn });
+    expect(r).toMatchObject({ kind: "control-flow", reason: "ret-mismatch", expected: STOP, actual: 0xffffffff81000abcn, rip: TEXT + 1n });
+    if (r.kind === "control-flow") {
+      expect(r.message).toBe("ret at ffffffff81000001 <test_code+0x1> returned to ffffffff81000abc <test_code+0xabc> (read from ffffc90000007ff0); expected fffffffffffff000, pushed by the call at entry");
+    }
+  });
+
+  test("a loop that never ends is a hang at the step budget, not an exception", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("eb fe")); // jmp $
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    const r = m.run({ maxSteps: 1000 });
+    expect(r).toMatchObject({ kind: "hang", steps: 1000, rip: TEXT, symbol: "test_code" });
+  });
+
+  test("a run resumes after a hang with a larger budget", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("48 ff c8 75 fb c3")); // dec rax; jnz -5; ret
+    m.setReg("rax", 100n);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run({ maxSteps: 50 }).kind).toBe("hang");
+    expect(m.run({ maxSteps: 1000 })).toMatchObject({ kind: "completed", rax: 0n, steps: 201 });
+  });
+});
