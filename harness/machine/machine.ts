@@ -80,8 +80,7 @@ export interface MachineSnapshot {
   readonly pendingIrqs: readonly number[];
   readonly shadow: ShadowSnapshot;
   readonly stopRip: number;
-  readonly hookStep: number;
-  readonly hookRip: number;
+  readonly hookFired: readonly number[];
   readonly mem: MemorySnapshot;
 }
 
@@ -95,8 +94,10 @@ export class Machine {
   private readonly code: CodeRegion[] = [];
   private readonly hooks = new Map<number, HookFn[]>();
   private stopRip = mustBeCanonical(DEFAULT_STOP_ADDRESS, "stop");
-  private hookStep = -1;
-  private hookRip = NaN;
+  // hookFired[depth] = the ip whose hooks already fired for the execution about to happen at
+  // that shadow depth (an interrupt taken at that boundary, whatever hooks fire inside it, must
+  // not make them fire again when it returns). Cleared when the instruction executes.
+  private hookFired: number[] = [];
   // Decode-cache window: the code region execution is in.
   private cLo = 0;
   private cHi = 0;
@@ -266,8 +267,10 @@ export class Machine {
   // ---- hooks ----
 
   /**
-   * Run `fn` whenever RIP reaches `addr`, before the instruction there executes. Returning
-   * "stop" ends the run with a `stopped` result; resuming continues at that instruction.
+   * Run `fn` each time the instruction at `addr` is about to execute (like a kprobe: once per
+   * execution; an interrupt taken at that boundary does not make it fire again when it
+   * returns). Returning "stop" ends the run with a `stopped` result; resuming continues at that
+   * instruction without firing again. An interrupt `fn` raises is taken at this boundary.
    */
   addHook(addr: bigint, fn: (m: Machine) => "stop" | void): void {
     const a = mustBeCanonical(addr, "hook address");
@@ -307,7 +310,7 @@ export class Machine {
     const target = mustBeCanonical(entry, "entry");
     c.shadow.clear();
     c.steps = 0;
-    this.hookStep = -1;
+    this.hookFired = [];
     try {
       const s = mustBeCanonical(stop, "stop address");
       c.push64(s >>> 0, hiOf(s));
@@ -355,9 +358,9 @@ export class Machine {
       if ((c.pendingNmi || c.pendingIrqs.length !== 0) && this.deliverPending()) continue;
       this.faultIp = ip;
       const d = this.insnAt(ip);
-      if (d.hooks !== null && (this.hookStep !== c.steps || this.hookRip !== ip)) {
-        this.hookStep = c.steps;
-        this.hookRip = ip;
+      const depth = c.shadow.depth;
+      if (d.hooks !== null && this.hookFired[depth] !== ip) {
+        this.hookFired[depth] = ip;
         let stop = false;
         for (const h of d.hooks) if (h() === "stop") stop = true;
         if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
@@ -372,6 +375,7 @@ export class Machine {
       c.rip = d.next;
       c.steps++;
       dispatch(c, d);
+      if (d.hooks !== null) this.hookFired[depth] = NaN; // executed: the next arrival fires again
     }
   }
 
@@ -440,7 +444,7 @@ export class Machine {
     return {
       lo: c.lo.slice(), hi: c.hi.slice(), rip: c.rip, flags: c.rflags(), gsBase: c.gsBase, cs: c.cs, ss: c.ss, steps: c.steps,
       stiShadow: c.stiShadow, nmiBlocked: c.nmiBlocked, pendingNmi: c.pendingNmi, pendingIrqs: c.pendingIrqs.slice(),
-      shadow: c.shadow.snapshot(), stopRip: this.stopRip, hookStep: this.hookStep, hookRip: this.hookRip,
+      shadow: c.shadow.snapshot(), stopRip: this.stopRip, hookFired: this.hookFired.slice(),
       mem: this.memory.snapshot(),
     };
   }
@@ -455,7 +459,7 @@ export class Machine {
     c.gsBase = s.gsBase; c.cs = s.cs; c.ss = s.ss; c.steps = s.steps;
     c.stiShadow = s.stiShadow; c.nmiBlocked = s.nmiBlocked; c.pendingNmi = s.pendingNmi; c.pendingIrqs = s.pendingIrqs.slice();
     c.shadow.restore(s.shadow);
-    this.stopRip = s.stopRip; this.hookStep = s.hookStep; this.hookRip = s.hookRip;
+    this.stopRip = s.stopRip; this.hookFired = s.hookFired.slice();
     this.memory.restore(s.mem);
   }
 }

@@ -1,6 +1,6 @@
 // A small standard address space for machine tests: kernel text, a data page, a 16 KiB task
 // stack and a 4 KiB NMI IST stack with guard pages around each, and a per-CPU page for gs:.
-import { Machine, type RegName } from "../../harness/machine/index.ts";
+import { Machine, type RegName, type SymbolDef } from "../../harness/machine/index.ts";
 
 export const TEXT = 0xffffffff81000000n;
 export const HANDLER = 0xffffffff81002000n; // interrupt handlers live here
@@ -12,7 +12,14 @@ export const IST_TOP = 0xffffc90000011000n;
 export const PERCPU = 0xffff88807fc00000n;
 export const STOP = 0xfffffffffffff000n;
 
-export function newMachine(): Machine {
+export const DEFAULT_SYMBOLS: SymbolDef[] = [
+  { name: "test_code", start: TEXT, end: TEXT + 0x1000n, kind: "kernel" },
+  { name: "callee", start: TEXT + 0x1000n, end: TEXT + 0x2000n, kind: "kernel" },
+  { name: "irq_handler", start: HANDLER, end: HANDLER + 0x1000n, kind: "entry" },
+  { name: "nmi_handler", start: HANDLER + 0x1000n, end: HANDLER + 0x2000n, kind: "entry" },
+];
+
+export function newMachine(symbols: SymbolDef[] = DEFAULT_SYMBOLS): Machine {
   return new Machine({
     regions: [
       { name: "kernel text", kind: "text", start: TEXT, size: 0x4000, perms: "r-x" },
@@ -24,12 +31,7 @@ export function newMachine(): Machine {
       { name: "NMI stack", kind: "stack", start: IST_LOW, size: 0x1000, perms: "rw-" },
       { name: "per-CPU", kind: "percpu", start: PERCPU, size: 0x1000, perms: "rw-" },
     ],
-    symbols: [
-      { name: "test_code", start: TEXT, end: TEXT + 0x1000n, kind: "kernel" },
-      { name: "callee", start: TEXT + 0x1000n, end: TEXT + 0x2000n, kind: "kernel" },
-      { name: "irq_handler", start: HANDLER, end: HANDLER + 0x1000n, kind: "entry" },
-      { name: "nmi_handler", start: HANDLER + 0x1000n, end: HANDLER + 0x2000n, kind: "entry" },
-    ],
+    symbols,
   });
 }
 
