@@ -1,0 +1,66 @@
+// The `stackcheck` command: the real bin (as `npx stackcheck` runs it) and the subcommands.
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { describe, expect, test } from "vitest";
+import { main } from "../../harness/cli/main.ts";
+
+const root = fileURLToPath(new URL("../..", import.meta.url));
+
+async function cli(...args: string[]): Promise<{ code: number; out: string }> {
+  let out = "";
+  const code = await main(["node", "stackcheck", ...args], (s) => { out += s; });
+  return { code, out };
+}
+
+describe("stackcheck", () => {
+  test("the bin runs from a clean checkout without a build step", () => {
+    const r = spawnSync(process.execPath, ["bin/stackcheck.js", "--help"], { cwd: root, encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("Usage: stackcheck [options] [command]");
+    expect(r.stdout).toContain("disasm");
+  });
+
+  test("disasm prints a GAS listing with addresses", async () => {
+    const r = await cli("disasm", "f3 0f 1e fa 0f 1f 44 00 00 55 48 89 e5");
+    expect(r.code).toBe(0);
+    expect(r.out.split("\n").filter(Boolean).map((l) => l.trim().replace(/\s+/g, " "))).toEqual([
+      "ffffffffa0000000 f3 0f 1e fa endbr64",
+      "ffffffffa0000004 0f 1f 44 00 00 nopl (%rax,%rax)",
+      "ffffffffa0000009 55 push %rbp",
+      "ffffffffa000000a 48 89 e5 mov %rsp,%rbp",
+    ]);
+  });
+
+  test("disasm takes a base address and Intel syntax", async () => {
+    const r = await cli("disasm", "--base", "0x400000", "--syntax", "intel", "e8fb0f0000");
+    expect(r.out).toContain("0000000000400000");
+    expect(r.out).toContain("call 0x401000");
+  });
+
+  test("bad bytes are a usage error that says what was expected, exit code 1", async () => {
+    const r = await cli("disasm", "zz");
+    expect(r.code).toBe(1);
+    expect(r.out).toBe("stackcheck: disasm: expected bytes in hex, e.g. '55 48 89 e5'; got 'zz'\n");
+  });
+
+  test("a bad option value is named", async () => {
+    const r = await cli("disasm", "--syntax", "att", "90");
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("option '--syntax <syntax>' argument 'att' is invalid");
+  });
+
+  test("an unknown command fails", async () => {
+    const r = await cli("frobnicate");
+    expect(r.code).toBe(1);
+    expect(r.out).toContain("unknown command 'frobnicate'");
+  });
+
+  test("isa lists every instruction form the machine emulates", async () => {
+    const r = await cli("isa", "--json");
+    const rows = JSON.parse(r.out) as { code: string; op: string; userMode: boolean }[];
+    expect(rows.length).toBe(281);
+    expect(rows).toContainEqual({ code: "Push_r64", op: "push", userMode: true });
+    expect(rows).toContainEqual({ code: "Iretq", op: "iretq", userMode: false });
+  });
+});
