@@ -5,7 +5,8 @@
 // iced pitfalls handled here (toolchain-notes §1b): a branch to a label that does not exist is
 // silently encoded as an absolute address, so every branch target is resolved by us first and
 // checked again after decoding; BlockEncoder.add copies, so every created Instruction is freed.
-import { BlockEncoder, BlockEncoderOptions, Code, Decoder, DecoderOptions, Instruction } from "iced-x86";
+import { BlockEncoder, BlockEncoderOptions, Code, Instruction } from "iced-x86";
+import { forEachInstruction } from "../harness/machine/iced.ts";
 import { hex64 } from "../harness/machine/addr.ts";
 
 /** Where a branch goes: a label in this block, a named symbol resolved at assembly, or an address. */
@@ -139,22 +140,13 @@ export class Assembler {
 
     // 3. Decode back: with DontFixBranches there is exactly one instruction per item.
     const insns: AssembledInsn[] = [];
-    const dec = new Decoder(64, bytes, DecoderOptions.None);
-    const ins = new Instruction();
-    try {
-      dec.ip = BigInt.asUintN(64, base);
-      while (dec.canDecode) {
-        dec.decodeOut(ins);
-        const i = insns.length;
-        const item = this.items[i];
-        if (item === undefined || ins.isInvalid) throw new AsmError("verify", `${this.name}: decoding the encoded block did not give one instruction per item (at ${hex64(ins.ip)})`);
-        insns.push({ index: i, address: ins.ip, length: ins.length, note: item.note });
-        if (item.kind === "branch") targets[i] = ins.nearBranch64; // checked below, once labels have addresses
-      }
-    } finally {
-      ins.free();
-      dec.free();
-    }
+    forEachInstruction(bytes, base, (ins) => {
+      const i = insns.length;
+      const item = this.items[i];
+      if (item === undefined || ins.isInvalid) throw new AsmError("verify", `${this.name}: decoding the encoded block did not give one instruction per item (at ${hex64(ins.ip)})`);
+      insns.push({ index: i, address: ins.ip, length: ins.length, note: item.note });
+      if (item.kind === "branch") targets[i] = ins.nearBranch64; // checked below, once labels have addresses
+    });
     if (insns.length !== this.items.length) throw new AsmError("verify", `${this.name}: ${this.items.length} items encoded to ${insns.length} instructions`);
 
     const end = BigInt.asUintN(64, base) + BigInt(bytes.length);

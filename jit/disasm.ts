@@ -3,7 +3,8 @@
 //
 // iced-x86 1.21's formatter prints an imm64 whose low 32 bits are <= 9 as that small decimal
 // (`movabs $0x100000001,%rax` as `movabs $1,%rax`) unless smallHexNumbersInDecimal is false.
-import { Decoder, DecoderOptions, FlowControl, Formatter, FormatterSyntax, Instruction, OpKind, Register } from "iced-x86";
+import { FlowControl, Formatter, FormatterSyntax, OpKind, Register } from "iced-x86";
+import { forEachInstruction } from "../harness/machine/iced.ts";
 
 export type Syntax = "gas" | "intel";
 export type Symbolizer = (addr: bigint) => string | undefined;
@@ -44,12 +45,8 @@ export function disassemble(bytes: Uint8Array, base: bigint, opts: DisasmOptions
   const sym = opts.symbolize ?? (() => undefined);
   const out: DisasmLine[] = [];
   const f = makeFormatter(opts.syntax ?? "gas");
-  const dec = new Decoder(64, bytes, DecoderOptions.None);
-  const ins = new Instruction();
   try {
-    dec.ip = BigInt.asUintN(64, base);
-    while (dec.canDecode) {
-      dec.decodeOut(ins);
+    forEachInstruction(bytes, base, (ins) => {
       const off = Number(ins.ip - BigInt.asUintN(64, base));
       let refers: string | undefined;
       if (!ins.isInvalid) {
@@ -68,10 +65,8 @@ export function disassemble(bytes: Uint8Array, base: bigint, opts: DisasmOptions
         symbol: sym(ins.ip),
         refers,
       });
-    }
+    });
   } finally {
-    ins.free();
-    dec.free();
     f.free();
   }
   return out;

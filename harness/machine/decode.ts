@@ -3,6 +3,7 @@
 // under vitest every access to an imported enum binding costs ~100 ns (toolchain-notes §1).
 import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "iced-x86";
 import { CODE_TO_OP, JCC_CODE_TO_COND, Op } from "./isa.ts";
+import { forEachInstruction } from "./iced.ts";
 
 /** Operand kinds in a DInsn. */
 export const K_NONE = 0, K_REG = 1, K_MEM = 2, K_IMM = 3;
@@ -162,22 +163,16 @@ export class InsnDecoder {
     }
   }
 
-  /** Decode a whole block linearly (one Decoder for the block). */
+  /** Decode a whole block linearly (one Decoder for the block), up to the first invalid bytes. */
   decodeBlock(bytes: Uint8Array, ip: number, sink: (d: DInsn) => void): void {
-    const dec = new Decoder(64, bytes, DecoderOptions.None);
-    try {
-      dec.ip = BigInt.asUintN(64, BigInt(ip));
-      let at = ip;
-      while (dec.canDecode) {
-        dec.decodeOut(this.ins);
-        const d = convert(this.ins, at);
-        if (this.ins.isInvalid) break;
-        sink(d);
-        at = d.next;
-      }
-    } finally {
-      dec.free();
-    }
+    let at = ip;
+    forEachInstruction(bytes, BigInt(ip), (ins) => {
+      if (ins.isInvalid) return false;
+      const d = convert(ins, at);
+      sink(d);
+      at = d.next;
+      return true;
+    });
   }
 
   /** Intel-syntax text of the instruction in `bytes` at `ip` (for messages). */
