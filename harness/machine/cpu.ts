@@ -90,6 +90,8 @@ export class Cpu {
   stiShadow = -1;
   nmiBlocked = false;
   pendingNmi = false;
+  /** pendingNmi || pendingIrqs.length > 0: the one test the interpreter loop makes per step. */
+  pendingAny = false;
   /** Pending maskable vectors, delivered highest first (the APIC's priority order). */
   pendingIrqs: number[] = [];
   readonly shadow = new ShadowStack();

@@ -74,6 +74,9 @@ function blank(ip: number): DInsn {
   };
 }
 
+/** Placeholder in the decode cache for an address not decoded yet (never executed). */
+export const NOT_DECODED: DInsn = Object.freeze(blank(NaN)) as DInsn;
+
 /** Why a decoded instruction is unsupported, when it looked supported but used a form we do not model. */
 export const unsupportedWhy = new WeakMap<DInsn, string>();
 

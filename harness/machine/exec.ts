@@ -286,35 +286,3 @@ H[Op.IRETQ] = (c, d) => c.iret(d.ip);
 for (let i = 0; i < OP_COUNT; i++) if (H[i] === undefined) throw new Error(`exec.ts: no handler for op ${i}`);
 
 export const HANDLERS: readonly Handler[] = H;
-
-// The hottest ops get direct, monomorphic calls from a switch (V8 can inline them into the
-// interpreter loop); the rest go through the table.
-const hMov = H[Op.MOV]!, hPush = H[Op.PUSH]!, hPop = H[Op.POP]!, hCall = H[Op.CALL]!, hRet = H[Op.RET]!;
-const hLeave = H[Op.LEAVE]!, hJcc = H[Op.JCC]!, hAdd = H[Op.ADD]!, hSub = H[Op.SUB]!, hCmp = H[Op.CMP]!;
-const hXor = H[Op.XOR]!, hLea = H[Op.LEA]!, hTest = H[Op.TEST]!, hMovzx = H[Op.MOVZX]!, hAnd = H[Op.AND]!;
-const O_MOV = Op.MOV, O_PUSH = Op.PUSH, O_POP = Op.POP, O_CALL = Op.CALL, O_RET = Op.RET, O_LEAVE = Op.LEAVE;
-const O_JCC = Op.JCC, O_JMP = Op.JMP, O_ADD = Op.ADD, O_SUB = Op.SUB, O_CMP = Op.CMP, O_XOR = Op.XOR, O_LEA = Op.LEA;
-const O_NOP = Op.NOP, O_TEST = Op.TEST, O_MOVZX = Op.MOVZX, O_AND = Op.AND;
-
-export function dispatch(c: Cpu, d: DInsn): void {
-  switch (d.op) {
-    case O_MOV: hMov(c, d); return;
-    case O_PUSH: hPush(c, d); return;
-    case O_POP: hPop(c, d); return;
-    case O_CALL: hCall(c, d); return;
-    case O_RET: hRet(c, d); return;
-    case O_LEAVE: hLeave(c, d); return;
-    case O_JCC: hJcc(c, d); return;
-    case O_JMP: c.rip = d.target; return;
-    case O_ADD: hAdd(c, d); return;
-    case O_SUB: hSub(c, d); return;
-    case O_CMP: hCmp(c, d); return;
-    case O_XOR: hXor(c, d); return;
-    case O_AND: hAnd(c, d); return;
-    case O_TEST: hTest(c, d); return;
-    case O_LEA: hLea(c, d); return;
-    case O_MOVZX: hMovzx(c, d); return;
-    case O_NOP: return;
-    default: H[d.op]!(c, d);
-  }
-}

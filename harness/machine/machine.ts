@@ -4,8 +4,8 @@
 import { hex64, mustBeCanonical, toCanonical } from "./addr.ts";
 import { ACT_CALL, ACT_INTERRUPT, ACT_ROOT, Cpu, hiOf, interruptName, pairToBig, Stop, X86_TRAP_NMI, type Observer } from "./cpu.ts";
 import type { ShadowSnapshot } from "./shadow.ts";
-import { InsnDecoder, REG_NAMES, RSP, unsupportedWhy, type DInsn, type HookFn, type RegName } from "./decode.ts";
-import { dispatch } from "./exec.ts";
+import { InsnDecoder, NOT_DECODED, REG_NAMES, RSP, unsupportedWhy, type DInsn, type HookFn, type RegName } from "./decode.ts";
+import { HANDLERS } from "./exec.ts";
 import { F_NONE, IF } from "./flags.ts";
 import { MemFault, Memory, type MemorySnapshot, type Region, type RegionDef } from "./memory.ts";
 import type { FinalResult, RunResult } from "./results.ts";
@@ -84,7 +84,8 @@ export interface MachineSnapshot {
   readonly mem: MemorySnapshot;
 }
 
-interface CodeRegion { start: number; end: number; slots: (DInsn | undefined)[] }
+/** An executable region and its decode cache: one slot per byte, NOT_DECODED until decoded. */
+interface CodeRegion { start: number; end: number; slots: DInsn[] }
 
 export class Machine {
   readonly memory = new Memory();
@@ -100,8 +101,8 @@ export class Machine {
   private hookFired: number[] = [];
   // Decode-cache window: the code region execution is in.
   private cLo = 0;
-  private cHi = 0;
-  private cSlots: (DInsn | undefined)[] = [];
+  private cLen = 0;
+  private cSlots: DInsn[] = [];
 
   constructor(config: MachineConfig = {}) {
     this.symbols = new SymbolTable(config.symbols ?? []);
@@ -118,7 +119,10 @@ export class Machine {
 
   map(def: RegionDef): Region {
     const r = this.memory.map(def);
-    if (r.x) this.code.push({ start: r.start, end: r.end, slots: new Array(r.end - r.start) });
+    if (r.x) {
+      if (this.stopRip >= r.start && this.stopRip < r.end) throw new RangeError(`region '${def.name}' contains the stop address ${hex64(toCanonical(this.stopRip))}`);
+      this.code.push({ start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) });
+    }
     return r;
   }
 
@@ -129,13 +133,13 @@ export class Machine {
     for (const cr of this.code) {
       if (a + bytes.length <= cr.start || a >= cr.end) continue;
       // Drop every cached instruction that may overlap the new bytes (up to 15 bytes before).
-      for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = undefined;
+      for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = NOT_DECODED;
       const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
       this.decoder.decodeBlock(bytes.subarray(lo - a, hi - a), lo, (d) => {
         if (d.next <= hi) this.attach(cr, d);
       });
     }
-    this.cLo = this.cHi = 0;
+    this.cLo = this.cLen = 0;
   }
 
   private attach(cr: CodeRegion, d: DInsn): void {
@@ -148,20 +152,17 @@ export class Machine {
     const cr = this.code.find((r) => ip >= r.start && ip < r.end)!;
     const d = this.decoder.decodeOne(bytes, ip);
     this.attach(cr, d);
-    this.cLo = cr.start; this.cHi = cr.end; this.cSlots = cr.slots;
+    this.cLo = cr.start; this.cLen = cr.end - cr.start; this.cSlots = cr.slots;
     return d;
   }
 
+  /** The slow path of instruction lookup: another code region, or not yet decoded. */
   private insnAt(ip: number): DInsn {
-    if (ip >= this.cLo && ip < this.cHi) {
-      const d = this.cSlots[ip - this.cLo];
-      if (d !== undefined) return d;
-    }
     for (const cr of this.code) {
       if (ip >= cr.start && ip < cr.end) {
-        this.cLo = cr.start; this.cHi = cr.end; this.cSlots = cr.slots;
-        const d = cr.slots[ip - cr.start];
-        if (d !== undefined) return d;
+        this.cLo = cr.start; this.cLen = cr.end - cr.start; this.cSlots = cr.slots;
+        const d = cr.slots[ip - cr.start]!;
+        if (d !== NOT_DECODED) return d;
         break;
       }
     }
@@ -238,6 +239,7 @@ export class Machine {
   raise(vector: number): void {
     if (!Number.isInteger(vector) || vector < 0 || vector > 255) throw new RangeError(`vector ${vector} is not 0..255`);
     const c = this.cpu;
+    c.pendingAny = true;
     if (vector === X86_TRAP_NMI) { c.pendingNmi = true; return; }
     if (!c.pendingIrqs.includes(vector)) {
       c.pendingIrqs.push(vector);
@@ -252,16 +254,17 @@ export class Machine {
   /** Deliver what is deliverable at this boundary; true if something was delivered. */
   private deliverPending(): boolean {
     const c = this.cpu;
+    let vector = -1;
     if (c.pendingNmi && !c.nmiBlocked) {
       c.pendingNmi = false;
-      c.deliver(X86_TRAP_NMI, c.rip);
-      return true;
+      vector = X86_TRAP_NMI;
+    } else if (c.pendingIrqs.length !== 0 && (c.flags & IF) !== 0 && c.stiShadow !== c.steps) {
+      vector = c.pendingIrqs.shift()!;
     }
-    if (c.pendingIrqs.length !== 0 && (c.flags & IF) !== 0 && c.stiShadow !== c.steps) {
-      c.deliver(c.pendingIrqs.shift()!, c.rip);
-      return true;
-    }
-    return false;
+    c.pendingAny = c.pendingNmi || c.pendingIrqs.length !== 0;
+    if (vector < 0) return false;
+    c.deliver(vector, c.rip);
+    return true;
   }
 
   // ---- hooks ----
@@ -278,8 +281,8 @@ export class Machine {
     list.push(() => fn(this));
     this.hooks.set(a, list);
     for (const cr of this.code) {
-      const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start] : undefined;
-      if (d !== undefined) d.hooks = list;
+      const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
+      if (d !== NOT_DECODED) d.hooks = list;
     }
   }
 
@@ -287,8 +290,8 @@ export class Machine {
     const a = mustBeCanonical(addr, "hook address");
     this.hooks.delete(a);
     for (const cr of this.code) {
-      const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start] : undefined;
-      if (d !== undefined) d.hooks = null;
+      const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
+      if (d !== NOT_DECODED) d.hooks = null;
     }
   }
 
@@ -307,6 +310,9 @@ export class Machine {
     if (opts.rsp !== undefined) setPair(c, RSP, opts.rsp);
     const stop = opts.stopAt ?? DEFAULT_STOP_ADDRESS;
     this.stopRip = mustBeCanonical(stop, "stop address");
+    // The loop only looks for the stop address when it leaves the current code region.
+    const inCode = this.code.find((r) => this.stopRip >= r.start && this.stopRip < r.end);
+    if (inCode) throw new RangeError(`call: the stop address ${hex64(stop)} is inside executable memory`);
     const target = mustBeCanonical(entry, "entry");
     c.shadow.clear();
     c.steps = 0;
@@ -349,15 +355,30 @@ export class Machine {
 
   private loop(limit: number, pauseAt: number): RunResult {
     const c = this.cpu;
+    const handlers = HANDLERS;
+    const until = pauseAt >= 0 && pauseAt < limit ? pauseAt : limit;
     for (;;) {
       const ip = c.rip;
-      if (ip === this.stopRip) {
-        return { kind: "completed", rax: pairToBig(c.lo[0]!, c.hi[0]!), steps: c.steps };
+      if (c.steps >= until) {
+        if (ip === this.stopRip) return this.completed();
+        if (c.steps === pauseAt) return { kind: "paused", steps: c.steps, rip: toCanonical(ip) };
+        return { kind: "hang", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip), message: `no completion after ${c.steps} steps; at ${c.describe(ip)}` };
       }
-      if (c.steps === pauseAt) return { kind: "paused", steps: c.steps, rip: toCanonical(ip) };
-      if ((c.pendingNmi || c.pendingIrqs.length !== 0) && this.deliverPending()) continue;
+      if (c.pendingAny) {
+        if (ip === this.stopRip) return this.completed();
+        if (this.deliverPending()) continue;
+      }
       this.faultIp = ip;
-      const d = this.insnAt(ip);
+      // Fast path: the region execution is in, already decoded. The stop address is never
+      // inside a code region, so it is only looked for on the slow path.
+      const off = ip - this.cLo;
+      let d: DInsn;
+      if (off >= 0 && off < this.cLen && (d = this.cSlots[off]!) !== NOT_DECODED) {
+        // decoded
+      } else {
+        if (ip === this.stopRip) return this.completed();
+        d = this.insnAt(ip);
+      }
       const depth = c.shadow.depth;
       if (d.hooks !== null && this.hookFired[depth] !== ip) {
         this.hookFired[depth] = ip;
@@ -366,17 +387,19 @@ export class Machine {
         if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
         if (c.rip !== ip) continue; // a hook redirected execution
         // An interrupt a hook raised arrives at this same boundary, before the instruction runs.
-        if ((c.pendingNmi || c.pendingIrqs.length !== 0) && this.deliverPending()) continue;
+        if (c.pendingAny && this.deliverPending()) continue;
       }
       if (d.op === 0) return this.unsupported(d);
-      if (c.steps >= limit) {
-        return { kind: "hang", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip), message: `no completion after ${c.steps} steps; at ${c.describe(ip)}` };
-      }
       c.rip = d.next;
       c.steps++;
-      dispatch(c, d);
+      handlers[d.op]!(c, d);
       if (d.hooks !== null) this.hookFired[depth] = NaN; // executed: the next arrival fires again
     }
+  }
+
+  private completed(): FinalResult {
+    const c = this.cpu;
+    return { kind: "completed", rax: pairToBig(c.lo[0]!, c.hi[0]!), steps: c.steps };
   }
 
   /** RIP of the instruction being executed (or fetched) when a MemFault is thrown. */
@@ -458,6 +481,7 @@ export class Machine {
     c.fKind = F_NONE;
     c.gsBase = s.gsBase; c.cs = s.cs; c.ss = s.ss; c.steps = s.steps;
     c.stiShadow = s.stiShadow; c.nmiBlocked = s.nmiBlocked; c.pendingNmi = s.pendingNmi; c.pendingIrqs = s.pendingIrqs.slice();
+    c.pendingAny = c.pendingNmi || c.pendingIrqs.length !== 0;
     c.shadow.restore(s.shadow);
     this.stopRip = s.stopRip; this.hookFired = s.hookFired.slice();
     this.memory.restore(s.mem);

@@ -87,9 +87,12 @@ export class Memory {
   private epoch = 0;
   // One-entry caches for the page last read and last written (the write cache only ever holds a
   // page owned by the current epoch, so a cached write never needs a copy-on-write check).
-  private rNo = NaN;
+  // One-entry caches for the page last read and last written, keyed by the page's base address
+  // so that a hit costs a subtraction and a compare (no division). The write cache only ever
+  // holds a page owned by the current epoch, so a cached write never needs a copy-on-write check.
+  private rBase = NaN;
   private rPage: Page | undefined;
-  private wNo = NaN;
+  private wBase = NaN;
   private wPage: Page | undefined;
 
   get regions(): readonly Region[] {
@@ -117,7 +120,7 @@ export class Memory {
     for (let p = pageNo(start); p < pageNo(region.end); p++) {
       this.pages.set(p, new Page(new Uint8Array(PAGE_SIZE), region, this.epoch));
     }
-    this.rNo = this.wNo = NaN;
+    this.dropCaches();
     return region;
   }
 
@@ -140,44 +143,74 @@ export class Memory {
     throw new MemFault(access === "read" ? "no-read" : "no-execute", access, addr, r);
   }
 
+  private dropCaches(): void {
+    this.rBase = this.wBase = NaN;
+    this.rPage = this.wPage = undefined;
+  }
+
   private readPage(no: number, addr: number): Page {
-    if (no === this.rNo) return this.rPage!;
     const p = this.pages.get(no);
     if (p === undefined || !p.region.r) this.fault("read", addr);
-    this.rNo = no;
+    this.rBase = no * PAGE_SIZE;
     this.rPage = p;
     return p;
   }
 
   private writePage(no: number, addr: number): Page {
-    if (no === this.wNo) return this.wPage!;
+    if (no * PAGE_SIZE === this.wBase) return this.wPage!;
     let p = this.pages.get(no);
     if (p === undefined || !p.region.w) this.fault("write", addr);
     if (p.epoch !== this.epoch) {
       p = new Page(p.data.slice(), p.region, this.epoch);
       this.pages.set(no, p);
-      if (no === this.rNo) this.rPage = p;
+      if (no * PAGE_SIZE === this.rBase) this.rPage = p;
     }
-    this.wNo = no;
+    this.wBase = no * PAGE_SIZE;
     this.wPage = p;
     return p;
   }
 
+  /** Make the read cache hold the page of `a`: the offset in it, or -1 if `size` bytes cross pages. */
+  private readSlow(a: number, size: number): number {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if (off > PAGE_SIZE - size) return -1;
+    this.readPage(no, a);
+    return off;
+  }
+
+  private writeSlow(a: number, size: number): number {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if (off > PAGE_SIZE - size) {
+      this.writePage(no, a);
+      this.writePage(no + 1, (no + 1) * PAGE_SIZE); // check both pages before writing either; the fault names the first byte it cannot write
+      return -1;
+    }
+    this.writePage(no, a);
+    return off;
+  }
+
   read8(a: number): number {
-    const no = pageNo(a);
-    return this.readPage(no, a).data[a - no * PAGE_SIZE]!;
+    let off = a - this.rBase;
+    if (!(off >= 0 && off < PAGE_SIZE)) off = this.readSlow(a, 1);
+    return this.rPage!.data[off]!;
   }
 
   read16(a: number): number {
-    const no = pageNo(a), off = a - no * PAGE_SIZE;
-    if (off <= PAGE_SIZE - 2) return this.readPage(no, a).dv.getUint16(off, true);
-    return this.read8(a) | (this.read8(a + 1) << 8);
+    let off = a - this.rBase;
+    if (!(off >= 0 && off <= PAGE_SIZE - 2)) {
+      off = this.readSlow(a, 2);
+      if (off < 0) return this.read8(a) | (this.read8(a + 1) << 8);
+    }
+    return this.rPage!.dv.getUint16(off, true);
   }
 
   read32(a: number): number {
-    const no = pageNo(a), off = a - no * PAGE_SIZE;
-    if (off <= PAGE_SIZE - 4) return this.readPage(no, a).dv.getUint32(off, true);
-    return (this.read16(a) | (this.read16(a + 2) << 16)) >>> 0;
+    let off = a - this.rBase;
+    if (!(off >= 0 && off <= PAGE_SIZE - 4)) {
+      off = this.readSlow(a, 4);
+      if (off < 0) return (this.read16(a) | (this.read16(a + 2) << 16)) >>> 0;
+    }
+    return this.rPage!.dv.getUint32(off, true);
   }
 
   /**
@@ -185,67 +218,64 @@ export class Memory {
    * travel as two uint32 halves; see cpu.ts).
    */
   read64(a: number): number {
-    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    let off = a - this.rBase;
+    if (!(off >= 0 && off <= PAGE_SIZE - 8)) {
+      off = this.readSlow(a, 8);
+      if (off < 0) {
+        const lo = this.read32(a);
+        this.hi = this.read32(a + 4);
+        return lo;
+      }
+    }
+    const p = this.rPage!;
     if ((off & 7) === 0) {
-      const u = this.readPage(no, a).u32;
-      this.hi = u[(off >> 2) + 1]!;
-      return u[off >> 2]!;
+      this.hi = p.u32[(off >> 2) + 1]!;
+      return p.u32[off >> 2]!;
     }
-    if (off <= PAGE_SIZE - 8) {
-      const dv = this.readPage(no, a).dv;
-      this.hi = dv.getUint32(off + 4, true);
-      return dv.getUint32(off, true);
-    }
-    const lo = this.read32(a);
-    this.hi = this.read32(a + 4);
-    return lo;
+    this.hi = p.dv.getUint32(off + 4, true);
+    return p.dv.getUint32(off, true);
   }
 
   /** High half of the last read64. */
   hi = 0;
 
   write8(a: number, v: number): void {
-    const no = pageNo(a);
-    this.writePage(no, a).data[a - no * PAGE_SIZE] = v;
+    let off = a - this.wBase;
+    if (!(off >= 0 && off < PAGE_SIZE)) off = this.writeSlow(a, 1);
+    this.wPage!.data[off] = v;
   }
 
   write16(a: number, v: number): void {
-    const no = pageNo(a), off = a - no * PAGE_SIZE;
-    if (off <= PAGE_SIZE - 2) {
-      this.writePage(no, a).dv.setUint16(off, v, true);
-    } else {
-      this.writePage(no + 1, (no + 1) * PAGE_SIZE); // check both pages before writing either byte
-      this.write8(a, v & 0xff);
-      this.write8(a + 1, (v >>> 8) & 0xff);
+    let off = a - this.wBase;
+    if (!(off >= 0 && off <= PAGE_SIZE - 2)) {
+      off = this.writeSlow(a, 2);
+      if (off < 0) { this.write8(a, v & 0xff); this.write8(a + 1, (v >>> 8) & 0xff); return; }
     }
+    this.wPage!.dv.setUint16(off, v, true);
   }
 
   write32(a: number, v: number): void {
-    const no = pageNo(a), off = a - no * PAGE_SIZE;
-    if (off <= PAGE_SIZE - 4) {
-      this.writePage(no, a).dv.setUint32(off, v >>> 0, true);
-    } else {
-      this.writePage(no, a);
-      this.writePage(no + 1, (no + 1) * PAGE_SIZE); // the fault names the first byte it cannot write
-      for (let i = 0; i < 4; i++) this.write8(a + i, (v >>> (8 * i)) & 0xff);
+    let off = a - this.wBase;
+    if (!(off >= 0 && off <= PAGE_SIZE - 4)) {
+      off = this.writeSlow(a, 4);
+      if (off < 0) { for (let i = 0; i < 4; i++) this.write8(a + i, (v >>> (8 * i)) & 0xff); return; }
     }
+    this.wPage!.dv.setUint32(off, v >>> 0, true);
   }
 
   write64(a: number, lo: number, hi: number): void {
-    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    let off = a - this.wBase;
+    if (!(off >= 0 && off <= PAGE_SIZE - 8)) {
+      off = this.writeSlow(a, 8);
+      if (off < 0) { this.write32(a, lo); this.write32(a + 4, hi); return; }
+    }
+    const p = this.wPage!;
     if ((off & 7) === 0) {
-      const u = this.writePage(no, a).u32;
-      u[off >> 2] = lo;
-      u[(off >> 2) + 1] = hi;
-    } else if (off <= PAGE_SIZE - 8) {
-      const dv = this.writePage(no, a).dv;
-      dv.setUint32(off, lo, true);
-      dv.setUint32(off + 4, hi, true);
+      p.u32[off >> 2] = lo;
+      p.u32[(off >> 2) + 1] = hi;
     } else {
-      this.writePage(no, a);
-      this.writePage(no + 1, (no + 1) * PAGE_SIZE);
-      this.write32(a, lo);
-      this.write32(a + 4, hi);
+      p.dv.setUint32(off, lo, true);
+      p.dv.setUint32(off + 4, hi, true);
     }
   }
 
@@ -283,7 +313,7 @@ export class Memory {
       p.data.set(bytes.subarray(i, i + n), off);
       i += n;
     }
-    this.rNo = this.wNo = NaN;
+    this.dropCaches();
   }
 
   /** Read bytes without permission checks; undefined if any byte is unmapped or in a guard page. */
@@ -309,13 +339,13 @@ export class Memory {
   snapshot(): MemorySnapshot {
     const snap = { pages: new Map(this.pages) };
     this.epoch++; // every page is now shared with the snapshot: the next write copies it
-    this.rNo = this.wNo = NaN;
+    this.dropCaches();
     return snap;
   }
 
   restore(snap: MemorySnapshot): void {
     this.pages = new Map(snap.pages);
     this.epoch++;
-    this.rNo = this.wNo = NaN;
+    this.dropCaches();
   }
 }
