@@ -1,0 +1,110 @@
+// A BPF program: a main function plus subprogs, laid out as the kernel lays them out (one flat
+// instruction array; each function a contiguous range; BPF_PSEUDO_CALL's imm is the callee's
+// start relative to the next instruction), with a stack depth per function and a program type.
+import { BPF_CALL, BPF_CLASS, BPF_JMP, BPF_JMP32, BPF_OP, BPF_PSEUDO_CALL } from "./opcodes.ts";
+import { insn, type BpfInsn, type Item } from "./insn.ts";
+
+/** Program types that matter for private-stack eligibility (kernel-model.md §2.2). */
+export const PROG_TYPES = ["kprobe", "tracepoint", "perf_event", "raw_tp", "tracing", "struct_ops"] as const;
+export type ProgType = (typeof PROG_TYPES)[number];
+
+export interface FuncSource {
+  readonly name: string;
+  /** Bytes of BPF stack the function uses (the verifier's stack_depth, unrounded). */
+  readonly stackDepth: number;
+  readonly body: readonly Item[];
+}
+
+export interface ProgramSource {
+  readonly name: string;
+  readonly type: ProgType;
+  /** struct_ops: check_member() set prog->aux->priv_stack_requested. */
+  readonly privStackRequested?: boolean;
+  /** funcs[0] is the main program; the others are subprogs. */
+  readonly funcs: readonly FuncSource[];
+}
+
+export interface Func {
+  readonly name: string;
+  /** First instruction index in the flat array, and one past the last. */
+  readonly start: number;
+  readonly end: number;
+  readonly stackDepth: number;
+}
+
+export interface Program {
+  readonly name: string;
+  readonly type: ProgType;
+  readonly privStackRequested: boolean;
+  readonly insns: readonly BpfInsn[];
+  readonly funcs: readonly Func[];
+}
+
+export class ProgramError extends Error {
+  override name = "ProgramError";
+}
+
+/** Index of the function containing instruction `i`. */
+export function funcOf(p: Program, i: number): number {
+  return p.funcs.findIndex((f) => i >= f.start && i < f.end);
+}
+
+/** Put a program together: flatten the functions, resolve jump labels and subprog calls. */
+export function program(src: ProgramSource): Program {
+  if (src.funcs.length === 0) throw new ProgramError(`program ${src.name}: no functions`);
+  const names = new Map<string, number>();
+  src.funcs.forEach((f, i) => {
+    if (names.has(f.name)) throw new ProgramError(`program ${src.name}: function '${f.name}' defined twice`);
+    names.set(f.name, i);
+  });
+  // Pass 1: layout. Labels are local to their function.
+  const funcs: Func[] = [];
+  const labels: Map<string, number>[] = [];
+  let at = 0;
+  for (const f of src.funcs) {
+    const local = new Map<string, number>();
+    const start = at;
+    for (const it of f.body) {
+      if (it.kind === "label") {
+        if (local.has(it.name)) throw new ProgramError(`program ${src.name}, function ${f.name}: label '${it.name}' defined twice`);
+        local.set(it.name, at);
+      } else at++;
+    }
+    if (at === start) throw new ProgramError(`program ${src.name}, function ${f.name}: no instructions`);
+    funcs.push({ name: f.name, start, end: at, stackDepth: f.stackDepth });
+    labels.push(local);
+  }
+  // Pass 2: resolve targets.
+  const insns: BpfInsn[] = [];
+  src.funcs.forEach((f, fi) => {
+    for (const it of f.body) {
+      if (it.kind === "label") continue;
+      const i = insns.length;
+      const where = `program ${src.name}, function ${f.name}, insn ${i - funcs[fi]!.start}`;
+      let x = it.insn;
+      if (it.jumpTo !== undefined) {
+        const cls = BPF_CLASS(x.code);
+        if (cls !== BPF_JMP && cls !== BPF_JMP32) throw new ProgramError(`${where}: only jumps take a label`);
+        const target = labels[fi]!.get(it.jumpTo);
+        if (target === undefined) throw new ProgramError(`${where}: jump to unknown label '${it.jumpTo}'`);
+        x = retarget(x, "off", target - (i + 1), where);
+      }
+      if (it.callee !== undefined) {
+        if (!(BPF_OP(x.code) === BPF_CALL && x.src === BPF_PSEUDO_CALL)) throw new ProgramError(`${where}: only a subprog call names a callee`);
+        const ci = names.get(it.callee);
+        if (ci === undefined) throw new ProgramError(`${where}: call of unknown function '${it.callee}'`);
+        x = retarget(x, "imm", funcs[ci]!.start - (i + 1), where);
+      }
+      insns.push(x);
+    }
+  });
+  return { name: src.name, type: src.type, privStackRequested: src.privStackRequested ?? false, insns, funcs };
+}
+
+function retarget(x: BpfInsn, field: "off" | "imm", v: number, where: string): BpfInsn {
+  try {
+    return field === "off" ? insn(x.code, x.dst, x.src, v, x.imm) : insn(x.code, x.dst, x.src, x.off, v);
+  } catch (e) {
+    throw new ProgramError(`${where}: ${(e as Error).message}`);
+  }
+}
