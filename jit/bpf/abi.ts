@@ -1,0 +1,32 @@
+// The helpers and kfuncs of stackcheck's synthetic kernel, as the verifier sees them: ids,
+// names and argument types (the bpf_func_proto / kfunc BTF of a real kernel). The synthetic
+// kernel implements them in x86; the reference interpreter gives the same results.
+
+/** Argument kinds (a tiny subset of the kernel's ARG_*). */
+export type ArgKind =
+  | "anything"        // ARG_ANYTHING: any initialised register
+  | "scalar"          // a number, not a pointer
+  | "stack-ptr-8";    // ARG_PTR_TO_MEM of 8 initialised, writable bytes on a BPF stack
+
+export interface CallSig {
+  readonly id: number;
+  readonly name: string;
+  readonly args: readonly ArgKind[];
+  /** What it is for, in one line (documentation and reports). */
+  readonly does: string;
+}
+
+/** Helper ids are our own; the names say they belong to the synthetic kernel (`sc_`). */
+export const HELPERS: readonly CallSig[] = [
+  { id: 1, name: "bpf_sc_mix", args: ["anything", "anything", "anything", "anything", "anything"], does: "a leaf that mixes its five arguments into r0" },
+  { id: 2, name: "bpf_sc_rw", args: ["stack-ptr-8", "scalar"], does: "reads the u64 at r1, writes back a mix of it and r2, returns the old value" },
+  { id: 3, name: "bpf_sc_get_stack", args: [], does: "takes a stack sample like bpf_get_stack(), returns 0" },
+];
+
+/** kfuncs, by BTF id. */
+export const KFUNCS: readonly CallSig[] = [
+  { id: 1000, name: "scx_sc_run_nested", args: ["scalar"], does: "runs nested program r1 through a trampoline-like runner (scx_bpf_sub_dispatch shape)" },
+];
+
+export const helperById = (id: number): CallSig | undefined => HELPERS.find((h) => h.id === id);
+export const kfuncById = (id: number): CallSig | undefined => KFUNCS.find((k) => k.id === id);
