@@ -6,7 +6,9 @@
 import { FlowControl, Formatter, FormatterSyntax, OpKind, Register } from "iced-x86";
 import { forEachInstruction } from "../harness/machine/iced.ts";
 
-export type Syntax = "gas" | "intel";
+/** gas: AT&T as objdump prints it; llvm: AT&T with size suffixes and ", " as llvm-objdump prints
+ * it (the form the kernel selftests' __jited() lines match); intel. */
+export type Syntax = "gas" | "llvm" | "intel";
 export type Symbolizer = (addr: bigint) => string | undefined;
 
 export interface DisasmLine {
@@ -26,7 +28,11 @@ export interface DisasmOptions {
 }
 
 function makeFormatter(syntax: Syntax): Formatter {
-  const f = new Formatter(syntax === "gas" ? FormatterSyntax.Gas : FormatterSyntax.Intel);
+  const f = new Formatter(syntax === "intel" ? FormatterSyntax.Intel : FormatterSyntax.Gas);
+  if (syntax === "llvm") {
+    f.gasShowMnemonicSizeSuffix = true;
+    f.spaceAfterOperandSeparator = true;
+  }
   f.smallHexNumbersInDecimal = false;
   f.hexPrefix = "0x";
   f.hexSuffix = "";

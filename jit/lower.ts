@@ -1,0 +1,153 @@
+// Lowering one BPF function to x86-64 (arch/x86/net/bpf_jit_comp.c do_jit()): the upstream
+// register map, the upstream instruction choices, and layout by passes over an addrs[] table
+// until nothing moves (bpf_int_jit_compile()): jumps take the rel8 form when the previous
+// pass's offset fits, starting from upstream's estimate of 64 bytes per instruction.
+import type { Assembled } from "./asm.ts";
+import type { BpfInsn } from "./bpf/insn.ts";
+import {
+  BPF_ADD, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_CALL, BPF_CLASS, BPF_EXIT, BPF_JA, BPF_JEQ, BPF_JGE,
+  BPF_JGT, BPF_JLE, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LDX,
+  BPF_LSH, BPF_MOV, BPF_NEG, BPF_OP, BPF_OR, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STX, BPF_SUB,
+  BPF_X, BPF_XOR, BPF_ALU, sizeBytes,
+} from "./bpf/opcodes.ts";
+import type { Strategy, FuncJit } from "./strategy.ts";
+import { Emitter, type AluOp, type Cond, type ShiftOp, type Width, type X86Reg } from "./x86/emit.ts";
+
+/** reg2hex[]: BPF R0-R9 (R10 is the strategy's frame register). */
+const REG_MAP: readonly X86Reg[] = ["rax", "rdi", "rsi", "rdx", "rcx", "r8", "rbx", "r13", "r14", "r15"];
+/** AUX_REG: the JIT's temporary. */
+const AUX: X86Reg = "r11";
+const CALLEE_SAVED: readonly [number, X86Reg][] = [[6, "rbx"], [7, "r13"], [8, "r14"], [9, "r15"]];
+
+/** detect_reg_usage(): the callee-saved registers a function touches, in push order. */
+export function calleeSavedUsed(insns: readonly BpfInsn[]): X86Reg[] {
+  return CALLEE_SAVED.filter(([bpf]) => insns.some((x) => x.dst === bpf || x.src === bpf)).map(([, r]) => r);
+}
+
+const ALU: Record<number, AluOp> = { [BPF_ADD]: "add", [BPF_SUB]: "sub", [BPF_AND]: "and", [BPF_OR]: "or", [BPF_XOR]: "xor" };
+const SHIFTS: Record<number, ShiftOp> = { [BPF_LSH]: "shl", [BPF_RSH]: "shr", [BPF_ARSH]: "sar" };
+const COND: Record<number, Cond> = {
+  [BPF_JEQ]: "e", [BPF_JNE]: "ne", [BPF_JGT]: "a", [BPF_JLT]: "b", [BPF_JGE]: "ae", [BPF_JLE]: "be",
+  [BPF_JSGT]: "g", [BPF_JSLT]: "l", [BPF_JSGE]: "ge", [BPF_JSLE]: "le", [BPF_JSET]: "ne",
+};
+const isImm8 = (v: number) => v >= -128 && v <= 127;
+
+export interface LoweredFunc {
+  readonly assembled: Assembled;
+  /** Address of the first x86 instruction of each BPF instruction of the function. */
+  readonly insnAddrs: readonly bigint[];
+  readonly passes: number;
+}
+
+export class JitError extends Error {
+  override name = "JitError";
+}
+
+/** Where a call goes: the symbol of a helper, kfunc or BPF function. */
+export type CallTarget = (x: BpfInsn, index: number) => string;
+
+/** Lower function `f.fi` at `base`; `symbols` resolves the names `target` returns. */
+export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined): LoweredFunc {
+  const insns = f.prog.insns.slice(f.func.start, f.func.end);
+  const n = insns.length;
+  // addrs[k] = offset (from base) where BPF instruction k's code starts; addrs[n] = the end.
+  let addrs = Array.from({ length: n + 1 }, (_, k) => 64 * (k + 1));
+  let cleanup = 64 * (n + 1);
+  for (let pass = 1; pass <= 20; pass++) {
+    const e = emitFunction(strategy, f, insns, addrs, cleanup, target);
+    const out = e.asm.assemble(base, { symbols });
+    const next = Array.from({ length: n + 1 }, (_, k) => Number((k < n ? out.labels.get(`insn_${k}`)! : out.end) - base));
+    const nextCleanup = Number(out.labels.get("cleanup")! - base);
+    if (next.every((v, k) => v === addrs[k]) && nextCleanup === cleanup) {
+      return { assembled: out, insnAddrs: next.slice(0, n).map((a) => base + BigInt(a)), passes: pass };
+    }
+    addrs = next;
+    cleanup = nextCleanup;
+  }
+  throw new JitError(`${f.prog.name}/${f.func.name}: the image did not converge in 20 passes`);
+}
+
+function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[], addrs: readonly number[], cleanup: number, target: CallTarget): Emitter {
+  const e = new Emitter(`${f.prog.name}/${f.func.name}`);
+  const fp = strategy.frameRegister(f);
+  const reg = (r: number): X86Reg => (r === 10 ? fp : REG_MAP[r]!);
+  strategy.prologue(e, f);
+  let seenExit = false;
+  insns.forEach((x, k) => {
+    e.label(`insn_${k}`);
+    const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
+    const dst = reg(x.dst), src = reg(x.src);
+    // jmp_offset = addrs[target] - addrs[i] of the previous pass, measured from this insn's end
+    const offsetTo = (t: number) => t - addrs[k + 1]!;
+    if (cls === BPF_ALU || cls === BPF_ALU64) {
+      const is64 = cls === BPF_ALU64;
+      if (op === BPF_MOV) {
+        if (isX) e.movReg(is64, dst, src);
+        else e.movImm32(is64, dst, x.imm);
+      } else if (op === BPF_NEG) {
+        e.neg(is64, dst);
+      } else if (ALU[op] !== undefined) {
+        if (isX) e.aluRR(ALU[op]!, is64, dst, src);
+        else e.aluRI(ALU[op]!, is64, dst, x.imm);
+      } else if (SHIFTS[op] !== undefined) {
+        if (!isX) e.shiftRI(SHIFTS[op]!, is64, dst, x.imm);
+        else shiftByReg(e, SHIFTS[op]!, is64, x.dst, x.src, reg);
+      } else {
+        throw new JitError(`${f.prog.name}/${f.func.name}: insn ${k}: no lowering for opcode 0x${x.code.toString(16)}`);
+      }
+    } else if (cls === BPF_LDX) {
+      e.ldx(sizeBytes(BPF_SIZE(x.code)) as Width, dst, src, x.off);
+    } else if (cls === BPF_STX) {
+      e.stx(sizeBytes(BPF_SIZE(x.code)) as Width, dst, x.off, src);
+    } else if (cls === BPF_ST) {
+      e.st(sizeBytes(BPF_SIZE(x.code)) as Width, dst, x.off, x.imm);
+    } else if (op === BPF_CALL) {
+      const name = target(x, f.func.start + k);
+      strategy.call(e, f, () => e.callSymbol(name));
+    } else if (op === BPF_EXIT) {
+      if (seenExit) {
+        e.jmp(isImm8(cleanup - addrs[k + 1]!), "cleanup"); // later exits jump to the first one's epilogue
+      } else {
+        seenExit = true;
+        e.label("cleanup");
+        strategy.epilogue(e, f);
+      }
+    } else if (op === BPF_JA && cls === BPF_JMP) {
+      const off = offsetTo(addrs[k + 1 + x.off]!);
+      if (off !== 0) e.jmp(isImm8(off), `insn_${k + 1 + x.off}`); // a jump to the next code is elided
+    } else if (cls === BPF_JMP || cls === BPF_JMP32) {
+      const is64 = cls === BPF_JMP;
+      if (op === BPF_JSET) {
+        if (isX) e.testRR(is64, dst, src);
+        else e.testRI(is64, dst, x.imm);
+      } else if (isX) e.cmpRR(is64, dst, src);
+      else if (x.imm === 0) e.testRR(is64, dst, dst); // test dst,dst saves a byte
+      else e.cmpRI(is64, dst, x.imm);
+      const t = k + 1 + x.off;
+      e.jcc(COND[op]!, isImm8(offsetTo(addrs[t]!)), `insn_${t}`);
+    } else {
+      throw new JitError(`${f.prog.name}/${f.func.name}: insn ${k}: no lowering for opcode 0x${x.code.toString(16)}`);
+    }
+  });
+  if (!seenExit) throw new JitError(`${f.prog.name}/${f.func.name}: no exit`);
+  return e;
+}
+
+/**
+ * Shifts by a register without BMI2 (no shlx/shrx/sarx): the count must be in cl. upstream
+ * saves rcx with `push rcx` … `pop rcx`, or, when the destination is rcx itself (BPF R4),
+ * shifts a copy in r11 (AUX_REG) and moves it back.
+ */
+function shiftByReg(e: Emitter, op: ShiftOp, is64: boolean, bpfDst: number, bpfSrc: number, reg: (r: number) => X86Reg): void {
+  let dst = reg(bpfDst);
+  if (bpfDst === 4) {
+    e.movReg(true, AUX, dst);
+    dst = AUX;
+  } else {
+    e.push("rcx");
+  }
+  if (bpfSrc !== 4) e.movReg(true, "rcx", reg(bpfSrc));
+  e.shiftRCl(op, is64, dst);
+  if (bpfDst === 4) e.movReg(true, reg(bpfDst), AUX);
+  else e.pop("rcx");
+}

@@ -1,0 +1,63 @@
+// The prologue-strategy interface: one module per design (design.md §3.3). A strategy decides
+// the prologue and epilogue of main programs and subprogs, which register holds BPF R10, what
+// wraps a call, and what private per-CPU memory each function needs.
+import type { Func, Program } from "./bpf/program.ts";
+import type { Validated } from "./bpf/validate.ts";
+import type { Emitter, X86Reg } from "./x86/emit.ts";
+
+export interface JitOptions {
+  /** CONFIG_X86_KERNEL_IBT: endbr64 at the entry and at X86_TAIL_CALL_OFFSET (default on). */
+  readonly ibt: boolean;
+  /** CONFIG_MITIGATION_SLS: int3 after every ret (default off). */
+  readonly sls: boolean;
+}
+
+export const DEFAULT_JIT_OPTIONS: JitOptions = { ibt: true, sls: false };
+
+/** A function being JITed, with everything a strategy may look at. */
+export interface FuncJit {
+  readonly prog: Program;
+  readonly validated: Validated;
+  readonly fi: number;
+  readonly func: Func;
+  readonly isMain: boolean;
+  /** Used callee-saved registers among rbx, r13, r14, r15, in push order (detect_reg_usage()). */
+  readonly calleeSaved: readonly X86Reg[];
+  readonly opts: JitOptions;
+  /** The private memory the strategy asked for this function, placed (undefined if none). */
+  readonly priv: PlacedPrivate | undefined;
+  /** Address of the per-CPU variable this_cpu_off (a gs:-relative displacement). */
+  readonly thisCpuOff: number;
+}
+
+/** What a strategy needs allocated per CPU for one function. */
+export interface PrivateRequest {
+  readonly fi: number;
+  /** Bytes to allocate, guards included. */
+  readonly size: number;
+  /** Offset from the start of the allocation that the function's frame pointer gets. */
+  readonly framePtrOffset: number;
+  /** Offsets of guard words (0xEB9F12345678eb9f) to write at allocation and check at teardown. */
+  readonly guards: readonly number[];
+}
+
+/** A private request once placed: its __percpu pointer (add this_cpu_off to get the CPU's copy). */
+export interface PlacedPrivate extends PrivateRequest {
+  readonly percpuPtr: bigint;
+  /** priv_frame_ptr: percpuPtr + framePtrOffset. */
+  readonly framePtr: bigint;
+}
+
+export interface Strategy {
+  readonly name: string;
+  /** One line: the design it models and the kernel-model section. */
+  readonly summary: string;
+  /** Private per-CPU memory per function (empty for designs on the kernel stack only). */
+  privateMemory(prog: Program, v: Validated): PrivateRequest[];
+  /** The x86 register that holds BPF R10 in this function. */
+  frameRegister(f: FuncJit): X86Reg;
+  prologue(e: Emitter, f: FuncJit): void;
+  epilogue(e: Emitter, f: FuncJit): void;
+  /** Emit a call; `emitCall` emits the `call rel32` itself. */
+  call(e: Emitter, f: FuncJit, emitCall: () => void): void;
+}
