@@ -17,6 +17,8 @@ export interface JitLayout {
   readonly percpuBase: bigint;
   /** gs:-relative address of this_cpu_off. */
   readonly thisCpuOff: number;
+  /** __percpu pointer of the program's prog->active counter. */
+  readonly activePtr?: bigint;
   /** Addresses of helpers and kfuncs by name (the synthetic kernel's symbols). */
   readonly kernelSymbols: (name: string) => bigint | undefined;
 }
@@ -63,7 +65,7 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
   const funcJit = (fi: number): FuncJit => {
     const func = p.funcs[fi]!;
     return {
-      prog: p, validated: v, fi, func, isMain: fi === 0, opts, thisCpuOff: layout.thisCpuOff,
+      prog: p, validated: v, fi, func, isMain: fi === 0, opts, thisCpuOff: layout.thisCpuOff, activePtr: layout.activePtr ?? 0n,
       calleeSaved: calleeSavedUsed(p.insns.slice(func.start, func.end)),
       priv: privates.find((x) => x.fi === fi),
     };

@@ -28,6 +28,8 @@ export interface FuncJit {
   readonly priv: PlacedPrivate | undefined;
   /** Address of the per-CPU variable this_cpu_off (a gs:-relative displacement). */
   readonly thisCpuOff: number;
+  /** __percpu pointer of this program's recursion counter prog->active (kernel-model §2.3). */
+  readonly activePtr: bigint;
 }
 
 /** What a strategy needs allocated per CPU for one function. */
@@ -60,4 +62,9 @@ export interface Strategy {
   epilogue(e: Emitter, f: FuncJit): void;
   /** Emit a call; `emitCall` emits the `call rel32` itself. */
   call(e: Emitter, f: FuncJit, emitCall: () => void): void;
+  /**
+   * How many activations of one program a CPU may run at once: 1 is the kernel's exactly-1 rule
+   * (__bpf_prog_enter_recur refuses the rest); design (g) allows up to 4 with a slot per level.
+   */
+  readonly recursionLimit: number;
 }

@@ -13,4 +13,5 @@ export const baseline: Strategy = {
   prologue: (e, f) => standardPrologue(e, f, f.func.stackDepth),
   epilogue: (e, f) => standardEpilogue(e, f),
   call: (_e, _f, emitCall) => emitCall(),
+  recursionLimit: 1,
 };

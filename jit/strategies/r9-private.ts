@@ -7,7 +7,7 @@
 // because r9 is caller-saved in the C ABI. A subprog recomputes its own r9.
 import { round8, standardEpilogue, standardPrologue } from "../prologue.ts";
 import type { FuncJit, PrivateRequest, Strategy } from "../strategy.ts";
-import type { Emitter } from "../x86/emit.ts";
+import type { Emitter, X86Reg } from "../x86/emit.ts";
 
 /** PRIV_STACK_GUARD_SZ (x86). */
 export const PRIV_STACK_GUARD_SZ = 8;
@@ -25,10 +25,15 @@ export function privateStackRequests(privStack: readonly boolean[], depths: read
   return out;
 }
 
+/** `reg` = this CPU's copy of a __percpu pointer: mov reg,ptr (shortest form); add reg,gs:[this_cpu_off]. */
+export function emitThisCpuPtr(e: Emitter, f: FuncJit, reg: X86Reg, percpuPtr: bigint): void {
+  e.movImm64(reg, percpuPtr);
+  e.addFromGs(reg, f.thisCpuOff);
+}
+
 /** emit_priv_frame_ptr(): r9 = this CPU's copy of priv_frame_ptr. */
 export function emitPrivFramePtr(e: Emitter, f: FuncJit): void {
-  e.movImm64("r9", f.priv!.framePtr);
-  e.addFromGs("r9", f.thisCpuOff);
+  emitThisCpuPtr(e, f, "r9", f.priv!.framePtr);
 }
 
 export function r9Strategy(name: string, summary: string, saveAroundCalls: boolean): Strategy {
@@ -47,6 +52,7 @@ export function r9Strategy(name: string, summary: string, saveAroundCalls: boole
       emitCall();
       if (f.priv && saveAroundCalls) e.pop("r9");
     },
+    recursionLimit: 1,
   };
 }
 

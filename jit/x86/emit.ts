@@ -85,6 +85,10 @@ export class Emitter {
   movRR(dst: X86Reg, src: X86Reg): this { return this.e(() => I.createRegReg(Code.Mov_rm64_r64, R64[dst], R64[src]), `mov ${dst},${src}`); }
   /** `sub rsp, imm32`, always the 48 81 ec imm32 form (EMIT3_off32). */
   subRspImm32(v: number): this { return this.e(() => I.createRegI32(Code.Sub_rm64_imm32, R.RSP, v), `sub rsp,${hex(v)}`); }
+  /** `lea dst,[base+off]`. */
+  lea(dst: X86Reg, base: X86Reg, off: number): this {
+    return this.e(() => I.createRegMem(Code.Lea_r64_m, R64[dst], mem(base, off)), `lea ${dst},${memText(base, off)}`);
+  }
   leave(): this { return this.e(() => I.create(Code.Leaveq), "leave"); }
   ret(): this { return this.e(() => I.create(Code.Retnq), "ret"); }
   int3(): this { return this.e(() => I.create(Code.Int3), "int3"); }

@@ -13,6 +13,8 @@ export const KTEXT = 0xffffffff81000000n;
 export const PERCPU = 0xffff88807fc00000n;
 export const THIS_CPU_OFF = 0x10;          // gs:-relative address of this_cpu_off
 export const PERCPU_PTR_BASE = 0x0000600000000000n; // __percpu pointers handed out from here
+/** prog->active lives at the first __percpu pointer; private memory follows it. */
+export const ACTIVE_PTR = PERCPU_PTR_BASE;
 export const STACK_TOP = 0xffffc90000008000n;
 
 /** Stub kernel helpers: each a few instructions at a fixed address. */
@@ -32,7 +34,7 @@ export const fn = (name: string, stackDepth: number, body: Item[]): FuncSource =
 
 export function jit(funcs: FuncSource[], strategy: Strategy, type: ProgType = "kprobe", opts?: { ibt: boolean; sls: boolean }): JitProgram {
   const p = program({ name: "t", type, funcs });
-  return jitProgram(p, validate(p), strategy, { base: BPF_BASE, percpuBase: PERCPU_PTR_BASE, thisCpuOff: THIS_CPU_OFF, kernelSymbols }, opts);
+  return jitProgram(p, validate(p), strategy, { base: BPF_BASE, percpuBase: PERCPU_PTR_BASE + 0x40n, thisCpuOff: THIS_CPU_OFF, activePtr: ACTIVE_PTR, kernelSymbols }, opts);
 }
 
 /** llvm-objdump-style text of one function, as the selftests' __jited() lines see it. */
@@ -73,7 +75,7 @@ export function machineFor(j: JitProgram): Machine {
       { name: "kernel text", kind: "text", start: KTEXT, size: 0x1000, perms: "r-x" },
       { name: "bpf images", kind: "text", start: BPF_BASE, size: 0x4000, perms: "r-x" },
       { name: "task stack", kind: "stack", start: STACK_TOP - 0x4000n, size: 0x4000, perms: "rw-" },
-      { name: "per-CPU", kind: "percpu", start: PERCPU, size: 0x2000, perms: "rw-" },
+      { name: "per-CPU", kind: "percpu", start: PERCPU, size: 0x20000, perms: "rw-" },
     ],
     symbols: [
       ...STUBS.map(([name], i) => ({ name, start: stubAddr(i), end: stubAddr(i) + 0x100n, kind: "kernel" as const })),
@@ -88,6 +90,7 @@ export function machineFor(j: JitProgram): Machine {
   const le = new Uint8Array(8);
   new DataView(le.buffer).setBigUint64(0, off, true);
   m.load(PERCPU + BigInt(THIS_CPU_OFF), le);
+  m.load(PERCPU + 0x1000n, Uint8Array.of(1)); // prog->active = 1: this is the outermost activation
   m.gsBase = PERCPU;
   return m;
 }

@@ -1,0 +1,56 @@
+// The built-in prologue strategies, and loading a user's own strategy module from a file.
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import type { Strategy } from "../strategy.ts";
+import { baseline } from "./baseline.ts";
+import { r9NoSave } from "./r9-no-save.ts";
+import { r9Private } from "./r9-private.ts";
+import { fullPrivate, limitedRecursion, rbpPrivate, splitDoubleFrame, splitStack } from "./split.ts";
+
+/** design.md §3.3, in its order. */
+export const BUILTIN_STRATEGIES: readonly Strategy[] = [
+  baseline, r9Private, splitStack, fullPrivate, rbpPrivate, splitDoubleFrame, limitedRecursion, r9NoSave,
+];
+
+export class StrategyError extends Error {
+  override name = "StrategyError";
+}
+
+const FUNCTIONS = ["privateMemory", "frameRegister", "prologue", "epilogue", "call"] as const;
+
+/** Check that a value implements the Strategy interface; `where` names its origin in errors. */
+export function mustBeStrategy(v: unknown, where: string): Strategy {
+  if (typeof v !== "object" || v === null) throw new StrategyError(`${where}: expected a strategy object, got ${v === null ? "null" : typeof v}`);
+  const o = v as Record<string, unknown>;
+  if (typeof o.name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(o.name)) throw new StrategyError(`${where}: 'name' must be a lower-case name like 'my-design'`);
+  if (typeof o.summary !== "string" || o.summary === "") throw new StrategyError(`${where}: 'summary' must be a non-empty string saying which design it models`);
+  for (const k of FUNCTIONS) if (typeof o[k] !== "function") throw new StrategyError(`${where}: '${k}' must be a function`);
+  if (typeof o.recursionLimit !== "number" || !Number.isInteger(o.recursionLimit) || o.recursionLimit < 1) {
+    throw new StrategyError(`${where}: 'recursionLimit' must be a positive integer (1 is the kernel's exactly-1 rule)`);
+  }
+  return v as Strategy;
+}
+
+/**
+ * A built-in strategy by name, or a module file (`.ts` or `.js`) whose default export (or
+ * `strategy` export) implements the Strategy interface.
+ */
+export async function loadStrategy(spec: string): Promise<Strategy> {
+  const builtin = BUILTIN_STRATEGIES.find((s) => s.name === spec);
+  if (builtin) return builtin;
+  if (!/\.(ts|js|mjs|mts)$/.test(spec)) {
+    throw new StrategyError(`unknown strategy '${spec}'; built in: ${BUILTIN_STRATEGIES.map((s) => s.name).join(", ")}; or give a .ts/.js module path`);
+  }
+  const file = resolve(spec);
+  if (!existsSync(file)) throw new StrategyError(`strategy module ${file} does not exist`);
+  let mod: Record<string, unknown>;
+  try {
+    mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
+  } catch (e) {
+    throw new StrategyError(`strategy module ${file} failed to load: ${(e as Error).message}`);
+  }
+  const v = mod.default ?? mod.strategy;
+  if (v === undefined) throw new StrategyError(`strategy module ${file}: export the strategy as default or as 'strategy'`);
+  return mustBeStrategy(v, `strategy module ${file}`);
+}
