@@ -6,6 +6,7 @@
 // lies in [-2^47, 2^47) and is exact as a double. Kernel text 0xffffffff81000000 is -0x7f000000.
 
 const TWO_47 = 2 ** 47;
+const TWO_32 = 4294967296;
 const MASK64 = (1n << 64n) - 1n;
 
 /** Internal (signed number) form of a canonical address; `undefined` if it is not canonical. */
@@ -35,4 +36,19 @@ export function hex64(v: bigint | number): string {
 /** `0x`-prefixed hex of a small unsigned value: `0x1a`. */
 export function hex(v: bigint | number): string {
   return v < 0 ? `-0x${(-BigInt(v)).toString(16)}` : `0x${v.toString(16)}`;
+}
+
+/** Internal (signed number) address from halves, or NaN if not canonical. */
+export function pairToAddr(lo: number, hi: number): number {
+  const h = hi | 0;
+  return h >= -0x8000 && h < 0x8000 ? h * TWO_32 + lo : NaN;
+}
+
+/** Halves of an internal address: low half returned, high half via `hiOf`. */
+export function hiOf(a: number): number {
+  return Math.floor(a / TWO_32) >>> 0;
+}
+
+export function pairToBig(lo: number, hi: number): bigint {
+  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
 }

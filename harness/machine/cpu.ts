@@ -8,14 +8,15 @@
 // operand (measured: 7 M insn/s); halves need no conversion at all. Values of 1, 2 and 4 bytes
 // are the low half, masked, with hi = 0. Functions that produce a 64-bit value return the low
 // half and leave the high half in `th` (registers, operands) or `mem.hi` (memory).
-import { hex, hex64, toCanonical } from "./addr.ts";
+import { hex, hex64, hiOf, pairToAddr, pairToBig, toCanonical } from "./addr.ts";
 import { RSP, type DInsn } from "./decode.ts";
-import { arithFlags, ARITH, CF, F_NONE, FIXED, IF, TF } from "./flags.ts";
+import { arithFlags, ARITH, CF, F_NONE, FIXED, IF, NT, RF, TF, VM } from "./flags.ts";
 import { MemFault, type Memory } from "./memory.ts";
 import type { RunResult } from "./results.ts";
 import { ACT_CALL, ACT_INTERRUPT, ShadowStack, type Activation } from "./shadow.ts";
 
 export { ACT_CALL, ACT_INTERRUPT, ACT_ROOT, type Activation } from "./shadow.ts";
+export { hiOf, pairToAddr, pairToBig } from "./addr.ts";
 
 const TWO_32 = 4294967296;
 const TWO_47 = 2 ** 47;
@@ -29,21 +30,6 @@ export const X86_TRAP_NMI = 2, X86_TRAP_BP = 3, X86_TRAP_UD = 6, X86_TRAP_DF = 8
 
 /** Mask of an operand size in bytes (1, 2, 4) for the low half. */
 export const SIZE_MASK = [0, 0xff, 0xffff, 0, 0xffffffff, 0, 0, 0, 0xffffffff];
-
-/** Internal (signed number) address from halves, or NaN if not canonical. */
-export function pairToAddr(lo: number, hi: number): number {
-  const h = hi | 0;
-  return h >= -0x8000 && h < 0x8000 ? h * TWO_32 + lo : NaN;
-}
-
-/** Halves of an internal address: low half returned, high half via `hiOf`. */
-export function hiOf(a: number): number {
-  return Math.floor(a / TWO_32) >>> 0;
-}
-
-export function pairToBig(lo: number, hi: number): bigint {
-  return (BigInt(hi >>> 0) << 32n) | BigInt(lo >>> 0);
-}
 
 export interface Gate { readonly handler: number; readonly ist: number }
 
@@ -157,11 +143,11 @@ export class Cpu {
    * Plain number arithmetic is exact while every term is below 2^52 in magnitude; anything else
    * (huge register values, wrap-around) takes the exact bigint path.
    */
-  ea(d: DInsn): number {
+  ea(d: DInsn, access: "read" | "write" = "read"): number {
     let a = this.eaOffsetNumber(d);
     if (d.gs) a += this.gsBase;
     if (a >= -TWO_47 && a < TWO_47) return a; // false for NaN too
-    return this.eaExact(d);
+    return this.eaExact(d, access);
   }
 
   /** Offset part only (lea ignores segments) as a number when exact, else NaN. */
@@ -188,12 +174,12 @@ export class Cpu {
     return a;
   }
 
-  private eaExact(d: DInsn): number {
+  private eaExact(d: DInsn, access: "read" | "write"): number {
     let a = BigInt.asIntN(64, this.eaOffset(d));
     if (d.gs) a = BigInt.asIntN(64, a + BigInt(this.gsBase));
     const s = Number(a);
     if (s >= -TWO_47 && s < TWO_47) return s;
-    throw new MemFault("non-canonical", "read", NaN, undefined, BigInt.asUintN(64, a));
+    throw new MemFault("non-canonical", access, NaN, undefined, BigInt.asUintN(64, a));
   }
 
   // ---- stack ----
@@ -251,7 +237,7 @@ export class Cpu {
   call(target: number, ret: number, site: number): void {
     this.push64(ret >>> 0, hiOf(ret));
     const slot = this.rspInternal();
-    this.shadow.push(ACT_CALL, target, ret, slot, slot + 8, -1, site);
+    this.shadow.push(ACT_CALL, target, ret, slot, -1, site);
     this.rip = target;
     if (this.observer !== null) this.observer.onCall?.(this.shadow.top()!, this);
   }
@@ -323,11 +309,11 @@ export class Cpu {
         message: `double fault: delivering ${interruptName(vector)} at ${this.describe(ret)}, pushing the interrupt frame faulted: ${e.describe()}`,
       });
     }
-    this.shadow.push(ACT_INTERRUPT, gate.handler, ret, frame, pairToAddr(oldLo, oldHi), vector, -1);
+    this.shadow.pushInterrupt(gate.handler, ret, frame, oldLo, oldHi, vector);
     this.setRsp(frame);
     this.cs = KERNEL_CS;
     if (fromUser) this.ss = 0n; // a privilege change to CPL 0 loads a NULL SS in 64-bit mode
-    this.flags = (this.flags & ~(IF | TF)) | FIXED;
+    this.flags = (this.flags & ~(IF | TF | NT | RF | VM)) | FIXED; // SDM §6.12.1.3: TF, VM, RF, NT cleared; IF for an interrupt gate
     if (vector === X86_TRAP_NMI) this.nmiBlocked = true;
     this.rip = gate.handler;
     if (this.observer !== null) this.observer.onInterrupt?.(this.shadow.top()!, this);
@@ -343,11 +329,10 @@ export class Cpu {
     const rspL = m.read64(sp + 24), rspH = m.hi;
     const ss = m.read64(sp + 32);
     const to = pairToAddr(ripL, ripH);
-    const newRsp = pairToAddr(rspL, rspH);
     const top = this.shadow.top();
-    if (top === undefined || top.kind !== ACT_INTERRUPT || top.ret !== to || top.rsp !== newRsp) {
+    if (top === undefined || top.kind !== ACT_INTERRUPT || top.ret !== to || top.rspRaw !== pairToBig(rspL, rspH)) {
       const expected = top?.kind === ACT_INTERRUPT
-        ? `rip ${this.describe(top.ret)} rsp ${hex64(toCanonical(top.rsp))} (${interruptName(top.vector)})`
+        ? `rip ${this.describe(top.ret)} rsp ${hex64(top.rspRaw)} (${interruptName(top.vector)})`
         : "no interrupt activation is live";
       const rip = pairToBig(ripL, ripH);
       throw new Stop({

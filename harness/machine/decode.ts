@@ -58,7 +58,8 @@ const REG_SIZE = new Uint8Array(512);
 const MEM_SIZE = new Uint8Array(1024);
 {
   const M = MemorySize as unknown as Record<string, number>;
-  for (const [n, s] of [["UInt8", 1], ["Int8", 1], ["UInt16", 2], ["Int16", 2], ["UInt32", 4], ["Int32", 4], ["UInt64", 8], ["Int64", 8]] as const) MEM_SIZE[M[n]!] = s;
+  // QwordOffset: the memory operand of `call`/`jmp qword ptr [...]`.
+  for (const [n, s] of [["UInt8", 1], ["Int8", 1], ["UInt16", 2], ["Int16", 2], ["UInt32", 4], ["Int32", 4], ["UInt64", 8], ["Int64", 8], ["QwordOffset", 8]] as const) MEM_SIZE[M[n]!] = s;
 }
 const OK_REGISTER = OpKind.Register, OK_MEMORY = OpKind.Memory, OK_NEAR64 = OpKind.NearBranch64;
 const OK_IMM_FIRST = OpKind.Immediate8, OK_IMM_LAST = OpKind.Immediate32to64;

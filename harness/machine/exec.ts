@@ -195,7 +195,7 @@ function signExtend(c: Cpu, v: number, from: number, size: number): number {
 
 function store(c: Cpu, d: DInsn, l: number, h: number): void {
   if (d.k0 === K_REG) c.setR(d.r0, d.size, l, h);
-  else c.writeMem(c.ea(d), d.size, l, h);
+  else c.writeMem(c.ea(d, "write"), d.size, l, h);
 }
 
 const H: Handler[] = new Array<Handler>(OP_COUNT);
@@ -237,9 +237,15 @@ H[Op.PUSH] = (c, d) => {
   else c.push64(d.immLo, d.immHi);
 };
 H[Op.POP] = (c, d) => {
+  const sp = c.rspInternal();
   const l = c.pop64(), h = c.th;
-  if (d.k0 === K_REG) { c.lo[d.r0] = l; c.hi[d.r0] = h; }
-  else c.mem.write64(c.ea(d), l, h); // the address uses rsp after the increment (SDM: POP)
+  if (d.k0 === K_REG) { c.lo[d.r0] = l; c.hi[d.r0] = h; return; }
+  try {
+    c.mem.write64(c.ea(d, "write"), l, h); // the address uses rsp after the increment (SDM: POP)
+  } catch (e) {
+    c.setRsp(sp); // a faulting instruction leaves the registers as they were
+    throw e;
+  }
 };
 H[Op.CALL] = (c, d) => c.call(d.target, d.next, d.ip);
 H[Op.CALL_IND] = (c, d) => {

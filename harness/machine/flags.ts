@@ -5,7 +5,7 @@
 // snapshot). Shifts and imul compute CF and OF when they execute and record them in `bl`.
 
 export const CF = 1 << 0, PF = 1 << 2, AF = 1 << 4, ZF = 1 << 6, SF = 1 << 7;
-export const TF = 1 << 8, IF = 1 << 9, DF = 1 << 10, OF = 1 << 11;
+export const TF = 1 << 8, IF = 1 << 9, DF = 1 << 10, OF = 1 << 11, NT = 1 << 14, RF = 1 << 16, VM = 1 << 17;
 /** Bit 1 of RFLAGS always reads as 1 (X86_EFLAGS_FIXED; perf_hw_regs() tests it). */
 export const FIXED = 1 << 1;
 export const ARITH = CF | PF | AF | ZF | SF | OF;

@@ -81,6 +81,7 @@ export interface MachineSnapshot {
   readonly shadow: ShadowSnapshot;
   readonly stopRip: number;
   readonly hookFired: readonly number[];
+  readonly codeEpoch: number;
   readonly mem: MemorySnapshot;
 }
 
@@ -99,6 +100,8 @@ export class Machine {
   // that shadow depth (an interrupt taken at that boundary, whatever hooks fire inside it, must
   // not make them fire again when it returns). Cleared when the instruction executes.
   private hookFired: number[] = [];
+  /** Bumped by every load() into executable memory; a snapshot remembers it (see restore()). */
+  private codeEpoch = 0;
   // Decode-cache window: the code region execution is in.
   private cLo = 0;
   private cLen = 0;
@@ -132,6 +135,7 @@ export class Machine {
     const a = mustBeCanonical(addr, "load");
     for (const cr of this.code) {
       if (a + bytes.length <= cr.start || a >= cr.end) continue;
+      this.codeEpoch++;
       // Drop every cached instruction that may overlap the new bytes (up to 15 bytes before).
       for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = NOT_DECODED;
       const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
@@ -149,7 +153,13 @@ export class Machine {
 
   private decodeAt(ip: number): DInsn {
     const bytes = this.memory.fetch(ip, 15); // faults if not executable
-    const cr = this.code.find((r) => ip >= r.start && ip < r.end)!;
+    let cr = this.code.find((r) => ip >= r.start && ip < r.end);
+    if (cr === undefined) {
+      // Mapped through `machine.memory` rather than `machine.map()`: give it a decode cache now.
+      const r = this.memory.regionAt(ip)!;
+      cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) };
+      this.code.push(cr);
+    }
     const d = this.decoder.decodeOne(bytes, ip);
     this.attach(cr, d);
     this.cLo = cr.start; this.cLen = cr.end - cr.start; this.cSlots = cr.slots;
@@ -316,6 +326,9 @@ export class Machine {
     const target = mustBeCanonical(entry, "entry");
     c.shadow.clear();
     c.steps = 0;
+    // A fresh run: no STI shadow or NMI blocking left over from a run that ended mid-handler.
+    c.stiShadow = -1;
+    c.nmiBlocked = false;
     this.hookFired = [];
     try {
       const s = mustBeCanonical(stop, "stop address");
@@ -324,7 +337,7 @@ export class Machine {
       if (e instanceof MemFault) throw new RangeError(`call: cannot push the return address: ${e.describe()}`);
       throw e;
     }
-    c.shadow.push(ACT_ROOT, target, this.stopRip, c.rspInternal(), c.rspInternal() + 8, -1, -1);
+    c.shadow.push(ACT_ROOT, target, this.stopRip, c.rspInternal(), -1, -1);
     c.rip = target;
   }
 
@@ -335,6 +348,7 @@ export class Machine {
 
   /** Run until `steps` instructions have executed since `call()` (then `paused`), or the run ends. */
   runUntil(steps: number, opts: RunOptions = {}): RunResult {
+    if (!Number.isInteger(steps) || steps < this.cpu.steps) throw new RangeError(`runUntil(${steps}): the run is already at step ${this.cpu.steps}`);
     return this.execute(opts.maxSteps ?? DEFAULT_MAX_STEPS, steps);
   }
 
@@ -448,7 +462,7 @@ export class Machine {
         entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root",
       });
       if (a.kind === ACT_INTERRUPT) {
-        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: sym(a.ret), rsp: toCanonical(a.rsp), frame: toCanonical(a.slot) });
+        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: sym(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot) });
       }
       cursor = a.ret;
     }
@@ -467,7 +481,7 @@ export class Machine {
     return {
       lo: c.lo.slice(), hi: c.hi.slice(), rip: c.rip, flags: c.rflags(), gsBase: c.gsBase, cs: c.cs, ss: c.ss, steps: c.steps,
       stiShadow: c.stiShadow, nmiBlocked: c.nmiBlocked, pendingNmi: c.pendingNmi, pendingIrqs: c.pendingIrqs.slice(),
-      shadow: c.shadow.snapshot(), stopRip: this.stopRip, hookFired: this.hookFired.slice(),
+      shadow: c.shadow.snapshot(), stopRip: this.stopRip, hookFired: this.hookFired.slice(), codeEpoch: this.codeEpoch,
       mem: this.memory.snapshot(),
     };
   }
@@ -485,6 +499,11 @@ export class Machine {
     c.shadow.restore(s.shadow);
     this.stopRip = s.stopRip; this.hookFired = s.hookFired.slice();
     this.memory.restore(s.mem);
+    if (s.codeEpoch !== this.codeEpoch) {
+      // Code was loaded since the snapshot: the cache may hold instructions the restored memory does not.
+      for (const cr of this.code) cr.slots.fill(NOT_DECODED);
+      this.codeEpoch++;
+    }
   }
 }
 

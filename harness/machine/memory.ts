@@ -107,6 +107,9 @@ export class Memory {
     }
     if (!/^[r-][w-][x-]$/.test(def.perms)) throw new RangeError(`region '${def.name}': perms '${def.perms}' must look like 'r-x'`);
     if (def.kind === "guard" && def.perms !== "---") throw new RangeError(`region '${def.name}': a guard region must be '---'`);
+    // W^X, as the kernel maps text and BPF images: code never changes under the decode cache
+    // except through load(), which the machine tracks.
+    if (def.perms === "rwx" || def.perms === "-wx") throw new RangeError(`region '${def.name}': perms '${def.perms}' are writable and executable; kernel text is read-only (W^X)`);
     const region: Region = {
       name: def.name, kind: def.kind, start, end: start + def.size,
       r: def.perms[0] === "r", w: def.perms[1] === "w", x: def.perms[2] === "x",

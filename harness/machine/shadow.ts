@@ -1,5 +1,6 @@
 // The ground-truth shadow stack: one entry per live activation (call, interrupt, root), kept as
 // parallel typed arrays so that a call or return allocates nothing on the interpreter's path.
+import { pairToAddr, pairToBig, toCanonical } from "./addr.ts";
 
 export const ACT_CALL = 0, ACT_INTERRUPT = 1, ACT_ROOT = 2;
 
@@ -9,14 +10,15 @@ export interface Activation {
   readonly entry: number;     // address entered: call target, or the vector's handler
   readonly ret: number;       // where control returns: pushed return address, or interrupted RIP
   readonly slot: number;      // address of the return-address word (call) or of the hardware frame's RIP word
-  readonly rsp: number;       // rsp to be restored: after ret (call), or the interrupted rsp (interrupt)
+  readonly rsp: number;       // rsp to be restored: after ret (call), or the interrupted rsp (interrupt); NaN if not canonical
+  readonly rspRaw: bigint;    // the same, exact (an interrupt can arrive with any value in rsp when its gate has an IST)
   readonly vector: number;    // interrupt vector, or -1
   readonly site: number;      // address of the call instruction, or -1
 }
 
 export interface ShadowSnapshot {
   readonly depth: number;
-  readonly cols: readonly (Int16Array | Float64Array)[];
+  readonly cols: readonly (Int16Array | Float64Array | Uint32Array)[];
 }
 
 export class ShadowStack {
@@ -26,15 +28,23 @@ export class ShadowStack {
   entry = new Float64Array(64);
   ret = new Float64Array(64);
   slot = new Float64Array(64);
-  rsp = new Float64Array(64);
   site = new Float64Array(64);
+  /** Interrupted rsp of an interrupt activation, as exact halves (a call's rsp is always slot + 8). */
+  rlo = new Uint32Array(64);
+  rhi = new Uint32Array(64);
 
-  push(kind: number, entry: number, ret: number, slot: number, rsp: number, vector: number, site: number): void {
+  push(kind: number, entry: number, ret: number, slot: number, vector: number, site: number): void {
     const i = this.depth;
     if (i === this.kind.length) this.grow();
     this.kind[i] = kind; this.entry[i] = entry; this.ret[i] = ret; this.slot[i] = slot;
-    this.rsp[i] = rsp; this.vector[i] = vector; this.site[i] = site;
+    this.vector[i] = vector; this.site[i] = site;
     this.depth = i + 1;
+  }
+
+  pushInterrupt(entry: number, ret: number, frame: number, rspLo: number, rspHi: number, vector: number): void {
+    this.push(ACT_INTERRUPT, entry, ret, frame, vector, -1);
+    this.rlo[this.depth - 1] = rspLo;
+    this.rhi[this.depth - 1] = rspHi;
   }
 
   /** Kind of the innermost activation, or -1 when empty. */
@@ -47,9 +57,13 @@ export class ShadowStack {
   }
 
   at(i: number): Activation {
+    const kind = this.kind[i]!, slot = this.slot[i]!;
+    const interrupt = kind === ACT_INTERRUPT;
     return {
-      kind: this.kind[i]!, entry: this.entry[i]!, ret: this.ret[i]!, slot: this.slot[i]!,
-      rsp: this.rsp[i]!, vector: this.vector[i]!, site: this.site[i]!,
+      kind, entry: this.entry[i]!, ret: this.ret[i]!, slot,
+      rsp: interrupt ? pairToAddr(this.rlo[i]!, this.rhi[i]!) : slot + 8,
+      rspRaw: interrupt ? pairToBig(this.rlo[i]!, this.rhi[i]!) : toCanonical(slot + 8),
+      vector: this.vector[i]!, site: this.site[i]!,
     };
   }
 
@@ -63,24 +77,27 @@ export class ShadowStack {
 
   snapshot(): ShadowSnapshot {
     const n = this.depth;
-    return { depth: n, cols: [this.kind, this.vector, this.entry, this.ret, this.slot, this.rsp, this.site].map((c) => c.slice(0, n)) };
+    return { depth: n, cols: this.columns().map((c) => c.slice(0, n)) };
   }
 
   restore(s: ShadowSnapshot): void {
     while (this.kind.length < s.depth) this.grow();
-    const cols = [this.kind, this.vector, this.entry, this.ret, this.slot, this.rsp, this.site];
-    cols.forEach((c, i) => (c as Float64Array).set(s.cols[i] as Float64Array));
+    this.columns().forEach((c, i) => (c as Float64Array).set(s.cols[i] as Float64Array));
     this.depth = s.depth;
+  }
+
+  private columns(): (Int16Array | Float64Array | Uint32Array)[] {
+    return [this.kind, this.vector, this.entry, this.ret, this.slot, this.site, this.rlo, this.rhi];
   }
 
   private grow(): void {
     const n = this.kind.length * 2;
-    const g = <T extends Int16Array | Float64Array>(a: T): T => {
+    const g = <T extends Int16Array | Float64Array | Uint32Array>(a: T): T => {
       const b = new (a.constructor as new (n: number) => T)(n);
       b.set(a as never);
       return b;
     };
     this.kind = g(this.kind); this.vector = g(this.vector); this.entry = g(this.entry); this.ret = g(this.ret);
-    this.slot = g(this.slot); this.rsp = g(this.rsp); this.site = g(this.site);
+    this.slot = g(this.slot); this.site = g(this.site); this.rlo = g(this.rlo); this.rhi = g(this.rhi);
   }
 }

@@ -1,0 +1,133 @@
+// Regressions from the review of the machine: each test reproduces a case that once ended in an
+// exception, a silently wrong result or a stale state.
+import { describe, expect, test } from "vitest";
+import { FIXED, IF } from "../../../harness/machine/index.ts";
+import { bytes, DATA, HANDLER, IST_TOP, newMachine, runSnippet, STACK_TOP, STOP, TEXT } from "../../helpers/layout.ts";
+
+const NMI_HANDLER = HANDLER + 0x1000n;
+
+describe("machine review regressions", () => {
+  test("an NMI on its IST stack while rsp is not canonical ends in a typed result, and the truth shows the raw rsp", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("48 89 c4 90 90 c3")); // mov rsp,rax; nop; nop; ret
+    m.load(NMI_HANDLER, bytes("90 48 cf"));
+    m.setGate(2, NMI_HANDLER, 1);
+    m.setIst(1, IST_TOP);
+    m.setReg("rax", 0x8000000000000000n);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    let marker: unknown;
+    m.addHook(NMI_HANDLER, (mm) => { marker = mm.truth()[1]; });
+    m.runUntil(1);
+    m.raise(2);
+    const r = m.run();
+    expect(marker).toMatchObject({ kind: "interrupt", name: "NMI", rsp: 0x8000000000000000n });
+    expect(r).toMatchObject({ kind: "fault", reason: "non-canonical", address: 0x8000000000000000n, rip: TEXT + 5n });
+  });
+
+  test("call() starts without the previous run's STI shadow", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("fb c3"));
+    m.load(TEXT + 0x10n, bytes("90 90 c3"));
+    m.load(HANDLER, bytes("48 cf"));
+    m.setGate(0x20, HANDLER);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run().kind).toBe("completed"); // sti with IF clear: a shadow at step 1
+    m.call(TEXT + 0x10n, { rsp: STACK_TOP, stopAt: STOP });
+    let saved = 0n;
+    m.addHook(HANDLER, (mm) => { saved = mm.peek64(mm.reg("rsp"))!; });
+    m.runUntil(1);
+    m.raise(0x20);
+    m.run();
+    expect(saved).toBe(TEXT + 0x11n);
+  });
+
+  test("call() starts without the NMI blocking of a run that stopped inside an NMI handler", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("90 90 c3"));
+    m.load(NMI_HANDLER, bytes("90 48 cf"));
+    m.setGate(2, NMI_HANDLER, 1);
+    m.setIst(1, IST_TOP);
+    let entered = 0;
+    m.addHook(NMI_HANDLER, () => { entered++; return entered === 1 ? "stop" : undefined; });
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    m.runUntil(1);
+    m.raise(2);
+    expect(m.run().kind).toBe("stopped");
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    m.runUntil(1);
+    m.raise(2);
+    expect(m.run().kind).toBe("completed");
+    expect(entered).toBe(2);
+  });
+
+  test("call and jmp through a memory operand", () => {
+    // mov qword [rdi],TEXT+0x20 via rax; call qword ptr [rdi]; jmp qword ptr [rdi+8] ... target code sets rax
+    const setup = (mm: ReturnType<typeof newMachine>) => {
+      mm.load(TEXT + 0x20n, bytes("b8 07 00 00 00 c3")); // mov eax,7; ret
+      const le = new Uint8Array(16);
+      new DataView(le.buffer).setBigUint64(0, TEXT + 0x20n, true);
+      new DataView(le.buffer).setBigUint64(8, TEXT + 0x30n, true);
+      mm.load(DATA, le);
+      mm.load(TEXT + 0x30n, bytes("48 83 c0 01 c3")); // add rax,1; ret (returns from the snippet)
+    };
+    const { result } = runSnippet("ff 17 ff 67 08", { rdi: DATA }, setup);
+    expect(result).toMatchObject({ kind: "completed", rax: 8n });
+  });
+
+  test("restoring a snapshot taken before a load() runs the code the snapshot holds", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("48 c7 c0 01 00 00 00 c3"));
+    const snap = m.snapshot();
+    m.load(TEXT, bytes("48 c7 c0 02 00 00 00 c3"));
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run()).toMatchObject({ rax: 2n });
+    m.restore(snap);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run()).toMatchObject({ rax: 1n });
+  });
+
+  test("a writable and executable region is refused (W^X)", () => {
+    expect(() => newMachine().map({ name: "jit scratch", kind: "text", start: 0xffffffffc0000000n, size: 0x1000, perms: "rwx" }))
+      .toThrow("region 'jit scratch': perms 'rwx' are writable and executable; kernel text is read-only (W^X)");
+  });
+
+  test("a faulting pop into memory leaves rsp as it was", () => {
+    const { m, result } = runSnippet("6a 05 8f 07", { rdi: 0xffff888000100000n });
+    expect(result.kind).toBe("fault");
+    expect(m.reg("rsp")).toBe(STACK_TOP - 16n);
+  });
+
+  test("a write to a non-canonical address is reported as a write", () => {
+    const { result } = runSnippet("48 89 07", { rdi: 0x0000800000000000n });
+    expect(result).toMatchObject({ kind: "fault", reason: "non-canonical", access: "write" });
+  });
+
+  test("delivery clears NT as well as IF and TF", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("68 02 42 00 00 9d 90 c3")); // push 0x4202 (NT|IF|fixed); popfq; nop; ret
+    m.load(HANDLER, bytes("9c 58 48 cf"));          // pushfq; pop rax; iretq
+    m.setGate(0x20, HANDLER);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    m.runUntil(2);
+    m.raise(0x20);
+    m.run();
+    expect(m.reg("rax")).toBe(BigInt(FIXED));
+    expect(m.rflags & (IF | (1 << 14))).toBe(IF | (1 << 14)); // iretq restored NT and IF
+  });
+
+  test("runUntil a step already passed is a usage error", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("90 90 90 90 c3"));
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    m.runUntil(3);
+    expect(() => m.runUntil(2)).toThrow("runUntil(2): the run is already at step 3");
+  });
+
+  test("an executable region mapped through machine.memory still runs", () => {
+    const m = newMachine();
+    m.memory.map({ name: "late text", kind: "text", start: 0xffffffffc0000000n, size: 0x1000, perms: "r-x" });
+    m.load(0xffffffffc0000000n, bytes("b8 05 00 00 00 c3"));
+    m.call(0xffffffffc0000000n, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run()).toMatchObject({ kind: "completed", rax: 5n });
+  });
+});
