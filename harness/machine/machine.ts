@@ -14,6 +14,9 @@ import { SymbolTable, type SymbolDef } from "./symbols.ts";
 
 /** Where `call()` returns to when nothing else is given: the top page, never mapped. */
 export const DEFAULT_STOP_ADDRESS = 0xfffffffffffff000n;
+/** What the loop finds at the stop address: an op-0 marker that means "completed", never cached. */
+const STOP_INSN: DInsn = { ...NOT_DECODED, ip: NaN };
+
 /** Default step budget of a run. */
 export const DEFAULT_MAX_STEPS = 10_000_000;
 
@@ -122,10 +125,7 @@ export class Machine {
 
   map(def: RegionDef): Region {
     const r = this.memory.map(def);
-    if (r.x) {
-      if (this.stopRip >= r.start && this.stopRip < r.end) throw new RangeError(`region '${def.name}' contains the stop address ${hex64(toCanonical(this.stopRip))}`);
-      this.code.push({ start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) });
-    }
+    if (r.x) this.code.push({ start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) });
     return r;
   }
 
@@ -148,10 +148,21 @@ export class Machine {
 
   private attach(cr: CodeRegion, d: DInsn): void {
     d.hooks = this.hooks.get(d.ip) ?? null;
-    cr.slots[d.ip - cr.start] = d;
+    cr.slots[d.ip - cr.start] = d.ip === this.stopRip ? STOP_INSN : d;
+  }
+
+  /** Move the stop address, keeping STOP_INSN in the decode cache slot of the current one. */
+  private placeStop(stop: number): void {
+    const slotOf = (a: number) => this.code.find((r) => a >= r.start && a < r.end);
+    const old = slotOf(this.stopRip);
+    if (old && old.slots[this.stopRip - old.start] === STOP_INSN) old.slots[this.stopRip - old.start] = NOT_DECODED;
+    this.stopRip = stop;
+    const cr = slotOf(stop);
+    if (cr) cr.slots[stop - cr.start] = STOP_INSN;
   }
 
   private decodeAt(ip: number): DInsn {
+    if (ip === this.stopRip) return STOP_INSN;
     const bytes = this.memory.fetch(ip, 15); // faults if not executable
     let cr = this.code.find((r) => ip >= r.start && ip < r.end);
     if (cr === undefined) {
@@ -168,6 +179,7 @@ export class Machine {
 
   /** The slow path of instruction lookup: another code region, or not yet decoded. */
   private insnAt(ip: number): DInsn {
+    if (ip === this.stopRip) return STOP_INSN;
     for (const cr of this.code) {
       if (ip >= cr.start && ip < cr.end) {
         this.cLo = cr.start; this.cLen = cr.end - cr.start; this.cSlots = cr.slots;
@@ -319,10 +331,10 @@ export class Machine {
     args.forEach((v, i) => setPair(c, argRegs[i]!, v));
     if (opts.rsp !== undefined) setPair(c, RSP, opts.rsp);
     const stop = opts.stopAt ?? DEFAULT_STOP_ADDRESS;
-    this.stopRip = mustBeCanonical(stop, "stop address");
-    // The loop only looks for the stop address when it leaves the current code region.
-    const inCode = this.code.find((r) => this.stopRip >= r.start && this.stopRip < r.end);
-    if (inCode) throw new RangeError(`call: the stop address ${hex64(stop)} is inside executable memory`);
+    this.placeStop(mustBeCanonical(stop, "stop address"));
+    // The stop address may be real entry text (the return address of the outermost kernel frame
+    // is entry code, as the unwinder expects): the loop meets it as STOP_INSN in the decode cache,
+    // or on the slow lookup path when it lies outside code.
     const target = mustBeCanonical(entry, "entry");
     c.shadow.clear();
     c.steps = 0;
@@ -388,7 +400,7 @@ export class Machine {
       const off = ip - this.cLo;
       let d: DInsn;
       if (off >= 0 && off < this.cLen && (d = this.cSlots[off]!) !== NOT_DECODED) {
-        // decoded
+        // decoded (or STOP_INSN at the stop address)
       } else {
         if (ip === this.stopRip) return this.completed();
         d = this.insnAt(ip);
@@ -403,7 +415,7 @@ export class Machine {
         // An interrupt a hook raised arrives at this same boundary, before the instruction runs.
         if (c.pendingAny && this.deliverPending()) continue;
       }
-      if (d.op === 0) return this.unsupported(d);
+      if (d.op === 0) return d === STOP_INSN ? this.completed() : this.unsupported(d);
       c.rip = d.next;
       c.steps++;
       handlers[d.op]!(c, d);
@@ -497,12 +509,14 @@ export class Machine {
     c.stiShadow = s.stiShadow; c.nmiBlocked = s.nmiBlocked; c.pendingNmi = s.pendingNmi; c.pendingIrqs = s.pendingIrqs.slice();
     c.pendingAny = c.pendingNmi || c.pendingIrqs.length !== 0;
     c.shadow.restore(s.shadow);
-    this.stopRip = s.stopRip; this.hookFired = s.hookFired.slice();
+    this.placeStop(s.stopRip);
+    this.hookFired = s.hookFired.slice();
     this.memory.restore(s.mem);
     if (s.codeEpoch !== this.codeEpoch) {
       // Code was loaded since the snapshot: the cache may hold instructions the restored memory does not.
       for (const cr of this.code) cr.slots.fill(NOT_DECODED);
       this.codeEpoch++;
+      this.placeStop(this.stopRip);
     }
   }
 }

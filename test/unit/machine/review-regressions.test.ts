@@ -131,3 +131,15 @@ describe("machine review regressions", () => {
     expect(m.run()).toMatchObject({ kind: "completed", rax: 5n });
   });
 });
+
+describe("the stop address", () => {
+  test("may be real code (entry text): reaching it completes the run instead of executing it", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("b8 05 00 00 00 c3"));        // the function: mov eax,5; ret
+    m.load(TEXT + 0x100n, bytes("0f 0b"));           // "entry code" after the call: ud2 if it ever ran
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: TEXT + 0x100n });
+    expect(m.run()).toMatchObject({ kind: "completed", rax: 5n });
+    m.call(TEXT + 0x100n, { rsp: STACK_TOP, stopAt: STOP }); // once it is no longer the stop, it runs
+    expect(m.run().kind).toBe("exception");
+  });
+});
