@@ -1,0 +1,185 @@
+// An image: the synthetic kernel and the JITed programs placed at canonical addresses
+// (design.md §2), with the memory map, the symbol table, per-function fp_start/fp_end windows
+// (v6.19, kernel-model.md §5), the per-CPU area (this_cpu_off, hardirq_stack_ptr, prog->active,
+// misses, private stacks with their guard words) and the interrupt configuration; and a machine
+// loaded with it.
+import { Machine, type RegionDef, type SymbolDef } from "../harness/machine/index.ts";
+import type { Program } from "./bpf/program.ts";
+import { validate, type Validated } from "./bpf/validate.ts";
+import { jitProgram, type JitProgram } from "./jit.ts";
+import { buildKernel, type Kernel } from "./kernel/kernel.ts";
+import {
+  BPF_TEXT, BPF_TEXT_SIZE, EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, KD, KDATA, KDATA_SIZE, KTEXT, KTEXT_SIZE, NMI_IST,
+  NMI_STACK, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, PERCPU, PERCPU_DYNAMIC, PERCPU_ORIGIN, PERCPU_SIZE, PT_REGS,
+  PT_REGS_SIZE, TASK_PT_REGS, TASK_STACK, THREAD_SIZE,
+} from "./kernel/layout.ts";
+import { DEFAULT_JIT_OPTIONS, type JitOptions, type Strategy } from "./strategy.ts";
+import { PRIV_STACK_GUARD_VAL } from "./strategies/r9-private.ts";
+
+/** What runs what: the task's program, kfunc-nested runs, and programs attached to IRQs and NMIs. */
+export interface ImageSpec {
+  readonly programs: readonly Program[];
+  /** Index of the program the task runs (through do_syscall_64). */
+  readonly task: number;
+  /** scx_sc_run_nested(i) runs programs[nested[i]]. */
+  readonly nested?: readonly number[];
+  /** Programs run by the handler of an IRQ vector. */
+  readonly irq?: readonly { readonly vector: number; readonly program: number }[];
+  /** The program the NMI handler runs. */
+  readonly nmi?: number;
+}
+
+export class ImageError extends Error {
+  override name = "ImageError";
+}
+
+export interface FpWindow { readonly symbol: string; readonly start: bigint; readonly fpStart: bigint; readonly fpEnd: bigint; readonly end: bigint }
+
+export interface Image {
+  readonly strategy: Strategy;
+  readonly kernel: Kernel;
+  readonly programs: readonly { readonly program: Program; readonly validated: Validated; readonly jit: JitProgram; readonly active: bigint; readonly misses: bigint }[];
+  readonly regions: readonly RegionDef[];
+  readonly symbols: readonly SymbolDef[];
+  readonly fpWindows: readonly FpWindow[];
+  /** Bytes to load, in order. */
+  readonly loads: readonly { readonly addr: bigint; readonly bytes: Uint8Array }[];
+  /** Private stacks to check at teardown: the address of each guard word (this CPU). */
+  readonly guards: readonly { readonly program: number; readonly func: string; readonly addr: bigint }[];
+  readonly irqVectors: readonly number[];
+  /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
+  machine(): Machine;
+  /** Prepare a machine to run the task's program: rsp = task_pt_regs, stop at entry_SYSCALL_64's return. */
+  startTask(m: Machine): void;
+  /** this CPU's address of a __percpu pointer. */
+  thisCpu(ptr: bigint): bigint;
+}
+
+const u64le = (v: bigint) => {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+  return b;
+};
+
+export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions = DEFAULT_JIT_OPTIONS): Image {
+  const n = spec.programs.length;
+  const mustBeProg = (i: number | undefined, what: string) => {
+    if (i === undefined || !Number.isInteger(i) || i < 0 || i >= n) throw new ImageError(`${what}: program index ${i} is not one of the ${n} programs`);
+  };
+  if (n === 0 || n > KD.maxProgs) throw new ImageError(`an image holds 1..${KD.maxProgs} programs, got ${n}`);
+  mustBeProg(spec.task, "task");
+  (spec.nested ?? []).forEach((p, i) => mustBeProg(p, `nested run ${i}`));
+  if ((spec.nested ?? []).length > KD.maxNested) throw new ImageError(`at most ${KD.maxNested} nested runs`);
+  for (const a of spec.irq ?? []) {
+    mustBeProg(a.program, `IRQ vector ${a.vector}`);
+    if (!Number.isInteger(a.vector) || a.vector < 32 || a.vector > 255) throw new ImageError(`IRQ vector ${a.vector} is not an external interrupt vector (32..255)`);
+  }
+  if (spec.nmi !== undefined) mustBeProg(spec.nmi, "NMI");
+  const irqVectors = [...new Set((spec.irq ?? []).map((a) => a.vector))].sort((x, y) => x - y);
+  const kernel = buildKernel(KTEXT, irqVectors);
+
+  // Per-CPU dynamic area: prog->active and misses (8 bytes each) per program, then private memory.
+  let dyn = PERCPU_ORIGIN + BigInt(PERCPU_DYNAMIC);
+  const programs = spec.programs.map((program) => {
+    const validated = validate(program);
+    const active = dyn, misses = dyn + 8n;
+    dyn += 16n;
+    return { program, validated, active, misses };
+  });
+  let text = BPF_TEXT;
+  const jitted = programs.map((p) => {
+    const jit = jitProgram(p.program, p.validated, strategy, {
+      base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
+    }, opts);
+    for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
+    text = (jit.end + 0xfffn) & ~0xfffn; // each program in its own pages, as bpf_prog_pack hands them out
+    return { ...p, jit };
+  });
+  if (text > BPF_TEXT + BigInt(BPF_TEXT_SIZE)) throw new ImageError("the JITed programs do not fit the BPF text area");
+  if (dyn > PERCPU_ORIGIN + BigInt(PERCPU_SIZE)) throw new ImageError(`the per-CPU allocations (${dyn - PERCPU_ORIGIN} bytes) do not fit the per-CPU area`);
+
+  const thisCpu = (ptr: bigint) => BigInt.asUintN(64, ptr - PERCPU_ORIGIN + PERCPU);
+  const guard = (name: string, start: bigint, size: number): RegionDef => ({ name, kind: "guard", start, size, perms: "---" });
+  const regions: RegionDef[] = [
+    { name: "kernel text", kind: "text", start: KTEXT, size: KTEXT_SIZE, perms: "r-x" },
+    { name: "kernel data", kind: "data", start: KDATA, size: KDATA_SIZE, perms: "rw-" },
+    { name: "bpf images", kind: "text", start: BPF_TEXT, size: BPF_TEXT_SIZE, perms: "r-x" },
+    guard("task stack guard (low)", TASK_STACK - 0x1000n, 0x1000),
+    { name: "task stack", kind: "stack", start: TASK_STACK, size: THREAD_SIZE, perms: "rw-" },
+    guard("task stack guard (high)", TASK_STACK + BigInt(THREAD_SIZE), 0x1000),
+    guard("IRQ stack guard (low)", IRQ_STACK - 0x1000n, 0x1000),
+    { name: "IRQ stack", kind: "stack", start: IRQ_STACK, size: IRQ_STACK_SIZE, perms: "rw-" },
+    guard("IRQ stack guard (high)", IRQ_STACK + BigInt(IRQ_STACK_SIZE), 0x1000),
+    guard("NMI stack guard (low)", NMI_STACK - 0x1000n, 0x1000),
+    { name: "NMI stack", kind: "stack", start: NMI_STACK, size: EXCEPTION_STKSZ, perms: "rw-" },
+    guard("NMI stack guard (high)", NMI_STACK + BigInt(EXCEPTION_STKSZ), 0x1000),
+    { name: "per-CPU", kind: "percpu", start: PERCPU, size: PERCPU_SIZE, perms: "rw-" },
+  ];
+  const symbols: SymbolDef[] = [...kernel.symbols];
+  const fpWindows: FpWindow[] = [];
+  const loads: { addr: bigint; bytes: Uint8Array }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
+  const guards: { program: number; func: string; addr: bigint }[] = [];
+  jitted.forEach((p, pi) => {
+    for (const f of p.jit.funcs) {
+      symbols.push({ name: f.symbol, start: f.image.base, end: f.image.end, kind: "bpf" });
+      fpWindows.push({ symbol: f.symbol, start: f.image.base, fpStart: f.fpStart, fpEnd: f.fpEnd, end: f.image.end });
+      loads.push({ addr: f.image.base, bytes: f.image.bytes });
+    }
+    for (const x of p.jit.privates) {
+      for (const g of x.guards) {
+        const addr = thisCpu(x.percpuPtr + BigInt(g));
+        loads.push({ addr, bytes: u64le(PRIV_STACK_GUARD_VAL) }); // priv_stack_init_guard()
+        guards.push({ program: pi, func: p.program.funcs[x.fi]!.name, addr });
+      }
+    }
+  });
+  // Kernel tables.
+  const kdata = new Uint8Array(KDATA_SIZE);
+  const dv = new DataView(kdata.buffer);
+  const put = (off: number, v: bigint) => dv.setBigUint64(off, BigInt.asUintN(64, v), true);
+  jitted.forEach((p, pi) => {
+    const e = KD.progTable + pi * KD.progEntry;
+    put(e, p.jit.funcs[0]!.image.base);
+    put(e + 8, p.active);
+    put(e + 16, p.misses);
+    put(e + 24, BigInt(strategy.recursionLimit));
+  });
+  put(KD.nestedCount, BigInt((spec.nested ?? []).length));
+  (spec.nested ?? []).forEach((p, i) => put(KD.nested + 8 * i, BigInt(p)));
+  put(KD.nmiProg, BigInt(spec.nmi ?? -1));
+  for (let v = 0; v < 256; v++) put(KD.irqTable + 8 * v, -1n);
+  for (const a of spec.irq ?? []) put(KD.irqTable + 8 * a.vector, BigInt(a.program));
+  loads.push({ addr: KDATA, bytes: kdata });
+  // Static per-CPU variables.
+  loads.push({ addr: PERCPU + BigInt(PCPU_THIS_CPU_OFF), bytes: u64le(PERCPU - PERCPU_ORIGIN) });
+  loads.push({ addr: PERCPU + BigInt(PCPU_HARDIRQ_STACK_PTR), bytes: u64le(IRQ_STACK + BigInt(IRQ_STACK_SIZE) - 8n) });
+  // The user-mode pt_regs at the top of the task stack (cs and ss of user mode).
+  const regs = new Uint8Array(PT_REGS_SIZE);
+  const rv = new DataView(regs.buffer);
+  rv.setBigUint64(PT_REGS.cs, 0x33n, true);
+  rv.setBigUint64(PT_REGS.ss, 0x2bn, true);
+  rv.setBigUint64(PT_REGS.flags, 0x202n, true);
+  rv.setBigUint64(PT_REGS.sp, 0x00007ffffffde000n, true);
+  rv.setBigUint64(PT_REGS.ip, 0x0000000000401000n, true);
+  rv.setBigUint64(PT_REGS.orig_ax, 0n, true);
+  loads.push({ addr: TASK_PT_REGS, bytes: regs });
+
+  const image: Image = {
+    strategy, kernel, regions, symbols, fpWindows, loads, guards, irqVectors, thisCpu,
+    programs: jitted.map(({ program, validated, jit, active, misses }) => ({ program, validated, jit, active, misses })),
+    machine() {
+      const m = new Machine({ regions, symbols });
+      for (const l of loads) m.load(l.addr, l.bytes);
+      m.gsBase = PERCPU;
+      for (const v of irqVectors) m.setGate(v, kernel.addr(`irq_entry_${v}`));
+      m.setGate(2, kernel.addr("asm_exc_nmi"), NMI_IST);
+      m.setIst(NMI_IST, NMI_STACK + BigInt(EXCEPTION_STKSZ));
+      m.rflags = 0x202;
+      return m;
+    },
+    startTask(m) {
+      m.call(kernel.addr("do_syscall_64"), { args: [BigInt(spec.task)], rsp: TASK_PT_REGS, stopAt: kernel.addr("entry_return") });
+    },
+  };
+  return image;
+}

@@ -1,0 +1,58 @@
+// The address space of one CPU (design.md §2), with canonical kernel addresses so reports read
+// like kernel traces: kernel text near 0xffffffff81000000, BPF images in the module area, the
+// task, IRQ and NMI stacks in the vmalloc area with guard pages, and the per-CPU area that gs:
+// addresses. Sizes follow asm/page_64_types.h without KASAN (kernel-model.md §4.3).
+
+export const KTEXT = 0xffffffff81000000n;
+export const KTEXT_SIZE = 0x10000;
+/** Kernel data: the runner's program table, nested-run and interrupt tables. */
+export const KDATA = 0xffffffff82000000n;
+export const KDATA_SIZE = 0x2000;
+export const BPF_TEXT = 0xffffffffa0000000n;
+export const BPF_TEXT_SIZE = 0x100000;
+
+export const THREAD_SIZE = 0x4000;       // 16 KiB
+export const IRQ_STACK_SIZE = 0x4000;    // 16 KiB
+export const EXCEPTION_STKSZ = 0x1000;   // 4 KiB
+export const TASK_STACK = 0xffffc90000010000n;
+export const IRQ_STACK = 0xffffc90000020000n;
+export const NMI_STACK = 0xffffc90000030000n;
+/** IST_INDEX_NMI + 1: the TSS.IST slot the NMI gate uses. */
+export const NMI_IST = 2;
+
+/** CPU 0's per-CPU area; the GS base. Static per-CPU variables sit at small offsets in it. */
+export const PERCPU = 0xffff88807fc00000n;
+export const PERCPU_SIZE = 0x40000;
+export const PCPU_THIS_CPU_OFF = 0x10;
+export const PCPU_HARDIRQ_STACK_PTR = 0x18;
+export const PCPU_HARDIRQ_STACK_INUSE = 0x20;
+/** __percpu pointers of dynamic allocations are origin + offset; this_cpu_off = PERCPU - origin. */
+export const PERCPU_ORIGIN = 0x0000600000000000n;
+/** Dynamic per-CPU allocations (prog->active, misses, private stacks) start at this offset. */
+export const PERCPU_DYNAMIC = 0x1000;
+
+/** struct pt_regs (x86-64), 21 words, offsets in bytes (kernel-model.md §3.5). */
+export const PT_REGS = {
+  r15: 0, r14: 8, r13: 16, r12: 24, bp: 32, bx: 40, r11: 48, r10: 56, r9: 64, r8: 72, ax: 80, cx: 88, dx: 96,
+  si: 104, di: 112, orig_ax: 120, ip: 128, cs: 136, flags: 144, sp: 152, ss: 160,
+} as const;
+export const PT_REGS_SIZE = 168;
+/** task_pt_regs(): the user-mode pt_regs at the top of the task stack (no padding). */
+export const TASK_PT_REGS = TASK_STACK + BigInt(THREAD_SIZE - PT_REGS_SIZE);
+
+/** The runner's value for a refused run (recursion): -EBUSY. */
+export const RUN_REFUSED = -16n;
+/** scx_sc_run_nested() with an index that names no nested run: -EINVAL. */
+export const NESTED_EINVAL = -22n;
+
+/** Kernel data layout. */
+export const KD = {
+  progTable: 0x000,       // 32 bytes per program: bpf_func, active ptr, misses ptr, recursion limit
+  progEntry: 32,
+  maxProgs: 48,
+  nestedCount: 0x600,     // u64
+  nested: 0x608,          // u64 program index per nested run
+  maxNested: 32,
+  nmiProg: 0x708,         // program index, or -1
+  irqTable: 0x800,        // 256 × u64: program index per vector, or -1
+} as const;
