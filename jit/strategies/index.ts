@@ -6,7 +6,11 @@ import type { Strategy } from "../strategy.ts";
 import { baseline } from "./baseline.ts";
 import { r9NoSave } from "./r9-no-save.ts";
 import { r9Private } from "./r9-private.ts";
-import { fullPrivate, limitedRecursion, rbpPrivate, splitDoubleFrame, splitStack } from "./split.ts";
+import { fullPrivate } from "./full-private.ts";
+import { limitedRecursion } from "./limited-recursion.ts";
+import { rbpPrivate } from "./rbp-private.ts";
+import { splitDoubleFrame } from "./split-double-frame.ts";
+import { splitStack } from "./split-stack.ts";
 
 /** design.md §3.3, in its order. */
 export const BUILTIN_STRATEGIES: readonly Strategy[] = [
