@@ -3,7 +3,13 @@
 // come with the JIT, unwinder and property-harness work.
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { supportedCodes } from "../machine/isa.ts";
+import { SymbolTable } from "../machine/index.ts";
 import { disassemble, formatListing } from "../../jit/disasm.ts";
+import { helperById, kfuncById } from "../../jit/bpf/abi.ts";
+import { printProgram } from "../../jit/bpf/print.ts";
+import { buildImage } from "../../jit/image.ts";
+import { loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
+import { loadScenario, ScenarioError } from "../scenario.ts";
 
 const VERSION = "0.1.0";
 
@@ -28,7 +34,8 @@ export function buildProgram(out: (s: string) => void): Command {
     .description("Conformance harness for the stack discipline of the Linux BPF x86-64 JIT")
     .version(VERSION)
     .showHelpAfterError()
-    .configureOutput({ writeOut: out, writeErr: out });
+    .configureOutput({ writeOut: out, writeErr: out })
+    .exitOverride(); // before the subcommands: they inherit it when they are created
 
   program
     .command("isa")
@@ -55,18 +62,46 @@ export function buildProgram(out: (s: string) => void): Command {
       out(`${formatListing(disassemble(bytes, o.base, { syntax: o.syntax }))}\n`);
     });
 
+  program
+    .command("jit")
+    .description("JIT a scenario's programs under a strategy: each program in BPF syntax, then its x86 per function")
+    .argument("<scenario>", "scenario file (JSON; see the README)")
+    .option("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)", "baseline")
+    .addOption(new Option("--syntax <syntax>", "assembler syntax").choices(["gas", "llvm", "intel"]).default("gas"))
+    .option("--no-ibt", "no endbr64 (CONFIG_X86_KERNEL_IBT off)")
+    .option("--sls", "int3 after ret (CONFIG_MITIGATION_SLS)")
+    .action(async (file: string, o: { strategy: string; syntax: "gas" | "llvm" | "intel"; ibt: boolean; sls?: boolean }) => {
+      const scenario = loadScenario(file);
+      const strategy = await loadStrategy(o.strategy);
+      const img = buildImage(scenario.spec, strategy, { ibt: o.ibt, sls: o.sls ?? false });
+      const symbols = new SymbolTable(img.symbols);
+      const cbs = { helperName: (id: number) => helperById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name };
+      out(`strategy ${strategy.name}: ${strategy.summary}\n`);
+      for (const p of img.programs) {
+        out(`\n=== program ${p.program.name} (${p.program.type}) ===\n${printProgram(p.program, cbs)}\n`);
+        for (const f of p.jit.funcs) {
+          const priv = p.jit.privates.find((x) => x.fi === f.fi);
+          out(`\n${f.symbol}: ${f.image.bytes.length} bytes${p.validated.privStack[f.fi] ? ", eligible for a private stack" : ""}${priv ? `, private memory ${priv.size} bytes` : ""}; fp window +${f.fpStart - f.image.base}..+${f.fpEnd - f.image.base}\n`);
+          out(`${formatListing(disassemble(f.image.bytes, f.image.base, { syntax: o.syntax, symbolize: (a) => symbols.symbolize(a) }))}\n`);
+        }
+      }
+    });
+
   return program;
 }
 
 /** Run the CLI; returns the process exit code. */
 export async function main(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
-  const program = buildProgram(out).exitOverride();
+  const program = buildProgram(out);
   try {
     await program.parseAsync([...argv]);
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
-    out(`stackcheck: ${(e as Error).message}\n`);
-    return 1;
+    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof StrategyError) {
+      out(`stackcheck: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
   }
 }

@@ -56,6 +56,29 @@ describe("stackcheck", () => {
     expect(r.out).toContain("unknown command 'frobnicate'");
   });
 
+  test("jit prints a scenario's programs in BPF syntax and their x86 under a strategy", async () => {
+    const r = await cli("jit", "test/scenarios/nested.json", "--strategy", "r9-private", "--syntax", "llvm");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("strategy r9-private: (b) r9 private frame pointer");
+    expect(r.out).toContain("   1: *(u64 *)(r10 -8) = r6");
+    expect(r.out).toContain("   9: call scx_sc_run_nested#1000");
+    expect(r.out).toMatch(/movabsq \$0x[0-9a-f]+, %r9/);
+    expect(r.out).toContain("pushq %r9");
+    expect(r.out).toMatch(/callq 0xffffffff810000[0-9a-f]+ +<bpf_sc_rw>/);
+  });
+
+  test("jit reports a bad scenario and an unknown strategy, exit code 1", async () => {
+    const dir = (await import("node:fs")).mkdtempSync((await import("node:path")).join((await import("node:os")).tmpdir(), "sc-"));
+    const bad = `${dir}/bad.json`;
+    (await import("node:fs")).writeFileSync(bad, JSON.stringify({ version: 1, programs: [], task: "x" }));
+    const r = await cli("jit", bad);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe(`stackcheck: ${bad}: 1 problem\n  programs: Too small: expected array to have >=1 items\n`);
+    const u = await cli("jit", "test/scenarios/nested.json", "--strategy", "nope");
+    expect(u.code).toBe(1);
+    expect(u.out).toContain("stackcheck: unknown strategy 'nope'; built in: baseline, r9-private");
+  });
+
   test("isa lists every instruction form the machine emulates", async () => {
     const r = await cli("isa", "--json");
     const rows = JSON.parse(r.out) as { code: string; op: string; userMode: boolean }[];

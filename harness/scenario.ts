@@ -1,0 +1,153 @@
+// Scenario files: versioned JSON for programs plus what runs what (design.md §1). Read and
+// validated with clear errors before anything runs: the schema (zod), then names and
+// references, then every program through the BPF validator. Errors are data — a list of
+// {code, path, message} — inside one ScenarioError whose message lists them all.
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { insn, type BpfInsn } from "../jit/bpf/insn.ts";
+import { PROG_TYPES, type Program } from "../jit/bpf/program.ts";
+import { validate, ValidationError } from "../jit/bpf/validate.ts";
+import type { ImageSpec } from "../jit/image.ts";
+
+export const SCENARIO_VERSION = 1;
+
+const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,47}$/, "must be an identifier (letters, digits, _; at most 48)");
+const int = (min: number, max: number) => z.number().int().min(min).max(max);
+/** One instruction as the raw struct bpf_insn fields: [code, dst, src, off, imm]. */
+const rawInsn = z.tuple([int(0, 255), int(0, 10), int(0, 10), int(-0x8000, 0x7fff), int(-0x80000000, 0x7fffffff)]);
+
+const schema = z.strictObject({
+  version: z.literal(SCENARIO_VERSION),
+  name: z.string().optional(),
+  programs: z.array(z.strictObject({
+    name: ident,
+    type: z.enum(PROG_TYPES),
+    privStackRequested: z.boolean().optional(),
+    funcs: z.array(z.strictObject({
+      name: ident,
+      stackDepth: int(0, 4096),
+      insns: z.array(rawInsn).min(1),
+    })).min(1),
+  })).min(1).max(48),
+  task: ident,
+  nested: z.array(ident).max(32).optional(),
+  irq: z.array(z.strictObject({ vector: int(32, 255), program: ident })).optional(),
+  nmi: ident.optional(),
+  interrupts: z.array(z.discriminatedUnion("kind", [
+    z.strictObject({ kind: z.literal("irq"), vector: int(32, 255), atStep: int(0, 1e9) }),
+    z.strictObject({ kind: z.literal("nmi"), atStep: int(0, 1e9) }),
+  ])).optional(),
+  strategy: z.string().optional(),
+  unwinders: z.array(z.string()).optional(),
+});
+export type ScenarioFile = z.infer<typeof schema>;
+
+export interface ScenarioIssue {
+  readonly code: string;
+  /** Where, as a JSON path: `programs[0].funcs[1].insns[3][0]`. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export class ScenarioError extends Error {
+  override name = "ScenarioError";
+  constructor(readonly source: string, readonly issues: readonly ScenarioIssue[]) {
+    super(`${source}: ${issues.length === 1 ? "1 problem" : `${issues.length} problems`}\n${issues.map((i) => `  ${i.path || "(top level)"}: ${i.message}`).join("\n")}`);
+  }
+}
+
+export interface Scenario {
+  readonly file: ScenarioFile;
+  readonly programs: readonly Program[];
+  /** What runs what, by program index, for buildImage(). */
+  readonly spec: ImageSpec;
+}
+
+const pathText = (p: readonly PropertyKey[]) => p.reduce<string>((s, k) => (typeof k === "number" ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), "");
+
+/** Build the Program of one scenario entry (functions flattened in file order). */
+function toProgram(p: ScenarioFile["programs"][number]): Program {
+  const insns: BpfInsn[] = [];
+  const funcs = p.funcs.map((f) => {
+    const start = insns.length;
+    for (const [code, dst, src, off, imm] of f.insns) insns.push(insn(code, dst, src, off, imm));
+    return { name: f.name, start, end: insns.length, stackDepth: f.stackDepth };
+  });
+  return { name: p.name, type: p.type, privStackRequested: p.privStackRequested ?? false, insns, funcs };
+}
+
+/** Validate parsed JSON as a scenario; `source` names it in errors (a file name). */
+export function parseScenario(json: unknown, source = "scenario"): Scenario {
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    throw new ScenarioError(source, parsed.error.issues.map((i) => ({ code: i.code, path: pathText(i.path), message: i.message })));
+  }
+  const file = parsed.data;
+  const issues: ScenarioIssue[] = [];
+  const index = new Map<string, number>();
+  file.programs.forEach((p, i) => {
+    if (index.has(p.name)) issues.push({ code: "duplicate-program", path: `programs[${i}].name`, message: `program '${p.name}' is defined twice` });
+    else index.set(p.name, i);
+    const seen = new Set<string>();
+    p.funcs.forEach((f, fi) => {
+      if (seen.has(f.name)) issues.push({ code: "duplicate-function", path: `programs[${i}].funcs[${fi}].name`, message: `function '${f.name}' is defined twice in program '${p.name}'` });
+      seen.add(f.name);
+    });
+  });
+  const ref = (name: string, path: string): number => {
+    const i = index.get(name);
+    if (i === undefined) issues.push({ code: "unknown-program", path, message: `no program is named '${name}' (programs: ${[...index.keys()].join(", ")})` });
+    return i ?? 0;
+  };
+  const task = ref(file.task, "task");
+  const nested = (file.nested ?? []).map((n, i) => ref(n, `nested[${i}]`));
+  const irq = (file.irq ?? []).map((a, i) => ({ vector: a.vector, program: ref(a.program, `irq[${i}].program`) }));
+  const nmi = file.nmi === undefined ? undefined : ref(file.nmi, "nmi");
+  const vectors = new Set<number>();
+  (file.irq ?? []).forEach((a, i) => {
+    if (vectors.has(a.vector)) issues.push({ code: "duplicate-vector", path: `irq[${i}].vector`, message: `vector ${a.vector} has a program already` });
+    vectors.add(a.vector);
+  });
+  (file.interrupts ?? []).forEach((x, i) => {
+    if (x.kind === "irq" && !vectors.has(x.vector)) issues.push({ code: "unknown-vector", path: `interrupts[${i}].vector`, message: `no IRQ handler is set up for vector ${x.vector}; list it under 'irq'` });
+  });
+  const programs = file.programs.map((p, i) => {
+    const prog = toProgram(p);
+    try {
+      validate(prog);
+    } catch (e) {
+      if (!(e instanceof ValidationError)) throw e;
+      const fi = p.funcs.findIndex((f) => f.name === e.issue.func);
+      const where = e.issue.insn >= 0 ? `programs[${i}].funcs[${fi}].insns[${e.issue.insn}]` : `programs[${i}].funcs[${fi}]`;
+      issues.push({ code: `verifier:${e.issue.rule}`, path: where, message: `${p.name}/${e.issue.func}: ${e.issue.message}` });
+    }
+    return prog;
+  });
+  if (issues.length) throw new ScenarioError(source, issues);
+  return { file, programs, spec: { programs, task, nested, irq, ...(nmi === undefined ? {} : { nmi }) } };
+}
+
+/** Read and validate a scenario file. */
+export function loadScenario(path: string): Scenario {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (e) {
+    throw new ScenarioError(path, [{ code: "read", path: "", message: `cannot read the file: ${(e as Error).message}` }]);
+  }
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new ScenarioError(path, [{ code: "json", path: "", message: `not valid JSON: ${(e as Error).message}` }]);
+  }
+  return parseScenario(json, path);
+}
+
+/** The scenario file form of programs (raw instruction tuples), for writing scenarios and corpus entries. */
+export function programToFile(p: Program): ScenarioFile["programs"][number] {
+  return {
+    name: p.name, type: p.type, ...(p.privStackRequested ? { privStackRequested: true } : {}),
+    funcs: p.funcs.map((f) => ({ name: f.name, stackDepth: f.stackDepth, insns: p.insns.slice(f.start, f.end).map((x) => [x.code, x.dst, x.src, x.off, x.imm] as [number, number, number, number, number]) })),
+  };
+}
