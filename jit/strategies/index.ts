@@ -2,6 +2,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
+import { tsImport } from "tsx/esm/api";
 import type { Strategy } from "../strategy.ts";
 import { baseline } from "./baseline.ts";
 import { r9NoSave } from "./r9-no-save.ts";
@@ -51,10 +52,18 @@ export async function loadStrategy(spec: string): Promise<Strategy> {
   let mod: Record<string, unknown>;
   try {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
-  } catch (e) {
-    throw new StrategyError(`strategy module ${file} failed to load: ${(e as Error).message}`);
+  } catch (first) {
+    // A .ts file outside an ESM package ("type": "module") is CommonJS to Node and tsx, and then
+    // cannot import this project's ES modules; tsx's tsImport() loads it as a module anyway.
+    try {
+      mod = (await tsImport(file, import.meta.url)) as Record<string, unknown>;
+    } catch {
+      throw new StrategyError(`strategy module ${file} failed to load: ${(first as Error).message}`);
+    }
   }
-  const v = mod.default ?? mod.strategy;
+  let v = mod.default ?? mod.strategy;
+  // CommonJS interop wraps the module's exports one level down.
+  if (typeof v === "object" && v !== null && !("name" in v)) v = (v as Record<string, unknown>).default ?? (v as Record<string, unknown>).strategy;
   if (v === undefined) throw new StrategyError(`strategy module ${file}: export the strategy as default or as 'strategy'`);
   return mustBeStrategy(v, `strategy module ${file}`);
 }

@@ -1,5 +1,8 @@
 // The `stackcheck` command: the real bin (as `npx stackcheck` runs it) and the subcommands.
 import { spawnSync } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { main } from "../../harness/cli/main.ts";
@@ -19,6 +22,17 @@ describe("stackcheck", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("Usage: stackcheck [options] [command]");
     expect(r.stdout).toContain("disasm");
+  });
+
+  test("the bin loads a user's strategy module from a directory that is not an ES module package", () => {
+    const dir = mkdtempSync(join(tmpdir(), "stackcheck-user-"));
+    const mod = join(dir, "my-design.ts");
+    writeFileSync(mod, `import { r9Private } from ${JSON.stringify(join(root, "jit/strategies/r9-private.ts"))};\nexport default { ...r9Private, name: "my-design", summary: "r9-private under another name" };\n`);
+    const r = spawnSync(process.execPath, ["bin/stackcheck.js", "jit", "test/scenarios/nested.json", "--strategy", mod], { cwd: root, encoding: "utf8" });
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    expect(r.stdout).toContain("strategy my-design: r9-private under another name");
+    expect(r.stdout).toContain("push %r9");
   });
 
   test("disasm prints a GAS listing with addresses", async () => {
