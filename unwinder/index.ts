@@ -1,0 +1,79 @@
+// The unwinders' public surface: an environment from an image and a machine, and the walks
+// callers make: arch_stack_walk()-style (stack_trace_save, dump_stack, bpf_get_stack) and
+// perf_callchain_kernel() (kernel-model.md §6.4).
+import type { Machine } from "../harness/machine/index.ts";
+import type { Image } from "../jit/image.ts";
+import { EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, TASK_PT_REGS, TASK_STACK, THREAD_SIZE } from "../jit/kernel/layout.ts";
+import { unwindDone, unwindError, unwindGetReturnAddress, unwindNextFrame, unwindStart, type StartFrom } from "./frame.ts";
+import { STACK_TYPE_NMI, STACK_TYPE_PRIVATE, type PrivateStackDef, type UnwindEnv } from "./stack.ts";
+
+export { unwindStart, unwindNextFrame, unwindDone, unwindError, unwindGetReturnAddress } from "./frame.ts";
+export type { FrameUnwindState, StartFrom } from "./frame.ts";
+export * from "./stack.ts";
+
+/** How the unwinder knows private stacks: not at all (the kernel today), one type for all, or a type each. */
+export type PrivateStackKnowledge = "none" | "per-type" | "per-instance";
+
+export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): UnwindEnv {
+  const textKinds = new Set(["kernel", "entry", "bpf", "trampoline"]);
+  const privateStacks: PrivateStackDef[] = knowledge === "none" ? [] : img.programs.flatMap((p) => p.jit.privates).map((x, i) => {
+    const begin = img.thisCpu(x.percpuPtr);
+    return { begin, end: begin + BigInt(x.size), type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i };
+  });
+  return {
+    mem: { read64: (a) => m.peek64(a) },
+    stacks: {
+      task: { begin: TASK_STACK, end: TASK_STACK + BigInt(THREAD_SIZE) },
+      hardirqStackPtr: IRQ_STACK + BigInt(IRQ_STACK_SIZE) - 8n,
+      irqStackSize: IRQ_STACK_SIZE,
+      exception: [{ type: STACK_TYPE_NMI, begin: NMI_STACK, end: NMI_STACK + BigInt(EXCEPTION_STKSZ) }],
+      privateStacks,
+    },
+    taskPtRegs: TASK_PT_REGS,
+    isKernelText: (a) => textKinds.has(m.symbols.lookup(a)?.kind ?? ""),
+    inEntryCode: (a) => m.symbols.lookup(a)?.kind === "entry",
+    symbolize: (a) => m.symbols.symbolize(a) ?? a.toString(16),
+  };
+}
+
+export interface Walk {
+  /** Return addresses, innermost first (for perf: regs->ip first). */
+  readonly ips: readonly bigint[];
+  /** The unwinder's error flag at the end. */
+  readonly error: boolean;
+  /** It ended at the task's user-mode pt_regs (the last frame) rather than somewhere else. */
+  readonly reachedEnd: boolean;
+  readonly warnings: readonly string[];
+}
+
+/** arch_stack_walk(): [regs->ip if regs,] then return addresses while not done and not in error. */
+export function stackWalk(env: UnwindEnv, from: StartFrom): Walk {
+  const ips: bigint[] = [];
+  if (from.regs) ips.push(env.mem.read64(from.regs + 128n) ?? 0n);
+  const s = unwindStart(env, from);
+  let reachedEnd = false;
+  for (; !unwindDone(s) && !unwindError(s); unwindNextFrame(env, s)) {
+    if (s.regs === env.taskPtRegs) { reachedEnd = true; break; }
+    const addr = unwindGetReturnAddress(env, s);
+    if (addr === 0n) break;
+    ips.push(addr);
+  }
+  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines };
+}
+
+/**
+ * perf_callchain_kernel(): with hardware regs, regs->ip then the unwinder's return addresses
+ * until the first 0 (the error flag does not stop it).
+ */
+export function perfCallchain(env: UnwindEnv, regs: bigint): Walk {
+  const ips: bigint[] = [env.mem.read64(regs + 128n) ?? 0n];
+  const s = unwindStart(env, { regs });
+  let reachedEnd = false;
+  for (; !unwindDone(s); unwindNextFrame(env, s)) {
+    if (s.regs === env.taskPtRegs) { reachedEnd = true; break; }
+    const addr = unwindGetReturnAddress(env, s);
+    if (addr === 0n) break;
+    ips.push(addr);
+  }
+  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines };
+}
