@@ -1,0 +1,59 @@
+// Classing one stack walk against the truth (design.md §6):
+//   EXACT     same chain, reached the task's last frame, no error;
+//   WINDOW    only the immediate caller is missing, because the interrupt hit before
+//             `mov rbp,rsp` completed or after `leave` in the interrupted function (objtool's
+//             stated frame-pointer limit; the baseline has it too);
+//   FLAGGED   the unwinder set its error flag; everything before that was right;
+//   TRUNCATED it stopped early with no error flag;
+//   WRONG     a frame that is not in the truth, or out of order.
+// Verdicts come from the truth and the walk only; the window from the interrupted code itself.
+import type { TruthEntry } from "../machine/index.ts";
+import type { Walk } from "../../unwinder/index.ts";
+
+export type StackClass = "EXACT" | "WINDOW" | "FLAGGED" | "TRUNCATED" | "WRONG";
+export type Policy = "strict" | "reliable";
+
+/** Which classes fail under a policy (design.md §6). */
+export function fails(c: StackClass, policy: Policy): boolean {
+  return policy === "strict" ? c !== "EXACT" && c !== "WINDOW" : c === "TRUNCATED" || c === "WRONG";
+}
+
+/**
+ * The return addresses a correct walk reports, innermost first. From an interrupt's regs
+ * (`from` = the index of its marker in the truth): the interrupted ip, then every return
+ * address below it. From a frame (`from` = the index of the sampling frame): its return
+ * address and every one below.
+ */
+export function expectedChain(truth: readonly TruthEntry[], from: number): bigint[] {
+  const out: bigint[] = [];
+  for (let i = from; i < truth.length; i++) {
+    const e = truth[i]!;
+    if (i === from && e.kind === "interrupt") out.push(e.ip);
+    else if (e.kind === "frame") out.push(e.returnAddress!);
+  }
+  return out;
+}
+
+export interface Classified {
+  readonly class: StackClass;
+  /** Index of the first element that differs (or the length of the shorter chain). */
+  readonly at: number;
+}
+
+/** Class a walk; `inWindow`: the interrupted rip is in its function's frame-setup window. */
+export function classify(expected: readonly bigint[], walk: Walk, inWindow: boolean): Classified {
+  const got = walk.ips;
+  let at = 0;
+  while (at < got.length && at < expected.length && got[at] === expected[at]) at++;
+  if (at === expected.length && got.length === expected.length) {
+    if (walk.error) return { class: "FLAGGED", at };
+    return { class: walk.reachedEnd ? "EXACT" : "TRUNCATED", at };
+  }
+  // WINDOW: the walk is the truth without its second element (the interrupted function's caller).
+  // (Interrupted at the entry of the outermost function, there is nothing above to reach.)
+  if (inWindow && !walk.error && at === 1 && got.length === expected.length - 1 && got.every((v, i) => v === expected[i === 0 ? 0 : i + 1])) {
+    return { class: "WINDOW", at };
+  }
+  if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
+  return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };
+}

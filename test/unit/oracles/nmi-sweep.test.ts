@@ -1,0 +1,80 @@
+// An NMI at every instruction boundary of a small nested scenario (main -> subprog -> helper,
+// and main -> kfunc -> nested program): under baseline and r9-private the frame unwinder's perf
+// callchain from the NMI's regs is EXACT or WINDOW, and WINDOW exactly where the interrupted
+// rip is in its function's frame-pointer window.
+import { describe, expect, test } from "vitest";
+import { alu64, call, exit, ldx, stx } from "../../../jit/bpf/insn.ts";
+import { BPF_DW, R0, R1, R2, R3, R4, R5, R6, R10 } from "../../../jit/bpf/opcodes.ts";
+import { program } from "../../../jit/bpf/program.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import { envFromImage, perfCallchain } from "../../../unwinder/index.ts";
+import { classify, expectedChain, type StackClass } from "../../../harness/oracles/classify.ts";
+import { FrameWindows } from "../../../harness/oracles/window.ts";
+
+const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
+const outer = program({ name: "outer", type: "kprobe", funcs: [
+  { name: "main", stackDepth: 64, body: [
+    alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
+    alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), call.subprog("sub"),
+    alu64.mov.reg(R6, R0), alu64.mov.imm(R1, 0), call.kfunc(1000), alu64.add.reg(R0, R6),
+    ldx(BPF_DW, R1, R10, -8), alu64.add.reg(R0, R1), exit(),
+  ] },
+  { name: "sub", stackDepth: 16, body: [ldx(BPF_DW, R0, R1, 0), stx(BPF_DW, R10, R0, -8), call.helper(3), ...mixArgs, call.helper(1), exit()] },
+] });
+const nested = program({ name: "nested", type: "kprobe", funcs: [
+  { name: "main", stackDepth: 8, body: [alu64.mov.imm(R1, 3), stx(BPF_DW, R10, R1, -8), call.subprog("sub2"), exit()] },
+  { name: "sub2", stackDepth: 0, body: [...mixArgs, call.helper(1), exit()] },
+] });
+
+function sweep(strategyName: string) {
+  const img = buildImage({ programs: [outer, nested], task: 0, nested: [1] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
+  const m = img.machine();
+  const env = envFromImage(img, m);
+  const windows = new FrameWindows(m);
+  img.startTask(m);
+  const base = m.snapshot();
+  const straight = m.run();
+  if (straight.kind !== "completed") throw new Error(`${strategyName}: ${straight.kind}`);
+  const rows: { k: number; cls: StackClass; inWindow: boolean; where: string }[] = [];
+  let sample: { cls: StackClass; inWindow: boolean; where: string } | undefined;
+  m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
+    const truth = mm.truth();
+    const marker = truth.findIndex((t) => t.kind === "interrupt");
+    const ip = (truth[marker] as { ip: bigint }).ip;
+    const inWindow = windows.inWindow(ip);
+    const c = classify(expectedChain(truth, marker), perfCallchain(env, mm.reg("rdi")), inWindow);
+    sample = { cls: c.class, inWindow, where: mm.symbols.symbolize(ip) ?? ip.toString(16) };
+  });
+  for (let k = 0; k < straight.steps; k++) {
+    m.restore(base);
+    m.runUntil(k);
+    m.raise(2);
+    sample = undefined;
+    const r = m.run();
+    expect(r).toMatchObject({ kind: "completed", rax: straight.rax });
+    rows.push({ k, ...sample! });
+  }
+  return rows;
+}
+
+describe("an NMI at every instruction boundary, frame unwinder, perf callchain", () => {
+  test.each(["baseline", "r9-private"])("%s: only EXACT or WINDOW, and WINDOW exactly in the frame-pointer windows", (name) => {
+    const rows = sweep(name);
+    expect(rows.length).toBeGreaterThan(100);
+    const bad = rows.filter((r) => r.cls !== (r.inWindow ? "WINDOW" : "EXACT"));
+    expect(bad, JSON.stringify(bad.slice(0, 5))).toEqual([]);
+    expect(rows.some((r) => r.cls === "WINDOW" && r.where.includes("bpf_prog_"))).toBe(true);
+    expect(rows.filter((r) => r.cls === "EXACT").length).toBeGreaterThan(rows.length / 2);
+  });
+
+  test.each([
+    ["split-stack", "TRUNCATED"], ["full-private", "TRUNCATED"], ["split-double-frame", "TRUNCATED"],
+    ["limited-recursion", "TRUNCATED"], ["rbp-private", "FLAGGED"],
+  ] as const)("%s is caught: outside the windows the walk is %s (the model's finding, not the strategy's name)", (name, cls) => {
+    const rows = sweep(name);
+    const outside = rows.filter((r) => !r.inWindow && r.cls !== "EXACT");
+    expect(outside.length).toBeGreaterThan(0);
+    expect(outside.some((r) => r.cls === cls)).toBe(true);
+  });
+});
