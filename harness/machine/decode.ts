@@ -144,8 +144,31 @@ export function convert(ins: Instruction, ip: number): DInsn {
   if (d.size > 0 && d.size < 8) imm = BigInt.asUintN(d.size * 8, imm);
   d.immLo = Number(imm & 0xffffffffn);
   d.immHi = Number((imm >> 32n) & 0xffffffffn);
+  specialise(d);
   return d;
 }
+
+const OP_MOV = Op.MOV, OP_ADD = Op.ADD, OP_SUB = Op.SUB, OP_CMP = Op.CMP;
+const OP_MOV_RR64 = Op.MOV_RR64, OP_MOV_LOAD64 = Op.MOV_LOAD64, OP_MOV_STORE64 = Op.MOV_STORE64;
+const OP_PUSH_R = Op.PUSH_R, OP_POP_R = Op.POP_R, OP_ADD_RI64 = Op.ADD_RI64, OP_SUB_RI64 = Op.SUB_RI64, OP_CMP_RI64 = Op.CMP_RI64;
+
+/** Re-label the hottest operand shapes with their specialised op (isa.ts); the semantics are the generic op's. */
+function specialise(d: DInsn): void {
+  const op = d.op;
+  if (op === OP_PUSH && d.k0 === K_REG) d.op = OP_PUSH_R;
+  else if (op === OP_POP && d.k0 === K_REG) d.op = OP_POP_R;
+  else if (d.size !== 8) return;
+  else if (op === OP_MOV) {
+    if (d.k0 === K_REG && d.k1 === K_REG) d.op = OP_MOV_RR64;
+    else if (d.k0 === K_REG && d.k1 === K_MEM) d.op = OP_MOV_LOAD64;
+    else if (d.k0 === K_MEM && d.k1 === K_REG) d.op = OP_MOV_STORE64;
+  } else if (d.k0 === K_REG && d.k1 === K_IMM) {
+    if (op === OP_ADD) d.op = OP_ADD_RI64;
+    else if (op === OP_SUB) d.op = OP_SUB_RI64;
+    else if (op === OP_CMP) d.op = OP_CMP_RI64;
+  }
+}
+
 
 /**
  * Decodes instructions from byte buffers. Owns one iced Decoder input at a time and one reused

@@ -289,6 +289,26 @@ H[Op.POPF] = (c) => {
 };
 H[Op.IRETQ] = (c, d) => c.iret(d.ip);
 
+// ---- specialised forms (decode.ts specialise()) ----
+H[Op.MOV_RR64] = (c, d) => { c.lo[d.r0] = c.lo[d.r1]!; c.hi[d.r0] = c.hi[d.r1]!; };
+H[Op.MOV_LOAD64] = (c, d) => { const l = c.mem.read64(c.ea(d)); c.lo[d.r0] = l; c.hi[d.r0] = c.mem.hi; };
+H[Op.MOV_STORE64] = (c, d) => c.mem.write64(c.ea(d, "write"), c.lo[d.r1]!, c.hi[d.r1]!);
+H[Op.PUSH_R] = (c, d) => c.push64(c.lo[d.r0]!, c.hi[d.r0]!);
+H[Op.POP_R] = (c, d) => { const l = c.pop64(); c.lo[d.r0] = l; c.hi[d.r0] = c.th; };
+function addSubRI(sub: boolean, store: boolean): Handler {
+  return (c, d) => {
+    const r = d.r0, al = c.lo[r]!, ah = c.hi[r]!, bl = d.immLo, bh = d.immHi;
+    let rl: number, rh: number;
+    if (sub) { const s = al - bl; rl = s >>> 0; rh = (ah - bh - (s < 0 ? 1 : 0)) >>> 0; }
+    else { const s = al + bl; rl = s >>> 0; rh = (ah + bh + (s >= TWO_32 ? 1 : 0)) >>> 0; }
+    if (store) { c.lo[r] = rl; c.hi[r] = rh; }
+    c.setLazy(sub ? F_SUB : F_ADD, 8, al, ah, bl, bh, rl, rh);
+  };
+}
+H[Op.ADD_RI64] = addSubRI(false, true);
+H[Op.SUB_RI64] = addSubRI(true, true);
+H[Op.CMP_RI64] = addSubRI(true, false);
+
 for (let i = 0; i < OP_COUNT; i++) if (H[i] === undefined) throw new Error(`exec.ts: no handler for op ${i}`);
 
 export const HANDLERS: readonly Handler[] = H;

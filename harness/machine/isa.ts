@@ -18,9 +18,13 @@ export const Op = {
   CALL: 23, CALL_IND: 24, RET: 25, LEAVE: 26,
   JMP: 27, JMP_IND: 28, JCC: 29,
   NOP: 30, INT3: 31, CLI: 32, STI: 33, PUSHF: 34, POPF: 35, IRETQ: 36, UD2: 37,
+  // Specialised forms, chosen at decode time for the hottest shapes (same semantics as the
+  // generic op; not in FAMILIES): 64-bit register moves, loads and stores, push/pop of a
+  // register, and 64-bit add/sub/cmp with an immediate.
+  MOV_RR64: 38, MOV_LOAD64: 39, MOV_STORE64: 40, PUSH_R: 41, POP_R: 42, ADD_RI64: 43, SUB_RI64: 44, CMP_RI64: 45,
 } as const;
 export type OpId = (typeof Op)[keyof typeof Op];
-export const OP_COUNT = 38;
+export const OP_COUNT = 46;
 
 /** Names for messages and tests, indexed by op id. */
 export const OP_NAMES: readonly string[] = Object.entries(Op).sort((a, b) => a[1] - b[1]).map(([k]) => k.toLowerCase());
