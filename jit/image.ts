@@ -38,7 +38,11 @@ export interface FpWindow { readonly symbol: string; readonly start: bigint; rea
 export interface Image {
   readonly strategy: Strategy;
   readonly kernel: Kernel;
+  /** `active` is the counter the runner checks: the program's own prog->active, or the global
+   * bpf_prog_active for kprobe, tracepoint and perf_event programs (trace_call_bpf()). */
   readonly programs: readonly { readonly program: Program; readonly validated: Validated; readonly jit: JitProgram; readonly active: bigint; readonly misses: bigint }[];
+  /** The per-CPU bpf_prog_active counter (a __percpu pointer). */
+  readonly bpfProgActive: bigint;
   readonly regions: readonly RegionDef[];
   readonly symbols: readonly SymbolDef[];
   readonly fpWindows: readonly FpWindow[];
@@ -78,13 +82,17 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   const irqVectors = [...new Set((spec.irq ?? []).map((a) => a.vector))].sort((x, y) => x - y);
   const kernel = buildKernel(KTEXT, irqVectors);
 
-  // Per-CPU dynamic area: prog->active and misses (8 bytes each) per program, then private memory.
+  // Per-CPU dynamic area: bpf_prog_active, then prog->active and misses per program, then private memory.
   let dyn = PERCPU_ORIGIN + BigInt(PERCPU_DYNAMIC);
+  const bpfProgActive = dyn;
+  dyn += 16n;
   const programs = spec.programs.map((program) => {
     const validated = validate(program);
-    const active = dyn, misses = dyn + 8n;
+    const own = dyn, misses = dyn + 8n;
     dyn += 16n;
-    return { program, validated, active, misses };
+    // kernel-model.md §2.3: kprobe/tracepoint/perf_event go through trace_call_bpf()'s global counter.
+    const global = program.type === "kprobe" || program.type === "tracepoint" || program.type === "perf_event";
+    return { program, validated, active: global ? bpfProgActive : own, misses };
   });
   let text = BPF_TEXT;
   const jitted = programs.map((p) => {
@@ -165,7 +173,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   loads.push({ addr: TASK_PT_REGS, bytes: regs });
 
   const image: Image = {
-    strategy, kernel, regions, symbols, fpWindows, loads, guards, irqVectors, thisCpu,
+    strategy, kernel, regions, symbols, fpWindows, loads, guards, irqVectors, thisCpu, bpfProgActive,
     programs: jitted.map(({ program, validated, jit, active, misses }) => ({ program, validated, jit, active, misses })),
     machine() {
       const m = new Machine({ regions, symbols });

@@ -134,20 +134,25 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
 }
 
 /**
- * Shifts by a register without BMI2 (no shlx/shrx/sarx): the count must be in cl. upstream
- * saves rcx with `push rcx` … `pop rcx`, or, when the destination is rcx itself (BPF R4),
- * shifts a copy in r11 (AUX_REG) and moves it back.
+ * Shifts by a register, as upstream emits them on a CPU without BMI2 (the machine models no
+ * shlx/shrx/sarx): the count must be in cl. When it already is (src is BPF R4) just `shl dst,cl`;
+ * otherwise save rcx with `push rcx` … `pop rcx`, or, when the destination is rcx itself, shift
+ * a copy in r11 (AUX_REG) and move it back.
  */
 function shiftByReg(e: Emitter, op: ShiftOp, is64: boolean, bpfDst: number, bpfSrc: number, reg: (r: number) => X86Reg): void {
   let dst = reg(bpfDst);
-  if (bpfDst === 4) {
-    e.movReg(true, AUX, dst);
-    dst = AUX;
-  } else {
-    e.push("rcx");
+  if (bpfSrc !== 4) {
+    if (bpfDst === 4) {
+      e.movReg(true, AUX, dst);
+      dst = AUX;
+    } else {
+      e.push("rcx");
+    }
+    e.movReg(true, "rcx", reg(bpfSrc));
   }
-  if (bpfSrc !== 4) e.movReg(true, "rcx", reg(bpfSrc));
   e.shiftRCl(op, is64, dst);
-  if (bpfDst === 4) e.movReg(true, reg(bpfDst), AUX);
-  else e.pop("rcx");
+  if (bpfSrc !== 4) {
+    if (bpfDst === 4) e.movReg(true, reg(bpfDst), AUX);
+    else e.pop("rcx");
+  }
 }

@@ -18,13 +18,29 @@ const M64 = (1n << 64n) - 1n, M32 = 0xffffffffn;
 export const REFUSED = BigInt.asUintN(64, -16n);
 export const EINVAL = BigInt.asUintN(64, -22n);
 
+/**
+ * Which recursion counter guards each program (kernel-model.md §2.3): kprobe, tracepoint and
+ * perf_event programs run through trace_call_bpf(), which uses the global per-CPU
+ * bpf_prog_active (counter index programs.length); the others have their own prog->active.
+ */
+export function recursionCounters(programs: readonly Program[]): number[] {
+  return programs.map((p, i) => (p.type === "kprobe" || p.type === "tracepoint" || p.type === "perf_event" ? programs.length : i));
+}
+
+/** A fresh environment: counters at 0, no misses. */
+export function interpEnv(programs: readonly Program[], nested: readonly number[], recursionLimit: number): InterpEnv {
+  return { programs, nested, recursionLimit, counterOf: recursionCounters(programs), active: new Array(programs.length + 1).fill(0), misses: new Array(programs.length).fill(0) };
+}
+
 export interface InterpEnv {
   readonly programs: readonly Program[];
   /** scx_sc_run_nested(i) runs programs[nested[i]]. */
   readonly nested: readonly number[];
   /** Activations per CPU the runner allows (1: the exactly-1 rule). */
   readonly recursionLimit: number;
-  /** Per program: prog->active now, and misses so far (both updated). */
+  /** Program → the counter that guards it (recursionCounters()); the program's own index if absent. */
+  readonly counterOf?: readonly number[];
+  /** Per counter: its value now; per program: misses so far (both updated). */
   readonly active: number[];
   readonly misses: number[];
   /** Instruction budget for one top-level invocation. */
@@ -51,16 +67,17 @@ class Interp {
 
   run(p: number): bigint {
     const env = this.env;
-    env.active[p]!++;
+    const c = env.counterOf?.[p] ?? p;
+    env.active[c]!++;
     let r: bigint;
-    if (env.active[p]! > env.recursionLimit) {
+    if (env.active[c]! > env.recursionLimit) {
       env.misses[p]!++;
       r = REFUSED;
     } else {
       const prog = env.programs[p]!;
       r = this.func(prog, 0, [BigInt(p), 0n, 0n, 0n, 0n]);
     }
-    env.active[p]!--; // __bpf_prog_exit_recur() always decrements
+    env.active[c]!--; // __bpf_prog_exit_recur() always decrements
     return r;
   }
 

@@ -20,7 +20,7 @@ export type Rule =
   | "opcode" | "jump-range" | "backward-jump" | "fall-through" | "unreachable" | "call-target" | "unknown-helper"
   | "unknown-kfunc" | "recursion" | "call-depth" | "stack-size" | "combined-stack-size" | "stack-bounds"
   | "stack-alignment" | "uninit-stack" | "uninit-reg" | "fp-read-only" | "pointer-arithmetic" | "invalid-mem-access"
-  | "helper-arg" | "return-value" | "shift-range";
+  | "helper-arg" | "return-value" | "shift-range" | "reserved-fields";
 
 export interface ValidationIssue {
   readonly rule: Rule;
@@ -101,6 +101,20 @@ class Checker {
       const x = p.insns[i]!;
       const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
       const bad = () => this.fail("opcode", fi, i, `unsupported opcode 0x${x.code.toString(16).padStart(2, "0")}`);
+      // Reserved fields must be zero (check_alu_op(), check_mem_access paths, check_cfg()):
+      // e.g. a MOV|X with off 8 would be BPF_MOVSX, which is not in the subset.
+      const reserved = (what: string, ok: boolean) => { if (!ok) this.fail("reserved-fields", fi, i, `${what} uses reserved fields`); };
+      const isX = BPF_SRC(x.code) === BPF_X;
+      if (cls === BPF_ALU || cls === BPF_ALU64) {
+        if (op === BPF_NEG) reserved("BPF_NEG", x.src === 0 && x.off === 0 && x.imm === 0);
+        else reserved(op === BPF_MOV ? "BPF_MOV" : "BPF_ALU", x.off === 0 && (isX ? x.imm === 0 : x.src === 0));
+      } else if (cls === BPF_LDX) reserved("BPF_LDX", x.imm === 0);
+      else if (cls === BPF_STX) reserved("BPF_STX", x.imm === 0);
+      else if (cls === BPF_ST) reserved("BPF_ST", x.src === 0);
+      else if (op === BPF_CALL && cls === BPF_JMP) reserved("BPF_CALL", x.dst === 0 && x.off === 0);
+      else if (op === BPF_EXIT && cls === BPF_JMP) reserved("BPF_EXIT", x.dst === 0 && x.src === 0 && x.off === 0 && x.imm === 0);
+      else if (op === BPF_JA && cls === BPF_JMP) reserved("BPF_JA", x.dst === 0 && x.src === 0 && x.imm === 0);
+      else if (cls === BPF_JMP || cls === BPF_JMP32) reserved("BPF_JMP/JMP32", isX ? x.imm === 0 : x.src === 0);
       if (cls === BPF_ALU || cls === BPF_ALU64) {
         if (!ALU_OPS.has(op)) bad();
         if (op === BPF_NEG && BPF_SRC(x.code) === BPF_X) bad();
@@ -160,6 +174,13 @@ class Checker {
       for (const c of new Set(callees[fi])) walk(c, [...chain, fi], total);
     };
     walk(0, [], 0);
+    // A function no call reaches is unreachable code (check_cfg()).
+    const reached = new Set<number>([0]);
+    for (let grew = true; grew; ) {
+      grew = false;
+      for (const f of reached) for (const c of callees[f]!) if (!reached.has(c)) { reached.add(c); grew = true; }
+    }
+    p.funcs.forEach((f, fi) => { if (!reached.has(fi)) this.fail("unreachable", fi, f.start, `unreachable insn ${f.start}: no call reaches function ${f.name}`); });
     // Data flow from the main program's entry: R1 = ctx, R10 = its frame pointer.
     const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [new Uint8Array(this.depths[0]!)] };
     entry.regs[1] = { t: "ctx" };
@@ -268,9 +289,10 @@ class Checker {
       entry.regs[10] = { t: "fp", frame: entry.init.length - 1, off: 0 };
       const out = this.func(ci, entry);
       const r0 = out.regs[0]!;
-      if (r0.t === "fp" && r0.frame === out.init.length - 1) this.fail("return-value", ci, this.p.funcs[ci]!.end - 1, "cannot return stack pointer to the caller");
+      // prepare_func_exit(): no stack pointer at all goes back, not even one into a caller's frame.
+      if (r0.t === "fp") this.fail("return-value", ci, this.p.funcs[ci]!.end - 1, "cannot return stack pointer to the caller");
       s.init = out.init.slice(0, -1); // what the callee initialised in its callers' frames stays initialised
-      s.regs[0] = r0.t === "fp" || r0.t === "ctx" ? r0 : SCALAR;
+      s.regs[0] = r0.t === "ctx" ? r0 : SCALAR;
     } else {
       const sig: CallSig = (x.src === BPF_HELPER_CALL ? helperById(x.imm) : kfuncById(x.imm))!;
       sig.args.forEach((kind, a) => this.arg(fi, i, s, reg, a + 1, kind, sig.name));

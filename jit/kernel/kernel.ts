@@ -4,9 +4,11 @@
 //     the FP unwinder expects (unwind_frame.c is_last_task_frame()); its return address is
 //     entry text (entry_SYSCALL_64), where the run stops;
 //   - bpf_sc_run: a trampoline-like runner with __bpf_prog_enter_recur()/__bpf_prog_exit_recur()
-//     semantics (kernel/bpf/trampoline.c): per-CPU prog->active incremented, the run allowed
-//     only while it is within the strategy's limit (exactly 1 upstream), otherwise misses++ and
-//     the program is skipped; the exit always decrements;
+//     semantics (kernel/bpf/trampoline.c): the program's per-CPU recursion counter incremented
+//     (its own prog->active, or for kprobe/tracepoint/perf_event the global bpf_prog_active of
+//     trace_call_bpf(); the image's table says which), the run allowed only while it is within
+//     the strategy's limit (exactly 1 upstream), otherwise misses++ and the program is skipped;
+//     the exit always decrements;
 //   - helpers (bpf_sc_mix, bpf_sc_rw, bpf_sc_get_stack) and the kfunc scx_sc_run_nested (the
 //     scx_bpf_sub_dispatch shape: run another program from inside a program). Like C code they
 //     may clobber caller-saved registers, r9 included (kernel-model.md §1.1);

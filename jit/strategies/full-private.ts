@@ -1,7 +1,8 @@
 // full-private — design (d), the earlier approach (kernel-model.md "Known hazards (d)"): rsp is
 // moved first (`mov r10,rsp; movabs r11,<top>; add r11,gs:[this_cpu_off]; mov rsp,r11;
 // push r10` — the old rsp as a back-link), then all three prologue instructions on the private
-// stack. The epilogue ends `leave; pop rsp; ret`.
+// stack. The epilogue ends `leave; pop rsp; ret`. The back-link is our addition (design (d) does
+// not say how rsp gets back); it is stored only after rsp has moved.
 import { pushCalleeRegs, round8, standardEpilogue, standardPrologue } from "../prologue.ts";
 import type { Strategy } from "../strategy.ts";
 import { splitStackRequest, subprogDefault, switchToPrivate } from "./split-common.ts";

@@ -3,6 +3,9 @@
 // allows up to 4 activations per CPU (recursionLimit), and the main prologue computes
 // rsp = slot base + active * RECURSION_SLOT (`movabs r11; add r11,gs:[this_cpu_off];
 // movabs r10,<&active>; add r10,gs:[..]; mov r10,[r10]; shl r10,14; add r11,r10; mov rsp,r11`).
+// The slot is read back from prog->active in the prologue rather than passed from the value
+// __bpf_prog_enter_limited_recur() returned; the two agree while nesting on a CPU is LIFO, and
+// differ exactly in the preemption case kernel-model (g) warns about.
 import { standardPrologue } from "../prologue.ts";
 import type { Strategy } from "../strategy.ts";
 import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "./r9-private.ts";

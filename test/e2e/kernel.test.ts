@@ -25,7 +25,8 @@ const sampler = prog("sampler", [fn("main", 64, [
 ])]);
 /** outer: r0 = nested run 0 + 100. */
 const outer = (nested = 0) => prog("outer", [fn("main", 16, [alu64.mov.imm(R1, nested), call.kfunc(1000), alu64.add.imm(R0, 100), exit()])]);
-const leaf42 = prog("leaf42", [fn("main", 0, [alu64.mov.imm(R0, 42), exit()])]);
+/** raw_tp: its own prog->active (kprobe programs share trace_call_bpf()'s bpf_prog_active and would be refused). */
+const leaf42 = prog("leaf42", [fn("main", 0, [alu64.mov.imm(R0, 42), exit()])], "raw_tp");
 
 function run(spec: ImageSpec, s: Strategy, setup?: (m: Machine, img: ReturnType<typeof buildImage>) => void) {
   const img = buildImage(spec, s);
@@ -79,6 +80,20 @@ describe("nested runs through the kfunc", () => {
     expect(r).toMatchObject({ kind: "completed", rax: BigInt.asUintN(64, RUN_REFUSED + 4n) });
     expect(m.peek64(img.thisCpu(img.programs[0]!.misses))).toBe(1n);
     expect(new Set(rsps.map((x) => x >> 14n)).size, "four different 16 KiB slots").toBe(4);
+  });
+});
+
+describe("recursion counters by program type (kernel-model.md §2.3)", () => {
+  test("a kprobe program on an IRQ is refused while a kprobe program runs on the task: bpf_prog_active is global", () => {
+    const kleaf = prog("kleaf", [fn("main", 0, [alu64.mov.imm(R0, 1), exit()])], "kprobe");
+    const { r, m, img } = run({ programs: [sampler, kleaf], task: 0, irq: [{ vector: 0xec, program: 1 }] }, strategy("baseline"), (mm, im) => {
+      let raised = false;
+      mm.addHook(im.programs[0]!.jit.funcs[0]!.insnAddrs[3]!, (x) => { if (!raised) { raised = true; x.raise(0xec); } });
+    });
+    expect(r).toMatchObject({ kind: "completed", rax: 33n });
+    expect(img.programs[1]!.active).toBe(img.bpfProgActive);
+    expect(m.peek64(img.thisCpu(img.programs[1]!.misses))).toBe(1n);
+    expect(m.peek64(img.thisCpu(img.bpfProgActive))).toBe(0n);
   });
 });
 

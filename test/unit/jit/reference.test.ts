@@ -7,7 +7,7 @@ import { describe, expect } from "vitest";
 import { alu32, alu64, call, exit, jmp, jmp32, label, ldx, st, stx, type Item } from "../../../jit/bpf/insn.ts";
 import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R6, R10, type Reg } from "../../../jit/bpf/opcodes.ts";
 import { program } from "../../../jit/bpf/program.ts";
-import { runProgram } from "../../../jit/bpf/interp.ts";
+import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 
@@ -83,6 +83,6 @@ describe("JIT + machine against the reference interpreter", () => {
   test("the shipped example's result comes from the interpreter too", async () => {
     const { loadScenario } = await import("../../../harness/scenario.ts");
     const sc = loadScenario(new URL("../../scenarios/nested.json", import.meta.url).pathname);
-    expect(runProgram({ programs: sc.programs, nested: [1], recursionLimit: 1, active: [0, 0], misses: [0, 0] }, 0)).toBe(1078n);
+    expect(runProgram(interpEnv(sc.programs, [1], 1), 0)).toBe(1078n);
   });
 });

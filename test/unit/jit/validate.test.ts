@@ -139,3 +139,21 @@ describe("private stacks and stack limits (kernel-model.md §2.2, §7)", () => {
   test("a private subprog is checked alone against 512", () => rejects([fn("main", 520, ret0)], "stack-size",
     "program p, function main: stack size of subprog 0 is 528. Too large [stack-size]"));
 });
+
+describe("review regressions: what upstream rejects", () => {
+  test("a subprog no call reaches is unreachable code", () => rejects([
+    fn("main", 0, ret0), fn("dead", 8, [ldx(BPF_DW, R0, R10, -8), exit()]),
+  ], "unreachable", "program p, function dead, insn 0: unreachable insn 2: no call reaches function dead [unreachable]"));
+  test("reserved fields: a MOV|X with an offset (BPF_MOVSX) is not the plain mov", () => {
+    const movsx = { kind: "insn" as const, insn: { code: 0xbf, dst: 0, src: 1, off: 8, imm: 0 } };
+    rejects([fn("main", 0, [alu64.mov.imm(R1, 0xff), movsx, exit()])], "reserved-fields", "program p, function main, insn 1: BPF_MOV uses reserved fields [reserved-fields]");
+  });
+  test("reserved fields: an exit with operands", () => {
+    const badExit = { kind: "insn" as const, insn: { code: 0x95, dst: 0, src: 0, off: 0, imm: 7 } };
+    rejects([fn("main", 0, [alu64.mov.imm(R0, 0), badExit])], "reserved-fields", "program p, function main, insn 1: BPF_EXIT uses reserved fields [reserved-fields]");
+  });
+  test("returning a pointer into the caller's frame", () => rejects([
+    fn("main", 8, [alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), call.subprog("sub"), ...ret0]),
+    fn("sub", 0, [alu64.mov.reg(R0, R1), exit()]),
+  ], "return-value", "program p, function sub, insn 1: cannot return stack pointer to the caller [return-value]"));
+});

@@ -22,7 +22,7 @@ const outer = program({ name: "outer", type: "kprobe", funcs: [
   ] },
   { name: "sub", stackDepth: 16, body: [ldx(BPF_DW, R0, R1, 0), stx(BPF_DW, R10, R0, -8), call.helper(3), ...mixArgs, call.helper(1), exit()] },
 ] });
-const nested = program({ name: "nested", type: "kprobe", funcs: [
+const nested = program({ name: "nested", type: "tracing", funcs: [
   { name: "main", stackDepth: 8, body: [alu64.mov.imm(R1, 3), stx(BPF_DW, R10, R1, -8), call.subprog("sub2"), exit()] },
   { name: "sub2", stackDepth: 0, body: [...mixArgs, call.helper(1), exit()] },
 ] });
