@@ -6,9 +6,9 @@ import { supportedCodes } from "../machine/isa.ts";
 import { SymbolTable } from "../machine/index.ts";
 import { disassemble, formatListing } from "../../jit/disasm.ts";
 import { helperById, kfuncById } from "../../jit/bpf/abi.ts";
-import { printProgram } from "../../jit/bpf/print.ts";
 import { buildImage } from "../../jit/image.ts";
-import { loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
+import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
+import { printInsn } from "../../jit/bpf/print.ts";
 import { loadScenario, ScenarioError } from "../scenario.ts";
 
 const VERSION = "0.1.0";
@@ -53,41 +53,60 @@ export function buildProgram(out: (s: string) => void): Command {
 
   program
     .command("disasm")
-    .description("disassemble x86-64 bytes, e.g. to compare with `bpftool prog dump jited`")
-    .argument("<bytes...>", "instruction bytes in hex ('55 48 89 e5' or '554889e5')")
-    .addOption(new Option("--base <addr>", "address of the first byte").default(0xffffffffa0000000n, "ffffffffa0000000").argParser(parseAddress))
-    .addOption(new Option("--syntax <syntax>", "assembler syntax").choices(["gas", "intel"]).default("gas"))
-    .action((words: string[], o: { base: bigint; syntax: "gas" | "intel" }) => {
-      const bytes = parseHexBytes(words);
+    .description("JIT a scenario's programs and print each function like `bpftool prog dump jited` (with the BPF instructions as comments), or disassemble raw bytes")
+    .argument("<scenario-or-bytes...>", "a scenario file (.json), or instruction bytes in hex ('55 48 89 e5')")
+    .option("--strategy <name|file>", "a built-in strategy (see `stackcheck strategies`) or a strategy module (.ts/.js)", "baseline")
+    .addOption(new Option("--syntax <syntax>", "assembler syntax").choices(["gas", "llvm", "intel"]).default("gas"))
+    .addOption(new Option("--base <addr>", "address of the first byte (raw bytes only)").default(0xffffffffa0000000n, "ffffffffa0000000").argParser(parseAddress))
+    .option("--no-ibt", "no endbr64 (CONFIG_X86_KERNEL_IBT off)")
+    .option("--sls", "int3 after ret (CONFIG_MITIGATION_SLS)")
+    .action(async (args: string[], o: { strategy: string; syntax: "gas" | "llvm" | "intel"; base: bigint; ibt: boolean; sls?: boolean }) => {
+      if (args.length === 1 && args[0]!.endsWith(".json")) {
+        out(await disasmScenario(args[0]!, o));
+        return;
+      }
+      const bytes = parseHexBytes(args);
       out(`${formatListing(disassemble(bytes, o.base, { syntax: o.syntax }))}\n`);
     });
 
   program
-    .command("jit")
-    .description("JIT a scenario's programs under a strategy: each program in BPF syntax, then its x86 per function")
-    .argument("<scenario>", "scenario file (JSON; see the README)")
-    .option("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)", "baseline")
-    .addOption(new Option("--syntax <syntax>", "assembler syntax").choices(["gas", "llvm", "intel"]).default("gas"))
-    .option("--no-ibt", "no endbr64 (CONFIG_X86_KERNEL_IBT off)")
-    .option("--sls", "int3 after ret (CONFIG_MITIGATION_SLS)")
-    .action(async (file: string, o: { strategy: string; syntax: "gas" | "llvm" | "intel"; ibt: boolean; sls?: boolean }) => {
-      const scenario = loadScenario(file);
-      const strategy = await loadStrategy(o.strategy);
-      const img = buildImage(scenario.spec, strategy, { ibt: o.ibt, sls: o.sls ?? false });
-      const symbols = new SymbolTable(img.symbols);
-      const cbs = { helperName: (id: number) => helperById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name };
-      out(`strategy ${strategy.name}: ${strategy.summary}\n`);
-      for (const p of img.programs) {
-        out(`\n=== program ${p.program.name} (${p.program.type}) ===\n${printProgram(p.program, cbs)}\n`);
-        for (const f of p.jit.funcs) {
-          const priv = p.jit.privates.find((x) => x.fi === f.fi);
-          out(`\n${f.symbol}: ${f.image.bytes.length} bytes${p.validated.privStack[f.fi] ? ", eligible for a private stack" : ""}${priv ? `, private memory ${priv.size} bytes` : ""}; fp window +${f.fpStart - f.image.base}..+${f.fpEnd - f.image.base}\n`);
-          out(`${formatListing(disassemble(f.image.bytes, f.image.base, { syntax: o.syntax, symbolize: (a) => symbols.symbolize(a) }))}\n`);
-        }
-      }
+    .command("strategies")
+    .description("list the built-in prologue strategies, one line each")
+    .action(() => {
+      for (const s of BUILTIN_STRATEGIES) out(`${s.name.padEnd(19)} ${s.summary}\n`);
     });
 
   return program;
+}
+
+/**
+ * Each JITed function as `bpftool prog dump jited opcodes` prints it: the symbol, then
+ * `offset: bytes  instruction`, with each BPF instruction as a `;` line above its x86 code.
+ */
+async function disasmScenario(file: string, o: { strategy: string; syntax: "gas" | "llvm" | "intel"; ibt: boolean; sls?: boolean }): Promise<string> {
+  const scenario = loadScenario(file);
+  const strategy = await loadStrategy(o.strategy);
+  const img = buildImage(scenario.spec, strategy, { ibt: o.ibt, sls: o.sls ?? false });
+  const symbols = new SymbolTable(img.symbols);
+  const cbs = { helperName: (id: number) => helperById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name };
+  const lines = [`; strategy ${strategy.name}: ${strategy.summary}`];
+  for (const p of img.programs) {
+    for (const f of p.jit.funcs) {
+      const func = p.program.funcs[f.fi]!;
+      const priv = p.jit.privates.find((x) => x.fi === f.fi);
+      lines.push("", `; program ${p.program.name} (${p.program.type}), function ${f.name}, stack ${func.stackDepth}${priv ? `, private stack ${priv.size} bytes per CPU` : ""}; fp window +0x${(f.fpStart - f.image.base).toString(16)}..+0x${(f.fpEnd - f.image.base).toString(16)}`);
+      lines.push(`${f.symbol}:`);
+      const bpfAt = new Map<bigint, number[]>();
+      f.insnAddrs.forEach((a, k) => bpfAt.set(a, [...(bpfAt.get(a) ?? []), k]));
+      for (const l of disassemble(f.image.bytes, f.image.base, { syntax: o.syntax, symbolize: (a) => symbols.symbolize(a) })) {
+        for (const k of bpfAt.get(l.address) ?? []) lines.push(`; ${k}: ${printInsn(p.program.insns[func.start + k]!, cbs)}`);
+        const off = (l.address - f.image.base).toString(16).padStart(4);
+        const bytes = [...l.bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+        lines.push(`${off}:\t${bytes.padEnd(30)}\t${l.text}${l.refers ? ` <${l.refers}>` : ""}`);
+      }
+    }
+  }
+  return `${lines.join("\n")}\n`;
 }
 
 /** Run the CLI; returns the process exit code. */

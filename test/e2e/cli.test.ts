@@ -28,10 +28,10 @@ describe("stackcheck", () => {
     const dir = mkdtempSync(join(tmpdir(), "stackcheck-user-"));
     const mod = join(dir, "my-design.ts");
     writeFileSync(mod, `import { r9Private } from ${JSON.stringify(join(root, "jit/strategies/r9-private.ts"))};\nexport default { ...r9Private, name: "my-design", summary: "r9-private under another name" };\n`);
-    const r = spawnSync(process.execPath, ["bin/stackcheck.js", "jit", "test/scenarios/nested.json", "--strategy", mod], { cwd: root, encoding: "utf8" });
+    const r = spawnSync(process.execPath, ["bin/stackcheck.js", "disasm", "test/scenarios/nested.json", "--strategy", mod], { cwd: root, encoding: "utf8" });
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
-    expect(r.stdout).toContain("strategy my-design: r9-private under another name");
+    expect(r.stdout).toContain("; strategy my-design: r9-private under another name");
     expect(r.stdout).toContain("push %r9");
   });
 
@@ -70,27 +70,36 @@ describe("stackcheck", () => {
     expect(r.out).toContain("unknown command 'frobnicate'");
   });
 
-  test("jit prints a scenario's programs in BPF syntax and their x86 under a strategy", async () => {
-    const r = await cli("jit", "test/scenarios/nested.json", "--strategy", "r9-private", "--syntax", "llvm");
+  test("disasm <scenario> prints each function like bpftool prog dump jited, with the BPF as comments and symbols", async () => {
+    const r = await cli("disasm", "test/scenarios/nested.json", "--strategy", "r9-private", "--syntax", "llvm");
     expect(r.code).toBe(0);
-    expect(r.out).toContain("strategy r9-private: (b) r9 private frame pointer");
-    expect(r.out).toContain("   1: *(u64 *)(r10 -8) = r6");
-    expect(r.out).toContain("   9: call scx_sc_run_nested#1000");
+    expect(r.out).toContain("; strategy r9-private: (b) r9 private frame pointer");
+    expect(r.out).toMatch(/^bpf_prog_[0-9a-f]{16}_main:$/m);
+    expect(r.out).toMatch(/^   0:\tf3 0f 1e fa +\tendbr64$/m);
+    expect(r.out).toContain("; 1: *(u64 *)(r10 -8) = r6");
+    expect(r.out).toContain("; 9: call scx_sc_run_nested#1000");
     expect(r.out).toMatch(/movabsq \$0x[0-9a-f]+, %r9/);
     expect(r.out).toContain("pushq %r9");
-    expect(r.out).toMatch(/callq 0xffffffff810000[0-9a-f]+ +<bpf_sc_rw>/);
+    expect(r.out).toMatch(/callq 0xffffffff810000[0-9a-f]+ <bpf_sc_rw>/);
   });
 
-  test("jit reports a bad scenario and an unknown strategy, exit code 1", async () => {
-    const dir = (await import("node:fs")).mkdtempSync((await import("node:path")).join((await import("node:os")).tmpdir(), "sc-"));
+  test("disasm reports a bad scenario and an unknown strategy, exit code 1", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "sc-"));
     const bad = `${dir}/bad.json`;
-    (await import("node:fs")).writeFileSync(bad, JSON.stringify({ version: 1, programs: [], task: "x" }));
-    const r = await cli("jit", bad);
+    writeFileSync(bad, JSON.stringify({ version: 1, programs: [], task: "x" }));
+    const r = await cli("disasm", bad);
     expect(r.code).toBe(1);
     expect(r.out).toBe(`stackcheck: ${bad}: 1 problem\n  programs: Too small: expected array to have >=1 items\n`);
-    const u = await cli("jit", "test/scenarios/nested.json", "--strategy", "nope");
+    const u = await cli("disasm", "test/scenarios/nested.json", "--strategy", "nope");
     expect(u.code).toBe(1);
     expect(u.out).toContain("stackcheck: unknown strategy 'nope'; built in: baseline, r9-private");
+  });
+
+  test("strategies lists every built-in design, one line each", async () => {
+    const r = await cli("strategies");
+    const lines = r.out.trim().split("\n");
+    expect(lines.map((l) => l.split(/\s+/)[0])).toEqual(["baseline", "r9-private", "split-stack", "full-private", "rbp-private", "split-double-frame", "limited-recursion", "r9-no-save"]);
+    expect(lines[1]).toContain("merged v6.13");
   });
 
   test("isa lists every instruction form the machine emulates", async () => {
