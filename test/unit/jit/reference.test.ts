@@ -38,7 +38,7 @@ const block: fc.Arbitrary<Item[]> = fc.oneof(
   }),
   fc.tuple(fc.constantFrom(...SIZES), fc.nat(7), reg, s32).map(([size, slot, d, imm]) => [ldx(size, d, R10, -8 * (slot + 1)), st(size, R10, -8 * (slot + 1), imm)]),
   fc.tuple(fc.constantFrom(1, 2, 3), fc.array(s32, { minLength: 5, maxLength: 5 })).map(([helper, args]) => {
-    const setup: Item[] = helper === 2 ? [alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), alu64.mov.imm(R2, args[1]!)] : helper === 1 ? [] : [];
+    const setup: Item[] = helper === 2 ? [alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), alu64.mov.imm(R2, args[1]!)] : [];
     const reinit = args.map((v, i) => alu64.mov.imm((i + 1) as Reg, v));
     return [...setup, call.helper(helper), alu64.xor.reg(R6, R0), ...reinit];
   }),
@@ -68,6 +68,57 @@ const programArb = fc.tuple(
   return program({ name: "random", type: "kprobe", funcs: [{ name: "main", stackDepth: 64, body: items }] });
 });
 
+/**
+ * A richer program: main (stack 64, 160 or 320 bytes: disp8 and disp32 forms) calls a subprog
+ * with a pointer into its stack (the subprog reads and writes through it, then computes on its
+ * own stack) and runs a nested program through the kfunc; every result is folded into r0.
+ */
+const DEPTHS = [64, 160, 320] as const;
+const richArb = fc.tuple(
+  fc.constantFrom(...DEPTHS), fc.array(s32, { minLength: 10, maxLength: 10 }),
+  fc.array(fc.tuple(block, fc.boolean(), fc.boolean()), { minLength: 1, maxLength: 12 }),
+  fc.array(block, { minLength: 1, maxLength: 8 }), fc.array(block, { minLength: 1, maxLength: 6 }), s32,
+).map(([depth, init, mainBlocks, subBlocks, nestedBlocks, x]) => {
+  const prelude = (d: number): Item[] => [
+    ...init.map((v, i) => alu64.mov.imm(i as Reg, v)),
+    ...Array.from({ length: d / 8 }, (_, s) => st(BPF_DW, R10, -8 * (s + 1), init[s % 10]!)),
+  ];
+  const fold = (d: number): Item[] => [
+    ...Array.from({ length: 9 }, (_, r) => alu64.xor.reg(R0, (r + 1) as Reg)),
+    ...[8, d].map((o) => [ldx(BPF_DW, R1, R10, -o), alu64.add.reg(R0, R1)]).flat(), exit(),
+  ];
+  const reinit = init.slice(1, 6).map((v, i) => alu64.mov.imm((i + 1) as Reg, v));
+  const main: Item[] = [...prelude(depth)];
+  mainBlocks.forEach(([b, callSub, runNested]) => {
+    main.push(...b);
+    if (callSub) main.push(alu64.mov.reg(R1, R10), alu64.add.imm(R1, -depth + 8), call.subprog("sub"), alu64.xor.reg(R6, R0), ...reinit);
+    if (runNested) main.push(alu64.mov.imm(R1, 0), call.kfunc(1000), alu64.add.reg(R6, R0), ...reinit);
+  });
+  // The subprog is always called at least once (an uncalled subprog is unreachable code).
+  main.push(alu64.mov.reg(R1, R10), alu64.add.imm(R1, -depth + 8), call.subprog("sub"), alu64.xor.reg(R6, R0), ...reinit);
+  main.push(...fold(depth));
+  const sub: Item[] = [
+    ldx(BPF_DW, R0, R1, 0), alu64.add.imm(R0, x), stx(BPF_DW, R1, R0, 0), // through the caller's stack
+    alu64.mov.imm(R1, x), ...init.slice(2).map((v, i) => alu64.mov.imm((i + 2) as Reg, v)),
+    ...Array.from({ length: 2 }, (_, s) => st(BPF_DW, R10, -8 * (s + 1), x)),
+    ...subBlocks.flat().filter((it) => !(it.kind === "insn" && it.insn.off < -16)), ...fold(16),
+  ];
+  const nested = [...prelude(64), ...nestedBlocks.flat(), ...fold(64)];
+  return [
+    program({ name: "rich", type: "raw_tp", funcs: [{ name: "main", stackDepth: depth, body: main }, { name: "sub", stackDepth: 16, body: sub }] }),
+    program({ name: "nested", type: "tracing", funcs: [{ name: "main", stackDepth: 64, body: nested }] }),
+  ] as const;
+});
+
+/** Run the task's program on the machine under a strategy: its result, or the run's kind. */
+function emulate(programs: readonly ReturnType<typeof program>[], s: (typeof BUILTIN_STRATEGIES)[number]): bigint | string {
+  const img = buildImage({ programs, task: 0, nested: [1] }, s);
+  const m = img.machine();
+  img.startTask(m);
+  const r = m.run({ maxSteps: 200_000 });
+  return r.kind === "completed" ? r.rax : r.kind;
+}
+
 describe("JIT + machine against the reference interpreter", () => {
   test.prop([programArb], { numRuns: 40 })("every sound strategy returns the interpreter's result", (p) => {
     const expected = runProgram({ programs: [p], nested: [], recursionLimit: 1, active: [0], misses: [0] }, 0);
@@ -85,4 +136,23 @@ describe("JIT + machine against the reference interpreter", () => {
     const sc = loadScenario(new URL("../../scenarios/nested.json", import.meta.url).pathname);
     expect(runProgram(interpEnv(sc.programs, [1], 1), 0)).toBe(1078n);
   });
+
+  test.prop([richArb], { numRuns: 25 })("with subprogs, stack pointers, disp32 offsets and nested runs too", ([rich, nested]) => {
+    const expected = runProgram(interpEnv([rich, nested], [1], 1), 0);
+    for (const s of SOUND) expect(emulate([rich, nested], s), s.name).toBe(expected);
+  }, 60_000);
+
+  test("a property finds a program where r9-no-save differs, and it shrinks to a call followed by a private-stack access", () => {
+    const r9NoSave = BUILTIN_STRATEGIES.find((s) => s.name === "r9-no-save")!;
+    const details = fc.check(fc.property(richArb, ([rich, nested]) => emulate([rich, nested], r9NoSave) === runProgram(interpEnv([rich, nested], [1], 1), 0)), { numRuns: 200 });
+    expect(details.failed, "r9-no-save must be caught").toBe(true);
+    const [rich] = details.counterexample![0];
+    // The minimal shape: main runs on a private stack, and some call is followed by an R10 access.
+    const main = rich.funcs[0]!;
+    const insns = rich.insns.slice(main.start, main.end);
+    const firstCall = insns.findIndex((x) => x.code === 0x85);
+    expect(main.stackDepth).toBeGreaterThanOrEqual(64);
+    expect(firstCall).toBeGreaterThanOrEqual(0);
+    expect(insns.slice(firstCall + 1).some((x) => x.src === 10 || ((x.code & 7) >= 2 && (x.code & 7) <= 3 && x.dst === 10))).toBe(true);
+  }, 60_000);
 });
