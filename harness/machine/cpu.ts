@@ -62,6 +62,13 @@ export class Cpu {
   hi = new Uint32Array(16);
   /** High half of the last 64-bit value a helper returned. */
   th = 0;
+  /**
+   * RSP as an internal address, valid while spValid: push, pop, call, ret and leave move it and
+   * RSP's halves together without a float division; any other write to RSP (setR, iretq,
+   * restoring a snapshot, the API) clears spValid and the next stack access recomputes it.
+   */
+  sp = 0;
+  spValid = false;
   rip = 0;
   /** RFLAGS; the arithmetic bits are stale while a lazy record is pending (fKind !== F_NONE). */
   flags = FIXED;
@@ -101,6 +108,7 @@ export class Cpu {
 
   /** Write a value already masked to `size`; 32-bit writes zero the upper half. */
   setR(idx: number, size: number, l: number, h: number): void {
+    if (idx === RSP) this.spValid = false;
     switch (size) {
       case 8: this.lo[idx] = l; this.hi[idx] = h; return;
       case 4: this.lo[idx] = l; this.hi[idx] = 0; return;
@@ -185,20 +193,39 @@ export class Cpu {
   // ---- stack ----
 
   rspInternal(): number {
+    if (this.spValid) return this.sp;
     const s = pairToAddr(this.lo[RSP]!, this.hi[RSP]!);
-    if (s === s) return s; // not NaN
+    if (s === s) { // not NaN
+      this.sp = s;
+      this.spValid = true;
+      return s;
+    }
     throw new MemFault("non-canonical", "write", NaN, undefined, pairToBig(this.lo[RSP]!, this.hi[RSP]!));
   }
 
   setRsp(a: number): void {
     this.lo[RSP] = a >>> 0;
     this.hi[RSP] = hiOf(a);
+    this.sp = a;
+    this.spValid = true;
+  }
+
+  /** rsp += delta (|delta| < 2^31) on a valid canonical rsp: halves moved with a carry, no division. */
+  private moveRsp(delta: number): void {
+    const nl = this.lo[RSP]! + delta;
+    this.lo[RSP] = nl; // a Uint32Array store wraps modulo 2^32
+    if (nl < 0) this.hi[RSP] = this.hi[RSP]! - 1;
+    else if (nl >= TWO_32) this.hi[RSP] = this.hi[RSP]! + 1;
+    const sp = this.sp + delta;
+    this.sp = sp;
+    if (sp >= TWO_47 || sp < -TWO_47) this.spValid = false; // crossed out of canonical: recompute (and fault)
   }
 
   push64(l: number, h: number): void {
     const a = this.rspInternal() - 8;
+    if (a < -TWO_47) throw new MemFault("non-canonical", "write", NaN, undefined, BigInt.asUintN(64, BigInt(a))); // below the canonical range
     this.mem.write64(a, l, h);
-    this.setRsp(a);
+    this.moveRsp(-8);
   }
 
   /** Pop a qword: low half returned, high half in `th`. */
@@ -206,7 +233,7 @@ export class Cpu {
     const a = this.rspInternal();
     const l = this.mem.read64(a);
     this.th = this.mem.hi;
-    this.setRsp(a + 8);
+    this.moveRsp(8);
     return l;
   }
 
@@ -260,7 +287,7 @@ export class Cpu {
         message: `ret at ${this.describe(ip)} returned to ${hex64(v)}${this.symAt(to)} (read from ${hex64(at)}); expected ${expected}`,
       });
     }
-    this.setRsp(at + 8 + extra);
+    this.moveRsp(8 + extra);
     const done = this.observer !== null ? sh.top()! : undefined;
     sh.depth--;
     this.rip = to;
@@ -347,6 +374,7 @@ export class Cpu {
     this.ss = BigInt(ss & 0xffff);
     this.lo[RSP] = rspL;
     this.hi[RSP] = rspH;
+    this.spValid = false;
     this.setRflags(fl & ~(1 << 16)); // RF is not kept
     this.nmiBlocked = false; // any IRET unblocks NMIs (SDM §6.7.1)
     if (this.observer !== null) this.observer.onIret?.(top, this);

@@ -155,6 +155,8 @@ const OP_PUSH_R = Op.PUSH_R, OP_POP_R = Op.POP_R, OP_ADD_RI64 = Op.ADD_RI64, OP_
 /** Re-label the hottest operand shapes with their specialised op (isa.ts); the semantics are the generic op's. */
 function specialise(d: DInsn): void {
   const op = d.op;
+  // Writes to rsp stay on the generic handlers, which keep the CPU's rsp cache coherent.
+  if (d.k0 === K_REG && d.r0 === RSP && op !== OP_PUSH) return;
   if (op === OP_PUSH && d.k0 === K_REG) d.op = OP_PUSH_R;
   else if (op === OP_POP && d.k0 === K_REG) d.op = OP_POP_R;
   else if (d.size !== 8) return;

@@ -122,7 +122,7 @@ function shift(which: number): Handler {
     const mem = d.k0 === K_MEM;
     if (n === 0) {
       // No flags change; a 32-bit register destination is still written (zero-extended).
-      if (size === 4 && !mem) c.hi[d.r0] = 0;
+      if (size === 4 && !mem) { c.hi[d.r0] = 0; if (d.r0 === RSP) c.spValid = false; }
       return;
     }
     const at = mem ? c.ea(d) : 0;
@@ -239,7 +239,7 @@ H[Op.PUSH] = (c, d) => {
 H[Op.POP] = (c, d) => {
   const sp = c.rspInternal();
   const l = c.pop64(), h = c.th;
-  if (d.k0 === K_REG) { c.lo[d.r0] = l; c.hi[d.r0] = h; return; }
+  if (d.k0 === K_REG) { c.lo[d.r0] = l; c.hi[d.r0] = h; if (d.r0 === RSP) c.spValid = false; return; }
   try {
     c.mem.write64(c.ea(d, "write"), l, h); // the address uses rsp after the increment (SDM: POP)
   } catch (e) {
@@ -257,7 +257,12 @@ H[Op.RET] = (c, d) => c.ret(d.ip, d.immLo); // immLo is ret's imm16, or 0
 H[Op.LEAVE] = (c) => {
   const s = addrOf(c.lo[RBP]!, c.hi[RBP]!, "read");
   const l = c.mem.read64(s), h = c.mem.hi;
-  c.setRsp(s + 8);
+  // rsp = rbp + 8, from rbp's halves with a carry (no division)
+  const bl = c.lo[RBP]!;
+  c.lo[RSP] = bl + 8;
+  c.hi[RSP] = bl >= TWO_32 - 8 ? c.hi[RBP]! + 1 : c.hi[RBP]!;
+  c.sp = s + 8;
+  c.spValid = true;
   c.lo[RBP] = l;
   c.hi[RBP] = h;
 };

@@ -502,6 +502,7 @@ export class Machine {
     const c = this.cpu;
     c.lo.set(s.lo);
     c.hi.set(s.hi);
+    c.spValid = false;
     c.rip = s.rip;
     c.flags = s.flags;
     c.fKind = F_NONE;
@@ -522,6 +523,7 @@ export class Machine {
 }
 
 function setPair(c: Cpu, i: number, v: bigint): void {
+  if (i === RSP) c.spValid = false;
   const u = BigInt.asUintN(64, v);
   c.lo[i] = Number(u & 0xffffffffn);
   c.hi[i] = Number(u >> 32n);

@@ -143,3 +143,27 @@ describe("the stop address", () => {
     expect(m.run().kind).toBe("exception");
   });
 });
+
+describe("the rsp cache stays coherent with every way rsp is written", () => {
+  const cases: [string, string, bigint][] = [
+    // code, description, expected rax; each writes rsp some way and then uses the stack
+    ["48 89 e3 48 83 ec 10 6a 07 58 48 89 dc", "mov rbx,rsp; sub rsp,16; push 7; pop rax; mov rsp,rbx", 7n],
+    ["48 89 e3 48 8d 64 24 f0 6a 09 58 48 89 dc", "mov rbx,rsp; lea rsp,[rsp-16]; push 9; pop rax; mov rsp,rbx", 9n],
+    ["48 89 e3 48 83 e4 f0 6a 05 58 48 89 dc", "mov rbx,rsp; and rsp,-16; push 5; pop rax; mov rsp,rbx", 5n],
+    ["54 5c 6a 03 58", "push rsp; pop rsp; push 3; pop rax", 3n],
+    ["55 48 89 e5 48 83 ec 20 6a 0b 58 c9", "push rbp; mov rbp,rsp; sub rsp,32; push 11; pop rax; leave", 11n],
+  ];
+  test.each(cases)("%s (%s)", (code, _desc, rax) => {
+    const { result, m } = runSnippet(code);
+    expect(result).toMatchObject({ kind: "completed", rax });
+    expect(m.reg("rsp")).toBe(STACK_TOP);
+  });
+
+  test("pushing rsp across the bottom of the canonical range faults as non-canonical", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("48 89 c4 6a 01 c3")); // mov rsp,rax; push 1
+    m.setReg("rax", 0xffff800000000000n);     // the lowest canonical upper-half address
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run()).toMatchObject({ kind: "fault", reason: "non-canonical", address: 0xffff7ffffffffff8n, rip: TEXT + 3n });
+  });
+});
