@@ -146,15 +146,19 @@ export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel
     e(() => I.createI32(Code.Pushq_imm32, v));
     a.jmp({ label: "asm_common_interrupt" });
   }
-  // asm_common_interrupt: PUSH_REGS (pt_regs), ENCODE_FRAME_POINTER, call, POP_REGS, iretq.
+  // idtentry_body (entry_64.S): with orig_ax pushed, PUSH_REGS builds pt_regs,
+  // ENCODE_FRAME_POINTER, call the C handler with regs, POP_REGS, drop orig_ax, iretq.
+  const idtentryBody = (handler: string) => {
+    for (const r of PUSH_REGS) push(r);
+    e(() => I.createRegMem(Code.Lea_r64_m, R.RBP, M.createBaseDispl(R.RSP, 1n)), "ENCODE_FRAME_POINTER");
+    mov(R.RDI, R.RSP);
+    a.call({ label: handler });
+    for (const r of [...PUSH_REGS].reverse()) pop(r);
+    e(() => I.createRegI32(Code.Add_rm64_imm8, R.RSP, 8), "drop orig_ax");
+    e(() => I.create(Code.Iretq));
+  };
   a.label("asm_common_interrupt");
-  for (const r of PUSH_REGS) push(r);
-  e(() => I.createRegMem(Code.Lea_r64_m, R.RBP, M.createBaseDispl(R.RSP, 1n)), "ENCODE_FRAME_POINTER");
-  mov(R.RDI, R.RSP);
-  a.call({ label: "common_interrupt" });
-  for (const r of [...PUSH_REGS].reverse()) pop(r);
-  e(() => I.createRegI32(Code.Add_rm64_imm8, R.RSP, 8), "drop orig_ax");
-  e(() => I.create(Code.Iretq));
+  idtentryBody("common_interrupt");
 
   // common_interrupt(regs): call_on_irqstack_cond(handle_irq, regs).
   a.label("common_interrupt");
@@ -195,13 +199,7 @@ export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel
   // asm_exc_nmi (IST): orig_ax = -1, pt_regs, encoded frame pointer (paranoid_entry), exc_nmi.
   a.label("asm_exc_nmi");
   e(() => I.createI32(Code.Pushq_imm8, -1));
-  for (const r of PUSH_REGS) push(r);
-  e(() => I.createRegMem(Code.Lea_r64_m, R.RBP, M.createBaseDispl(R.RSP, 1n)), "ENCODE_FRAME_POINTER");
-  mov(R.RDI, R.RSP);
-  a.call({ label: "exc_nmi" });
-  for (const r of [...PUSH_REGS].reverse()) pop(r);
-  e(() => I.createRegI32(Code.Add_rm64_imm8, R.RSP, 8), "drop orig_ax");
-  e(() => I.create(Code.Iretq));
+  idtentryBody("exc_nmi");
 
   // exc_nmi(regs): the perf sample point, then the NMI-attached program, if any.
   a.label("exc_nmi");
