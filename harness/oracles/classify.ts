@@ -50,9 +50,10 @@ export function classify(expected: readonly bigint[], walk: Walk, inWindow: bool
     return { class: walk.reachedEnd ? "EXACT" : "TRUNCATED", at };
   }
   // WINDOW: the walk is the truth without its second element (the interrupted function's caller).
-  // (Interrupted at the entry of the outermost function, there is nothing above to reach.)
-  if (inWindow && !walk.error && at === 1 && got.length === expected.length - 1 && got.every((v, i) => v === expected[i === 0 ? 0 : i + 1])) {
-    return { class: "WINDOW", at };
+  // (Interrupted at the entry of the outermost function, there is nothing above to reach.) When
+  // the unwinder flagged it (ORC's frame-pointer guess in a BPF prologue), it is FLAGGED.
+  if (inWindow && at === 1 && got.length === expected.length - 1 && got.every((v, i) => v === expected[i === 0 ? 0 : i + 1])) {
+    return { class: walk.error ? "FLAGGED" : "WINDOW", at };
   }
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };

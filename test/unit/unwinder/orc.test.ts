@@ -1,0 +1,83 @@
+// The ORC unwinder, v6.13 and v6.19, on the real image: exact ORC data for the synthetic kernel,
+// the frame-pointer fallback for BPF code (error-marking before v6.19; reliable inside
+// [fp_start, fp_end) from v6.19).
+import { describe, expect, test } from "vitest";
+import { alu64, call, exit, ldx, stx } from "../../../jit/bpf/insn.ts";
+import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
+import { program } from "../../../jit/bpf/program.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import { envFromImage } from "../../../unwinder/index.ts";
+import { orcEnvFromImage, orcWalk, type OrcVersion } from "../../../unwinder/orc.ts";
+import { classify, expectedChain } from "../../../harness/oracles/classify.ts";
+import { FrameWindows } from "../../../harness/oracles/window.ts";
+
+const sampler = program({ name: "sampler", type: "kprobe", funcs: [{ name: "main", stackDepth: 64, body: [
+  alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
+  alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), alu64.mov.imm(R2, 5), call.helper(2),
+  alu64.mov.reg(R7, R0), call.helper(3),
+  ldx(BPF_DW, R0, R10, -8), alu64.add.reg(R0, R7), exit(),
+] }] });
+const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
+const returnAddresses = (t: ReturnType<import("../../../harness/machine/index.ts").Machine["truth"]>) =>
+  t.filter((e) => e.kind === "frame").map((e) => (e.kind === "frame" ? e.returnAddress! : 0n));
+
+describe("ORC from a helper (bpf_get_stack style)", () => {
+  test.each([["orc-6.13", true], ["orc-6.19", false]] as const)("%s: the true chain; error flag %s", (version, error) => {
+    const img = buildImage({ programs: [sampler], task: 0 }, strategy("baseline"));
+    const m = img.machine();
+    let walk, truth;
+    m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => {
+      const env = orcEnvFromImage(envFromImage(img, mm), img, mm, version as OrcVersion);
+      walk = orcWalk(env, { ip: mm.rip, sp: mm.reg("rsp"), bp: mm.reg("rbp") });
+      truth = returnAddresses(mm.truth());
+    });
+    img.startTask(m);
+    expect(m.run().kind).toBe("completed");
+    expect(walk).toEqual({ ips: truth, error, reachedEnd: true, warnings: [] });
+  });
+});
+
+describe("ORC from an NMI at every boundary (perf callchain)", () => {
+  function sweep(version: OrcVersion) {
+    const img = buildImage({ programs: [sampler], task: 0 }, strategy("baseline"));
+    const m = img.machine();
+    const env = orcEnvFromImage(envFromImage(img, m), img, m, version);
+    const windows = new FrameWindows(m);
+    img.startTask(m);
+    const base = m.snapshot();
+    const straight = m.run();
+    const total = straight.kind === "completed" ? straight.steps : 0;
+    const main = img.fpWindows[0]!;
+    const rows: { cls: string; bpf: "in-window" | "outside" | "no"; inFpWindow: boolean }[] = [];
+    let row: (typeof rows)[number] | undefined;
+    m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
+      const truth = mm.truth();
+      const k = truth.findIndex((t) => t.kind === "interrupt");
+      const ip = (truth[k] as { ip: bigint }).ip;
+      const walk = orcWalk(env, { regs: mm.reg("rdi") });
+      const inBpf = ip >= main.start && ip < main.end;
+      row = { cls: classify(expectedChain(truth, k), walk, windows.inWindow(ip)).class, bpf: inBpf ? (ip >= main.fpStart && ip < main.fpEnd ? "in-window" : "outside") : "no", inFpWindow: windows.inWindow(ip) };
+    });
+    for (let i = 0; i < total; i++) {
+      m.restore(base);
+      m.runUntil(i);
+      m.raise(2);
+      m.run();
+      rows.push(row!);
+    }
+    return rows;
+  }
+
+  test("orc-6.19: kernel code and BPF code inside [fp_start, fp_end) are EXACT; BPF outside it is flagged", () => {
+    const rows = sweep("orc-6.19");
+    expect(rows.filter((r) => r.bpf !== "outside").every((r) => r.cls === "EXACT")).toBe(true);
+    expect(rows.filter((r) => r.bpf === "outside").every((r) => r.cls === "FLAGGED" || r.cls === "WINDOW")).toBe(true);
+    expect(rows.some((r) => r.bpf === "outside" && r.cls === "FLAGGED")).toBe(true);
+  });
+
+  test("orc-6.13: every sample taken while a BPF frame is on the stack is FLAGGED", () => {
+    const rows = sweep("orc-6.13");
+    expect(rows.filter((r) => r.bpf !== "no").every((r) => r.cls === "FLAGGED")).toBe(true);
+  });
+});
