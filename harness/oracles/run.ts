@@ -1,0 +1,137 @@
+// Run-level oracles (design.md §6), from machine state only:
+//   - semantics: every runner invocation (bpf_sc_run) returns what the reference interpreter
+//     computes for that program, with the recursion counters as the machine has them then;
+//     a refused run must be counted in misses;
+//   - ABI: callee-saved registers (rbx, rbp, r12-r15) and rsp are restored at every return; the
+//     interrupted context (all registers and rflags) is restored exactly at iretq;
+//   - interrupts taken while rsp is on a stack the kernel does not know;
+//   - kernel stack high-water marks per stack, seen at every call and interrupt;
+//   - private-stack guard words intact at teardown.
+import type { Activation, Machine, Observer, RegName } from "../machine/index.ts";
+import type { Image } from "../../jit/image.ts";
+import { interpEnv, REFUSED, runProgram } from "../../jit/bpf/interp.ts";
+import { KD, KDATA } from "../../jit/kernel/layout.ts";
+import { PRIV_STACK_GUARD_VAL } from "../../jit/strategies/r9-private.ts";
+import { envFromImage, getStackInfo, stackTypeName, Warnings, type StackInfo } from "../../unwinder/index.ts";
+
+export interface RunFailure {
+  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard";
+  readonly message: string;
+}
+
+export interface HighWater { readonly stack: string; readonly bytes: number }
+
+export interface RunReport {
+  readonly failures: readonly RunFailure[];
+  readonly invocations: number;
+  readonly highWater: readonly HighWater[];
+}
+
+const CALLEE_SAVED: readonly RegName[] = ["rbx", "rbp", "r12", "r13", "r14", "r15"];
+const ALL: readonly RegName[] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+const hex = (v: bigint) => v.toString(16).padStart(16, "0");
+
+/** Attach the run oracles to a machine built from `img`; call report() after the run. */
+export function watchRun(img: Image, m: Machine): { report(): RunReport } {
+  const failures: RunFailure[] = [];
+  const env = envFromImage(img, m);
+  const sym = (a: bigint) => m.symbols.symbolize(a) ?? hex(a);
+  const regsNow = (names: readonly RegName[]) => names.map((n) => m.reg(n));
+  const saved: bigint[][] = [];
+  const atInterrupt: { regs: bigint[]; flags: number }[] = [];
+  const lowest = new Map<string, { begin: bigint; end: bigint; low: bigint }>();
+  const stackOf = (sp: bigint): StackInfo | undefined => {
+    const info: StackInfo = { type: 0, begin: 0n, end: 0n, nextSp: 0n };
+    return getStackInfo(env, sp, info, { mask: 0 }, new Warnings()) ? info : undefined;
+  };
+  const privates = img.programs.flatMap((p, pi) => p.jit.privates.map((x) => ({ name: `private ${p.program.name}/${p.program.funcs[x.fi]!.name}`, begin: img.thisCpu(x.percpuPtr), end: img.thisCpu(x.percpuPtr) + BigInt(x.size), pi })));
+  const note = (sp: bigint) => {
+    const s = stackOf(sp);
+    const p = s ? undefined : privates.find((x) => sp >= x.begin && sp < x.end);
+    const key = s ? stackTypeName(s.type) : p?.name;
+    if (!key) return;
+    const begin = s ? s.begin : p!.begin, end = s ? s.end : p!.end;
+    const cur = lowest.get(key);
+    if (!cur || sp < cur.low) lowest.set(key, { begin, end, low: sp });
+  };
+
+  const observer: Observer = {
+    onCall: () => { saved.push(regsNow(CALLEE_SAVED)); note(m.reg("rsp")); },
+    onReturn: (a: Activation) => {
+      const before = saved.pop();
+      if (!before) return;
+      const after = regsNow(CALLEE_SAVED);
+      CALLEE_SAVED.forEach((r, i) => {
+        if (before[i] !== after[i]) failures.push({ check: "abi-return", message: `${r} not restored by ${sym(BigInt.asUintN(64, BigInt(a.entry)))}: ${hex(before[i]!)} before the call, ${hex(after[i]!)} after it returned to ${sym(BigInt.asUintN(64, BigInt(a.ret)))}` });
+      });
+      if (m.reg("rsp") !== a.rspRaw) failures.push({ check: "abi-return", message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(BigInt.asUintN(64, BigInt(a.ret)))}; the call left it at ${hex(a.rspRaw)}` });
+    },
+    onInterrupt: (a: Activation) => {
+      // The registers of the interrupted context (rsp: the interrupted one) and its rflags (in the frame).
+      const regs = regsNow(ALL);
+      regs[4] = a.rspRaw;
+      atInterrupt.push({ regs, flags: Number(m.peek64(m.reg("rsp") + 16n)!) });
+      note(a.rspRaw);
+      note(m.reg("rsp"));
+      if (!stackOf(a.rspRaw)) {
+        failures.push({ check: "unknown-stack", message: `vector ${a.vector} taken at ${sym(BigInt.asUintN(64, BigInt(a.ret)))} while rsp ${hex(a.rspRaw)} was on a stack get_stack_info() does not know${privates.some((p) => a.rspRaw >= p.begin && a.rspRaw < p.end) ? " (a private BPF stack)" : ""}` });
+      }
+    },
+    onIret: (a: Activation) => {
+      const before = atInterrupt.pop();
+      if (!before) return;
+      const after = regsNow(ALL);
+      ALL.forEach((r, i) => {
+        if (before.regs[i] !== after[i]) failures.push({ check: "abi-iret", message: `${r} not restored at iretq from vector ${a.vector}: ${hex(before.regs[i]!)} when interrupted, ${hex(after[i]!)} after` });
+      });
+      if ((m.rflags & 0xcd5) !== (before.flags & 0xcd5)) failures.push({ check: "abi-iret", message: `rflags ${m.rflags.toString(16)} after iretq from vector ${a.vector}, ${before.flags.toString(16)} when interrupted` });
+    },
+  };
+  m.observer = observer;
+
+  // Semantics: each runner invocation against the interpreter, counters read from the machine.
+  const programs = img.programs.map((p) => p.program);
+  const nested: number[] = [];
+  const count = Number(m.peek64(KDATA + BigInt(KD.nestedCount)) ?? 0n);
+  for (let i = 0; i < count; i++) nested.push(Number(m.peek64(KDATA + BigInt(KD.nested + 8 * i))!));
+  const pending: { prog: number; expected: bigint; refused: boolean; misses: bigint }[] = [];
+  let invocations = 0;
+  const counterValue = (ptr: bigint) => Number(m.peek64(img.thisCpu(ptr)) ?? 0n);
+  m.addHook(img.kernel.addr("bpf_sc_run"), (mm) => {
+    const prog = Number(mm.reg("rdi"));
+    const e = interpEnv(programs, nested, img.strategy.recursionLimit);
+    // the machine's counters now: the global bpf_prog_active is the last one
+    img.programs.forEach((p, i) => { if (p.active !== img.bpfProgActive) e.active[i] = counterValue(p.active); });
+    e.active[programs.length] = counterValue(img.bpfProgActive);
+    const refused = e.active[e.counterOf![prog]!]! + 1 > img.strategy.recursionLimit;
+    let expected: bigint;
+    try {
+      expected = runProgram(e, prog);
+    } catch (err) {
+      failures.push({ check: "semantics", message: `the reference interpreter could not run ${programs[prog]?.name}: ${(err as Error).message}` });
+      expected = -1n;
+    }
+    pending.push({ prog, expected, refused, misses: m.peek64(img.thisCpu(img.programs[prog]!.misses)) ?? 0n });
+    invocations++;
+  });
+  m.addHook(img.kernel.addr("run_exit"), (mm) => {
+    const inv = pending.pop();
+    if (!inv) return;
+    const got = mm.reg("r13");
+    const name = programs[inv.prog]!.name;
+    if (got !== inv.expected) failures.push({ check: "semantics", message: `${name} returned ${hex(got)}; the reference interpreter gives ${hex(inv.expected)}${inv.expected === REFUSED ? " (a refused run)" : ""}` });
+    const misses = mm.peek64(img.thisCpu(img.programs[inv.prog]!.misses)) ?? 0n;
+    if (inv.refused && misses !== inv.misses + 1n) failures.push({ check: "misses", message: `a refused run of ${name} was not counted in misses` });
+  });
+
+  return {
+    report() {
+      for (const g of img.guards) {
+        const v = m.peek64(g.addr);
+        if (v !== PRIV_STACK_GUARD_VAL) failures.push({ check: "guard", message: `BPF private stack overflow/underflow detected for prog ${g.func}: guard at ${hex(g.addr)} is ${hex(v ?? 0n)}` });
+      }
+      const highWater = [...lowest.entries()].map(([stack, x]) => ({ stack, bytes: Number(x.end - x.low) }));
+      return { failures, invocations, highWater };
+    },
+  };
+}

@@ -1,0 +1,79 @@
+// The run-level oracles: a clean run passes; each planted defect is reported by its check.
+import { fileURLToPath } from "node:url";
+import { describe, expect, test } from "vitest";
+import { loadScenario } from "../../../harness/scenario.ts";
+import { watchRun } from "../../../harness/oracles/run.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import type { Strategy } from "../../../jit/strategy.ts";
+import { standardPrologue } from "../../../jit/prologue.ts";
+import type { Machine } from "../../../harness/machine/index.ts";
+
+const scenario = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
+const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
+
+function run(s: Strategy, setup?: (m: Machine, img: ReturnType<typeof buildImage>) => void) {
+  const img = buildImage(scenario.spec, s);
+  const m = img.machine();
+  const w = watchRun(img, m);
+  setup?.(m, img);
+  img.startTask(m);
+  // the scenario's schedule: an IRQ and an NMI by instruction count
+  let r = m.runUntil(40);
+  m.raise(236);
+  if (r.kind === "paused") r = m.runUntil(70);
+  m.raise(2);
+  if (r.kind === "paused") r = m.run();
+  return { r, report: w.report(), img };
+}
+
+describe("run oracles", () => {
+  test.each(["baseline", "r9-private"])("%s: the example with its IRQ and NMI passes every check", (name) => {
+    const { r, report } = run(strategy(name));
+    expect(r).toMatchObject({ kind: "completed", rax: 1078n });
+    expect(report.failures).toEqual([]);
+    expect(report.invocations).toBeGreaterThanOrEqual(4); // task, nested, IRQ, NMI
+    expect(report.highWater.map((h) => h.stack)).toEqual(expect.arrayContaining(["TASK", "IRQ", "NMI"]));
+  });
+
+  test("semantics: a corrupted result is reported against the reference interpreter", () => {
+    const { report } = run(strategy("baseline"), (m, img) => {
+      const leaf = img.programs[1]!.jit.funcs[0]!;
+      const ret = leaf.image.end - 1n; // the leaf's ret
+      m.addHook(ret, (mm) => { mm.setReg("rax", 123n); });
+    });
+    expect(report.failures.filter((f) => f.check === "semantics").map((f) => f.message)[0]).toMatch(/^leaf returned 000000000000007b; the reference interpreter gives 000000000000002a$/);
+  });
+
+  test("ABI: a strategy whose epilogue forgets the pops leaves rbx and r13 clobbered", () => {
+    const noPops: Strategy = { ...strategy("baseline"), name: "no-pops", prologue: (e, f) => standardPrologue(e, f, f.func.stackDepth), epilogue: (e) => { e.leave(); e.ret(); } };
+    const { report } = run(noPops);
+    const abi = report.failures.filter((f) => f.check === "abi-return").map((f) => f.message);
+    expect(abi.some((x) => /^rbx not restored by bpf_prog_[0-9a-f]{16}_main/.test(x))).toBe(true);
+  });
+
+  test("an IRQ while rsp is on split-stack's private stack is reported", () => {
+    const { report } = run(strategy("split-stack"));
+    const unknown = report.failures.filter((f) => f.check === "unknown-stack").map((f) => f.message);
+    expect(unknown.length).toBeGreaterThan(0);
+    expect(unknown[0]).toMatch(/^vector 236 taken at .* while rsp [0-9a-f]{16} was on a stack get_stack_info\(\) does not know \(a private BPF stack\)$/);
+  });
+
+  test("ABI at iretq: a clobbered pt_regs word shows as a register not restored", () => {
+    const { report } = run(strategy("baseline"), (m, img) => {
+      m.addHook(img.kernel.addr("irq_sample"), (mm) => {
+        const regs = mm.reg("rdi");
+        mm.load(regs + 40n, Uint8Array.of(0x99, 0, 0, 0, 0, 0, 0, 0)); // pt_regs->bx
+      });
+    });
+    expect(report.failures.some((f) => f.check === "abi-iret" && f.message.startsWith("rbx not restored at iretq from vector 236"))).toBe(true);
+  });
+
+  test("a private-stack guard word that was overwritten is reported at teardown", () => {
+    const { report } = run(strategy("r9-private"), (m, img) => {
+      m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => { mm.load(img.guards[0]!.addr, new Uint8Array(8)); });
+    });
+    expect(report.failures.map((f) => f.check)).toContain("guard");
+    expect(report.failures.find((f) => f.check === "guard")!.message).toMatch(/^BPF private stack overflow\/underflow detected for prog main: guard at [0-9a-f]{16} is 0{16}$/);
+  });
+});
