@@ -123,7 +123,9 @@ export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel
   a.label("bpf_sc_get_stack");
   frame();
   a.label("bpf_sc_get_stack_sample");
-  e(() => I.createRegU32(Code.Mov_r32_imm32, R.R9D, 0xdeadbeef), "clobber r9 as C code may");
+  // Leave a kernel pointer in r9, as C code may (r9 is caller-saved): BPF code that relied on
+  // r9 surviving the call now reads and writes kernel data silently (kernel-model "hazards (b)").
+  e(() => I.createRegI32(Code.Mov_rm64_imm32, R.R9, Number(BigInt.asIntN(32, KDATA + BigInt(KD.scratch)))), "clobber r9 as C code may");
   e(() => I.createRegReg(Code.Xor_rm32_r32, R.EAX, R.EAX));
   pop(R.RBP); ret();
 

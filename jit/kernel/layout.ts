@@ -55,4 +55,5 @@ export const KD = {
   maxNested: 32,
   nmiProg: 0x708,         // program index, or -1
   irqTable: 0x800,        // 256 × u64: program index per vector, or -1
+  scratch: 0x1f00,        // where bpf_sc_get_stack() leaves r9 pointing (a kernel data pointer)
 } as const;

@@ -77,3 +77,13 @@ describe("run oracles", () => {
     expect(report.failures.find((f) => f.check === "guard")!.message).toMatch(/^BPF private stack overflow\/underflow detected for prog main: guard at [0-9a-f]{16} is 0{16}$/);
   });
 });
+
+describe("r9-no-save is caught by the semantics oracle", () => {
+  test("after bpf_sc_get_stack() leaves a kernel pointer in r9, the program's stack reads go to kernel data", () => {
+    const { r, report } = run(strategy("r9-no-save"));
+    expect(r.kind).toBe("completed"); // no fault: the corruption is silent
+    const sem = report.failures.filter((f) => f.check === "semantics");
+    expect(sem.length).toBeGreaterThan(0);
+    expect(sem[0]!.message).toMatch(/^outer returned [0-9a-f]{16}; the reference interpreter gives 0000000000000436$/);
+  });
+});
