@@ -10,6 +10,7 @@ import { buildImage } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
 import { printInsn } from "../../jit/bpf/print.ts";
 import { loadScenario, ScenarioError } from "../scenario.ts";
+import { runScenario, scheduleOf, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
 
 const VERSION = "0.1.0";
 
@@ -20,6 +21,40 @@ function parseAddress(v: string): bigint {
 
 /** A usage error found while a command runs (commander's own errors are reported by commander). */
 class UsageError extends Error {}
+/** A run that found a failure: exit code 1, the report already printed. */
+class RunFailed extends Error {}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+const h16 = (v: bigint) => v.toString(16).padStart(16, "0");
+
+/** The text report of one run: the result, each sample with truth and unwound chain side by side, the checks. */
+export function formatOutcome(file: string, o: RunOutcome): string {
+  const lines = [`stackcheck run ${file}: strategy ${o.strategy}, unwinder ${o.unwinder}, policy ${o.policy}`];
+  const r = o.result;
+  lines.push(r.kind === "completed" ? `result: completed, rax 0x${r.rax.toString(16)} after ${r.steps} steps` : `result: ${r.kind}${"message" in r ? `: ${r.message}` : ""}`);
+  o.samples.forEach((s, i) => {
+    lines.push("", `sample ${i + 1}: ${s.kind} at ${s.where}, step ${s.step}: ${s.class}${s.failed ? " (fails)" : ""}${s.error ? " [unwinder error]" : ""}`);
+    const w = Math.max(20, ...s.truth.map((t) => t.symbol.length + 18));
+    lines.push(`  ${"#".padEnd(3)}${"truth".padEnd(w)}unwound`);
+    for (let k = 0; k < Math.max(s.truth.length, s.unwound.length); k++) {
+      const t = s.truth[k], u = s.unwound[k];
+      const mark = t && u && t.ip === u.ip ? " " : "!";
+      lines.push(`${mark} ${String(k).padEnd(3)}${(t ? `${h16(t.ip)} ${t.symbol}` : "").padEnd(w)}${u ? `${h16(u.ip)} ${u.symbol}` : ""}`);
+    }
+    for (const x of s.warnings) lines.push(`  ${x}`);
+  });
+  lines.push("", `checks (${o.checks.invocations} BPF invocations):`);
+  if (o.checks.failures.length === 0) lines.push("  semantics, ABI, interrupt stacks and guards: ok");
+  for (const f of o.checks.failures) lines.push(`  FAIL ${f.check}: ${f.message}`);
+  lines.push(`  stack high-water: ${o.checks.highWater.map((x) => `${x.stack} ${x.bytes} bytes`).join(", ")}`);
+  for (const x of o.unraised) lines.push(`  note: the ${x.kind === "nmi" ? "NMI" : `IRQ (vector ${x.vector})`} at step ${x.atStep} was never raised: the run ended first${"steps" in r ? ` (step ${r.steps})` : ""}`);
+  const failedSamples = o.samples.filter((s) => s.failed).length;
+  lines.push("", o.ok ? "verdict: PASS" : `verdict: FAIL (${[r.kind !== "completed" ? `run ${r.kind}` : "", failedSamples ? `${failedSamples} sample(s) ${o.policy === "strict" ? "not EXACT/WINDOW" : "TRUNCATED/WRONG"}` : "", o.checks.failures.length ? `${o.checks.failures.length} check failure(s)` : ""].filter(Boolean).join(", ")})`);
+  return `${lines.join("\n")}\n`;
+}
 
 function parseHexBytes(words: string[]): Uint8Array {
   const text = words.join(" ").replace(/0x/gi, "").replace(/[\s,]+/g, "");
@@ -70,6 +105,39 @@ export function buildProgram(out: (s: string) => void): Command {
     });
 
   program
+    .command("run")
+    .description("run one scenario: sample its stacks with an unwinder, class each walk against the truth, and run every run-level check")
+    .argument("<scenario>", "scenario file (JSON; see the README)")
+    .option("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)", "baseline")
+    .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
+    .addOption(new Option("--policy <policy>", "which classes fail").choices(["strict", "reliable"]).default("strict"))
+    .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info() (an unwinder change)").choices(["none", "per-type", "per-instance"]).default("none"))
+    .option("--irq-at <step[:vector]>", "raise an IRQ at this instruction count (repeatable; vector defaults to the scenario's first)", collect, [])
+    .option("--nmi-at <step>", "raise an NMI at this instruction count (repeatable)", collect, [])
+    .option("--no-schedule", "ignore the scenario's own interrupt schedule")
+    .option("--json", "machine-readable output")
+    .action(async (file: string, o: { strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance"; irqAt: string[]; nmiAt: string[]; schedule: boolean; json?: boolean }) => {
+      const scenario = loadScenario(file);
+      const strategy = await loadStrategy(o.strategy);
+      const vectors = (scenario.file.irq ?? []).map((a) => a.vector);
+      const injections: Injection[] = o.schedule ? scheduleOf(scenario) : [];
+      for (const x of o.irqAt) {
+        const [step, vec] = x.split(":");
+        const vector = vec === undefined ? vectors[0] : Number(vec);
+        if (!/^\d+$/.test(step ?? "")) throw new UsageError(`run: --irq-at '${x}': expected <step>[:<vector>]`);
+        if (vector === undefined || !vectors.includes(vector)) throw new UsageError(`run: --irq-at '${x}': the scenario has no IRQ handler for ${vector === undefined ? "any vector" : `vector ${vector}`} (its 'irq' list: ${vectors.join(", ") || "empty"})`);
+        injections.push({ kind: "irq", atStep: Number(step), vector });
+      }
+      for (const x of o.nmiAt) {
+        if (!/^\d+$/.test(x)) throw new UsageError(`run: --nmi-at '${x}': expected an instruction count`);
+        injections.push({ kind: "nmi", atStep: Number(x), vector: 2 });
+      }
+      const outcome = runScenario(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, injections, privateStacks: o.privateStacks });
+      out(o.json ? `${JSON.stringify(outcome, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n` : formatOutcome(file, outcome));
+      if (!outcome.ok) throw new RunFailed();
+    });
+
+  program
     .command("strategies")
     .description("list the built-in prologue strategies, one line each")
     .action(() => {
@@ -117,6 +185,7 @@ export async function main(argv: readonly string[], out: (s: string) => void = (
     return 0;
   } catch (e) {
     if (e instanceof CommanderError) return e.exitCode;
+    if (e instanceof RunFailed) return 1;
     if (e instanceof UsageError || e instanceof ScenarioError || e instanceof StrategyError) {
       out(`stackcheck: ${e.message}\n`);
       return 1;

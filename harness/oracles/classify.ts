@@ -34,14 +34,36 @@ export function expectedChain(truth: readonly TruthEntry[], from: number): bigin
   return out;
 }
 
+/**
+ * Positions in expectedChain(truth, from) that a correct frame-pointer walk may miss: at every
+ * interrupt boundary whose interrupted rip is in its function's frame window (before
+ * `mov rbp,rsp` completed, or after `leave`), that function's caller is skipped.
+ */
+export function windowGaps(truth: readonly TruthEntry[], from: number, inWindow: (ip: bigint) => boolean): number[] {
+  const gaps: number[] = [];
+  let at = 0;
+  for (let i = from; i < truth.length; i++) {
+    const e = truth[i]!;
+    if (i === from && e.kind === "interrupt") {
+      if (inWindow(e.ip)) gaps.push(at + 1);
+      at++;
+    } else if (e.kind === "frame") {
+      // the frame an interrupt entered returns to the interrupted rip: its caller's return address follows
+      if (e.entered === "interrupt" && e.returnAddress !== undefined && inWindow(e.returnAddress)) gaps.push(at + 1);
+      at++;
+    }
+  }
+  return gaps;
+}
+
 export interface Classified {
   readonly class: StackClass;
   /** Index of the first element that differs (or the length of the shorter chain). */
   readonly at: number;
 }
 
-/** Class a walk; `inWindow`: the interrupted rip is in its function's frame-setup window. */
-export function classify(expected: readonly bigint[], walk: Walk, inWindow: boolean): Classified {
+/** Class a walk; `gaps`: positions windowGaps() allows to be missing. */
+export function classify(expected: readonly bigint[], walk: Walk, gaps: readonly number[] = []): Classified {
   const got = walk.ips;
   let at = 0;
   while (at < got.length && at < expected.length && got[at] === expected[at]) at++;
@@ -49,11 +71,12 @@ export function classify(expected: readonly bigint[], walk: Walk, inWindow: bool
     if (walk.error) return { class: "FLAGGED", at };
     return { class: walk.reachedEnd ? "EXACT" : "TRUNCATED", at };
   }
-  // WINDOW: the walk is the truth without its second element (the interrupted function's caller).
-  // (Interrupted at the entry of the outermost function, there is nothing above to reach.) When
-  // the unwinder flagged it (ORC's frame-pointer guess in a BPF prologue), it is FLAGGED.
-  if (inWindow && at === 1 && got.length === expected.length - 1 && got.every((v, i) => v === expected[i === 0 ? 0 : i + 1])) {
-    return { class: walk.error ? "FLAGGED" : "WINDOW", at };
+  // WINDOW: exactly the window frames are missing (interrupted at the entry of the outermost
+  // function, there is nothing above to reach). When the unwinder flagged it (ORC's frame-pointer
+  // guess in a BPF prologue), it is FLAGGED.
+  if (gaps.length > 0) {
+    const without = expected.filter((_, i) => !gaps.includes(i));
+    if (got.length === without.length && got.every((v, i) => v === without[i])) return { class: walk.error ? "FLAGGED" : "WINDOW", at };
   }
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };

@@ -12,7 +12,7 @@ import type { Image } from "../../jit/image.ts";
 import { interpEnv, REFUSED, runProgram } from "../../jit/bpf/interp.ts";
 import { KD, KDATA } from "../../jit/kernel/layout.ts";
 import { PRIV_STACK_GUARD_VAL } from "../../jit/strategies/r9-private.ts";
-import { envFromImage, getStackInfo, stackTypeName, Warnings, type StackInfo } from "../../unwinder/index.ts";
+import { envFromImage, getStackInfo, stackTypeName, Warnings, type PrivateStackKnowledge, type StackInfo } from "../../unwinder/index.ts";
 
 export interface RunFailure {
   readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard";
@@ -32,9 +32,10 @@ const ALL: readonly RegName[] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi"
 const hex = (v: bigint) => v.toString(16).padStart(16, "0");
 
 /** Attach the run oracles to a machine built from `img`; call report() after the run. */
-export function watchRun(img: Image, m: Machine): { report(): RunReport } {
+export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): { report(): RunReport } {
   const failures: RunFailure[] = [];
-  const env = envFromImage(img, m);
+  // The same get_stack_info() the unwinders use: with --private-stacks it knows them too.
+  const env = envFromImage(img, m, knowledge);
   const sym = (a: bigint) => m.symbols.symbolize(a) ?? hex(a);
   const regsNow = (names: readonly RegName[]) => names.map((n) => m.reg(n));
   const saved: bigint[][] = [];

@@ -109,4 +109,64 @@ describe("stackcheck", () => {
     expect(rows).toContainEqual({ code: "Push_r64", op: "push", userMode: true });
     expect(rows).toContainEqual({ code: "Iretq", op: "iretq", userMode: false });
   });
+  describe("run", () => {
+    const scenario = join(root, "test/scenarios/nested.json");
+
+    test("the baseline prologue passes: every sample EXACT or WINDOW, every check ok, exit 0", async () => {
+      const r = await cli("run", scenario);
+      expect(r.code).toBe(0);
+      expect(r.out).toContain("strategy baseline, unwinder frame, policy strict");
+      expect(r.out).toContain("result: completed, rax 0x436");
+      const classes = [...r.out.matchAll(/^sample \d+: .*: (\w+)/gm)].map((x) => x[1]);
+      expect(classes).toHaveLength(3);
+      for (const c of classes) expect(["EXACT", "WINDOW"]).toContain(c);
+      expect(r.out).toContain("semantics, ABI, interrupt stacks and guards: ok");
+      expect(r.out.trimEnd().endsWith("verdict: PASS")).toBe(true);
+    });
+
+    test("split-stack fails, exit 1: every sample loses the frames below the private stack, and the interrupts land on an unknown stack", async () => {
+      const r = await cli("run", scenario, "--strategy", "split-stack", "--json");
+      expect(r.code).toBe(1);
+      const j = JSON.parse(r.out) as { ok: boolean; result: { kind: string; rax: string }; samples: { class: string; failed: boolean; truth: { symbol: string }[]; unwound: { symbol: string }[] }[]; checks: { failures: { check: string; message: string }[] } };
+      expect(j.ok).toBe(false);
+      expect(j.result).toMatchObject({ kind: "completed", rax: "0x436" });
+      expect(j.samples.map((s) => s.failed)).toEqual([true, true, true]);
+      for (const s of j.samples) {
+        expect(["TRUNCATED", "FLAGGED"]).toContain(s.class);
+        expect(s.unwound.length).toBeLessThan(s.truth.length);
+        expect(s.unwound.map((u) => u.symbol)).not.toContain("bpf_sc_run+0x43");
+      }
+      expect(j.checks.failures.map((f) => f.check)).toEqual(["unknown-stack", "unknown-stack"]);
+      expect(j.checks.failures[0]!.message).toContain("(a private BPF stack)");
+    });
+
+    test("teaching get_stack_info() the private stacks clears the unknown-stack checks, but without a back link the walks still stop there", async () => {
+      const r = await cli("run", scenario, "--strategy", "split-stack", "--private-stacks", "per-instance");
+      expect(r.code).toBe(1);
+      expect(r.out).not.toContain("FAIL unknown-stack");
+      expect(r.out.match(/: FLAGGED \(fails\) \[unwinder error\]/g)).toHaveLength(3);
+      expect(r.out).toContain("has bad value");
+    });
+
+    test("the same scenario under ORC v6.19 with r9-private passes", async () => {
+      const r = await cli("run", scenario, "--strategy", "r9-private", "--unwinder", "orc-6.19");
+      expect(r.code).toBe(0);
+      expect(r.out).toContain("verdict: PASS");
+    });
+
+    test("an interrupt the run never reaches is reported, not silently dropped", async () => {
+      const r = await cli("run", scenario, "--nmi-at", "99999");
+      expect(r.out).toMatch(/note: the NMI at step 99999 was never raised: the run ended first \(step \d+\)/);
+    });
+
+    test("bad --irq-at and a missing file are errors that name the problem, exit 1", async () => {
+      const bad = await cli("run", scenario, "--irq-at", "bogus");
+      expect(bad.code).toBe(1);
+      expect(bad.out).toBe("stackcheck: run: --irq-at 'bogus': expected <step>[:<vector>]\n");
+      const missing = await cli("run", "nope.json");
+      expect(missing.code).toBe(1);
+      expect(missing.out).toContain("nope.json");
+      expect(missing.out).toContain("cannot read the file");
+    });
+  });
 });

@@ -9,7 +9,7 @@ import { program } from "../../../jit/bpf/program.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { envFromImage, perfCallchain } from "../../../unwinder/index.ts";
-import { classify, expectedChain, type StackClass } from "../../../harness/oracles/classify.ts";
+import { classify, expectedChain, windowGaps, type StackClass } from "../../../harness/oracles/classify.ts";
 import { FrameWindows } from "../../../harness/oracles/window.ts";
 
 const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
@@ -43,7 +43,7 @@ function sweep(strategyName: string) {
     const marker = truth.findIndex((t) => t.kind === "interrupt");
     const ip = (truth[marker] as { ip: bigint }).ip;
     const inWindow = windows.inWindow(ip);
-    const c = classify(expectedChain(truth, marker), perfCallchain(env, mm.reg("rdi")), inWindow);
+    const c = classify(expectedChain(truth, marker), perfCallchain(env, mm.reg("rdi")), windowGaps(truth, marker, (a) => windows.inWindow(a)));
     sample = { cls: c.class, inWindow, where: mm.symbols.symbolize(ip) ?? ip.toString(16) };
   });
   for (let k = 0; k < straight.steps; k++) {

@@ -1,0 +1,103 @@
+// One scenario run: the image under a strategy, the interrupt schedule, samples at the kernel's
+// sample points walked by the chosen unwinder and classed against the truth, and the run-level
+// oracles. What `stackcheck run` prints, as data.
+import type { Machine, RunResult } from "./machine/index.ts";
+import { classify, expectedChain, fails, windowGaps, type Policy, type StackClass } from "./oracles/classify.ts";
+import { FrameWindows } from "./oracles/window.ts";
+import { watchRun, type RunReport } from "./oracles/run.ts";
+import type { Scenario } from "./scenario.ts";
+import { buildImage, type Image } from "../jit/image.ts";
+import type { Strategy } from "../jit/strategy.ts";
+import { envFromImage, perfCallchain, stackWalk, type PrivateStackKnowledge, type Walk } from "../unwinder/index.ts";
+import { orcEnvFromImage, orcWalk, type OrcVersion } from "../unwinder/orc.ts";
+
+export const UNWINDERS = ["frame", "orc-6.13", "orc-6.19"] as const;
+export type UnwinderName = (typeof UNWINDERS)[number];
+
+export interface Injection { readonly kind: "irq" | "nmi"; readonly atStep: number; readonly vector: number }
+
+export interface Sample {
+  readonly kind: "NMI (perf, from regs)" | "IRQ handler" | "bpf_get_stack (helper)";
+  /** Where the sample was taken: the interrupted ip (NMI) or the sampling function. */
+  readonly where: string;
+  readonly step: number;
+  readonly class: StackClass;
+  readonly failed: boolean;
+  readonly truth: readonly { ip: bigint; symbol: string }[];
+  readonly unwound: readonly { ip: bigint; symbol: string }[];
+  readonly error: boolean;
+  readonly warnings: readonly string[];
+}
+
+export interface RunOutcome {
+  readonly strategy: string;
+  readonly unwinder: UnwinderName;
+  readonly policy: Policy;
+  readonly result: RunResult;
+  readonly samples: readonly Sample[];
+  readonly checks: RunReport;
+  /** Injections the run ended before reaching: never raised, so they sampled nothing. */
+  readonly unraised: readonly Injection[];
+  readonly ok: boolean;
+}
+
+export interface RunOptions {
+  readonly unwinder: UnwinderName;
+  readonly policy?: Policy;
+  readonly injections?: readonly Injection[];
+  readonly privateStacks?: PrivateStackKnowledge;
+  readonly maxSteps?: number;
+}
+
+export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
+  const policy = o.policy ?? "strict";
+  const img: Image = buildImage(sc.spec, strategy);
+  const m: Machine = img.machine();
+  const checks = watchRun(img, m, o.privateStacks ?? "none");
+  const base = envFromImage(img, m, o.privateStacks ?? "none");
+  const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);
+  const windows = new FrameWindows(m);
+  const sym = (a: bigint) => m.symbols.symbolize(a) ?? a.toString(16).padStart(16, "0");
+  const samples: Sample[] = [];
+  const record = (kind: Sample["kind"], where: string, from: number, walk: Walk) => {
+    const truth = m.truth();
+    const expected = expectedChain(truth, from);
+    const c = classify(expected, walk, windowGaps(truth, from, (a) => windows.inWindow(a)));
+    samples.push({
+      kind, where, step: m.steps, class: c.class, failed: fails(c.class, policy),
+      truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
+      error: walk.error, warnings: walk.warnings,
+    });
+  };
+  const fromFrame = (mm: Machine): Walk => (orc ? orcWalk(orc, { ip: mm.rip, sp: mm.reg("rsp"), bp: mm.reg("rbp") }) : stackWalk(base, { bp: mm.reg("rbp") }));
+  m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
+    const truth = mm.truth();
+    const k = truth.findIndex((t) => t.kind === "interrupt");
+    const ip = (truth[k] as { ip: bigint }).ip;
+    const regs = mm.reg("rdi");
+    record("NMI (perf, from regs)", sym(ip), k, orc ? orcWalk(orc, { regs }) : perfCallchain(base, regs));
+  });
+  m.addHook(img.kernel.addr("irq_sample"), (mm) => record("IRQ handler", sym(mm.rip), 0, fromFrame(mm)));
+  m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => record("bpf_get_stack (helper)", sym(mm.rip), 0, fromFrame(mm)));
+
+  img.startTask(m);
+  const budget = o.maxSteps ?? 1_000_000;
+  const schedule = [...(o.injections ?? [])].sort((a, b) => a.atStep - b.atStep);
+  let result: RunResult = { kind: "paused", steps: 0, rip: m.rip };
+  let raised = 0;
+  for (const x of schedule) {
+    result = m.runUntil(x.atStep, { maxSteps: budget });
+    if (result.kind !== "paused") break;
+    m.raise(x.kind === "nmi" ? 2 : x.vector);
+    raised++;
+  }
+  if (result.kind === "paused") result = m.run({ maxSteps: budget });
+  const report = checks.report();
+  const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((s) => !s.failed);
+  return { strategy: strategy.name, unwinder: o.unwinder, policy, result, samples, checks: report, unraised: schedule.slice(raised), ok };
+}
+
+/** The scenario's own schedule as injections. */
+export function scheduleOf(sc: Scenario): Injection[] {
+  return (sc.file.interrupts ?? []).map((x) => (x.kind === "nmi" ? { kind: "nmi", atStep: x.atStep, vector: 2 } : { kind: "irq", atStep: x.atStep, vector: x.vector }));
+}
