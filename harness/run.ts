@@ -4,7 +4,7 @@
 import type { Machine, RunResult } from "./machine/index.ts";
 import { classify, expectedChain, fails, windowGaps, type Policy, type StackClass } from "./oracles/classify.ts";
 import { FrameWindows } from "./oracles/window.ts";
-import { watchRun, type RunReport } from "./oracles/run.ts";
+import { overBudget, watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
 import type { Strategy } from "../jit/strategy.ts";
@@ -47,6 +47,7 @@ export interface RunOptions {
   readonly injections?: readonly Injection[];
   readonly privateStacks?: PrivateStackKnowledge;
   readonly maxSteps?: number;
+  readonly budgets?: StackBudgets;
 }
 
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
@@ -92,7 +93,8 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
     raised++;
   }
   if (result.kind === "paused") result = m.run({ maxSteps: budget });
-  const report = checks.report();
+  const raw = checks.report();
+  const report: RunReport = { ...raw, failures: [...raw.failures, ...overBudget(raw.highWater, o.budgets ?? {})] };
   const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((s) => !s.failed);
   return { strategy: strategy.name, unwinder: o.unwinder, policy, result, samples, checks: report, unraised: schedule.slice(raised), ok };
 }

@@ -114,9 +114,16 @@ export function buildProgram(out: (s: string) => void): Command {
     .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info() (an unwinder change)").choices(["none", "per-type", "per-instance"]).default("none"))
     .option("--irq-at <step[:vector]>", "raise an IRQ at this instruction count (repeatable; vector defaults to the scenario's first)", collect, [])
     .option("--nmi-at <step>", "raise an NMI at this instruction count (repeatable)", collect, [])
+    .option("--stack-budget <stack=bytes>", "fail if a stack's high-water mark exceeds this (stack: task, irq, nmi, private; repeatable)", collect, [])
     .option("--no-schedule", "ignore the scenario's own interrupt schedule")
     .option("--json", "machine-readable output")
-    .action(async (file: string, o: { strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance"; irqAt: string[]; nmiAt: string[]; schedule: boolean; json?: boolean }) => {
+    .action(async (file: string, o: { strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance"; irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean }) => {
+      const budgets: Record<string, number> = {};
+      for (const x of o.stackBudget) {
+        const m = /^(task|irq|nmi|private)=(\d+)$/.exec(x);
+        if (!m) throw new UsageError(`run: --stack-budget '${x}': expected <stack>=<bytes> with stack one of task, irq, nmi, private`);
+        budgets[m[1]!] = Number(m[2]);
+      }
       const scenario = loadScenario(file);
       const strategy = await loadStrategy(o.strategy);
       const vectors = (scenario.file.irq ?? []).map((a) => a.vector);
@@ -124,7 +131,7 @@ export function buildProgram(out: (s: string) => void): Command {
       for (const x of o.irqAt) {
         const [step, vec] = x.split(":");
         const vector = vec === undefined ? vectors[0] : Number(vec);
-        if (!/^\d+$/.test(step ?? "")) throw new UsageError(`run: --irq-at '${x}': expected <step>[:<vector>]`);
+        if (!/^\d+$/.test(step ?? "") || (vec !== undefined && !/^\d+$/.test(vec))) throw new UsageError(`run: --irq-at '${x}': expected <step>[:<vector>]`);
         if (vector === undefined || !vectors.includes(vector)) throw new UsageError(`run: --irq-at '${x}': the scenario has no IRQ handler for ${vector === undefined ? "any vector" : `vector ${vector}`} (its 'irq' list: ${vectors.join(", ") || "empty"})`);
         injections.push({ kind: "irq", atStep: Number(step), vector });
       }
@@ -132,7 +139,7 @@ export function buildProgram(out: (s: string) => void): Command {
         if (!/^\d+$/.test(x)) throw new UsageError(`run: --nmi-at '${x}': expected an instruction count`);
         injections.push({ kind: "nmi", atStep: Number(x), vector: 2 });
       }
-      const outcome = runScenario(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, injections, privateStacks: o.privateStacks });
+      const outcome = runScenario(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, injections, privateStacks: o.privateStacks, budgets });
       out(o.json ? `${JSON.stringify(outcome, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n` : formatOutcome(file, outcome));
       if (!outcome.ok) throw new RunFailed();
     });

@@ -15,7 +15,7 @@ import { PRIV_STACK_GUARD_VAL } from "../../jit/strategies/r9-private.ts";
 import { envFromImage, getStackInfo, stackTypeName, Warnings, type PrivateStackKnowledge, type StackInfo } from "../../unwinder/index.ts";
 
 export interface RunFailure {
-  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard";
+  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water";
   readonly message: string;
 }
 
@@ -32,6 +32,21 @@ const ALL: readonly RegName[] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi"
 const hex = (v: bigint) => v.toString(16).padStart(16, "0");
 
 /** Attach the run oracles to a machine built from `img`; call report() after the run. */
+/** A budget per stack, in bytes: "task", "irq", "nmi", or "private" (every private stack). */
+export type StackBudgets = Readonly<Partial<Record<"task" | "irq" | "nmi" | "private", number>>>;
+
+const budgetKey = (stack: string): keyof StackBudgets | undefined =>
+  stack === "TASK" ? "task" : stack === "IRQ" ? "irq" : stack === "NMI" ? "nmi" : /^(private |PRIVATE)/.test(stack) ? "private" : undefined;
+
+/** Every stack whose high-water mark exceeds its budget (design §6: "checked against a budget"). */
+export function overBudget(highWater: readonly HighWater[], budgets: StackBudgets): RunFailure[] {
+  return highWater.flatMap(({ stack, bytes }) => {
+    const key = budgetKey(stack);
+    const limit = key === undefined ? undefined : budgets[key];
+    return limit !== undefined && bytes > limit ? [{ check: "high-water" as const, message: `${stack} stack used ${bytes} bytes, over its budget of ${limit} (--stack-budget ${key}=${limit})` }] : [];
+  });
+}
+
 export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): { report(): RunReport } {
   const failures: RunFailure[] = [];
   // The same get_stack_info() the unwinders use: with --private-stacks it knows them too.

@@ -154,6 +154,20 @@ describe("stackcheck", () => {
       expect(r.out).toContain("verdict: PASS");
     });
 
+    test("--stack-budget compares each stack's high-water mark: r9-private keeps the task stack under a budget the baseline exceeds", async () => {
+      const base = await cli("run", scenario, "--stack-budget", "task=512", "--json");
+      expect(base.code).toBe(1);
+      const bj = JSON.parse(base.out) as { checks: { failures: { check: string; message: string }[]; highWater: { stack: string; bytes: number }[] } };
+      const task = bj.checks.highWater.find((h) => h.stack === "TASK")!.bytes;
+      expect(task).toBeGreaterThan(512);
+      expect(bj.checks.failures).toEqual([{ check: "high-water", message: `TASK stack used ${task} bytes, over its budget of 512 (--stack-budget task=512)` }]);
+      const r9 = await cli("run", scenario, "--strategy", "r9-private", "--stack-budget", "task=512", "--stack-budget", "private=4096");
+      expect(r9.code).toBe(0);
+      const bad = await cli("run", scenario, "--stack-budget", "heap=1");
+      expect(bad.code).toBe(1);
+      expect(bad.out).toContain("--stack-budget 'heap=1': expected <stack>=<bytes>");
+    });
+
     test("an interrupt the run never reaches is reported, not silently dropped", async () => {
       const r = await cli("run", scenario, "--nmi-at", "99999");
       expect(r.out).toMatch(/note: the NMI at step 99999 was never raised: the run ended first \(step \d+\)/);

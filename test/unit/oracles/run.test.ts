@@ -2,7 +2,7 @@
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { loadScenario } from "../../../harness/scenario.ts";
-import { watchRun } from "../../../harness/oracles/run.ts";
+import { overBudget, watchRun } from "../../../harness/oracles/run.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
@@ -85,5 +85,16 @@ describe("r9-no-save is caught by the semantics oracle", () => {
     const sem = report.failures.filter((f) => f.check === "semantics");
     expect(sem.length).toBeGreaterThan(0);
     expect(sem[0]!.message).toMatch(/^outer returned [0-9a-f]{16}; the reference interpreter gives 0000000000000436$/);
+  });
+});
+
+describe("overBudget", () => {
+  const hw = [{ stack: "TASK", bytes: 600 }, { stack: "IRQ", bytes: 80 }, { stack: "private outer/main", bytes: 208 }, { stack: "PRIVATE1", bytes: 300 }];
+  test("fails exactly the stacks above their budget; 'private' covers every private stack, named or registered", () => {
+    expect(overBudget(hw, { task: 600, irq: 79, private: 250 }).map((f) => f.message)).toEqual([
+      "IRQ stack used 80 bytes, over its budget of 79 (--stack-budget irq=79)",
+      "PRIVATE1 stack used 300 bytes, over its budget of 250 (--stack-budget private=250)",
+    ]);
+    expect(overBudget(hw, {})).toEqual([]);
   });
 });
