@@ -229,6 +229,15 @@ export class Machine {
   get steps(): number { return this.cpu.steps; }
   set observer(o: Observer | null) { this.cpu.observer = o; }
 
+  /**
+   * Call `fn(addr, size, ip)` for every write into [start, end) before it lands, `ip` being the
+   * instruction that writes (or, during interrupt delivery, the one last executed).
+   */
+  watchWrites(start: bigint, end: bigint, fn: (addr: bigint, size: number, ip: bigint) => void): void {
+    const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
+    this.memory.watchWrites(lo, hi, (a, size) => fn(toCanonical(a), size, toCanonical(this.faultIp)));
+  }
+
   /** Read a 64-bit word without permission checks (observers, unwinders); undefined if not mapped. */
   peek64(addr: bigint): bigint | undefined {
     const a = mustBeCanonical(addr, "peek");

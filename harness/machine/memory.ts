@@ -85,8 +85,6 @@ export class Memory {
   private pages = new Map<number, Page>();
   private readonly regionList: Region[] = [];
   private epoch = 0;
-  // One-entry caches for the page last read and last written (the write cache only ever holds a
-  // page owned by the current epoch, so a cached write never needs a copy-on-write check).
   // One-entry caches for the page last read and last written, keyed by the page's base address
   // so that a hit costs a subtraction and a compare (no division). The write cache only ever
   // holds a page owned by the current epoch, so a cached write never needs a copy-on-write check.
@@ -94,6 +92,19 @@ export class Memory {
   private rPage: Page | undefined;
   private wBase = NaN;
   private wPage: Page | undefined;
+  /** Pages whose writes are reported to `watcher` (never held in the write cache). */
+  private watched = new Set<number>();
+  private watcher: ((a: number, size: number) => void) | null = null;
+
+  /**
+   * Report every write into [start, end) to `fn` (internal addresses), before it lands. Watched
+   * pages stay out of the write cache, so only runs that watch pay for it (the memory oracle).
+   */
+  watchWrites(start: number, end: number, fn: (a: number, size: number) => void): void {
+    for (let p = pageNo(start); p < pageNo(end - 1) + 1; p++) this.watched.add(p);
+    this.watcher = fn;
+    this.dropCaches();
+  }
 
   get regions(): readonly Region[] {
     return this.regionList;
@@ -189,6 +200,10 @@ export class Memory {
       return -1;
     }
     this.writePage(no, a);
+    if (this.watcher !== null && this.watched.has(no)) {
+      this.wBase = NaN; // keep the next write to this page on the slow path too
+      this.watcher(a, size);
+    }
     return off;
   }
 

@@ -6,16 +6,18 @@
 //     interrupted context (all registers and rflags) is restored exactly at iretq;
 //   - interrupts taken while rsp is on a stack the kernel does not know;
 //   - kernel stack high-water marks per stack, seen at every call and interrupt;
-//   - private-stack guard words intact at teardown.
+//   - private-stack guard words intact at teardown;
+//   - memory: no write into another context's live frames, no write into a guard (memory.ts).
 import type { Activation, Machine, Observer, RegName } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { interpEnv, REFUSED, runProgram } from "../../jit/bpf/interp.ts";
 import { KD, KDATA } from "../../jit/kernel/layout.ts";
+import { watchMemory } from "./memory.ts";
 import { PRIV_STACK_GUARD_VAL } from "../../jit/strategies/r9-private.ts";
 import { envFromImage, getStackInfo, stackTypeName, Warnings, type PrivateStackKnowledge, type StackInfo } from "../../unwinder/index.ts";
 
 export interface RunFailure {
-  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water";
+  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water" | "memory";
   readonly message: string;
 }
 
@@ -71,9 +73,11 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
     if (!cur || sp < cur.low) lowest.set(key, { begin, end, low: sp });
   };
 
+  const memory = watchMemory(img, m, failures);
   const observer: Observer = {
-    onCall: () => { saved.push(regsNow(CALLEE_SAVED)); note(m.reg("rsp")); },
+    onCall: (a: Activation) => { saved.push(regsNow(CALLEE_SAVED)); note(m.reg("rsp")); memory.onCall(a); },
     onReturn: (a: Activation) => {
+      memory.onReturn(a);
       const before = saved.pop();
       if (!before) return;
       const after = regsNow(CALLEE_SAVED);
@@ -83,6 +87,7 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
       if (m.reg("rsp") !== a.rspRaw) failures.push({ check: "abi-return", message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(BigInt.asUintN(64, BigInt(a.ret)))}; the call left it at ${hex(a.rspRaw)}` });
     },
     onInterrupt: (a: Activation) => {
+      memory.onInterrupt(a);
       // The registers of the interrupted context (rsp: the interrupted one) and its rflags (in the frame).
       const regs = regsNow(ALL);
       regs[4] = a.rspRaw;
@@ -94,6 +99,7 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
       }
     },
     onIret: (a: Activation) => {
+      memory.onIret(a);
       const before = atInterrupt.pop();
       if (!before) return;
       const after = regsNow(ALL);

@@ -1,0 +1,110 @@
+// The memory oracle (design.md §6 "memory"), from machine state only:
+//   - no write into bytes that belong to a live frame of another context. A context is what runs
+//     from one boundary to its return: a BPF invocation (a call from kernel text into BPF text,
+//     as bpf_sc_run calls prog->bpf_func) or an interrupt. Everything at or above the rsp a
+//     boundary left behind, on that stack, is live data of the contexts outside it, so no code
+//     inside may write there. On a private stack the outer contexts' rsp is elsewhere (r9-style
+//     designs keep rsp on the kernel stack), so there a context owns what it wrote: from the
+//     lowest byte it wrote to the highest. A private allocation may hold several stacks (one
+//     slot per recursion level), so there even a boundary's rsp only marks live data up to the
+//     highest byte the outer contexts wrote, not up to the allocation's top.
+//   - private-stack accesses in bounds: a write into a guard word (kernel/bpf/core.c,
+//     priv_stack_init_guard()) is reported when it happens, with the instruction that did it.
+import type { Activation, Machine } from "../machine/index.ts";
+import type { Image } from "../../jit/image.ts";
+import { EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, TASK_STACK, THREAD_SIZE } from "../../jit/kernel/layout.ts";
+import type { RunFailure } from "./run.ts";
+
+interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean }
+
+interface Context {
+  /** The boundary activation's return-address (or hardware-frame RIP) slot, to match its return. */
+  readonly slot: number;
+  /** The rsp the boundary left behind, and the stack it is on. */
+  readonly sp: bigint;
+  readonly area: Area | undefined;
+  readonly entered: string;
+  /** The bytes [low, high) this context wrote on each private stack. */
+  readonly written: Map<Area, { low: bigint; high: bigint }>;
+}
+
+const hex = (v: bigint) => v.toString(16).padStart(16, "0");
+const MAX_REPORTS = 20;
+
+export interface MemoryOracle {
+  onCall(a: Activation): void;
+  onReturn(a: Activation): void;
+  onInterrupt(a: Activation): void;
+  onIret(a: Activation): void;
+}
+
+export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): MemoryOracle {
+  const sym = (a: bigint) => m.symbols.symbolize(a) ?? hex(a);
+  const areas: Area[] = [
+    { name: "task", begin: TASK_STACK, end: TASK_STACK + BigInt(THREAD_SIZE), private: false },
+    { name: "IRQ", begin: IRQ_STACK, end: IRQ_STACK + BigInt(IRQ_STACK_SIZE), private: false },
+    { name: "NMI", begin: NMI_STACK, end: NMI_STACK + BigInt(EXCEPTION_STKSZ), private: false },
+    ...img.programs.flatMap((p) => p.jit.privates.map((x) => {
+      const begin = img.thisCpu(x.percpuPtr);
+      return { name: `private ${p.program.name}/${p.program.funcs[x.fi]!.name}`, begin, end: begin + BigInt(x.size), private: true };
+    })),
+  ];
+  const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
+  const isBpf = (a: bigint) => (m.symbols.symbolize(a) ?? "").startsWith("bpf_prog_");
+  const root: Context = { slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map() };
+  const ctxs: Context[] = [root];
+  let reports = 0;
+  const report = (message: string) => {
+    if (reports++ < MAX_REPORTS) failures.push({ check: "memory", message });
+    else if (reports === MAX_REPORTS + 1) failures.push({ check: "memory", message: "further memory reports suppressed" });
+  };
+
+  const onWrite = (addr: bigint, size: number, ip: bigint) => {
+    const end = addr + BigInt(size);
+    const by = `${size}-byte write at ${hex(addr)} by ${sym(ip)}`;
+    for (const g of img.guards) {
+      if (addr < g.addr + 8n && end > g.addr) report(`${by} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`);
+    }
+    const area = areaOf(addr);
+    if (!area) return;
+    const cur = ctxs.length - 1;
+    for (let j = 1; j <= cur; j++) {
+      const b = ctxs[j]!;
+      if (b.area === area && end > b.sp && (!area.private || ctxs.slice(0, j).some((c) => (c.written.get(area)?.high ?? 0n) > addr))) {
+        report(`${by} (inside ${ctxs[cur]!.entered}) lands at or above rsp ${hex(b.sp)} that ${b.entered} left on the ${area.name} stack: live data of the context it ${b.entered.startsWith("vector") ? "interrupted" : "was called from"}`);
+        return;
+      }
+    }
+    if (!area.private) return;
+    for (let j = 0; j < cur; j++) {
+      const w = ctxs[j]!.written.get(area);
+      if (w !== undefined && end > w.low && addr < w.high && !ctxs.slice(j + 1).some((b) => b.area === area)) {
+        report(`${by} (inside ${ctxs[cur]!.entered}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered}, which is still live`);
+        return;
+      }
+    }
+    const mine = ctxs[cur]!.written;
+    const w = mine.get(area);
+    if (w === undefined) mine.set(area, { low: addr, high: end });
+    else { if (addr < w.low) w.low = addr; if (end > w.high) w.high = end; }
+  };
+  for (const a of areas) m.watchWrites(a.begin - 16n, a.end + 16n, onWrite);
+  for (const g of img.guards) m.watchWrites(g.addr, g.addr + 8n, onWrite);
+
+  const enter = (a: Activation, entered: string) => {
+    const sp = a.rspRaw;
+    ctxs.push({ slot: a.slot, sp, area: areaOf(sp), entered, written: new Map() });
+  };
+  const leave = (a: Activation) => {
+    if (ctxs.length > 1 && ctxs[ctxs.length - 1]!.slot === a.slot) ctxs.pop();
+  };
+  return {
+    onCall(a) {
+      const entry = BigInt.asUintN(64, BigInt(a.entry)), site = BigInt.asUintN(64, BigInt(a.site));
+      if (isBpf(entry) && !isBpf(site)) enter(a, `${sym(entry).replace(/\+0x[0-9a-f]+$/, "")} (called from ${sym(site)})`);
+    },
+    onReturn: leave,
+    onInterrupt(a) { enter(a, `vector ${a.vector} (taken at ${sym(BigInt.asUintN(64, BigInt(a.ret)))})`); },
+    onIret: leave,
+  };
+}

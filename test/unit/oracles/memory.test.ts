@@ -1,0 +1,67 @@
+// The memory oracle: live frames of other contexts and private-stack guards (harness/oracles/memory.ts).
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { describe, expect, test } from "vitest";
+import { parseScenario, type Scenario } from "../../../harness/scenario.ts";
+import { runScenario, scheduleOf } from "../../../harness/run.ts";
+import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import type { Strategy } from "../../../jit/strategy.ts";
+
+const path = fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url));
+const file = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
+const memoryFailures = (sc: Scenario, s: Strategy) => {
+  const o = runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) });
+  return { o, memory: o.checks.failures.filter((f) => f.check === "memory").map((f) => f.message) };
+};
+
+describe("memory oracle", () => {
+  test.each(BUILTIN_STRATEGIES.map((s) => s.name))("%s: the example scenario writes into no other context's live frame", (name) => {
+    expect(memoryFailures(parseScenario(file, path), strategy(name)).memory).toEqual([]);
+  });
+
+  // outer runs itself through the kfunc. The kernel refuses that (prog->active, exactly-1); a
+  // design that let it run (recursion limit 2) on the one per-CPU private stack per function
+  // would have the inner activation write over the outer's live private frame.
+  const reentrant = parseScenario({ ...file, nested: ["outer"] }, path);
+
+  test("r9-private, as merged: the re-entered run is refused, nothing is clobbered", () => {
+    const { o, memory } = memoryFailures(reentrant, strategy("r9-private"));
+    expect(o.result.kind).toBe("completed");
+    expect(memory).toEqual([]);
+  });
+
+  test("r9-private allowed to re-enter: the inner activation's writes land on the outer's live private frame", () => {
+    const reentering: Strategy = { ...strategy("r9-private"), name: "r9-private-reentrant", recursionLimit: 2 };
+    const { memory } = memoryFailures(reentrant, reentering);
+    expect(memory.length).toBeGreaterThan(0);
+    expect(memory[0]).toMatch(/^8-byte write at [0-9a-f]{16} by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ \(inside bpf_prog_[0-9a-f]{16}_main \(called from bpf_sc_run\+0x[0-9a-f]+\)\) lands in the private outer\/main stack inside [0-9a-f]{16}\.\.[0-9a-f]{16}, written by bpf_prog_[0-9a-f]{16}_main \(called from bpf_sc_run\+0x[0-9a-f]+\), which is still live$/);
+  });
+
+  test("limited-recursion gives each level its own slot: the same re-entry clobbers nothing", () => {
+    const { o, memory } = memoryFailures(reentrant, strategy("limited-recursion"));
+    expect(o.result.kind).toBe("completed");
+    expect(memory).toEqual([]);
+  });
+
+  test("a main program that writes above its return address hits the runner's live frame: reported with the instruction", () => {
+    const base = strategy("baseline");
+    const scribbler: Strategy = {
+      ...base, name: "scribbler",
+      prologue: (e, f) => { base.prologue(e, f); if (f.isMain) e.st(8, "rbp", 16, 0); },
+    };
+    const { memory } = memoryFailures(parseScenario(file, path), scribbler);
+    expect(memory[0]).toMatch(/^8-byte write at [0-9a-f]{16} by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ \(inside bpf_prog_[0-9a-f]{16}_main \(called from bpf_sc_run\+0x[0-9a-f]+\)\) lands at or above rsp [0-9a-f]{16} that bpf_prog_[0-9a-f]{16}_main \(called from bpf_sc_run\+0x[0-9a-f]+\) left on the task stack: live data of the context it was called from$/);
+  });
+
+  test("a write into a private stack's guard word is reported when it happens, and again at teardown", () => {
+    const r9 = strategy("r9-private");
+    const overflow: Strategy = {
+      ...r9, name: "overflow",
+      prologue: (e, f) => { r9.prologue(e, f); if (f.isMain && f.priv) e.st(8, "r9", f.priv.guards[0]! - f.priv.framePtrOffset, 0); },
+    };
+    const { o, memory } = memoryFailures(parseScenario(file, path), overflow);
+    expect(memory[0]).toMatch(/^8-byte write at [0-9a-f]{16} by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ hits the private-stack guard of outer\/main at [0-9a-f]{16}$/);
+    expect(o.checks.failures.some((f) => f.check === "guard" && f.message.includes("BPF private stack overflow/underflow detected for prog main"))).toBe(true);
+  });
+});
