@@ -18,7 +18,11 @@ export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnow
   const textKinds = new Set(["kernel", "entry", "bpf", "trampoline"]);
   const privateStacks: PrivateStackDef[] = knowledge === "none" ? [] : img.programs.flatMap((p) => p.jit.privates).map((x, i) => {
     const begin = img.thisCpu(x.percpuPtr);
-    return { begin, end: begin + BigInt(x.size), type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i };
+    // The back-link rule, as in_irq_stack() reads the IRQ stack's: next_sp is the word just
+    // below the stack's top (the frame pointer the strategy gave the function). Designs that
+    // store the old rsp there (full-private) can be walked across; for the others the word is
+    // whatever they put there, and the walk shows what that gives.
+    return { begin, end: begin + BigInt(x.size), type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i, backLink: img.thisCpu(x.framePtr) - 8n };
   });
   return {
     mem: { read64: (a) => m.peek64(a) },

@@ -140,7 +140,7 @@ describe("stackcheck", () => {
       expect(j.checks.failures[0]!.message).toContain("(a private BPF stack)");
     });
 
-    test("teaching get_stack_info() the private stacks clears the unknown-stack checks, but without a back link the walks still stop there", async () => {
+    test("teaching get_stack_info() the private stacks clears the unknown-stack checks, but split-stack keeps no back-link in the top word, so frame walks still stop there", async () => {
       const r = await cli("run", scenario, "--strategy", "split-stack", "--private-stacks", "per-instance");
       expect(r.code).toBe(1);
       expect(r.out).not.toContain("FAIL unknown-stack");

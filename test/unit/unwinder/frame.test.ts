@@ -6,7 +6,7 @@ import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
 import { program } from "../../../jit/bpf/program.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
-import { envFromImage, perfCallchain, stackWalk, STACK_TYPE_NMI, unwindStart, unwindDone, type UnwindEnv } from "../../../unwinder/index.ts";
+import { envFromImage, perfCallchain, stackWalk, STACK_TYPE_NMI, STACK_TYPE_PRIVATE, unwindStart, unwindDone, type UnwindEnv } from "../../../unwinder/index.ts";
 
 // ---- a hand-built world: a task stack, an IRQ stack, an NMI stack, text at 0xffffffff81000000 ----
 const TASK = 0xffffc90000010000n, TASK_END = TASK + 0x4000n, PT = TASK_END - 168n;
@@ -51,6 +51,16 @@ describe("unwind_frame.c rules on hand-built stacks", () => {
     const regs = TASK + 0x1000n;
     const env = world([...chain, [regs + 32n, f0], [regs + 128n, TEXT + 0x5n], [regs + 136n, 0x10n], [regs + 152n, f0 - 8n]]);
     expect(perfCallchain(env, regs).ips).toEqual([TEXT + 0x5n, TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n]);
+  });
+
+  test("a registered private stack with a back-link: the walk hops to the task stack through next_sp; without one it stops", () => {
+    const P = 0xffff88807fc01000n, top = P + 0x1000n, p0 = top - 0x40n;
+    const words: [bigint, bigint][] = [...chain, [p0, f0], [p0 + 8n, TEXT + 0x30n], [top - 8n, f0 - 0x10n]]; // the top word: the old rsp
+    const linked = world(words, { privateStacks: [{ begin: P, end: top, type: STACK_TYPE_PRIVATE, backLink: top - 8n }] });
+    expect(stackWalk(linked, { bp: p0 }).ips).toEqual([TEXT + 0x30n, TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n]);
+    const unlinked = stackWalk(world(words, { privateStacks: [{ begin: P, end: top, type: STACK_TYPE_PRIVATE }] }), { bp: p0 });
+    expect(unlinked.ips).toEqual([TEXT + 0x30n]);
+    expect(unlinked.error).toBe(true);
   });
 
   test("an encoded pt_regs frame (bit 0): the walk continues from the regs' ip and bp", () => {
