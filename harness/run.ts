@@ -21,6 +21,10 @@ export interface Sample {
   /** Where the sample was taken: the interrupted ip (NMI) or the sampling function. */
   readonly where: string;
   readonly step: number;
+  /** The machine at the sampling point (the sampling code's own registers, not the interrupted ones). */
+  readonly regs: { readonly rip: bigint; readonly rsp: bigint; readonly rbp: bigint };
+  /** For an NMI sample, the interrupted context as its pt_regs hold it (what perf unwinds from). */
+  readonly interrupted?: { readonly ip: bigint; readonly sp: bigint; readonly bp: bigint };
   readonly class: StackClass;
   readonly failed: boolean;
   readonly truth: readonly { ip: bigint; symbol: string }[];
@@ -60,12 +64,12 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   const windows = new FrameWindows(m);
   const sym = (a: bigint) => m.symbols.symbolize(a) ?? a.toString(16).padStart(16, "0");
   const samples: Sample[] = [];
-  const record = (kind: Sample["kind"], where: string, from: number, walk: Walk) => {
+  const record = (kind: Sample["kind"], where: string, from: number, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
     const expected = expectedChain(truth, from);
     const c = classify(expected, walk, windowGaps(truth, from, (a) => windows.inWindow(a)));
     samples.push({
-      kind, where, step: m.steps, class: c.class, failed: fails(c.class, policy),
+      kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
       truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
       error: walk.error, warnings: walk.warnings,
     });
@@ -76,7 +80,9 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
     const k = truth.findIndex((t) => t.kind === "interrupt");
     const ip = (truth[k] as { ip: bigint }).ip;
     const regs = mm.reg("rdi");
-    record("NMI (perf, from regs)", sym(ip), k, orc ? orcWalk(orc, { regs }) : perfCallchain(base, regs));
+    // struct pt_regs: bp at 32, ip at 128, sp at 152 (arch/x86/include/asm/ptrace.h)
+    const interrupted = { ip: mm.peek64(regs + 128n) ?? 0n, sp: mm.peek64(regs + 152n) ?? 0n, bp: mm.peek64(regs + 32n) ?? 0n };
+    record("NMI (perf, from regs)", sym(ip), k, orc ? orcWalk(orc, { regs }) : perfCallchain(base, regs), interrupted);
   });
   m.addHook(img.kernel.addr("irq_sample"), (mm) => record("IRQ handler", sym(mm.rip), 0, fromFrame(mm)));
   m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => record("bpf_get_stack (helper)", sym(mm.rip), 0, fromFrame(mm)));

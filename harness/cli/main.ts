@@ -37,6 +37,8 @@ export function formatOutcome(file: string, o: RunOutcome): string {
   lines.push(r.kind === "completed" ? `result: completed, rax 0x${r.rax.toString(16)} after ${r.steps} steps` : `result: ${r.kind}${"message" in r ? `: ${r.message}` : ""}`);
   o.samples.forEach((s, i) => {
     lines.push("", `sample ${i + 1}: ${s.kind} at ${s.where}, step ${s.step}: ${s.class}${s.failed ? " (fails)" : ""}${s.error ? " [unwinder error]" : ""}`);
+    lines.push(`  sampler: rip ${h16(s.regs.rip)} rsp ${h16(s.regs.rsp)} rbp ${h16(s.regs.rbp)}`);
+    if (s.interrupted) lines.push(`  regs:    ip  ${h16(s.interrupted.ip)} sp  ${h16(s.interrupted.sp)} bp  ${h16(s.interrupted.bp)}`);
     const w = Math.max(20, ...s.truth.map((t) => t.symbol.length + 18));
     lines.push(`  ${"#".padEnd(3)}${"truth".padEnd(w)}unwound`);
     for (let k = 0; k < Math.max(s.truth.length, s.unwound.length); k++) {

@@ -121,6 +121,8 @@ describe("stackcheck", () => {
       expect(classes).toHaveLength(3);
       for (const c of classes) expect(["EXACT", "WINDOW"]).toContain(c);
       expect(r.out).toContain("semantics, ABI, interrupt stacks and guards: ok");
+      expect(r.out).toMatch(/^ {2}sampler: rip [0-9a-f]{16} rsp [0-9a-f]{16} rbp [0-9a-f]{16}$/m);
+      expect(r.out).toMatch(/^ {2}regs: {4}ip {2}ffffffff[0-9a-f]{8} sp {2}[0-9a-f]{16} bp {2}[0-9a-f]{16}$/m);
       expect(r.out.trimEnd().endsWith("verdict: PASS")).toBe(true);
     });
 
@@ -138,6 +140,9 @@ describe("stackcheck", () => {
       }
       expect(j.checks.failures.map((f) => f.check)).toEqual(["unknown-stack", "unknown-stack"]);
       expect(j.checks.failures[0]!.message).toContain("(a private BPF stack)");
+      // the NMI's pt_regs say why: the interrupted sp is on the private stack the check names
+      const nmi = (j.samples[0] as unknown as { interrupted: { sp: string } }).interrupted;
+      expect(j.checks.failures[1]!.message).toContain(nmi.sp.slice(2));
     });
 
     test("teaching get_stack_info() the private stacks clears the unknown-stack checks, but split-stack keeps no back-link in the top word, so frame walks still stop there", async () => {
