@@ -29,6 +29,7 @@ describe("memory oracle", () => {
     const { o, memory } = memoryFailures(reentrant, strategy("r9-private"));
     expect(o.result.kind).toBe("completed");
     expect(memory).toEqual([]);
+    expect(o.checks.failures.filter((f) => f.check === "semantics" || f.check === "misses")).toEqual([]); // refused, counted, as the interpreter says
   });
 
   test("r9-private allowed to re-enter: the inner activation's writes land on the outer's live private frame", () => {
