@@ -238,6 +238,12 @@ export class Machine {
     this.memory.watchWrites(lo, hi, (a, size) => fn(toCanonical(a), size, toCanonical(this.faultIp)));
   }
 
+  /** The same for reads by instructions (not fetches, not peek64). */
+  watchReads(start: bigint, end: bigint, fn: (addr: bigint, size: number, ip: bigint) => void): void {
+    const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
+    this.memory.watchReads(lo, hi, (a, size) => fn(toCanonical(a), size, toCanonical(this.faultIp)));
+  }
+
   /** Read a 64-bit word without permission checks (observers, unwinders); undefined if not mapped. */
   peek64(addr: bigint): bigint | undefined {
     const a = mustBeCanonical(addr, "peek");

@@ -95,6 +95,8 @@ export class Memory {
   /** Pages whose writes are reported to `watcher` (never held in the write cache). */
   private watched = new Set<number>();
   private watcher: ((a: number, size: number) => void) | null = null;
+  private rWatched = new Set<number>();
+  private rWatcher: ((a: number, size: number) => void) | null = null;
 
   /**
    * Report every write into [start, end) to `fn` (internal addresses), before it lands. Watched
@@ -103,6 +105,13 @@ export class Memory {
   watchWrites(start: number, end: number, fn: (a: number, size: number) => void): void {
     for (let p = pageNo(start); p < pageNo(end - 1) + 1; p++) this.watched.add(p);
     this.watcher = fn;
+    this.dropCaches();
+  }
+
+  /** The same for reads (instruction fetches are not reads). */
+  watchReads(start: number, end: number, fn: (a: number, size: number) => void): void {
+    for (let p = pageNo(start); p < pageNo(end - 1) + 1; p++) this.rWatched.add(p);
+    this.rWatcher = fn;
     this.dropCaches();
   }
 
@@ -189,6 +198,10 @@ export class Memory {
     const no = pageNo(a), off = a - no * PAGE_SIZE;
     if (off > PAGE_SIZE - size) return -1;
     this.readPage(no, a);
+    if (this.rWatcher !== null && this.rWatched.has(no)) {
+      this.rBase = NaN; // keep the next read of this page on the slow path too
+      this.rWatcher(a, size);
+    }
     return off;
   }
 

@@ -9,7 +9,9 @@
 //     slot per recursion level), so there even a boundary's rsp only marks live data up to the
 //     highest byte the outer contexts wrote, not up to the allocation's top.
 //   - private-stack accesses in bounds: a write into a guard word (kernel/bpf/core.c,
-//     priv_stack_init_guard()) is reported when it happens, with the instruction that did it.
+//     priv_stack_init_guard()), or a read of one by BPF code, is reported when it happens, with
+//     the instruction that did it (the kernel only notices a changed guard at teardown,
+//     priv_stack_check_guard()).
 import type { Activation, Machine } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, TASK_STACK, THREAD_SIZE } from "../../jit/kernel/layout.ts";
@@ -90,6 +92,14 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   };
   for (const a of areas) m.watchWrites(a.begin - 16n, a.end + 16n, onWrite);
   for (const g of img.guards) m.watchWrites(g.addr, g.addr + 8n, onWrite);
+  const onRead = (addr: bigint, size: number, ip: bigint) => {
+    if (!isBpf(ip)) return;
+    const end = addr + BigInt(size);
+    for (const g of img.guards) {
+      if (addr < g.addr + 8n && end > g.addr) report(`${size}-byte read at ${hex(addr)} by ${sym(ip)} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`);
+    }
+  };
+  for (const g of img.guards) m.watchReads(g.addr, g.addr + 8n, onRead);
 
   const enter = (a: Activation, entered: string) => {
     const sp = a.rspRaw;

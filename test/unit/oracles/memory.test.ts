@@ -65,4 +65,17 @@ describe("memory oracle", () => {
     expect(memory[0]).toMatch(/^8-byte write at [0-9a-f]{16} by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ hits the private-stack guard of outer\/main at [0-9a-f]{16}$/);
     expect(o.checks.failures.some((f) => f.check === "guard" && f.message.includes("BPF private stack overflow/underflow detected for prog main"))).toBe(true);
   });
+
+  test("a read of a private stack's guard word by BPF code is out of bounds, reported with the instruction", () => {
+    const r9 = strategy("r9-private");
+    const overread: Strategy = {
+      ...r9, name: "overread",
+      prologue: (e, f) => { r9.prologue(e, f); if (f.isMain && f.priv) e.ldx(8, "r11", "r9", f.priv.guards[0]! - f.priv.framePtrOffset); },
+    };
+    const { o, memory } = memoryFailures(parseScenario(file, path), overread);
+    // once per run of a main with a private stack: outer on the task, leaf nested, on the IRQ and on the NMI
+    expect(memory.map((x) => /guard of (\w+)\/main/.exec(x)?.[1])).toEqual(["outer", "leaf", "leaf", "leaf"]);
+    for (const x of memory) expect(x).toMatch(/^8-byte read at ([0-9a-f]{16}) by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ reads the private-stack guard of \w+\/main at \1: out of the stack's bounds$/);
+    expect(o.checks.failures.filter((f) => f.check === "guard")).toEqual([]); // intact: only the read tells
+  });
 });
