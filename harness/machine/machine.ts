@@ -235,13 +235,21 @@ export class Machine {
    */
   watchWrites(start: bigint, end: bigint, fn: (addr: bigint, size: number, ip: bigint) => void): void {
     const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
-    this.memory.watchWrites(lo, hi, (a, size) => fn(toCanonical(a), size, toCanonical(this.faultIp)));
+    this.memory.watchWrites(lo, hi, this.watchWrapper(fn));
   }
 
   /** The same for reads by instructions (not fetches, not peek64). */
   watchReads(start: bigint, end: bigint, fn: (addr: bigint, size: number, ip: bigint) => void): void {
     const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
-    this.memory.watchReads(lo, hi, (a, size) => fn(toCanonical(a), size, toCanonical(this.faultIp)));
+    this.memory.watchReads(lo, hi, this.watchWrapper(fn));
+  }
+
+  /** One internal-address wrapper per watcher, so watching more ranges with it is not a second watcher. */
+  private readonly watchWrappers = new WeakMap<(addr: bigint, size: number, ip: bigint) => void, (a: number, size: number) => void>();
+  private watchWrapper(fn: (addr: bigint, size: number, ip: bigint) => void): (a: number, size: number) => void {
+    let w = this.watchWrappers.get(fn);
+    if (!w) { w = (a, size) => fn(toCanonical(a), size, toCanonical(this.faultIp)); this.watchWrappers.set(fn, w); }
+    return w;
   }
 
   /** Read a 64-bit word without permission checks (observers, unwinders); undefined if not mapped. */

@@ -103,6 +103,7 @@ export class Memory {
    * pages stay out of the write cache, so only runs that watch pay for it (the memory oracle).
    */
   watchWrites(start: number, end: number, fn: (a: number, size: number) => void): void {
+    if (this.watcher !== null && this.watcher !== fn) throw new Error("watchWrites: another watcher is installed (one write watcher per machine)");
     for (let p = pageNo(start); p < pageNo(end - 1) + 1; p++) this.watched.add(p);
     this.watcher = fn;
     this.dropCaches();
@@ -110,6 +111,7 @@ export class Memory {
 
   /** The same for reads (instruction fetches are not reads). */
   watchReads(start: number, end: number, fn: (a: number, size: number) => void): void {
+    if (this.rWatcher !== null && this.rWatcher !== fn) throw new Error("watchReads: another watcher is installed (one read watcher per machine)");
     for (let p = pageNo(start); p < pageNo(end - 1) + 1; p++) this.rWatched.add(p);
     this.rWatcher = fn;
     this.dropCaches();

@@ -38,6 +38,8 @@ export interface MemoryOracle {
   onReturn(a: Activation): void;
   onInterrupt(a: Activation): void;
   onIret(a: Activation): void;
+  /** The lowest byte written on each private stack (by any context): its high-water mark. */
+  readonly privateLow: ReadonlyMap<string, { readonly low: bigint; readonly end: bigint }>;
 }
 
 export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): MemoryOracle {
@@ -55,6 +57,7 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   const isBpf = (a: bigint) => (m.symbols.symbolize(a) ?? "").startsWith("bpf_prog_");
   const root: Context = { slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map() };
   const ctxs: Context[] = [root];
+  const privateLow = new Map<string, { low: bigint; end: bigint }>();
   let reports = 0;
   const report = (message: string) => {
     if (reports++ < MAX_REPORTS) failures.push({ check: "memory", message });
@@ -65,7 +68,10 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
     const end = addr + BigInt(size);
     const by = `${size}-byte write at ${hex(addr)} by ${sym(ip)}`;
     for (const g of img.guards) {
-      if (addr < g.addr + 8n && end > g.addr) report(`${by} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`);
+      if (addr < g.addr + 8n && end > g.addr) {
+        report(`${by} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`);
+        return; // once, and not counted as the writer's own stack bytes
+      }
     }
     const area = areaOf(addr);
     if (!area) return;
@@ -85,6 +91,8 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
         return;
       }
     }
+    const seen = privateLow.get(area.name);
+    if (!seen || addr < seen.low) privateLow.set(area.name, { low: addr, end: area.end });
     const mine = ctxs[cur]!.written;
     const w = mine.get(area);
     if (w === undefined) mine.set(area, { low: addr, high: end });
@@ -103,12 +111,13 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
 
   const enter = (a: Activation, entered: string) => {
     const sp = a.rspRaw;
-    ctxs.push({ slot: a.slot, sp, area: areaOf(sp), entered, written: new Map() });
+    ctxs.push({ slot: a.slot, sp, area: areaOf(sp - 1n), entered, written: new Map() }); // sp may be a stack's top
   };
   const leave = (a: Activation) => {
     if (ctxs.length > 1 && ctxs[ctxs.length - 1]!.slot === a.slot) ctxs.pop();
   };
   return {
+    privateLow,
     onCall(a) {
       const entry = BigInt.asUintN(64, BigInt(a.entry)), site = BigInt.asUintN(64, BigInt(a.site));
       if (isBpf(entry) && !isBpf(site)) enter(a, `${sym(entry).replace(/\+0x[0-9a-f]+$/, "")} (called from ${sym(site)})`);

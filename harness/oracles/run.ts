@@ -152,6 +152,11 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
         const v = m.peek64(g.addr);
         if (v !== PRIV_STACK_GUARD_VAL) failures.push({ check: "guard", message: `BPF private stack overflow/underflow detected for prog ${g.func}: guard at ${hex(g.addr)} is ${hex(v ?? 0n)}` });
       }
+      // Private stacks are also measured by the lowest byte written: r9-style designs never put rsp there.
+      for (const [name, x] of memory.privateLow) {
+        const cur = lowest.get(name);
+        if (!cur || x.low < cur.low) lowest.set(name, { begin: 0n, end: x.end, low: x.low });
+      }
       const highWater = [...lowest.entries()].map(([stack, x]) => ({ stack, bytes: Number(x.end - x.low) }));
       return { failures, invocations, highWater };
     },

@@ -168,6 +168,10 @@ describe("stackcheck", () => {
       expect(bj.checks.failures).toEqual([{ check: "high-water", message: `TASK stack used ${task} bytes, over its budget of 512 (--stack-budget task=512)` }]);
       const r9 = await cli("run", scenario, "--strategy", "r9-private", "--stack-budget", "task=512", "--stack-budget", "private=4096");
       expect(r9.code).toBe(0);
+      // r9-private never puts rsp on its private stacks: they are measured by the bytes written there
+      const tight = await cli("run", scenario, "--strategy", "r9-private", "--stack-budget", "private=64");
+      expect(tight.code).toBe(1);
+      expect(tight.out).toMatch(/FAIL high-water: private outer\/main stack used \d+ bytes, over its budget of 64/);
       const bad = await cli("run", scenario, "--stack-budget", "heap=1");
       expect(bad.code).toBe(1);
       expect(bad.out).toContain("--stack-budget 'heap=1': expected <stack>=<bytes>");
