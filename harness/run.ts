@@ -62,7 +62,7 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   const base = envFromImage(img, m, o.privateStacks ?? "none");
   const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);
   const windows = new FrameWindows(m);
-  const sym = (a: bigint) => m.symbols.symbolize(a) ?? a.toString(16).padStart(16, "0");
+  const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];
   const record = (kind: Sample["kind"], where: string, from: number, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();

@@ -3,7 +3,7 @@
 // come with the JIT, unwinder and property-harness work.
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { supportedCodes } from "../machine/isa.ts";
-import { SymbolTable } from "../machine/index.ts";
+import { hex64 as h16, SymbolTable } from "../machine/index.ts";
 import { disassemble, formatListing } from "../../jit/disasm.ts";
 import { helperById, kfuncById } from "../../jit/bpf/abi.ts";
 import { buildImage } from "../../jit/image.ts";
@@ -27,8 +27,6 @@ class RunFailed extends Error {}
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
-
-const h16 = (v: bigint) => v.toString(16).padStart(16, "0");
 
 /** The text report of one run: the result, each sample with truth and unwound chain side by side, the checks. */
 export function formatOutcome(file: string, o: RunOutcome): string {

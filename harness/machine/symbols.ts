@@ -1,6 +1,6 @@
 // Symbol table of an image: name, [start, end), kind. Used to symbolise every address the
 // machine reports (`bpf_prog_main+0x1c`), and by the unwinders' kernel-text checks.
-import { hex, toCanonical, mustBeCanonical } from "./addr.ts";
+import { hex, hex64, toCanonical, mustBeCanonical } from "./addr.ts";
 
 export type SymbolKind = "kernel" | "bpf" | "entry" | "trampoline" | "data";
 
@@ -62,6 +62,11 @@ export class SymbolTable {
 
   symbolize(addr: bigint): string | undefined {
     return this.symbolizeInternal(Number(BigInt.asIntN(64, addr)));
+  }
+
+  /** `name+0x1c`, or the address as 16 hex digits when no symbol contains it (for messages). */
+  describe(addr: bigint): string {
+    return this.symbolize(addr) ?? hex64(addr);
   }
 
   byName(name: string): SymbolDef | undefined {

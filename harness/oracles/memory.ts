@@ -12,7 +12,7 @@
 //     priv_stack_init_guard()), or a read of one by BPF code, is reported when it happens, with
 //     the instruction that did it (the kernel only notices a changed guard at teardown,
 //     priv_stack_check_guard()).
-import type { Activation, Machine } from "../machine/index.ts";
+import { hex64 as hex, toCanonical, type Activation, type Machine } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, TASK_STACK, THREAD_SIZE } from "../../jit/kernel/layout.ts";
 import type { RunFailure } from "./run.ts";
@@ -30,7 +30,6 @@ interface Context {
   readonly written: Map<Area, { low: bigint; high: bigint }>;
 }
 
-const hex = (v: bigint) => v.toString(16).padStart(16, "0");
 const MAX_REPORTS = 20;
 
 export interface MemoryOracle {
@@ -42,16 +41,21 @@ export interface MemoryOracle {
   readonly privateLow: ReadonlyMap<string, { readonly low: bigint; readonly end: bigint }>;
 }
 
+/** This CPU's private stack of every function that has one, named `private <prog>/<func>`. */
+export function privateStackAreas(img: Image): Area[] {
+  return img.programs.flatMap((p) => p.jit.privates.map((x) => {
+    const begin = img.thisCpu(x.percpuPtr);
+    return { name: `private ${p.program.name}/${p.program.funcs[x.fi]!.name}`, begin, end: begin + BigInt(x.size), private: true };
+  }));
+}
+
 export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): MemoryOracle {
-  const sym = (a: bigint) => m.symbols.symbolize(a) ?? hex(a);
+  const sym = (a: bigint) => m.symbols.describe(a);
   const areas: Area[] = [
     { name: "task", begin: TASK_STACK, end: TASK_STACK + BigInt(THREAD_SIZE), private: false },
     { name: "IRQ", begin: IRQ_STACK, end: IRQ_STACK + BigInt(IRQ_STACK_SIZE), private: false },
     { name: "NMI", begin: NMI_STACK, end: NMI_STACK + BigInt(EXCEPTION_STKSZ), private: false },
-    ...img.programs.flatMap((p) => p.jit.privates.map((x) => {
-      const begin = img.thisCpu(x.percpuPtr);
-      return { name: `private ${p.program.name}/${p.program.funcs[x.fi]!.name}`, begin, end: begin + BigInt(x.size), private: true };
-    })),
+    ...privateStackAreas(img),
   ];
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
   const isBpf = (a: bigint) => (m.symbols.symbolize(a) ?? "").startsWith("bpf_prog_");
@@ -119,11 +123,11 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   return {
     privateLow,
     onCall(a) {
-      const entry = BigInt.asUintN(64, BigInt(a.entry)), site = BigInt.asUintN(64, BigInt(a.site));
+      const entry = toCanonical(a.entry), site = toCanonical(a.site);
       if (isBpf(entry) && !isBpf(site)) enter(a, `${sym(entry).replace(/\+0x[0-9a-f]+$/, "")} (called from ${sym(site)})`);
     },
     onReturn: leave,
-    onInterrupt(a) { enter(a, `vector ${a.vector} (taken at ${sym(BigInt.asUintN(64, BigInt(a.ret)))})`); },
+    onInterrupt(a) { enter(a, `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`); },
     onIret: leave,
   };
 }

@@ -8,11 +8,11 @@
 //   - kernel stack high-water marks per stack, seen at every call and interrupt;
 //   - private-stack guard words intact at teardown;
 //   - memory: no write into another context's live frames, no write into a guard (memory.ts).
-import type { Activation, Machine, Observer, RegName } from "../machine/index.ts";
+import { hex64 as hex, toCanonical, type Activation, type Machine, type Observer, type RegName } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { interpEnv, REFUSED, runProgram } from "../../jit/bpf/interp.ts";
 import { KD, KDATA } from "../../jit/kernel/layout.ts";
-import { watchMemory } from "./memory.ts";
+import { privateStackAreas, watchMemory } from "./memory.ts";
 import { PRIV_STACK_GUARD_VAL } from "../../jit/strategies/r9-private.ts";
 import { envFromImage, getStackInfo, stackTypeName, Warnings, type PrivateStackKnowledge, type StackInfo } from "../../unwinder/index.ts";
 
@@ -31,7 +31,6 @@ export interface RunReport {
 
 const CALLEE_SAVED: readonly RegName[] = ["rbx", "rbp", "r12", "r13", "r14", "r15"];
 const ALL: readonly RegName[] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
-const hex = (v: bigint) => v.toString(16).padStart(16, "0");
 
 /** Attach the run oracles to a machine built from `img`; call report() after the run. */
 /** A budget per stack, in bytes: "task", "irq", "nmi", or "private" (every private stack). */
@@ -53,7 +52,7 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
   const failures: RunFailure[] = [];
   // The same get_stack_info() the unwinders use: with --private-stacks it knows them too.
   const env = envFromImage(img, m, knowledge);
-  const sym = (a: bigint) => m.symbols.symbolize(a) ?? hex(a);
+  const sym = (a: bigint) => m.symbols.describe(a);
   const regsNow = (names: readonly RegName[]) => names.map((n) => m.reg(n));
   const saved: bigint[][] = [];
   const atInterrupt: { regs: bigint[]; flags: number }[] = [];
@@ -62,7 +61,7 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
     const info: StackInfo = { type: 0, begin: 0n, end: 0n, nextSp: 0n };
     return getStackInfo(env, sp, info, { mask: 0 }, new Warnings()) ? info : undefined;
   };
-  const privates = img.programs.flatMap((p, pi) => p.jit.privates.map((x) => ({ name: `private ${p.program.name}/${p.program.funcs[x.fi]!.name}`, begin: img.thisCpu(x.percpuPtr), end: img.thisCpu(x.percpuPtr) + BigInt(x.size), pi })));
+  const privates = privateStackAreas(img);
   const note = (sp: bigint) => {
     const s = stackOf(sp);
     const p = s ? undefined : privates.find((x) => sp >= x.begin && sp < x.end);
@@ -73,6 +72,11 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
     if (!cur || sp < cur.low) lowest.set(key, { begin, end, low: sp });
   };
 
+  /** One failure per register of `names` whose value now differs from `before`. */
+  const unrestored = (check: RunFailure["check"], names: readonly RegName[], before: readonly bigint[], say: (r: RegName, was: bigint, now: bigint) => string) => {
+    const after = regsNow(names);
+    names.forEach((r, i) => { if (before[i] !== after[i]) failures.push({ check, message: say(r, before[i]!, after[i]!) }); });
+  };
   const memory = watchMemory(img, m, failures);
   const observer: Observer = {
     onCall: (a: Activation) => { saved.push(regsNow(CALLEE_SAVED)); note(m.reg("rsp")); memory.onCall(a); },
@@ -80,11 +84,8 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
       memory.onReturn(a);
       const before = saved.pop();
       if (!before) return;
-      const after = regsNow(CALLEE_SAVED);
-      CALLEE_SAVED.forEach((r, i) => {
-        if (before[i] !== after[i]) failures.push({ check: "abi-return", message: `${r} not restored by ${sym(BigInt.asUintN(64, BigInt(a.entry)))}: ${hex(before[i]!)} before the call, ${hex(after[i]!)} after it returned to ${sym(BigInt.asUintN(64, BigInt(a.ret)))}` });
-      });
-      if (m.reg("rsp") !== a.rspRaw) failures.push({ check: "abi-return", message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(BigInt.asUintN(64, BigInt(a.ret)))}; the call left it at ${hex(a.rspRaw)}` });
+      unrestored("abi-return", CALLEE_SAVED, before, (r, was, now) => `${r} not restored by ${sym(toCanonical(a.entry))}: ${hex(was)} before the call, ${hex(now)} after it returned to ${sym(toCanonical(a.ret))}`);
+      if (m.reg("rsp") !== a.rspRaw) failures.push({ check: "abi-return", message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(toCanonical(a.ret))}; the call left it at ${hex(a.rspRaw)}` });
     },
     onInterrupt: (a: Activation) => {
       memory.onInterrupt(a);
@@ -95,17 +96,14 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
       note(a.rspRaw);
       note(m.reg("rsp"));
       if (!stackOf(a.rspRaw)) {
-        failures.push({ check: "unknown-stack", message: `vector ${a.vector} taken at ${sym(BigInt.asUintN(64, BigInt(a.ret)))} while rsp ${hex(a.rspRaw)} was on a stack get_stack_info() does not know${privates.some((p) => a.rspRaw >= p.begin && a.rspRaw < p.end) ? " (a private BPF stack)" : ""}` });
+        failures.push({ check: "unknown-stack", message: `vector ${a.vector} taken at ${sym(toCanonical(a.ret))} while rsp ${hex(a.rspRaw)} was on a stack get_stack_info() does not know${privates.some((p) => a.rspRaw >= p.begin && a.rspRaw < p.end) ? " (a private BPF stack)" : ""}` });
       }
     },
     onIret: (a: Activation) => {
       memory.onIret(a);
       const before = atInterrupt.pop();
       if (!before) return;
-      const after = regsNow(ALL);
-      ALL.forEach((r, i) => {
-        if (before.regs[i] !== after[i]) failures.push({ check: "abi-iret", message: `${r} not restored at iretq from vector ${a.vector}: ${hex(before.regs[i]!)} when interrupted, ${hex(after[i]!)} after` });
-      });
+      unrestored("abi-iret", ALL, before.regs, (r, was, now) => `${r} not restored at iretq from vector ${a.vector}: ${hex(was)} when interrupted, ${hex(now)} after`);
       if ((m.rflags & 0xcd5) !== (before.flags & 0xcd5)) failures.push({ check: "abi-iret", message: `rflags ${m.rflags.toString(16)} after iretq from vector ${a.vector}, ${before.flags.toString(16)} when interrupted` });
     },
   };
