@@ -10,8 +10,9 @@
 //     program, so the BPF call graph has no recursion by construction;
 //   - a `nested` item runs another program through the kfunc scx_sc_run_nested (the sched_ext
 //     scx_bpf_sub_dispatch shape), forward again: program i runs a later program, so chains of
-//     kfunc-nested runs stay acyclic and at most `nestLimit` levels deep; the last program, which
-//     has no later one, runs itself, and the runner refuses that re-entry (prog->active);
+//     kfunc-nested runs stay acyclic; one that would nest deeper than `nestLimit` levels runs the
+//     next later program that nests less; the last program, which has no later one, runs
+//     itself, and the runner refuses that re-entry (prog->active);
 //   - `irq` attaches programs to IRQ vectors and `nmi` one to the NMI; the same program may be
 //     the task's, a nested one and an interrupt's, which is how re-entry from IRQ is generated;
 //   - `interrupts` is the schedule (below).
@@ -68,7 +69,7 @@ export interface PlanCall {
 /** acc ^= scx_sc_run_nested(program): run a later program (the last program runs itself). */
 export interface PlanNested {
   readonly op: "nested";
-  /** Which later program: `target mod (number of later programs)`. */
+  /** Which later program: `target mod (number of later programs)`, moved on while it would nest too deep. */
   readonly target: number;
 }
 

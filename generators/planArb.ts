@@ -108,14 +108,16 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   const programs = chainLength >= 2 ? fc.oneof(w(3, general), w(1, fc.array(chainProgram, { minLength: chainLength, maxLength: chainLength }))) : general;
 
   const isNmi = c.irq ? fc.boolean() : fc.constant(true);
-  const at = fc.oneof(w(3, fc.constant("call")), w(2, fc.constant("entry")), w(2, fc.constant("exit")), w(2, fc.constant("own")), w(1, fc.constant("start")), w(2, fc.constant("anywhere")));
+  const at = fc.oneof(w(4, fc.constant("call")), w(2, fc.constant("entry")), w(2, fc.constant("exit")), w(2, fc.constant("own")), w(1, fc.constant("start")), w(1, fc.constant("anywhere")));
+  // A follow-up is an NMI two times in three: the one that can nest inside an IRQ's entry code.
   const followUp = fc.record({
-    nmi: isNmi, vector: fc.nat({ max: 3 }),
+    nmi: c.irq ? fc.oneof(w(2, fc.constant(true)), w(1, fc.constant(false))) : fc.constant(true), vector: fc.nat({ max: 3 }),
     delay: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 41, max: 240 })), // entry code, or the handler's program
   });
   const interrupt = fc.record({
     nmi: isNmi, vector: fc.nat({ max: 3 }), at, n: fc.nat({ max: 1023 }),
-    d: fc.oneof(w(3, fc.integer({ min: 0, max: 12 })), w(1, fc.integer({ min: -16, max: 64 }))),
+    // 0..8 steps past the anchor: a helper's body, a prologue, an epilogue; sometimes further.
+    d: fc.oneof(w(4, fc.integer({ min: 0, max: 8 })), w(1, fc.integer({ min: -16, max: 64 }))),
     then: fc.option(followUp, { freq: 2 }),
   });
   return fc.record({

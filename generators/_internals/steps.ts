@@ -64,14 +64,6 @@ export interface ProgShape {
   readonly counter: number;
 }
 
-/** Steps of one activation of a function, context-free: every nested run counted as allowed. */
-export function activationCost(shape: FuncShape, calleeCost: (c: Callee) => number): number {
-  let n = prologueSteps(shape.pushes) + epilogueSteps(shape.pushes);
-  for (const s of shape.straight) n += s;
-  for (const c of shape.calls) n += 1 + calleeCost(c);
-  return n;
-}
-
 /** Steps the kfunc call of program `prog` takes when the run is allowed, given that program's main cost. */
 export const nestedRunCost = (mainCost: number) => KFUNC_ENTER + RUNNER_ENTER + mainCost + RUNNER_EXIT + KFUNC_EXIT;
 
@@ -86,55 +78,90 @@ export interface Timeline {
   readonly exits: readonly number[];
   /** Per program: the steps where its main function is entered. */
   readonly runs: ReadonlyMap<number, readonly number[]>;
-  /** Whether `counter` is held by a program run at step `s`. */
-  active(counter: number, s: number): boolean;
+  /** The recursion counters held by program runs at step `s`. */
+  heldAt(s: number): Set<number>;
 }
 
-/** Walk the task's run (program `task`) over the shapes, as the runner would with the exactly-1 rule. */
-export function timeline(progs: readonly ProgShape[], task: number): Timeline {
-  let step = 0;
-  const calls: number[] = [], entries: number[] = [], exits: number[] = [];
-  const runs = new Map<number, number[]>();
-  const held: { counter: number; from: number; to: number }[] = [];
-  const depth = new Map<number, number>();
-  const note = (list: number[], s: number) => { if (list.length < EVENT_CAP) list.push(s); };
+/**
+ * Steps through runs of programs as the runner takes them with the exactly-1 rule: a run whose
+ * counter is held is refused. It notes when each counter is held and, with `record`, the anchors.
+ */
+class Walk {
+  step = 0;
+  readonly calls: number[] = [];
+  readonly entries: number[] = [];
+  readonly exits: number[] = [];
+  readonly runs = new Map<number, number[]>();
+  readonly intervals: { counter: number; from: number; to: number }[] = [];
 
-  const activate = (p: number, fi: number) => {
-    const f = progs[p]!.funcs[fi]!;
-    note(entries, step);
-    step += prologueSteps(f.pushes);
+  constructor(private readonly progs: readonly ProgShape[], private readonly held: Set<number>, private readonly record: boolean) {}
+
+  private note(list: number[], s: number): void {
+    if (this.record && list.length < EVENT_CAP) list.push(s);
+  }
+
+  /** bpf_sc_run(p). */
+  run(p: number): void {
+    const c = this.progs[p]!.counter;
+    if (this.held.has(c)) { this.step += RUNNER_REFUSED; return; } // __bpf_prog_enter_recur() refuses
+    const from = this.step + RUNNER_ACTIVE_FROM;
+    this.step += RUNNER_ENTER;
+    if (this.record) {
+      const list = this.runs.get(p) ?? [];
+      this.note(list, this.step);
+      this.runs.set(p, list);
+    }
+    this.held.add(c);
+    this.activate(p, 0);
+    this.held.delete(c);
+    this.intervals.push({ counter: c, from, to: this.step + RUNNER_ACTIVE_AFTER });
+    this.step += RUNNER_EXIT;
+  }
+
+  private activate(p: number, fi: number): void {
+    const f = this.progs[p]!.funcs[fi]!;
+    this.note(this.entries, this.step);
+    this.step += prologueSteps(f.pushes);
     f.calls.forEach((c, k) => {
-      step += f.straight[k]!;
-      note(calls, step);
-      step += 1;
-      if (c.kind === "helper") step += HELPER_STEPS[c.id]!;
-      else if (c.kind === "subprog") activate(p, c.fi);
-      else if (c.kind === "einval") step += KFUNC_EINVAL;
-      else { step += KFUNC_ENTER; run(c.prog); step += KFUNC_EXIT; }
+      this.step += f.straight[k]!;
+      this.note(this.calls, this.step);
+      this.step += 1;
+      if (c.kind === "helper") this.step += HELPER_STEPS[c.id]!;
+      else if (c.kind === "subprog") this.activate(p, c.fi);
+      else if (c.kind === "einval") this.step += KFUNC_EINVAL;
+      else { this.step += KFUNC_ENTER; this.run(c.prog); this.step += KFUNC_EXIT; }
     });
-    step += f.straight[f.calls.length]!;
-    note(exits, step);
-    step += epilogueSteps(f.pushes);
-  };
-  const run = (p: number) => {
-    const c = progs[p]!.counter;
-    if ((depth.get(c) ?? 0) > 0) { step += RUNNER_REFUSED; return; } // __bpf_prog_enter_recur() refuses
-    const from = step + RUNNER_ACTIVE_FROM;
-    step += RUNNER_ENTER;
-    const list = runs.get(p) ?? [];
-    if (list.length < EVENT_CAP) list.push(step);
-    runs.set(p, list);
-    depth.set(c, 1);
-    activate(p, 0);
-    depth.set(c, 0);
-    held.push({ counter: c, from, to: step + RUNNER_ACTIVE_AFTER });
-    step += RUNNER_EXIT;
-  };
-  step += SYSCALL_ENTER;
-  run(task);
-  step += SYSCALL_EXIT;
-  return {
-    length: step, calls, entries, exits, runs,
-    active: (counter, s) => held.some((h) => h.counter === counter && s >= h.from && s < h.to),
-  };
+    this.step += f.straight[f.calls.length]!;
+    this.note(this.exits, this.step);
+    this.step += epilogueSteps(f.pushes);
+  }
+}
+
+/** The counters held at step `s` of a walk: those held from the start, and those of runs around `s`. */
+function heldAt(w: Walk, initial: ReadonlySet<number>, s: number): Set<number> {
+  const held = new Set(initial);
+  for (const h of w.intervals) if (s >= h.from && s < h.to) held.add(h.counter);
+  return held;
+}
+
+/** The task's run of program `task`, from do_syscall_64 to its return. */
+export function timeline(progs: readonly ProgShape[], task: number): Timeline {
+  const w = new Walk(progs, new Set(), true);
+  w.step = SYSCALL_ENTER;
+  w.run(task);
+  const none = new Set<number>();
+  return { length: w.step + SYSCALL_EXIT, calls: w.calls, entries: w.entries, exits: w.exits, runs: w.runs, heldAt: (s) => heldAt(w, none, s) };
+}
+
+/** One bpf_sc_run(p) started with the counters in `held` already held: its steps (refusal included), and the counters held along it. */
+export interface RunTrace {
+  readonly steps: number;
+  /** The counters held `s` steps after bpf_sc_run was entered. */
+  heldAt(s: number): Set<number>;
+}
+
+export function traceRun(progs: readonly ProgShape[], p: number, held: ReadonlySet<number>): RunTrace {
+  const w = new Walk(progs, new Set(held), false);
+  w.run(p);
+  return { steps: w.step, heldAt: (s) => heldAt(w, held, s) };
 }
