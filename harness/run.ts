@@ -71,7 +71,7 @@ export interface RunOptions {
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
   const policy = o.policy ?? "strict";
   const img: Image = o.image ?? buildImage(sc.spec, strategy);
-  const m: Machine = img.machine();
+  const m: Machine = o.image ? img.reusedMachine() : img.machine(); // a prebuilt image: one run after another
   const checks = watchRun(img, m, o.privateStacks ?? "none");
   const base = envFromImage(img, m, o.privateStacks ?? "none");
   const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);

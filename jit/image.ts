@@ -53,6 +53,12 @@ export interface Image {
   readonly irqVectors: readonly number[];
   /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
   machine(): Machine;
+  /**
+   * The same, for one run at a time: the image's own machine, restored to its loaded state with
+   * no hooks, observer or watchers, its decode cache kept. The same object on every call; a
+   * call ends the previous run's use of it.
+   */
+  reusedMachine(): Machine;
   /** Prepare a machine to run the task's program: rsp = task_pt_regs, stop at entry_SYSCALL_64's return. */
   startTask(m: Machine): void;
   /** this CPU's address of a __percpu pointer. */
@@ -182,9 +188,20 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   rv.setBigUint64(PT_REGS.orig_ax, 0n, true);
   loads.push({ addr: TASK_PT_REGS, bytes: regs });
 
+  let reused: { m: Machine; loaded: ReturnType<Machine["snapshot"]> } | undefined;
   const image: Image = {
     strategy, kernel, regions, symbols, fpWindows, loads, guards, irqVectors, thisCpu, bpfProgActive,
     programs: jitted.map(({ program, validated, jit, active, misses }) => ({ program, validated, jit, active, misses })),
+    reusedMachine() {
+      if (!reused) {
+        const m = image.machine();
+        reused = { m, loaded: m.snapshot() };
+        return m;
+      }
+      reused.m.restore(reused.loaded);
+      reused.m.resetInstrumentation();
+      return reused.m;
+    },
     machine() {
       const m = new Machine({ regions, symbols });
       for (const l of loads) m.load(l.addr, l.bytes);

@@ -42,6 +42,21 @@ describe("exhaustive mode", () => {
   });
 });
 
+describe("runs on an image's reused machine", () => {
+  test("are independent of the run before: the same outcome as on a fresh machine, twice, with no hook or watcher left over", () => {
+    const s = strategy("r9-private");
+    const image = buildImage(sc.spec, s);
+    const strip = (o: ReturnType<typeof runScenario>) => JSON.stringify(o, (_, v) => (typeof v === "bigint" ? v.toString(16) : v));
+    const fresh = strip(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) }));
+    const first = runScenario(sc, s, { unwinder: "frame", image, injections: scheduleOf(sc) });
+    expect(first.samples).toHaveLength(3);
+    expect(strip(first)).toBe(fresh);
+    // a run with other injections in between, then the same run again
+    runScenario(sc, s, { unwinder: "orc-6.19", image, injections: [{ kind: "nmi", atStep: 5, vector: 2 }] });
+    expect(strip(runScenario(sc, s, { unwinder: "frame", image, injections: scheduleOf(sc) }))).toBe(fresh);
+  });
+});
+
 describe("counterexample report", () => {
   test("split-stack on the example: scenario, interrupts with a marked disassembly window, chains, stacks, checks, replay", () => {
     const s = strategy("split-stack");
