@@ -1,12 +1,15 @@
 // A step model of a run: how many x86 instructions each piece executes, so that interrupt points
 // can be placed without running anything. Counted from jit/kernel/kernel.ts and from the upstream
 // prologue/epilogue (jit/prologue.ts, with CONFIG_X86_KERNEL_IBT as DEFAULT_JIT_OPTIONS has it);
-// exact for `baseline`, which test/unit/generators/timeline.test.ts checks against the machine.
+// exact for `baseline`, which test/unit/generators/planToScenario.test.ts checks against the machine.
 // Other designs add a few instructions per prologue or call (r9 setup, push r9/pop r9, stack
 // switches), so points drift by a few steps there — they still land near what they aim at.
 
-/** do_syscall_64: push rbp; mov rbp,rsp; call bpf_sc_run | pop rbp; ret. */
-export const SYSCALL_ENTER = 3, SYSCALL_EXIT = 2;
+/**
+ * do_syscall_64: push rbp; mov rbp,rsp; push 0x202; popfq (IRQs on); call bpf_sc_run |
+ * push 2; popfq (IRQs off); pop rbp; ret.
+ */
+export const SYSCALL_ENTER = 5, SYSCALL_EXIT = 4;
 
 /**
  * bpf_sc_run: frame, three pushes, the table lookup, this_cpu_inc_return(*active) (its store is
