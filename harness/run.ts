@@ -3,12 +3,12 @@
 // oracles. What `stackcheck run` prints, as data.
 import type { Machine, RunResult } from "./machine/index.ts";
 import { classify, expectedChain, fails, windowGaps, type Policy, type StackClass } from "./oracles/classify.ts";
-import { FrameWindows } from "./oracles/window.ts";
+import { FrameWindows, nmiBlindSpot } from "./oracles/window.ts";
 import { overBudget, watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
 import type { Strategy } from "../jit/strategy.ts";
-import { stackPicture } from "./picture.ts";
+import { stackAreas, stackPicture } from "./picture.ts";
 import { envFromImage, perfCallchain, stackWalk, type PrivateStackKnowledge, type Walk } from "../unwinder/index.ts";
 import { orcEnvFromImage, orcWalk, type OrcVersion } from "../unwinder/orc.ts";
 
@@ -78,11 +78,13 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   const windows = new FrameWindows(m);
   const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];
+  const stacks = stackAreas(img);
   const record = (kind: Sample["kind"], where: string, from: number, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
     const picture = o.picture === samples.length ? stackPicture(img, m, truth, interrupted?.bp ?? m.reg("rbp")) : undefined;
     const expected = expectedChain(truth, from);
-    const c = classify(expected, walk, windowGaps(truth, from, (a) => windows.inWindow(a)));
+    const blind = interrupted ? nmiBlindSpot(m, stacks, truth, from, interrupted) : undefined;
+    const c = classify(expected, walk, windowGaps(truth, from, (a) => windows.inWindow(a)), blind);
     samples.push({
       kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
       truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),

@@ -10,7 +10,8 @@ import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { envFromImage, perfCallchain } from "../../../unwinder/index.ts";
 import { classify, expectedChain, windowGaps, type StackClass } from "../../../harness/oracles/classify.ts";
-import { FrameWindows } from "../../../harness/oracles/window.ts";
+import { FrameWindows, nmiBlindSpot } from "../../../harness/oracles/window.ts";
+import { stackAreas } from "../../../harness/picture.ts";
 
 const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
 const outer = program({ name: "outer", type: "kprobe", funcs: [
@@ -27,8 +28,24 @@ const nested = program({ name: "nested", type: "tracing", funcs: [
   { name: "sub2", stackDepth: 0, body: [...mixArgs, call.helper(1), exit()] },
 ] });
 
-function sweep(strategyName: string) {
+/** A step of the task's run where rip is in a BPF function's body, outside its frame window. */
+function irqPoint(strategyName: string): number {
   const img = buildImage({ programs: [outer, nested], task: 0, nested: [1] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
+  const m = img.machine();
+  const windows = new FrameWindows(m);
+  img.startTask(m);
+  for (let k = 1; ; k++) {
+    if (m.runUntil(k).kind !== "paused") throw new Error(`${strategyName}: no BPF body step`);
+    if (k > 40 && m.symbols.lookup(m.rip)?.kind === "bpf" && !windows.inWindow(m.rip)) return k;
+  }
+}
+
+/**
+ * An NMI at every boundary of the task's run (`irqAt` undefined), or at every boundary of the
+ * handling of an IRQ raised `irqAt` steps into it: entry code, the IRQ's program, the way out.
+ */
+function sweep(strategyName: string, irqAt?: number) {
+  const img = buildImage({ programs: [outer, nested], task: 0, nested: [1], irq: [{ vector: 0x20, program: 1 }] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
   const m = img.machine();
   const env = envFromImage(img, m);
   const windows = new FrameWindows(m);
@@ -36,18 +53,35 @@ function sweep(strategyName: string) {
   const base = m.snapshot();
   const straight = m.run();
   if (straight.kind !== "completed") throw new Error(`${strategyName}: ${straight.kind}`);
-  const rows: { k: number; cls: StackClass; inWindow: boolean; where: string }[] = [];
-  let sample: { cls: StackClass; inWindow: boolean; where: string } | undefined;
+  let from = 0, to = straight.steps;
+  if (irqAt !== undefined) {
+    m.restore(base);
+    m.runUntil(irqAt);
+    m.raise(0x20);
+    const withIrq = m.run();
+    if (withIrq.kind !== "completed") throw new Error(`${strategyName}: ${withIrq.kind}`);
+    from = irqAt;
+    to = irqAt + (withIrq.steps - straight.steps) + 1;
+  }
+  const rows: { k: number; cls: StackClass; inWindow: boolean; blind: boolean; where: string }[] = [];
+  let sample: { cls: StackClass; inWindow: boolean; blind: boolean; where: string } | undefined;
+  const stacks = stackAreas(img);
   m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
     const truth = mm.truth();
     const marker = truth.findIndex((t) => t.kind === "interrupt");
     const ip = (truth[marker] as { ip: bigint }).ip;
+    const regs = mm.reg("rdi");
+    const blind = nmiBlindSpot(mm, stacks, truth, marker, { ip, sp: mm.peek64(regs + 152n)!, bp: mm.peek64(regs + 32n)! });
     const inWindow = windows.inWindow(ip);
-    const c = classify(expectedChain(truth, marker), perfCallchain(env, mm.reg("rdi")), windowGaps(truth, marker, (a) => windows.inWindow(a)));
-    sample = { cls: c.class, inWindow, where: mm.symbols.symbolize(ip) ?? ip.toString(16) };
+    const c = classify(expectedChain(truth, marker), perfCallchain(env, regs), windowGaps(truth, marker, (a) => windows.inWindow(a)), blind);
+    sample = { cls: c.class, inWindow, blind: blind !== undefined, where: mm.symbols.symbolize(ip) ?? ip.toString(16) };
   });
-  for (let k = 0; k < straight.steps; k++) {
+  for (let k = from; k < to; k++) {
     m.restore(base);
+    if (irqAt !== undefined) {
+      m.runUntil(irqAt);
+      m.raise(0x20);
+    }
     m.runUntil(k);
     m.raise(2);
     sample = undefined;
@@ -64,8 +98,25 @@ describe("an NMI at every instruction boundary, frame unwinder, perf callchain",
     expect(rows.length).toBeGreaterThan(100);
     const bad = rows.filter((r) => r.cls !== (r.inWindow ? "WINDOW" : "EXACT"));
     expect(bad, JSON.stringify(bad.slice(0, 5))).toEqual([]);
+    expect(rows.filter((r) => r.blind), JSON.stringify(rows.filter((r) => r.blind))).toEqual([]); // no entry code runs in the task's own run
     expect(rows.some((r) => r.cls === "WINDOW" && r.where.includes("bpf_prog_"))).toBe(true);
     expect(rows.filter((r) => r.cls === "EXACT").length).toBeGreaterThan(rows.length / 2);
+  });
+
+  // NMI inside an IRQ's entry code, its stack switch and its handler (classify.ts blindSpot()):
+  // in the kernel's blind spots the FP walk from the NMI's regs may miss frames up to the rip
+  // the IRQ interrupted (or stop, on the IRQ stack switch) — WINDOW; everywhere else EXACT.
+  test.each(["baseline", "r9-private"])("%s: an NMI anywhere in an IRQ's handling: WINDOW exactly in frame windows and the kernel's blind spots", (name) => {
+    const rows = sweep(name, irqPoint(name));
+    const inEntry = rows.filter((r) => r.where.startsWith("asm_common_interrupt") || r.where.startsWith("irq_entry_"));
+    expect(inEntry.length).toBeGreaterThan(30);
+    const bad = rows.filter((r) => r.cls !== (r.inWindow || r.blind ? "WINDOW" : "EXACT"));
+    expect(bad, JSON.stringify(bad)).toEqual([]);
+    // the blind spots are the IRQ path's own code only; the IRQ's program and the runner are outside them
+    const blindIn = new Set(rows.filter((r) => r.blind).map((r) => r.where.replace(/\+0x[0-9a-f]+$/, "")));
+    expect([...blindIn].sort()).toEqual(["asm_common_interrupt", "common_interrupt", "handle_irq", "irq_entry_32"]);
+    expect(rows.filter((r) => !r.blind && !r.inWindow).length).toBeGreaterThan(rows.length / 2);
+    expect(rows.some((r) => r.cls === "EXACT" && r.where.includes("bpf_prog_"))).toBe(true);
   });
 
   test.each([
