@@ -22,6 +22,11 @@ export interface FrameUnwindState {
   ip: bigint;
   nextBp: bigint;
   readonly warnings: Warnings;
+  /**
+   * Not a kernel field: the error was one bad_address: deliberately does not warn about (lost in
+   * entry code, or before the C handler's first frame pointer), i.e. an expected loss.
+   */
+  expectedLoss: boolean;
 }
 
 const rd = (env: UnwindEnv, a: bigint): bigint => env.mem.read64(a) ?? 0n;
@@ -114,11 +119,13 @@ export function unwindNextFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
 function badAddress(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): boolean {
   s.error = true;
   // Lost in entry code or in a C handler before its frame pointer was set up: no warning.
+  s.expectedLoss = true;
   if (s.gotIrq && env.inEntryCode(s.ip)) return theEnd(s);
   if (s.regs !== 0n) {
     const sp = rd(env, s.regs + REG.sp);
     if (sp >= env.taskPtRegs - 24n && sp < env.taskPtRegs) return theEnd(s);
   }
+  s.expectedLoss = false;
   const hex = (v: bigint) => v.toString(16).padStart(16, "0");
   if (s.gotIrq) {
     s.warnings.once("WARNING: kernel stack regs", `WARNING: kernel stack regs at ${hex(s.regs)} in stackcheck:1 has bad 'bp' value ${hex(nextBp)}`);
@@ -148,7 +155,7 @@ export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
   const regs = from.regs ?? 0n;
   const s: FrameUnwindState = {
     stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0n },
-    error: false, gotIrq: regs !== 0n, bp: 0n, regs: 0n, origSp: 0n, ip: 0n, nextBp: 0n, warnings: new Warnings(),
+    error: false, gotIrq: regs !== 0n, bp: 0n, regs: 0n, origSp: 0n, ip: 0n, nextBp: 0n, warnings: new Warnings(), expectedLoss: false,
   };
   if (regs !== 0n && userMode(env, regs)) return s; // never start from user-mode regs
   const firstFrame = from.firstFrame ?? (regs !== 0n ? rd(env, regs + REG.sp) : from.bp ?? 0n);

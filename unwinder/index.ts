@@ -50,6 +50,8 @@ export interface Walk {
   /** It ended at the task's user-mode pt_regs (the last frame) rather than somewhere else. */
   readonly reachedEnd: boolean;
   readonly warnings: readonly string[];
+  /** The error is one the unwinder itself expects and does not warn about (frame: bad_address's quiet cases). */
+  readonly expectedLoss?: boolean;
 }
 
 /** arch_stack_walk(): [regs->ip if regs,] then return addresses while not done and not in error. */
@@ -64,7 +66,7 @@ export function stackWalk(env: UnwindEnv, from: StartFrom): Walk {
     if (addr === 0n) break;
     ips.push(addr);
   }
-  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines };
+  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines, ...(s.expectedLoss ? { expectedLoss: true } : {}) };
 }
 
 /**
@@ -81,5 +83,5 @@ export function perfCallchain(env: UnwindEnv, regs: bigint): Walk {
     if (addr === 0n) break;
     ips.push(addr);
   }
-  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines };
+  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines, ...(s.expectedLoss ? { expectedLoss: true } : {}) };
 }

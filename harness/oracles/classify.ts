@@ -112,16 +112,19 @@ export function classify(expected: readonly bigint[], walk: Walk, gaps: readonly
   }
   // WINDOW: exactly the window frames are missing (interrupted at the entry of the outermost
   // function, there is nothing above to reach). When the unwinder flagged it (ORC's frame-pointer
-  // guess in a BPF prologue), it is FLAGGED.
+  // guess in a BPF prologue), it is FLAGGED, unless the unwinder itself calls the loss expected
+  // (unwind_frame.c bad_address: no warning for an interrupt in entry code or before the C
+  // handler's first frame pointer, e.g. an NMI on do_syscall_64's first instruction).
+  const windowClass = walk.error && !walk.expectedLoss ? "FLAGGED" : "WINDOW";
   if (gaps.length > 0) {
     const without = expected.filter((_, i) => !gaps.includes(i));
-    if (got.length === without.length && got.every((v, i) => v === without[i])) return { class: walk.error ? "FLAGGED" : "WINDOW", at };
+    if (got.length === without.length && got.every((v, i) => v === without[i])) return { class: windowClass, at };
   }
   // A kernel blind spot: position 0, then the expected chain from some j ≤ drop + 1 on (or nothing).
   if (blind && got.length > 0 && got[0] === expected[0]) {
     const tail = got.length - 1;
     const fits = (j: number) => expected.length - j === tail && got.every((v, i) => i === 0 || v === expected[j + i - 1]);
-    if ((tail === 0 && blind.mayEnd) || Array.from({ length: blind.drop }, (_, k) => k + 2).some(fits)) return { class: walk.error ? "FLAGGED" : "WINDOW", at };
+    if ((tail === 0 && blind.mayEnd) || Array.from({ length: blind.drop }, (_, k) => k + 2).some(fits)) return { class: windowClass, at };
   }
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };

@@ -5,7 +5,7 @@ import { describe, expect, test } from "vitest";
 import { checkExhaustive, checkRandom } from "../../../harness/property.ts";
 import { formatCounterexample } from "../../../harness/report.ts";
 import { runScenario, scheduleOf } from "../../../harness/run.ts";
-import { loadScenario } from "../../../harness/scenario.ts";
+import { loadScenario, parseScenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
@@ -39,6 +39,27 @@ describe("exhaustive mode", () => {
     expect(v.runs).toBe(1);
     expect(v.failure).toMatchObject({ kind: "sample", what: "TRUNCATED" });
     expect(v.outcome.samples[v.failure!.sample!]!.kind).toBe("bpf_get_stack (helper)");
+  });
+});
+
+describe("windows the kernel's unwinder expects to lose", () => {
+  // An NMI on do_syscall_64's first instruction: regs->bp is the user's, so the frame unwinder
+  // hits bad_address after the NMI's pt_regs, quietly (regs->sp is at the task's pt_regs), and
+  // misses entry_SYSCALL_64. The kernel expects that loss: WINDOW, not FLAGGED.
+  const file = {
+    version: 1, task: "p0", nmi: "p1", interrupts: [{ kind: "nmi", atStep: 0 }],
+    programs: [
+      { name: "p0", type: "tracing", funcs: [{ name: "main", stackDepth: 8, insns: [[183, 0, 0, 0, 0], [149, 0, 0, 0, 0]] }] },
+      { name: "p1", type: "struct_ops", funcs: [{ name: "main", stackDepth: 8, insns: [[133, 0, 0, 0, 3], [183, 0, 0, 0, 0], [149, 0, 0, 0, 0]] }] },
+    ],
+  };
+  test.each(["baseline", "r9-private"])("%s: an NMI at do_syscall_64's entry, its program's bpf_get_stack: WINDOW, with the unwinder's error", (name) => {
+    const scenario = parseScenario(file, "inline");
+    const out = runScenario(scenario, strategy(name), { unwinder: "frame", injections: scheduleOf(scenario) });
+    const helper = out.samples.find((x) => x.kind === "bpf_get_stack (helper)")!;
+    expect(helper).toMatchObject({ class: "WINDOW", failed: false, error: true, warnings: [] });
+    expect(helper.truth.length - helper.unwound.length).toBe(1);
+    expect(out.ok).toBe(true);
   });
 });
 
