@@ -2,8 +2,8 @@
 // sample points walked by the chosen unwinder and classed against the truth, and the run-level
 // oracles. What `stackcheck run` prints, as data.
 import type { Machine, RunResult } from "./machine/index.ts";
-import { classify, expectedChain, fails, windowGaps, type Policy, type StackClass } from "./oracles/classify.ts";
-import { FrameWindows, nmiBlindSpot } from "./oracles/window.ts";
+import { allowances, classify, expectedChain, fails, type Policy, type StackClass } from "./oracles/classify.ts";
+import { FrameWindows } from "./oracles/window.ts";
 import { overBudget, watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
@@ -75,16 +75,14 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   const checks = watchRun(img, m, o.privateStacks ?? "none");
   const base = envFromImage(img, m, o.privateStacks ?? "none");
   const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);
-  const windows = new FrameWindows(m);
+  const windows = new FrameWindows(m, stackAreas(img));
   const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];
-  const stacks = stackAreas(img);
   const record = (kind: Sample["kind"], where: string, from: number, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
     const picture = o.picture === samples.length ? stackPicture(img, m, truth, interrupted?.bp ?? m.reg("rbp")) : undefined;
     const expected = expectedChain(truth, from);
-    const blind = interrupted ? nmiBlindSpot(m, stacks, truth, from, interrupted) : undefined;
-    const c = classify(expected, walk, windowGaps(truth, from, (a) => windows.inWindow(a)), blind);
+    const c = classify(expected, walk, allowances(truth, from, windows));
     samples.push({
       kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
       truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),

@@ -1,8 +1,9 @@
 // Classing one stack walk against the truth (design.md §6):
 //   EXACT     same chain, reached the task's last frame, no error;
-//   WINDOW    only the immediate caller is missing, because the interrupt hit before
-//             `mov rbp,rsp` completed or after `leave` in the interrupted function (objtool's
-//             stated frame-pointer limit; the baseline has it too);
+//   WINDOW    only what a window allows is missing: the immediate caller, because the interrupt
+//             hit before `mov rbp,rsp` completed or after `leave` in the interrupted function
+//             (objtool's stated frame-pointer limit; the baseline has it too), or what the
+//             kernel's own blind spots in entry code lose (allowances() below);
 //   FLAGGED   the unwinder set its error flag; everything before that was right;
 //   TRUNCATED it stopped early with no error flag;
 //   WRONG     a frame that is not in the truth, or out of order.
@@ -35,30 +36,8 @@ export function expectedChain(truth: readonly TruthEntry[], from: number): bigin
 }
 
 /**
- * Positions in expectedChain(truth, from) that a correct frame-pointer walk may miss: at every
- * interrupt boundary whose interrupted rip is in its function's frame window (before
- * `mov rbp,rsp` completed, or after `leave`), that function's caller is skipped.
- */
-export function windowGaps(truth: readonly TruthEntry[], from: number, inWindow: (ip: bigint) => boolean): number[] {
-  const gaps: number[] = [];
-  let at = 0;
-  for (let i = from; i < truth.length; i++) {
-    const e = truth[i]!;
-    if (i === from && e.kind === "interrupt") {
-      if (inWindow(e.ip)) gaps.push(at + 1);
-      at++;
-    } else if (e.kind === "frame") {
-      // the frame an interrupt entered returns to the interrupted rip: its caller's return address follows
-      if (e.entered === "interrupt" && e.returnAddress !== undefined && inWindow(e.returnAddress)) gaps.push(at + 1);
-      at++;
-    }
-  }
-  return gaps;
-}
-
-/**
- * Kernel code where the frame-pointer unwinder cannot start from an NMI's regs, whatever the
- * BPF side does (the same in every design; the interrupted rip is in non-BPF kernel text):
+ * Kernel code where the frame-pointer unwinder loses frames whatever the BPF side does (the
+ * same in every design; the interrupted rip is in non-BPF kernel text):
  *   - entry code (arch/x86/entry/entry_64.S): before ENCODE_FRAME_POINTER and after POP_REGS,
  *     rbp is the interrupted code's, as in a prologue window; between them, and in the C
  *     handler's prologue and epilogue, rbp encodes the pt_regs, and __unwind_start()'s skip loop
@@ -67,32 +46,65 @@ export function windowGaps(truth: readonly TruthEntry[], from: number, inWindow:
  *   - call_on_irqstack() (arch/x86/include/asm/irq_stack.h) between `mov rsp, tos` and the
  *     callee's frame, and back to `pop rsp`: regs->sp is on the IRQ stack, regs->bp on the task
  *     stack, so first_frame is never on bp's stack and the skip loop runs the unwind to its end
- *     (kernel-model.md §3.2 [derived]): perf gets regs->ip only.
- * `drop`: the walk may skip expected positions 1..drop (up to the rip the IRQ below
- * interrupted, and that rip's caller when it was in its own window); `mayEnd`: it may end after
- * position 0.
+ *     (kernel-model.md §3.2 [derived]): perf from those regs gets regs->ip only.
  */
-export interface BlindSpot {
-  readonly drop: number;
+export interface WindowOracle {
+  /** Is `ip` in its function's frame window (before `mov rbp,rsp` completed, or at `ret`)? */
+  inWindow(ip: bigint): boolean;
+  /** Is an interrupt at `ip`, whose hardware frame's RIP word is at `slot`, in a kernel blind spot? `mayEnd`: the walk may stop there. */
+  blindSpot(ip: bigint, slot: bigint): { readonly mayEnd: boolean } | undefined;
+}
+
+/** After position `after` of the expected chain, a correct walk may skip up to `skip` positions, or (`mayEnd`) end. */
+export interface Allowance {
+  readonly after: number;
+  readonly skip: number;
   readonly mayEnd: boolean;
 }
 
 /**
- * The blind spot of an NMI sample (truth[from] is the NMI's boundary), from where it hit:
- * `where` the kind of its symbol, whether regs->bp encodes a pt_regs (bit 0, ENCODE_FRAME_POINTER),
- * and whether regs->sp and regs->bp are on different stacks.
+ * What a correct frame-pointer walk may miss of expectedChain(truth, from), at each interrupt
+ * boundary (the sample's own, and each frame an interrupt entered):
+ *   - interrupted rip in its function's frame window: that function's caller (one position);
+ *   - interrupted rip in a kernel blind spot: everything up to the rip the next interrupt below
+ *     interrupted, and that rip's caller (it may have been in its own window).
  */
-export function blindSpot(truth: readonly TruthEntry[], from: number, where: { kernelText: boolean; entryCode: boolean; encodedBp: boolean; splitStacks: boolean }): BlindSpot | undefined {
-  if (!where.kernelText || !(where.entryCode || where.encodedBp || where.splitStacks)) return undefined;
-  // The position of the rip the next interrupt below interrupted (1 with none), and its caller.
-  let at = 0, drop = 1;
-  for (let i = from + 1; i < truth.length; i++) {
+export function allowances(truth: readonly TruthEntry[], from: number, w: WindowOracle): Allowance[] {
+  // The boundaries: the position of the interrupted rip in the chain, the rip, its frame's slot.
+  const bounds: { at: number; ip: bigint; slot: bigint }[] = [];
+  let at = 0;
+  for (let i = from; i < truth.length; i++) {
     const e = truth[i]!;
-    if (e.kind !== "frame") continue;
-    at++;
-    if (e.entered === "interrupt") { drop = at + 1; break; }
+    if (i === from && e.kind === "interrupt") bounds.push({ at: at++, ip: e.ip, slot: e.frame });
+    else if (e.kind === "frame") {
+      if (e.entered === "interrupt" && e.returnAddress !== undefined && e.slot !== undefined) bounds.push({ at, ip: e.returnAddress, slot: e.slot });
+      at++;
+    }
   }
-  return { drop, mayEnd: where.splitStacks };
+  const out: Allowance[] = [];
+  bounds.forEach((b, k) => {
+    const blind = w.blindSpot(b.ip, b.slot);
+    if (blind) {
+      const next = bounds[k + 1]?.at ?? b.at + 1;
+      out.push({ after: b.at, skip: next - b.at + 1, mayEnd: blind.mayEnd });
+    } else if (w.inWindow(b.ip)) out.push({ after: b.at, skip: 1, mayEnd: false });
+  });
+  return out;
+}
+
+/** Does `got` read as `expected` with, after each allowance's position, up to its skip left out (or the end)? */
+function matchesWithin(expected: readonly bigint[], got: readonly bigint[], allow: readonly Allowance[]): boolean {
+  const byAt = new Map(allow.map((a) => [a.after, a]));
+  const rec = (e: number, g: number): boolean => {
+    if (e >= expected.length) return g === got.length; // skipped to the end: the walk must be over too
+    if (g >= got.length || got[g] !== expected[e]) return false;
+    const a = byAt.get(e);
+    if (!a) return rec(e + 1, g + 1);
+    if (a.mayEnd && g + 1 === got.length) return true;
+    for (let d = 0; d <= a.skip; d++) if (rec(e + 1 + d, g + 1)) return true;
+    return false;
+  };
+  return rec(0, 0);
 }
 
 export interface Classified {
@@ -101,8 +113,8 @@ export interface Classified {
   readonly at: number;
 }
 
-/** Class a walk; `gaps`: positions windowGaps() allows to be missing. */
-export function classify(expected: readonly bigint[], walk: Walk, gaps: readonly number[] = [], blind?: BlindSpot): Classified {
+/** Class a walk; `allow`: what allowances() lets a correct walk miss. */
+export function classify(expected: readonly bigint[], walk: Walk, allow: readonly Allowance[] = []): Classified {
   const got = walk.ips;
   let at = 0;
   while (at < got.length && at < expected.length && got[at] === expected[at]) at++;
@@ -110,22 +122,12 @@ export function classify(expected: readonly bigint[], walk: Walk, gaps: readonly
     if (walk.error) return { class: "FLAGGED", at };
     return { class: walk.reachedEnd ? "EXACT" : "TRUNCATED", at };
   }
-  // WINDOW: exactly the window frames are missing (interrupted at the entry of the outermost
+  // WINDOW: only what the windows allow is missing (interrupted at the entry of the outermost
   // function, there is nothing above to reach). When the unwinder flagged it (ORC's frame-pointer
   // guess in a BPF prologue), it is FLAGGED, unless the unwinder itself calls the loss expected
   // (unwind_frame.c bad_address: no warning for an interrupt in entry code or before the C
   // handler's first frame pointer, e.g. an NMI on do_syscall_64's first instruction).
-  const windowClass = walk.error && !walk.expectedLoss ? "FLAGGED" : "WINDOW";
-  if (gaps.length > 0) {
-    const without = expected.filter((_, i) => !gaps.includes(i));
-    if (got.length === without.length && got.every((v, i) => v === without[i])) return { class: windowClass, at };
-  }
-  // A kernel blind spot: position 0, then the expected chain from some j ≤ drop + 1 on (or nothing).
-  if (blind && got.length > 0 && got[0] === expected[0]) {
-    const tail = got.length - 1;
-    const fits = (j: number) => expected.length - j === tail && got.every((v, i) => i === 0 || v === expected[j + i - 1]);
-    if ((tail === 0 && blind.mayEnd) || Array.from({ length: blind.drop }, (_, k) => k + 2).some(fits)) return { class: windowClass, at };
-  }
+  if (allow.length > 0 && matchesWithin(expected, got, allow)) return { class: walk.error && !walk.expectedLoss ? "FLAGGED" : "WINDOW", at };
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };
 }

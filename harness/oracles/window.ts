@@ -1,30 +1,32 @@
 // The frame-pointer window of a function, read from its code: from its entry until its
 // `mov rbp,rsp` has executed, and at a `ret` (after `leave`), rbp is still the caller's frame,
 // so an FP unwind from an interrupt there misses the immediate caller (objtool's stated limit).
-import type { Machine, TruthEntry } from "../machine/index.ts";
+import type { Machine } from "../machine/index.ts";
 import { disassemble } from "../../jit/disasm.ts";
-import { blindSpot, type BlindSpot } from "./classify.ts";
+import type { WindowOracle } from "./classify.ts";
 
-/**
- * Whether an NMI that interrupted `regs` (its pt_regs' ip, sp and bp) sits in a kernel blind
- * spot (classify.ts blindSpot()); `stacks`: the stacks' bounds, to tell which one an address is on.
- */
-export function nmiBlindSpot(m: Machine, stacks: readonly { begin: bigint; end: bigint }[], truth: readonly TruthEntry[], from: number, regs: { ip: bigint; sp: bigint; bp: bigint }): BlindSpot | undefined {
-  const kind = m.symbols.lookup(regs.ip)?.kind;
-  const stackOf = (a: bigint) => stacks.findIndex((s) => a >= s.begin && a < s.end);
-  // rsp one past a stack's top still belongs to it (an empty stack): compare sp - 1
-  const sp = stackOf(regs.sp - 1n), bp = stackOf(regs.bp);
-  return blindSpot(truth, from, {
-    kernelText: kind === "kernel" || kind === "entry",
-    entryCode: kind === "entry",
-    encodedBp: (regs.bp & 1n) === 1n,
-    splitStacks: sp >= 0 && bp >= 0 && sp !== bp, // a user-mode rbp (do_syscall_64's entry) is on none
-  });
-}
-
-export class FrameWindows {
+export class FrameWindows implements WindowOracle {
   private readonly cache = new Map<string, { movRbp: bigint | undefined; rets: Set<bigint> }>();
-  constructor(private readonly m: Machine) {}
+  /** `stacks`: the stacks' bounds (picture.ts stackAreas()), to tell which one an address is on. */
+  constructor(private readonly m: Machine, private readonly stacks: readonly { begin: bigint; end: bigint }[] = []) {}
+
+  /**
+   * classify.ts WindowOracle: the interrupted rip is in kernel text (not BPF) and in entry code,
+   * or the interrupted rbp encodes a pt_regs (bit 0: ENCODE_FRAME_POINTER), or the interrupted
+   * rsp and rbp are on two different stacks (call_on_irqstack()). The interrupted rsp and rbp are
+   * read from the pt_regs below the hardware frame (ip at 128, bp at 32, sp at 152: struct pt_regs).
+   */
+  blindSpot(ip: bigint, slot: bigint): { mayEnd: boolean } | undefined {
+    const kind = this.m.symbols.lookup(ip)?.kind;
+    if (kind !== "kernel" && kind !== "entry") return undefined;
+    const bp = this.m.peek64(slot - 96n) ?? 0n, sp = this.m.peek64(slot + 24n) ?? 0n;
+    const stackOf = (a: bigint) => this.stacks.findIndex((s) => a >= s.begin && a < s.end);
+    // rsp one past a stack's top still belongs to it (an empty stack); a user-mode rbp (at
+    // do_syscall_64's entry) is on no stack
+    const spOn = stackOf(sp - 1n), bpOn = stackOf(bp);
+    const split = spOn >= 0 && bpOn >= 0 && spOn !== bpOn;
+    return kind === "entry" || (bp & 1n) === 1n || split ? { mayEnd: split } : undefined;
+  }
 
   /** Is `rip` at or before its function's first `mov rbp,rsp`, or at a `ret`? */
   inWindow(rip: bigint): boolean {

@@ -9,8 +9,8 @@ import { program } from "../../../jit/bpf/program.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { envFromImage, perfCallchain } from "../../../unwinder/index.ts";
-import { classify, expectedChain, windowGaps, type StackClass } from "../../../harness/oracles/classify.ts";
-import { FrameWindows, nmiBlindSpot } from "../../../harness/oracles/window.ts";
+import { allowances, classify, expectedChain, type StackClass } from "../../../harness/oracles/classify.ts";
+import { FrameWindows } from "../../../harness/oracles/window.ts";
 import { stackAreas } from "../../../harness/picture.ts";
 
 const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
@@ -48,7 +48,7 @@ function sweep(strategyName: string, irqAt?: number) {
   const img = buildImage({ programs: [outer, nested], task: 0, nested: [1], irq: [{ vector: 0x20, program: 1 }] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
   const m = img.machine();
   const env = envFromImage(img, m);
-  const windows = new FrameWindows(m);
+  const windows = new FrameWindows(m, stackAreas(img));
   img.startTask(m);
   const base = m.snapshot();
   const straight = m.run();
@@ -65,16 +65,14 @@ function sweep(strategyName: string, irqAt?: number) {
   }
   const rows: { k: number; cls: StackClass; inWindow: boolean; blind: boolean; where: string }[] = [];
   let sample: { cls: StackClass; inWindow: boolean; blind: boolean; where: string } | undefined;
-  const stacks = stackAreas(img);
   m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
     const truth = mm.truth();
     const marker = truth.findIndex((t) => t.kind === "interrupt");
     const ip = (truth[marker] as { ip: bigint }).ip;
-    const regs = mm.reg("rdi");
-    const blind = nmiBlindSpot(mm, stacks, truth, marker, { ip, sp: mm.peek64(regs + 152n)!, bp: mm.peek64(regs + 32n)! });
+    const blind = windows.blindSpot(ip, (truth[marker] as { frame: bigint }).frame) !== undefined;
     const inWindow = windows.inWindow(ip);
-    const c = classify(expectedChain(truth, marker), perfCallchain(env, regs), windowGaps(truth, marker, (a) => windows.inWindow(a)), blind);
-    sample = { cls: c.class, inWindow, blind: blind !== undefined, where: mm.symbols.symbolize(ip) ?? ip.toString(16) };
+    const c = classify(expectedChain(truth, marker), perfCallchain(env, mm.reg("rdi")), allowances(truth, marker, windows));
+    sample = { cls: c.class, inWindow, blind, where: mm.symbols.symbolize(ip) ?? ip.toString(16) };
   });
   for (let k = from; k < to; k++) {
     m.restore(base);
@@ -103,7 +101,7 @@ describe("an NMI at every instruction boundary, frame unwinder, perf callchain",
     expect(rows.filter((r) => r.cls === "EXACT").length).toBeGreaterThan(rows.length / 2);
   });
 
-  // NMI inside an IRQ's entry code, its stack switch and its handler (classify.ts blindSpot()):
+  // NMI inside an IRQ's entry code, its stack switch and its handler (classify.ts WindowOracle):
   // in the kernel's blind spots the FP walk from the NMI's regs may miss frames up to the rip
   // the IRQ interrupted (or stop, on the IRQ stack switch) — WINDOW; everywhere else EXACT.
   test.each(["baseline", "r9-private"])("%s: an NMI anywhere in an IRQ's handling: WINDOW exactly in frame windows and the kernel's blind spots", (name) => {

@@ -9,7 +9,7 @@ import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { envFromImage } from "../../../unwinder/index.ts";
 import { orcEnvFromImage, orcWalk, type OrcVersion } from "../../../unwinder/orc.ts";
-import { classify, expectedChain, windowGaps } from "../../../harness/oracles/classify.ts";
+import { allowances, classify, expectedChain } from "../../../harness/oracles/classify.ts";
 import { FrameWindows } from "../../../harness/oracles/window.ts";
 
 const sampler = program({ name: "sampler", type: "kprobe", funcs: [{ name: "main", stackDepth: 64, body: [
@@ -57,7 +57,7 @@ describe("ORC from an NMI at every boundary (perf callchain)", () => {
       const ip = (truth[k] as { ip: bigint }).ip;
       const walk = orcWalk(env, { regs: mm.reg("rdi") });
       const inBpf = ip >= main.start && ip < main.end;
-      row = { cls: classify(expectedChain(truth, k), walk, windowGaps(truth, k, (a) => windows.inWindow(a))).class, bpf: inBpf ? (ip >= main.fpStart && ip < main.fpEnd ? "in-window" : "outside") : "no", inFpWindow: windows.inWindow(ip) };
+      row = { cls: classify(expectedChain(truth, k), walk, allowances(truth, k, windows)).class, bpf: inBpf ? (ip >= main.fpStart && ip < main.fpEnd ? "in-window" : "outside") : "no", inFpWindow: windows.inWindow(ip) };
     });
     for (let i = 0; i < total; i++) {
       m.restore(base);
