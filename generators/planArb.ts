@@ -105,7 +105,9 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   const chainProgram: fc.Arbitrary<PlanProgram> = fc.record({ type: fc.constantFrom("struct_ops", "tracing", "raw_tp"), privStackRequested: fc.boolean(), seed: s32, funcs: chainFuncs });
   const general = fc.array(program, { minLength: 1, maxLength: c.maxPrograms });
   const chainLength = Math.min(c.maxPrograms, c.maxNestDepth + 1);
-  const programs = chainLength >= 2 ? fc.oneof(w(3, general), w(1, fc.array(chainProgram, { minLength: chainLength, maxLength: chainLength }))) : general;
+  // fc.oneof shrinks within the arm it drew, and a chain has a fixed length: withCrossShrink
+  // first tries the general arm's value, so a failing chain can shrink to a single program.
+  const programs = chainLength >= 2 ? fc.oneof({ withCrossShrink: true }, w(3, general), w(1, fc.array(chainProgram, { minLength: chainLength, maxLength: chainLength }))) : general;
 
   const isNmi = c.irq ? fc.boolean() : fc.constant(true);
   const at = fc.oneof(w(4, fc.constant("call")), w(2, fc.constant("entry")), w(2, fc.constant("exit")), w(2, fc.constant("own")), w(1, fc.constant("start")), w(1, fc.constant("anywhere")));
