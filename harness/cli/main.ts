@@ -12,6 +12,10 @@ import { printInsn } from "../../jit/bpf/print.ts";
 import { loadScenario, ScenarioError } from "../scenario.ts";
 import { runScenario, scheduleOf, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
 
+import { RunFailed, UsageError } from "./errors.ts";
+import { formatChains } from "../report.ts";
+import { addCampaignCommands } from "./campaign.ts";
+
 const VERSION = "0.1.0";
 
 function parseAddress(v: string): bigint {
@@ -19,10 +23,6 @@ function parseAddress(v: string): bigint {
   return BigInt(v.startsWith("0x") ? v : `0x${v}`);
 }
 
-/** A usage error found while a command runs (commander's own errors are reported by commander). */
-class UsageError extends Error {}
-/** A run that found a failure: exit code 1, the report already printed. */
-class RunFailed extends Error {}
 
 function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
@@ -37,14 +37,7 @@ export function formatOutcome(file: string, o: RunOutcome): string {
     lines.push("", `sample ${i + 1}: ${s.kind} at ${s.where}, step ${s.step}: ${s.class}${s.failed ? " (fails)" : ""}${s.error ? " [unwinder error]" : ""}`);
     lines.push(`  sampler: rip ${h16(s.regs.rip)} rsp ${h16(s.regs.rsp)} rbp ${h16(s.regs.rbp)}`);
     if (s.interrupted) lines.push(`  regs:    ip  ${h16(s.interrupted.ip)} sp  ${h16(s.interrupted.sp)} bp  ${h16(s.interrupted.bp)}`);
-    const w = Math.max(20, ...s.truth.map((t) => t.symbol.length + 18));
-    lines.push(`  ${"#".padEnd(3)}${"truth".padEnd(w)}unwound`);
-    for (let k = 0; k < Math.max(s.truth.length, s.unwound.length); k++) {
-      const t = s.truth[k], u = s.unwound[k];
-      const mark = t && u && t.ip === u.ip ? " " : "!";
-      lines.push(`${mark} ${String(k).padEnd(3)}${(t ? `${h16(t.ip)} ${t.symbol}` : "").padEnd(w)}${u ? `${h16(u.ip)} ${u.symbol}` : ""}`);
-    }
-    for (const x of s.warnings) lines.push(`  ${x}`);
+    lines.push(...formatChains(s));
   });
   lines.push("", `checks (${o.checks.invocations} BPF invocations):`);
   if (o.checks.failures.length === 0) lines.push("  semantics, ABI, interrupt stacks and guards: ok");
@@ -143,6 +136,8 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
       out(o.json ? `${JSON.stringify(outcome, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n` : formatOutcome(file, outcome));
       if (!outcome.ok) throw new RunFailed();
     });
+
+  addCampaignCommands(program, out);
 
   program
     .command("strategies")

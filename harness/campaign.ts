@@ -1,0 +1,100 @@
+// A campaign (design.md §7-§8): fast-check generates plans (generators/), each lowers to a
+// scenario that runs under one strategy and unwinder (random mode: the plan's own interrupt
+// schedule; exhaustive mode: one interrupt at every instruction boundary); the first failure
+// shrinks to a minimal plan, which is run once more to draw its report. A campaign is a function
+// of its seed: the same seed (and path) gives the same counterexample. Shards split one campaign
+// across processes or CI jobs, each with its own seed derived from the campaign's.
+import fc from "fast-check";
+import { planArb, planToScenario, type Plan, type PlanConstraints } from "../generators/index.ts";
+import { buildImage, type Image } from "../jit/image.ts";
+import type { Strategy } from "../jit/strategy.ts";
+import { checkExhaustive, checkRandom, firstFailure, type CheckOptions, type PointClass, type Verdict } from "./property.ts";
+import { runScenario, scheduleOf } from "./run.ts";
+import { parseScenario, type Scenario } from "./scenario.ts";
+
+export interface CampaignOptions extends CheckOptions {
+  readonly strategy: Strategy;
+  /** Cases to generate (this shard's share of them). */
+  readonly runs: number;
+  readonly seed: number;
+  /** Replay: the fast-check path of a counterexample (with its seed). */
+  readonly path?: string;
+  readonly exhaustive?: boolean;
+  readonly constraints?: PlanConstraints;
+  /** Called after each case with the number done (progress bars). */
+  readonly onCase?: (done: number) => void;
+}
+
+/** One plan, lowered and checked. */
+export interface Checked {
+  readonly plan: Plan;
+  readonly scenario: Scenario;
+  readonly image: Image;
+  readonly verdict: Verdict;
+}
+
+export interface CampaignResult {
+  readonly ok: boolean;
+  readonly seed: number;
+  /** Cases run (including the failing one; shrink steps not counted). */
+  readonly runs: number;
+  readonly shrinks: number;
+  /** The counterexample's fast-check path, for replay. */
+  readonly path?: string;
+  readonly counterexample?: Checked;
+  /** Interrupt points hit across every case, by class. */
+  readonly coverage: ReadonlyMap<PointClass, number>;
+  readonly elapsedMs: number;
+}
+
+/** Lower a plan and check it; `picture` redraws the failing sample's stacks (for the report). */
+export function checkPlan(plan: Plan, o: CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean }, picture = false): Checked {
+  const scenario = parseScenario(planToScenario(plan), "generated scenario");
+  const image = buildImage(scenario.spec, o.strategy);
+  let verdict = o.exhaustive ? checkExhaustive(scenario, o.strategy, o, image) : checkRandom(scenario, o.strategy, o, image);
+  const sample = verdict.failure?.sample;
+  if (picture && sample !== undefined) {
+    // Runs are deterministic: the same run again, drawing the stacks at the failing sample.
+    const injections = verdict.injection ? [verdict.injection] : o.exhaustive ? [] : scheduleOf(scenario);
+    const outcome = runScenario(scenario, o.strategy, { ...o, policy: o.policy ?? "strict", image, injections, picture: sample });
+    verdict = { ...verdict, outcome, failure: firstFailure(outcome) };
+  }
+  return { plan, scenario, image, verdict };
+}
+
+export function runCampaign(o: CampaignOptions): CampaignResult {
+  const started = performance.now();
+  const coverage = new Map<PointClass, number>();
+  let done = 0;
+  const property = fc.property(planArb(o.constraints ?? {}), (plan) => {
+    const { verdict } = checkPlan(plan, o);
+    for (const [k, n] of verdict.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
+    o.onCase?.(++done);
+    return verdict.ok;
+  });
+  const details = fc.check(property, { numRuns: o.runs, seed: o.seed, ...(o.path !== undefined ? { path: o.path, endOnFailure: true } : {}) });
+  const elapsedMs = performance.now() - started;
+  if (!details.failed) return { ok: true, seed: o.seed, runs: details.numRuns, shrinks: 0, coverage, elapsedMs };
+  const plan = details.counterexample?.[0];
+  if (plan === undefined) throw new Error(`the campaign failed without a counterexample: ${String(details.errorInstance)}`);
+  // A plan that throws (not a verdict) is a harness bug: surface it with the plan, not a silent FAIL.
+  let counterexample: Checked;
+  try {
+    counterexample = checkPlan(plan, o, true);
+  } catch (e) {
+    throw new Error(`checking the shrunk plan threw (seed ${o.seed}, path ${details.counterexamplePath}): ${(e as Error).message}\nplan: ${JSON.stringify(plan)}`);
+  }
+  return {
+    ok: false, seed: o.seed, runs: details.numRuns, shrinks: details.numShrinks, path: details.counterexamplePath ?? undefined,
+    counterexample, coverage, elapsedMs,
+  } as CampaignResult;
+}
+
+/** `i/n`: shard i (1-based) of n. */
+export interface Shard { readonly index: number; readonly count: number }
+
+/** This shard's share of `runs` cases and its seed (the campaign seed for shard 1, then seed + i - 1). */
+export function shardOf(runs: number, seed: number, s: Shard): { runs: number; seed: number } {
+  const base = Math.floor(runs / s.count), extra = runs % s.count;
+  return { runs: base + (s.index <= extra ? 1 : 0), seed: (seed + s.index - 1) | 0 };
+}

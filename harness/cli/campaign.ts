@@ -1,0 +1,231 @@
+// The campaign commands (design.md §8): `check` (a campaign under one strategy: pass, or the
+// shrunk counterexample's report), `matrix` (every strategy × unwinder) and `replay` (a seed and
+// path, or a corpus file). Long campaigns show a progress bar on a terminal; `--workers` runs
+// shards on worker threads (piscina); `--shard i/n` splits a campaign across CI jobs.
+import { cpus } from "node:os";
+import { Option, type Command } from "commander";
+import cliProgress from "cli-progress";
+import { Piscina } from "piscina";
+import pc from "picocolors";
+import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
+import type { Strategy } from "../../jit/strategy.ts";
+import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
+import { loadCorpusFile, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
+import type { Policy } from "../oracles/classify.ts";
+import type { PointClass } from "../property.ts";
+import { formatCounterexample } from "../report.ts";
+import { UNWINDERS, type UnwinderName } from "../run.ts";
+import { RunFailed, UsageError } from "./errors.ts";
+import type { WorkerTask, WorkerResult } from "./worker-task.ts";
+
+type Knowledge = "none" | "per-type" | "per-instance";
+
+interface CampaignFlags {
+  strategy: string;
+  unwinder: UnwinderName;
+  policy: Policy;
+  privateStacks: Knowledge;
+  runs: number;
+  seed?: number;
+  exhaustive?: boolean;
+  json?: boolean;
+}
+
+const int = (name: string, min: number) => (v: string): number => {
+  if (!/^-?\d+$/.test(v) || Number(v) < min) throw new UsageError(`${name} '${v}': expected an integer ≥ ${min}`);
+  return Number(v);
+};
+
+function parseShard(v: string): Shard {
+  const m = /^(\d+)\/(\d+)$/.exec(v);
+  const s = m ? { index: Number(m[1]), count: Number(m[2]) } : undefined;
+  if (!s || s.count < 1 || s.index < 1 || s.index > s.count) throw new UsageError(`--shard '${v}': expected i/n with 1 ≤ i ≤ n, e.g. 2/4`);
+  return s;
+}
+
+/** A fresh seed when none is given; printed with every result so the run can be repeated. */
+const freshSeed = () => (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
+
+function replayLine(f: CampaignFlags, strategy: string, seed: number, path: string): string {
+  return [
+    "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
+    ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
+    ...(f.exhaustive ? ["--exhaustive"] : []), `--seed ${seed}`, `--path ${path}`,
+  ].join(" ");
+}
+
+const coverageText = (c: ReadonlyMap<PointClass, number>) =>
+  [...c.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([k, n]) => `${k} ${n}`).join(", ") || "none";
+
+function progressBar(total: number, enabled: boolean): { tick(n: number): void; stop(): void } {
+  if (!enabled || !process.stderr.isTTY) return { tick() {}, stop() {} };
+  const bar = new cliProgress.SingleBar({ stream: process.stderr, format: "  {bar} {value}/{total} cases | {duration_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic);
+  bar.start(total, 0);
+  return { tick: (n) => bar.update(n), stop: () => bar.stop() };
+}
+
+/** Run one campaign, on worker threads if asked; a failure is replayed here (seed + path) for its report. */
+async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {
+  const options = { strategy, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false };
+  if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
+  const pool = new Piscina<WorkerTask, WorkerResult>({ filename: new URL("./worker.js", import.meta.url).href, maxThreads: workers, minThreads: workers });
+  const started = performance.now();
+  try {
+    const shards = Array.from({ length: workers }, (_, i) => shardOf(runs, seed, { index: i + 1, count: workers }));
+    let done = 0;
+    const results = await Promise.all(shards.map(async (s) => {
+      const r = await pool.run({ strategy: strategySpec, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false, runs: s.runs, seed: s.seed });
+      bar((done += r.runs));
+      return r;
+    }));
+    const coverage = new Map<PointClass, number>();
+    for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
+    const failed = results.find((r) => !r.ok);
+    const total = results.reduce((n, r) => n + r.runs, 0);
+    if (!failed) return { ok: true, seed, runs: total, shrinks: 0, coverage, elapsedMs: performance.now() - started };
+    // The same seed and path on this thread: the same counterexample, with its report.
+    const cx = runCampaign({ ...options, runs: 1, seed: failed.seed, path: failed.path! });
+    return { ...cx, runs: total, shrinks: failed.shrinks, coverage, elapsedMs: performance.now() - started };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+export function addCampaignCommands(program: Command, out: (s: string) => void): void {
+  const common = (c: Command) => c
+    .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
+    .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
+    .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices(["none", "per-type", "per-instance"]).default("none"))
+    .option("--exhaustive", "inject one IRQ and one NMI at every instruction boundary of each scenario, one run each")
+    .option("--json", "machine-readable output");
+
+  common(program
+    .command("check")
+    .description("a campaign: random scenarios under one strategy; on failure, the shrunk counterexample's report (exit 1)")
+    .requiredOption("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)"))
+    .option("--runs <n>", "scenarios to generate", int("--runs", 1), 100)
+    .option("--seed <n>", "the campaign's seed (printed when not given)", int("--seed", -0x80000000))
+    .option("--workers <n>", "worker threads (default 1)", int("--workers", 1), 1)
+    .option("--shard <i/n>", "run shard i of n (CI jobs): its share of the runs, with its own seed", parseShard)
+    .option("--save <dir>", "write a failure to this corpus directory (e.g. test/corpus)")
+    .action(async (f: CampaignFlags & { workers: number; shard?: Shard; save?: string }) => {
+      const strategy = await loadStrategy(f.strategy);
+      const campaignSeed = f.seed ?? freshSeed();
+      const { runs, seed } = f.shard ? shardOf(f.runs, campaignSeed, f.shard) : { runs: f.runs, seed: campaignSeed };
+      const workers = Math.min(f.workers, cpus().length * 4, runs);
+      const bar = progressBar(runs, !f.json && runs >= 50);
+      let r: CampaignResult;
+      try {
+        r = await campaign(f.strategy, strategy, f, seed, runs, workers, bar.tick);
+      } finally {
+        bar.stop();
+      }
+      const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, seed ${seed}${f.shard ? `, shard ${f.shard.index}/${f.shard.count}` : ""}`;
+      if (r.ok) {
+        if (f.json) out(`${JSON.stringify({ ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
+        else out(`${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}\n`);
+        return;
+      }
+      const cx = r.counterexample!;
+      const replay = replayLine(f, f.strategy, r.seed, r.path!);
+      const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, {
+        strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay, found: `found after ${r.runs} scenarios, shrunk in ${r.shrinks} steps`,
+      });
+      let saved: string | undefined;
+      if (f.save) {
+        const expect: Record<string, string> = {};
+        const under = { exhaustive: f.exhaustive ?? false, unwinder: f.unwinder, policy: f.policy };
+        for (const s of BUILTIN_STRATEGIES) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under));
+        if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[strategy.name] = verdictName(cx.verdict);
+        saved = saveCounterexample(f.save, cx, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict) }, expect);
+      }
+      if (f.json) {
+        out(`${JSON.stringify({
+          ok: false, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, seed: r.seed, path: r.path, runs: r.runs, shrinks: r.shrinks,
+          elapsedMs: Math.round(r.elapsedMs), failure: cx.verdict.failure, injection: cx.verdict.injection, plan: cx.plan, scenario: cx.scenario.file, replay, saved, report,
+        }, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n`);
+      } else {
+        out(`${head}\n${pc.red("FAIL")}\n${report}${saved ? `saved: ${saved}\n` : ""}`);
+      }
+      throw new RunFailed();
+    });
+
+  common(program
+    .command("replay")
+    .description("replay a counterexample from its seed and path, or a corpus file under every strategy it lists")
+    .argument("[file]", "a corpus file (test/corpus/*.json)")
+    .option("--strategy <name|file>", "the strategy (with --seed/--path; with a file: only this one)")
+    .option("--seed <n>", "the seed a campaign printed", int("--seed", -0x80000000))
+    .option("--path <path>", "the path a campaign printed"))
+    .action(async (file: string | undefined, f: CampaignFlags & { path?: string }) => {
+      if (file !== undefined) {
+        const e = loadCorpusFile(file);
+        const names = f.strategy ? [f.strategy] : Object.keys(e.data.expect);
+        const rows: { strategy: string; expected: string; got: string }[] = [];
+        for (const n of names) {
+          const s = await loadStrategy(n);
+          rows.push({ strategy: s.name, expected: e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s)) });
+        }
+        const bad = rows.filter((x) => x.expected !== x.got);
+        if (f.json) out(`${JSON.stringify({ file, ok: bad.length === 0, rows }, null, 2)}\n`);
+        else out(`${file}: ${e.data.name}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
+        if (bad.length) throw new RunFailed();
+        return;
+      }
+      if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("replay: give a corpus file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
+      if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`replay: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
+      const strategy = await loadStrategy(f.strategy);
+      const r = runCampaign({ strategy, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false, runs: 1, seed: f.seed, path: f.path });
+      if (r.ok) {
+        out(f.json ? `${JSON.stringify({ ok: true, seed: f.seed, path: f.path }, null, 2)}\n` : `seed ${f.seed}, path ${f.path}: the scenario there passes under ${strategy.name} (a different strategy, unwinder or policy than the campaign's?)\n`);
+        return;
+      }
+      const cx = r.counterexample!;
+      const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) });
+      out(f.json ? `${JSON.stringify({ ok: false, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : report);
+      throw new RunFailed();
+    });
+
+  program
+    .command("matrix")
+    .description("every strategy × unwinder: a Markdown table of pass or the first failure's class, with the time each took")
+    .option("--runs <n>", "scenarios per cell", int("--runs", 1), 30)
+    .option("--seed <n>", "the seed of every cell (printed when not given)", int("--seed", -0x80000000))
+    .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
+    .option("--exhaustive", "exhaustive mode in every cell")
+    .option("--json", "machine-readable output")
+    .action((f: CampaignFlags) => {
+      const seed = f.seed ?? freshSeed();
+      const cells: { strategy: string; unwinder: string; verdict: string; functions?: number; runs: number; ms: number; path?: string }[] = [];
+      const bar = progressBar(BUILTIN_STRATEGIES.length * UNWINDERS.length, !f.json);
+      try {
+        for (const s of BUILTIN_STRATEGIES) {
+          for (const u of UNWINDERS) {
+            const r = runCampaign({ strategy: s, unwinder: u, policy: f.policy, exhaustive: f.exhaustive ?? false, runs: f.runs, seed });
+            const cx = r.counterexample;
+            cells.push({
+              strategy: s.name, unwinder: u, verdict: r.ok ? "pass" : verdictName(cx!.verdict), runs: r.runs, ms: Math.round(r.elapsedMs),
+              ...(cx ? { functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), path: r.path } : {}),
+            });
+            bar.tick(cells.length);
+          }
+        }
+      } finally {
+        bar.stop();
+      }
+      if (f.json) { out(`${JSON.stringify({ seed, runs: f.runs, policy: f.policy, cells }, null, 2)}\n`); return; }
+      const lines = [
+        `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}`, "",
+        `| strategy | ${UNWINDERS.join(" | ")} |`, `|---|${UNWINDERS.map(() => "---").join("|")}|`,
+      ];
+      for (const s of BUILTIN_STRATEGIES) {
+        const row = UNWINDERS.map((u) => {
+          const c = cells.find((x) => x.strategy === s.name && x.unwinder === u)!;
+          return `${c.verdict === "pass" ? `pass (${c.runs})` : `${c.verdict}, ${c.functions} fn`} ${(c.ms / 1000).toFixed(1)} s`;
+        });
+        lines.push(`| ${s.name} | ${row.join(" | ")} |`);
+      }
+      lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u> --seed ${seed} --path <path> (paths: --json).`);
+      out(`${lines.join("\n")}\n`);
+    });
+}

@@ -1,0 +1,33 @@
+// One shard of a campaign on a worker thread. Only plain data crosses the thread boundary: the
+// strategy by name or module path, and back the verdict summary (seed and path, so the main
+// thread can replay a failure for its report).
+import { loadStrategy } from "../../jit/strategies/index.ts";
+import { runCampaign } from "../campaign.ts";
+import type { Policy } from "../oracles/classify.ts";
+import type { PointClass } from "../property.ts";
+import type { UnwinderName } from "../run.ts";
+
+export interface WorkerTask {
+  readonly strategy: string;
+  readonly unwinder: UnwinderName;
+  readonly policy: Policy;
+  readonly privateStacks: "none" | "per-type" | "per-instance";
+  readonly exhaustive: boolean;
+  readonly runs: number;
+  readonly seed: number;
+}
+
+export interface WorkerResult {
+  readonly ok: boolean;
+  readonly seed: number;
+  readonly runs: number;
+  readonly shrinks: number;
+  readonly path?: string;
+  readonly coverage: readonly [PointClass, number][];
+}
+
+export async function runShard(t: WorkerTask): Promise<WorkerResult> {
+  const strategy = await loadStrategy(t.strategy);
+  const r = runCampaign({ strategy, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed });
+  return { ok: r.ok, seed: r.seed, runs: r.runs, shrinks: r.shrinks, ...(r.path !== undefined ? { path: r.path } : {}), coverage: [...r.coverage] };
+}

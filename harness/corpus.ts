@@ -1,0 +1,85 @@
+// The regression corpus (design.md §8): one JSON file per counterexample worth keeping, under
+// test/corpus/. A file holds the raw plan (what the generator produced, so it can be given back
+// to fast-check and shrunk further), the scenario it lowers to (what runs; readable, and usable
+// with `stackcheck run`), how it was found, and the expected verdict per strategy: "pass", or the
+// first failure's class or check name. `npm test` replays every file under every strategy listed.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { z } from "zod";
+import type { Plan } from "../generators/index.ts";
+import { buildImage } from "../jit/image.ts";
+import type { Strategy } from "../jit/strategy.ts";
+import type { Checked } from "./campaign.ts";
+import { checkExhaustive, checkRandom, type CheckOptions, type Verdict } from "./property.ts";
+import { UNWINDERS } from "./run.ts";
+import { parseScenario, ScenarioError, type Scenario, type ScenarioFile } from "./scenario.ts";
+
+export const CORPUS_VERSION = 1;
+
+const schema = z.strictObject({
+  version: z.literal(CORPUS_VERSION),
+  name: z.string(),
+  found: z.strictObject({
+    strategy: z.string(),
+    unwinder: z.enum(UNWINDERS),
+    policy: z.enum(["strict", "reliable"]),
+    exhaustive: z.boolean(),
+    seed: z.number().int(),
+    path: z.string(),
+    failure: z.string(),
+  }),
+  plan: z.unknown(),
+  scenario: z.unknown(),
+  expect: z.record(z.string(), z.string()),
+});
+export type CorpusFile = z.infer<typeof schema>;
+
+export interface CorpusEntry {
+  readonly file: string;
+  readonly data: CorpusFile;
+  readonly scenario: Scenario;
+}
+
+/** "pass", or what failed first: a class (TRUNCATED), a check (semantics) or a run result (fault). */
+export const verdictName = (v: Verdict): string => (v.ok ? "pass" : v.failure!.what);
+
+export function loadCorpusFile(file: string): CorpusEntry {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new ScenarioError(file, [{ code: "read", path: "", message: `cannot read a corpus file: ${(e as Error).message}` }]);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    throw new ScenarioError(file, parsed.error.issues.map((i) => ({ code: i.code, path: i.path.join("."), message: i.message })));
+  }
+  const scenario = parseScenario(parsed.data.scenario, `${file} (scenario)`);
+  return { file, data: parsed.data, scenario };
+}
+
+/** How a corpus entry was found, which is how it is replayed. */
+export type FoundUnder = Pick<CorpusFile["found"], "unwinder" | "policy" | "exhaustive">;
+
+/** A scenario's verdict under one strategy, in the mode, unwinder and policy it was found with. */
+export function verdictUnder(sc: Scenario, strategy: Strategy, f: FoundUnder): Verdict {
+  const opts: CheckOptions = { unwinder: f.unwinder, policy: f.policy };
+  const image = buildImage(sc.spec, strategy);
+  return f.exhaustive ? checkExhaustive(sc, strategy, opts, image) : checkRandom(sc, strategy, opts, image);
+}
+
+/** Check an entry's scenario under one strategy, as it was found. */
+export const replayEntry = (e: CorpusEntry, strategy: Strategy): Verdict => verdictUnder(e.scenario, strategy, e.data.found);
+
+/** A file name from the failure: `<strategy>-<class>-<seed>.json`. */
+export function saveCounterexample(dir: string, cx: Checked, found: CorpusFile["found"], expect: Record<string, string>): string {
+  mkdirSync(dir, { recursive: true });
+  const data: CorpusFile = {
+    version: CORPUS_VERSION,
+    name: `${found.strategy} ${found.failure} under ${found.unwinder} (${found.policy}${found.exhaustive ? ", exhaustive" : ""})`,
+    found, plan: cx.plan as Plan, scenario: cx.scenario.file as ScenarioFile, expect,
+  };
+  const file = join(dir, `${found.strategy}-${found.failure.toLowerCase()}-${found.seed >>> 0}.json`);
+  writeFileSync(file, `${JSON.stringify(data, null, 2)}\n`);
+  return file;
+}
