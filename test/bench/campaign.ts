@@ -1,0 +1,39 @@
+// Campaign figures for `npm run bench` (design §9): scenarios per second end to end, exhaustive
+// time for a 20-function scenario, and time to find and shrink each broken design.
+import fc from "fast-check";
+import { checkPlan, runCampaign } from "../../harness/campaign.ts";
+import { planArb, type Plan } from "../../generators/index.ts";
+import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
+import type { Strategy } from "../../jit/strategy.ts";
+
+const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
+const functions = (p: Plan) => p.programs.reduce((n, x) => n + x.funcs.length, 0);
+
+/** End to end (generate, lower, JIT, run with the plan's interrupts, check): scenarios per second. */
+export function benchScenarios(runs: number, seed: number, small: boolean): { perSecond: number; runs: number } {
+  const constraints = small ? { maxPrograms: 2, maxFuncs: 2, maxItems: 4 } : {};
+  const r = runCampaign({ strategy: strategy("baseline"), unwinder: "frame", policy: "strict", runs, seed, constraints });
+  if (!r.ok) throw new Error(`bench: baseline failed (seed ${seed}, path ${r.path})`);
+  return { perSecond: (r.runs / r.elapsedMs) * 1000, runs: r.runs };
+}
+
+/** Exhaustive mode on the first generated plan with at least 20 functions: its time and runs. */
+export function benchExhaustive20(seed: number): { ms: number; runs: number; functions: number } {
+  const plan = fc.sample(planArb({ maxPrograms: 8, maxFuncs: 4, maxItems: 4 }), { numRuns: 500, seed }).find((p) => functions(p) >= 20);
+  if (!plan) throw new Error("bench: no 20-function plan in 500 samples");
+  const t0 = performance.now();
+  const c = checkPlan({ ...plan, interrupts: [] }, { strategy: strategy("baseline"), unwinder: "frame", policy: "strict", exhaustive: true });
+  const ms = performance.now() - t0;
+  if (!c.verdict.ok) throw new Error("bench: baseline failed the exhaustive run");
+  return { ms, runs: c.verdict.runs, functions: functions(plan) };
+}
+
+/** Each broken design: time to find and shrink, cases run, shrink steps, shrunk functions. */
+export function benchBroken(seed: number): { name: string; ms: number; runs: number; shrinks: number; functions: number; what: string }[] {
+  return BUILTIN_STRATEGIES.filter((s) => !["baseline", "r9-private"].includes(s.name)).map((s) => {
+    const r = runCampaign({ strategy: s, unwinder: "frame", policy: "strict", runs: 1000, seed });
+    if (r.ok) return { name: s.name, ms: r.elapsedMs, runs: r.runs, shrinks: 0, functions: 0, what: "not found" };
+    const cx = r.counterexample!;
+    return { name: s.name, ms: r.elapsedMs, runs: r.runs, shrinks: r.shrinks, functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), what: cx.verdict.failure!.what };
+  });
+}
