@@ -12,6 +12,14 @@ import { checkExhaustive, checkRandom, firstFailure, type CheckOptions, type Poi
 import { runScenario, scheduleOf } from "./run.ts";
 import { parseScenario, type Scenario } from "./scenario.ts";
 
+/** The harness itself could not check a generated plan (a bug to report, with its seed and path). */
+export class HarnessError extends Error {
+  constructor(message: string, readonly seed: number, readonly path: string | undefined) {
+    super(message);
+    this.name = "HarnessError";
+  }
+}
+
 export interface CampaignOptions extends CheckOptions {
   readonly strategy: Strategy;
   /** Cases to generate (this shard's share of them). */
@@ -82,7 +90,7 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
   try {
     counterexample = checkPlan(plan, o, true);
   } catch (e) {
-    throw new Error(`checking the shrunk plan threw (seed ${o.seed}, path ${details.counterexamplePath}): ${(e as Error).message}\nplan: ${JSON.stringify(plan)}`);
+    throw new HarnessError(`checking a generated plan threw (seed ${o.seed}, path ${details.counterexamplePath}): ${(e as Error).message}\nplan: ${JSON.stringify(plan)}`, o.seed, details.counterexamplePath ?? undefined);
   }
   return {
     ok: false, seed: o.seed, runs: details.numRuns, shrinks: details.numShrinks, path: details.counterexamplePath ?? undefined,

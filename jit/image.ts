@@ -10,7 +10,7 @@ import { jitProgram, type JitProgram } from "./jit.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
   BPF_TEXT, BPF_TEXT_SIZE, EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, KD, KDATA, KDATA_SIZE, KTEXT, KTEXT_SIZE, NMI_IST,
-  NMI_STACK, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, PERCPU, PERCPU_DYNAMIC, PERCPU_ORIGIN, PERCPU_SIZE, PT_REGS,
+  NMI_STACK, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, PERCPU, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_ORIGIN, PERCPU_SIZE, PT_REGS,
   PT_REGS_SIZE, TASK_PT_REGS, TASK_STACK, THREAD_SIZE,
 } from "./kernel/layout.ts";
 import { DEFAULT_JIT_OPTIONS, type JitOptions, type Strategy } from "./strategy.ts";
@@ -117,7 +117,8 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     return { ...p, jit };
   });
   if (text > BPF_TEXT + BigInt(BPF_TEXT_SIZE)) throw new ImageError("the JITed programs do not fit the BPF text area");
-  if (dyn > PERCPU_ORIGIN + BigInt(PERCPU_SIZE)) throw new ImageError(`the per-CPU allocations (${dyn - PERCPU_ORIGIN} bytes) do not fit the per-CPU area`);
+  if (dyn > PERCPU_ORIGIN + BigInt(PERCPU_SIZE)) throw new ImageError(`the per-CPU allocations (${dyn - PERCPU_ORIGIN} bytes) do not fit the per-CPU area (${PERCPU_SIZE} bytes)`);
+  const percpuMapped = Math.max(PERCPU_MIN_MAPPED, Math.ceil(Number(dyn - PERCPU_ORIGIN) / 0x1000) * 0x1000);
 
   const thisCpu = (ptr: bigint) => BigInt.asUintN(64, ptr - PERCPU_ORIGIN + PERCPU);
   const guard = (name: string, start: bigint, size: number): RegionDef => ({ name, kind: "guard", start, size, perms: "---" });
@@ -137,7 +138,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     guard("NMI stack guard (low)", NMI_STACK - 0x1000n, 0x1000),
     { name: "NMI stack", kind: "stack", start: NMI_STACK, size: EXCEPTION_STKSZ, perms: "rw-" },
     guard("NMI stack guard (high)", NMI_STACK + BigInt(EXCEPTION_STKSZ), 0x1000),
-    { name: "per-CPU", kind: "percpu", start: PERCPU, size: PERCPU_SIZE, perms: "rw-" },
+    { name: "per-CPU", kind: "percpu", start: PERCPU, size: percpuMapped, perms: "rw-" },
   ];
   const symbols: SymbolDef[] = [...kernel.symbols];
   const fpWindows: FpWindow[] = [];

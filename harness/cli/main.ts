@@ -13,6 +13,7 @@ import { loadScenario, ScenarioError } from "../scenario.ts";
 import { runScenario, scheduleOf, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
 
 import { RunFailed, UsageError } from "./errors.ts";
+import { HarnessError } from "../campaign.ts";
 import { formatChains } from "../report.ts";
 import { addCampaignCommands } from "./campaign.ts";
 
@@ -180,11 +181,12 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
 }
 
 /** Exit codes: 0 pass, 1 a run found a failure, 2 the command or its input is wrong. */
-export const EXIT = { pass: 0, failed: 1, usage: 2 } as const;
+export const EXIT = { pass: 0, failed: 1, usage: 2, harness: 3 } as const;
 
 /**
  * Run the CLI; returns the process exit code. Input errors (options, scenario files, strategy
- * modules, images that cannot be built) exit 2 with one message naming the problem; with
+ * modules, images that cannot be built) exit 2 with one message naming the problem (3: the
+ * harness failed on a generated plan, reported with its seed and path); with
  * `--json` that message is a JSON object `{ "error": { "kind", "message" } }` on the same stream.
  */
 export async function main(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
@@ -205,6 +207,10 @@ export async function main(argv: readonly string[], out: (s: string) => void = (
     if (e instanceof UsageError || e instanceof ScenarioError || e instanceof StrategyError || e instanceof ImageError) {
       say(e instanceof ScenarioError ? "scenario" : e instanceof StrategyError ? "strategy" : e instanceof ImageError ? "image" : "usage", e.message);
       return EXIT.usage;
+    }
+    if (e instanceof HarnessError) {
+      say("harness", `harness error, please report it: ${e.message}`);
+      return EXIT.harness;
     }
     throw e;
   }

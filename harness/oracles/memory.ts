@@ -20,7 +20,7 @@ import { hex64 as hex, toCanonical, type Activation, type Machine } from "../mac
 import type { Image } from "../../jit/image.ts";
 import {
   EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF,
-  PERCPU, PERCPU_SIZE, TASK_STACK, THREAD_SIZE,
+  PERCPU, TASK_STACK, THREAD_SIZE,
 } from "../../jit/kernel/layout.ts";
 import { privateStacks } from "../../jit/private-stacks.ts";
 import type { RunFailure } from "./run.ts";
@@ -103,7 +103,8 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
     else if (reports === MAX_REPORTS + 1) failures.push({ check: "memory", message: "further memory reports suppressed" });
   };
   const objects = perCpuObjects(img);
-  const perCpuEnd = PERCPU + BigInt(PERCPU_SIZE);
+  const percpu = img.regions.find((r) => r.kind === "percpu")!;
+  const perCpuEnd = percpu.start + BigInt(percpu.size);
   // Which program a BPF instruction belongs to (its functions' images).
   const images = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({ program, base: f.image.base, end: f.image.end })));
   const programAt = (ip: bigint) => images.find((x) => ip >= x.base && ip < x.end)?.program;

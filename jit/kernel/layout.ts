@@ -22,7 +22,12 @@ export const NMI_IST = 2;
 
 /** CPU 0's per-CPU area; the GS base. Static per-CPU variables sit at small offsets in it. */
 export const PERCPU = 0xffff88807fc00000n;
-export const PERCPU_SIZE = 0x40000;
+/**
+ * The per-CPU area: what an image maps is what its allocations need (at least 256 KiB), up to
+ * this much, so a machine's snapshots do not pay for unused pages.
+ */
+export const PERCPU_SIZE = 0x1000000;
+export const PERCPU_MIN_MAPPED = 0x40000;
 export const PCPU_THIS_CPU_OFF = 0x10;
 export const PCPU_HARDIRQ_STACK_PTR = 0x18;
 export const PCPU_HARDIRQ_STACK_INUSE = 0x20;
