@@ -3,7 +3,7 @@
 // perf_callchain_kernel() (kernel-model.md §6.4).
 import type { Machine } from "../harness/machine/index.ts";
 import type { Image } from "../jit/image.ts";
-import { EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, TASK_PT_REGS, TASK_STACK, THREAD_SIZE } from "../jit/kernel/layout.ts";
+import { EXCEPTION_STKSZ, IRQ_STACK_SIZE, THREAD_SIZE } from "../jit/kernel/layout.ts";
 import { unwindDone, unwindError, unwindGetReturnAddress, unwindNextFrame, unwindStart, type StartFrom } from "./frame.ts";
 import { STACK_TYPE_NMI, STACK_TYPE_PRIVATE, type PrivateStackDef, type UnwindEnv } from "./stack.ts";
 
@@ -24,16 +24,17 @@ export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnow
     // whatever they put there, and the walk shows what that gives.
     return { begin, end: begin + BigInt(x.size), type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i, backLink: img.thisCpu(x.framePtr) - 8n };
   });
+  const { taskStack, irqStack, nmiStack } = img.layout;
   return {
     mem: { read64: (a) => m.peek64(a) },
     stacks: {
-      task: { begin: TASK_STACK, end: TASK_STACK + BigInt(THREAD_SIZE) },
-      hardirqStackPtr: IRQ_STACK + BigInt(IRQ_STACK_SIZE) - 8n,
+      task: { begin: taskStack, end: taskStack + BigInt(THREAD_SIZE) },
+      hardirqStackPtr: irqStack + BigInt(IRQ_STACK_SIZE) - 8n,
       irqStackSize: IRQ_STACK_SIZE,
-      exception: [{ type: STACK_TYPE_NMI, begin: NMI_STACK, end: NMI_STACK + BigInt(EXCEPTION_STKSZ) }],
+      exception: [{ type: STACK_TYPE_NMI, begin: nmiStack, end: nmiStack + BigInt(EXCEPTION_STKSZ) }],
       privateStacks,
     },
-    taskPtRegs: TASK_PT_REGS,
+    taskPtRegs: img.taskPtRegs,
     isKernelText: (a) => textKinds.has(m.symbols.lookup(a)?.kind ?? ""),
     inEntryCode: (a) => m.symbols.lookup(a)?.kind === "entry",
     symbolize: (a) => m.symbols.symbolize(a) ?? a.toString(16),

@@ -14,7 +14,7 @@
 //     priv_stack_check_guard()).
 import { hex64 as hex, toCanonical, type Activation, type Machine } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
-import { EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, TASK_STACK, THREAD_SIZE } from "../../jit/kernel/layout.ts";
+import { EXCEPTION_STKSZ, IRQ_STACK_SIZE, THREAD_SIZE } from "../../jit/kernel/layout.ts";
 import type { RunFailure } from "./run.ts";
 
 interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean }
@@ -51,10 +51,11 @@ export function privateStackAreas(img: Image): Area[] {
 
 export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): MemoryOracle {
   const sym = (a: bigint) => m.symbols.describe(a);
+  const { taskStack, irqStack, nmiStack } = img.layout;
   const areas: Area[] = [
-    { name: "task", begin: TASK_STACK, end: TASK_STACK + BigInt(THREAD_SIZE), private: false },
-    { name: "IRQ", begin: IRQ_STACK, end: IRQ_STACK + BigInt(IRQ_STACK_SIZE), private: false },
-    { name: "NMI", begin: NMI_STACK, end: NMI_STACK + BigInt(EXCEPTION_STKSZ), private: false },
+    { name: "task", begin: taskStack, end: taskStack + BigInt(THREAD_SIZE), private: false },
+    { name: "IRQ", begin: irqStack, end: irqStack + BigInt(IRQ_STACK_SIZE), private: false },
+    { name: "NMI", begin: nmiStack, end: nmiStack + BigInt(EXCEPTION_STKSZ), private: false },
     ...privateStackAreas(img),
   ];
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
