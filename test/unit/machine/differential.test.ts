@@ -1,0 +1,103 @@
+// The machine against the processor it models. Random instruction sequences drawn from every
+// user-mode form of the ISA table (test/native/sequences.ts), with random registers, flags and
+// memory, run on the machine and natively on this x86-64 CPU (test/native/runner.c, compiled with
+// the system `cc`); the final registers, the arithmetic flags the SDM defines, and the data and
+// stack memory must match bit for bit. Privileged forms (cli, sti, iretq, and int3/ud2, which
+// trap) cannot run in a user process and stay covered by the unit tests.
+import { fc, test } from "@fast-check/vitest";
+import { afterAll, beforeAll, describe, expect } from "vitest";
+import { hex64, REG_NAMES } from "../../../harness/machine/index.ts";
+import { differences, emulate, flagNames } from "../../native/emulate.ts";
+import { USER_FORMS, FORMS } from "../../native/forms.ts";
+import { compileRunner, NativeRunner, NativeToolchainError, type NativeOutcome } from "../../native/runner.ts";
+import { rawCase, rawUnit, sequenceCase, SEQ, SEQ_DUMP_NAMES, type RawCase, type SeqProgram } from "../../native/sequences.ts";
+import { runs } from "../../helpers/runs.ts";
+
+let runner: NativeRunner;
+beforeAll(() => { runner = NativeRunner.start(); }); // no cc: fails every test here with what to install
+afterAll(async () => { await runner?.close(); });
+
+/** Run a case both ways; a readable report of every difference, or undefined when they agree. */
+async function compare(raw: RawCase): Promise<{ p: SeqProgram; native: NativeOutcome; report: string | undefined }> {
+  const p = sequenceCase(raw);
+  const native = await runner.run(p.case);
+  const emu = emulate(p.case);
+  const diffs = differences(emu, native, p.case, SEQ_DUMP_NAMES);
+  if (native.kind !== "stopped" && diffs.length === 0) diffs.push(`case defect: the generated program did not reach the stop natively (${native.kind})`);
+  if (diffs.length === 0) return { p, native, report: undefined };
+  const c = p.case;
+  const report = [
+    "the machine and the CPU differ:",
+    ...diffs.map((d) => `  ${d}`),
+    "program (Intel syntax; units u0.., subroutines sub<j>; => where the CPU faulted):",
+    p.listing(native.kind === "signal" ? native.rip : undefined),
+    `initial: ${REG_NAMES.map((r, i) => `${r}=${hex64(c.regs[i]!)}`).join(" ")}`,
+    `         flags ${flagNames(c.rflags)}, gs base ${hex64(c.gsBase)}, data/stack from memory seed ${raw.memSeed}`,
+  ].join("\n");
+  return { p, native, report };
+}
+
+const unitOf = (form: number, base: fc.Arbitrary<RawCase["main"][number]> = rawUnit) => base.map((u) => ({ ...u, form }));
+
+describe("the machine against the real CPU: instruction sequences", () => {
+  test("the generator covers every user-mode form of the ISA table, and only those are left out", () => {
+    expect(FORMS.length).toBe(281); // `stackcheck isa`
+    expect(FORMS.filter((f) => !f.userMode).map((f) => f.name).sort()).toEqual(["Cli", "Int3", "Iretq", "Sti", "Ud2"]);
+    expect(USER_FORMS).toHaveLength(276);
+    for (const [i, f] of USER_FORMS.entries()) {
+      const [raw] = fc.sample(rawCase(1).chain((c) => unitOf(i).map((u) => ({ ...c, main: [u] }))), { numRuns: 1, seed: i });
+      expect(sequenceCase(raw!).codes, f.name).toContain(f.code);
+    }
+  });
+
+  // Every form at least twice (with and without a memory operand where it has one), as a sweep
+  // that does not depend on the random draw.
+  test("every form, one unit at a time, with register and memory operands", async () => {
+    const failures: string[] = [];
+    for (const [i] of USER_FORMS.entries()) {
+      for (const withMem of [false, true]) {
+        const arb = rawCase(1).chain((c) => unitOf(i).map((u) => ({ ...c, main: [{ ...u, mem: withMem ? u.mem ?? { mode: i, gs: (i & 1) === 1, base: 3, index: 6, scale: i & 3, disp: -i, target: 8 * i, xval: BigInt(i) } : null }] })));
+        const [raw] = fc.sample(arb, { numRuns: 1, seed: 2 * i + (withMem ? 1 : 0) });
+        const { report } = await compare(raw!);
+        if (report !== undefined) failures.push(`${USER_FORMS[i]!.name}:\n${report}`);
+      }
+    }
+    expect(failures, failures.slice(0, 3).join("\n\n")).toEqual([]);
+  }, 60_000);
+
+  test.prop([rawCase()], runs(500))("final registers, defined flags and memory match bit for bit", async (raw) => {
+    const { report } = await compare(raw);
+    if (report !== undefined) throw new Error(report);
+  }, 60_000);
+});
+
+describe("the native runner", () => {
+  test("a fault ends the case as a signal at the faulting rip, with the registers as the machine has them", async () => {
+    // mov rax, 0x12345000; mov rbx, [rax] (unmapped) ... the CPU and the machine both stop at the load.
+    const raw: RawCase = { regs: Array(16).fill(0n), flags: 0, memSeed: 0, gsOff: 0, rspOff: 0, main: [], subs: [] };
+    const p = sequenceCase({ ...raw, main: [{ form: USER_FORMS.findIndex((f) => f.name === "Nopd"), regs: [0, 0, 0], mem: null, imm: 0n, skip: 1, variant: 0 }] });
+    const code = Uint8Array.of(0x48, 0xc7, 0xc0, 0x00, 0x50, 0x34, 0x12, 0x48, 0x8b, 0x18); // mov rax,0x12345000; mov rbx,[rax]
+    const c = { ...p.case, loads: [{ addr: SEQ.code, bytes: code }, ...p.case.loads.slice(1)], rip: SEQ.code };
+    const native = await runner.run(c);
+    expect(native).toMatchObject({ kind: "signal", signal: "SIGSEGV", rip: SEQ.code + 7n, address: 0x12345000n });
+    expect(differences(emulate(c), native, c, SEQ_DUMP_NAMES)).toEqual([]);
+  });
+
+  test("a case that never reaches the stop ends with a timeout", async () => {
+    const p = sequenceCase({ regs: Array(16).fill(0n), flags: 0, memSeed: 0, gsOff: 0, rspOff: 0, main: [], subs: [] });
+    const c = { ...p.case, loads: [{ addr: SEQ.code, bytes: Uint8Array.of(0xeb, 0xfe) }], rip: SEQ.code, timeoutMs: 50 }; // jmp $
+    expect((await runner.run(c)).kind).toBe("timeout");
+  });
+
+  test("without a C compiler the suite fails, saying which compiler and what to install", () => {
+    let err: unknown;
+    try {
+      compileRunner({ cc: "cc", env: { ...process.env, PATH: "/nonexistent" } });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(NativeToolchainError);
+    expect((err as Error).message).toMatch(/`cc` was not found on PATH\. Install a C compiler \(Debian\/Ubuntu: apt-get install gcc/);
+    expect((err as Error).stack, "no stack trace").toBe(`NativeToolchainError: ${(err as Error).message}`);
+  });
+});
