@@ -33,11 +33,22 @@ export function machineFor(c: NativeCase): Machine {
 interface StepInfo { readonly form: Form | undefined; readonly imm: number; readonly text: string }
 
 /**
- * Run `c` on `m` (by default a machine built from the case) to the stop address, one step at a
- * time. The case must hold the stop address at [rsp], as the native runner expects the code to
- * find its return address there.
+ * Run `c` to the stop address, one step at a time, on `m` (by default a machine built from the
+ * case, disposed at the end). The case must hold the stop address at [rsp], as the native
+ * runner expects the code to find its return address there.
  */
-export function emulate(c: NativeCase, m: Machine = machineFor(c), maxSteps = 200_000): Emulated {
+export function emulate(c: NativeCase, m?: Machine, maxSteps = 200_000): Emulated {
+  const machine = m ?? machineFor(c);
+  const ins = new Instruction();
+  try {
+    return stepToStop(c, machine, ins, maxSteps);
+  } finally {
+    ins.free();
+    if (m === undefined) machine.dispose();
+  }
+}
+
+function stepToStop(c: NativeCase, m: Machine, ins: Instruction, maxSteps: number): Emulated {
   const rsp = c.regs[4]!;
   if (m.peek64(rsp) !== c.stop) throw new Error(`emulate: the word at rsp ${hex64(rsp)} must be the stop address ${hex64(c.stop)}`);
   REG_NAMES.forEach((n, i) => m.setReg(n, c.regs[i]!));
@@ -47,31 +58,23 @@ export function emulate(c: NativeCase, m: Machine = machineFor(c), maxSteps = 20
   const flags = new FlagDefinedness();
   const undefinedReads: string[] = [];
   const infos = new Map<bigint, StepInfo>();
-  const ins = new Instruction();
-  try {
-    for (;;) {
-      const ip = m.rip;
-      let info = ip === c.stop ? undefined : infos.get(ip);
-      if (info === undefined && ip !== c.stop) {
-        info = decodeAt(m, ip, ins);
-        infos.set(ip, info);
-      }
-      // The effect is worked out before the step: a shift by cl needs the count it will use.
-      const form = info?.form;
-      const effect = form === undefined ? undefined
-        : formFlagEffect(form, info!.imm, form.operands[1]?.kind === "cl" ? Number(m.reg("rcx") & 0xffn) : undefined);
-      const before = m.steps;
-      const r = m.step();
-      if (effect !== undefined && m.steps > before && (r.kind === "paused" || r.kind === "completed")) {
-        const bad = flags.apply(effect);
-        if (bad !== 0) undefinedReads.push(`'${info!.text}' at ${hex64(ip)} reads ${flagNames(bad)}, left undefined before it`);
-      }
-      const done = (outcome: EmulatedOutcome): Emulated => ({ outcome, undefinedFlags: flags.undefinedNow, undefinedReads, steps: m.steps });
-      if (r.kind !== "paused") return done(toOutcome(m, c, r));
-      if (m.steps >= maxSteps) return done({ kind: "failed", message: `no stop after ${maxSteps} steps (at ${hex64(m.rip)})` });
+  const done = (outcome: EmulatedOutcome): Emulated => ({ outcome, undefinedFlags: flags.undefinedNow, undefinedReads, steps: m.steps });
+  for (;;) {
+    const ip = m.rip;
+    let info = infos.get(ip);
+    if (info === undefined && ip !== c.stop) infos.set(ip, (info = decodeAt(m, ip, ins)));
+    // The effect is worked out before the step: a shift by cl needs the count it will use.
+    const form = info?.form;
+    const effect = form === undefined ? undefined
+      : formFlagEffect(form, info!.imm, form.operands[1]?.kind === "cl" ? Number(m.reg("rcx") & 0xffn) : undefined);
+    const before = m.steps;
+    const r = m.step();
+    if (effect !== undefined && m.steps > before && (r.kind === "paused" || r.kind === "completed")) {
+      const bad = flags.apply(effect);
+      if (bad !== 0) undefinedReads.push(`'${info!.text}' at ${hex64(ip)} reads ${flagNames(bad)}, left undefined before it`);
     }
-  } finally {
-    ins.free();
+    if (r.kind !== "paused") return done(toOutcome(m, c, r));
+    if (m.steps >= maxSteps) return done({ kind: "failed", message: `no stop after ${maxSteps} steps (at ${hex64(m.rip)})` });
   }
 }
 

@@ -573,3 +573,15 @@ export function sequenceCase(raw: RawCase): SeqProgram {
     listing: (mark) => formatListing(disassemble(code.bytes, SEQ.code, { syntax: "intel", symbolize: (a) => names.get(a) }), mark),
   };
 }
+
+/**
+ * A case that runs hand-written `bytes` (then a jmp to the stop address) with the registers,
+ * flags and memory of `raw` (all zero by default).
+ */
+export function codeCase(bytes: Uint8Array, raw: Partial<RawCase> = {}): NativeCase {
+  const base = sequenceCase({ regs: Array<bigint>(16).fill(0n), flags: 0, memSeed: 0, gsOff: 0, rspOff: 0, ...raw, main: [], subs: [] }).case;
+  const jmp = new Uint8Array(5);
+  jmp[0] = 0xe9;
+  new DataView(jmp.buffer).setInt32(1, Number(SEQ.stop - (SEQ.code + BigInt(bytes.length) + 5n)), true);
+  return { ...base, loads: [{ addr: SEQ.code, bytes: Uint8Array.from([...bytes, ...jmp]) }, ...base.loads.slice(1)], rip: SEQ.code };
+}
