@@ -68,9 +68,30 @@ const u64le = (v: bigint) => {
   return b;
 };
 
+/** The memory map of an image: it depends on the layout only. */
+export function imageRegions(layout: Layout = KERNEL_LAYOUT): RegionDef[] {
+  const { ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, taskStack: TASK_STACK, irqStack: IRQ_STACK, nmiStack: NMI_STACK, percpu: PERCPU } = layout;
+  const guard = (name: string, start: bigint, size: number): RegionDef => ({ name, kind: "guard", start, size, perms: "---" });
+  return [
+    { name: "kernel text", kind: "text", start: KTEXT, size: KTEXT_SIZE, perms: "r-x" },
+    { name: "kernel data", kind: "data", start: KDATA, size: KDATA_SIZE, perms: "rw-" },
+    { name: "bpf images", kind: "text", start: BPF_TEXT, size: BPF_TEXT_SIZE, perms: "r-x" },
+    guard("task stack guard (low)", TASK_STACK - 0x1000n, 0x1000),
+    { name: "task stack", kind: "stack", start: TASK_STACK, size: THREAD_SIZE, perms: "rw-" },
+    guard("task stack guard (high)", TASK_STACK + BigInt(THREAD_SIZE), 0x1000),
+    guard("IRQ stack guard (low)", IRQ_STACK - 0x1000n, 0x1000),
+    { name: "IRQ stack", kind: "stack", start: IRQ_STACK, size: IRQ_STACK_SIZE, perms: "rw-" },
+    guard("IRQ stack guard (high)", IRQ_STACK + BigInt(IRQ_STACK_SIZE), 0x1000),
+    guard("NMI stack guard (low)", NMI_STACK - 0x1000n, 0x1000),
+    { name: "NMI stack", kind: "stack", start: NMI_STACK, size: EXCEPTION_STKSZ, perms: "rw-" },
+    guard("NMI stack guard (high)", NMI_STACK + BigInt(EXCEPTION_STKSZ), 0x1000),
+    { name: "per-CPU", kind: "percpu", start: PERCPU, size: PERCPU_SIZE, perms: "rw-" },
+  ];
+}
+
 export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions = DEFAULT_JIT_OPTIONS, layout: Layout = KERNEL_LAYOUT): Image {
   // The layout under the names of the kernel layout's constants, which this body used to read.
-  const { ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, taskStack: TASK_STACK, irqStack: IRQ_STACK, nmiStack: NMI_STACK, percpu: PERCPU, percpuOrigin: PERCPU_ORIGIN } = layout;
+  const { ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, irqStack: IRQ_STACK, nmiStack: NMI_STACK, percpu: PERCPU, percpuOrigin: PERCPU_ORIGIN } = layout;
   const TASK_PT_REGS = taskPtRegs(layout);
   const n = spec.programs.length;
   const mustBeProg = (i: number | undefined, what: string) => {
@@ -113,22 +134,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   if (dyn > PERCPU_ORIGIN + BigInt(PERCPU_SIZE)) throw new ImageError(`the per-CPU allocations (${dyn - PERCPU_ORIGIN} bytes) do not fit the per-CPU area`);
 
   const thisCpu = (ptr: bigint) => BigInt.asUintN(64, ptr - PERCPU_ORIGIN + PERCPU);
-  const guard = (name: string, start: bigint, size: number): RegionDef => ({ name, kind: "guard", start, size, perms: "---" });
-  const regions: RegionDef[] = [
-    { name: "kernel text", kind: "text", start: KTEXT, size: KTEXT_SIZE, perms: "r-x" },
-    { name: "kernel data", kind: "data", start: KDATA, size: KDATA_SIZE, perms: "rw-" },
-    { name: "bpf images", kind: "text", start: BPF_TEXT, size: BPF_TEXT_SIZE, perms: "r-x" },
-    guard("task stack guard (low)", TASK_STACK - 0x1000n, 0x1000),
-    { name: "task stack", kind: "stack", start: TASK_STACK, size: THREAD_SIZE, perms: "rw-" },
-    guard("task stack guard (high)", TASK_STACK + BigInt(THREAD_SIZE), 0x1000),
-    guard("IRQ stack guard (low)", IRQ_STACK - 0x1000n, 0x1000),
-    { name: "IRQ stack", kind: "stack", start: IRQ_STACK, size: IRQ_STACK_SIZE, perms: "rw-" },
-    guard("IRQ stack guard (high)", IRQ_STACK + BigInt(IRQ_STACK_SIZE), 0x1000),
-    guard("NMI stack guard (low)", NMI_STACK - 0x1000n, 0x1000),
-    { name: "NMI stack", kind: "stack", start: NMI_STACK, size: EXCEPTION_STKSZ, perms: "rw-" },
-    guard("NMI stack guard (high)", NMI_STACK + BigInt(EXCEPTION_STKSZ), 0x1000),
-    { name: "per-CPU", kind: "percpu", start: PERCPU, size: PERCPU_SIZE, perms: "rw-" },
-  ];
+  const regions = imageRegions(layout);
   const symbols: SymbolDef[] = [...kernel.symbols];
   const fpWindows: FpWindow[] = [];
   const loads: { addr: bigint; bytes: Uint8Array }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
