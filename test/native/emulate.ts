@@ -115,6 +115,7 @@ const hexBytes = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2,
 /** Byte ranges where two dumps differ, as `name+0xoff: machine .. | cpu ..` lines (at most `max`). */
 function dumpDifferences(name: string, base: bigint, a: Uint8Array, b: Uint8Array, max = 4): string[] {
   const out: string[] = [];
+  if (Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b)) return out;
   for (let i = 0; i < a.length && out.length < max; i++) {
     if (a[i] === b[i]) continue;
     let j = i;
