@@ -8,6 +8,7 @@ import { overBudget, watchRun, type RunReport, type StackBudgets } from "./oracl
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
 import type { Strategy } from "../jit/strategy.ts";
+import { stackPicture } from "./picture.ts";
 import { envFromImage, perfCallchain, stackWalk, type PrivateStackKnowledge, type Walk } from "../unwinder/index.ts";
 import { orcEnvFromImage, orcWalk, type OrcVersion } from "../unwinder/orc.ts";
 
@@ -31,7 +32,12 @@ export interface Sample {
   readonly unwound: readonly { ip: bigint; symbol: string }[];
   readonly error: boolean;
   readonly warnings: readonly string[];
+  /** A text picture of the stacks at this moment (only for the sample RunOptions.picture names). */
+  readonly picture?: string;
 }
+
+/** An interrupt that was raised: when, and the instruction it interrupted (the next to run). */
+export interface Raised extends Injection { readonly ip: bigint; readonly symbol: string }
 
 export interface RunOutcome {
   readonly strategy: string;
@@ -42,6 +48,10 @@ export interface RunOutcome {
   readonly checks: RunReport;
   /** Injections the run ended before reaching: never raised, so they sampled nothing. */
   readonly unraised: readonly Injection[];
+  /** The injections that were raised, with the instruction that was next when each was raised. */
+  readonly raised: readonly Raised[];
+  /** Interrupts as delivered (an IRQ raised while IF is clear waits), with the instruction each interrupted. */
+  readonly delivered: readonly Raised[];
   readonly ok: boolean;
 }
 
@@ -52,12 +62,16 @@ export interface RunOptions {
   readonly privateStacks?: PrivateStackKnowledge;
   readonly maxSteps?: number;
   readonly budgets?: StackBudgets;
+  /** The image of this scenario under this strategy, if already built (it is read-only). */
+  readonly image?: Image;
+  /** Draw the stacks at this sample (its index), for reports. */
+  readonly picture?: number;
 }
 
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
   const policy = o.policy ?? "strict";
-  const img: Image = buildImage(sc.spec, strategy);
-  const m: Machine = img.machine();
+  const img: Image = o.image ?? buildImage(sc.spec, strategy);
+  const m: Machine = o.image ? img.reusedMachine() : img.machine(); // a prebuilt image: one run after another
   const checks = watchRun(img, m, o.privateStacks ?? "none");
   const base = envFromImage(img, m, o.privateStacks ?? "none");
   const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);
@@ -66,12 +80,13 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   const samples: Sample[] = [];
   const record = (kind: Sample["kind"], where: string, from: number, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
+    const picture = o.picture === samples.length ? stackPicture(img, m, truth, interrupted?.bp ?? m.reg("rbp")) : undefined;
     const expected = expectedChain(truth, from);
     const c = classify(expected, walk, windowGaps(truth, from, (a) => windows.inWindow(a)));
     samples.push({
       kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
       truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
-      error: walk.error, warnings: walk.warnings,
+      error: walk.error, warnings: walk.warnings, ...(picture === undefined ? {} : { picture }),
     });
   };
   const fromFrame = (mm: Machine): Walk => (orc ? orcWalk(orc, { ip: mm.rip, sp: mm.reg("rsp"), bp: mm.reg("rbp") }) : stackWalk(base, { bp: mm.reg("rbp") }));
@@ -84,6 +99,14 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
     const interrupted = { ip: mm.peek64(regs + 128n) ?? 0n, sp: mm.peek64(regs + 152n) ?? 0n, bp: mm.peek64(regs + 32n) ?? 0n };
     record("NMI (perf, from regs)", sym(ip), k, orc ? orcWalk(orc, { regs }) : perfCallchain(base, regs), interrupted);
   });
+  // Delivery: the gate's first instruction runs with rsp at the hardware frame's RIP word.
+  const delivered: Raised[] = [];
+  const onGate = (kind: "irq" | "nmi", vector: number) => (mm: Machine) => {
+    const ip = mm.peek64(mm.reg("rsp")) ?? 0n;
+    delivered.push({ kind, vector, atStep: mm.steps, ip, symbol: sym(ip) });
+  };
+  for (const v of img.irqVectors) m.addHook(img.kernel.addr(`irq_entry_${v}`), onGate("irq", v));
+  m.addHook(img.kernel.addr("asm_exc_nmi"), onGate("nmi", 2));
   m.addHook(img.kernel.addr("irq_sample"), (mm) => record("IRQ handler", sym(mm.rip), 0, fromFrame(mm)));
   m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => record("bpf_get_stack (helper)", sym(mm.rip), 0, fromFrame(mm)));
 
@@ -91,18 +114,18 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   const budget = o.maxSteps ?? 1_000_000;
   const schedule = [...(o.injections ?? [])].sort((a, b) => a.atStep - b.atStep);
   let result: RunResult = { kind: "paused", steps: 0, rip: m.rip };
-  let raised = 0;
+  const raised: Raised[] = [];
   for (const x of schedule) {
     result = m.runUntil(x.atStep, { maxSteps: budget });
     if (result.kind !== "paused") break;
+    raised.push({ ...x, ip: m.rip, symbol: sym(m.rip) });
     m.raise(x.kind === "nmi" ? 2 : x.vector);
-    raised++;
   }
   if (result.kind === "paused") result = m.run({ maxSteps: budget });
   const raw = checks.report();
   const report: RunReport = { ...raw, failures: [...raw.failures, ...overBudget(raw.highWater, o.budgets ?? {})] };
   const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((s) => !s.failed);
-  return { strategy: strategy.name, unwinder: o.unwinder, policy, result, samples, checks: report, unraised: schedule.slice(raised), ok };
+  return { strategy: strategy.name, unwinder: o.unwinder, policy, result, samples, checks: report, unraised: schedule.slice(raised.length), raised, delivered, ok };
 }
 
 /** The scenario's own schedule as injections. */

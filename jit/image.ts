@@ -54,6 +54,12 @@ export interface Image {
   readonly irqVectors: readonly number[];
   /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
   machine(): Machine;
+  /**
+   * The same, for one run at a time: the image's own machine, restored to its loaded state with
+   * no hooks, observer or watchers, its decode cache kept. The same object on every call; a
+   * call ends the previous run's use of it.
+   */
+  reusedMachine(): Machine;
   /** Prepare a machine to run the task's program: rsp = task_pt_regs, stop at entry_SYSCALL_64's return. */
   startTask(m: Machine): void;
   /** task_pt_regs(): the user-mode pt_regs at the top of the task stack. */
@@ -68,30 +74,19 @@ const u64le = (v: bigint) => {
   return b;
 };
 
-/** The memory map of an image: it depends on the layout only. */
-export function imageRegions(layout: Layout = KERNEL_LAYOUT): RegionDef[] {
-  const { ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, taskStack: TASK_STACK, irqStack: IRQ_STACK, nmiStack: NMI_STACK, percpu: PERCPU } = layout;
-  const guard = (name: string, start: bigint, size: number): RegionDef => ({ name, kind: "guard", start, size, perms: "---" });
-  return [
-    { name: "kernel text", kind: "text", start: KTEXT, size: KTEXT_SIZE, perms: "r-x" },
-    { name: "kernel data", kind: "data", start: KDATA, size: KDATA_SIZE, perms: "rw-" },
-    { name: "bpf images", kind: "text", start: BPF_TEXT, size: BPF_TEXT_SIZE, perms: "r-x" },
-    guard("task stack guard (low)", TASK_STACK - 0x1000n, 0x1000),
-    { name: "task stack", kind: "stack", start: TASK_STACK, size: THREAD_SIZE, perms: "rw-" },
-    guard("task stack guard (high)", TASK_STACK + BigInt(THREAD_SIZE), 0x1000),
-    guard("IRQ stack guard (low)", IRQ_STACK - 0x1000n, 0x1000),
-    { name: "IRQ stack", kind: "stack", start: IRQ_STACK, size: IRQ_STACK_SIZE, perms: "rw-" },
-    guard("IRQ stack guard (high)", IRQ_STACK + BigInt(IRQ_STACK_SIZE), 0x1000),
-    guard("NMI stack guard (low)", NMI_STACK - 0x1000n, 0x1000),
-    { name: "NMI stack", kind: "stack", start: NMI_STACK, size: EXCEPTION_STKSZ, perms: "rw-" },
-    guard("NMI stack guard (high)", NMI_STACK + BigInt(EXCEPTION_STKSZ), 0x1000),
-    { name: "per-CPU", kind: "percpu", start: PERCPU, size: PERCPU_SIZE, perms: "rw-" },
-  ];
+/** Whole pages for `bytes` bytes, within an area of `max` bytes. */
+function pagesFor(bytes: number, max: number, what: string): number {
+  const size = Math.ceil(bytes / 0x1000) * 0x1000;
+  if (size > max) throw new ImageError(`${what} (${bytes} bytes) does not fit its ${max}-byte area`);
+  return size;
 }
 
 export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions = DEFAULT_JIT_OPTIONS, layout: Layout = KERNEL_LAYOUT): Image {
   // The layout under the names of the kernel layout's constants, which this body used to read.
-  const { ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, irqStack: IRQ_STACK, nmiStack: NMI_STACK, percpu: PERCPU, percpuOrigin: PERCPU_ORIGIN } = layout;
+  const {
+    ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, taskStack: TASK_STACK, irqStack: IRQ_STACK, nmiStack: NMI_STACK, percpu: PERCPU,
+    percpuOrigin: PERCPU_ORIGIN,
+  } = layout;
   const TASK_PT_REGS = taskPtRegs(layout);
   const n = spec.programs.length;
   const mustBeProg = (i: number | undefined, what: string) => {
@@ -134,7 +129,25 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   if (dyn > PERCPU_ORIGIN + BigInt(PERCPU_SIZE)) throw new ImageError(`the per-CPU allocations (${dyn - PERCPU_ORIGIN} bytes) do not fit the per-CPU area`);
 
   const thisCpu = (ptr: bigint) => BigInt.asUintN(64, ptr - PERCPU_ORIGIN + PERCPU);
-  const regions = imageRegions(layout);
+  const guard = (name: string, start: bigint, size: number): RegionDef => ({ name, kind: "guard", start, size, perms: "---" });
+  const regions: RegionDef[] = [
+    // Text regions are mapped as far as code was placed (whole pages), not their whole areas: a
+    // machine's decode cache has a slot per byte of executable memory, and a campaign builds a
+    // machine per run.
+    { name: "kernel text", kind: "text", start: KTEXT, size: pagesFor(kernel.text.bytes.length, KTEXT_SIZE, "kernel text"), perms: "r-x" },
+    { name: "kernel data", kind: "data", start: KDATA, size: KDATA_SIZE, perms: "rw-" },
+    { name: "bpf images", kind: "text", start: BPF_TEXT, size: Number(text - BPF_TEXT), perms: "r-x" },
+    guard("task stack guard (low)", TASK_STACK - 0x1000n, 0x1000),
+    { name: "task stack", kind: "stack", start: TASK_STACK, size: THREAD_SIZE, perms: "rw-" },
+    guard("task stack guard (high)", TASK_STACK + BigInt(THREAD_SIZE), 0x1000),
+    guard("IRQ stack guard (low)", IRQ_STACK - 0x1000n, 0x1000),
+    { name: "IRQ stack", kind: "stack", start: IRQ_STACK, size: IRQ_STACK_SIZE, perms: "rw-" },
+    guard("IRQ stack guard (high)", IRQ_STACK + BigInt(IRQ_STACK_SIZE), 0x1000),
+    guard("NMI stack guard (low)", NMI_STACK - 0x1000n, 0x1000),
+    { name: "NMI stack", kind: "stack", start: NMI_STACK, size: EXCEPTION_STKSZ, perms: "rw-" },
+    guard("NMI stack guard (high)", NMI_STACK + BigInt(EXCEPTION_STKSZ), 0x1000),
+    { name: "per-CPU", kind: "percpu", start: PERCPU, size: PERCPU_SIZE, perms: "rw-" },
+  ];
   const symbols: SymbolDef[] = [...kernel.symbols];
   const fpWindows: FpWindow[] = [];
   const loads: { addr: bigint; bytes: Uint8Array }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
@@ -184,9 +197,20 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   rv.setBigUint64(PT_REGS.orig_ax, 0n, true);
   loads.push({ addr: TASK_PT_REGS, bytes: regs });
 
+  let reused: { m: Machine; loaded: ReturnType<Machine["snapshot"]> } | undefined;
   const image: Image = {
     strategy, layout, taskPtRegs: TASK_PT_REGS, kernel, regions, symbols, fpWindows, loads, guards, irqVectors, thisCpu, bpfProgActive,
     programs: jitted.map(({ program, validated, jit, active, misses }) => ({ program, validated, jit, active, misses })),
+    reusedMachine() {
+      if (!reused) {
+        const m = image.machine();
+        reused = { m, loaded: m.snapshot() };
+        return m;
+      }
+      reused.m.restore(reused.loaded);
+      reused.m.resetInstrumentation();
+      return reused.m;
+    },
     machine() {
       const m = new Machine({ regions, symbols });
       for (const l of loads) m.load(l.addr, l.bytes);
@@ -198,6 +222,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
       return m;
     },
     startTask(m) {
+      m.rflags = 0x2; // entry_SYSCALL_64 runs with IRQs off; do_syscall_64 enables them
       m.call(kernel.addr("do_syscall_64"), { args: [BigInt(spec.task)], rsp: TASK_PT_REGS, stopAt: kernel.addr("entry_return") });
     },
   };

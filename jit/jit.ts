@@ -8,7 +8,7 @@ import { helperById, kfuncById } from "./bpf/abi.ts";
 import type { Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { calleeSavedUsed, lowerFunction } from "./lower.ts";
-import { DEFAULT_JIT_OPTIONS, type FuncJit, type JitOptions, type PlacedPrivate, type Strategy } from "./strategy.ts";
+import { checkPrivateRequest, DEFAULT_JIT_OPTIONS, type FuncJit, type JitOptions, type PlacedPrivate, type Strategy } from "./strategy.ts";
 
 export interface JitLayout {
   /** Address of the first function's image; the others follow, 16-byte aligned. */
@@ -58,6 +58,7 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
   // Private memory: __alloc_percpu_gfp(size, 8) per request, handed out in order.
   let next = layout.percpuBase;
   const privates: PlacedPrivate[] = strategy.privateMemory(p, v).map((r) => {
+    checkPrivateRequest(strategy.name, p, r);
     const percpuPtr = next;
     next += BigInt(Math.ceil(r.size / 8) * 8);
     return { ...r, percpuPtr, framePtr: percpuPtr + BigInt(r.framePtrOffset) };

@@ -41,6 +41,17 @@ export interface PrivateRequest {
   readonly framePtrOffset: number;
   /** Offsets of guard words (0xEB9F12345678eb9f) to write at allocation and check at teardown. */
   readonly guards: readonly number[];
+  /**
+   * Offset of the word where the design keeps the previous stack's rsp, if it keeps one (a
+   * back-link, as the IRQ stack's top word holds the interrupted rsp). An unwinder that knows
+   * private stacks takes next_sp from it; without one it has nowhere to go next.
+   */
+  readonly backLink?: number;
+  /**
+   * The separate stacks the allocation holds, as [begin, end) offsets (one per recursion level
+   * for a per-level slot design); by default one stack, the whole allocation.
+   */
+  readonly stacks?: readonly { readonly begin: number; readonly end: number }[];
 }
 
 /** A private request once placed: its __percpu pointer (add this_cpu_off to get the CPU's copy). */
@@ -67,4 +78,29 @@ export interface Strategy {
    * (__bpf_prog_enter_recur refuses the rest); design (g) allows up to 4 with a slot per level.
    */
   readonly recursionLimit: number;
+}
+
+export class StrategyError extends Error {
+  override name = "StrategyError";
+}
+
+/** A request the JIT can place: whole 8-byte words inside the allocation, stacks that do not overlap. */
+export function checkPrivateRequest(strategy: string, prog: Program, r: PrivateRequest): void {
+  const where = `strategy '${strategy}', private memory of ${prog.name}/${prog.funcs[r.fi]?.name ?? `function ${r.fi}`}`;
+  const fail = (what: string) => { throw new StrategyError(`${where}: ${what}`); };
+  const word = (off: number, name: string) => {
+    if (!Number.isInteger(off) || off < 0 || off + 8 > r.size || off % 8 !== 0) fail(`${name} ${off} is not an 8-byte-aligned word inside the ${r.size}-byte allocation`);
+  };
+  if (!Number.isInteger(r.fi) || r.fi < 0 || r.fi >= prog.funcs.length) fail(`'fi' ${r.fi} names no function (0..${prog.funcs.length - 1})`);
+  if (!Number.isInteger(r.size) || r.size <= 0 || r.size % 8 !== 0) fail(`'size' ${r.size} must be a positive multiple of 8`);
+  if (!Number.isInteger(r.framePtrOffset) || r.framePtrOffset < 0 || r.framePtrOffset > r.size) fail(`'framePtrOffset' ${r.framePtrOffset} is outside the ${r.size}-byte allocation`);
+  r.guards.forEach((g, i) => word(g, `guards[${i}]`));
+  if (r.backLink !== undefined) word(r.backLink, "'backLink'");
+  let last = 0;
+  for (const [i, s] of (r.stacks ?? []).entries()) {
+    if (!Number.isInteger(s.begin) || !Number.isInteger(s.end) || s.begin < last || s.end <= s.begin || s.end > r.size) {
+      fail(`stacks[${i}] [${s.begin}, ${s.end}) must lie inside the allocation, above the previous stack, and not be empty`);
+    }
+    last = s.end;
+  }
 }

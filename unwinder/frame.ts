@@ -12,7 +12,7 @@ const REG = { bp: 32n, ip: 128n, cs: 136n, sp: 152n } as const;
 
 export interface FrameUnwindState {
   stackInfo: StackInfo;
-  visit: { mask: number };
+  visit: { mask: bigint };
   error: boolean;
   gotIrq: boolean;
   /** The frame (0n: none), the pt_regs being walked (0n: none). */
@@ -147,7 +147,7 @@ export interface StartFrom {
 export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
   const regs = from.regs ?? 0n;
   const s: FrameUnwindState = {
-    stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0 },
+    stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0n },
     error: false, gotIrq: regs !== 0n, bp: 0n, regs: 0n, origSp: 0n, ip: 0n, nextBp: 0n, warnings: new Warnings(),
   };
   if (regs !== 0n && userMode(env, regs)) return s; // never start from user-mode regs

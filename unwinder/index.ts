@@ -3,6 +3,7 @@
 // perf_callchain_kernel() (kernel-model.md §6.4).
 import type { Machine } from "../harness/machine/index.ts";
 import type { Image } from "../jit/image.ts";
+import { privateStacks as imagePrivateStacks } from "../jit/private-stacks.ts";
 import { EXCEPTION_STKSZ, IRQ_STACK_SIZE, THREAD_SIZE } from "../jit/kernel/layout.ts";
 import { unwindDone, unwindError, unwindGetReturnAddress, unwindNextFrame, unwindStart, type StartFrom } from "./frame.ts";
 import { STACK_TYPE_NMI, STACK_TYPE_PRIVATE, type PrivateStackDef, type UnwindEnv } from "./stack.ts";
@@ -16,14 +17,15 @@ export type PrivateStackKnowledge = "none" | "per-type" | "per-instance";
 
 export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): UnwindEnv {
   const textKinds = new Set(["kernel", "entry", "bpf", "trampoline"]);
-  const privateStacks: PrivateStackDef[] = knowledge === "none" ? [] : img.programs.flatMap((p) => p.jit.privates).map((x, i) => {
-    const begin = img.thisCpu(x.percpuPtr);
-    // The back-link rule, as in_irq_stack() reads the IRQ stack's: next_sp is the word just
-    // below the stack's top (the frame pointer the strategy gave the function). Designs that
-    // store the old rsp there (full-private) can be walked across; for the others the word is
-    // whatever they put there, and the walk shows what that gives.
-    return { begin, end: begin + BigInt(x.size), type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i, backLink: img.thisCpu(x.framePtr) - 8n };
-  });
+  // Each private stack as an extra known stack type (one for all, or one per stack: a per-level
+  // slot is a stack of its own). The
+  // back-link rule is in_irq_stack()'s: next_sp is read from the word where the design keeps
+  // the previous rsp (full-private's `push r10`); a design that keeps none gets next_sp = 0, so
+  // a walk cannot leave its stack, as on any stack whose way back is unknown.
+  const privateStacks: PrivateStackDef[] = knowledge === "none" ? [] : imagePrivateStacks(img).map((x, i) => ({
+    begin: x.begin, end: x.end, type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i,
+    ...(x.backLink === undefined ? {} : { backLink: x.backLink }),
+  }));
   const { taskStack, irqStack, nmiStack } = img.layout;
   return {
     mem: { read64: (a) => m.peek64(a) },

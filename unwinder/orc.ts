@@ -105,7 +105,7 @@ export function kernelOrc(img: Image, m: Machine): OrcTable {
 interface OrcState {
   ip: bigint; sp: bigint; bp: bigint; signal: boolean; error: boolean;
   regs: bigint; fullRegs: boolean;
-  stackInfo: StackInfo; visit: { mask: number }; warnings: Warnings;
+  stackInfo: StackInfo; visit: { mask: bigint }; warnings: Warnings;
 }
 
 export interface OrcEnv extends UnwindEnv {
@@ -188,7 +188,7 @@ function theEnd(s: OrcState): false {
 export function orcStart(env: OrcEnv, from: { regs?: bigint; ip?: bigint; sp?: bigint; bp?: bigint }): OrcState {
   const s: OrcState = {
     ip: 0n, sp: 0n, bp: 0n, signal: false, error: false, regs: 0n, fullRegs: false,
-    stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0 }, warnings: new Warnings(),
+    stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0n }, warnings: new Warnings(),
   };
   const regs = from.regs ?? 0n;
   if (regs !== 0n) {

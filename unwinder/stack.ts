@@ -102,18 +102,18 @@ function stackOf(env: UnwindEnv, stack: bigint, info: StackInfo): boolean {
  * get_stack_info(): false (and type UNKNOWN) for NULL, an address on no known stack, or a stack
  * type already visited in this unwind ("stack recursion on stack type %d", printed once).
  */
-export function getStackInfo(env: UnwindEnv, stack: bigint, info: StackInfo, visit: { mask: number }, warnings: Warnings): boolean {
+export function getStackInfo(env: UnwindEnv, stack: bigint, info: StackInfo, visit: { mask: bigint }, warnings: Warnings): boolean {
   if (stack === 0n || !stackOf(env, stack, info)) {
     info.type = STACK_TYPE_UNKNOWN;
     return false;
   }
-  const bit = 2 ** info.type;
-  if (Math.floor(visit.mask / bit) % 2 === 1) {
+  const bit = 1n << BigInt(info.type); // a bigint: one bit per private stack instance too
+  if ((visit.mask & bit) !== 0n) {
     warnings.once("WARNING: stack recursion", `WARNING: stack recursion on stack type ${info.type}`);
     info.type = STACK_TYPE_UNKNOWN;
     return false;
   }
-  visit.mask += bit;
+  visit.mask |= bit;
   return true;
 }
 

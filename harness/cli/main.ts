@@ -6,7 +6,7 @@ import { supportedCodes } from "../machine/isa.ts";
 import { hex64 as h16, SymbolTable } from "../machine/index.ts";
 import { disassemble, formatListing } from "../../jit/disasm.ts";
 import { helperById, kfuncById } from "../../jit/bpf/abi.ts";
-import { buildImage } from "../../jit/image.ts";
+import { buildImage, ImageError } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
 import { printInsn } from "../../jit/bpf/print.ts";
 import { loadScenario, ScenarioError } from "../scenario.ts";
@@ -64,12 +64,12 @@ function parseHexBytes(words: string[]): Uint8Array {
   return Uint8Array.from(text.match(/../g)!.map((b) => parseInt(b, 16)));
 }
 
-export function buildProgram(out: (s: string) => void): Command {
+export function buildProgram(out: (s: string) => void, writeErr: (s: string) => void = out): Command {
   const program = new Command("stackcheck")
     .description("Conformance harness for the stack discipline of the Linux BPF x86-64 JIT")
     .version(VERSION)
     .showHelpAfterError()
-    .configureOutput({ writeOut: out, writeErr: out })
+    .configureOutput({ writeOut: out, writeErr })
     .exitOverride(); // before the subcommands: they inherit it when they are created
 
   program
@@ -184,18 +184,32 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
   return `${lines.join("\n")}\n`;
 }
 
-/** Run the CLI; returns the process exit code. */
+/** Exit codes: 0 pass, 1 a run found a failure, 2 the command or its input is wrong. */
+export const EXIT = { pass: 0, failed: 1, usage: 2 } as const;
+
+/**
+ * Run the CLI; returns the process exit code. Input errors (options, scenario files, strategy
+ * modules, images that cannot be built) exit 2 with one message naming the problem; with
+ * `--json` that message is a JSON object `{ "error": { "kind", "message" } }` on the same stream.
+ */
 export async function main(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
-  const program = buildProgram(out);
+  const json = argv.includes("--json");
+  const say = (kind: string, message: string) => out(json ? `${JSON.stringify({ error: { kind, message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
+  // commander prints its own errors; under --json they are collected and printed as JSON instead
+  const program = buildProgram(out, json ? () => {} : out);
   try {
     await program.parseAsync([...argv]);
-    return 0;
+    return EXIT.pass;
   } catch (e) {
-    if (e instanceof CommanderError) return e.exitCode;
-    if (e instanceof RunFailed) return 1;
-    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof StrategyError) {
-      out(`stackcheck: ${e.message}\n`);
-      return 1;
+    if (e instanceof CommanderError) {
+      if (e.exitCode === 0) return EXIT.pass; // --help, --version
+      if (json) say("usage", e.message.replace(/^error: /, ""));
+      return EXIT.usage;
+    }
+    if (e instanceof RunFailed) return EXIT.failed;
+    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof StrategyError || e instanceof ImageError) {
+      say(e instanceof ScenarioError ? "scenario" : e instanceof StrategyError ? "strategy" : e instanceof ImageError ? "image" : "usage", e.message);
+      return EXIT.usage;
     }
     throw e;
   }

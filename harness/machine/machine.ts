@@ -340,6 +340,17 @@ export class Machine {
     }
   }
 
+  /**
+   * Remove every hook, the observer and the memory watchers, keeping the decode cache: with
+   * restore() to a snapshot taken after loading, one machine serves many runs of one image
+   * without decoding its code again (campaigns).
+   */
+  resetInstrumentation(): void {
+    for (const a of [...this.hooks.keys()]) this.clearHooks(toCanonical(a));
+    this.cpu.observer = null;
+    this.memory.unwatch();
+  }
+
   // ---- running ----
 
   /**

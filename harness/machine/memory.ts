@@ -109,6 +109,14 @@ export class Memory {
     this.dropCaches();
   }
 
+  /** Stop reporting writes and reads (a machine reused for another run). */
+  unwatch(): void {
+    this.watched.clear();
+    this.rWatched.clear();
+    this.watcher = this.rWatcher = null;
+    this.dropCaches();
+  }
+
   /** The same for reads (instruction fetches are not reads). */
   watchReads(start: number, end: number, fn: (a: number, size: number) => void): void {
     if (this.rWatcher !== null && this.rWatcher !== fn) throw new Error("watchReads: another watcher is installed (one read watcher per machine)");

@@ -11,13 +11,20 @@
 //   - private-stack accesses in bounds: a write into a guard word (kernel/bpf/core.c,
 //     priv_stack_init_guard()), or a read of one by BPF code, is reported when it happens, with
 //     the instruction that did it (the kernel only notices a changed guard at teardown,
-//     priv_stack_check_guard()).
+//     priv_stack_check_guard()). And every access to the per-CPU area must lie inside one
+//     per-CPU object: a static variable the code uses (this_cpu_off, hardirq_stack_ptr,
+//     hardirq_stack_inuse), a counter (bpf_prog_active, prog->active, misses), a guard word, or
+//     one private stack (a per-level slot is a stack of its own). An access that jumps over a
+//     guard, or runs from one slot into the next, is reported with the object it missed.
 import { hex64 as hex, toCanonical, type Activation, type Machine } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
-import { EXCEPTION_STKSZ, IRQ_STACK_SIZE, THREAD_SIZE } from "../../jit/kernel/layout.ts";
+import {
+  EXCEPTION_STKSZ, IRQ_STACK_SIZE, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, PERCPU_SIZE, THREAD_SIZE,
+} from "../../jit/kernel/layout.ts";
+import { privateStacks } from "../../jit/private-stacks.ts";
 import type { RunFailure } from "./run.ts";
 
-interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean }
+interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean; /** where pushes start */ readonly top: bigint }
 
 interface Context {
   /** The boundary activation's return-address (or hardware-frame RIP) slot, to match its return. */
@@ -41,21 +48,49 @@ export interface MemoryOracle {
   readonly privateLow: ReadonlyMap<string, { readonly low: bigint; readonly end: bigint }>;
 }
 
-/** This CPU's private stack of every function that has one, named `private <prog>/<func>`. */
+/** This CPU's private stacks (each per-level slot its own), as areas of the memory oracle. */
 export function privateStackAreas(img: Image): Area[] {
-  return img.programs.flatMap((p) => p.jit.privates.map((x) => {
-    const begin = img.thisCpu(x.percpuPtr);
-    return { name: `private ${p.program.name}/${p.program.funcs[x.fi]!.name}`, begin, end: begin + BigInt(x.size), private: true };
-  }));
+  return privateStacks(img).map((x) => ({ name: x.name, begin: x.begin, end: x.end, top: x.top, private: true }));
+}
+
+export interface PerCpuObject {
+  readonly name: string;
+  readonly begin: bigint;
+  readonly end: bigint;
+  /** What BPF code may do here: JIT-emitted reads of this_cpu_off and of prog->active (limited
+   * recursion's slot), reads and writes of private stacks (any program's: a nested program's
+   * frame lands on whatever stack rsp is on; whose live bytes those are is the rule above's
+   * business); nothing else. */
+  readonly bpf: "r" | "rw" | "";
+}
+
+/** Every object of this CPU's per-CPU area the image's code may touch, in address order. */
+export function perCpuObjects(img: Image): PerCpuObject[] {
+  const at = (name: string, begin: bigint, size: number, bpf: PerCpuObject["bpf"] = ""): PerCpuObject => ({ name, begin, end: begin + BigInt(size), bpf });
+  const { percpu } = img.layout;
+  const objects = [
+    at("this_cpu_off", percpu + BigInt(PCPU_THIS_CPU_OFF), 8, "r"),
+    at("hardirq_stack_ptr", percpu + BigInt(PCPU_HARDIRQ_STACK_PTR), 8),
+    at("hardirq_stack_inuse", percpu + BigInt(PCPU_HARDIRQ_STACK_INUSE), 1),
+    at("bpf_prog_active", img.thisCpu(img.bpfProgActive), 8, "r"),
+    ...img.programs.flatMap((p) => [
+      ...(p.active === img.bpfProgActive ? [] : [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")]),
+      at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8),
+    ]),
+    // guard words: BPF accesses to them are the guard rule's to report
+    ...img.guards.map((g) => at(`the guard of private ${img.programs[g.program]!.program.name}/${g.func}`, g.addr, 8, "rw")),
+    ...privateStacks(img).map((x) => at(`${x.name} stack`, x.begin, Number(x.end - x.begin), "rw")),
+  ];
+  return objects.sort((a, b) => (a.begin < b.begin ? -1 : a.begin > b.begin ? 1 : 0));
 }
 
 export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): MemoryOracle {
   const sym = (a: bigint) => m.symbols.describe(a);
-  const { taskStack, irqStack, nmiStack } = img.layout;
+  const { taskStack, irqStack, nmiStack, percpu } = img.layout;
   const areas: Area[] = [
-    { name: "task", begin: taskStack, end: taskStack + BigInt(THREAD_SIZE), private: false },
-    { name: "IRQ", begin: irqStack, end: irqStack + BigInt(IRQ_STACK_SIZE), private: false },
-    { name: "NMI", begin: nmiStack, end: nmiStack + BigInt(EXCEPTION_STKSZ), private: false },
+    { name: "task", begin: taskStack, end: taskStack + BigInt(THREAD_SIZE), top: taskStack + BigInt(THREAD_SIZE), private: false },
+    { name: "IRQ", begin: irqStack, end: irqStack + BigInt(IRQ_STACK_SIZE), top: irqStack + BigInt(IRQ_STACK_SIZE), private: false },
+    { name: "NMI", begin: nmiStack, end: nmiStack + BigInt(EXCEPTION_STKSZ), top: nmiStack + BigInt(EXCEPTION_STKSZ), private: false },
     ...privateStackAreas(img),
   ];
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
@@ -68,10 +103,31 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
     if (reports++ < MAX_REPORTS) failures.push({ check: "memory", message });
     else if (reports === MAX_REPORTS + 1) failures.push({ check: "memory", message: "further memory reports suppressed" });
   };
-
+  const objects = perCpuObjects(img);
+  const perCpuEnd = percpu + BigInt(PERCPU_SIZE);
+  // Which program a BPF instruction belongs to (its functions' images).
+  const images = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({ program, base: f.image.base, end: f.image.end })));
+  const programAt = (ip: bigint) => images.find((x) => ip >= x.base && ip < x.end)?.program;
+  /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
+  const outOfBounds = (what: string, write: boolean, addr: bigint, end: bigint, ip: bigint): boolean => {
+    if (addr >= perCpuEnd || end <= percpu) return false;
+    const o = objects.find((x) => addr >= x.begin && end <= x.end);
+    if (o === undefined) {
+      const distance = (x: PerCpuObject) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0n);
+      const near = objects.reduce((a, b) => (distance(b) < distance(a) ? b : a));
+      const where = addr >= near.end ? `${addr - near.end} bytes above` : near.begin >= end ? `${near.begin - end} bytes below` : "across the edge of";
+      report(`${what} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`);
+      return true;
+    }
+    const program = programAt(ip);
+    if (program === undefined || o.bpf.includes(write ? "w" : "r")) return false; // kernel code: its own variables, and pointers BPF handed it
+    report(`${what} (BPF code of ${img.programs[program]!.program.name}) ${write ? "writes" : "reads"} ${o.name}, which BPF code never ${write ? "writes" : "reads"}: out of bounds`);
+    return true;
+  };
   const onWrite = (addr: bigint, size: number, ip: bigint) => {
     const end = addr + BigInt(size);
     const by = `${size}-byte write at ${hex(addr)} by ${sym(ip)}`;
+    if (outOfBounds(by, true, addr, end, ip)) return;
     for (const g of img.guards) {
       if (addr < g.addr + 8n && end > g.addr) {
         report(`${by} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`);
@@ -97,7 +153,7 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
       }
     }
     const seen = privateLow.get(area.name);
-    if (!seen || addr < seen.low) privateLow.set(area.name, { low: addr, end: area.end });
+    if (!seen || addr < seen.low) privateLow.set(area.name, { low: addr, end: area.top });
     const mine = ctxs[cur]!.written;
     const w = mine.get(area);
     if (w === undefined) mine.set(area, { low: addr, high: end });
@@ -105,14 +161,16 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   };
   for (const a of areas) m.watchWrites(a.begin - 16n, a.end + 16n, onWrite);
   for (const g of img.guards) m.watchWrites(g.addr, g.addr + 8n, onWrite);
+  m.watchWrites(percpu, perCpuEnd, onWrite);
   const onRead = (addr: bigint, size: number, ip: bigint) => {
-    if (!isBpf(ip)) return;
     const end = addr + BigInt(size);
+    const by = `${size}-byte read at ${hex(addr)} by ${sym(ip)}`;
+    if (outOfBounds(by, false, addr, end, ip) || !isBpf(ip)) return;
     for (const g of img.guards) {
-      if (addr < g.addr + 8n && end > g.addr) report(`${size}-byte read at ${hex(addr)} by ${sym(ip)} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`);
+      if (addr < g.addr + 8n && end > g.addr) report(`${by} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`);
     }
   };
-  for (const g of img.guards) m.watchReads(g.addr, g.addr + 8n, onRead);
+  m.watchReads(percpu, perCpuEnd, onRead);
 
   const enter = (a: Activation, entered: string) => {
     const sp = a.rspRaw;

@@ -37,7 +37,7 @@ const ALL: readonly RegName[] = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi"
 export type StackBudgets = Readonly<Partial<Record<"task" | "irq" | "nmi" | "private", number>>>;
 
 const budgetKey = (stack: string): keyof StackBudgets | undefined =>
-  stack === "TASK" ? "task" : stack === "IRQ" ? "irq" : stack === "NMI" ? "nmi" : /^(private |PRIVATE)/.test(stack) ? "private" : undefined;
+  stack === "TASK" ? "task" : stack === "IRQ" ? "irq" : stack === "NMI" ? "nmi" : stack.startsWith("private ") ? "private" : undefined;
 
 /** Every stack whose high-water mark exceeds its budget (design §6: "checked against a budget"). */
 export function overBudget(highWater: readonly HighWater[], budgets: StackBudgets): RunFailure[] {
@@ -56,20 +56,28 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
   const regsNow = (names: readonly RegName[]) => names.map((n) => m.reg(n));
   const saved: bigint[][] = [];
   const atInterrupt: { regs: bigint[]; flags: number }[] = [];
-  const lowest = new Map<string, { begin: bigint; end: bigint; low: bigint }>();
+  const lowest = new Map<string, { end: bigint; low: bigint }>();
   const stackOf = (sp: bigint): StackInfo | undefined => {
     const info: StackInfo = { type: 0, begin: 0n, end: 0n, nextSp: 0n };
-    return getStackInfo(env, sp, info, { mask: 0 }, new Warnings()) ? info : undefined;
+    return getStackInfo(env, sp, info, { mask: 0n }, new Warnings()) ? info : undefined;
   };
   const privates = privateStackAreas(img);
+  /**
+   * Record rsp on the stack it is on: the stack holding the last byte pushed (sp - 1; sp may be
+   * an empty stack's top, which is the next slot's bottom), else the one holding sp (a full
+   * stack). Private stacks go by their own names whatever the unwinder knows of them.
+   */
   const note = (sp: bigint) => {
-    const s = stackOf(sp);
-    const p = s ? undefined : privates.find((x) => sp >= x.begin && sp < x.end);
-    const key = s ? stackTypeName(s.type) : p?.name;
+    let key: string | undefined, end = 0n;
+    for (const at of [sp - 1n, sp]) {
+      const p = privates.find((x) => at >= x.begin && at < x.end);
+      const s = p ? undefined : stackOf(at);
+      if (p) { key = p.name; end = p.top; } else if (s) { key = stackTypeName(s.type); end = s.end; }
+      if (key) break;
+    }
     if (!key) return;
-    const begin = s ? s.begin : p!.begin, end = s ? s.end : p!.end;
     const cur = lowest.get(key);
-    if (!cur || sp < cur.low) lowest.set(key, { begin, end, low: sp });
+    if (!cur || sp < cur.low) lowest.set(key, { end, low: sp });
   };
 
   /** One failure per register of `names` whose value now differs from `before`. */
@@ -154,7 +162,7 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
       // Private stacks are also measured by the lowest byte written: r9-style designs never put rsp there.
       for (const [name, x] of memory.privateLow) {
         const cur = lowest.get(name);
-        if (!cur || x.low < cur.low) lowest.set(name, { begin: 0n, end: x.end, low: x.low });
+        if (!cur || x.low < cur.low) lowest.set(name, { end: x.end, low: x.low });
       }
       const highWater = [...lowest.entries()].map(([stack, x]) => ({ stack, bytes: Number(x.end - x.low) }));
       return { failures, invocations, highWater };

@@ -2,7 +2,10 @@
 // pointers", placed in kernel text. Each mirrors the shape of the kernel code it stands for:
 //   - do_syscall_64: the task's outermost frame; its rbp is task_pt_regs - 16, the last frame
 //     the FP unwinder expects (unwind_frame.c is_last_task_frame()); its return address is
-//     entry text (entry_SYSCALL_64), where the run stops;
+//     entry text (entry_SYSCALL_64), where the run stops. The syscall entry runs with IRQs off
+//     until syscall_enter_from_user_mode() does local_irq_enable(), after do_syscall_64's frame
+//     is set up, and again from syscall_exit_to_user_mode()'s local_irq_disable() on
+//     (kernel/entry/common.c), so no IRQ can hit its prologue or epilogue (an NMI can);
 //   - bpf_sc_run: a trampoline-like runner with __bpf_prog_enter_recur()/__bpf_prog_exit_recur()
 //     semantics (kernel/bpf/trampoline.c): the program's per-CPU recursion counter incremented
 //     (its own prog->active, or for kprobe/tracepoint/perf_event the global bpf_prog_active of
@@ -74,7 +77,15 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   // do_syscall_64(prog): run the task's program through the runner.
   a.label("do_syscall_64");
   frame();
+  // local_irq_enable() in syscall_enter_from_user_mode(). Emitted as `push 0x202; popfq`, the
+  // native_restore_fl() form of setting IF, rather than `sti`: the same effect here, and
+  // unprivileged, so this path also runs natively in the differential tests.
+  e(() => I.createI32(Code.Pushq_imm32, 0x202));
+  e(() => I.create(Code.Popfq), "local_irq_enable()");
   a.call({ label: "bpf_sc_run" });
+  // local_irq_disable() in syscall_exit_to_user_mode(): the way out runs with IRQs off too.
+  e(() => I.createI32(Code.Pushq_imm32, 0x2));
+  e(() => I.create(Code.Popfq), "local_irq_disable()");
   pop(R.RBP); ret();
 
   // bpf_sc_run(prog): rbx = &prog_table[prog], r12 = prog (the ctx), r13 = the result.

@@ -15,7 +15,10 @@ import { splitStackRequest, subprogDefault, switchToPrivate } from "./split-comm
 export const fullPrivate: Strategy = {
   name: "full-private",
   summary: "(d) rsp moved first; push rbp; mov rbp,rsp; sub rsp all on the private stack (kernel-model hazards (d))",
-  privateMemory: (p) => [splitStackRequest(p.funcs.map((f) => f.stackDepth))],
+  privateMemory: (p) => {
+    const r = splitStackRequest(p.funcs.map((f) => f.stackDepth));
+    return [{ ...r, backLink: r.framePtrOffset - 8 }]; // `push r10`: the old rsp, the first word below the top
+  },
   ...subprogDefault,
   prologue: (e, f) => {
     if (!f.isMain) return standardPrologue(e, f, f.func.stackDepth);

@@ -18,9 +18,8 @@ export const BUILTIN_STRATEGIES: readonly Strategy[] = [
   baseline, r9Private, splitStack, fullPrivate, rbpPrivate, splitDoubleFrame, limitedRecursion, r9NoSave,
 ];
 
-export class StrategyError extends Error {
-  override name = "StrategyError";
-}
+import { StrategyError } from "../strategy.ts";
+export { StrategyError };
 
 const FUNCTIONS = ["privateMemory", "frameRegister", "prologue", "epilogue", "call"] as const;
 

@@ -20,7 +20,11 @@ import { splitStack } from "./split-stack.ts";
 export const limitedRecursion: Strategy = {
   name: "limited-recursion",
   summary: "(g) split stack whose entry picks a per-level slot from prog->active, up to 4 levels (kernel-model hazards (g))",
-  privateMemory: () => [splitStackRequest([], RECURSION_LEVELS)],
+  // One stack per level: slot k is [guard + k * RECURSION_SLOT, guard + (k + 1) * RECURSION_SLOT).
+  privateMemory: () => [{
+    ...splitStackRequest([], RECURSION_LEVELS),
+    stacks: Array.from({ length: RECURSION_LEVELS }, (_, k) => ({ begin: PRIV_STACK_GUARD_SZ + k * RECURSION_SLOT, end: PRIV_STACK_GUARD_SZ + (k + 1) * RECURSION_SLOT })),
+  }],
   ...subprogDefault,
   prologue: (e, f) => {
     standardPrologue(e, f, f.func.stackDepth);

@@ -52,21 +52,21 @@ describe("stackcheck", () => {
     expect(r.out).toContain("call 0x401000");
   });
 
-  test("bad bytes are a usage error that says what was expected, exit code 1", async () => {
+  test("bad bytes are a usage error that says what was expected, exit code 2", async () => {
     const r = await cli("disasm", "zz");
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.out).toBe("stackcheck: disasm: expected bytes in hex, e.g. '55 48 89 e5'; got 'zz'\n");
   });
 
   test("a bad option value is named", async () => {
     const r = await cli("disasm", "--syntax", "att", "90");
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.out).toContain("option '--syntax <syntax>' argument 'att' is invalid");
   });
 
   test("an unknown command fails", async () => {
     const r = await cli("frobnicate");
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.out).toContain("unknown command 'frobnicate'");
   });
 
@@ -83,15 +83,15 @@ describe("stackcheck", () => {
     expect(r.out).toMatch(/callq 0xffffffff810000[0-9a-f]+ <bpf_sc_rw>/);
   });
 
-  test("disasm reports a bad scenario and an unknown strategy, exit code 1", async () => {
+  test("disasm reports a bad scenario and an unknown strategy, exit code 2", async () => {
     const dir = mkdtempSync(join(tmpdir(), "sc-"));
     const bad = `${dir}/bad.json`;
     writeFileSync(bad, JSON.stringify({ version: 1, programs: [], task: "x" }));
     const r = await cli("disasm", bad);
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.out).toBe(`stackcheck: ${bad}: 1 problem\n  programs: Too small: expected array to have >=1 items\n`);
     const u = await cli("disasm", "test/scenarios/nested.json", "--strategy", "nope");
-    expect(u.code).toBe(1);
+    expect(u.code).toBe(2);
     expect(u.out).toContain("stackcheck: unknown strategy 'nope'; built in: baseline, r9-private");
   });
 
@@ -173,7 +173,7 @@ describe("stackcheck", () => {
       expect(tight.code).toBe(1);
       expect(tight.out).toMatch(/FAIL high-water: private outer\/main stack used \d+ bytes, over its budget of 64/);
       const bad = await cli("run", scenario, "--stack-budget", "heap=1");
-      expect(bad.code).toBe(1);
+      expect(bad.code).toBe(2);
       expect(bad.out).toContain("--stack-budget 'heap=1': expected <stack>=<bytes>");
     });
 
@@ -182,12 +182,23 @@ describe("stackcheck", () => {
       expect(r.out).toMatch(/note: the NMI at step 99999 was never raised: the run ended first \(step \d+\)/);
     });
 
-    test("bad --irq-at and a missing file are errors that name the problem, exit 1", async () => {
+    test("with --json, input errors are JSON too, exit 2 (a failure found is 1)", async () => {
+      const bad = await cli("run", scenario, "--irq-at", "bogus", "--json");
+      expect(bad.code).toBe(2);
+      expect(JSON.parse(bad.out)).toEqual({ error: { kind: "usage", message: "run: --irq-at 'bogus': expected <step>[:<vector>]" } });
+      const opt = await cli("run", scenario, "--unwinder", "gdb", "--json");
+      expect(opt.code).toBe(2);
+      expect((JSON.parse(opt.out) as { error: { kind: string; message: string } }).error).toMatchObject({ kind: "usage", message: expect.stringContaining("option '--unwinder <name>' argument 'gdb' is invalid") });
+      const missing = await cli("run", "nope.json", "--json");
+      expect((JSON.parse(missing.out) as { error: { kind: string } }).error.kind).toBe("scenario");
+    });
+
+    test("bad --irq-at and a missing file are errors that name the problem, exit 2", async () => {
       const bad = await cli("run", scenario, "--irq-at", "bogus");
-      expect(bad.code).toBe(1);
+      expect(bad.code).toBe(2);
       expect(bad.out).toBe("stackcheck: run: --irq-at 'bogus': expected <step>[:<vector>]\n");
       const missing = await cli("run", "nope.json");
-      expect(missing.code).toBe(1);
+      expect(missing.code).toBe(2);
       expect(missing.out).toContain("nope.json");
       expect(missing.out).toContain("cannot read the file");
     });

@@ -8,26 +8,23 @@
 import { fc, test } from "@fast-check/vitest";
 import { afterAll, beforeAll, describe, expect } from "vitest";
 import { printProgram } from "../../jit/bpf/print.ts";
-import { buildImage, imageRegions, type ImageSpec } from "../../jit/image.ts";
+import { buildImage, type ImageSpec } from "../../jit/image.ts";
 import { userLayout } from "../../jit/kernel/layout.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
 import { programArb, richArb } from "../helpers/bpf-arbitraries.ts";
 import { runs } from "../helpers/runs.ts";
 import { differences, emulate } from "../native/emulate.ts";
-import { imageCase, MachinePool } from "../native/image-case.ts";
+import { imageCase } from "../native/image-case.ts";
 import { NativeRunner } from "../native/runner.ts";
 import { value64 } from "../native/sequences.ts";
 
 const LAYOUT = userLayout(0x10000000n);
 
 let runner: NativeRunner;
-let pool: MachinePool;
 beforeAll(() => {
   runner = NativeRunner.start(); // no cc: fails every test here with what to install
-  pool = new MachinePool(imageRegions(LAYOUT));
 });
 afterAll(async () => {
-  pool?.dispose();
   await runner?.close();
 });
 
@@ -40,7 +37,13 @@ const scenarioArb: fc.Arbitrary<ImageSpec> = fc.oneof(
 async function compareStrategy(spec: ImageSpec, strategy: (typeof BUILTIN_STRATEGIES)[number], regs: readonly bigint[], flags: number) {
   const img = buildImage(spec, strategy, undefined, LAYOUT);
   const ic = imageCase(img, spec.task, regs, flags);
-  const e = emulate(ic.case, ic.machine(pool));
+  const m = ic.machine();
+  let e;
+  try {
+    e = emulate(ic.case, m);
+  } finally {
+    m.dispose();
+  }
   const native = await runner.run(ic.case);
   return { diffs: differences(e, native, ic.case, ic.dumpNames), emulated: e, native };
 }

@@ -2,8 +2,11 @@
 // at a user-space layout (userLayout), run from do_syscall_64 as the task would run them, with no
 // interrupts. That path executes no privileged instruction: the kernel's only one is the iretq of
 // its interrupt entry code, and entry_return's ud2 is never reached because the run stops at
-// the stub that takes its place as do_syscall_64's return address.
-import { Machine, type MachineSnapshot, type RegionDef } from "../../harness/machine/index.ts";
+// the stub that takes its place as do_syscall_64's return address. do_syscall_64's IRQ enable
+// and disable are `push imm; popfq`: at CPL 3 (IOPL 0) popfq leaves IF alone without a fault, so
+// natively IF stays set where the machine clears it on the way out. Only the arithmetic flags
+// are compared, and popfq loads those alike on both.
+import type { Machine } from "../../harness/machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import type { NativeCase } from "./runner.ts";
 
@@ -14,8 +17,8 @@ export interface ImageCase {
   readonly case: NativeCase;
   /** Names of the dumps: every data region of the image (stacks, kernel data, per-CPU). */
   readonly dumpNames: readonly string[];
-  /** A machine with the same memory as the native run (from `pool` if given; dispose it unless pooled). */
-  machine(pool?: MachinePool): Machine;
+  /** A machine with the same memory as the native run (the caller disposes it). */
+  machine(): Machine;
 }
 
 /**
@@ -39,43 +42,10 @@ export function imageCase(img: Image, task: number, regs: readonly bigint[], fla
       dumps: data.map((r) => ({ addr: r.start, size: r.size })),
     },
     dumpNames: data.map((r) => r.name),
-    machine(pool) {
-      const m = pool ? pool.machineFor(img) : img.machine();
+    machine() {
+      const m = img.machine();
       m.load(rsp, word);
       return m;
     },
   };
 }
-
-/**
- * One machine for every image at a layout. Building a machine for an image costs 15-30 ms (it
- * allocates every page of its regions and a decode-cache slot per byte of its 1 MiB of BPF
- * text); images at one layout share their regions, so one machine restored to its empty
- * snapshot and loaded with the next image does the same for far less.
- */
-export class MachinePool {
-  private readonly m: Machine;
-  private readonly empty: MachineSnapshot;
-  private readonly key: string;
-
-  constructor(regions: readonly RegionDef[]) {
-    this.m = new Machine({ regions });
-    this.empty = this.m.snapshot();
-    this.key = regionKey(regions);
-  }
-
-  /** The machine, with exactly `img`'s memory (its loads over zeroed regions) and GS base. */
-  machineFor(img: Image): Machine {
-    if (regionKey(img.regions) !== this.key) throw new Error("MachinePool: the image's regions are not the pool's");
-    this.m.restore(this.empty);
-    for (const l of img.loads) this.m.load(l.addr, l.bytes);
-    this.m.gsBase = img.layout.percpu;
-    return this.m;
-  }
-
-  dispose(): void {
-    this.m.dispose();
-  }
-}
-
-const regionKey = (regions: readonly RegionDef[]) => regions.map((r) => `${r.name}@${r.start}+${r.size}:${r.perms}`).join(",");

@@ -82,6 +82,20 @@ describe("every built-in strategy", () => {
   });
 });
 
+describe("private memory requests", () => {
+  const withRequest = (r: object): Strategy => ({ ...BUILTIN_STRATEGIES[1]!, name: "custom", privateMemory: () => [{ fi: 0, size: 80, framePtrOffset: 72, guards: [0, 72], ...r }] });
+  test.each([
+    [{ size: 81 }, "t/main: 'size' 81 must be a positive multiple of 8"],
+    [{ guards: [0, 76] }, "t/main: guards[1] 76 is not an 8-byte-aligned word inside the 80-byte allocation"],
+    [{ backLink: 80 }, "t/main: 'backLink' 80 is not an 8-byte-aligned word inside the 80-byte allocation"],
+    [{ framePtrOffset: 88 }, "t/main: 'framePtrOffset' 88 is outside the 80-byte allocation"],
+    [{ fi: 3 }, "t/function 3: 'fi' 3 names no function (0..1)"],
+    [{ stacks: [{ begin: 8, end: 48 }, { begin: 40, end: 72 }] }, "t/main: stacks[1] [40, 72) must lie inside the allocation, above the previous stack, and not be empty"],
+  ])("a malformed request %j is refused naming the field", (r, message) => {
+    expect(() => jit(funcs, withRequest(r))).toThrow(new StrategyError(`strategy 'custom', private memory of ${message}`));
+  });
+});
+
 describe("loading strategies", () => {
   test("by name", async () => {
     expect((await loadStrategy("r9-private")).name).toBe("r9-private");

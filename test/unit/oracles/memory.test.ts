@@ -6,6 +6,9 @@ import { parseScenario, type Scenario } from "../../../harness/scenario.ts";
 import { runScenario, scheduleOf } from "../../../harness/run.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
+import { perCpuObjects } from "../../../harness/oracles/memory.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { emitThisCpuPtr } from "../../../jit/strategies/r9-private.ts";
 
 const path = fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url));
 const file = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
@@ -77,5 +80,53 @@ describe("memory oracle", () => {
     expect(memory.map((x) => /guard of (\w+)\/main/.exec(x)?.[1])).toEqual(["outer", "leaf", "leaf", "leaf"]);
     for (const x of memory) expect(x).toMatch(/^8-byte read at ([0-9a-f]{16}) by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ reads the private-stack guard of \w+\/main at \1: out of the stack's bounds$/);
     expect(o.checks.failures.filter((f) => f.check === "guard")).toEqual([]); // intact: only the read tells
+  });
+
+  test("an access that jumps over the guard is reported with the object it lands in (the guards never see it)", () => {
+    const r9 = strategy("r9-private");
+    const jumper: Strategy = {
+      ...r9, name: "jumper",
+      // 4 bytes below outer's bottom guard: past the guard, into the per-CPU allocation before it
+      prologue: (e, f) => { r9.prologue(e, f); if (f.isMain && f.priv && f.prog.name === "outer") e.st(4, "r9", f.priv.guards[0]! - f.priv.framePtrOffset - 4, 0); },
+    };
+    const { o, memory } = memoryFailures(parseScenario(file, path), jumper);
+    expect(memory).toHaveLength(1);
+    expect(memory[0]).toMatch(/^4-byte write at [0-9a-f]{16} by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ \(BPF code of outer\) writes leaf->misses, which BPF code never writes: out of bounds$/);
+    expect(o.checks.failures.filter((f) => f.check === "guard")).toEqual([]); // the guards never see it
+  });
+
+  test("BPF code that writes a per-CPU counter (its prog->active) is out of bounds; reading it is what limited-recursion does", () => {
+    const base = strategy("baseline");
+    const counter: Strategy = {
+      ...base, name: "counter",
+      prologue: (e, f) => { base.prologue(e, f); if (f.isMain && f.prog.name === "outer") { emitThisCpuPtr(e, f, "r11", f.activePtr); e.st(8, "r11", 0, 0); } },
+    };
+    const { memory } = memoryFailures(parseScenario(file, path), counter);
+    expect(memory).toHaveLength(1);
+    expect(memory[0]).toMatch(/^8-byte write at [0-9a-f]{16} by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ \(BPF code of outer\) writes outer->active, which BPF code never writes: out of bounds$/);
+    expect(memoryFailures(parseScenario(file, path), strategy("limited-recursion")).memory).toEqual([]);
+  });
+
+  test("an access to per-CPU memory that holds no object names the nearest one", () => {
+    const r9 = strategy("r9-private");
+    const far: Strategy = {
+      ...r9, name: "far",
+      prologue: (e, f) => { r9.prologue(e, f); if (f.isMain && f.priv && f.prog.name === "outer") e.st(8, "r9", 0x1000, 0); },
+    };
+    const { memory } = memoryFailures(parseScenario(file, path), far);
+    expect(memory).toHaveLength(1);
+    expect(memory[0]).toMatch(/^8-byte write at [0-9a-f]{16} by bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ is out of the bounds of every per-CPU object: \d+ bytes above private leaf\/main stack \[[0-9a-f]{16}, [0-9a-f]{16}\)$/);
+  });
+
+  test("per-CPU objects do not overlap; a per-level slot design has one stack object per slot between its guards", () => {
+    const sc = parseScenario(file, path);
+    const objects = perCpuObjects(buildImage(sc.spec, strategy("limited-recursion")));
+    for (let i = 1; i < objects.length; i++) expect(objects[i]!.begin >= objects[i - 1]!.end).toBe(true);
+    const outer = objects.filter((o) => o.name.includes("outer/main"));
+    expect(outer.map((o) => o.name)).toEqual([
+      "the guard of private outer/main", "private outer/main slot 0 stack", "private outer/main slot 1 stack",
+      "private outer/main slot 2 stack", "private outer/main slot 3 stack", "the guard of private outer/main",
+    ]);
+    expect(outer.map((o) => Number(o.end - o.begin))).toEqual([8, 0x4000, 0x4000, 0x4000, 0x4000, 8]);
   });
 });

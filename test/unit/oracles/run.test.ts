@@ -88,12 +88,37 @@ describe("r9-no-save is caught by the semantics oracle", () => {
   });
 });
 
+describe("high-water marks of private stacks", () => {
+  test("limited-recursion: each level's slot is measured from its own top, so a realistic budget holds", () => {
+    // outer re-enters itself through the kfunc until the fifth level is refused: level k runs in slot k-1
+    const reentrant = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
+    const spec = { ...reentrant.spec, nested: [reentrant.spec.task] };
+    const img = buildImage(spec, strategy("limited-recursion"));
+    const m = img.machine();
+    const w = watchRun(img, m);
+    img.startTask(m);
+    expect(m.run().kind).toBe("completed");
+    const report = w.report();
+    const slots = report.highWater.filter((h) => h.stack.startsWith("private outer/main"));
+    expect(slots.map((h) => h.stack).sort()).toEqual([0, 1, 2, 3].map((k) => `private outer/main slot ${k}`));
+    for (const h of slots) expect(h.bytes).toBeGreaterThan(0); // the calls each level makes from its slot
+    for (const h of slots) expect(h.bytes).toBeLessThan(1024);
+    expect(overBudget(report.highWater, { private: 1024 })).toEqual([]);
+  });
+
+  test("rbp-private: measured from the frame pointer, not from the end of the allocation's unused headroom", () => {
+    const { report } = run(strategy("rbp-private"));
+    const outer = report.highWater.find((h) => h.stack === "private outer/main")!;
+    expect(outer.bytes).toBe(128); // exactly the frame: rsp never goes there, the program writes fp-128..fp
+  });
+});
+
 describe("overBudget", () => {
-  const hw = [{ stack: "TASK", bytes: 600 }, { stack: "IRQ", bytes: 80 }, { stack: "private outer/main", bytes: 208 }, { stack: "PRIVATE1", bytes: 300 }];
-  test("fails exactly the stacks above their budget; 'private' covers every private stack, named or registered", () => {
+  const hw = [{ stack: "TASK", bytes: 600 }, { stack: "IRQ", bytes: 80 }, { stack: "private outer/main", bytes: 208 }, { stack: "private outer/main slot 1", bytes: 300 }];
+  test("fails exactly the stacks above their budget; 'private' covers every private stack and slot", () => {
     expect(overBudget(hw, { task: 600, irq: 79, private: 250 }).map((f) => f.message)).toEqual([
       "IRQ stack used 80 bytes, over its budget of 79 (--stack-budget irq=79)",
-      "PRIVATE1 stack used 300 bytes, over its budget of 250 (--stack-budget private=250)",
+      "private outer/main slot 1 stack used 300 bytes, over its budget of 250 (--stack-budget private=250)",
     ]);
     expect(overBudget(hw, {})).toEqual([]);
   });

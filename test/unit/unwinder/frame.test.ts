@@ -136,6 +136,30 @@ const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const returnAddresses = (t: ReturnType<import("../../../harness/machine/index.ts").Machine["truth"]>) =>
   t.filter((e) => e.kind === "frame").map((e) => (e.kind === "frame" ? e.returnAddress! : 0n));
 
+describe("private stacks as the unwinder knows them (--private-stacks)", () => {
+  const stacks = (name: string, knowledge: "per-type" | "per-instance") => {
+    const img = buildImage({ programs: [sampler], task: 0 }, strategy(name));
+    return envFromImage(img, img.machine(), knowledge).stacks.privateStacks ?? [];
+  };
+  test("a back-link only where the design keeps one (full-private's pushed rsp); none for the others", () => {
+    for (const s of BUILTIN_STRATEGIES) {
+      const defs = stacks(s.name, "per-type");
+      const declared = s.name === "full-private"; // the only built-in whose request names a back-link word
+      expect(defs.every((d) => (d.backLink !== undefined) === declared)).toBe(true);
+    }
+    const [full] = stacks("full-private", "per-type");
+    expect(full!.backLink).toBe(full!.end - 16n); // below the top guard: the word `push r10` stored
+  });
+
+  test("a per-level slot design registers one stack per slot: per type they share one type, per instance each has its own", () => {
+    const perType = stacks("limited-recursion", "per-type"), perInstance = stacks("limited-recursion", "per-instance");
+    expect(perType.map((d) => Number(d.end - d.begin))).toEqual([0x4000, 0x4000, 0x4000, 0x4000]);
+    expect(new Set(perType.map((d) => d.type))).toEqual(new Set([STACK_TYPE_PRIVATE]));
+    expect(perInstance.map((d) => d.type)).toEqual([0, 1, 2, 3].map((k) => STACK_TYPE_PRIVATE + k));
+    for (let k = 1; k < 4; k++) expect(perInstance[k]!.begin).toBe(perInstance[k - 1]!.end);
+  });
+});
+
 describe("walks on the real image against the ground truth", () => {
   test.each(["baseline", "r9-private"])("%s: bpf_get_stack-style from the helper gives exactly the true chain", (name) => {
     const img = buildImage({ programs: [sampler], task: 0 }, strategy(name));

@@ -1,0 +1,123 @@
+// The property runner (design.md §6-§8): one scenario × strategy × unwinder → a verdict, in
+// random mode (the scenario's own interrupt schedule) or exhaustive mode (one run per
+// instruction boundary, an IRQ or an NMI injected there), with a coverage count of the
+// interrupt points hit: (function kind, prologue/body/epilogue window).
+import { HELPERS, KFUNCS } from "../jit/bpf/abi.ts";
+import { buildImage, type Image } from "../jit/image.ts";
+import type { Strategy } from "../jit/strategy.ts";
+import type { Policy, StackClass } from "./oracles/classify.ts";
+import type { RunFailure } from "./oracles/run.ts";
+import { runScenario, scheduleOf, type Injection, type RunOptions, type RunOutcome, type UnwinderName } from "./run.ts";
+import type { Scenario } from "./scenario.ts";
+
+
+/** The first thing that failed in a run, in the order a reader needs it: the run, a walk, a check. */
+export interface FirstFailure {
+  readonly kind: "run" | "sample" | "check";
+  /** The run's result kind, the sample's class, or the check's name. */
+  readonly what: string;
+  readonly message: string;
+  /** Index of the failing sample. */
+  readonly sample?: number;
+}
+
+export function firstFailure(o: RunOutcome): FirstFailure | undefined {
+  if (o.result.kind !== "completed") return { kind: "run", what: o.result.kind, message: `the run ended ${o.result.kind}${"message" in o.result ? `: ${o.result.message}` : ""}` };
+  const i = o.samples.findIndex((s) => s.failed);
+  if (i >= 0) {
+    const s = o.samples[i]!;
+    return { kind: "sample", what: s.class, sample: i, message: `${s.kind} at ${s.where} (step ${s.step}): ${s.class}` };
+  }
+  const c: RunFailure | undefined = o.checks.failures[0];
+  return c ? { kind: "check", what: c.check, message: c.message } : undefined;
+}
+
+export type FunctionKind = "main" | "subprog" | "helper" | "kfunc" | "entry" | "kernel";
+export type CodeWindow = "prologue" | "body" | "epilogue";
+/** Where an interrupt hit: `main/prologue`, `subprog/body`, `helper`, `entry`, ... */
+export type PointClass = `${FunctionKind}/${CodeWindow}` | FunctionKind;
+
+const HELPER_NAMES = new Set(HELPERS.map((h) => h.name));
+const KFUNC_NAMES = new Set(KFUNCS.map((k) => k.name));
+
+/** Classes interrupt points of one image: BPF functions by their fp window, kernel code by symbol. */
+export function pointClassifier(img: Image, symbolize: (a: bigint) => string | undefined, kindOf: (a: bigint) => string | undefined): (ip: bigint) => PointClass {
+  const bpf = img.programs.flatMap((p) => p.jit.funcs.map((f) => ({ main: f.fi === 0, base: f.image.base, end: f.image.end, fpStart: f.fpStart, fpEnd: f.fpEnd })));
+  return (ip) => {
+    const f = bpf.find((x) => ip >= x.base && ip < x.end);
+    if (f) return `${f.main ? "main" : "subprog"}/${ip < f.fpStart ? "prologue" : ip >= f.fpEnd ? "epilogue" : "body"}`;
+    if (kindOf(ip) === "entry") return "entry";
+    const fn = (symbolize(ip) ?? "").replace(/\+0x[0-9a-f]+$/, "");
+    // helpers run their sample code as separate symbols (bpf_sc_get_stack_sample): still the helper
+    if ([...HELPER_NAMES].some((h) => fn === h || fn.startsWith(`${h}_`))) return "helper";
+    if ([...KFUNC_NAMES].some((k) => fn === k || fn.startsWith(`${k}_`))) return "kfunc";
+    return "kernel";
+  };
+}
+
+export interface CheckOptions {
+  readonly unwinder: UnwinderName;
+  readonly policy?: Policy;
+  readonly privateStacks?: RunOptions["privateStacks"];
+  readonly budgets?: RunOptions["budgets"];
+  readonly maxSteps?: number;
+}
+
+export interface Verdict {
+  readonly ok: boolean;
+  /** The failing run (random mode: the run; exhaustive: the first failing fork), else the base run. */
+  readonly outcome: RunOutcome;
+  readonly failure: FirstFailure | undefined;
+  /** Exhaustive mode: the injection of the failing fork. */
+  readonly injection?: Injection;
+  /** Runs made (1 in random mode). */
+  readonly runs: number;
+  /** Interrupt points hit, by class (delivered interrupts). */
+  readonly coverage: ReadonlyMap<PointClass, number>;
+}
+
+const runOpts = (o: CheckOptions, image: Image, injections: readonly Injection[]): RunOptions => ({
+  unwinder: o.unwinder, policy: o.policy ?? "strict", image, injections,
+  ...(o.privateStacks ? { privateStacks: o.privateStacks } : {}), ...(o.budgets ? { budgets: o.budgets } : {}), ...(o.maxSteps ? { maxSteps: o.maxSteps } : {}),
+});
+
+function countPoints(img: Image, outcomes: readonly RunOutcome[]): Map<PointClass, number> {
+  const m = img.machine();
+  const classify = pointClassifier(img, (a) => m.symbols.symbolize(a), (a) => m.symbols.lookup(a)?.kind);
+  const coverage = new Map<PointClass, number>();
+  for (const o of outcomes) for (const r of o.delivered) coverage.set(classify(r.ip), (coverage.get(classify(r.ip)) ?? 0) + 1);
+  return coverage;
+}
+
+/** Random mode: one run with the scenario's own interrupt schedule. */
+export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, image: Image = buildImage(sc.spec, strategy)): Verdict {
+  const outcome = runScenario(sc, strategy, runOpts(o, image, scheduleOf(sc)));
+  const failure = firstFailure(outcome);
+  return { ok: failure === undefined, outcome, failure, runs: 1, coverage: countPoints(image, [outcome]) };
+}
+
+/**
+ * Exhaustive mode: a base run without interrupts counts the instruction boundaries; then one run
+ * per boundary and kind, with that single interrupt injected there (an IRQ on the scenario's
+ * first vector, if it has one; an NMI always). Stops at the first failing fork.
+ */
+export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOptions & { readonly kinds?: readonly ("irq" | "nmi")[] }, image: Image = buildImage(sc.spec, strategy)): Verdict {
+  const base = runScenario(sc, strategy, runOpts(o, image, []));
+  const baseFailure = firstFailure(base);
+  if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };
+  const vector = sc.spec.irq?.[0]?.vector;
+  const kinds = (o.kinds ?? ["irq", "nmi"]).filter((k) => k === "nmi" || vector !== undefined);
+  const outcomes: RunOutcome[] = [];
+  for (let step = 0; step < base.result.steps; step++) {
+    for (const kind of kinds) {
+      const injection: Injection = { kind, atStep: step, vector: kind === "nmi" ? 2 : vector! };
+      const outcome = runScenario(sc, strategy, runOpts(o, image, [injection]));
+      outcomes.push(outcome);
+      const failure = firstFailure(outcome);
+      if (failure) return { ok: false, outcome, failure, injection, runs: outcomes.length + 1, coverage: countPoints(image, outcomes) };
+    }
+  }
+  return { ok: true, outcome: base, failure: undefined, runs: outcomes.length + 1, coverage: countPoints(image, outcomes) };
+}
+
+export type { StackClass };
