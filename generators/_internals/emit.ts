@@ -1,0 +1,319 @@
+// Lowering one function of a plan to BPF (design.md §7: bodies that store known values, pass
+// stack pointers to helpers and subprogs, call out, read back and fold everything into r0).
+//
+// Registers: R6 is the accumulator, R7..R9 keep the pointer parameters (copied from R2..R4 at
+// entry, since calls clobber R1..R5), R1..R5 carry arguments, R0 results. A subprog receives the
+// caller's accumulator in R1 and returns its own, so `acc = f(acc, …)` chains.
+//
+// The data-flow discipline that makes every corruption visible: each value stored into a slot
+// (own or, through a pointer parameter, a caller's) is read exactly once — by the store that
+// replaces it, by bpf_sc_rw, or by the read-back before exit — and each read is folded into the
+// accumulator by a step that is a bijection of the value read (add, xor, and the helpers:
+// bpf_sc_mix is a bijection of its first argument, a subprog's result of its R1). So changing
+// any one stored value between its store and its read changes the function's result, and
+// through the same chain, the program's. bpf_sc_rw reads the old value and writes 3·old + x:
+// the old value is folded from its return, and the slot is then checked with
+// `acc ^= *slot - 3·ret` (x when the helper is right) and refilled, so nothing is read twice.
+//
+// The accumulator is materialised lazily (main: a constant until first needed; a subprog: R1
+// until something clobbers it), so a call can be the very first instruction after the prologue,
+// and with `atExit` the last before the epilogue: the JIT's rare call shapes.
+import { alu32, alu64, call, exit, ldx, st, stx, type BpfInsn, type Item, type Size } from "../../jit/bpf/insn.ts";
+import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R3, R4, R5, R6, R10, type Reg } from "../../jit/bpf/opcodes.ts";
+import type { PlanCall, PlanCallItem, PlanFunc, PlanItem, PlanNested } from "../plan.ts";
+import { MAX_ITEMS, MAX_SLOTS, RUN_BUDGET } from "../plan.ts";
+import { clamp, s32, upTo, wrap } from "./num.ts";
+import { epilogueSteps, HELPER_STEPS, prologueSteps, type Callee, type FuncShape } from "./steps.ts";
+
+/** One emitted instruction, with what is fixed up once the frame size and the layout are known. */
+export interface Sym {
+  readonly x: BpfInsn;
+  /** For an own slot: slot × 8 + byte, added to -depth in `field`; otherwise -1. */
+  readonly at: number;
+  readonly field: "off" | "imm";
+  /** The plan index of the function a BPF-to-BPF call enters, or -1. */
+  readonly callee: number;
+  /** Own slots holding a value still to be read, just before this instruction (bit k: slot k). */
+  readonly live: number;
+}
+
+export interface LoweredBody {
+  readonly insns: readonly Sym[];
+  readonly shape: FuncShape;
+  /** Steps of one activation, nested runs counted as allowed (steps.ts activationCost()). */
+  readonly cost: number;
+  readonly nslots: number;
+  /** Plan indices of the subprogs it calls. */
+  readonly subprogs: readonly number[];
+}
+
+/** What the function's calls enter, decided by the program-level lowering. */
+export interface BodyEnv {
+  readonly isMain: boolean;
+  readonly seed: number;
+  /** Pointer parameters (0 for main). */
+  readonly params: number;
+  /** The later function a call names, or undefined when there is none. */
+  subprog(target: number): { readonly fi: number; readonly params: number; readonly cost: number } | undefined;
+  /** What a nested run becomes: the kfunc's argument, what it enters, its steps. */
+  nested(target: number): { readonly index: number; readonly callee: Callee; readonly cost: number };
+}
+
+const HELPER_MIX = 1, HELPER_RW = 2, HELPER_SAMPLE = 3, KFUNC_RUN_NESTED = 1000;
+const SIZE_OF_WIDTH: Readonly<Record<number, Size>> = { 8: BPF_DW, 4: BPF_W, 2: BPF_H, 1: BPF_B };
+const ARGS: readonly Reg[] = [R1, R2, R3, R4, R5];
+/** R7, R8, R9: where the pointer parameters live. */
+const PARAM_REGS: readonly Reg[] = [7, 8, 9];
+
+/** A slot as an operand: an own slot (based on R10, offset fixed up later) or a pointer parameter. */
+interface Place { readonly base: Reg; readonly slot: number }
+
+function insnOf(it: Item): BpfInsn {
+  if (it.kind !== "insn") throw new Error("generators: a label where an instruction was expected");
+  return it.insn;
+}
+
+class Body {
+  readonly out: Sym[] = [];
+  private live = 0;
+  private acc: "seed" | "r1" | "r6";
+  private used = 0;
+  private straight = 0;
+  private readonly straights: number[] = [];
+  private readonly calls: Callee[] = [];
+  private readonly subprogs: number[] = [];
+  private cost = 0;
+  readonly nslots: number;
+  private readonly init: readonly number[];
+
+  constructor(f: PlanFunc, private readonly env: BodyEnv) {
+    const slots = upTo(f.slots, MAX_SLOTS);
+    this.nslots = Math.max(1, slots.length);
+    this.init = Array.from({ length: this.nslots }, (_, k) => s32(slots[k] ?? 0));
+    this.acc = env.isMain ? "seed" : "r1";
+  }
+
+  // ---- emitting ----
+
+  private put(x: BpfInsn, at = -1, field: "off" | "imm" = "off", callee = -1): void {
+    if (x.dst >= 6 && x.dst <= 9) this.used |= 1 << x.dst;
+    if (x.src >= 6 && x.src <= 9) this.used |= 1 << x.src;
+    this.out.push({ x, at, field, callee, live: this.live });
+  }
+  /** A straight-line instruction. */
+  private op(it: Item): void {
+    this.put(insnOf(it));
+    this.straight++;
+    this.cost++;
+  }
+  /** An access to a slot: own slots get their offset fixed up, parameters use offset `byte`. */
+  private mem(make: (base: Reg, off: number) => Item, p: Place, byte: number): void {
+    if (p.slot < 0) return this.op(make(p.base, byte));
+    this.put(insnOf(make(R10, 0)), p.slot * 8 + byte);
+    this.straight++;
+    this.cost++;
+  }
+  private callOut(it: Item, c: Callee, calleeCost: number, fi = -1): void {
+    this.put(insnOf(it), -1, "off", fi);
+    this.straights.push(this.straight);
+    this.straight = 0;
+    this.calls.push(c);
+    this.cost += 1 + calleeCost;
+    if (fi >= 0) this.subprogs.push(fi);
+  }
+  private affordable(calleeCost: number): boolean {
+    return this.cost + 1 + calleeCost <= RUN_BUDGET;
+  }
+
+  // ---- slots and the accumulator ----
+
+  private place(ref: number): Place {
+    const k = wrap(ref, this.nslots + this.env.params);
+    return k < this.nslots ? { base: R10, slot: k } : { base: PARAM_REGS[k - this.nslots]!, slot: -1 };
+  }
+  private isLive(p: Place): boolean {
+    return p.slot < 0 || (this.live & (1 << p.slot)) !== 0; // a caller's slot always holds a value
+  }
+  private setLive(p: Place, on: boolean): void {
+    if (p.slot >= 0) this.live = on ? this.live | (1 << p.slot) : this.live & ~(1 << p.slot);
+  }
+  /** Move the accumulator out of R1 before R1 is used for anything else. */
+  private freeR1(): void {
+    if (this.acc === "r1") { this.op(alu64.mov.reg(R6, R1)); this.acc = "r6"; }
+  }
+  private accToR6(): void {
+    this.freeR1();
+    if (this.acc === "seed") { this.op(alu64.mov.imm(R6, this.env.seed)); this.acc = "r6"; }
+  }
+  private accToR1(): void {
+    if (this.acc === "r6") this.op(alu64.mov.reg(R1, R6));
+    else if (this.acc === "seed") this.op(alu64.mov.imm(R1, this.env.seed));
+  }
+  /** Give a slot a value to read if it has none (its initial value). */
+  private ensureLive(p: Place): void {
+    if (this.isLive(p)) return;
+    this.mem((b, o) => st(BPF_DW, b, o, this.init[p.slot]!), p, 0);
+    this.setLive(p, true);
+  }
+  /** Read a slot's value once and fold it in: `r1 = *(u64 *)slot; acc += r1`. */
+  private consume(p: Place): void {
+    this.accToR6();
+    this.mem((b, o) => ldx(BPF_DW, R1, b, o), p, 0);
+    this.setLive(p, false);
+    this.op(alu64.add.reg(R6, R1));
+  }
+  /** `reg = &slot`. */
+  private pointer(reg: Reg, p: Place): void {
+    if (p.slot < 0) return this.op(alu64.mov.reg(reg, p.base));
+    this.op(alu64.mov.reg(reg, R10));
+    this.put(insnOf(alu64.add.imm(reg, 0)), p.slot * 8, "imm");
+    this.straight++;
+    this.cost++;
+  }
+
+  // ---- items ----
+
+  item(it: PlanItem): void {
+    switch (it.op) {
+      case "store": return this.store(it.slot, it.value, it.width, it.how);
+      case "rw": return this.rw(it.slot, it.value);
+      default: return this.callItem(it, false);
+    }
+  }
+
+  private store(slot: number, value: number, width: number, how: string): void {
+    const p = this.place(slot), v = s32(value);
+    this.freeR1();
+    if (this.isLive(p)) this.consume(p);
+    const w = SIZE_OF_WIDTH[width] === undefined ? 8 : width;
+    const size = SIZE_OF_WIDTH[w]!;
+    if (how === "reg64") this.op(alu64.mov.imm(R1, v));
+    else if (how === "reg32") this.op(alu32.mov.imm(R1, v)); // zero-extends
+    for (let b = 0; b < 8; b += w) {
+      if (how === "reg64" || how === "reg32") this.mem((base, o) => stx(size, base, R1, o), p, b);
+      else this.mem((base, o) => st(size, base, o, v), p, b);
+    }
+    this.setLive(p, true);
+  }
+
+  private rw(slot: number, value: number): void {
+    const p = this.place(slot), v = s32(value);
+    if (!this.affordable(HELPER_STEPS[HELPER_RW]!)) return this.sample(false);
+    this.freeR1();
+    this.ensureLive(p);
+    this.pointer(R1, p);
+    this.op(alu64.mov.imm(R2, v));
+    this.callOut(call.helper(HELPER_RW), { kind: "helper", id: HELPER_RW }, HELPER_STEPS[HELPER_RW]!);
+    this.accToR6();
+    this.op(alu64.add.reg(R6, R0)); // the old value, as the helper returned it
+    this.mem((b, o) => ldx(BPF_DW, R1, b, o), p, 0);
+    this.setLive(p, false);
+    this.op(alu64.mov.reg(R2, R0)); // r1 - 3·old: x when the helper read and wrote the slot right
+    this.op(alu64.add.reg(R2, R0));
+    this.op(alu64.add.reg(R2, R0));
+    this.op(alu64.sub.reg(R1, R2));
+    this.op(alu64.xor.reg(R6, R1));
+    this.mem((b, o) => st(BPF_DW, b, o, v), p, 0);
+    this.setLive(p, true);
+  }
+
+  /** A call item in the body (`tail` false) or right before the epilogue, its result returned. */
+  callItem(it: PlanCallItem, tail: boolean): void {
+    switch (it.op) {
+      case "mix": return this.mix(it.value, tail);
+      case "call": return this.subprogCall(it, tail);
+      case "nested": return this.nested(it, tail);
+      default: return this.sample(tail);
+    }
+  }
+
+  private mix(value: number, tail: boolean): void {
+    if (!this.affordable(HELPER_STEPS[HELPER_MIX]!)) return this.sample(tail);
+    this.accToR1();
+    this.op(alu64.mov.imm(R2, s32(value)));
+    for (const r of [R3, R4, R5] as const) this.op(alu64.mov.reg(r, R2));
+    this.callOut(call.helper(HELPER_MIX), { kind: "helper", id: HELPER_MIX }, HELPER_STEPS[HELPER_MIX]!);
+    this.afterAccCall(tail);
+  }
+
+  private sample(tail: boolean): void {
+    this.freeR1();
+    this.callOut(call.helper(HELPER_SAMPLE), { kind: "helper", id: HELPER_SAMPLE }, HELPER_STEPS[HELPER_SAMPLE]!);
+    if (tail) this.returnAcc(); // bpf_sc_get_stack() returns 0: return the accumulator
+  }
+
+  private subprogCall(it: PlanCall, tail: boolean): void {
+    const c = this.env.subprog(it.target);
+    // At the tail the own slots are read already: only pointer parameters can be passed on.
+    if (c === undefined || !this.affordable(c.cost) || (tail && c.params > this.env.params)) return this.sample(tail);
+    this.accToR1();
+    const ptrs = upTo(it.ptrs, c.params);
+    for (let q = 0; q < c.params; q++) {
+      const ref = ptrs[q] ?? q;
+      const p = tail ? this.place(this.nslots + wrap(ref, this.env.params)) : this.place(ref);
+      this.ensureLive(p);
+      this.pointer(ARGS[1 + q]!, p);
+    }
+    this.callOut(call.subprog("callee"), { kind: "subprog", fi: c.fi }, c.cost, c.fi);
+    this.afterAccCall(tail);
+  }
+
+  private nested(it: PlanNested, tail: boolean): void {
+    const n = this.env.nested(it.target);
+    if (!this.affordable(n.cost)) return this.sample(tail);
+    this.freeR1();
+    this.op(alu64.mov.imm(R1, n.index));
+    this.callOut(call.kfunc(KFUNC_RUN_NESTED), n.callee, n.cost);
+    // acc ^= the nested program's result (at the tail: r0 ^= acc, then return r0)
+    const into = tail ? R0 : R6, other = tail ? R6 : R0;
+    if (this.acc === "seed") {
+      if (!tail) this.op(alu64.mov.reg(R6, R0));
+      this.op(alu64.xor.imm(into, this.env.seed));
+    } else this.op(alu64.xor.reg(into, other));
+    if (!tail) this.acc = "r6";
+  }
+
+  /** After a call that took the accumulator in R1: it is R0 now. */
+  private afterAccCall(tail: boolean): void {
+    if (tail) return;
+    this.op(alu64.mov.reg(R6, R0));
+    this.acc = "r6";
+  }
+
+  /** r0 = the accumulator. */
+  private returnAcc(): void {
+    if (this.acc === "seed") this.op(alu64.mov.imm(R0, this.env.seed));
+    else this.op(alu64.mov.reg(R0, this.acc === "r1" ? R1 : R6));
+  }
+
+  // ---- whole function ----
+
+  saveParams(): void {
+    for (let q = 0; q < this.env.params; q++) this.op(alu64.mov.reg(PARAM_REGS[q]!, ARGS[1 + q]!));
+  }
+
+  /** Read back every live own slot, then return the accumulator or end with the exit call. */
+  finish(atExit: PlanCallItem | null): LoweredBody {
+    for (let k = 0; k < this.nslots; k++) if (this.live & (1 << k)) this.consume({ base: R10, slot: k });
+    if (atExit === null) this.returnAcc();
+    else this.callItem(atExit, true);
+    this.put(insnOf(exit()));
+    this.straights.push(this.straight);
+    let pushes = 0;
+    for (let r = 6; r <= 9; r++) if (this.used & (1 << r)) pushes++;
+    const shape: FuncShape = { pushes, straight: this.straights, calls: this.calls };
+    return { insns: this.out, shape, cost: this.cost + prologueSteps(pushes) + epilogueSteps(pushes), nslots: this.nslots, subprogs: this.subprogs };
+  }
+}
+
+/** Lower one function's body: parameters saved, the entry call, the items, the read-back, the exit call. */
+export function lowerBody(f: PlanFunc, env: BodyEnv): LoweredBody {
+  const b = new Body(f, env);
+  b.saveParams();
+  if (f.atEntry) b.callItem(f.atEntry, false);
+  for (const it of upTo(f.body, MAX_ITEMS)) b.item(it);
+  return b.finish(f.atExit ?? null);
+}
+
+/** Pointer parameters a function takes (main takes none). */
+export const paramsOf = (f: PlanFunc, isMain: boolean): number => (isMain ? 0 : clamp(f.params, 0, PARAM_REGS.length));

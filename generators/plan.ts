@@ -1,0 +1,174 @@
+// The Plan: what the generators produce and what the corpus stores (design.md §7). It is plain
+// JSON data — numbers, booleans, short strings, arrays and small records — and it is exactly the
+// value the fast-check arbitrary builds, with no `.map` in between, so a stored plan shrinks as
+// well as a fresh one. `planToScenario()` (lower.ts) turns any value of this type into a valid
+// scenario file: indices wrap, counts and sizes are clamped, nothing is rejected.
+//
+// What a plan describes (kernel-model.md §2.3, §6; jit/kernel/kernel.ts):
+//   - programs[0] is the task's program (do_syscall_64 → bpf_sc_run); every program is a main
+//     function plus subprogs, and a call edge only goes forward, to a later function of the same
+//     program, so the BPF call graph has no recursion by construction;
+//   - a `nested` item runs another program through the kfunc scx_sc_run_nested (the sched_ext
+//     scx_bpf_sub_dispatch shape), forward again: program i runs a later program, so chains of
+//     kfunc-nested runs stay acyclic; one that would nest deeper than `nestLimit` levels runs the
+//     next later program that nests less; the last program, which has no later one, runs
+//     itself, and the runner refuses that re-entry (prog->active);
+//   - `irq` attaches programs to IRQ vectors and `nmi` one to the NMI; the same program may be
+//     the task's, a nested one and an interrupt's, which is how re-entry from IRQ is generated;
+//   - `interrupts` is the schedule (below).
+//
+// Function bodies (lowering is in _internals/emit.ts): each function owns `slots.length` 8-byte
+// stack slots at the bottom of its frame and an accumulator (BPF R6). Every value stored into a
+// slot — the raw numbers of the plan — is read back exactly once and folded into the
+// accumulator with add or xor, and every call result is folded in too, so the program's return
+// value changes whenever any live stack slot is corrupted.
+import type { ProgType } from "../jit/bpf/program.ts";
+
+/** Store `value` into a slot (its low `width` bytes, repeated to fill all 8), after folding the old value. */
+export interface PlanStore {
+  readonly op: "store";
+  /** Which slot: own slots first, then the pointer parameters (wraps). */
+  readonly slot: number;
+  readonly value: number;
+  /** Bytes per store instruction: 8, 4, 2 or 1 (anything else is 8). */
+  readonly width: number;
+  /** `st` with an immediate, or `stx` from a register loaded with a 64-bit or a 32-bit move. */
+  readonly how: "imm" | "reg64" | "reg32";
+}
+
+/** bpf_sc_rw(&slot, value): the helper reads and rewrites a stack slot through a pointer. */
+export interface PlanRw {
+  readonly op: "rw";
+  readonly slot: number;
+  readonly value: number;
+}
+
+/** acc = bpf_sc_mix(acc, value, value, value, value): a leaf helper. */
+export interface PlanMix {
+  readonly op: "mix";
+  readonly value: number;
+}
+
+/** bpf_sc_get_stack(): the helper takes a stack sample (like bpf_get_stack()). */
+export interface PlanSample {
+  readonly op: "sample";
+}
+
+/**
+ * acc = f(acc, &slot…): a BPF-to-BPF call of a later function, with pointers to the caller's
+ * slots (or to its own pointer parameters) for the callee's parameters.
+ */
+export interface PlanCall {
+  readonly op: "call";
+  /** Which later function: `target mod (number of later functions)`; with none, a `sample`. */
+  readonly target: number;
+  /** Slot references (as PlanStore.slot) for the callee's pointer parameters, in order. */
+  readonly ptrs: readonly number[];
+}
+
+/** acc ^= scx_sc_run_nested(program): run a later program (the last program runs itself). */
+export interface PlanNested {
+  readonly op: "nested";
+  /** Which later program: `target mod (number of later programs)`, moved on while it would nest too deep. */
+  readonly target: number;
+}
+
+export type PlanCallItem = PlanMix | PlanSample | PlanCall | PlanNested;
+export type PlanItem = PlanStore | PlanRw | PlanCallItem;
+
+export interface PlanFunc {
+  /** Initial values of the function's 8-byte stack slots (at least one slot is used; at most MAX_SLOTS). */
+  readonly slots: readonly number[];
+  /** Stack bytes beyond the slots (rounded down to 8, then clamped to the verifier's limits). */
+  readonly extra: number;
+  /** Pointer parameters of a subprog (0..3, in R2..R4; R1 carries the accumulator). Ignored for main. */
+  readonly params: number;
+  /** A call placed right after the prologue (before any other body code). */
+  readonly atEntry: PlanCallItem | null;
+  readonly body: readonly PlanItem[];
+  /** A call placed right before the epilogue (after the read-back), its result returned. */
+  readonly atExit: PlanCallItem | null;
+}
+
+export interface PlanProgram {
+  readonly type: ProgType;
+  /** struct_ops: check_member() asked for a private stack (kernel-model.md §2.2). */
+  readonly privStackRequested: boolean;
+  /** The main function's initial accumulator. */
+  readonly seed: number;
+  /** funcs[0] is the main function. */
+  readonly funcs: readonly PlanFunc[];
+}
+
+/**
+ * Where an interrupt goes, as a position in the task's run that does not depend on the run's
+ * length: the lowering computes the run's timeline from the plan (a step model of the JIT and the
+ * synthetic kernel, exact for `baseline`, a few steps off per call under other designs) and
+ * places the point on it:
+ *   - "start":    step n mod 64 from the start: do_syscall_64, the runner, the main prologue;
+ *   - "anywhere": n/1024 of the way through the run;
+ *   - "call":     the n-th call instruction (helper, subprog or kfunc), so d = 1.. is the callee's
+ *                 prologue or the helper's body;
+ *   - "entry":    the n-th BPF function entry, so d = 0.. is the prologue window;
+ *   - "exit":     the n-th BPF epilogue, so d = 0.. is the pops, `leave`, `ret` window;
+ *   - "own":      the n-th run of the program this interrupt runs, so its handler finds that
+ *                 program active and the runner refuses it (re-entry from IRQ/NMI).
+ * then plus d steps. Anchors that have no instance fall back to "anywhere". Steps spent in
+ * earlier interrupts' handlers are added, so later points still land where they aim.
+ */
+export type PlanAnchor = "start" | "anywhere" | "call" | "entry" | "exit" | "own";
+
+/** A second interrupt `delay` steps after the first is raised: inside its entry code or its program. */
+export interface PlanFollowUp {
+  readonly nmi: boolean;
+  /** Which IRQ attachment (mod the number of attachments); ignored for an NMI. */
+  readonly vector: number;
+  readonly delay: number;
+}
+
+export interface PlanInterrupt {
+  /** An NMI (vector 2, IST stack), or an IRQ of one of the attached vectors. */
+  readonly nmi: boolean;
+  /** Which IRQ attachment (mod the number of attachments); an IRQ with no attachment is dropped. */
+  readonly vector: number;
+  readonly at: PlanAnchor;
+  readonly n: number;
+  readonly d: number;
+  readonly then: PlanFollowUp | null;
+}
+
+export interface Plan {
+  /** The deepest chain of kfunc-nested runs (0..MAX_NEST_LIMIT); sched_ext nests 4 levels. */
+  readonly nestLimit: number;
+  /** programs[0] runs as the task. At least one program is lowered (an empty list gets a trivial one). */
+  readonly programs: readonly PlanProgram[];
+  /** Program references (mod the number of programs) attached to IRQ_VECTORS[0], [1], … */
+  readonly irq: readonly number[];
+  /** The program attached to the NMI, or none. */
+  readonly nmi: number | null;
+  readonly interrupts: readonly PlanInterrupt[];
+}
+
+// ---- limits the lowering enforces (every plan lowers; these keep it valid and bounded) ----
+
+/** Programs per scenario (the image and the kfunc's nested table hold 32). */
+export const MAX_PROGRAMS = 32;
+/** Functions per program: MAX_CALL_FRAMES, so a forward chain never exceeds the verifier's depth. */
+export const MAX_FUNCS = 8;
+/** Slots per function: 8 × 8 bytes, so 8 frames of minimal size fit the combined 512-byte limit. */
+export const MAX_SLOTS = 8;
+/** Body items per function. */
+export const MAX_ITEMS = 32;
+export const MAX_PARAMS = 3;
+export const MAX_NEST_LIMIT = 8;
+/** Interrupt points per plan (each may bring a follow-up). */
+export const MAX_INTERRUPTS = 16;
+/** IRQ vectors for irq[0..3]: LOCAL_TIMER_VECTOR (0xec), then device vectors. */
+export const IRQ_VECTORS: readonly number[] = [236, 35, 64, 200];
+/**
+ * The NMI runs on a 4 KiB IST stack: its program may run at most this many kfunc-nested levels
+ * (otherwise the next program that nests less is taken).
+ */
+export const NMI_NEST_LIMIT = 2;
+/** Estimated steps one program run may take; calls beyond it are lowered as `sample`. */
+export const RUN_BUDGET = 16_384;

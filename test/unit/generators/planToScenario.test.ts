@@ -1,0 +1,291 @@
+// planToScenario(): hand-written and edge plans lower validly (wrapping, clamping, never
+// rejecting), the lowering is pure and follows the plan's shapes, the step model it places
+// interrupts with is exact for baseline, and corrupting any live stack slot changes the result.
+// On the machine under baseline (design (a), the reference), every program invocation returns
+// what the reference interpreter computes, with the plan's own interrupts, and the interrupt
+// points are raised and land where the plan aims them: helpers, prologues, entry code, the
+// interrupt's own program (whose re-entry the runner must refuse).
+import fc from "fast-check";
+import { describe, expect, test } from "vitest";
+import { parseScenario } from "../../../harness/scenario.ts";
+import { runScenario, scheduleOf } from "../../../harness/run.ts";
+import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
+import { validate } from "../../../jit/bpf/validate.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { baseline } from "../../../jit/strategies/baseline.ts";
+import {
+  IRQ_VECTORS, MAX_FUNCS, MAX_ITEMS, MAX_PROGRAMS, MAX_SLOTS, planArb, planToScenario,
+  type Plan, type PlanCallItem, type PlanFunc, type PlanItem, type PlanProgram,
+} from "../../../generators/index.ts";
+import { lowerPlan } from "../../../generators/_internals/lower.ts";
+import { endsWithCall, landings, nestedEdges, nestingHeight, scaled, startsWithCall, type Landing } from "./support.ts";
+
+const func = (over: Partial<PlanFunc> = {}): PlanFunc => ({ slots: [7], extra: 0, params: 0, atEntry: null, body: [], atExit: null, ...over });
+const prog = (over: Partial<PlanProgram> = {}): PlanProgram => ({ type: "struct_ops", privStackRequested: false, seed: 1, funcs: [func()], ...over });
+const plan = (over: Partial<Plan> = {}): Plan => ({ nestLimit: 4, programs: [prog()], irq: [], nmi: null, interrupts: [], ...over });
+const parse = (p: Plan) => parseScenario(planToScenario(p), "hand-written");
+/** The task's result as the reference interpreter computes it. */
+const result = (p: Plan) => {
+  const sc = parse(p);
+  return runProgram(interpEnv(sc.programs, sc.spec.nested ?? [], 1), 0);
+};
+
+describe("hand-written and edge plans lower validly", () => {
+  test("nothing at all: no programs, no functions, no slots", () => {
+    expect(parse(plan({ programs: [] })).programs).toHaveLength(1);
+    expect(parse(plan({ programs: [prog({ funcs: [] })] })).programs[0]!.funcs).toHaveLength(1);
+    expect(parse(plan({ programs: [prog({ funcs: [func({ slots: [] })] })] })).programs[0]!.funcs[0]!.stackDepth).toBe(8);
+  });
+
+  test("every limit at once: 32 programs of 8 functions of 32 items over 8 slots, 512-byte frames, every call kind", () => {
+    const items: PlanItem[] = Array.from({ length: MAX_ITEMS }, (_, k): PlanItem => {
+      switch (k % 6) {
+        case 0: return { op: "store", slot: k, value: -k, width: [8, 4, 2, 1][k % 4]!, how: (["imm", "reg64", "reg32"] as const)[k % 3]! };
+        case 1: return { op: "rw", slot: k, value: k };
+        case 2: return { op: "call", target: k, ptrs: [k, k + 1, k + 2] };
+        case 3: return { op: "nested", target: k };
+        case 4: return { op: "mix", value: k };
+        default: return { op: "sample" };
+      }
+    });
+    const f = func({ slots: Array.from({ length: MAX_SLOTS }, (_, k) => k), extra: 512, params: 3, atEntry: { op: "call", target: 0, ptrs: [] }, body: items, atExit: { op: "call", target: 0, ptrs: [9] } });
+    const big = plan({
+      nestLimit: 8, irq: [0, 1, 2, 3, 4], nmi: 0,
+      programs: Array.from({ length: MAX_PROGRAMS + 3 }, (_, i) => prog({ type: i % 2 ? "kprobe" : "struct_ops", privStackRequested: i % 3 === 0, funcs: Array.from({ length: MAX_FUNCS + 2 }, () => f) })),
+      interrupts: Array.from({ length: 20 }, (_, k) => ({ nmi: k % 2 === 0, vector: k, at: "call" as const, n: k, d: k, then: { nmi: true, vector: 0, delay: 5 } })),
+    });
+    const sc = parse(big);
+    expect(sc.programs).toHaveLength(MAX_PROGRAMS);
+    expect(sc.file.irq).toHaveLength(IRQ_VECTORS.length);
+    expect(sc.file.interrupts!.length).toBeLessThanOrEqual(32);
+    // the run stays within the step budget of a property run
+    const t = lowerPlan(big).timeline.length;
+    expect(t).toBeGreaterThan(1000);
+    expect(t).toBeLessThan(200_000);
+  });
+
+  test("indices out of range, negative, fractional, NaN and infinite wrap or clamp", () => {
+    const odd = [-1, 1e12, -7.5, Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, 2 ** 53];
+    for (const v of odd) {
+      const f = func({ slots: [v, v], extra: v, params: v, atEntry: { op: "call", target: v, ptrs: [v, v, v] }, body: [
+        { op: "store", slot: v, value: v, width: v, how: "imm" }, { op: "rw", slot: v, value: v }, { op: "nested", target: v }, { op: "mix", value: v },
+      ], atExit: { op: "nested", target: v } });
+      const p = plan({ nestLimit: v, programs: [prog({ seed: v, funcs: [f, f, f] }), prog({ funcs: [f] })], irq: [v, v], nmi: v,
+        interrupts: [{ nmi: false, vector: v, at: "own", n: v, d: v, then: { nmi: true, vector: v, delay: v } }] });
+      expect(() => parse(p), `value ${v}`).not.toThrow();
+    }
+  });
+
+  test("an IRQ point with no IRQ program is dropped; an NMI point needs no NMI program", () => {
+    const at = { vector: 0, at: "start" as const, n: 3, d: 0, then: null };
+    expect(parse(plan({ interrupts: [{ nmi: false, ...at }] })).file.interrupts).toEqual([]);
+    expect(parse(plan({ interrupts: [{ nmi: true, ...at }] })).file.interrupts).toEqual([{ kind: "nmi", atStep: 3 }]);
+  });
+
+  test("a plan read back from JSON lowers to the same scenario, and lowering leaves the plan untouched", () => {
+    for (const p of fc.sample(planArb(), { seed: 9, numRuns: 20 })) {
+      const json = JSON.stringify(p);
+      const frozen = deepFreeze(JSON.parse(json) as Plan);
+      expect(planToScenario(frozen)).toEqual(planToScenario(p));
+      expect(JSON.stringify(p)).toBe(json);
+    }
+  });
+});
+
+function deepFreeze<T>(x: T): T {
+  if (x && typeof x === "object") { for (const v of Object.values(x)) deepFreeze(v); Object.freeze(x); }
+  return x;
+}
+
+describe("the lowering follows the plan", () => {
+  test("calls go forward, to the function the target names modulo the later functions; unreached functions are dropped", () => {
+    const calls = (target: number): PlanItem => ({ op: "call", target, ptrs: [] });
+    const sc = parse(plan({ programs: [prog({ funcs: [func({ body: [calls(1)] }), func({ body: [calls(0)] }), func(), func({ body: [calls(5)] })] })] }));
+    // main → f2 (1 mod 3 later = the second later function), f1 and f3 reach nothing from main: dropped
+    expect(sc.programs[0]!.funcs.map((f) => f.name)).toEqual(["main", "f2"]);
+    expect(validate(sc.programs[0]!).callDepth).toBe(2);
+  });
+
+  test("a call in atEntry is the first instruction, one in atExit the last before exit (when nothing must be set up)", () => {
+    const sample: PlanCallItem = { op: "sample" };
+    const sub = func({ atEntry: { op: "call", target: 0, ptrs: [] }, atExit: { op: "mix", value: 3 } });
+    const f = planToScenario(plan({ programs: [prog({ funcs: [func({ atEntry: sample, body: [{ op: "call", target: 0, ptrs: [] }], atExit: sample }), sub, func()] })] }));
+    const [main, f1] = f.programs[0]!.funcs;
+    expect(startsWithCall(main!)).toBe(true);
+    expect(startsWithCall(f1!)).toBe(true); // a subprog passes the accumulator it received in R1 straight on
+    expect(endsWithCall(f1!)).toBe(true);
+  });
+
+  test("nested runs go to later programs, at most nestLimit deep; the last program runs itself and is refused", () => {
+    const chain = (n: number, nestLimit: number) => plan({ nestLimit, programs: Array.from({ length: n }, () => prog({ funcs: [func({ atEntry: { op: "nested", target: 0 } })] })) });
+    expect(nestingHeight(nestedEdges(planToScenario(chain(6, 4))), 0)).toBe(4);
+    expect(nestingHeight(nestedEdges(planToScenario(chain(6, 8))), 0)).toBe(5);
+    expect(nestingHeight(nestedEdges(planToScenario(chain(3, 0))), 0)).toBe(0); // the kfunc gets an index it rejects
+    expect(planToScenario(chain(3, 0)).programs[0]!.funcs[0]!.insns[0]).toEqual([0xb7, 1, 0, 0, 3]);
+    const one = parse(chain(1, 4));
+    const env = interpEnv(one.programs, one.spec.nested ?? [], 1);
+    runProgram(env, 0);
+    expect(env.misses[0]).toBe(1);
+  });
+
+  test("the NMI's program nests at most NMI_NEST_LIMIT levels (its stack is 4 KiB)", () => {
+    const p = plan({ nmi: 0, programs: Array.from({ length: 5 }, () => prog({ funcs: [func({ atEntry: { op: "nested", target: 0 } })] })) });
+    expect(planToScenario(p).nmi).toBe("p2");
+  });
+
+  test("frames use what the verifier allows: private-stack frames alone within 512, the others summed per chain", () => {
+    const deep = (type: PlanProgram["type"], privStackRequested: boolean) =>
+      prog({ type, privStackRequested, funcs: Array.from({ length: 4 }, () => func({ extra: 448, body: [{ op: "call", target: 0, ptrs: [] }] })) });
+    const shared = parse(plan({ programs: [deep("struct_ops", false)] })).programs[0]!;
+    const priv = parse(plan({ programs: [deep("struct_ops", true)] })).programs[0]!;
+    expect(validate(shared).combinedDepth).toBeLessThanOrEqual(512);
+    expect(validate(priv).privStack.every(Boolean)).toBe(true);
+    expect(priv.funcs.reduce((s, f) => s + f.stackDepth, 0)).toBeGreaterThan(512); // only thanks to private stacks
+  });
+
+  test("every stored value reaches the program's result, through helpers and pointers too; a value never stored does not", () => {
+    // main: slots [5, 6]; a 2-byte store into slot 0; bpf_sc_rw on slot 1; f1(&slot 1), which
+    // stores through its pointer parameter into main's slot 1.
+    const base = plan({ programs: [prog({ funcs: [func({ slots: [5, 6], body: [
+      { op: "store", slot: 0, value: 11, width: 2, how: "reg32" }, { op: "rw", slot: 1, value: 12 }, { op: "call", target: 0, ptrs: [1] },
+    ] }), func({ params: 1, slots: [3], body: [{ op: "store", slot: 1, value: 13, width: 8, how: "imm" }] })] })] });
+    const r = result(base);
+    const edited = (edit: (main: PlanFunc, sub: PlanFunc) => void) => {
+      const p = structuredClone(base) as { programs: { funcs: PlanFunc[] }[] } & Plan;
+      edit(p.programs[0]!.funcs[0]!, p.programs[0]!.funcs[1]!);
+      return result(p);
+    };
+    const set = <T>(o: T, k: keyof T, v: unknown) => { (o as Record<keyof T, unknown>)[k] = v; };
+    expect(edited((m) => set(m.slots, 1, 50))).not.toBe(r); // the initial value bpf_sc_rw reads
+    expect(edited((m) => set(m.body[0]!, "value" as never, 0x1011))).not.toBe(r); // its low two bytes, four times
+    expect(edited((m) => set(m.body[1]!, "value" as never, 99))).not.toBe(r); // bpf_sc_rw's argument and the refill
+    expect(edited((_, f) => set(f.body[0]!, "value" as never, 14))).not.toBe(r); // stored by f1 into main's slot
+    expect(edited((m) => set(m.slots, 0, 50))).toBe(r); // slot 0 is stored before it is ever read: 5 is never stored
+    expect(edited((_, f) => set(f.slots, 0, 4))).toBe(r); // f1 never touches its own slot
+  });
+});
+
+describe("the step model (interrupt placement)", () => {
+  test("is exact for baseline: the task's run takes the steps the timeline says, and its anchors are where it says", () => {
+    fc.assert(fc.property(planArb({ interrupts: false, maxPrograms: 4 }), (p) => {
+      const low = lowerPlan(p);
+      const sc = parseScenario(low.file);
+      const img = buildImage(sc.spec, baseline);
+      const m = img.machine();
+      img.startTask(m);
+      const tl = low.timeline;
+      // Visit the anchors in step order: each entry is a BPF function's first byte, each call a
+      // call instruction, each exit the first instruction of an epilogue (pop or leave).
+      const anchors = [
+        ...tl.entries.slice(0, 8).map((s) => [s, "entry"] as const), ...tl.calls.slice(0, 8).map((s) => [s, "call"] as const),
+        ...tl.exits.slice(0, 8).map((s) => [s, "exit"] as const),
+      ].sort((a, b) => a[0] - b[0]);
+      const starts = new Set(img.symbols.filter((s) => s.kind === "bpf").map((s) => s.start));
+      for (const [s, kind] of anchors) {
+        expect(m.runUntil(s).kind).toBe("paused");
+        const text = m.disassembleAt(m.rip);
+        if (kind === "entry") expect(starts.has(m.rip), `${kind} at ${s}: ${text}`).toBe(true);
+        else if (kind === "call") expect(text, `call at ${s}`).toMatch(/\bcall\b/);
+        else expect(text, `exit at ${s}`).toMatch(/\b(pop|leave)\b/);
+      }
+      const r = m.run();
+      m.dispose();
+      expect(r.kind === "completed" && r.steps).toBe(tl.length);
+    }), { numRuns: scaled(10) });
+  });
+});
+
+describe("corruption of a live stack slot changes the result", () => {
+  // On the machine (baseline, R10 = rbp): stop at an instruction boundary of any BPF function
+  // where the lowering says some own slot holds a value still to be read, flip bits of one of its
+  // bytes, run on: the task's result differs from the clean run's (which the interpreter gives).
+  test("one flip anywhere, at any time, in any program of the task's run", () => {
+    fc.assert(fc.property(planArb({ interrupts: false, maxPrograms: 4 }), fc.nat(), fc.nat(7), fc.integer({ min: 1, max: 255 }), (p, pick, byte, mask) => {
+      const low = lowerPlan(p);
+      const sc = parseScenario(low.file);
+      const img = buildImage(sc.spec, baseline);
+      const where = new Map<bigint, { live: number; depth: number }>();
+      img.programs.forEach((q, pi) => q.jit.funcs.forEach((f, fi) => f.insnAddrs.forEach((a, k) => {
+        const frame = low.frames[pi]![fi]!;
+        if (frame.live[k]) where.set(a, { live: frame.live[k]!, depth: frame.depth });
+      })));
+      // The clean run, one step at a time, noting the boundaries with live slots.
+      const clean = img.machine();
+      img.startTask(clean);
+      const candidates: number[] = [];
+      let r = clean.step();
+      for (; r.kind === "paused"; r = clean.step()) if (where.has(clean.rip)) candidates.push(clean.steps);
+      clean.dispose();
+      expect(r.kind).toBe("completed");
+      const expected = runProgram(interpEnv(sc.programs, sc.spec.nested ?? [], 1), 0);
+      expect(r.kind === "completed" && r.rax).toBe(expected);
+      fc.pre(candidates.length > 0);
+      // The corrupted run.
+      const m = img.machine();
+      img.startTask(m);
+      const at = candidates[pick % candidates.length]!;
+      expect(m.runUntil(at).kind).toBe("paused");
+      const { live, depth } = where.get(m.rip)!;
+      const slots = [...Array(8).keys()].filter((k) => live & (1 << k));
+      const slot = slots[pick % slots.length]!;
+      const addr = m.reg("rbp") - BigInt(depth) + BigInt(8 * slot + byte);
+      const old = Number(m.peek64(addr)! & 0xffn);
+      m.load(addr, Uint8Array.of(old ^ mask));
+      const site = m.symbols.describe(m.rip);
+      const bad = m.run();
+      m.dispose();
+      expect(bad.kind).toBe("completed");
+      expect(bad.kind === "completed" && bad.rax, `slot ${slot} byte ${byte} ^ ${mask} at step ${at} (${site})`).not.toBe(expected);
+    }), { numRuns: scaled(15) });
+  });
+});
+
+describe("semantics under baseline", () => {
+  test("every runner invocation, interrupts included, returns the reference interpreter's result", () => {
+    fc.assert(fc.property(planArb(), (plan) => {
+      const sc = parseScenario(planToScenario(plan));
+      const o = runScenario(sc, baseline, { unwinder: "frame", injections: scheduleOf(sc) });
+      expect(o.result.kind).toBe("completed");
+      expect(o.checks.failures.filter((f) => f.check === "semantics")).toEqual([]);
+      expect(o.checks.invocations).toBeGreaterThanOrEqual(1);
+    }), { numRuns: scaled(20) });
+  });
+});
+
+describe("interrupt points (a fixed sample of 30 plans, baseline)", () => {
+  type Run = ReturnType<typeof landings> & { refusedInInterrupt: number };
+  let sample: { runs: Run[]; raised: Landing[]; all: Landing[] } | undefined;
+  /** The sample's runs, run on first use: where each interrupt landed, and refusals inside interrupts. */
+  const get = () => sample ??= (() => {
+    const runs = fc.sample(planArb(), { seed: 11, numRuns: 30 }).map((plan): Run => {
+      const sc = parseScenario(planToScenario(plan));
+      let refusedInInterrupt = 0;
+      const r = landings(sc, baseline, (m, img) => {
+        m.addHook(img.kernel.addr("run_refused"), (mm) => { if (mm.truth().some((t) => t.kind === "interrupt")) refusedInInterrupt++; });
+      });
+      return { ...r, refusedInInterrupt };
+    });
+    const all = runs.flatMap((r) => r.landings);
+    return { runs, all, raised: all.filter((l) => l.raised) };
+  })();
+  const share = (pred: (l: Landing) => boolean) => get().raised.filter(pred).length / get().raised.length;
+
+  test("almost all are raised before the run ends (measured 98-99%)", () => {
+    const { runs, all, raised } = get();
+    expect(runs.every((r) => r.completed)).toBe(true);
+    expect(all.length).toBeGreaterThan(60);
+    expect(raised.length / all.length).toBeGreaterThan(0.9);
+  });
+
+  test("they land in helpers, in BPF prologues and epilogues, and in the IRQ entry code", () => {
+    expect(share((l) => ["bpf_sc_mix", "bpf_sc_rw", "bpf_sc_get_stack"].includes(l.symbol))).toBeGreaterThan(0.05);
+    expect(share((l) => l.bpf === "prologue" || l.bpf === "epilogue")).toBeGreaterThan(0.1);
+    const inIrqEntry = (l: Landing) => l.kind === "nmi" && l.nested && ["asm_common_interrupt", "common_interrupt"].includes(l.symbol);
+    expect(get().raised.filter(inIrqEntry).length).toBeGreaterThanOrEqual(3);
+  });
+
+  test("an interrupt's program is often already running, and the runner refuses it", () => {
+    const { runs } = get();
+    expect(runs.filter((r) => r.refusedInInterrupt > 0).length / runs.length).toBeGreaterThan(0.25);
+  });
+});
