@@ -5,14 +5,16 @@
 // (test/native/runner.c) and on the machine: every register, the arithmetic flags the SDM
 // defines, and every stack, the kernel data and the per-CPU area (private stacks, counters)
 // must match bit for bit at exit.
-import { fc, test } from "@fast-check/vitest";
-import { afterAll, beforeAll, describe, expect } from "vitest";
+// Plain tests come from vitest: @fast-check/vitest's `test` runs even a plain body as a property,
+// numRuns times, and FC_NUM_RUNS (test/setup.ts) would repeat the fixed cases too.
+import { fc, test as fcTest } from "@fast-check/vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { printProgram } from "../../jit/bpf/print.ts";
 import { buildImage, type ImageSpec } from "../../jit/image.ts";
 import { userLayout } from "../../jit/kernel/layout.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
 import { programArb, richArb } from "../helpers/bpf-arbitraries.ts";
-import { runs } from "../helpers/runs.ts";
+import { runs, runsTimeout } from "../helpers/runs.ts";
 import { differences, emulate } from "../native/emulate.ts";
 import { imageCase } from "../native/image-case.ts";
 import { NativeRunner } from "../native/runner.ts";
@@ -49,7 +51,7 @@ async function compareStrategy(spec: ImageSpec, strategy: (typeof BUILTIN_STRATE
 }
 
 describe("JIT output on the real CPU", () => {
-  test.prop([scenarioArb, fc.array(value64, { minLength: 16, maxLength: 16 }), fc.nat(0xfff)], runs(15))(
+  fcTest.prop([scenarioArb, fc.array(value64, { minLength: 16, maxLength: 16 }), fc.nat(0xfff)], runs(15))(
     "under every strategy, registers, defined flags, stacks, kernel data and per-CPU memory match at exit",
     async (spec, regs, flags) => {
       for (const s of BUILTIN_STRATEGIES) {
@@ -64,7 +66,7 @@ describe("JIT output on the real CPU", () => {
         }
       }
     },
-    120_000,
+    runsTimeout(15, 120_000),
   );
 
   test("the example scenario's task runs to the same state natively under every strategy", async () => {

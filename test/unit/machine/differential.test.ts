@@ -4,14 +4,16 @@
 // the system `cc`); the final registers, the arithmetic flags the SDM defines, and the data and
 // stack memory must match bit for bit. Privileged forms (cli, sti, iretq, and int3/ud2, which
 // trap) cannot run in a user process and stay covered by the unit tests.
-import { fc, test } from "@fast-check/vitest";
-import { afterAll, beforeAll, describe, expect } from "vitest";
+// Plain tests come from vitest: @fast-check/vitest's `test` runs even a plain body as a property,
+// numRuns times, and FC_NUM_RUNS (test/setup.ts) would repeat the fixed cases too.
+import { fc, test as fcTest } from "@fast-check/vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { hex64, REG_NAMES } from "../../../harness/machine/index.ts";
 import { differences, emulate, flagNames } from "../../native/emulate.ts";
 import { USER_FORMS, FORMS } from "../../native/forms.ts";
 import { compileRunner, NativeRunner, NativeToolchainError, type NativeOutcome } from "../../native/runner.ts";
 import { codeCase, rawCase, rawUnit, sequenceCase, SEQ, SEQ_DUMP_NAMES, type RawCase, type SeqProgram } from "../../native/sequences.ts";
-import { runs } from "../../helpers/runs.ts";
+import { runs, runsTimeout } from "../../helpers/runs.ts";
 
 let runner: NativeRunner;
 beforeAll(() => { runner = NativeRunner.start(); }); // no cc: fails every test here with what to install
@@ -75,10 +77,10 @@ describe("the machine against the real CPU: instruction sequences", () => {
     expect(n).toBeGreaterThan(USER_FORMS.length);
   }, 60_000);
 
-  test.prop([rawCase()], runs(500))("final registers, defined flags and memory match bit for bit", async (raw) => {
+  fcTest.prop([rawCase()], runs(500))("final registers, defined flags and memory match bit for bit", async (raw) => {
     const { report } = await compare(raw);
     if (report !== undefined) throw new Error(report);
-  }, 60_000);
+  }, runsTimeout(500, 60_000));
 });
 
 // Encodings outside the generator's forms (other prefixes, vendor-specific meanings, forms the
