@@ -9,9 +9,8 @@ import { validate, type Validated } from "./bpf/validate.ts";
 import { jitProgram, type JitProgram } from "./jit.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
-  BPF_TEXT, BPF_TEXT_SIZE, EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, KD, KDATA, KDATA_SIZE, KTEXT, KTEXT_SIZE, NMI_IST,
-  NMI_STACK, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, PERCPU, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_ORIGIN, PERCPU_SIZE, PT_REGS,
-  PT_REGS_SIZE, TASK_PT_REGS, TASK_STACK, THREAD_SIZE,
+  BPF_TEXT_SIZE, EXCEPTION_STKSZ, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, NMI_IST, PCPU_HARDIRQ_STACK_PTR,
+  PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_SIZE, PT_REGS, PT_REGS_SIZE, taskPtRegs, THREAD_SIZE, type Layout,
 } from "./kernel/layout.ts";
 import { DEFAULT_JIT_OPTIONS, type JitOptions, type Strategy } from "./strategy.ts";
 import { PRIV_STACK_GUARD_VAL } from "./strategies/r9-private.ts";
@@ -37,6 +36,8 @@ export interface FpWindow { readonly symbol: string; readonly start: bigint; rea
 
 export interface Image {
   readonly strategy: Strategy;
+  /** Where everything sits (KERNEL_LAYOUT unless buildImage was given another). */
+  readonly layout: Layout;
   readonly kernel: Kernel;
   /** `active` is the counter the runner checks: the program's own prog->active, or the global
    * bpf_prog_active for kprobe, tracepoint and perf_event programs (trace_call_bpf()). */
@@ -61,6 +62,8 @@ export interface Image {
   reusedMachine(): Machine;
   /** Prepare a machine to run the task's program: rsp = task_pt_regs, stop at entry_SYSCALL_64's return. */
   startTask(m: Machine): void;
+  /** task_pt_regs(): the user-mode pt_regs at the top of the task stack. */
+  readonly taskPtRegs: bigint;
   /** this CPU's address of a __percpu pointer. */
   thisCpu(ptr: bigint): bigint;
 }
@@ -78,7 +81,13 @@ function pagesFor(bytes: number, max: number, what: string): number {
   return size;
 }
 
-export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions = DEFAULT_JIT_OPTIONS): Image {
+export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions = DEFAULT_JIT_OPTIONS, layout: Layout = KERNEL_LAYOUT): Image {
+  // The layout under the names of the kernel layout's constants, which this body used to read.
+  const {
+    ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, taskStack: TASK_STACK, irqStack: IRQ_STACK, nmiStack: NMI_STACK, percpu: PERCPU,
+    percpuOrigin: PERCPU_ORIGIN,
+  } = layout;
+  const TASK_PT_REGS = taskPtRegs(layout);
   const n = spec.programs.length;
   const mustBeProg = (i: number | undefined, what: string) => {
     if (i === undefined || !Number.isInteger(i) || i < 0 || i >= n) throw new ImageError(`${what}: program index ${i} is not one of the ${n} programs`);
@@ -93,7 +102,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   }
   if (spec.nmi !== undefined) mustBeProg(spec.nmi, "NMI");
   const irqVectors = [...new Set((spec.irq ?? []).map((a) => a.vector))].sort((x, y) => x - y);
-  const kernel = buildKernel(KTEXT, irqVectors);
+  const kernel = buildKernel(layout, irqVectors);
 
   // Per-CPU dynamic area: bpf_prog_active, then prog->active and misses per program, then private memory.
   let dyn = PERCPU_ORIGIN + BigInt(PERCPU_DYNAMIC);
@@ -191,7 +200,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
 
   let reused: { m: Machine; loaded: ReturnType<Machine["snapshot"]> } | undefined;
   const image: Image = {
-    strategy, kernel, regions, symbols, fpWindows, loads, guards, irqVectors, thisCpu, bpfProgActive,
+    strategy, layout, taskPtRegs: TASK_PT_REGS, kernel, regions, symbols, fpWindows, loads, guards, irqVectors, thisCpu, bpfProgActive,
     programs: jitted.map(({ program, validated, jit, active, misses }) => ({ program, validated, jit, active, misses })),
     reusedMachine() {
       if (!reused) {

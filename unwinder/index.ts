@@ -4,7 +4,7 @@
 import type { Machine } from "../harness/machine/index.ts";
 import type { Image } from "../jit/image.ts";
 import { privateStacks as imagePrivateStacks } from "../jit/private-stacks.ts";
-import { EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, TASK_PT_REGS, TASK_STACK, THREAD_SIZE } from "../jit/kernel/layout.ts";
+import { EXCEPTION_STKSZ, IRQ_STACK_SIZE, THREAD_SIZE } from "../jit/kernel/layout.ts";
 import { unwindDone, unwindError, unwindGetReturnAddress, unwindNextFrame, unwindStart, type StartFrom } from "./frame.ts";
 import { STACK_TYPE_NMI, STACK_TYPE_PRIVATE, type PrivateStackDef, type UnwindEnv } from "./stack.ts";
 
@@ -26,16 +26,17 @@ export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnow
     begin: x.begin, end: x.end, type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i,
     ...(x.backLink === undefined ? {} : { backLink: x.backLink }),
   }));
+  const { taskStack, irqStack, nmiStack } = img.layout;
   return {
     mem: { read64: (a) => m.peek64(a) },
     stacks: {
-      task: { begin: TASK_STACK, end: TASK_STACK + BigInt(THREAD_SIZE) },
-      hardirqStackPtr: IRQ_STACK + BigInt(IRQ_STACK_SIZE) - 8n,
+      task: { begin: taskStack, end: taskStack + BigInt(THREAD_SIZE) },
+      hardirqStackPtr: irqStack + BigInt(IRQ_STACK_SIZE) - 8n,
       irqStackSize: IRQ_STACK_SIZE,
-      exception: [{ type: STACK_TYPE_NMI, begin: NMI_STACK, end: NMI_STACK + BigInt(EXCEPTION_STKSZ) }],
+      exception: [{ type: STACK_TYPE_NMI, begin: nmiStack, end: nmiStack + BigInt(EXCEPTION_STKSZ) }],
       privateStacks,
     },
-    taskPtRegs: TASK_PT_REGS,
+    taskPtRegs: img.taskPtRegs,
     isKernelText: (a) => textKinds.has(m.symbols.lookup(a)?.kind ?? ""),
     inEntryCode: (a) => m.symbols.lookup(a)?.kind === "entry",
     symbolize: (a) => m.symbols.symbolize(a) ?? a.toString(16),

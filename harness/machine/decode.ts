@@ -81,8 +81,28 @@ export const NOT_DECODED: DInsn = Object.freeze(blank(NaN)) as DInsn;
 /** Why a decoded instruction is unsupported, when it looked supported but used a form we do not model. */
 export const unsupportedWhy = new WeakMap<DInsn, string>();
 
-/** Convert the iced instruction just decoded at `ip` into a DInsn. */
-export function convert(ins: Instruction, ip: number): DInsn {
+const NEAR_BRANCH = new Set<number>([Op.CALL, Op.CALL_IND, Op.RET, Op.JMP, Op.JMP_IND, Op.JCC]);
+const LEGACY_PREFIXES = new Set([0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3]);
+
+/**
+ * Does the instruction starting at bytes[0] carry an operand-size prefix (66h) that a REX.W does
+ * not override? On a near branch its meaning depends on the vendor: Intel ignores it ("In 64-bit
+ * mode the operand size is fixed at 64 bits", SDM Vol. 2A, CALL/JMP/Jcc/RET), AMD gives the
+ * branch a 16-bit operand size: RIP truncated to 16 bits, 2-byte pushes and pops (AMD APM Vol. 1
+ * §3.7.9, Table 3-9). iced decodes the Intel way, so the machine refuses these encodings.
+ */
+function operandSizePrefixed(bytes: Uint8Array): boolean {
+  let i = 0, p66 = false;
+  for (; i < bytes.length && LEGACY_PREFIXES.has(bytes[i]!); i++) if (bytes[i] === 0x66) p66 = true;
+  const rex = bytes[i];
+  return p66 && !(rex !== undefined && (rex & 0xf8) === 0x48);
+}
+
+/**
+ * Convert the iced instruction just decoded at `ip` into a DInsn. `bytes` are the instruction's
+ * bytes (from its first), for what iced does not report (a 66h prefix on a near branch).
+ */
+export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn {
   const d = blank(ip);
   d.len = ins.length;
   d.next = ip + d.len;
@@ -90,6 +110,11 @@ export function convert(ins: Instruction, ip: number): DInsn {
   const op = ins.isInvalid ? OP_UNSUPPORTED : CODE_TO_OP[ins.code]!;
   d.op = op;
   if (op === OP_UNSUPPORTED) return d;
+  if (NEAR_BRANCH.has(op) && bytes !== undefined && operandSizePrefixed(bytes)) {
+    unsupportedWhy.set(d, "an operand-size prefix on a near branch (16-bit operand size on AMD, ignored on Intel)");
+    d.op = OP_UNSUPPORTED;
+    return d;
+  }
   if (op === OP_JCC) d.cond = JCC_CODE_TO_COND.get(ins.code)!;
   const n = ins.opCount;
   let hasMem = false;
@@ -186,7 +211,7 @@ export class InsnDecoder {
     try {
       dec.ip = BigInt.asUintN(64, BigInt(ip));
       dec.decodeOut(this.ins);
-      return convert(this.ins, ip);
+      return convert(this.ins, ip, bytes);
     } finally {
       dec.free();
     }
@@ -197,7 +222,7 @@ export class InsnDecoder {
     let at = ip;
     forEachInstruction(bytes, BigInt(ip), (ins) => {
       if (ins.isInvalid) return false;
-      const d = convert(ins, at);
+      const d = convert(ins, at, bytes.subarray(at - ip));
       sink(d);
       at = d.next;
       return true;

@@ -19,8 +19,7 @@
 import { hex64 as hex, toCanonical, type Activation, type Machine } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import {
-  EXCEPTION_STKSZ, IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF,
-  PERCPU, TASK_STACK, THREAD_SIZE,
+  EXCEPTION_STKSZ, IRQ_STACK_SIZE, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, THREAD_SIZE,
 } from "../../jit/kernel/layout.ts";
 import { privateStacks } from "../../jit/private-stacks.ts";
 import type { RunFailure } from "./run.ts";
@@ -68,10 +67,11 @@ export interface PerCpuObject {
 /** Every object of this CPU's per-CPU area the image's code may touch, in address order. */
 export function perCpuObjects(img: Image): PerCpuObject[] {
   const at = (name: string, begin: bigint, size: number, bpf: PerCpuObject["bpf"] = ""): PerCpuObject => ({ name, begin, end: begin + BigInt(size), bpf });
+  const { percpu } = img.layout;
   const objects = [
-    at("this_cpu_off", PERCPU + BigInt(PCPU_THIS_CPU_OFF), 8, "r"),
-    at("hardirq_stack_ptr", PERCPU + BigInt(PCPU_HARDIRQ_STACK_PTR), 8),
-    at("hardirq_stack_inuse", PERCPU + BigInt(PCPU_HARDIRQ_STACK_INUSE), 1),
+    at("this_cpu_off", percpu + BigInt(PCPU_THIS_CPU_OFF), 8, "r"),
+    at("hardirq_stack_ptr", percpu + BigInt(PCPU_HARDIRQ_STACK_PTR), 8),
+    at("hardirq_stack_inuse", percpu + BigInt(PCPU_HARDIRQ_STACK_INUSE), 1),
     at("bpf_prog_active", img.thisCpu(img.bpfProgActive), 8, "r"),
     ...img.programs.flatMap((p) => [
       ...(p.active === img.bpfProgActive ? [] : [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")]),
@@ -86,10 +86,11 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
 
 export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): MemoryOracle {
   const sym = (a: bigint) => m.symbols.describe(a);
+  const { taskStack, irqStack, nmiStack, percpu } = img.layout;
   const areas: Area[] = [
-    { name: "task", begin: TASK_STACK, end: TASK_STACK + BigInt(THREAD_SIZE), top: TASK_STACK + BigInt(THREAD_SIZE), private: false },
-    { name: "IRQ", begin: IRQ_STACK, end: IRQ_STACK + BigInt(IRQ_STACK_SIZE), top: IRQ_STACK + BigInt(IRQ_STACK_SIZE), private: false },
-    { name: "NMI", begin: NMI_STACK, end: NMI_STACK + BigInt(EXCEPTION_STKSZ), top: NMI_STACK + BigInt(EXCEPTION_STKSZ), private: false },
+    { name: "task", begin: taskStack, end: taskStack + BigInt(THREAD_SIZE), top: taskStack + BigInt(THREAD_SIZE), private: false },
+    { name: "IRQ", begin: irqStack, end: irqStack + BigInt(IRQ_STACK_SIZE), top: irqStack + BigInt(IRQ_STACK_SIZE), private: false },
+    { name: "NMI", begin: nmiStack, end: nmiStack + BigInt(EXCEPTION_STKSZ), top: nmiStack + BigInt(EXCEPTION_STKSZ), private: false },
     ...privateStackAreas(img),
   ];
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
@@ -103,14 +104,14 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
     else if (reports === MAX_REPORTS + 1) failures.push({ check: "memory", message: "further memory reports suppressed" });
   };
   const objects = perCpuObjects(img);
-  const percpu = img.regions.find((r) => r.kind === "percpu")!;
-  const perCpuEnd = percpu.start + BigInt(percpu.size);
+  const percpuRegion = img.regions.find((r) => r.kind === "percpu")!;
+  const perCpuEnd = percpuRegion.start + BigInt(percpuRegion.size);
   // Which program a BPF instruction belongs to (its functions' images).
   const images = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({ program, base: f.image.base, end: f.image.end })));
   const programAt = (ip: bigint) => images.find((x) => ip >= x.base && ip < x.end)?.program;
   /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
   const outOfBounds = (what: string, write: boolean, addr: bigint, end: bigint, ip: bigint): boolean => {
-    if (addr >= perCpuEnd || end <= PERCPU) return false;
+    if (addr >= perCpuEnd || end <= percpu) return false;
     const o = objects.find((x) => addr >= x.begin && end <= x.end);
     if (o === undefined) {
       const distance = (x: PerCpuObject) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0n);
@@ -161,7 +162,7 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   };
   for (const a of areas) m.watchWrites(a.begin - 16n, a.end + 16n, onWrite);
   for (const g of img.guards) m.watchWrites(g.addr, g.addr + 8n, onWrite);
-  m.watchWrites(PERCPU, perCpuEnd, onWrite);
+  m.watchWrites(percpu, perCpuEnd, onWrite);
   const onRead = (addr: bigint, size: number, ip: bigint) => {
     const end = addr + BigInt(size);
     const by = `${size}-byte read at ${hex(addr)} by ${sym(ip)}`;
@@ -170,7 +171,7 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
       if (addr < g.addr + 8n && end > g.addr) report(`${by} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`);
     }
   };
-  m.watchReads(PERCPU, perCpuEnd, onRead);
+  m.watchReads(percpu, perCpuEnd, onRead);
 
   const enter = (a: Activation, entered: string) => {
     const sp = a.rspRaw;

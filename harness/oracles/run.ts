@@ -11,7 +11,7 @@
 import { hex64 as hex, toCanonical, type Activation, type Machine, type Observer, type RegName } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { interpEnv, REFUSED, runProgram } from "../../jit/bpf/interp.ts";
-import { KD, KDATA } from "../../jit/kernel/layout.ts";
+import { KD } from "../../jit/kernel/layout.ts";
 import { privateStackAreas, watchMemory } from "./memory.ts";
 import { PRIV_STACK_GUARD_VAL } from "../../jit/strategies/r9-private.ts";
 import { envFromImage, getStackInfo, stackTypeName, Warnings, type PrivateStackKnowledge, type StackInfo } from "../../unwinder/index.ts";
@@ -120,8 +120,9 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
   // Semantics: each runner invocation against the interpreter, counters read from the machine.
   const programs = img.programs.map((p) => p.program);
   const nested: number[] = [];
-  const count = Number(m.peek64(KDATA + BigInt(KD.nestedCount)) ?? 0n);
-  for (let i = 0; i < count; i++) nested.push(Number(m.peek64(KDATA + BigInt(KD.nested + 8 * i))!));
+  const kdata = img.layout.kdata;
+  const count = Number(m.peek64(kdata + BigInt(KD.nestedCount)) ?? 0n);
+  for (let i = 0; i < count; i++) nested.push(Number(m.peek64(kdata + BigInt(KD.nested + 8 * i))!));
   const pending: { prog: number; expected: bigint; refused: boolean }[] = [];
   // Per program: its misses when first run, and the refused runs since. Checked once the run is
   // over, not per run: an interrupt between a refusal's misses++ and its run_exit may be refused

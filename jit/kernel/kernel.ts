@@ -25,7 +25,7 @@
 import { Code, Instruction as I, MemoryOperand as M, Register as R } from "iced-x86";
 import { Assembler, type Assembled } from "../asm.ts";
 import type { SymbolDef } from "../../harness/machine/index.ts";
-import { KD, KDATA, NESTED_EINVAL, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, PT_REGS, RUN_REFUSED } from "./layout.ts";
+import { KD, NESTED_EINVAL, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, PT_REGS, RUN_REFUSED, type Layout } from "./layout.ts";
 
 const gs = (disp: number) => M.new64(R.None, R.None, 1, BigInt(disp), 8, false, R.GS);
 const at = (base: number, disp = 0) => M.createBaseDisplSize(base, BigInt(disp), disp === 0 && base !== R.RBP && base !== R.R13 ? 0 : 1);
@@ -49,7 +49,13 @@ export interface Kernel {
   readonly addr: (name: string) => bigint;
 }
 
-export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel {
+/** The kernel's text at `layout.ktext`, addressing its tables at `layout.kdata`. */
+export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kernel {
+  const kdata = layout.kdata;
+  const scratch = kdata + BigInt(KD.scratch);
+  if (BigInt.asIntN(32, scratch) !== BigInt.asIntN(64, scratch)) {
+    throw new RangeError(`kernel: kernel data at 0x${kdata.toString(16)} is not reachable as a sign-extended imm32 (the layout must keep it in the top or bottom 2 GiB)`);
+  }
   const a = new Assembler("kernel");
   const e = (make: () => I, note?: string) => a.emit(make, note);
   const push = (r: number) => e(() => I.createReg(Code.Push_r64, r));
@@ -86,7 +92,7 @@ export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel
   a.label("bpf_sc_run");
   frame(); push(R.RBX); push(R.R12); push(R.R13);
   mov(R.R12, R.RDI);
-  movabs(R.RBX, KDATA + BigInt(KD.progTable));
+  movabs(R.RBX, kdata + BigInt(KD.progTable));
   e(() => I.createRegI32(Code.Shl_rm64_imm8, R.RDI, 5));
   e(() => I.createRegReg(Code.Add_rm64_r64, R.RBX, R.RDI));
   // __bpf_prog_enter_recur(): this_cpu_inc_return(*prog->active)
@@ -136,14 +142,14 @@ export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel
   a.label("bpf_sc_get_stack_sample");
   // Leave a kernel pointer in r9, as C code may (r9 is caller-saved): BPF code that relied on
   // r9 surviving the call now reads and writes kernel data silently (kernel-model "hazards (b)").
-  e(() => I.createRegI32(Code.Mov_rm64_imm32, R.R9, Number(BigInt.asIntN(32, KDATA + BigInt(KD.scratch)))), "clobber r9 as C code may");
+  e(() => I.createRegI32(Code.Mov_rm64_imm32, R.R9, Number(BigInt.asIntN(32, scratch))), "clobber r9 as C code may");
   e(() => I.createRegReg(Code.Xor_rm32_r32, R.EAX, R.EAX));
   pop(R.RBP); ret();
 
   // scx_sc_run_nested(i): run nested program i through the runner; -EINVAL for a bad index.
   a.label("scx_sc_run_nested");
   frame();
-  movabs(R.R11, KDATA);
+  movabs(R.R11, kdata);
   e(() => I.createRegMem(Code.Cmp_r64_rm64, R.RDI, at(R.R11, KD.nestedCount)));
   a.branch(Code.Jae_rel32_64, { label: "nested_einval" });
   e(() => I.createRegMem(Code.Mov_r64_rm64, R.RDI, M.createBaseIndexScaleDisplSize(R.R11, R.RDI, 8, BigInt(KD.nested), 8)));
@@ -201,7 +207,7 @@ export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel
   frame(); push(R.RBX);
   a.label("irq_sample");
   load(R.RAX, () => at(R.RDI, PT_REGS.orig_ax));
-  movabs(R.RBX, KDATA + BigInt(KD.irqTable));
+  movabs(R.RBX, kdata + BigInt(KD.irqTable));
   e(() => I.createRegMem(Code.Mov_r64_rm64, R.RDI, M.createBaseIndexScale(R.RBX, R.RAX, 8)));
   e(() => I.createRegReg(Code.Test_rm64_r64, R.RDI, R.RDI));
   a.branch(Code.Js_rel32_64, { label: "irq_no_prog" });
@@ -218,7 +224,7 @@ export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel
   a.label("exc_nmi");
   frame();
   a.label("nmi_sample");
-  movabs(R.RAX, KDATA + BigInt(KD.nmiProg));
+  movabs(R.RAX, kdata + BigInt(KD.nmiProg));
   load(R.RDI, () => at(R.RAX));
   e(() => I.createRegReg(Code.Test_rm64_r64, R.RDI, R.RDI));
   a.branch(Code.Js_rel32_64, { label: "nmi_no_prog" });
@@ -226,7 +232,7 @@ export function buildKernel(base: bigint, irqVectors: readonly number[]): Kernel
   a.label("nmi_no_prog");
   pop(R.RBP); ret();
 
-  const text = a.assemble(base);
+  const text = a.assemble(layout.ktext);
   const addr = (name: string) => {
     const v = text.labels.get(name);
     if (v === undefined) throw new Error(`kernel: no symbol or point '${name}'`);

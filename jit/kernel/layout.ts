@@ -2,6 +2,11 @@
 // like kernel traces: kernel text near 0xffffffff81000000, BPF images in the module area, the
 // task, IRQ and NMI stacks in the vmalloc area with guard pages, and the per-CPU area that gs:
 // addresses. Sizes follow asm/page_64_types.h without KASAN (kernel-model.md §4.3).
+//
+// Where the pieces sit is a `Layout` value: KERNEL_LAYOUT (these constants, the default
+// everywhere) or `userLayout(base)`, the same image placed at low user-space addresses so that
+// the differential tests can run it natively in a ring-3 process (test/native/). Sizes and
+// offsets inside the pieces do not depend on the layout.
 
 export const KTEXT = 0xffffffff81000000n;
 export const KTEXT_SIZE = 0x10000;
@@ -62,3 +67,55 @@ export const KD = {
   irqTable: 0x800,        // 256 × u64: program index per vector, or -1
   scratch: 0x1f00,        // where bpf_sc_get_stack() leaves r9 pointing (a kernel data pointer)
 } as const;
+
+/** Where the pieces of an image sit. Everything else (sizes, per-CPU offsets, KD) is fixed. */
+export interface Layout {
+  readonly ktext: bigint;
+  readonly kdata: bigint;
+  readonly bpfText: bigint;
+  readonly taskStack: bigint;
+  readonly irqStack: bigint;
+  readonly nmiStack: bigint;
+  /** CPU 0's per-CPU area: the GS base. */
+  readonly percpu: bigint;
+  /** Where __percpu pointers are handed out from (never dereferenced: this_cpu_off = percpu - origin). */
+  readonly percpuOrigin: bigint;
+}
+
+/** The canonical kernel addresses above: the default layout of every image. */
+export const KERNEL_LAYOUT: Layout = Object.freeze({
+  ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, taskStack: TASK_STACK, irqStack: IRQ_STACK, nmiStack: NMI_STACK,
+  percpu: PERCPU, percpuOrigin: PERCPU_ORIGIN,
+});
+
+/** task_pt_regs() of a layout (TASK_PT_REGS for the kernel layout). */
+export function taskPtRegs(l: Layout): bigint {
+  return l.taskStack + BigInt(THREAD_SIZE - PT_REGS_SIZE);
+}
+
+/** Offsets of the pieces in a user-space layout (each piece with room for its guard pages). */
+const USER_OFFSETS = {
+  ktext: 0x0000000, kdata: 0x0100000, bpfText: 0x0200000,
+  taskStack: 0x0400000, irqStack: 0x0410000, nmiStack: 0x0420000, percpu: 0x0800000,
+} as const;
+/** How much address space a user layout spans from its base. */
+export const USER_LAYOUT_SPAN = USER_OFFSETS.percpu + PERCPU_SIZE;
+
+/**
+ * The image at low user-space addresses from `base` (page aligned, with the whole layout below
+ * 2 GiB). The code depends on two relative placements, kept by construction: rel32 calls between
+ * kernel text and BPF text (±2 GiB), and kernel data reachable as a sign-extended imm32
+ * (bpf_sc_get_stack's `mov r9, imm32`), which holds for the kernel's top 2 GiB and for user
+ * addresses below 2 GiB.
+ */
+export function userLayout(base: bigint): Layout {
+  if (base <= 0n || base % 0x1000n !== 0n || base + BigInt(USER_LAYOUT_SPAN) > 0x80000000n) {
+    throw new RangeError(`userLayout: base 0x${base.toString(16)} must be page aligned, above 0, with the layout (0x${USER_LAYOUT_SPAN.toString(16)} bytes) below 2 GiB`);
+  }
+  const at = (off: number) => base + BigInt(off);
+  return Object.freeze({
+    ktext: at(USER_OFFSETS.ktext), kdata: at(USER_OFFSETS.kdata), bpfText: at(USER_OFFSETS.bpfText),
+    taskStack: at(USER_OFFSETS.taskStack), irqStack: at(USER_OFFSETS.irqStack), nmiStack: at(USER_OFFSETS.nmiStack),
+    percpu: at(USER_OFFSETS.percpu), percpuOrigin: PERCPU_ORIGIN,
+  });
+}

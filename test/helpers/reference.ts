@@ -1,6 +1,8 @@
 // An independent reference for ALU semantics, written from the SDM definitions with plain BigInt
-// arithmetic (no code shared with the machine). Used by property tests.
+// arithmetic (no code shared with the machine). Used by property tests. Which flags are defined
+// comes from the SDM rules in sdm-flags.ts.
 import { AF, CF, OF, PF, SF, ZF } from "../../harness/machine/index.ts";
+import { ARITH_FLAGS, flagEffect } from "./sdm-flags.ts";
 
 export type AluOp = "add" | "sub" | "and" | "or" | "xor" | "cmp" | "test" | "neg" | "not" | "inc" | "dec" | "shl" | "shr" | "sar" | "imul";
 
@@ -12,7 +14,15 @@ export interface RefResult {
   readonly defined: number;
 }
 
-const ALL = CF | PF | AF | ZF | SF | OF;
+/**
+ * The flags the reference computes that the SDM defines: none if the instruction changes no flag
+ * (not, a shift by a masked count of 0), else every flag it does not leave undefined (inc and dec
+ * keep CF, which the reference carries over from the input).
+ */
+function definedBy(op: AluOp, bits: number, count?: number): number {
+  const e = flagEffect(op, bits, { count });
+  return e.defines === 0 ? 0 : ARITH_FLAGS & ~e.undefines;
+}
 
 function szp(res: bigint, bits: number): number {
   let f = 0;
@@ -39,17 +49,17 @@ export function reference(op: AluOp, bits: number, a: bigint, b: bigint, cf: boo
       if (((x ^ y ^ res) & 0x10n) !== 0n) f |= AF;
       const carry = plus ? exact > mask : exact < 0n;
       if (op === "inc" || op === "dec") { if (cf) f |= CF; } else if (carry) f |= CF;
-      return { res: op === "cmp" ? undefined : res, flags: f, defined: ALL };
+      return { res: op === "cmp" ? undefined : res, flags: f, defined: definedBy(op, bits) };
     }
     case "and": case "or": case "xor": case "test": {
       const res = op === "or" ? a | b : op === "xor" ? a ^ b : a & b;
-      return { res: op === "test" ? undefined : res, flags: szp(res, bits), defined: ALL & ~AF };
+      return { res: op === "test" ? undefined : res, flags: szp(res, bits), defined: definedBy(op, bits) };
     }
     case "not":
-      return { res: ~a & mask, flags: 0, defined: 0 };
+      return { res: ~a & mask, flags: 0, defined: definedBy(op, bits) };
     case "shl": case "shr": case "sar": {
       const n = Number(b) & (bits === 64 ? 63 : 31);
-      if (n === 0) return { res: a, flags: 0, defined: 0 };
+      if (n === 0) return { res: a, flags: 0, defined: definedBy(op, bits, n) };
       let res: bigint, c: bigint;
       if (op === "shl") { res = (a << BigInt(n)) & mask; c = n <= bits ? (a >> BigInt(bits - n)) & 1n : 0n; }
       else if (op === "shr") { res = a >> BigInt(n); c = (a >> BigInt(n - 1)) & 1n; }
@@ -58,14 +68,12 @@ export function reference(op: AluOp, bits: number, a: bigint, b: bigint, cf: boo
       if (c) f |= CF;
       const msb = (x: bigint) => (x >> BigInt(bits - 1)) & 1n;
       if (n === 1 && (op === "shl" ? (msb(res) ^ c) : op === "shr" ? msb(a) : 0n)) f |= OF;
-      // CF is undefined when the count reaches the operand size (8/16-bit), OF unless the count is 1.
-      const defined = (n < bits ? CF : 0) | SF | ZF | PF | (n === 1 ? OF : 0);
-      return { res, flags: f, defined };
+      return { res, flags: f, defined: definedBy(op, bits, n) };
     }
     case "imul": {
       const full = signed(a) * signed(b);
       const res = BigInt.asUintN(bits, full);
-      return { res, flags: signed(res) !== full ? CF | OF : 0, defined: CF | OF };
+      return { res, flags: signed(res) !== full ? CF | OF : 0, defined: definedBy(op, bits) };
     }
   }
 }

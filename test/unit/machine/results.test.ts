@@ -73,6 +73,23 @@ describe("unsupported instructions", () => {
     expect(r.kind).toBe("unsupported");
     if (r.kind === "unsupported") expect(r.message).toContain("32-bit address size not modelled");
   });
+
+  // Found by the differential tests (test/unit/machine/differential.test.ts): on AMD a 66h prefix
+  // gives a near branch a 16-bit operand size (the CPU under test jumped to rip & 0xffff and
+  // `66 c3` popped 2 bytes); Intel ignores it, and so did the machine.
+  test.each([
+    ["66 eb 00", "jmp short"], ["66 e9 00 00 00 00", "jmp near"], ["66 74 00", "je short"], ["66 0f 84 00 00 00 00", "je near"],
+    ["66 e8 00 00 00 00", "call"], ["66 c3", "ret"], ["66 c2 08 00", "ret 8"], ["66 ff e0", "jmp rax"], ["66 ff d0", "call rax"],
+  ])("a near branch with an operand-size prefix (%s, %s) is refused: its meaning depends on the vendor", (code) => {
+    const { result: r } = runSnippet(code);
+    expect(r).toMatchObject({ kind: "unsupported", rip: TEXT });
+    if (r.kind === "unsupported") expect(r.message).toContain("an operand-size prefix on a near branch (16-bit operand size on AMD, ignored on Intel) not modelled");
+  });
+
+  test("REX.W overrides a 66h prefix, so such a branch is an ordinary 64-bit one", () => {
+    const { result: r } = runSnippet("66 48 e9 00 00 00 00 90"); // jmp to the next instruction (nop), then ret
+    expect(r.kind).toBe("completed");
+  });
 });
 
 describe("control flow and budgets", () => {

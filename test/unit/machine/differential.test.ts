@@ -1,0 +1,142 @@
+// The machine against the processor it models. Random instruction sequences drawn from every
+// user-mode form of the ISA table (test/native/sequences.ts), with random registers, flags and
+// memory, run on the machine and natively on this x86-64 CPU (test/native/runner.c, compiled with
+// the system `cc`); the final registers, the arithmetic flags the SDM defines, and the data and
+// stack memory must match bit for bit. Privileged forms (cli, sti, iretq, and int3/ud2, which
+// trap) cannot run in a user process and stay covered by the unit tests.
+// Plain tests come from vitest: @fast-check/vitest's `test` runs even a plain body as a property,
+// numRuns times, and FC_NUM_RUNS (test/setup.ts) would repeat the fixed cases too.
+import { fc, test as fcTest } from "@fast-check/vitest";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { hex64, REG_NAMES } from "../../../harness/machine/index.ts";
+import { differences, emulate, flagNames } from "../../native/emulate.ts";
+import { USER_FORMS, FORMS } from "../../native/forms.ts";
+import { compileRunner, NativeRunner, NativeToolchainError, type NativeOutcome } from "../../native/runner.ts";
+import { codeCase, rawCase, rawUnit, sequenceCase, SEQ, SEQ_DUMP_NAMES, type RawCase, type SeqProgram } from "../../native/sequences.ts";
+import { runs, runsTimeout } from "../../helpers/runs.ts";
+
+let runner: NativeRunner;
+beforeAll(() => { runner = NativeRunner.start(); }); // no cc: fails every test here with what to install
+afterAll(async () => { await runner?.close(); });
+
+/** Run a case both ways; a readable report of every difference, or undefined when they agree. */
+async function compare(raw: RawCase): Promise<{ p: SeqProgram; native: NativeOutcome; report: string | undefined }> {
+  const p = sequenceCase(raw);
+  const native = await runner.run(p.case);
+  const emu = emulate(p.case);
+  const diffs = differences(emu, native, p.case, SEQ_DUMP_NAMES);
+  if (native.kind !== "stopped" && diffs.length === 0) diffs.push(`case defect: the generated program did not reach the stop natively (${native.kind})`);
+  if (diffs.length === 0) return { p, native, report: undefined };
+  const c = p.case;
+  const report = [
+    "the machine and the CPU differ:",
+    ...diffs.map((d) => `  ${d}`),
+    "program (Intel syntax; units u0.., subroutines sub<j>; => where the CPU faulted):",
+    p.listing(native.kind === "signal" ? native.rip : undefined),
+    `initial: ${REG_NAMES.map((r, i) => `${r}=${hex64(c.regs[i]!)}`).join(" ")}`,
+    `         flags ${flagNames(c.rflags)}, gs base ${hex64(c.gsBase)}, data/stack from memory seed ${raw.memSeed}`,
+  ].join("\n");
+  return { p, native, report };
+}
+
+const unitOf = (form: number, base: fc.Arbitrary<RawCase["main"][number]> = rawUnit) => base.map((u) => ({ ...u, form }));
+
+describe("the machine against the real CPU: instruction sequences", () => {
+  test("the generator covers every user-mode form of the ISA table, and only those are left out", () => {
+    expect(FORMS.length).toBe(281); // `stackcheck isa`
+    expect(FORMS.filter((f) => !f.userMode).map((f) => f.name).sort()).toEqual(["Cli", "Int3", "Iretq", "Sti", "Ud2"]);
+    expect(USER_FORMS).toHaveLength(276);
+    for (const [i, f] of USER_FORMS.entries()) {
+      const [raw] = fc.sample(rawCase(1).chain((c) => unitOf(i).map((u) => ({ ...c, main: [u] }))), { numRuns: 1, seed: i });
+      expect(sequenceCase(raw!).codes, f.name).toContain(f.code);
+    }
+  });
+
+  // Every form, each with register operands and, where it has an r/m operand, memory under
+  // several addressing modes (all of them for the forms that move rsp or rip): a sweep that
+  // does not depend on the random draw.
+  test("every form, one unit at a time, with register operands and memory under each addressing mode", async () => {
+    const failures: string[] = [];
+    let n = 0;
+    for (const [i, f] of USER_FORMS.entries()) {
+      const hasRm = f.operands.some((o) => o.kind === "rm" || o.kind === "mem");
+      const modes = !hasRm ? [] : f.kind === "plain" ? [i % 7, (i + 3) % 7] : [0, 1, 2, 3, 4, 5];
+      const variants = [null, ...modes.flatMap((mode) => f.kind === "plain" ? [mode] : [mode, mode + 8])];
+      for (const [k, v] of variants.entries()) {
+        const arb = rawCase(1).chain((c) => unitOf(i).map((u) => {
+          const mem = v === null ? null : { ...(u.mem ?? { base: 3, index: 6, scale: i & 3, disp: -i, target: 8 * i, xval: BigInt(i) }), mode: v & 7, gs: v >= 8 || (i & 2) === 2 };
+          return { ...c, main: [{ ...u, mem }] };
+        }));
+        const [raw] = fc.sample(arb, { numRuns: 1, seed: 16 * i + k });
+        const { report } = await compare(raw!);
+        n++;
+        if (report !== undefined) failures.push(`${f.name}:\n${report}`);
+      }
+    }
+    expect(failures, failures.slice(0, 3).join("\n\n")).toEqual([]);
+    expect(n).toBeGreaterThan(USER_FORMS.length);
+  }, 60_000);
+
+  fcTest.prop([rawCase()], runs(500))("final registers, defined flags and memory match bit for bit", async (raw) => {
+    const { report } = await compare(raw);
+    if (report !== undefined) throw new Error(report);
+  }, runsTimeout(500, 60_000));
+});
+
+// Encodings outside the generator's forms (other prefixes, vendor-specific meanings, forms the
+// table does not list): the machine must agree with the CPU or refuse the instruction, never
+// silently compute something else.
+const ODD_ENCODINGS: [string, string][] = [
+  ["66 eb 00", "jmp short with 66h (AMD: 16-bit rip)"], ["31 c0 66 74 00", "je short with 66h"],
+  ["e8 02 00 00 00 eb 02 66 c3", "ret with 66h (AMD: pops 2 bytes)"], ["48 8d 05 03 00 00 00 66 ff e0", "jmp rax with 66h"],
+  ["66 48 e9 00 00 00 00", "jmp with 66h and REX.W (64-bit)"], ["48 e8 02 00 00 00 eb 02 48 c3", "call and ret with REX.W"],
+  ["f2 e9 00 00 00 00", "bnd jmp"], ["48 8d 05 03 00 00 00 3e ff e0", "notrack jmp rax"],
+  ["65 67 48 8b 04 25 f0 ff ff ff", "32-bit address size, absolute gs: operand"], ["67 48 8b 04 25 10 00 00 20", "32-bit address size, absolute"],
+  ["67 48 8b 05 00 00 00 00", "EIP-relative"], ["67 8d 04 0b", "lea with 32-bit address size"],
+  ["f0 48 01 d8", "lock on a register destination (#UD)"], ["f0 48 01 5c 24 f8", "lock add to memory"],
+  ["f3 48 01 d8", "rep on add"], ["3e 48 8b 04 24", "ds: override (ignored in 64-bit mode)"], ["64 48 8b 04 24", "fs: override"],
+  ["40 89 d8", "redundant REX"], ["66 66 0f 1f 44 00 00", "nop with two 66h"], ["66 50 66 58", "push ax / pop ax"],
+  ["66 9c 66 9d", "pushf / popf, 16-bit"], ["48 87 c3", "xchg"], ["f6 e8", "one-operand imul"], ["63 c3", "movsxd r32"],
+  ["48 d1 f0", "shl through the /6 alias (sal)"], ["f6 c8 01", "test through the /1 alias"], ["0f 19 c0", "reserved nop"],
+];
+
+describe("the machine against the real CPU: encodings outside the generated forms", () => {
+  test.each(ODD_ENCODINGS)("%s (%s): the machine agrees with the CPU or refuses it", async (hex) => {
+    const c = codeCase(Uint8Array.from(hex.split(" "), (b) => parseInt(b, 16)), { regs: Array.from({ length: 16 }, (_, i) => BigInt(i) * 0x1111n), memSeed: 7 });
+    const e = emulate(c);
+    const diffs = differences(e, await runner.run(c), c, SEQ_DUMP_NAMES);
+    if (e.outcome.kind === "failed") expect(e.outcome.message).toMatch(/^unsupported instruction/);
+    else expect(diffs).toEqual([]);
+  });
+});
+
+describe("the native runner", () => {
+  test("a fault ends the case as a signal at the faulting rip, with the registers as the machine has them", async () => {
+    // mov rax, 0x12345000; mov rbx, [rax] (unmapped) ... the CPU and the machine both stop at the load.
+    const raw: RawCase = { regs: Array(16).fill(0n), flags: 0, memSeed: 0, gsOff: 0, rspOff: 0, main: [], subs: [] };
+    const p = sequenceCase({ ...raw, main: [{ form: USER_FORMS.findIndex((f) => f.name === "Nopd"), regs: [0, 0, 0], mem: null, imm: 0n, skip: 1, variant: 0 }] });
+    const code = Uint8Array.of(0x48, 0xc7, 0xc0, 0x00, 0x50, 0x34, 0x12, 0x48, 0x8b, 0x18); // mov rax,0x12345000; mov rbx,[rax]
+    const c = { ...p.case, loads: [{ addr: SEQ.code, bytes: code }, ...p.case.loads.slice(1)], rip: SEQ.code };
+    const native = await runner.run(c);
+    expect(native).toMatchObject({ kind: "signal", signal: "SIGSEGV", rip: SEQ.code + 7n, address: 0x12345000n });
+    expect(differences(emulate(c), native, c, SEQ_DUMP_NAMES)).toEqual([]);
+  });
+
+  test("a case that never reaches the stop ends with a timeout", async () => {
+    const p = sequenceCase({ regs: Array(16).fill(0n), flags: 0, memSeed: 0, gsOff: 0, rspOff: 0, main: [], subs: [] });
+    const c = { ...p.case, loads: [{ addr: SEQ.code, bytes: Uint8Array.of(0xeb, 0xfe) }], rip: SEQ.code, timeoutMs: 50 }; // jmp $
+    expect((await runner.run(c)).kind).toBe("timeout");
+  });
+
+  test("without a C compiler the suite fails, saying which compiler and what to install", () => {
+    let err: unknown;
+    try {
+      compileRunner({ cc: "cc", env: { ...process.env, PATH: "/nonexistent" } });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(NativeToolchainError);
+    expect((err as Error).message).toMatch(/`cc` was not found on PATH\. Install a C compiler \(Debian\/Ubuntu: apt-get install gcc/);
+    expect((err as Error).stack, "no stack trace").toBe(`NativeToolchainError: ${(err as Error).message}`);
+  });
+});
