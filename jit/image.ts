@@ -81,6 +81,23 @@ function pagesFor(bytes: number, max: number, what: string): number {
   return size;
 }
 
+/**
+ * The synthetic kernel depends only on the layout and the IRQ vectors, and assembling it is
+ * half of building an image: campaigns build thousands of images with a handful of vector
+ * sets, so kernels are kept (read-only: images copy what they change).
+ */
+const kernels = new Map<string, Kernel>();
+function kernelFor(layout: Layout, irqVectors: readonly number[]): Kernel {
+  const key = `${Object.values(layout).map(String).join(",")}|${irqVectors.join(",")}`;
+  let k = kernels.get(key);
+  if (!k) {
+    if (kernels.size >= 256) kernels.clear();
+    k = buildKernel(layout, irqVectors);
+    kernels.set(key, k);
+  }
+  return k;
+}
+
 export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions = DEFAULT_JIT_OPTIONS, layout: Layout = KERNEL_LAYOUT): Image {
   // The layout under the names of the kernel layout's constants, which this body used to read.
   const {
@@ -102,7 +119,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   }
   if (spec.nmi !== undefined) mustBeProg(spec.nmi, "NMI");
   const irqVectors = [...new Set((spec.irq ?? []).map((a) => a.vector))].sort((x, y) => x - y);
-  const kernel = buildKernel(layout, irqVectors);
+  const kernel = kernelFor(layout, irqVectors);
 
   // Per-CPU dynamic area: bpf_prog_active, then prog->active and misses per program, then private memory.
   let dyn = PERCPU_ORIGIN + BigInt(PERCPU_DYNAMIC);

@@ -77,6 +77,14 @@ export interface MemorySnapshot {
   readonly pages: ReadonlyMap<number, Page>;
 }
 
+/**
+ * A mapped page nobody has written yet: one per region, sharing ZERO_DATA, with an epoch no
+ * memory ever has, so the first write (or load) copies it as copy-on-write does for snapshots.
+ * Mapping a region costs no allocation per page; reads of untouched memory see zeros.
+ */
+const ZERO_DATA = new Uint8Array(PAGE_SIZE);
+const UNWRITTEN = -1;
+
 function pageNo(a: number): number {
   return Math.floor(a / PAGE_SIZE);
 }
@@ -150,9 +158,8 @@ export class Memory {
       }
     }
     this.regionList.push(region);
-    for (let p = pageNo(start); p < pageNo(region.end); p++) {
-      this.pages.set(p, new Page(new Uint8Array(PAGE_SIZE), region, this.epoch));
-    }
+    const zero = new Page(ZERO_DATA, region, UNWRITTEN);
+    for (let p = pageNo(start); p < pageNo(region.end); p++) this.pages.set(p, zero);
     this.dropCaches();
     return region;
   }
