@@ -68,6 +68,14 @@ export interface RunOptions {
   readonly picture?: number;
 }
 
+const windowCaches = new WeakMap<Image, ConstructorParameters<typeof FrameWindows>[2]>();
+/** The frame windows of an image's functions, read once per image (text is read-only). */
+function windowCache(img: Image): NonNullable<ConstructorParameters<typeof FrameWindows>[2]> {
+  let c = windowCaches.get(img);
+  if (!c) windowCaches.set(img, (c = new Map()));
+  return c;
+}
+
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
   const policy = o.policy ?? "strict";
   const img: Image = o.image ?? buildImage(sc.spec, strategy);
@@ -75,7 +83,7 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   const checks = watchRun(img, m, o.privateStacks ?? "none");
   const base = envFromImage(img, m, o.privateStacks ?? "none");
   const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);
-  const windows = new FrameWindows(m, stackAreas(img));
+  const windows = new FrameWindows(m, stackAreas(img), windowCache(img));
   const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];
   const record = (kind: Sample["kind"], where: string, from: number, walk: Walk, interrupted?: Sample["interrupted"]) => {

@@ -6,9 +6,15 @@ import { disassemble } from "../../jit/disasm.ts";
 import type { WindowOracle } from "./classify.ts";
 
 export class FrameWindows implements WindowOracle {
-  private readonly cache = new Map<string, { movRbp: bigint | undefined; rets: Set<bigint> }>();
-  /** `stacks`: the stacks' bounds (picture.ts stackAreas()), to tell which one an address is on. */
-  constructor(private readonly m: Machine, private readonly stacks: readonly { begin: bigint; end: bigint }[] = []) {}
+  /**
+   * `stacks`: the stacks' bounds (picture.ts stackAreas()), to tell which one an address is on.
+   * `cache`: windows by symbol, shareable by every machine of one image (its text never changes).
+   */
+  constructor(
+    private readonly m: Machine,
+    private readonly stacks: readonly { begin: bigint; end: bigint }[] = [],
+    private readonly cache = new Map<string, { movRbp: bigint | undefined; rets: Set<bigint> }>(),
+  ) {}
 
   /**
    * classify.ts WindowOracle: the interrupted rip is in kernel text (not BPF) and in entry code,
