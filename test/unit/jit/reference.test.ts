@@ -2,8 +2,10 @@
 // ops, shifts, stack stores and loads of every size, helper calls, forward jumps) return the
 // interpreter's result under every strategy that claims to be sound. A lowering bug in any
 // instruction choice shows up here as a shrunk program.
-import { fc, test } from "@fast-check/vitest";
-import { describe, expect } from "vitest";
+// Plain tests come from vitest: @fast-check/vitest's `test` runs even a plain body as a property,
+// numRuns times, and FC_NUM_RUNS (test/setup.ts) would repeat them too.
+import { fc, test as fcTest } from "@fast-check/vitest";
+import { describe, expect, test } from "vitest";
 import type { program } from "../../../jit/bpf/program.ts";
 import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { buildImage } from "../../../jit/image.ts";
@@ -22,7 +24,7 @@ function emulate(programs: readonly ReturnType<typeof program>[], s: (typeof BUI
 }
 
 describe("JIT + machine against the reference interpreter", () => {
-  test.prop([programArb], { numRuns: 40 })("every sound strategy returns the interpreter's result", (p) => {
+  fcTest.prop([programArb], { numRuns: 40 })("every sound strategy returns the interpreter's result", (p) => {
     const expected = runProgram({ programs: [p], nested: [], recursionLimit: 1, active: [0], misses: [0] }, 0);
     for (const s of SOUND) {
       const img = buildImage({ programs: [p], task: 0 }, s);
@@ -39,7 +41,7 @@ describe("JIT + machine against the reference interpreter", () => {
     expect(runProgram(interpEnv(sc.programs, [1], 1), 0)).toBe(1078n);
   });
 
-  test.prop([richArb], { numRuns: 25 })("with subprogs, stack pointers, disp32 offsets and nested runs too", ([rich, nested]) => {
+  fcTest.prop([richArb], { numRuns: 25 })("with subprogs, stack pointers, disp32 offsets and nested runs too", ([rich, nested]) => {
     const expected = runProgram(interpEnv([rich, nested], [1], 1), 0);
     for (const s of SOUND) expect(emulate([rich, nested], s), s.name).toBe(expected);
   }, 60_000);
