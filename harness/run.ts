@@ -69,6 +69,13 @@ export interface RunOptions {
 }
 
 const windowCaches = new WeakMap<Image, ConstructorParameters<typeof FrameWindows>[2]>();
+/**
+ * The kernel's own stacks (task, IRQ, NMI): the only ones whose mismatch of rsp and rbp is the
+ * kernel's blind spot (call_on_irqstack()). A design under test that splits rsp and rbp across
+ * a private stack is what the oracles are there to catch.
+ */
+export const kernelStacks = (img: Image) => img.regions.filter((r) => r.kind === "stack").map((r) => ({ begin: r.start, end: r.start + BigInt(r.size) }));
+
 /** The frame windows of an image's functions, read once per image (text is read-only). */
 function windowCache(img: Image): NonNullable<ConstructorParameters<typeof FrameWindows>[2]> {
   let c = windowCaches.get(img);
@@ -83,7 +90,7 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   const checks = watchRun(img, m, o.privateStacks ?? "none");
   const base = envFromImage(img, m, o.privateStacks ?? "none");
   const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);
-  const windows = new FrameWindows(m, stackAreas(img), windowCache(img));
+  const windows = new FrameWindows(m, kernelStacks(img), windowCache(img));
   const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];
   const record = (kind: Sample["kind"], where: string, from: number, walk: Walk, interrupted?: Sample["interrupted"]) => {

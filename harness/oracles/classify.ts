@@ -67,7 +67,7 @@ export interface Allowance {
  * boundary (the sample's own, and each frame an interrupt entered):
  *   - interrupted rip in its function's frame window: that function's caller (one position);
  *   - interrupted rip in a kernel blind spot: everything up to the rip the next interrupt below
- *     interrupted, and that rip's caller (it may have been in its own window).
+ *     interrupted, and that rip's caller if that rip was in its own frame window.
  */
 export function allowances(truth: readonly TruthEntry[], from: number, w: WindowOracle): Allowance[] {
   // The boundaries: the position of the interrupted rip in the chain, the rip, its frame's slot.
@@ -84,9 +84,12 @@ export function allowances(truth: readonly TruthEntry[], from: number, w: Window
   const out: Allowance[] = [];
   bounds.forEach((b, k) => {
     const blind = w.blindSpot(b.ip, b.slot);
+    const next = bounds[k + 1];
     if (blind) {
-      const next = bounds[k + 1]?.at ?? b.at + 1;
-      out.push({ after: b.at, skip: next - b.at + 1, mayEnd: blind.mayEnd });
+      // up to and including the rip the next interrupt interrupted; its caller too only when
+      // that rip was in its own frame window (the walk resumes at regs->bp)
+      const skip = next ? next.at - b.at + (w.inWindow(next.ip) ? 1 : 0) : 1;
+      out.push({ after: b.at, skip, mayEnd: blind.mayEnd });
     } else if (w.inWindow(b.ip)) out.push({ after: b.at, skip: 1, mayEnd: false });
   });
   return out;

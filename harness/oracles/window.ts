@@ -7,7 +7,8 @@ import type { WindowOracle } from "./classify.ts";
 
 export class FrameWindows implements WindowOracle {
   /**
-   * `stacks`: the stacks' bounds (picture.ts stackAreas()), to tell which one an address is on.
+   * `stacks`: the kernel's stacks (task, IRQ, NMI; run.ts kernelStacks()), to tell which one an
+   * address is on; never private stacks, whose split from rbp is a design's doing.
    * `cache`: windows by symbol, shareable by every machine of one image (its text never changes).
    */
   constructor(

@@ -1,0 +1,54 @@
+// Allowances (harness/oracles/classify.ts): what a correct frame-pointer walk may miss at each
+// interrupt boundary, on hand-built truths, so a looser or stricter rule shows here.
+import { describe, expect, test } from "vitest";
+import { allowances, classify, expectedChain, type WindowOracle } from "../../../harness/oracles/classify.ts";
+import type { TruthEntry } from "../../../harness/machine/index.ts";
+import type { Walk } from "../../../unwinder/index.ts";
+
+// An NMI at A (in IRQ entry code) whose IRQ interrupted B in f, called from g (C), called from the root (D).
+const [A, B, C, D] = [0xa0n, 0xb0n, 0xc0n, 0xd0n];
+const frame = (ip: bigint, returnAddress: bigint, entered: "call" | "interrupt" | "root", slot: bigint): TruthEntry =>
+  ({ kind: "frame", ip, symbol: "", function: "", entry: 0n, returnAddress, slot, entered });
+const truth: TruthEntry[] = [
+  { kind: "interrupt", vector: 2, name: "NMI", ip: A, symbol: "", rsp: 0n, frame: 0x1000n },
+  frame(A, B, "interrupt", 0x2000n), frame(B, C, "call", 0x3000n), frame(C, D, "root", 0x4000n),
+];
+const walk = (...ips: bigint[]): Walk => ({ ips, error: false, reachedEnd: true, warnings: [] });
+const oracle = (blind: Set<bigint>, windows: Set<bigint>, mayEnd = false): WindowOracle => ({
+  inWindow: (ip) => windows.has(ip),
+  blindSpot: (ip) => (blind.has(ip) ? { mayEnd } : undefined),
+});
+
+describe("allowances", () => {
+  test("a blind spot may skip up to the rip the IRQ interrupted, not that rip's caller", () => {
+    const w = oracle(new Set([A]), new Set());
+    expect(expectedChain(truth, 0)).toEqual([A, B, C, D]);
+    expect(allowances(truth, 0, w)).toEqual([{ after: 0, skip: 1, mayEnd: false }]);
+    const cls = (...ips: bigint[]) => classify([A, B, C, D], walk(...ips), allowances(truth, 0, w)).class;
+    expect(cls(A, B, C, D)).toBe("EXACT");
+    expect(cls(A, C, D)).toBe("WINDOW"); // the skip loop stepped over the IRQ's pt_regs
+    expect(cls(A, D)).toBe("WRONG"); // C lost too: not the kernel's doing
+    expect(cls(A)).toBe("TRUNCATED");
+  });
+
+  test("with the interrupted rip in its own frame window, its caller may go too", () => {
+    const w = oracle(new Set([A]), new Set([B]));
+    expect(allowances(truth, 0, w)).toEqual([{ after: 0, skip: 2, mayEnd: false }, { after: 1, skip: 1, mayEnd: false }]);
+    expect(classify([A, B, C, D], walk(A, D), allowances(truth, 0, w)).class).toBe("WINDOW");
+  });
+
+  test("the IRQ stack switch may end the walk at regs->ip; a frame window alone skips one", () => {
+    expect(classify([A, B, C, D], walk(A), allowances(truth, 0, oracle(new Set([A]), new Set(), true))).class).toBe("WINDOW");
+    const w = oracle(new Set(), new Set([A]));
+    expect(allowances(truth, 0, w)).toEqual([{ after: 0, skip: 1, mayEnd: false }]);
+    expect(classify([A, B, C, D], walk(A, C, D), allowances(truth, 0, w)).class).toBe("WINDOW");
+    expect(classify([A, B, C, D], walk(A, D), allowances(truth, 0, w)).class).toBe("WRONG");
+  });
+
+  test("an unwinder error is FLAGGED in a window, unless the unwinder calls the loss expected", () => {
+    const w = oracle(new Set(), new Set([A]));
+    const lost = (expectedLoss: boolean): Walk => ({ ips: [A, C, D], error: true, reachedEnd: false, warnings: [], ...(expectedLoss ? { expectedLoss } : {}) });
+    expect(classify([A, B, C, D], lost(false), allowances(truth, 0, w)).class).toBe("FLAGGED");
+    expect(classify([A, B, C, D], lost(true), allowances(truth, 0, w)).class).toBe("WINDOW");
+  });
+});
