@@ -24,6 +24,8 @@ const schema = z.strictObject({
     unwinder: z.enum(UNWINDERS),
     policy: z.enum(["strict", "reliable"]),
     exhaustive: z.boolean(),
+    /** get_stack_info() knowledge of private stacks (--private-stacks); none when absent. */
+    privateStacks: z.enum(["none", "per-type", "per-instance"]).optional(),
     seed: z.number().int(),
     path: z.string(),
     failure: z.string(),
@@ -59,11 +61,11 @@ export function loadCorpusFile(file: string): CorpusEntry {
 }
 
 /** How a corpus entry was found, which is how it is replayed. */
-export type FoundUnder = Pick<CorpusFile["found"], "unwinder" | "policy" | "exhaustive">;
+export type FoundUnder = Pick<CorpusFile["found"], "unwinder" | "policy" | "exhaustive" | "privateStacks">;
 
 /** A scenario's verdict under one strategy, in the mode, unwinder and policy it was found with. */
 export function verdictUnder(sc: Scenario, strategy: Strategy, f: FoundUnder): Verdict {
-  const opts: CheckOptions = { unwinder: f.unwinder, policy: f.policy };
+  const opts: CheckOptions = { unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks ?? "none" };
   const image = buildImage(sc.spec, strategy);
   return f.exhaustive ? checkExhaustive(sc, strategy, opts, image) : checkRandom(sc, strategy, opts, image);
 }
@@ -76,7 +78,7 @@ export function saveCounterexample(dir: string, cx: Checked, found: CorpusFile["
   mkdirSync(dir, { recursive: true });
   const data: CorpusFile = {
     version: CORPUS_VERSION,
-    name: `${found.strategy} ${found.failure} under ${found.unwinder} (${found.policy}${found.exhaustive ? ", exhaustive" : ""})`,
+    name: `${found.strategy} ${found.failure} under ${found.unwinder} (${found.policy}${found.exhaustive ? ", exhaustive" : ""}${found.privateStacks && found.privateStacks !== "none" ? `, private stacks ${found.privateStacks}` : ""})`,
     found, plan: cx.plan as Plan, scenario: cx.scenario.file as ScenarioFile, expect,
   };
   const file = join(dir, `${found.strategy}-${found.failure.toLowerCase()}-${found.seed >>> 0}.json`);

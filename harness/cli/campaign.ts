@@ -9,7 +9,7 @@ import { Piscina } from "piscina";
 import pc from "picocolors";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
 import type { Strategy } from "../../jit/strategy.ts";
-import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
+import { HarnessError, runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
 import { loadCorpusFile, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
 import type { Policy } from "../oracles/classify.ts";
 import type { PointClass } from "../property.ts";
@@ -68,13 +68,22 @@ function progressBar(total: number, enabled: boolean): { tick(n: number): void; 
 async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {
   const options = { strategy, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false };
   if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
+  // Worker w runs its share of the cases with seed + w (shardOf()): the same cases as `--shard
+  // w+1/workers` jobs would, not those of one thread with `seed`.
   const pool = new Piscina<WorkerTask, WorkerResult>({ filename: new URL("./worker.js", import.meta.url).href, maxThreads: workers, minThreads: workers });
   const started = performance.now();
   try {
     const shards = Array.from({ length: workers }, (_, i) => shardOf(runs, seed, { index: i + 1, count: workers }));
     let done = 0;
     const results = await Promise.all(shards.map(async (s) => {
-      const r = await pool.run({ strategy: strategySpec, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false, runs: s.runs, seed: s.seed });
+      let r: WorkerResult;
+      try {
+        r = await pool.run({ strategy: strategySpec, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false, runs: s.runs, seed: s.seed });
+      } catch (e) {
+        // errors cross the thread boundary as plain Errors: keep a harness error one
+        if ((e as Error).name === "HarnessError") throw new HarnessError((e as Error).message, s.seed, undefined);
+        throw e;
+      }
       bar((done += r.runs));
       return r;
     }));
@@ -111,8 +120,11 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
     .action(async (f: CampaignFlags & { workers: number; shard?: Shard; save?: string }) => {
       const strategy = await loadStrategy(f.strategy);
       const campaignSeed = f.seed ?? freshSeed();
-      const { runs, seed } = f.shard ? shardOf(f.runs, campaignSeed, f.shard) : { runs: f.runs, seed: campaignSeed };
+      const { runs } = f.shard ? shardOf(f.runs, campaignSeed, f.shard) : { runs: f.runs };
       const workers = Math.min(f.workers, cpus().length * 4, runs);
+      // Seeds: worker w of shard i runs campaign seed + (i-1)·workers + w, so no two parts of a
+      // sharded campaign share one (with the same --workers in every job).
+      const seed = (campaignSeed + (f.shard ? (f.shard.index - 1) * workers : 0)) | 0;
       const bar = progressBar(runs, !f.json && runs >= 50);
       let r: CampaignResult;
       try {
@@ -120,7 +132,8 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
       } finally {
         bar.stop();
       }
-      const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, seed ${seed}${f.shard ? `, shard ${f.shard.index}/${f.shard.count}` : ""}`;
+      const seeds = workers > 1 ? `seeds ${seed}..${(seed + workers - 1) | 0} (${workers} workers)` : `seed ${seed}`;
+      const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, ${seeds}${f.shard ? `, shard ${f.shard.index}/${f.shard.count} of campaign seed ${campaignSeed}` : ""}`;
       if (r.ok) {
         if (f.json) out(`${JSON.stringify({ ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
         else out(`${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}\n`);
@@ -134,10 +147,11 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
       let saved: string | undefined;
       if (f.save) {
         const expect: Record<string, string> = {};
-        const under = { exhaustive: f.exhaustive ?? false, unwinder: f.unwinder, policy: f.policy };
+        const under = { exhaustive: f.exhaustive ?? false, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks };
         for (const s of BUILTIN_STRATEGIES) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under));
-        if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[strategy.name] = verdictName(cx.verdict);
-        saved = saveCounterexample(f.save, cx, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict) }, expect);
+        // a strategy module is listed by its path, which `replay <file>` loads
+        if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[f.strategy] = verdictName(cx.verdict);
+        saved = saveCounterexample(f.save, cx, { ...under, strategy: strategy.name, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict) }, expect);
       }
       if (f.json) {
         out(`${JSON.stringify({

@@ -8,6 +8,7 @@ import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
 import { perCpuObjects } from "../../../harness/oracles/memory.ts";
 import { buildImage } from "../../../jit/image.ts";
+import { watchRun } from "../../../harness/oracles/run.ts";
 import { emitThisCpuPtr } from "../../../jit/strategies/r9-private.ts";
 
 const path = fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url));
@@ -128,5 +129,26 @@ describe("memory oracle", () => {
       "private outer/main slot 2 stack", "private outer/main slot 3 stack", "the guard of private outer/main",
     ]);
     expect(outer.map((o) => Number(o.end - o.begin))).toEqual([8, 0x4000, 0x4000, 0x4000, 0x4000, 8]);
+  });
+});
+
+describe("misses", () => {
+  // outer runs itself through the kfunc: the runner refuses it and counts it in misses.
+  const reentrant = parseScenario({ ...file, nested: ["outer"], interrupts: [] }, path);
+  const run = (tamper: boolean) => {
+    const img = buildImage(reentrant.spec, strategy("r9-private"));
+    const m = img.machine();
+    const checks = watchRun(img, m);
+    const outer = img.programs.findIndex((p) => p.program.name === "outer");
+    // a kernel that forgets the count: misses back to 0 whenever a run of outer ends
+    if (tamper) m.addHook(img.kernel.addr("run_exit"), (mm) => { if (Number(mm.reg("r12")) === outer) mm.load(img.thisCpu(img.programs[outer]!.misses), new Uint8Array(8)); });
+    img.startTask(m);
+    expect(m.run().kind).toBe("completed");
+    return checks.report().failures.filter((f) => f.check === "misses").map((f) => f.message);
+  };
+
+  test("a refused run counted in misses passes; one the kernel did not count is reported", () => {
+    expect(run(false)).toEqual([]);
+    expect(run(true)).toEqual(["outer: 1 refused run(s), misses counted 0"]);
   });
 });
