@@ -51,8 +51,14 @@ export function expectedChain(truth: readonly TruthEntry[], from: number): bigin
 export interface WindowOracle {
   /** Is `ip` in its function's frame window (before `mov rbp,rsp` completed, or at `ret`)? */
   inWindow(ip: bigint): boolean;
-  /** Is an interrupt at `ip`, whose hardware frame's RIP word is at `slot`, in a kernel blind spot? `mayEnd`: the walk may stop there. */
-  blindSpot(ip: bigint, slot: bigint): { readonly mayEnd: boolean } | undefined;
+  /**
+   * Is an interrupt at `ip`, whose hardware frame's RIP word is at `slot`, in a kernel blind
+   * spot? `mayEnd`: the walk may stop there. `regs`: the pt_regs below the frame are complete
+   * (always for the sample's own interrupt; a deeper one may have been caught while pushing them).
+   */
+  blindSpot(ip: bigint, slot: bigint, regs: boolean): { readonly mayEnd: boolean } | undefined;
+  /** Has the entry code now at `ip` finished building its pt_regs (past ENCODE_FRAME_POINTER)? */
+  regsBuilt(ip: bigint): boolean;
 }
 
 /** After position `after` of the expected chain, a correct walk may skip up to `skip` positions, or (`mayEnd`) end. */
@@ -71,19 +77,20 @@ export interface Allowance {
  */
 export function allowances(truth: readonly TruthEntry[], from: number, w: WindowOracle): Allowance[] {
   // The boundaries: the position of the interrupted rip in the chain, the rip, its frame's slot.
-  const bounds: { at: number; ip: bigint; slot: bigint }[] = [];
+  // `regs`: the pt_regs below the boundary's hardware frame are complete
+  const bounds: { at: number; ip: bigint; slot: bigint; regs: boolean }[] = [];
   let at = 0;
   for (let i = from; i < truth.length; i++) {
     const e = truth[i]!;
-    if (i === from && e.kind === "interrupt") bounds.push({ at: at++, ip: e.ip, slot: e.frame });
+    if (i === from && e.kind === "interrupt") bounds.push({ at: at++, ip: e.ip, slot: e.frame, regs: true });
     else if (e.kind === "frame") {
-      if (e.entered === "interrupt" && e.returnAddress !== undefined && e.slot !== undefined) bounds.push({ at, ip: e.returnAddress, slot: e.slot });
+      if (e.entered === "interrupt" && e.returnAddress !== undefined && e.slot !== undefined) bounds.push({ at, ip: e.returnAddress, slot: e.slot, regs: w.regsBuilt(e.ip) });
       at++;
     }
   }
   const out: Allowance[] = [];
   bounds.forEach((b, k) => {
-    const blind = w.blindSpot(b.ip, b.slot);
+    const blind = w.blindSpot(b.ip, b.slot, b.regs);
     const next = bounds[k + 1];
     if (blind) {
       // up to and including the rip the next interrupt interrupted; its caller too only when

@@ -15,17 +15,33 @@ export class FrameWindows implements WindowOracle {
     private readonly m: Machine,
     private readonly stacks: readonly { begin: bigint; end: bigint }[] = [],
     private readonly cache = new Map<string, { movRbp: bigint | undefined; rets: Set<bigint> }>(),
+    private readonly encodes = new Map<string, bigint | null>(),
   ) {}
+
+  /** classify.ts WindowOracle: `ip` is in entry code past its ENCODE_FRAME_POINTER (`lea rbp,[rsp+1]`). */
+  regsBuilt(ip: bigint): boolean {
+    const sym = this.m.symbols.lookup(ip);
+    if (!sym || sym.kind !== "entry") return false;
+    let lea = this.encodes.get(sym.name);
+    if (lea === undefined) {
+      const lines = disassemble(this.readCode(sym.start, Number(sym.end - sym.start)), sym.start, { syntax: "intel" });
+      lea = lines.find((l) => /^lea rbp,\[rsp\+(0x)?[0-9a-f]*[13579bdf]\]$/.test(l.text))?.address ?? null;
+      this.encodes.set(sym.name, lea);
+    }
+    return lea !== null && ip > lea;
+  }
 
   /**
    * classify.ts WindowOracle: the interrupted rip is in kernel text (not BPF) and in entry code,
    * or the interrupted rbp encodes a pt_regs (bit 0: ENCODE_FRAME_POINTER), or the interrupted
    * rsp and rbp are on two different stacks (call_on_irqstack()). The interrupted rsp and rbp are
-   * read from the pt_regs below the hardware frame (ip at 128, bp at 32, sp at 152: struct pt_regs).
+   * read from the pt_regs below the hardware frame (ip at 128, bp at 32, sp at 152: struct pt_regs),
+   * only when they are complete (`regs`: the sample's own interrupt).
    */
-  blindSpot(ip: bigint, slot: bigint): { mayEnd: boolean } | undefined {
+  blindSpot(ip: bigint, slot: bigint, regs: boolean): { mayEnd: boolean } | undefined {
     const kind = this.m.symbols.lookup(ip)?.kind;
     if (kind !== "kernel" && kind !== "entry") return undefined;
+    if (!regs) return kind === "entry" ? { mayEnd: false } : undefined; // stale words below a frame prove nothing
     const bp = this.m.peek64(slot - 96n) ?? 0n, sp = this.m.peek64(slot + 24n) ?? 0n;
     const stackOf = (a: bigint) => this.stacks.findIndex((s) => a >= s.begin && a < s.end);
     // rsp one past a stack's top still belongs to it (an empty stack); a user-mode rbp (at

@@ -17,6 +17,7 @@ const walk = (...ips: bigint[]): Walk => ({ ips, error: false, reachedEnd: true,
 const oracle = (blind: Set<bigint>, windows: Set<bigint>, mayEnd = false): WindowOracle => ({
   inWindow: (ip) => windows.has(ip),
   blindSpot: (ip) => (blind.has(ip) ? { mayEnd } : undefined),
+  regsBuilt: () => true,
 });
 
 describe("allowances", () => {
@@ -51,4 +52,18 @@ describe("allowances", () => {
     expect(classify([A, B, C, D], lost(false), allowances(truth, 0, w)).class).toBe("FLAGGED");
     expect(classify([A, B, C, D], lost(true), allowances(truth, 0, w)).class).toBe("WINDOW");
   });
+});
+
+test("a deeper interrupt's pt_regs are trusted only once its entry code has built them", () => {
+  const calls: [bigint, boolean][] = [];
+  const w: WindowOracle = {
+    inWindow: () => false,
+    blindSpot: (ip, _slot, regs) => { calls.push([ip, regs]); return undefined; },
+    regsBuilt: (ip) => ip === A, // the IRQ's entry code, now at A, is past ENCODE_FRAME_POINTER
+  };
+  allowances(truth, 0, w);
+  expect(calls).toEqual([[A, true], [B, true]]);
+  calls.length = 0;
+  allowances(truth, 0, { ...w, regsBuilt: () => false });
+  expect(calls).toEqual([[A, true], [B, false]]);
 });

@@ -69,7 +69,7 @@ function sweep(strategyName: string, irqAt?: number) {
     const truth = mm.truth();
     const marker = truth.findIndex((t) => t.kind === "interrupt");
     const ip = (truth[marker] as { ip: bigint }).ip;
-    const blind = windows.blindSpot(ip, (truth[marker] as { frame: bigint }).frame) !== undefined;
+    const blind = windows.blindSpot(ip, (truth[marker] as { frame: bigint }).frame, true) !== undefined;
     const inWindow = windows.inWindow(ip);
     const c = classify(expectedChain(truth, marker), perfCallchain(env, mm.reg("rdi")), allowances(truth, marker, windows));
     sample = { cls: c.class, inWindow, blind, where: mm.symbols.symbolize(ip) ?? ip.toString(16) };
