@@ -31,10 +31,12 @@ interface CampaignFlags {
   json?: boolean;
 }
 
-const int = (name: string, min: number) => (v: string): number => {
-  if (!/^-?\d+$/.test(v) || Number(v) < min) throw new UsageError(`${name} '${v}': expected an integer ≥ ${min}`);
+const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => (v: string): number => {
+  if (!/^-?\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${name} '${v}': expected an integer in ${min}..${max}`);
   return Number(v);
 };
+/** fast-check seeds are 32-bit signed integers. */
+const seedOption = () => int("--seed", -0x80000000, 0x7fffffff);
 
 function parseShard(v: string): Shard {
   const m = /^(\d+)\/(\d+)$/.exec(v);
@@ -113,7 +115,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
     .description("a campaign: random scenarios under one strategy; on failure, the shrunk counterexample's report (exit 1)")
     .requiredOption("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)"))
     .option("--runs <n>", "scenarios to generate", int("--runs", 1), 100)
-    .option("--seed <n>", "the campaign's seed (printed when not given)", int("--seed", -0x80000000))
+    .option("--seed <n>", "the campaign's seed (printed when not given)", seedOption())
     .option("--workers <n>", "worker threads (default 1)", int("--workers", 1), 1)
     .option("--shard <i/n>", "run shard i of n (CI jobs): its share of the runs, with its own seed", parseShard)
     .option("--save <dir>", "write a failure to this corpus directory (e.g. test/corpus)")
@@ -169,7 +171,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
     .description("replay a counterexample from its seed and path, or a corpus file under every strategy it lists")
     .argument("[file]", "a corpus file (test/corpus/*.json)")
     .option("--strategy <name|file>", "the strategy (with --seed/--path; with a file: only this one)")
-    .option("--seed <n>", "the seed a campaign printed", int("--seed", -0x80000000))
+    .option("--seed <n>", "the seed a campaign printed", seedOption())
     .option("--path <path>", "the path a campaign printed"))
     .action(async (file: string | undefined, f: CampaignFlags & { path?: string }) => {
       if (file !== undefined) {
@@ -204,7 +206,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
     .command("matrix")
     .description("every strategy × unwinder: a Markdown table of pass or the first failure's class, with the time each took")
     .option("--runs <n>", "scenarios per cell", int("--runs", 1), 30)
-    .option("--seed <n>", "the seed of every cell (printed when not given)", int("--seed", -0x80000000))
+    .option("--seed <n>", "the seed of every cell (printed when not given)", seedOption())
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
     .option("--exhaustive", "exhaustive mode in every cell")
     .option("--json", "machine-readable output")

@@ -32,7 +32,7 @@ export function benchExhaustive20(seed: number): { ms: number; runs: number; fun
 export function benchBroken(seed: number): { name: string; ms: number; runs: number; shrinks: number; functions: number; what: string }[] {
   return BUILTIN_STRATEGIES.filter((s) => !["baseline", "r9-private"].includes(s.name)).map((s) => {
     const r = runCampaign({ strategy: s, unwinder: "frame", policy: "strict", runs: 1000, seed });
-    if (r.ok) return { name: s.name, ms: r.elapsedMs, runs: r.runs, shrinks: 0, functions: 0, what: "not found" };
+    if (r.ok) throw new Error(`bench: ${s.name} was not found in ${r.runs} scenarios (seed ${seed})`);
     const cx = r.counterexample!;
     return { name: s.name, ms: r.elapsedMs, runs: r.runs, shrinks: r.shrinks, functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), what: cx.verdict.failure!.what };
   });

@@ -204,3 +204,41 @@ describe("stackcheck", () => {
     });
   });
 });
+
+describe("stackcheck check, replay, matrix", () => {
+  test("check finds and shrinks split-stack (exit 1); its replay line reproduces the same counterexample", async () => {
+    const r = await cli("check", "--strategy", "split-stack", "--seed", "1", "--json");
+    expect(r.code).toBe(1);
+    const j = JSON.parse(r.out) as { ok: boolean; seed: number; path: string; failure: { what: string }; replay: string; report: string };
+    expect(j.ok).toBe(false);
+    expect(j.failure.what).toBe("TRUNCATED");
+    expect(j.report).toContain("truth");
+    const args = j.replay.replace(/^npx stackcheck /, "").split(" ");
+    const again = await cli(...args, "--json");
+    expect(again.code).toBe(1);
+    expect((JSON.parse(again.out) as { failure: { what: string } }).failure).toEqual(j.failure);
+  });
+
+  test("check passes the baseline (exit 0) and prints the coverage of interrupt points", async () => {
+    const r = await cli("check", "--strategy", "baseline", "--runs", "20", "--seed", "5");
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/PASS: 20 scenarios/);
+    expect(r.out).toMatch(/interrupt points hit: .*helper \d+/);
+  });
+
+  test("matrix prints every strategy × unwinder", async () => {
+    const r = await cli("matrix", "--runs", "1", "--seed", "3");
+    expect(r.code).toBe(0);
+    const rows = r.out.split("\n").filter((l) => l.startsWith("| ") && !l.startsWith("| strategy"));
+    expect(rows).toHaveLength(8);
+    for (const row of rows) expect(row.split("|").filter((c) => c.trim() !== "")).toHaveLength(4);
+    expect(r.out).toContain("| strategy | frame | orc-6.13 | orc-6.19 |");
+  });
+
+  test("bad campaign options are errors that name the problem, exit 2", async () => {
+    expect(await cli("check", "--strategy", "nope")).toMatchObject({ code: 2, out: expect.stringContaining("unknown strategy 'nope'") });
+    expect(await cli("check", "--strategy", "baseline", "--shard", "3/2")).toMatchObject({ code: 2, out: expect.stringContaining("--shard '3/2'") });
+    expect(await cli("replay", "--strategy", "baseline", "--seed", "1", "--path", "x:y")).toMatchObject({ code: 2, out: expect.stringContaining("--path 'x:y'") });
+    expect(await cli("replay", "/nonexistent/corpus.json")).toMatchObject({ code: 2, out: expect.stringContaining("/nonexistent/corpus.json") });
+  });
+});
