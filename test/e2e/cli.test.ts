@@ -242,3 +242,14 @@ describe("stackcheck check, replay, matrix", () => {
     expect(await cli("replay", "/nonexistent/corpus.json")).toMatchObject({ code: 2, out: expect.stringContaining("/nonexistent/corpus.json") });
   });
 });
+
+test("check --workers 2 runs the campaign on two worker threads (seeds S and S+1) and reports a failure with the seed that failed", async () => {
+  const pass = await cli("check", "--strategy", "baseline", "--runs", "6", "--seed", "10", "--workers", "2", "--json");
+  expect(pass.code).toBe(0);
+  expect(JSON.parse(pass.out)).toMatchObject({ ok: true, runs: 6 });
+  const fail = await cli("check", "--strategy", "split-stack", "--runs", "6", "--seed", "10", "--workers", "2", "--json");
+  expect(fail.code).toBe(1);
+  const j = JSON.parse(fail.out) as { seed: number; failure: { what: string } };
+  expect([10, 11]).toContain(j.seed);
+  expect(j.failure.what).toBe("TRUNCATED");
+}, 60_000);
