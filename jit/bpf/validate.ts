@@ -321,6 +321,14 @@ export function privStackMode(p: Program): boolean {
 }
 
 /** Validate a program; throws ValidationError naming the function, instruction and rule. */
+const validated = new WeakMap<Program, Validated>();
+
+/**
+ * Validate a program (once per program object: a scenario's programs are checked when the file
+ * is read and again when the image is built, and programs are not changed after they are made).
+ */
 export function validate(p: Program): Validated {
-  return new Checker(p).run();
+  let v = validated.get(p);
+  if (!v) validated.set(p, (v = new Checker(p).run()));
+  return v;
 }
