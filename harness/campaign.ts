@@ -70,6 +70,40 @@ export function checkPlan(plan: Plan, o: CheckOptions & { readonly strategy: Str
   return { plan, scenario, image, verdict };
 }
 
+/**
+ * After fast-check's shrinking, keep the fewest consecutive programs, then the fewest leading
+ * functions of each, that still fail the same way. fc.oneof shrinks within the arm it drew, and
+ * a nesting chain (planArb's second arm) has a fixed length, so a shrunk chain would keep every
+ * link. Deterministic: a replay (seed and path) trims to the same plan.
+ */
+function trimPlan(plan: Plan, o: CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean }): Plan {
+  const what = checkPlan(plan, o).verdict.failure?.what;
+  if (what === undefined) return plan;
+  const failsAlike = (p: Plan) => {
+    try {
+      return checkPlan(p, o).verdict.failure?.what === what;
+    } catch {
+      return false;
+    }
+  };
+  // the fewest consecutive programs (the first of them becomes the task's)
+  const n = plan.programs.length;
+  search: for (let size = 1; size < n; size++) {
+    for (let at = 0; at + size <= n; at++) {
+      const fewer = { ...plan, programs: plan.programs.slice(at, at + size) };
+      if (failsAlike(fewer)) { plan = fewer; break search; }
+    }
+  }
+  for (let i = 0; i < plan.programs.length; i++) {
+    const funcs = plan.programs[i]!.funcs;
+    for (let j = 1; j < funcs.length; j++) {
+      const fewer = { ...plan, programs: plan.programs.map((p, x) => (x === i ? { ...p, funcs: funcs.slice(0, j) } : p)) };
+      if (failsAlike(fewer)) { plan = fewer; break; }
+    }
+  }
+  return plan;
+}
+
 export function runCampaign(o: CampaignOptions): CampaignResult {
   const started = performance.now();
   const coverage = new Map<PointClass, number>();
@@ -88,7 +122,7 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
   // A plan that throws (not a verdict) is a harness bug: surface it with the plan, not a silent FAIL.
   let counterexample: Checked;
   try {
-    counterexample = checkPlan(plan, o, true);
+    counterexample = checkPlan(trimPlan(plan, o), o, true);
   } catch (e) {
     throw new HarnessError(`checking a generated plan threw (seed ${o.seed}, path ${details.counterexamplePath}): ${(e as Error).message}\nplan: ${JSON.stringify(plan)}`, o.seed, details.counterexamplePath ?? undefined);
   }
