@@ -37,6 +37,12 @@ export type CodeWindow = "prologue" | "body" | "epilogue";
 /** Where an interrupt hit: `main/prologue`, `subprog/body`, `helper`, `entry`, ... */
 export type PointClass = `${FunctionKind}/${CodeWindow}` | FunctionKind;
 
+/** Every class pointClassifier() can give: the coverage report counts how many of them were hit. */
+export const POINT_CLASSES: readonly PointClass[] = [
+  ...(["main", "subprog"] as const).flatMap((k) => (["prologue", "body", "epilogue"] as const).map((w) => `${k}/${w}` as const)),
+  "helper", "kfunc", "entry", "kernel",
+];
+
 const HELPER_NAMES = new Set(HELPERS.map((h) => h.name));
 const KFUNC_NAMES = new Set(KFUNCS.map((k) => k.name));
 

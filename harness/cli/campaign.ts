@@ -12,7 +12,7 @@ import type { Strategy } from "../../jit/strategy.ts";
 import { HarnessError, runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
 import { loadCorpusFile, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
 import type { Policy } from "../oracles/classify.ts";
-import type { PointClass } from "../property.ts";
+import { POINT_CLASSES, type PointClass } from "../property.ts";
 import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { RunFailed, UsageError } from "./errors.ts";
@@ -56,8 +56,10 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
   ].join(" ");
 }
 
+/** How many of the interrupt point classes were hit, and how often each. */
 const coverageText = (c: ReadonlyMap<PointClass, number>) =>
-  [...c.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([k, n]) => `${k} ${n}`).join(", ") || "none";
+  `${c.size} of ${POINT_CLASSES.length} kinds (${POINT_CLASSES.filter((k) => !c.has(k)).join(", ") || "none"} missed): ` +
+  ([...c.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([k, n]) => `${k} ${n}`).join(", ") || "none");
 
 function progressBar(total: number, enabled: boolean): { tick(n: number): void; stop(): void } {
   if (!enabled || !process.stderr.isTTY) return { tick() {}, stop() {} };
