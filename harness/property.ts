@@ -7,7 +7,7 @@ import { buildImage, type Image } from "../jit/image.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
-import { runScenario, scheduleOf, type Injection, type RunOptions, type RunOutcome, type UnwinderName } from "./run.ts";
+import { runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type UnwinderName } from "./run.ts";
 import type { Scenario } from "./scenario.ts";
 
 
@@ -103,9 +103,12 @@ export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, i
 }
 
 /**
- * Exhaustive mode: a base run without interrupts counts the instruction boundaries; then one run
- * per boundary and kind, with that single interrupt injected there (an IRQ on the scenario's
- * first vector, if it has one; an NMI always). Stops at the first failing fork.
+ * Exhaustive mode: a base run without interrupts counts the instruction boundaries; then, at
+ * each boundary, the run is forked (machine snapshot plus every sample's and check's state) once
+ * per kind, with that single interrupt injected there (an IRQ on the scenario's first vector, if
+ * it has one; an NMI always), and run to its end. Stops at the first failing fork. The same
+ * verdicts as one run from the start per boundary (test/unit/harness/property.test.ts checks
+ * that), at half the work: the prefix runs once.
  */
 export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOptions & { readonly kinds?: readonly ("irq" | "nmi")[] }, image: Image = buildImage(sc.spec, strategy)): Verdict {
   const base = runScenario(sc, strategy, runOpts(o, image, []));
@@ -113,11 +116,18 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };
   const vector = sc.spec.irq?.[0]?.vector;
   const kinds = (o.kinds ?? ["irq", "nmi"]).filter((k) => k === "nmi" || vector !== undefined);
+  const budget = o.maxSteps ?? 1_000_000;
+  const run = startRun(sc, strategy, runOpts(o, image, []));
   const outcomes: RunOutcome[] = [];
   for (let step = 0; step < base.result.steps; step++) {
+    const at = run.m.runUntil(step, { maxSteps: budget });
+    if (at.kind !== "paused") throw new Error(`exhaustive mode: the base run did not reach step ${step} again (${at.kind}); runs must be deterministic`);
+    const back = run.save();
     for (const kind of kinds) {
       const injection: Injection = { kind, atStep: step, vector: kind === "nmi" ? 2 : vector! };
-      const outcome = runScenario(sc, strategy, runOpts(o, image, [injection]));
+      run.m.raise(injection.vector);
+      const outcome = run.finish(run.m.run({ maxSteps: budget }), [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
+      back();
       outcomes.push(outcome);
       const failure = firstFailure(outcome);
       if (failure) return { ok: false, outcome, failure, injection, runs: outcomes.length + 1, coverage: countPoints(image, outcomes) };

@@ -83,7 +83,35 @@ function windowCache(img: Image): NonNullable<ConstructorParameters<typeof Frame
   return c;
 }
 
+/** A run set up and started (the task entered), with its samples and checks attached. */
+export interface RunSession {
+  readonly m: Machine;
+  /** Describe an address (`symbol+off`). */
+  readonly sym: (a: bigint) => string;
+  /** Keep the machine and every sample and check now; the function returned puts them back (any number of times). */
+  save(): () => void;
+  /** The outcome of the run as it ended with `result`. */
+  finish(result: RunResult, schedule: readonly Injection[], raised: readonly Raised[]): RunOutcome;
+}
+
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
+  const s = startRun(sc, strategy, o);
+  const budget = o.maxSteps ?? 1_000_000;
+  const schedule = [...(o.injections ?? [])].sort((a, b) => a.atStep - b.atStep);
+  let result: RunResult = { kind: "paused", steps: 0, rip: s.m.rip };
+  const raised: Raised[] = [];
+  for (const x of schedule) {
+    result = s.m.runUntil(x.atStep, { maxSteps: budget });
+    if (result.kind !== "paused") break;
+    raised.push({ ...x, ip: s.m.rip, symbol: s.sym(s.m.rip) });
+    s.m.raise(x.kind === "nmi" ? 2 : x.vector);
+  }
+  if (result.kind === "paused") result = s.m.run({ maxSteps: budget });
+  return s.finish(result, schedule, raised);
+}
+
+/** Set up a run (machine, samples, checks) and enter the task; runScenario() drives it, exhaustive mode forks it. */
+export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSession {
   const policy = o.policy ?? "strict";
   const img: Image = o.image ?? buildImage(sc.spec, strategy);
   const m: Machine = o.image ? img.reusedMachine() : img.machine(); // a prebuilt image: one run after another
@@ -126,21 +154,27 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
   m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => record("bpf_get_stack (helper)", sym(mm.rip), 0, fromFrame(mm)));
 
   img.startTask(m);
-  const budget = o.maxSteps ?? 1_000_000;
-  const schedule = [...(o.injections ?? [])].sort((a, b) => a.atStep - b.atStep);
-  let result: RunResult = { kind: "paused", steps: 0, rip: m.rip };
-  const raised: Raised[] = [];
-  for (const x of schedule) {
-    result = m.runUntil(x.atStep, { maxSteps: budget });
-    if (result.kind !== "paused") break;
-    raised.push({ ...x, ip: m.rip, symbol: sym(m.rip) });
-    m.raise(x.kind === "nmi" ? 2 : x.vector);
-  }
-  if (result.kind === "paused") result = m.run({ maxSteps: budget });
-  const raw = checks.report();
-  const report: RunReport = { ...raw, failures: [...raw.failures, ...overBudget(raw.highWater, o.budgets ?? {})] };
-  const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((s) => !s.failed);
-  return { strategy: strategy.name, unwinder: o.unwinder, policy, result, samples, checks: report, unraised: schedule.slice(raised.length), raised, delivered, ok };
+  return {
+    m, sym,
+    save() {
+      const machine = m.snapshot(), nSamples = samples.length, nDelivered = delivered.length, restoreChecks = checks.save();
+      return () => {
+        m.restore(machine);
+        samples.length = nSamples;
+        delivered.length = nDelivered;
+        restoreChecks();
+      };
+    },
+    finish(result, schedule, raised) {
+      const raw = checks.report();
+      const report: RunReport = { ...raw, failures: [...raw.failures, ...overBudget(raw.highWater, o.budgets ?? {})] };
+      const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((x) => !x.failed);
+      return {
+        strategy: strategy.name, unwinder: o.unwinder, policy, result, samples: [...samples], checks: report,
+        unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], ok,
+      };
+    },
+  };
 }
 
 /** The scenario's own schedule as injections. */

@@ -46,6 +46,8 @@ export interface MemoryOracle {
   onIret(a: Activation): void;
   /** The lowest byte written on each private stack (by any context): its high-water mark. */
   readonly privateLow: ReadonlyMap<string, { readonly low: bigint; readonly end: bigint }>;
+  /** Keep the oracle's state now; the function returned puts it back (any number of times). */
+  save(): () => void;
 }
 
 /** This CPU's private stacks (each per-level slot its own), as areas of the memory oracle. */
@@ -182,6 +184,17 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   };
   return {
     privateLow,
+    save() {
+      const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, { ...v }]));
+      const kept = { ctxs: ctxs.map((c) => ({ ...c, written: copyWritten(c.written) })), privateLow: [...privateLow].map(([k, v]) => [k, { ...v }] as const), reports };
+      return () => {
+        ctxs.length = 0;
+        for (const c of kept.ctxs) ctxs.push({ ...c, written: copyWritten(c.written) });
+        privateLow.clear();
+        for (const [k, v] of kept.privateLow) privateLow.set(k, { ...v });
+        reports = kept.reports;
+      };
+    },
     onCall(a) {
       const entry = toCanonical(a.entry), site = toCanonical(a.site);
       if (isBpf(entry) && !isBpf(site)) enter(a, `${sym(entry).replace(/\+0x[0-9a-f]+$/, "")} (called from ${sym(site)})`);

@@ -48,7 +48,14 @@ export function overBudget(highWater: readonly HighWater[], budgets: StackBudget
   });
 }
 
-export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): { report(): RunReport } {
+export interface RunWatch {
+  /** The run's checks so far, with the end-of-run ones (misses, guards, high-water). */
+  report(): RunReport;
+  /** Keep every check's state now; the function returned puts it back (exhaustive mode's forks). */
+  save(): () => void;
+}
+
+export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): RunWatch {
   const failures: RunFailure[] = [];
   // The same get_stack_info() the unwinders use: with --private-stacks it knows them too.
   const env = envFromImage(img, m, knowledge);
@@ -158,6 +165,25 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
   });
 
   return {
+    save() {
+      const kept = {
+        failures: failures.length, saved: saved.map((x) => [...x]), atInterrupt: atInterrupt.map((x) => ({ regs: [...x.regs], flags: x.flags })),
+        lowest: [...lowest].map(([k, v]) => [k, { ...v }] as const), pending: pending.map((x) => ({ ...x })),
+        misses: [...misses].map(([k, v]) => [k, { ...v }] as const), invocations, memory: memory.save(),
+      };
+      return () => {
+        failures.length = kept.failures;
+        saved.splice(0, saved.length, ...kept.saved.map((x) => [...x]));
+        atInterrupt.splice(0, atInterrupt.length, ...kept.atInterrupt.map((x) => ({ regs: [...x.regs], flags: x.flags })));
+        lowest.clear();
+        for (const [k, v] of kept.lowest) lowest.set(k, { ...v });
+        pending.splice(0, pending.length, ...kept.pending.map((x) => ({ ...x })));
+        misses.clear();
+        for (const [k, v] of kept.misses) misses.set(k, { ...v });
+        invocations = kept.invocations;
+        kept.memory();
+      };
+    },
     report() {
       // Refused runs, as the interpreter judged them, all counted in misses (bpf_prog_inc_misses_counter()).
       // A run that ended early (a fault) may leave refusals in flight, counted or not yet.

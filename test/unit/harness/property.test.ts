@@ -2,10 +2,12 @@
 // and the counterexample report's parts.
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
-import { checkExhaustive, checkRandom } from "../../../harness/property.ts";
+import fc from "fast-check";
+import { planArb, planToScenario } from "../../../generators/index.ts";
+import { checkExhaustive, checkRandom, firstFailure, type CheckOptions } from "../../../harness/property.ts";
 import { formatCounterexample } from "../../../harness/report.ts";
-import { runScenario, scheduleOf } from "../../../harness/run.ts";
-import { loadScenario, parseScenario } from "../../../harness/scenario.ts";
+import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
+import { loadScenario, parseScenario, type Scenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
@@ -31,6 +33,43 @@ describe("exhaustive mode", () => {
     expect(o.raised.map((r) => r.symbol)).toEqual(["do_syscall_64"]);
     expect(o.delivered.map((r) => r.symbol)).toEqual(["do_syscall_64+0xa"]); // after push 0x202; popfq
     expect(o.ok).toBe(true);
+  });
+
+  // Forks against the obvious definition: one run from the start per boundary and kind. Every
+  // outcome must be the same, samples, checks and all, on generated plans and on the example,
+  // under designs that pass and designs that fail in a fork (not in the base run).
+  test("forked runs give exactly what one run from the start per boundary gives", () => {
+    const byReruns = (scenario: Scenario, s: Strategy, o: CheckOptions) => {
+      const image = buildImage(scenario.spec, s);
+      const vector = scenario.spec.irq?.[0]?.vector;
+      const base = runScenario(scenario, s, { ...o, image });
+      const out: RunOutcome[] = [base];
+      if (firstFailure(base) || base.result.kind !== "completed") return out;
+      for (let step = 0; step < base.result.steps; step++) {
+        for (const kind of ["irq", "nmi"] as const) {
+          if (kind === "irq" && vector === undefined) continue;
+          const r = runScenario(scenario, s, { ...o, image, injections: [{ kind, atStep: step, vector: kind === "nmi" ? 2 : vector! }] });
+          out.push(r);
+          if (firstFailure(r)) return out;
+        }
+      }
+      return out;
+    };
+    const plans = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 2, interrupts: false }), { numRuns: 6, seed: 4 });
+    const cases = [sc, ...plans.map((p) => parseScenario(planToScenario(p), "plan"))];
+    let forkFailures = 0;
+    for (const scenario of cases) {
+      for (const name of ["baseline", "r9-no-save", "rbp-private"]) {
+        const o: CheckOptions = { unwinder: "frame" };
+        const v = checkExhaustive(scenario, strategy(name), o);
+        const runs = byReruns(scenario, strategy(name), o);
+        const last = runs[runs.length - 1]!;
+        expect(v.runs, name).toBe(runs.length);
+        expect(v.outcome, name).toEqual(v.ok ? runs[0] : last);
+        if (!v.ok && runs.length > 1) forkFailures++;
+      }
+    }
+    expect(forkFailures).toBeGreaterThan(0);
   });
 
   test("split-stack: the base run already fails, at the helper's stack sample", () => {
