@@ -3,12 +3,12 @@
 // oracles. What `stackcheck run` prints, as data.
 import type { Machine, RunResult } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Policy, type StackClass } from "./oracles/classify.ts";
-import { FrameWindows } from "./oracles/window.ts";
+import { FrameWindows, type FrameCode } from "./oracles/window.ts";
 import { overBudget, watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
 import type { Strategy } from "../jit/strategy.ts";
-import { stackAreas, stackPicture } from "./picture.ts";
+import { stackPicture } from "./picture.ts";
 import { envFromImage, perfCallchain, stackWalk, type PrivateStackKnowledge, type Walk } from "../unwinder/index.ts";
 import { orcEnvFromImage, orcWalk, type OrcVersion } from "../unwinder/orc.ts";
 
@@ -68,7 +68,7 @@ export interface RunOptions {
   readonly picture?: number;
 }
 
-const windowCaches = new WeakMap<Image, ConstructorParameters<typeof FrameWindows>[2]>();
+const windowCaches = new WeakMap<Image, Map<string, FrameCode>>();
 /**
  * The kernel's own stacks (task, IRQ, NMI): the only ones whose mismatch of rsp and rbp is the
  * kernel's blind spot (call_on_irqstack()). A design under test that splits rsp and rbp across
@@ -77,7 +77,7 @@ const windowCaches = new WeakMap<Image, ConstructorParameters<typeof FrameWindow
 export const kernelStacks = (img: Image) => img.regions.filter((r) => r.kind === "stack").map((r) => ({ begin: r.start, end: r.start + BigInt(r.size) }));
 
 /** The frame windows of an image's functions, read once per image (text is read-only). */
-function windowCache(img: Image): NonNullable<ConstructorParameters<typeof FrameWindows>[2]> {
+function windowCache(img: Image): Map<string, FrameCode> {
   let c = windowCaches.get(img);
   if (!c) windowCaches.set(img, (c = new Map()));
   return c;

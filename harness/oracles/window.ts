@@ -1,9 +1,19 @@
 // The frame-pointer window of a function, read from its code: from its entry until its
 // `mov rbp,rsp` has executed, and at a `ret` (after `leave`), rbp is still the caller's frame,
 // so an FP unwind from an interrupt there misses the immediate caller (objtool's stated limit).
-import type { Machine } from "../machine/index.ts";
+import { toInternal, type Machine } from "../machine/index.ts";
 import { disassemble } from "../../jit/disasm.ts";
+import { PT_REGS } from "../../jit/kernel/layout.ts";
 import type { WindowOracle } from "./classify.ts";
+
+/** What one function's code says about its frame pointer, read once per symbol. */
+export interface FrameCode {
+  /** Its first `mov rbp,rsp`. */
+  readonly movRbp: bigint | undefined;
+  readonly rets: ReadonlySet<bigint>;
+  /** Entry code: its ENCODE_FRAME_POINTER (`lea rbp,[rsp+1]`: an odd displacement). */
+  readonly encode: bigint | undefined;
+}
 
 export class FrameWindows implements WindowOracle {
   /**
@@ -14,35 +24,46 @@ export class FrameWindows implements WindowOracle {
   constructor(
     private readonly m: Machine,
     private readonly stacks: readonly { begin: bigint; end: bigint }[] = [],
-    private readonly cache = new Map<string, { movRbp: bigint | undefined; rets: Set<bigint> }>(),
-    private readonly encodes = new Map<string, bigint | null>(),
+    private readonly cache = new Map<string, FrameCode>(),
   ) {}
 
-  /** classify.ts WindowOracle: `ip` is in entry code past its ENCODE_FRAME_POINTER (`lea rbp,[rsp+1]`). */
-  regsBuilt(ip: bigint): boolean {
+  /** The code facts of the function holding `ip`, from its bytes (cached by symbol). */
+  private code(ip: bigint): { kind: string; code: FrameCode } | undefined {
     const sym = this.m.symbols.lookup(ip);
-    if (!sym || sym.kind !== "entry") return false;
-    let lea = this.encodes.get(sym.name);
-    if (lea === undefined) {
-      const lines = disassemble(this.readCode(sym.start, Number(sym.end - sym.start)), sym.start, { syntax: "intel" });
-      lea = lines.find((l) => /^lea rbp,\[rsp\+(0x)?[0-9a-f]*[13579bdf]\]$/.test(l.text))?.address ?? null;
-      this.encodes.set(sym.name, lea);
+    if (!sym) return undefined;
+    let code = this.cache.get(sym.name);
+    if (!code) {
+      const bytes = this.m.memory.peek(toInternal(sym.start)!, Number(sym.end - sym.start)) ?? new Uint8Array(0);
+      const lines = disassemble(bytes, sym.start, { syntax: "intel" });
+      code = {
+        movRbp: lines.find((l) => l.text === "mov rbp,rsp")?.address,
+        rets: new Set(lines.filter((l) => l.text === "ret").map((l) => l.address)),
+        encode: lines.find((l) => /^lea rbp,\[rsp\+(0x)?[0-9a-f]*[13579bdf]\]$/.test(l.text))?.address,
+      };
+      this.cache.set(sym.name, code);
     }
-    return lea !== null && ip > lea;
+    return { kind: sym.kind, code };
+  }
+
+  /** classify.ts WindowOracle: `ip` is in entry code past its ENCODE_FRAME_POINTER. */
+  regsBuilt(ip: bigint): boolean {
+    const c = this.code(ip);
+    return c !== undefined && c.kind === "entry" && c.code.encode !== undefined && ip > c.code.encode;
   }
 
   /**
    * classify.ts WindowOracle: the interrupted rip is in kernel text (not BPF) and in entry code,
    * or the interrupted rbp encodes a pt_regs (bit 0: ENCODE_FRAME_POINTER), or the interrupted
    * rsp and rbp are on two different stacks (call_on_irqstack()). The interrupted rsp and rbp are
-   * read from the pt_regs below the hardware frame (ip at 128, bp at 32, sp at 152: struct pt_regs),
+   * read from the pt_regs whose ip word is the hardware frame's RIP word (struct pt_regs),
    * only when they are complete (`regs`: the sample's own interrupt).
    */
   blindSpot(ip: bigint, slot: bigint, regs: boolean): { mayEnd: boolean } | undefined {
     const kind = this.m.symbols.lookup(ip)?.kind;
     if (kind !== "kernel" && kind !== "entry") return undefined;
     if (!regs) return kind === "entry" ? { mayEnd: false } : undefined; // stale words below a frame prove nothing
-    const bp = this.m.peek64(slot - 96n) ?? 0n, sp = this.m.peek64(slot + 24n) ?? 0n;
+    const field = (f: keyof typeof PT_REGS) => this.m.peek64(slot + BigInt(PT_REGS[f] - PT_REGS.ip)) ?? 0n;
+    const bp = field("bp"), sp = field("sp");
     const stackOf = (a: bigint) => this.stacks.findIndex((s) => a >= s.begin && a < s.end);
     // rsp one past a stack's top still belongs to it (an empty stack); a user-mode rbp (at
     // do_syscall_64's entry) is on no stack
@@ -53,25 +74,7 @@ export class FrameWindows implements WindowOracle {
 
   /** Is `rip` at or before its function's first `mov rbp,rsp`, or at a `ret`? */
   inWindow(rip: bigint): boolean {
-    const sym = this.m.symbols.lookup(rip);
-    if (!sym) return false;
-    let w = this.cache.get(sym.name);
-    if (!w) {
-      const bytes = this.readCode(sym.start, Number(sym.end - sym.start));
-      const lines = disassemble(bytes, sym.start, { syntax: "intel" });
-      const mov = lines.find((l) => l.text === "mov rbp,rsp");
-      w = { movRbp: mov?.address, rets: new Set(lines.filter((l) => l.text === "ret").map((l) => l.address)) };
-      this.cache.set(sym.name, w);
-    }
-    return (w.movRbp !== undefined && rip <= w.movRbp) || w.rets.has(rip);
-  }
-
-  private readCode(start: bigint, len: number): Uint8Array {
-    const out = new Uint8Array(len);
-    for (let i = 0; i < len; i += 8) {
-      const v = this.m.peek64(start + BigInt(i)) ?? 0n;
-      for (let b = 0; b < 8 && i + b < len; b++) out[i + b] = Number((v >> BigInt(8 * b)) & 0xffn);
-    }
-    return out;
+    const w = this.code(rip)?.code;
+    return w !== undefined && ((w.movRbp !== undefined && rip <= w.movRbp) || w.rets.has(rip));
   }
 }
