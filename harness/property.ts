@@ -3,6 +3,7 @@
 // instruction boundary, an IRQ or an NMI injected there), with a coverage count of the
 // interrupt points hit: (function kind, prologue/body/epilogue window).
 import { HELPERS, KFUNCS } from "../jit/bpf/abi.ts";
+import { SymbolTable } from "./machine/symbols.ts";
 import { buildImage, type Image } from "../jit/image.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
@@ -47,13 +48,14 @@ const HELPER_NAMES = new Set(HELPERS.map((h) => h.name));
 const KFUNC_NAMES = new Set(KFUNCS.map((k) => k.name));
 
 /** Classes interrupt points of one image: BPF functions by their fp window, kernel code by symbol. */
-export function pointClassifier(img: Image, symbolize: (a: bigint) => string | undefined, kindOf: (a: bigint) => string | undefined): (ip: bigint) => PointClass {
+export function pointClassifier(img: Image): (ip: bigint) => PointClass {
+  const symbols = new SymbolTable(img.symbols);
   const bpf = img.programs.flatMap((p) => p.jit.funcs.map((f) => ({ main: f.fi === 0, base: f.image.base, end: f.image.end, fpStart: f.fpStart, fpEnd: f.fpEnd })));
   return (ip) => {
     const f = bpf.find((x) => ip >= x.base && ip < x.end);
     if (f) return `${f.main ? "main" : "subprog"}/${ip < f.fpStart ? "prologue" : ip >= f.fpEnd ? "epilogue" : "body"}`;
-    if (kindOf(ip) === "entry") return "entry";
-    const fn = (symbolize(ip) ?? "").replace(/\+0x[0-9a-f]+$/, "");
+    if (symbols.lookup(ip)?.kind === "entry") return "entry";
+    const fn = (symbols.symbolize(ip) ?? "").replace(/\+0x[0-9a-f]+$/, "");
     // helpers run their sample code as separate symbols (bpf_sc_get_stack_sample): still the helper
     if ([...HELPER_NAMES].some((h) => fn === h || fn.startsWith(`${h}_`))) return "helper";
     if ([...KFUNC_NAMES].some((k) => fn === k || fn.startsWith(`${k}_`))) return "kfunc";
@@ -88,10 +90,14 @@ const runOpts = (o: CheckOptions, image: Image, injections: readonly Injection[]
 });
 
 function countPoints(img: Image, outcomes: readonly RunOutcome[]): Map<PointClass, number> {
-  const m = img.machine();
-  const classify = pointClassifier(img, (a) => m.symbols.symbolize(a), (a) => m.symbols.lookup(a)?.kind);
+  const classify = pointClassifier(img);
   const coverage = new Map<PointClass, number>();
-  for (const o of outcomes) for (const r of o.delivered) coverage.set(classify(r.ip), (coverage.get(classify(r.ip)) ?? 0) + 1);
+  for (const o of outcomes) {
+    for (const r of o.delivered) {
+      const k = classify(r.ip);
+      coverage.set(k, (coverage.get(k) ?? 0) + 1);
+    }
+  }
   return coverage;
 }
 

@@ -69,7 +69,7 @@ const describeFailure = (f: FirstFailure) => (f.kind === "sample" ? `class ${f.w
 export function formatCounterexample(sc: Scenario, img: Image, verdict: Verdict, ctx: ReportContext): string {
   const o: RunOutcome = verdict.outcome;
   const m = img.machine();
-  const where = pointClassifier(img, (a) => m.symbols.symbolize(a), (a) => m.symbols.lookup(a)?.kind);
+  const where = pointClassifier(img);
   const lines = [
     `counterexample: strategy ${ctx.strategy}, unwinder ${ctx.unwinder}, policy ${ctx.policy}${ctx.found ? ` (${ctx.found})` : ""}`,
     `failure: ${verdict.failure ? describeFailure(verdict.failure) : "none"}`,

@@ -70,7 +70,8 @@ function progressBar(total: number, enabled: boolean): { tick(n: number): void; 
 
 /** Run one campaign, on worker threads if asked; a failure is replayed here (seed + path) for its report. */
 async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {
-  const options = { strategy, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false };
+  const mode = { unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false };
+  const options = { ...mode, strategy };
   if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
   // Worker w runs its share of the cases with seed + w (shardOf()): the same cases as `--shard
   // w+1/workers` jobs would, not those of one thread with `seed`.
@@ -82,7 +83,7 @@ async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFla
     const results = await Promise.all(shards.map(async (s) => {
       let r: WorkerResult;
       try {
-        r = await pool.run({ strategy: strategySpec, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false, runs: s.runs, seed: s.seed });
+        r = await pool.run({ ...mode, strategy: strategySpec, runs: s.runs, seed: s.seed });
       } catch (e) {
         // errors cross the thread boundary as plain Errors: keep a harness error one
         if ((e as Error).name === "HarnessError") throw new HarnessError((e as Error).message, s.seed, undefined);

@@ -67,8 +67,7 @@ describe("every broken design is caught and shrinks to a minimal counterexample"
       if (sample.kind === "bpf_get_stack (helper)") expect(delivered, where(r)).toEqual([]);
       else {
         expect(delivered.length, where(r)).toBeLessThanOrEqual(2);
-        const m = cx.image.machine();
-        const point = pointClassifier(cx.image, (a) => m.symbols.symbolize(a), (a) => m.symbols.lookup(a)?.kind);
+        const point = pointClassifier(cx.image);
         expect(["main", "subprog", "helper"].includes(point(delivered[0]!.ip).split("/")[0]!), `${point(delivered[0]!.ip)}, ${where(r)}`).toBe(true);
       }
     }
