@@ -45,6 +45,9 @@ function parseShard(v: string): Shard {
   return s;
 }
 
+/** How walks are judged in a campaign: the unwinder, policy, private-stack knowledge and mode. */
+const modeOf = (f: CampaignFlags) => ({ unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false });
+
 /** A fresh seed when none is given; printed with every result so the run can be repeated. */
 const freshSeed = () => (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
 
@@ -70,7 +73,7 @@ function progressBar(total: number, enabled: boolean): { tick(n: number): void; 
 
 /** Run one campaign, on worker threads if asked; a failure is replayed here (seed + path) for its report. */
 async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {
-  const mode = { unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false };
+  const mode = modeOf(f);
   const options = { ...mode, strategy };
   if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
   // Worker w runs its share of the cases with seed + w (shardOf()): the same cases as `--shard
@@ -152,7 +155,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
       let saved: string | undefined;
       if (f.save) {
         const expect: Record<string, string> = {};
-        const under = { exhaustive: f.exhaustive ?? false, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks };
+        const under = modeOf(f);
         for (const s of BUILTIN_STRATEGIES) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under));
         // a strategy module is listed by its path, which `replay <file>` loads
         if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[f.strategy] = verdictName(cx.verdict);
@@ -183,7 +186,8 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
         const rows: { strategy: string; expected: string; got: string }[] = [];
         for (const n of names) {
           const s = await loadStrategy(n);
-          rows.push({ strategy: s.name, expected: e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s)) });
+          // a module is listed by the path it was given as (check --save), a built-in by its name
+          rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s)) });
         }
         const bad = rows.filter((x) => x.expected !== x.got);
         if (f.json) out(`${JSON.stringify({ file, ok: bad.length === 0, rows }, null, 2)}\n`);
@@ -194,7 +198,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void):
       if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("replay: give a corpus file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
       if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`replay: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
       const strategy = await loadStrategy(f.strategy);
-      const r = runCampaign({ strategy, unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false, runs: 1, seed: f.seed, path: f.path });
+      const r = runCampaign({ ...modeOf(f), strategy, runs: 1, seed: f.seed, path: f.path });
       if (r.ok) {
         out(f.json ? `${JSON.stringify({ ok: true, seed: f.seed, path: f.path }, null, 2)}\n` : `seed ${f.seed}, path ${f.path}: the scenario there passes under ${strategy.name} (a different strategy, unwinder or policy than the campaign's?)\n`);
         return;

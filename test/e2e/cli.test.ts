@@ -253,3 +253,16 @@ test("check --workers 2 runs the campaign on two worker threads (seeds S and S+1
   expect([10, 11]).toContain(j.seed);
   expect(j.failure.what).toBe("TRUNCATED");
 }, 60_000);
+
+test("check --save with a strategy module writes a file that replay reproduces, the module included", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-save-"));
+  const mod = join(dir, "my-split.ts");
+  writeFileSync(mod, `import { splitStack } from ${JSON.stringify(join(root, "jit/strategies/split-stack.ts"))};\nexport default { ...splitStack, name: "my-split" };\n`);
+  const found = await cli("check", "--strategy", mod, "--seed", "2", "--save", dir);
+  expect(found.code).toBe(1);
+  const saved = /saved: (.*\.json)/.exec(found.out)![1]!;
+  const replayed = await cli("replay", saved);
+  expect(replayed.out).not.toContain("MISMATCH");
+  expect(replayed.out).toMatch(/my-split\s+expected TRUNCATED\s+got TRUNCATED/);
+  expect(replayed.code).toBe(0);
+}, 60_000);
