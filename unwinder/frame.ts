@@ -119,13 +119,9 @@ export function unwindNextFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
 function badAddress(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): boolean {
   s.error = true;
   // Lost in entry code or in a C handler before its frame pointer was set up: no warning.
-  s.expectedLoss = true;
-  if (s.gotIrq && env.inEntryCode(s.ip)) return theEnd(s);
-  if (s.regs !== 0n) {
-    const sp = rd(env, s.regs + REG.sp);
-    if (sp >= env.taskPtRegs - 24n && sp < env.taskPtRegs) return theEnd(s);
-  }
-  s.expectedLoss = false;
+  const sp = s.regs !== 0n ? rd(env, s.regs + REG.sp) : 0n;
+  s.expectedLoss = (s.gotIrq && env.inEntryCode(s.ip)) || (s.regs !== 0n && sp >= env.taskPtRegs - 24n && sp < env.taskPtRegs);
+  if (s.expectedLoss) return theEnd(s);
   const hex = (v: bigint) => v.toString(16).padStart(16, "0");
   if (s.gotIrq) {
     s.warnings.once("WARNING: kernel stack regs", `WARNING: kernel stack regs at ${hex(s.regs)} in stackcheck:1 has bad 'bp' value ${hex(nextBp)}`);
