@@ -166,18 +166,19 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
 
   return {
     save() {
+      // Entries of saved, atInterrupt, lowest and pending are never changed once added (copies of
+      // the containers do); a misses entry counts up, so it is copied.
       const kept = {
-        failures: failures.length, saved: saved.map((x) => [...x]), atInterrupt: atInterrupt.map((x) => ({ regs: [...x.regs], flags: x.flags })),
-        lowest: [...lowest].map(([k, v]) => [k, { ...v }] as const), pending: pending.map((x) => ({ ...x })),
+        failures: failures.length, saved: saved.slice(), atInterrupt: atInterrupt.slice(), lowest: new Map(lowest), pending: pending.slice(),
         misses: [...misses].map(([k, v]) => [k, { ...v }] as const), invocations, memory: memory.save(),
       };
       return () => {
         failures.length = kept.failures;
-        saved.splice(0, saved.length, ...kept.saved.map((x) => [...x]));
-        atInterrupt.splice(0, atInterrupt.length, ...kept.atInterrupt.map((x) => ({ regs: [...x.regs], flags: x.flags })));
+        saved.splice(0, saved.length, ...kept.saved);
+        atInterrupt.splice(0, atInterrupt.length, ...kept.atInterrupt);
         lowest.clear();
-        for (const [k, v] of kept.lowest) lowest.set(k, { ...v });
-        pending.splice(0, pending.length, ...kept.pending.map((x) => ({ ...x })));
+        for (const [k, v] of kept.lowest) lowest.set(k, v);
+        pending.splice(0, pending.length, ...kept.pending);
         misses.clear();
         for (const [k, v] of kept.misses) misses.set(k, { ...v });
         invocations = kept.invocations;
