@@ -6,7 +6,7 @@ import { cpus } from "node:os";
 import { Option, type Command } from "commander";
 import cliProgress from "cli-progress";
 import { Piscina } from "piscina";
-import pc from "picocolors";
+import type picocolors from "picocolors";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
 import type { Strategy } from "../../jit/strategy.ts";
 import { HarnessError, runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
@@ -17,6 +17,9 @@ import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { RunFailed, UsageError } from "./errors.ts";
 import type { WorkerTask, WorkerResult } from "./worker-task.ts";
+
+/** Colours for the report words (PASS, FAIL, MISMATCH); plain when the text is not for a terminal. */
+export type Colors = ReturnType<typeof picocolors.createColors>;
 
 type Knowledge = "none" | "per-type" | "per-instance";
 
@@ -108,7 +111,7 @@ async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFla
   }
 }
 
-export function addCampaignCommands(program: Command, out: (s: string) => void): void {
+export function addCampaignCommands(program: Command, out: (s: string) => void, pc: Colors): void {
   const common = (c: Command) => c
     .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))

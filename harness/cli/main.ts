@@ -2,6 +2,7 @@
 // the machine implements and a disassembler; the campaign commands (run, check, matrix, replay)
 // come with the JIT, unwinder and property-harness work.
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
+import pc from "picocolors";
 import { supportedCodes } from "../machine/isa.ts";
 import { hex64 as h16, SymbolTable } from "../machine/index.ts";
 import { disassemble, formatListing } from "../../jit/disasm.ts";
@@ -15,7 +16,7 @@ import { runScenario, scheduleOf, UNWINDERS, type Injection, type RunOutcome, ty
 import { RunFailed, UsageError } from "./errors.ts";
 import { HarnessError } from "../campaign.ts";
 import { formatChains } from "../report.ts";
-import { addCampaignCommands } from "./campaign.ts";
+import { addCampaignCommands, type Colors } from "./campaign.ts";
 
 const VERSION = "0.1.0";
 
@@ -58,7 +59,7 @@ function parseHexBytes(words: string[]): Uint8Array {
   return Uint8Array.from(text.match(/../g)!.map((b) => parseInt(b, 16)));
 }
 
-export function buildProgram(out: (s: string) => void, writeErr: (s: string) => void = out): Command {
+export function buildProgram(out: (s: string) => void, writeErr: (s: string) => void = out, colors: Colors = pc.createColors(false)): Command {
   const program = new Command("stackcheck")
     .description("Conformance harness for the stack discipline of the Linux BPF x86-64 JIT")
     .version(VERSION)
@@ -138,7 +139,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
       if (!outcome.ok) throw new RunFailed();
     });
 
-  addCampaignCommands(program, out);
+  addCampaignCommands(program, out, colors);
 
   program
     .command("strategies")
@@ -189,11 +190,18 @@ export const EXIT = { pass: 0, failed: 1, usage: 2, harness: 3 } as const;
  * harness failed on a generated plan, reported with its seed and path); with
  * `--json` that message is a JSON object `{ "error": { "kind", "message" } }` on the same stream.
  */
-export async function main(argv: readonly string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
+/**
+ * Runs the command line. Colour follows where the text goes: on stdout, picocolors' own rule (a
+ * terminal, FORCE_COLOR or CI, unless NO_COLOR); a caller's own writer gets plain text unless it
+ * asks for colour. (Deciding from the environment alone put escapes into captured text under CI.)
+ */
+export async function main(argv: readonly string[], out?: (s: string) => void, options: { color?: boolean } = {}): Promise<number> {
+  const color = options.color ?? (out === undefined && pc.isColorSupported);
+  out ??= (s) => process.stdout.write(s);
   const json = argv.includes("--json");
   const say = (kind: string, message: string) => out(json ? `${JSON.stringify({ error: { kind, message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
   // commander prints its own errors; under --json they are collected and printed as JSON instead
-  const program = buildProgram(out, json ? () => {} : out);
+  const program = buildProgram(out, json ? () => {} : out, pc.createColors(color && !json));
   try {
     await program.parseAsync([...argv]);
     return EXIT.pass;

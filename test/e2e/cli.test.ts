@@ -226,6 +226,20 @@ describe("stackcheck check, replay, matrix", () => {
     expect(r.out).toMatch(/interrupt points hit: .*helper \d+/);
   });
 
+  test("colour follows the writer, not the environment: plain text for a caller's writer (CI sets CI=1), escapes when asked", async () => {
+    const args = ["node", "stackcheck", "check", "--strategy", "baseline", "--runs", "2", "--seed", "5"];
+    let plain = "";
+    expect(await main(args, (s) => { plain += s; })).toBe(0);
+    expect(plain).not.toContain("\x1b[");
+    let colored = "";
+    expect(await main(args, (s) => { colored += s; }, { color: true })).toBe(0);
+    expect(colored).toContain("\x1b[32mPASS\x1b[39m: 2 scenarios");
+    const ci = spawnSync(process.execPath, ["bin/stackcheck.js", ...args.slice(2), "--json"], { cwd: root, encoding: "utf8", env: { ...process.env, CI: "1", FORCE_COLOR: "1" } });
+    expect(ci.status).toBe(0);
+    expect(ci.stdout).not.toContain("\x1b[");
+    expect(JSON.parse(ci.stdout)).toMatchObject({ ok: true, runs: 2 });
+  });
+
   test("matrix prints every strategy × unwinder", async () => {
     const r = await cli("matrix", "--runs", "1", "--seed", "3");
     expect(r.code).toBe(0);
