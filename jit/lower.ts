@@ -53,9 +53,18 @@ export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, targ
   // addrs[k] = offset (from base) where BPF instruction k's code starts; addrs[n] = the end.
   let addrs = Array.from({ length: n + 1 }, (_, k) => 64 * (k + 1));
   let cleanup = 64 * (n + 1);
+  let last: { forms: string; out: Assembled } | undefined;
   for (let pass = 1; pass <= 20; pass++) {
-    const e = emitFunction(strategy, f, insns, addrs, cleanup, target);
+    const forms: string[] = [];
+    const e = emitFunction(strategy, f, insns, addrs, cleanup, target, forms);
+    // The previous pass's addresses only choose jump forms: the same choices emit the same
+    // instructions, so this pass's bytes are the previous pass's, which were its input: converged.
+    const key = forms.join("");
+    if (last !== undefined && last.forms === key) {
+      return { assembled: last.out, insnAddrs: addrs.slice(0, n).map((a) => base + BigInt(a)), passes: pass };
+    }
     const out = e.asm.assemble(base, { symbols });
+    last = { forms: key, out };
     const next = Array.from({ length: n + 1 }, (_, k) => Number((k < n ? out.labels.get(`insn_${k}`)! : out.end) - base));
     const nextCleanup = Number(out.labels.get("cleanup")! - base);
     if (next.every((v, k) => v === addrs[k]) && nextCleanup === cleanup) {
@@ -67,7 +76,8 @@ export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, targ
   throw new JitError(`${f.prog.name}/${f.func.name}: the image did not converge in 20 passes`);
 }
 
-function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[], addrs: readonly number[], cleanup: number, target: CallTarget): Emitter {
+/** `forms` gets one letter per jump: the form the addresses chose ("8" rel8, "4" rel32, "-" elided). */
+function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[], addrs: readonly number[], cleanup: number, target: CallTarget, forms: string[]): Emitter {
   const e = new Emitter(`${f.prog.name}/${f.func.name}`);
   const fp = strategy.frameRegister(f);
   const reg = (r: number): X86Reg => (r === 10 ? fp : REG_MAP[r]!);
@@ -106,7 +116,9 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
       strategy.call(e, f, () => e.callSymbol(name));
     } else if (op === BPF_EXIT) {
       if (seenExit) {
-        e.jmp(isImm8(cleanup - addrs[k + 1]!), "cleanup"); // later exits jump to the first one's epilogue
+        const short = isImm8(cleanup - addrs[k + 1]!);
+        forms.push(short ? "8" : "4");
+        e.jmp(short, "cleanup"); // later exits jump to the first one's epilogue
       } else {
         seenExit = true;
         e.label("cleanup");
@@ -114,6 +126,7 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
       }
     } else if (op === BPF_JA && cls === BPF_JMP) {
       const off = offsetTo(addrs[k + 1 + x.off]!);
+      forms.push(off === 0 ? "-" : isImm8(off) ? "8" : "4");
       if (off !== 0) e.jmp(isImm8(off), `insn_${k + 1 + x.off}`); // a jump to the next code is elided
     } else if (cls === BPF_JMP || cls === BPF_JMP32) {
       const is64 = cls === BPF_JMP;
@@ -124,7 +137,9 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
       else if (x.imm === 0) e.testRR(is64, dst, dst); // test dst,dst saves a byte
       else e.cmpRI(is64, dst, x.imm);
       const t = k + 1 + x.off;
-      e.jcc(COND[op]!, isImm8(offsetTo(addrs[t]!)), `insn_${t}`);
+      const short = isImm8(offsetTo(addrs[t]!));
+      forms.push(short ? "8" : "4");
+      e.jcc(COND[op]!, short, `insn_${t}`);
     } else {
       throw new JitError(`${f.prog.name}/${f.func.name}: insn ${k}: no lowering for opcode 0x${x.code.toString(16)}`);
     }
