@@ -10,7 +10,7 @@ import { buildImage, type Image } from "../jit/image.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { checkExhaustive, checkRandom, firstFailure, type CheckOptions, type PointClass, type Verdict } from "./property.ts";
 import { runScenario, scheduleOf } from "./run.ts";
-import { parseScenario, type Scenario } from "./scenario.ts";
+import { scenarioOf, type Scenario } from "./scenario.ts";
 
 /** The harness itself could not check a generated plan (a bug to report, with its seed and path). */
 export class HarnessError extends Error {
@@ -57,7 +57,7 @@ export interface CampaignResult {
 
 /** Lower a plan and check it; `picture` redraws the failing sample's stacks (for the report). */
 export function checkPlan(plan: Plan, o: CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean }, picture = false): Checked {
-  const scenario = parseScenario(planToScenario(plan), "generated scenario");
+  const scenario = scenarioOf(planToScenario(plan), "generated scenario");
   const image = buildImage(scenario.spec, o.strategy);
   let verdict = o.exhaustive ? checkExhaustive(scenario, o.strategy, o, image) : checkRandom(scenario, o.strategy, o, image);
   const sample = verdict.failure?.sample;
