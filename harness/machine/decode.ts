@@ -198,6 +198,45 @@ function specialise(d: DInsn): void {
 
 
 /**
+ * Decoded blocks by address and content. Every machine of a campaign loads the same kernel text,
+ * and shrinking and exhaustive runs load the same BPF functions again and again; decoding is most
+ * of building a machine. Entries are templates: callers get copies. Bounded by total bytes.
+ */
+const blockCache = new Map<string, readonly DInsn[]>();
+let blockCacheBytes = 0;
+const BLOCK_CACHE_MAX_BYTES = 8 << 20;
+
+function decodedBlock(bytes: Uint8Array, ip: number): readonly DInsn[] {
+  const key = `${ip}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")}`;
+  let block = blockCache.get(key);
+  if (block === undefined) {
+    const out: DInsn[] = [];
+    let at = ip;
+    forEachInstruction(bytes, BigInt(ip), (ins) => {
+      if (ins.isInvalid) return false;
+      const d = convert(ins, at, bytes.subarray(at - ip));
+      out.push(d);
+      at = d.next;
+      return true;
+    });
+    if (blockCacheBytes + bytes.length > BLOCK_CACHE_MAX_BYTES) { blockCache.clear(); blockCacheBytes = 0; }
+    blockCache.set(key, (block = out));
+    blockCacheBytes += bytes.length;
+  }
+  return block;
+}
+
+function copyInsn(t: DInsn): DInsn {
+  const d: DInsn = {
+    ip: t.ip, next: t.next, len: t.len, op: t.op, code: t.code, size: t.size, srcSize: t.srcSize, k0: t.k0, r0: t.r0, k1: t.k1, r1: t.r1,
+    base: t.base, index: t.index, scale: t.scale, disp: t.disp, gs: t.gs, immLo: t.immLo, immHi: t.immHi, target: t.target, cond: t.cond, hooks: null,
+  };
+  const why = unsupportedWhy.get(t);
+  if (why !== undefined) unsupportedWhy.set(d, why);
+  return d;
+}
+
+/**
  * Decodes instructions from byte buffers. Owns one iced Decoder input at a time and one reused
  * Instruction; `free()` releases the WASM objects.
  */
@@ -217,16 +256,12 @@ export class InsnDecoder {
     }
   }
 
-  /** Decode a whole block linearly (one Decoder for the block), up to the first invalid bytes. */
+  /**
+   * Decode a whole block linearly (one Decoder for the block), up to the first invalid bytes.
+   * Each DInsn passed to `sink` is the caller's own (machines attach their hooks to it).
+   */
   decodeBlock(bytes: Uint8Array, ip: number, sink: (d: DInsn) => void): void {
-    let at = ip;
-    forEachInstruction(bytes, BigInt(ip), (ins) => {
-      if (ins.isInvalid) return false;
-      const d = convert(ins, at, bytes.subarray(at - ip));
-      sink(d);
-      at = d.next;
-      return true;
-    });
+    for (const t of decodedBlock(bytes, ip)) sink(copyInsn(t));
   }
 
   /** Intel-syntax text of the instruction in `bytes` at `ip` (for messages). */
