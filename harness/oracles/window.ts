@@ -15,6 +15,30 @@ export interface FrameCode {
   readonly encode: bigint | undefined;
 }
 
+/**
+ * Function code read by address and content, across images: every image has the same kernel
+ * text, and the images a shrink builds share most BPF functions. Bounded by total bytes.
+ */
+const byContent = new Map<string, FrameCode>();
+let byContentBytes = 0;
+
+function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
+  const key = `${start}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")}`;
+  let code = byContent.get(key);
+  if (code === undefined) {
+    const lines = disassemble(bytes, start, { syntax: "intel" });
+    code = {
+      movRbp: lines.find((l) => l.text === "mov rbp,rsp")?.address,
+      rets: new Set(lines.filter((l) => l.text === "ret").map((l) => l.address)),
+      encode: lines.find((l) => /^lea rbp,\[rsp\+(0x)?[0-9a-f]*[13579bdf]\]$/.test(l.text))?.address,
+    };
+    if (byContentBytes + bytes.length > 4 << 20) { byContent.clear(); byContentBytes = 0; }
+    byContent.set(key, code);
+    byContentBytes += bytes.length;
+  }
+  return code;
+}
+
 export class FrameWindows implements WindowOracle {
   /**
    * `stacks`: the kernel's stacks (task, IRQ, NMI; run.ts kernelStacks()), to tell which one an
@@ -34,12 +58,7 @@ export class FrameWindows implements WindowOracle {
     let code = this.cache.get(sym.name);
     if (!code) {
       const bytes = this.m.memory.peek(toInternal(sym.start)!, Number(sym.end - sym.start)) ?? new Uint8Array(0);
-      const lines = disassemble(bytes, sym.start, { syntax: "intel" });
-      code = {
-        movRbp: lines.find((l) => l.text === "mov rbp,rsp")?.address,
-        rets: new Set(lines.filter((l) => l.text === "ret").map((l) => l.address)),
-        encode: lines.find((l) => /^lea rbp,\[rsp\+(0x)?[0-9a-f]*[13579bdf]\]$/.test(l.text))?.address,
-      };
+      code = frameCode(bytes, sym.start);
       this.cache.set(sym.name, code);
     }
     return { kind: sym.kind, code };
