@@ -88,7 +88,8 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
     const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
     const dst = reg(x.dst), src = reg(x.src);
     // jmp_offset = addrs[target] - addrs[i] of the previous pass, measured from this insn's end
-    const offsetTo = (t: number) => t - addrs[k + 1]!;
+    // (no closure here: tsx's keepNames makes every closure created per instruction a defineProperty)
+    const end = addrs[k + 1]!;
     if (cls === BPF_ALU || cls === BPF_ALU64) {
       const is64 = cls === BPF_ALU64;
       if (op === BPF_MOV) {
@@ -116,7 +117,7 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
       strategy.call(e, f, () => e.callSymbol(name));
     } else if (op === BPF_EXIT) {
       if (seenExit) {
-        const short = isImm8(cleanup - addrs[k + 1]!);
+        const short = isImm8(cleanup - end);
         forms.push(short ? "8" : "4");
         e.jmp(short, "cleanup"); // later exits jump to the first one's epilogue
       } else {
@@ -125,7 +126,7 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
         strategy.epilogue(e, f);
       }
     } else if (op === BPF_JA && cls === BPF_JMP) {
-      const off = offsetTo(addrs[k + 1 + x.off]!);
+      const off = addrs[k + 1 + x.off]! - end;
       forms.push(off === 0 ? "-" : isImm8(off) ? "8" : "4");
       if (off !== 0) e.jmp(isImm8(off), `insn_${k + 1 + x.off}`); // a jump to the next code is elided
     } else if (cls === BPF_JMP || cls === BPF_JMP32) {
@@ -137,7 +138,7 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
       else if (x.imm === 0) e.testRR(is64, dst, dst); // test dst,dst saves a byte
       else e.cmpRI(is64, dst, x.imm);
       const t = k + 1 + x.off;
-      const short = isImm8(offsetTo(addrs[t]!));
+      const short = isImm8(addrs[t]! - end);
       forms.push(short ? "8" : "4");
       e.jcc(COND[op]!, short, `insn_${t}`);
     } else {

@@ -112,29 +112,29 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   const images = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({ program, base: f.image.base, end: f.image.end })));
   const programAt = (ip: bigint) => images.find((x) => ip >= x.base && ip < x.end)?.program;
   /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
-  const outOfBounds = (what: () => string, write: boolean, addr: bigint, end: bigint, ip: bigint): boolean => {
+  /** An access, in a report (built only then: every stack write comes through the watchers). */
+  const access = (write: boolean, size: number, addr: bigint, ip: bigint) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(ip)}`;
+  const outOfBounds = (write: boolean, addr: bigint, end: bigint, ip: bigint): boolean => {
     if (addr >= perCpuEnd || end <= percpu) return false;
     const o = objects.find((x) => addr >= x.begin && end <= x.end);
     if (o === undefined) {
       const distance = (x: PerCpuObject) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0n);
       const near = objects.reduce((a, b) => (distance(b) < distance(a) ? b : a));
       const where = addr >= near.end ? `${addr - near.end} bytes above` : near.begin >= end ? `${near.begin - end} bytes below` : "across the edge of";
-      report(`${what()} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`);
+      report(`${access(write, Number(end - addr), addr, ip)} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`);
       return true;
     }
     const program = programAt(ip);
     if (program === undefined || o.bpf.includes(write ? "w" : "r")) return false; // kernel code: its own variables, and pointers BPF handed it
-    report(`${what()} (BPF code of ${img.programs[program]!.program.name}) ${write ? "writes" : "reads"} ${o.name}, which BPF code never ${write ? "writes" : "reads"}: out of bounds`);
+    report(`${access(write, Number(end - addr), addr, ip)} (BPF code of ${img.programs[program]!.program.name}) ${write ? "writes" : "reads"} ${o.name}, which BPF code never ${write ? "writes" : "reads"}: out of bounds`);
     return true;
   };
   const onWrite = (addr: bigint, size: number, ip: bigint) => {
     const end = addr + BigInt(size);
-    // the access's description, only when a report needs it (every stack write comes through here)
-    const by = () => `${size}-byte write at ${hex(addr)} by ${sym(ip)}`;
-    if (outOfBounds(by, true, addr, end, ip)) return;
+    if (outOfBounds(true, addr, end, ip)) return;
     for (const g of img.guards) {
       if (addr < g.addr + 8n && end > g.addr) {
-        report(`${by()} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`);
+        report(`${access(true, size, addr, ip)} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`);
         return; // once, and not counted as the writer's own stack bytes
       }
     }
@@ -144,7 +144,7 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
     for (let j = 1; j <= cur; j++) {
       const b = ctxs[j]!;
       if (b.area === area && end > b.sp && (!area.private || ctxs.slice(0, j).some((c) => (c.written.get(area)?.high ?? 0n) > addr))) {
-        report(`${by()} (inside ${ctxs[cur]!.entered}) lands at or above rsp ${hex(b.sp)} that ${b.entered} left on the ${area.name} stack: live data of the context it ${b.entered.startsWith("vector") ? "interrupted" : "was called from"}`);
+        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands at or above rsp ${hex(b.sp)} that ${b.entered} left on the ${area.name} stack: live data of the context it ${b.entered.startsWith("vector") ? "interrupted" : "was called from"}`);
         return;
       }
     }
@@ -152,7 +152,7 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
     for (let j = 0; j < cur; j++) {
       const w = ctxs[j]!.written.get(area);
       if (w !== undefined && end > w.low && addr < w.high && !ctxs.slice(j + 1).some((b) => b.area === area)) {
-        report(`${by()} (inside ${ctxs[cur]!.entered}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered}, which is still live`);
+        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered}, which is still live`);
         return;
       }
     }
@@ -168,10 +168,9 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   m.watchWrites(percpu, perCpuEnd, onWrite);
   const onRead = (addr: bigint, size: number, ip: bigint) => {
     const end = addr + BigInt(size);
-    const by = () => `${size}-byte read at ${hex(addr)} by ${sym(ip)}`;
-    if (outOfBounds(by, false, addr, end, ip) || !isBpf(ip)) return;
+    if (outOfBounds(false, addr, end, ip) || !isBpf(ip)) return;
     for (const g of img.guards) {
-      if (addr < g.addr + 8n && end > g.addr) report(`${by()} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`);
+      if (addr < g.addr + 8n && end > g.addr) report(`${access(false, size, addr, ip)} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`);
     }
   };
   m.watchReads(percpu, perCpuEnd, onRead);

@@ -97,13 +97,16 @@ class Checker {
   structure(fi: number): number[] {
     const p = this.p, f = p.funcs[fi]!;
     const callees: number[] = [];
-    for (let i = f.start; i < f.end; i++) {
-      const x = p.insns[i]!;
+    // Closures made once per function, over the instruction at hand (not one pair per instruction).
+    let i = f.start;
+    let x = p.insns[i]!;
+    const bad = () => this.fail("opcode", fi, i, `unsupported opcode 0x${x.code.toString(16).padStart(2, "0")}`);
+    // Reserved fields must be zero (check_alu_op(), check_mem_access paths, check_cfg()):
+    // e.g. a MOV|X with off 8 would be BPF_MOVSX, which is not in the subset.
+    const reserved = (what: string, ok: boolean) => { if (!ok) this.fail("reserved-fields", fi, i, `${what} uses reserved fields`); };
+    for (; i < f.end; i++) {
+      x = p.insns[i]!;
       const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-      const bad = () => this.fail("opcode", fi, i, `unsupported opcode 0x${x.code.toString(16).padStart(2, "0")}`);
-      // Reserved fields must be zero (check_alu_op(), check_mem_access paths, check_cfg()):
-      // e.g. a MOV|X with off 8 would be BPF_MOVSX, which is not in the subset.
-      const reserved = (what: string, ok: boolean) => { if (!ok) this.fail("reserved-fields", fi, i, `${what} uses reserved fields`); };
       const isX = BPF_SRC(x.code) === BPF_X;
       if (cls === BPF_ALU || cls === BPF_ALU64) {
         if (op === BPF_NEG) reserved("BPF_NEG", x.src === 0 && x.off === 0 && x.imm === 0);
@@ -201,18 +204,21 @@ class Checker {
       const k = to - f.start;
       at[k] = at[k] === undefined ? s : meet(at[k]!, s);
     };
-    for (let i = f.start; i < f.end; i++) {
+    // `reg` is made once per function, over the instruction and state at hand.
+    let i = f.start;
+    let s: State = entry;
+    const reg = (r: number): RegT => {
+      const v = s.regs[r]!;
+      if (v.t === "uninit") this.fail("uninit-reg", fi, i, `R${r} !read_ok`);
+      if (v.t === "mixed") this.fail("uninit-reg", fi, i, `R${r} has different types on different paths`);
+      return v;
+    };
+    for (; i < f.end; i++) {
       const s0 = at[i - f.start];
       if (s0 === undefined) this.fail("unreachable", fi, i, `unreachable insn ${i - f.start}`);
-      const s = clone(s0);
+      s = clone(s0);
       const x = p.insns[i]!;
       const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-      const reg = (r: number): RegT => {
-        const v = s.regs[r]!;
-        if (v.t === "uninit") this.fail("uninit-reg", fi, i, `R${r} !read_ok`);
-        if (v.t === "mixed") this.fail("uninit-reg", fi, i, `R${r} has different types on different paths`);
-        return v;
-      };
       if (cls === BPF_ALU || cls === BPF_ALU64) {
         if (x.dst === 10) this.fail("fp-read-only", fi, i, "frame pointer is read only");
         this.alu(fi, i, x, s, reg);
