@@ -380,6 +380,11 @@ export class Memory {
 
   /** An unchecked 64-bit read (unsigned) for observers (unwinders, oracles); undefined if not mapped. */
   peek64(a: number): bigint | undefined {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if (off <= PAGE_SIZE - 8) { // within one page (unwinders read aligned words): no copy
+      const p = this.pages.get(no);
+      return !p || p.region.kind === "guard" ? undefined : p.dv.getBigUint64(off, true);
+    }
     const b = this.peek(a, 8);
     return b && new DataView(b.buffer).getBigUint64(0, true);
   }
