@@ -5,18 +5,17 @@
 import { cpus } from "node:os";
 import { Option, type Command } from "commander";
 import cliProgress from "cli-progress";
-import { Piscina } from "piscina";
 import type picocolors from "picocolors";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
 import type { Strategy } from "../../jit/strategy.ts";
-import { HarnessError, runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
+import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
 import { loadCorpusFile, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
 import type { Policy } from "../oracles/classify.ts";
 import { POINT_CLASSES, type PointClass } from "../property.ts";
 import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { RunFailed, UsageError } from "./errors.ts";
-import type { WorkerTask, WorkerResult } from "./worker-task.ts";
+import { runOnWorkers } from "./pool.ts";
 
 /** Colours for the report words (PASS, FAIL, MISMATCH); plain when the text is not for a terminal. */
 export type Colors = ReturnType<typeof picocolors.createColors>;
@@ -79,36 +78,15 @@ async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFla
   const mode = modeOf(f);
   const options = { ...mode, strategy };
   if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
-  // Worker w runs its share of the cases with seed + w (shardOf()): the same cases as `--shard
-  // w+1/workers` jobs would, not those of one thread with `seed`.
-  const pool = new Piscina<WorkerTask, WorkerResult>({ filename: new URL("./worker.js", import.meta.url).href, maxThreads: workers, minThreads: workers });
-  const started = performance.now();
-  try {
-    const shards = Array.from({ length: workers }, (_, i) => shardOf(runs, seed, { index: i + 1, count: workers }));
-    let done = 0;
-    const results = await Promise.all(shards.map(async (s) => {
-      let r: WorkerResult;
-      try {
-        r = await pool.run({ ...mode, strategy: strategySpec, runs: s.runs, seed: s.seed });
-      } catch (e) {
-        // errors cross the thread boundary as plain Errors: keep a harness error one
-        if ((e as Error).name === "HarnessError") throw new HarnessError((e as Error).message, s.seed, undefined);
-        throw e;
-      }
-      bar((done += r.runs));
-      return r;
-    }));
-    const coverage = new Map<PointClass, number>();
-    for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
-    const failed = results.find((r) => !r.ok);
-    const total = results.reduce((n, r) => n + r.runs, 0);
-    if (!failed) return { ok: true, seed, runs: total, shrinks: 0, coverage, elapsedMs: performance.now() - started };
-    // The same seed and path on this thread: the same counterexample, with its report.
-    const cx = runCampaign({ ...options, runs: 1, seed: failed.seed, path: failed.path! });
-    return { ...cx, runs: total, shrinks: failed.shrinks, coverage, elapsedMs: performance.now() - started };
-  } finally {
-    await pool.destroy();
-  }
+  const { results, elapsedMs } = await runOnWorkers({ ...mode, strategy: strategySpec }, runs, seed, workers, bar);
+  const coverage = new Map<PointClass, number>();
+  for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
+  const failed = results.find((r) => !r.ok);
+  const total = results.reduce((n, r) => n + r.runs, 0);
+  if (!failed) return { ok: true, seed, runs: total, shrinks: 0, coverage, elapsedMs };
+  // The same seed and path on this thread: the same counterexample, with its report.
+  const cx = runCampaign({ ...options, runs: 1, seed: failed.seed, path: failed.path! });
+  return { ...cx, runs: total, shrinks: failed.shrinks, coverage, elapsedMs };
 }
 
 export function addCampaignCommands(program: Command, out: (s: string) => void, pc: Colors): void {

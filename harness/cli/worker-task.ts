@@ -3,6 +3,7 @@
 // thread can replay a failure for its report).
 import { loadStrategy } from "../../jit/strategies/index.ts";
 import { runCampaign } from "../campaign.ts";
+import type { PlanConstraints } from "../../generators/index.ts";
 import type { Policy } from "../oracles/classify.ts";
 import type { PointClass } from "../property.ts";
 import type { UnwinderName } from "../run.ts";
@@ -15,6 +16,8 @@ export interface WorkerTask {
   readonly exhaustive: boolean;
   readonly runs: number;
   readonly seed: number;
+  /** Plan sizes (the benchmark's small graphs); the generator's defaults if absent. */
+  readonly constraints?: PlanConstraints;
 }
 
 export interface WorkerResult {
@@ -28,6 +31,6 @@ export interface WorkerResult {
 
 export async function runShard(t: WorkerTask): Promise<WorkerResult> {
   const strategy = await loadStrategy(t.strategy);
-  const r = runCampaign({ strategy, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed });
+  const r = runCampaign({ strategy, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, ...(t.constraints ? { constraints: t.constraints } : {}) });
   return { ok: r.ok, seed: r.seed, runs: r.runs, shrinks: r.shrinks, ...(r.path !== undefined ? { path: r.path } : {}), coverage: [...r.coverage] };
 }

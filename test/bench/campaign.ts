@@ -5,13 +5,17 @@ import { checkPlan, runCampaign } from "../../harness/campaign.ts";
 import { planArb, type Plan } from "../../generators/index.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
 import type { Strategy } from "../../jit/strategy.ts";
+import { runOnWorkers } from "../../harness/cli/pool.ts";
 
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const functions = (p: Plan) => p.programs.reduce((n, x) => n + x.funcs.length, 0);
 
 /** End to end (generate, lower, JIT, run with the plan's interrupts, check): scenarios per second. */
+/** The budget's "small graphs": two programs of up to two functions. */
+const SMALL = { maxPrograms: 2, maxFuncs: 2, maxItems: 4 };
+
 export function benchScenarios(runs: number, seed: number, small: boolean): { perSecond: number; runs: number } {
-  const constraints = small ? { maxPrograms: 2, maxFuncs: 2, maxItems: 4 } : {};
+  const constraints = small ? SMALL : {};
   const r = runCampaign({ strategy: strategy("baseline"), unwinder: "frame", policy: "strict", runs, seed, constraints });
   if (!r.ok) throw new Error(`bench: baseline failed (seed ${seed}, path ${r.path})`);
   return { perSecond: (r.runs / r.elapsedMs) * 1000, runs: r.runs };
@@ -36,4 +40,15 @@ export function benchBroken(seed: number): { name: string; ms: number; runs: num
     const cx = r.counterexample!;
     return { name: s.name, ms: r.elapsedMs, runs: r.runs, shrinks: r.shrinks, functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), what: cx.verdict.failure!.what };
   });
+}
+
+/** End to end on worker threads, as `check --workers N` runs a campaign: scenarios per second, start-up included. */
+export async function benchScenariosPooled(runs: number, seed: number, workers: number): Promise<{ perSecond: number; runs: number }> {
+  const { results, elapsedMs } = await runOnWorkers({
+    strategy: "baseline", unwinder: "frame", policy: "strict", privateStacks: "none", exhaustive: false, constraints: SMALL,
+  }, runs, seed, workers);
+  const failed = results.find((r) => !r.ok);
+  if (failed) throw new Error(`bench: baseline failed (seed ${failed.seed}, path ${failed.path})`);
+  const total = results.reduce((n, r) => n + r.runs, 0);
+  return { perSecond: (total / elapsedMs) * 1000, runs: total };
 }

@@ -1,7 +1,7 @@
 // `npm run bench`: prints the figures behind the budgets in design §9. Not a test: numbers only.
 // The 2-core hosts are noisy (a plain arithmetic loop varies by about 25% run to run), so every
 // figure is given as the median and the best of several runs, measured in process CPU time.
-import { benchBroken, benchExhaustive20, benchScenarios } from "./campaign.ts";
+import { benchBroken, benchExhaustive20, benchScenarios, benchScenariosPooled } from "./campaign.ts";
 import { benchSnapshots, benchThroughput } from "./machine.ts";
 
 function stats(xs: number[]): { median: number; best: number } {
@@ -22,6 +22,8 @@ const small = Array.from({ length: 3 }, (_, i) => benchScenarios(300, 100 + i, t
 const sm = stats(small.map((r) => r.perSecond));
 const full = benchScenarios(200, 7, false);
 console.log(`end to end: ${sm.median.toFixed(0)} scenarios/s median, ${sm.best.toFixed(0)} best (small graphs: 2 programs of 2 functions, random interrupts; budget >= 1000); default generator: ${full.perSecond.toFixed(0)}/s`);
+const pooled = await benchScenariosPooled(6000, 100, 2);
+console.log(`end to end on 2 worker threads (check --workers 2): ${pooled.perSecond.toFixed(0)} scenarios/s over ${pooled.runs} small-graph scenarios, thread start-up included`);
 const ex = Array.from({ length: 3 }, (_, i) => benchExhaustive20(11 + i));
 console.log(`exhaustive, three scenarios of 20+ functions: ${ex.map((r) => `${r.functions} fn, ${r.runs} boundaries: ${r.ms.toFixed(0)} ms`).join("; ")} (budget < 1000 ms)`);
 for (const b of benchBroken(20261124)) {

@@ -1,0 +1,36 @@
+// A campaign on worker threads (piscina): worker w runs its share of the cases with seed + w
+// (shardOf()), the same cases `--shard w+1/n` jobs would run. Used by `check --workers` and by
+// the benchmark's two-core figure.
+import { Piscina } from "piscina";
+import { HarnessError, shardOf } from "../campaign.ts";
+import type { WorkerResult, WorkerTask } from "./worker-task.ts";
+
+export interface PooledRun {
+  readonly results: readonly WorkerResult[];
+  /** Wall time, the threads' start-up (each registers tsx and loads the harness) included. */
+  readonly elapsedMs: number;
+}
+
+export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs: number, seed: number, workers: number, progress: (done: number) => void = () => {}): Promise<PooledRun> {
+  const started = performance.now();
+  const pool = new Piscina<WorkerTask, WorkerResult>({ filename: new URL("./worker.js", import.meta.url).href, maxThreads: workers, minThreads: workers });
+  try {
+    const shards = Array.from({ length: workers }, (_, i) => shardOf(runs, seed, { index: i + 1, count: workers }));
+    let done = 0;
+    const results = await Promise.all(shards.map(async (s) => {
+      let r: WorkerResult;
+      try {
+        r = await pool.run({ ...task, runs: s.runs, seed: s.seed });
+      } catch (e) {
+        // errors cross the thread boundary as plain Errors: keep a harness error one
+        if ((e as Error).name === "HarnessError") throw new HarnessError((e as Error).message, s.seed, undefined);
+        throw e;
+      }
+      progress((done += r.runs));
+      return r;
+    }));
+    return { results, elapsedMs: performance.now() - started };
+  } finally {
+    await pool.destroy();
+  }
+}
