@@ -496,19 +496,18 @@ export class Machine {
     const c = this.cpu;
     const out: TruthEntry[] = [];
     let cursor = c.rip;
-    const sym = (a: number) => c.symbolize(a);
     if (c.shadow.depth === 0) {
-      return [{ kind: "frame", ip: toCanonical(cursor), symbol: sym(cursor), function: "", entry: toCanonical(cursor), returnAddress: undefined, slot: undefined, entered: "unknown" }];
+      return [{ kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: "", entry: toCanonical(cursor), returnAddress: undefined, slot: undefined, entered: "unknown" }];
     }
     for (let i = c.shadow.depth - 1; i >= 0; i--) {
       const a = c.shadow.at(i);
       out.push({
-        kind: "frame", ip: toCanonical(cursor), symbol: sym(cursor), function: this.symbols.lookupInternal(a.entry)?.name ?? hex64(toCanonical(a.entry)),
+        kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: this.symbols.lookupInternal(a.entry)?.name ?? hex64(toCanonical(a.entry)),
         entry: toCanonical(a.entry), returnAddress: toCanonical(a.ret), slot: toCanonical(a.slot),
         entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root",
       });
       if (a.kind === ACT_INTERRUPT) {
-        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: sym(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot) });
+        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: c.symbolize(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot) });
       }
       cursor = a.ret;
     }
