@@ -222,10 +222,19 @@ export function orcWalk(env: OrcEnv, from: { regs?: bigint; ip?: bigint; sp?: bi
   return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines };
 }
 
+/**
+ * The ORC table of each kernel (image.ts caches kernels: every image of a campaign shares a few).
+ * objtool's output depends on the text alone, and kernel text is mapped r-x (a write faults), so
+ * the table read from the first machine holds for every machine loaded from the same kernel.
+ */
+const kernelTables = new WeakMap<Image["kernel"], OrcTable>();
+
 export function orcEnvFromImage(base: UnwindEnv, img: Image, m: Machine, version: OrcVersion): OrcEnv {
   const k = img.kernel.text;
+  let table = kernelTables.get(img.kernel);
+  if (table === undefined) kernelTables.set(img.kernel, (table = kernelOrc(img, m)));
   return {
-    ...base, version, kernel: kernelOrc(img, m), kernelText: { lo: k.base, hi: k.end },
+    ...base, version, kernel: table, kernelText: { lo: k.base, hi: k.end },
     bpfWindows: img.fpWindows.map((w) => ({ start: w.start, fpStart: w.fpStart, fpEnd: w.fpEnd, end: w.end })),
   };
 }
