@@ -112,6 +112,8 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
 
 /** Set up a run (machine, samples, checks) and enter the task; runScenario() drives it, exhaustive mode forks it. */
 export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSession {
+  // The CLI checks names; an API caller's typo must not quietly pick some ORC version.
+  if (!(UNWINDERS as readonly string[]).includes(o.unwinder)) throw new RangeError(`unknown unwinder '${o.unwinder}' (one of ${UNWINDERS.join(", ")})`);
   const policy = o.policy ?? "strict";
   const img: Image = o.image ?? buildImage(sc.spec, strategy);
   const m: Machine = o.image ? img.reusedMachine() : img.machine(); // a prebuilt image: one run after another

@@ -6,6 +6,8 @@ import { planArb, type Plan } from "../../generators/index.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
 import type { Strategy } from "../../jit/strategy.ts";
 import { runOnWorkers } from "../../harness/cli/pool.ts";
+import type { Policy } from "../../harness/oracles/classify.ts";
+import type { UnwinderName } from "../../harness/run.ts";
 
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const functions = (p: Plan) => p.programs.reduce((n, x) => n + x.funcs.length, 0);
@@ -33,9 +35,9 @@ export function benchExhaustive20(seed: number): { ms: number; runs: number; fun
 }
 
 /** Each broken design: time to find and shrink, cases run, shrink steps, shrunk functions. */
-export function benchBroken(seed: number): { name: string; ms: number; runs: number; shrinks: number; functions: number; what: string }[] {
+export function benchBroken(seed: number, unwinder: UnwinderName = "frame", policy: Policy = "strict"): { name: string; ms: number; runs: number; shrinks: number; functions: number; what: string }[] {
   return BUILTIN_STRATEGIES.filter((s) => !["baseline", "r9-private"].includes(s.name)).map((s) => {
-    const r = runCampaign({ strategy: s, unwinder: "frame", policy: "strict", runs: 1000, seed });
+    const r = runCampaign({ strategy: s, unwinder, policy, runs: 1000, seed });
     if (r.ok) throw new Error(`bench: ${s.name} was not found in ${r.runs} scenarios (seed ${seed})`);
     const cx = r.counterexample!;
     return { name: s.name, ms: r.elapsedMs, runs: r.runs, shrinks: r.shrinks, functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), what: cx.verdict.failure!.what };

@@ -26,6 +26,8 @@ const pooled = await benchScenariosPooled(6000, 100, 2);
 console.log(`end to end on 2 worker threads (check --workers 2): ${pooled.perSecond.toFixed(0)} scenarios/s over ${pooled.runs} small-graph scenarios, thread start-up included`);
 const ex = Array.from({ length: 3 }, (_, i) => benchExhaustive20(11 + i));
 console.log(`exhaustive, three scenarios of 20+ functions: ${ex.map((r) => `${r.functions} fn, ${r.runs} boundaries: ${r.ms.toFixed(0)} ms`).join("; ")} (budget < 1000 ms)`);
-for (const b of benchBroken(20261124)) {
-  console.log(`broken ${b.name.padEnd(19)} ${b.what.padEnd(9)} found after ${String(b.runs).padStart(3)} scenario(s), shrunk in ${String(b.shrinks).padStart(3)} steps to ${b.functions} function(s): ${(b.ms / 1000).toFixed(2)} s (budget < 5 s)`);
+for (const [unwinder, policy] of [["frame", "strict"], ["orc-6.19", "reliable"]] as const) {
+  for (const b of benchBroken(20261124, unwinder, policy)) {
+    console.log(`broken ${b.name.padEnd(19)} ${`${unwinder}/${policy}`.padEnd(17)} ${b.what.padEnd(13)} found after ${String(b.runs).padStart(3)} scenario(s), shrunk in ${String(b.shrinks).padStart(3)} steps to ${b.functions} function(s): ${(b.ms / 1000).toFixed(2)} s (budget < 5 s)`);
+  }
 }

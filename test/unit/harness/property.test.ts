@@ -35,6 +35,10 @@ describe("exhaustive mode", () => {
     expect(o.ok).toBe(true);
   });
 
+  test("an unwinder name that is not one of UNWINDERS is an error naming it, not some ORC version", () => {
+    expect(() => runScenario(sc, strategy("baseline"), { unwinder: "orc" as never })).toThrow("unknown unwinder 'orc' (one of frame, orc-6.13, orc-6.19)");
+  });
+
   // Forks against the obvious definition: one run from the start per boundary and kind. Every
   // outcome must be the same, samples, checks and all, on generated plans and on the example,
   // under designs that pass and designs that fail in a fork (not in the base run).
