@@ -48,13 +48,36 @@ export function emulate(c: NativeCase, m?: Machine, maxSteps = 200_000): Emulate
   }
 }
 
-function stepToStop(c: NativeCase, m: Machine, ins: Instruction, maxSteps: number): Emulated {
+/** Load the case's registers and enter its code as the native runner does. */
+function start(c: NativeCase, m: Machine): void {
   const rsp = c.regs[4]!;
   if (m.peek64(rsp) !== c.stop) throw new Error(`emulate: the word at rsp ${hex64(rsp)} must be the stop address ${hex64(c.stop)}`);
   REG_NAMES.forEach((n, i) => m.setReg(n, c.regs[i]!));
   m.gsBase = c.gsBase;
   m.rflags = (c.rflags & ARITH_FLAGS) | 0x202; // as the runner loads them: IF and bit 1 set
   m.call(c.rip, { rsp: rsp + 8n, stopAt: c.stop }); // pushes the stop address where it already is
+}
+
+/**
+ * The registers and arithmetic flags of the machine when the run of `c` first reaches `addr`;
+ * undefined if it never does (it stops, faults or runs out of steps first).
+ */
+export function stateAt(c: NativeCase, addr: bigint, maxSteps = 200_000): { regs: bigint[]; rflags: number } | undefined {
+  const m = machineFor(c);
+  try {
+    start(c, m);
+    while (m.steps < maxSteps) {
+      if (m.rip === addr) return { regs: REG_NAMES.map((n) => m.reg(n)), rflags: m.rflags & ARITH_FLAGS };
+      if (m.step().kind !== "paused") return undefined;
+    }
+    return undefined;
+  } finally {
+    m.dispose();
+  }
+}
+
+function stepToStop(c: NativeCase, m: Machine, ins: Instruction, maxSteps: number): Emulated {
+  start(c, m);
   const flags = new FlagDefinedness();
   const undefinedReads: string[] = [];
   const infos = new Map<bigint, StepInfo>();
