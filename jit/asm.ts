@@ -49,7 +49,17 @@ const MIN_ABSOLUTE_TARGET = 0x10000n;
 export interface AssembleOptions {
   /** Resolves `{ symbol }` targets. */
   readonly symbols?: (name: string) => bigint | undefined;
+  /**
+   * A layout pass's sizes, not final bytes: every rel8 branch to a label is encoded to the next
+   * instruction (always in range), so a form the previous pass's guesses chose encodes even when
+   * its target is out of rel8 range. do_jit() writes such a pass's offsets and throws them away
+   * the same way; only the sizes count. The result must not be used as code.
+   */
+  readonly provisional?: boolean;
 }
+
+/** The rel8 branch forms (their target must be within -128..127 bytes of the next instruction). */
+const REL8: ReadonlySet<number> = new Set(Object.entries(Code as unknown as Record<string, number>).filter(([k]) => k.endsWith("_rel8_64")).map(([, v]) => v));
 
 export class Assembler {
   private readonly items: Item[] = [];
@@ -95,6 +105,7 @@ export class Assembler {
     const labelIds = new Map<number, bigint>(); // item index → label id
     let nextId = 1n;
     for (const at of new Set(this.labelAt.values())) labelIds.set(at, nextId++);
+    const placeholders = new Set<number>(); // provisional: rel8 branches sent to the next item
     const targets: (bigint | undefined)[] = this.items.map((it, i) => {
       if (it.kind !== "branch") return undefined;
       const t = it.target;
@@ -102,6 +113,12 @@ export class Assembler {
         const at = this.labelAt.get(t.label);
         if (at === undefined) throw new AsmError("unknown-label", `${this.name}: instruction ${i} branches to unknown label '${t.label}'`);
         if (at === this.items.length) throw new AsmError("end-label-target", `${this.name}: instruction ${i} branches to label '${t.label}', which marks the end of the block`);
+        if (opts.provisional && REL8.has(it.code)) {
+          const to = i + 1 < this.items.length ? i + 1 : i; // the next item, or itself when last
+          if (!labelIds.has(to)) labelIds.set(to, nextId++);
+          placeholders.add(i);
+          return labelIds.get(to)!;
+        }
         return labelIds.get(at)!;
       }
       const addr = "symbol" in t ? opts.symbols?.(t.symbol) : t.address;
@@ -154,7 +171,7 @@ export class Assembler {
     for (const [name, at] of this.labelAt) labels.set(name, at === insns.length ? end : insns[at]!.address);
     // 4. Every branch must land where we meant it to.
     this.items.forEach((it, i) => {
-      if (it.kind !== "branch") return;
+      if (it.kind !== "branch" || placeholders.has(i)) return;
       const t = it.target;
       const want = "label" in t ? labels.get(t.label)! : "symbol" in t ? BigInt.asUintN(64, opts.symbols!(t.symbol)!) : BigInt.asUintN(64, t.address);
       if (targets[i] !== want) throw new AsmError("verify", `${this.name}: instruction ${i} at ${hex64(insns[i]!.address)} branches to ${hex64(targets[i]!)}, expected ${hex64(want)}`);

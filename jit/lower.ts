@@ -2,7 +2,7 @@
 // register map, the upstream instruction choices, and layout by passes over an addrs[] table
 // until nothing moves (bpf_int_jit_compile()): jumps take the rel8 form when the previous
 // pass's offset fits, starting from upstream's estimate of 64 bytes per instruction.
-import type { Assembled } from "./asm.ts";
+import { AsmError, type Assembled } from "./asm.ts";
 import type { BpfInsn } from "./bpf/insn.ts";
 import {
   BPF_ADD, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_CALL, BPF_CLASS, BPF_EXIT, BPF_JA, BPF_JEQ, BPF_JGE,
@@ -53,23 +53,33 @@ export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, targ
   // addrs[k] = offset (from base) where BPF instruction k's code starts; addrs[n] = the end.
   let addrs = Array.from({ length: n + 1 }, (_, k) => 64 * (k + 1));
   let cleanup = 64 * (n + 1);
-  let last: { forms: string; out: Assembled } | undefined;
+  let last: { forms: string; out: Assembled; sizesOnly: boolean } | undefined;
+  // Converged: this pass's forms are final. A pass assembled for its sizes only is assembled for real.
+  const done = (e: Emitter, prev: { out: Assembled; sizesOnly: boolean }, pass: number): LoweredFunc => ({
+    assembled: prev.sizesOnly ? e.asm.assemble(base, { symbols }) : prev.out, insnAddrs: addrs.slice(0, n).map((a) => base + BigInt(a)), passes: pass,
+  });
   for (let pass = 1; pass <= 20; pass++) {
     const forms: string[] = [];
     const e = emitFunction(strategy, f, insns, addrs, cleanup, target, forms);
     // The previous pass's addresses only choose jump forms: the same choices emit the same
     // instructions, so this pass's bytes are the previous pass's, which were its input: converged.
     const key = forms.join("");
-    if (last !== undefined && last.forms === key) {
-      return { assembled: last.out, insnAddrs: addrs.slice(0, n).map((a) => base + BigInt(a)), passes: pass };
+    if (last !== undefined && last.forms === key) return done(e, last, pass);
+    // A guess can pick rel8 for a jump that is out of its range (the first pass places the
+    // epilogue at the end, so a later exit's jump back to it looks short): do_jit() writes a
+    // wrong offset that pass and fixes it on the next. Here that pass is assembled for its sizes.
+    let out: Assembled, sizesOnly = false;
+    try {
+      out = e.asm.assemble(base, { symbols });
+    } catch (err) {
+      if (!(err instanceof AsmError && err.code === "encode")) throw err;
+      out = e.asm.assemble(base, { symbols, provisional: true });
+      sizesOnly = true;
     }
-    const out = e.asm.assemble(base, { symbols });
-    last = { forms: key, out };
+    last = { forms: key, out, sizesOnly };
     const next = Array.from({ length: n + 1 }, (_, k) => Number((k < n ? out.labels.get(`insn_${k}`)! : out.end) - base));
     const nextCleanup = Number(out.labels.get("cleanup")! - base);
-    if (next.every((v, k) => v === addrs[k]) && nextCleanup === cleanup) {
-      return { assembled: out, insnAddrs: next.slice(0, n).map((a) => base + BigInt(a)), passes: pass };
-    }
+    if (next.every((v, k) => v === addrs[k]) && nextCleanup === cleanup) return done(e, last, pass);
     addrs = next;
     cleanup = nextCleanup;
   }

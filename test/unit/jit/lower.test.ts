@@ -135,6 +135,25 @@ describe("layout", () => {
     expect(hex(b.slice(at(46), at(47)))).toBe("c9 c3");                       // the first exit is the epilogue
     expect(hex(b.slice(at(48)))).toBe(`eb ${((at(46) - (at(48) + 2)) & 0xff).toString(16)}`); // jmp rel8 back to it
   });
+
+  test("a later exit far past the epilogue jumps back with rel32, though the first pass's guess picked rel8", () => {
+    // Pass 1 places the epilogue (cleanup) at the end, where the last exit's own guessed address
+    // is: offset 0, rel8. The real distance is 180 bytes back; do_jit() fixes it on pass 2.
+    const far = Array.from({ length: 30 }, () => alu64.add.imm(R0, 0x12345678)); // 6 bytes each
+    const j = jit([fn("main", 0, [
+      alu64.mov.imm(R0, 3), jmp.jeq.imm(R0, 3, "long"), exit(), // 0, 1, 2: the first exit
+      label("long"), ...far, exit(),                           // 3..32, 33: jumps back to insn 2's epilogue
+    ])], baseline);
+    const f = j.funcs[0]!;
+    const at = (k: number) => Number(f.insnAddrs[k]! - f.image.base);
+    const b = f.image.bytes;
+    const rel = at(2) - (at(33) + 5);
+    expect(rel).toBeLessThan(-128);
+    expect(hex(b.slice(at(33)))).toBe(hex(Uint8Array.of(0xe9, ...new Uint8Array(Int32Array.of(rel).buffer))));
+    const m = machineFor(j);
+    m.call(f.image.base, { args: [0n], rsp: STACK_TOP });
+    expect(m.run({ maxSteps: 1000 })).toMatchObject({ kind: "completed", rax: 3n + 30n * 0x12345678n });
+  });
 });
 
 describe("JITed code runs on the machine", () => {
