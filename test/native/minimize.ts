@@ -13,6 +13,31 @@ import { rawCase, sequenceCase, type RawCase } from "./sequences.ts";
 const RSP = 4;
 
 /**
+ * A case on which the machine and the CPU differ: the report, and what differs, from the
+ * leading word of each difference line (register names, "flags", "rip", "machine", a dump's
+ * name, "case" for a case defect). Shrinking keeps cases that differ in the same things.
+ */
+export class Mismatch extends Error {
+  override name = "Mismatch";
+  readonly what: string;
+  constructor(readonly report: string, differences: readonly string[]) {
+    super(report);
+    this.what = [...new Set(differences.map((d) => /^[A-Za-z0-9]+/.exec(d)?.[0] ?? d))].sort().join(",");
+  }
+}
+
+/** The Mismatch `property` throws on `raw`, undefined when it passes; any other error is rethrown. */
+async function mismatchOf(raw: RawCase, property: (raw: RawCase) => Promise<void>): Promise<Mismatch | undefined> {
+  try {
+    await property(raw);
+    return undefined;
+  } catch (e) {
+    if (e instanceof Mismatch) return e;
+    throw e;
+  }
+}
+
+/**
  * Each unit of `raw` alone in main, in program order (main, then each subroutine): first with
  * the case's own registers and flags, then with those the machine had when the run reached the
  * unit (memory stays the seed's). The first candidate that `fails` is returned; undefined when
@@ -38,23 +63,29 @@ export async function isolateUnit(raw: RawCase, fails: (raw: RawCase) => Promise
 }
 
 /**
- * The smallest case fast-check and isolateUnit() reach from `found`, a case `property` rejects
- * (throws on). Deterministic: the same case in, the same case out.
+ * The smallest case isolateUnit() and fast-check reach from `found`, on which `property` throws
+ * a Mismatch in the same things as on `found` (a candidate that differs in something else, or
+ * throws anything but a Mismatch, is not kept), and that Mismatch. Deterministic: the same
+ * case in, the same case out.
  */
-export async function shrinkMismatch(found: RawCase, property: (raw: RawCase) => Promise<void>): Promise<RawCase> {
-  const fails = async (r: RawCase) => {
+export async function shrinkMismatch(found: RawCase, property: (raw: RawCase) => Promise<void>): Promise<{ raw: RawCase; mismatch: Mismatch }> {
+  const first = await mismatchOf(found, property);
+  if (first === undefined) throw new Error("shrinkMismatch: the machine and the CPU agree on the case it was given");
+  const alike = async (r: RawCase) => {
     try {
-      await property(r);
-      return false;
+      return (await mismatchOf(r, property))?.what === first.what;
     } catch {
-      return true;
+      return false; // a candidate the harness cannot run is not this failure
     }
   };
-  const one = (await isolateUnit(found, fails)) ?? found;
+  const one = (await isolateUnit(found, alike)) ?? found;
   // Even a case fast-check left at one unit: its values shrank inside the oneof arm that drew
   // them (value64's constants, its small-integer arm), and without that context a value shrinks
   // toward zero over the whole range, to the smallest that still fails (the sign bit alone, a
   // shift count of 1).
-  const again = await fc.check(fc.asyncProperty(rawCase(), property), { examples: [[one]], numRuns: 1, seed: 0 });
-  return again.failed ? again.counterexample![0]! : one;
+  const again = await fc.check(fc.asyncProperty(rawCase(), async (r) => {
+    if (await alike(r)) throw new Error(`differs in ${first.what}`);
+  }), { examples: [[one]], numRuns: 1, seed: 0 });
+  const raw = again.failed ? again.counterexample![0]! : one;
+  return { raw, mismatch: (await mismatchOf(raw, property))! };
 }

@@ -16,7 +16,7 @@ import { USER_FORMS, FORMS } from "../../native/forms.ts";
 import { compileRunner, NativeRunner, NativeToolchainError, type NativeCase, type NativeOutcome } from "../../native/runner.ts";
 import { codeCase, rawCase, rawUnit, sequenceCase, SEQ, SEQ_DUMP_NAMES, type RawCase, type SeqProgram } from "../../native/sequences.ts";
 import { runs, runsTimeout } from "../../helpers/runs.ts";
-import { shrinkMismatch } from "../../native/minimize.ts";
+import { Mismatch, shrinkMismatch } from "../../native/minimize.ts";
 
 let runner: NativeRunner;
 beforeAll(() => { runner = NativeRunner.start(); }); // no cc: fails every test here with what to install
@@ -26,13 +26,13 @@ afterAll(async () => { await runner?.close(); });
  * Run a case both ways; a readable report of every difference, or undefined when they agree.
  * `emulateCase` is the machine's side (a test can plant a bug there; see "a planted bug").
  */
-async function compare(raw: RawCase, emulateCase: (c: NativeCase) => Emulated = emulate): Promise<{ p: SeqProgram; native: NativeOutcome; report: string | undefined }> {
+async function compare(raw: RawCase, emulateCase: (c: NativeCase) => Emulated = emulate): Promise<{ p: SeqProgram; native: NativeOutcome; report: string | undefined; diffs: readonly string[] }> {
   const p = sequenceCase(raw);
   const native = await runner.run(p.case);
   const emu = emulateCase(p.case);
   const diffs = differences(emu, native, p.case, SEQ_DUMP_NAMES);
   if (native.kind !== "stopped" && diffs.length === 0) diffs.push(`case defect: the generated program did not reach the stop natively (${native.kind})`);
-  if (diffs.length === 0) return { p, native, report: undefined };
+  if (diffs.length === 0) return { p, native, report: undefined, diffs };
   const c = p.case;
   const report = [
     "the machine and the CPU differ:",
@@ -42,8 +42,14 @@ async function compare(raw: RawCase, emulateCase: (c: NativeCase) => Emulated = 
     `initial: ${REG_NAMES.map((r, i) => `${r}=${hex64(c.regs[i]!)}`).join(" ")}`,
     `         flags ${flagNames(c.rflags)}, gs base ${hex64(c.gsBase)}, data/stack from memory seed ${raw.memSeed}`,
   ].join("\n");
-  return { p, native, report };
+  return { p, native, report, diffs };
 }
+
+/** The differential property: a Mismatch (what differs, and the report) when they differ. */
+const agree = (emulateCase: (c: NativeCase) => Emulated = emulate) => async (raw: RawCase): Promise<void> => {
+  const { report, diffs } = await compare(raw, emulateCase);
+  if (report !== undefined) throw new Mismatch(report, diffs);
+};
 
 const unitOf = (form: number, base: fc.Arbitrary<RawCase["main"][number]> = rawUnit) => base.map((u) => ({ ...u, form }));
 
@@ -84,18 +90,15 @@ describe("the machine against the real CPU: instruction sequences", () => {
   }, 60_000);
 
   test("final registers, defined flags and memory match bit for bit", async () => {
-    const property = async (raw: RawCase) => {
-      const { report } = await compare(raw);
-      if (report !== undefined) throw new Error(report);
-    };
+    const property = agree();
     const details = await fc.check(fc.asyncProperty(rawCase(), property), runs(500));
     expect(details.numRuns).toBeGreaterThan(0);
     if (!details.failed) return;
-    if (details.counterexample === null) throw details.errorInstance; // not a mismatch: the harness threw
-    // A mismatch: shrunk to one instruction (shrinkMismatch), with the seed and path fast-check found it at.
-    const raw = await shrinkMismatch(details.counterexample[0], property);
-    const { report } = await compare(raw);
-    throw new Error(`${report ?? "(the shrunk case no longer differs)"}\nfound at seed ${details.seed}, path ${details.counterexamplePath}, then shrunk to one instruction`);
+    // Anything but a mismatch (the runner failed, fast-check gave up): fast-check's own report.
+    if (!(details.errorInstance instanceof Mismatch)) throw new Error(fc.defaultReportMessage(details));
+    // A mismatch, shrunk to one instruction, with the seed and path fast-check found it at.
+    const { mismatch } = await shrinkMismatch(details.counterexample![0], property);
+    throw new Error(`${mismatch.report}\nfound at seed ${details.seed}, path ${details.counterexamplePath}, then shrunk to one instruction (test/native/minimize.ts)`);
   }, runsTimeout(500, 60_000));
 });
 
@@ -208,14 +211,12 @@ describe("the machine against the real CPU: a planted bug shrinks to the single 
   // alone.
   const seeds = [3, 5, 15];
   test.each(PLANTED.flatMap((p) => seeds.map((seed) => ({ ...p, seed }))))("$name (seed $seed)", async ({ form, bug, check, seed }) => {
-    const property = async (raw: RawCase) => {
-      const { report } = await compare(raw, bug);
-      if (report !== undefined) throw new Error(report);
-    };
+    const property = agree(bug);
     const details = await fc.check(fc.asyncProperty(rawCase(), property), { seed, numRuns: 1000 });
     expect(details.failed, `the planted bug in ${form} must be caught`).toBe(true);
+    expect(details.errorInstance).toBeInstanceOf(Mismatch);
     const found = details.counterexample![0];
-    const raw = await shrinkMismatch(found, property);
+    const { raw } = await shrinkMismatch(found, property);
     // One unit, of the planted form; no subroutines; one instruction of that form in the code.
     expect(raw.subs).toEqual([]);
     expect(raw.main.map((u) => USER_FORMS[u.form % USER_FORMS.length]!.name)).toEqual([form]);
