@@ -31,6 +31,8 @@ export interface CampaignOptions extends CheckOptions {
   readonly constraints?: PlanConstraints;
   /** Called after each case with the number done (progress bars). */
   readonly onCase?: (done: number) => void;
+  /** false: stop at the first failure, unshrunk (worker threads: the main thread shrinks it from its seed and path). */
+  readonly shrink?: boolean;
 }
 
 /** One plan, lowered and checked. */
@@ -44,10 +46,10 @@ export interface Checked {
 export interface CampaignResult {
   readonly ok: boolean;
   readonly seed: number;
-  /** Cases run (including the failing one; shrink steps not counted). */
+  /** Cases run (including the failing one; shrink candidates not counted). */
   readonly runs: number;
   readonly shrinks: number;
-  /** The counterexample's fast-check path, for replay. */
+  /** The failing case's fast-check path, for replay (with the seed; the replay shrinks it again). */
   readonly path?: string;
   readonly counterexample?: Checked;
   /** Interrupt points hit across every case, by class. */
@@ -70,22 +72,14 @@ export function checkPlan(plan: Plan, o: CheckOptions & { readonly strategy: Str
   return { plan, scenario, image, verdict };
 }
 
+type PlanCheck = CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean };
+
 /**
- * After fast-check's shrinking, keep the fewest consecutive programs, then the fewest leading
- * functions of each, that still fail the same way. fc.oneof shrinks within the arm it drew, and
- * a nesting chain (planArb's second arm) has a fixed length, so a shrunk chain would keep every
- * link. Deterministic: a replay (seed and path) trims to the same plan.
+ * Keep the fewest consecutive programs, then the fewest leading functions of each, that still
+ * fail alike. fc.oneof shrinks within the arm it drew, and a nesting chain (planArb's second
+ * arm) has a fixed length, so fast-check alone would keep every link.
  */
-function trimPlan(plan: Plan, o: CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean }): Plan {
-  const what = checkPlan(plan, o).verdict.failure?.what;
-  if (what === undefined) return plan;
-  const failsAlike = (p: Plan) => {
-    try {
-      return checkPlan(p, o).verdict.failure?.what === what;
-    } catch {
-      return false;
-    }
-  };
+function trimPlan(plan: Plan, failsAlike: (p: Plan) => boolean): Plan {
   // the fewest consecutive programs (the first of them becomes the task's)
   const n = plan.programs.length;
   search: for (let size = 1; size < n; size++) {
@@ -104,6 +98,32 @@ function trimPlan(plan: Plan, o: CheckOptions & { readonly strategy: Strategy; r
   return plan;
 }
 
+/**
+ * Shrink the first failing plan a campaign found: trim it, let fast-check shrink the trimmed plan
+ * from scratch (a failing example is shrunk without fast-check's context; any failure counts, as
+ * when fast-check shrinks a campaign's failure itself), then trim what it left. Trimming first
+ * keeps this quick: the found plan is full size, each shrink candidate costs a whole check, and
+ * the trim removes most programs in a few checks (rbp-private under ORC at seed 1: about 660
+ * candidates and 6-7 s when fast-check shrank the found plan itself; 2.5 s this way).
+ * Deterministic: a replay (seed and path of the found plan) shrinks to the same plan.
+ */
+function shrinkPlan(found: Plan, o: PlanCheck & { readonly constraints?: PlanConstraints }): { plan: Plan; shrinks: number } {
+  const failure = (p: Plan) => {
+    try {
+      return checkPlan(p, o).verdict.failure?.what;
+    } catch {
+      return undefined;
+    }
+  };
+  const trim = (p: Plan) => {
+    const what = checkPlan(p, o).verdict.failure?.what; // a plan that throws here is a harness error
+    return what === undefined ? p : trimPlan(p, (q) => failure(q) === what);
+  };
+  const trimmed = trim(found);
+  const d = fc.check(fc.property(planArb(o.constraints ?? {}), (p) => failure(p) === undefined), { examples: [[trimmed]], numRuns: 1, seed: 0 });
+  return { plan: trim((d.failed && d.counterexample?.[0]) || trimmed), shrinks: d.numShrinks };
+}
+
 export function runCampaign(o: CampaignOptions): CampaignResult {
   const started = performance.now();
   const coverage = new Map<PointClass, number>();
@@ -114,22 +134,24 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
     o.onCase?.(++done);
     return verdict.ok;
   });
-  const details = fc.check(property, { numRuns: o.runs, seed: o.seed, ...(o.path !== undefined ? { path: o.path, endOnFailure: true } : {}) });
-  const elapsedMs = performance.now() - started;
-  if (!details.failed) return { ok: true, seed: o.seed, runs: details.numRuns, shrinks: 0, coverage, elapsedMs };
+  // The first failure, unshrunk (shrinkPlan() does better); its path replays it.
+  const details = fc.check(property, { numRuns: o.runs, seed: o.seed, endOnFailure: true, ...(o.path !== undefined ? { path: o.path } : {}) });
+  if (!details.failed) return { ok: true, seed: o.seed, runs: details.numRuns, shrinks: 0, coverage, elapsedMs: performance.now() - started };
   const plan = details.counterexample?.[0];
   if (plan === undefined) throw new Error(`the campaign failed without a counterexample: ${String(details.errorInstance)}`);
+  const path = details.counterexamplePath ?? undefined;
+  const failed = { ok: false, seed: o.seed, runs: details.numRuns, path, coverage };
+  if (o.shrink === false) return { ...failed, shrinks: 0, elapsedMs: performance.now() - started };
   // A plan that throws (not a verdict) is a harness bug: surface it with the plan, not a silent FAIL.
-  let counterexample: Checked;
+  let counterexample: Checked, shrinks: number;
   try {
-    counterexample = checkPlan(trimPlan(plan, o), o, true);
+    const shrunk = shrinkPlan(plan, o);
+    shrinks = shrunk.shrinks;
+    counterexample = checkPlan(shrunk.plan, o, true);
   } catch (e) {
-    throw new HarnessError(`checking a generated plan threw (seed ${o.seed}, path ${details.counterexamplePath}): ${(e as Error).message}\nplan: ${JSON.stringify(plan)}`, o.seed, details.counterexamplePath ?? undefined);
+    throw new HarnessError(`checking a generated plan threw (seed ${o.seed}, path ${path}): ${(e as Error).message}\nplan: ${JSON.stringify(plan)}`, o.seed, path);
   }
-  return {
-    ok: false, seed: o.seed, runs: details.numRuns, shrinks: details.numShrinks, path: details.counterexamplePath ?? undefined,
-    counterexample, coverage, elapsedMs,
-  } as CampaignResult;
+  return { ...failed, shrinks, counterexample, elapsedMs: performance.now() - started };
 }
 
 /** `i/n`: shard i (1-based) of n. */

@@ -1,6 +1,6 @@
 // One shard of a campaign on a worker thread. Only plain data crosses the thread boundary: the
-// strategy by name or module path, and back the verdict summary (seed and path, so the main
-// thread can replay a failure for its report).
+// strategy by name or module path, and back the verdict summary (seed and path of the first
+// failure, unshrunk: the main thread replays and shrinks it for its report).
 import { loadStrategy } from "../../jit/strategies/index.ts";
 import { runCampaign } from "../campaign.ts";
 import type { PlanConstraints } from "../../generators/index.ts";
@@ -24,13 +24,12 @@ export interface WorkerResult {
   readonly ok: boolean;
   readonly seed: number;
   readonly runs: number;
-  readonly shrinks: number;
   readonly path?: string;
   readonly coverage: readonly [PointClass, number][];
 }
 
 export async function runShard(t: WorkerTask): Promise<WorkerResult> {
   const strategy = await loadStrategy(t.strategy);
-  const r = runCampaign({ strategy, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, ...(t.constraints ? { constraints: t.constraints } : {}) });
-  return { ok: r.ok, seed: r.seed, runs: r.runs, shrinks: r.shrinks, ...(r.path !== undefined ? { path: r.path } : {}), coverage: [...r.coverage] };
+  const r = runCampaign({ strategy, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, shrink: false, ...(t.constraints ? { constraints: t.constraints } : {}) });
+  return { ok: r.ok, seed: r.seed, runs: r.runs, ...(r.path !== undefined ? { path: r.path } : {}), coverage: [...r.coverage] };
 }
