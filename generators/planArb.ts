@@ -125,8 +125,11 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   return fc.record({
     nestLimit: fc.constant(c.maxNestDepth),
     programs,
-    irq: c.irq ? fc.array(ref, { maxLength: 4 }) : fc.constant([]),
+    // Empty arrays as arrays of length 0, not fc.constant([]): a constant recognises only its own
+    // array object, so a plan from another planArb() or from JSON could not be shrunk without
+    // fast-check's context (campaigns shrink that way: campaign.ts shrinkPlan()).
+    irq: fc.array(ref, { maxLength: c.irq ? 4 : 0 }),
     nmi: c.nmi ? fc.option(ref, { freq: 3 }) : fc.constant(null),
-    interrupts: c.interrupts ? fc.array(interrupt, { maxLength: c.maxInterrupts }) : fc.constant([]),
+    interrupts: fc.array(interrupt, { maxLength: c.interrupts ? c.maxInterrupts : 0 }),
   });
 }

@@ -39,6 +39,19 @@ describe("validity", () => {
     expect(checked).toBeGreaterThan(40);
   });
 
+  // Campaigns shrink the plan they found with a new planArb() (campaign.ts shrinkPlan()), and
+  // corpus files hold plans as JSON: neither is the object fast-check generated.
+  test.each([{}, { irq: false }, { interrupts: false }, { nmi: false }, { irq: false, nmi: false, interrupts: false }])(
+    "a plan read back from JSON is one a new planArb(%o) shrinks without context",
+    (c) => {
+      for (const plan of fc.sample(planArb(c), { numRuns: 30, seed: 5 })) {
+        const again = JSON.parse(JSON.stringify(plan)) as unknown;
+        expect(planArb(c).canShrinkWithoutContext(again)).toBe(true);
+        expect([...planArb(c).shrink(again as never, undefined).take(1)].length + (isSmallest(plan) ? 1 : 0)).toBeGreaterThan(0);
+      }
+    },
+  );
+
   test("a failing property shrinks to a small counterexample that still lowers validly", () => {
     // "No plan makes two kfunc-nested runs" is false; the shrunk plan must be valid and minimal-ish.
     const details = fc.check(fc.property(planArb({ interrupts: false }), (plan) => {
@@ -52,6 +65,10 @@ describe("validity", () => {
     expect(plan.programs.flatMap((p) => p.funcs.flatMap((f) => f.body)).length).toBeLessThanOrEqual(2);
   });
 });
+
+/** A plan with nothing left to shrink: one program of one empty function, nothing attached. */
+const isSmallest = (p: import("../../../generators/index.ts").Plan) =>
+  p.programs.length === 1 && p.programs[0]!.funcs.length === 1 && p.programs[0]!.funcs[0]!.body.length === 0 && p.irq.length === 0 && p.nmi === null && p.interrupts.length === 0;
 
 /** An arbitrary that keeps the last Value it generated, context included, for the shrink walk. */
 class Capture<T> extends fc.Arbitrary<T> {
