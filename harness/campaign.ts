@@ -79,32 +79,37 @@ type PlanCheck = CheckOptions & { readonly strategy: Strategy; readonly exhausti
  * fail alike. fc.oneof shrinks within the arm it drew, and a nesting chain (planArb's second
  * arm) has a fixed length, so fast-check alone would keep every link.
  */
-function trimPlan(plan: Plan, failsAlike: (p: Plan) => boolean): Plan {
+function trimPlan(plan: Plan, failsAlike: (p: Plan) => boolean): { plan: Plan; steps: number } {
+  let steps = 0;
   // the fewest consecutive programs (the first of them becomes the task's)
   const n = plan.programs.length;
   search: for (let size = 1; size < n; size++) {
     for (let at = 0; at + size <= n; at++) {
       const fewer = { ...plan, programs: plan.programs.slice(at, at + size) };
-      if (failsAlike(fewer)) { plan = fewer; break search; }
+      if (failsAlike(fewer)) { plan = fewer; steps++; break search; }
     }
   }
   for (let i = 0; i < plan.programs.length; i++) {
     const funcs = plan.programs[i]!.funcs;
     for (let j = 1; j < funcs.length; j++) {
       const fewer = { ...plan, programs: plan.programs.map((p, x) => (x === i ? { ...p, funcs: funcs.slice(0, j) } : p)) };
-      if (failsAlike(fewer)) { plan = fewer; break; }
+      if (failsAlike(fewer)) { plan = fewer; steps++; break; }
     }
   }
-  return plan;
+  return { plan, steps };
 }
+
+/** The failure class of a plan on which checking throws: a harness bug, shrunk like any failure. */
+const THREW = "(the harness threw)";
 
 /**
  * Shrink the first failing plan a campaign found: trim it, let fast-check shrink the trimmed plan
- * from scratch (a failing example is shrunk without fast-check's context; any failure counts, as
- * when fast-check shrinks a campaign's failure itself), then trim what it left. Trimming first
- * keeps this quick: the found plan is full size, each shrink candidate costs a whole check, and
- * the trim removes most programs in a few checks (rbp-private under ORC at seed 1: about 660
- * candidates and 6-7 s when fast-check shrank the found plan itself; 2.5 s this way).
+ * from scratch (a failing example is shrunk without fast-check's context; any failure counts, a
+ * plan the harness throws on too, as when fast-check shrinks a campaign's failure itself), then
+ * trim what it left. Trimming first keeps this quick: the found plan is full size, each shrink
+ * candidate costs a whole check, and the trim removes most programs in a few checks (rbp-private
+ * under ORC at seed 1: about 660 candidates and 6-7 s when fast-check shrank the found plan
+ * itself; 2.5 s this way). `shrinks` counts the steps that made the plan smaller.
  * Deterministic: a replay (seed and path of the found plan) shrinks to the same plan.
  */
 function shrinkPlan(found: Plan, o: PlanCheck & { readonly constraints?: PlanConstraints }): { plan: Plan; shrinks: number } {
@@ -112,16 +117,17 @@ function shrinkPlan(found: Plan, o: PlanCheck & { readonly constraints?: PlanCon
     try {
       return checkPlan(p, o).verdict.failure?.what;
     } catch {
-      return undefined;
+      return THREW;
     }
   };
   const trim = (p: Plan) => {
-    const what = checkPlan(p, o).verdict.failure?.what; // a plan that throws here is a harness error
-    return what === undefined ? p : trimPlan(p, (q) => failure(q) === what);
+    const what = failure(p);
+    return what === undefined ? { plan: p, steps: 0 } : trimPlan(p, (q) => failure(q) === what);
   };
-  const trimmed = trim(found);
-  const d = fc.check(fc.property(planArb(o.constraints ?? {}), (p) => failure(p) === undefined), { examples: [[trimmed]], numRuns: 1, seed: 0 });
-  return { plan: trim((d.failed && d.counterexample?.[0]) || trimmed), shrinks: d.numShrinks };
+  const first = trim(found);
+  const d = fc.check(fc.property(planArb(o.constraints ?? {}), (p) => failure(p) === undefined), { examples: [[first.plan]], numRuns: 1, seed: 0 });
+  const last = trim((d.failed && d.counterexample?.[0]) || first.plan);
+  return { plan: last.plan, shrinks: first.steps + d.numShrinks + last.steps };
 }
 
 export function runCampaign(o: CampaignOptions): CampaignResult {
@@ -142,16 +148,15 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
   const path = details.counterexamplePath ?? undefined;
   const failed = { ok: false, seed: o.seed, runs: details.numRuns, path, coverage };
   if (o.shrink === false) return { ...failed, shrinks: 0, elapsedMs: performance.now() - started };
-  // A plan that throws (not a verdict) is a harness bug: surface it with the plan, not a silent FAIL.
-  let counterexample: Checked, shrinks: number;
+  const shrunk = shrinkPlan(plan, o);
+  // A plan that throws (not a verdict) is a harness bug: surface it, shrunk, not a silent FAIL.
+  let counterexample: Checked;
   try {
-    const shrunk = shrinkPlan(plan, o);
-    shrinks = shrunk.shrinks;
     counterexample = checkPlan(shrunk.plan, o, true);
   } catch (e) {
-    throw new HarnessError(`checking a generated plan threw (seed ${o.seed}, path ${path}): ${(e as Error).message}\nplan: ${JSON.stringify(plan)}`, o.seed, path);
+    throw new HarnessError(`checking a generated plan threw (seed ${o.seed}, path ${path}): ${(e as Error).message}\nplan: ${JSON.stringify(shrunk.plan)}`, o.seed, path);
   }
-  return { ...failed, shrinks, counterexample, elapsedMs: performance.now() - started };
+  return { ...failed, shrinks: shrunk.shrinks, counterexample, elapsedMs: performance.now() - started };
 }
 
 /** `i/n`: shard i (1-based) of n. */

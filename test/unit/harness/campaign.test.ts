@@ -5,7 +5,7 @@
 // below are what the model showed, and a change in them is a finding to look at.
 // FC_SEED pins the seed and FC_NUM_RUNS scales the budget (test/setup.ts does the same for fc).
 import { describe, expect, test } from "vitest";
-import { runCampaign, shardOf, type CampaignResult } from "../../../harness/campaign.ts";
+import { HarnessError, runCampaign, shardOf, type CampaignResult } from "../../../harness/campaign.ts";
 import { pointClassifier } from "../../../harness/property.ts";
 import { formatCounterexample } from "../../../harness/report.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
@@ -71,6 +71,34 @@ describe("every broken design is caught and shrinks to a minimal counterexample"
         expect(["main", "subprog", "helper"].includes(point(delivered[0]!.ip).split("/")[0]!), `${point(delivered[0]!.ip)}, ${where(r)}`).toBe(true);
       }
     }
+  });
+});
+
+describe("a harness bug", () => {
+  test("a plan the harness throws on is a HarnessError with the seed, the path and the plan shrunk", () => {
+    const base = strategy("baseline");
+    const planted: Strategy = {
+      ...base, name: "throws-on-three",
+      prologue: (e, f) => {
+        if (f.prog.funcs.length >= 3) throw new Error("planted: a program of 3 functions");
+        base.prologue(e, f);
+      },
+    };
+    let error: unknown;
+    try {
+      runCampaign({ strategy: planted, unwinder: "frame", policy: "strict", runs: 200, seed: SEED });
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(HarnessError);
+    const h = error as HarnessError;
+    expect(h.seed).toBe(SEED);
+    expect(h.path).toMatch(/^\d+$/);
+    expect(h.message).toContain(`seed ${SEED}, path ${h.path}`);
+    expect(h.message).toContain("planted: a program of 3 functions");
+    // shrunk like any failure: one program of exactly the three functions it takes
+    const plan = JSON.parse(h.message.slice(h.message.indexOf("plan: ") + "plan: ".length)) as { programs: { funcs: unknown[] }[] };
+    expect(plan.programs.map((p) => p.funcs.length)).toEqual([3]);
   });
 });
 
