@@ -91,11 +91,12 @@ describe("the machine against the real CPU: instruction sequences", () => {
 
   test("final registers, defined flags and memory match bit for bit", async () => {
     const property = agree();
-    const details = await fc.check(fc.asyncProperty(rawCase(), property), runs(500));
+    const details = await fc.check(fc.asyncProperty(rawCase(), property), { ...runs(500), includeErrorInReport: true });
     expect(details.numRuns).toBeGreaterThan(0);
     if (!details.failed) return;
-    // Anything but a mismatch (the runner failed, fast-check gave up): fast-check's own report.
-    if (!(details.errorInstance instanceof Mismatch)) throw new Error(fc.defaultReportMessage(details));
+    // Anything but a mismatch (the runner failed, fast-check gave up): fast-check's own report,
+    // the error included.
+    if (!(details.errorInstance instanceof Mismatch)) throw new Error(fc.defaultReportMessage(details), { cause: details.errorInstance });
     // A mismatch, shrunk to one instruction, with the seed and path fast-check found it at.
     const { mismatch } = await shrinkMismatch(details.counterexample![0], property);
     throw new Error(`${mismatch.report}\nfound at seed ${details.seed}, path ${details.counterexamplePath}, then shrunk to one instruction (test/native/minimize.ts)`);
