@@ -5,7 +5,7 @@
 // frame-pointer unwinder would follow it (unwind_frame.c: next bp = *bp, return address bp + 8).
 import { hex64, type Machine, type TruthEntry } from "./machine/index.ts";
 import type { Image } from "../jit/image.ts";
-import { privateStacks } from "../jit/private-stacks.ts";
+import { kernelStacks, privateStacks } from "../jit/private-stacks.ts";
 
 const MAX_WORDS = 40;
 const MAX_CHAIN = 32;
@@ -15,7 +15,7 @@ interface Area { readonly name: string; readonly begin: bigint; readonly end: bi
 /** The stacks of an image: the kernel's (task, IRQ, NMI) and every private stack. */
 export function stackAreas(img: Image): Area[] {
   return [
-    ...img.regions.filter((r) => r.kind === "stack").map((r) => ({ name: r.name, begin: r.start, end: r.start + BigInt(r.size) })),
+    ...kernelStacks(img),
     ...privateStacks(img).map((x) => ({ name: `${x.name} stack`, begin: x.begin, end: x.end })),
   ];
 }

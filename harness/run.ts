@@ -7,6 +7,7 @@ import { FrameWindows, type FrameCode } from "./oracles/window.ts";
 import { overBudget, watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
+import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { stackPicture } from "./picture.ts";
 import { envFromImage, perfCallchain, stackWalk, type PrivateStackKnowledge, type Walk } from "../unwinder/index.ts";
@@ -69,12 +70,6 @@ export interface RunOptions {
 }
 
 const windowCaches = new WeakMap<Image, Map<string, FrameCode>>();
-/**
- * The kernel's own stacks (task, IRQ, NMI): the only ones whose mismatch of rsp and rbp is the
- * kernel's blind spot (call_on_irqstack()). A design under test that splits rsp and rbp across
- * a private stack is what the oracles are there to catch.
- */
-export const kernelStacks = (img: Image) => img.regions.filter((r) => r.kind === "stack").map((r) => ({ begin: r.start, end: r.start + BigInt(r.size) }));
 
 /** The frame windows of an image's functions, read once per image (text is read-only). */
 function windowCache(img: Image): Map<string, FrameCode> {
@@ -120,6 +115,9 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   const checks = watchRun(img, m, o.privateStacks ?? "none");
   const base = envFromImage(img, m, o.privateStacks ?? "none");
   const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);
+  // The kernel's own stacks only: theirs is the rsp/rbp split that is the kernel's blind spot
+  // (call_on_irqstack()); a design that splits rsp and rbp across a private stack is what the
+  // oracles are there to catch.
   const windows = new FrameWindows(m, kernelStacks(img), windowCache(img));
   const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];

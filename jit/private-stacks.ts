@@ -1,8 +1,16 @@
 // The private stacks of an image, at this CPU's addresses: each allocation a strategy asked for
 // (jit/strategy.ts PrivateRequest) split into the stacks it holds (one, or one per recursion
 // level), with the design's back-link word if it keeps one. One list for the unwinders'
-// get_stack_info() and for the run oracles, so both see the same stacks.
+// get_stack_info() and for the run oracles, so both see the same stacks. And the kernel's own
+// stacks, from the image's regions.
 import type { Image } from "./image.ts";
+
+/** One of the kernel's own stacks (task, IRQ, NMI): its region's name (`task stack`) and bounds. */
+export interface KernelStack { readonly name: string; readonly begin: bigint; readonly end: bigint }
+
+export function kernelStacks(img: Image): KernelStack[] {
+  return img.regions.filter((r) => r.kind === "stack").map((r) => ({ name: r.name, begin: r.start, end: r.start + BigInt(r.size) }));
+}
 
 export interface PrivateStack {
   /** `private <prog>/<func>`, plus ` slot <k>` when the allocation holds several stacks. */

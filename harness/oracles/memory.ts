@@ -18,10 +18,8 @@
 //     guard, or runs from one slot into the next, is reported with the object it missed.
 import { hex64 as hex, toCanonical, type Activation, type Machine } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
-import {
-  EXCEPTION_STKSZ, IRQ_STACK_SIZE, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, THREAD_SIZE,
-} from "../../jit/kernel/layout.ts";
-import { privateStacks } from "../../jit/private-stacks.ts";
+import { PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
+import { kernelStacks, privateStacks } from "../../jit/private-stacks.ts";
 import type { RunFailure } from "./run.ts";
 
 interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean; /** where pushes start */ readonly top: bigint }
@@ -88,11 +86,10 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
 
 export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): MemoryOracle {
   const sym = (a: bigint) => m.symbols.describe(a);
-  const { taskStack, irqStack, nmiStack, percpu } = img.layout;
+  const { percpu } = img.layout;
   const areas: Area[] = [
-    { name: "task", begin: taskStack, end: taskStack + BigInt(THREAD_SIZE), top: taskStack + BigInt(THREAD_SIZE), private: false },
-    { name: "IRQ", begin: irqStack, end: irqStack + BigInt(IRQ_STACK_SIZE), top: irqStack + BigInt(IRQ_STACK_SIZE), private: false },
-    { name: "NMI", begin: nmiStack, end: nmiStack + BigInt(EXCEPTION_STKSZ), top: nmiStack + BigInt(EXCEPTION_STKSZ), private: false },
+    // task, IRQ, NMI: pushes start at the top
+    ...kernelStacks(img).map((s) => ({ name: s.name.replace(/ stack$/, ""), begin: s.begin, end: s.end, top: s.end, private: false })),
     ...privateStackAreas(img),
   ];
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);

@@ -41,7 +41,7 @@ function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
 
 export class FrameWindows implements WindowOracle {
   /**
-   * `stacks`: the kernel's stacks (task, IRQ, NMI; run.ts kernelStacks()), to tell which one an
+   * `stacks`: the kernel's stacks (task, IRQ, NMI; jit/private-stacks.ts kernelStacks()), to tell which one an
    * address is on; never private stacks, whose split from rbp is a design's doing.
    * `cache`: windows by symbol, shareable by every machine of one image (its text never changes).
    */

@@ -11,7 +11,7 @@ import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { envFromImage, perfCallchain } from "../../../unwinder/index.ts";
 import { allowances, classify, expectedChain, type StackClass } from "../../../harness/oracles/classify.ts";
 import { FrameWindows } from "../../../harness/oracles/window.ts";
-import { kernelStacks } from "../../../harness/run.ts";
+import { kernelStacks } from "../../../jit/private-stacks.ts";
 
 const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
 const outer = program({ name: "outer", type: "kprobe", funcs: [
