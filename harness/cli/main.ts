@@ -189,11 +189,8 @@ export const EXIT = { pass: 0, failed: 1, usage: 2, harness: 3 } as const;
  * modules, images that cannot be built) exit 2 with one message naming the problem (3: the
  * harness failed on a generated plan, reported with its seed and path); with
  * `--json` that message is a JSON object `{ "error": { "kind", "message" } }` on the same stream.
- */
-/**
- * Runs the command line. Colour follows where the text goes: on stdout, picocolors' own rule (a
- * terminal, FORCE_COLOR or CI, unless NO_COLOR); a caller's own writer gets plain text unless it
- * asks for colour. (Deciding from the environment alone put escapes into captured text under CI.)
+ * Colour follows where the text goes: on stdout, picocolors' own rule (a terminal, FORCE_COLOR
+ * or CI, unless NO_COLOR); a caller's own writer gets plain text unless it asks for colour.
  */
 export async function main(argv: readonly string[], out?: (s: string) => void, options: { color?: boolean } = {}): Promise<number> {
   const color = options.color ?? (out === undefined && pc.isColorSupported);
