@@ -12,6 +12,7 @@ import type { Strategy } from "../jit/strategy.ts";
 import type { Checked } from "./campaign.ts";
 import { checkExhaustive, checkRandom, type CheckOptions, type Verdict } from "./property.ts";
 import { UNWINDERS } from "./run.ts";
+import { PRIVATE_STACK_KNOWLEDGE } from "../unwinder/index.ts";
 import { parseScenario, ScenarioError, type Scenario, type ScenarioFile } from "./scenario.ts";
 
 export const CORPUS_VERSION = 1;
@@ -25,7 +26,7 @@ const schema = z.strictObject({
     policy: z.enum(["strict", "reliable"]),
     exhaustive: z.boolean(),
     /** get_stack_info() knowledge of private stacks (--private-stacks); none when absent. */
-    privateStacks: z.enum(["none", "per-type", "per-instance"]).optional(),
+    privateStacks: z.enum(PRIVATE_STACK_KNOWLEDGE).optional(),
     seed: z.number().int(),
     path: z.string(),
     failure: z.string(),

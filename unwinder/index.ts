@@ -13,7 +13,8 @@ export type { FrameUnwindState, StartFrom } from "./frame.ts";
 export * from "./stack.ts";
 
 /** How the unwinder knows private stacks: not at all (the kernel today), one type for all, or a type each. */
-export type PrivateStackKnowledge = "none" | "per-type" | "per-instance";
+export const PRIVATE_STACK_KNOWLEDGE = ["none", "per-type", "per-instance"] as const;
+export type PrivateStackKnowledge = (typeof PRIVATE_STACK_KNOWLEDGE)[number];
 
 export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): UnwindEnv {
   const textKinds = new Set(["kernel", "entry", "bpf", "trampoline"]);

@@ -14,19 +14,18 @@ import type { Policy } from "../oracles/classify.ts";
 import { POINT_CLASSES, type PointClass } from "../property.ts";
 import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
+import { PRIVATE_STACK_KNOWLEDGE, type PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
 import { runOnWorkers } from "./pool.ts";
 
 /** Colours for the report words (PASS, FAIL, MISMATCH); plain when the text is not for a terminal. */
 export type Colors = ReturnType<typeof picocolors.createColors>;
 
-type Knowledge = "none" | "per-type" | "per-instance";
-
 interface CampaignFlags {
   strategy: string;
   unwinder: UnwinderName;
   policy: Policy;
-  privateStacks: Knowledge;
+  privateStacks: PrivateStackKnowledge;
   runs: number;
   seed?: number;
   exhaustive?: boolean;
@@ -79,12 +78,12 @@ async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFla
   const options = { ...mode, strategy };
   if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
   const started = performance.now();
-  const { results, elapsedMs } = await runOnWorkers({ ...mode, strategy: strategySpec }, runs, seed, workers, bar);
+  const { results } = await runOnWorkers({ ...mode, strategy: strategySpec }, runs, seed, workers, bar);
   const coverage = new Map<PointClass, number>();
   for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
   const failed = results.find((r) => !r.ok);
   const total = results.reduce((n, r) => n + r.runs, 0);
-  if (!failed) return { ok: true, seed, runs: total, shrinks: 0, coverage, elapsedMs };
+  if (!failed) return { ok: true, seed, runs: total, shrinks: 0, coverage, elapsedMs: performance.now() - started };
   // Workers stop at the first failure; its seed and path on this thread: the failure shrunk, with its report.
   const cx = runCampaign({ ...options, runs: 1, seed: failed.seed, path: failed.path! });
   return { ...cx, runs: total, coverage, elapsedMs: performance.now() - started };
@@ -94,7 +93,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
   const common = (c: Command) => c
     .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
-    .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices(["none", "per-type", "per-instance"]).default("none"))
+    .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
     .option("--exhaustive", "inject one IRQ and one NMI at every instruction boundary of each scenario, one run each")
     .option("--json", "machine-readable output");
 

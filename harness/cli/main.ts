@@ -12,6 +12,7 @@ import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strat
 import { printInsn } from "../../jit/bpf/print.ts";
 import { loadScenario, ScenarioError } from "../scenario.ts";
 import { runScenario, scheduleOf, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
+import { PRIVATE_STACK_KNOWLEDGE } from "../../unwinder/index.ts";
 
 import { RunFailed, UsageError } from "./errors.ts";
 import { HarnessError } from "../campaign.ts";
@@ -106,7 +107,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .option("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)", "baseline")
     .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
     .addOption(new Option("--policy <policy>", "which classes fail").choices(["strict", "reliable"]).default("strict"))
-    .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info() (an unwinder change)").choices(["none", "per-type", "per-instance"]).default("none"))
+    .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info() (an unwinder change)").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
     .option("--irq-at <step[:vector]>", "raise an IRQ at this instruction count (repeatable; vector defaults to the scenario's first)", collect, [])
     .option("--nmi-at <step>", "raise an NMI at this instruction count (repeatable)", collect, [])
     .option("--stack-budget <stack=bytes>", "fail if a stack's high-water mark exceeds this (stack: task, irq, nmi, private; repeatable)", collect, [])

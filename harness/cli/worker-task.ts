@@ -7,12 +7,13 @@ import type { PlanConstraints } from "../../generators/index.ts";
 import type { Policy } from "../oracles/classify.ts";
 import type { PointClass } from "../property.ts";
 import type { UnwinderName } from "../run.ts";
+import type { PrivateStackKnowledge } from "../../unwinder/index.ts";
 
 export interface WorkerTask {
   readonly strategy: string;
   readonly unwinder: UnwinderName;
   readonly policy: Policy;
-  readonly privateStacks: "none" | "per-type" | "per-instance";
+  readonly privateStacks: PrivateStackKnowledge;
   readonly exhaustive: boolean;
   readonly runs: number;
   readonly seed: number;
