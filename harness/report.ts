@@ -67,8 +67,16 @@ const describeFailure = (f: FirstFailure) => (f.kind === "sample" ? `class ${f.w
 
 /** The whole report of one failing scenario. `verdict.outcome` should carry the failing sample's picture. */
 export function formatCounterexample(sc: Scenario, img: Image, verdict: Verdict, ctx: ReportContext): string {
-  const o: RunOutcome = verdict.outcome;
   const m = img.machine();
+  try {
+    return counterexampleText(sc, img, m, verdict, ctx);
+  } finally {
+    m.dispose(); // its decoder holds WASM objects
+  }
+}
+
+function counterexampleText(sc: Scenario, img: Image, m: Machine, verdict: Verdict, ctx: ReportContext): string {
+  const o: RunOutcome = verdict.outcome;
   const where = pointClassifier(img);
   const lines = [
     `counterexample: strategy ${ctx.strategy}, unwinder ${ctx.unwinder}, policy ${ctx.policy}${ctx.found ? ` (${ctx.found})` : ""}`,
