@@ -326,12 +326,12 @@ export function privStackMode(p: Program): boolean {
   }
 }
 
-/** Validate a program; throws ValidationError naming the function, instruction and rule. */
 const validated = new WeakMap<Program, Validated>();
 
 /**
- * Validate a program (once per program object: a scenario's programs are checked when the file
- * is read and again when the image is built, and programs are not changed after they are made).
+ * Validate a program; throws ValidationError naming the function, instruction and rule. Once per
+ * program object: a scenario's programs are checked when the file is read and again when the
+ * image is built, and programs are not changed after they are made.
  */
 export function validate(p: Program): Validated {
   let v = validated.get(p);

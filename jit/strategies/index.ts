@@ -3,7 +3,7 @@ import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { tsImport } from "tsx/esm/api";
-import type { Strategy } from "../strategy.ts";
+import { StrategyError, type Strategy } from "../strategy.ts";
 import { baseline } from "./baseline.ts";
 import { r9NoSave } from "./r9-no-save.ts";
 import { r9Private } from "./r9-private.ts";
@@ -18,7 +18,6 @@ export const BUILTIN_STRATEGIES: readonly Strategy[] = [
   baseline, r9Private, splitStack, fullPrivate, rbpPrivate, splitDoubleFrame, limitedRecursion, r9NoSave,
 ];
 
-import { StrategyError } from "../strategy.ts";
 export { StrategyError };
 
 const FUNCTIONS = ["privateMemory", "frameRegister", "prologue", "epilogue", "call"] as const;
