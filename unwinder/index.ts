@@ -19,10 +19,10 @@ export type PrivateStackKnowledge = (typeof PRIVATE_STACK_KNOWLEDGE)[number];
 export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): UnwindEnv {
   const textKinds = new Set(["kernel", "entry", "bpf", "trampoline"]);
   // Each private stack as an extra known stack type (one for all, or one per stack: a per-level
-  // slot is a stack of its own). The
-  // back-link rule is in_irq_stack()'s: next_sp is read from the word where the design keeps
-  // the previous rsp (full-private's `push r10`); a design that keeps none gets next_sp = 0, so
-  // a walk cannot leave its stack, as on any stack whose way back is unknown.
+  // slot is a stack of its own). The back-link rule is in_irq_stack()'s: next_sp is read from
+  // the word where the design keeps the previous rsp (full-private's `push r10`); a design that
+  // keeps none gets next_sp = 0, so a walk cannot leave its stack, as on any stack whose way
+  // back is unknown.
   const privateStacks: PrivateStackDef[] = knowledge === "none" ? [] : imagePrivateStacks(img).map((x, i) => ({
     begin: x.begin, end: x.end, type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i,
     ...(x.backLink === undefined ? {} : { backLink: x.backLink }),

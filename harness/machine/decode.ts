@@ -4,6 +4,7 @@
 import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "iced-x86";
 import { CODE_TO_OP, JCC_CODE_TO_COND, Op } from "./isa.ts";
 import { forEachInstruction } from "./iced.ts";
+import { ContentCache } from "./content-cache.ts";
 
 /** Operand kinds in a DInsn. */
 export const K_NONE = 0, K_REG = 1, K_MEM = 2, K_IMM = 3;
@@ -198,18 +199,13 @@ function specialise(d: DInsn): void {
 
 
 /**
- * Decoded blocks by address and content. Every machine of a campaign loads the same kernel text,
- * and shrinking and exhaustive runs load the same BPF functions again and again; decoding is most
- * of building a machine. Entries are templates: callers get copies. Bounded by total bytes.
+ * Decoded blocks by address and content: decoding is most of building a machine. Entries are
+ * templates: callers get copies.
  */
-const blockCache = new Map<string, readonly DInsn[]>();
-let blockCacheBytes = 0;
-const BLOCK_CACHE_MAX_BYTES = 8 << 20;
+const blocks = new ContentCache<readonly DInsn[]>(8 << 20);
 
 function decodedBlock(bytes: Uint8Array, ip: number): readonly DInsn[] {
-  const key = `${ip}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")}`;
-  let block = blockCache.get(key);
-  if (block === undefined) {
+  return blocks.get(ip, bytes, () => {
     const out: DInsn[] = [];
     let at = ip;
     forEachInstruction(bytes, BigInt(ip), (ins) => {
@@ -219,11 +215,8 @@ function decodedBlock(bytes: Uint8Array, ip: number): readonly DInsn[] {
       at = d.next;
       return true;
     });
-    if (blockCacheBytes + bytes.length > BLOCK_CACHE_MAX_BYTES) { blockCache.clear(); blockCacheBytes = 0; }
-    blockCache.set(key, (block = out));
-    blockCacheBytes += bytes.length;
-  }
-  return block;
+    return out;
+  });
 }
 
 function copyInsn(t: DInsn): DInsn {

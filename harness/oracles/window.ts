@@ -4,6 +4,7 @@
 import { toInternal, type Machine } from "../machine/index.ts";
 import { disassemble } from "../../jit/disasm.ts";
 import { PT_REGS } from "../../jit/kernel/layout.ts";
+import { ContentCache } from "../machine/content-cache.ts";
 import type { WindowOracle } from "./classify.ts";
 
 /** What one function's code says about its frame pointer, read once per symbol. */
@@ -15,28 +16,18 @@ export interface FrameCode {
   readonly encode: bigint | undefined;
 }
 
-/**
- * Function code read by address and content, across images: every image has the same kernel
- * text, and the images a shrink builds share most BPF functions. Bounded by total bytes.
- */
-const byContent = new Map<string, FrameCode>();
-let byContentBytes = 0;
+/** Function code read by address and content, across images. */
+const byContent = new ContentCache<FrameCode>(4 << 20);
 
 function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
-  const key = `${start}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")}`;
-  let code = byContent.get(key);
-  if (code === undefined) {
+  return byContent.get(start, bytes, () => {
     const lines = disassemble(bytes, start, { syntax: "intel" });
-    code = {
+    return {
       movRbp: lines.find((l) => l.text === "mov rbp,rsp")?.address,
       rets: new Set(lines.filter((l) => l.text === "ret").map((l) => l.address)),
       encode: lines.find((l) => /^lea rbp,\[rsp\+(0x)?[0-9a-f]*[13579bdf]\]$/.test(l.text))?.address,
     };
-    if (byContentBytes + bytes.length > 4 << 20) { byContent.clear(); byContentBytes = 0; }
-    byContent.set(key, code);
-    byContentBytes += bytes.length;
-  }
-  return code;
+  });
 }
 
 export class FrameWindows implements WindowOracle {
