@@ -44,10 +44,11 @@ describe("validity", () => {
   test.each([{}, { irq: false }, { interrupts: false }, { nmi: false }, { irq: false, nmi: false, interrupts: false }])(
     "a plan read back from JSON is one a new planArb(%o) shrinks without context",
     (c) => {
+      const other = planArb(c);
       for (const plan of fc.sample(planArb(c), { numRuns: 30, seed: 5 })) {
         const again = JSON.parse(JSON.stringify(plan)) as unknown;
-        expect(planArb(c).canShrinkWithoutContext(again)).toBe(true);
-        expect([...planArb(c).shrink(again as never, undefined).take(1)].length + (isSmallest(plan) ? 1 : 0)).toBeGreaterThan(0);
+        expect(other.canShrinkWithoutContext(again)).toBe(true);
+        if (!isSmallest(plan)) expect([...other.shrink(again as Plan, undefined).take(1)]).toHaveLength(1);
       }
     },
   );
@@ -67,7 +68,7 @@ describe("validity", () => {
 });
 
 /** A plan with nothing left to shrink: one program of one empty function, nothing attached. */
-const isSmallest = (p: import("../../../generators/index.ts").Plan) =>
+const isSmallest = (p: Plan) =>
   p.programs.length === 1 && p.programs[0]!.funcs.length === 1 && p.programs[0]!.funcs[0]!.body.length === 0 && p.irq.length === 0 && p.nmi === null && p.interrupts.length === 0;
 
 /** An arbitrary that keeps the last Value it generated, context included, for the shrink walk. */
