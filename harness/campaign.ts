@@ -57,8 +57,10 @@ export interface CampaignResult {
   readonly elapsedMs: number;
 }
 
+type PlanCheck = CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean };
+
 /** Lower a plan and check it; `picture` redraws the failing sample's stacks (for the report). */
-export function checkPlan(plan: Plan, o: CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean }, picture = false): Checked {
+export function checkPlan(plan: Plan, o: PlanCheck, picture = false): Checked {
   const scenario = scenarioOf(planToScenario(plan), "generated scenario");
   const image = buildImage(scenario.spec, o.strategy);
   let verdict = o.exhaustive ? checkExhaustive(scenario, o.strategy, o, image) : checkRandom(scenario, o.strategy, o, image);
@@ -71,8 +73,6 @@ export function checkPlan(plan: Plan, o: CheckOptions & { readonly strategy: Str
   }
   return { plan, scenario, image, verdict };
 }
-
-type PlanCheck = CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean };
 
 /**
  * Keep the fewest consecutive programs, then the fewest leading functions of each, that still

@@ -7,10 +7,7 @@
 // shrink the case's values again from scratch (a failing example is shrunk without context).
 import fc from "fast-check";
 import { stateAt } from "./emulate.ts";
-import { rawCase, sequenceCase, type RawCase } from "./sequences.ts";
-
-/** rsp's slot in RawCase.regs: sequenceCase() sets rsp from rspOff, so the slot's value is unused. */
-const RSP = 4;
+import { rawCase, RSP, sequenceCase, type RawCase } from "./sequences.ts";
 
 /**
  * A case on which the machine and the CPU differ: the report, and what differs, from the

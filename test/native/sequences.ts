@@ -124,7 +124,8 @@ const GPR: Record<8 | 16 | 32 | 64, readonly number[]> = {
   8: [R.AL, R.CL, R.DL, R.BL, R.SPL, R.BPL, R.SIL, R.DIL, R.R8L, R.R9L, R.R10L, R.R11L, R.R12L, R.R13L, R.R14L, R.R15L],
 };
 const HIGH8 = [R.AH, R.CH, R.DH, R.BH];
-const RSP = 4;
+/** rsp's index in register arrays (RawCase.regs: sequenceCase() sets rsp from rspOff, so that slot's value is unused). */
+export const RSP = 4;
 
 /** A register operand: which of the 16 (idx), at what size, and whether it is ah..bh. */
 interface Reg { readonly idx: number; readonly bits: number; readonly high: boolean }
