@@ -44,8 +44,8 @@ export const POINT_CLASSES: readonly PointClass[] = [
   "helper", "kfunc", "entry", "kernel",
 ];
 
-const HELPER_NAMES = new Set(HELPERS.map((h) => h.name));
-const KFUNC_NAMES = new Set(KFUNCS.map((k) => k.name));
+const HELPER_NAMES = HELPERS.map((h) => h.name);
+const KFUNC_NAMES = KFUNCS.map((k) => k.name);
 
 /** Classes interrupt points of one image: BPF functions by their fp window, kernel code by symbol. */
 export function pointClassifier(img: Image): (ip: bigint) => PointClass {
@@ -57,8 +57,8 @@ export function pointClassifier(img: Image): (ip: bigint) => PointClass {
     if (symbols.lookup(ip)?.kind === "entry") return "entry";
     const fn = (symbols.symbolize(ip) ?? "").replace(/\+0x[0-9a-f]+$/, "");
     // helpers run their sample code as separate symbols (bpf_sc_get_stack_sample): still the helper
-    if ([...HELPER_NAMES].some((h) => fn === h || fn.startsWith(`${h}_`))) return "helper";
-    if ([...KFUNC_NAMES].some((k) => fn === k || fn.startsWith(`${k}_`))) return "kfunc";
+    if (HELPER_NAMES.some((h) => fn === h || fn.startsWith(`${h}_`))) return "helper";
+    if (KFUNC_NAMES.some((k) => fn === k || fn.startsWith(`${k}_`))) return "kfunc";
     return "kernel";
   };
 }
