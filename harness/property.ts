@@ -44,22 +44,23 @@ export const POINT_CLASSES: readonly PointClass[] = [
   "helper", "kfunc", "entry", "kernel",
 ];
 
-const HELPER_NAMES = HELPERS.map((h) => h.name);
-const KFUNC_NAMES = KFUNCS.map((k) => k.name);
+const POINT_OF_KERNEL_FUNCTION: ReadonlyMap<string, PointClass> = new Map([
+  ...HELPERS.map((h) => [h.name, "helper"] as const), ...KFUNCS.map((k) => [k.name, "kfunc"] as const),
+]);
 
-/** Classes interrupt points of one image: BPF functions by their fp window, kernel code by symbol. */
+/**
+ * Classes interrupt points of one image: BPF functions by the frame window their strategy
+ * declared (before it is ready: prologue; once gone: epilogue), kernel code by its symbol.
+ */
 export function pointClassifier(img: Image): (ip: bigint) => PointClass {
   const symbols = new SymbolTable(img.symbols);
-  const bpf = img.programs.flatMap((p) => p.jit.funcs.map((f) => ({ main: f.fi === 0, base: f.image.base, end: f.image.end, fpStart: f.fpStart, fpEnd: f.fpEnd })));
+  const bpf = img.programs.flatMap((p) => p.jit.funcs.map((f) => ({ main: f.fi === 0, base: f.image.base, end: f.image.end, frame: f.frame })));
   return (ip) => {
     const f = bpf.find((x) => ip >= x.base && ip < x.end);
-    if (f) return `${f.main ? "main" : "subprog"}/${ip < f.fpStart ? "prologue" : ip >= f.fpEnd ? "epilogue" : "body"}`;
-    if (symbols.lookup(ip)?.kind === "entry") return "entry";
-    const fn = (symbols.symbolize(ip) ?? "").replace(/\+0x[0-9a-f]+$/, "");
-    // helpers run their sample code as separate symbols (bpf_sc_get_stack_sample): still the helper
-    if (HELPER_NAMES.some((h) => fn === h || fn.startsWith(`${h}_`))) return "helper";
-    if (KFUNC_NAMES.some((k) => fn === k || fn.startsWith(`${k}_`))) return "kfunc";
-    return "kernel";
+    if (f) return `${f.main ? "main" : "subprog"}/${ip < f.frame.ready ? "prologue" : ip >= f.frame.gone ? "epilogue" : "body"}`;
+    const s = symbols.lookup(ip);
+    if (s?.kind === "entry") return "entry";
+    return POINT_OF_KERNEL_FUNCTION.get(s?.name ?? "") ?? "kernel";
   };
 }
 

@@ -10,6 +10,7 @@ import type { Image } from "../jit/image.ts";
 import { pointClassifier, type FirstFailure, type Verdict } from "./property.ts";
 import type { Raised, RunOutcome, Sample } from "./run.ts";
 import type { Scenario } from "./scenario.ts";
+import { loadImage } from "./load.ts";
 
 const WINDOW_BEFORE = 4, WINDOW_AFTER = 3;
 
@@ -67,7 +68,7 @@ const describeFailure = (f: FirstFailure) => (f.kind === "sample" ? `class ${f.w
 
 /** The whole report of one failing scenario. `verdict.outcome` should carry the failing sample's picture. */
 export function formatCounterexample(sc: Scenario, img: Image, verdict: Verdict, ctx: ReportContext): string {
-  const m = img.machine();
+  const m = loadImage(img);
   try {
     return counterexampleText(sc, img, m, verdict, ctx);
   } finally {

@@ -4,17 +4,18 @@
 import type { Machine, RunResult } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Policy, type StackClass } from "./oracles/classify.ts";
 import { FrameWindows, type FrameCode } from "./oracles/window.ts";
-import { overBudget, watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
+import { watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
 import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
+import { PT_REGS } from "../arch/ptrace.ts";
 import { stackPicture } from "./picture.ts";
-import { envFromImage, perfCallchain, stackWalk, type PrivateStackKnowledge, type Walk } from "../unwinder/index.ts";
-import { orcEnvFromImage, orcWalk, type OrcVersion } from "../unwinder/orc.ts";
+import { loadImage, reusedMachine, startTask } from "./load.ts";
+import { unwinderFor } from "./unwind-env.ts";
+import { archStackWalk, perfCallchainKernel, UNWINDERS, type PrivateStackKnowledge, type UnwinderName, type Walk } from "../unwinder/index.ts";
 
-export const UNWINDERS = ["frame", "orc-6.13", "orc-6.19"] as const;
-export type UnwinderName = (typeof UNWINDERS)[number];
+export { UNWINDERS, type UnwinderName };
 
 export interface Injection { readonly kind: "irq" | "nmi"; readonly atStep: number; readonly vector: number }
 
@@ -107,14 +108,11 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
 
 /** Set up a run (machine, samples, checks) and enter the task; runScenario() drives it, exhaustive mode forks it. */
 export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSession {
-  // The CLI checks names; an API caller's typo must not quietly pick some ORC version.
-  if (!(UNWINDERS as readonly string[]).includes(o.unwinder)) throw new RangeError(`unknown unwinder '${o.unwinder}' (one of ${UNWINDERS.join(", ")})`);
   const policy = o.policy ?? "strict";
   const img: Image = o.image ?? buildImage(sc.spec, strategy);
-  const m: Machine = o.image ? img.reusedMachine() : img.machine(); // a prebuilt image: one run after another
-  const checks = watchRun(img, m, o.privateStacks ?? "none");
-  const base = envFromImage(img, m, o.privateStacks ?? "none");
-  const orc = o.unwinder === "frame" ? undefined : orcEnvFromImage(base, img, m, o.unwinder as OrcVersion);
+  const m: Machine = o.image ? reusedMachine(img) : loadImage(img); // a prebuilt image: one run after another
+  const checks = watchRun(img, m, o.privateStacks ?? "none", o.budgets ?? {});
+  const unwinder = unwinderFor(o.unwinder, img, m, o.privateStacks ?? "none");
   // The kernel's own stacks only: theirs is the rsp/rbp split that is the kernel's blind spot
   // (call_on_irqstack()); a design that splits rsp and rbp across a private stack is what the
   // oracles are there to catch.
@@ -132,15 +130,16 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       error: walk.error, warnings: walk.warnings, ...(picture === undefined ? {} : { picture }),
     });
   };
-  const fromFrame = (mm: Machine): Walk => (orc ? orcWalk(orc, { ip: mm.rip, sp: mm.reg("rsp"), bp: mm.reg("rbp") }) : stackWalk(base, { bp: mm.reg("rbp") }));
+  // dump_stack()/stack_trace_save() from the sampling function itself: arch_stack_walk() of current, no regs
+  const fromFrame = (mm: Machine): Walk => archStackWalk(unwinder, { kind: "current", ip: mm.rip, sp: mm.reg("rsp"), bp: mm.reg("rbp") });
   m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
     const truth = mm.truth();
     const k = truth.findIndex((t) => t.kind === "interrupt");
     const ip = (truth[k] as { ip: bigint }).ip;
     const regs = mm.reg("rdi");
-    // struct pt_regs: bp at 32, ip at 128, sp at 152 (arch/x86/include/asm/ptrace.h)
-    const interrupted = { ip: mm.peek64(regs + 128n) ?? 0n, sp: mm.peek64(regs + 152n) ?? 0n, bp: mm.peek64(regs + 32n) ?? 0n };
-    record("NMI (perf, from regs)", sym(ip), k, orc ? orcWalk(orc, { regs }) : perfCallchain(base, regs), interrupted);
+    const field = (f: keyof typeof PT_REGS) => mm.peek64(regs + BigInt(PT_REGS[f])) ?? 0n;
+    const interrupted = { ip: field("ip"), sp: field("sp"), bp: field("bp") };
+    record("NMI (perf, from regs)", sym(ip), k, perfCallchainKernel(unwinder, regs), interrupted);
   });
   // Delivery: the gate's first instruction runs with rsp at the hardware frame's RIP word.
   const delivered: Raised[] = [];
@@ -153,7 +152,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   m.addHook(img.kernel.addr("irq_sample"), (mm) => record("IRQ handler", sym(mm.rip), 0, fromFrame(mm)));
   m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => record("bpf_get_stack (helper)", sym(mm.rip), 0, fromFrame(mm)));
 
-  img.startTask(m);
+  startTask(img, m);
   return {
     m, sym,
     save() {
@@ -166,8 +165,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       };
     },
     finish(result, schedule, raised) {
-      const raw = checks.report();
-      const report: RunReport = { ...raw, failures: [...raw.failures, ...overBudget(raw.highWater, o.budgets ?? {})] };
+      const report: RunReport = checks.report();
       const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((x) => !x.failed);
       return {
         strategy: strategy.name, unwinder: o.unwinder, policy, result, samples: [...samples], checks: report,

@@ -151,11 +151,3 @@ export function loadScenario(path: string): Scenario {
   }
   return parseScenario(json, path);
 }
-
-/** The scenario file form of programs (raw instruction tuples), for writing scenarios and corpus entries. */
-export function programToFile(p: Program): ScenarioFile["programs"][number] {
-  return {
-    name: p.name, type: p.type, ...(p.privStackRequested ? { privStackRequested: true } : {}),
-    funcs: p.funcs.map((f) => ({ name: f.name, stackDepth: f.stackDepth, insns: p.insns.slice(f.start, f.end).map((x) => [x.code, x.dst, x.src, x.off, x.imm] as [number, number, number, number, number]) })),
-  };
-}

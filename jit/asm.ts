@@ -6,8 +6,7 @@
 // silently encoded as an absolute address, so every branch target is resolved by us first and
 // checked again after decoding; BlockEncoder.add copies, so every created Instruction is freed.
 import { BlockEncoder, BlockEncoderOptions, Code, Instruction } from "iced-x86";
-import { forEachInstruction } from "../harness/machine/iced.ts";
-import { hex64 } from "../harness/machine/addr.ts";
+import { forEachInstruction } from "./iced.ts";
 
 /** Where a branch goes: a label in this block, a named symbol resolved at assembly, or an address. */
 export type Target = { readonly label: string } | { readonly symbol: string } | { readonly address: bigint };
@@ -42,6 +41,9 @@ export class AsmError extends Error {
     this.name = "AsmError";
   }
 }
+
+/** An address as 16 hex digits, the way kernel traces print it. */
+const hex64 = (v: bigint): string => BigInt.asUintN(64, v).toString(16).padStart(16, "0");
 
 /** Label ids are the fake IPs iced uses for branch targets; real targets must stay above them. */
 const MIN_ABSOLUTE_TARGET = 0x10000n;

@@ -1,19 +1,19 @@
 // An image: the synthetic kernel and the JITed programs placed at canonical addresses
-// (design.md §2), with the memory map, the symbol table, per-function fp_start/fp_end windows
+// (design.md §2), with the memory map, the symbol table, each BPF function's frame window and ksym
 // (v6.19, kernel-model.md §5), the per-CPU area (this_cpu_off, hardirq_stack_ptr, prog->active,
-// misses, private stacks with their guard words) and the interrupt configuration; and a machine
-// loaded with it.
-import { Machine, type RegionDef, type SymbolDef } from "../harness/machine/index.ts";
+// misses, private stacks with their guard words) and the interrupt configuration. Plain data:
+// harness/load.ts turns it into a machine.
 import type { Program } from "./bpf/program.ts";
 import { validate, type Validated } from "./bpf/validate.ts";
 import { jitProgram, type JitProgram } from "./jit.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
   BPF_TEXT_SIZE, EXCEPTION_STKSZ, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, NMI_IST, PCPU_HARDIRQ_STACK_PTR,
-  PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_SIZE, PT_REGS, PT_REGS_SIZE, taskPtRegs, THREAD_SIZE, type Layout,
+  PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_SIZE, taskPtRegs, THREAD_SIZE, type Layout,
 } from "./kernel/layout.ts";
+import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
 import { DEFAULT_JIT_OPTIONS, type JitOptions, type Strategy } from "./strategy.ts";
-import { PRIV_STACK_GUARD_VAL } from "./strategies/r9-private.ts";
+import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
 
 /** What runs what: the task's program, kfunc-nested runs, and programs attached to IRQs and NMIs. */
 export interface ImageSpec {
@@ -32,7 +32,23 @@ export class ImageError extends Error {
   override name = "ImageError";
 }
 
-export interface FpWindow { readonly symbol: string; readonly start: bigint; readonly fpStart: bigint; readonly fpEnd: bigint; readonly end: bigint }
+/** A memory region of the image (the machine maps these: harness/machine/memory.ts RegionDef). */
+export interface ImageRegion {
+  readonly name: string;
+  readonly kind: "text" | "data" | "stack" | "percpu" | "guard";
+  readonly start: bigint;
+  readonly size: number;
+  /** `r-x`, `rw-`, `---`. */
+  readonly perms: string;
+}
+
+/** A symbol of the image, [start, end) (the machine's symbol table: harness/machine/symbols.ts SymbolDef). */
+export interface ImageSymbol {
+  readonly name: string;
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly kind: "kernel" | "bpf" | "entry" | "trampoline" | "data";
+}
 
 export interface Image {
   readonly strategy: Strategy;
@@ -44,24 +60,15 @@ export interface Image {
   readonly programs: readonly { readonly program: Program; readonly validated: Validated; readonly jit: JitProgram; readonly active: bigint; readonly misses: bigint }[];
   /** The per-CPU bpf_prog_active counter (a __percpu pointer). */
   readonly bpfProgActive: bigint;
-  readonly regions: readonly RegionDef[];
-  readonly symbols: readonly SymbolDef[];
-  readonly fpWindows: readonly FpWindow[];
+  readonly regions: readonly ImageRegion[];
+  readonly symbols: readonly ImageSymbol[];
   /** Bytes to load, in order. */
   readonly loads: readonly { readonly addr: bigint; readonly bytes: Uint8Array }[];
   /** Private stacks to check at teardown: the address of each guard word (this CPU). */
   readonly guards: readonly { readonly program: number; readonly func: string; readonly addr: bigint }[];
   readonly irqVectors: readonly number[];
-  /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
-  machine(): Machine;
-  /**
-   * The same, for one run at a time: the image's own machine, restored to its loaded state with
-   * no hooks, observer or watchers, its decode cache kept. The same object on every call; a
-   * call ends the previous run's use of it.
-   */
-  reusedMachine(): Machine;
-  /** Prepare a machine to run the task's program: rsp = task_pt_regs, stop at entry_SYSCALL_64's return. */
-  startTask(m: Machine): void;
+  /** The task's program (an index into programs), entered through do_syscall_64. */
+  readonly task: number;
   /** task_pt_regs(): the user-mode pt_regs at the top of the task stack. */
   readonly taskPtRegs: bigint;
   /** this CPU's address of a __percpu pointer. */
@@ -147,8 +154,8 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   const percpuMapped = Math.max(PERCPU_MIN_MAPPED, Math.ceil(Number(dyn - PERCPU_ORIGIN) / 0x1000) * 0x1000);
 
   const thisCpu = (ptr: bigint) => BigInt.asUintN(64, ptr - PERCPU_ORIGIN + PERCPU);
-  const guard = (name: string, start: bigint, size: number): RegionDef => ({ name, kind: "guard", start, size, perms: "---" });
-  const regions: RegionDef[] = [
+  const guard = (name: string, start: bigint, size: number): ImageRegion => ({ name, kind: "guard", start, size, perms: "---" });
+  const regions: ImageRegion[] = [
     // Text regions are mapped as far as code was placed (whole pages), not their whole areas: a
     // machine's decode cache has a slot per byte of executable memory, and a campaign builds a
     // machine per run.
@@ -166,14 +173,12 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     guard("NMI stack guard (high)", NMI_STACK + BigInt(EXCEPTION_STKSZ), 0x1000),
     { name: "per-CPU", kind: "percpu", start: PERCPU, size: percpuMapped, perms: "rw-" },
   ];
-  const symbols: SymbolDef[] = [...kernel.symbols];
-  const fpWindows: FpWindow[] = [];
+  const symbols: ImageSymbol[] = [...kernel.symbols];
   const loads: { addr: bigint; bytes: Uint8Array }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
   const guards: { program: number; func: string; addr: bigint }[] = [];
   jitted.forEach((p, pi) => {
     for (const f of p.jit.funcs) {
       symbols.push({ name: f.symbol, start: f.image.base, end: f.image.end, kind: "bpf" });
-      fpWindows.push({ symbol: f.symbol, start: f.image.base, fpStart: f.fpStart, fpEnd: f.fpEnd, end: f.image.end });
       loads.push({ addr: f.image.base, bytes: f.image.bytes });
     }
     for (const x of p.jit.privates) {
@@ -215,34 +220,8 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   rv.setBigUint64(PT_REGS.orig_ax, 0n, true);
   loads.push({ addr: TASK_PT_REGS, bytes: regs });
 
-  let reused: { m: Machine; loaded: ReturnType<Machine["snapshot"]> } | undefined;
-  const image: Image = {
-    strategy, layout, taskPtRegs: TASK_PT_REGS, kernel, regions, symbols, fpWindows, loads, guards, irqVectors, thisCpu, bpfProgActive,
+  return {
+    strategy, layout, taskPtRegs: TASK_PT_REGS, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
     programs: jitted.map(({ program, validated, jit, active, misses }) => ({ program, validated, jit, active, misses })),
-    reusedMachine() {
-      if (!reused) {
-        const m = image.machine();
-        reused = { m, loaded: m.snapshot() };
-        return m;
-      }
-      reused.m.restore(reused.loaded);
-      reused.m.resetInstrumentation();
-      return reused.m;
-    },
-    machine() {
-      const m = new Machine({ regions, symbols });
-      for (const l of loads) m.load(l.addr, l.bytes);
-      m.gsBase = PERCPU;
-      for (const v of irqVectors) m.setGate(v, kernel.addr(`irq_entry_${v}`));
-      m.setGate(2, kernel.addr("asm_exc_nmi"), NMI_IST);
-      m.setIst(NMI_IST, NMI_STACK + BigInt(EXCEPTION_STKSZ));
-      m.rflags = 0x202;
-      return m;
-    },
-    startTask(m) {
-      m.rflags = 0x2; // entry_SYSCALL_64 runs with IRQs off; do_syscall_64 enables them
-      m.call(kernel.addr("do_syscall_64"), { args: [BigInt(spec.task)], rsp: TASK_PT_REGS, stopAt: kernel.addr("entry_return") });
-    },
   };
-  return image;
 }

@@ -8,6 +8,7 @@ import { helperById, kfuncById } from "./bpf/abi.ts";
 import type { Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { calleeSavedUsed, lowerFunction } from "./lower.ts";
+import { FRAME_GONE, FRAME_READY } from "./x86/emit.ts";
 import { checkPrivateRequest, DEFAULT_JIT_OPTIONS, type FuncJit, type JitOptions, type PlacedPrivate, type Strategy } from "./strategy.ts";
 
 export interface JitLayout {
@@ -30,9 +31,10 @@ export interface JitFunction {
   readonly symbol: string;
   readonly image: Assembled;
   readonly insnAddrs: readonly bigint[];
-  /** v6.19 ksym.fp_start / fp_end as addresses (kernel-model.md §5). */
-  readonly fpStart: bigint;
-  readonly fpEnd: bigint;
+  /** Where the strategy said the function's frame is complete and torn down (Emitter.frameReady/frameGone). */
+  readonly frame: { readonly ready: bigint; readonly gone: bigint };
+  /** ksym.fp_start / fp_end as do_jit() stores them: offsets from the function's start (kernel/bpf/core.c bpf_has_frame_pointer()). */
+  readonly ksym: { readonly fpStart: number; readonly fpEnd: number };
 }
 
 export interface JitProgram {
@@ -90,9 +92,11 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
   const final = new Map<string, bigint>(names.map((n, fi) => [n, bases[fi]!]));
   const funcs = p.funcs.map((f, fi): JitFunction => {
     const low = lowerFunction(strategy, funcJit(fi), bases[fi]!, target, resolve(final));
+    const ready = low.assembled.labels.get(FRAME_READY)!, gone = low.assembled.labels.get(FRAME_GONE)!;
+    const base = low.assembled.base;
     return {
       fi, name: f.name, symbol: names[fi]!, image: low.assembled, insnAddrs: low.insnAddrs,
-      fpStart: low.assembled.labels.get("fp_start")!, fpEnd: low.assembled.labels.get("fp_end")!,
+      frame: { ready, gone }, ksym: { fpStart: Number(ready - base), fpEnd: Number(gone - base) },
     };
   });
   return { strategy: strategy.name, funcs, privates, end: at };

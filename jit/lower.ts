@@ -10,7 +10,7 @@ import {
   BPF_LSH, BPF_MOV, BPF_NEG, BPF_OP, BPF_OR, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STX, BPF_SUB,
   BPF_X, BPF_XOR, BPF_ALU, sizeBytes,
 } from "./bpf/opcodes.ts";
-import type { Strategy, FuncJit } from "./strategy.ts";
+import { StrategyError, type Strategy, type FuncJit } from "./strategy.ts";
 import { Emitter, type AluOp, type Cond, type ShiftOp, type Width, type X86Reg } from "./x86/emit.ts";
 
 /** reg2hex[]: BPF R0-R9 (R10 is the strategy's frame register). */
@@ -91,7 +91,11 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
   const e = new Emitter(`${f.prog.name}/${f.func.name}`);
   const fp = strategy.frameRegister(f);
   const reg = (r: number): X86Reg => (r === 10 ? fp : REG_MAP[r]!);
+  const where = `strategy '${strategy.name}', ${f.prog.name}/${f.func.name}`;
   strategy.prologue(e, f);
+  if (e.frameMarks.ready !== 1 || e.frameMarks.gone !== 0) {
+    throw new StrategyError(`${where}: the prologue must call e.frameReady() once, where the function's frame is complete (do_jit() records ksym.fp_start there); it called it ${e.frameMarks.ready} time(s)${e.frameMarks.gone ? " and called e.frameGone()" : ""}`);
+  }
   let seenExit = false;
   insns.forEach((x, k) => {
     e.label(`insn_${k}`);
@@ -134,6 +138,9 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
         seenExit = true;
         e.label("cleanup");
         strategy.epilogue(e, f);
+        if (e.frameMarks.gone !== 1 || e.frameMarks.ready !== 1) {
+          throw new StrategyError(`${where}: the epilogue must call e.frameGone() once, where the frame is torn down (do_jit() records ksym.fp_end there, after \`leave\`); it called it ${e.frameMarks.gone} time(s)${e.frameMarks.ready !== 1 ? " and called e.frameReady() again" : ""}`);
+        }
       }
     } else if (op === BPF_JA && cls === BPF_JMP) {
       const off = addrs[k + 1 + x.off]! - end;

@@ -1,40 +1,36 @@
-// The frame-pointer unwinder, arch/x86/kernel/unwind_frame.c rule for rule (kernel-model.md §3):
-// one state record and the kernel's verbs (unwindStart, unwindNextFrame, unwindDone,
-// unwindError, unwindGetReturnAddress), its helpers under their kernel names, the warning texts
-// recorded instead of printed. Pure: it reads memory only through the environment's view.
+// The frame-pointer unwinder, arch/x86/kernel/unwind_frame.c (7.2) rule for rule
+// (kernel-model.md §3): its state record and the kernel's verbs behind the common interface of
+// unwind.ts, its helpers under their kernel names, the warning texts recorded instead of
+// printed. Pure: it reads memory only through the environment's view.
+import { PT_REGS, PT_REGS_SIZE as PTREGS_SIZE } from "../arch/ptrace.ts";
 import {
-  getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type UnwindEnv,
+  getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type TaskView, type UnwindEnv,
 } from "./stack.ts";
+import { unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
 
 const FRAME_HEADER_SIZE = 16n;
-const PT_REGS_SIZE = 168n;
-const REG = { bp: 32n, ip: 128n, cs: 136n, sp: 152n } as const;
+const PT_REGS_SIZE = BigInt(PTREGS_SIZE);
+const REG = { bp: BigInt(PT_REGS.bp), ip: BigInt(PT_REGS.ip), cs: BigInt(PT_REGS.cs), sp: BigInt(PT_REGS.sp) } as const;
+/** offsetof(struct inactive_task_frame, bp) (arch/x86/include/asm/switch_to.h). */
+const INACTIVE_TASK_FRAME_BP = 40n;
+/** GCC_REALIGN_WORDS (unwind_frame.c, x86-64). */
+const GCC_REALIGN_WORDS = 1n;
 
-export interface FrameUnwindState {
-  stackInfo: StackInfo;
-  visit: { mask: bigint };
-  error: boolean;
+/** struct unwind_state, the frame-pointer variant (asm/unwind.h). */
+export interface FrameUnwindState extends UnwindState {
+  readonly stackInfo: StackInfo;
   gotIrq: boolean;
-  /** The frame (0n: none), the pt_regs being walked (0n: none). */
+  /** The frame (0n: none); `regs` (the common part) is the pt_regs being walked (0n: none). */
   bp: bigint;
-  regs: bigint;
   origSp: bigint;
-  ip: bigint;
   nextBp: bigint;
-  readonly warnings: Warnings;
-  /**
-   * Not a kernel field: the error was one bad_address: deliberately does not warn about (lost in
-   * entry code, or before the C handler's first frame pointer), i.e. an expected loss.
-   */
-  expectedLoss: boolean;
 }
 
 const rd = (env: UnwindEnv, a: bigint): bigint => env.mem.read64(a) ?? 0n;
 /** user_mode(regs): the CS of the pt_regs has RPL 3. */
 const userMode = (env: UnwindEnv, regs: bigint) => (rd(env, regs + REG.cs) & 3n) !== 0n;
-
-export const unwindDone = (s: FrameUnwindState) => s.stackInfo.type === STACK_TYPE_UNKNOWN;
-export const unwindError = (s: FrameUnwindState) => s.error;
+/** task_pt_regs(state->task). */
+const taskPtRegs = (env: UnwindEnv, s: FrameUnwindState) => s.task?.ptRegs ?? env.taskPtRegs;
 
 /** decode_frame_pointer(): bit 0 set means an encoded pt_regs pointer (ENCODE_FRAME_POINTER). */
 function decodeFramePointer(bp: bigint): bigint {
@@ -49,12 +45,6 @@ export function unwindGetReturnAddressPtr(s: FrameUnwindState): bigint {
   return 0n;
 }
 
-/** unwind_get_return_address(): the return address if it is kernel text (BPF images count), else 0. */
-export function unwindGetReturnAddress(env: UnwindEnv, s: FrameUnwindState): bigint {
-  if (unwindDone(s)) return 0n;
-  return env.isKernelText(s.ip) ? s.ip : 0n;
-}
-
 /** update_stack_state(): move to the frame at next_bp, hopping stacks by next_sp, or fail. */
 function updateStackState(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): boolean {
   const info = s.stackInfo;
@@ -66,7 +56,7 @@ function updateStackState(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): 
   if (regs !== 0n) s.gotIrq = true;
   // If the next bp is not on the current stack, follow next_sp (possibly across several stacks).
   while (!onStack(info, frame, len)) {
-    if (!getStackInfo(env, info.nextSp, info, s.visit, s.warnings)) return false;
+    if (!getStackInfo(env, info.nextSp, info, s.visit, s.warnings, s.task)) return false;
   }
   // Only unwind up, and never into the previous frame.
   if (s.origSp !== 0n && info.type === prevType && frame < prevFrameEnd) return false;
@@ -82,12 +72,24 @@ function updateStackState(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): 
   return true;
 }
 
-/** is_last_task_frame(): bp is task_pt_regs - 2 words (or the GCC-realigned or ftrace variant). */
+/** last_frame(): task_pt_regs(task) - 2 words, the frame do_syscall_64's caller leaves. */
+const lastFrame = (env: UnwindEnv, s: FrameUnwindState) => taskPtRegs(env, s) - 16n;
+/** last_aligned_frame(). */
+const lastAlignedFrame = (env: UnwindEnv, s: FrameUnwindState) => lastFrame(env, s) - 8n * GCC_REALIGN_WORDS;
+
+/**
+ * is_last_task_frame(): is_last_frame(), or is_last_aligned_frame() (gcc realigned the stack
+ * and pushed a duplicate of the return address), or is_last_ftrace_frame() (an ftrace handler
+ * of a function entry code called: bp, parent ret, bp, function ret, parent ret, pt_regs).
+ */
 function isLastTaskFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
-  const last = env.taskPtRegs - 16n;
-  const aligned = last - 8n;
+  const last = lastFrame(env, s);
+  const aligned = lastAlignedFrame(env, s);
   const ftrace = last - 24n;
-  return s.bp === last || (s.bp === aligned && rd(env, aligned + 8n) === rd(env, last + 8n)) || s.bp === ftrace;
+  const word = (a: bigint, i: bigint) => rd(env, a + 8n * i);
+  return s.bp === last
+    || (s.bp === aligned && word(aligned, 1n) === word(last, 1n))
+    || s.bp === ftrace;
 }
 
 /** unwind_next_frame(). */
@@ -95,7 +97,7 @@ export function unwindNextFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
   if (unwindDone(s)) return false;
   if (s.regs !== 0n && userMode(env, s.regs)) return theEnd(s);
   if (isLastTaskFrame(env, s)) {
-    const regs = env.taskPtRegs;
+    const regs = taskPtRegs(env, s);
     if (!userMode(env, regs)) return theEnd(s); // a kthread's partial regs
     s.regs = regs; // the syscall regs frame, which entry code does not encode
     s.bp = 0n;
@@ -115,12 +117,17 @@ export function unwindNextFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
   return true;
 }
 
-/** The `bad_address:` exit: error, and one warning unless the unwinder was expected to get lost. */
+/**
+ * The `bad_address:` exit: error, and one warning unless the task is not current (it may be
+ * running elsewhere) or the unwinder was expected to get lost. The text names the regs frame
+ * when the unwinder is on one (state->regs), else the frame pointer.
+ */
 function badAddress(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): boolean {
   s.error = true;
+  if (s.task) return theEnd(s);
   // Lost in entry code or in a C handler before its frame pointer was set up: no warning.
   const sp = s.regs !== 0n ? rd(env, s.regs + REG.sp) : 0n;
-  s.expectedLoss = (s.gotIrq && env.inEntryCode(s.ip)) || (s.regs !== 0n && sp >= env.taskPtRegs - 24n && sp < env.taskPtRegs);
+  s.expectedLoss = (s.gotIrq && env.inEntryCode(s.ip)) || (s.regs !== 0n && sp >= lastAlignedFrame(env, s) && sp < taskPtRegs(env, s));
   if (s.expectedLoss) return theEnd(s);
   const hex = (v: bigint) => v.toString(16).padStart(16, "0");
   if (s.gotIrq) {
@@ -137,31 +144,27 @@ function theEnd(s: FrameUnwindState): false {
   return false;
 }
 
-export interface StartFrom {
-  /** Address of a pt_regs to start from (an interrupt's regs), or 0n. */
-  readonly regs?: bigint;
-  /** Without regs: the running function's frame (__builtin_frame_address), as dump_stack() starts. */
-  readonly bp?: bigint;
-  /** first_frame; defaults to regs->sp, or bp without regs (get_stack_pointer()). */
-  readonly firstFrame?: bigint;
-}
-
-/** unwind_start() / __unwind_start(). */
+/** __unwind_start() (unwind_frame.c). */
 export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
-  const regs = from.regs ?? 0n;
+  const regs = from.kind === "regs" ? from.regs : 0n;
+  const task: TaskView | undefined = from.kind === "task" ? from.task : undefined;
   const s: FrameUnwindState = {
-    stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0n },
+    stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0n }, task,
     error: false, gotIrq: regs !== 0n, bp: 0n, regs: 0n, origSp: 0n, ip: 0n, nextBp: 0n, warnings: new Warnings(), expectedLoss: false,
   };
   if (regs !== 0n && userMode(env, regs)) return s; // never start from user-mode regs
-  const firstFrame = from.firstFrame ?? (regs !== 0n ? rd(env, regs + REG.sp) : from.bp ?? 0n);
-  let bp = regs !== 0n ? rd(env, regs + REG.bp) : from.bp ?? 0n;
+  // get_frame_pointer() and get_stack_pointer() (asm/stacktrace.h): regs->bp and regs->sp; the
+  // running function's frame; a blocked task's switch frame (&inactive_task_frame->bp, thread.sp).
+  let bp: bigint, firstFrame: bigint;
+  if (from.kind === "regs") { bp = rd(env, regs + REG.bp); firstFrame = rd(env, regs + REG.sp); }
+  else if (from.kind === "current") { bp = from.bp; firstFrame = from.firstFrame ?? from.bp; }
+  else { bp = from.task.threadSp + INACTIVE_TASK_FRAME_BP; firstFrame = from.task.threadSp; }
   // IP == 0: a call through a NULL pointer; pretend the frame is complete.
   if (regs !== 0n && rd(env, regs + REG.ip) === 0n && rd(env, regs + REG.sp) >= firstFrame) {
     s.nextBp = bp;
     bp = rd(env, regs + REG.sp) - 8n;
   }
-  getStackInfo(env, bp, s.stackInfo, s.visit, s.warnings);
+  getStackInfo(env, bp, s.stackInfo, s.visit, s.warnings, task);
   updateStackState(env, s, bp);
   // Skip ahead to the frame the caller asked for (regs->sp). If first_frame is on no known
   // stack, this runs the whole unwind and the trace comes out empty [derived].
@@ -169,4 +172,9 @@ export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
     unwindNextFrame(env, s);
   }
   return s;
+}
+
+/** The frame-pointer unwinder behind the common interface. */
+export function frameUnwinder(env: UnwindEnv): Unwinder<FrameUnwindState> {
+  return { name: "frame", env, start: (from) => unwindStart(env, from), next: (s) => unwindNextFrame(env, s) };
 }

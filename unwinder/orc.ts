@@ -1,240 +1,260 @@
-// The ORC unwinder (arch/x86/kernel/unwind_orc.c; kernel-model.md §5) in its two versions:
+// The ORC unwinder (arch/x86/kernel/unwind_orc.c, 7.2; kernel-model.md §5) in two versions:
 //   orc-6.13: BPF code has no ORC data; orc_find() returns NULL and the unwinder falls back to
 //             orc_fp_entry (the frame-pointer step) and sets the error: "just a guess";
-//   orc-6.19: orc_bpf_find() returns orc_fp_entry without the error when the ip is inside the
-//             function's [fp_start, fp_end) window (bpf_has_frame_pointer()); elsewhere the same
-//             error-marking fallback.
-// The synthetic kernel's text gets exact ORC data, derived here objtool-style from its code.
-// Stacks are found by address (stack_access_ok()), not by next_sp; the visit mask still applies.
-import type { Machine } from "../harness/machine/index.ts";
-import type { Image } from "../jit/image.ts";
-import { disassemble } from "../jit/disasm.ts";
-import { getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type UnwindEnv } from "./stack.ts";
-import type { Walk } from "./index.ts";
+//   orc-6.19: orc_bpf_find() returns orc_fp_entry without the error when
+//             bpf_has_frame_pointer(ip) (kernel/bpf/core.c) holds: the ip's BPF ksym has
+//             non-zero fp_start and fp_end and fp_start <= ip - ksym->start < fp_end.
+// The kernel's own text has exact ORC data (an OrcTable, made by harness/objtool.ts the way
+// objtool makes vmlinux's). Stacks are found by address (stack_access_ok()), not by next_sp;
+// the visit mask still applies. Pure: it reads memory only through the environment's view.
+import { IRET_FRAME_OFFSET, IRET_FRAME_SIZE, PT_REGS, PT_REGS_SIZE, type PtRegsField } from "../arch/ptrace.ts";
+import { getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type TaskView, type UnwindEnv } from "./stack.ts";
+import { unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
 
 export type OrcVersion = "orc-6.13" | "orc-6.19";
 
-const CALL = 0, REGS = 1, REGS_PARTIAL = 2, END_OF_STACK = 3, UNDEFINED = 4;
+/** ORC_REG_* (arch/x86/include/asm/orc_types.h). */
+export type OrcReg = "UNDEFINED" | "AX" | "DX" | "SP" | "BP" | "DI" | "R10" | "R13" | "PREV_SP" | "SP_INDIRECT" | "BP_INDIRECT";
+/** ORC_TYPE_*. */
+export type OrcType = "UNDEFINED" | "END_OF_STACK" | "CALL" | "REGS" | "REGS_PARTIAL";
+
+/** struct orc_entry. */
 export interface OrcEntry {
-  readonly type: number;
-  readonly spReg: "SP" | "BP";
+  readonly type: OrcType;
+  readonly spReg: OrcReg;
   readonly spOffset: number;
-  readonly bpReg: "UNDEFINED" | "PREV_SP";
+  readonly bpReg: OrcReg;
   readonly bpOffset: number;
   readonly signal: boolean;
 }
-/** orc_fp_entry: the frame-pointer guess for code without ORC data. */
-export const ORC_FP_ENTRY: OrcEntry = { type: CALL, spReg: "BP", spOffset: 16, bpReg: "PREV_SP", bpOffset: -16, signal: false };
-const PT_REGS_SIZE = 168n, IRET_FRAME_OFFSET = 128n, IRET_FRAME_SIZE = 40n;
 
-/** An ORC table: entries by instruction start, looked up for the instruction containing an ip. */
+/** orc_fp_entry: the frame-pointer guess for code without ORC data ("generated code"). */
+export const ORC_FP_ENTRY: OrcEntry = { type: "CALL", spReg: "BP", spOffset: 16, bpReg: "PREV_SP", bpOffset: -16, signal: false };
+/** null_orc_entry: the entry orc_find() gives ip 0 (a call through a NULL pointer). */
+export const NULL_ORC_ENTRY: OrcEntry = { type: "CALL", spReg: "SP", spOffset: 8, bpReg: "UNDEFINED", bpOffset: 0, signal: false };
+
+/** An ORC table: entries by instruction start, looked up for the instruction containing an ip (__orc_find()). */
 export class OrcTable {
   private readonly starts: bigint[] = [];
   private readonly entries: OrcEntry[] = [];
+  constructor(readonly lo: bigint, readonly hi: bigint) {}
+  /** Entries must be added in address order. */
   add(at: bigint, e: OrcEntry): void { this.starts.push(at); this.entries.push(e); }
-  find(ip: bigint, lo: bigint, hi: bigint): OrcEntry | undefined {
-    if (ip < lo || ip >= hi) return undefined;
+  find(ip: bigint): OrcEntry | undefined {
+    if (ip < this.lo || ip >= this.hi) return undefined;
     let a = 0, b = this.starts.length - 1, best = -1;
     while (a <= b) { const m = (a + b) >> 1; if (this.starts[m]! <= ip) { best = m; a = m + 1; } else b = m - 1; }
     return best < 0 ? undefined : this.entries[best];
   }
 }
 
-/**
- * objtool for the synthetic kernel: follow each function's stack height instruction by
- * instruction (push, pop, mov rbp,rsp, sub/add rsp, leave; the state at a branch target comes
- * from the branch), and for entry code the pt_regs being built (REGS_PARTIAL until PUSH_REGS is
- * complete, then REGS).
- */
-export function kernelOrc(img: Image, m: Machine): OrcTable {
-  const t = new OrcTable();
-  const read = (start: bigint, len: number) => {
-    const out = new Uint8Array(len);
-    for (let i = 0; i < len; i++) out[i] = Number(((m.peek64(start + BigInt(i & ~7)) ?? 0n) >> BigInt(8 * (i & 7))) & 0xffn);
-    return out;
-  };
-  const syms = img.kernel.symbols.slice().sort((a, b) => (a.start < b.start ? -1 : 1));
-  for (const s of syms) {
-    const lines = disassemble(read(s.start, Number(s.end - s.start)), s.start, { syntax: "intel" });
-    if (s.name === "entry_SYSCALL_64") { // pt_regs at sp around the call to do_syscall_64
-      for (const l of lines) t.add(l.address, { type: REGS, spReg: "SP", spOffset: 0, bpReg: "UNDEFINED", bpOffset: 0, signal: true });
-      continue;
-    }
-    if (s.kind === "entry") { // IRQ stubs, asm_common_interrupt, asm_exc_nmi: words pushed above the iret frame
-      let pushed = s.name === "asm_common_interrupt" ? 1 : 0; // orig_ax pushed by the stub
-      for (const l of lines) {
-        t.add(l.address, pushed === 16
-          ? { type: REGS, spReg: "SP", spOffset: 0, bpReg: "UNDEFINED", bpOffset: 0, signal: true }
-          : { type: REGS_PARTIAL, spReg: "SP", spOffset: 8 * pushed, bpReg: "UNDEFINED", bpOffset: 0, signal: true });
-        if (l.text.startsWith("push")) pushed++;
-        else if (l.text.startsWith("pop")) pushed--;
-        else if (l.text === "add rsp,0x8") pushed--;
-      }
-      continue;
-    }
-    // A C function with a frame pointer.
-    type St = { bp: boolean; off: number; saved: boolean };
-    let st: St = { bp: false, off: 8, saved: false };
-    const atTarget = new Map<bigint, St>();
-    let dead = false;
-    for (const l of lines) {
-      if (dead) st = atTarget.get(l.address) ?? st;
-      dead = false;
-      t.add(l.address, { type: CALL, spReg: st.bp ? "BP" : "SP", spOffset: st.bp ? 16 : st.off, bpReg: st.saved ? "PREV_SP" : "UNDEFINED", bpOffset: -16, signal: false });
-      const x = l.text;
-      const next: St = { ...st };
-      if (x === "push rbp" && !st.bp) { next.off += 8; next.saved = true; }
-      else if (x.startsWith("push") && !st.bp) next.off += 8;
-      else if (x === "pop rbp") { next.bp = false; next.saved = false; next.off = 8; }
-      else if (x.startsWith("pop") && !st.bp && x !== "pop rsp") next.off -= 8;
-      else if (x === "mov rbp,rsp") next.bp = true;
-      else if (x === "leave") { next.bp = false; next.saved = false; next.off = 8; }
-      else if (/^sub rsp,/.test(x) && !st.bp) next.off += Number(x.split(",")[1]);
-      else if (/^add rsp,/.test(x) && !st.bp) next.off -= Number(x.split(",")[1]);
-      if (/^j/.test(x) && l.refers === undefined) {
-        const target = BigInt(x.split(" ")[1]!);
-        if (target >= s.start && target < s.end && !atTarget.has(target)) atTarget.set(target, next);
-      }
-      if (x === "ret" || x.startsWith("jmp ") || x === "ud2") dead = true;
-      st = next;
-    }
-  }
-  return t;
+/** A JITed BPF function's ksym as bpf_has_frame_pointer() reads it: fp_start/fp_end are offsets from start. */
+export interface BpfKsym {
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly fpStart: number;
+  readonly fpEnd: number;
 }
 
-interface OrcState {
-  ip: bigint; sp: bigint; bp: bigint; signal: boolean; error: boolean;
-  regs: bigint; fullRegs: boolean;
-  stackInfo: StackInfo; visit: { mask: bigint }; warnings: Warnings;
-}
-
-export interface OrcEnv extends UnwindEnv {
+/** What the ORC unwinder reads besides memory and stacks: vmlinux's ORC data and the BPF ksyms. */
+export interface OrcData {
   readonly version: OrcVersion;
   readonly kernel: OrcTable;
-  readonly kernelText: { lo: bigint; hi: bigint };
-  /** BPF functions' fp windows (v6.19 bpf_has_frame_pointer()). */
-  readonly bpfWindows: readonly { start: bigint; fpStart: bigint; fpEnd: bigint; end: bigint }[];
+  readonly bpfKsyms: readonly BpfKsym[];
+}
+
+/** struct unwind_state, the ORC variant (asm/unwind.h). */
+export interface OrcUnwindState extends UnwindState {
+  readonly stackInfo: StackInfo;
+  sp: bigint;
+  bp: bigint;
+  signal: boolean;
+  fullRegs: boolean;
+  prevRegs: bigint;
 }
 
 const rd = (env: UnwindEnv, a: bigint) => env.mem.read64(a) ?? 0n;
-const userMode = (env: UnwindEnv, regs: bigint) => (rd(env, regs + 136n) & 3n) !== 0n;
+const field = (regs: bigint, f: PtRegsField) => regs + BigInt(PT_REGS[f]);
+const userMode = (env: UnwindEnv, regs: bigint) => (rd(env, field(regs, "cs")) & 3n) !== 0n;
 
-/** orc_find(); undefined is "no ORC data" (the error-marking fallback). */
-function orcFind(env: OrcEnv, ip: bigint): { orc: OrcEntry; reliable: boolean } | undefined {
-  const k = env.kernel.find(ip, env.kernelText.lo, env.kernelText.hi);
-  if (k) return { orc: k, reliable: true };
-  if (env.version === "orc-6.19") {
-    const w = env.bpfWindows.find((x) => ip >= x.start && ip < x.end);
-    if (w && ip >= w.fpStart && ip < w.fpEnd) return { orc: ORC_FP_ENTRY, reliable: true }; // orc_bpf_find()
-  }
+/** bpf_has_frame_pointer() (kernel/bpf/core.c, 7.2). */
+export function bpfHasFramePointer(ksyms: readonly BpfKsym[], ip: bigint): boolean {
+  const k = ksyms.find((x) => ip >= x.start && ip < x.end); // bpf_ksym_find()
+  if (!k || k.fpStart === 0 || k.fpEnd === 0) return false;
+  const offset = Number(ip - k.start);
+  return offset >= k.fpStart && offset < k.fpEnd;
+}
+
+/**
+ * orc_find(): null_orc_entry for ip 0; vmlinux's table; then (v6.19+) orc_bpf_find(); modules
+ * and ftrace trampolines have none here. undefined: no ORC data (the caller's fallback).
+ */
+function orcFind(data: OrcData, ip: bigint): OrcEntry | undefined {
+  if (ip === 0n) return NULL_ORC_ENTRY;
+  const k = data.kernel.find(ip);
+  if (k) return k;
+  if (data.version === "orc-6.19" && bpfHasFramePointer(data.bpfKsyms, ip)) return ORC_FP_ENTRY;
   return undefined;
 }
 
-function stackAccessOk(env: OrcEnv, s: OrcState, addr: bigint, len: bigint): boolean {
-  if (onStack(s.stackInfo, addr, len)) return true;
-  return getStackInfo(env, addr, s.stackInfo, s.visit, s.warnings) && onStack(s.stackInfo, addr, len);
+/** orc_warn_current(): printed once, and only while the unwind of current has no error yet. */
+function warnCurrent(s: OrcUnwindState, text: string): void {
+  if (s.task === undefined && !s.error) s.warnings.once(text.split(" at ")[0]!, text);
 }
 
-function deref(env: OrcEnv, s: OrcState, addr: bigint): bigint | undefined {
+function stackAccessOk(env: UnwindEnv, s: OrcUnwindState, addr: bigint, len: bigint): boolean {
+  if (onStack(s.stackInfo, addr, len)) return true;
+  return getStackInfo(env, addr, s.stackInfo, s.visit, s.warnings, s.task) && onStack(s.stackInfo, addr, len);
+}
+
+/** deref_stack_reg(). */
+function derefStackReg(env: UnwindEnv, s: OrcUnwindState, addr: bigint): bigint | undefined {
   return stackAccessOk(env, s, addr, 8n) ? rd(env, addr) : undefined;
 }
 
+/** get_reg(): from full regs, else from the previous full regs (an NMI in early/late IRQ entry). */
+function getReg(env: UnwindEnv, s: OrcUnwindState, f: PtRegsField): bigint | undefined {
+  if (s.regs === 0n) return undefined;
+  if (s.fullRegs) return rd(env, field(s.regs, f));
+  if (s.prevRegs !== 0n) return rd(env, field(s.prevRegs, f));
+  return undefined;
+}
+
+const GET_REG: Partial<Record<OrcReg, [PtRegsField, string]>> = {
+  AX: ["ax", "AX"], DX: ["dx", "DX"], DI: ["di", "RDI"], R10: ["r10", "R10"], R13: ["r13", "R13"],
+};
+
 /** unwind_next_frame() (ORC). */
-export function orcNextFrame(env: OrcEnv, s: OrcState): boolean {
-  if (s.stackInfo.type === STACK_TYPE_UNKNOWN) return false;
+export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): boolean {
+  if (unwindDone(s)) return false;
   const origIp = s.ip, prevSp = s.sp, prevType = s.stackInfo.type;
-  const err = (warning?: string) => { s.error = true; if (warning) s.warnings.once(warning.split(" at ")[0]!, warning); return theEnd(s); };
+  const err = (): false => { s.error = true; return theEnd(s); };
+  // End-of-stack check for user tasks
   if (s.regs !== 0n && userMode(env, s.regs)) return theEnd(s);
-  const found = orcFind(env, s.signal ? s.ip : s.ip - 1n);
-  let orc: OrcEntry;
-  if (!found) { orc = ORC_FP_ENTRY; s.error = true; } // "just a guess": no longer reliable
-  else {
-    orc = found.orc;
-    if (orc.type === UNDEFINED) return err();
-    if (orc.type === END_OF_STACK) return theEnd(s);
+  let orc = orcFind(data, s.signal ? s.ip : s.ip - 1n);
+  if (!orc) {
+    orc = ORC_FP_ENTRY; // "just a guess, so the rest of the unwind is no longer considered reliable"
+    s.error = true;
+  } else {
+    if (orc.type === "UNDEFINED") return err();
+    if (orc.type === "END_OF_STACK") return theEnd(s);
   }
   s.signal = orc.signal;
-  const sp = (orc.spReg === "SP" ? s.sp : s.bp) + BigInt(orc.spOffset);
-  if (orc.type === CALL) {
-    const ip = deref(env, s, sp - 8n);
-    if (ip === undefined) return err();
-    s.ip = ip; s.sp = sp; s.regs = 0n;
-  } else if (orc.type === REGS) {
-    if (!stackAccessOk(env, s, sp, PT_REGS_SIZE)) return err(`WARNING: can't access registers at ${env.symbolize(origIp)}`);
-    s.ip = rd(env, sp + 128n); s.sp = rd(env, sp + 152n); s.regs = sp; s.fullRegs = true;
-  } else {
-    if (!stackAccessOk(env, s, sp, IRET_FRAME_SIZE)) return err(`WARNING: can't access iret registers at ${env.symbolize(origIp)}`);
-    s.ip = rd(env, sp); s.sp = rd(env, sp + 24n); s.regs = sp - IRET_FRAME_OFFSET; s.fullRegs = false;
+  // Find the previous frame's stack
+  let sp: bigint, indirect = false;
+  switch (orc.spReg) {
+    case "SP": sp = s.sp + BigInt(orc.spOffset); break;
+    case "BP": sp = s.bp + BigInt(orc.spOffset); break;
+    case "SP_INDIRECT": sp = s.sp; indirect = true; break;
+    case "BP_INDIRECT": sp = s.bp + BigInt(orc.spOffset); indirect = true; break;
+    default: {
+      const r = GET_REG[orc.spReg];
+      const v = r ? getReg(env, s, r[0]) : undefined;
+      if (v === undefined) {
+        if (r) warnCurrent(s, `WARNING: missing ${r[1]} value at ${env.symbolize(s.ip)}`);
+        else s.warnings.once("WARNING: unknown SP base reg", `WARNING: unknown SP base reg ${orc.spReg} at ${env.symbolize(s.ip)}`);
+        return err();
+      }
+      sp = v;
+    }
   }
-  if (orc.bpReg === "UNDEFINED") {
-    if (s.regs !== 0n && s.fullRegs) s.bp = rd(env, s.regs + 32n); // get_reg(bp)
+  if (indirect) {
+    const v = derefStackReg(env, s, sp);
+    if (v === undefined) return err();
+    sp = v + (orc.spReg === "SP_INDIRECT" ? BigInt(orc.spOffset) : 0n);
+  }
+  // Find IP, SP and possibly regs
+  if (orc.type === "CALL") {
+    const ip = derefStackReg(env, s, sp - 8n);
+    if (ip === undefined) return err();
+    s.ip = ip; s.sp = sp; s.regs = 0n; s.prevRegs = 0n;
+  } else if (orc.type === "REGS") {
+    if (!stackAccessOk(env, s, sp, BigInt(PT_REGS_SIZE))) {
+      warnCurrent(s, `WARNING: can't access registers at ${env.symbolize(origIp)}`);
+      return err();
+    }
+    s.ip = rd(env, field(sp, "ip")); s.sp = rd(env, field(sp, "sp"));
+    s.regs = sp; s.prevRegs = 0n; s.fullRegs = true;
   } else {
-    const bp = deref(env, s, sp + BigInt(orc.bpOffset));
+    if (!stackAccessOk(env, s, sp, BigInt(IRET_FRAME_SIZE))) {
+      warnCurrent(s, `WARNING: can't access iret registers at ${env.symbolize(origIp)}`);
+      return err();
+    }
+    const regs = sp - BigInt(IRET_FRAME_OFFSET);
+    s.ip = rd(env, field(regs, "ip")); s.sp = rd(env, field(regs, "sp"));
+    if (s.fullRegs) s.prevRegs = s.regs;
+    s.regs = regs; s.fullRegs = false;
+  }
+  // Find BP
+  if (orc.bpReg === "UNDEFINED") {
+    const bp = getReg(env, s, "bp");
+    if (bp !== undefined) s.bp = bp;
+  } else if (orc.bpReg === "PREV_SP" || orc.bpReg === "BP") {
+    const bp = derefStackReg(env, s, (orc.bpReg === "PREV_SP" ? sp : s.bp) + BigInt(orc.bpOffset));
     if (bp === undefined) return err();
     s.bp = bp;
+  } else {
+    s.warnings.once("WARNING: unknown BP base reg", `WARNING: unknown BP base reg ${orc.bpReg} for ip ${env.symbolize(origIp)}`);
+    return err();
   }
+  // Prevent a recursive loop due to bad ORC data
   if (s.stackInfo.type === prevType && onStack(s.stackInfo, s.sp, 8n) && s.sp <= prevSp) {
-    return err(`WARNING: stack going in the wrong direction? at ${env.symbolize(origIp)}`);
+    warnCurrent(s, `WARNING: stack going in the wrong direction? at ${env.symbolize(origIp)}`);
+    return err();
   }
   return true;
 }
 
-function theEnd(s: OrcState): false {
+function theEnd(s: OrcUnwindState): false {
   s.stackInfo.type = STACK_TYPE_UNKNOWN;
   return false;
 }
 
-/** __unwind_start() (ORC): from regs (then skip the regs frame), or from a running function's ip/sp/bp. */
-export function orcStart(env: OrcEnv, from: { regs?: bigint; ip?: bigint; sp?: bigint; bp?: bigint }): OrcState {
-  const s: OrcState = {
-    ip: 0n, sp: 0n, bp: 0n, signal: false, error: false, regs: 0n, fullRegs: false,
+/** offsetof(struct inactive_task_frame, bp / ret_addr) and its size (asm/switch_to.h). */
+const FRAME_BP = 40n, FRAME_RET_ADDR = 48n, INACTIVE_TASK_FRAME_SIZE = 56n;
+
+/**
+ * __unwind_start() (ORC): from regs (then skip the regs frame); from the running function's
+ * ip/sp/bp (then skip ahead until sp is above first_frame); from a blocked task's switch frame
+ * (sp = thread.sp + sizeof(struct inactive_task_frame), bp and ip from the frame).
+ * `retFromFork`: ret_from_fork_asm, where a new task's ip is looked up exactly (signal).
+ */
+export function orcStart(env: UnwindEnv, data: OrcData, from: StartFrom, retFromFork = 0n): OrcUnwindState {
+  const task: TaskView | undefined = from.kind === "task" ? from.task : undefined;
+  const s: OrcUnwindState = {
+    ip: 0n, sp: 0n, bp: 0n, signal: false, error: false, regs: 0n, fullRegs: false, prevRegs: 0n, task, expectedLoss: false,
     stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0n }, warnings: new Warnings(),
   };
-  const regs = from.regs ?? 0n;
-  if (regs !== 0n) {
+  let firstFrame = 0n;
+  if (from.kind === "regs") {
+    const regs = from.regs;
     if (userMode(env, regs)) return s;
-    s.ip = rd(env, regs + 128n); s.sp = rd(env, regs + 152n); s.bp = rd(env, regs + 32n);
+    s.ip = rd(env, field(regs, "ip")); s.sp = rd(env, field(regs, "sp")); s.bp = rd(env, field(regs, "bp"));
     s.regs = regs; s.fullRegs = true; s.signal = true;
+  } else if (from.kind === "current") {
+    s.ip = from.ip; s.sp = from.sp; s.bp = from.bp;
+    firstFrame = from.firstFrame ?? from.bp;
   } else {
-    s.ip = from.ip ?? 0n; s.sp = from.sp ?? 0n; s.bp = from.bp ?? 0n; s.signal = true;
+    const frame = from.task.threadSp;
+    s.sp = frame + INACTIVE_TASK_FRAME_SIZE;
+    s.bp = rd(env, frame + FRAME_BP);
+    s.ip = rd(env, frame + FRAME_RET_ADDR);
+    s.signal = s.ip === retFromFork && retFromFork !== 0n;
+    firstFrame = frame;
   }
-  if (!getStackInfo(env, s.sp, s.stackInfo, s.visit, s.warnings)) {
+  if (!getStackInfo(env, s.sp, s.stackInfo, s.visit, s.warnings, task)) {
     s.error = true; // maybe overflowed into a guard page: try the next page up
-    if (!getStackInfo(env, (s.sp + 0xfffn) & ~0xfffn, s.stackInfo, s.visit, s.warnings)) return s;
+    if (!getStackInfo(env, (s.sp + 0xfffn) & ~0xfffn, s.stackInfo, s.visit, s.warnings, task)) return s;
   }
-  if (regs !== 0n) orcNextFrame(env, s); // skip the regs frame
+  if (from.kind === "regs") {
+    orcNextFrame(env, data, s); // skip the regs frame
+    return s;
+  }
+  while (!unwindDone(s) && (!onStack(s.stackInfo, firstFrame, 8n) || s.sp <= firstFrame)) orcNextFrame(env, data, s);
   return s;
 }
 
-/** A walk: [regs->ip,] then the unwinder's return addresses until done or 0 (perf-style: errors do not stop it). */
-export function orcWalk(env: OrcEnv, from: { regs?: bigint; ip?: bigint; sp?: bigint; bp?: bigint }): Walk {
-  const ips: bigint[] = [];
-  if (from.regs) ips.push(rd(env, from.regs + 128n));
-  const s = orcStart(env, from);
-  let reachedEnd = false;
-  if (!from.regs && s.stackInfo.type !== STACK_TYPE_UNKNOWN) orcNextFrame(env, s); // report callers, as the FP walk does
-  for (; s.stackInfo.type !== STACK_TYPE_UNKNOWN; orcNextFrame(env, s)) {
-    if (s.regs === env.taskPtRegs) { reachedEnd = true; break; }
-    const addr = env.isKernelText(s.ip) ? s.ip : 0n;
-    if (addr === 0n) break;
-    ips.push(addr);
-  }
-  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines };
-}
-
-/**
- * The ORC table of each kernel (image.ts caches kernels: every image of a campaign shares a few).
- * objtool's output depends on the text alone, and kernel text is mapped r-x (a write faults), so
- * the table read from the first machine holds for every machine loaded from the same kernel.
- */
-const kernelTables = new WeakMap<Image["kernel"], OrcTable>();
-
-export function orcEnvFromImage(base: UnwindEnv, img: Image, m: Machine, version: OrcVersion): OrcEnv {
-  const k = img.kernel.text;
-  let table = kernelTables.get(img.kernel);
-  if (table === undefined) kernelTables.set(img.kernel, (table = kernelOrc(img, m)));
-  return {
-    ...base, version, kernel: table, kernelText: { lo: k.base, hi: k.end },
-    bpfWindows: img.fpWindows.map((w) => ({ start: w.start, fpStart: w.fpStart, fpEnd: w.fpEnd, end: w.end })),
-  };
+/** The ORC unwinder (one version) behind the common interface. */
+export function orcUnwinder(env: UnwindEnv, data: OrcData): Unwinder<OrcUnwindState> {
+  return { name: data.version, env, start: (from) => orcStart(env, data, from), next: (s) => orcNextFrame(env, data, s) };
 }

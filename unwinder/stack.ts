@@ -3,6 +3,7 @@
 // stack (next_sp): none for the task stack, the word at the top of the IRQ stack, the saved
 // regs->sp of the top pt_regs of an exception (IST) stack. Anything else is UNKNOWN — unless
 // the caller registers private stacks, to evaluate designs that would need that unwinder change.
+import { PT_REGS, PT_REGS_SIZE as PTREGS_SIZE } from "../arch/ptrace.ts";
 
 /** enum stack_type (asm/stacktrace.h): UNKNOWN, TASK, IRQ, SOFTIRQ, ENTRY, then the exception stacks. */
 export const STACK_TYPE_UNKNOWN = 0, STACK_TYPE_TASK = 1, STACK_TYPE_IRQ = 2, STACK_TYPE_SOFTIRQ = 3, STACK_TYPE_ENTRY = 4;
@@ -51,11 +52,23 @@ export interface StackLayout {
   readonly privateStacks?: readonly PrivateStackDef[];
 }
 
-const PT_REGS_SIZE = 168n, PT_REGS_SP = 152n;
+const PT_REGS_SIZE = BigInt(PTREGS_SIZE), PT_REGS_SP = BigInt(PT_REGS.sp);
+
+/**
+ * A task that is not running (blocked or preempted): its task stack, where its switch frame is
+ * (task->thread.sp: struct inactive_task_frame, arch/x86/include/asm/switch_to.h) and its
+ * task_pt_regs(). For such a task get_stack_info() knows only its task stack.
+ */
+export interface TaskView {
+  readonly stack: { readonly begin: bigint; readonly end: bigint };
+  readonly threadSp: bigint;
+  readonly ptRegs: bigint;
+}
 
 /** Everything an unwinder needs besides its own state. */
 export interface UnwindEnv {
   readonly mem: MemoryView;
+  /** The stacks of the CPU and of current. */
   readonly stacks: StackLayout;
   /** task_pt_regs(current). */
   readonly taskPtRegs: bigint;
@@ -80,10 +93,12 @@ function fill(info: StackInfo, type: number, begin: bigint, end: bigint, nextSp:
   return true;
 }
 
-/** get_stack_info_noinstr(): which known stack holds `stack`. */
-function stackOf(env: UnwindEnv, stack: bigint, info: StackInfo): boolean {
+/** get_stack_info_noinstr(): which known stack holds `stack`; `task` when it is not current. */
+function stackOf(env: UnwindEnv, stack: bigint, info: StackInfo, task: TaskView | undefined): boolean {
   const s = env.stacks;
-  if (stack >= s.task.begin && stack < s.task.end) return fill(info, STACK_TYPE_TASK, s.task.begin, s.task.end, 0n);
+  const t = task?.stack ?? s.task;
+  if (stack >= t.begin && stack < t.end) return fill(info, STACK_TYPE_TASK, t.begin, t.end, 0n);
+  if (task) return false; // other tasks only have a task stack
   for (const e of s.exception) {
     // next_sp = ((struct pt_regs *)end - 1)->sp: the interrupted rsp the IST entry saved
     if (stack >= e.begin && stack < e.end) return fill(info, e.type, e.begin, e.end, env.mem.read64(e.end - PT_REGS_SIZE + PT_REGS_SP) ?? 0n);
@@ -100,16 +115,17 @@ function stackOf(env: UnwindEnv, stack: bigint, info: StackInfo): boolean {
 
 /**
  * get_stack_info(): false (and type UNKNOWN) for NULL, an address on no known stack, or a stack
- * type already visited in this unwind ("stack recursion on stack type %d", printed once).
+ * type already visited in this unwind ("stack recursion on stack type %d", printed once, for
+ * current only). `task`: a task that is not current (only its task stack is known).
  */
-export function getStackInfo(env: UnwindEnv, stack: bigint, info: StackInfo, visit: { mask: bigint }, warnings: Warnings): boolean {
-  if (stack === 0n || !stackOf(env, stack, info)) {
+export function getStackInfo(env: UnwindEnv, stack: bigint, info: StackInfo, visit: { mask: bigint }, warnings: Warnings, task?: TaskView): boolean {
+  if (stack === 0n || !stackOf(env, stack, info, task)) {
     info.type = STACK_TYPE_UNKNOWN;
     return false;
   }
   const bit = 1n << BigInt(info.type); // a bigint: one bit per private stack instance too
   if ((visit.mask & bit) !== 0n) {
-    warnings.once("WARNING: stack recursion", `WARNING: stack recursion on stack type ${info.type}`);
+    if (!task) warnings.once("WARNING: stack recursion", `WARNING: stack recursion on stack type ${info.type}`);
     info.type = STACK_TYPE_UNKNOWN;
     return false;
   }

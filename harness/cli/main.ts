@@ -1,6 +1,6 @@
-// The `stackcheck` command line. Subcommands grow with the harness: today the instruction table
-// the machine implements and a disassembler; the campaign commands (run, check, matrix, replay)
-// come with the JIT, unwinder and property-harness work.
+// The `stackcheck` command line (commander): `run` (one scenario, every sample and check),
+// `disasm` (a scenario's JITed functions, or raw bytes), `isa` (the instruction forms the machine
+// emulates), `strategies`, and the campaign commands of campaign.ts (check, matrix, replay).
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
 import { supportedCodes } from "../machine/isa.ts";
@@ -167,7 +167,7 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
     for (const f of p.jit.funcs) {
       const func = p.program.funcs[f.fi]!;
       const priv = p.jit.privates.find((x) => x.fi === f.fi);
-      lines.push("", `; program ${p.program.name} (${p.program.type}), function ${f.name}, stack ${func.stackDepth}${priv ? `, private stack ${priv.size} bytes per CPU` : ""}; fp window +0x${(f.fpStart - f.image.base).toString(16)}..+0x${(f.fpEnd - f.image.base).toString(16)}`);
+      lines.push("", `; program ${p.program.name} (${p.program.type}), function ${f.name}, stack ${func.stackDepth}${priv ? `, private stack ${priv.size} bytes per CPU` : ""}; frame +0x${(f.frame.ready - f.image.base).toString(16)}..+0x${(f.frame.gone - f.image.base).toString(16)}, ksym fp_start 0x${f.ksym.fpStart.toString(16)} fp_end 0x${f.ksym.fpEnd.toString(16)}`);
       lines.push(`${f.symbol}:`);
       const bpfAt = new Map<bigint, number[]>();
       f.insnAddrs.forEach((a, k) => bpfAt.set(a, [...(bpfAt.get(a) ?? []), k]));

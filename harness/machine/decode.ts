@@ -3,7 +3,7 @@
 // under vitest every access to an imported enum binding costs ~100 ns (toolchain-notes §1).
 import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "iced-x86";
 import { CODE_TO_OP, JCC_CODE_TO_COND, Op } from "./isa.ts";
-import { forEachInstruction } from "./iced.ts";
+import { forEachInstruction } from "../../jit/iced.ts";
 import { ContentCache } from "./content-cache.ts";
 
 /** Operand kinds in a DInsn. */
@@ -217,6 +217,20 @@ function decodedBlock(bytes: Uint8Array, ip: number): readonly DInsn[] {
     });
     return out;
   });
+}
+
+/**
+ * The decoded records of a block of code at canonical address `base` (shared, read-only: do not
+ * change them): what the code is, by op id and operands, for code that reads facts from
+ * instructions (objtool's ORC derivation, frame windows) rather than from disassembly text.
+ */
+export function decodeCode(bytes: Uint8Array, base: bigint): readonly Readonly<DInsn>[] {
+  return decodedBlock(bytes, Number(BigInt.asIntN(64, base)));
+}
+
+/** The immediate of a decoded record as a signed number (sign-extended at operand size 8). */
+export function immediateOf(d: Readonly<DInsn>): number {
+  return Number(BigInt.asIntN(64, (BigInt(d.immHi >>> 0) << 32n) | BigInt(d.immLo >>> 0)));
 }
 
 function copyInsn(t: DInsn): DInsn {

@@ -26,6 +26,14 @@ export const Op = {
 export type OpId = (typeof Op)[keyof typeof Op];
 export const OP_COUNT = 46;
 
+/** The generic op of each op id: a specialised form's generic op, else itself (for code that reads instructions by meaning). */
+export const GENERIC_OP: Uint8Array = (() => {
+  const t = Uint8Array.from({ length: OP_COUNT }, (_, i) => i);
+  t[Op.MOV_RR64] = Op.MOV; t[Op.MOV_LOAD64] = Op.MOV; t[Op.MOV_STORE64] = Op.MOV; t[Op.PUSH_R] = Op.PUSH; t[Op.POP_R] = Op.POP;
+  t[Op.ADD_RI64] = Op.ADD; t[Op.SUB_RI64] = Op.SUB; t[Op.CMP_RI64] = Op.CMP;
+  return t;
+})();
+
 /** Names for messages and tests, indexed by op id. */
 export const OP_NAMES: readonly string[] = Object.entries(Op).sort((a, b) => a[1] - b[1]).map(([k]) => k.toLowerCase());
 

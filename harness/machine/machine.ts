@@ -429,8 +429,8 @@ export class Machine {
         if (this.deliverPending()) continue;
       }
       this.faultIp = ip;
-      // Fast path: the region execution is in, already decoded. The stop address is never
-      // inside a code region, so it is only looked for on the slow path.
+      // Fast path: the region execution is in, already decoded. A stop address inside a code
+      // region has STOP_INSN in its decode slot (placeStop()); one outside is met on the slow path.
       const off = ip - this.cLo;
       let d: DInsn;
       if (off >= 0 && off < this.cLen && (d = this.cSlots[off]!) !== NOT_DECODED) {

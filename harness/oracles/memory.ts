@@ -16,11 +16,11 @@
 //     hardirq_stack_inuse), a counter (bpf_prog_active, prog->active, misses), a guard word, or
 //     one private stack (a per-level slot is a stack of its own). An access that jumps over a
 //     guard, or runs from one slot into the next, is reported with the object it missed.
-import { hex64 as hex, toCanonical, type Activation, type Machine } from "../machine/index.ts";
+import { hex64 as hex, toCanonical, type Activation } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
 import { kernelStacks, privateStacks } from "../../jit/private-stacks.ts";
-import type { RunFailure } from "./run.ts";
+import type { Oracle, Range } from "./types.ts";
 
 interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean; /** where pushes start */ readonly top: bigint }
 
@@ -36,22 +36,6 @@ interface Context {
 }
 
 const MAX_REPORTS = 20;
-
-export interface MemoryOracle {
-  onCall(a: Activation): void;
-  onReturn(a: Activation): void;
-  onInterrupt(a: Activation): void;
-  onIret(a: Activation): void;
-  /** The lowest byte written on each private stack (by any context): its high-water mark. */
-  readonly privateLow: ReadonlyMap<string, { readonly low: bigint; readonly end: bigint }>;
-  /** Keep the oracle's state now; the function returned puts it back (any number of times). */
-  save(): () => void;
-}
-
-/** This CPU's private stacks (each per-level slot its own), as areas of the memory oracle. */
-export function privateStackAreas(img: Image): Area[] {
-  return privateStacks(img).map((x) => ({ name: x.name, begin: x.begin, end: x.end, top: x.top, private: true }));
-}
 
 export interface PerCpuObject {
   readonly name: string;
@@ -84,23 +68,22 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
   return objects.sort((a, b) => (a.begin < b.begin ? -1 : a.begin > b.begin ? 1 : 0));
 }
 
-export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): MemoryOracle {
-  const sym = (a: bigint) => m.symbols.describe(a);
+export const memory: Oracle = ({ img, m, fail, sym }) => {
   const { percpu } = img.layout;
   const areas: Area[] = [
     // task, IRQ, NMI: pushes start at the top
     ...kernelStacks(img).map((s) => ({ name: s.name.replace(/ stack$/, ""), begin: s.begin, end: s.end, top: s.end, private: false })),
-    ...privateStackAreas(img),
+    // every private stack (a per-level slot is a stack of its own)
+    ...privateStacks(img).map((x) => ({ name: x.name, begin: x.begin, end: x.end, top: x.top, private: true })),
   ];
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
-  const isBpf = (a: bigint) => (m.symbols.symbolize(a) ?? "").startsWith("bpf_prog_");
+  const isBpf = (a: bigint) => m.symbols.lookup(a)?.kind === "bpf";
   const root: Context = { slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map() };
   const ctxs: Context[] = [root];
-  const privateLow = new Map<string, { low: bigint; end: bigint }>();
   let reports = 0;
   const report = (message: string) => {
-    if (reports++ < MAX_REPORTS) failures.push({ check: "memory", message });
-    else if (reports === MAX_REPORTS + 1) failures.push({ check: "memory", message: "further memory reports suppressed" });
+    if (reports++ < MAX_REPORTS) fail({ check: "memory", message });
+    else if (reports === MAX_REPORTS + 1) fail({ check: "memory", message: "further memory reports suppressed" });
   };
   const objects = perCpuObjects(img);
   const percpuRegion = img.regions.find((r) => r.kind === "percpu")!;
@@ -108,9 +91,9 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
   // Which program a BPF instruction belongs to (its functions' images).
   const images = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({ program, base: f.image.base, end: f.image.end })));
   const programAt = (ip: bigint) => images.find((x) => ip >= x.base && ip < x.end)?.program;
-  /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
   /** An access, in a report (built only then: every stack write comes through the watchers). */
   const access = (write: boolean, size: number, addr: bigint, ip: bigint) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(ip)}`;
+  /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
   const outOfBounds = (write: boolean, addr: bigint, end: bigint, ip: bigint): boolean => {
     if (addr >= perCpuEnd || end <= percpu) return false;
     const o = objects.find((x) => addr >= x.begin && end <= x.end);
@@ -153,16 +136,16 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
         return;
       }
     }
-    const seen = privateLow.get(area.name);
-    if (!seen || addr < seen.low) privateLow.set(area.name, { low: addr, end: area.top });
     const mine = ctxs[cur]!.written;
     const w = mine.get(area);
     if (w === undefined) mine.set(area, { low: addr, high: end });
     else { if (addr < w.low) w.low = addr; if (end > w.high) w.high = end; }
   };
-  for (const a of areas) m.watchWrites(a.begin - 16n, a.end + 16n, onWrite);
-  for (const g of img.guards) m.watchWrites(g.addr, g.addr + 8n, onWrite);
-  m.watchWrites(percpu, perCpuEnd, onWrite);
+  const writes: Range[] = [
+    ...areas.map((a) => ({ begin: a.begin - 16n, end: a.end + 16n })),
+    ...img.guards.map((g) => ({ begin: g.addr, end: g.addr + 8n })),
+    { begin: percpu, end: perCpuEnd },
+  ];
   const onRead = (addr: bigint, size: number, ip: bigint) => {
     const end = addr + BigInt(size);
     if (outOfBounds(false, addr, end, ip) || !isBpf(ip)) return;
@@ -170,7 +153,6 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
       if (addr < g.addr + 8n && end > g.addr) report(`${access(false, size, addr, ip)} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`);
     }
   };
-  m.watchReads(percpu, perCpuEnd, onRead);
 
   const enter = (a: Activation, entered: string) => {
     const sp = a.rspRaw;
@@ -180,24 +162,24 @@ export function watchMemory(img: Image, m: Machine, failures: RunFailure[]): Mem
     if (ctxs.length > 1 && ctxs[ctxs.length - 1]!.slot === a.slot) ctxs.pop();
   };
   return {
-    privateLow,
+    writes, onWrite,
+    reads: [{ begin: percpu, end: perCpuEnd }], onRead,
     save() {
       const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, { ...v }]));
-      const kept = { ctxs: ctxs.map((c) => ({ ...c, written: copyWritten(c.written) })), privateLow: [...privateLow].map(([k, v]) => [k, { ...v }] as const), reports };
+      const kept = { ctxs: ctxs.map((c) => ({ ...c, written: copyWritten(c.written) })), reports };
       return () => {
         ctxs.length = 0;
         for (const c of kept.ctxs) ctxs.push({ ...c, written: copyWritten(c.written) });
-        privateLow.clear();
-        for (const [k, v] of kept.privateLow) privateLow.set(k, { ...v });
         reports = kept.reports;
       };
     },
     onCall(a) {
       const entry = toCanonical(a.entry), site = toCanonical(a.site);
-      if (isBpf(entry) && !isBpf(site)) enter(a, `${sym(entry).replace(/\+0x[0-9a-f]+$/, "")} (called from ${sym(site)})`);
+      if (isBpf(entry) && !isBpf(site)) enter(a, `${m.symbols.lookup(entry)!.name} (called from ${sym(site)})`);
     },
     onReturn: leave,
     onInterrupt(a) { enter(a, `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`); },
     onIret: leave,
+    report: () => ({}),
   };
-}
+};

@@ -1,9 +1,8 @@
 // The frame-pointer window of a function, read from its code: from its entry until its
 // `mov rbp,rsp` has executed, and at a `ret` (after `leave`), rbp is still the caller's frame,
 // so an FP unwind from an interrupt there misses the immediate caller (objtool's stated limit).
-import { toInternal, type Machine } from "../machine/index.ts";
-import { disassemble } from "../../jit/disasm.ts";
-import { PT_REGS } from "../../jit/kernel/layout.ts";
+import { decodeCode, GENERIC_OP, K_REG, Op, RBP, RSP, toCanonical, toInternal, type Machine } from "../machine/index.ts";
+import { PT_REGS } from "../../arch/ptrace.ts";
 import { ContentCache } from "../machine/content-cache.ts";
 import type { WindowOracle } from "./classify.ts";
 
@@ -19,13 +18,17 @@ export interface FrameCode {
 /** Function code read by address and content, across images. */
 const byContent = new ContentCache<FrameCode>(4 << 20);
 
+/** The facts, from the function's decoded instructions. */
 function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
   return byContent.get(start, bytes, () => {
-    const lines = disassemble(bytes, start, { syntax: "intel" });
+    const code = decodeCode(bytes, start);
+    const at = (d: (typeof code)[number] | undefined) => (d === undefined ? undefined : toCanonical(d.ip));
+    const reg = (k: number, r: number, want: number) => k === K_REG && r === want;
     return {
-      movRbp: lines.find((l) => l.text === "mov rbp,rsp")?.address,
-      rets: new Set(lines.filter((l) => l.text === "ret").map((l) => l.address)),
-      encode: lines.find((l) => /^lea rbp,\[rsp\+(0x)?[0-9a-f]*[13579bdf]\]$/.test(l.text))?.address,
+      movRbp: at(code.find((d) => GENERIC_OP[d.op] === Op.MOV && d.size === 8 && reg(d.k0, d.r0, RBP) && reg(d.k1, d.r1, RSP))),
+      rets: new Set(code.filter((d) => d.op === Op.RET).map((d) => toCanonical(d.ip))),
+      // `lea rbp,[rsp+odd]`: rbp = &pt_regs | 1
+      encode: at(code.find((d) => d.op === Op.LEA && reg(d.k0, d.r0, RBP) && d.base === RSP && d.index < 0 && (d.disp & 1) === 1)),
     };
   });
 }

@@ -44,11 +44,6 @@ export class ProgramError extends Error {
   override name = "ProgramError";
 }
 
-/** Index of the function containing instruction `i`. */
-export function funcOf(p: Program, i: number): number {
-  return p.funcs.findIndex((f) => i >= f.start && i < f.end);
-}
-
 /** Put a program together: flatten the functions, resolve jump labels and subprog calls. */
 export function program(src: ProgramSource): Program {
   if (src.funcs.length === 0) throw new ProgramError(`program ${src.name}: no functions`);

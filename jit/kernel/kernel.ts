@@ -24,8 +24,8 @@
 // Sample points (`*_sample` labels) are where the harness's address hooks take stack samples.
 import { Code, Instruction as I, MemoryOperand as M, Register as R } from "iced-x86";
 import { Assembler, type Assembled } from "../asm.ts";
-import type { SymbolDef } from "../../harness/machine/index.ts";
-import { KD, NESTED_EINVAL, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, PT_REGS, RUN_REFUSED, type Layout } from "./layout.ts";
+import { PT_REGS } from "../../arch/ptrace.ts";
+import { KD, NESTED_EINVAL, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, RUN_REFUSED, type Layout } from "./layout.ts";
 
 const gs = (disp: number) => M.new64(R.None, R.None, 1, BigInt(disp), 8, false, R.GS);
 const at = (base: number, disp = 0) => M.createBaseDisplSize(base, BigInt(disp), disp === 0 && base !== R.RBP && base !== R.R13 ? 0 : 1);
@@ -42,9 +42,17 @@ export const KERNEL_FUNCTIONS = [
 ] as const;
 export type KernelFunction = (typeof KERNEL_FUNCTIONS)[number][0];
 
+/** A kernel function's symbol, [start, end): C code, or entry text (in_entry_code()). */
+export interface KernelSymbol {
+  readonly name: string;
+  readonly start: bigint;
+  readonly end: bigint;
+  readonly kind: "kernel" | "entry";
+}
+
 export interface Kernel {
   readonly text: Assembled;
-  readonly symbols: SymbolDef[];
+  readonly symbols: KernelSymbol[];
   /** Function entries and named points: `entry_return` (the stop address), `*_sample`, `irq_entry_<vector>`. */
   readonly addr: (name: string) => bigint;
 }
@@ -239,7 +247,7 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
     return v;
   };
   const starts = KERNEL_FUNCTIONS.map(([name, kind]) => ({ name, kind, start: addr(name) }));
-  const symbols: SymbolDef[] = starts.map((s, i) => ({
+  const symbols: KernelSymbol[] = starts.map((s, i) => ({
     name: s.name, kind: s.kind, start: s.start,
     end: s.name === "asm_common_interrupt" || i + 1 === starts.length ? nextAfter(s.start) : starts[i + 1]!.start,
   }));

@@ -7,6 +7,7 @@
 // everywhere) or `userLayout(base)`, the same image placed at low user-space addresses so that
 // the differential tests can run it natively in a ring-3 process (test/native/). Sizes and
 // offsets inside the pieces do not depend on the layout.
+import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
 
 export const KTEXT = 0xffffffff81000000n;
 export const KTEXT_SIZE = 0x10000;
@@ -41,12 +42,6 @@ export const PERCPU_ORIGIN = 0x0000600000000000n;
 /** Dynamic per-CPU allocations (prog->active, misses, private stacks) start at this offset. */
 export const PERCPU_DYNAMIC = 0x1000;
 
-/** struct pt_regs (x86-64), 21 words, offsets in bytes (kernel-model.md §3.5). */
-export const PT_REGS = {
-  r15: 0, r14: 8, r13: 16, r12: 24, bp: 32, bx: 40, r11: 48, r10: 56, r9: 64, r8: 72, ax: 80, cx: 88, dx: 96,
-  si: 104, di: 112, orig_ax: 120, ip: 128, cs: 136, flags: 144, sp: 152, ss: 160,
-} as const;
-export const PT_REGS_SIZE = 168;
 /** task_pt_regs(): the user-mode pt_regs at the top of the task stack (no padding). */
 export const TASK_PT_REGS = TASK_STACK + BigInt(THREAD_SIZE - PT_REGS_SIZE);
 

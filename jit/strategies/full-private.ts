@@ -33,14 +33,14 @@ export const fullPrivate: Strategy = {
     e.label("tail_call_offset");
     if (f.opts.ibt) e.endbr64();
     if (f.func.stackDepth > 0) e.subRspImm32(round8(f.func.stackDepth));
-    e.label("fp_start");
+    e.frameReady();
     pushCalleeRegs(e, f.calleeSaved);
   },
   epilogue: (e, f) => {
     if (!f.isMain) return standardEpilogue(e, f);
     for (const r of [...f.calleeSaved].reverse()) e.pop(r);
     e.leave();
-    e.label("fp_end");
+    e.frameGone();
     e.pop("rsp");
     e.ret();
     if (f.opts.sls) e.int3();

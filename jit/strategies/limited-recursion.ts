@@ -8,7 +8,7 @@
 // differ exactly in the preemption case kernel-model (g) warns about.
 import { standardPrologue } from "../prologue.ts";
 import type { Strategy } from "../strategy.ts";
-import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "./r9-private.ts";
+import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "../percpu.ts";
 import { RECURSION_LEVELS, RECURSION_SLOT, splitStackRequest, subprogDefault } from "./split-common.ts";
 import { splitStack } from "./split-stack.ts";
 

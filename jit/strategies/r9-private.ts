@@ -5,13 +5,10 @@
 // `movabs r9,<priv_frame_ptr>; add r9,gs:[this_cpu_off]` (emit_priv_frame_ptr()), so r9 is the
 // address of the top guard; every R10 access goes through r9; `push r9`/`pop r9` around calls
 // because r9 is caller-saved in the C ABI. A subprog recomputes its own r9.
+import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "../percpu.ts";
 import { round8, standardEpilogue, standardPrologue } from "../prologue.ts";
 import type { FuncJit, PrivateRequest, Strategy } from "../strategy.ts";
-import type { Emitter, X86Reg } from "../x86/emit.ts";
-
-/** PRIV_STACK_GUARD_SZ (x86). */
-export const PRIV_STACK_GUARD_SZ = 8;
-export const PRIV_STACK_GUARD_VAL = 0xeb9f12345678eb9fn;
+import type { Emitter } from "../x86/emit.ts";
 
 /** priv_stack_init_guard(): a guard word at u64 index 0 and at the last u64 of the allocation. */
 export function privateStackRequests(privStack: readonly boolean[], depths: readonly number[]): PrivateRequest[] {
@@ -23,12 +20,6 @@ export function privateStackRequests(privStack: readonly boolean[], depths: read
     out.push({ fi, size, framePtrOffset: PRIV_STACK_GUARD_SZ + rd, guards: [0, size - PRIV_STACK_GUARD_SZ] });
   });
   return out;
-}
-
-/** `reg` = this CPU's copy of a __percpu pointer: mov reg,ptr (shortest form); add reg,gs:[this_cpu_off]. */
-export function emitThisCpuPtr(e: Emitter, f: FuncJit, reg: X86Reg, percpuPtr: bigint): void {
-  e.movImm64(reg, percpuPtr);
-  e.addFromGs(reg, f.thisCpuOff);
 }
 
 /** emit_priv_frame_ptr(): r9 = this CPU's copy of priv_frame_ptr. */

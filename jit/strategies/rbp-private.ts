@@ -4,7 +4,7 @@
 // The epilogue pops, then `pop rbp; ret` (a `leave` would move rsp to the private stack).
 import { round8, standardEpilogue, standardPrologue } from "../prologue.ts";
 import type { Strategy } from "../strategy.ts";
-import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "./r9-private.ts";
+import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "../percpu.ts";
 import { splitStackRequest, subprogDefault } from "./split-common.ts";
 
 /**
@@ -27,7 +27,7 @@ export const rbpPrivate: Strategy = {
     if (!f.isMain) return standardEpilogue(e, f);
     for (const r of [...f.calleeSaved].reverse()) e.pop(r);
     e.pop("rbp");
-    e.label("fp_end");
+    e.frameGone();
     e.ret();
     if (f.opts.sls) e.int3();
   },

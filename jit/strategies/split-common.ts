@@ -7,7 +7,7 @@
 import { round8 } from "../prologue.ts";
 import type { FuncJit, PrivateRequest } from "../strategy.ts";
 import type { Emitter } from "../x86/emit.ts";
-import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "./r9-private.ts";
+import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "../percpu.ts";
 
 /** Headroom for helpers, kfuncs and interrupt frames on the private stack ("+ 8 KiB"). */
 export const SPLIT_HEADROOM = 8192;

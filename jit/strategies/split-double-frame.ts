@@ -29,7 +29,7 @@ export const splitDoubleFrame: Strategy = {
     for (const r of [...f.calleeSaved].reverse()) e.pop(r);
     e.leave();
     e.leave();
-    e.label("fp_end");
+    e.frameGone();
     e.ret();
     if (f.opts.sls) e.int3();
   },

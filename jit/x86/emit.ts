@@ -64,13 +64,38 @@ const JCC: Record<Cond, [number, number]> = {
 const hex = (v: number | bigint) => (v < 0 ? `-0x${(-BigInt(v)).toString(16)}` : `0x${v.toString(16)}`);
 const memText = (base: X86Reg, off: number) => `[${base}${off < 0 ? "-" : "+"}${hex(Math.abs(off))}]`;
 
+/** The labels frameReady() and frameGone() put down (jit.ts reads them). */
+export const FRAME_READY = "fp_start", FRAME_GONE = "fp_end";
+
 export class Emitter {
   readonly asm: Assembler;
+  /** How often the strategy marked the frame ready and gone in this function (jit.ts checks: once each). */
+  readonly frameMarks = { ready: 0, gone: 0 };
   constructor(name: string) {
     this.asm = new Assembler(name);
   }
 
   label(name: string): this { this.asm.label(name); return this; }
+
+  /**
+   * The function's frame is complete here: from this instruction on, rbp is this function's
+   * frame. do_jit() records `ksym.fp_start` at this point, right after emit_prologue()
+   * (arch/x86/net/bpf_jit_comp.c, 7.2). Every strategy's prologue calls it once.
+   */
+  frameReady(): this {
+    if (this.frameMarks.ready++ === 0) this.asm.label(FRAME_READY);
+    return this;
+  }
+
+  /**
+   * The function's frame is torn down here: from this instruction on, rbp is the caller's frame
+   * again. do_jit() records `ksym.fp_end` at this point, right after the first exit's `leave`.
+   * Every strategy's epilogue calls it once.
+   */
+  frameGone(): this {
+    if (this.frameMarks.gone++ === 0) this.asm.label(FRAME_GONE);
+    return this;
+  }
   private e(make: () => I, note: string): this { this.asm.emit(make, note); return this; }
 
   // ---- prologue pieces (emit_prologue, emit_cfi) ----
@@ -95,13 +120,6 @@ export class Emitter {
   /** `add reg, gs:[addr]` (65 4c 03 0c 25 disp32 for r9). */
   addFromGs(dst: X86Reg, addr: number): this {
     return this.e(() => I.createRegMem(Code.Add_r64_rm64, R64[dst], M.new64(R.None, R.None, 1, BigInt(addr), 8, false, R.GS)), `add ${dst},gs:[${hex(addr)}]`);
-  }
-  /** Load the same value into rsp/rbp as a memory word: `mov reg, gs:[addr]` / `mov gs:[addr], reg`. */
-  movFromGs(dst: X86Reg, addr: number): this {
-    return this.e(() => I.createRegMem(Code.Mov_r64_rm64, R64[dst], M.new64(R.None, R.None, 1, BigInt(addr), 8, false, R.GS)), `mov ${dst},gs:[${hex(addr)}]`);
-  }
-  movToGs(addr: number, src: X86Reg): this {
-    return this.e(() => I.createMemReg(Code.Mov_rm64_r64, M.new64(R.None, R.None, 1, BigInt(addr), 8, false, R.GS), R64[src]), `mov gs:[${hex(addr)}],${src}`);
   }
 
   // ---- moves (emit_mov_imm32, emit_mov_imm64, emit_mov_reg) ----

@@ -12,10 +12,10 @@ import type { UnwinderName } from "../../harness/run.ts";
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const functions = (p: Plan) => p.programs.reduce((n, x) => n + x.funcs.length, 0);
 
-/** End to end (generate, lower, JIT, run with the plan's interrupts, check): scenarios per second. */
 /** The budget's "small graphs": two programs of up to two functions. */
 const SMALL = { maxPrograms: 2, maxFuncs: 2, maxItems: 4 };
 
+/** End to end (generate, lower, JIT, run with the plan's interrupts, check): scenarios per second. */
 export function benchScenarios(runs: number, seed: number, small: boolean): { perSecond: number; runs: number } {
   const constraints = small ? SMALL : {};
   const r = runCampaign({ strategy: strategy("baseline"), unwinder: "frame", policy: "strict", runs, seed, constraints });

@@ -9,8 +9,9 @@ import { program, type FuncSource, type ProgType } from "../../jit/bpf/program.t
 import { buildImage, type ImageSpec } from "../../jit/image.ts";
 import { IRQ_STACK, IRQ_STACK_SIZE, NMI_STACK, PERCPU, PCPU_HARDIRQ_STACK_INUSE, RUN_REFUSED, TASK_PT_REGS } from "../../jit/kernel/layout.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
-import { PRIV_STACK_GUARD_VAL } from "../../jit/strategies/r9-private.ts";
+import { PRIV_STACK_GUARD_VAL } from "../../jit/percpu.ts";
 import type { Strategy } from "../../jit/strategy.ts";
+import { loadImage, startTask } from "../../harness/load.ts";
 
 const strategy = (name: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === name)!;
 const fn = (name: string, stackDepth: number, body: FuncSource["body"]): FuncSource => ({ name, stackDepth, body });
@@ -30,9 +31,9 @@ const leaf42 = prog("leaf42", [fn("main", 0, [alu64.mov.imm(R0, 42), exit()])], 
 
 function run(spec: ImageSpec, s: Strategy, setup?: (m: Machine, img: ReturnType<typeof buildImage>) => void) {
   const img = buildImage(spec, s);
-  const m = img.machine();
+  const m = loadImage(img);
   setup?.(m, img);
-  img.startTask(m);
+  startTask(img, m);
   return { r: m.run({ maxSteps: 100_000 }), m, img };
 }
 
@@ -148,10 +149,11 @@ describe("private stacks", () => {
     for (const g of img.guards) expect(m.peek64(g.addr)).toBe(PRIV_STACK_GUARD_VAL);
   });
 
-  test("the image records each BPF function's fp window between its prologue and its leave", () => {
+  test("the image records each BPF function's frame window between its prologue and its leave", () => {
     const img = buildImage({ programs: [sampler], task: 0 }, strategy("baseline"));
-    const w = img.fpWindows[0]!;
-    expect(w.fpStart - w.start).toBe(27n); // endbr, nop5, nop3, push, mov, endbr, sub rsp: 4+5+3+1+3+4+7
-    expect(w.fpEnd < w.end && w.fpStart < w.fpEnd).toBe(true);
+    const f = img.programs[0]!.jit.funcs[0]!;
+    expect(f.frame.ready - f.image.base).toBe(27n); // endbr, nop5, nop3, push, mov, endbr, sub rsp: 4+5+3+1+3+4+7
+    expect(f.frame.gone < f.image.end && f.frame.ready < f.frame.gone).toBe(true);
+    expect(f.ksym.fpStart).toBe(27);
   });
 });

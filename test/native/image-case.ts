@@ -9,6 +9,7 @@
 import type { Machine } from "../../harness/machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import type { NativeCase } from "./runner.ts";
+import { loadImage } from "../../harness/load.ts";
 
 /** The stop stub's page: just below the layout's kernel text. */
 export const stopFor = (img: Image): bigint => img.layout.ktext - 0x1000n;
@@ -43,7 +44,7 @@ export function imageCase(img: Image, task: number, regs: readonly bigint[], fla
     },
     dumpNames: data.map((r) => r.name),
     machine() {
-      const m = img.machine();
+      const m = loadImage(img);
       m.load(rsp, word);
       return m;
     },

@@ -19,7 +19,7 @@ import fc from "fast-check";
 import { Code, Instruction as I, MemoryOperand as M, Register as R } from "iced-x86";
 import { Assembler, type Assembled } from "../../jit/asm.ts";
 import { disassemble, formatListing } from "../../jit/disasm.ts";
-import { forEachInstruction } from "../../harness/machine/iced.ts";
+import { forEachInstruction } from "../../jit/iced.ts";
 import { conditionFlags, flagEffect, ARITH_FLAGS, type FlagEffect } from "../helpers/sdm-flags.ts";
 import { formFlagEffect, USER_FORMS, type Form } from "./forms.ts";
 import type { NativeCase } from "./runner.ts";

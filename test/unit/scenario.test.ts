@@ -8,6 +8,7 @@ import { describe, expect, test } from "vitest";
 import { loadScenario, parseScenario, ScenarioError } from "../../harness/scenario.ts";
 import { buildImage } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
+import { loadImage, startTask } from "../../harness/load.ts";
 
 const example = fileURLToPath(new URL("../scenarios/nested.json", import.meta.url));
 
@@ -33,8 +34,8 @@ describe("the shipped example", () => {
     expect(s.programs.map((p) => p.name)).toEqual(["outer", "leaf"]);
     const results = BUILTIN_STRATEGIES.filter((x) => x.name !== "r9-no-save").map((st) => {
       const img = buildImage(s.spec, st);
-      const m = img.machine();
-      img.startTask(m);
+      const m = loadImage(img);
+      startTask(img, m);
       const r = m.run({ maxSteps: 100_000 });
       return r.kind === "completed" ? r.rax : r.kind;
     });

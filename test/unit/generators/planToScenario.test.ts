@@ -19,6 +19,7 @@ import {
 } from "../../../generators/index.ts";
 import { lowerPlan } from "../../../generators/_internals/lower.ts";
 import { endsWithCall, landings, nestedEdges, nestingHeight, scaled, startsWithCall, type Landing } from "./support.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 
 const func = (over: Partial<PlanFunc> = {}): PlanFunc => ({ slots: [7], extra: 0, params: 0, atEntry: null, body: [], atExit: null, ...over });
 const prog = (over: Partial<PlanProgram> = {}): PlanProgram => ({ type: "struct_ops", privStackRequested: false, seed: 1, funcs: [func()], ...over });
@@ -171,8 +172,8 @@ describe("the step model (interrupt placement)", () => {
       const low = lowerPlan(p);
       const sc = parseScenario(low.file);
       const img = buildImage(sc.spec, baseline);
-      const m = img.machine();
-      img.startTask(m);
+      const m = loadImage(img);
+      startTask(img, m);
       const tl = low.timeline;
       // Visit the anchors in step order: each entry is a BPF function's first byte, each call a
       // call instruction, each exit the first instruction of an epilogue (pop or leave).
@@ -210,8 +211,8 @@ describe("corruption of a live stack slot changes the result", () => {
         if (frame.live[k]) where.set(a, { live: frame.live[k]!, depth: frame.depth });
       })));
       // The clean run, one step at a time, noting the boundaries with live slots.
-      const clean = img.machine();
-      img.startTask(clean);
+      const clean = loadImage(img);
+      startTask(img, clean);
       const candidates: number[] = [];
       let r = clean.step();
       for (; r.kind === "paused"; r = clean.step()) if (where.has(clean.rip)) candidates.push(clean.steps);
@@ -221,8 +222,8 @@ describe("corruption of a live stack slot changes the result", () => {
       expect(r.kind === "completed" && r.rax).toBe(expected);
       fc.pre(candidates.length > 0);
       // The corrupted run.
-      const m = img.machine();
-      img.startTask(m);
+      const m = loadImage(img);
+      startTask(img, m);
       const at = candidates[pick % candidates.length]!;
       expect(m.runUntil(at).kind).toBe("paused");
       const { live, depth } = where.get(m.rip)!;

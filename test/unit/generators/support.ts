@@ -7,6 +7,7 @@ import { scheduleOf } from "../../../harness/run.ts";
 import { buildImage, type Image } from "../../../jit/image.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
 import type { Machine } from "../../../harness/machine/index.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 
 /** `n` runs by default; FC_NUM_RUNS=k scales every count by k/100 (fast-check's default is 100). */
 export function scaled(n: number): number {
@@ -72,19 +73,19 @@ export interface Landing {
  */
 export function landings(sc: Scenario, strategy: Strategy, onMachine?: (m: Machine, img: Image) => void): { landings: Landing[]; completed: boolean } {
   const img = buildImage(sc.spec, strategy);
-  const m = img.machine();
+  const m = loadImage(img);
   onMachine?.(m, img);
-  img.startTask(m);
+  startTask(img, m);
   const out: Landing[] = [];
   let running = true;
   for (const x of [...scheduleOf(sc)].sort((a, b) => a.atStep - b.atStep)) {
     if (running && m.runUntil(x.atStep, { maxSteps: 1_000_000 }).kind !== "paused") running = false;
     if (!running) { out.push({ kind: x.kind, raised: false, symbol: "", bpf: undefined, nested: false }); continue; }
     const rip = m.rip;
-    const w = img.fpWindows.find((f) => rip >= f.start && rip < f.end);
+    const w = img.programs.flatMap((p) => p.jit.funcs).find((f) => rip >= f.image.base && rip < f.image.end);
     out.push({
-      kind: x.kind, raised: true, symbol: m.symbols.describe(rip).replace(/\+0x[0-9a-f]+$/, ""),
-      bpf: w === undefined ? undefined : rip < w.fpStart ? "prologue" : rip >= w.fpEnd ? "epilogue" : "body",
+      kind: x.kind, raised: true, symbol: m.symbols.lookup(rip)?.name ?? m.symbols.describe(rip),
+      bpf: w === undefined ? undefined : rip < w.frame.ready ? "prologue" : rip >= w.frame.gone ? "epilogue" : "body",
       nested: m.truth().some((t) => t.kind === "interrupt"),
     });
     m.raise(x.kind === "nmi" ? 2 : x.vector);

@@ -7,6 +7,7 @@ import { loadScenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { KERNEL_LAYOUT, KDATA, KTEXT, PERCPU, TASK_PT_REGS, USER_LAYOUT_SPAN, userLayout } from "../../../jit/kernel/layout.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 
 const example = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
 const USER_BASE = 0x10000000n;
@@ -27,7 +28,7 @@ describe("layouts", () => {
       for (const r of img.regions) expect(inside(r.start), `${s.name}: region ${r.name}`).toBe(true);
       for (const x of img.symbols) expect(inside(x.start), `${s.name}: symbol ${x.name}`).toBe(true);
       for (const x of img.loads) expect(inside(x.addr), `${s.name}: load at ${x.addr.toString(16)}`).toBe(true);
-      const m = img.machine();
+      const m = loadImage(img);
       expect(m.gsBase).toBe(l.percpu);
       m.dispose();
     }
@@ -37,8 +38,8 @@ describe("layouts", () => {
     const s = BUILTIN_STRATEGIES.find((x) => x.name === name)!;
     const results = [KERNEL_LAYOUT, userLayout(USER_BASE)].map((l) => {
       const img = buildImage(example.spec, s, undefined, l);
-      const m = img.machine();
-      img.startTask(m);
+      const m = loadImage(img);
+      startTask(img, m);
       const r = m.run({ maxSteps: 100_000 });
       return { kind: r.kind, rax: r.kind === "completed" ? r.rax : undefined, steps: m.steps };
     });

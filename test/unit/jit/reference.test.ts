@@ -11,14 +11,15 @@ import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { programArb, richArb } from "../../helpers/bpf-arbitraries.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 
 const SOUND = BUILTIN_STRATEGIES.filter((s) => s.name !== "r9-no-save");
 
 /** Run the task's program on the machine under a strategy: its result, or the run's kind. */
 function emulate(programs: readonly ReturnType<typeof program>[], s: (typeof BUILTIN_STRATEGIES)[number]): bigint | string {
   const img = buildImage({ programs, task: 0, nested: [1] }, s);
-  const m = img.machine();
-  img.startTask(m);
+  const m = loadImage(img);
+  startTask(img, m);
   const r = m.run({ maxSteps: 200_000 });
   return r.kind === "completed" ? r.rax : r.kind;
 }
@@ -28,8 +29,8 @@ describe("JIT + machine against the reference interpreter", () => {
     const expected = runProgram({ programs: [p], nested: [], recursionLimit: 1, active: [0], misses: [0] }, 0);
     for (const s of SOUND) {
       const img = buildImage({ programs: [p], task: 0 }, s);
-      const m = img.machine();
-      img.startTask(m);
+      const m = loadImage(img);
+      startTask(img, m);
       const r = m.run({ maxSteps: 100_000 });
       expect(r.kind === "completed" ? r.rax : r, s.name).toBe(expected);
     }

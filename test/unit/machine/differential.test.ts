@@ -9,7 +9,7 @@
 import fc from "fast-check";
 import { Code, OpKind, Register } from "iced-x86";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { forEachInstruction } from "../../../harness/machine/iced.ts";
+import { forEachInstruction } from "../../../jit/iced.ts";
 import { CF, hex64, REG_NAMES, type Machine } from "../../../harness/machine/index.ts";
 import { differences, emulate, flagNames, machineFor, type Emulated } from "../../native/emulate.ts";
 import { USER_FORMS, FORMS } from "../../native/forms.ts";

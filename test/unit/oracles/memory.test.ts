@@ -9,7 +9,8 @@ import type { Strategy } from "../../../jit/strategy.ts";
 import { perCpuObjects } from "../../../harness/oracles/memory.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { watchRun } from "../../../harness/oracles/run.ts";
-import { emitThisCpuPtr } from "../../../jit/strategies/r9-private.ts";
+import { emitThisCpuPtr } from "../../../jit/percpu.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 
 const path = fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url));
 const file = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
@@ -137,12 +138,12 @@ describe("misses", () => {
   const reentrant = parseScenario({ ...file, nested: ["outer"], interrupts: [] }, path);
   const run = (tamper: boolean) => {
     const img = buildImage(reentrant.spec, strategy("r9-private"));
-    const m = img.machine();
+    const m = loadImage(img);
     const checks = watchRun(img, m);
     const outer = img.programs.findIndex((p) => p.program.name === "outer");
     // a kernel that forgets the count: misses back to 0 whenever a run of outer ends
     if (tamper) m.addHook(img.kernel.addr("run_exit"), (mm) => { if (Number(mm.reg("r12")) === outer) mm.load(img.thisCpu(img.programs[outer]!.misses), new Uint8Array(8)); });
-    img.startTask(m);
+    startTask(img, m);
     expect(m.run().kind).toBe("completed");
     return checks.report().failures.filter((f) => f.check === "misses").map((f) => f.message);
   };

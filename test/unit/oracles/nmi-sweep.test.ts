@@ -8,10 +8,12 @@ import { BPF_DW, R0, R1, R2, R3, R4, R5, R6, R10 } from "../../../jit/bpf/opcode
 import { program } from "../../../jit/bpf/program.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
-import { envFromImage, perfCallchain } from "../../../unwinder/index.ts";
+import { frameUnwinder, perfCallchainKernel } from "../../../unwinder/index.ts";
+import { envFromImage } from "../../../harness/unwind-env.ts";
 import { allowances, classify, expectedChain, type StackClass } from "../../../harness/oracles/classify.ts";
 import { FrameWindows } from "../../../harness/oracles/window.ts";
 import { kernelStacks } from "../../../jit/private-stacks.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 
 const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
 const outer = program({ name: "outer", type: "kprobe", funcs: [
@@ -31,9 +33,9 @@ const nested = program({ name: "nested", type: "tracing", funcs: [
 /** A step of the task's run where rip is in a BPF function's body, outside its frame window. */
 function irqPoint(strategyName: string): number {
   const img = buildImage({ programs: [outer, nested], task: 0, nested: [1] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
-  const m = img.machine();
+  const m = loadImage(img);
   const windows = new FrameWindows(m);
-  img.startTask(m);
+  startTask(img, m);
   for (let k = 1; ; k++) {
     if (m.runUntil(k).kind !== "paused") throw new Error(`${strategyName}: no BPF body step`);
     if (k > 40 && m.symbols.lookup(m.rip)?.kind === "bpf" && !windows.inWindow(m.rip)) return k;
@@ -46,10 +48,10 @@ function irqPoint(strategyName: string): number {
  */
 function sweep(strategyName: string, irqAt?: number) {
   const img = buildImage({ programs: [outer, nested], task: 0, nested: [1], irq: [{ vector: 0x20, program: 1 }] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
-  const m = img.machine();
+  const m = loadImage(img);
   const env = envFromImage(img, m);
   const windows = new FrameWindows(m, kernelStacks(img));
-  img.startTask(m);
+  startTask(img, m);
   const base = m.snapshot();
   const straight = m.run();
   if (straight.kind !== "completed") throw new Error(`${strategyName}: ${straight.kind}`);
@@ -71,7 +73,7 @@ function sweep(strategyName: string, irqAt?: number) {
     const ip = (truth[marker] as { ip: bigint }).ip;
     const blind = windows.blindSpot(ip, (truth[marker] as { frame: bigint }).frame, true) !== undefined;
     const inWindow = windows.inWindow(ip);
-    const c = classify(expectedChain(truth, marker), perfCallchain(env, mm.reg("rdi")), allowances(truth, marker, windows));
+    const c = classify(expectedChain(truth, marker), perfCallchainKernel(frameUnwinder(env), mm.reg("rdi")), allowances(truth, marker, windows));
     sample = { cls: c.class, inWindow, blind, where: mm.symbols.symbolize(ip) ?? ip.toString(16) };
   });
   for (let k = from; k < to; k++) {

@@ -2,22 +2,24 @@
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { loadScenario } from "../../../harness/scenario.ts";
-import { overBudget, watchRun } from "../../../harness/oracles/run.ts";
+import { overBudget, RUN_ORACLES, watchRun } from "../../../harness/oracles/run.ts";
+import type { Oracle } from "../../../harness/oracles/types.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
 import { standardPrologue } from "../../../jit/prologue.ts";
 import type { Machine } from "../../../harness/machine/index.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 
 const scenario = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 
 function run(s: Strategy, setup?: (m: Machine, img: ReturnType<typeof buildImage>) => void) {
   const img = buildImage(scenario.spec, s);
-  const m = img.machine();
+  const m = loadImage(img);
   const w = watchRun(img, m);
   setup?.(m, img);
-  img.startTask(m);
+  startTask(img, m);
   // the scenario's schedule: an IRQ and an NMI by instruction count
   let r = m.runUntil(40);
   m.raise(236);
@@ -46,7 +48,7 @@ describe("run oracles", () => {
   });
 
   test("ABI: a strategy whose epilogue forgets the pops leaves rbx and r13 clobbered", () => {
-    const noPops: Strategy = { ...strategy("baseline"), name: "no-pops", prologue: (e, f) => standardPrologue(e, f, f.func.stackDepth), epilogue: (e) => { e.leave(); e.ret(); } };
+    const noPops: Strategy = { ...strategy("baseline"), name: "no-pops", prologue: (e, f) => standardPrologue(e, f, f.func.stackDepth), epilogue: (e) => { e.leave(); e.frameGone(); e.ret(); } };
     const { report } = run(noPops);
     const abi = report.failures.filter((f) => f.check === "abi-return").map((f) => f.message);
     expect(abi.some((x) => /^rbx not restored by bpf_prog_[0-9a-f]{16}_main/.test(x))).toBe(true);
@@ -94,9 +96,9 @@ describe("high-water marks of private stacks", () => {
     const reentrant = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
     const spec = { ...reentrant.spec, nested: [reentrant.spec.task] };
     const img = buildImage(spec, strategy("limited-recursion"));
-    const m = img.machine();
+    const m = loadImage(img);
     const w = watchRun(img, m);
-    img.startTask(m);
+    startTask(img, m);
     expect(m.run().kind).toBe("completed");
     const report = w.report();
     const slots = report.highWater.filter((h) => h.stack.startsWith("private outer/main"));
@@ -121,5 +123,35 @@ describe("overBudget", () => {
       "private outer/main slot 1 stack used 300 bytes, over its budget of 250 (--stack-budget private=250)",
     ]);
     expect(overBudget(hw, {})).toEqual([]);
+  });
+});
+
+describe("run oracles are a list of checks", () => {
+  test("a check added to the list watches the run, keeps and restores its state, and reports", () => {
+    const img = buildImage(scenario.spec, strategy("baseline"));
+    const m = loadImage(img);
+    // a check of its own: fails at every interrupt, counts the writes it watches on the task stack
+    let writes = 0;
+    const interrupts: Oracle = ({ fail, img: i }) => ({
+      onInterrupt: (a) => fail({ check: "abi-iret", message: `vector ${a.vector}` }),
+      writes: [{ begin: i.layout.taskStack, end: i.layout.taskStack + 0x4000n }],
+      onWrite: () => { writes++; },
+      save: () => { const n = writes; return () => { writes = n; }; },
+      report: () => ({ invocations: 100 }),
+    });
+    const w = watchRun(img, m, "none", {}, [...RUN_ORACLES, interrupts]);
+    startTask(img, m);
+    m.runUntil(40);
+    const back = w.save();
+    const seen = writes;
+    m.raise(236);
+    m.run();
+    const after = w.report();
+    expect(after.failures.map((f) => f.message)).toContain("vector 236");
+    expect(after.invocations).toBeGreaterThan(100); // its figure adds to the semantics check's
+    expect(writes).toBeGreaterThan(seen);
+    back();
+    expect(writes).toBe(seen);
+    expect(w.report().failures.map((f) => f.message)).not.toContain("vector 236");
   });
 });

@@ -6,7 +6,16 @@ import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
 import { program } from "../../../jit/bpf/program.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
-import { envFromImage, perfCallchain, stackWalk, STACK_TYPE_NMI, STACK_TYPE_PRIVATE, unwindStart, unwindDone, type UnwindEnv } from "../../../unwinder/index.ts";
+import {
+  archStackWalk, frameUnwinder, frameUnwindStart, perfCallchainKernel, STACK_TYPE_NMI, STACK_TYPE_PRIVATE, unwindDone, type UnwindEnv, type Walk,
+} from "../../../unwinder/index.ts";
+import { envFromImage } from "../../../harness/unwind-env.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
+
+/** arch_stack_walk() of current from a running function whose frame pointer is `bp`. */
+const stackWalk = (env: UnwindEnv, from: { bp: bigint }): Walk => archStackWalk(frameUnwinder(env), { kind: "current", ip: 0n, sp: from.bp, bp: from.bp });
+/** perf_callchain_kernel() from hardware regs. */
+const perfCallchain = (env: UnwindEnv, regs: bigint): Walk => perfCallchainKernel(frameUnwinder(env), regs);
 
 // ---- a hand-built world: a task stack, an IRQ stack, an NMI stack, text at 0xffffffff81000000 ----
 const TASK = 0xffffc90000010000n, TASK_END = TASK + 0x4000n, PT = TASK_END - 168n;
@@ -44,7 +53,7 @@ describe("unwind_frame.c rules on hand-built stacks", () => {
     const env = world([...chain, [regs + 32n, f0], [regs + 128n, TEXT + 0x5n], [regs + 136n, 0x10n], [regs + 152n, 0xffff88807fc01000n]]);
     const w = perfCallchain(env, regs);
     expect(w.ips).toEqual([TEXT + 0x5n]); // regs->ip only: the skip loop consumed every frame
-    expect(unwindDone(unwindStart(env, { regs }))).toBe(true);
+    expect(unwindDone(frameUnwindStart(env, { kind: "regs", regs }))).toBe(true);
   });
 
   test("from regs with regs->sp on the stack, the first reported frame is regs->bp's", () => {
@@ -139,7 +148,7 @@ const returnAddresses = (t: ReturnType<import("../../../harness/machine/index.ts
 describe("private stacks as the unwinder knows them (--private-stacks)", () => {
   const stacks = (name: string, knowledge: "per-type" | "per-instance") => {
     const img = buildImage({ programs: [sampler], task: 0 }, strategy(name));
-    return envFromImage(img, img.machine(), knowledge).stacks.privateStacks ?? [];
+    return envFromImage(img, loadImage(img), knowledge).stacks.privateStacks ?? [];
   };
   test("a back-link only where the design keeps one (full-private's pushed rsp); none for the others", () => {
     for (const s of BUILTIN_STRATEGIES) {
@@ -163,33 +172,33 @@ describe("private stacks as the unwinder knows them (--private-stacks)", () => {
 describe("walks on the real image against the ground truth", () => {
   test.each(["baseline", "r9-private"])("%s: bpf_get_stack-style from the helper gives exactly the true chain", (name) => {
     const img = buildImage({ programs: [sampler], task: 0 }, strategy(name));
-    const m = img.machine();
+    const m = loadImage(img);
     const env = envFromImage(img, m);
     let walk, truth;
     m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => { walk = stackWalk(env, { bp: mm.reg("rbp") }); truth = returnAddresses(mm.truth()); });
-    img.startTask(m);
+    startTask(img, m);
     expect(m.run().kind).toBe("completed");
     expect(walk).toEqual({ ips: truth, error: false, reachedEnd: true, warnings: [] });
   });
 
   test("split-stack: from the helper, bp is on the private stack, which get_stack_info() does not know: an empty trace", () => {
     const img = buildImage({ programs: [sampler], task: 0 }, strategy("split-stack"));
-    const m = img.machine();
+    const m = loadImage(img);
     let walk;
     m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => { walk = stackWalk(envFromImage(img, mm), { bp: mm.reg("rbp") }); });
-    img.startTask(m);
+    startTask(img, m);
     m.run();
     expect(walk).toMatchObject({ ips: [], reachedEnd: false });
   });
 
   test("baseline: an IRQ in a BPF program; from handle_irq the walk crosses the IRQ stack, the encoded pt_regs and reaches the end", () => {
     const img = buildImage({ programs: [sampler, leaf], task: 0, irq: [{ vector: 0xec, program: 1 }] }, strategy("baseline"));
-    const m = img.machine();
+    const m = loadImage(img);
     let walk, truth;
     let raised = false;
     m.addHook(img.programs[0]!.jit.funcs[0]!.insnAddrs[4]!, (mm) => { if (!raised) { raised = true; mm.raise(0xec); } });
     m.addHook(img.kernel.addr("irq_sample"), (mm) => { walk = stackWalk(envFromImage(img, mm), { bp: mm.reg("rbp") }); truth = returnAddresses(mm.truth()); });
-    img.startTask(m);
+    startTask(img, m);
     expect(m.run().kind).toBe("completed");
     expect(walk).toEqual({ ips: truth, error: false, reachedEnd: true, warnings: [] });
   });

@@ -7,10 +7,11 @@ import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
 import { program } from "../../../jit/bpf/program.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
-import { envFromImage } from "../../../unwinder/index.ts";
-import { orcEnvFromImage, orcWalk, type OrcVersion } from "../../../unwinder/orc.ts";
+import { archStackWalk, perfCallchainKernel, type OrcVersion } from "../../../unwinder/index.ts";
+import { unwinderFor } from "../../../harness/unwind-env.ts";
 import { allowances, classify, expectedChain } from "../../../harness/oracles/classify.ts";
 import { FrameWindows } from "../../../harness/oracles/window.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 
 const sampler = program({ name: "sampler", type: "kprobe", funcs: [{ name: "main", stackDepth: 64, body: [
   alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
@@ -25,14 +26,13 @@ const returnAddresses = (t: ReturnType<import("../../../harness/machine/index.ts
 describe("ORC from a helper (bpf_get_stack style)", () => {
   test.each([["orc-6.13", true], ["orc-6.19", false]] as const)("%s: the true chain; error flag %s", (version, error) => {
     const img = buildImage({ programs: [sampler], task: 0 }, strategy("baseline"));
-    const m = img.machine();
+    const m = loadImage(img);
     let walk, truth;
     m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => {
-      const env = orcEnvFromImage(envFromImage(img, mm), img, mm, version as OrcVersion);
-      walk = orcWalk(env, { ip: mm.rip, sp: mm.reg("rsp"), bp: mm.reg("rbp") });
+      walk = archStackWalk(unwinderFor(version, img, mm), { kind: "current", ip: mm.rip, sp: mm.reg("rsp"), bp: mm.reg("rbp") });
       truth = returnAddresses(mm.truth());
     });
-    img.startTask(m);
+    startTask(img, m);
     expect(m.run().kind).toBe("completed");
     expect(walk).toEqual({ ips: truth, error, reachedEnd: true, warnings: [] });
   });
@@ -41,21 +41,22 @@ describe("ORC from a helper (bpf_get_stack style)", () => {
 describe("ORC from an NMI at every boundary (perf callchain)", () => {
   function sweep(version: OrcVersion) {
     const img = buildImage({ programs: [sampler], task: 0 }, strategy("baseline"));
-    const m = img.machine();
-    const env = orcEnvFromImage(envFromImage(img, m), img, m, version);
+    const m = loadImage(img);
+    const unwinder = unwinderFor(version, img, m);
     const windows = new FrameWindows(m);
-    img.startTask(m);
+    startTask(img, m);
     const base = m.snapshot();
     const straight = m.run();
     const total = straight.kind === "completed" ? straight.steps : 0;
-    const main = img.fpWindows[0]!;
+    const f = img.programs[0]!.jit.funcs[0]!;
+    const main = { start: f.image.base, end: f.image.end, fpStart: f.image.base + BigInt(f.ksym.fpStart), fpEnd: f.image.base + BigInt(f.ksym.fpEnd) };
     const rows: { cls: string; bpf: "in-window" | "outside" | "no"; inFpWindow: boolean }[] = [];
     let row: (typeof rows)[number] | undefined;
     m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
       const truth = mm.truth();
       const k = truth.findIndex((t) => t.kind === "interrupt");
       const ip = (truth[k] as { ip: bigint }).ip;
-      const walk = orcWalk(env, { regs: mm.reg("rdi") });
+      const walk = perfCallchainKernel(unwinder, mm.reg("rdi"));
       const inBpf = ip >= main.start && ip < main.end;
       row = { cls: classify(expectedChain(truth, k), walk, allowances(truth, k, windows)).class, bpf: inBpf ? (ip >= main.fpStart && ip < main.fpEnd ? "in-window" : "outside") : "no", inFpWindow: windows.inWindow(ip) };
     });

@@ -1,0 +1,61 @@
+// The contract of a run-level check (design.md §6): a small object with its own state that
+// watches one run through the machine's events (calls, returns, interrupts, irets, memory
+// writes and reads in ranges it names, address hooks it sets), can keep and restore its state
+// (exhaustive mode's forks), and reports its failures and figures at the end. run.ts composes
+// them as a list.
+import type { Activation, Machine } from "../machine/index.ts";
+import type { Image } from "../../jit/image.ts";
+import type { UnwindEnv } from "../../unwinder/index.ts";
+
+export interface RunFailure {
+  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water" | "memory";
+  readonly message: string;
+}
+
+export interface HighWater { readonly stack: string; readonly bytes: number }
+
+export interface RunReport {
+  readonly failures: readonly RunFailure[];
+  readonly invocations: number;
+  readonly highWater: readonly HighWater[];
+}
+
+/** A budget per stack, in bytes: "task", "irq", "nmi", or "private" (every private stack). */
+export type StackBudgets = Readonly<Partial<Record<"task" | "irq" | "nmi" | "private", number>>>;
+
+/** What every check of one run sees. */
+export interface OracleContext {
+  readonly img: Image;
+  readonly m: Machine;
+  /** The unwinders' view (get_stack_info() with the private stacks they are told about). */
+  readonly env: UnwindEnv;
+  /** Record a failure as it happens. */
+  readonly fail: (f: RunFailure) => void;
+  /** `symbol+0xoff`, or the address. */
+  readonly sym: (a: bigint) => string;
+  /** Stack budgets to hold the high-water marks to (--stack-budget). */
+  readonly budgets: StackBudgets;
+}
+
+/** A [begin, end) address range. */
+export interface Range { readonly begin: bigint; readonly end: bigint }
+
+export interface RunOracle {
+  onCall?(a: Activation): void;
+  onReturn?(a: Activation): void;
+  onInterrupt?(a: Activation): void;
+  onIret?(a: Activation): void;
+  /** Writes in these ranges (rounded out to pages) reach onWrite. */
+  readonly writes?: readonly Range[];
+  onWrite?(addr: bigint, size: number, ip: bigint): void;
+  /** Reads in these ranges reach onRead. */
+  readonly reads?: readonly Range[];
+  onRead?(addr: bigint, size: number, ip: bigint): void;
+  /** Keep the state now; the function returned puts it back (any number of times). */
+  save(): () => void;
+  /** End-of-run failures and figures (called any number of times; it does not change the state). */
+  report(): { readonly failures?: readonly RunFailure[]; readonly invocations?: number; readonly highWater?: readonly HighWater[] };
+}
+
+/** A check: given one run's context, the object that watches it. */
+export type Oracle = (ctx: OracleContext) => RunOracle;
