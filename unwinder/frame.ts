@@ -89,7 +89,7 @@ function isLastTaskFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
   const word = (a: bigint, i: bigint) => rd(env, a + 8n * i);
   return s.bp === last
     || (s.bp === aligned && word(aligned, 1n) === word(last, 1n))
-    || s.bp === ftrace;
+    || (s.bp === ftrace && word(s.bp, 0n) === word(s.bp, 2n) && word(s.bp, 1n) === word(s.bp, 4n));
 }
 
 /** unwind_next_frame(). */
@@ -130,7 +130,7 @@ function badAddress(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): boolea
   s.expectedLoss = (s.gotIrq && env.inEntryCode(s.ip)) || (s.regs !== 0n && sp >= lastAlignedFrame(env, s) && sp < taskPtRegs(env, s));
   if (s.expectedLoss) return theEnd(s);
   const hex = (v: bigint) => v.toString(16).padStart(16, "0");
-  if (s.gotIrq) {
+  if (s.regs !== 0n) {
     s.warnings.once("WARNING: kernel stack regs", `WARNING: kernel stack regs at ${hex(s.regs)} in stackcheck:1 has bad 'bp' value ${hex(nextBp)}`);
   } else {
     s.warnings.once("WARNING: kernel stack frame pointer", `WARNING: kernel stack frame pointer at ${hex(s.bp)} in stackcheck:1 has bad value ${hex(nextBp)}`);
