@@ -1,13 +1,14 @@
-// JIT a whole program under a strategy: place the private memory the strategy asks for, size
-// every function, give each its address, then lower each with the real call targets
-// (jit_subprogs(): every subprog is its own image, called with `call rel32`).
+// JIT a whole program under a strategy: place the private memory the strategy asks for, then JIT
+// it as the kernel does: one function at once (bpf_prog_select_runtime()), several as
+// jit_subprogs() does (every subprog its own image, called with `call rel32`; a first round
+// places them, an extra pass writes the real call targets).
 import type { Assembled } from "./asm.ts";
 import type { BpfInsn } from "./bpf/insn.ts";
 import { BPF_HELPER_CALL, BPF_PSEUDO_CALL } from "./bpf/opcodes.ts";
 import { helperById, kfuncById } from "./bpf/abi.ts";
 import type { Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
-import { calleeSavedUsed, lowerFunction } from "./lower.ts";
+import { calleeSavedUsed, lowerFunction, type LoweredFunc } from "./lower.ts";
 import { FRAME_GONE, FRAME_READY } from "./x86/emit.ts";
 import { checkPrivateRequest, DEFAULT_JIT_OPTIONS, type FuncJit, type JitOptions, type PlacedPrivate, type Strategy } from "./strategy.ts";
 
@@ -31,6 +32,8 @@ export interface JitFunction {
   readonly symbol: string;
   readonly image: Assembled;
   readonly insnAddrs: readonly bigint[];
+  /** do_jit()'s addrs[] (offsets): addrs[0] the prologue's end, addrs[k + 1] the end of BPF instruction k. */
+  readonly addrs: readonly number[];
   /** Where the strategy said the function's frame is complete and torn down (Emitter.frameReady/frameGone). */
   readonly frame: { readonly ready: bigint; readonly gone: bigint };
   /** ksym.fp_start / fp_end as do_jit() stores them: offsets from the function's start (kernel/bpf/core.c bpf_has_frame_pointer()). */
@@ -79,25 +82,31 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
     const sig = x.src === BPF_HELPER_CALL ? helperById(x.imm) : kfuncById(x.imm);
     return sig!.name;
   };
-  // Pass 1: sizes (call targets do not change instruction sizes: every call is rel32).
-  const provisional = new Map<string, bigint>(names.map((n) => [n, layout.base]));
-  const resolve = (addrs: Map<string, bigint>) => (name: string) => addrs.get(name) ?? layout.kernelSymbols(name);
-  const sizes = p.funcs.map((_, fi) => lowerFunction(strategy, funcJit(fi), layout.base, target, resolve(provisional)).assembled.bytes.length);
-  const bases: bigint[] = [];
-  let at = layout.base;
-  for (const s of sizes) {
-    bases.push(at);
-    at += BigInt(Math.ceil(s / 16) * 16);
-  }
-  const final = new Map<string, bigint>(names.map((n, fi) => [n, bases[fi]!]));
-  const funcs = p.funcs.map((f, fi): JitFunction => {
-    const low = lowerFunction(strategy, funcJit(fi), bases[fi]!, target, resolve(final));
+  const resolve = (addrs: ReadonlyMap<string, bigint>) => (name: string) => addrs.get(name) ?? layout.kernelSymbols(name);
+  const record = (fi: number, low: LoweredFunc): JitFunction => {
     const ready = low.assembled.labels.get(FRAME_READY)!, gone = low.assembled.labels.get(FRAME_GONE)!;
     const base = low.assembled.base;
     return {
-      fi, name: f.name, symbol: names[fi]!, image: low.assembled, insnAddrs: low.insnAddrs,
+      fi, name: p.funcs[fi]!.name, symbol: names[fi]!, image: low.assembled, insnAddrs: low.insnAddrs, addrs: low.addrs,
       frame: { ready, gone }, ksym: { fpStart: Number(ready - base), fpEnd: Number(gone - base) },
     };
-  });
+  };
+  // One function: bpf_prog_select_runtime() JITs the program once, at its image.
+  if (p.funcs.length === 1) {
+    const low = lowerFunction(strategy, funcJit(0), layout.base, target, resolve(new Map([[names[0]!, layout.base]])));
+    return { strategy: strategy.name, funcs: [record(0, low)], privates, end: layout.base + BigInt(Math.ceil(low.assembled.bytes.length / 16) * 16) };
+  }
+  // jit_subprogs() (kernel/bpf/fixups.c, 7.2): every function JITed once with placeholder
+  // call targets, which places its image (calls are rel32: targets do not change sizes); then
+  // the real targets, and each function's extra pass into its image.
+  const first = p.funcs.map((_, fi) => lowerFunction(strategy, funcJit(fi), layout.base, target, resolve(new Map(names.map((n) => [n, layout.base])))));
+  const bases: bigint[] = [];
+  let at = layout.base;
+  for (const low of first) {
+    bases.push(at);
+    at += BigInt(Math.ceil(low.assembled.bytes.length / 16) * 16);
+  }
+  const final = new Map<string, bigint>(names.map((n, fi) => [n, bases[fi]!]));
+  const funcs = p.funcs.map((_, fi) => record(fi, lowerFunction(strategy, funcJit(fi), bases[fi]!, target, resolve(final), first[fi]!.state)));
   return { strategy: strategy.name, funcs, privates, end: at };
 }

@@ -1,8 +1,15 @@
-// Lowering one BPF function to x86-64 (arch/x86/net/bpf_jit_comp.c do_jit()): the upstream
-// register map, the upstream instruction choices, and layout by passes over an addrs[] table
-// until nothing moves (bpf_int_jit_compile()): jumps take the rel8 form when the previous
-// pass's offset fits, starting from upstream's estimate of 64 bytes per instruction.
-import { AsmError, type Assembled } from "./asm.ts";
+// Lowering one BPF function to x86-64 as arch/x86/net/bpf_jit_comp.c (7.2) does it:
+//   - bpf_int_jit_compile(): addrs[] starts at 64 bytes per instruction; passes of do_jit()
+//     until the image stops changing length; then one more pass into the image, which must
+//     land every instruction where the last pass put it ("bpf_jit: fatal error" otherwise); from
+//     PADDING_PASSES on, and in a subprog's extra pass, jumps that shrank are padded with nops;
+//     after MAX_PASSES without converging the JIT gives up;
+//   - do_jit(): the strategy's prologue, then each instruction with the upstream register map
+//     and instruction choices; addrs[i] is updated in place as the pass goes, so a jump reads
+//     this pass's addresses behind it and the last pass's ahead of it; `cleanup_addr` (the first
+//     exit's epilogue) is this pass's once the first exit is emitted; rel8 jumps only up to
+//     +123 (is_imm8_jmp_offset()).
+import type { Assembled } from "./asm.ts";
 import type { BpfInsn } from "./bpf/insn.ts";
 import {
   BPF_ADD, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_CALL, BPF_CLASS, BPF_EXIT, BPF_JA, BPF_JEQ, BPF_JGE,
@@ -11,13 +18,18 @@ import {
   BPF_X, BPF_XOR, BPF_ALU, sizeBytes,
 } from "./bpf/opcodes.ts";
 import { StrategyError, type Strategy, type FuncJit } from "./strategy.ts";
-import { Emitter, type AluOp, type Cond, type ShiftOp, type Width, type X86Reg } from "./x86/emit.ts";
+import { isImm8JmpOffset, isSimm32 } from "./x86/encode.ts";
+import { Emitter, FRAME_GONE, FRAME_READY, JitError, type AluOp, type Cond, type ShiftOp, type Width, type X86Reg } from "./x86/emit.ts";
+
+export { JitError };
 
 /** reg2hex[]: BPF R0-R9 (R10 is the strategy's frame register). */
 const REG_MAP: readonly X86Reg[] = ["rax", "rdi", "rsi", "rdx", "rcx", "r8", "rbx", "r13", "r14", "r15"];
 /** AUX_REG: the JIT's temporary. */
 const AUX: X86Reg = "r11";
 const CALLEE_SAVED: readonly [number, X86Reg][] = [[6, "rbx"], [7, "r13"], [8, "r14"], [9, "r15"]];
+/** MAX_PASSES, PADDING_PASSES (bpf_int_jit_compile()). */
+const MAX_PASSES = 20, PADDING_PASSES = MAX_PASSES - 5;
 
 /** detect_reg_usage(): the callee-saved registers a function touches, in push order. */
 export function calleeSavedUsed(insns: readonly BpfInsn[]): X86Reg[] {
@@ -30,80 +42,96 @@ const COND: Record<number, Cond> = {
   [BPF_JEQ]: "e", [BPF_JNE]: "ne", [BPF_JGT]: "a", [BPF_JLT]: "b", [BPF_JGE]: "ae", [BPF_JLE]: "be",
   [BPF_JSGT]: "g", [BPF_JSLT]: "l", [BPF_JSGE]: "ge", [BPF_JSLE]: "le", [BPF_JSET]: "ne",
 };
-const isImm8 = (v: number) => v >= -128 && v <= 127;
+
+/** The JIT's state between bpf_int_jit_compile() calls of one subprog (struct x64_jit_data). */
+export interface JitState {
+  readonly addrs: Int32Array;
+  readonly cleanup: number;
+  readonly proglen: number;
+}
 
 export interface LoweredFunc {
   readonly assembled: Assembled;
   /** Address of the first x86 instruction of each BPF instruction of the function. */
   readonly insnAddrs: readonly bigint[];
+  /** do_jit()'s addrs[]: addrs[0] the prologue's end, addrs[k + 1] the end of instruction k. */
+  readonly addrs: readonly number[];
+  /** ksym.fp_start / fp_end as do_jit() stores them (`prog - temp`, see doJit()). */
+  readonly ksym: { readonly fpStart: number; readonly fpEnd: number };
   readonly passes: number;
-}
-
-export class JitError extends Error {
-  override name = "JitError";
+  /** What a subprog's extra pass starts from. */
+  readonly state: JitState;
 }
 
 /** Where a call goes: the symbol of a helper, kfunc or BPF function. */
 export type CallTarget = (x: BpfInsn, index: number) => string;
 
-/** Lower function `f.fi` at `base`; `symbols` resolves the names `target` returns. */
-export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined): LoweredFunc {
+/**
+ * bpf_int_jit_compile() of function `f.fi` at `base`; `symbols` resolves the names `target`
+ * returns. `resume`: a subprog's extra pass (jit_subprogs() calls the JIT again once every
+ * subprog has its address): one pass into the image from the state the first call left, with
+ * padding on.
+ */
+export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined, resume?: JitState): LoweredFunc {
   const insns = f.prog.insns.slice(f.func.start, f.func.end);
   const n = insns.length;
-  // addrs[k] = offset (from base) where BPF instruction k's code starts; addrs[n] = the end.
-  let addrs = Array.from({ length: n + 1 }, (_, k) => 64 * (k + 1));
-  let cleanup = 64 * (n + 1);
-  let last: { forms: string; out: Assembled; sizesOnly: boolean } | undefined;
-  // Converged: this pass's forms are final. A pass assembled for its sizes only is assembled for real.
-  const done = (e: Emitter, prev: { out: Assembled; sizesOnly: boolean }, pass: number): LoweredFunc => ({
-    assembled: prev.sizesOnly ? e.asm.assemble(base, { symbols }) : prev.out, insnAddrs: addrs.slice(0, n).map((a) => base + BigInt(a)), passes: pass,
-  });
-  for (let pass = 1; pass <= 20; pass++) {
-    const forms: string[] = [];
-    const e = emitFunction(strategy, f, insns, addrs, cleanup, target, forms);
-    // The previous pass's addresses only choose jump forms: the same choices emit the same
-    // instructions, so this pass's bytes are the previous pass's, which were its input: converged.
-    const key = forms.join("");
-    if (last !== undefined && last.forms === key) return done(e, last, pass);
-    // A guess can pick rel8 for a jump that is out of its range (the first pass places the
-    // epilogue at the end, so a later exit's jump back to it looks short): do_jit() writes a
-    // wrong offset that pass and fixes it on the next. Here that pass is assembled for its sizes.
-    let out: Assembled, sizesOnly = false;
-    try {
-      out = e.asm.assemble(base, { symbols });
-    } catch (err) {
-      if (!(err instanceof AsmError && err.code === "encode")) throw err;
-      out = e.asm.assemble(base, { symbols, provisional: true });
-      sizesOnly = true;
+  const name = `${f.prog.name}/${f.func.name}`;
+  // Before the first pass, a rough estimate: each BPF instruction is under 64 bytes.
+  const addrs = resume ? Int32Array.from(resume.addrs) : Int32Array.from({ length: n + 1 }, (_, i) => 64 * (i + 1));
+  const ctx = { cleanup: resume ? resume.cleanup : 64 * (n + 1) };
+  let oldproglen = resume ? resume.proglen : 0;
+  let image = resume !== undefined, padding = resume !== undefined;
+  for (let pass = 0; pass < MAX_PASSES || image; pass++) {
+    if (!padding && pass >= PADDING_PASSES) padding = true;
+    const out = doJit(strategy, f, insns, addrs, ctx, padding, image, base, target, symbols);
+    if (image) {
+      if (out.proglen !== oldproglen) throw new JitError(`${name}: bpf_jit: proglen=${out.proglen} != oldproglen=${oldproglen}`);
+      const assembled = out.e.finish();
+      return {
+        assembled, addrs: [...addrs], insnAddrs: [...addrs.subarray(0, n)].map((a) => base + BigInt(a)), passes: pass + 1,
+        ksym: out.ksym, state: { addrs: Int32Array.from(addrs), cleanup: ctx.cleanup, proglen: out.proglen },
+      };
     }
-    last = { forms: key, out, sizesOnly };
-    const next = Array.from({ length: n + 1 }, (_, k) => Number((k < n ? out.labels.get(`insn_${k}`)! : out.end) - base));
-    const nextCleanup = Number(out.labels.get("cleanup")! - base);
-    if (next.every((v, k) => v === addrs[k]) && nextCleanup === cleanup) return done(e, last, pass);
-    addrs = next;
-    cleanup = nextCleanup;
+    if (out.proglen === oldproglen) image = true; // bpf_jit_binary_pack_alloc(): the next pass writes the image
+    oldproglen = out.proglen;
   }
-  throw new JitError(`${f.prog.name}/${f.func.name}: the image did not converge in 20 passes`);
+  throw new JitError(`${name}: the JIT did not converge in ${MAX_PASSES} passes (bpf_int_jit_compile() gives up; with BPF_JIT_ALWAYS_ON the load fails)`);
 }
 
-/** `forms` gets one letter per jump: the form the addresses chose ("8" rel8, "4" rel32, "-" elided). */
-function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[], addrs: readonly number[], cleanup: number, target: CallTarget, forms: string[]): Emitter {
-  const e = new Emitter(`${f.prog.name}/${f.func.name}`);
+/**
+ * One do_jit() pass: the code, its length, and ksym.fp_start/fp_end as do_jit() records them.
+ * `prog` is reset to `temp` at the start of every instruction, so `fp_start = prog - temp`
+ * right after emit_prologue() is an offset from the image start, while `fp_end = prog - temp`
+ * right after the first exit's `leave` is an offset from the start of that exit instruction's
+ * code (bpf_jit_comp.c do_jit(), 7.2: the same line's emit_return() adds addrs[i - 1] to it,
+ * the ksym assignment does not).
+ */
+function doJit(
+  strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[], addrs: Int32Array, ctx: { cleanup: number }, padding: boolean, image: boolean,
+  base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined,
+): { e: Emitter; proglen: number; ksym: { fpStart: number; fpEnd: number } } {
+  const name = `${f.prog.name}/${f.func.name}`;
+  const e = new Emitter(name, { base, symbols });
   const fp = strategy.frameRegister(f);
   const reg = (r: number): X86Reg => (r === 10 ? fp : REG_MAP[r]!);
-  const where = `strategy '${strategy.name}', ${f.prog.name}/${f.func.name}`;
+  const where = `strategy '${strategy.name}', ${name}`;
   strategy.prologue(e, f);
   if (e.frameMarks.ready !== 1 || e.frameMarks.gone !== 0) {
     throw new StrategyError(`${where}: the prologue must call e.frameReady() once, where the function's frame is complete (do_jit() records ksym.fp_start there); it called it ${e.frameMarks.ready} time(s)${e.frameMarks.gone ? " and called e.frameGone()" : ""}`);
   }
+  const fpStart = e.labelOffset(FRAME_READY)!;
+  let fpEnd = 0;
+  let proglen = e.offset;
+  addrs[0] = proglen;
   let seenExit = false;
-  insns.forEach((x, k) => {
-    e.label(`insn_${k}`);
+  for (let i = 1; i <= insns.length; i++) {
+    const x = insns[i - 1]!;
+    const k = i - 1;
+    const start = e.offset; // `temp`: this instruction's code starts here
+    /** INSN_SZ_DIFF: the instruction's size in the last pass minus what is emitted of it so far. */
+    const sizeDiff = () => addrs[i]! - addrs[i - 1]! - (e.offset - start);
     const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
     const dst = reg(x.dst), src = reg(x.src);
-    // jmp_offset = addrs[target] - addrs[i] of the previous pass, measured from this insn's end
-    // (no closure here: tsx's keepNames makes every closure created per instruction a defineProperty)
-    const end = addrs[k + 1]!;
     if (cls === BPF_ALU || cls === BPF_ALU64) {
       const is64 = cls === BPF_ALU64;
       if (op === BPF_MOV) {
@@ -118,7 +146,7 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
         if (!isX) e.shiftRI(SHIFTS[op]!, is64, dst, x.imm);
         else shiftByReg(e, SHIFTS[op]!, is64, x.dst, x.src, reg);
       } else {
-        throw new JitError(`${f.prog.name}/${f.func.name}: insn ${k}: no lowering for opcode 0x${x.code.toString(16)}`);
+        throw new JitError(`${name}: insn ${k}: bpf_jit: unknown opcode ${x.code.toString(16).padStart(2, "0")}`);
       }
     } else if (cls === BPF_LDX) {
       e.ldx(sizeBytes(BPF_SIZE(x.code)) as Width, dst, src, x.off);
@@ -131,21 +159,32 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
       strategy.call(e, f, () => e.callSymbol(name));
     } else if (op === BPF_EXIT) {
       if (seenExit) {
-        const short = isImm8(cleanup - end);
-        forms.push(short ? "8" : "4");
-        e.jmp(short, "cleanup"); // later exits jump to the first one's epilogue
+        emitJmp(e, ctx.cleanup - addrs[i]!, padding, sizeDiff, name, k); // later exits jump to the first one's epilogue
       } else {
         seenExit = true;
+        ctx.cleanup = proglen; // cleanup_addr: this pass's start of the first exit
         e.label("cleanup");
         strategy.epilogue(e, f);
-        if (e.frameMarks.gone !== 1 || e.frameMarks.ready !== 1) {
-          throw new StrategyError(`${where}: the epilogue must call e.frameGone() once, where the frame is torn down (do_jit() records ksym.fp_end there, after \`leave\`); it called it ${e.frameMarks.gone} time(s)${e.frameMarks.ready !== 1 ? " and called e.frameReady() again" : ""}`);
+        const marks: { ready: number; gone: number } = { ...e.frameMarks }; // (the prologue check narrowed the fields)
+        if (marks.gone !== 1 || marks.ready !== 1) {
+          throw new StrategyError(`${where}: the epilogue must call e.frameGone() once, where the frame is torn down (do_jit() records ksym.fp_end there, after \`leave\`); it called it ${marks.gone} time(s)${marks.ready !== 1 ? " and called e.frameReady() again" : ""}`);
         }
+        fpEnd = e.labelOffset(FRAME_GONE)! - start; // `prog - temp` inside this instruction
       }
-    } else if (op === BPF_JA && cls === BPF_JMP) {
-      const off = addrs[k + 1 + x.off]! - end;
-      forms.push(off === 0 ? "-" : isImm8(off) ? "8" : "4");
-      if (off !== 0) e.jmp(isImm8(off), `insn_${k + 1 + x.off}`); // a jump to the next code is elided
+    } else if (op === BPF_JA && (cls === BPF_JMP || cls === BPF_JMP32)) {
+      // BPF_JMP: off; BPF_JMP32 (gotol): imm. -1 always jumps back two bytes (a self-loop).
+      const off = cls === BPF_JMP ? x.off : x.imm;
+      const rel = off === -1 ? -2 : addrs[i + off]! - addrs[i]!;
+      if (rel === 0) {
+        // a jump to the next instruction is elided; with padding, as long as it was last pass
+        if (padding) {
+          const nops = sizeDiff();
+          if (nops !== 0 && nops !== 2 && nops !== 5) throw new JitError(`${name}: insn ${k}: unexpected nop jump padding: ${nops} bytes`);
+          e.nops(nops);
+        }
+      } else {
+        emitJmp(e, rel, padding, sizeDiff, name, k);
+      }
     } else if (cls === BPF_JMP || cls === BPF_JMP32) {
       const is64 = cls === BPF_JMP;
       if (op === BPF_JSET) {
@@ -154,16 +193,46 @@ function emitFunction(strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[],
       } else if (isX) e.cmpRR(is64, dst, src);
       else if (x.imm === 0) e.testRR(is64, dst, dst); // test dst,dst saves a byte
       else e.cmpRI(is64, dst, x.imm);
-      const t = k + 1 + x.off;
-      const short = isImm8(addrs[t]! - end);
-      forms.push(short ? "8" : "4");
-      e.jcc(COND[op]!, short, `insn_${t}`);
+      const rel = addrs[i + x.off]! - addrs[i]!;
+      if (isImm8JmpOffset(rel)) {
+        if (padding) {
+          const nops = sizeDiff() - 2;
+          if (nops !== 0 && nops !== 4) throw new JitError(`${name}: insn ${k}: unexpected jmp_cond padding: ${nops} bytes`);
+          e.nops(nops);
+        }
+        e.jcc(COND[op]!, true, rel);
+      } else if (isSimm32(BigInt(rel))) {
+        e.jcc(COND[op]!, false, rel);
+      } else {
+        throw new JitError(`${name}: insn ${k}: cond_jmp gen bug ${rel.toString(16)}`);
+      }
     } else {
-      throw new JitError(`${f.prog.name}/${f.func.name}: insn ${k}: no lowering for opcode 0x${x.code.toString(16)}`);
+      throw new JitError(`${name}: insn ${k}: bpf_jit: unknown opcode ${x.code.toString(16).padStart(2, "0")}`);
     }
-  });
-  if (!seenExit) throw new JitError(`${f.prog.name}/${f.func.name}: no exit`);
-  return e;
+    const ilen = e.offset - start;
+    // Writing the image: every instruction must land where the last pass put it.
+    if (image && proglen + ilen !== addrs[i]) throw new JitError(`${name}: insn ${k}: bpf_jit: fatal error (the instruction moved in the final pass)`);
+    proglen += ilen;
+    addrs[i] = proglen;
+  }
+  if (!seenExit) throw new JitError(`${name}: no exit`);
+  return { e, proglen, ksym: { fpStart, fpEnd } };
+}
+
+/** emit_jmp: `jmp rel8` (padded in the late passes when it shrank) or `jmp rel32`. */
+function emitJmp(e: Emitter, rel: number, padding: boolean, sizeDiff: () => number, name: string, k: number): void {
+  if (isImm8JmpOffset(rel)) {
+    if (padding) {
+      const nops = sizeDiff() - 2;
+      if (nops !== 0 && nops !== 3) throw new JitError(`${name}: insn ${k}: unexpected jump padding: ${nops} bytes`);
+      e.nops(nops);
+    }
+    e.jmp(true, rel);
+  } else if (isSimm32(BigInt(rel))) {
+    e.jmp(false, rel);
+  } else {
+    throw new JitError(`${name}: insn ${k}: jmp gen bug ${rel.toString(16)}`);
+  }
 }
 
 /**

@@ -136,6 +136,22 @@ describe("layout", () => {
     expect(hex(b.slice(at(48)))).toBe(`eb ${((at(46) - (at(48) + 2)) & 0xff).toString(16)}`); // jmp rel8 back to it
   });
 
+  test.each([[30, "74 78"], [31, "0f 84 7c 00 00 00"]])("a forward rel8 reaches only +123 (is_imm8_jmp_offset): %i four-byte instructions over it give %s", (count, jump) => {
+    const body = Array.from({ length: count }, () => alu64.add.imm(R0, 1)); // 48 83 c0 01
+    const j = jit([fn("main", 0, [alu64.mov.imm(R0, 0), jmp.jeq.imm(R0, 0, "out"), ...body, label("out"), exit()])], baseline);
+    const f = j.funcs[0]!;
+    const at = (k: number) => Number(f.insnAddrs[k]! - f.image.base);
+    expect(hex(f.image.bytes.slice(at(1), at(2)))).toBe(`48 85 c0 ${jump}`);
+  });
+
+  test("the last pass writes each instruction where the one before placed it, and addrs[] is do_jit()'s", () => {
+    const j = jit([fn("main", 0, [alu64.mov.imm(R0, 0), jmp.jeq.imm(R0, 0, "out"), alu64.add.imm(R0, 1), label("out"), exit()])], baseline);
+    const f = j.funcs[0]!;
+    // addrs[0]: the prologue's end; addrs[k + 1]: the end of BPF instruction k
+    expect(f.addrs.map((a, k) => (k === 0 ? a : a - f.addrs[k - 1]!))).toEqual([20, 2, 5, 4, 2]); // the prologue (endbr, nop5, nop3, push, mov, endbr); xor eax,eax; test+je; add; leave+ret
+    expect(f.insnAddrs.map((a) => Number(a - f.image.base))).toEqual(f.addrs.slice(0, 4));
+  });
+
   test("a later exit far past the epilogue jumps back with rel32, though the first pass's guess picked rel8", () => {
     // Pass 1 places the epilogue (cleanup) at the end, where the last exit's own guessed address
     // is: offset 0, rel8. The real distance is 180 bytes back; do_jit() fixes it on pass 2.

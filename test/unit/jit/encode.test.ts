@@ -1,0 +1,149 @@
+// The JIT's own encoder (jit/x86/encode.ts, emit.ts) against iced-x86: for every emitter, every
+// register and a spread of immediates and displacements, the bytes equal what iced encodes for
+// the instruction form upstream's emitter names (the iced Code of each idiom), and iced decodes
+// them back to that one instruction.
+import { describe, expect, test as plain } from "vitest";
+import { fc, test } from "@fast-check/vitest";
+import { Code, Encoder, Instruction as I, MemoryOperand as M, Register as Reg } from "iced-x86";
+import { Emitter, type AluOp, type Cond, type ShiftOp, type Width } from "../../../jit/x86/emit.ts";
+import { REG_NAMES, type X86Reg } from "../../../jit/x86/encode.ts";
+import { forEachInstruction } from "../../../jit/iced.ts";
+
+const R = Reg as unknown as Record<string, number>;
+const C = Code as unknown as Record<string, number>;
+const r64 = (r: X86Reg) => R[r.toUpperCase()]!;
+const r32 = (r: X86Reg) => R[/^r\d+$/.test(r) ? `${r.toUpperCase()}D` : `E${r.slice(1).toUpperCase()}`]!;
+const r16 = (r: X86Reg) => R[/^r\d+$/.test(r) ? `${r.toUpperCase()}W` : r.slice(1).toUpperCase()]!;
+const r8 = (r: X86Reg) => R[/^r\d+$/.test(r) ? `${r.toUpperCase()}L` : ({ rax: "AL", rcx: "CL", rdx: "DL", rbx: "BL", rsp: "SPL", rbp: "BPL", rsi: "SIL", rdi: "DIL" } as Record<string, string>)[r]!]!;
+const rw = (r: X86Reg, w: Width) => (w === 8 ? r64(r) : w === 4 ? r32(r) : w === 2 ? r16(r) : r8(r));
+const imm8 = (v: number) => v >= -128 && v <= 127;
+const mem = (base: X86Reg, off: number) => M.createBaseDisplSize(r64(base), BigInt(off), imm8(off) ? 1 : 8);
+const BASE = 0xffffffffa0000000n;
+const TARGET = 0xffffffff81000100n;
+
+/** iced's encoding of one instruction at BASE. */
+function iced(make: () => I): Uint8Array {
+  const ins = make();
+  const enc = new Encoder(64);
+  try {
+    enc.encode(ins, BASE);
+    return enc.takeBuffer();
+  } finally {
+    ins.free();
+    enc.free();
+  }
+}
+
+/** The emitter's bytes for one call. */
+function ours(emit: (e: Emitter) => void): Uint8Array {
+  const e = new Emitter("t", { base: BASE, symbols: (s) => (s === "target" ? TARGET : undefined) });
+  emit(e);
+  return e.finish().bytes;
+}
+
+/** Exactly one instruction decodes from the bytes. */
+function oneInstruction(bytes: Uint8Array): boolean {
+  let n = 0, invalid = false;
+  forEachInstruction(bytes, BASE, (ins) => { n++; if (ins.isInvalid) invalid = true; });
+  return n === 1 && !invalid;
+}
+
+const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+const reg = fc.constantFrom(...REG_NAMES);
+/** BPF-usable destinations and sources (never rsp, which BPF registers never map to). */
+const gpr = fc.constantFrom(...REG_NAMES.filter((r) => r !== "rsp"));
+const imm32 = fc.oneof(fc.integer({ min: -130, max: 130 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.constantFrom(0, -1, 127, 128, -128, -129, 0x7fffffff, -0x80000000));
+const disp = fc.oneof(fc.integer({ min: -300, max: 300 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }));
+const width = fc.constantFrom<Width>(1, 2, 4, 8);
+const alu = fc.constantFrom<AluOp>("add", "sub", "and", "or", "xor");
+const shift = fc.constantFrom<ShiftOp>("shl", "shr", "sar");
+const cap = (s: string) => s[0]!.toUpperCase() + s.slice(1);
+
+type Case = { readonly what: string; readonly ours: Uint8Array; readonly iced: Uint8Array };
+const cases: fc.Arbitrary<Case>[] = [
+  fc.tuple(reg).map(([r]) => ({ what: `push ${r}`, ours: ours((e) => e.push(r)), iced: iced(() => I.createReg(Code.Push_r64, r64(r))) })),
+  fc.tuple(reg).map(([r]) => ({ what: `pop ${r}`, ours: ours((e) => e.pop(r)), iced: iced(() => I.createReg(Code.Pop_r64, r64(r))) })),
+  fc.tuple(reg, reg).map(([d, s]) => ({ what: `mov ${d},${s}`, ours: ours((e) => e.movRR(d, s)), iced: iced(() => I.createRegReg(Code.Mov_rm64_r64, r64(d), r64(s))) })),
+  fc.tuple(gpr, gpr).filter(([d, s]) => d !== s).map(([d, s]) => ({ what: `mov ${d}d,${s}d`, ours: ours((e) => e.movReg(false, d, s)), iced: iced(() => I.createRegReg(Code.Mov_rm32_r32, r32(d), r32(s))) })),
+  fc.tuple(gpr, imm32, fc.boolean()).map(([d, v, sign]) => ({
+    what: `movImm32 ${d} ${v} ${sign}`, ours: ours((e) => e.movImm32(sign, d, v)),
+    iced: iced(() => (sign && v < 0 ? I.createRegI32(Code.Mov_rm64_imm32, r64(d), v) : v === 0 ? I.createRegReg(Code.Xor_rm32_r32, r32(d), r32(d)) : I.createRegU32(Code.Mov_r32_imm32, r32(d), v >>> 0))),
+  })),
+  fc.tuple(gpr, fc.bigInt({ min: -(1n << 63n), max: (1n << 64n) - 1n })).filter(([, v]) => BigInt.asUintN(64, v) > 0xffffffffn && (BigInt.asIntN(64, v) < -0x80000000n || BigInt.asIntN(64, v) > 0x7fffffffn)).map(([d, v]) => ({
+    what: `movabs ${d},${v}`, ours: ours((e) => e.movImm64(d, v)), iced: iced(() => I.createRegU64(Code.Mov_r64_imm64, r64(d), BigInt.asUintN(64, v))),
+  })),
+  fc.tuple(alu, fc.boolean(), gpr, gpr).map(([op, is64, d, s]) => ({
+    what: `${op}${is64 ? 64 : 32} ${d},${s}`, ours: ours((e) => e.aluRR(op, is64, d, s)),
+    iced: iced(() => I.createRegReg(C[`${cap(op)}_rm${is64 ? 64 : 32}_r${is64 ? 64 : 32}`]!, is64 ? r64(d) : r32(d), is64 ? r64(s) : r32(s))),
+  })),
+  fc.tuple(alu, fc.boolean(), gpr, imm32).map(([op, is64, d, v]) => {
+    const w = is64 ? 64 : 32;
+    const code = imm8(v) ? `${cap(op)}_rm${w}_imm8` : d === "rax" ? `${cap(op)}_${is64 ? "RAX" : "EAX"}_imm32` : `${cap(op)}_rm${w}_imm32`;
+    return { what: `${op}${w} ${d},${v}`, ours: ours((e) => e.aluRI(op, is64, d, v)), iced: iced(() => I.createRegI32(C[code]!, is64 ? r64(d) : r32(d), v)) };
+  }),
+  fc.tuple(fc.boolean(), gpr).map(([is64, d]) => ({ what: `neg ${d}`, ours: ours((e) => e.neg(is64, d)), iced: iced(() => I.createReg(is64 ? Code.Neg_rm64 : Code.Neg_rm32, is64 ? r64(d) : r32(d))) })),
+  fc.tuple(shift, fc.boolean(), gpr, fc.integer({ min: 1, max: 63 })).map(([op, is64, d, n]) => {
+    const w = is64 ? 64 : 32;
+    return { what: `${op}${w} ${d},${n}`, ours: ours((e) => e.shiftRI(op, is64, d, n)), iced: iced(() => I.createRegI32(C[n === 1 ? `${cap(op)}_rm${w}_1` : `${cap(op)}_rm${w}_imm8`]!, is64 ? r64(d) : r32(d), n)) };
+  }),
+  fc.tuple(shift, fc.boolean(), gpr).map(([op, is64, d]) => {
+    const w = is64 ? 64 : 32;
+    return { what: `${op}${w} ${d},cl`, ours: ours((e) => e.shiftRCl(op, is64, d)), iced: iced(() => I.createRegReg(C[`${cap(op)}_rm${w}_CL`]!, is64 ? r64(d) : r32(d), Reg.CL)) };
+  }),
+  fc.tuple(width, gpr, reg, disp).map(([w, d, b, off]) => ({
+    what: `ldx${w * 8} ${d},[${b}${off}]`, ours: ours((e) => e.ldx(w, d, b, off)),
+    iced: iced(() => I.createRegMem(w === 1 ? Code.Movzx_r64_rm8 : w === 2 ? Code.Movzx_r64_rm16 : w === 4 ? Code.Mov_r32_rm32 : Code.Mov_r64_rm64, w === 4 ? r32(d) : r64(d), mem(b, off))),
+  })),
+  fc.tuple(width, reg, disp, gpr).map(([w, b, off, s]) => ({
+    what: `stx${w * 8} [${b}${off}],${s}`, ours: ours((e) => e.stx(w, b, off, s)),
+    iced: iced(() => I.createMemReg(w === 1 ? Code.Mov_rm8_r8 : w === 2 ? Code.Mov_rm16_r16 : w === 4 ? Code.Mov_rm32_r32 : Code.Mov_rm64_r64, mem(b, off), rw(s, w))),
+  })),
+  fc.tuple(width, gpr, disp, imm32).map(([w, b, off, v]) => ({
+    what: `st${w * 8} [${b}${off}],${v}`, ours: ours((e) => e.st(w, b, off, v)),
+    iced: iced(() => (w === 1 ? I.createMemI32(Code.Mov_rm8_imm8, mem(b, off), v & 0xff) : w === 2 ? I.createMemI32(Code.Mov_rm16_imm16, mem(b, off), v & 0xffff) : w === 4 ? I.createMemU32(Code.Mov_rm32_imm32, mem(b, off), v >>> 0) : I.createMemI32(Code.Mov_rm64_imm32, mem(b, off), v))),
+  })),
+  fc.tuple(fc.boolean(), gpr, gpr).map(([is64, a, b]) => ({ what: `cmp ${a},${b}`, ours: ours((e) => e.cmpRR(is64, a, b)), iced: iced(() => I.createRegReg(is64 ? Code.Cmp_rm64_r64 : Code.Cmp_rm32_r32, is64 ? r64(a) : r32(a), is64 ? r64(b) : r32(b))) })),
+  fc.tuple(fc.boolean(), gpr, imm32).map(([is64, a, v]) => ({
+    what: `cmp ${a},${v}`, ours: ours((e) => e.cmpRI(is64, a, v)),
+    iced: iced(() => I.createRegI32(imm8(v) ? (is64 ? Code.Cmp_rm64_imm8 : Code.Cmp_rm32_imm8) : (is64 ? Code.Cmp_rm64_imm32 : Code.Cmp_rm32_imm32), is64 ? r64(a) : r32(a), v)),
+  })),
+  fc.tuple(fc.boolean(), gpr, gpr).map(([is64, a, b]) => ({ what: `test ${a},${b}`, ours: ours((e) => e.testRR(is64, a, b)), iced: iced(() => I.createRegReg(is64 ? Code.Test_rm64_r64 : Code.Test_rm32_r32, is64 ? r64(a) : r32(a), is64 ? r64(b) : r32(b))) })),
+  fc.tuple(fc.boolean(), gpr, imm32).map(([is64, a, v]) => ({ what: `test ${a},${v}`, ours: ours((e) => e.testRI(is64, a, v)), iced: iced(() => I.createRegI32(is64 ? Code.Test_rm64_imm32 : Code.Test_rm32_imm32, is64 ? r64(a) : r32(a), v)) })),
+  fc.tuple(reg, reg, disp).map(([d, b, off]) => ({ what: `lea ${d},[${b}${off}]`, ours: ours((e) => e.lea(d, b, off)), iced: iced(() => I.createRegMem(Code.Lea_r64_m, r64(d), mem(b, off))) })),
+  fc.tuple(reg, fc.integer({ min: 0, max: 0xffff })).map(([d, a]) => ({
+    what: `add ${d},gs:[${a}]`, ours: ours((e) => e.addFromGs(d, a)), iced: iced(() => I.createRegMem(Code.Add_r64_rm64, r64(d), M.new64(Reg.None, Reg.None, 1, BigInt(a), 8, false, Reg.GS))),
+  })),
+  fc.tuple(fc.constantFrom<Cond>("e", "ne", "a", "b", "ae", "be", "g", "l", "ge", "le"), fc.boolean(), fc.integer({ min: -128, max: 0x7fffff })).filter(([, short, rel]) => !short || imm8(rel)).map(([cond, short, rel]) => ({
+    what: `j${cond} ${rel}`, ours: ours((e) => e.jcc(cond, short, rel)),
+    iced: iced(() => I.createBranch(C[`J${cond}_rel${short ? 8 : 32}_64`]!, BASE + BigInt((short ? 2 : 6) + rel))),
+  })),
+  fc.tuple(fc.boolean(), fc.integer({ min: -128, max: 0x7fffff })).filter(([short, rel]) => !short || imm8(rel)).map(([short, rel]) => ({
+    what: `jmp ${rel}`, ours: ours((e) => e.jmp(short, rel)), iced: iced(() => I.createBranch(short ? Code.Jmp_rel8_64 : Code.Jmp_rel32_64, BASE + BigInt((short ? 2 : 5) + rel))),
+  })),
+  fc.constant({ what: "call", ours: ours((e) => e.callSymbol("target")), iced: iced(() => I.createBranch(Code.Call_rel32_64, TARGET)) }),
+  fc.constant({ what: "endbr64", ours: ours((e) => e.endbr64()), iced: iced(() => I.create(Code.Endbr64)) }),
+  fc.constant({ what: "nop5", ours: ours((e) => e.nop5()), iced: iced(() => I.createMem(Code.Nop_rm32, M.createBaseIndexScaleDisplSize(Reg.RAX, Reg.RAX, 1, 0n, 1))) }),
+  fc.constant({ what: "nop3", ours: ours((e) => e.nop3()), iced: iced(() => I.createMem(Code.Nop_rm32, M.createBase(Reg.RAX))) }),
+  fc.constant({ what: "leave", ours: ours((e) => e.leave()), iced: iced(() => I.create(Code.Leaveq)) }),
+  fc.constant({ what: "ret", ours: ours((e) => e.ret()), iced: iced(() => I.create(Code.Retnq)) }),
+  fc.constant({ what: "sub rsp", ours: ours((e) => e.subRspImm32(0x28)), iced: iced(() => I.createRegI32(Code.Sub_rm64_imm32, Reg.RSP, 0x28)) }),
+];
+
+describe("the JIT's encoder against iced-x86", () => {
+  plain("every emitter's bytes are iced's encoding of upstream's form, one instruction", () => {
+    for (const arb of cases) {
+      fc.assert(fc.property(arb, (c) => {
+        expect(hex(c.ours), c.what).toBe(hex(c.iced));
+        expect(oneInstruction(c.ours), c.what).toBe(true);
+      }), { numRuns: 250 });
+    }
+  });
+
+  test.prop([fc.integer({ min: 1, max: 40 })])("emit_nops(n): x86_nops of the largest lengths, each one instruction", (n) => {
+    const bytes = ours((e) => e.nops(n));
+    expect(bytes.length).toBe(n);
+    let decoded = 0;
+    forEachInstruction(bytes, BASE, (ins) => { decoded++; expect(ins.isInvalid).toBe(false); });
+    expect(decoded).toBe(Math.ceil(n / 11));
+  });
+});
