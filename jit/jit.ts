@@ -36,7 +36,11 @@ export interface JitFunction {
   readonly addrs: readonly number[];
   /** Where the strategy said the function's frame is complete and torn down (Emitter.frameReady/frameGone). */
   readonly frame: { readonly ready: bigint; readonly gone: bigint };
-  /** ksym.fp_start / fp_end as do_jit() stores them: offsets from the function's start (kernel/bpf/core.c bpf_has_frame_pointer()). */
+  /**
+   * ksym.fp_start / fp_end of the ksym that covers this function, as the kernel leaves them
+   * (bpf_has_frame_pointer() reads them as offsets from the function's start): do_jit()'s
+   * literal values (lower.ts doJit()), 0/0 for the main function of several.
+   */
   readonly ksym: { readonly fpStart: number; readonly fpEnd: number };
 }
 
@@ -83,14 +87,17 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
     return sig!.name;
   };
   const resolve = (addrs: ReadonlyMap<string, bigint>) => (name: string) => addrs.get(name) ?? layout.kernelSymbols(name);
-  const record = (fi: number, low: LoweredFunc): JitFunction => {
-    const ready = low.assembled.labels.get(FRAME_READY)!, gone = low.assembled.labels.get(FRAME_GONE)!;
-    const base = low.assembled.base;
-    return {
-      fi, name: p.funcs[fi]!.name, symbol: names[fi]!, image: low.assembled, insnAddrs: low.insnAddrs, addrs: low.addrs,
-      frame: { ready, gone }, ksym: { fpStart: Number(ready - base), fpEnd: Number(gone - base) },
-    };
-  };
+  // The ksym registered for each function's code: a single function's own, with do_jit()'s
+  // fp_start/fp_end; a subprog's func[i] ksym (jit_subprogs() adds them, i >= 1). The main
+  // function of several is covered by the main prog's ksym, which bpf_prog_load() adds
+  // (kernel/bpf/syscall.c, 7.2) and which never gets func[0]'s values: jit_subprogs() copies
+  // bpf_func, jited_len, extable, exception_boundary, ... but not ksym.fp_start/fp_end
+  // (kernel/bpf/fixups.c, 7.2), so they stay 0 and bpf_has_frame_pointer() is false there.
+  const record = (fi: number, low: LoweredFunc): JitFunction => ({
+    fi, name: p.funcs[fi]!.name, symbol: names[fi]!, image: low.assembled, insnAddrs: low.insnAddrs, addrs: low.addrs,
+    frame: { ready: low.assembled.labels.get(FRAME_READY)!, gone: low.assembled.labels.get(FRAME_GONE)! },
+    ksym: fi === 0 && p.funcs.length > 1 ? { fpStart: 0, fpEnd: 0 } : low.ksym,
+  });
   // One function: bpf_prog_select_runtime() JITs the program once, at its image.
   if (p.funcs.length === 1) {
     const low = lowerFunction(strategy, funcJit(0), layout.base, target, resolve(new Map([[names[0]!, layout.base]])));

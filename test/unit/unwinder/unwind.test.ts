@@ -4,8 +4,8 @@
 // (the warning text chosen by state->regs; is_last_ftrace_frame()'s content checks).
 import { describe, expect, test } from "vitest";
 import {
-  archStackWalk, archStackWalkReliable, frameUnwinder, OrcTable, orcUnwinder, perfCallchainKernel, STACK_TYPE_NMI,
-  type OrcEntry, type TaskView, type UnwindEnv, type Unwinder,
+  archStackWalk, archStackWalkReliable, bpfHasFramePointer, frameUnwinder, OrcTable, orcUnwinder, perfCallchainKernel, STACK_TYPE_NMI,
+  type BpfKsym, type OrcEntry, type TaskView, type UnwindEnv, type Unwinder,
 } from "../../../unwinder/index.ts";
 import { PT_REGS } from "../../../arch/ptrace.ts";
 
@@ -119,5 +119,29 @@ describe("unwind_frame.c corrections", () => {
     const w = archStackWalk(frameUnwinder(world(other)), at);
     expect(w.reachedEnd).toBe(false);
     expect(w.error).toBe(true);
+  });
+});
+
+describe("bpf_has_frame_pointer() (kernel/bpf/core.c, 7.2)", () => {
+  const BPF = 0xffffffffa0000000n;
+  const ksym = (fpStart: number, fpEnd: number): BpfKsym => ({ start: BPF, end: BPF + 0x40n, fpStart, fpEnd });
+  test("inside [fp_start, fp_end) of the ip's ksym only, and never with a zero bound", () => {
+    expect(bpfHasFramePointer([ksym(0x14, 0x30)], BPF + 0x14n)).toBe(true);
+    expect(bpfHasFramePointer([ksym(0x14, 0x30)], BPF + 0x30n)).toBe(false);
+    expect(bpfHasFramePointer([ksym(0x14, 0x30)], BPF + 0x13n)).toBe(false);
+    expect(bpfHasFramePointer([ksym(0, 0x30)], BPF + 0x14n)).toBe(false);
+    expect(bpfHasFramePointer([ksym(0x14, 0x1)], BPF + 0x14n)).toBe(false); // 7.2's literal values: empty
+  });
+
+  test("orc-6.19 takes the frame-pointer step without the error inside a window, with it outside", () => {
+    const words: [bigint, bigint][] = [[f0, f1], [f0 + 8n, BPF + 0x20n], [f1, PT - 16n], [f1 + 8n, TEXT + 0x20n], [PT - 16n, 0n], [PT - 8n, ENTRY + 0x40n]];
+    const env = { ...world(words), isKernelText: (a: bigint) => (a >= TEXT && a < TEXT + 0x10000n) || (a >= BPF && a < BPF + 0x40n) || (a >= ENTRY && a < ENTRY + 0x1000n) };
+    const table = new OrcTable(TEXT, ENTRY + 0x1000n); // the entry code ends the stack (UNWIND_HINT_END_OF_STACK)
+    table.add(TEXT, bpFrames);
+    table.add(ENTRY, { type: "END_OF_STACK", spReg: "UNDEFINED", spOffset: 0, bpReg: "UNDEFINED", bpOffset: 0, signal: false });
+    const from = { kind: "current", ip: TEXT + 0x100n, sp: f0 - 0x20n, bp: f0 } as const;
+    const walk = (k: BpfKsym) => archStackWalk(orcUnwinder(env, { version: "orc-6.19", kernel: table, bpfKsyms: [k] }), from);
+    expect(walk(ksym(0x14, 0x30)).error).toBe(false); // the return address BPF+0x20 (looked up at +0x1f) is inside
+    expect(walk(ksym(0x14, 0x1)).error).toBe(true);
   });
 });
