@@ -28,14 +28,14 @@ export const KFUNC_ENTER = 7, KFUNC_EXIT = 2, KFUNC_EINVAL = 8;
 export const HELPER_STEPS: Readonly<Record<number, number>> = { 1: 10, 2: 8, 3: 6 };
 
 /**
- * IRQ: the vector stub (push, jmp), asm_common_interrupt (15 pushes, ENCODE_FRAME_POINTER,
- * mov rdi, call), common_interrupt's switch to the IRQ stack (14), handle_irq up to its call
- * (9) = 43 before the runner; after it handle_irq (3), common_interrupt (6), the pops, the
- * orig_ax drop and iretq (17) = 26.
+ * IRQ: the vector stub (push, jmp), asm_common_interrupt (15 pushes, CLEAR_REGS's 13 xors,
+ * ENCODE_FRAME_POINTER, mov rdi, call), common_interrupt's switch to the IRQ stack (14),
+ * handle_irq up to its call (9) = 56 before the runner; after it handle_irq (3),
+ * common_interrupt (6), the pops, the orig_ax drop and iretq (17) = 26.
  */
-export const IRQ_ENTER = 43, IRQ_EXIT = 26;
-/** NMI: asm_exc_nmi (push -1, 15 pushes, lea, mov, call) and exc_nmi up to its call = 26; 2 + 17 after; 44 with no program. */
-export const NMI_ENTER = 26, NMI_EXIT = 19, NMI_NO_PROGRAM = 44;
+export const IRQ_ENTER = 56, IRQ_EXIT = 26;
+/** NMI: asm_exc_nmi (push -1, 15 pushes, 13 xors, lea, mov, call) and exc_nmi up to its call = 39; 2 + 17 after; 57 with no program. */
+export const NMI_ENTER = 39, NMI_EXIT = 19, NMI_NO_PROGRAM = 57;
 
 /**
  * A BPF function's prologue with a non-zero stack: endbr64, nop5, nop3, push rbp, mov rbp,rsp,

@@ -67,7 +67,8 @@ export class FrameWindows implements WindowOracle {
   /**
    * classify.ts WindowOracle: the interrupted rip is in kernel text (not BPF) and in entry code,
    * or the interrupted rbp encodes a pt_regs (bit 0: ENCODE_FRAME_POINTER), or the interrupted
-   * rsp and rbp are on two different stacks (call_on_irqstack()). The interrupted rsp and rbp are
+   * rsp and rbp are on two different stacks (call_on_irqstack()). The walk may end there when
+   * rsp and rbp are split, or in entry code whose rbp is on no stack (CLEAR_REGS zeroed it). The interrupted rsp and rbp are
    * read from the pt_regs whose ip word is the hardware frame's RIP word (struct pt_regs),
    * only when they are complete (`regs`: the sample's own interrupt).
    */
@@ -82,7 +83,10 @@ export class FrameWindows implements WindowOracle {
     // do_syscall_64's entry) is on no stack
     const spOn = stackOf(sp - 1n), bpOn = stackOf(bp);
     const split = spOn >= 0 && bpOn >= 0 && spOn !== bpOn;
-    return kind === "entry" || (bp & 1n) === 1n || split ? { mayEnd: split } : undefined;
+    // In entry code between CLEAR_REGS's `xor ebp,ebp` and ENCODE_FRAME_POINTER rbp is 0 (on no
+    // stack): __unwind_start() from those regs finds no stack for bp and is done at once.
+    const cleared = kind === "entry" && bpOn < 0;
+    return kind === "entry" || (bp & 1n) === 1n || split ? { mayEnd: split || cleared } : undefined;
   }
 
   /** Is `rip` at or before its function's first `mov rbp,rsp`, or at a `ret`? */

@@ -16,8 +16,8 @@
 //     scx_bpf_sub_dispatch shape: run another program from inside a program). Like C code they
 //     may clobber caller-saved registers, r9 included (kernel-model.md §1.1);
 //   - the IRQ path (arch/x86/entry/entry_64.S, asm/irq_stack.h): a per-vector stub pushes the
-//     vector as orig_ax; asm_common_interrupt builds pt_regs in kernel order, ENCODE_FRAME_POINTER
-//     (lea rbp,[rsp+1]), calls common_interrupt, which does call_on_irqstack_cond(): unless from
+//     vector as orig_ax; asm_common_interrupt builds pt_regs in kernel order and clears the
+//     registers (PUSH_AND_CLEAR_REGS), ENCODE_FRAME_POINTER (lea rbp,[rsp+1]), calls common_interrupt, which does call_on_irqstack_cond(): unless from
 //     user mode or hardirq_stack_inuse, store the old rsp at the top of the IRQ stack, *then*
 //     switch, call handle_irq, pop rsp;
 //   - the NMI path on its IST stack: asm_exc_nmi (pt_regs, encoded frame pointer) -> exc_nmi.
@@ -32,6 +32,8 @@ const at = (base: number, disp = 0) => M.createBaseDisplSize(base, BigInt(disp),
 
 /** pt_regs push order (PUSH_REGS): di first (highest address), r15 last (lowest). */
 const PUSH_REGS = [R.RDI, R.RSI, R.RDX, R.RCX, R.RAX, R.R8, R.R9, R.R10, R.R11, R.RBX, R.RBP, R.R12, R.R13, R.R14, R.R15];
+/** CLEAR_REGS (arch/x86/entry/calling.h, 7.2): `xorl` of each in this order; rbp among them. */
+const CLEAR_REGS = [R.ESI, R.EDX, R.ECX, R.R8D, R.R9D, R.R10D, R.R11D, R.EBX, R.EBP, R.R12D, R.R13D, R.R14D, R.R15D];
 
 /** The functions, in text order, and the kind their symbol gets. */
 export const KERNEL_FUNCTIONS = [
@@ -173,10 +175,12 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
     e(() => I.createI32(Code.Pushq_imm32, v));
     a.jmp({ label: "asm_common_interrupt" });
   }
-  // idtentry_body (entry_64.S): with orig_ax pushed, PUSH_REGS builds pt_regs,
-  // ENCODE_FRAME_POINTER, call the C handler with regs, POP_REGS, drop orig_ax, iretq.
+  // idtentry_body (entry_64.S, 7.2): with orig_ax pushed, PUSH_AND_CLEAR_REGS builds pt_regs
+  // and clears the registers (rbp too: from `xor ebp,ebp` until ENCODE_FRAME_POINTER, rbp is
+  // 0), ENCODE_FRAME_POINTER, call the C handler with regs, POP_REGS, drop orig_ax, iretq.
   const idtentryBody = (handler: string) => {
     for (const r of PUSH_REGS) push(r);
+    for (const r of CLEAR_REGS) e(() => I.createRegReg(Code.Xor_rm32_r32, r, r), "CLEAR_REGS");
     e(() => I.createRegMem(Code.Lea_r64_m, R.RBP, M.createBaseDispl(R.RSP, 1n)), "ENCODE_FRAME_POINTER");
     mov(R.RDI, R.RSP);
     a.call({ label: handler });

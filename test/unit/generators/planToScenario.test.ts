@@ -18,6 +18,10 @@ import {
   type Plan, type PlanCallItem, type PlanFunc, type PlanItem, type PlanProgram,
 } from "../../../generators/index.ts";
 import { lowerPlan } from "../../../generators/_internals/lower.ts";
+import { IRQ_ENTER, IRQ_EXIT, NMI_ENTER, NMI_EXIT } from "../../../generators/_internals/steps.ts";
+import { program } from "../../../jit/bpf/program.ts";
+import { alu64, exit } from "../../../jit/bpf/insn.ts";
+import { R0 } from "../../../jit/bpf/opcodes.ts";
 import { endsWithCall, landings, nestedEdges, nestingHeight, scaled, startsWithCall, type Landing } from "./support.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 
@@ -167,6 +171,30 @@ describe("the lowering follows the plan", () => {
 });
 
 describe("the step model (interrupt placement)", () => {
+  // The synthetic kernel's interrupt paths, counted on the machine: delivery to the runner's
+  // first instruction, and the runner's return to the interrupted code's next instruction.
+  test.each(["irq", "nmi"] as const)("the %s path takes the steps steps.ts says", (kind) => {
+    const p = program({ name: "p", type: "kprobe", funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, 1), exit()] }] });
+    const spec = kind === "irq" ? { programs: [p, p], task: 0, irq: [{ vector: 236, program: 1 }] } : { programs: [p, p], task: 0, nmi: 1 };
+    const img = buildImage(spec, baseline);
+    const count = (raise: boolean) => {
+      const m = loadImage(img);
+      const at: { gate?: number; run?: number; back?: number } = {};
+      m.addHook(img.kernel.addr(kind === "irq" ? "irq_entry_236" : "asm_exc_nmi"), (mm) => { at.gate ??= mm.steps; });
+      m.addHook(img.kernel.addr("bpf_sc_run"), (mm) => { if (at.gate !== undefined) at.run ??= mm.steps; });
+      m.addHook(img.kernel.addr(kind === "irq" ? "irq_no_prog" : "nmi_no_prog"), (mm) => { at.back ??= mm.steps; });
+      startTask(img, m);
+      m.runUntil(3);
+      if (raise) m.raise(kind === "irq" ? 236 : 2);
+      const r = m.run();
+      m.dispose();
+      return { steps: r.kind === "completed" ? r.steps : -1, gate: at.gate ?? NaN, run: at.run ?? NaN, back: at.back ?? NaN };
+    };
+    const clean = count(false), hit = count(true);
+    expect(hit.run - hit.gate).toBe(kind === "irq" ? IRQ_ENTER : NMI_ENTER);
+    expect(hit.steps - clean.steps - (hit.back - hit.gate)).toBe(kind === "irq" ? IRQ_EXIT : NMI_EXIT);
+  });
+
   test("is exact for baseline: the task's run takes the steps the timeline says, and its anchors are where it says", () => {
     fc.assert(fc.property(planArb({ interrupts: false, maxPrograms: 4 }), (p) => {
       const low = lowerPlan(p);

@@ -132,7 +132,7 @@ describe("counterexample report", () => {
     expect(text).toContain("   6: call bpf_sc_rw#2");
     expect(text).toMatch(/IRQ 236 delivered at step \d+, interrupting bpf_prog_[0-9a-f]{16}_main\+0x[0-9a-f]+ \(main\/body\):\n/);
     expect(text).toMatch(/^=> ffffffff81000[0-9a-f]{3} <common_interrupt\+0x36>/m);
-    expect(text).toMatch(/^! 1  ffffffff81000[0-9a-f]{3} asm_common_interrupt\+0x24/m);
+    expect(text).toMatch(/^! 1  ffffffff81000[0-9a-f]{3} asm_common_interrupt\+0x46/m); // its call of common_interrupt, past PUSH_REGS and CLEAR_REGS
     expect(text).toContain("stacks at the sample:");
     expect(text).toMatch(/private outer\/main stack \[ffff88807fc[0-9a-f]{5}, ffff88807fc[0-9a-f]{5}\):/);
     expect(text).toMatch(/rbp chain: ffff88807fc[0-9a-f]{5} -> /);
