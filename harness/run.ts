@@ -2,7 +2,8 @@
 // sample points walked by the chosen unwinder and classed against the truth, and the run-level
 // oracles. What `stackcheck run` prints, as data.
 import type { Machine, RunResult } from "./machine/index.ts";
-import { allowances, classify, expectedChain, fails, type Policy, type StackClass } from "./oracles/classify.ts";
+import { allowances, classify, expectedChain, fails, type Allowance, type Policy, type StackClass } from "./oracles/classify.ts";
+import { getStackSample } from "./get-stack.ts";
 import { FrameWindows, type FrameCode } from "./oracles/window.ts";
 import { watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
@@ -119,11 +120,12 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   const windows = new FrameWindows(m, kernelStacks(img), windowCache(img));
   const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];
-  const record = (kind: Sample["kind"], where: string, from: number, walk: Walk, interrupted?: Sample["interrupted"]) => {
+  /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */
+  const record = (kind: Sample["kind"], where: string, from: number | { expected: readonly bigint[]; allow: readonly Allowance[] }, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
     const picture = o.picture === samples.length ? stackPicture(img, m, truth, interrupted?.bp ?? m.reg("rbp")) : undefined;
-    const expected = expectedChain(truth, from);
-    const c = classify(expected, walk, allowances(truth, from, windows));
+    const expected = typeof from === "number" ? expectedChain(truth, from) : from.expected;
+    const c = classify(expected, walk, typeof from === "number" ? allowances(truth, from, windows) : from.allow);
     samples.push({
       kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
       truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
@@ -150,7 +152,10 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   for (const v of img.irqVectors) m.addHook(img.kernel.addr(`irq_entry_${v}`), onGate("irq", v));
   m.addHook(img.kernel.addr("asm_exc_nmi"), onGate("nmi", 2));
   m.addHook(img.kernel.addr("irq_sample"), (mm) => record("IRQ handler", sym(mm.rip), 0, fromFrame(mm)));
-  m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => record("bpf_get_stack (helper)", sym(mm.rip), 0, fromFrame(mm)));
+  m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => {
+    const s = getStackSample(img, mm, mm.truth(), unwinder, windows);
+    record("bpf_get_stack (helper)", `${sym(mm.rip)}, ${s.how}`, s, s.walk);
+  });
 
   startTask(img, m);
   return {

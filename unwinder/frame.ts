@@ -176,5 +176,5 @@ export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
 
 /** The frame-pointer unwinder behind the common interface. */
 export function frameUnwinder(env: UnwindEnv): Unwinder<FrameUnwindState> {
-  return { name: "frame", env, start: (from) => unwindStart(env, from), next: (s) => unwindNextFrame(env, s) };
+  return { name: "frame", env, start: (from) => unwindStart(env, from), next: (s) => unwindNextFrame(env, s), withEnv: frameUnwinder };
 }

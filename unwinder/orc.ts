@@ -256,5 +256,5 @@ export function orcStart(env: UnwindEnv, data: OrcData, from: StartFrom, retFrom
 
 /** The ORC unwinder (one version) behind the common interface. */
 export function orcUnwinder(env: UnwindEnv, data: OrcData): Unwinder<OrcUnwindState> {
-  return { name: data.version, env, start: (from) => orcStart(env, data, from), next: (s) => orcNextFrame(env, data, s) };
+  return { name: data.version, env, start: (from) => orcStart(env, data, from), next: (s) => orcNextFrame(env, data, s), withEnv: (e) => orcUnwinder(e, data) };
 }

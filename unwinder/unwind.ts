@@ -50,6 +50,8 @@ export interface Unwinder<S extends UnwindState = UnwindState> {
   start(from: StartFrom): S;
   /** unwind_next_frame(): false once done. */
   next(s: S): boolean;
+  /** The same unwinder over another environment (a view of memory with more in it). */
+  withEnv(env: UnwindEnv): Unwinder<S>;
 }
 
 /** unwind_done(): the stack type is UNKNOWN (both unwinders' the_end). */
