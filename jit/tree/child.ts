@@ -66,6 +66,8 @@ interface Shim {
   readonly pid: number;
   readonly write: number;
   readonly read: number;
+  /** Settles when libuv has reaped the process (its 'exit' event). */
+  readonly exited: Promise<void>;
 }
 
 export class KernelJit {
@@ -84,6 +86,7 @@ export class KernelJit {
   private seq = 0;
   private killedSeen = 0;
   private closed = false;
+  private lastExit: Promise<void> = Promise.resolve();
 
   constructor(opts: KernelJitOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? 5000;
@@ -124,19 +127,14 @@ export class KernelJit {
     if (this.shim === undefined) this.restart();
     const shim = this.shim!;
     Atomics.store(this.slots, STATE, seq);
-    let lines: string[];
     try {
       writeAll(shim.write, text);
-      lines = this.readAnswer(shim, seq);
-    } catch (e) {
+      const lines = this.readAnswer(shim, seq);
       Atomics.store(this.slots, STATE, 0);
-      if (!(e instanceof ShimGone)) throw e;
-      throw this.crashed(req, seq, e.message);
-    }
-    Atomics.store(this.slots, STATE, 0);
-    try {
       return parseResponse(seq, lines);
     } catch (e) {
+      Atomics.store(this.slots, STATE, 0);
+      if (e instanceof ShimGone) throw this.crashed(req, seq, e.message);
       if (!(e instanceof ProtocolError)) throw e;
       this.stop();
       this.restarts++;
@@ -151,16 +149,22 @@ export class KernelJit {
     return r;
   }
 
-  /** End the shim (end of its input) and the watchdog. Idempotent. */
-  close(): void {
-    if (this.closed) return;
+  /**
+   * End the shim and the watchdog; everything happens before close() returns. The promise
+   * settles when the shim's process has been reaped, which happens on the calling thread's event
+   * loop: a worker thread that ends right after close() should await it first, or the exited
+   * shim stays a zombie until the process ends. Idempotent.
+   */
+  close(): Promise<void> {
+    if (this.closed) return this.lastExit;
     this.closed = true;
-    this.stop();
+    this.lastExit = this.stop();
     Atomics.store(this.slots, STATE, -1);
     Atomics.notify(this.slots, STATE);
     void this.watchdog.terminate();
     closeSync(this.stderrFd);
     rmSync(this.dir, { recursive: true, force: true });
+    return this.lastExit;
   }
 
   /** Spawn the shim on two FIFOs and read its hello line. */
@@ -190,8 +194,12 @@ export class KernelJit {
       closeSync(childOut);
     }
     proc.on("error", () => {}); // ENOENT and the like: the read below sees end-of-file
+    const exited = new Promise<void>((res) => {
+      proc.once("exit", () => res());
+      proc.once("error", () => res());
+    });
     proc.unref();
-    const shim: Shim = { proc, pid: proc.pid ?? -1, write, read };
+    const shim: Shim = { proc, pid: proc.pid ?? -1, write, read, exited };
     this.shim = shim;
     this.pending = "";
     Atomics.store(this.slots, PID, shim.pid);
@@ -217,14 +225,22 @@ export class KernelJit {
     if (hello.release !== this.hello.release) throw new ProtocolError(`the restarted shim reports ${hello.release}, not ${this.hello.release}`);
   }
 
-  /** Close our ends (the shim sees end-of-file and exits) and make sure it is gone. */
-  private stop(): void {
+  /**
+   * Close our ends (the shim sees end-of-file and exits) and make sure it is gone. The process
+   * is referenced again so that the event loop stays up until it has reaped it (at once: it
+   * is dead or dying).
+   */
+  private stop(): Promise<void> {
     const s = this.shim;
-    if (s === undefined) return;
+    if (s === undefined) return Promise.resolve();
     this.shim = undefined;
     closeSync(s.write);
     closeSync(s.read);
-    if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill("SIGKILL");
+    if (s.proc.exitCode === null && s.proc.signalCode === null) {
+      s.proc.kill("SIGKILL");
+      s.proc.ref();
+    }
+    return s.exited;
   }
 
   /** The shim is gone (or hung and killed): say why, restart it, and make the error. */
@@ -294,10 +310,18 @@ export class KernelJit {
     }
   }
 
-  /** Read up to and including `done <seq>`; the answer is always the last thing the shim wrote. */
+  /**
+   * Read up to and including `done <seq>`; the answer is always the last thing the shim wrote.
+   * An answer that does not start with `result <seq> ` is garbage at once (not after a timeout).
+   */
   private readAnswer(shim: Shim, seq: number): string[] {
-    const end = `done ${seq}\n`;
-    while (!this.pending.endsWith(end)) this.fill(shim);
+    const end = `done ${seq}\n`, head = `result ${seq} `;
+    while (!this.pending.endsWith(end)) {
+      if (this.pending.length >= head.length && !this.pending.startsWith(head)) {
+        throw new ProtocolError(`answer ${seq}: expected \`${head.trim()}\`, got: ${this.pending.split("\n")[0]!.slice(0, 200)}`);
+      }
+      this.fill(shim);
+    }
     const lines = this.pending.slice(0, -1).split("\n");
     this.pending = "";
     return lines;

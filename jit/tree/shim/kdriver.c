@@ -227,19 +227,19 @@ static int sc_jit_failed(int i)
 
 	/* the replay's own printk output would repeat the real run's: muted */
 	sc.mute = 1;
-	rc = sc_replay_do_jit(p, &where, &insn);
+	rc = sc_replay_do_jit(p, sc.rq->funcs[i].want, &where, &insn);
 	sc.mute = 0;
 	sc.err->rc = rc < 0 ? rc : 0;
 #if SC_V7
-	/* the exact position in the real run: the last instruction do_jit() started (when the
-	 * replay also failed, i.e. the failure is in the instruction loop of a first pass) */
+	/* the position in the real run: the last instruction do_jit() started (used when the
+	 * replay, too, failed inside the instruction loop) */
 	if (last >= 0 && rc < 0 && where == SC_WHERE_INSN)
 		insn = last;
 #endif
 	if (sc.bad)
 		return sc_fail(i, where, insn, "%s", sc.bad);
 	return sc_fail(i, where, insn, "bpf_int_jit_compile() left function %d unJITed%s", i,
-		       rc < 0 ? "" : " (a replay of its first do_jit() pass succeeded: the failure is in a later pass)");
+		       rc < 0 ? "" : " (a replay of its do_jit() passes did not fail: the error code is unknown)");
 }
 
 static int sc_compile(int i)

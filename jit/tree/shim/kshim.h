@@ -42,7 +42,8 @@ struct bpf_binary_header *sc_image_alloc(unsigned int size, u8 **ro_image, struc
 					 u8 **rw_image, bpf_jit_fill_hole_t fill);
 void sc_image_free(struct bpf_binary_header *rw);
 
-/* jit_tu.c: run do_jit() once more on a failed function, for its return code and position. */
-int sc_replay_do_jit(struct bpf_prog *prog, int *where, int *insn);
+/* jit_tu.c: run do_jit() again on a failed function (its passes, then the image pass at
+ * `image`), for the return code and position of the failure. */
+int sc_replay_do_jit(struct bpf_prog *prog, unsigned long long image, int *where, int *insn);
 
 #endif

@@ -333,6 +333,10 @@ static int nums(char *s, int n, unsigned hexmask, long long *v, const char *key)
 			return -1;
 		}
 		errno = 0;
+		if ((hexmask & (1u << i)) && *s == '-') {
+			bad("'%s': argument %d is a negative hex number", key, i + 1);
+			return -1;
+		}
 		if (hexmask & (1u << i))
 			v[i] = (long long)strtoull(s, &end, 16);
 		else
