@@ -1,22 +1,39 @@
 // The line protocol between KernelJit (child.ts) and the shim binary (shim/user.c, whose header
 // comment is the reference; keep the two in step). One request = one BPF program, main + subprogs.
 //
-// Request                                   Answer
-//   begin <seq>                               result <seq> ok <nfuncs>   | result <seq> error
-//   type <prog type>                          per function fi (ok):
-//   feature <X86_FEATURE name>   (repeat)       func <fi> <image> <bpf_func> <jited_len> <image_len>
-//   return_thunk <hex>                          bytes <fi> <hex>
-//   exception_boundary <0|1>                    addrs <fi> <a0> ... <alen>
-//   func <start> <len> <depth> <image hex>      fp <fi> <fp_start> <fp_end> | fp <fi> unsupported
-//   priv <fi> <percpu hex>                      priv <fi> <ptr> <size> <align> [<off>:<hex>]...
-//   tail_call_reachable <fi> <0|1>              extable <fi> <k> <insn addr> <insn> <fixup> <data>
-//   exception_cb <fi> <0|1>                   error (error):
-//   out_stack_arg_cnt <fi> <n>                  error <fi> <where> <insn> <rc>
-//   insn <code> <dst> <src> <off> <imm>         message <text>
-//   call <flat insn> <target hex>             both: log <level> <text>
-//   end                                       done <seq>
-// The shim starts with `hello stackcheck-kjit <protocol> <release> <caps>`.
-// New request keys are added as new `key value` lines; the shim rejects keys it does not know.
+// The shim starts with:  hello stackcheck-kjit <protocol> <release> <caps>
+//
+// Request:
+//   begin <seq>
+//   type <prog type>                        kprobe, tracepoint, struct_ops, ..., unspec
+//   feature <X86_FEATURE name>              repeatable; the others are clear
+//   return_thunk <hex>                      x86_return_thunk
+//   exception_boundary <0|1>                func[0]->aux->exception_boundary
+//   cap_sys_admin <0|1>                     ns_capable_noaudit() (classic programs)
+//   func <start> <len> <depth> <image hex>  one per function, main first
+//   priv <fi> <percpu hex>                  private stack (7.x)
+//   tail_call_reachable <fi> <0|1>
+//   exception_cb <fi> <0|1>
+//   out_stack_arg_cnt <fi> <n>              (7.x)
+//   insn <code> <dst> <src> <off> <imm>     every instruction, flat
+//   call <flat insn> <target hex>           helper/kfunc targets
+//   end
+//
+// Answer:
+//   result <seq> ok <nfuncs>                or: result <seq> error
+//   func <fi> <image> <bpf_func> <jited_len> <image_len>
+//   bytes <fi> <hex>
+//   addrs <fi> <a0> ... <alen>
+//   fp <fi> <fp_start> <fp_end>             or: fp <fi> unsupported
+//   priv <fi> <ptr> <size> <align> [<off>:<hex>]...
+//   extable <fi> <k> <insn addr> <insn> <fixup> <data>
+//   error <fi> <where> <insn> <rc>          (error answers)
+//   message <text>                          (error answers)
+//   log <level> <text>                      printk output
+//   done <seq>
+//
+// New request keys are added as new `key value` lines; the shim rejects keys it does not know,
+// so a request never means less than it says.
 
 export const PROTOCOL_VERSION = 1;
 
@@ -60,6 +77,8 @@ export interface JitRequest {
   readonly returnThunk?: bigint;
   /** func[0]->aux->exception_boundary. */
   readonly exceptionBoundary?: boolean;
+  /** Whether the loader has CAP_SYS_ADMIN (default true); asked only for converted classic programs (type "unspec"). */
+  readonly capSysAdmin?: boolean;
 }
 
 export interface FuncResult {
@@ -168,6 +187,7 @@ export function encodeRequest(seq: number, req: JitRequest): string {
   }
   if (req.returnThunk !== undefined) out.push(`return_thunk ${hex(mustU64(req.returnThunk, "returnThunk"))}`);
   if (req.exceptionBoundary !== undefined) out.push(`exception_boundary ${req.exceptionBoundary ? 1 : 0}`);
+  if (req.capSysAdmin !== undefined) out.push(`cap_sys_admin ${req.capSysAdmin ? 1 : 0}`);
   if (!Array.isArray(req.funcs) || req.funcs.length === 0) throw new JitRequestError("funcs", "needs at least one function (the main program)");
   let at = 0;
   req.funcs.forEach((f, i) => {

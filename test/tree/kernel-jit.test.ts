@@ -178,6 +178,17 @@ if (tree !== undefined) describe(`the kernel's JIT from ${tree.dir} (${tree.vers
     }
   });
 
+  test("a converted classic program: no nop3; without CAP_SYS_ADMIN and with CLEAR_BHB_LOOP, the BHB barrier before leave", () => {
+    const req = { ...program([{ insns: [bpf.movImm(0, 0), bpf.exit()] }]), type: "unspec" };
+    const root = ok(kj.jit(req)).funcs[0]!;
+    if (!cfi) expect(hex(root.bytes)).toBe(`${x.endbr}0f1f440000554889e5${x.endbr}31c0c9${x.ret}`);
+    const user = ok(kj.jit({ ...req, capSysAdmin: false, features: ["CLEAR_BHB_LOOP"] })).funcs[0]!;
+    const at = root.addrs![1]!; // the exit
+    expect(hex(user.bytes.subarray(at, at + 3))).toBe("5051e8"); // push rax; push rcx; call clear_bhb_loop
+    expect(callTarget(user.bytes, at + 2, user.image)).toBe(MODEL_SYMBOLS.clear_bhb_loop);
+    expect(hex(user.bytes.subarray(at + 7))).toBe(`5958c9${x.ret}`); // pop rcx; pop rax; leave; ret
+  });
+
   test("a BTF pointer load (BPF_PROBE_MEM) gets an exception-table entry pointing into the function", () => {
     const r = ok(kj.jit(program([{ insns: [bpf.probeLdxDw(0, 1, 8), bpf.exit()] }])));
     const f = r.funcs[0]!;

@@ -395,6 +395,14 @@ static void sc_collect(int i)
 	out->have_addrs = f->addrs != NULL;
 	out->addrs = f->addrs;
 #if SC_V7
+	/*
+	 * As arch/x86/net/bpf_jit_comp.c:do_jit (7.2) stores them, both `prog - temp`, but temp
+	 * means two things: fp_start is taken right after emit_prologue(), when temp holds the code
+	 * from the image start, so it is an offset from the image start (bpf_func minus any CFI
+	 * preamble); fp_end is taken after `leave` in the first BPF_EXIT, when temp holds only that
+	 * instruction's code, so it is an offset from where that instruction starts. Reported as
+	 * stored: kernel/bpf/core.c:bpf_has_frame_pointer() compares both with ip - ksym->start.
+	 */
 	out->have_fp = 1;
 	out->fp_start = p->aux->ksym.fp_start;
 	out->fp_end = p->aux->ksym.fp_end;

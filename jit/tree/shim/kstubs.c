@@ -41,7 +41,8 @@ static void __noreturn sc_unmodelled(const char *what)
 {
 	u_fatal(what);
 }
-#define UNMODELLED(name) sc_unmodelled(name "() is not modelled by the stackcheck kernel shim")
+/* `name` was called: it is reached only on paths the shim does not model (`why`). */
+#define UNMODELLED(name, why) sc_unmodelled(name "() is not modelled by the stackcheck kernel shim (" why ")")
 
 /* ---- data the JIT reads ---- */
 
@@ -172,13 +173,20 @@ asmlinkage __visible int _printk(const char *fmt, ...)
 struct bpf_prog *bpf_jit_blind_constants(struct bpf_prog *fp)
 {
 	if (fp->blinding_requested)
-		UNMODELLED("bpf_jit_blind_constants (constant blinding)");
+		UNMODELLED("bpf_jit_blind_constants", "constant blinding");
 	return fp;
 }
 #endif
 void bpf_jit_prog_release_other(struct bpf_prog *fp, struct bpf_prog *fp_other)
 {
-	UNMODELLED("bpf_jit_prog_release_other (constant blinding)");
+	UNMODELLED("bpf_jit_prog_release_other", "constant blinding");
+}
+
+/* Asked in do_jit()'s BPF_EXIT for converted classic programs only (bpf_prog_was_classic): a loader
+ * without CAP_SYS_ADMIN gets emit_spectre_bhb_barrier(). The request says which. */
+bool ns_capable_noaudit(struct user_namespace *ns, int cap)
+{
+	return cap == CAP_SYS_ADMIN && sc.rq && sc.rq->cap_sys_admin;
 }
 
 /* Called once per function, in the final pass, with do_jit()'s addrs + 1: the exact table. */
@@ -190,13 +198,13 @@ void bpf_prog_fill_jited_linfo(struct bpf_prog *prog, const u32 *insn_to_jit_off
 u64 bpf_arena_get_kern_vm_start(struct bpf_arena *arena)
 {
 	if (arena)
-		UNMODELLED("bpf_arena_get_kern_vm_start (arena programs)");
+		UNMODELLED("bpf_arena_get_kern_vm_start", "arena programs");
 	return 0;
 }
 u64 bpf_arena_get_user_vm_start(struct bpf_arena *arena)
 {
 	if (arena)
-		UNMODELLED("bpf_arena_get_user_vm_start (arena programs)");
+		UNMODELLED("bpf_arena_get_user_vm_start", "arena programs");
 	return 0;
 }
 
@@ -224,7 +232,7 @@ const char *bpf_jit_get_prog_name(struct bpf_prog *prog) { return prog->aux->nam
 void bpf_prog_update_insn_ptrs(struct bpf_prog *prog, u32 *offsets, void *image) {}
 void bpf_prog_report_arena_violation(bool write, unsigned long addr, unsigned long fault_ip)
 {
-	UNMODELLED("bpf_prog_report_arena_violation");
+	UNMODELLED("bpf_prog_report_arena_violation", "arena programs, at run time");
 }
 #endif
 
@@ -262,32 +270,31 @@ void bpf_jit_binary_pack_free(struct bpf_binary_header *ro_header, struct bpf_bi
 void *text_poke_copy(void *addr, const void *opcode, size_t len) { return addr; }
 
 /* ---- reachable only from paths the shim does not model ---- */
-struct bpf_binary_header *bpf_jit_binary_pack_hdr(const struct bpf_prog *fp) { UNMODELLED("bpf_jit_binary_pack_hdr"); }
-void __bpf_prog_free(struct bpf_prog *fp) { UNMODELLED("__bpf_prog_free"); }
-void *bpf_jit_alloc_exec(unsigned long size) { UNMODELLED("bpf_jit_alloc_exec"); }
-void bpf_jit_free_exec(void *addr) { UNMODELLED("bpf_jit_free_exec"); }
-void *bpf_prog_pack_alloc(u32 size, bpf_jit_fill_hole_t bpf_fill_ill_insns, bool was_classic) { UNMODELLED("bpf_prog_pack_alloc"); }
-void bpf_prog_pack_free(void *ptr, u32 size) { UNMODELLED("bpf_prog_pack_free"); }
-void *text_poke_set(void *addr, int c, size_t len) { UNMODELLED("text_poke_set"); }
+struct bpf_binary_header *bpf_jit_binary_pack_hdr(const struct bpf_prog *fp) { UNMODELLED("bpf_jit_binary_pack_hdr", "bpf_jit_free()"); }
+void __bpf_prog_free(struct bpf_prog *fp) { UNMODELLED("__bpf_prog_free", "bpf_jit_free()"); }
+void *bpf_jit_alloc_exec(unsigned long size) { UNMODELLED("bpf_jit_alloc_exec", "trampolines, the dispatcher"); }
+void bpf_jit_free_exec(void *addr) { UNMODELLED("bpf_jit_free_exec", "trampolines, the dispatcher"); }
+void *bpf_prog_pack_alloc(u32 size, bpf_jit_fill_hole_t bpf_fill_ill_insns, bool was_classic) { UNMODELLED("bpf_prog_pack_alloc", "trampolines, the dispatcher"); }
+void bpf_prog_pack_free(void *ptr, u32 size) { UNMODELLED("bpf_prog_pack_free", "trampolines, the dispatcher"); }
+void *text_poke_set(void *addr, int c, size_t len) { UNMODELLED("text_poke_set", "text poking"); }
 #if SC_V7
-void smp_text_poke_single(void *addr, const void *opcode, size_t len, const void *emulate) { UNMODELLED("smp_text_poke_single"); }
-__noendbr bool is_endbr(u32 *val) { UNMODELLED("is_endbr"); }
+void smp_text_poke_single(void *addr, const void *opcode, size_t len, const void *emulate) { UNMODELLED("smp_text_poke_single", "text poking"); }
+__noendbr bool is_endbr(u32 *val) { UNMODELLED("is_endbr", "text poking"); }
 #else
-void text_poke_bp(void *addr, const void *opcode, size_t len, const void *emulate) { UNMODELLED("text_poke_bp"); }
+void text_poke_bp(void *addr, const void *opcode, size_t len, const void *emulate) { UNMODELLED("text_poke_bp", "text poking"); }
 #endif
-void mutex_lock(struct mutex *m) { UNMODELLED("mutex_lock"); }
-void mutex_unlock(struct mutex *m) { UNMODELLED("mutex_unlock"); }
-void synchronize_rcu(void) { UNMODELLED("synchronize_rcu"); }
-bool ns_capable_noaudit(struct user_namespace *ns, int cap) { UNMODELLED("ns_capable_noaudit (classic BPF programs)"); }
-int in_gate_area_no_mm(unsigned long addr) { UNMODELLED("in_gate_area_no_mm"); }
-bool is_bpf_text_address(unsigned long addr) { UNMODELLED("is_bpf_text_address"); }
-void sort(void *base, size_t num, size_t size, cmp_func_t cmp_func, swap_func_t swap_func) { UNMODELLED("sort (the BPF dispatcher)"); }
+void mutex_lock(struct mutex *m) { UNMODELLED("mutex_lock", "text poking"); }
+void mutex_unlock(struct mutex *m) { UNMODELLED("mutex_unlock", "text poking"); }
+void synchronize_rcu(void) { UNMODELLED("synchronize_rcu", "text poking"); }
+int in_gate_area_no_mm(unsigned long addr) { UNMODELLED("in_gate_area_no_mm", "text poking"); }
+bool is_bpf_text_address(unsigned long addr) { UNMODELLED("is_bpf_text_address", "text poking"); }
+void sort(void *base, size_t num, size_t size, cmp_func_t cmp_func, swap_func_t swap_func) { UNMODELLED("sort", "the BPF dispatcher"); }
 void print_hex_dump(const char *level, const char *prefix_str, int prefix_type, int rowsize,
-		    int groupsize, const void *buf, size_t len, bool ascii) { UNMODELLED("print_hex_dump (bpf_jit_enable > 1)"); }
+		    int groupsize, const void *buf, size_t len, bool ascii) { UNMODELLED("print_hex_dump", "bpf_jit_enable > 1"); }
 void __unwind_start(struct unwind_state *state, struct task_struct *task, struct pt_regs *regs,
-		    unsigned long *first_frame) { UNMODELLED("__unwind_start (arch_bpf_stack_walk)"); }
-bool unwind_next_frame(struct unwind_state *state) { UNMODELLED("unwind_next_frame"); }
-unsigned long unwind_get_return_address(struct unwind_state *state) { UNMODELLED("unwind_get_return_address"); }
+		    unsigned long *first_frame) { UNMODELLED("__unwind_start", "arch_bpf_stack_walk"); }
+bool unwind_next_frame(struct unwind_state *state) { UNMODELLED("unwind_next_frame", "arch_bpf_stack_walk(), bpf_throw"); }
+unsigned long unwind_get_return_address(struct unwind_state *state) { UNMODELLED("unwind_get_return_address", "arch_bpf_stack_walk(), bpf_throw"); }
 
 #ifdef CONFIG_FORTIFY_SOURCE
 #if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 9, 0)

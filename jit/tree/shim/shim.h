@@ -65,6 +65,7 @@ struct sc_request {
 	int has_return_thunk;
 	unsigned long long return_thunk; /* x86_return_thunk */
 	int exception_boundary;         /* func[0]->aux->exception_boundary (env->seen_exception) */
+	int cap_sys_admin;              /* what ns_capable_noaudit(CAP_SYS_ADMIN) answers (classic programs) */
 };
 
 /* Where the JIT failed. insn is the function-relative BPF instruction index, or -1. */

@@ -19,6 +19,8 @@
  *                                     the others are off
  *   return_thunk <hex>                x86_return_thunk (default: the build's model address)
  *   exception_boundary <0|1>          func[0]->aux->exception_boundary
+ *   cap_sys_admin <0|1>               the loader has CAP_SYS_ADMIN (default 1); only converted
+ *                                     classic programs (type unspec) ask
  *   func <start> <len> <depth> <hex>  one per function, in order (0 = main): its first flat
  *                                     instruction, instruction count, verifier stack depth, and
  *                                     the image address the JIT must be given
@@ -302,6 +304,7 @@ static void reset_request(void)
 	rq.nfeatures = 0;
 	rq.has_return_thunk = 0;
 	rq.exception_boundary = 0;
+	rq.cap_sys_admin = 1;
 	req_error[0] = 0;
 	log_len = 0;
 }
@@ -403,6 +406,9 @@ static void request_line(char *key, char *args)
 	} else if (!strcmp(key, "exception_boundary")) {
 		if (!nums(args, 1, 0, v, key))
 			rq.exception_boundary = !!v[0];
+	} else if (!strcmp(key, "cap_sys_admin")) {
+		if (!nums(args, 1, 0, v, key))
+			rq.cap_sys_admin = !!v[0];
 	} else if (!strcmp(key, "func")) {
 		if (nums(args, 4, 8, v, key))
 			return;
