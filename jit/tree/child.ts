@@ -13,7 +13,7 @@
 // KernelJitCrash carrying the request; the caller never hangs. Neither the shim nor the watchdog
 // keeps the process alive, and close() ends both.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { closeSync, constants, ftruncateSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants, ftruncateSync, fstatSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Worker } from "node:worker_threads";
@@ -76,7 +76,6 @@ export class KernelJit {
   readonly timeoutMs: number;
   /** How many times the shim was restarted after a crash, hang or protocol error. */
   restarts = 0;
-  private readonly dir: string;
   private readonly stderrFd: number;
   private readonly slots: Int32Array;
   private readonly watchdog: Worker;
@@ -96,9 +95,10 @@ export class KernelJit {
       const tree = typeof opts.tree === "object" ? opts.tree : openTree(opts.tree, opts.env);
       this.binary = buildShim(tree, opts);
     }
-    this.dir = mkdtempSync(join(tmpdir(), "stackcheck-kjit-"));
-    this.stderrFd = openSync(join(this.dir, "stderr"), constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC, 0o600);
-    unlinkSync(join(this.dir, "stderr"));
+    // The shim's stderr: an unlinked file (its end is the crash report a KernelJitCrash carries).
+    const dir = mkdtempSync(join(tmpdir(), "stackcheck-kjit-"));
+    this.stderrFd = openSync(join(dir, "stderr"), constants.O_RDWR | constants.O_CREAT | constants.O_TRUNC, 0o600);
+    rmSync(dir, { recursive: true, force: true });
     this.slots = new Int32Array(new SharedArrayBuffer(16));
     this.watchdog = new Worker(WATCHDOG_URL, { workerData: { sab: this.slots.buffer, timeoutMs: this.timeoutMs, periodMs: Math.min(250, Math.max(10, this.timeoutMs / 4)) } });
     this.watchdog.unref();
@@ -163,15 +163,18 @@ export class KernelJit {
     Atomics.notify(this.slots, STATE);
     void this.watchdog.terminate();
     closeSync(this.stderrFd);
-    rmSync(this.dir, { recursive: true, force: true });
     return this.lastExit;
   }
 
-  /** Spawn the shim on two FIFOs and read its hello line. */
+  /** Spawn the shim on two FIFOs (in a private directory, removed once they are open) and read its hello line. */
   private start(): Hello {
-    const fin = join(this.dir, "in"), fout = join(this.dir, "out");
+    const dir = mkdtempSync(join(tmpdir(), "stackcheck-kjit-"));
+    const fin = join(dir, "in"), fout = join(dir, "out");
     const mk = spawnSync("mkfifo", ["-m", "600", fin, fout]);
-    if (mk.status !== 0) throw new TreeError("missing-tool", `mkfifo failed: ${mk.stderr?.toString() ?? mk.error?.message}`, "apt-get install -y coreutils");
+    if (mk.status !== 0) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new TreeError("missing-tool", `mkfifo failed: ${mk.stderr?.toString() ?? mk.error?.message}`, "apt-get install -y coreutils");
+    }
     // Opening order matters: a FIFO's read-only or write-only open blocks until the other side
     // exists, so a read-write descriptor stands in while the real ends open. The shim's stdin is
     // read-only and ours write-only (a dead shim makes our write fail with EPIPE); its stdout is
@@ -183,8 +186,7 @@ export class KernelJit {
     closeSync(placeholder);
     const childOut = openSync(fout, constants.O_RDWR);
     const read = openSync(fout, constants.O_RDONLY);
-    unlinkSync(fin);
-    unlinkSync(fout);
+    rmSync(dir, { recursive: true, force: true });
     ftruncateSync(this.stderrFd, 0);
     let proc: ChildProcess;
     try {
