@@ -162,6 +162,12 @@ export function buildShim(tree: KernelTree, opts: BuildOptions = {}): ShimBinary
   const t0 = performance.now();
   const env = opts.env ?? process.env;
   const symbols: ModelSymbols = { ...MODEL_SYMBOLS, ...opts.symbols };
+  if (tree.config.CFI === "y" || tree.config.CFI_CLANG === "y") {
+    // cfi_mode (kCFI or FineIBT) and cfi_bpf_hash/cfi_bpf_subprog_hash are set at boot
+    // (arch/x86/kernel/alternative.c); the shim does not model them, and would emit the
+    // preamble of a kernel without CFI.
+    throw new TreeError("config", `${tree.dir}: CONFIG_CFI${tree.config.CFI_CLANG === "y" ? "_CLANG" : ""} is on, and the shim does not model kCFI/FineIBT preambles`, `cd ${tree.dir} && ./scripts/config -d CFI -d CFI_CLANG && make olddefconfig && make -j$(nproc) prepare`);
+  }
   const jitSource = resolve(opts.jitSource ?? tree.jitSource);
   if (!existsSync(jitSource)) throw new TreeError("usage", `JIT source ${jitSource} does not exist`);
   if (/["\\\n]/.test(jitSource)) throw new TreeError("usage", `JIT source path ${JSON.stringify(jitSource)} contains a quote, backslash or newline`);

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, test } from "vitest";
 import {
-  describeFailure, encodeRequest, fetchTree, FETCH_TOOLS, JitRequestError, missingTools, openTree, parseHello, parseResponse, ProtocolError,
+  buildShim, describeFailure, encodeRequest, fetchTree, FETCH_TOOLS, JitRequestError, missingTools, openTree, parseHello, parseResponse, ProtocolError,
   readAptSources, requireTools, shellWords, sourcesFor, TreeError, type JitRequest,
 } from "../../jit/tree/index.ts";
 import { bpf, program } from "./helpers.ts";
@@ -193,5 +193,8 @@ describe("openTree says what is missing and what to run", () => {
     expect(t).toMatchObject({ dir: fake, version: "7.2.13", versionCode: [7, 2, 13], jitSource: join(fake, "arch/x86/net/bpf_jit_comp.c") });
     expect(t.jitSourceHash).toMatch(/^[0-9a-f]{64}$/);
     expect(t.config).toMatchObject({ X86_KERNEL_IBT: "y", FUNCTION_PADDING_CFI: "11", MITIGATION_SLS: undefined });
+    // A kCFI/FineIBT tree: the preamble is chosen at boot, which the shim does not model.
+    const cfi = thrown(() => buildShim({ ...t, config: { ...t.config, CFI: "y" } }));
+    expect(cfi).toMatchObject({ code: "config", message: expect.stringMatching(/CONFIG_CFI is on, and the shim does not model kCFI\/FineIBT/) });
   });
 });

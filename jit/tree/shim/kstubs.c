@@ -10,7 +10,8 @@
  * - addresses the JIT embeds in code (thunks, this_cpu_off, __bpf_call_base): link-time
  *   constants given by build.ts with --defsym, the model kernel's addresses;
  * - reachable only from trampolines, the dispatcher, text poking, exceptions or bpf_jit_free():
- *   sc_unmodelled(), which ends the process with the function's name (never a silent answer).
+ *   UNMODELLED(), which abandons the request with an error answer naming the function and the
+ *   path (user.c: u_fatal), never a silent answer.
  *
  * The list is what `nm -u` shows for the 7.2.13 and 6.12.118 objects; LINUX_VERSION_CODE
  * separates the two APIs.
@@ -54,7 +55,9 @@ struct cpuinfo_x86 boot_cpu_data;
 int bpf_jit_enable = 1;
 /* x86_return_thunk: where emit_return() jumps when cpu_wants_rethunk(); set per request. */
 void (*x86_return_thunk)(void);
-/* cfi_mode: CFI_AUTO/NONE unless the tree has CONFIG_CFI(_CLANG); emit_cfi() switches on it. */
+/* cfi_mode: what emit_cfi() switches on; the kernel picks kCFI or FineIBT at boot when built
+ * with CONFIG_CFI (CFI_CLANG in 6.12). build.ts refuses such trees, so the zero value (no
+ * preamble beyond endbr64) is what the tree would do. */
 enum cfi_mode cfi_mode;
 /* x86_nops[]: what emit_nops() copies; the bytes are the tree's BYTES_NOP* (asm/nops.h). */
 static const unsigned char sc_nop1[] = { BYTES_NOP1 }, sc_nop2[] = { BYTES_NOP2 }, sc_nop3[] = { BYTES_NOP3 },
@@ -333,9 +336,8 @@ const struct sc_name sc_features[] = {
 #endif
 	T("CALL_DEPTH", X86_FEATURE_CALL_DEPTH),        /* refused by kdriver.c (see x86_call_depth_emit_accounting) */
 	T("CLEAR_BHB_LOOP", X86_FEATURE_CLEAR_BHB_LOOP), /* emit_spectre_bhb_barrier (classic programs) */
-	T("CLEAR_BHB_HW", X86_FEATURE_CLEAR_BHB_HW),
-	T("HYPERVISOR", X86_FEATURE_HYPERVISOR),
-	T("IBT", X86_FEATURE_IBT),
+	T("CLEAR_BHB_HW", X86_FEATURE_CLEAR_BHB_HW),        /* emit_spectre_bhb_barrier: IBHF */
+	T("HYPERVISOR", X86_FEATURE_HYPERVISOR),        /* with CLEAR_BHB_LOOP: emit_spectre_bhb_barrier()'s IBHF */
 	{ NULL, 0 },
 };
 #undef T
