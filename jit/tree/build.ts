@@ -9,7 +9,7 @@
 // generated autoconf.h, the recorded command), the JIT source's contents, the shim's sources and
 // the model addresses: editing bpf_jit_comp.c or a patched copy rebuilds on the next use.
 import { createHash } from "node:crypto";
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { TreeError } from "./errors.ts";
@@ -222,7 +222,25 @@ export function buildShim(tree: KernelTree, opts: BuildOptions = {}): ShimBinary
   }
   const seconds = since(t0);
   opts.onProgress?.(`built ${bin} in ${seconds} s`);
+  pruneShims(root, key);
   return { path: bin, key, jitSource, jitSourceHash, built: true, seconds };
+}
+
+/** How many shim builds the cache keeps (each about 1 MB; a reviewer's patched copies add up). */
+const KEEP_BUILDS = 32;
+
+/** Remove the least recently built binaries beyond KEEP_BUILDS (never `keep`). */
+function pruneShims(root: string, keep: string): void {
+  let entries: { dir: string; at: number }[];
+  try {
+    entries = readdirSync(root)
+      .filter((d) => /^[0-9a-f]{24}$/.test(d) && d !== keep)
+      .map((d) => ({ dir: join(root, d), at: statSync(join(root, d)).mtimeMs }));
+  } catch {
+    return;
+  }
+  entries.sort((a, b) => b.at - a.at);
+  for (const e of entries.slice(KEEP_BUILDS - 1)) rmSync(e.dir, { recursive: true, force: true });
 }
 
 const since = (t0: number) => Math.round((performance.now() - t0) / 100) / 10;
