@@ -14,6 +14,10 @@
  * Helper and kfunc calls: the verifier stores `target - __bpf_call_base` in imm
  * (fixup_kfunc_call, do_misc_fixups); the request gives the absolute target and this file does
  * the same subtraction.
+ *
+ * 7.x passes the verifier's env to bpf_int_jit_compile(); here it is NULL, and the two functions
+ * the JIT asks it through (bpf_insn_is_indirect_target, bpf_out_stack_arg_cnt) are stubs that
+ * answer from the request (kstubs.c).
  */
 #include <linux/filter.h>
 #include <linux/bpf.h>
