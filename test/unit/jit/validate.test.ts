@@ -102,9 +102,12 @@ describe("rejections name the function, the instruction and the rule", () => {
   test("recursion", () => rejects([
     fn("main", 0, [call.subprog("a"), exit()]), fn("a", 0, [call.subprog("b"), exit()]), fn("b", 0, [call.subprog("a"), exit()]),
   ], "recursion", "program p, function b: recursive call from b to a [recursion]"));
-  test("more than eight frames", () => rejects(
-    Array.from({ length: 9 }, (_, k) => fn(`f${k}`, 0, k < 8 ? [call.subprog(`f${k + 1}`), exit()] : ret0)),
-    "call-depth", "program p, function f8: the call stack of 9 frames is too deep [call-depth]"));
+  test("more than MAX_CALL_FRAMES (16) frames: setup_func_entry()'s message", () => rejects(
+    Array.from({ length: 17 }, (_, k) => fn(`f${k}`, 0, k < 16 ? [call.subprog(`f${k + 1}`), exit()] : ret0)),
+    "call-depth", "program p, function f16: the call stack of 17 frames is too deep [call-depth]"));
+  test("sixteen frames are fine in 7.2", () => {
+    expect(validate(prog(Array.from({ length: 16 }, (_, k) => fn(`f${k}`, 0, k < 15 ? [call.subprog(`f${k + 1}`), exit()] : ret0)))).callDepth).toBe(16);
+  });
   test("shift counts", () => rejects([fn("main", 0, [alu64.mov.imm(R0, 1), alu32.lsh.imm(R0, 32), exit()])], "shift-range",
     "program p, function main, insn 1: invalid shift 32 [shift-range]"));
 });
