@@ -1,19 +1,23 @@
 // The reference interpreter (design.md §3.1): what each BPF invocation must return, computed
-// from the eBPF semantics alone (kernel/bpf/core.c ___bpf_prog_run: shifts masked to 63/31,
-// ALU32 results zero-extended, JMP32 comparing the low halves) and from the synthetic kernel's
-// helpers, kfunc and runner as documented in jit/kernel/kernel.ts. Nothing here is shared with
-// the JIT or the machine.
+// from the eBPF semantics alone (kernel/bpf/core.c ___bpf_prog_run, 7.2: shifts masked to 63/31,
+// ALU32 results zero-extended, JMP32 comparing the low halves, sign-extending loads and moves,
+// byte swaps, atomics, ld_imm64, gotol; division made total the way fixups.c:1496 bpf_do_misc_fixups()
+// makes it, see ops.ts; may_goto as fixups.c expands it for x86-64) and from the synthetic
+// kernel's helpers, kfunc and runner as documented in jit/kernel/kernel.ts. Nothing here is
+// shared with the JIT or the machine. Every invocation has an instruction budget, so a loop
+// the validator should have refused cannot hang it.
 import { HELPERS } from "./abi.ts";
-import type { BpfInsn } from "./insn.ts";
+import type { BpfInsn } from "./instruction.ts";
+import { aluResult, immU64, jumpTaken } from "./ops.ts";
 import {
-  BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_CALL, BPF_CLASS, BPF_EXIT, BPF_HELPER_CALL, BPF_JA, BPF_JEQ,
-  BPF_JGE, BPF_JGT, BPF_JLE, BPF_JLT, BPF_JMP, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT,
-  BPF_LDX, BPF_LSH, BPF_MOV, BPF_NEG, BPF_OP, BPF_OR, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_SIZE,
-  BPF_SRC, BPF_ST, BPF_STX, BPF_SUB, BPF_X, BPF_XOR, sizeBytes,
+  BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_DW, BPF_EXIT, BPF_FETCH,
+  BPF_HELPER_CALL, BPF_JA, BPF_JCOND, BPF_JMP, BPF_JMP32, BPF_LD_IMM64, BPF_LDX, BPF_LOAD_ACQ, BPF_MAX_TIMED_LOOPS,
+  BPF_MEMSX, BPF_MODE, BPF_OP, BPF_OR, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_SIZE, BPF_SRC, BPF_ST,
+  BPF_STORE_REL, BPF_STX, BPF_W, BPF_X, BPF_XCHG, BPF_XOR, sizeBytes,
 } from "./opcodes.ts";
 import type { Program } from "./program.ts";
 
-const M64 = (1n << 64n) - 1n, M32 = 0xffffffffn;
+const M64 = (1n << 64n) - 1n;
 /** What the runner returns for a refused run (-EBUSY) and the kfunc for a bad index (-EINVAL). */
 export const REFUSED = BigInt.asUintN(64, -16n);
 export const EINVAL = BigInt.asUintN(64, -22n);
@@ -43,16 +47,26 @@ export interface InterpEnv {
   /** Per counter: its value now; per program: misses so far (both updated). */
   readonly active: number[];
   readonly misses: number[];
-  /** Instruction budget for one top-level invocation. */
+  /** Instruction budget for one top-level invocation (default 1 000 000). */
   budget?: number;
+  /**
+   * may_goto: how many calls of bpf_check_timed_may_goto() (core.c:3423) after a frame's first
+   * still find time left and refresh its count (the first call only records the start time and
+   * always refreshes). Default 0: a frame's may_gotos fall through 2 × BPF_MAX_TIMED_LOOPS times
+   * in all, and the next one jumps; (2 + n) × BPF_MAX_TIMED_LOOPS with n.
+   */
+  mayGotoRefreshes?: number;
 }
 
 export class InterpError extends Error {
   override name = "InterpError";
 }
 
-/** A stack frame: its frame-pointer value and its bytes [fp - depth, fp). */
-interface Frame { fp: bigint; bytes: Uint8Array }
+/**
+ * A stack frame: its frame-pointer value and its bytes [fp - depth, fp); its may_goto count and
+ * how often it ran out (fixups.c keeps the count and a timestamp in 16 bytes below the frame).
+ */
+interface Frame { fp: bigint; bytes: Uint8Array; mayGoto: number; mayGotoCalls: number }
 
 /** Run program `p` through the runner (bpf_sc_run): the recursion check, then the program. */
 export function runProgram(env: InterpEnv, p: number): bigint {
@@ -105,13 +119,14 @@ class Interp {
     const fn = prog.funcs[fi]!;
     const fp = this.nextFp;
     this.nextFp += 0x100000n;
-    this.frames.push({ fp, bytes: new Uint8Array(fn.stackDepth) });
+    const frame: Frame = { fp, bytes: new Uint8Array(fn.stackDepth), mayGoto: BPF_MAX_TIMED_LOOPS, mayGotoCalls: 0 };
+    this.frames.push(frame);
     const r: bigint[] = [0n, ...args, 0n, 0n, 0n, 0n, fp];
     try {
       for (let pc = fn.start; ; ) {
         if (++this.steps > (this.env.budget ?? 1_000_000)) throw new InterpError(`${prog.name}: more than ${this.env.budget ?? 1_000_000} instructions`);
         const x = prog.insns[pc]!;
-        const next = this.step(prog, x, pc, r);
+        const next = this.step(prog, x, pc, r, frame);
         if (next === -1) return r[0]!;
         pc = next;
       }
@@ -121,66 +136,86 @@ class Interp {
   }
 
   /** Execute one instruction; the next pc, or -1 at exit. */
-  private step(prog: Program, x: BpfInsn, pc: number, r: bigint[]): number {
+  private step(prog: Program, x: BpfInsn, pc: number, r: bigint[], frame: Frame): number {
     const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-    const imm64 = BigInt.asUintN(64, BigInt(x.imm));
+    const imm64 = immU64(x);
     if (cls === BPF_ALU64 || cls === BPF_ALU) {
-      const is64 = cls === BPF_ALU64;
-      const mask = is64 ? M64 : M32;
-      const a = r[x.dst]! & mask;
-      const b = (BPF_SRC(x.code) === BPF_X ? r[x.src]! : imm64) & mask;
-      const bits = is64 ? 64 : 32;
-      let v: bigint;
-      switch (op) {
-        case BPF_MOV: v = b; break;
-        case BPF_ADD: v = a + b; break;
-        case BPF_SUB: v = a - b; break;
-        case BPF_AND: v = a & b; break;
-        case BPF_OR: v = a | b; break;
-        case BPF_XOR: v = a ^ b; break;
-        case BPF_LSH: v = a << (b & BigInt(bits - 1)); break;
-        case BPF_RSH: v = a >> (b & BigInt(bits - 1)); break;
-        case BPF_ARSH: v = BigInt.asIntN(bits, a) >> (b & BigInt(bits - 1)); break;
-        case BPF_NEG: v = -a; break;
-        default: throw new InterpError(`${prog.name}: insn ${pc}: ALU op 0x${op.toString(16)} is not in the subset`);
-      }
-      r[x.dst] = v & mask; // ALU32 results are zero-extended
+      r[x.dst] = aluResult(x, r[x.dst]!, BPF_SRC(x.code) === BPF_X ? r[x.src]! : imm64);
       return pc + 1;
     }
-    if (cls === BPF_LDX) { r[x.dst] = this.load(r[x.src]! + BigInt(x.off), sizeBytes(BPF_SIZE(x.code))); return pc + 1; }
+    if (x.code === BPF_LD_IMM64) { // LD_IMM_DW: (u32) insn[0].imm | (u32) insn[1].imm << 32
+      const hi = prog.insns[pc + 1];
+      if (!hi) throw new InterpError(`${prog.name}: insn ${pc}: ld_imm64 without its second half`);
+      r[x.dst] = (BigInt(x.imm >>> 0) | (BigInt(hi.imm >>> 0) << 32n)) & M64;
+      return pc + 2;
+    }
+    if (cls === BPF_LDX) {
+      const size = sizeBytes(BPF_SIZE(x.code));
+      const v = this.load(r[x.src]! + BigInt(x.off), size);
+      // LDX_MEMSX_*: DST = *(s8/s16/s32 *)...; LDX_MEM_*: zero-extended
+      r[x.dst] = BPF_MODE(x.code) === BPF_MEMSX ? BigInt.asUintN(64, BigInt.asIntN(8 * size, v)) : v;
+      return pc + 1;
+    }
+    if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) { this.atomic(prog, x, pc, r); return pc + 1; }
     if (cls === BPF_STX || cls === BPF_ST) {
       const size = sizeBytes(BPF_SIZE(x.code));
       this.store(r[x.dst]! + BigInt(x.off), size, (cls === BPF_STX ? r[x.src]! : imm64) & ((1n << BigInt(8 * size)) - 1n));
       return pc + 1;
     }
-    if (op === BPF_CALL) {
+    if (cls === BPF_JMP && op === BPF_CALL) {
       r[0] = this.call(prog, x, pc, r);
       for (let i = 1; i <= 5; i++) r[i] = 0n; // clobbered (the validator forbids reading them)
       return pc + 1;
     }
-    if (op === BPF_EXIT) return -1;
-    if (op === BPF_JA) return pc + 1 + x.off;
-    const is64 = cls === BPF_JMP;
-    const bits = is64 ? 64 : 32;
-    const mask = is64 ? M64 : M32;
-    const a = r[x.dst]! & mask, b = (BPF_SRC(x.code) === BPF_X ? r[x.src]! : imm64) & mask;
-    const sa = BigInt.asIntN(bits, a), sb = BigInt.asIntN(bits, b);
-    let t: boolean;
-    switch (op) {
-      case BPF_JEQ: t = a === b; break;
-      case BPF_JNE: t = a !== b; break;
-      case BPF_JGT: t = a > b; break;
-      case BPF_JGE: t = a >= b; break;
-      case BPF_JLT: t = a < b; break;
-      case BPF_JLE: t = a <= b; break;
-      case BPF_JSGT: t = sa > sb; break;
-      case BPF_JSGE: t = sa >= sb; break;
-      case BPF_JSLT: t = sa < sb; break;
-      case BPF_JSLE: t = sa <= sb; break;
-      case BPF_JSET: t = (a & b) !== 0n; break;
-      default: throw new InterpError(`${prog.name}: insn ${pc}: jump op 0x${op.toString(16)} is not in the subset`);
+    if (cls === BPF_JMP && op === BPF_EXIT) return -1;
+    if (op === BPF_JA) return pc + 1 + (cls === BPF_JMP32 ? x.imm : x.off); // JMP32_JA: insn += insn->imm
+    if (cls === BPF_JMP && op === BPF_JCOND) return this.mayGoto(frame) ? pc + 1 + x.off : pc + 1;
+    if (cls === BPF_JMP || cls === BPF_JMP32) {
+      return jumpTaken(x, r[x.dst]!, BPF_SRC(x.code) === BPF_X ? r[x.src]! : imm64) ? pc + 1 + x.off : pc + 1;
     }
-    return t ? pc + 1 + x.off : pc + 1;
+    throw new InterpError(`${prog.name}: insn ${pc}: opcode 0x${x.code.toString(16).padStart(2, "0")} has no reference semantics`);
+  }
+
+  /**
+   * One may_goto as fixups.c:1771 expands it for x86-64 (bpf_jit_supports_timed_may_goto()):
+   * load the count; 0 jumps; otherwise count - 1, and when that reaches 0,
+   * arch_bpf_timed_may_goto → bpf_check_timed_may_goto() gives a fresh BPF_MAX_TIMED_LOOPS or,
+   * once the time slice is spent, 0 (so the next may_goto jumps). True: jump.
+   */
+  private mayGoto(f: Frame): boolean {
+    if (f.mayGoto === 0) return true; // if AX == 0 goto target
+    if (--f.mayGoto === 0) {          // AX -= 1; if AX == 0: call arch_bpf_timed_may_goto
+      f.mayGotoCalls++;
+      f.mayGoto = f.mayGotoCalls <= 1 + (this.env.mayGotoRefreshes ?? 0) ? BPF_MAX_TIMED_LOOPS : 0;
+    }
+    return false;
+  }
+
+  /** STX_ATOMIC_*: the read-modify-write operations on W/DW, load-acquire and store-release on any size. */
+  private atomic(prog: Program, x: BpfInsn, pc: number, r: bigint[]): void {
+    const size = sizeBytes(BPF_SIZE(x.code));
+    const mask = size === 8 ? M64 : (1n << BigInt(8 * size)) - 1n;
+    if (x.imm === BPF_LOAD_ACQ) { r[x.dst] = this.load(r[x.src]! + BigInt(x.off), size); return; }
+    const addr = r[x.dst]! + BigInt(x.off);
+    if (x.imm === BPF_STORE_REL) { this.store(addr, size, r[x.src]! & mask); return; }
+    if (BPF_SIZE(x.code) !== BPF_W && BPF_SIZE(x.code) !== BPF_DW) throw new InterpError(`${prog.name}: insn ${pc}: atomic 0x${x.imm.toString(16)} of ${size} bytes`);
+    const old = this.load(addr, size);
+    const v = r[x.src]! & mask;
+    switch (x.imm & ~BPF_FETCH) {
+      case BPF_ADD: this.store(addr, size, (old + v) & mask); break;
+      case BPF_AND: this.store(addr, size, old & v); break;
+      case BPF_OR: this.store(addr, size, old | v); break;
+      case BPF_XOR: this.store(addr, size, old ^ v); break;
+      default:
+        if (x.imm === BPF_XCHG) { this.store(addr, size, v); break; }
+        if (x.imm === BPF_CMPXCHG) { // R0 = (u32/u64) atomic_cmpxchg(addr, (u32/u64) R0, SRC)
+          if (old === (r[0]! & mask)) this.store(addr, size, v);
+          r[0] = old;
+          return;
+        }
+        throw new InterpError(`${prog.name}: insn ${pc}: atomic operation 0x${x.imm.toString(16)} has no reference semantics`);
+    }
+    if (x.imm & BPF_FETCH) r[x.src] = old; // SRC = (u32/u64) atomic_fetch_*(...), atomic_xchg(...)
   }
 
   private call(prog: Program, x: BpfInsn, pc: number, r: bigint[]): bigint {

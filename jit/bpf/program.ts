@@ -1,7 +1,7 @@
 // A BPF program: a main function plus subprogs, laid out as the kernel lays them out (one flat
 // instruction array; each function a contiguous range; BPF_PSEUDO_CALL's imm is the callee's
 // start relative to the next instruction), with a stack depth per function and a program type.
-import { BPF_CALL, BPF_CLASS, BPF_JMP, BPF_JMP32, BPF_OP, BPF_PSEUDO_CALL } from "./opcodes.ts";
+import { BPF_CALL, BPF_CLASS, BPF_JA, BPF_JMP, BPF_JMP32, BPF_OP, BPF_PSEUDO_CALL } from "./opcodes.ts";
 import { insn, type BpfInsn, type Item } from "./insn.ts";
 
 /** Program types that matter for private-stack eligibility (kernel-model.md §2.2). */
@@ -82,7 +82,8 @@ export function program(src: ProgramSource): Program {
         if (cls !== BPF_JMP && cls !== BPF_JMP32) throw new ProgramError(`${where}: only jumps take a label`);
         const target = labels[fi]!.get(it.jumpTo);
         if (target === undefined) throw new ProgramError(`${where}: jump to unknown label '${it.jumpTo}'`);
-        x = retarget(x, "off", target - (i + 1), where);
+        // gotol (BPF_JMP32|BPF_JA) holds its offset in imm, every other jump in off.
+        x = retarget(x, x.code === (BPF_JMP32 | BPF_JA) ? "imm" : "off", target - (i + 1), where);
       }
       if (it.callee !== undefined) {
         if (!(BPF_OP(x.code) === BPF_CALL && x.src === BPF_PSEUDO_CALL)) throw new ProgramError(`${where}: only a subprog call names a callee`);

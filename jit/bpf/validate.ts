@@ -1,63 +1,77 @@
-// The verifier rules that matter to stack discipline (kernel-model.md §2.2), applied to a
-// Program: structure (known opcodes, forward jumps in range, every path ends in exit, no
-// unreachable code), the call graph (no recursion, MAX_CALL_FRAMES), private-stack eligibility
-// and the stack limits (check_max_stack_depth[_subprog]()), then an abstract interpretation of
-// register types and stack initialisation along every path (do_check()), walking subprogs per
-// call site so that stack pointers passed as arguments are checked in the caller's frame.
-// Each rejection names the function, the instruction index within it, and the rule.
+// The verifier rules that matter to stack discipline (kernel-model.md §2.2, kernel-model-7.2.md),
+// applied to a Program in the order bpf_check() (verifier.c:20039, 7.2) applies them:
+//   1. per function, check_subprogs() (:2849): jumps stay in the function, the last instruction
+//      is exit or goto;
+//   2. each instruction alone (fields.ts: check_and_resolve_insns(), check_insn_fields()), the
+//      call targets, helpers and kfuncs;
+//   3. control flow (cfg.c:565 bpf_check_cfg()): every instruction reachable, no jump into an
+//      ld_imm64, and the loops this validator can bound (loops.ts);
+//   4. the call graph: no recursion (sort_subprogs_topo(), :2915), at most MAX_CALL_FRAMES
+//      frames, private-stack eligibility and the stack limits (check_max_stack_depth[_subprog](),
+//      :5334, :5128);
+//   5. an abstract interpretation of register types, known constants and stack initialisation
+//      along every path (do_check(), :17568), to a fixpoint around loops, walking subprogs per
+//      call site so that stack pointers passed as arguments are checked in the caller's frame.
+// Each rejection names the function, the instruction index within it, and the rule, with the
+// verifier's own message where it has one.
+//
+// Deliberately stricter than 7.2 for these privileged program types (CAP_PERFMON gives the
+// verifier allow_ptr_leaks and allow_uninit_stack): pointers may not be compared, leaked into
+// memory or returned, and uninitialised stack may not be read, because the reference
+// interpreter could not predict what the JIT's real addresses and stack contents would give.
+// Also stricter: only stack pointers (R10-derived) are memory; atomics work on the stack only.
 import { helperById, kfuncById, type ArgKind, type CallSig } from "./abi.ts";
-import type { BpfInsn } from "./insn.ts";
+import { checkInsn, endsBlock, isMayGoto, jumpOffset } from "./fields.ts";
+import type { BpfInsn } from "./instruction.ts";
+import { ValidationError, type Finding, type Rule } from "./issues.ts";
+import { ACCEPTED_LOOPS, counterRun, findLoops, type Loop } from "./loops.ts";
+import { aluResult, immU64 } from "./ops.ts";
 import {
-  BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_CALL, BPF_CLASS, BPF_EXIT, BPF_HELPER_CALL, BPF_JA, BPF_JEQ,
-  BPF_JGE, BPF_JGT, BPF_JLE, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT,
-  BPF_LDX, BPF_LSH, BPF_MEM, BPF_MODE, BPF_MOV, BPF_NEG, BPF_OP, BPF_OR, BPF_PRIV_STACK_MIN_SIZE, BPF_PSEUDO_CALL,
-  BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STX, BPF_SUB, BPF_X, BPF_XOR, MAX_BPF_STACK,
-  MAX_CALL_FRAMES, sizeBytes,
+  BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_COMPLEXITY_LIMIT_INSNS,
+  BPF_DIV, BPF_DW, BPF_END, BPF_EXIT, BPF_FETCH, BPF_HELPER_CALL, BPF_JA, BPF_JMP, BPF_JMP32, BPF_LD_IMM64, BPF_LDX,
+  BPF_LOAD_ACQ, BPF_LSH, BPF_MOD, BPF_MODE, BPF_MOV, BPF_NEG, BPF_OP, BPF_OR, BPF_PRIV_STACK_MIN_SIZE, BPF_PSEUDO_CALL,
+  BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG,
+  BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes,
 } from "./opcodes.ts";
 import type { Program } from "./program.ts";
 
-export type Rule =
-  | "opcode" | "jump-range" | "backward-jump" | "fall-through" | "unreachable" | "call-target" | "unknown-helper"
-  | "unknown-kfunc" | "recursion" | "call-depth" | "stack-size" | "combined-stack-size" | "stack-bounds"
-  | "stack-alignment" | "uninit-stack" | "uninit-reg" | "fp-read-only" | "pointer-arithmetic" | "invalid-mem-access"
-  | "helper-arg" | "return-value" | "shift-range" | "reserved-fields";
-
-export interface ValidationIssue {
-  readonly rule: Rule;
-  readonly func: string;
-  /** Instruction index within the function (-1 for whole-program rules). */
-  readonly insn: number;
-  readonly message: string;
-}
-
-export class ValidationError extends Error {
-  override name = "ValidationError";
-  constructor(readonly program: string, readonly issue: ValidationIssue) {
-    super(`program ${program}, function ${issue.func}${issue.insn >= 0 ? `, insn ${issue.insn}` : ""}: ${issue.message} [${issue.rule}]`);
-  }
-}
+export { ValidationError } from "./issues.ts";
+export type { Rule, ValidationIssue } from "./issues.ts";
 
 export interface Validated {
   /** Per function: does it run on a private stack (jits_use_priv_stack)? */
   readonly privStack: readonly boolean[];
-  /** Per function: stack depth rounded as the verifier rounds it for JITed programs (16). */
+  /** Per function: the declared stack depth rounded as the verifier rounds it for JITed programs (16). */
   readonly verifierDepth: readonly number[];
+  /**
+   * Per function: the stack depth 7.2's verifier computes, its high-water mark of accessed stack
+   * (verifier.c:1377 grow_stack_state(): round_up(deepest byte accessed below the frame pointer,
+   * 8), through R10 or through a pointer a callee was given), before any fixup.
+   */
+  readonly stackDepth: readonly number[];
+  /**
+   * Per function: the bytes fixups.c adds below that depth, 16 if the function has a may_goto
+   * (x86-64 has timed may_goto: a count and a timestamp, fixups.c:1788, :2366), else 0. The JIT's
+   * depth (func[i]->aux->stack_depth) is stackDepth + stackExtra.
+   */
+  readonly stackExtra: readonly number[];
   /** The deepest chain of BPF frames (main = 1). */
   readonly callDepth: number;
   /** The largest sum of non-private depths along a call chain (the combined-stack rule). */
   readonly combinedDepth: number;
 }
 
-const ALU_OPS = new Set([BPF_MOV, BPF_ADD, BPF_SUB, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_ARSH, BPF_NEG]);
-const JMP_OPS = new Set([BPF_JEQ, BPF_JNE, BPF_JGT, BPF_JGE, BPF_JLT, BPF_JLE, BPF_JSGT, BPF_JSGE, BPF_JSLT, BPF_JSLE, BPF_JSET]);
-
-/** round_up_stack_depth() for a JITed program. */
+/** round_up_stack_depth() for a JITed program (verifier.c:5106). */
 export const roundUp16 = (d: number) => Math.ceil(d / 16) * 16;
+const roundUp8 = (d: number) => Math.ceil(d / 8) * 8;
 
 // ---- abstract state ----
 
-/** A register: not readable, a number, the ctx pointer, a pointer into frame `frame`'s stack, or path-dependent. */
-type RegT = { t: "uninit" } | { t: "scalar" } | { t: "ctx" } | { t: "fp"; frame: number; off: number } | { t: "mixed" };
+/**
+ * A register: not readable, a number (with its value when the verifier would know it), the ctx
+ * pointer, a pointer into frame `frame`'s stack, or different types on different paths.
+ */
+type RegT = { t: "uninit" } | { t: "scalar"; v?: bigint } | { t: "ctx" } | { t: "fp"; frame: number; off: number } | { t: "mixed" };
 interface State {
   regs: RegT[];
   /** Per live frame (0 = main): one flag per stack byte, index d + off for off in [-d, 0). */
@@ -65,27 +79,56 @@ interface State {
 }
 
 const UNINIT: RegT = { t: "uninit" }, SCALAR: RegT = { t: "scalar" }, MIXED: RegT = { t: "mixed" };
+const known = (v: bigint): RegT => ({ t: "scalar", v });
 
 function clone(s: State): State {
   return { regs: s.regs.slice(), init: s.init.map((a) => a.slice()) };
 }
 
 function sameReg(a: RegT, b: RegT): boolean {
-  return a.t === b.t && (a.t !== "fp" || (b.t === "fp" && a.frame === b.frame && a.off === b.off));
+  if (a.t !== b.t) return false;
+  if (a.t === "fp") return b.t === "fp" && a.frame === b.frame && a.off === b.off;
+  if (a.t === "scalar") return b.t === "scalar" && a.v === b.v;
+  return true;
+}
+
+function meetReg(a: RegT, b: RegT): RegT {
+  if (sameReg(a, b)) return a;
+  if (a.t === "uninit" || b.t === "uninit") return UNINIT;
+  if (a.t === "scalar" && b.t === "scalar") return SCALAR;
+  return MIXED;
 }
 
 /** The meet of two states at a join point: what holds on both paths. */
 function meet(a: State, b: State): State {
-  return {
-    regs: a.regs.map((r, i) => (sameReg(r, b.regs[i]!) ? r : r.t === "uninit" || b.regs[i]!.t === "uninit" ? UNINIT : MIXED)),
-    init: a.init.map((x, f) => x.map((v, i) => v & b.init[f]![i]!)),
-  };
+  return { regs: a.regs.map((r, i) => meetReg(r, b.regs[i]!)), init: a.init.map((x, f) => x.map((v, i) => v & b.init[f]![i]!)) };
 }
 
+function sameState(a: State, b: State): boolean {
+  return a.regs.every((r, i) => sameReg(r, b.regs[i]!)) && a.init.every((x, f) => x.every((v, i) => v === b.init[f]![i]));
+}
+
+/** What the structural passes learn about one function. */
+interface FuncInfo {
+  readonly callees: number[];
+  /** Second halves of ld_imm64s (absolute indices). */
+  readonly halves: ReadonlySet<number>;
+  readonly loops: readonly Loop[];
+  readonly loopsByHead: ReadonlyMap<number, readonly Loop[]>;
+  readonly hasMayGoto: boolean;
+}
+
+const ALU_STRING = ["+=", "-=", "*=", "/=", "|=", "&=", "<<=", ">>=", "neg", "%=", "^=", "=", "s>>=", "endian"]; // disasm.c bpf_alu_string
+const hex2 = (v: number) => (v >>> 0).toString(16).padStart(2, "0");
+
 class Checker {
-  private depths: number[];
-  constructor(private readonly p: Program) {
+  private readonly depths: number[];
+  private info: FuncInfo[] = [];
+  /** Per function: the deepest stack byte accessed (grow_stack_state()'s high-water mark). */
+  private readonly hw: number[];
+  constructor(readonly p: Program) {
     this.depths = p.funcs.map((f) => f.stackDepth);
+    this.hw = p.funcs.map(() => 0);
   }
 
   fail(rule: Rule, fi: number, i: number, message: string): never {
@@ -93,72 +136,74 @@ class Checker {
     throw new ValidationError(this.p.name, { rule, func: f.name, insn: i < 0 ? -1 : i - f.start, message });
   }
 
-  /** Structure of one function; returns its subprog call targets (function indices). */
-  structure(fi: number): number[] {
+  private report(fi: number, i: number, f: Finding): never {
+    return this.fail(f.rule, fi, i, f.message);
+  }
+
+  /** Passes 1-3 for one function. */
+  structure(fi: number): FuncInfo {
     const p = this.p, f = p.funcs[fi]!;
-    const callees: number[] = [];
-    // Closures made once per function, over the instruction at hand (not one pair per instruction).
-    let i = f.start;
-    let x = p.insns[i]!;
-    const bad = () => this.fail("opcode", fi, i, `unsupported opcode 0x${x.code.toString(16).padStart(2, "0")}`);
-    // Reserved fields must be zero (check_alu_op(), check_mem_access paths, check_cfg()):
-    // e.g. a MOV|X with off 8 would be BPF_MOVSX, which is not in the subset.
-    const reserved = (what: string, ok: boolean) => { if (!ok) this.fail("reserved-fields", fi, i, `${what} uses reserved fields`); };
-    for (; i < f.end; i++) {
-      x = p.insns[i]!;
-      const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-      const isX = BPF_SRC(x.code) === BPF_X;
-      if (cls === BPF_ALU || cls === BPF_ALU64) {
-        if (op === BPF_NEG) reserved("BPF_NEG", x.src === 0 && x.off === 0 && x.imm === 0);
-        else reserved(op === BPF_MOV ? "BPF_MOV" : "BPF_ALU", x.off === 0 && (isX ? x.imm === 0 : x.src === 0));
-      } else if (cls === BPF_LDX) reserved("BPF_LDX", x.imm === 0);
-      else if (cls === BPF_STX) reserved("BPF_STX", x.imm === 0);
-      else if (cls === BPF_ST) reserved("BPF_ST", x.src === 0);
-      else if (op === BPF_CALL && cls === BPF_JMP) reserved("BPF_CALL", x.dst === 0 && x.off === 0);
-      else if (op === BPF_EXIT && cls === BPF_JMP) reserved("BPF_EXIT", x.dst === 0 && x.src === 0 && x.off === 0 && x.imm === 0);
-      else if (op === BPF_JA && cls === BPF_JMP) reserved("BPF_JA", x.dst === 0 && x.src === 0 && x.imm === 0);
-      else if (cls === BPF_JMP || cls === BPF_JMP32) reserved("BPF_JMP/JMP32", isX ? x.imm === 0 : x.src === 0);
-      if (cls === BPF_ALU || cls === BPF_ALU64) {
-        if (!ALU_OPS.has(op)) bad();
-        if (op === BPF_NEG && BPF_SRC(x.code) === BPF_X) bad();
-        if ((op === BPF_LSH || op === BPF_RSH || op === BPF_ARSH) && BPF_SRC(x.code) !== BPF_X) {
-          const max = cls === BPF_ALU64 ? 63 : 31;
-          if (x.imm < 0 || x.imm > max) this.fail("shift-range", fi, i, `invalid shift ${x.imm}`);
-        }
-      } else if (cls === BPF_LDX || cls === BPF_STX || cls === BPF_ST) {
-        if (BPF_MODE(x.code) !== BPF_MEM) bad();
-      } else if (cls === BPF_JMP || cls === BPF_JMP32) {
-        if (op === BPF_CALL && cls === BPF_JMP) {
-          if (x.src === BPF_PSEUDO_CALL) {
-            const target = i + 1 + x.imm;
-            const ci = p.funcs.findIndex((g) => g.start === target);
-            if (ci < 0) this.fail("call-target", fi, i, `call to insn ${target}, which does not start a function`);
-            callees.push(ci);
-          } else if (x.src === BPF_HELPER_CALL) {
-            if (!helperById(x.imm)) this.fail("unknown-helper", fi, i, `invalid func unknown#${x.imm}`);
-          } else if (x.src === BPF_PSEUDO_KFUNC_CALL) {
-            if (!kfuncById(x.imm)) this.fail("unknown-kfunc", fi, i, `kernel function ${x.imm} is not a kfunc of the synthetic kernel`);
-          } else bad();
-        } else if (op === BPF_EXIT && cls === BPF_JMP) {
-          // fine
-        } else if (op === BPF_JA && cls === BPF_JMP || JMP_OPS.has(op)) {
-          if (x.off < 0) this.fail("backward-jump", fi, i, `back-edge from insn ${i - f.start} to ${i - f.start + 1 + x.off}`);
-          const target = i + 1 + x.off;
-          if (target >= f.end) this.fail("jump-range", fi, i, `jump out of range from insn ${i - f.start} to ${target - f.start}`);
-        } else bad();
-      } else bad();
+    const rel = (i: number) => i - f.start;
+    // 1. check_subprogs() (verifier.c:2849)
+    for (let i = f.start; i < f.end; i++) {
+      const off = jumpOffset(p.insns[i]!);
+      if (off === undefined) continue;
+      const target = i + 1 + off;
+      if (target < f.start || target >= f.end) this.fail("jump-range", fi, i, `jump out of range from insn ${rel(i)} to ${rel(target)}`);
     }
     const last = p.insns[f.end - 1]!;
-    if (!(BPF_CLASS(last.code) === BPF_JMP && BPF_OP(last.code) === BPF_EXIT)) {
-      this.fail("fall-through", fi, f.end - 1, "the last instruction is not exit: control falls off the end of the function");
+    if (!endsBlock(last) && last.code !== (BPF_JMP | BPF_JA | BPF_X)) this.fail("fall-through", fi, f.end - 1, "last insn is not an exit or jmp");
+    // 2. check_and_resolve_insns() (verifier.c:18328), then the calls
+    const halves = new Set<number>();
+    const callees: number[] = [];
+    let hasMayGoto = false;
+    for (let i = f.start; i < f.end; i++) {
+      const x = p.insns[i]!;
+      const bad = checkInsn(p.insns, i, f.end, rel(i));
+      if (bad) this.report(fi, i, bad);
+      if (x.code === BPF_LD_IMM64) { halves.add(++i); continue; }
+      hasMayGoto ||= isMayGoto(x);
+      if (x.code !== (BPF_JMP | BPF_CALL)) continue;
+      if (x.src === BPF_PSEUDO_CALL) {
+        const target = i + 1 + x.imm;
+        const ci = p.funcs.findIndex((g) => g.start === target);
+        if (ci < 0) this.fail("call-target", fi, i, `call to insn ${target}, which does not start a function`);
+        callees.push(ci);
+      } else if (x.src === BPF_HELPER_CALL) {
+        if (!helperById(x.imm)) this.fail("unknown-helper", fi, i, `invalid func unknown#${x.imm}`);
+      } else if (x.src === BPF_PSEUDO_KFUNC_CALL) {
+        if (!kfuncById(x.imm)) this.fail("unknown-kfunc", fi, i, `kernel function ${x.imm} is not a kfunc of the synthetic kernel`);
+      }
     }
-    return callees;
+    // 3. bpf_check_cfg() (cfg.c): reachability within the function (calls return), ld_imm64 halves
+    const seen = new Uint8Array(f.end - f.start);
+    const todo = [f.start];
+    seen[0] = 1;
+    while (todo.length) {
+      const i = todo.pop()!;
+      const x = p.insns[i]!;
+      const off = jumpOffset(x);
+      const next: number[] = [];
+      if (x.code === BPF_LD_IMM64) next.push(i + 2);
+      else if (x.code === (BPF_JMP | BPF_JA) || x.code === (BPF_JMP32 | BPF_JA)) next.push(i + 1 + off!);
+      else if (x.code !== (BPF_JMP | BPF_EXIT)) next.push(i + 1, ...(off === undefined ? [] : [i + 1 + off]));
+      for (const t of next) {
+        if (halves.has(t)) this.fail("ld-imm64", fi, i, `jump into the middle of ldimm64 insn ${rel(t - 1)}`); // cfg.c:635
+        if (!seen[t - f.start]) { seen[t - f.start] = 1; todo.push(t); }
+      }
+    }
+    for (let i = f.start; i < f.end; i++) if (!seen[i - f.start] && !halves.has(i)) this.fail("unreachable", fi, i, `unreachable insn ${rel(i)}`);
+    const found = findLoops(p.insns, f.start, f.end, (i) => halves.has(i));
+    if ("finding" in found) this.report(fi, found.at, found.finding);
+    const loopsByHead = new Map<number, Loop[]>();
+    for (const L of found.loops) loopsByHead.set(L.head, [...(loopsByHead.get(L.head) ?? []), L]);
+    return { callees, halves, loops: found.loops, loopsByHead, hasMayGoto };
   }
 
   run(): Validated {
     const p = this.p;
-    const callees = p.funcs.map((_, fi) => this.structure(fi));
-    // Call graph: no recursion, at most MAX_CALL_FRAMES frames (check_max_stack_depth).
+    this.info = p.funcs.map((_, fi) => this.structure(fi));
+    // 4. The call graph: no recursion, at most MAX_CALL_FRAMES frames, the stack limits.
     const mode = privStackMode(p);
     const priv = p.funcs.map((f) => mode && roundUp16(f.stackDepth) >= BPF_PRIV_STACK_MIN_SIZE);
     p.funcs.forEach((f, fi) => {
@@ -167,157 +212,341 @@ class Checker {
     });
     let callDepth = 0, combined = 0;
     const walk = (fi: number, chain: number[], sum: number) => {
-      if (chain.includes(fi)) this.fail("recursion", chain.at(-1)!, -1, `recursive call from ${p.funcs[chain.at(-1)!]!.name} to ${p.funcs[fi]!.name}`);
+      // sort_subprogs_topo() (verifier.c:2966)
+      if (chain.includes(fi)) this.fail("recursion", chain.at(-1)!, -1, `recursive call from ${p.funcs[chain.at(-1)!]!.name}() to ${p.funcs[fi]!.name}()`);
       const frames = chain.length + 1;
+      // setup_func_entry() (verifier.c:9164): do_check() meets the deep call before check_max_stack_depth() would
       if (frames > MAX_CALL_FRAMES) this.fail("call-depth", fi, -1, `the call stack of ${frames} frames is too deep`);
       const total = sum + (priv[fi] ? 0 : roundUp16(p.funcs[fi]!.stackDepth));
       if (total > MAX_BPF_STACK) this.fail("combined-stack-size", fi, -1, `combined stack size of ${frames} calls is ${total}. Too large`);
       callDepth = Math.max(callDepth, frames);
       combined = Math.max(combined, total);
-      for (const c of new Set(callees[fi])) walk(c, [...chain, fi], total);
+      for (const c of new Set(this.info[fi]!.callees)) walk(c, [...chain, fi], total);
     };
     walk(0, [], 0);
     // A function no call reaches is unreachable code (check_cfg()).
     const reached = new Set<number>([0]);
     for (let grew = true; grew; ) {
       grew = false;
-      for (const f of reached) for (const c of callees[f]!) if (!reached.has(c)) { reached.add(c); grew = true; }
+      for (const f of reached) for (const c of this.info[f]!.callees) if (!reached.has(c)) { reached.add(c); grew = true; }
     }
     p.funcs.forEach((f, fi) => { if (!reached.has(fi)) this.fail("unreachable", fi, f.start, `unreachable insn ${f.start}: no call reaches function ${f.name}`); });
-    // Data flow from the main program's entry: R1 = ctx, R10 = its frame pointer.
+    // 5. Data flow from the main program's entry: R1 = ctx, R10 = its frame pointer.
     const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [new Uint8Array(this.depths[0]!)] };
     entry.regs[1] = { t: "ctx" };
     entry.regs[10] = { t: "fp", frame: 0, off: 0 };
-    const exit = this.func(0, entry);
+    const exit = new FuncWalk(this, 0, [0]).run(entry);
     if (exit.regs[0]!.t !== "scalar") this.fail("return-value", 0, p.funcs[0]!.end - 1, "R0 leaks addr as return value");
-    return { privStack: priv, verifierDepth: p.funcs.map((f) => roundUp16(f.stackDepth)), callDepth, combinedDepth: combined };
+    return {
+      privStack: priv,
+      verifierDepth: p.funcs.map((f) => roundUp16(f.stackDepth)),
+      stackDepth: this.hw.map(roundUp8),
+      stackExtra: this.info.map((fi) => (fi.hasMayGoto ? 16 : 0)),
+      callDepth,
+      combinedDepth: combined,
+    };
   }
 
-  /** Interpret function `fi` from `entry`; returns the meet of its exit states. */
-  private func(fi: number, entry: State): State {
-    const p = this.p, f = p.funcs[fi]!;
+  funcInfo(fi: number): FuncInfo {
+    return this.info[fi]!;
+  }
 
-    const at: (State | undefined)[] = new Array(f.end - f.start);
-    at[0] = entry;
-    let exit: State | undefined;
-    const flow = (to: number, s: State) => {
-      const k = to - f.start;
-      at[k] = at[k] === undefined ? s : meet(at[k]!, s);
-    };
-    // `reg` is made once per function, over the instruction and state at hand.
-    let i = f.start;
-    let s: State = entry;
-    const reg = (r: number): RegT => {
-      const v = s.regs[r]!;
-      if (v.t === "uninit") this.fail("uninit-reg", fi, i, `R${r} !read_ok`);
-      if (v.t === "mixed") this.fail("uninit-reg", fi, i, `R${r} has different types on different paths`);
-      return v;
-    };
-    for (; i < f.end; i++) {
-      const s0 = at[i - f.start];
-      if (s0 === undefined) this.fail("unreachable", fi, i, `unreachable insn ${i - f.start}`);
-      s = clone(s0);
-      const x = p.insns[i]!;
-      const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-      if (cls === BPF_ALU || cls === BPF_ALU64) {
-        if (x.dst === 10) this.fail("fp-read-only", fi, i, "frame pointer is read only");
-        this.alu(fi, i, x, s, reg);
-        flow(i + 1, s);
-      } else if (cls === BPF_LDX) {
-        if (x.dst === 10) this.fail("fp-read-only", fi, i, "frame pointer is read only");
-        this.access(fi, i, s, reg(x.src), x.src, x.off, sizeBytes(BPF_SIZE(x.code)), "read");
-        s.regs[x.dst] = SCALAR;
-        flow(i + 1, s);
-      } else if (cls === BPF_STX || cls === BPF_ST) {
-        if (cls === BPF_STX) reg(x.src);
-        this.access(fi, i, s, reg(x.dst), x.dst, x.off, sizeBytes(BPF_SIZE(x.code)), "write");
-        flow(i + 1, s);
-      } else if (op === BPF_CALL) {
-        this.call(fi, i, x, s, reg);
-        flow(i + 1, s);
-      } else if (op === BPF_EXIT) {
-        reg(0);
-        exit = exit === undefined ? s : meet(exit, s);
-      } else if (op === BPF_JA) {
-        flow(i + 1 + x.off, s);
-      } else {
-        const a = reg(x.dst);
-        const b = BPF_SRC(x.code) === BPF_X ? reg(x.src) : SCALAR;
-        if (a.t !== "scalar" || b.t !== "scalar") this.fail("pointer-arithmetic", fi, i, "pointer comparison prohibited");
-        flow(i + 1, s);
-        flow(i + 1 + x.off, clone(s));
+  depthOf(fi: number): number {
+    return this.depths[fi]!;
+  }
+
+  /** grow_stack_state(): function fi's stack was accessed down to `at` below its frame pointer. */
+  grow(fi: number, at: number): void {
+    this.hw[fi] = Math.max(this.hw[fi]!, -at);
+  }
+}
+
+/** The abstract interpretation of one function from one entry state (one call site). */
+class FuncWalk {
+  private readonly f: Program["funcs"][number];
+  private readonly at: (State | undefined)[];
+  private readonly dirty: Uint8Array;
+  private readonly loopEntry = new Map<Loop, State>();
+  private exit: State | undefined;
+  /** The instruction and state at hand. */
+  private i = 0;
+  private s!: State;
+
+  /** `chain[k]`: the function whose frame is frame k (this one is last). */
+  constructor(private readonly c: Checker, private readonly fi: number, private readonly chain: readonly number[]) {
+    this.f = c.p.funcs[fi]!;
+    this.at = new Array(this.f.end - this.f.start);
+    this.dirty = new Uint8Array(this.f.end - this.f.start);
+  }
+
+  private get p(): Program {
+    return this.c.p;
+  }
+
+  private fail(rule: Rule, message: string): never {
+    return this.c.fail(rule, this.fi, this.i, message);
+  }
+
+  /** Meet `s` into the state at `to`, coming from `from` (-1: the function's entry). */
+  private flow(from: number, to: number, s: State): void {
+    for (const L of this.c.funcInfo(this.fi).loopsByHead.get(to) ?? []) {
+      if (from < L.head || from > L.latch) this.loopEntry.set(L, this.loopEntry.has(L) ? meet(this.loopEntry.get(L)!, s) : s);
+    }
+    const k = to - this.f.start;
+    const old = this.at[k];
+    const nu = old === undefined ? s : meet(old, s);
+    if (old === undefined || !sameState(old, nu)) {
+      this.at[k] = nu;
+      this.dirty[k] = 1;
+    }
+  }
+
+  /** Sweep the function in order until no state changes (once, without backward jumps); the meet of its exit states. */
+  run(entry: State): State {
+    this.flow(-1, this.f.start, entry);
+    for (let busy = true; busy; ) {
+      busy = false;
+      for (let k = 0; k < this.at.length; k++) {
+        if (!this.dirty[k]) continue;
+        this.dirty[k] = 0;
+        busy = true;
+        this.i = this.f.start + k;
+        this.s = clone(this.at[k]!);
+        this.step(this.p.insns[this.i]!);
       }
     }
-    return exit!;
+    this.checkLoops();
+    return this.exit!;
   }
 
-  private alu(fi: number, i: number, x: BpfInsn, s: State, reg: (r: number) => RegT): void {
-    const op = BPF_OP(x.code), is64 = BPF_CLASS(x.code) === BPF_ALU64, isX = BPF_SRC(x.code) === BPF_X;
+  /** check_reg_arg(SRC_OP) (verifier.c:3121 in __check_reg_arg()): a readable register. */
+  private reg(r: number): RegT {
+    const v = this.s.regs[r]!;
+    if (v.t === "uninit") this.fail("uninit-reg", `R${r} !read_ok`);
+    if (v.t === "mixed") this.fail("uninit-reg", `R${r} has different types on different paths`);
+    return v;
+  }
+
+  /** check_reg_arg(DST_OP) (verifier.c:3135 in __check_reg_arg()). */
+  private writable(r: number): void {
+    if (r === 10) this.fail("fp-read-only", "frame pointer is read only");
+  }
+
+  private step(x: BpfInsn): void {
+    const s = this.s, i = this.i;
+    const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
+    if (cls === BPF_ALU || cls === BPF_ALU64) {
+      this.alu(x);
+      this.flow(i, i + 1, s);
+    } else if (x.code === BPF_LD_IMM64) { // check_ld_imm() (verifier.c:16387)
+      this.writable(x.dst);
+      const hi = this.p.insns[i + 1]!;
+      s.regs[x.dst] = known((BigInt(hi.imm >>> 0) << 32n) | BigInt(x.imm >>> 0));
+      this.flow(i, i + 2, s);
+    } else if (cls === BPF_LDX) { // check_load_mem() (verifier.c:6418)
+      const ptr = this.reg(x.src);
+      this.writable(x.dst);
+      this.access(ptr, x.src, x.off, sizeBytes(BPF_SIZE(x.code)), "read");
+      s.regs[x.dst] = SCALAR;
+      this.flow(i, i + 1, s);
+    } else if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) {
+      this.atomic(x);
+      this.flow(i, i + 1, s);
+    } else if (cls === BPF_STX || cls === BPF_ST) { // check_store_reg() (verifier.c:6461), do_check_insn() BPF_ST
+      if (cls === BPF_STX) this.reg(x.src);
+      this.access(this.reg(x.dst), x.dst, x.off, sizeBytes(BPF_SIZE(x.code)), "write");
+      this.flow(i, i + 1, s);
+    } else if (op === BPF_CALL) {
+      this.call(x);
+      this.flow(i, i + 1, s);
+    } else if (op === BPF_EXIT) {
+      this.reg(0);
+      this.exit = this.exit === undefined ? s : meet(this.exit, s);
+    } else if (op === BPF_JA) {
+      this.flow(i, i + 1 + (cls === BPF_JMP32 ? x.imm : x.off), s);
+    } else if (isMayGoto(x)) { // check_cond_jmp_op() (verifier.c:16153): both ways, no register read
+      this.flow(i, i + 1, s);
+      this.flow(i, i + 1 + x.off, clone(s));
+    } else { // check_cond_jmp_op() (verifier.c:16132)
+      const a = this.reg(x.dst);
+      if (BPF_SRC(x.code) === BPF_X && this.reg(x.src).t !== "scalar") this.fail("pointer-arithmetic", `R${x.src} pointer comparison prohibited`);
+      if (a.t !== "scalar") this.fail("pointer-arithmetic", `R${x.dst} pointer comparison prohibited`);
+      this.flow(i, i + 1, s);
+      this.flow(i, i + 1 + x.off, clone(s));
+    }
+  }
+
+  /** check_alu_op() (verifier.c:15097), with adjust_ptr_min_max_vals()'s pointer rules (:13866-14016). */
+  private alu(x: BpfInsn): void {
+    const s = this.s, op = BPF_OP(x.code), is64 = BPF_CLASS(x.code) === BPF_ALU64, isX = BPF_SRC(x.code) === BPF_X;
+    const fold = (d: RegT, v: RegT): RegT =>
+      d.t === "scalar" && d.v !== undefined && v.t === "scalar" && v.v !== undefined ? known(aluResult(x, d.v, v.v)) : SCALAR;
+    if (op === BPF_END || op === BPF_NEG) {
+      const d = this.reg(x.dst);
+      if (d.t !== "scalar") this.fail("pointer-arithmetic", `R${x.dst} pointer arithmetic prohibited`);
+      this.writable(x.dst);
+      s.regs[x.dst] = fold(d, d);
+      return;
+    }
+    const v = isX ? this.reg(x.src) : known(immU64(x));
     if (op === BPF_MOV) {
-      const v = isX ? reg(x.src) : SCALAR;
-      if (v.t !== "scalar" && !is64) this.fail("pointer-arithmetic", fi, i, `R${x.src} 32-bit pointer arithmetic prohibited`);
-      s.regs[x.dst] = v;
+      this.writable(x.dst);
+      if (isX && v.t !== "scalar") {
+        if (!is64) this.fail("pointer-arithmetic", `R${x.src} partial copy of pointer`);
+        if (x.off !== 0) this.fail("pointer-arithmetic", `R${x.src} sign-extension part of pointer`);
+      }
+      s.regs[x.dst] = v.t !== "scalar" ? v : v.v === undefined ? SCALAR : known(aluResult(x, 0n, v.v));
       return;
     }
-    const d = reg(x.dst);
-    const v = isX ? reg(x.src) : SCALAR;
-    if (v.t !== "scalar") this.fail("pointer-arithmetic", fi, i, `R${x.src} pointer used as an operand of ${is64 ? "" : "32-bit "}arithmetic`);
-    if (d.t === "scalar") return;
-    if (d.t === "fp" && is64 && !isX && (op === BPF_ADD || op === BPF_SUB)) {
-      s.regs[x.dst] = { t: "fp", frame: d.frame, off: d.off + (op === BPF_ADD ? x.imm : -x.imm) };
+    const d = this.reg(x.dst);
+    if ((op === BPF_DIV || op === BPF_MOD) && !isX && x.imm === 0) this.fail("div-by-zero", "div by zero");
+    if ((op === BPF_LSH || op === BPF_RSH || op === BPF_ARSH) && !isX && (x.imm < 0 || x.imm >= (is64 ? 64 : 32))) {
+      this.fail("shift-range", `invalid shift ${x.imm}`);
+    }
+    this.writable(x.dst);
+    if (d.t === "scalar" && v.t === "scalar") {
+      s.regs[x.dst] = fold(d, v);
       return;
     }
-    this.fail("pointer-arithmetic", fi, i, `R${x.dst} pointer arithmetic prohibited (only 64-bit add/sub of a constant)`);
+    const opText = ALU_STRING[op >> 4]!;
+    if (d.t !== "scalar" && v.t !== "scalar") this.fail("pointer-arithmetic", `R${x.dst} pointer ${opText} pointer prohibited`);
+    const [ptr, off] = d.t !== "scalar" ? [d, v as { t: "scalar"; v?: bigint }] : [v, d as { t: "scalar"; v?: bigint }];
+    if (!is64) this.fail("pointer-arithmetic", `R${x.dst} 32-bit pointer arithmetic prohibited`);
+    if (op === BPF_AND || op === BPF_OR || op === BPF_XOR) this.fail("pointer-arithmetic", `R${x.dst} bitwise operator ${opText} on pointer prohibited`);
+    if (op !== BPF_ADD && op !== BPF_SUB) this.fail("pointer-arithmetic", `R${x.dst} pointer arithmetic with ${opText} operator prohibited`);
+    if (op === BPF_SUB && d.t === "scalar") this.fail("pointer-arithmetic", `R${x.dst} tried to subtract pointer from scalar`);
+    if (ptr.t !== "fp") this.fail("pointer-arithmetic", `R${x.dst} pointer arithmetic on ${ptr.t} is not modelled (only stack pointers move)`);
+    if (off.v === undefined) this.fail("pointer-arithmetic", `R${x.dst} variable stack offset is not modelled (add or subtract a known constant)`);
+    const delta = Number(BigInt.asIntN(64, off.v));
+    s.regs[x.dst] = { t: "fp", frame: ptr.frame, off: ptr.off + (op === BPF_ADD ? delta : -delta) };
   }
 
-  private access(fi: number, i: number, s: State, ptr: RegT, r: number, off: number, size: number, kind: "read" | "write"): void {
-    if (ptr.t !== "fp") this.fail("invalid-mem-access", fi, i, `R${r} invalid mem access '${ptr.t}'`);
-    const depth = this.depthOfFrame(s, ptr.frame);
+  /** check_atomic() (verifier.c:6618) and check_atomic_rmw/_load/_store() (:6499, :6580, :6599). */
+  private atomic(x: BpfInsn): void {
+    const s = this.s, size = sizeBytes(BPF_SIZE(x.code));
+    const base = x.imm & ~BPF_FETCH;
+    const rmw = ((base === BPF_ADD || base === BPF_AND || base === BPF_OR || base === BPF_XOR) && (x.imm === base || x.imm === (base | BPF_FETCH)))
+      || x.imm === BPF_XCHG || x.imm === BPF_CMPXCHG;
+    if (rmw) {
+      if (BPF_SIZE(x.code) !== BPF_W && BPF_SIZE(x.code) !== BPF_DW) this.fail("atomic", "invalid atomic operand size");
+      const v = this.reg(x.src);
+      const d = this.reg(x.dst);
+      if (x.imm === BPF_CMPXCHG && this.reg(0).t !== "scalar") this.fail("pointer-leak", "R0 leaks addr into mem");
+      if (v.t !== "scalar") this.fail("pointer-leak", `R${x.src} leaks addr into mem`);
+      if (d.t === "ctx") this.fail("atomic", `BPF_ATOMIC stores into R${x.dst} ctx is not allowed`);
+      const load = x.imm === BPF_CMPXCHG ? 0 : x.imm & BPF_FETCH ? x.src : -1; // bpf_atomic_load_reg()
+      if (load >= 0) this.writable(load);
+      this.access(d, x.dst, x.off, size, "read");
+      this.access(d, x.dst, x.off, size, "write");
+      if (load >= 0) s.regs[load] = SCALAR;
+    } else if (x.imm === BPF_LOAD_ACQ) {
+      const ptr = this.reg(x.src);
+      if (ptr.t === "ctx") this.fail("atomic", `BPF_ATOMIC loads from R${x.src} ctx is not allowed`);
+      this.writable(x.dst);
+      this.access(ptr, x.src, x.off, size, "read");
+      s.regs[x.dst] = SCALAR;
+    } else if (x.imm === BPF_STORE_REL) {
+      this.reg(x.src);
+      const d = this.reg(x.dst);
+      this.access(d, x.dst, x.off, size, "write");
+    } else {
+      this.fail("atomic", `BPF_ATOMIC uses invalid atomic opcode ${hex2(x.imm)}`);
+    }
+  }
+
+  /**
+   * check_mem_access() on the stack (verifier.c:6143): strict alignment (check_ptr_alignment(),
+   * :5021, always for the stack; not for helper memory), then the bounds (:6051; the declared
+   * depth here), then initialisation for reads. Grows the owning function's high-water mark.
+   */
+  private access(ptr: RegT, r: number, off: number, size: number, kind: "read" | "write", aligned = true): void {
+    if (ptr.t !== "fp") this.fail("invalid-mem-access", `R${r} invalid mem access '${ptr.t}'`);
     const at = ptr.off + off;
-    if (at < -depth || at + size > 0) this.fail("stack-bounds", fi, i, `invalid ${kind} to stack R${r} off=${at} size=${size} (stack depth ${depth})`);
-    if (at % size !== 0) this.fail("stack-alignment", fi, i, `misaligned stack access off ${at} size ${size}`);
-    const flags = s.init[ptr.frame]!;
+    if (aligned && size > 1 && at % size !== 0) this.fail("stack-alignment", `misaligned stack access off ${at} size ${size}`);
+    const owner = this.chain[ptr.frame]!;
+    const depth = this.c.depthOf(owner);
+    if (at < -depth || at + size > 0) this.fail("stack-bounds", `invalid ${kind === "read" ? "read from" : "write to"} stack R${r} off=${at} size=${size} (stack depth ${depth})`);
+    this.c.grow(owner, at);
+    const flags = this.s.init[ptr.frame]!;
     for (let b = 0; b < size; b++) {
       if (kind === "write") flags[depth + at + b] = 1;
-      else if (!flags[depth + at + b]) this.fail("uninit-stack", fi, i, `invalid read from stack R${r} off ${at} size ${size}: byte ${at + b} is not initialised`);
+      else if (!flags[depth + at + b]) this.fail("uninit-stack", `invalid read from stack R${r} off ${at} size ${size}: byte ${at + b} is not initialised`);
     }
   }
 
-  private depthOfFrame(s: State, frame: number): number {
-    return s.init[frame]!.length;
-  }
-
-  private call(fi: number, i: number, x: BpfInsn, s: State, reg: (r: number) => RegT): void {
+  private call(x: BpfInsn): void {
+    const s = this.s, p = this.p;
     if (x.src === BPF_PSEUDO_CALL) {
-      const ci = this.p.funcs.findIndex((g) => g.start === i + 1 + x.imm);
-      const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [...s.init.map((a) => a.slice()), new Uint8Array(this.depths[ci]!)] };
+      const ci = p.funcs.findIndex((g) => g.start === this.i + 1 + x.imm);
+      const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [...s.init.map((a) => a.slice()), new Uint8Array(this.c.depthOf(ci))] };
       for (let r = 1; r <= 5; r++) entry.regs[r] = s.regs[r]!;
       entry.regs[10] = { t: "fp", frame: entry.init.length - 1, off: 0 };
-      const out = this.func(ci, entry);
+      const out = new FuncWalk(this.c, ci, [...this.chain, ci]).run(entry);
       const r0 = out.regs[0]!;
-      // prepare_func_exit(): no stack pointer at all goes back, not even one into a caller's frame.
-      if (r0.t === "fp") this.fail("return-value", ci, this.p.funcs[ci]!.end - 1, "cannot return stack pointer to the caller");
+      // prepare_func_exit() (verifier.c:9868): no stack pointer at all goes back, not even one into a caller's frame.
+      if (r0.t === "fp") this.c.fail("return-value", ci, p.funcs[ci]!.end - 1, "cannot return stack pointer to the caller");
       s.init = out.init.slice(0, -1); // what the callee initialised in its callers' frames stays initialised
-      s.regs[0] = r0.t === "ctx" ? r0 : SCALAR;
+      s.regs[0] = r0;
     } else {
       const sig: CallSig = (x.src === BPF_HELPER_CALL ? helperById(x.imm) : kfuncById(x.imm))!;
-      sig.args.forEach((kind, a) => this.arg(fi, i, s, reg, a + 1, kind, sig.name));
+      sig.args.forEach((kind, a) => this.arg(a + 1, kind, sig.name));
       s.regs[0] = SCALAR;
     }
     for (let r = 1; r <= 5; r++) s.regs[r] = UNINIT; // caller-saved registers are clobbered
   }
 
-  private arg(fi: number, i: number, s: State, reg: (r: number) => RegT, r: number, kind: ArgKind, fn: string): void {
-    const v = reg(r);
-    if (kind === "scalar" && v.t !== "scalar") this.fail("helper-arg", fi, i, `${fn}: R${r} type=${v.t} expected=scalar`);
+  private arg(r: number, kind: ArgKind, fn: string): void {
+    const v = this.reg(r);
+    if (kind === "scalar" && v.t !== "scalar") this.fail("helper-arg", `${fn}: R${r} type=${v.t} expected=scalar`);
     if (kind === "stack-ptr-8") {
-      if (v.t !== "fp") this.fail("helper-arg", fi, i, `${fn}: R${r} type=${v.t} expected=fp`);
-      this.access(fi, i, s, v, r, 0, 8, "read");
+      if (v.t !== "fp") this.fail("helper-arg", `${fn}: R${r} type=${v.t} expected=fp`);
+      this.access(v, r, 0, 8, "read", false); // check_helper_mem_access(): bounds and initialisation, no alignment
     }
+  }
+
+  /**
+   * The counted loops, once the states are final: the counter is a known constant on every way
+   * into the loop, and its run ends. The verifier walks every iteration of such a loop (each has
+   * a different counter), so the instructions it would process, iterations times the body (an
+   * inner loop counted as what it costs), must stay within BPF_COMPLEXITY_LIMIT_INSNS
+   * (verifier.c:17597 "BPF program is too large"). A may_goto loop costs its body once.
+   */
+  private checkLoops(): void {
+    const f = this.f;
+    const rel = (i: number) => i - f.start;
+    const costs = new Map<Loop, number>();
+    const cost = (L: Loop): number => {
+      let c = costs.get(L);
+      if (c !== undefined) return c;
+      const body = L.latch - L.head + 1 + L.inner.reduce((n, inner) => n - (inner.latch - inner.head + 1) + cost(inner), 0);
+      c = L.counter === undefined ? body : body * this.iterations(L, rel);
+      if (c > BPF_COMPLEXITY_LIMIT_INSNS) {
+        this.i = L.latch;
+        this.fail("backward-jump", `back-edge from insn ${rel(L.latch)} to ${rel(L.head)}: the verifier would process about ${c} insns in this loop (${c / body} iterations of ${body}), more than ${BPF_COMPLEXITY_LIMIT_INSNS} (BPF program is too large)`);
+      }
+      costs.set(L, c);
+      return c;
+    };
+    for (const L of this.c.funcInfo(this.fi).loops) cost(L);
+  }
+
+  /** How often a counted loop runs: its counter from the states that enter it, simulated (loops.ts). */
+  private iterations(L: Loop, rel: (i: number) => number): number {
+    this.i = L.latch;
+    const reg = L.counter!.reg;
+    const v = this.loopEntry.get(L)?.regs[reg];
+    if (v?.t !== "scalar" || v.v === undefined) {
+      this.fail("backward-jump", `back-edge from insn ${rel(L.latch)} to ${rel(L.head)}: the counter r${reg} is not a known constant on every way into the loop; ${ACCEPTED_LOOPS}`);
+    }
+    const n = counterRun(this.p.insns, L, v.v, BPF_COMPLEXITY_LIMIT_INSNS);
+    if (n === undefined) {
+      this.fail("backward-jump", `back-edge from insn ${rel(L.latch)} to ${rel(L.head)}: starting at ${BigInt.asIntN(64, v.v)}, r${reg} does not end the loop within ${BPF_COMPLEXITY_LIMIT_INSNS} iterations (BPF program is too large)`);
+    }
+    return n;
   }
 }
 
-/** bpf_enable_priv_stack(): may this program's subprogs use private stacks at all? */
+/** bpf_enable_priv_stack() (verifier.c:5078): may this program's subprogs use private stacks at all? */
 export function privStackMode(p: Program): boolean {
   switch (p.type) {
     case "kprobe": case "tracepoint": case "perf_event": case "raw_tp": return true;

@@ -2,10 +2,13 @@
 // reference interpreter, test/e2e/jit-native.test.ts against the real CPU): straight-line
 // blocks of ALU64/ALU32 ops, shifts, stack stores and loads of every size and helper calls,
 // with forward jumps between blocks (programArb), or a main program calling a subprog with a
-// pointer into its stack and running a nested program through the kfunc (richArb).
+// pointer into its stack and running a nested program through the kfunc (richArb); and the same
+// over the whole 7.2 instruction set, counted loops and may_goto included (isaProgramArb).
 import { fc } from "@fast-check/vitest";
-import { alu32, alu64, call, exit, jmp, jmp32, label, ldx, st, stx, type Item } from "../../jit/bpf/insn.ts";
-import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R6, R10, type Reg } from "../../jit/bpf/opcodes.ts";
+import {
+  alu32, alu64, atomic, bswap, call, end, exit, gotol, jmp, jmp32, label, ld_imm64, ldx, ldxsx, may_goto, st, stx, type Item,
+} from "../../jit/bpf/insn.ts";
+import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R6, R9, R10, type Reg } from "../../jit/bpf/opcodes.ts";
 import { program } from "../../jit/bpf/program.ts";
 
 const ALU = ["mov", "add", "sub", "and", "or", "xor"] as const;
@@ -104,4 +107,86 @@ export const richArb = fc.tuple(
     program({ name: "rich", type: "raw_tp", funcs: [{ name: "main", stackDepth: depth, body: main }, { name: "sub", stackDepth: 16, body: sub }] }),
     program({ name: "nested", type: "tracing", funcs: [{ name: "main", stackDepth: 64, body: nested }] }),
   ] as const;
+});
+
+// ---- the whole 7.2 instruction set ----
+
+const DIVS = ["mul", "div", "mod", "sdiv", "smod"] as const;
+const RMW = ["add", "and", "or", "xor", "fetchAdd", "fetchAnd", "fetchOr", "fetchXor", "xchg", "cmpxchg"] as const;
+const u64 = fc.oneof(fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }), fc.constantFrom(0n, 1n, (1n << 64n) - 1n, 1n << 63n, (1n << 63n) - 1n, 0xffff_ffffn, 1n << 31n));
+/** A slot offset of the 8 initialised slots, aligned for `bytes`. */
+const slotOff = (slot: number, bytes: number) => -8 * (slot + 1) + bytes * (slot % (8 / bytes));
+
+/** A block of one of the instructions the original subset lacks, on registers `r`. */
+const isaBlock = (r: fc.Arbitrary<Reg>): fc.Arbitrary<Item[]> => fc.oneof(
+  fc.tuple(fc.constantFrom(...DIVS), fc.boolean(), r, r, s32, fc.boolean()).map(([op, is64, d, src, imm, useReg]) => {
+    const fam = (is64 ? alu64 : alu32)[op];
+    return [useReg ? fam.reg(d, src) : fam.imm(d, imm === 0 && op !== "mul" ? 7 : imm)];
+  }),
+  fc.tuple(fc.boolean(), r, r, fc.constantFrom(8, 16, 32)).map(([is64, d, src, bits]) =>
+    [is64 ? alu64.movsx(d, src, bits as 8 | 16 | 32) : alu32.movsx(d, src, bits === 32 ? 16 : (bits as 8 | 16))]),
+  fc.tuple(fc.constantFrom("le", "be", "bswap"), r, fc.constantFrom(16, 32, 64)).map(([kind, d, bits]) => {
+    const b = bits as 16 | 32 | 64;
+    return [kind === "bswap" ? bswap(d, b) : kind === "le" ? end.toLe(d, b) : end.toBe(d, b)];
+  }),
+  fc.tuple(r, u64).map(([d, v]) => [...ld_imm64(d, v)]),
+);
+
+/** Blocks that touch memory or use R0 implicitly; never on R9 or R10 as a destination. */
+const memBlock: fc.Arbitrary<Item[]> = fc.oneof(
+  fc.tuple(fc.constantFrom(BPF_B, BPF_H, BPF_W), fc.nat(7), reg).map(([size, slot, d]) => [ldxsx(size, d, R10, slotOff(slot, SIZE_BYTES[size]))]),
+  fc.tuple(fc.constantFrom(...RMW), fc.boolean(), fc.nat(7), reg).map(([op, is64, slot, src]) =>
+    [atomic[op](is64 ? BPF_DW : BPF_W, R10, src, slotOff(slot, is64 ? 8 : 4))]),
+  fc.tuple(fc.boolean(), fc.constantFrom(...SIZES), fc.nat(7), reg).map(([load, size, slot, rr]) => {
+    const off = slotOff(slot, SIZE_BYTES[size]);
+    return [load ? atomic.loadAcquire(size, rr, R10, off) : atomic.storeRelease(size, R10, rr, off)];
+  }),
+);
+
+/** A counted loop on R9 (1 to 8 iterations, up or down, 32- or 64-bit) around ALU work on R0-R8. */
+const loopRegs = fc.integer({ min: 0, max: 8 }) as fc.Arbitrary<Reg>;
+const loopBlock: fc.Arbitrary<Item[]> = fc.tuple(
+  fc.integer({ min: 1, max: 8 }), fc.boolean(), fc.boolean(), fc.array(isaBlock(loopRegs), { minLength: 1, maxLength: 3 }), fc.boolean(), fc.nat(),
+).map(([n, up, is64, work, bounded, id]) => {
+  const name = `loop${id}`;
+  const [alu, j] = is64 ? [alu64, jmp] : [alu32, jmp32];
+  return [
+    alu.mov.imm(R9, up ? 0 : n), label(name), ...work.flat(), ...(bounded ? [may_goto(`${name}_out`)] : []),
+    up ? alu.add.imm(R9, 1) : alu.sub.imm(R9, 1), up ? j.jlt.imm(R9, n, name) : j.jne.imm(R9, 0, name), label(`${name}_out`),
+  ];
+});
+
+/**
+ * Like programArb over the whole 7.2 instruction set: mul/div/mod and their signed forms,
+ * movsx, end and bswap, ld_imm64, sign-extending loads, atomics and load-acquire/store-release
+ * on the initialised slots, every jump condition in both classes, gotol and may_goto forward,
+ * and counted loops. Every program it makes is valid (test/unit/jit/bpf-arbitraries.test.ts).
+ */
+export const isaProgramArb = fc.tuple(
+  fc.array(s32, { minLength: 10, maxLength: 10 }),
+  fc.array(fc.tuple(fc.oneof(block, isaBlock(reg), memBlock, loopBlock), fc.option(fc.tuple(jump, fc.constantFrom("cond", "gotol", "may_goto")), { freq: 4 })), { minLength: 1, maxLength: 24 }),
+).map(([init, body]) => {
+  const items: Item[] = init.map((v, i) => alu64.mov.imm(i as Reg, v));
+  for (let s = 0; s < 8; s++) items.push(st(BPF_DW, R10, -8 * (s + 1), init[s]!));
+  let loops = 0;
+  body.forEach(([b, j], k) => {
+    items.push(label(`b${k}`));
+    if (j !== null) {
+      const [[op, is64, d, s, imm, useReg, skip], kind] = j;
+      const to = `b${Math.min(k + skip, body.length)}`;
+      const fam = (is64 ? jmp : jmp32)[op];
+      // gotol alone would make the block it skips unreachable: a condition chooses between them
+      if (kind === "gotol") items.push(useReg ? fam.reg(d, s, `b${k}g`) : fam.imm(d, imm, `b${k}g`), gotol(to), label(`b${k}g`));
+      else if (kind === "may_goto") items.push(may_goto(to));
+      else items.push(useReg ? fam.reg(d, s, to) : fam.imm(d, imm, to));
+    }
+    // loop labels must be unique in the function
+    items.push(...b.map((it) => (it.kind === "label" && it.name.startsWith("loop") ? label(`${it.name}_${loops}`) : it.kind === "insn" && it.jumpTo?.startsWith("loop") ? { ...it, jumpTo: `${it.jumpTo}_${loops}` } : it)));
+    loops++;
+  });
+  items.push(label(`b${body.length}`));
+  for (let r = 1; r <= 9; r++) items.push(alu64.xor.reg(R0, r as Reg));
+  for (let s = 0; s < 8; s++) items.push(ldx(BPF_DW, R1, R10, -8 * (s + 1)), alu64.add.reg(R0, R1));
+  items.push(exit());
+  return program({ name: "isa", type: "kprobe", funcs: [{ name: "main", stackDepth: 64, body: items }] });
 });
