@@ -259,7 +259,10 @@ function trapNoGate(c: Cpu, d: DInsn, vector: number, what: string, why?: string
  * itself. The arithmetic flags, which div and idiv leave undefined (SDM), stay as they were.
  */
 function divideError(c: Cpu, d: DInsn, why: string): void {
-  if (!c.idt.has(X86_TRAP_DE)) trapNoGate(c, d, X86_TRAP_DE, `'${c.disassemble(d.ip)}'`, why);
+  if (!c.idt.has(X86_TRAP_DE)) {
+    c.rip = d.ip; // the run ends at the divide, as a memory fault ends at the faulting instruction
+    trapNoGate(c, d, X86_TRAP_DE, `'${c.disassemble(d.ip)}'`, why);
+  }
   c.deliver(X86_TRAP_DE, d.ip);
 }
 
