@@ -25,7 +25,7 @@ const TWO_47 = 2 ** 47;
 export const KERNEL_CS = 0x10n, KERNEL_DS = 0x18n, USER_CS = 0x33n, USER_DS = 0x2bn;
 
 /** Well-known vectors (arch/x86/include/asm/trapnr.h). */
-export const X86_TRAP_NMI = 2, X86_TRAP_BP = 3, X86_TRAP_UD = 6, X86_TRAP_DF = 8;
+export const X86_TRAP_DE = 0, X86_TRAP_NMI = 2, X86_TRAP_BP = 3, X86_TRAP_UD = 6, X86_TRAP_DF = 8;
 
 
 /** Mask of an operand size in bytes (1, 2, 4) for the low half. */
@@ -48,6 +48,7 @@ export class Stop {
 
 export function interruptName(vector: number): string {
   switch (vector) {
+    case X86_TRAP_DE: return "#DE";
     case X86_TRAP_NMI: return "NMI";
     case X86_TRAP_BP: return "#BP";
     case X86_TRAP_UD: return "#UD";
@@ -94,7 +95,12 @@ export class Cpu {
   rsp0 = 0;
   observer: Observer | null = null;
 
-  constructor(readonly mem: Memory, readonly symbolize: (addr: number) => string) {}
+  constructor(
+    readonly mem: Memory,
+    readonly symbolize: (addr: number) => string,
+    /** Intel-syntax text of the instruction at an internal address (for exception messages). */
+    readonly disassemble: (addr: number) => string = () => "?",
+  ) {}
 
   // ---- registers by operand size (idx 16..19 = AH, CH, DH, BH) ----
 

@@ -2,7 +2,7 @@
 // interpreter dispatches on. Enum values are copied into module-local consts at load time:
 // under vitest every access to an imported enum binding costs ~100 ns (toolchain-notes §1).
 import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "iced-x86";
-import { CODE_TO_OP, JCC_CODE_TO_COND, Op } from "./isa.ts";
+import { CODE_TO_COND, CODE_TO_OP, IMPLICIT_SIZE, LOCKABLE_OP, Op, REFUSED } from "./isa.ts";
 import { forEachInstruction } from "../../jit/iced.ts";
 import { ContentCache } from "./content-cache.ts";
 
@@ -28,6 +28,7 @@ export interface DInsn {
   srcSize: number;     // movzx/movsx source size
   k0: number; r0: number;  // operand 0 kind, register index
   k1: number; r1: number;  // operand 1 kind, register index
+  r2: number;          // operand 2 register index (the count of shlx/shrx/sarx), or -1
   base: number;        // memory base register index or -1 (RIP-relative is folded into disp)
   index: number;       // memory index register or -1
   scale: number;
@@ -36,7 +37,7 @@ export interface DInsn {
   immLo: number;       // immediate as uint32 halves: sign-extended to 64 bits at operand size 8,
   immHi: number;       // masked to the size below (imm16 of `ret imm16`; 1 for shift-by-1)
   target: number;      // near-branch target (internal address)
-  cond: number;        // Jcc condition (isa.ts COND)
+  cond: number;        // jcc/cmovcc condition (isa.ts COND)
   hooks: HookFn[] | null; // address hooks at this ip
 }
 
@@ -65,13 +66,15 @@ const MEM_SIZE = new Uint8Array(1024);
 const OK_REGISTER = OpKind.Register, OK_MEMORY = OpKind.Memory, OK_NEAR64 = OpKind.NearBranch64;
 const OK_IMM_FIRST = OpKind.Immediate8, OK_IMM_LAST = OpKind.Immediate32to64;
 const REG_RIP = Register.RIP, REG_NONE = Register.None, REG_GS = Register.GS, REG_FS = Register.FS;
-const OP_JCC = Op.JCC, OP_UNSUPPORTED = Op.UNSUPPORTED, OP_MOVZX = Op.MOVZX, OP_MOVSX = Op.MOVSX;
+const OP_UNSUPPORTED = Op.UNSUPPORTED, OP_MOVZX = Op.MOVZX, OP_MOVSX = Op.MOVSX;
 const OP_LEA = Op.LEA, OP_NOP = Op.NOP, OP_PUSH = Op.PUSH, OP_POP = Op.POP;
+/** Ops with a register third operand (VEX.vvvv of shlx/shrx/sarx). */
+const THIRD_REG = new Set<number>([Op.SHLX, Op.SHRX, Op.SARX]);
 
 function blank(ip: number): DInsn {
   return {
     ip, next: ip, len: 0, op: OP_UNSUPPORTED, code: 0, size: 0, srcSize: 0,
-    k0: K_NONE, r0: -1, k1: K_NONE, r1: -1, base: -1, index: -1, scale: 1, disp: 0, gs: false,
+    k0: K_NONE, r0: -1, k1: K_NONE, r1: -1, r2: -1, base: -1, index: -1, scale: 1, disp: 0, gs: false,
     immLo: 0, immHi: 0, target: 0, cond: 0, hooks: null,
   };
 }
@@ -110,13 +113,18 @@ export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn
   d.code = ins.code;
   const op = ins.isInvalid ? OP_UNSUPPORTED : CODE_TO_OP[ins.code]!;
   d.op = op;
-  if (op === OP_UNSUPPORTED) return d;
+  if (op === OP_UNSUPPORTED) {
+    const why = ins.isInvalid ? undefined : REFUSED.get(ins.code);
+    if (why !== undefined) unsupportedWhy.set(d, why);
+    return d;
+  }
   if (NEAR_BRANCH.has(op) && bytes !== undefined && operandSizePrefixed(bytes)) {
     unsupportedWhy.set(d, "an operand-size prefix on a near branch (16-bit operand size on AMD, ignored on Intel)");
     d.op = OP_UNSUPPORTED;
     return d;
   }
-  if (op === OP_JCC) d.cond = JCC_CODE_TO_COND.get(ins.code)!;
+  d.cond = CODE_TO_COND.get(ins.code) ?? 0;
+  d.size = IMPLICIT_SIZE.get(ins.code) ?? 0;
   const n = ins.opCount;
   let hasMem = false;
   let imm = 0n;
@@ -144,7 +152,14 @@ export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn
     }
     if (i === 0) { d.k0 = kind; d.r0 = reg; }
     else if (i === 1) { d.k1 = kind; d.r1 = reg; }
+    else if (kind === K_REG && THIRD_REG.has(op)) d.r2 = reg;
     else if (kind !== K_IMM) { unsupportedWhy.set(d, "third operand"); d.op = OP_UNSUPPORTED; return d; }
+  }
+  // iced already decodes a lock prefix the CPU would refuse as invalid; the table says the same.
+  if (ins.hasLockPrefix && !(LOCKABLE_OP[op] === 1 && d.k0 === K_MEM)) {
+    unsupportedWhy.set(d, "a lock prefix where the CPU raises #UD (it takes one only on the memory destination of add, and, cmpxchg, dec, inc, neg, not, or, sub, xadd, xchg, xor)");
+    d.op = OP_UNSUPPORTED;
+    return d;
   }
   if (op === OP_PUSH || op === OP_POP) d.size = 8;
   if (hasMem && op !== OP_NOP) {
@@ -235,7 +250,7 @@ export function immediateOf(d: Readonly<DInsn>): number {
 
 function copyInsn(t: DInsn): DInsn {
   const d: DInsn = {
-    ip: t.ip, next: t.next, len: t.len, op: t.op, code: t.code, size: t.size, srcSize: t.srcSize, k0: t.k0, r0: t.r0, k1: t.k1, r1: t.r1,
+    ip: t.ip, next: t.next, len: t.len, op: t.op, code: t.code, size: t.size, srcSize: t.srcSize, k0: t.k0, r0: t.r0, k1: t.k1, r1: t.r1, r2: t.r2,
     base: t.base, index: t.index, scale: t.scale, disp: t.disp, gs: t.gs, immLo: t.immLo, immHi: t.immHi, target: t.target, cond: t.cond, hooks: null,
   };
   const why = unsupportedWhy.get(t);

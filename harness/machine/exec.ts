@@ -2,9 +2,9 @@
 // On entry `cpu.rip` already holds the next instruction's address; branches overwrite it.
 // Handlers read memory before they change registers, so a faulting instruction leaves the
 // architectural registers as they were. 64-bit values are uint32 halves (see cpu.ts).
-import { toCanonical } from "./addr.ts";
-import { Cpu, hiOf, pairToAddr, pairToBig, SIZE_MASK, Stop, X86_TRAP_BP, X86_TRAP_UD, interruptName } from "./cpu.ts";
-import { K_MEM, K_REG, RBP, RCX, RSP, type DInsn } from "./decode.ts";
+import { hex, toCanonical } from "./addr.ts";
+import { Cpu, hiOf, pairToAddr, pairToBig, SIZE_MASK, Stop, X86_TRAP_BP, X86_TRAP_DE, X86_TRAP_UD, interruptName } from "./cpu.ts";
+import { K_MEM, K_REG, RAX, RBP, RCX, RDX, RSP, type DInsn } from "./decode.ts";
 import { condition, CF, F_ADD, F_CFOF, F_DEC, F_INC, F_LOGIC, F_NEG, F_SUB, IF, OF, POPF_WRITABLE } from "./flags.ts";
 import { MemFault } from "./memory.ts";
 import { Op, OP_COUNT } from "./isa.ts";
@@ -105,9 +105,56 @@ function unary(which: number): Handler {
   };
 }
 
-// ---- shifts ----
+// ---- shifts and rotates ----
 
 const S_SHL = 0, S_SHR = 1, S_SAR = 2;
+
+/**
+ * The value of a shift of the `size`-byte value (al, ah) by n (0 < n < size*8 after masking:
+ * 1..31, or 1..63 at size 8): the low half returned, the high half in c.th.
+ */
+function shiftValue(c: Cpu, which: number, size: number, al: number, ah: number, n: number): number {
+  let rl: number, rh = 0;
+  if (size === 8) {
+    if (which === S_SHL) {
+      if (n < 32) { rh = ((ah << n) | (al >>> (32 - n))) >>> 0; rl = (al << n) >>> 0; }
+      else { rh = (al << (n - 32)) >>> 0; rl = 0; }
+    } else {
+      const sh = which === S_SAR ? ah | 0 : ah;
+      if (n < 32) {
+        rl = ((al >>> n) | (ah << (32 - n))) >>> 0;
+        rh = which === S_SAR ? (sh >> n) >>> 0 : ah >>> n;
+      } else {
+        rl = which === S_SAR ? (sh >> (n - 32)) >>> 0 : ah >>> (n - 32);
+        rh = which === S_SAR ? (sh >> 31) >>> 0 : 0;
+      }
+    }
+  } else {
+    const bits = size * 8, mask = SIZE_MASK[size]!;
+    if (which === S_SHL) rl = ((al << n) & mask) >>> 0;
+    else if (which === S_SHR) rl = al >>> n;
+    else rl = ((((al << (32 - bits)) >> (32 - bits)) >> n) & mask) >>> 0; // sign-extend to 32 bits, then shift
+  }
+  c.th = rh;
+  return rl;
+}
+
+/** The last bit a shift by n (masked, nonzero) moves out of the `size`-byte value (al, ah). */
+function shiftCarry(which: number, size: number, al: number, ah: number, n: number): number {
+  const bits = size * 8;
+  if (size === 8) {
+    if (which === S_SHL) return n <= 32 ? (ah >>> (32 - n)) & 1 : (al >>> (64 - n)) & 1;
+    return n - 1 < 32 ? (al >>> (n - 1)) & 1 : (ah >>> (n - 33)) & 1;
+  }
+  if (which === S_SHL) return n <= bits ? (al >>> (bits - n)) & 1 : 0;
+  if (which === S_SHR) return (al >>> (n - 1)) & 1;
+  return (((al << (32 - bits)) >> (32 - bits)) >> (n - 1)) & 1;
+}
+
+/** A count of 0 after masking changes no flags; a 32-bit register destination is still written (zero-extended). */
+function countZero(c: Cpu, d: DInsn): void {
+  if (d.size === 4 && d.k0 !== K_MEM) { c.hi[d.r0] = 0; if (d.r0 === RSP) c.spValid = false; }
+}
 
 /**
  * shl/shr/sar by 1, cl or imm8. The count is masked to 5 bits (6 for 64-bit); a masked count of
@@ -120,50 +167,69 @@ function shift(which: number): Handler {
     const raw = d.k1 === K_REG ? c.lo[RCX]! & 0xff : d.immLo;
     const n = raw & (size === 8 ? 63 : 31);
     const mem = d.k0 === K_MEM;
-    if (n === 0) {
-      // No flags change; a 32-bit register destination is still written (zero-extended).
-      if (size === 4 && !mem) { c.hi[d.r0] = 0; if (d.r0 === RSP) c.spValid = false; }
-      return;
-    }
+    if (n === 0) { countZero(c, d); return; }
     const at = mem ? c.ea(d) : 0;
     const al = mem ? c.readMem(at, size) : c.getR(d.r0, size), ah = c.th;
-    let rl: number, rh = 0, cf: number;
-    if (size === 8) {
-      if (which === S_SHL) {
-        if (n < 32) { rh = ((ah << n) | (al >>> (32 - n))) >>> 0; rl = (al << n) >>> 0; }
-        else { rh = (al << (n - 32)) >>> 0; rl = 0; }
-        cf = n <= 32 ? (ah >>> (32 - n)) & 1 : (al >>> (64 - n)) & 1;
-      } else {
-        const sh = which === S_SAR ? ah | 0 : ah;
-        if (n < 32) {
-          rl = ((al >>> n) | (ah << (32 - n))) >>> 0;
-          rh = which === S_SAR ? (sh >> n) >>> 0 : ah >>> n;
-        } else {
-          rl = which === S_SAR ? (sh >> (n - 32)) >>> 0 : ah >>> (n - 32);
-          rh = which === S_SAR ? (sh >> 31) >>> 0 : 0;
-        }
-        cf = n - 1 < 32 ? (al >>> (n - 1)) & 1 : (ah >>> (n - 33)) & 1;
-      }
-    } else {
-      const mask = SIZE_MASK[size]!;
-      if (which === S_SHL) {
-        rl = ((al << n) & mask) >>> 0;
-        cf = n <= bits ? (al >>> (bits - n)) & 1 : 0;
-      } else if (which === S_SHR) {
-        rl = al >>> n;
-        cf = (al >>> (n - 1)) & 1;
-      } else {
-        const sx = (al << (32 - bits)) >> (32 - bits); // sign-extend to 32 bits
-        rl = ((sx >> n) & mask) >>> 0;
-        cf = (sx >> (n - 1)) & 1;
-      }
-    }
+    const rl = shiftValue(c, which, size, al, ah, n), rh = c.th;
+    const cf = shiftCarry(which, size, al, ah, n);
     if (mem) c.writeMem(at, size, rl, rh);
     else c.setR(d.r0, size, rl, rh);
     const msbR = size === 8 ? rh >>> 31 : (rl >>> (bits - 1)) & 1;
     const msbA = size === 8 ? ah >>> 31 : (al >>> (bits - 1)) & 1;
     const of = which === S_SHL ? msbR ^ cf : which === S_SHR ? msbA : 0;
     c.setLazy(F_CFOF, size, al, ah, (cf ? CF : 0) | (of ? OF : 0), 0, rl, rh);
+  };
+}
+
+/**
+ * shlx/shrx/sarx dst, src, count (BMI2, VEX): the count register masked to 5 bits (6 for 64-bit),
+ * no flags changed; a 32-bit destination is zero-extended as any 32-bit write.
+ */
+function shiftx(which: number): Handler {
+  return (c, d) => {
+    const size = d.size;
+    const al = src(c, d, size), ah = c.th;
+    const n = c.lo[d.r2]! & (size === 8 ? 63 : 31);
+    const rl = n === 0 ? al : shiftValue(c, which, size, al, ah, n);
+    c.setR(d.r0, size, rl, n === 0 ? ah : c.th);
+  };
+}
+
+/**
+ * rol/ror by 1, cl or imm8: the count masked to 5 bits (6 for 64-bit), the rotation by that count
+ * modulo the operand size. A masked count of 0 changes no flags; otherwise CF is the bit rotated
+ * into the LSB (rol) or MSB (ror), and OF, defined for a count of 1 only, is MSB(result) XOR CF
+ * (rol) or the XOR of the two most significant bits (ror), computed the same way for any count.
+ * SF, ZF, AF and PF are unchanged.
+ */
+function rotate(left: boolean): Handler {
+  return (c, d) => {
+    const size = d.size, bits = size * 8;
+    const raw = d.k1 === K_REG ? c.lo[RCX]! & 0xff : d.immLo;
+    const masked = raw & (size === 8 ? 63 : 31);
+    if (masked === 0) { countZero(c, d); return; }
+    const mem = d.k0 === K_MEM;
+    const at = mem ? c.ea(d) : 0;
+    const al = mem ? c.readMem(at, size) : c.getR(d.r0, size), ah = c.th;
+    const n = masked % bits;
+    const k = left ? n : (bits - n) % bits; // as a left rotation
+    let rl: number, rh = 0;
+    if (k === 0) { rl = al; rh = ah; }
+    else if (size === 8) {
+      // A rotation by 32 or more swaps the halves first.
+      const xl = k < 32 ? al : ah, xh = k < 32 ? ah : al, j = k & 31;
+      rl = j === 0 ? xl : ((xl << j) | (xh >>> (32 - j))) >>> 0;
+      rh = j === 0 ? xh : ((xh << j) | (xl >>> (32 - j))) >>> 0;
+    } else {
+      rl = (((al << k) | (al >>> (bits - k))) & SIZE_MASK[size]!) >>> 0;
+    }
+    if (mem) c.writeMem(at, size, rl, rh);
+    else c.setR(d.r0, size, rl, rh);
+    const msb = size === 8 ? rh >>> 31 : (rl >>> (bits - 1)) & 1;
+    const next = size === 8 ? (rh >>> 30) & 1 : (rl >>> (bits - 2)) & 1;
+    const cf = left ? rl & 1 : msb;
+    const of = left ? msb ^ cf : msb ^ next;
+    c.flags = (c.rflags() & ~(CF | OF)) | (cf ? CF : 0) | (of ? OF : 0);
   };
 }
 
@@ -179,12 +245,77 @@ function imul(c: Cpu, d: DInsn, al: number, ah: number, bl: number, bh: number):
   c.setLazy(F_CFOF, size, al, ah, overflow ? CF | OF : 0, 0, rl, rh);
 }
 
-function trapNoGate(c: Cpu, d: DInsn, vector: number, what: string): never {
+function trapNoGate(c: Cpu, d: DInsn, vector: number, what: string, why?: string): never {
   throw new Stop({
     kind: "exception", vector, rip: toCanonical(d.ip), symbol: c.symbolize(d.ip),
-    message: `${what} at ${c.describe(d.ip)} raised ${interruptName(vector)} and no IDT gate handles it`,
+    message: `${what} at ${c.describe(d.ip)} raised ${interruptName(vector)}${why ? ` (${why})` : ""} and no IDT gate handles it`,
   });
 }
+
+// ---- divide (rare: exact bigint arithmetic, which a 128-bit dividend needs anyway) ----
+
+/**
+ * #DE, a fault: nothing has changed, and the saved RIP (or the result's rip) is the divide
+ * itself. The arithmetic flags, which div and idiv leave undefined (SDM), stay as they were.
+ */
+function divideError(c: Cpu, d: DInsn, why: string): void {
+  if (!c.idt.has(X86_TRAP_DE)) {
+    c.rip = d.ip; // the run ends at the divide, as a memory fault ends at the faulting instruction
+    trapNoGate(c, d, X86_TRAP_DE, `'${c.disassemble(d.ip)}'`, why);
+  }
+  c.deliver(X86_TRAP_DE, d.ip);
+}
+
+/**
+ * div/idiv r/m: AX (8-bit) or rDX:rAX by the operand; the quotient to AL/rAX, the remainder to
+ * AH/rDX (truncated toward zero; the remainder has the dividend's sign). A zero divisor or a
+ * quotient outside the destination's range raises #DE. The flags are undefined (SDM); the
+ * machine leaves them unchanged.
+ */
+function divide(signed: boolean): Handler {
+  return (c, d) => {
+    const size = d.size, bits = size * 8, nb = BigInt(bits);
+    const vl = d.k0 === K_MEM ? c.readMem(c.ea(d), size) : c.getR(d.r0, size);
+    let divisor = pairToBig(vl, c.th);
+    if (divisor === 0n) { divideError(c, d, "divide by zero"); return; }
+    let dividend: bigint;
+    if (size === 1) dividend = BigInt(c.lo[RAX]! & 0xffff);
+    else {
+      const al = c.getR(RAX, size), ah = c.th;
+      const dl = c.getR(RDX, size), dh = c.th;
+      dividend = (pairToBig(dl, dh) << nb) | pairToBig(al, ah);
+    }
+    if (signed) { divisor = BigInt.asIntN(bits, divisor); dividend = BigInt.asIntN(2 * bits, dividend); }
+    const q = dividend / divisor, r = dividend % divisor;
+    const limit = 1n << (signed ? nb - 1n : nb);
+    if (q >= limit || q < (signed ? -limit : 0n)) {
+      divideError(c, d, `${hex(dividend)} / ${hex(divisor)}: the quotient ${hex(q)} does not fit in ${bits} bits`);
+      return;
+    }
+    const qu = BigInt.asUintN(bits, q), ru = BigInt.asUintN(bits, r);
+    if (size === 1) { c.lo[RAX] = (c.lo[RAX]! & 0xffff0000) | (Number(ru) << 8) | Number(qu); return; }
+    c.setR(RAX, size, Number(qu & 0xffffffffn), Number(qu >> 32n));
+    c.setR(RDX, size, Number(ru & 0xffffffffn), Number(ru >> 32n));
+  };
+}
+
+// ---- atomics (one CPU: a locked read-modify-write is an ordinary one) ----
+
+/** (al, ah) + (bl, bh) at `size`: the low half returned, the high half in c.th. */
+function addHalves(c: Cpu, size: number, al: number, ah: number, bl: number, bh: number): number {
+  const s = al + bl;
+  c.th = size === 8 ? (ah + bh + (s >= TWO_32 ? 1 : 0)) >>> 0 : 0;
+  return size === 8 ? s >>> 0 : (s & SIZE_MASK[size]!) >>> 0;
+}
+
+/** (al, ah) - (bl, bh) at `size`: the low half returned, the high half in c.th. */
+function subHalves(c: Cpu, size: number, al: number, ah: number, bl: number, bh: number): number {
+  const s = al - bl;
+  c.th = size === 8 ? (ah - bh - (s < 0 ? 1 : 0)) >>> 0 : 0;
+  return size === 8 ? s >>> 0 : (s & SIZE_MASK[size]!) >>> 0;
+}
+
+const bswap32 = (v: number): number => (((v & 0xff) << 24) | ((v & 0xff00) << 8) | ((v >>> 8) & 0xff00) | (v >>> 24)) >>> 0;
 
 /** Sign-extend a `from`-byte value (low half) to `size` bytes: low half returned, high in c.th. */
 function signExtend(c: Cpu, v: number, from: number, size: number): number {
@@ -293,6 +424,95 @@ H[Op.POPF] = (c) => {
   c.setRflags((v & POPF_WRITABLE) | (c.rflags() & ~POPF_WRITABLE));
 };
 H[Op.IRETQ] = (c, d) => c.iret(d.ip);
+
+// ---- the forms the Linux 7.2 JIT's lowerings add ----
+H[Op.DIV] = divide(false);
+H[Op.IDIV] = divide(true);
+/** cbw/cwde/cdqe: the lower half of the accumulator sign-extended into all of it. */
+H[Op.CBW] = (c, d) => {
+  const size = d.size, half = size >> 1;
+  const l = signExtend(c, c.getR(RAX, half), half, size);
+  c.setR(RAX, size, l, c.th);
+};
+/** cwd/cdq/cqo: rDX filled with the accumulator's sign bit (cdq zero-extends into rdx). */
+H[Op.CWD] = (c, d) => {
+  const size = d.size;
+  const l = c.getR(RAX, size);
+  const neg = (size === 8 ? c.th >>> 31 : (l >>> (size * 8 - 1)) & 1) === 1;
+  c.setR(RDX, size, neg ? SIZE_MASK[size]! >>> 0 : 0, neg && size === 8 ? 0xffffffff : 0);
+};
+/** bswap r32 (zero-extended) / r64; no flags. */
+H[Op.BSWAP] = (c, d) => {
+  const r = d.r0;
+  if (d.size === 8) c.setR(r, 8, bswap32(c.hi[r]!), bswap32(c.lo[r]!));
+  else c.setR(r, 4, bswap32(c.lo[r]!), 0);
+};
+H[Op.ROL] = rotate(true);
+H[Op.ROR] = rotate(false);
+H[Op.SHLX] = shiftx(S_SHL);
+H[Op.SHRX] = shiftx(S_SHR);
+H[Op.SARX] = shiftx(S_SAR);
+/** xadd r/m, r: r/m = r/m + r, r = the old r/m (in that order: `xadd eax,eax` leaves the sum); flags as add. */
+H[Op.XADD] = (c, d) => {
+  const size = d.size;
+  const bl = c.getR(d.r1, size), bh = c.th;
+  const mem = d.k0 === K_MEM;
+  const at = mem ? c.ea(d) : 0;
+  const al = mem ? c.readMem(at, size) : c.getR(d.r0, size), ah = c.th;
+  const rl = addHalves(c, size, al, ah, bl, bh), rh = c.th;
+  if (mem) { c.writeMem(at, size, rl, rh); c.setR(d.r1, size, al, ah); }
+  else { c.setR(d.r1, size, al, ah); c.setR(d.r0, size, rl, rh); }
+  c.setLazy(F_ADD, size, al, ah, bl, bh, rl, rh);
+};
+/** xchg r/m, r (with memory, implicitly locked) and xchg r, rAX; no flags. */
+H[Op.XCHG] = (c, d) => {
+  const size = d.size;
+  const bl = c.getR(d.r1, size), bh = c.th;
+  if (d.k0 === K_MEM) {
+    const at = c.ea(d);
+    const al = c.readMem(at, size), ah = c.th;
+    c.writeMem(at, size, bl, bh);
+    c.setR(d.r1, size, al, ah);
+    return;
+  }
+  const al = c.getR(d.r0, size), ah = c.th;
+  c.setR(d.r1, size, al, ah);
+  c.setR(d.r0, size, bl, bh);
+};
+/**
+ * cmpxchg r/m, r: compare the accumulator with r/m (flags as `cmp rAX, r/m`); equal: r/m = r;
+ * not equal: rAX = r/m. A memory destination is written either way: on failure with the value it
+ * held ("the destination operand is written back if the comparison fails", SDM Vol. 2A CMPXCHG),
+ * so a read-only destination faults even then. A register destination is written only on success
+ * (a 32-bit one is not zero-extended on failure), and the accumulator only on failure.
+ */
+H[Op.CMPXCHG] = (c, d) => {
+  const size = d.size;
+  const sl = c.getR(d.r1, size), sh = c.th;
+  const xl = c.getR(RAX, size), xh = c.th;
+  const mem = d.k0 === K_MEM;
+  const at = mem ? c.ea(d) : 0;
+  const vl = mem ? c.readMem(at, size) : c.getR(d.r0, size), vh = c.th;
+  if (xl === vl && xh === vh) {
+    if (mem) c.writeMem(at, size, sl, sh);
+    else c.setR(d.r0, size, sl, sh);
+  } else {
+    if (mem) c.writeMem(at, size, vl, vh);
+    c.setR(RAX, size, vl, vh);
+  }
+  const rl = subHalves(c, size, xl, xh, vl, vh);
+  c.setLazy(F_SUB, size, xl, xh, vl, vh, rl, c.th);
+};
+/**
+ * cmovcc r, r/m: the source is read (and may fault) whatever the condition; a 32-bit destination
+ * is zero-extended even when the condition is false (SDM Vol. 2A CMOVcc, 64-bit mode).
+ */
+H[Op.CMOVCC] = (c, d) => {
+  const size = d.size;
+  const l = src(c, d, size), h = c.th;
+  if (condition(d.cond, c.rflags())) c.setR(d.r0, size, l, h);
+  else if (size === 4) c.setR(d.r0, 4, c.lo[d.r0]!, 0);
+};
 
 // ---- specialised forms (decode.ts specialise()) ----
 H[Op.MOV_RR64] = (c, d) => { c.lo[d.r0] = c.lo[d.r1]!; c.hi[d.r0] = c.hi[d.r1]!; };

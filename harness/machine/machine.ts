@@ -112,7 +112,7 @@ export class Machine {
 
   constructor(config: MachineConfig = {}) {
     this.symbols = new SymbolTable(config.symbols ?? []);
-    this.cpu = new Cpu(this.memory, (a) => this.symbols.symbolizeInternal(a) ?? "");
+    this.cpu = new Cpu(this.memory, (a) => this.symbols.symbolizeInternal(a) ?? "", (a) => this.disassembleAt(toCanonical(a)));
     for (const r of config.regions ?? []) this.map(r);
   }
 

@@ -56,7 +56,11 @@ export interface ControlFlowFailure {
   readonly message: string;
 }
 
-/** A CPU exception the machine has no IDT gate for (int3, ud2, an interrupt with no handler). */
+/**
+ * A CPU exception the machine has no IDT gate for: int3, ud2, a divide error (#DE: div/idiv by
+ * zero, or a quotient too large for its register), an interrupt with no handler. `rip` is the
+ * instruction that raised it (int3: the next one, as the trap it is).
+ */
 export interface UnhandledException {
   readonly kind: "exception";
   readonly vector: number;

@@ -105,7 +105,7 @@ describe("stackcheck", () => {
   test("isa lists every instruction form the machine emulates", async () => {
     const r = await cli("isa", "--json");
     const rows = JSON.parse(r.out) as { code: string; op: string; userMode: boolean }[];
-    expect(rows.length).toBe(281);
+    expect(rows.length).toBe(391);
     expect(rows).toContainEqual({ code: "Push_r64", op: "push", userMode: true });
     expect(rows).toContainEqual({ code: "Iretq", op: "iretq", userMode: false });
   });

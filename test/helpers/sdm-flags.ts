@@ -57,6 +57,32 @@ export function flagEffect(op: string, bits: number, detail: { readonly count?: 
       const cfUndefined = op !== "sar" && n >= bits;
       return effect(SF | ZF | PF | (cfUndefined ? 0 : CF) | (n === 1 ? OF : 0), AF | (cfUndefined ? CF : 0) | (n === 1 ? 0 : OF));
     }
+    // ROL/ROR: "If the masked count is 0, the flags are not affected. If the masked count is 1,
+    // then the OF flag is affected, otherwise (masked count is greater than 1) the OF flag is
+    // undefined. The CF flag is affected when the masked count is non-zero. The SF, ZF, AF, and
+    // PF flags are always unaffected."
+    case "rol": case "ror": {
+      if (detail.count === undefined) throw new RangeError(`flagEffect(${op}): the rotate count is needed`);
+      const n = detail.count & (bits === 64 ? 63 : 31);
+      if (n === 0) return NONE;
+      return effect(CF | (n === 1 ? OF : 0), n === 1 ? 0 : OF);
+    }
+    // DIV, IDIV: "The CF, OF, SF, ZF, AF, and PF flags are undefined."
+    case "div": case "idiv":
+      return effect(0, ARITH_FLAGS);
+    // XADD: "The CF, PF, AF, SF, ZF, and OF flags are set according to the result of the addition."
+    case "xadd":
+      return effect(ARITH_FLAGS);
+    // CMPXCHG: "The ZF flag is set if the values in the destination operand and register AL, AX,
+    // or EAX are equal; otherwise it is cleared. The CF, PF, AF, SF, and OF flags are set
+    // according to the results of the comparison operation."
+    case "cmpxchg":
+      return effect(ARITH_FLAGS);
+    // CMOVcc: "Flags Affected: None"; the condition reads its flags.
+    case "cmovcc":
+      if (detail.cond === undefined) throw new RangeError("flagEffect(cmovcc): the condition is needed");
+      return effect(0, 0, conditionFlags(detail.cond));
+    // SHLX/SHRX/SARX, BSWAP, XCHG, CBW/CWDE/CDQE, CWD/CDQ/CQO: "Flags Affected: None" (default).
     // IMUL: "For the one operand form of the instruction, the CF and OF flags are set when
     // significant bits are carried into the upper half of the result ... For the two- and
     // three-operand forms ... the CF and OF flags are set when the result must be truncated to fit
@@ -81,7 +107,7 @@ export function flagEffect(op: string, bits: number, detail: { readonly count?: 
 }
 
 /**
- * The effect of a shift whose count is not known (a count in cl, seen before the run): for each
+ * The effect of a shift or rotate whose count is not known (a count in cl, seen before the run): for each
  * flag, defined only if every count defines it, undefined if some count leaves it undefined.
  */
 export function shiftEffectAnyCount(op: string, bits: number): FlagEffect {

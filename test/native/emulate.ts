@@ -4,13 +4,18 @@
 // arithmetic flags are undefined, so that only defined flags are compared and a read of an
 // undefined flag (a jcc, pushfq) is reported as the case's own defect.
 import { Decoder, DecoderOptions, Instruction } from "iced-x86";
-import { AF, CF, hex64, Machine, OF, PF, REG_NAMES, SF, toInternal, ZF, type RegionKind } from "../../harness/machine/index.ts";
+import { AF, CF, hex64, Machine, OF, PF, REG_NAMES, SF, toInternal, X86_TRAP_DE, ZF, type RegionKind } from "../../harness/machine/index.ts";
 import { ARITH_FLAGS, FlagDefinedness } from "../helpers/sdm-flags.ts";
 import { formFlagEffect, formOfCode, type Form } from "./forms.ts";
 import type { NativeCase, NativeOutcome } from "./runner.ts";
 
 export type EmulatedOutcome =
-  | { readonly kind: "stopped" | "signal"; readonly regs: readonly bigint[]; readonly rip: bigint; readonly rflags: number; readonly dumps: readonly Uint8Array[]; readonly message?: string }
+  | {
+      readonly kind: "stopped" | "signal"; readonly regs: readonly bigint[]; readonly rip: bigint; readonly rflags: number; readonly dumps: readonly Uint8Array[];
+      /** For a signal: the one Linux delivers for the machine's result (a fault: SIGSEGV; #DE: SIGFPE). */
+      readonly signal?: string;
+      readonly message?: string;
+    }
   | { readonly kind: "failed"; readonly message: string };
 
 export interface Emulated {
@@ -128,7 +133,12 @@ function toOutcome(m: Machine, c: NativeCase, r: ReturnType<Machine["step"]>): E
   });
   switch (r.kind) {
     case "completed": return { kind: "stopped", rip: c.stop, ...state() };
-    case "fault": return { kind: "signal", rip: r.rip, message: r.message, ...state() };
+    // A page fault or #GP: Linux sends SIGSEGV (the runner's regions are anonymous memory).
+    case "fault": return { kind: "signal", signal: "SIGSEGV", rip: r.rip, message: r.message, ...state() };
+    // #DE: Linux sends SIGFPE (FPE_INTDIV) with the divide's address; nothing has changed.
+    case "exception":
+      if (r.vector === X86_TRAP_DE) return { kind: "signal", signal: "SIGFPE", rip: r.rip, message: r.message, ...state() };
+      return { kind: "failed", message: r.message };
     default: return { kind: "failed", message: "message" in r ? r.message : r.kind };
   }
 }
@@ -166,6 +176,8 @@ export function differences(e: Emulated, n: NativeOutcome, c: NativeCase, names:
     out.push(`machine: ${m.kind === "signal" ? `fault at ${hex64(m.rip)}: ${m.message}` : "reached the stop"}; cpu: ${n.kind === "signal" ? `${n.signal} at ${hex64(n.rip)} (address ${hex64(n.address)})` : "reached the stop"}`);
   } else if (m.rip !== n.rip) {
     out.push(`rip: machine ${hex64(m.rip)} | cpu ${hex64(n.rip)}`);
+  } else if (m.kind === "signal" && n.kind === "signal" && m.signal !== n.signal) {
+    out.push(`signal: machine ${m.signal} (${m.message}) | cpu ${n.signal}`);
   }
   REG_NAMES.forEach((r, i) => {
     if (m.regs[i] !== n.regs[i]) out.push(`${r}: machine ${hex64(m.regs[i]!)} | cpu ${hex64(n.regs[i]!)}`);

@@ -11,6 +11,14 @@
 // its number, the faulting rip and address and the registers at the fault; SIGALRM ends a case
 // that runs too long. Then the requested memory is dumped and every mapping removed.
 //
+// Faults are outcomes, not crashes. A divide error (#DE: div/idiv by zero, or a quotient too
+// large) arrives as SIGFPE (FPE_INTDIV) with si_addr and the context's rip at the divide, and
+// the registers as they were before it (a fault completes nothing); #GP and page faults arrive
+// as SIGSEGV, #UD (a lock prefix where none is allowed) as SIGILL. The handler copies the
+// registers out of the signal context and siglongjmp()s back into run_case(), which restores
+// the signal mask saved by sigsetjmp(.., 1), so the same signal is deliverable again in the
+// next case; the process serves every later case as usual.
+//
 // Build: cc -O2 -o runner runner.c (the tests do this in a temporary directory).
 #define _GNU_SOURCE
 #include <asm/prctl.h>

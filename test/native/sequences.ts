@@ -1,5 +1,6 @@
 // Random x86-64 instruction sequences for the differential tests: drawn from every user-mode
-// form of the machine's ISA table (forms.ts), with random initial registers, flags and memory,
+// form of the machine's ISA table that this host's CPU runs (forms.ts DRAWN_FORMS: the BMI2
+// forms only where /proc/cpuinfo lists bmi2), with random initial registers, flags and memory,
 // valid by construction and under shrinking:
 //   - memory operands land in the mapped data (any addressing mode: base, index*scale,
 //     displacement, absolute, RIP-relative, gs:), or near rsp; a setup `movabs` gives the base
@@ -21,7 +22,7 @@ import { Assembler, type Assembled } from "../../jit/asm.ts";
 import { disassemble, formatListing } from "../../jit/disasm.ts";
 import { forEachInstruction } from "../../jit/iced.ts";
 import { conditionFlags, flagEffect, ARITH_FLAGS, type FlagEffect } from "../helpers/sdm-flags.ts";
-import { formFlagEffect, USER_FORMS, type Form } from "./forms.ts";
+import { DRAWN_FORMS, formFlagEffect, type Form } from "./forms.ts";
 import type { NativeCase } from "./runner.ts";
 
 /** The address space of a sequence case (user-space addresses below 2 GiB: absolute disp32 reaches them). */
@@ -50,7 +51,7 @@ export interface RawMem {
 }
 
 export interface RawUnit {
-  /** Index into USER_FORMS. */
+  /** Index into DRAWN_FORMS. */
   readonly form: number;
   /** Register choices for operands 0..2 (0..15; 16..19 are ah, ch, dh, bh for 8-bit operands). */
   readonly regs: readonly [number, number, number];
@@ -59,7 +60,7 @@ export interface RawUnit {
   readonly imm: bigint;
   /** Branches: how many units forward. */
   readonly skip: number;
-  /** Small choices: which subroutine to call, frame or no frame for leave. */
+  /** Small choices: which subroutine to call, frame or no frame for leave, a dividend setup, cmpxchg's comparand. */
   readonly variant: number;
 }
 
@@ -91,8 +92,8 @@ const rawMem: fc.Arbitrary<RawMem> = fc.record({
 });
 
 /** Form indices: uniform over all forms, with extra weight on the ones that move rsp or rip. */
-const FLOW = USER_FORMS.map((f, i) => [f, i] as const).filter(([f]) => f.kind !== "plain").map(([, i]) => i);
-const formIndex: fc.Arbitrary<number> = fc.oneof({ arbitrary: fc.nat(USER_FORMS.length - 1), weight: 3 }, { arbitrary: fc.constantFrom(...FLOW), weight: 1 });
+const FLOW = DRAWN_FORMS.map((f, i) => [f, i] as const).filter(([f]) => f.kind !== "plain").map(([, i]) => i);
+const formIndex: fc.Arbitrary<number> = fc.oneof({ arbitrary: fc.nat(DRAWN_FORMS.length - 1), weight: 3 }, { arbitrary: fc.constantFrom(...FLOW), weight: 1 });
 
 export const rawUnit: fc.Arbitrary<RawUnit> = fc.record({
   form: formIndex,
@@ -228,6 +229,8 @@ function create(code: number, ops: readonly Operand[]): I {
     case "MI": return I.createMemI32(code, mem(0), i32(1));
     case "RRI": return I.createRegRegI32(code, reg(0), reg(1), i32(2));
     case "RMI": return I.createRegMemI32(code, reg(0), mem(1), i32(2));
+    case "RRR": return I.createRegRegReg(code, reg(0), reg(1), reg(2));
+    case "RMR": return I.createRegMemReg(code, reg(0), mem(1), reg(2));
     default: throw new Error(`sequences: no constructor for operand pattern '${pat}'`);
   }
 }
@@ -247,7 +250,7 @@ function immValue(bits: number, raw: bigint): number | bigint {
 }
 
 const code = (name: string) => (Code as unknown as Record<string, number>)[name]!;
-const FORM = (name: string) => USER_FORMS.find((f) => f.name === name)!;
+const FORM = (name: string) => DRAWN_FORMS.find((f) => f.name === name)!;
 const MOVABS = code("Mov_r64_imm64"), MOV_STORE = code("Mov_rm64_r64"), CMP_RR = code("Cmp_rm64_r64");
 const LEA = code("Lea_r64_m"), PUSH_R = code("Push_r64"), POP_R = code("Pop_r64"), PUSH_IMM32 = code("Pushq_imm32");
 const CALL_REL = code("Call_rel32_64"), JMP_REL8 = code("Jmp_rel8_64"), JMP_REL32 = code("Jmp_rel32_64");
@@ -338,7 +341,7 @@ interface BlockCtx {
 }
 
 function emitUnit(b: Builder, u: RawUnit, ctx: BlockCtx, target: (skip: number) => string): void {
-  const form = USER_FORMS[u.form % USER_FORMS.length]!;
+  const form = DRAWN_FORMS[u.form % DRAWN_FORMS.length]!;
   const [r0, r1, r2] = u.regs;
   switch (form.kind) {
     case "plain": return emitPlain(b, form, u);
@@ -455,17 +458,21 @@ function compensate(b: Builder, n: number): void {
   if (n !== 0) b.insn(() => I.createRegMem(LEA, R.RSP, M.createBaseDisplSize(R.RSP, BigInt(-n), 1)));
 }
 
+/** Registers a form reads or writes implicitly, which a memory operand's setup must leave alone. */
+const IMPLICIT: Record<string, readonly number[]> = { div: [0, 2], idiv: [0, 2], cmpxchg: [0] };
+
 function emitPlain(b: Builder, form: Form, u: RawUnit): void {
   const rm = form.operands.findIndex((o) => o.kind === "rm" || o.kind === "mem");
   const memNeeded = rm >= 0 && (form.operands[rm]!.kind === "mem" || u.mem !== null);
   const rawMem = u.mem ?? { mode: 6, gs: false, base: u.regs[1], index: u.regs[2], scale: 0, disp: 0, target: 0, xval: 0n };
   const size = form.operands[rm]?.kind === "rm" ? (form.operands[rm] as { bits: number }).bits / 8 : 8;
-  const mem = memNeeded ? memOperand(rawMem, form.accessesMemory, rm === 0 && form.writes0, size, b.gsBase, []) : undefined;
+  const mem = memNeeded ? memOperand(rawMem, form.accessesMemory, rm === 0 && form.writes0, size, b.gsBase, IMPLICIT[form.op] ?? []) : undefined;
   let shiftImm = 0;
   let ops: Operand[] = form.operands.map((o, i): Operand => {
+    const written = (i === 0 && form.writes0) || (i === 1 && form.writes1);
     switch (o.kind) {
-      case "reg": return { t: "R", reg: pickReg(o.bits, u.regs[i]!, i === 0 && form.writes0) };
-      case "rm": return i === rm && mem ? { t: "M", mem } : { t: "R", reg: pickReg(o.bits, u.regs[i]!, i === 0 && form.writes0) };
+      case "reg": return { t: "R", reg: pickReg(o.bits, u.regs[i]!, written) };
+      case "rm": return i === rm && mem ? { t: "M", mem } : { t: "R", reg: pickReg(o.bits, u.regs[i]!, written) };
       case "mem": return { t: "M", mem: mem! };
       case "acc": return { t: "R", reg: { idx: 0, bits: o.bits, high: false } };
       case "cl": return { t: "R", reg: { idx: 1, bits: 8, high: false } };
@@ -479,8 +486,42 @@ function emitPlain(b: Builder, form: Form, u: RawUnit): void {
     }
   });
   ops = fixHighBytes(ops);
+  // xchg r, rAX with rAX itself is the encoding of nop (90, 66 90, 48 90): take another register.
+  const op0 = ops[0];
+  if (form.operands[1]?.kind === "acc" && op0?.t === "R" && op0.reg.idx === 0) ops[0] = { t: "R", reg: { ...op0.reg, idx: freeReg(u.regs[2], [0]) } };
+  const effect = formFlagEffect(form, shiftImm);
+  b.defineFor(effect.reads, u.regs[1], u.regs[2]); // cmovcc reads its condition
   b.setup(mem);
-  b.insn(() => create(form.code, ops), formFlagEffect(form, shiftImm));
+  if (form.op === "div" || form.op === "idiv") emitDividend(b, form, u, ops[0]!);
+  if (form.op === "cmpxchg" && (u.variant & 1) === 1) {
+    // The accumulator loaded from the destination: the comparison succeeds (unless they overlap).
+    const mov = code(`Mov_r${form.bits}_rm${form.bits}`);
+    b.insn(() => create(mov, fixHighBytes([{ t: "R", reg: { idx: 0, bits: form.bits, high: false } }, ops[0]!])));
+  }
+  b.insn(() => create(form.code, ops), effect);
+}
+
+const CBW = code("Cbw"), SIGN_EXTEND: Record<number, number> = { 8: CBW, 16: code("Cwd"), 32: code("Cdq"), 64: code("Cqo") };
+const MOV_R8_IMM8 = code("Mov_r8_imm8");
+
+/**
+ * Before a div or idiv: by `variant`, nothing (a random dividend: mostly a quotient that does
+ * not fit), or a dividend that fits as the JIT makes one (the high part zeroed for div; for idiv
+ * the sign extension cbw/cwd/cdq/cqo), on its own, from INT_MIN of the size, or with a divisor
+ * register of -1 or 0.
+ */
+function emitDividend(b: Builder, form: Form, u: RawUnit, divisor: Operand): void {
+  const v = u.variant & 7;
+  if (v === 0) return;
+  const bits = form.bits;
+  if (v === 5) b.movabs(0, 1n << BigInt(bits - 1));
+  // A divisor register other than rax, rdx and rsp (which must keep pointing into the stack).
+  const dr = divisor.t === "R" && !divisor.reg.high && ![0, 2, RSP].includes(divisor.reg.idx) ? divisor.reg.idx : -1;
+  if (v === 6 && dr >= 0) b.movabs(dr, (1n << 64n) - 1n);
+  if (v === 7 && dr >= 0) b.movabs(dr, 0n);
+  if (form.op === "idiv") b.insn(() => I.create(SIGN_EXTEND[bits]!));
+  else if (bits === 8) b.insn(() => I.createRegI32(MOV_R8_IMM8, R.AH, 0));
+  else b.movabs(2, 0n);
 }
 
 // ---- the case ----

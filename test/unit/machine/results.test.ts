@@ -1,7 +1,10 @@
 // Every way a run can end is a typed result naming the address, the region and the RIP with its
 // symbol; nothing escapes as an exception.
+import { Decoder, DecoderOptions, Instruction } from "iced-x86";
 import { describe, expect, test } from "vitest";
-import { bytes, DATA, newMachine, runSnippet, STACK_LOW, STACK_TOP, STOP, TEXT } from "../../helpers/layout.ts";
+import { convert, unsupportedWhy } from "../../../harness/machine/decode.ts";
+import { CF, FIXED, X86_TRAP_DE, ZF } from "../../../harness/machine/index.ts";
+import { bytes, DATA, HANDLER, newMachine, runSnippet, STACK_LOW, STACK_TOP, STOP, TEXT } from "../../helpers/layout.ts";
 
 describe("memory faults", () => {
   test("a read of unmapped memory names the address, 'unmapped' and the instruction", () => {
@@ -56,11 +59,109 @@ describe("memory faults", () => {
   });
 });
 
+// #DE is a fault (SDM Vol. 3A §6.15, interrupt 0): the divide completes nothing, and with no IDT
+// gate the run ends with an `exception` result at the divide, naming it, its address and symbol,
+// and why. The registers and flags stay as they were.
+describe("divide errors", () => {
+  test.each([
+    // [code, what the message says after the instruction, input registers]
+    ["48 f7 f3", "'div rbx' at ffffffff81000000 <test_code> raised #DE (divide by zero) and no IDT gate handles it", { rax: 100n, rdx: 0n, rbx: 0n }],
+    ["f6 f3", "'div bl' at ffffffff81000000 <test_code> raised #DE (divide by zero) and no IDT gate handles it", { rax: 5n, rbx: 0x100n }],
+    ["48 f7 f3", "'div rbx' at ffffffff81000000 <test_code> raised #DE (0x10000000000000000 / 0x1: the quotient 0x10000000000000000 does not fit in 64 bits) and no IDT gate handles it", { rax: 0n, rdx: 1n, rbx: 1n }],
+    ["f7 f3", "'div ebx' at ffffffff81000000 <test_code> raised #DE (0x500000000 / 0x5: the quotient 0x100000000 does not fit in 32 bits) and no IDT gate handles it", { rax: 0n, rdx: 5n, rbx: 5n }],
+    ["f6 f3", "'div bl' at ffffffff81000000 <test_code> raised #DE (0x200 / 0x2: the quotient 0x100 does not fit in 8 bits) and no IDT gate handles it", { rax: 0x200n, rbx: 2n }],
+    ["48 f7 fb", "'idiv rbx' at ffffffff81000000 <test_code> raised #DE (-0x8000000000000000 / -0x1: the quotient 0x8000000000000000 does not fit in 64 bits) and no IDT gate handles it",
+      { rax: 0x8000000000000000n, rdx: 0xffffffffffffffffn, rbx: 0xffffffffffffffffn }],
+    ["f7 fb", "'idiv ebx' at ffffffff81000000 <test_code> raised #DE (-0x80000000 / -0x1: the quotient 0x80000000 does not fit in 32 bits) and no IDT gate handles it",
+      { rax: 0x80000000n, rdx: 0xffffffffn, rbx: 0xffffffffn }],
+    ["66 f7 fb", "'idiv bx' at ffffffff81000000 <test_code> raised #DE (-0x8000 / -0x1: the quotient 0x8000 does not fit in 16 bits) and no IDT gate handles it",
+      { rax: 0x8000n, rdx: 0xffffn, rbx: 0xffffn }],
+    ["f6 fb", "'idiv bl' at ffffffff81000000 <test_code> raised #DE (-0x80 / -0x1: the quotient 0x80 does not fit in 8 bits) and no IDT gate handles it", { rax: 0xff80n, rbx: 0xffn }],
+  ] as const)("%s raises #DE: %s", (code, message, regs) => {
+    const { m, result: r } = runSnippet(code, regs, (mm) => { mm.rflags = CF | ZF | FIXED; });
+    expect(r).toMatchObject({ kind: "exception", vector: X86_TRAP_DE, rip: TEXT, symbol: "test_code" });
+    if (r.kind === "exception") expect(r.message).toBe(message);
+    for (const [k, v] of Object.entries(regs)) expect(m.reg(k as "rax"), k).toBe(v);
+    expect(m.rip).toBe(TEXT);
+    expect(m.rflags).toBe(CF | ZF | FIXED);
+  });
+
+  test("with an IDT gate, #DE is delivered as a fault: the saved RIP is the divide itself", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("90 48 f7 f3 c3")); // nop; div rbx; ret
+    m.setGate(X86_TRAP_DE, HANDLER);
+    m.setReg("rbx", 0n);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.runUntil(2)).toMatchObject({ kind: "paused", rip: HANDLER });
+    const t = m.truth();
+    expect(t[1]).toMatchObject({ kind: "interrupt", vector: 0, name: "#DE", ip: TEXT + 1n });
+    expect(m.peek64(t[1]!.kind === "interrupt" ? t[1]!.frame : 0n)).toBe(TEXT + 1n);
+  });
+});
+
+describe("cmpxchg writes its memory destination back when the comparison fails", () => {
+  test("so a read-only destination faults on failure too, with rax unchanged", () => {
+    // lock cmpxchg [rdi],rbx with rax (1) unequal to the text bytes at rdi (0)
+    const { m, result: r } = runSnippet("f0 48 0f b1 1f", { rdi: TEXT + 0x100n, rax: 1n, rbx: 2n });
+    expect(r).toMatchObject({ kind: "fault", reason: "write-to-text", access: "write", address: TEXT + 0x100n, rip: TEXT });
+    expect(m.reg("rax")).toBe(1n);
+  });
+
+  test("and a watcher sees the write-back, of the value the destination held", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("f0 48 0f b1 1f c3"));
+    m.load(DATA, bytes("07 00 00 00 00 00 00 00"));
+    const writes: [bigint, number][] = [];
+    m.watchWrites(DATA, DATA + 8n, (a, size) => writes.push([a, size]));
+    m.setReg("rdi", DATA);
+    m.setReg("rax", 1n);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run().kind).toBe("completed");
+    expect(writes).toEqual([[DATA, 8]]);
+    expect(m.peek64(DATA)).toBe(7n);
+    expect(m.reg("rax")).toBe(7n);
+  });
+});
+
 describe("unsupported instructions", () => {
   test("an instruction outside the table stops with its text, bytes, address and symbol", () => {
     const { result: r } = runSnippet("90 0f a2"); // nop; cpuid
     expect(r).toMatchObject({ kind: "unsupported", rip: TEXT + 1n, symbol: "test_code+0x1", text: "cpuid", bytes: "0f a2" });
     if (r.kind === "unsupported") expect(r.message).toBe("unsupported instruction 'cpuid' (0f a2) at ffffffff81000001 <test_code+0x1>");
+  });
+
+  test("bswap of a 16-bit register, undefined in the SDM, is refused with the reason", () => {
+    const { result: r } = runSnippet("66 0f c8");
+    expect(r).toMatchObject({ kind: "unsupported", rip: TEXT, text: "bswap ax", bytes: "66 0f c8" });
+    if (r.kind === "unsupported") expect(r.message).toBe("unsupported instruction 'bswap ax' (66 0f c8) at ffffffff81000000 <test_code>: bswap of a 16-bit register (its result is undefined: SDM Vol. 2A, BSWAP; the JIT uses `ror r16, 8`) not modelled");
+  });
+
+  test.each([
+    ["f0 48 01 d8", "lock add with a register destination"], ["f0 48 0f b1 d8", "lock cmpxchg with a register destination"],
+    ["f0 48 39 18", "lock cmp"], ["f0 48 8b 00", "lock mov"], ["f0 0f c8", "lock bswap"],
+  ])("a lock prefix where the CPU raises #UD is refused (%s: %s), even decoded without iced's own check", (hex) => {
+    // iced rejects these itself (runSnippet gives "(bad)"); the table says the same when iced
+    // is told not to check (DecoderOptions.NoInvalidCheck).
+    expect(runSnippet(hex).result).toMatchObject({ kind: "unsupported", text: "(bad)" });
+    const code = bytes(hex);
+    const dec = new Decoder(64, code, DecoderOptions.NoInvalidCheck);
+    const ins = new Instruction();
+    try {
+      dec.decodeOut(ins);
+      expect(ins.isInvalid).toBe(false);
+      const d = convert(ins, 0, code);
+      expect(d.op).toBe(0);
+      expect(unsupportedWhy.get(d)).toMatch(/^a lock prefix where the CPU raises #UD/);
+    } finally {
+      ins.free();
+      dec.free();
+    }
+  });
+
+  test("a lock prefix on a memory destination is accepted where the SDM allows it", () => {
+    const { m, result: r } = runSnippet("f0 48 83 44 24 f8 05 f0 48 f7 5c 24 f8 48 8b 44 24 f8", {}, (mm) => mm.load(STACK_TOP - 16n, bytes("01 00 00 00 00 00 00 00")));
+    expect(r.kind).toBe("completed"); // lock add qword ptr [rsp-8],5; lock neg qword ptr [rsp-8]; mov rax,[rsp-8]
+    expect(m.reg("rax")).toBe(0xfffffffffffffffan);
   });
 
   test("undecodable bytes are reported as (bad)", () => {

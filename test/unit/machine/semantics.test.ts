@@ -135,12 +135,89 @@ const cases: Record<string, Case[]> = {
     { asm: "push r9", code: "41 51 41 59", in: { r9: 0xabcn }, out: { r9: 0xabcn, rsp: STACK_TOP } },
     { asm: "pushfq", code: "9c 58", pre: CF | ZF | IF | FIXED, out: { rax: BigInt(CF | ZF | IF | FIXED) } },
   ],
+  // div/idiv leave every arithmetic flag undefined (no `flags`: none compared).
+  "divide": [
+    { asm: "div rbx", code: "48 f7 f3", in: { rax: 100n, rdx: 0n, rbx: 7n }, out: { rax: 14n, rdx: 2n, rbx: 7n } },
+    { asm: "div rbx", code: "48 f7 f3", in: { rax: 0n, rdx: 1n, rbx: 2n }, out: { rax: 0x8000000000000000n, rdx: 0n } },
+    { asm: "div rbx", code: "48 f7 f3", in: { rax: 0xffffffffffffffffn, rdx: 0xfffffffffffffffen, rbx: 0xffffffffffffffffn }, out: { rax: 0xffffffffffffffffn, rdx: 0xfffffffffffffffen } },
+    { asm: "div ebx", code: "f7 f3", in: { rax: 0xffffffffffffffffn, rdx: 0xaaaaaaaa00000001n, rbx: 0x100000002n }, out: { rax: 0xffffffffn, rdx: 1n } },
+    { asm: "div bx", code: "66 f7 f3", in: { rax: 0x1111222233330005n, rdx: 0x44440001n, rbx: 0x10n }, out: { rax: 0x1111222233331000n, rdx: 0x44440005n } },
+    { asm: "div bl", code: "f6 f3", in: { rax: 0xffffffffffff0107n, rbx: 0x10n }, out: { rax: 0xffffffffffff0710n } },
+    { asm: "div r11", code: "49 f7 f3", in: { rax: 0x1234n, rdx: 0n, r11: 0x1234n }, out: { rax: 1n, rdx: 0n } },
+    { asm: "div qword ptr [rsp-0x8]", code: "48 f7 74 24 f8", in: { rax: 10n, rdx: 0n }, out: { rax: 3n, rdx: 1n },
+      setup: (m) => m.load(STACK_TOP - 16n, bytes("03 00 00 00 00 00 00 00")) },
+    { asm: "idiv rbx", code: "48 f7 fb", in: { rax: 0xfffffffffffffff9n, rdx: 0xffffffffffffffffn, rbx: 2n }, out: { rax: 0xfffffffffffffffdn, rdx: 0xffffffffffffffffn } },
+    { asm: "idiv rbx", code: "48 f7 fb", in: { rax: 7n, rdx: 0n, rbx: 0xfffffffffffffffen }, out: { rax: 0xfffffffffffffffdn, rdx: 1n } },
+    { asm: "idiv rbx", code: "48 f7 fb", in: { rax: 0x8000000000000000n, rdx: 0xffffffffffffffffn, rbx: 1n }, out: { rax: 0x8000000000000000n, rdx: 0n } },
+    { asm: "idiv ecx", code: "f7 f9", in: { rax: 0x80000000n, rdx: 0xffffffffn, rcx: 2n }, out: { rax: 0xc0000000n, rdx: 0n } },
+    { asm: "idiv bl", code: "f6 fb", in: { rax: 0xff81n, rbx: 2n }, out: { rax: 0xffc1n } },
+    { asm: "idiv bx", code: "66 f7 fb", in: { rax: 0x7fffn, rdx: 0n, rbx: 0xffffn }, out: { rax: 0x8001n, rdx: 0n } },
+  ],
+  "sign extension of the accumulator": [
+    { asm: "cbw", code: "66 98", in: { rax: 0x1111222233334480n }, out: { rax: 0x111122223333ff80n } },
+    { asm: "cwde", code: "98", in: { rax: 0xffffffff00008000n }, out: { rax: 0xffff8000n } },
+    { asm: "cdqe", code: "48 98", in: { rax: 0x1234567880000000n }, out: { rax: 0xffffffff80000000n } },
+    { asm: "cdqe", code: "48 98", in: { rax: 0xffffffff7fffffffn }, out: { rax: 0x7fffffffn } },
+    { asm: "cwd", code: "66 99", in: { rax: 0x8000n, rdx: 0x1111222233334444n }, out: { rdx: 0x111122223333ffffn } },
+    { asm: "cdq", code: "99", in: { rax: 0x7fffffffn, rdx: 0xffffffffffffffffn }, out: { rdx: 0n } },
+    { asm: "cdq", code: "99", in: { rax: 0x80000000n, rdx: 0x1234000000000000n }, out: { rdx: 0xffffffffn } },
+    { asm: "cqo", code: "48 99", in: { rax: 0x8000000000000000n }, out: { rdx: 0xffffffffffffffffn } },
+    { asm: "cqo", code: "48 99", in: { rax: 0x7fffffffffffffffn, rdx: 5n }, out: { rdx: 0n }, flags: "CF ZF", pre: CF | ZF | FIXED },
+  ],
+  "byte swaps and rotates": [
+    { asm: "bswap eax", code: "0f c8", in: { rax: 0x1122334455667788n }, out: { rax: 0x88776655n }, flags: "CF", pre: CF | FIXED },
+    { asm: "bswap rax", code: "48 0f c8", in: { rax: 0x1122334455667788n }, out: { rax: 0x8877665544332211n } },
+    { asm: "bswap r9d", code: "41 0f c9", in: { r9: 0xff01020304n }, out: { r9: 0x04030201n } },
+    { asm: "ror ax,0x8", code: "66 c1 c8 08", in: { rax: 0x1122334455667788n }, out: { rax: 0x1122334455668877n }, flags: "CF", mask: "CF" },
+    { asm: "rol rax,0x20", code: "48 c1 c0 20", in: { rax: 0x0000000100000002n }, out: { rax: 0x0000000200000001n }, flags: "CF", mask: "CF" },
+    { asm: "rol rax,0x4", code: "48 c1 c0 04", in: { rax: 0xf000000000000001n }, out: { rax: 0x000000000000001fn }, flags: "CF PF ZF", mask: "CF PF ZF", pre: PF | ZF | FIXED },
+    { asm: "rol eax,0x1", code: "d1 c0", in: { rax: 0xffffffff80000001n }, out: { rax: 3n }, flags: "CF OF", mask: "CF OF" },
+    { asm: "ror eax,0x1", code: "d1 c8", in: { rax: 1n }, out: { rax: 0x80000000n }, flags: "CF OF", mask: "CF OF" },
+    { asm: "ror rax,0x1", code: "48 d1 c8", in: { rax: 0x8000000000000000n }, out: { rax: 0x4000000000000000n }, flags: "OF", mask: "CF OF" },
+    { asm: "rol al,cl", code: "d2 c0", in: { rax: 0x81n, rcx: 9n }, out: { rax: 3n }, flags: "CF", mask: "CF" },
+    { asm: "rol r8b,0x8", code: "41 c0 c0 08", in: { r8: 0x81n }, out: { r8: 0x81n }, flags: "CF", mask: "CF" },
+    { asm: "ror r8w,cl", code: "66 41 d3 c8", in: { r8: 0xffff0001n, rcx: 0x24n }, out: { r8: 0xffff1000n }, flags: "", mask: "CF" },
+    { asm: "rol eax,0x0", code: "c1 c0 00", in: { rax: 0xffffffff12345678n }, out: { rax: 0x12345678n }, flags: "CF", pre: CF | FIXED },
+  ],
+  "BMI2 shifts (no flags)": [
+    { asm: "shlx rax,rax,rbx", code: "c4 e2 e1 f7 c0", in: { rax: 1n, rbx: 65n }, out: { rax: 2n }, flags: "CF PF AF ZF SF OF", pre: ALL | FIXED },
+    { asm: "shlx rax,rax,rbx", code: "c4 e2 e1 f7 c0", in: { rax: 0x1234n, rbx: 64n }, out: { rax: 0x1234n }, flags: "" },
+    { asm: "shrx ecx,ecx,ebx", code: "c4 e2 63 f7 c9", in: { rcx: 0xdeadbeef80000000n, rbx: 33n }, out: { rcx: 0x40000000n }, flags: "" },
+    { asm: "sarx rdx,rdx,rbx", code: "c4 e2 e2 f7 d2", in: { rdx: 0x8000000000000000n, rbx: 63n }, out: { rdx: 0xffffffffffffffffn }, flags: "ZF", pre: ZF | FIXED },
+    { asm: "sarx r11d,[rsp-0x8],r9d", code: "c4 62 32 f7 5c 24 f8", in: { r9: 31n, r11: 0x1234567812345678n }, out: { r11: 0xffffffffn },
+      setup: (m) => m.load(STACK_TOP - 16n, bytes("00 00 00 80")) },
+    { asm: "shrx r10,r9,r8", code: "c4 42 bb f7 d1", in: { r8: 4n, r9: 0xf0n }, out: { r10: 0xfn, r9: 0xf0n } },
+  ],
+  "atomics": [
+    { asm: "lock xadd [rsp-0x8],rbx", code: "f0 48 0f c1 5c 24 f8 48 8b 44 24 f8", in: { rbx: 3n }, out: { rax: 8n, rbx: 5n }, flags: "",
+      setup: (m) => m.load(STACK_TOP - 16n, bytes("05 00 00 00 00 00 00 00")) },
+    { asm: "xadd rax,rbx", code: "48 0f c1 d8", in: { rax: 0x7fffffffffffffffn, rbx: 1n }, out: { rax: 0x8000000000000000n, rbx: 0x7fffffffffffffffn }, flags: "PF AF SF OF" },
+    { asm: "xadd eax,eax", code: "0f c1 c0", in: { rax: 0xffffffff00000001n }, out: { rax: 2n }, flags: "" },
+    { asm: "xchg [rsp-0x8],rbx", code: "48 87 5c 24 f8 48 8b 44 24 f8", in: { rbx: 0xabcn }, out: { rax: 0xabcn, rbx: 0x1122334455667788n },
+      setup: (m) => m.load(STACK_TOP - 16n, bytes("88 77 66 55 44 33 22 11")) },
+    { asm: "xchg ebx,eax", code: "87 c3", in: { rax: 0xffffffff00000001n, rbx: 0xffffffff00000002n }, out: { rax: 2n, rbx: 1n } },
+    { asm: "xchg r8d,eax", code: "41 90", in: { rax: 0xdead00000001n, r8: 0xdead00000002n }, out: { rax: 2n, r8: 1n } },
+    { asm: "xchg ecx,ecx", code: "87 c9", in: { rcx: 0xffffffffffffffffn }, out: { rcx: 0xffffffffn } },
+    { asm: "xchg bx,ax", code: "66 93", in: { rax: 0x11110001n, rbx: 0x22220002n }, out: { rax: 0x11110002n, rbx: 0x22220001n } },
+    { asm: "lock cmpxchg [rsp-0x8],rbx", code: "f0 48 0f b1 5c 24 f8 48 8b 4c 24 f8", in: { rax: 5n, rbx: 9n }, out: { rax: 5n, rcx: 9n }, flags: "PF ZF",
+      setup: (m) => m.load(STACK_TOP - 16n, bytes("05 00 00 00 00 00 00 00")) },
+    { asm: "lock cmpxchg [rsp-0x8],rbx", code: "f0 48 0f b1 5c 24 f8 48 8b 4c 24 f8", in: { rax: 5n, rbx: 9n }, out: { rax: 6n, rcx: 6n }, flags: "CF PF AF SF",
+      setup: (m) => m.load(STACK_TOP - 16n, bytes("06 00 00 00 00 00 00 00")) },
+    { asm: "lock cmpxchg [rsp-0x8],ebx", code: "f0 0f b1 5c 24 f8 48 8b 4c 24 f8", in: { rax: 0xdead000000000005n, rbx: 9n }, out: { rax: 0xdead000000000005n, rcx: 0x1111111100000009n }, flags: "PF ZF",
+      setup: (m) => m.load(STACK_TOP - 16n, bytes("05 00 00 00 11 11 11 11")) },
+    { asm: "lock cmpxchg [rsp-0x8],ebx", code: "f0 0f b1 5c 24 f8", in: { rax: 0xdead000000000005n, rbx: 9n }, out: { rax: 6n }, flags: "CF PF AF SF",
+      setup: (m) => m.load(STACK_TOP - 16n, bytes("06 00 00 00 11 11 11 11")) },
+    { asm: "cmpxchg ecx,edx", code: "0f b1 d1", in: { rax: 0xdead000000000005n, rcx: 0xdead000000000006n, rdx: 0xdead000000000007n }, out: { rax: 6n, rcx: 0xdead000000000006n }, flags: "CF PF AF SF" },
+    { asm: "cmpxchg ecx,edx", code: "0f b1 d1", in: { rax: 0xdead000000000006n, rcx: 0xbeef000000000006n, rdx: 0xdead000000000007n }, out: { rax: 0xdead000000000006n, rcx: 7n }, flags: "PF ZF" },
+    { asm: "cmpxchg bl,ah", code: "0f b0 e3", in: { rax: 0x1234n, rbx: 0x12n }, out: { rax: 0x1212n, rbx: 0x12n }, mask: "ZF", flags: "" },
+  ],
   "no-ops": [
     { asm: "xchg ax,ax", code: "66 90", in: { rax: 0xdead000000000000n }, out: { rax: 0xdead000000000000n } },
     { asm: "nop [rax+rax]", code: "0f 1f 44 00 00", in: { rax: 0xdead000000000000n }, out: { rax: 0xdead000000000000n } },
     { asm: "nop [rax]", code: "0f 1f 00", in: { rax: 0xdead000000000000n }, out: { rax: 0xdead000000000000n } },
     { asm: "endbr64", code: "f3 0f 1e fa", in: { rax: 1n }, out: { rax: 1n } },
     { asm: "nop", code: "90", out: {} },
+    { asm: "nop rax,rdi", code: "f3 48 0f 1e f8", in: { rax: 1n, rdi: 2n }, out: { rax: 1n, rdi: 2n }, flags: "CF", pre: CF | FIXED }, // ibhf
   ],
 };
 
@@ -163,6 +240,40 @@ describe("instruction semantics", () => {
       });
     });
   }
+});
+
+describe("conditional moves", () => {
+  // Each condition as for jcc (below), in all three sizes; a false condition still zero-extends
+  // a 32-bit destination, and the memory source is read either way.
+  const conds: [string, (f: number) => boolean][] = [
+    ["o", (f) => !!(f & OF)], ["no", (f) => !(f & OF)], ["b", (f) => !!(f & CF)], ["ae", (f) => !(f & CF)],
+    ["e", (f) => !!(f & ZF)], ["ne", (f) => !(f & ZF)], ["be", (f) => !!(f & (CF | ZF))], ["a", (f) => !(f & (CF | ZF))],
+    ["s", (f) => !!(f & SF)], ["ns", (f) => !(f & SF)], ["p", (f) => !!(f & PF)], ["np", (f) => !(f & PF)],
+    ["l", (f) => !!(f & SF) !== !!(f & OF)], ["ge", (f) => !!(f & SF) === !!(f & OF)],
+    ["le", (f) => !!(f & ZF) || !!(f & SF) !== !!(f & OF)], ["g", (f) => !(f & ZF) && !!(f & SF) === !!(f & OF)],
+  ];
+  const flagSets = [0, CF, ZF, SF, OF, PF, SF | OF, ZF | SF, CF | ZF, ALL];
+  const A = 0xaaaaaaaaaaaaaaaan, B = 0xbbbbbbbbbbbbbbbbn;
+  for (const [i, [cc, taken]] of conds.entries()) {
+    const op = (0x40 + i).toString(16);
+    test(`cmov${cc} r64, r32 and r16 (0f ${op}) follow the SDM condition`, () => {
+      for (const f of flagSets) {
+        for (const [code, size, asm] of [[`48 0f ${op} c3`, 64, `cmov${cc} rax,rbx`], [`0f ${op} c3`, 32, `cmov${cc} eax,ebx`], [`66 0f ${op} c3`, 16, `cmov${cc} ax,bx`]] as const) {
+          expect(disassemble(bytes(code), TEXT, { syntax: "intel" })[0]!.text).toBe(asm);
+          const { m } = runSnippet(code, { rax: A, rbx: B }, (mm) => { mm.rflags = f | FIXED; });
+          const mask = (1n << BigInt(size)) - 1n;
+          const want = taken(f) ? (A & ~mask) | (B & mask) : A;
+          expect(m.reg("rax"), `${asm} with flags ${f.toString(16)}`).toBe(size === 32 ? want & 0xffffffffn : want);
+          expect(m.rflags, "no flags change").toBe(f | FIXED);
+        }
+      }
+    });
+  }
+  test("cmove rax,[rbx] reads its source when the condition is false: an unmapped one faults", () => {
+    const { m, result } = runSnippet("48 0f 44 03", { rax: 1n, rbx: DATA + 0x100000n }, (mm) => { mm.rflags = FIXED; });
+    expect(result).toMatchObject({ kind: "fault", reason: "unmapped", access: "read", address: DATA + 0x100000n, rip: TEXT });
+    expect(m.reg("rax")).toBe(1n);
+  });
 });
 
 describe("flags outside the arithmetic set", () => {
