@@ -10,7 +10,7 @@ import type { Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { calleeSavedUsed, lowerFunction, type LoweredFunc } from "./lower.ts";
 import { FRAME_GONE, FRAME_READY } from "./x86/emit.ts";
-import { checkPrivateRequest, DEFAULT_JIT_OPTIONS, type FuncJit, type JitOptions, type PlacedPrivate, type Strategy } from "./strategy.ts";
+import { checkPrivateRequest, DEFAULT_JIT_OPTIONS, jitStackDepths, type FuncJit, type JitOptions, type PlacedPrivate, type Strategy } from "./strategy.ts";
 
 export interface JitLayout {
   /** Address of the first function's image; the others follow, 16-byte aligned. */
@@ -72,10 +72,11 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
     next += BigInt(Math.ceil(r.size / 8) * 8);
     return { ...r, percpuPtr, framePtr: percpuPtr + BigInt(r.framePtrOffset) };
   });
+  const depths = jitStackDepths(v);
   const funcJit = (fi: number): FuncJit => {
     const func = p.funcs[fi]!;
     return {
-      prog: p, validated: v, fi, func, isMain: fi === 0, opts, thisCpuOff: layout.thisCpuOff, activePtr: layout.activePtr ?? 0n,
+      prog: p, validated: v, fi, func, stackDepth: depths[fi]!, isMain: fi === 0, opts, thisCpuOff: layout.thisCpuOff, activePtr: layout.activePtr ?? 0n,
       calleeSaved: calleeSavedUsed(p.insns.slice(func.start, func.end)),
       priv: privates.find((x) => x.fi === fi),
     };

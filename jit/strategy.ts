@@ -20,6 +20,12 @@ export interface FuncJit {
   readonly validated: Validated;
   readonly fi: number;
   readonly func: Func;
+  /**
+   * The stack depth the JIT uses (func[i]->aux->stack_depth): the verifier's, i.e. the deepest
+   * byte the function's accesses reach, rounded to 8, plus what fixups add (jitStackDepths()).
+   * `func.stackDepth` is the scenario's declared bound, which accesses may not exceed.
+   */
+  readonly stackDepth: number;
   readonly isMain: boolean;
   /** Used callee-saved registers among rbx, r13, r14, r15, in push order (detect_reg_usage()). */
   readonly calleeSaved: readonly X86Reg[];
@@ -78,6 +84,11 @@ export interface Strategy {
    * (__bpf_prog_enter_recur refuses the rest); design (g) allows up to 4 with a slot per level.
    */
   readonly recursionLimit: number;
+}
+
+/** Each function's JIT stack depth (FuncJit.stackDepth): Validated.stackDepth + stackExtra (kernel/bpf/fixups.c jit_subprogs(), 7.2). */
+export function jitStackDepths(v: Validated): number[] {
+  return v.stackDepth.map((d, fi) => d + (v.stackExtra[fi] ?? 0));
 }
 
 export class StrategyError extends Error {

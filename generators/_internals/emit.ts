@@ -301,8 +301,9 @@ class Body {
     this.straights.push(this.straight);
     let pushes = 0;
     for (let r = 6; r <= 9; r++) if (this.used & (1 << r)) pushes++;
-    const shape: FuncShape = { pushes, straight: this.straights, calls: this.calls };
-    return { insns: this.out, shape, cost: this.cost + prologueSteps(pushes) + epilogueSteps(pushes), nslots: this.nslots, subprogs: this.subprogs };
+    const stack = this.out.some((s) => s.at >= 0); // an own slot touched: the verifier's depth is not 0
+    const shape: FuncShape = { pushes, stack, straight: this.straights, calls: this.calls };
+    return { insns: this.out, shape, cost: this.cost + prologueSteps(pushes, stack) + epilogueSteps(pushes), nslots: this.nslots, subprogs: this.subprogs };
   }
 }
 

@@ -22,10 +22,13 @@ import {
 type FileProgram = ScenarioFile["programs"][number];
 type Tuple = [number, number, number, number, number];
 
-/** One lowered function's frame, for tests and diagnostics (own slots sit at r10 - depth + 8k). */
+/** One lowered function's frame, for tests and diagnostics (own slot k sits at r10 - slot0 + 8k). */
 export interface FrameInfo {
   readonly name: string;
+  /** Its stack depth: the deepest byte it touches (slot0 less the untouched slots below the first touched one). */
   readonly depth: number;
+  /** Where own slot 0 sits below r10. */
+  readonly slot0: number;
   /** Per instruction: the own slots (bit k) holding a value still to be read, just before it. */
   readonly live: readonly number[];
 }
@@ -121,18 +124,19 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
   // Functions no call reaches would be unreachable code to the verifier: drop them.
   const kept = reachable(bodies);
   const depths = fitDepths(funcs, bodies, kept, privStackMode(typeOnly(type, p.privStackRequested === true)));
+  const low = (fi: number) => 8 * lowestTouched(bodies[fi]!); // bytes of untouched slots below the first touched one
   const starts = new Map<number, number>();
   let at = 0;
   for (const fi of kept) { starts.set(fi, at); at += bodies[fi]!.insns.length; }
   const frames: FrameInfo[] = [];
   const fileFuncs = kept.map((fi) => {
-    const depth = depths.get(fi)!, start = starts.get(fi)!;
-    frames.push({ name: funcName(fi), depth, live: bodies[fi]!.insns.map((s) => s.live) });
+    const depth = depths.get(fi)!, start = starts.get(fi)!, slot0 = depth + low(fi);
+    frames.push({ name: funcName(fi), depth, slot0, live: bodies[fi]!.insns.map((s) => s.live) });
     const insns = bodies[fi]!.insns.map((s, k): Tuple => {
       const x = s.x;
       if (s.callee >= 0) return [x.code, x.dst, x.src, x.off, starts.get(s.callee)! - (start + k + 1)];
       if (s.at < 0) return [x.code, x.dst, x.src, x.off, x.imm];
-      return s.field === "off" ? [x.code, x.dst, x.src, s.at - depth, x.imm] : [x.code, x.dst, x.src, x.off, s.at - depth];
+      return s.field === "off" ? [x.code, x.dst, x.src, s.at - slot0, x.imm] : [x.code, x.dst, x.src, x.off, s.at - slot0];
     });
     return { name: funcName(fi), stackDepth: depth, insns };
   });
@@ -152,15 +156,24 @@ function reachable(bodies: readonly LoweredBody[]): number[] {
   return [...seen].sort((a, b) => a - b);
 }
 
+/** The lowest own slot the body touches (every slot when it touches none: nothing below counts). */
+function lowestTouched(b: LoweredBody): number {
+  let k = b.nslots;
+  for (const s of b.insns) if (s.at >= 0) k = Math.min(k, Math.floor(s.at / 8));
+  return k;
+}
+
 /**
- * Stack depths within the verifier's limits (check_max_stack_depth(), kernel-model.md §2.2):
- * each function asks for 8 bytes per slot plus `extra`; a function that will get a private stack
+ * Stack depths within the verifier's limits (check_max_stack_depth(), kernel-model.md §2.2).
+ * A depth is what the verifier finds (grow_stack_state(): the deepest byte touched), so a
+ * function asks for 8 bytes per slot from the lowest one it touches up, plus `extra` between its
+ * slots and r10 (none when it touches no slot); a function that will get a private stack
  * (eligible program type, depth ≥ 64 after rounding to 16) only has to fit MAX_BPF_STACK alone;
  * every other one counts towards the 512-byte sum of its call chain, so it gets what is left
  * once its callers (top-down) and the minimal needs of its callees (bottom-up) are paid for.
  */
 function fitDepths(funcs: readonly PlanFunc[], bodies: readonly LoweredBody[], kept: readonly number[], privMode: boolean): Map<number, number> {
-  const min = (fi: number) => 8 * bodies[fi]!.nslots;
+  const min = (fi: number) => 8 * (bodies[fi]!.nslots - lowestTouched(bodies[fi]!));
   const counted = (d: number) => (privMode && roundUp16(d) >= BPF_PRIV_STACK_MIN_SIZE ? 0 : roundUp16(d));
   const rest = new Map<number, number>(); // minimal counted depth of the deepest chain from here
   for (let k = kept.length - 1; k >= 0; k--) {
@@ -172,7 +185,7 @@ function fitDepths(funcs: readonly PlanFunc[], bodies: readonly LoweredBody[], k
   const above = new Map<number, number>([[0, 0]]); // counted depth of the deepest chain of callers
   const depths = new Map<number, number>();
   for (const fi of kept) {
-    const want = min(fi) + Math.floor(clamp(funcs[fi]!.extra, 0, MAX_BPF_STACK) / 8) * 8;
+    const want = min(fi) === 0 ? 0 : min(fi) + Math.floor(clamp(funcs[fi]!.extra, 0, MAX_BPF_STACK) / 8) * 8;
     const prefix = above.get(fi) ?? 0;
     let d: number;
     if (privMode && roundUp16(want) >= BPF_PRIV_STACK_MIN_SIZE) d = Math.min(want, MAX_BPF_STACK);

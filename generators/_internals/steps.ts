@@ -38,11 +38,11 @@ export const IRQ_ENTER = 56, IRQ_EXIT = 26;
 export const NMI_ENTER = 39, NMI_EXIT = 19, NMI_NO_PROGRAM = 57;
 
 /**
- * A BPF function's prologue with a non-zero stack: endbr64, nop5, nop3, push rbp, mov rbp,rsp,
- * endbr64, sub rsp, then one push per callee-saved register used; its epilogue: the pops,
+ * A BPF function's prologue: endbr64, nop5, nop3, push rbp, mov rbp,rsp,
+ * endbr64, sub rsp (with a non-zero stack), then one push per callee-saved register used; its epilogue: the pops,
  * `leave`, `ret` (the BPF `exit` is the first of them).
  */
-export const prologueSteps = (pushes: number) => 7 + pushes;
+export const prologueSteps = (pushes: number, stack = true) => 6 + (stack ? 1 : 0) + pushes;
 export const epilogueSteps = (pushes: number) => pushes + 2;
 
 /** What a call instruction enters. */
@@ -55,6 +55,8 @@ export type Callee =
 /** The executed shape of one lowered function: straight runs of instructions between its calls. */
 export interface FuncShape {
   readonly pushes: number;
+  /** It touches its stack, so its depth is not 0 and its prologue has a `sub rsp` (baseline). */
+  readonly stack: boolean;
   /** straight[k] instructions, then calls[k], …, then straight[calls.length], then the epilogue. */
   readonly straight: readonly number[];
   readonly calls: readonly Callee[];
@@ -124,7 +126,7 @@ class Walk {
   private activate(p: number, fi: number): void {
     const f = this.progs[p]!.funcs[fi]!;
     this.note(this.entries, this.step);
-    this.step += prologueSteps(f.pushes);
+    this.step += prologueSteps(f.pushes, f.stack);
     f.calls.forEach((c, k) => {
       this.step += f.straight[k]!;
       this.note(this.calls, this.step);

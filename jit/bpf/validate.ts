@@ -39,9 +39,9 @@ export { ValidationError } from "./issues.ts";
 export type { Rule, ValidationIssue } from "./issues.ts";
 
 export interface Validated {
-  /** Per function: does it run on a private stack (jits_use_priv_stack)? */
+  /** Per function: does it run on a private stack (jits_use_priv_stack)? Decided on stackDepth, as 7.2 decides. */
   readonly privStack: readonly boolean[];
-  /** Per function: the declared stack depth rounded as the verifier rounds it for JITed programs (16). */
+  /** Per function: the stack depth the limits use, stackDepth rounded as the verifier rounds it for JITed programs (16). */
   readonly verifierDepth: readonly number[];
   /**
    * Per function: the stack depth 7.2's verifier computes, its high-water mark of accessed stack
@@ -203,27 +203,18 @@ class Checker {
   run(): Validated {
     const p = this.p;
     this.info = p.funcs.map((_, fi) => this.structure(fi));
-    // 4. The call graph: no recursion, at most MAX_CALL_FRAMES frames, the stack limits.
-    const mode = privStackMode(p);
-    const priv = p.funcs.map((f) => mode && roundUp16(f.stackDepth) >= BPF_PRIV_STACK_MIN_SIZE);
-    p.funcs.forEach((f, fi) => {
-      const d = roundUp16(f.stackDepth);
-      if (priv[fi] && d > MAX_BPF_STACK) this.fail("stack-size", fi, -1, `stack size of subprog ${fi} is ${d}. Too large`);
-    });
-    let callDepth = 0, combined = 0;
-    const walk = (fi: number, chain: number[], sum: number) => {
+    // 4. The call graph: no recursion, at most MAX_CALL_FRAMES frames.
+    let callDepth = 0;
+    const graph = (fi: number, chain: number[]) => {
       // sort_subprogs_topo() (verifier.c:2966)
       if (chain.includes(fi)) this.fail("recursion", chain.at(-1)!, -1, `recursive call from ${p.funcs[chain.at(-1)!]!.name}() to ${p.funcs[fi]!.name}()`);
       const frames = chain.length + 1;
       // setup_func_entry() (verifier.c:9164): do_check() meets the deep call before check_max_stack_depth() would
       if (frames > MAX_CALL_FRAMES) this.fail("call-depth", fi, -1, `the call stack of ${frames} frames is too deep`);
-      const total = sum + (priv[fi] ? 0 : roundUp16(p.funcs[fi]!.stackDepth));
-      if (total > MAX_BPF_STACK) this.fail("combined-stack-size", fi, -1, `combined stack size of ${frames} calls is ${total}. Too large`);
       callDepth = Math.max(callDepth, frames);
-      combined = Math.max(combined, total);
-      for (const c of new Set(this.info[fi]!.callees)) walk(c, [...chain, fi], total);
+      for (const c of new Set(this.info[fi]!.callees)) graph(c, [...chain, fi]);
     };
-    walk(0, [], 0);
+    graph(0, []);
     // A function no call reaches is unreachable code (check_cfg()).
     const reached = new Set<number>([0]);
     for (let grew = true; grew; ) {
@@ -231,15 +222,31 @@ class Checker {
       for (const f of reached) for (const c of this.info[f]!.callees) if (!reached.has(c)) { reached.add(c); grew = true; }
     }
     p.funcs.forEach((f, fi) => { if (!reached.has(fi)) this.fail("unreachable", fi, f.start, `unreachable insn ${f.start}: no call reaches function ${f.name}`); });
-    // 5. Data flow from the main program's entry: R1 = ctx, R10 = its frame pointer.
+    // 5. Data flow from the main program's entry: R1 = ctx, R10 = its frame pointer (do_check()).
     const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [new Uint8Array(this.depths[0]!)] };
     entry.regs[1] = { t: "ctx" };
     entry.regs[10] = { t: "fp", frame: 0, off: 0 };
     const exit = new FuncWalk(this, 0, [0]).run(entry);
     if (exit.regs[0]!.t !== "scalar") this.fail("return-value", 0, p.funcs[0]!.end - 1, "R0 leaks addr as return value");
+    // 6. The stack limits on the depths do_check() found (check_max_stack_depth(), which runs
+    // after it, verifier.c:20211): a private stack when the subprog's round_up_stack_depth() of
+    // them is at least BPF_PRIV_STACK_MIN_SIZE; each private one alone against MAX_BPF_STACK, the
+    // others summed along every call chain.
+    const depth = this.hw.map((d) => roundUp16(roundUp8(d)));
+    const mode = privStackMode(p);
+    const priv = depth.map((d) => mode && d >= BPF_PRIV_STACK_MIN_SIZE);
+    depth.forEach((d, fi) => { if (priv[fi] && d > MAX_BPF_STACK) this.fail("stack-size", fi, -1, `stack size of subprog ${fi} is ${d}. Too large`); });
+    let combined = 0;
+    const sums = (fi: number, frames: number, sum: number) => {
+      const total = sum + (priv[fi] ? 0 : depth[fi]!);
+      if (total > MAX_BPF_STACK) this.fail("combined-stack-size", fi, -1, `combined stack size of ${frames} calls is ${total}. Too large`);
+      combined = Math.max(combined, total);
+      for (const c of new Set(this.info[fi]!.callees)) sums(c, frames + 1, total);
+    };
+    sums(0, 1, 0);
     return {
       privStack: priv,
-      verifierDepth: p.funcs.map((f) => roundUp16(f.stackDepth)),
+      verifierDepth: depth,
       stackDepth: this.hw.map(roundUp8),
       stackExtra: this.info.map((fi) => (fi.hasMayGoto ? 16 : 0)),
       callDepth,

@@ -10,7 +10,7 @@ export const baseline: Strategy = {
   summary: "(a) push rbp; mov rbp,rsp; sub rsp,depth — upstream bytes, no private stack (kernel-model §1.2)",
   privateMemory: () => [],
   frameRegister: () => "rbp",
-  prologue: (e, f) => standardPrologue(e, f, f.func.stackDepth),
+  prologue: (e, f) => standardPrologue(e, f, f.stackDepth),
   epilogue: (e, f) => standardEpilogue(e, f),
   call: (_e, _f, emitCall) => emitCall(),
   recursionLimit: 1,

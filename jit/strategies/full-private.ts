@@ -4,7 +4,7 @@
 // stack. The epilogue ends `leave; pop rsp; ret`. The back-link is our addition (design (d) does
 // not say how rsp gets back); it is stored only after rsp has moved.
 import { pushCalleeRegs, round8, standardEpilogue, standardPrologue } from "../prologue.ts";
-import type { Strategy } from "../strategy.ts";
+import { jitStackDepths, type Strategy } from "../strategy.ts";
 import { splitStackRequest, subprogDefault, switchToPrivate } from "./split-common.ts";
 
 /**
@@ -15,13 +15,13 @@ import { splitStackRequest, subprogDefault, switchToPrivate } from "./split-comm
 export const fullPrivate: Strategy = {
   name: "full-private",
   summary: "(d) rsp moved first; push rbp; mov rbp,rsp; sub rsp all on the private stack (kernel-model hazards (d))",
-  privateMemory: (p) => {
-    const r = splitStackRequest(p.funcs.map((f) => f.stackDepth));
+  privateMemory: (_p, v) => {
+    const r = splitStackRequest(jitStackDepths(v));
     return [{ ...r, backLink: r.framePtrOffset - 8 }]; // `push r10`: the old rsp, the first word below the top
   },
   ...subprogDefault,
   prologue: (e, f) => {
-    if (!f.isMain) return standardPrologue(e, f, f.func.stackDepth);
+    if (!f.isMain) return standardPrologue(e, f, f.stackDepth);
     if (f.opts.ibt) e.endbr64();
     e.nop5();
     e.nop3();
@@ -32,7 +32,7 @@ export const fullPrivate: Strategy = {
     e.movRR("rbp", "rsp");
     e.label("tail_call_offset");
     if (f.opts.ibt) e.endbr64();
-    if (f.func.stackDepth > 0) e.subRspImm32(round8(f.func.stackDepth));
+    if (f.stackDepth > 0) e.subRspImm32(round8(f.stackDepth));
     e.frameReady();
     pushCalleeRegs(e, f.calleeSaved);
   },

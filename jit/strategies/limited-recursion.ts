@@ -27,7 +27,7 @@ export const limitedRecursion: Strategy = {
   }],
   ...subprogDefault,
   prologue: (e, f) => {
-    standardPrologue(e, f, f.func.stackDepth);
+    standardPrologue(e, f, f.stackDepth);
     if (!f.isMain) return;
     emitThisCpuPtr(e, f, "r11", f.priv!.percpuPtr + BigInt(PRIV_STACK_GUARD_SZ)); // slot 0's bottom
     emitThisCpuPtr(e, f, "r10", f.activePtr);

@@ -7,7 +7,7 @@
 // because r9 is caller-saved in the C ABI. A subprog recomputes its own r9.
 import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "../percpu.ts";
 import { round8, standardEpilogue, standardPrologue } from "../prologue.ts";
-import type { FuncJit, PrivateRequest, Strategy } from "../strategy.ts";
+import { jitStackDepths, type FuncJit, type PrivateRequest, type Strategy } from "../strategy.ts";
 import type { Emitter } from "../x86/emit.ts";
 
 /** priv_stack_init_guard(): a guard word at u64 index 0 and at the last u64 of the allocation. */
@@ -31,10 +31,10 @@ export function r9Strategy(name: string, summary: string, saveAroundCalls: boole
   return {
     name,
     summary,
-    privateMemory: (prog, v) => privateStackRequests(v.privStack, prog.funcs.map((f) => f.stackDepth)),
+    privateMemory: (_prog, v) => privateStackRequests(v.privStack, jitStackDepths(v)),
     frameRegister: (f) => (f.priv ? "r9" : "rbp"),
     prologue: (e, f) => {
-      standardPrologue(e, f, f.priv ? 0 : f.func.stackDepth); // with a private stack, stack_depth is 0
+      standardPrologue(e, f, f.priv ? 0 : f.stackDepth); // with a private stack, stack_depth is 0
       if (f.priv) emitPrivFramePtr(e, f);
     },
     epilogue: (e, f) => standardEpilogue(e, f),

@@ -3,7 +3,7 @@
 // (no sub rsp) and the pushes, `movabs rbp,<frame>; add rbp,gs:[this_cpu_off]`; R10 is rbp.
 // The epilogue pops, then `pop rbp; ret` (a `leave` would move rsp to the private stack).
 import { round8, standardEpilogue, standardPrologue } from "../prologue.ts";
-import type { Strategy } from "../strategy.ts";
+import { jitStackDepths, type Strategy } from "../strategy.ts";
 import { emitThisCpuPtr, PRIV_STACK_GUARD_SZ } from "../percpu.ts";
 import { splitStackRequest, subprogDefault } from "./split-common.ts";
 
@@ -16,10 +16,13 @@ import { splitStackRequest, subprogDefault } from "./split-common.ts";
 export const rbpPrivate: Strategy = {
   name: "rbp-private",
   summary: "(e) rbp pointed at the private stack in the main prog, rsp on the kernel stack (kernel-model hazards (e))",
-  privateMemory: (p) => [{ ...splitStackRequest([p.funcs[0]!.stackDepth]), framePtrOffset: PRIV_STACK_GUARD_SZ + round8(p.funcs[0]!.stackDepth) }],
+  privateMemory: (_p, v) => {
+    const depth = jitStackDepths(v)[0]!;
+    return [{ ...splitStackRequest([depth]), framePtrOffset: PRIV_STACK_GUARD_SZ + round8(depth) }];
+  },
   ...subprogDefault,
   prologue: (e, f) => {
-    if (!f.isMain) return standardPrologue(e, f, f.func.stackDepth);
+    if (!f.isMain) return standardPrologue(e, f, f.stackDepth);
     standardPrologue(e, f, 0);
     emitThisCpuPtr(e, f, "rbp", f.priv!.framePtr);
   },

@@ -2,7 +2,7 @@
 // on the task stack, the switch to the private stack, then a second `push rbp; mov rbp,rsp;
 // sub rsp,depth` and the pushes there. The epilogue unwinds both frames: pops; leave; leave; ret.
 import { pushCalleeRegs, round8, standardEpilogue, standardPrologue } from "../prologue.ts";
-import type { Strategy } from "../strategy.ts";
+import { jitStackDepths, type Strategy } from "../strategy.ts";
 import { splitStackRequest, subprogDefault, switchToPrivate } from "./split-common.ts";
 
 /**
@@ -13,15 +13,15 @@ import { splitStackRequest, subprogDefault, switchToPrivate } from "./split-comm
 export const splitDoubleFrame: Strategy = {
   name: "split-double-frame",
   summary: "(f) after moving rsp, a second push rbp; mov rbp,rsp; sub rsp on the private stack (kernel-model hazards (f))",
-  privateMemory: (p) => [splitStackRequest(p.funcs.map((f) => f.stackDepth))],
+  privateMemory: (_p, v) => [splitStackRequest(jitStackDepths(v))],
   ...subprogDefault,
   prologue: (e, f) => {
-    if (!f.isMain) return standardPrologue(e, f, f.func.stackDepth);
+    if (!f.isMain) return standardPrologue(e, f, f.stackDepth);
     standardPrologue(e, { ...f, calleeSaved: [] }, 0);
     switchToPrivate(e, f);
     e.push("rbp");
     e.movRR("rbp", "rsp");
-    if (f.func.stackDepth > 0) e.subRspImm32(round8(f.func.stackDepth));
+    if (f.stackDepth > 0) e.subRspImm32(round8(f.stackDepth));
     pushCalleeRegs(e, f.calleeSaved);
   },
   epilogue: (e, f) => {

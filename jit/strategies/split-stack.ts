@@ -4,7 +4,7 @@
 // its callees' frames, helpers and interrupts land on the private stack. The epilogue is
 // `lea rsp,[rbp-depth-saved]`, the pops, `leave; ret`.
 import { round8, standardEpilogue, standardPrologue } from "../prologue.ts";
-import type { Strategy } from "../strategy.ts";
+import { jitStackDepths, type Strategy } from "../strategy.ts";
 import { splitStackRequest, subprogDefault, switchToPrivate } from "./split-common.ts";
 
 /**
@@ -15,14 +15,14 @@ import { splitStackRequest, subprogDefault, switchToPrivate } from "./split-comm
 export const splitStack: Strategy = {
   name: "split-stack",
   summary: "(c) main keeps push rbp; mov rbp,rsp, then moves rsp to a per-CPU stack for the call tree (kernel-model §8)",
-  privateMemory: (p) => [splitStackRequest(p.funcs.map((f) => f.stackDepth))],
+  privateMemory: (_p, v) => [splitStackRequest(jitStackDepths(v))],
   ...subprogDefault,
   prologue: (e, f) => {
-    standardPrologue(e, f, f.func.stackDepth);
+    standardPrologue(e, f, f.stackDepth);
     if (f.isMain) switchToPrivate(e, f);
   },
   epilogue: (e, f) => {
-    if (f.isMain) e.lea("rsp", "rbp", -(round8(f.func.stackDepth) + 8 * f.calleeSaved.length));
+    if (f.isMain) e.lea("rsp", "rbp", -(round8(f.stackDepth) + 8 * f.calleeSaved.length));
     standardEpilogue(e, f);
   },
   recursionLimit: 1,

@@ -3,7 +3,7 @@
 // IST stack, and private-stack guard words.
 import { describe, expect, test } from "vitest";
 import type { Machine } from "../../harness/machine/index.ts";
-import { alu64, call, exit, ldx, stx } from "../../jit/bpf/insn.ts";
+import { alu64, call, exit, ldx, stx, st } from "../../jit/bpf/insn.ts";
 import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../jit/bpf/opcodes.ts";
 import { program, type FuncSource, type ProgType } from "../../jit/bpf/program.ts";
 import { buildImage, type ImageSpec } from "../../jit/image.ts";
@@ -19,7 +19,7 @@ const prog = (name: string, funcs: FuncSource[], type: ProgType = "kprobe") => p
 
 /** main: 7 on the stack, bpf_sc_rw(&slot, 5) → 7 and slot = 26, bpf_sc_get_stack(), then read back: 7 + 26 = 33. */
 const sampler = prog("sampler", [fn("main", 64, [
-  alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
+  st(BPF_DW, R10, -64, 0), alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
   alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), alu64.mov.imm(R2, 5), call.helper(2),
   alu64.mov.reg(R7, R0), call.helper(3),
   ldx(BPF_DW, R0, R10, -8), alu64.add.reg(R0, R7), exit(),

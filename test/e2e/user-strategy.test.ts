@@ -32,7 +32,7 @@ const strategy: Strategy = {
     if (f.opts.ibt) e.endbr64();
     e.nop5(); e.nop3(); e.push("rbp"); e.movRR("rbp", "rsp");
     if (f.opts.ibt) e.endbr64();
-    if (f.func.stackDepth > 0) e.subRspImm32(Math.ceil(f.func.stackDepth / 8) * 8);
+    if (f.stackDepth > 0) e.subRspImm32(Math.ceil(f.stackDepth / 8) * 8);
     ${window ? "e.frameReady();" : ""}
     for (const r of f.calleeSaved) e.push(r);
   },

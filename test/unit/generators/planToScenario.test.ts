@@ -39,7 +39,9 @@ describe("hand-written and edge plans lower validly", () => {
   test("nothing at all: no programs, no functions, no slots", () => {
     expect(parse(plan({ programs: [] })).programs).toHaveLength(1);
     expect(parse(plan({ programs: [prog({ funcs: [] })] })).programs[0]!.funcs).toHaveLength(1);
-    expect(parse(plan({ programs: [prog({ funcs: [func({ slots: [] })] })] })).programs[0]!.funcs[0]!.stackDepth).toBe(8);
+    // a function that touches no slot has the verifier's depth, 0
+    expect(parse(plan({ programs: [prog({ funcs: [func({ slots: [] })] })] })).programs[0]!.funcs[0]!.stackDepth).toBe(0);
+    expect(parse(plan({ programs: [prog({ funcs: [func({ slots: [], body: [{ op: "store", slot: 0, value: 1, width: 8, how: "imm" }] })] })] })).programs[0]!.funcs[0]!.stackDepth).toBe(8);
   });
 
   test("every limit at once: 32 programs of 8 functions of 32 items over 8 slots, 512-byte frames, every call kind", () => {
@@ -140,7 +142,7 @@ describe("the lowering follows the plan", () => {
 
   test("frames use what the verifier allows: private-stack frames alone within 512, the others summed per chain", () => {
     const deep = (type: PlanProgram["type"], privStackRequested: boolean) =>
-      prog({ type, privStackRequested, funcs: Array.from({ length: 4 }, () => func({ extra: 448, body: [{ op: "call", target: 0, ptrs: [] }] })) });
+      prog({ type, privStackRequested, funcs: Array.from({ length: 4 }, () => func({ extra: 448, body: [{ op: "store", slot: 0, value: 1, width: 8, how: "imm" }, { op: "call", target: 0, ptrs: [] }] })) });
     const shared = parse(plan({ programs: [deep("struct_ops", false)] })).programs[0]!;
     const priv = parse(plan({ programs: [deep("struct_ops", true)] })).programs[0]!;
     expect(validate(shared).combinedDepth).toBeLessThanOrEqual(512);
@@ -236,7 +238,7 @@ describe("corruption of a live stack slot changes the result", () => {
       const where = new Map<bigint, { live: number; depth: number }>();
       img.programs.forEach((q, pi) => q.jit.funcs.forEach((f, fi) => f.insnAddrs.forEach((a, k) => {
         const frame = low.frames[pi]![fi]!;
-        if (frame.live[k]) where.set(a, { live: frame.live[k]!, depth: frame.depth });
+        if (frame.live[k]) where.set(a, { live: frame.live[k]!, depth: frame.slot0 });
       })));
       // The clean run, one step at a time, noting the boundaries with live slots.
       const clean = loadImage(img);

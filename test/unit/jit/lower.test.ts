@@ -46,9 +46,10 @@ describe("the selftests' __jited() expectations (verifier_private_stack.c)", () 
 
 describe("upstream byte sequences", () => {
   test("the baseline prologue and epilogue, byte for byte", () => {
-    const j = jit([fn("main", 20, [st(BPF_W, R10, -4, 1), ...ret0])], baseline);
+    const j = jit([fn("main", 20, [st(BPF_W, R10, -20, 1), ...ret0])], baseline);
     // endbr64 | nop5 | nop3 | push rbp | mov rbp,rsp | endbr64 | sub rsp,round8(20)=24 | ... | leave | ret
-    expect(hex(j.funcs[0]!.image.bytes)).toBe("f3 0f 1e fa 0f 1f 44 00 00 0f 1f 00 55 48 89 e5 f3 0f 1e fa 48 81 ec 18 00 00 00 c7 45 fc 01 00 00 00 31 c0 c9 c3");
+    // (the depth is the verifier's: the deepest byte touched, rounded to 8)
+    expect(hex(j.funcs[0]!.image.bytes)).toBe("f3 0f 1e fa 0f 1f 44 00 00 0f 1f 00 55 48 89 e5 f3 0f 1e fa 48 81 ec 18 00 00 00 c7 45 ec 01 00 00 00 31 c0 c9 c3");
   });
 
   test("no IBT drops both endbr64; SLS adds int3 after ret; no stack, no sub", () => {
@@ -107,10 +108,10 @@ describe("upstream byte sequences", () => {
   });
 
   test("r9-no-save is r9-private without push r9/pop r9", () => {
-    const funcs = [fn("main", 64, [st(BPF_DW, R10, -8, 1), call.helper(3), ...ret0])];
+    const funcs = [fn("main", 64, [st(BPF_DW, R10, -64, 0), st(BPF_DW, R10, -8, 1), call.helper(3), ...ret0])];
     const r9Lines = (s: typeof r9Private) => listing(jit(funcs, s)).filter((l) => l.includes("%r9"));
-    expect(r9Lines(r9Private)).toEqual(["movabsq $0x600000000088, %r9", "addq %gs:0x10, %r9", "movq $0x1, -0x8(%r9)", "pushq %r9", "popq %r9"]);
-    expect(r9Lines(r9NoSave)).toEqual(["movabsq $0x600000000088, %r9", "addq %gs:0x10, %r9", "movq $0x1, -0x8(%r9)"]);
+    expect(r9Lines(r9Private)).toEqual(["movabsq $0x600000000088, %r9", "addq %gs:0x10, %r9", "movq $0x0, -0x40(%r9)", "movq $0x1, -0x8(%r9)", "pushq %r9", "popq %r9"]);
+    expect(r9Lines(r9NoSave)).toEqual(["movabsq $0x600000000088, %r9", "addq %gs:0x10, %r9", "movq $0x0, -0x40(%r9)", "movq $0x1, -0x8(%r9)"]);
   });
 });
 
@@ -177,7 +178,7 @@ describe("JITed code runs on the machine", () => {
   // subprog that reads the word through its pointer argument; fold everything into r0.
   const funcs = [
     fn("main", 64, [
-      alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
+      st(BPF_DW, R10, -64, 0), alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8), // the whole 64 bytes in use: a private stack under r9-private
       alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), alu64.mov.imm(R2, 5), call.helper(2), // r0 = 7, slot = 12
       alu64.mov.reg(R7, R0),
       call.helper(3),                                    // clobbers r9 in the stub

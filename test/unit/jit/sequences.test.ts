@@ -19,15 +19,15 @@ function texts(s: Strategy, fi = 0): string[] {
   return disassemble(f.image.bytes, f.image.base, { syntax: "intel" }).map((l) => l.text.replace(/0x6[0-9a-f]{11}$/, "PCPU").replace(/^call 0xffffffff[0-9a-f]{8}$/, "call ADDR"));
 }
 const ENTRY = ["endbr64", "nop [rax+rax]", "nop [rax]"];
-const BODY = ["mov ebx,0x7", "mov [rbp-0x8],rbx", "call ADDR", "mov rdi,rbp", "add rdi,0xfffffffffffffff8", "call ADDR", "add rax,rbx"];
+const BODY = ["mov qword ptr [rbp-0x40],0x0", "mov ebx,0x7", "mov [rbp-0x8],rbx", "call ADDR", "mov rdi,rbp", "add rdi,0xfffffffffffffff8", "call ADDR", "add rax,rbx"];
 
 describe("each strategy's documented sequence (main program)", () => {
   const cases: [string, string[]][] = [
     ["baseline", [...ENTRY, "push rbp", "mov rbp,rsp", "endbr64", "sub rsp,0x40", "push rbx", ...BODY, "pop rbx", "leave", "ret"]],
     ["r9-private", [...ENTRY, "push rbp", "mov rbp,rsp", "endbr64", "push rbx", "mov r9,PCPU", "add r9,gs:[0x10]",
-      "mov ebx,0x7", "mov [r9-0x8],rbx", "push r9", "call ADDR", "pop r9", "mov rdi,r9", "add rdi,0xfffffffffffffff8", "push r9", "call ADDR", "pop r9", "add rax,rbx", "pop rbx", "leave", "ret"]],
+      "mov qword ptr [r9-0x40],0x0", "mov ebx,0x7", "mov [r9-0x8],rbx", "push r9", "call ADDR", "pop r9", "mov rdi,r9", "add rdi,0xfffffffffffffff8", "push r9", "call ADDR", "pop r9", "add rax,rbx", "pop rbx", "leave", "ret"]],
     ["r9-no-save", [...ENTRY, "push rbp", "mov rbp,rsp", "endbr64", "push rbx", "mov r9,PCPU", "add r9,gs:[0x10]",
-      "mov ebx,0x7", "mov [r9-0x8],rbx", "call ADDR", "mov rdi,r9", "add rdi,0xfffffffffffffff8", "call ADDR", "add rax,rbx", "pop rbx", "leave", "ret"]],
+      "mov qword ptr [r9-0x40],0x0", "mov ebx,0x7", "mov [r9-0x8],rbx", "call ADDR", "mov rdi,r9", "add rdi,0xfffffffffffffff8", "call ADDR", "add rax,rbx", "pop rbx", "leave", "ret"]],
     ["split-stack", [...ENTRY, "push rbp", "mov rbp,rsp", "endbr64", "sub rsp,0x40", "push rbx", "mov r11,PCPU", "add r11,gs:[0x10]", "mov rsp,r11", ...BODY, "lea rsp,[rbp-0x48]", "pop rbx", "leave", "ret"]],
     ["full-private", [...ENTRY, "mov r10,rsp", "mov r11,PCPU", "add r11,gs:[0x10]", "mov rsp,r11", "push r10", "push rbp", "mov rbp,rsp", "endbr64", "sub rsp,0x40", "push rbx", ...BODY, "pop rbx", "leave", "pop rsp", "ret"]],
     ["rbp-private", [...ENTRY, "push rbp", "mov rbp,rsp", "endbr64", "push rbx", "mov rbp,PCPU", "add rbp,gs:[0x10]", ...BODY, "pop rbx", "pop rbp", "ret"]],

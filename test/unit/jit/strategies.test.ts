@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
-import { alu64, call, exit, ldx, stx } from "../../../jit/bpf/insn.ts";
+import { alu64, call, exit, ldx, stx, st } from "../../../jit/bpf/insn.ts";
 import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
@@ -13,7 +13,7 @@ import { fn, jit, kernelSymbols, listing, machineFor, PERCPU, STACK_TOP } from "
 
 const funcs = [
   fn("main", 64, [
-    alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
+    st(BPF_DW, R10, -64, 0), alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
     alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), alu64.mov.imm(R2, 5), call.helper(2),
     alu64.mov.reg(R7, R0), call.helper(3),
     alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), call.subprog("read"),
@@ -70,7 +70,7 @@ describe("every built-in strategy", () => {
     const after = (s: Strategy) => listing(jit(funcs, s)).slice(3, 13);
     expect(after(BUILTIN_STRATEGIES.find((s) => s.name === "split-stack")!)).toEqual([
       "pushq %rbp", "movq %rsp, %rbp", "endbr64", "subq $0x40, %rsp", "pushq %rbx", "pushq %r13",
-      "movabsq $0x6000000020e8, %r11", "addq %gs:0x10, %r11", "movq %r11, %rsp", "movl $0x7, %ebx", // top guard: 0x600000000040 + 8352 + 8
+      "movabsq $0x6000000020e8, %r11", "addq %gs:0x10, %r11", "movq %r11, %rsp", "movq $0x0, -0x40(%rbp)", // top guard: 0x600000000040 + 8352 + 8
     ]);
     expect(after(BUILTIN_STRATEGIES.find((s) => s.name === "full-private")!).slice(0, 8)).toEqual([
       "movq %rsp, %r10", "movabsq $0x6000000020e8, %r11", "addq %gs:0x10, %r11", "movq %r11, %rsp",

@@ -34,8 +34,9 @@ describe("accepted programs", () => {
       ]),
       fn("sub", 0, [ldx(BPF_W, R0, R1, 4), exit()]),
     ]));
-    // 7.2's own depth is what the accesses reach: main's -16 (its own stores and the subprog's read through r1)
-    expect(v).toEqual({ privStack: [true, false], verifierDepth: [64, 0], stackDepth: [16, 0], stackExtra: [0, 0], callDepth: 2, combinedDepth: 0 });
+    // 7.2's own depth is what the accesses reach: main's -16 (its own stores and the subprog's read through r1);
+    // 16 bytes is under the private-stack threshold, and the combined sum is 16
+    expect(v).toEqual({ privStack: [false, false], verifierDepth: [16, 0], stackDepth: [16, 0], stackExtra: [0, 0], callDepth: 2, combinedDepth: 16 });
   });
 
   test("a subprog initialises its caller's stack through a pointer argument", () => {
@@ -115,6 +116,8 @@ describe("rejections name the function, the instruction and the rule", () => {
 
 describe("private stacks and stack limits (kernel-model.md §2.2, §7)", () => {
   const store256 = [alu64.mov.imm(R1, 42), stx(BPF_DW, R10, R1, -256), ...ret0];
+  /** A store at the bottom of a frame: the verifier's depth is what the program touches (grow_stack_state()). */
+  const touch = (depth: number) => st(BPF_DW, R10, -depth, 0);
   test("'Private stack, single prog': a kprobe with 256 bytes runs on a private stack", () => {
     expect(validate(prog([fn("main", 256, store256)])).privStack).toEqual([true]);
   });
@@ -128,19 +131,24 @@ describe("private stacks and stack limits (kernel-model.md §2.2, §7)", () => {
   test("'Private stack, subtree > MAX_BPF_STACK': 512 private + 32 is accepted", () => {
     const v = validate(prog([
       fn("main", 512, [alu64.mov.imm(R1, 42), stx(BPF_DW, R10, R1, -512), call.subprog("sub"), ...ret0]),
-      fn("sub", 32, [call.helper(3), exit()]),
+      fn("sub", 32, [touch(32), call.helper(3), exit()]),
     ]));
     expect(v.privStack).toEqual([true, false]);
     expect(v.combinedDepth).toBe(32);
   });
   test("without private stacks the same chain is too large", () => rejects([
-    fn("main", 400, [call.subprog("sub"), exit()]), fn("sub", 208, [call.helper(3), exit()]),
+    fn("main", 400, [touch(400), call.subprog("sub"), exit()]), fn("sub", 208, [touch(208), call.helper(3), exit()]),
   ], "combined-stack-size", "program p, function sub: combined stack size of 2 calls is 608. Too large [combined-stack-size]", "struct_ops"));
   test("struct_ops gets private stacks only when check_member() requested them", () => {
-    const funcs = [fn("main", 400, [call.subprog("sub"), exit()]), fn("sub", 208, [call.helper(3), exit()])];
+    const funcs = [fn("main", 400, [touch(400), call.subprog("sub"), exit()]), fn("sub", 208, [touch(208), call.helper(3), exit()])];
     expect(validate(prog(funcs, "struct_ops", true)).privStack).toEqual([true, true]);
   });
-  test("a private subprog is checked alone against 512", () => rejects([fn("main", 520, ret0)], "stack-size",
+  test("declared but untouched stack is not the verifier's: no private stack, and the limits see only what is used", () => {
+    const v = validate(prog([fn("main", 256, [st(BPF_DW, R10, -8, 0), ...ret0])]));
+    expect(v.stackDepth).toEqual([8]);
+    expect(v.privStack).toEqual([false]);
+  });
+  test("a private subprog is checked alone against 512", () => rejects([fn("main", 520, [touch(520), ...ret0])], "stack-size",
     "program p, function main: stack size of subprog 0 is 528. Too large [stack-size]"));
 });
 
