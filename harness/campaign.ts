@@ -6,9 +6,10 @@
 // across processes or CI jobs, each with its own seed derived from the campaign's.
 import fc from "fast-check";
 import { planArb, planToScenario, type Plan, type PlanConstraints } from "../generators/index.ts";
-import { buildImage, type Image } from "../jit/image.ts";
+import type { Image } from "../jit/image.ts";
+import { JitError } from "../jit/lower.ts";
 import type { Strategy } from "../jit/strategy.ts";
-import { checkExhaustive, checkRandom, firstFailure, type CheckOptions, type PointClass, type Verdict } from "./property.ts";
+import { checkExhaustive, checkRandom, firstFailure, imageFor, type CheckOptions, type PointClass, type Verdict } from "./property.ts";
 import { runScenario, scheduleOf } from "./run.ts";
 import { scenarioOf, type Scenario } from "./scenario.ts";
 
@@ -62,7 +63,7 @@ type PlanCheck = CheckOptions & { readonly strategy: Strategy; readonly exhausti
 /** Lower a plan and check it; `picture` redraws the failing sample's stacks (for the report). */
 export function checkPlan(plan: Plan, o: PlanCheck, picture = false): Checked {
   const scenario = scenarioOf(planToScenario(plan), "generated scenario");
-  const image = buildImage(scenario.spec, o.strategy);
+  const image = imageFor(scenario, o.strategy, o);
   let verdict = o.exhaustive ? checkExhaustive(scenario, o.strategy, o, image) : checkRandom(scenario, o.strategy, o, image);
   const sample = verdict.failure?.sample;
   if (picture && sample !== undefined) {
@@ -132,6 +133,7 @@ function shrinkPlan(found: Plan, o: PlanCheck & { readonly constraints?: PlanCon
 
 export function runCampaign(o: CampaignOptions): CampaignResult {
   const started = performance.now();
+  o.jit?.admit(o.strategy);
   const coverage = new Map<PointClass, number>();
   let done = 0;
   const property = fc.property(planArb(o.constraints ?? {}), (plan) => {
@@ -154,6 +156,8 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
   try {
     counterexample = checkPlan(shrunk.plan, o, true);
   } catch (e) {
+    // A JIT (a kernel tree's, or a strategy's code) refusing a valid program is a finding, reported shrunk.
+    if (e instanceof JitError) throw new JitError(`${e.message}\nfound at seed ${o.seed}, path ${path}; shrunk plan: ${JSON.stringify(shrunk.plan)}`);
     throw new HarnessError(`checking a generated plan threw (seed ${o.seed}, path ${path}): ${(e as Error).message}\nplan: ${JSON.stringify(shrunk.plan)}`, o.seed, path);
   }
   return { ...failed, shrinks: shrunk.shrinks, counterexample, elapsedMs: performance.now() - started };

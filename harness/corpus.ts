@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { z } from "zod";
 import type { Plan } from "../generators/index.ts";
 import { buildImage } from "../jit/image.ts";
+import { TS_JIT, type JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Checked } from "./campaign.ts";
 import { checkExhaustive, checkRandom, type CheckOptions, type Verdict } from "./property.ts";
@@ -65,14 +66,14 @@ export function loadCorpusFile(file: string): CorpusEntry {
 export type FoundUnder = Pick<CorpusFile["found"], "unwinder" | "policy" | "exhaustive" | "privateStacks">;
 
 /** A scenario's verdict under one strategy, in the mode, unwinder and policy it was found with. */
-export function verdictUnder(sc: Scenario, strategy: Strategy, f: FoundUnder): Verdict {
-  const opts: CheckOptions = { unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks ?? "none" };
-  const image = buildImage(sc.spec, strategy);
+export function verdictUnder(sc: Scenario, strategy: Strategy, f: FoundUnder, jit: JitBackend = TS_JIT): Verdict {
+  const opts: CheckOptions = { unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks ?? "none", jit };
+  const image = buildImage(sc.spec, strategy, undefined, undefined, jit);
   return f.exhaustive ? checkExhaustive(sc, strategy, opts, image) : checkRandom(sc, strategy, opts, image);
 }
 
 /** Check an entry's scenario under one strategy, as it was found. */
-export const replayEntry = (e: CorpusEntry, strategy: Strategy): Verdict => verdictUnder(e.scenario, strategy, e.data.found);
+export const replayEntry = (e: CorpusEntry, strategy: Strategy, jit: JitBackend = TS_JIT): Verdict => verdictUnder(e.scenario, strategy, e.data.found, jit);
 
 /** A file name from the failure: `<strategy>-<class>-<seed>.json`. */
 export function saveCounterexample(dir: string, cx: Checked, found: CorpusFile["found"], expect: Record<string, string>): string {

@@ -5,6 +5,7 @@
 import { HELPERS, KFUNCS } from "../jit/bpf/abi.ts";
 import { SymbolTable } from "./machine/symbols.ts";
 import { buildImage, type Image } from "../jit/image.ts";
+import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
@@ -66,6 +67,8 @@ export function pointClassifier(img: Image): (ip: bigint) => PointClass {
 
 export interface CheckOptions {
   readonly unwinder: UnwinderName;
+  /** Which JIT makes the BPF code (default the TypeScript JIT). */
+  readonly jit?: JitBackend;
   readonly policy?: Policy;
   readonly privateStacks?: RunOptions["privateStacks"];
   readonly budgets?: RunOptions["budgets"];
@@ -103,7 +106,10 @@ function countPoints(img: Image, outcomes: readonly RunOutcome[]): Map<PointClas
 }
 
 /** Random mode: one run with the scenario's own interrupt schedule. */
-export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, image: Image = buildImage(sc.spec, strategy)): Verdict {
+/** The image of a scenario under a strategy, by the backend the options name. */
+export const imageFor = (sc: Scenario, strategy: Strategy, o: { readonly jit?: JitBackend }): Image => buildImage(sc.spec, strategy, undefined, undefined, o.jit);
+
+export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, image: Image = imageFor(sc, strategy, o)): Verdict {
   const outcome = runScenario(sc, strategy, runOpts(o, image, scheduleOf(sc)));
   const failure = firstFailure(outcome);
   return { ok: failure === undefined, outcome, failure, runs: 1, coverage: countPoints(image, [outcome]) };
@@ -117,7 +123,7 @@ export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, i
  * verdicts as one run from the start per boundary (test/unit/harness/property.test.ts checks
  * that), at half the work: the prefix runs once.
  */
-export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOptions & { readonly kinds?: readonly ("irq" | "nmi")[] }, image: Image = buildImage(sc.spec, strategy)): Verdict {
+export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOptions & { readonly kinds?: readonly ("irq" | "nmi")[] }, image: Image = imageFor(sc, strategy, o)): Verdict {
   const base = runScenario(sc, strategy, runOpts(o, image, []));
   const baseFailure = firstFailure(base);
   if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };

@@ -8,6 +8,7 @@ import { FrameWindows, type FrameCode } from "./oracles/window.ts";
 import { watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
+import type { JitBackend } from "../jit/backend.ts";
 import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
@@ -67,6 +68,8 @@ export interface RunOptions {
   readonly budgets?: StackBudgets;
   /** The image of this scenario under this strategy, if already built (it is read-only). */
   readonly image?: Image;
+  /** Which JIT makes the BPF code when the image is not given (default the TypeScript JIT). */
+  readonly jit?: JitBackend;
   /** Draw the stacks at this sample (its index), for reports. */
   readonly picture?: number;
 }
@@ -110,7 +113,7 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
 /** Set up a run (machine, samples, checks) and enter the task; runScenario() drives it, exhaustive mode forks it. */
 export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSession {
   const policy = o.policy ?? "strict";
-  const img: Image = o.image ?? buildImage(sc.spec, strategy);
+  const img: Image = o.image ?? buildImage(sc.spec, strategy, undefined, undefined, o.jit);
   const m: Machine = o.image ? reusedMachine(img) : loadImage(img); // a prebuilt image: one run after another
   const checks = watchRun(img, m, o.privateStacks ?? "none", o.budgets ?? {});
   const unwinder = unwinderFor(o.unwinder, img, m, o.privateStacks ?? "none");

@@ -5,7 +5,8 @@
 // harness/load.ts turns it into a machine.
 import type { Program } from "./bpf/program.ts";
 import { validate, type Validated } from "./bpf/validate.ts";
-import { jitProgram, type JitProgram } from "./jit.ts";
+import type { JitProgram } from "./jit.ts";
+import { TS_JIT, type JitBackend } from "./backend.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
   BPF_TEXT_SIZE, EXCEPTION_STKSZ, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, NMI_IST, PCPU_HARDIRQ_STACK_PTR,
@@ -52,6 +53,8 @@ export interface ImageSymbol {
 
 export interface Image {
   readonly strategy: Strategy;
+  /** Which JIT made the BPF code. */
+  readonly backend: JitBackend;
   /** Where everything sits (KERNEL_LAYOUT unless buildImage was given another). */
   readonly layout: Layout;
   readonly kernel: Kernel;
@@ -105,7 +108,12 @@ function kernelFor(layout: Layout, irqVectors: readonly number[]): Kernel {
   return k;
 }
 
-export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions = DEFAULT_JIT_OPTIONS, layout: Layout = KERNEL_LAYOUT): Image {
+/**
+ * The image of `spec` under `strategy`, JITed by `backend` (the TypeScript JIT by default; a
+ * backend that decides its options itself, a tree's Kconfig, overrides `opts`).
+ */
+export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions = DEFAULT_JIT_OPTIONS, layout: Layout = KERNEL_LAYOUT, backend: JitBackend = TS_JIT): Image {
+  const jitOpts = backend.options ?? opts;
   // The layout under the names of the kernel layout's constants, which this body used to read.
   const {
     ktext: KTEXT, kdata: KDATA, bpfText: BPF_TEXT, taskStack: TASK_STACK, irqStack: IRQ_STACK, nmiStack: NMI_STACK, percpu: PERCPU,
@@ -142,9 +150,9 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   });
   let text = BPF_TEXT;
   const jitted = programs.map((p) => {
-    const jit = jitProgram(p.program, p.validated, strategy, {
+    const jit = backend.jitProgram(p.program, p.validated, strategy, {
       base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
-    }, opts);
+    }, jitOpts);
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
     text = (jit.end + 0xfffn) & ~0xfffn; // each program in its own pages, as bpf_prog_pack hands them out
     return { ...p, jit };
@@ -221,7 +229,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   loads.push({ addr: TASK_PT_REGS, bytes: regs });
 
   return {
-    strategy, layout, taskPtRegs: TASK_PT_REGS, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
+    strategy, backend, layout, taskPtRegs: TASK_PT_REGS, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
     programs: jitted.map(({ program, validated, jit, active, misses }) => ({ program, validated, jit, active, misses })),
   };
 }

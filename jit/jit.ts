@@ -2,7 +2,6 @@
 // it as the kernel does: one function at once (bpf_prog_select_runtime()), several as
 // jit_subprogs() does (every subprog its own image, called with `call rel32`; a first round
 // places them, an extra pass writes the real call targets).
-import type { Assembled } from "./asm.ts";
 import type { BpfInsn } from "./bpf/insn.ts";
 import { BPF_HELPER_CALL, BPF_PSEUDO_CALL } from "./bpf/opcodes.ts";
 import { helperById, kfuncById } from "./bpf/abi.ts";
@@ -25,12 +24,20 @@ export interface JitLayout {
   readonly kernelSymbols: (name: string) => bigint | undefined;
 }
 
+/** A function's code where it runs: the bytes from base to end. */
+export interface CodeImage {
+  readonly base: bigint;
+  readonly bytes: Uint8Array;
+  /** Address one past the last byte. */
+  readonly end: bigint;
+}
+
 export interface JitFunction {
   readonly fi: number;
   readonly name: string;
   /** The image symbol, as kallsyms shows BPF functions: bpf_prog_<tag>_<name>. */
   readonly symbol: string;
-  readonly image: Assembled;
+  readonly image: CodeImage;
   readonly insnAddrs: readonly bigint[];
   /** do_jit()'s addrs[] (offsets): addrs[0] the prologue's end, addrs[k + 1] the end of BPF instruction k. */
   readonly addrs: readonly number[];

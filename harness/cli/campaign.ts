@@ -16,12 +16,15 @@ import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE, type PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
+import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
+import type { JitBackend } from "../../jit/backend.ts";
+import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { runOnWorkers } from "./pool.ts";
 
 /** Colours for the report words (PASS, FAIL, MISMATCH); plain when the text is not for a terminal. */
 export type Colors = ReturnType<typeof picocolors.createColors>;
 
-interface CampaignFlags {
+interface CampaignFlags extends JitFlags {
   strategy: string;
   unwinder: UnwinderName;
   policy: Policy;
@@ -56,7 +59,9 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
   return [
     "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
-    ...(f.exhaustive ? ["--exhaustive"] : []), `--seed ${seed}`, `--path ${path}`,
+    ...(f.exhaustive ? ["--exhaustive"] : []),
+    ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
+    `--seed ${seed}`, `--path ${path}`,
   ].join(" ");
 }
 
@@ -73,12 +78,14 @@ function progressBar(total: number, enabled: boolean): { tick(n: number): void; 
 }
 
 /** Run one campaign, on worker threads if asked; a failure is replayed here (seed + path) for its report. */
-async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {
+async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, jit: JitBackend, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {
   const mode = modeOf(f);
-  const options = { ...mode, strategy };
+  const options = { ...mode, strategy, jit };
   if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
   const started = performance.now();
-  const { results } = await runOnWorkers({ ...mode, strategy: strategySpec }, runs, seed, workers, bar);
+  // each worker thread runs its own JIT (a kernel tree's: its own shim)
+  const jitTask = { jit: f.jit, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) };
+  const { results } = await runOnWorkers({ ...mode, ...jitTask, strategy: strategySpec }, runs, seed, workers, bar);
   const coverage = new Map<PointClass, number>();
   for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
   const failed = results.find((r) => !r.ok);
@@ -90,7 +97,7 @@ async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFla
 }
 
 export function addCampaignCommands(program: Command, out: (s: string) => void, pc: Colors): void {
-  const common = (c: Command) => c
+  const common = (c: Command) => addJitOptions(c)
     .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
     .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
@@ -115,16 +122,18 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       // sharded campaign share one (with the same --workers in every job).
       const seed = (campaignSeed + (f.shard ? (f.shard.index - 1) * workers : 0)) | 0;
       const bar = progressBar(runs, !f.json && runs >= 50);
+      const jit = openJit(f);
       let r: CampaignResult;
       try {
-        r = await campaign(f.strategy, strategy, f, seed, runs, workers, bar.tick);
+        r = await campaign(f.strategy, strategy, f, jit.backend, seed, runs, workers, bar.tick);
       } finally {
         bar.stop();
+        await jit.close();
       }
       const seeds = workers > 1 ? `seeds ${seed}..${(seed + workers - 1) | 0} (${workers} workers)` : `seed ${seed}`;
-      const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, ${seeds}${f.shard ? `, shard ${f.shard.index}/${f.shard.count} of campaign seed ${campaignSeed}` : ""}`;
+      const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, ${seeds}${f.shard ? `, shard ${f.shard.index}/${f.shard.count} of campaign seed ${campaignSeed}` : ""}${jit.backend.name === "ts" ? "" : `\njit: ${jit.backend.describe}`}`;
       if (r.ok) {
-        if (f.json) out(`${JSON.stringify({ ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
+        if (f.json) out(`${JSON.stringify({ ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
         else out(`${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}\n`);
         return;
       }
@@ -133,10 +142,10 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, {
         strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay, found: `found after ${r.runs} scenarios, shrunk in ${r.shrinks} steps`,
       });
+      const under = modeOf(f);
       let saved: string | undefined;
       if (f.save) {
         const expect: Record<string, string> = {};
-        const under = modeOf(f);
         for (const s of BUILTIN_STRATEGIES) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under));
         // a strategy module is listed by its path, which `replay <file>` loads
         if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[f.strategy] = verdictName(cx.verdict);
@@ -144,7 +153,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       }
       if (f.json) {
         out(`${JSON.stringify({
-          ok: false, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, seed: r.seed, path: r.path, runs: r.runs, shrinks: r.shrinks,
+          ok: false, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed: r.seed, path: r.path, runs: r.runs, shrinks: r.shrinks,
           elapsedMs: Math.round(r.elapsedMs), failure: cx.verdict.failure, injection: cx.verdict.injection, plan: cx.plan, scenario: cx.scenario.file, replay, saved, report,
         }, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n`);
       } else {
@@ -161,6 +170,16 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .option("--seed <n>", "the seed a campaign printed", seedOption())
     .option("--path <path>", "the path a campaign printed"))
     .action(async (file: string | undefined, f: CampaignFlags & { path?: string }) => {
+      const jit = openJit(f);
+      try {
+        await replay(file, f, jit.backend);
+      } finally {
+        await jit.close();
+      }
+    });
+
+  /** `replay`: a corpus file under every strategy it lists, or a campaign's seed and path. */
+  async function replay(file: string | undefined, f: CampaignFlags & { path?: string }, jit: JitBackend): Promise<void> {
       if (file !== undefined) {
         const e = loadCorpusFile(file);
         const names = f.strategy ? [f.strategy] : Object.keys(e.data.expect);
@@ -168,7 +187,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         for (const n of names) {
           const s = await loadStrategy(n);
           // a module is listed by the path it was given as (check --save), a built-in by its name
-          rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s)) });
+          rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s, jit)) });
         }
         const bad = rows.filter((x) => x.expected !== x.got);
         if (f.json) out(`${JSON.stringify({ file, ok: bad.length === 0, rows }, null, 2)}\n`);
@@ -179,7 +198,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("replay: give a corpus file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
       if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`replay: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
       const strategy = await loadStrategy(f.strategy);
-      const r = runCampaign({ ...modeOf(f), strategy, runs: 1, seed: f.seed, path: f.path });
+      const r = runCampaign({ ...modeOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
       if (r.ok) {
         out(f.json ? `${JSON.stringify({ ok: true, seed: f.seed, path: f.path }, null, 2)}\n` : `seed ${f.seed}, path ${f.path}: the scenario there passes under ${strategy.name} (a different strategy, unwinder or policy than the campaign's?)\n`);
         return;
@@ -188,24 +207,26 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) });
       out(f.json ? `${JSON.stringify({ ok: false, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : report);
       throw new RunFailed();
-    });
+  }
 
-  program
+  addJitOptions(program
     .command("matrix")
-    .description("every strategy × unwinder: a Markdown table of pass or the first failure's class, with the time each took")
+    .description("every strategy × unwinder: a Markdown table of pass or the first failure's class, with the time each took (with --jit kernel: the strategies the tree implements)"))
     .option("--runs <n>", "scenarios per cell", int("--runs", 1), 30)
     .option("--seed <n>", "the seed of every cell (printed when not given)", seedOption())
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
     .option("--exhaustive", "exhaustive mode in every cell")
     .option("--json", "machine-readable output")
-    .action((f: CampaignFlags) => {
+    .action(async (f: CampaignFlags) => {
       const seed = f.seed ?? freshSeed();
       const cells: { strategy: string; unwinder: string; verdict: string; functions?: number; runs: number; ms: number; path?: string }[] = [];
-      const bar = progressBar(BUILTIN_STRATEGIES.length * UNWINDERS.length, !f.json);
+      const jit = openJit(f);
+      const strategies = jit.backend.name === "ts" ? BUILTIN_STRATEGIES : BUILTIN_STRATEGIES.filter((s) => (TREE_STRATEGIES as readonly string[]).includes(s.name));
+      const bar = progressBar(strategies.length * UNWINDERS.length, !f.json);
       try {
-        for (const s of BUILTIN_STRATEGIES) {
+        for (const s of strategies) {
           for (const u of UNWINDERS) {
-            const r = runCampaign({ strategy: s, unwinder: u, policy: f.policy, exhaustive: f.exhaustive ?? false, runs: f.runs, seed });
+            const r = runCampaign({ strategy: s, jit: jit.backend, unwinder: u, policy: f.policy, exhaustive: f.exhaustive ?? false, runs: f.runs, seed });
             const cx = r.counterexample;
             cells.push({
               strategy: s.name, unwinder: u, verdict: r.ok ? "pass" : verdictName(cx!.verdict), runs: r.runs, ms: Math.round(r.elapsedMs),
@@ -216,13 +237,14 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         }
       } finally {
         bar.stop();
+        await jit.close();
       }
-      if (f.json) { out(`${JSON.stringify({ seed, runs: f.runs, policy: f.policy, cells }, null, 2)}\n`); return; }
+      if (f.json) { out(`${JSON.stringify({ seed, runs: f.runs, policy: f.policy, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
       const lines = [
-        `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}`, "",
+        `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
         `| strategy | ${UNWINDERS.join(" | ")} |`, `|---|${UNWINDERS.map(() => "---").join("|")}|`,
       ];
-      for (const s of BUILTIN_STRATEGIES) {
+      for (const s of strategies) {
         const row = UNWINDERS.map((u) => {
           const c = cells.find((x) => x.strategy === s.name && x.unwinder === u)!;
           return `${c.verdict === "pass" ? `pass (${c.runs})` : `${c.verdict}, ${c.functions} fn`} ${(c.ms / 1000).toFixed(1)} s`;

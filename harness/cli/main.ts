@@ -18,6 +18,10 @@ import { RunFailed, UsageError } from "./errors.ts";
 import { HarnessError } from "../campaign.ts";
 import { formatChains } from "../report.ts";
 import { addCampaignCommands, type Colors } from "./campaign.ts";
+import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
+import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
+import { JitError } from "../../jit/lower.ts";
+import { KernelJitCrash, TreeError } from "../../jit/tree/index.ts";
 
 const VERSION = "0.1.0";
 
@@ -32,8 +36,8 @@ function collect(v: string, prev: string[]): string[] {
 }
 
 /** The text report of one run: the result, each sample with truth and unwound chain side by side, the checks. */
-export function formatOutcome(file: string, o: RunOutcome): string {
-  const lines = [`stackcheck run ${file}: strategy ${o.strategy}, unwinder ${o.unwinder}, policy ${o.policy}`];
+export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_JIT): string {
+  const lines = [`stackcheck run ${file}: strategy ${o.strategy}, unwinder ${o.unwinder}, policy ${o.policy}${jit.name === "ts" ? "" : `, jit ${jit.describe}`}`];
   const r = o.result;
   lines.push(r.kind === "completed" ? `result: completed, rax 0x${r.rax.toString(16)} after ${r.steps} steps` : `result: ${r.kind}${"message" in r ? `: ${r.message}` : ""}`);
   o.samples.forEach((s, i) => {
@@ -82,7 +86,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
       out(`${rows.length} instruction forms\n`);
     });
 
-  program
+  const disasm = program
     .command("disasm")
     .description("JIT a scenario's programs and print each function like `bpftool prog dump jited` (with the BPF instructions as comments), or disassemble raw bytes")
     .argument("<scenario-or-bytes...>", "a scenario file (.json), or instruction bytes in hex ('55 48 89 e5')")
@@ -90,17 +94,22 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .addOption(new Option("--syntax <syntax>", "assembler syntax").choices(["gas", "llvm", "intel"]).default("gas"))
     .addOption(new Option("--base <addr>", "address of the first byte (raw bytes only)").default(0xffffffffa0000000n, "ffffffffa0000000").argParser(parseAddress))
     .option("--no-ibt", "no endbr64 (CONFIG_X86_KERNEL_IBT off)")
-    .option("--sls", "int3 after ret (CONFIG_MITIGATION_SLS)")
-    .action(async (args: string[], o: { strategy: string; syntax: "gas" | "llvm" | "intel"; base: bigint; ibt: boolean; sls?: boolean }) => {
+    .option("--sls", "int3 after ret (CONFIG_MITIGATION_SLS)");
+  addJitOptions(disasm).action(async (args: string[], o: { strategy: string; syntax: "gas" | "llvm" | "intel"; base: bigint; ibt: boolean; sls?: boolean } & JitFlags) => {
       if (args.length === 1 && args[0]!.endsWith(".json")) {
-        out(await disasmScenario(args[0]!, o));
+        const jit = openJit(o);
+        try {
+          out(await disasmScenario(args[0]!, o, jit.backend));
+        } finally {
+          await jit.close();
+        }
         return;
       }
       const bytes = parseHexBytes(args);
       out(`${formatListing(disassemble(bytes, o.base, { syntax: o.syntax }))}\n`);
     });
 
-  program
+  const run = program
     .command("run")
     .description("run one scenario: sample its stacks with an unwinder, class each walk against the truth, and run every run-level check")
     .argument("<scenario>", "scenario file (JSON; see the README)")
@@ -112,8 +121,8 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .option("--nmi-at <step>", "raise an NMI at this instruction count (repeatable)", collect, [])
     .option("--stack-budget <stack=bytes>", "fail if a stack's high-water mark exceeds this (stack: task, irq, nmi, private; repeatable)", collect, [])
     .option("--no-schedule", "ignore the scenario's own interrupt schedule")
-    .option("--json", "machine-readable output")
-    .action(async (file: string, o: { strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance"; irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean }) => {
+    .option("--json", "machine-readable output");
+  addJitOptions(run).action(async (file: string, o: { strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance"; irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean } & JitFlags) => {
       const budgets: Record<string, number> = {};
       for (const x of o.stackBudget) {
         const m = /^(task|irq|nmi|private)=(\d+)$/.exec(x);
@@ -135,8 +144,14 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
         if (!/^\d+$/.test(x)) throw new UsageError(`run: --nmi-at '${x}': expected an instruction count`);
         injections.push({ kind: "nmi", atStep: Number(x), vector: 2 });
       }
-      const outcome = runScenario(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, injections, privateStacks: o.privateStacks, budgets });
-      out(o.json ? `${JSON.stringify(outcome, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n` : formatOutcome(file, outcome));
+      const jit = openJit(o);
+      let outcome: RunOutcome;
+      try {
+        outcome = runScenario(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, injections, privateStacks: o.privateStacks, budgets, jit: jit.backend });
+      } finally {
+        await jit.close();
+      }
+      out(o.json ? `${JSON.stringify({ ...outcome, jit: jit.backend.describe }, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n` : formatOutcome(file, outcome, jit.backend));
       if (!outcome.ok) throw new RunFailed();
     });
 
@@ -156,13 +171,13 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
  * Each JITed function as `bpftool prog dump jited opcodes` prints it: the symbol, then
  * `offset: bytes  instruction`, with each BPF instruction as a `;` line above its x86 code.
  */
-async function disasmScenario(file: string, o: { strategy: string; syntax: "gas" | "llvm" | "intel"; ibt: boolean; sls?: boolean }): Promise<string> {
+async function disasmScenario(file: string, o: { strategy: string; syntax: "gas" | "llvm" | "intel"; ibt: boolean; sls?: boolean }, jit: JitBackend): Promise<string> {
   const scenario = loadScenario(file);
   const strategy = await loadStrategy(o.strategy);
-  const img = buildImage(scenario.spec, strategy, { ibt: o.ibt, sls: o.sls ?? false });
+  const img = buildImage(scenario.spec, strategy, { ibt: o.ibt, sls: o.sls ?? false }, undefined, jit);
   const symbols = new SymbolTable(img.symbols);
   const cbs = { helperName: (id: number) => helperById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name };
-  const lines = [`; strategy ${strategy.name}: ${strategy.summary}`];
+  const lines = [`; strategy ${strategy.name}: ${strategy.summary}`, ...(jit.name === "ts" ? [] : [`; jit: ${jit.describe}`])];
   for (const p of img.programs) {
     for (const f of p.jit.funcs) {
       const func = p.program.funcs[f.fi]!;
@@ -210,11 +225,16 @@ export async function main(argv: readonly string[], out?: (s: string) => void, o
       return EXIT.usage;
     }
     if (e instanceof RunFailed) return EXIT.failed;
-    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof StrategyError || e instanceof ImageError) {
-      say(e instanceof ScenarioError ? "scenario" : e instanceof StrategyError ? "strategy" : e instanceof ImageError ? "image" : "usage", e.message);
+    if (e instanceof UsageError || e instanceof ScenarioError || e instanceof StrategyError || e instanceof ImageError || e instanceof TreeError) {
+      say(e instanceof ScenarioError ? "scenario" : e instanceof StrategyError ? "strategy" : e instanceof ImageError ? "image" : e instanceof TreeError ? "kernel-tree" : "usage", e.message);
       return EXIT.usage;
     }
-    if (e instanceof HarnessError) {
+    if (e instanceof JitError) {
+      // the JIT refused a program the verifier model accepts (a kernel tree's JIT, or a strategy's code)
+      say("jit", `FAIL: the JIT refused the program: ${e.message}`);
+      return EXIT.failed;
+    }
+    if (e instanceof HarnessError || e instanceof KernelJitCrash) {
       say("harness", `harness error, please report it: ${e.message}`);
       return EXIT.harness;
     }

@@ -8,8 +8,9 @@ import type { Policy } from "../oracles/classify.ts";
 import type { PointClass } from "../property.ts";
 import type { UnwinderName } from "../run.ts";
 import type { PrivateStackKnowledge } from "../../unwinder/index.ts";
+import { openJit, type JitFlags } from "./jit-option.ts";
 
-export interface WorkerTask {
+export interface WorkerTask extends JitFlags {
   readonly strategy: string;
   readonly unwinder: UnwinderName;
   readonly policy: Policy;
@@ -31,6 +32,11 @@ export interface WorkerResult {
 
 export async function runShard(t: WorkerTask): Promise<WorkerResult> {
   const strategy = await loadStrategy(t.strategy);
-  const r = runCampaign({ strategy, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, shrink: false, ...(t.constraints ? { constraints: t.constraints } : {}) });
-  return { ok: r.ok, seed: r.seed, runs: r.runs, ...(r.path !== undefined ? { path: r.path } : {}), coverage: [...r.coverage] };
+  const jit = openJit(t); // this thread's own (a kernel tree's: its own shim process)
+  try {
+    const r = runCampaign({ strategy, jit: jit.backend, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, shrink: false, ...(t.constraints ? { constraints: t.constraints } : {}) });
+    return { ok: r.ok, seed: r.seed, runs: r.runs, ...(r.path !== undefined ? { path: r.path } : {}), coverage: [...r.coverage] };
+  } finally {
+    await jit.close();
+  }
 }

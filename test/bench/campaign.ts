@@ -47,7 +47,7 @@ export function benchBroken(seed: number, unwinder: UnwinderName = "frame", poli
 /** End to end on worker threads, as `check --workers N` runs a campaign: scenarios per second, start-up included. */
 export async function benchScenariosPooled(runs: number, seed: number, workers: number): Promise<{ perSecond: number; runs: number }> {
   const { results, elapsedMs } = await runOnWorkers({
-    strategy: "baseline", unwinder: "frame", policy: "strict", privateStacks: "none", exhaustive: false, constraints: SMALL,
+    strategy: "baseline", jit: "ts", unwinder: "frame", policy: "strict", privateStacks: "none", exhaustive: false, constraints: SMALL,
   }, runs, seed, workers);
   const failed = results.find((r) => !r.ok);
   if (failed) throw new Error(`bench: baseline failed (seed ${failed.seed}, path ${failed.path})`);

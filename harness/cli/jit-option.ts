@@ -1,0 +1,41 @@
+// `--jit ts|kernel`, `--kernel-tree DIR` and `--jit-source FILE`, shared by every command that
+// JITs: which backend makes the BPF code (jit/backend.ts), and for the kernel's, which tree.
+import { existsSync } from "node:fs";
+import { Option, type Command } from "commander";
+import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
+import { defaultTreeDir, KernelJit, openTree, TREE_ENV, TreeError, type KernelTree } from "../../jit/tree/index.ts";
+import { kernelBackend } from "../../jit/tree/backend.ts";
+
+export interface JitFlags {
+  readonly jit: "ts" | "kernel";
+  readonly kernelTree?: string;
+  readonly jitSource?: string;
+}
+
+export function addJitOptions(c: Command): Command {
+  return c
+    .addOption(new Option("--jit <backend>", "which JIT makes the BPF code: ts (the TypeScript JIT) or kernel (the tree's own bpf_jit_comp.c)").choices(["ts", "kernel"]).default("ts"))
+    .option("--kernel-tree <dir>", `the kernel tree for --jit kernel (default: $${TREE_ENV}, else the 7.2 tree \`stackcheck kernel fetch\` prepared)`)
+    .option("--jit-source <file>", "with --jit kernel: a patched copy of bpf_jit_comp.c, built against the tree instead of its own");
+}
+
+/** The tree `--kernel-tree`, $STACKCHECK_KERNEL_TREE or the fetched 7.2 tree names, checked. */
+export function treeFromFlags(dir: string | undefined, env: NodeJS.ProcessEnv = process.env): KernelTree {
+  const given = dir ?? (env[TREE_ENV] !== undefined && env[TREE_ENV] !== "" ? env[TREE_ENV] : undefined);
+  if (given !== undefined) return openTree(given, env);
+  const fetched = defaultTreeDir("7.2", env);
+  if (!existsSync(fetched)) throw new TreeError("usage", `--jit kernel needs a kernel tree: give --kernel-tree DIR, set ${TREE_ENV}, or fetch one`, "npx stackcheck kernel fetch");
+  return openTree(fetched, env);
+}
+
+/** The backend the flags name, and how to let it go (the kernel's runs a shim process). */
+export function openJit(f: JitFlags, env: NodeJS.ProcessEnv = process.env): { readonly backend: JitBackend; close(): Promise<void> } {
+  if (f.jit !== "kernel") {
+    if (f.kernelTree !== undefined || f.jitSource !== undefined) throw new TreeError("usage", "--kernel-tree and --jit-source go with --jit kernel");
+    return { backend: TS_JIT, close: async () => {} };
+  }
+  const tree = treeFromFlags(f.kernelTree, env);
+  if (f.jitSource !== undefined && !existsSync(f.jitSource)) throw new TreeError("usage", `--jit-source ${f.jitSource}: no such file`);
+  const kjit = new KernelJit({ tree, ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) });
+  return { backend: kernelBackend(tree, kjit, f.jitSource), close: () => kjit.close() };
+}
