@@ -3,7 +3,7 @@
 // and unwound chain side by side, a picture of the stacks at the failing sample, the failing
 // check or class, and one line that replays it.
 import { hex64, toInternal, type Machine } from "./machine/index.ts";
-import { helperById, kfuncById } from "../jit/bpf/abi.ts";
+import { CALL_NAMES } from "../jit/bpf/abi.ts";
 import { printProgram } from "../jit/bpf/print.ts";
 import { disassemble, formatLine } from "../jit/disasm.ts";
 import type { Image } from "../jit/image.ts";
@@ -16,7 +16,7 @@ const WINDOW_BEFORE = 4, WINDOW_AFTER = 3;
 
 /** Each program in kernel syntax (bpftool / verifier log style), with what runs what. */
 export function formatScenario(sc: Scenario): string {
-  const cbs = { helperName: (id: number) => helperById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name };
+  const cbs = CALL_NAMES;
   const f = sc.file;
   const lines = [
     `task runs ${f.task}${f.nested?.length ? `; scx_sc_run_nested(i) runs ${f.nested.map((n, i) => `${i}: ${n}`).join(", ")}` : ""}${f.irq?.length ? `; IRQ ${f.irq.map((a) => `vector ${a.vector}: ${a.program}`).join(", ")}` : ""}${f.nmi ? `; NMI: ${f.nmi}` : ""}`,

@@ -108,6 +108,12 @@ function kernelFor(layout: Layout, irqVectors: readonly number[]): Kernel {
   return k;
 }
 
+/** The synthetic kernel's addresses of helpers and kfuncs by name, as buildImage() gives them to a JIT. */
+export function kernelSymbolsOf(layout: Layout = KERNEL_LAYOUT): (name: string) => bigint | undefined {
+  const k = kernelFor(layout, []);
+  return (s) => k.text.labels.get(s);
+}
+
 /**
  * The image of `spec` under `strategy`, JITed by `backend` (the TypeScript JIT by default; a
  * backend that decides its options itself, a tree's Kconfig, overrides `opts`).

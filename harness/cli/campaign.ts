@@ -4,7 +4,6 @@
 // shards on worker threads (piscina); `--shard i/n` splits a campaign across CI jobs.
 import { cpus } from "node:os";
 import { Option, type Command } from "commander";
-import cliProgress from "cli-progress";
 import type picocolors from "picocolors";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
 import type { Strategy } from "../../jit/strategy.ts";
@@ -16,6 +15,7 @@ import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE, type PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
+import { freshSeed, int, progressBar, seedOption } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import type { JitBackend } from "../../jit/backend.ts";
 import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
@@ -35,12 +35,6 @@ interface CampaignFlags extends JitFlags {
   json?: boolean;
 }
 
-const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => (v: string): number => {
-  if (!/^-?\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${name} '${v}': expected an integer in ${min}..${max}`);
-  return Number(v);
-};
-/** fast-check seeds are 32-bit signed integers. */
-const seedOption = () => int("--seed", -0x80000000, 0x7fffffff);
 
 function parseShard(v: string): Shard {
   const m = /^(\d+)\/(\d+)$/.exec(v);
@@ -52,8 +46,6 @@ function parseShard(v: string): Shard {
 /** How walks are judged in a campaign: the unwinder, policy, private-stack knowledge and mode. */
 const modeOf = (f: CampaignFlags) => ({ unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false });
 
-/** A fresh seed when none is given; printed with every result so the run can be repeated. */
-const freshSeed = () => (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
 
 function replayLine(f: CampaignFlags, strategy: string, seed: number, path: string): string {
   return [
@@ -70,12 +62,6 @@ const coverageText = (c: ReadonlyMap<PointClass, number>) =>
   `${c.size} of ${POINT_CLASSES.length} kinds (${POINT_CLASSES.filter((k) => !c.has(k)).join(", ") || "none"} missed): ` +
   ([...c.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([k, n]) => `${k} ${n}`).join(", ") || "none");
 
-function progressBar(total: number, enabled: boolean): { tick(n: number): void; stop(): void } {
-  if (!enabled || !process.stderr.isTTY) return { tick() {}, stop() {} };
-  const bar = new cliProgress.SingleBar({ stream: process.stderr, format: "  {bar} {value}/{total} cases | {duration_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic);
-  bar.start(total, 0);
-  return { tick: (n) => bar.update(n), stop: () => bar.stop() };
-}
 
 /** Run one campaign, on worker threads if asked; a failure is replayed here (seed + path) for its report. */
 async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, jit: JitBackend, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {

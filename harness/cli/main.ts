@@ -6,7 +6,7 @@ import pc from "picocolors";
 import { supportedCodes } from "../machine/isa.ts";
 import { hex64 as h16, SymbolTable } from "../machine/index.ts";
 import { disassemble, formatListing } from "../../jit/disasm.ts";
-import { helperById, kfuncById } from "../../jit/bpf/abi.ts";
+import { CALL_NAMES } from "../../jit/bpf/abi.ts";
 import { buildImage, ImageError } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
 import { printInsn } from "../../jit/bpf/print.ts";
@@ -17,6 +17,7 @@ import { PRIVATE_STACK_KNOWLEDGE } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
 import { HarnessError } from "../campaign.ts";
 import { formatChains } from "../report.ts";
+import { addJitDiffCommand } from "./jit-diff.ts";
 import { addCampaignCommands, type Colors } from "./campaign.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
@@ -156,6 +157,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     });
 
   addCampaignCommands(program, out, colors);
+  addJitDiffCommand(program, out);
 
   program
     .command("strategies")
@@ -176,7 +178,7 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
   const strategy = await loadStrategy(o.strategy);
   const img = buildImage(scenario.spec, strategy, { ibt: o.ibt, sls: o.sls ?? false }, undefined, jit);
   const symbols = new SymbolTable(img.symbols);
-  const cbs = { helperName: (id: number) => helperById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name };
+  const cbs = CALL_NAMES;
   const lines = [`; strategy ${strategy.name}: ${strategy.summary}`, ...(jit.name === "ts" ? [] : [`; jit: ${jit.describe}`])];
   for (const p of img.programs) {
     for (const f of p.jit.funcs) {

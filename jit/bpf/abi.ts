@@ -30,3 +30,6 @@ export const KFUNCS: readonly CallSig[] = [
 
 export const helperById = (id: number): CallSig | undefined => HELPERS.find((h) => h.id === id);
 export const kfuncById = (id: number): CallSig | undefined => KFUNCS.find((k) => k.id === id);
+
+/** Names for printed calls (print.ts PrintCallbacks): `call bpf_sc_rw#2`. */
+export const CALL_NAMES = { helperName: (id: number) => helperById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name } as const;

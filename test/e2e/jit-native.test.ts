@@ -1,4 +1,4 @@
-// Whole JIT output on the real CPU. Random valid BPF scenarios (test/helpers/bpf-arbitraries.ts:
+// Whole JIT output on the real CPU. Random valid BPF scenarios (generators/programs.ts:
 // ALU and shift ops, stack accesses, helper calls, forward jumps, a subprog with a pointer into
 // its caller's stack, a nested run through the kfunc), JITed under every strategy with the
 // synthetic kernel at a user-space layout, run from do_syscall_64 without interrupts natively
@@ -13,7 +13,7 @@ import { printProgram } from "../../jit/bpf/print.ts";
 import { buildImage, type ImageSpec } from "../../jit/image.ts";
 import { userLayout } from "../../jit/kernel/layout.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
-import { programArb, richArb } from "../helpers/bpf-arbitraries.ts";
+import { programArb, richArb } from "../../generators/programs.ts";
 import { runs, runsTimeout } from "../helpers/runs.ts";
 import { differences, emulate } from "../native/emulate.ts";
 import { imageCase } from "../native/image-case.ts";

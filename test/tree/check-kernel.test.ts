@@ -3,13 +3,11 @@
 // might break it (issue 12: the stack reservation 8 bytes short; r9 not saved around a call)
 // must fail `check --jit kernel` with a small shrunk counterexample naming the effect. Needs a
 // prepared tree; without one the file prints one line and skips.
-import { mkdtempSync, readFileSync, writeFileSync, writeSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { writeSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { main } from "../../harness/cli/main.ts";
 import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
-import { findTree, SKIP_LINE } from "./helpers.ts";
+import { findTree, patched, PATCHES, SKIP_LINE } from "./helpers.ts";
 
 const tree = findTree();
 if (tree === undefined) {
@@ -21,19 +19,6 @@ async function cli(...args: string[]): Promise<{ code: number; out: string }> {
   let out = "";
   const code = await main(["node", "stackcheck", ...args], (s) => { out += s; });
   return { code, out };
-}
-
-/** A copy of the tree's bpf_jit_comp.c with each `from` (which must occur exactly once) replaced. */
-function patched(dir: string, name: string, edits: readonly [from: string, to: string][]): string {
-  let text = readFileSync(join(dir, "arch/x86/net/bpf_jit_comp.c"), "utf8");
-  for (const [from, to] of edits) {
-    const n = text.split(from).length - 1;
-    if (n !== 1) throw new Error(`patch ${name}: '${from}' occurs ${n} times in the tree's bpf_jit_comp.c`);
-    text = text.replace(from, to);
-  }
-  const out = join(mkdtempSync(join(tmpdir(), "stackcheck-patch-")), `${name}.c`);
-  writeFileSync(out, text);
-  return out;
 }
 
 /** A campaign's JSON result (a failure's report included). */
@@ -81,7 +66,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
   }, 120_000);
 
   test("the stack reservation 8 bytes short (sub rsp, round_up(depth, 8) - 8): a one-function counterexample, the callee-saved register the BPF stack overwrote", async () => {
-    const short = patched(t.dir, "short-reservation", [["EMIT3_off32(0x48, 0x81, 0xEC, round_up(stack_depth, 8));", "EMIT3_off32(0x48, 0x81, 0xEC, round_up(stack_depth, 8) - 8);"]]);
+    const short = patched(t.dir, "short-reservation", PATCHES.shortReservation);
     const r = await cli("check", "--strategy", "baseline", "--jit", "kernel", "--kernel-tree", t.dir, "--jit-source", short, "--runs", "200", "--seed", "1", "--json");
     expect(r.code).toBe(1);
     const j = JSON.parse(r.out) as CheckJson;
@@ -101,10 +86,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
   }, 240_000);
 
   test.skipIf(!treeHasPrivateStacks(t))("r9 not saved around calls (push_r9/pop_r9 skipped): a counterexample of a few instructions whose private-stack load after a helper call reads through the clobbered r9", async () => {
-    const nor9 = patched(t.dir, "r9-not-saved", [
-      ["if (priv_frame_ptr) {\n\t\t\t\tpush_r9(&prog);", "if (0 && priv_frame_ptr) {\n\t\t\t\tpush_r9(&prog);"],
-      ["if (priv_frame_ptr)\n\t\t\t\tpop_r9(&prog);", "if (0 && priv_frame_ptr)\n\t\t\t\tpop_r9(&prog);"],
-    ]);
+    const nor9 = patched(t.dir, "r9-not-saved", PATCHES.r9NotSaved);
     const r = await cli("check", "--strategy", "r9-private", "--jit", "kernel", "--kernel-tree", t.dir, "--jit-source", nor9, "--runs", "200", "--seed", "1", "--json");
     expect(r.code).toBe(1);
     const j = JSON.parse(r.out) as CheckJson;

@@ -1,6 +1,8 @@
 // Shared by the kernel-tree tests: finding a prepared tree, building small BPF programs as
 // requests, and the bytes the tree's JIT is expected to emit for them.
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { defaultTreeDir, openTree, TREE_ENV, type KernelTree, type RawInsn, type JitRequest, type FuncRequest } from "../../jit/tree/index.ts";
 
 export const SKIP_LINE = "kernel tree tests skipped: no prepared tree (run `npx stackcheck kernel fetch` or set STACKCHECK_KERNEL_TREE)";
@@ -148,3 +150,30 @@ export function typicalProgram(seed: number): JitRequest {
   });
   return { ...req, insns, calls };
 }
+
+// ---- patched copies of the tree's JIT (the bugs a JIT developer might make) ----
+
+type Edit = readonly [from: string, to: string];
+export const PATCHES = {
+  /** emit_prologue(): the stack reservation 8 bytes short. */
+  shortReservation: [["EMIT3_off32(0x48, 0x81, 0xEC, round_up(stack_depth, 8));", "EMIT3_off32(0x48, 0x81, 0xEC, round_up(stack_depth, 8) - 8);"]],
+  /** do_jit(), BPF_CALL: r9 (the private frame pointer) not saved around calls (the helpers stay referenced, so -Werror holds). */
+  r9NotSaved: [
+    ["if (priv_frame_ptr) {\n\t\t\t\tpush_r9(&prog);", "if (0 && priv_frame_ptr) {\n\t\t\t\tpush_r9(&prog);"],
+    ["if (priv_frame_ptr)\n\t\t\t\tpop_r9(&prog);", "if (0 && priv_frame_ptr)\n\t\t\t\tpop_r9(&prog);"],
+  ],
+} as const satisfies Record<string, readonly Edit[]>;
+
+/** A copy of the tree's bpf_jit_comp.c with each `from` (which must occur exactly once) replaced. */
+export function patched(dir: string, name: string, edits: readonly Edit[]): string {
+  let text = readFileSync(join(dir, "arch/x86/net/bpf_jit_comp.c"), "utf8");
+  for (const [from, to] of edits) {
+    const n = text.split(from).length - 1;
+    if (n !== 1) throw new Error(`patch ${name}: '${from}' occurs ${n} times in the tree's bpf_jit_comp.c`);
+    text = text.replace(from, to);
+  }
+  const out = join(mkdtempSync(join(tmpdir(), "stackcheck-patch-")), `${name}.c`);
+  writeFileSync(out, text);
+  return out;
+}
+

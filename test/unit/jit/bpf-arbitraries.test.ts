@@ -1,4 +1,4 @@
-// The contract of test/helpers/bpf-arbitraries.ts's isaProgramArb: every program it makes is
+// The contract of generators/programs.ts's isaProgramArb: every program it makes is
 // valid and runs to the end in the reference interpreter, the same seed gives the same program,
 // and over a sample every family of the 7.2 instruction set shows up.
 import { fc, test as fcTest } from "@fast-check/vitest";
@@ -6,7 +6,7 @@ import { describe, expect, test } from "vitest";
 import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { BPF_ATOMIC, BPF_CLASS, BPF_END, BPF_JMP32, BPF_LDX, BPF_MEMSX, BPF_MODE, BPF_MOV, BPF_OP, BPF_STX } from "../../../jit/bpf/opcodes.ts";
 import { validate } from "../../../jit/bpf/validate.ts";
-import { isaProgramArb } from "../../helpers/bpf-arbitraries.ts";
+import { isaProgramArb } from "../../../generators/programs.ts";
 
 describe("isaProgramArb", () => {
   fcTest.prop([isaProgramArb], { numRuns: 60 })("every program validates and runs", (p) => {

@@ -10,7 +10,7 @@ import type { program } from "../../../jit/bpf/program.ts";
 import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
-import { programArb, richArb } from "../../helpers/bpf-arbitraries.ts";
+import { programArb, richArb } from "../../../generators/programs.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 
 const SOUND = BUILTIN_STRATEGIES.filter((s) => s.name !== "r9-no-save");

@@ -1,15 +1,16 @@
 // Random BPF programs for the JIT properties (test/unit/jit/reference.test.ts against the
-// reference interpreter, test/e2e/jit-native.test.ts against the real CPU): straight-line
+// reference interpreter, test/e2e/jit-native.test.ts against the real CPU) and for jit-diff
+// (harness/jit-diff.ts, the TypeScript JIT against a tree's): straight-line
 // blocks of ALU64/ALU32 ops, shifts, stack stores and loads of every size and helper calls,
 // with forward jumps between blocks (programArb), or a main program calling a subprog with a
 // pointer into its stack and running a nested program through the kfunc (richArb); and the same
 // over the whole 7.2 instruction set, counted loops and may_goto included (isaProgramArb).
-import { fc } from "@fast-check/vitest";
+import fc from "fast-check";
 import {
   alu32, alu64, atomic, bswap, call, end, exit, gotol, jmp, jmp32, label, ld_imm64, ldx, ldxsx, may_goto, st, stx, type Item,
-} from "../../jit/bpf/insn.ts";
-import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R6, R9, R10, type Reg } from "../../jit/bpf/opcodes.ts";
-import { program } from "../../jit/bpf/program.ts";
+} from "../jit/bpf/insn.ts";
+import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R6, R9, R10, type Reg } from "../jit/bpf/opcodes.ts";
+import { program } from "../jit/bpf/program.ts";
 
 const ALU = ["mov", "add", "sub", "and", "or", "xor"] as const;
 const SHIFT = ["lsh", "rsh", "arsh"] as const;

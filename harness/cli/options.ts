@@ -1,0 +1,24 @@
+// Option parsers and the progress bar shared by the commands that run many cases (check,
+// matrix, jit-diff).
+import cliProgress from "cli-progress";
+import { UsageError } from "./errors.ts";
+
+/** An integer option in min..max, or a usage error naming the option. */
+export const int = (name: string, min: number, max = Number.MAX_SAFE_INTEGER) => (v: string): number => {
+  if (!/^-?\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new UsageError(`${name} '${v}': expected an integer in ${min}..${max}`);
+  return Number(v);
+};
+
+/** fast-check seeds are 32-bit signed integers. */
+export const seedOption = () => int("--seed", -0x80000000, 0x7fffffff);
+
+/** A fresh seed when none is given; printed with every result so the run can be repeated. */
+export const freshSeed = () => (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
+
+/** A progress bar on stderr when it is a terminal (and `enabled`); otherwise nothing. */
+export function progressBar(total: number, enabled: boolean): { tick(n: number): void; stop(): void } {
+  if (!enabled || !process.stderr.isTTY) return { tick() {}, stop() {} };
+  const bar = new cliProgress.SingleBar({ stream: process.stderr, format: "  {bar} {value}/{total} cases | {duration_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic);
+  bar.start(total, 0);
+  return { tick: (n) => bar.update(n), stop: () => bar.stop() };
+}
