@@ -18,6 +18,7 @@ import { RunFailed, UsageError } from "./errors.ts";
 import { HarnessError } from "../campaign.ts";
 import { formatChains } from "../report.ts";
 import { addJitDiffCommand } from "./jit-diff.ts";
+import { addKernelCommands } from "./kernel.ts";
 import { addCampaignCommands, type Colors } from "./campaign.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
@@ -69,6 +70,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
   const program = new Command("stackcheck")
     .description("Conformance harness for the stack discipline of the Linux BPF x86-64 JIT")
     .version(VERSION)
+    .enablePositionalOptions() // `kernel fetch --version 7.2` is the subcommand's option, not the program's
     .showHelpAfterError()
     .configureOutput({ writeOut: out, writeErr })
     .exitOverride(); // before the subcommands: they inherit it when they are created
@@ -158,6 +160,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
 
   addCampaignCommands(program, out, colors);
   addJitDiffCommand(program, out);
+  addKernelCommands(program, out, (s) => process.stderr.write(s));
 
   program
     .command("strategies")

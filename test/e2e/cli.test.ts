@@ -283,3 +283,39 @@ test("check --save with a strategy module writes a file that replay reproduces, 
   expect(replayed.out).toMatch(/my-split\s+expected TRUNCATED\s+got TRUNCATED/);
   expect(replayed.code).toBe(0);
 }, 60_000);
+
+describe("stackcheck kernel and --jit kernel without a tree", () => {
+  const empty = () => mkdtempSync(join(tmpdir(), "stackcheck-nokernel-"));
+
+  test("kernel fetch: an unknown version is a usage error; a missing build tool is named with its apt package, before anything slow", () => {
+    const bad = spawnSync(process.execPath, ["bin/stackcheck.js", "kernel", "fetch", "--version", "5.4"], { cwd: root, encoding: "utf8" });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr + bad.stdout).toContain("Allowed choices are 7.2, 6.12");
+    // a PATH with no tools at all: the first check names every missing one
+    const noTools = spawnSync(process.execPath, ["bin/stackcheck.js", "kernel", "fetch", "--dir", join(empty(), "t")], { cwd: root, encoding: "utf8", env: { ...process.env, PATH: empty() } });
+    expect(noTools.status).toBe(2);
+    expect(noTools.stdout).toMatch(/flex .*\(apt package flex\)|apt-get install -y .*flex/);
+    expect(noTools.stdout).toMatch(/bison/);
+    expect(noTools.stderr).not.toMatch(/at .*\.ts:\d+/); // no stack trace
+  }, 30_000);
+
+  test("--jit kernel with no tree anywhere says how to get one (exit 2); --kernel-tree without --jit kernel is a usage error", async () => {
+    const home = empty();
+    const r = spawnSync(process.execPath, ["bin/stackcheck.js", "check", "--strategy", "baseline", "--jit", "kernel", "--runs", "1"], { cwd: root, encoding: "utf8", env: { ...process.env, HOME: home, XDG_CACHE_HOME: "", STACKCHECK_KERNEL_TREE: "" } });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toContain("--jit kernel needs a kernel tree");
+    expect(r.stdout).toContain("fix: npx stackcheck kernel fetch");
+    const mixed = await cli("run", "test/scenarios/nested.json", "--kernel-tree", home);
+    expect(mixed.code).toBe(2);
+    expect(mixed.out).toContain("--kernel-tree and --jit-source go with --jit kernel");
+  }, 30_000);
+
+  test("jit-diff and kernel info on a directory that is not a tree: exit 2 naming it", async () => {
+    const dir = empty();
+    for (const args of [["jit-diff", "--kernel-tree", dir, "--runs", "1"], ["kernel", "info", "--kernel-tree", dir]]) {
+      const r = await cli(...args);
+      expect(r.code).toBe(2);
+      expect(r.out).toContain(`${dir} is not a Linux source tree`);
+    }
+  });
+});

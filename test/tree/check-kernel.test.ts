@@ -7,6 +7,7 @@ import { writeSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { main } from "../../harness/cli/main.ts";
 import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
+import { defaultTreeDir, TREE_VERSIONS } from "../../jit/tree/index.ts";
 import { findTree, patched, PATCHES, SKIP_LINE } from "./helpers.ts";
 
 const tree = findTree();
@@ -42,6 +43,18 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(r.out).toContain("PASS: 40 scenarios");
     expect(r.out).toContain(`jit: kernel ${t.version} at ${t.dir} (bpf_jit_comp.c sha256 ${t.jitSourceHash.slice(0, 12)})`);
     expect(r.code).toBe(0);
+  }, 120_000);
+
+  test("kernel info names the tree, its JIT's hash, the strategies it implements and its shim; kernel fetch of a fetched tree prints its path last", async () => {
+    const info = await cli("kernel", "info", "--kernel-tree", t.dir);
+    expect(info.code).toBe(0);
+    expect(info.out).toContain(`kernel ${t.version} at ${t.dir} (bpf_jit_comp.c sha256 ${t.jitSourceHash.slice(0, 12)})`);
+    expect(info.out).toContain(`strategies (--jit kernel): ${strategies.join(", ")}`);
+    const fetched = TREE_VERSIONS.find((v) => defaultTreeDir(v) === t.dir);
+    if (fetched === undefined) return; // a developer's own tree: nothing to fetch
+    const r = await cli("kernel", "fetch", "--version", fetched);
+    expect(r.code).toBe(0);
+    expect(r.out.trimEnd().split("\n").at(-1)).toBe(t.dir);
   }, 120_000);
 
   test("a design the tree does not implement is an input error naming what it does implement", async () => {
