@@ -8,5 +8,6 @@ export default defineConfig({
     // Property suites are CPU-bound; two workers match the 2-core CI machine.
     pool: "forks",
     maxWorkers: 2,
+    isolate: false,
   },
 });
