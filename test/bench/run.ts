@@ -3,6 +3,7 @@
 // figure is given as the median and the best of several runs, measured in process CPU time.
 import { benchBroken, benchExhaustive20, benchScenarios, benchScenariosPooled } from "./campaign.ts";
 import { benchSnapshots, benchThroughput } from "./machine.ts";
+import { benchKernel } from "./kernel.ts";
 
 function stats(xs: number[]): { median: number; best: number } {
   const s = [...xs].sort((a, b) => a - b);
@@ -31,3 +32,4 @@ for (const [unwinder, policy] of [["frame", "strict"], ["orc-6.19", "reliable"]]
     console.log(`broken ${b.name.padEnd(19)} ${`${unwinder}/${policy}`.padEnd(17)} ${b.what.padEnd(13)} found after ${String(b.runs).padStart(3)} scenario(s), shrunk in ${String(b.shrinks).padStart(3)} steps to ${b.functions} function(s): ${(b.ms / 1000).toFixed(2)} s (budget < 5 s)`);
   }
 }
+await benchKernel((s) => console.log(s));
