@@ -7,12 +7,13 @@
 // and path) to the smallest program that still differs, and printed side by side.
 import fc from "fast-check";
 import { planArb, planToScenario } from "../generators/index.ts";
-import { programArb, richArb } from "../generators/programs.ts";
+import { isaProgramArb, programArb, richArb } from "../generators/programs.ts";
 import { TS_JIT, type JitBackend } from "../jit/backend.ts";
 import { CALL_NAMES, HELPERS, KFUNCS } from "../jit/bpf/abi.ts";
 import type { Program } from "../jit/bpf/program.ts";
 import { printInsnAt, printProgram } from "../jit/bpf/print.ts";
 import { validate } from "../jit/bpf/validate.ts";
+import { miscFixups } from "../jit/bpf/fixups.ts";
 import { disassemble, type Syntax } from "../jit/disasm.ts";
 import { kernelSymbolsOf } from "../jit/image.ts";
 import type { JitFunction, JitLayout, JitProgram } from "../jit/jit.ts";
@@ -24,16 +25,27 @@ import { shrinkProgram } from "./shrink-program.ts";
 
 /** One case: the programs of a generated plan, or one or two programs over the JIT's lowerings. */
 export interface DiffCase {
-  readonly source: "plan" | "straight-line" | "subprog";
+  readonly source: (typeof DIFF_SOURCES)[number];
   readonly programs: readonly Program[];
 }
 
-/** Cases: half the campaign generator's plans (call graphs, program types, depths, private stacks), half ISA-heavy programs. */
-export const diffCaseArb: fc.Arbitrary<DiffCase> = fc.oneof(
-  { weight: 2, arbitrary: planArb().map((plan): DiffCase => ({ source: "plan", programs: scenarioOf(planToScenario(plan), "generated plan").programs })) },
-  { weight: 1, arbitrary: programArb.map((p): DiffCase => ({ source: "straight-line", programs: [p] })) },
-  { weight: 1, arbitrary: richArb.map((ps): DiffCase => ({ source: "subprog", programs: ps })) },
-);
+/**
+ * Cases: a third the campaign generator's plans (call graphs, program types, depths, private
+ * stacks), a third programs over the whole instruction set (ld_imm64, mul/div/mod signed and
+ * not, movsx, sign-extending loads, byte swaps, atomics, jmp32, gotol, loops and may_goto), a
+ * third straight-line and subprog programs.
+ */
+export const DIFF_SOURCES = ["plan", "straight-line", "subprog", "isa"] as const;
+const SOURCE_ARBS: Readonly<Record<DiffCase["source"], { weight: number; arbitrary: fc.Arbitrary<DiffCase> }>> = {
+  plan: { weight: 2, arbitrary: planArb().map((plan): DiffCase => ({ source: "plan", programs: scenarioOf(planToScenario(plan), "generated plan").programs })) },
+  "straight-line": { weight: 1, arbitrary: programArb.map((p): DiffCase => ({ source: "straight-line", programs: [p] })) },
+  subprog: { weight: 1, arbitrary: richArb.map((ps): DiffCase => ({ source: "subprog", programs: ps })) },
+  isa: { weight: 2, arbitrary: isaProgramArb.map((p): DiffCase => ({ source: "isa", programs: [p] })) },
+};
+/** The cases of the sources named (default: all). */
+export function diffCaseArb(sources: readonly DiffCase["source"][] = DIFF_SOURCES): fc.Arbitrary<DiffCase> {
+  return fc.oneof(...sources.map((x) => SOURCE_ARBS[x]));
+}
 
 /** The addresses both JITs are given: the first program's place in the image buildImage() makes. */
 export function diffLayout(): JitLayout {
@@ -43,7 +55,10 @@ export function diffLayout(): JitLayout {
 
 /** What two JITs disagree on for one function (fi -1: the whole program, one JIT refused it). */
 export interface FuncDiff {
+  /** The program as written (what shrinking works on). */
   readonly program: Program;
+  /** What both JITs received: the program after the verifier's fix-ups. */
+  readonly xlated: Program;
   readonly strategy: string;
   readonly fi: number;
   /** The fields that differ: image, bytes, addrs, fp_start/fp_end, frame, private stack, or "refused". */
@@ -67,8 +82,15 @@ function funcFields(a: JitFunction, b: JitFunction): string[] {
 const privText = (j: JitProgram) => JSON.stringify(j.privates, (_, v) => (typeof v === "bigint" ? v.toString(16) : v));
 
 /** JIT `p` under `strategy` with both backends and compare. `functions`: how many were compared. */
-export function diffProgram(p: Program, strategy: Strategy, kernel: JitBackend, opts: JitOptions, layout: JitLayout = diffLayout()): { functions: number; diffs: FuncDiff[] } {
-  const v = validate(p);
+/** What jit-diff compares, by the names reports use; `ignore` leaves some out (a version known to differ there). */
+export const DIFF_FIELDS = ["image address", "bytes", "addrs[]", "fp_start/fp_end", "frame window", "private stacks", "refused"] as const;
+export type DiffField = (typeof DIFF_FIELDS)[number];
+
+export function diffProgram(
+  written: Program, strategy: Strategy, kernel: JitBackend, opts: JitOptions, layout: JitLayout = diffLayout(), ignore: ReadonlySet<DiffField> = new Set(),
+): { functions: number; diffs: FuncDiff[]; bothRefused?: string } {
+  const v = validate(written);
+  const p = miscFixups(written, v); // what the JITs receive (bpf_do_misc_fixups())
   const jit = (b: JitBackend): JitProgram | Error => {
     try {
       return b.jitProgram(p, v, strategy, layout, opts);
@@ -81,15 +103,15 @@ export function diffProgram(p: Program, strategy: Strategy, kernel: JitBackend, 
   const functions = p.funcs.length;
   if (ts instanceof Error || k instanceof Error) {
     // both refusing is agreement (the kernel's message is the one to trust)
-    if (ts instanceof Error && k instanceof Error) return { functions, diffs: [] };
-    return { functions, diffs: [{ program: p, strategy: strategy.name, fi: -1, fields: ["refused"], ts, kernel: k }] };
+    if (ts instanceof Error && k instanceof Error) return { functions, diffs: [], bothRefused: k.message };
+    return { functions, diffs: ignore.has("refused") ? [] : [{ program: written, xlated: p, strategy: strategy.name, fi: -1, fields: ["refused"], ts, kernel: k }] };
   }
   const diffs: FuncDiff[] = [];
   ts.funcs.forEach((a, fi) => {
-    const fields = funcFields(a, k.funcs[fi]!);
-    if (fields.length) diffs.push({ program: p, strategy: strategy.name, fi, fields, ts, kernel: k });
+    const fields = funcFields(a, k.funcs[fi]!).filter((x) => !ignore.has(x as DiffField));
+    if (fields.length) diffs.push({ program: written, xlated: p, strategy: strategy.name, fi, fields, ts, kernel: k });
   });
-  if (privText(ts) !== privText(k) && diffs.length === 0) diffs.push({ program: p, strategy: strategy.name, fi: -1, fields: ["private stacks"], ts, kernel: k });
+  if (privText(ts) !== privText(k) && diffs.length === 0 && !ignore.has("private stacks")) diffs.push({ program: written, xlated: p, strategy: strategy.name, fi: -1, fields: ["private stacks"], ts, kernel: k });
   return { functions, diffs };
 }
 
@@ -98,6 +120,10 @@ export interface JitDiffOptions {
   readonly strategies: readonly Strategy[];
   readonly runs: number;
   readonly seed: number;
+  /** Fields not compared. */
+  readonly ignore?: ReadonlySet<DiffField>;
+  /** Where cases come from (default: every source). */
+  readonly sources?: readonly DiffCase["source"][];
   /** Replay: the fast-check path of a difference (with its seed), shrunk again. */
   readonly path?: string;
   /** Called after each case with the number done. */
@@ -112,38 +138,44 @@ export interface JitDiffResult {
   /** Functions that differ (a refused program: each of its functions). */
   readonly differences: number;
   readonly bySource: Readonly<Record<DiffCase["source"], number>>;
+  /** Functions of programs both JITs refused (counted in `functions`, agreeing), and the kernel's first reason. */
+  readonly bothRefused: number;
+  readonly refusedBecause?: string;
   /** Differing functions by what differs (one function can count under several). */
   readonly byField: Readonly<Record<string, number>>;
-  /** The first difference, shrunk: its case's fast-check path (with the seed) and the shrunk diff. */
+  /** The first difference, shrunk: its case's fast-check path (with the seed; a replay shrinks it the same way) and the shrunk diff. */
   readonly first?: { readonly path: string; readonly shrinks: number; readonly diff: FuncDiff };
   readonly elapsedMs: number;
 }
 
 /** Every strategy's differences of one case. */
-function diffCase(c: DiffCase, o: JitDiffOptions, opts: JitOptions): { functions: number; diffs: FuncDiff[] } {
-  let functions = 0;
+function diffCase(c: DiffCase, o: JitDiffOptions, opts: JitOptions): { functions: number; diffs: FuncDiff[]; bothRefused: number; refusedBecause?: string } {
+  let functions = 0, bothRefused = 0, refusedBecause: string | undefined;
   const diffs: FuncDiff[] = [];
   for (const s of o.strategies) {
     for (const p of c.programs) {
-      const r = diffProgram(p, s, o.kernel, opts);
+      const r = diffProgram(p, s, o.kernel, opts, undefined, o.ignore);
       functions += r.functions;
       diffs.push(...r.diffs);
+      if (r.bothRefused !== undefined) { bothRefused += r.functions; refusedBecause ??= r.bothRefused; }
     }
   }
-  return { functions, diffs };
+  return { functions, diffs, bothRefused, ...(refusedBecause !== undefined ? { refusedBecause } : {}) };
 }
 
 /** Run `runs` cases; count functions and differences; shrink the first difference. */
 export function runJitDiff(o: JitDiffOptions): JitDiffResult {
   const started = performance.now();
   const opts = o.kernel.options ?? DEFAULT_JIT_OPTIONS;
-  let functions = 0, differences = 0, done = 0, firstAt: number | undefined;
-  const bySource = { plan: 0, "straight-line": 0, subprog: 0 };
+  let functions = 0, differences = 0, done = 0, bothRefused = 0, firstAt: number | undefined, refusedBecause: string | undefined;
+  const bySource = { plan: 0, "straight-line": 0, subprog: 0, isa: 0 };
   const byField: Record<string, number> = {};
   /** One case, counted. */
   const count = (c: DiffCase): number => {
     const r = diffCase(c, o, opts);
     functions += r.functions;
+    bothRefused += r.bothRefused;
+    refusedBecause ??= r.refusedBecause;
     bySource[c.source] += r.functions;
     let d = 0;
     for (const x of r.diffs) {
@@ -157,13 +189,16 @@ export function runJitDiff(o: JitDiffOptions): JitDiffResult {
     o.onCase?.(done);
     return d;
   };
-  if (o.path === undefined) fc.assert(fc.property(diffCaseArb, (c) => { count(c); }), { numRuns: o.runs, seed: o.seed });
-  const result = () => ({ seed: o.seed, runs: done, functions, differences, bySource, byField, elapsedMs: performance.now() - started });
+  const arb = diffCaseArb(o.sources);
+  if (o.path === undefined) fc.assert(fc.property(arb, (c) => { count(c); }), { numRuns: o.runs, seed: o.seed });
+  const result = () => ({
+    seed: o.seed, runs: done, functions, differences, bySource, byField, bothRefused, ...(refusedBecause !== undefined ? { refusedBecause } : {}), elapsedMs: performance.now() - started,
+  });
   if (firstAt === undefined && o.path === undefined) return result();
   // The first difference again from its seed and path (a replay: the case there, counted), shrunk
   // by fast-check to the smallest case that still differs.
   const path = o.path ?? String(firstAt);
-  const d = fc.check(fc.property(diffCaseArb, (c) => (done === 0 ? count(c) : diffCase(c, o, opts).diffs.length) === 0), { seed: o.seed, path, numRuns: 1 });
+  const d = fc.check(fc.property(arb, (c) => (done === 0 ? count(c) : diffCase(c, o, opts).diffs.length) === 0), { seed: o.seed, path, numRuns: 1 });
   if (!d.failed) {
     if (o.path !== undefined) return result(); // the case at that path agrees
     throw new Error(`jit-diff: the difference at seed ${o.seed}, path ${path} did not replay`);
@@ -171,10 +206,10 @@ export function runJitDiff(o: JitDiffOptions): JitDiffResult {
   // then the differing program alone, by instructions, under the strategy it differs under
   const found = diffCase(d.counterexample![0], o, opts).diffs[0]!;
   const strategy = o.strategies.find((s) => s.name === found.strategy)!;
-  const differs = (p: Program) => diffProgram(p, strategy, o.kernel, opts).diffs.length > 0;
+  const differs = (p: Program) => diffProgram(p, strategy, o.kernel, opts, undefined, o.ignore).diffs.length > 0;
   const small = shrinkProgram(found.program, differs);
-  const diff = diffProgram(small.program, strategy, o.kernel, opts).diffs[0]!;
-  return { ...result(), first: { path: d.counterexamplePath ?? path, shrinks: d.numShrinks + small.steps, diff } };
+  const diff = diffProgram(small.program, strategy, o.kernel, opts, undefined, o.ignore).diffs[0]!;
+  return { ...result(), first: { path, shrinks: d.numShrinks + small.steps, diff } };
 }
 
 // ---- the report ----
@@ -239,7 +274,7 @@ export function sideBySide(d: FuncDiff, syntax: Syntax = "gas", layout: JitLayou
   }
   if (d.fi < 0) return `private stacks: ts ${privText(d.ts)}\n                kernel ${privText(d.kernel)}\n`;
   const a = d.ts.funcs[d.fi]!, b = d.kernel.funcs[d.fi]!;
-  const func = d.program.funcs[d.fi]!;
+  const func = d.xlated.funcs[d.fi]!;
   const symbolize = kernelSymbolizer(layout);
   const rows: Row[] = [];
   const group = (bpf: string | undefined, from: [number, number], to: [number, number]) => {
@@ -248,7 +283,7 @@ export function sideBySide(d: FuncDiff, syntax: Syntax = "gas", layout: JitLayou
   };
   group("prologue", [0, 0], [a.addrs[0]!, b.addrs[0]!]);
   for (let k = 0; k + 1 < a.addrs.length && k + 1 < b.addrs.length; k++) {
-    const text = printInsnAt(d.program.insns, func.start + k, CALL_NAMES);
+    const text = printInsnAt(d.xlated.insns, func.start + k, CALL_NAMES);
     group(text === undefined ? undefined : `${func.start + k}: ${text}`, [a.addrs[k]!, b.addrs[k]!], [a.addrs[k + 1]!, b.addrs[k + 1]!]);
   }
   group(undefined, [a.addrs.at(-1)!, b.addrs.at(-1)!], [a.image.bytes.length, b.image.bytes.length]);
@@ -267,5 +302,6 @@ export function sideBySide(d: FuncDiff, syntax: Syntax = "gas", layout: JitLayou
 /** The whole report of a difference: what differs, the program, both listings. */
 export function formatDiff(d: FuncDiff, syntax: Syntax = "gas"): string {
   const where = d.fi < 0 ? `program ${d.program.name} (${d.program.type})` : `program ${d.program.name} (${d.program.type}), function ${d.program.funcs[d.fi]!.name}`;
-  return [`difference under ${d.strategy} in ${where}: ${d.fields.join(", ")}`, "", printProgram(d.program, CALL_NAMES).trimEnd(), "", sideBySide(d, syntax)].join("\n");
+  const xlated = d.xlated === d.program ? [] : ["", "after the verifier's fix-ups (what both JITs received):", printProgram(d.xlated, CALL_NAMES).trimEnd()];
+  return [`difference under ${d.strategy} in ${where}: ${d.fields.join(", ")}`, "", printProgram(d.program, CALL_NAMES).trimEnd(), ...xlated, "", sideBySide(d, syntax)].join("\n");
 }

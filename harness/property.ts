@@ -9,7 +9,7 @@ import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
-import { runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type UnwinderName } from "./run.ts";
+import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type UnwinderName } from "./run.ts";
 import type { Scenario } from "./scenario.ts";
 
 
@@ -129,7 +129,7 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };
   const vector = sc.spec.irq?.[0]?.vector;
   const kinds = (o.kinds ?? ["irq", "nmi"]).filter((k) => k === "nmi" || vector !== undefined);
-  const budget = o.maxSteps ?? 1_000_000;
+  const budget = o.maxSteps ?? RUN_STEP_BUDGET;
   const run = startRun(sc, strategy, runOpts(o, image, []));
   const outcomes: RunOutcome[] = [];
   for (let step = 0; step < base.result.steps; step++) {

@@ -94,9 +94,16 @@ export interface RunSession {
   finish(result: RunResult, schedule: readonly Injection[], raised: readonly Raised[]): RunOutcome;
 }
 
+/**
+ * Instructions a run may take before it is a hang: room for a loop only may_goto bounds, whose
+ * 2 × BPF_MAX_TIMED_LOOPS passes (jit/bpf/interp.ts) take about a million instructions of the
+ * timed fix-up's code, and for such loops in nested runs and interrupts.
+ */
+export const RUN_STEP_BUDGET = 4_000_000;
+
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
   const s = startRun(sc, strategy, o);
-  const budget = o.maxSteps ?? 1_000_000;
+  const budget = o.maxSteps ?? RUN_STEP_BUDGET;
   const schedule = [...(o.injections ?? [])].sort((a, b) => a.atStep - b.atStep);
   let result: RunResult = { kind: "paused", steps: 0, rip: s.m.rip };
   const raised: Raised[] = [];

@@ -6,7 +6,7 @@
 import type { Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { jitProgram, type JitLayout, type JitProgram } from "./jit.ts";
-import type { JitOptions, Strategy } from "./strategy.ts";
+import { DEFAULT_JIT_OPTIONS, type JitOptions, type Strategy } from "./strategy.ts";
 
 export interface JitBackend {
   /** `ts`, or `kernel`. */
@@ -23,3 +23,6 @@ export interface JitBackend {
 
 /** The TypeScript JIT: every design, built-in or a user's module. */
 export const TS_JIT: JitBackend = { name: "ts", describe: "ts (the TypeScript JIT)", admit: () => {}, jitProgram };
+
+/** The TypeScript JIT for a CPU with BMI2 (shlx/shrx/sarx for shifts by a register). */
+export const TS_JIT_BMI2: JitBackend = { ...TS_JIT, describe: "ts (the TypeScript JIT), CPU with BMI2", options: { ...DEFAULT_JIT_OPTIONS, bmi2: true } };

@@ -5,11 +5,12 @@
 // harness/load.ts turns it into a machine.
 import type { Program } from "./bpf/program.ts";
 import { validate, type Validated } from "./bpf/validate.ts";
+import { miscFixups } from "./bpf/fixups.ts";
 import type { JitProgram } from "./jit.ts";
 import { TS_JIT, type JitBackend } from "./backend.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
-  BPF_TEXT_SIZE, EXCEPTION_STKSZ, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, NMI_IST, PCPU_HARDIRQ_STACK_PTR,
+  BPF_TEXT_SIZE, EXCEPTION_STKSZ, MONO_CLOCK_START, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, NMI_IST, PCPU_HARDIRQ_STACK_PTR,
   PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_SIZE, taskPtRegs, THREAD_SIZE, type Layout,
 } from "./kernel/layout.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
@@ -60,7 +61,15 @@ export interface Image {
   readonly kernel: Kernel;
   /** `active` is the counter the runner checks: the program's own prog->active, or the global
    * bpf_prog_active for kprobe, tracepoint and perf_event programs (trace_call_bpf()). */
-  readonly programs: readonly { readonly program: Program; readonly validated: Validated; readonly jit: JitProgram; readonly active: bigint; readonly misses: bigint }[];
+  readonly programs: readonly {
+    readonly program: Program;
+    readonly validated: Validated;
+    /** What the JIT lowered: the program after the verifier's fix-ups (bpftool's xlated form; jit/bpf/fixups.ts). */
+    readonly xlated: Program;
+    readonly jit: JitProgram;
+    readonly active: bigint;
+    readonly misses: bigint;
+  }[];
   /** The per-CPU bpf_prog_active counter (a __percpu pointer). */
   readonly bpfProgActive: bigint;
   readonly regions: readonly ImageRegion[];
@@ -148,15 +157,16 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   dyn += 16n;
   const programs = spec.programs.map((program) => {
     const validated = validate(program);
+    const xlated = miscFixups(program, validated);
     const own = dyn, misses = dyn + 8n;
     dyn += 16n;
     // kernel-model.md §2.3: kprobe/tracepoint/perf_event go through trace_call_bpf()'s global counter.
     const global = program.type === "kprobe" || program.type === "tracepoint" || program.type === "perf_event";
-    return { program, validated, active: global ? bpfProgActive : own, misses };
+    return { program, validated, xlated, active: global ? bpfProgActive : own, misses };
   });
   let text = BPF_TEXT;
   const jitted = programs.map((p) => {
-    const jit = backend.jitProgram(p.program, p.validated, strategy, {
+    const jit = backend.jitProgram(p.xlated, p.validated, strategy, {
       base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
     }, jitOpts);
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
@@ -217,6 +227,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   put(KD.nestedCount, BigInt((spec.nested ?? []).length));
   (spec.nested ?? []).forEach((p, i) => put(KD.nested + 8 * i, BigInt(p)));
   put(KD.nmiProg, BigInt(spec.nmi ?? -1));
+  put(KD.monoClock, MONO_CLOCK_START);
   for (let v = 0; v < 256; v++) put(KD.irqTable + 8 * v, -1n);
   for (const a of spec.irq ?? []) put(KD.irqTable + 8 * a.vector, BigInt(a.program));
   loads.push({ addr: KDATA, bytes: kdata });
@@ -236,6 +247,6 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
 
   return {
     strategy, backend, layout, taskPtRegs: TASK_PT_REGS, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
-    programs: jitted.map(({ program, validated, jit, active, misses }) => ({ program, validated, jit, active, misses })),
+    programs: jitted.map(({ program, validated, xlated, jit, active, misses }) => ({ program, validated, xlated, jit, active, misses })),
   };
 }

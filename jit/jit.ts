@@ -4,7 +4,7 @@
 // places them, an extra pass writes the real call targets).
 import type { BpfInsn } from "./bpf/insn.ts";
 import { BPF_HELPER_CALL, BPF_PSEUDO_CALL } from "./bpf/opcodes.ts";
-import { helperById, kfuncById } from "./bpf/abi.ts";
+import { helperOrFixupById, kfuncById } from "./bpf/abi.ts";
 import type { Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { calleeSavedUsed, lowerFunction, type LoweredFunc } from "./lower.ts";
@@ -91,7 +91,7 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
   const names = p.funcs.map((_, fi) => symbolName(p, fi));
   const target = (x: BpfInsn, i: number): string => {
     if (x.src === BPF_PSEUDO_CALL) return names[p.funcs.findIndex((g) => g.start === i + 1 + x.imm)]!;
-    const sig = x.src === BPF_HELPER_CALL ? helperById(x.imm) : kfuncById(x.imm);
+    const sig = x.src === BPF_HELPER_CALL ? helperOrFixupById(x.imm) : kfuncById(x.imm);
     return sig!.name;
   };
   const resolve = (addrs: ReadonlyMap<string, bigint>) => (name: string) => addrs.get(name) ?? layout.kernelSymbols(name);

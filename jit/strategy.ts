@@ -10,6 +10,11 @@ export interface JitOptions {
   readonly ibt: boolean;
   /** CONFIG_MITIGATION_SLS: int3 after every ret (default off). */
   readonly sls: boolean;
+  /**
+   * X86_FEATURE_BMI2: shifts by a register as shlx/shrx/sarx instead of through cl (do_jit(),
+   * 7.2; what a modern CPU gets). Default off: the model's default CPU lacks it.
+   */
+  readonly bmi2?: boolean;
 }
 
 export const DEFAULT_JIT_OPTIONS: JitOptions = { ibt: true, sls: false };

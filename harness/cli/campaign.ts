@@ -52,6 +52,7 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
     "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
     ...(f.exhaustive ? ["--exhaustive"] : []),
+    ...(f.bmi2 ? ["--bmi2"] : []),
     ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
     `--seed ${seed}`, `--path ${path}`,
   ].join(" ");
@@ -70,7 +71,7 @@ async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFla
   if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
   const started = performance.now();
   // each worker thread runs its own JIT (a kernel tree's: its own shim)
-  const jitTask = { jit: f.jit, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) };
+  const jitTask = { jit: f.jit, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}), ...(f.bmi2 ? { bmi2: true } : {}) };
   const { results } = await runOnWorkers({ ...mode, ...jitTask, strategy: strategySpec }, runs, seed, workers, bar);
   const coverage = new Map<PointClass, number>();
   for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);

@@ -4,7 +4,7 @@ import { Option, type Command } from "commander";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
 import { KernelJit } from "../../jit/tree/index.ts";
 import { kernelBackend, mustBeTreeStrategy, treeHasPrivateStacks } from "../../jit/tree/backend.ts";
-import { formatDiff, runJitDiff } from "../jit-diff.ts";
+import { DIFF_FIELDS, DIFF_SOURCES, formatDiff, runJitDiff, type DiffCase, type DiffField } from "../jit-diff.ts";
 import { RunFailed, UsageError } from "./errors.ts";
 import { treeFromFlags } from "./jit-option.ts";
 import { freshSeed, int, progressBar, seedOption } from "./options.ts";
@@ -18,6 +18,9 @@ interface JitDiffFlags {
   strategy: string[];
   syntax: "gas" | "llvm" | "intel";
   json?: boolean;
+  bmi2?: boolean;
+  ignore: string[];
+  source: string[];
 }
 
 export function addJitDiffCommand(program: Command, out: (s: string) => void): void {
@@ -30,6 +33,9 @@ export function addJitDiffCommand(program: Command, out: (s: string) => void): v
     .option("--seed <n>", "the seed (printed when not given)", seedOption())
     .option("--path <path>", "replay: the path a difference was reported with (with its --seed)")
     .option("--strategy <name>", "baseline or r9-private (repeatable; default: what the tree implements)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--bmi2", "both JITs for a CPU with BMI2 (shifts by a register as shlx/shrx/sarx)")
+    .option("--source <source>", `where cases come from (repeatable; default all): ${DIFF_SOURCES.join(", ")}`, (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--ignore <field>", `leave a field out of the comparison (repeatable): ${DIFF_FIELDS.join(", ")}`, (v: string, acc: string[]) => [...acc, v], [] as string[])
     .addOption(new Option("--syntax <syntax>", "assembler syntax of the listings").choices(["gas", "llvm", "intel"]).default("gas"))
     .option("--json", "machine-readable output")
     .action(async (f: JitDiffFlags) => {
@@ -42,27 +48,31 @@ export function addJitDiffCommand(program: Command, out: (s: string) => void): v
         mustBeTreeStrategy(tree, s);
         return s;
       });
+      for (const x of f.ignore) if (!(DIFF_FIELDS as readonly string[]).includes(x)) throw new UsageError(`jit-diff: --ignore '${x}': expected one of ${DIFF_FIELDS.join(", ")}`);
+      const ignore = new Set(f.ignore as DiffField[]);
+      for (const x of f.source) if (!(DIFF_SOURCES as readonly string[]).includes(x)) throw new UsageError(`jit-diff: --source '${x}': expected one of ${DIFF_SOURCES.join(", ")}`);
+      const sources = f.source.length ? (f.source as DiffCase["source"][]) : undefined;
       const seed = f.seed ?? freshSeed();
       const kjit = new KernelJit({ tree, ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) });
-      const kernel = kernelBackend(tree, kjit, f.jitSource);
+      const kernel = kernelBackend(tree, kjit, f.jitSource, { bmi2: f.bmi2 ?? false });
       const bar = progressBar(f.path ? 1 : f.runs, !f.json && f.runs >= 100);
       let r;
       try {
-        r = runJitDiff({ kernel, strategies, runs: f.runs, seed, ...(f.path !== undefined ? { path: f.path } : {}), onCase: bar.tick });
+        r = runJitDiff({ kernel, strategies, runs: f.runs, seed, ignore, ...(sources ? { sources } : {}), ...(f.path !== undefined ? { path: f.path } : {}), onCase: bar.tick });
       } finally {
         bar.stop();
         await kjit.close();
       }
       const fields = Object.entries(r.byField).map(([k, n]) => `${k} ${n}`).join(", ");
       const summary = `jit-diff: ${r.functions} functions compared, ${r.differences} differences`;
-      const replay = r.first ? `npx stackcheck jit-diff${f.kernelTree ? ` --kernel-tree ${f.kernelTree}` : ""}${f.jitSource ? ` --jit-source ${f.jitSource}` : ""}${f.strategy.map((s) => ` --strategy ${s}`).join("")} --seed ${seed} --path ${r.first.path}` : undefined;
+      const replay = r.first ? `npx stackcheck jit-diff${f.kernelTree ? ` --kernel-tree ${f.kernelTree}` : ""}${f.jitSource ? ` --jit-source ${f.jitSource}` : ""}${f.bmi2 ? " --bmi2" : ""}${f.ignore.map((x) => ` --ignore '${x}'`).join("")}${f.source.map((x) => ` --source ${x}`).join("")}${f.strategy.map((s) => ` --strategy ${s}`).join("")} --seed ${seed} --path ${r.first.path}` : undefined;
       if (f.json) {
         out(`${JSON.stringify({
-          ok: r.differences === 0, jit: kernel.describe, strategies: names, seed, runs: r.runs, functions: r.functions, differences: r.differences, byField: r.byField, bySource: r.bySource, elapsedMs: Math.round(r.elapsedMs),
+          ok: r.differences === 0, jit: kernel.describe, strategies: names, seed, runs: r.runs, functions: r.functions, differences: r.differences, bothRefused: r.bothRefused, refusedBecause: r.refusedBecause, byField: r.byField, bySource: r.bySource, elapsedMs: Math.round(r.elapsedMs),
           ...(r.first ? { first: { path: r.first.path, shrinks: r.first.shrinks, strategy: r.first.diff.strategy, program: r.first.diff.program.name, function: r.first.diff.fi, fields: r.first.diff.fields, report: formatDiff(r.first.diff, f.syntax), replay } } : {}),
         }, null, 2)}\n`);
       } else {
-        const lines = [`stackcheck jit-diff: ${kernel.describe}; strategies ${names.join(", ")}; seed ${seed}${f.path ? `, path ${f.path}` : ""}; ${r.runs} cases in ${(r.elapsedMs / 1000).toFixed(1)} s`];
+        const lines = [`stackcheck jit-diff: ${kernel.describe}; strategies ${names.join(", ")}; seed ${seed}${f.path ? `, path ${f.path}` : ""}; ${r.runs} cases in ${(r.elapsedMs / 1000).toFixed(1)} s${r.bothRefused ? `; ${r.bothRefused} functions both JITs refused (e.g. ${r.refusedBecause})` : ""}`];
         if (r.first) lines.push("", `first difference (shrunk in ${r.first.shrinks} steps):`, formatDiff(r.first.diff, f.syntax), `replay: ${replay}`, ...(fields ? [`differing functions by what differs: ${fields}`] : []));
         lines.push(summary);
         out(`${lines.join("\n")}\n`);

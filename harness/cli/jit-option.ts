@@ -2,12 +2,14 @@
 // JITs: which backend makes the BPF code (jit/backend.ts), and for the kernel's, which tree.
 import { existsSync } from "node:fs";
 import { Option, type Command } from "commander";
-import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
+import { TS_JIT, TS_JIT_BMI2, type JitBackend } from "../../jit/backend.ts";
 import { defaultTreeDir, KernelJit, openTree, TREE_ENV, TreeError, type KernelTree } from "../../jit/tree/index.ts";
 import { kernelBackend } from "../../jit/tree/backend.ts";
 
 export interface JitFlags {
   readonly jit: "ts" | "kernel";
+  /** A CPU with BMI2: shifts by a register as shlx/shrx/sarx (X86_FEATURE_BMI2). */
+  readonly bmi2?: boolean;
   readonly kernelTree?: string;
   readonly jitSource?: string;
 }
@@ -16,7 +18,8 @@ export function addJitOptions(c: Command): Command {
   return c
     .addOption(new Option("--jit <backend>", "which JIT makes the BPF code: ts (the TypeScript JIT) or kernel (the tree's own bpf_jit_comp.c)").choices(["ts", "kernel"]).default("ts"))
     .option("--kernel-tree <dir>", `the kernel tree for --jit kernel (default: $${TREE_ENV}, else the 7.2 tree \`stackcheck kernel fetch\` prepared)`)
-    .option("--jit-source <file>", "with --jit kernel: a patched copy of bpf_jit_comp.c, built against the tree instead of its own");
+    .option("--jit-source <file>", "with --jit kernel: a patched copy of bpf_jit_comp.c, built against the tree instead of its own")
+    .option("--bmi2", "JIT for a CPU with BMI2 (shifts by a register as shlx/shrx/sarx, as on most x86 CPUs since 2013)");
 }
 
 /** The tree `--kernel-tree`, $STACKCHECK_KERNEL_TREE or the fetched 7.2 tree names, checked. */
@@ -32,10 +35,10 @@ export function treeFromFlags(dir: string | undefined, env: NodeJS.ProcessEnv = 
 export function openJit(f: JitFlags, env: NodeJS.ProcessEnv = process.env): { readonly backend: JitBackend; close(): Promise<void> } {
   if (f.jit !== "kernel") {
     if (f.kernelTree !== undefined || f.jitSource !== undefined) throw new TreeError("usage", "--kernel-tree and --jit-source go with --jit kernel");
-    return { backend: TS_JIT, close: async () => {} };
+    return { backend: f.bmi2 ? TS_JIT_BMI2 : TS_JIT, close: async () => {} };
   }
   const tree = treeFromFlags(f.kernelTree, env);
   if (f.jitSource !== undefined && !existsSync(f.jitSource)) throw new TreeError("usage", `--jit-source ${f.jitSource}: no such file`);
   const kjit = new KernelJit({ tree, ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) });
-  return { backend: kernelBackend(tree, kjit, f.jitSource), close: () => kjit.close() };
+  return { backend: kernelBackend(tree, kjit, f.jitSource, { bmi2: f.bmi2 ?? false }), close: () => kjit.close() };
 }

@@ -9,7 +9,7 @@ import { disassemble, formatListing } from "../../jit/disasm.ts";
 import { CALL_NAMES } from "../../jit/bpf/abi.ts";
 import { buildImage, ImageError } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
-import { printInsn } from "../../jit/bpf/print.ts";
+import { printInsnAt } from "../../jit/bpf/print.ts";
 import { loadScenario, ScenarioError } from "../scenario.ts";
 import { runScenario, scheduleOf, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE } from "../../unwinder/index.ts";
@@ -185,14 +185,17 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
   const lines = [`; strategy ${strategy.name}: ${strategy.summary}`, ...(jit.name === "ts" ? [] : [`; jit: ${jit.describe}`])];
   for (const p of img.programs) {
     for (const f of p.jit.funcs) {
-      const func = p.program.funcs[f.fi]!;
+      const func = p.xlated.funcs[f.fi]!;
       const priv = p.jit.privates.find((x) => x.fi === f.fi);
       lines.push("", `; program ${p.program.name} (${p.program.type}), function ${f.name}, stack ${func.stackDepth}${priv ? `, private stack ${priv.size} bytes per CPU` : ""}; frame +0x${(f.frame.ready - f.image.base).toString(16)}..+0x${(f.frame.gone - f.image.base).toString(16)}, ksym fp_start 0x${f.ksym.fpStart.toString(16)} fp_end 0x${f.ksym.fpEnd.toString(16)}`);
       lines.push(`${f.symbol}:`);
       const bpfAt = new Map<bigint, number[]>();
       f.insnAddrs.forEach((a, k) => bpfAt.set(a, [...(bpfAt.get(a) ?? []), k]));
       for (const l of disassemble(f.image.bytes, f.image.base, { syntax: o.syntax, symbolize: (a) => symbols.symbolize(a) })) {
-        for (const k of bpfAt.get(l.address) ?? []) lines.push(`; ${k}: ${printInsn(p.program.insns[func.start + k]!, cbs)}`);
+        for (const k of bpfAt.get(l.address) ?? []) {
+          const text = printInsnAt(p.xlated.insns, func.start + k, cbs);
+          if (text !== undefined) lines.push(`; ${k}: ${text}`);
+        }
         const off = (l.address - f.image.base).toString(16).padStart(4);
         const bytes = [...l.bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
         lines.push(`${off}:\t${bytes.padEnd(30)}\t${l.text}${l.refers ? ` <${l.refers}>` : ""}`);
@@ -243,6 +246,11 @@ export async function main(argv: readonly string[], out?: (s: string) => void, o
       say("harness", `harness error, please report it: ${e.message}`);
       return EXIT.harness;
     }
-    throw e;
+    // Anything else is a bug of ours: one line naming it (the stack with STACKCHECK_DEBUG=1).
+    const err = e instanceof Error ? e : new Error(String(e));
+    const cause = err.cause instanceof Error ? ` (cause: ${err.cause.name}: ${err.cause.message})` : "";
+    say("internal", `internal error, please report it with the command line: ${err.name}: ${err.message.split("\n")[0]}${cause}`);
+    if (process.env.STACKCHECK_DEBUG) process.stderr.write(`${err.stack ?? ""}\n`);
+    return EXIT.harness;
   }
 }

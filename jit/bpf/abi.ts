@@ -31,5 +31,18 @@ export const KFUNCS: readonly CallSig[] = [
 export const helperById = (id: number): CallSig | undefined => HELPERS.find((h) => h.id === id);
 export const kfuncById = (id: number): CallSig | undefined => KFUNCS.find((k) => k.id === id);
 
+/**
+ * Kernel functions the verifier's fix-ups call (BPF_EMIT_CALL in bpf_do_misc_fixups(),
+ * kernel/bpf/fixups.c, 7.2): in the JIT's input after jit/bpf/fixups.ts, never in a program as
+ * written (the validator knows only HELPERS). Their ids are our own, outside the helpers'.
+ */
+export const FIXUP_CALLS: readonly CallSig[] = [
+  { id: 0x7ff0, name: "arch_bpf_timed_may_goto", args: [], does: "may_goto's refill (x86-64's timed form): r10 = the count's offset from the frame pointer" },
+];
+export const TIMED_MAY_GOTO_CALL = FIXUP_CALLS[0]!;
+
+/** What a helper call (src_reg 0) of the JIT's input reaches: a helper, or a fix-up's kernel function. */
+export const helperOrFixupById = (id: number): CallSig | undefined => helperById(id) ?? FIXUP_CALLS.find((c) => c.id === id);
+
 /** Names for printed calls (print.ts PrintCallbacks): `call bpf_sc_rw#2`. */
-export const CALL_NAMES = { helperName: (id: number) => helperById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name } as const;
+export const CALL_NAMES = { helperName: (id: number) => helperOrFixupById(id)?.name, kfuncName: (id: number) => kfuncById(id)?.name } as const;

@@ -25,7 +25,7 @@
 import { Code, Instruction as I, MemoryOperand as M, Register as R } from "iced-x86";
 import { Assembler, type Assembled } from "../asm.ts";
 import { PT_REGS } from "../../arch/ptrace.ts";
-import { KD, NESTED_EINVAL, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, RUN_REFUSED, type Layout } from "./layout.ts";
+import { KD, MONO_CLOCK_STEP, NESTED_EINVAL, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, RUN_REFUSED, type Layout } from "./layout.ts";
 
 const gs = (disp: number) => M.new64(R.None, R.None, 1, BigInt(disp), 8, false, R.GS);
 const at = (base: number, disp = 0) => M.createBaseDisplSize(base, BigInt(disp), disp === 0 && base !== R.RBP && base !== R.R13 ? 0 : 1);
@@ -39,6 +39,7 @@ const CLEAR_REGS = [R.ESI, R.EDX, R.ECX, R.R8D, R.R9D, R.R10D, R.R11D, R.EBX, R.
 export const KERNEL_FUNCTIONS = [
   ["entry_SYSCALL_64", "entry"], ["do_syscall_64", "kernel"], ["bpf_sc_run", "kernel"],
   ["bpf_sc_mix", "kernel"], ["bpf_sc_rw", "kernel"], ["bpf_sc_get_stack", "kernel"], ["scx_sc_run_nested", "kernel"],
+  ["arch_bpf_timed_may_goto", "kernel"], ["bpf_check_timed_may_goto", "kernel"],
   ["asm_common_interrupt", "entry"], ["common_interrupt", "kernel"], ["handle_irq", "kernel"],
   ["asm_exc_nmi", "entry"], ["exc_nmi", "kernel"],
 ] as const;
@@ -169,6 +170,48 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   e(() => I.createRegI32(Code.Mov_rm64_imm32, R.RAX, Number(NESTED_EINVAL)));
   pop(R.RBP); ret();
 
+  // arch_bpf_timed_may_goto (arch/x86/net/bpf_timed_may_goto.S, 7.2), instruction for
+  // instruction: the call the verifier's may_goto fix-up emits once a frame's count runs out
+  // (jit/bpf/fixups.ts). BPF_REG_AX (r10) holds the count's offset from the BPF frame pointer,
+  // which it adds to rbp; it saves BPF R0-R5, calls bpf_check_timed_may_goto(&count) and
+  // returns the new count in r10. No endbr64 (ANNOTATE_NOENDBR), no call-depth accounting.
+  a.label("arch_bpf_timed_may_goto");
+  e(() => I.createRegMem(Code.Lea_r64_m, R.R10, M.createBaseIndex(R.RBP, R.R10)), "lea r10,[rbp+r10]: the count, from rbp");
+  frame();
+  for (const r of [R.RAX, R.RDI, R.RSI, R.RDX, R.RCX, R.R8]) push(r);
+  mov(R.RDI, R.R10);
+  a.call({ label: "bpf_check_timed_may_goto" });
+  mov(R.R10, R.RAX);
+  for (const r of [R.R8, R.RCX, R.RDX, R.RSI, R.RDI, R.RAX]) pop(r);
+  e(() => I.create(Code.Leaveq));
+  ret();
+
+  // bpf_check_timed_may_goto(p) (kernel/bpf/core.c, 7.2), p = { count, timestamp }: the first
+  // call records the time and refills (BPF_MAX_TIMED_LOOPS); later ones refill until a quarter
+  // second has passed, then return 0. ktime_get_mono_fast_ns() is a clock in kernel data that
+  // moves MONO_CLOCK_STEP per read.
+  a.label("bpf_check_timed_may_goto");
+  frame();
+  movabs(R.RAX, kdata + BigInt(KD.monoClock));
+  load(R.RCX, () => at(R.RAX));
+  e(() => I.createRegI32(Code.Add_rm64_imm32, R.RCX, MONO_CLOCK_STEP));
+  e(() => I.createMemReg(Code.Mov_rm64_r64, at(R.RAX), R.RCX), "time = ktime_get_mono_fast_ns()");
+  load(R.RAX, () => at(R.RDI, 8));
+  e(() => I.createRegReg(Code.Test_rm64_r64, R.RAX, R.RAX), "p->timestamp?");
+  a.branch(Code.Jne_rel32_64, { label: "may_goto_started" });
+  e(() => I.createMemReg(Code.Mov_rm64_r64, at(R.RDI, 8), R.RCX), "p->timestamp = time");
+  e(() => I.createRegU32(Code.Mov_r32_imm32, R.EAX, 0xffff), "BPF_MAX_TIMED_LOOPS");
+  pop(R.RBP); ret();
+  a.label("may_goto_started");
+  e(() => I.createRegReg(Code.Sub_rm64_r64, R.RCX, R.RAX));
+  e(() => I.createRegI32(Code.Cmp_rm64_imm32, R.RCX, MONO_CLOCK_STEP), "time - p->timestamp >= NSEC_PER_SEC / 4?");
+  a.branch(Code.Jae_rel32_64, { label: "may_goto_spent" });
+  e(() => I.createRegU32(Code.Mov_r32_imm32, R.EAX, 0xffff), "BPF_MAX_TIMED_LOOPS");
+  pop(R.RBP); ret();
+  a.label("may_goto_spent");
+  e(() => I.createRegReg(Code.Xor_rm32_r32, R.EAX, R.EAX), "the slice is spent (bpf_prog_report_may_goto_violation())");
+  pop(R.RBP); ret();
+
   // Per-vector stubs (irq_entries_start): push the vector as orig_ax, then the common entry.
   for (const v of irqVectors) {
     a.label(`irq_entry_${v}`);
@@ -255,13 +298,13 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
     name: s.name, kind: s.kind, start: s.start,
     end: s.name === "asm_common_interrupt" || i + 1 === starts.length ? nextAfter(s.start) : starts[i + 1]!.start,
   }));
-  // The vector stubs sit between scx_sc_run_nested and asm_common_interrupt.
+  // The vector stubs sit between bpf_check_timed_may_goto and asm_common_interrupt.
   const stubs = irqVectors.map((v) => ({ name: `irq_entry_${v}`, kind: "entry" as const, start: addr(`irq_entry_${v}`) }));
   function nextAfter(start: bigint): bigint {
     const later = [...starts.map((s) => s.start), text.end].filter((x) => x > start).sort((x, y) => (x < y ? -1 : 1));
     return later[0]!;
   }
-  const fixed = symbols.map((s) => (s.name === "scx_sc_run_nested" && stubs.length ? { ...s, end: stubs[0]!.start } : s));
+  const fixed = symbols.map((s) => (s.name === "bpf_check_timed_may_goto" && stubs.length ? { ...s, end: stubs[0]!.start } : s));
   stubs.forEach((s, i) => fixed.push({ ...s, end: i + 1 < stubs.length ? stubs[i + 1]!.start : addr("asm_common_interrupt") }));
   return { text, symbols: fixed, addr };
 }

@@ -50,6 +50,15 @@ export const RUN_REFUSED = -16n;
 /** scx_sc_run_nested() with an index that names no nested run: -EINVAL. */
 export const NESTED_EINVAL = -22n;
 
+/**
+ * How far ktime_get_mono_fast_ns() moves per read in the synthetic kernel: NSEC_PER_SEC / 4,
+ * bpf_check_timed_may_goto()'s time slice (kernel/bpf/core.c, 7.2), so a frame's second refill
+ * finds the slice spent (the reference interpreter's default: jit/bpf/interp.ts mayGoto()).
+ */
+export const MONO_CLOCK_STEP = 250_000_000;
+/** ktime_get_mono_fast_ns() when a run starts: a minute after boot, as on a machine that has been up a while. */
+export const MONO_CLOCK_START = 60_000_000_000n;
+
 /** Kernel data layout. */
 export const KD = {
   progTable: 0x000,       // 32 bytes per program: bpf_func, active ptr, misses ptr, recursion limit
@@ -59,6 +68,7 @@ export const KD = {
   nested: 0x608,          // u64 program index per nested run
   maxNested: 32,
   nmiProg: 0x708,         // program index, or -1
+  monoClock: 0x710,       // u64: ktime_get_mono_fast_ns()'s clock (bpf_check_timed_may_goto())
   irqTable: 0x800,        // 256 × u64: program index per vector, or -1
   scratch: 0x1f00,        // where bpf_sc_get_stack() leaves r9 pointing (a kernel data pointer)
 } as const;

@@ -11,14 +11,14 @@
 // A strategy is what the tree implements: `r9-private` is the tree's private stacks where its
 // verifier rules give one (7.x; 6.12 has none), `baseline` the same JIT with none. Any other
 // design is not in a tree.
-import { helperById, kfuncById } from "../bpf/abi.ts";
+import { helperOrFixupById, kfuncById } from "../bpf/abi.ts";
 import type { BpfInsn } from "../bpf/insn.ts";
 import { BPF_CALL, BPF_CLASS, BPF_EXIT, BPF_HELPER_CALL, BPF_JMP, BPF_OP, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL } from "../bpf/opcodes.ts";
 import type { ProgType, Program } from "../bpf/program.ts";
 import type { Validated } from "../bpf/validate.ts";
 import type { JitBackend } from "../backend.ts";
 import { symbolName, type JitFunction, type JitLayout, type JitProgram } from "../jit.ts";
-import { calleeSavedUsed, JitError } from "../lower.ts";
+import { calleeSavedUsed, insnAddrsOf, JitError } from "../lower.ts";
 import { PRIV_STACK_GUARD_VAL } from "../percpu.ts";
 import { jitStackDepths, StrategyError, type JitOptions, type PlacedPrivate, type Strategy } from "../strategy.ts";
 import { privateStackRequests } from "../strategies/r9-private.ts";
@@ -58,12 +58,12 @@ export function mustBeTreeStrategy(tree: KernelTree, strategy: Strategy): void {
 }
 
 /** The request jit_subprogs() would make: function images at `bases`, private stacks at `privates`. */
-export function kernelRequest(p: Program, v: Validated, bases: readonly bigint[], privates: readonly PlacedPrivate[], kernelSymbols: (name: string) => bigint | undefined): JitRequest {
+export function kernelRequest(p: Program, v: Validated, bases: readonly bigint[], privates: readonly PlacedPrivate[], kernelSymbols: (name: string) => bigint | undefined, opts: JitOptions = { ibt: true, sls: false }): JitRequest {
   const depths = jitStackDepths(v);
   const calls: { insn: number; target: bigint }[] = [];
   p.insns.forEach((x, i) => {
     if (BPF_CLASS(x.code) !== BPF_JMP || BPF_OP(x.code) !== BPF_CALL || x.src === BPF_PSEUDO_CALL) return;
-    const sig = x.src === BPF_HELPER_CALL ? helperById(x.imm) : x.src === BPF_PSEUDO_KFUNC_CALL ? kfuncById(x.imm) : undefined;
+    const sig = x.src === BPF_HELPER_CALL ? helperOrFixupById(x.imm) : x.src === BPF_PSEUDO_KFUNC_CALL ? kfuncById(x.imm) : undefined;
     const target = sig ? kernelSymbols(sig.name) : undefined;
     if (target === undefined) throw new JitError(`${p.name}: insn ${i}: a call to no helper or kfunc of the synthetic kernel (src ${x.src}, imm ${x.imm})`);
     calls.push({ insn: i, target });
@@ -76,6 +76,7 @@ export function kernelRequest(p: Program, v: Validated, bases: readonly bigint[]
     }),
     insns: p.insns.map((x: BpfInsn) => ({ code: x.code, dst: x.dst, src: x.src, off: x.off, imm: x.imm })),
     calls,
+    ...(opts.bmi2 ? { features: ["BMI2"] } : {}), // boot_cpu_has(X86_FEATURE_BMI2)
   };
 }
 
@@ -103,7 +104,7 @@ export function kernelFunction(p: Program, fi: number, r: FuncResult): JitFuncti
   const fp = r.fp === "unsupported" ? { start: addrs[0]! - pushes, end: pushes + 1 } : r.fp;
   return {
     fi, name: f.name, symbol: symbolName(p, fi), image: { base, bytes: r.bytes, end: base + BigInt(r.bytes.length) },
-    insnAddrs: addrs.slice(0, -1).map((a) => base + BigInt(a)), addrs,
+    insnAddrs: insnAddrsOf(p.insns.slice(f.start, f.end), addrs, base), addrs,
     frame: { ready: base + BigInt(fp.start), gone: base + BigInt(addrs[exit]! + fp.end) },
     ksym: r.fp === "unsupported" || (fi === 0 && p.funcs.length > 1) ? { fpStart: 0, fpEnd: 0 } : { fpStart: r.fp.start, fpEnd: r.fp.end },
   };
@@ -124,9 +125,10 @@ function placedPrivate(p: Program, want: PlacedPrivate, r: FuncResult): PlacedPr
   return want;
 }
 
-/** The backend over a running KernelJit of `tree`. */
-export function kernelBackend(tree: KernelTree, kjit: KernelJit, jitSource?: string): JitBackend {
-  const describe = describeTree(tree, jitSource);
+/** The backend over a running KernelJit of `tree`; `cpu`: the CPU features the JIT sees (BMI2). */
+export function kernelBackend(tree: KernelTree, kjit: KernelJit, jitSource?: string, cpu: { readonly bmi2?: boolean } = {}): JitBackend {
+  const describe = `${describeTree(tree, jitSource)}${cpu.bmi2 ? ", CPU with BMI2" : ""}`;
+  const options: JitOptions = { ...treeJitOptions(tree), ...(cpu.bmi2 ? { bmi2: true } : {}) };
   const run = (req: JitRequest) => {
     try {
       return kjit.jitOrThrow(req).funcs;
@@ -136,7 +138,7 @@ export function kernelBackend(tree: KernelTree, kjit: KernelJit, jitSource?: str
     }
   };
   return {
-    name: "kernel", describe, options: treeJitOptions(tree),
+    name: "kernel", describe, options,
     admit: (strategy) => mustBeTreeStrategy(tree, strategy),
     jitProgram(p: Program, v: Validated, strategy: Strategy, layout: JitLayout): JitProgram {
       mustBeTreeStrategy(tree, strategy);
@@ -154,11 +156,11 @@ export function kernelBackend(tree: KernelTree, kjit: KernelJit, jitSource?: str
         const slot = (fi: number) => BigInt(64 * (p.funcs[fi]!.end - p.funcs[fi]!.start + 2) + 0x100);
         let at = layout.base;
         bases = p.funcs.map((_, fi) => { const b = at; at += slot(fi); return b; });
-        const sizes = run(kernelRequest(p, v, bases, privates, layout.kernelSymbols)).map((r) => r.bytes.length);
+        const sizes = run(kernelRequest(p, v, bases, privates, layout.kernelSymbols, options)).map((r) => r.bytes.length);
         at = layout.base;
         bases = sizes.map((s) => { const b = at; at += BigInt(Math.ceil(s / 16) * 16); return b; });
       }
-      const results = run(kernelRequest(p, v, bases, privates, layout.kernelSymbols));
+      const results = run(kernelRequest(p, v, bases, privates, layout.kernelSymbols, options));
       const funcs = results.map((r, fi) => kernelFunction(p, fi, r));
       const last = funcs.at(-1)!;
       return {

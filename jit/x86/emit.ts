@@ -190,6 +190,96 @@ export class Emitter {
     return this.insn(`${op} ${dst},cl`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xd3, add1reg(SHIFT_B3[op], R[dst])); });
   }
 
+  /** emit_movsx_reg(): BPF_MOV with off 8/16/32 (movs[b,w,l]q; movs[b,w]l), REX bytes exactly as upstream writes them. */
+  movsxReg(bits: 8 | 16 | 32, is64: boolean, dst: X86Reg, src: X86Reg): this {
+    const d = R[dst], s = R[src];
+    return this.insn(`movsx${bits} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => {
+      if (is64) {
+        if (bits === 8) c.emit(add2mod(0x48, s, d), 0x0f, 0xbe, add2reg(0xc0, s, d));
+        else if (bits === 16) c.emit(add2mod(0x48, s, d), 0x0f, 0xbf, add2reg(0xc0, s, d));
+        else c.emit(add2mod(0x48, s, d), 0x63, add2reg(0xc0, s, d));
+      } else if (bits === 8) {
+        c.emit(add2mod(0x40, s, d), 0x0f, 0xbe, add2reg(0xc0, s, d)); // a REX byte even when none is needed
+      } else {
+        if (isEreg(d) || isEreg(s)) c.emit(add2mod(0x40, s, d));
+        c.emit(add2mod(0x0f, s, d), 0xbf, add2reg(0xc0, s, d)); // add_2mod(0x0f, ...): 0x0f already has both bits
+      }
+    });
+  }
+  /** `imul dst,dst,imm8|imm32` (6b/69) with maybe_emit_mod(dst, dst): BPF_MUL | BPF_K. */
+  imulRI(is64: boolean, dst: X86Reg, imm: number): this {
+    const d = R[dst];
+    return this.insn(`imul ${dst},${dst},${hex(imm)}`, (c) => {
+      maybeEmitMod(c, d, d, is64);
+      if (isImm8(imm)) c.emit(0x6b, add2reg(0xc0, d, d), imm);
+      else { c.emit(0x69, add2reg(0xc0, d, d)); c.u32(imm); }
+    });
+  }
+  /** `imul dst,src` (0f af) with maybe_emit_mod(src, dst): BPF_MUL | BPF_X. */
+  imulRR(is64: boolean, dst: X86Reg, src: X86Reg): this {
+    return this.insn(`imul ${dst},${src}`, (c) => { maybeEmitMod(c, R[src], R[dst], is64); c.emit(0x0f, 0xaf, add2reg(0xc0, R[src], R[dst])); });
+  }
+  /** `mov r11,simm32` as the DIV/MOD case writes it (49 c7 c3 imm32). */
+  movR11Imm32(imm: number): this { return this.insn(`mov r11,${hex(imm)}`, (c) => { c.emit(0x49, 0xc7, 0xc3); c.u32(imm); }); }
+  /** `xor edx,edx` (31 d2). */
+  xorEdx(): this { return this.insn("xor edx,edx", (c) => c.emit(0x31, 0xd2)); }
+  /** `cdq` (99) or `cqo` (48 99). */
+  cdq(is64: boolean): this { return this.insn(is64 ? "cqo" : "cdq", (c) => (is64 ? c.emit(0x48, 0x99) : c.emit(0x99))); }
+  /** `div src` (f7 /6) or `idiv src` (f7 /7). */
+  div(signed: boolean, is64: boolean, src: X86Reg): this {
+    return this.insn(`${signed ? "idiv" : "div"} ${src}`, (c) => { maybeEmit1mod(c, R[src], is64); c.emit(0xf7, add1reg(signed ? 0xf8 : 0xf0, R[src])); });
+  }
+  /** BPF_END 16 (to_be, bswap16): `ror r16,8` (66 [41] c1 /1 08). */
+  ror16by8(dst: X86Reg): this {
+    const d = R[dst];
+    return this.insn(`ror ${dst}w,8`, (c) => { c.emit(0x66); if (isEreg(d)) c.emit(0x41); c.emit(0xc1, add1reg(0xc8, d), 8); });
+  }
+  /** `movzx r32,r16` ([45] 0f b7): zero-extend the low 16 bits. */
+  movzx16(dst: X86Reg): this {
+    const d = R[dst];
+    return this.insn(`movzx ${dst}d,${dst}w`, (c) => { if (isEreg(d)) c.emit(0x45, 0x0f, 0xb7); else c.emit(0x0f, 0xb7); c.emit(add2reg(0xc0, d, d)); });
+  }
+  /** `bswap r32` ([41] 0f c8+r) or `bswap r64` (REX.W 0f c8+r). */
+  bswap(is64: boolean, dst: X86Reg): this {
+    const d = R[dst];
+    return this.insn(`bswap ${dst}${is64 ? "" : "d"}`, (c) => {
+      if (is64) c.emit(add1mod(0x48, d), 0x0f, add1reg(0xc8, d));
+      else { if (isEreg(d)) c.emit(0x41, 0x0f); else c.emit(0x0f); c.emit(add1reg(0xc8, d)); }
+    });
+  }
+  /** `mov r32,r32` to itself ([45] 89): clears the upper half (BPF_END to_le 32). */
+  movSelf32(dst: X86Reg): this {
+    const d = R[dst];
+    return this.insn(`mov ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(0x45); c.emit(0x89, add2reg(0xc0, d, d)); });
+  }
+  /** emit_shiftx(): BMI2 `shlx/shrx/sarx dst,dst,src` (VEX.0F38 f7); pp 1 shlx, 3 shrx, 2 sarx. */
+  shiftx(op: ShiftOp, is64: boolean, dst: X86Reg, src: X86Reg): this {
+    const d = R[dst], s = R[src];
+    const pp = op === "shl" ? 1 : op === "shr" ? 3 : 2;
+    const ext = isEreg(d);
+    return this.insn(`${op}x ${dst},${dst},${src}`, (c) => {
+      // emit_3vex(r = b = is_ereg(dst), x = 0, m = 2 (0f38), w = is64, vvvv = src, l = 0, pp)
+      c.emit(0xc4, ((ext ? 0 : 1) << 7) | (1 << 6) | ((ext ? 0 : 1) << 5) | 2, ((is64 ? 1 : 0) << 7) | ((~s & 0xf) << 3) | pp);
+      c.emit(0xf7, add2reg(0xc0, d, d));
+    });
+  }
+  /**
+   * emit_atomic_rmw(): `lock` (not for xchg), maybe_emit_mod(dst, src), then the opcode: the ALU
+   * op for add/and/or/xor, 0f c1 (xadd) for add|fetch, 87 for xchg, 0f b1 for cmpxchg.
+   */
+  atomicRmw(op: "add" | "and" | "or" | "xor" | "xadd" | "xchg" | "cmpxchg", size: 4 | 8, base: X86Reg, off: number, src: X86Reg): this {
+    const b = R[base], s = R[src];
+    return this.insn(`${op === "xchg" ? "" : "lock "}${op}${size * 8} ${memText(base, off)},${src}`, (c) => {
+      if (op !== "xchg") c.emit(0xf0);
+      maybeEmitMod(c, b, s, size === 8);
+      if (op === "xadd") c.emit(0x0f, 0xc1);
+      else if (op === "xchg") c.emit(0x87);
+      else if (op === "cmpxchg") c.emit(0x0f, 0xb1);
+      else c.emit(ALU_RR[op]);
+      emitInsnSuffix(c, b, s, off);
+    });
+  }
+
   // ---- memory (emit_ldx, emit_stx, BPF_ST) ----
   /** emit_ldx(): movzx r64,byte/word; mov r32,dword; mov r64,qword. */
   ldx(size: Width, dst: X86Reg, base: X86Reg, off: number): this {
@@ -199,6 +289,16 @@ export class Emitter {
       else if (size === 2) c.emit(add2mod(0x48, b, d), 0x0f, 0xb7);
       else if (size === 4) { if (isEreg(d) || isEreg(b)) c.emit(add2mod(0x40, b, d)); c.emit(0x8b); }
       else c.emit(add2mod(0x48, b, d), 0x8b);
+      emitInsnSuffix(c, b, d, off);
+    });
+  }
+  /** emit_ldsx(): movsx r64,byte/word [..] (REX.W 0f be/bf), movsxd r64,dword [..] (REX.W 63). */
+  ldsx(size: 1 | 2 | 4, dst: X86Reg, base: X86Reg, off: number): this {
+    const d = R[dst], b = R[base];
+    return this.insn(`ldsx${size * 8} ${dst},${memText(base, off)}`, (c) => {
+      if (size === 1) c.emit(add2mod(0x48, b, d), 0x0f, 0xbe);
+      else if (size === 2) c.emit(add2mod(0x48, b, d), 0x0f, 0xbf);
+      else c.emit(add2mod(0x48, b, d), 0x63);
       emitInsnSuffix(c, b, d, off);
     });
   }

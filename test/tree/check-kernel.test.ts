@@ -78,6 +78,17 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     }
   }, 120_000);
 
+  test.skipIf(!treeHasPrivateStacks(t))("finding 7 with the tree's own JIT: may_goto under its private stack reads its budget through rbp; R4 comes back as the clock", async () => {
+    const budget = await cli("run", "test/scenarios/may-goto-private-stack.json", "--strategy", "r9-private", ...tf);
+    expect(budget.out).toContain("FAIL semantics: loop returned 000000000000ffff; the reference interpreter gives 000000000001fffe");
+    expect(budget.code).toBe(1);
+    const clobber = await cli("run", "test/scenarios/may-goto-clobber.json", "--strategy", "r9-private", ...tf);
+    expect(clobber.out).toMatch(/FAIL semantics: loop returned 0000000e072e0a80; the reference interpreter gives 0000000000000000/);
+    expect(clobber.code).toBe(1);
+    const sound = await cli("run", "test/scenarios/may-goto-clobber.json", "--strategy", "baseline", ...tf);
+    expect(sound.out).toContain("verdict: PASS");
+  }, 120_000);
+
   test("the stack reservation 8 bytes short (sub rsp, round_up(depth, 8) - 8): a one-function counterexample, the callee-saved register the BPF stack overwrote", async () => {
     const short = patched(t.dir, "short-reservation", PATCHES.shortReservation);
     const r = await cli("check", "--strategy", "baseline", "--jit", "kernel", "--kernel-tree", t.dir, "--jit-source", short, "--runs", "200", "--seed", "1", "--json");

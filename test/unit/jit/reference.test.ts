@@ -10,7 +10,7 @@ import type { program } from "../../../jit/bpf/program.ts";
 import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
-import { programArb, richArb } from "../../../generators/programs.ts";
+import { isaProgramArb, programArb, richArb } from "../../../generators/programs.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 
 const SOUND = BUILTIN_STRATEGIES.filter((s) => s.name !== "r9-no-save");
@@ -33,6 +33,17 @@ describe("JIT + machine against the reference interpreter", () => {
       startTask(img, m);
       const r = m.run({ maxSteps: 100_000 });
       expect(r.kind === "completed" ? r.rax : r, s.name).toBe(expected);
+    }
+  }, 60_000);
+
+  fcTest.prop([isaProgramArb, fc.boolean()], { numRuns: 40 })("the whole instruction set (after the verifier's fix-ups), with and without BMI2, returns the interpreter's result", (p, bmi2) => {
+    const expected = runProgram({ programs: [p], nested: [], recursionLimit: 1, active: [0], misses: [0] }, 0);
+    for (const s of SOUND) {
+      const img = buildImage({ programs: [p], task: 0 }, s, { ibt: true, sls: false, bmi2 });
+      const m = loadImage(img);
+      startTask(img, m);
+      const r = m.run({ maxSteps: 400_000 });
+      expect(r.kind === "completed" ? r.rax : r, `${s.name}${bmi2 ? " (BMI2)" : ""}`).toBe(expected);
     }
   }, 60_000);
 

@@ -1,0 +1,40 @@
+// Finding 7 (README): under 7.2's private stacks (r9-private), may_goto's timed refill looks for
+// its count and timestamp through rbp (arch_bpf_timed_may_goto, arch/x86/net/
+// bpf_timed_may_goto.S: `leaq (%rbp, %r10, 1), %r10`) while the fix-up keeps them on the
+// private stack (BPF_REG_10 is r9 there). bpf_check_timed_may_goto() then reads and writes a
+// slot of the kernel stack: with the frame of these scenarios, arch_bpf_timed_may_goto's own
+// saved rcx (BPF R4). Found from machine state: the program's result against the reference
+// interpreter. The same scenarios pass without a private stack.
+import { describe, expect, test } from "vitest";
+import { loadScenario } from "../../../harness/scenario.ts";
+import { runScenario } from "../../../harness/run.ts";
+import { firstFailure } from "../../../harness/property.ts";
+import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import { MONO_CLOCK_START, MONO_CLOCK_STEP } from "../../../jit/kernel/layout.ts";
+
+const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
+const scenario = (f: string) => loadScenario(new URL(`../../scenarios/${f}`, import.meta.url).pathname);
+const run = (f: string, s: string) => runScenario(scenario(f), strategy(s), { unwinder: "frame", policy: "strict" });
+
+describe("may_goto under a private stack (arch_bpf_timed_may_goto reads through rbp)", () => {
+  test("baseline: the loop runs its 2 × BPF_MAX_TIMED_LOOPS passes, as the interpreter says", () => {
+    const o = run("may-goto-private-stack.json", "baseline");
+    expect(o.result).toMatchObject({ kind: "completed", rax: 2n * 0xffffn });
+    expect(firstFailure(o)).toBeUndefined();
+  }, 30_000);
+
+  test("r9-private: the first refill finds a nonzero 'timestamp' (the saved rcx) and ends the loop after one budget", () => {
+    const o = run("may-goto-private-stack.json", "r9-private");
+    expect(o.result).toMatchObject({ kind: "completed", rax: 0xffffn });
+    expect(firstFailure(o)).toMatchObject({ kind: "check", what: "semantics" });
+    expect(firstFailure(o)!.message).toBe("loop returned 000000000000ffff; the reference interpreter gives 000000000001fffe");
+  }, 30_000);
+
+  test("r9-private with r4 = 0: the 'timestamp' write lands on the saved rcx, so BPF R4 comes back as the clock", () => {
+    expect(firstFailure(run("may-goto-clobber.json", "baseline"))).toBeUndefined();
+    const o = run("may-goto-clobber.json", "r9-private");
+    const clock = MONO_CLOCK_START + BigInt(MONO_CLOCK_STEP); // the first read of ktime_get_mono_fast_ns()
+    expect(o.result).toMatchObject({ kind: "completed", rax: clock });
+    expect(firstFailure(o)!.message).toBe(`loop returned ${clock.toString(16).padStart(16, "0")}; the reference interpreter gives 0000000000000000`);
+  }, 30_000);
+});

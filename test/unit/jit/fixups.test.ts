@@ -1,0 +1,94 @@
+// The verifier's rewrites the JIT sees (jit/bpf/fixups.ts, bpf_do_misc_fixups() in
+// kernel/bpf/fixups.c, 7.2): the exact instructions of each patch, branches renumbered across
+// patches as bpf_adj_branches() does, function starts moved, and each may_goto function's
+// count and timestamp stored first. That the rewritten program computes what the written one
+// does is the reference property (reference.test.ts: machine against interpreter).
+import { describe, expect, test } from "vitest";
+import { alu32, alu64, call, exit, jmp, label, may_goto, st } from "../../../jit/bpf/insn.ts";
+import { BPF_DW, R0, R1, R2, R6, R10 } from "../../../jit/bpf/opcodes.ts";
+import { program, type Program } from "../../../jit/bpf/program.ts";
+import { printProgram } from "../../../jit/bpf/print.ts";
+import { validate } from "../../../jit/bpf/validate.ts";
+import { BPF_REG_AX, miscFixups } from "../../../jit/bpf/fixups.ts";
+import { CALL_NAMES, TIMED_MAY_GOTO_CALL } from "../../../jit/bpf/abi.ts";
+
+const fixed = (p: Program) => miscFixups(p, validate(p));
+const lines = (p: Program) => printProgram(p, CALL_NAMES).split("\n").map((l) => l.trim());
+
+describe("bpf_do_misc_fixups() as the JIT receives it", () => {
+  test("a program without div/mod by a register, sdiv/smod by -1 or may_goto is passed through as it is", () => {
+    const p = program({ name: "p", type: "raw_tp", funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, 1), alu64.div.imm(R0, 3), exit()] }] });
+    expect(fixed(p)).toBe(p);
+  });
+
+  test("div by a register: `if src != 0 goto +2; w dst ^= w dst; goto +1; div`, and a jump over it lands after the patch", () => {
+    const p = program({
+      name: "p", type: "raw_tp", funcs: [{
+        name: "main", stackDepth: 0,
+        body: [alu64.mov.imm(R0, 7), alu64.mov.imm(R1, 2), jmp.jeq.imm(R1, 5, "out"), alu64.div.reg(R0, R1), label("out"), exit()],
+      }],
+    });
+    const q = fixed(p);
+    expect(lines(q)).toEqual([
+      "main: ; stack 0", "0: r0 = 7", "1: r1 = 2", "2: if r1 == 0x5 goto pc+4", "3: if r1 != 0x0 goto pc+2", "4: w0 ^= w0", "5: goto pc+1", "6: r0 /= r1", "7: exit",
+    ]);
+  });
+
+  test("32-bit mod by a register keeps the dividend zero-extended when the divisor is 0", () => {
+    const p = program({ name: "p", type: "raw_tp", funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, -1), alu64.mov.imm(R1, 0), alu32.mod.reg(R0, R1), exit()] }] });
+    expect(lines(fixed(p)).slice(3)).toEqual(["2: if w1 == 0x0 goto pc+2", "3: w0 %= w1", "4: goto pc+1", "5: w0 = w0", "6: exit"]);
+  });
+
+  test("sdiv by the immediate -1 becomes neg, smod by -1 becomes w = 0", () => {
+    const p = program({ name: "p", type: "raw_tp", funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, 9), alu64.sdiv.imm(R0, -1), alu64.mov.imm(R1, 9), alu64.smod.imm(R1, -1), exit()] }] });
+    const q = fixed(p);
+    expect(q.insns).toHaveLength(p.insns.length);
+    expect(lines(q).slice(2, 5)).toEqual(["1: r0 = -r0", "2: r1 = 9", "3: w1 = 0"]);
+  });
+
+  test("may_goto: x86-64's timed form in BPF_REG_AX with the call to arch_bpf_timed_may_goto, the count and timestamp stored first, a backward jump to it reaching the patch's start", () => {
+    const p = program({
+      name: "p", type: "raw_tp", funcs: [{
+        name: "main", stackDepth: 16,
+        body: [st(BPF_DW, R10, -16, 0), alu64.mov.imm(R6, 0), label("loop"), may_goto("out"), alu64.add.imm(R6, 1), jmp.ja("loop"), label("out"), alu64.mov.reg(R0, R6), exit()],
+      }],
+    });
+    const v = validate(p);
+    expect(v.stackDepth[0]).toBe(16);
+    expect(v.stackExtra[0]).toBe(16);
+    const q = miscFixups(p, v);
+    expect(lines(q)).toEqual([
+      "main: ; stack 16",
+      "0: *(u64 *)(r10 -32) = 65535", // count at -(depth + 16), BPF_MAX_TIMED_LOOPS
+      "1: *(u64 *)(r10 -24) = 0", //     timestamp at -(depth + 8)
+      "2: *(u64 *)(r10 -16) = 0",
+      "3: r6 = 0",
+      "4: r12 = *(u64 *)(r10 -32)", // the may_goto, at the loop's head
+      "5: if r12 == 0x0 goto pc+7", // off + 5: past the rest of the patch to the target
+      "6: r12 -= 1",
+      "7: if r12 != 0x0 goto pc+2",
+      "8: r12 = -32",
+      `9: call ${TIMED_MAY_GOTO_CALL.name}#${TIMED_MAY_GOTO_CALL.id}`,
+      "10: *(u64 *)(r10 -32) = r12",
+      "11: r6 += 1",
+      "12: goto pc-9", // back to 4, the start of the patch
+      "13: r0 = r6",
+      "14: exit",
+    ]);
+    expect(q.insns[4]!.dst).toBe(BPF_REG_AX);
+  });
+
+  test("a subprog after a patched function starts later; the call to it follows; its own may_goto stores come first in it", () => {
+    const p = program({
+      name: "p", type: "raw_tp", funcs: [
+        { name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, 8), alu64.mov.imm(R2, 0), alu64.div.reg(R0, R2), call.subprog("sub"), exit()] },
+        { name: "sub", stackDepth: 0, body: [alu64.mov.imm(R0, 3), label("l"), may_goto("o"), jmp.ja("l"), label("o"), exit()] },
+      ],
+    });
+    const q = fixed(p);
+    expect(q.funcs.map((f) => [f.name, f.start, f.end])).toEqual([["main", 0, 8], ["sub", 8, 20]]);
+    const callAt = q.insns.findIndex((x) => x.code === 0x85 && x.src === 1);
+    expect(callAt + 1 + q.insns[callAt]!.imm).toBe(8);
+    expect(lines(q)[lines(q).indexOf("sub: ; stack 0") + 1]).toBe("8: *(u64 *)(r10 -16) = 65535");
+  });
+});
