@@ -73,8 +73,46 @@ export interface PlanNested {
   readonly target: number;
 }
 
+/**
+ * acc += f(a, b): one of the instruction set's computations (MATH_KINDS in
+ * generators/_internals/emit.ts: mul, div, mod and their signed forms by an immediate or a
+ * register, movsx, byte swaps, ld_imm64, a jmp32 condition), in R1 and R2; the accumulator
+ * itself is only added to, so any corruption of it still shows.
+ */
+export interface PlanMath {
+  readonly op: "math";
+  /** Which computation (wraps). */
+  readonly kind: number;
+  readonly a: number;
+  readonly b: number;
+}
+
+/**
+ * An atomic on a slot (ATOMIC_KINDS: fetch_add, xchg, fetch_or and fetch_xor through the
+ * cmpxchg loop, add, cmpxchg, load-acquire, store-release): whatever it reads of the slot is
+ * folded into the accumulator, whatever it leaves there is read later.
+ */
+export interface PlanAtomic {
+  readonly op: "atomic";
+  readonly slot: number;
+  readonly kind: number;
+  readonly value: number;
+}
+
+/**
+ * A loop with a may_goto in it: `passes` 1..8 counted passes (the may_goto never runs out), or
+ * 0: a loop only may_goto bounds, which runs until the verifier's timed budget is spent (2 ×
+ * BPF_MAX_TIMED_LOOPS passes, about a million instructions). The lowering takes a 0 as a
+ * counted loop of 8 unless the plan allows such loops (`spinLoops`), and then only in the task's
+ * main function, once.
+ */
+export interface PlanLoop {
+  readonly op: "loop";
+  readonly passes: number;
+}
+
 export type PlanCallItem = PlanMix | PlanSample | PlanCall | PlanNested;
-export type PlanItem = PlanStore | PlanRw | PlanCallItem;
+export type PlanItem = PlanStore | PlanRw | PlanMath | PlanAtomic | PlanLoop | PlanCallItem;
 
 export interface PlanFunc {
   /** Initial values of the function's 8-byte stack slots (at least one slot is used; at most MAX_SLOTS). */
@@ -147,6 +185,8 @@ export interface Plan {
   /** The program attached to the NMI, or none. */
   readonly nmi: number | null;
   readonly interrupts: readonly PlanInterrupt[];
+  /** Loops only may_goto bounds may run (PlanLoop with 0 passes; absent: no). */
+  readonly spinLoops?: boolean;
 }
 
 // ---- limits the lowering enforces (every plan lowers; these keep it valid and bounded) ----

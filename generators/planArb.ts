@@ -39,10 +39,15 @@ export interface PlanConstraints {
   readonly interrupts?: boolean;
   /** Interrupt points, 0..MAX_INTERRUPTS (default 4; each may bring a follow-up). */
   readonly maxInterrupts?: number;
+  /**
+   * A loop only may_goto bounds in the task's main function, sometimes (default false: each
+   * runs about a million instructions, and exhaustive mode would fork at every one).
+   */
+  readonly spinLoops?: boolean;
 }
 
 const DEFAULTS: Required<PlanConstraints> = {
-  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4,
+  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false,
 };
 const RANGES: Readonly<Record<string, readonly [number, number]>> = {
   maxPrograms: [1, MAX_PROGRAMS], maxFuncs: [1, MAX_FUNCS], maxItems: [0, MAX_ITEMS], maxSlots: [1, MAX_SLOTS],
@@ -77,9 +82,16 @@ const callItem: fc.Arbitrary<PlanCallItem> = fc.oneof(
   w(2, fc.record({ op: fc.constant("nested"), target: ref })),
   w(1, fc.record({ op: fc.constant("mix"), value: s32 })),
 );
-const item: fc.Arbitrary<PlanItem> = fc.oneof(
+/** The instruction set's computations, atomics and loops (generators/_internals/emit.ts MATH_KINDS, ATOMIC_KINDS). */
+const mathItem = fc.record({ op: fc.constant("math"), kind: fc.nat({ max: 63 }), a: s32, b: fc.oneof(s32, fc.constantFrom(0, -1, 1)) });
+const atomicItem = fc.record({ op: fc.constant("atomic"), slot: ref, kind: fc.nat({ max: 15 }), value: s32 });
+const loopItem = (spin: boolean) => fc.record({ op: fc.constant("loop"), passes: spin ? fc.oneof(w(1, fc.integer({ min: 1, max: 8 })), w(2, fc.constant(0))) : fc.integer({ min: 1, max: 8 }) });
+const itemArb = (spin: boolean): fc.Arbitrary<PlanItem> => fc.oneof(
   w(4, fc.record({ op: fc.constant("store"), slot: ref, value: s32, width: fc.constantFrom(8, 4, 2, 1), how: fc.constantFrom("imm", "reg64", "reg32") })),
   w(2, fc.record({ op: fc.constant("rw"), slot: ref, value: s32 })),
+  w(2, mathItem),
+  w(1, atomicItem),
+  w(spin ? 3 : 1, loopItem(spin)),
   w(3, callItem),
 );
 /** Extra stack: none, sizes at the edges that matter (56/64: private-stack eligibility after rounding to 16; 128: disp8 → disp32; 448+: near 512), or any. */
@@ -90,6 +102,7 @@ const runNext = fc.constant({ op: "nested", target: 0 } as const);
 
 export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   const c = mustBeConstraints(constraints);
+  const item = itemArb(c.spinLoops);
   const func = (atEntry: fc.Arbitrary<PlanCallItem | null>): fc.Arbitrary<PlanFunc> => fc.record({
     slots: fc.array(s32, { minLength: 1, maxLength: c.maxSlots }),
     extra,
@@ -131,5 +144,6 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
     irq: fc.array(ref, { maxLength: c.irq ? 4 : 0 }),
     nmi: c.nmi ? fc.option(ref, { freq: 3 }) : fc.constant(null),
     interrupts: fc.array(interrupt, { maxLength: c.interrupts ? c.maxInterrupts : 0 }),
+    spinLoops: fc.constant(c.spinLoops),
   });
 }

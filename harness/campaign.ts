@@ -100,6 +100,9 @@ function trimPlan(plan: Plan, failsAlike: (p: Plan) => boolean): { plan: Plan; s
   return { plan, steps };
 }
 
+/** Machine steps a shrink may spend on its candidates (about 20 s of runs). */
+export const SHRINK_STEP_BUDGET = 100_000_000;
+
 /** The failure class of a plan on which checking throws: a harness bug, shrunk like any failure. */
 const THREW = "(the harness threw)";
 
@@ -114,9 +117,16 @@ const THREW = "(the harness threw)";
  * Deterministic: a replay (seed and path of the found plan) shrinks to the same plan.
  */
 function shrinkPlan(found: Plan, o: PlanCheck & { readonly constraints?: PlanConstraints }): { plan: Plan; shrinks: number } {
+  // Candidates are run until SHRINK_STEP_BUDGET machine steps are spent, then taken as passing,
+  // which ends the shrink where it is: a bound in steps, not time, so a replay ends alike. Typical
+  // plans never reach it; plans with a loop only may_goto bounds (a million steps each) do.
+  let spent = 0;
   const failure = (p: Plan) => {
+    if (spent > SHRINK_STEP_BUDGET) return undefined;
     try {
-      return checkPlan(p, o).verdict.failure?.what;
+      const v = checkPlan(p, o).verdict;
+      spent += "steps" in v.outcome.result ? v.outcome.result.steps : 0;
+      return v.failure?.what;
     } catch {
       return THREW;
     }

@@ -18,12 +18,16 @@
 // The accumulator is materialised lazily (main: a constant until first needed; a subprog: R1
 // until something clobbers it), so a call can be the very first instruction after the prologue,
 // and with `atExit` the last before the epilogue: the JIT's rare call shapes.
-import { alu32, alu64, call, exit, ldx, st, stx, type BpfInsn, type Item, type Size } from "../../jit/bpf/insn.ts";
-import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R3, R4, R5, R6, R10, type Reg } from "../../jit/bpf/opcodes.ts";
-import type { PlanCall, PlanCallItem, PlanFunc, PlanItem, PlanNested } from "../plan.ts";
+import { alu32, alu64, atomic, bswap, call, end, exit, insn, ld_imm64, ldx, st, stx, type BpfInsn, type Item, type Size } from "../../jit/bpf/insn.ts";
+import {
+  BPF_B, BPF_DW, BPF_H, BPF_JA, BPF_JCOND, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JSGT, BPF_K, BPF_MAY_GOTO, BPF_W, R0, R1, R2, R3, R4, R5, R6, R10, type Reg,
+} from "../../jit/bpf/opcodes.ts";
+import type { PlanAtomic, PlanCall, PlanCallItem, PlanFunc, PlanItem, PlanLoop, PlanMath, PlanNested } from "../plan.ts";
 import { MAX_ITEMS, MAX_SLOTS, RUN_BUDGET } from "../plan.ts";
 import { clamp, s32, upTo, wrap } from "./num.ts";
-import { epilogueSteps, HELPER_STEPS, prologueSteps, type Callee, type FuncShape } from "./steps.ts";
+import {
+  epilogueSteps, HELPER_STEPS, MAY_GOTO_INIT, MAY_GOTO_PASS, MAY_GOTO_EXIT, prologueSteps, SPIN_LOOP_STEPS, SPIN_LOOP_BPF, type Callee, type FuncShape,
+} from "./steps.ts";
 
 /** One emitted instruction, with what is fixed up once the frame size and the layout are known. */
 export interface Sym {
@@ -57,6 +61,8 @@ export interface BodyEnv {
   subprog(target: number): { readonly fi: number; readonly params: number; readonly cost: number } | undefined;
   /** What a nested run becomes: the kfunc's argument, what it enters, its steps. */
   nested(target: number): { readonly index: number; readonly callee: Callee; readonly cost: number };
+  /** May this function hold the plan's loop that only may_goto bounds (taken by the first such loop)? */
+  spin(): boolean;
 }
 
 const HELPER_MIX = 1, HELPER_RW = 2, HELPER_SAMPLE = 3, KFUNC_RUN_NESTED = 1000;
@@ -78,6 +84,10 @@ class Body {
   private live = 0;
   private acc: "seed" | "r1" | "r6";
   private used = 0;
+  /** It has a may_goto: the verifier's fix-ups store its count and timestamp first (2 instructions). */
+  private mayGoto = false;
+  /** BPF instructions its loop that only may_goto bounds runs (the interpreter's budget). */
+  private spinBpf = 0;
   private straight = 0;
   private readonly straights: number[] = [];
   private readonly calls: Callee[] = [];
@@ -100,18 +110,24 @@ class Body {
     if (x.src >= 6 && x.src <= 9) this.used |= 1 << x.src;
     this.out.push({ x, at, field, callee, live: this.live });
   }
-  /** A straight-line instruction. */
-  private op(it: Item): void {
+  /** A straight-line instruction, `steps` x86 instructions once JITed (baseline; after the verifier's fix-ups). */
+  private op(it: Item, steps = 1): void {
     this.put(insnOf(it));
-    this.straight++;
-    this.cost++;
+    this.straight += steps;
+    this.cost += steps;
+  }
+  /** A raw instruction (jumps by offset). */
+  private raw(x: BpfInsn, steps = 1): void {
+    this.put(x);
+    this.straight += steps;
+    this.cost += steps;
   }
   /** An access to a slot: own slots get their offset fixed up, parameters use offset `byte`. */
-  private mem(make: (base: Reg, off: number) => Item, p: Place, byte: number): void {
-    if (p.slot < 0) return this.op(make(p.base, byte));
+  private mem(make: (base: Reg, off: number) => Item, p: Place, byte: number, steps = 1): void {
+    if (p.slot < 0) return this.op(make(p.base, byte), steps);
     this.put(insnOf(make(R10, 0)), p.slot * 8 + byte);
-    this.straight++;
-    this.cost++;
+    this.straight += steps;
+    this.cost += steps;
   }
   private callOut(it: Item, c: Callee, calleeCost: number, fi = -1): void {
     this.put(insnOf(it), -1, "off", fi);
@@ -177,8 +193,88 @@ class Body {
     switch (it.op) {
       case "store": return this.store(it.slot, it.value, it.width, it.how);
       case "rw": return this.rw(it.slot, it.value);
+      case "math": return this.math(it);
+      case "atomic": return this.atomic(it);
+      case "loop": return this.loop(it);
       default: return this.callItem(it, false);
     }
+  }
+
+  /** acc += f(a, b), f one of MATH_KINDS, computed in R1 (and R2). */
+  private math(m: PlanMath): void {
+    this.freeR1();
+    const a = s32(m.a), b = s32(m.b);
+    MATH_KINDS[wrap(m.kind, MATH_KINDS.length)]!.emit(a, b, (it, steps) => this.op(it, steps), (x, steps) => this.raw(x, steps));
+    this.accToR6();
+    this.op(alu64.add.reg(R6, R1));
+  }
+
+  /** An atomic on a slot: what it reads is folded in, what it leaves is read later. */
+  private atomic(m: PlanAtomic): void {
+    const p = this.place(m.slot), v = s32(m.value);
+    this.freeR1();
+    const kind = ATOMIC_KINDS[wrap(m.kind, ATOMIC_KINDS.length)]!;
+    if (kind === "store_release") {
+      if (this.isLive(p)) this.consume(p);
+      this.op(alu64.mov.imm(R1, v));
+      this.mem((b, o) => atomic.storeRelease(BPF_DW, b, R1, o), p, 0);
+      this.setLive(p, true);
+      return;
+    }
+    this.ensureLive(p);
+    this.accToR6();
+    if (kind === "load_acquire") {
+      this.mem((b, o) => atomic.loadAcquire(BPF_DW, R1, b, o), p, 0);
+      this.setLive(p, false);
+      this.op(alu64.add.reg(R6, R1));
+      return;
+    }
+    if (kind === "add") { // lock add: nothing read here; the slot holds old + v for the read-back
+      this.op(alu64.mov.imm(R1, v));
+      this.mem((b, o) => atomic.add(BPF_DW, b, R1, o), p, 0);
+      return;
+    }
+    if (kind === "cmpxchg") { // r0 = the old value; the slot gets v if it held v ^ 1, else keeps it
+      this.op(alu64.mov.imm(R0, v ^ 1));
+      this.op(alu64.mov.imm(R1, v));
+      this.mem((b, o) => atomic.cmpxchg(BPF_DW, b, R1, o), p, 0);
+      this.op(alu64.add.reg(R6, R0));
+      return;
+    }
+    // fetch_add, xchg: one instruction; fetch_or (64) and fetch_xor (32): the cmpxchg loop, 8 instructions
+    this.op(alu64.mov.imm(R1, v));
+    if (kind === "fetch_add") this.mem((b, o) => atomic.fetchAdd(BPF_DW, b, R1, o), p, 0);
+    else if (kind === "xchg") this.mem((b, o) => atomic.xchg(BPF_DW, b, R1, o), p, 0);
+    else if (kind === "fetch_or") this.mem((b, o) => atomic.fetchOr(BPF_DW, b, R1, o), p, 0, 8);
+    else this.mem((b, o) => atomic.fetchXor(BPF_W, b, R1, o), p, 0, 8);
+    this.op(alu64.add.reg(R6, R1));
+  }
+
+  /**
+   * A loop with a may_goto in it, counting its passes in R2, which is then added to the
+   * accumulator: `r2 = 0; l: may_goto out; r2 += 1; if r2 < n goto l` (n passes), or, when the
+   * plan allows one here, `goto l` in place of the test (bounded by may_goto alone).
+   */
+  private loop(m: PlanLoop): void {
+    this.freeR1();
+    const want = clamp(m.passes, 0, 8);
+    const spin = want === 0 && this.env.spin();
+    const n = want === 0 ? 8 : want;
+    this.mayGoto = true;
+    this.op(alu64.mov.imm(R2, 0));
+    if (spin) {
+      // the passes, refills and the final exit, as one straight run (steps.ts SPIN_LOOP_STEPS)
+      this.raw(insn(BPF_JMP | BPF_JCOND, 0, BPF_MAY_GOTO, 2, 0), SPIN_LOOP_STEPS);
+      this.op(alu64.add.imm(R2, 1), 0);
+      this.raw(insn(BPF_JMP | BPF_JA, 0, 0, -3, 0), 0);
+      this.spinBpf += SPIN_LOOP_BPF;
+    } else {
+      this.raw(insn(BPF_JMP | BPF_JCOND, 0, BPF_MAY_GOTO, 2, 0), n * MAY_GOTO_PASS);
+      this.op(alu64.add.imm(R2, 1), n);
+      this.raw(insn(BPF_JMP | BPF_JLT | BPF_K, R2, 0, -3, n), 2 * n);
+    }
+    this.accToR6();
+    this.op(alu64.add.reg(R6, R2));
   }
 
   private store(slot: number, value: number, width: number, how: string): void {
@@ -299,13 +395,55 @@ class Body {
     else this.callItem(atExit, true);
     this.put(insnOf(exit()));
     this.straights.push(this.straight);
+    if (this.mayGoto) { this.straights[0]! += MAY_GOTO_INIT; this.cost += MAY_GOTO_INIT; }
     let pushes = 0;
     for (let r = 6; r <= 9; r++) if (this.used & (1 << r)) pushes++;
-    const stack = this.out.some((s) => s.at >= 0); // an own slot touched: the verifier's depth is not 0
+    // an own slot touched, or a may_goto's 16 bytes: the JIT's depth is not 0
+    const stack = this.mayGoto || this.out.some((s) => s.at >= 0);
     const shape: FuncShape = { pushes, stack, straight: this.straights, calls: this.calls };
     return { insns: this.out, shape, cost: this.cost + prologueSteps(pushes, stack) + epilogueSteps(pushes), nslots: this.nslots, subprogs: this.subprogs };
   }
 }
+
+/**
+ * The computations of PlanMath, each with the x86 instructions its BPF instructions execute once
+ * JITed under baseline after the verifier's fix-ups (jit/lower.ts, jit/bpf/fixups.ts), so the
+ * step model stays exact: a division pushes and pops rax and rdx around `div`; a division by a
+ * register runs the fix-up's guard first (its path known from b); a to_le 64 emits nothing.
+ */
+type Put = (it: Item, steps: number) => void;
+type PutRaw = (x: BpfInsn, steps: number) => void;
+const nz = (b: number) => (b === 0 ? 7 : b);
+export const MATH_KINDS: readonly { readonly name: string; emit(a: number, b: number, op: Put, raw: PutRaw): void }[] = [
+  { name: "mul imm", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.mul.imm(R1, b), 1); } },
+  { name: "mul reg 32", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.mov.imm(R2, b), 1); op(alu32.mul.reg(R1, R2), 1); } },
+  // push rax, push rdx, mov r11,imm, mov rax,rdi, xor edx,edx / cqo, div r11, mov rdi,rax|rdx, pop rdx, pop rax
+  { name: "div imm", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.div.imm(R1, nz(b)), 9); } },
+  { name: "mod imm 32", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu32.mod.imm(R1, nz(b)), 9); } },
+  { name: "sdiv imm", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.sdiv.imm(R1, b === -1 ? 3 : nz(b)), 9); } },
+  // the guard: `if r2 != 0 goto +2` (test, jne), then the 8 of the division, or `w1 ^= w1; goto +1`
+  { name: "div reg", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.mov.imm(R2, b), 1); op(alu64.div.reg(R1, R2), b !== 0 ? 10 : 4); } },
+  // `if r2 == 0 goto +1` (test, je), then the 8 of the modulo
+  { name: "mod reg", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.mov.imm(R2, b), 1); op(alu64.mod.reg(R1, R2), b !== 0 ? 10 : 2); } },
+  // AX = r2; AX += 1; `if AX > 1` (cmp, ja) to the sdiv's 8; else `if AX == 0` (test, je), `r1 = 0`, `r1 = -r1`, `goto +1`
+  { name: "sdiv reg", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.mov.imm(R2, b), 1); op(alu64.sdiv.reg(R1, R2), b === 0 ? 9 : b === -1 ? 8 : 12); } },
+  // AX = r2; w AX += 1; `if w AX > 1` to the smod's 8 and `goto +1`; `if w AX == 1` to `w1 = w1`; else `w1 = 0`, two gotos
+  { name: "smod reg 32", emit: (a, b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.mov.imm(R2, b), 1); op(alu32.smod.reg(R1, R2), b === 0 ? 7 : b === -1 ? 9 : 13); } },
+  { name: "movsx8", emit: (a, _b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.movsx(R1, R1, 8), 1); } },
+  { name: "movsx16 32", emit: (a, _b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu32.movsx(R1, R1, 16), 1); } },
+  { name: "movsx32", emit: (a, _b, op) => { op(alu64.mov.imm(R1, a), 1); op(alu64.movsx(R1, R1, 32), 1); } },
+  { name: "bswap64", emit: (a, _b, op) => { op(alu64.mov.imm(R1, a), 1); op(bswap(R1, 64), 1); } },
+  { name: "bswap16", emit: (a, _b, op) => { op(alu64.mov.imm(R1, a), 1); op(bswap(R1, 16), 2); } }, // ror r16,8; movzx
+  { name: "be32", emit: (a, _b, op) => { op(alu64.mov.imm(R1, a), 1); op(end.toBe(R1, 32), 1); } },
+  { name: "le16", emit: (a, _b, op) => { op(alu64.mov.imm(R1, a), 1); op(end.toLe(R1, 16), 1); } },
+  { name: "le64", emit: (a, _b, op) => { op(alu64.mov.imm(R1, a), 1); op(end.toLe(R1, 64), 0); } }, // no code at all
+  { name: "ld_imm64", emit: (a, b, op) => { const [lo, hi] = ld_imm64(R1, (BigInt(a) << 32n) | BigInt(b >>> 0)); op(lo, 1); op(hi, 0); } },
+  // `if w1 s> b goto +1` (cmp or test, jg), `r1 ^= b` when not taken
+  { name: "jmp32", emit: (a, b, op, raw) => { op(alu64.mov.imm(R1, a), 1); raw(insn(BPF_JMP32 | BPF_JSGT | BPF_K, R1, 0, 1, b), 2); op(alu64.xor.imm(R1, b), a > b ? 0 : 1); } },
+];
+
+/** What PlanAtomic does to its slot. */
+export const ATOMIC_KINDS = ["fetch_add", "xchg", "fetch_or", "fetch_xor", "add", "cmpxchg", "load_acquire", "store_release"] as const;
 
 /** Lower one function's body: parameters saved, the entry call, the items, the read-back, the exit call. */
 export function lowerBody(f: PlanFunc, env: BodyEnv): LoweredBody {

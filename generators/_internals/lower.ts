@@ -68,7 +68,7 @@ export function lowerPlan(plan: Plan): Lowered {
   const types = progs.map((p) => ((PROG_TYPES as readonly string[]).includes(p.type) ? p.type : "struct_ops"));
   const counters = recursionCounters(types.map((t, i) => typeOnly(t, progs[i]!.privStackRequested === true)));
   const lowered: LoweredProgram[] = new Array(n);
-  for (let i = n - 1; i >= 0; i--) lowered[i] = lowerProgram(progs[i]!, i, types[i]!, counters[i]!, n, nestLimit, lowered);
+  for (let i = n - 1; i >= 0; i--) lowered[i] = lowerProgram(progs[i]!, i, types[i]!, counters[i]!, n, nestLimit, lowered, i === 0 && plan.spinLoops === true);
 
   const names = progs.map((_, i) => progName(i));
   const irq = upTo(plan.irq, IRQ_VECTORS.length).map((ref, k) => ({ vector: IRQ_VECTORS[k]!, program: wrap(ref, n) }));
@@ -93,7 +93,7 @@ export function lowerPlan(plan: Plan): Lowered {
   return { file, frames: lowered.map((l) => l.frames), timeline: tl };
 }
 
-function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number, n: number, nestLimit: number, later: readonly LoweredProgram[]): LoweredProgram {
+function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number, n: number, nestLimit: number, later: readonly LoweredProgram[], spinLoop: boolean): LoweredProgram {
   const given = upTo(p.funcs, MAX_FUNCS);
   const funcs = given.length ? given : [EMPTY_FUNC];
   const m = funcs.length;
@@ -111,9 +111,16 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
     height = Math.max(height, 1 + later[j]!.height);
     return { index: j, callee: { kind: "nested", prog: j }, cost: nestedRunCost(later[j]!.mainCost) };
   };
+  // The plan's one loop that only may_goto bounds, if it allows one: in the task's main function.
+  let spinLeft = spinLoop;
   for (let fi = m - 1; fi >= 0; fi--) {
     bodies[fi] = lowerBody(funcs[fi]!, {
       isMain: fi === 0, seed: s32(p.seed), params: params[fi]!, nested,
+      spin: () => {
+        if (fi !== 0 || !spinLeft) return false;
+        spinLeft = false;
+        return true;
+      },
       subprog: (target) => {
         if (fi === m - 1) return undefined;
         const g = fi + 1 + wrap(target, m - fi - 1);

@@ -38,6 +38,26 @@ export const IRQ_ENTER = 56, IRQ_EXIT = 26;
 export const NMI_ENTER = 39, NMI_EXIT = 19, NMI_NO_PROGRAM = 57;
 
 /**
+ * may_goto after the verifier's fix-up (timed, x86-64): the two stores of the count and the
+ * timestamp at the function's start; per pass `r12 = count; if r12 == 0` (test, je); `r12 -= 1;
+ * if r12 != 0` (test, jne) over the refill to `count = r12`: 7; the last one, which jumps: 3.
+ */
+export const MAY_GOTO_INIT = 2, MAY_GOTO_PASS = 7, MAY_GOTO_EXIT = 3;
+/**
+ * A refill: `r12 = off; call arch_bpf_timed_may_goto` (2 more than a pass); that function's 20
+ * (lea, frame, six pushes, mov rdi, call | mov r10, six pops, leave, ret) and
+ * bpf_check_timed_may_goto()'s 13 the first time (the timestamp recorded) and 15 the second
+ * (the slice spent, with the synthetic kernel's clock: jit/kernel/layout.ts MONO_CLOCK_STEP).
+ */
+const REFILL_1 = 2 + 20 + 13, REFILL_2 = 2 + 20 + 15;
+/** Passes of a loop only may_goto bounds: two budgets of BPF_MAX_TIMED_LOOPS. */
+export const SPIN_PASSES = 2 * 0xffff;
+/** Steps of `l: may_goto out; r2 += 1; goto l` run to its end: 9 a pass, the two refills, the exit. */
+export const SPIN_LOOP_STEPS = SPIN_PASSES * (MAY_GOTO_PASS + 2) + REFILL_1 + REFILL_2 + MAY_GOTO_EXIT;
+/** BPF instructions the reference interpreter counts for it (may_goto, add, goto per pass; the exit). */
+export const SPIN_LOOP_BPF = SPIN_PASSES * 3 + 1;
+
+/**
  * A BPF function's prologue: endbr64, nop5, nop3, push rbp, mov rbp,rsp,
  * endbr64, sub rsp (with a non-zero stack), then one push per callee-saved register used; its epilogue: the pops,
  * `leave`, `ret` (the BPF `exit` is the first of them).

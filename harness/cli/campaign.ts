@@ -32,6 +32,7 @@ interface CampaignFlags extends JitFlags {
   runs: number;
   seed?: number;
   exhaustive?: boolean;
+  spinLoops?: boolean;
   json?: boolean;
 }
 
@@ -45,13 +46,18 @@ function parseShard(v: string): Shard {
 
 /** How walks are judged in a campaign: the unwinder, policy, private-stack knowledge and mode. */
 const modeOf = (f: CampaignFlags) => ({ unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false });
+/** What the generator may draw beyond its defaults. */
+function generatorOf(f: CampaignFlags): { constraints?: { spinLoops: true } } {
+  if (f.spinLoops && f.exhaustive) throw new UsageError("--spin-loops and --exhaustive: a loop only may_goto bounds runs about a million instructions, and exhaustive mode forks at every one; use one or the other");
+  return f.spinLoops ? { constraints: { spinLoops: true } } : {};
+}
 
 
 function replayLine(f: CampaignFlags, strategy: string, seed: number, path: string): string {
   return [
     "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
-    ...(f.exhaustive ? ["--exhaustive"] : []),
+    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []),
     ...(f.bmi2 ? ["--bmi2"] : []),
     ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
     `--seed ${seed}`, `--path ${path}`,
@@ -67,12 +73,12 @@ const coverageText = (c: ReadonlyMap<PointClass, number>) =>
 /** Run one campaign, on worker threads if asked; a failure is replayed here (seed + path) for its report. */
 async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, jit: JitBackend, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {
   const mode = modeOf(f);
-  const options = { ...mode, strategy, jit };
+  const options = { ...mode, ...generatorOf(f), strategy, jit };
   if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
   const started = performance.now();
   // each worker thread runs its own JIT (a kernel tree's: its own shim)
   const jitTask = { jit: f.jit, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}), ...(f.bmi2 ? { bmi2: true } : {}) };
-  const { results } = await runOnWorkers({ ...mode, ...jitTask, strategy: strategySpec }, runs, seed, workers, bar);
+  const { results } = await runOnWorkers({ ...mode, ...generatorOf(f), ...jitTask, strategy: strategySpec }, runs, seed, workers, bar);
   const coverage = new Map<PointClass, number>();
   for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
   const failed = results.find((r) => !r.ok);
@@ -89,6 +95,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
     .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
     .option("--exhaustive", "inject one IRQ and one NMI at every instruction boundary of each scenario, one run each")
+    .option("--spin-loops", "let the task's main function run a loop only may_goto bounds (about a million instructions each; not with --exhaustive)")
     .option("--json", "machine-readable output");
 
   common(program
@@ -185,7 +192,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("replay: give a corpus file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
       if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`replay: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
       const strategy = await loadStrategy(f.strategy);
-      const r = runCampaign({ ...modeOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
+      const r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
       if (r.ok) {
         out(f.json ? `${JSON.stringify({ ok: true, seed: f.seed, path: f.path }, null, 2)}\n` : `seed ${f.seed}, path ${f.path}: the scenario there passes under ${strategy.name} (a different strategy, unwinder or policy than the campaign's?)\n`);
         return;

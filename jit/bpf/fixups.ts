@@ -45,10 +45,13 @@ const EMIT_CALL_TIMED_MAY_GOTO = () => RAW(BPF_JMP | BPF_CALL, 0, 0, 0, TIMED_MA
 class Patcher {
   readonly insns: BpfInsn[];
   readonly starts: number[];
+  /** Where each original instruction's code begins now (a patch replacing it begins there). */
+  readonly at: number[];
 
   constructor(p: Program) {
     this.insns = [...p.insns];
     this.starts = [...p.funcs.map((f) => f.start), p.insns.length]; // with the fake 'exit' subprog
+    this.at = p.insns.map((_, i) => i);
   }
 
   /** bpf_patch_insn_single() + adjust_subprog_starts(): instruction `pos` becomes `patch`. */
@@ -70,6 +73,7 @@ class Patcher {
       this.insns[curr] = viaImm ? { ...x, imm: rel } : { ...x, off: rel };
     });
     for (let i = 0; i < this.starts.length; i++) if (this.starts[i]! > pos) this.starts[i]! += len - 1;
+    for (let i = 0; i < this.at.length; i++) if (this.at[i]! > pos) this.at[i]! += len - 1;
   }
 
   /** adjust_jmp_off(): jumps (not calls) to `target`, outside [target, target + delta), move by delta. */
@@ -120,8 +124,16 @@ function divModGuard(x: BpfInsn): BpfInsn[] {
  * count and timestamp go below it: -depth-16 and -depth-8).
  */
 export function miscFixups(p: Program, v: Validated): Program {
+  return fixupsWithMap(p, v).program;
+}
+
+/**
+ * miscFixups(), and where each instruction of `p` begins in the result (`at[i]`: the first
+ * instruction of the patch that replaced it, or of the stores put before a function's first).
+ */
+export function fixupsWithMap(p: Program, v: Validated): { program: Program; at: readonly number[] } {
   const needs = p.insns.some((x) => isMayGoto(x) || isDivModReg(x) || isSignedByMinusOne(x));
-  if (!needs) return p;
+  if (!needs) return { program: p, at: p.insns.map((_, i) => i) };
   const pt = new Patcher(p);
   let fi = 0;
   for (let i = 0; i < pt.insns.length; i++) {
@@ -150,7 +162,7 @@ export function miscFixups(p: Program, v: Validated): Program {
     pt.patch(start, [ST_MEM_DW(10, -depth, BPF_MAX_TIMED_LOOPS), ST_MEM_DW(10, -depth + 8, 0), pt.insns[start]!]);
     pt.adjustJmpOff(start, 2);
   });
-  return pt.program(p);
+  return { program: pt.program(p), at: pt.at };
 }
 
 const isDivModReg = (x: BpfInsn) => (BPF_CLASS(x.code) === BPF_ALU || BPF_CLASS(x.code) === BPF_ALU64) && (BPF_OP(x.code) === BPF_DIV || BPF_OP(x.code) === BPF_MOD) && (x.code & BPF_X) !== 0;

@@ -39,7 +39,7 @@ export function aluResult(x: BpfInsn, dst: bigint, src: bigint): bigint {
   const is64 = BPF_CLASS(x.code) === BPF_ALU64, op = BPF_OP(x.code);
   const bits = is64 ? 64 : 32;
   const mask = is64 ? M64 : M32;
-  const wrap = (v: bigint) => BigInt.asUintN(bits, v);
+  // (no local closure here: under tsx every named closure costs a __name() call, and this runs per instruction)
   if (op === BPF_END) {
     // ALU_END_TO_BE/_TO_LE, ALU64_END_TO_LE: on the whole register, whatever the class.
     const n = x.imm;
@@ -50,28 +50,28 @@ export function aluResult(x: BpfInsn, dst: bigint, src: bigint): bigint {
   if (op === BPF_MOV) {
     if (BPF_SRC(x.code) === BPF_X && x.off !== 0) {
       if (x.off !== 8 && x.off !== 16 && x.off !== 32) throw new OpError(`BPF_MOV with off ${x.off} has no semantics here`);
-      return wrap(BigInt.asIntN(x.off, src)); // (s8/s16/s32) SRC, then (u32) in ALU32
+      return BigInt.asUintN(bits, BigInt.asIntN(x.off, src)); // (s8/s16/s32) SRC, then (u32) in ALU32
     }
     return src & mask;
   }
   const a = dst & mask, b = src & mask;
   const sa = BigInt.asIntN(bits, a), sb = BigInt.asIntN(bits, b);
   switch (op) {
-    case BPF_ADD: return wrap(a + b);
-    case BPF_SUB: return wrap(a - b);
-    case BPF_MUL: return wrap(a * b);
+    case BPF_ADD: return BigInt.asUintN(bits, a + b);
+    case BPF_SUB: return BigInt.asUintN(bits, a - b);
+    case BPF_MUL: return BigInt.asUintN(bits, a * b);
     case BPF_AND: return a & b;
     case BPF_OR: return a | b;
     case BPF_XOR: return a ^ b;
-    case BPF_LSH: return wrap(a << (b & BigInt(bits - 1)));
+    case BPF_LSH: return BigInt.asUintN(bits, a << (b & BigInt(bits - 1)));
     case BPF_RSH: return a >> (b & BigInt(bits - 1));
-    case BPF_ARSH: return wrap(sa >> (b & BigInt(bits - 1)));
-    case BPF_NEG: return wrap(-a);
+    case BPF_ARSH: return BigInt.asUintN(bits, sa >> (b & BigInt(bits - 1)));
+    case BPF_NEG: return BigInt.asUintN(bits, -a);
     case BPF_DIV:
-      if (x.off === 1) return sb === 0n ? 0n : sb === -1n ? wrap(-sa) : wrap(sa / sb);
+      if (x.off === 1) return sb === 0n ? 0n : sb === -1n ? BigInt.asUintN(bits, -sa) : BigInt.asUintN(bits, sa / sb);
       return b === 0n ? 0n : a / b;
     case BPF_MOD:
-      if (x.off === 1) return sb === 0n ? a : sb === -1n ? 0n : wrap(sa % sb);
+      if (x.off === 1) return sb === 0n ? a : sb === -1n ? 0n : BigInt.asUintN(bits, sa % sb);
       return b === 0n ? a : a % b;
   }
   throw new OpError(`ALU op 0x${op.toString(16)} has no semantics`);

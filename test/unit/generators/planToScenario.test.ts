@@ -7,6 +7,7 @@
 // interrupt's own program (whose re-entry the runner must refuse).
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
+import { fixupsWithMap } from "../../../jit/bpf/fixups.ts";
 import { parseScenario } from "../../../harness/scenario.ts";
 import { runScenario, scheduleOf } from "../../../harness/run.ts";
 import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
@@ -236,10 +237,14 @@ describe("corruption of a live stack slot changes the result", () => {
       const sc = parseScenario(low.file);
       const img = buildImage(sc.spec, baseline);
       const where = new Map<bigint, { live: number; depth: number }>();
-      img.programs.forEach((q, pi) => q.jit.funcs.forEach((f, fi) => f.insnAddrs.forEach((a, k) => {
-        const frame = low.frames[pi]![fi]!;
-        if (frame.live[k]) where.set(a, { live: frame.live[k]!, depth: frame.slot0 });
-      })));
+      img.programs.forEach((q, pi) => {
+        // the lowering's instructions as written; the JIT's after the verifier's fix-ups
+        const { at } = fixupsWithMap(q.program, q.validated);
+        q.jit.funcs.forEach((f, fi) => {
+          const frame = low.frames[pi]![fi]!, start = q.program.funcs[fi]!.start, xstart = q.xlated.funcs[fi]!.start;
+          frame.live.forEach((live, k) => { if (live) where.set(f.insnAddrs[at[start + k]! - xstart]!, { live, depth: frame.slot0 }); });
+        });
+      });
       // The clean run, one step at a time, noting the boundaries with live slots.
       const clean = loadImage(img);
       startTask(img, clean);

@@ -1,4 +1,4 @@
-// Finding 7 (README): under 7.2's private stacks (r9-private), may_goto's timed refill looks for
+// README finding 6: under 7.2's private stacks (r9-private), may_goto's timed refill looks for
 // its count and timestamp through rbp (arch_bpf_timed_may_goto, arch/x86/net/
 // bpf_timed_may_goto.S: `leaq (%rbp, %r10, 1), %r10`) while the fix-up keeps them on the
 // private stack (BPF_REG_10 is r9 there). bpf_check_timed_may_goto() then reads and writes a
