@@ -32,6 +32,7 @@ function makeFormatter(syntax: Syntax): Formatter {
   if (syntax === "llvm") {
     f.gasShowMnemonicSizeSuffix = true;
     f.spaceAfterOperandSeparator = true;
+    f.signedImmediateOperands = true; // LLVM's PrintImmHex prints `$-0x8`
   }
   f.smallHexNumbersInDecimal = false;
   f.hexPrefix = "0x";
@@ -90,4 +91,57 @@ export function formatLine(l: DisasmLine, marker = false): string {
 /** A whole listing; `mark` puts `=>` in front of the instruction at that address. */
 export function formatListing(lines: readonly DisasmLine[], mark?: bigint): string {
   return lines.map((l) => formatLine(l, mark !== undefined && l.address === BigInt.asUintN(64, mark))).join("\n");
+}
+
+/** One line of test_progs' listing: the offset and bytes columns, and the text after them. */
+export interface TestProgsLine {
+  readonly pc: number;
+  /** `%x:\t` and the bytes, as test_progs pads them. */
+  readonly prefix: string;
+  /** What follows: a local label (`L0:`), then LLVM's `\tmnemonic\toperands`; a `__jited("...")` line matches it. */
+  readonly text: string;
+}
+
+/**
+ * One function as the kernel selftests' test_progs prints it (disasm_one_func() in
+ * tools/testing/selftests/bpf/jit_disasm_helpers.c, 7.2): per instruction `%x:\t`, its bytes as
+ * `%02x ` padded to 36 columns, a local label (`L0:`) where a jump inside the function lands, and
+ * LLVM's text, `\tmnemonic\toperands` (a `lock` prefix as `\tlock\t` before it, as LLVM's
+ * printInstFlags() writes it), with branches inside the function as their labels and offsets
+ * counted from the function's start, as LLVM is given them.
+ */
+export function testProgsLines(bytes: Uint8Array): TestProgsLine[] {
+  const f = makeFormatter("llvm");
+  const insns: { pc: number; len: number; text: string; target?: number }[] = [];
+  try {
+    forEachInstruction(bytes, 0n, (ins) => {
+      let target: number | undefined;
+      if (!ins.isInvalid && ins.flowControl !== FC_NEXT) {
+        for (let i = 0; i < ins.opCount; i++) {
+          if (ins.opKind(i) !== NEAR64) continue;
+          const t = BigInt.asIntN(64, ins.nearBranch64);
+          if (t >= 0n && t < BigInt(bytes.length)) target = Number(t);
+        }
+      }
+      insns.push({ pc: Number(ins.ip), len: ins.length, text: ins.isInvalid ? "(bad)" : f.format(ins), ...(target !== undefined ? { target } : {}) });
+    });
+  } finally {
+    f.free();
+  }
+  const labels = [...new Set(insns.flatMap((x) => (x.target === undefined ? [] : [x.target])))].sort((a, b) => a - b);
+  const name = (pc: number) => `L${labels.indexOf(pc)}`;
+  return insns.map((x) => {
+    let text = x.text, lock = "";
+    if (text.startsWith("lock ")) { lock = "\tlock\t"; text = text.slice(5); }
+    const sp = text.indexOf(" ");
+    const mnemonic = sp < 0 ? text : text.slice(0, sp);
+    const operands = x.target !== undefined ? name(x.target) : sp < 0 ? "" : text.slice(sp + 1);
+    const hex = [...bytes.subarray(x.pc, x.pc + x.len)].map((b) => `${b.toString(16).padStart(2, "0")} `).join("").padEnd(36);
+    return { pc: x.pc, prefix: `${x.pc.toString(16)}:\t${hex}`, text: `${labels.includes(x.pc) ? `${name(x.pc)}:` : ""}${lock}\t${mnemonic}${operands ? `\t${operands}` : ""}` };
+  });
+}
+
+/** A program's functions as test_progs prints them: `func #i:`, the lines, a blank line after each. */
+export function testProgsListing(funcs: readonly Uint8Array[]): string {
+  return funcs.map((b, fi) => [`func #${fi}:`, ...testProgsLines(b).map((l) => l.prefix + l.text), ""].join("\n")).join("\n") + "\n";
 }

@@ -5,7 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from "commander
 import pc from "picocolors";
 import { supportedCodes } from "../machine/isa.ts";
 import { hex64 as h16, SymbolTable } from "../machine/index.ts";
-import { disassemble, formatListing } from "../../jit/disasm.ts";
+import { disassemble, formatListing, testProgsListing } from "../../jit/disasm.ts";
 import { CALL_NAMES } from "../../jit/bpf/abi.ts";
 import { buildImage, ImageError } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
@@ -94,7 +94,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .description("JIT a scenario's programs and print each function like `bpftool prog dump jited` (with the BPF instructions as comments), or disassemble raw bytes")
     .argument("<scenario-or-bytes...>", "a scenario file (.json), or instruction bytes in hex ('55 48 89 e5')")
     .option("--strategy <name|file>", "a built-in strategy (see `stackcheck strategies`) or a strategy module (.ts/.js)", "baseline")
-    .addOption(new Option("--syntax <syntax>", "assembler syntax").choices(["gas", "llvm", "intel"]).default("gas"))
+    .addOption(new Option("--syntax <syntax>", "assembler syntax; llvm: exactly test_progs' listing (func #i, mnemonic TAB operands), whose lines paste into __jited()").choices(["gas", "llvm", "intel"]).default("gas"))
     .addOption(new Option("--base <addr>", "address of the first byte (raw bytes only)").default(0xffffffffa0000000n, "ffffffffa0000000").argParser(parseAddress))
     .option("--no-ibt", "no endbr64 (CONFIG_X86_KERNEL_IBT off)")
     .option("--sls", "int3 after ret (CONFIG_MITIGATION_SLS)");
@@ -183,6 +183,11 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
   const symbols = new SymbolTable(img.symbols);
   const cbs = CALL_NAMES;
   const lines = [`; strategy ${strategy.name}: ${strategy.summary}`, ...(jit.name === "ts" ? [] : [`; jit: ${jit.describe}`])];
+  if (o.syntax === "llvm") {
+    // exactly what the selftests' test_progs prints, per program, so lines paste into __jited("...")
+    for (const p of img.programs) lines.push("", `; program ${p.program.name} (${p.program.type}): ${p.jit.funcs.map((f) => f.name).join(", ")}`, testProgsListing(p.jit.funcs.map((f) => f.image.bytes)).trimEnd());
+    return `${lines.join("\n")}\n`;
+  }
   for (const p of img.programs) {
     for (const f of p.jit.funcs) {
       const func = p.xlated.funcs[f.fi]!;

@@ -71,16 +71,26 @@ describe("stackcheck", () => {
   });
 
   test("disasm <scenario> prints each function like bpftool prog dump jited, with the BPF as comments and symbols", async () => {
-    const r = await cli("disasm", "test/scenarios/nested.json", "--strategy", "r9-private", "--syntax", "llvm");
+    const r = await cli("disasm", "test/scenarios/nested.json", "--strategy", "r9-private");
     expect(r.code).toBe(0);
     expect(r.out).toContain("; strategy r9-private: (b) r9 private frame pointer");
     expect(r.out).toMatch(/^bpf_prog_[0-9a-f]{16}_main:$/m);
     expect(r.out).toMatch(/^   0:\tf3 0f 1e fa +\tendbr64$/m);
     expect(r.out).toContain("; 1: *(u64 *)(r10 -8) = r6");
     expect(r.out).toContain("; 9: call scx_sc_run_nested#1000");
-    expect(r.out).toMatch(/movabsq \$0x[0-9a-f]+, %r9/);
-    expect(r.out).toContain("pushq %r9");
-    expect(r.out).toMatch(/callq 0xffffffff810000[0-9a-f]+ <bpf_sc_rw>/);
+    expect(r.out).toMatch(/movabs \$0x[0-9a-f]+,%r9/);
+    expect(r.out).toContain("push %r9");
+    expect(r.out).toMatch(/call 0xffffffff810000[0-9a-f]+ <bpf_sc_rw>/);
+  });
+
+  test("disasm --syntax llvm prints exactly test_progs' listing: func #i, offset, padded bytes, TAB mnemonic TAB operands, local labels", async () => {
+    const r = await cli("disasm", "test/scenarios/nested.json", "--strategy", "r9-private", "--syntax", "llvm");
+    expect(r.code).toBe(0);
+    expect(r.out).toContain("; program outer (struct_ops): main, fold\nfunc #0:\n0:\tf3 0f 1e fa                         \tendbr64\n");
+    // a __jited() line of verifier_private_stack.c (7.2) is a substring of a line, verbatim
+    for (const line of ["\tmovabsq\t$0x", "\taddq\t%gs:0x10, %r9", "\tpushq\t%r9", "\tpopq\t%r9", "\tcallq\t0x"]) expect(r.out).toContain(line);
+    expect(r.out).toMatch(/^func #1:$/m);
+    expect(r.out).toMatch(/\taddq\t\$-0x8, %rdi$/m); // signed immediates, as PrintImmHex prints them
   });
 
   test("disasm reports a bad scenario and an unknown strategy, exit code 2", async () => {

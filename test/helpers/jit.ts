@@ -1,6 +1,6 @@
 // JIT fixtures: a layout for JITed programs and a machine to run them on, with stub helpers.
 import { Machine } from "../../harness/machine/index.ts";
-import { disassemble } from "../../jit/disasm.ts";
+import { testProgsLines } from "../../jit/disasm.ts";
 import type { Item } from "../../jit/bpf/insn.ts";
 import { program, type FuncSource, type ProgType } from "../../jit/bpf/program.ts";
 import { validate } from "../../jit/bpf/validate.ts";
@@ -37,10 +37,14 @@ export function jit(funcs: FuncSource[], strategy: Strategy, type: ProgType = "k
   return jitProgram(p, validate(p), strategy, { base: BPF_BASE, percpuBase: PERCPU_PTR_BASE + 0x40n, thisCpuOff: THIS_CPU_OFF, activePtr: ACTIVE_PTR, kernelSymbols }, opts);
 }
 
-/** llvm-objdump-style text of one function, as the selftests' __jited() lines see it. */
+/** One function's lines as test_progs prints them, without the offset and bytes columns: what a __jited() line matches. */
 export function listing(j: JitProgram, fi = 0): string[] {
-  const f = j.funcs[fi]!;
-  return disassemble(f.image.bytes, f.image.base, { syntax: "llvm" }).map((l) => l.text);
+  return testProgsLines(j.funcs[fi]!.image.bytes).map((l) => l.text);
+}
+
+/** The same lines as `mnemonic operands`, labels dropped: easier to read in expectations that are not __jited() lines. */
+export function plainListing(j: JitProgram, fi = 0): string[] {
+  return listing(j, fi).map((l) => l.replace(/^(L\d+:)?\t/, "").replace("\t", " "));
 }
 
 /**

@@ -6,20 +6,20 @@ import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R4, R6, R7, R10 } from "../../
 import { baseline } from "../../../jit/strategies/baseline.ts";
 import { r9NoSave } from "../../../jit/strategies/r9-no-save.ts";
 import { r9Private } from "../../../jit/strategies/r9-private.ts";
-import { fn, jit, listing, machineFor, matchesJited, PERCPU, PERCPU_PTR_BASE, STACK_TOP } from "../../helpers/jit.ts";
+import { fn, jit, listing, machineFor, plainListing, matchesJited, PERCPU, PERCPU_PTR_BASE, STACK_TOP } from "../../helpers/jit.ts";
 
 const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, "0")).join(" ");
 const ret0 = [alu64.mov.imm(R0, 0), exit()];
 
-describe("the selftests' __jited() expectations (verifier_private_stack.c)", () => {
+describe("the selftests' __jited() expectations, verbatim (verifier_private_stack.c, 7.2)", () => {
   test("'Private stack, single prog': r9 set up, the R10 store goes through r9", () => {
     const j = jit([fn("main", 256, [alu64.mov.imm(R1, 42), stx(BPF_DW, R10, R1, -256), ...ret0])], r9Private);
-    expect(matchesJited(listing(j), ["movabsq $0x{{.*}}, %r9", "addq %gs:{{.*}}, %r9", "movl $0x2a, %edi", "movq %rdi, -0x100(%r9)"])).toBe(true);
+    expect(matchesJited(listing(j), ["\tmovabsq\t$0x{{.*}}, %r9", "\taddq\t%gs:{{.*}}, %r9", "\tmovl\t$0x2a, %edi", "\tmovq\t%rdi, -0x100(%r9)"])).toBe(true);
   });
 
   test("'No private stack': 8 bytes stay on the kernel stack, rounded to 8", () => {
     const j = jit([fn("main", 8, [alu64.mov.imm(R1, 42), stx(BPF_DW, R10, R1, -8), ...ret0])], r9Private, "raw_tp");
-    expect(matchesJited(listing(j), ["subq $0x8, %rsp"])).toBe(true);
+    expect(matchesJited(listing(j), ["\tsubq\t$0x8, %rsp"])).toBe(true);
     expect(listing(j).some((l) => l.includes("%r9"))).toBe(false);
   });
 
@@ -29,8 +29,8 @@ describe("the selftests' __jited() expectations (verifier_private_stack.c)", () 
       fn("sub", 32, [call.helper(3), exit()]),
     ], r9Private);
     expect(matchesJited(listing(j), [
-      "movabsq $0x{{.*}}, %r9", "addq %gs:{{.*}}, %r9", "movl $0x2a, %edi", "movq %rdi, -0x200(%r9)",
-      "pushq %r9", "callq 0x{{.*}}", "popq %r9", "xorl %eax, %eax",
+      "\tmovabsq\t$0x{{.*}}, %r9", "\taddq\t%gs:{{.*}}, %r9", "\tmovl\t$0x2a, %edi", "\tmovq\t%rdi, -0x200(%r9)",
+      "\tpushq\t%r9", "\tcallq\t0x{{.*}}", "\tpopq\t%r9", "\txorl\t%eax, %eax",
     ])).toBe(true);
   });
 
@@ -59,7 +59,7 @@ describe("upstream byte sequences", () => {
 
   test("used callee-saved registers are pushed in order and popped in reverse", () => {
     const j = jit([fn("main", 0, [alu64.mov.imm(R7, 1), alu64.mov.reg(R6, R7), alu64.mov.reg(R0, R6), exit()])], baseline);
-    expect(listing(j).slice(6)).toEqual([
+    expect(plainListing(j).slice(6)).toEqual([
       "pushq %rbx", "pushq %r13", "movl $0x1, %r13d", "movq %r13, %rbx", "movq %rbx, %rax", "popq %r13", "popq %rbx", "leaveq", "retq",
     ]);
   });
@@ -100,7 +100,7 @@ describe("upstream byte sequences", () => {
 
   test("a shift by a register without BMI2 saves rcx around it; with dst = r4 it shifts a copy in r11", () => {
     const j = jit([fn("main", 0, [alu64.mov.imm(R0, 1), alu64.mov.imm(R2, 3), alu64.mov.imm(R4, 2), alu64.lsh.reg(R0, R2), alu64.rsh.reg(R4, R2), alu64.add.reg(R0, R4), exit()])], baseline);
-    expect(listing(j).slice(9, 19)).toEqual([
+    expect(plainListing(j).slice(9, 19)).toEqual([
       "pushq %rcx", "movq %rsi, %rcx", "shlq %cl, %rax", "popq %rcx",
       "movq %rcx, %r11", "movq %rsi, %rcx", "shrq %cl, %r11", "movq %r11, %rcx",
       "addq %rcx, %rax", "leaveq",
@@ -109,7 +109,7 @@ describe("upstream byte sequences", () => {
 
   test("r9-no-save is r9-private without push r9/pop r9", () => {
     const funcs = [fn("main", 64, [st(BPF_DW, R10, -64, 0), st(BPF_DW, R10, -8, 1), call.helper(3), ...ret0])];
-    const r9Lines = (s: typeof r9Private) => listing(jit(funcs, s)).filter((l) => l.includes("%r9"));
+    const r9Lines = (s: typeof r9Private) => plainListing(jit(funcs, s)).filter((l) => l.includes("%r9"));
     expect(r9Lines(r9Private)).toEqual(["movabsq $0x600000000088, %r9", "addq %gs:0x10, %r9", "movq $0x0, -0x40(%r9)", "movq $0x1, -0x8(%r9)", "pushq %r9", "popq %r9"]);
     expect(r9Lines(r9NoSave)).toEqual(["movabsq $0x600000000088, %r9", "addq %gs:0x10, %r9", "movq $0x0, -0x40(%r9)", "movq $0x1, -0x8(%r9)"]);
   });

@@ -9,7 +9,7 @@ import { alu64, call, exit, ldx, stx, st } from "../../../jit/bpf/insn.ts";
 import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
-import { fn, jit, kernelSymbols, listing, machineFor, PERCPU, STACK_TOP } from "../../helpers/jit.ts";
+import { fn, jit, kernelSymbols, plainListing, machineFor, PERCPU, STACK_TOP } from "../../helpers/jit.ts";
 
 const funcs = [
   fn("main", 64, [
@@ -67,7 +67,7 @@ describe("every built-in strategy", () => {
   });
 
   test("the main prologues after the upstream entry (endbr64, nop5, nop3)", () => {
-    const after = (s: Strategy) => listing(jit(funcs, s)).slice(3, 13);
+    const after = (s: Strategy) => plainListing(jit(funcs, s)).slice(3, 13);
     expect(after(BUILTIN_STRATEGIES.find((s) => s.name === "split-stack")!)).toEqual([
       "pushq %rbp", "movq %rsp, %rbp", "endbr64", "subq $0x40, %rsp", "pushq %rbx", "pushq %r13",
       "movabsq $0x6000000020e8, %r11", "addq %gs:0x10, %r11", "movq %r11, %rsp", "movq $0x0, -0x40(%rbp)", // top guard: 0x600000000040 + 8352 + 8
