@@ -10,7 +10,7 @@ import type { JitProgram } from "./jit.ts";
 import { TS_JIT, type JitBackend } from "./backend.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
-  BPF_TEXT_SIZE, EXCEPTION_STKSZ, MONO_CLOCK_START, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, NMI_IST, PCPU_HARDIRQ_STACK_PTR,
+  BPF_TEXT_SIZE, EXCEPTION_STKSZ, MONO_CLOCK_START, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, PCPU_HARDIRQ_STACK_PTR,
   PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_SIZE, taskPtRegs, THREAD_SIZE, type Layout,
 } from "./kernel/layout.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";

@@ -26,7 +26,7 @@ import type { PlanAtomic, PlanCall, PlanCallItem, PlanFunc, PlanItem, PlanLoop, 
 import { MAX_ITEMS, MAX_SLOTS, RUN_BUDGET } from "../plan.ts";
 import { clamp, s32, upTo, wrap } from "./num.ts";
 import {
-  epilogueSteps, HELPER_STEPS, MAY_GOTO_INIT, MAY_GOTO_PASS, MAY_GOTO_EXIT, prologueSteps, SPIN_LOOP_STEPS, SPIN_LOOP_BPF, type Callee, type FuncShape,
+  epilogueSteps, HELPER_STEPS, MAY_GOTO_INIT, MAY_GOTO_PASS, prologueSteps, SPIN_LOOP_STEPS, SPIN_LOOP_BPF, type Callee, type FuncShape,
 } from "./steps.ts";
 
 /** One emitted instruction, with what is fixed up once the frame size and the layout are known. */

@@ -2,9 +2,12 @@
 // interpreter dispatches on. Enum values are copied into module-local consts at load time:
 // under vitest every access to an imported enum binding costs ~100 ns (toolchain-notes §1).
 import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "iced-x86";
-import { CODE_TO_COND, CODE_TO_OP, IMPLICIT_SIZE, LOCKABLE_OP, Op, REFUSED } from "./isa.ts";
+import { CODE_TO_COND as CODE_TO_COND__, CODE_TO_OP as CODE_TO_OP__, IMPLICIT_SIZE as IMPLICIT_SIZE__, LOCKABLE_OP as LOCKABLE_OP__, Op as Op__, REFUSED as REFUSED__ } from "./isa.ts";
 import { forEachInstruction } from "../../jit/iced.ts";
 import { ContentCache } from "./content-cache.ts";
+// Imported values as module locals: under vitest an imported binding is a getter on the module,
+// which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
+const CODE_TO_COND = CODE_TO_COND__, CODE_TO_OP = CODE_TO_OP__, IMPLICIT_SIZE = IMPLICIT_SIZE__, LOCKABLE_OP = LOCKABLE_OP__, Op = Op__, REFUSED = REFUSED__;
 
 /** Operand kinds in a DInsn. */
 export const K_NONE = 0, K_REG = 1, K_MEM = 2, K_IMM = 3;

@@ -7,7 +7,10 @@
 // Snapshots are copy-on-write: a snapshot freezes the current pages; the live memory copies a
 // page the first time it writes to it afterwards. That makes forking a run at every instruction
 // boundary cost O(pages mapped) for the page table plus one page copy per page written.
-import { hex64, mustBeCanonical, toCanonical } from "./addr.ts";
+import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__ } from "./addr.ts";
+// Imported values as module locals: under vitest an imported binding is a getter on the module,
+// which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
+const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__;
 
 export const PAGE_SIZE = 4096;
 

@@ -1,6 +1,9 @@
 // The ground-truth shadow stack: one entry per live activation (call, interrupt, root), kept as
 // parallel typed arrays so that a call or return allocates nothing on the interpreter's path.
-import { pairToAddr, pairToBig, toCanonical } from "./addr.ts";
+import { pairToAddr as pairToAddr__, pairToBig as pairToBig__, toCanonical as toCanonical__ } from "./addr.ts";
+// Imported values as module locals: under vitest an imported binding is a getter on the module,
+// which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
+const pairToAddr = pairToAddr__, pairToBig = pairToBig__, toCanonical = toCanonical__;
 
 export const ACT_CALL = 0, ACT_INTERRUPT = 1, ACT_ROOT = 2;
 

@@ -60,7 +60,7 @@ export function matchesJited(lines: readonly string[], expected: readonly string
     else groups.at(-1)!.push(toRe(e));
   }
   let at = 0;
-  for (const [gi, g] of groups.entries()) {
+  for (const g of groups) {
     if (g.length === 0) continue;
     let found = -1;
     for (let s = at; s + g.length <= lines.length; s++) {

@@ -3,16 +3,15 @@
 // might break it (issue 12: the stack reservation 8 bytes short; r9 not saved around a call)
 // must fail `check --jit kernel` with a small shrunk counterexample naming the effect. Needs a
 // prepared tree; without one the file prints one line and skips.
-import { writeSync } from "node:fs";
 import { describe, expect, test } from "vitest";
 import { main } from "../../harness/cli/main.ts";
 import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
 import { defaultTreeDir, TREE_VERSIONS } from "../../jit/tree/index.ts";
-import { findTree, patched, PATCHES, SKIP_LINE } from "./helpers.ts";
+import { findTree, patched, PATCHES, sayTreeSkipped, SKIP_LINE } from "./helpers.ts";
 
 const tree = findTree();
 if (tree === undefined) {
-  writeSync(2, `${SKIP_LINE}\n`);
+  sayTreeSkipped();
   test.skip(SKIP_LINE, () => {});
 }
 

@@ -1,11 +1,19 @@
 // Shared by the kernel-tree tests: finding a prepared tree, building small BPF programs as
 // requests, and the bytes the tree's JIT is expected to emit for them.
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { defaultTreeDir, openTree, TREE_ENV, type KernelTree, type RawInsn, type JitRequest, type FuncRequest } from "../../jit/tree/index.ts";
 
 export const SKIP_LINE = "kernel tree tests skipped: no prepared tree (run `npx stackcheck kernel fetch` or set STACKCHECK_KERNEL_TREE)";
+
+let said = false;
+/** Print SKIP_LINE once per test worker (the tree test files share it). */
+export function sayTreeSkipped(): void {
+  if (said) return;
+  said = true;
+  writeSync(2, `${SKIP_LINE}\n`);
+}
 
 /**
  * The tree the tests run on: $STACKCHECK_KERNEL_TREE (which must then be usable: a wrong

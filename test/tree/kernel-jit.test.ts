@@ -5,15 +5,14 @@ import { spawn } from "node:child_process";
 import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { writeSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { buildShim, describeFailure, fetchTimings, fetchTree, KernelJit, KernelJitCrash, KernelJitError, MODEL_SYMBOLS, TreeError, type JitResponse, type KernelTree } from "../../jit/tree/index.ts";
-import { bpf, callTarget, expectFor, findTree, HELPER, hex, IMAGE, le32, le64, otherTree, program, prologue, SKIP_LINE, typicalProgram } from "./helpers.ts";
+import { bpf, callTarget, expectFor, findTree, HELPER, hex, IMAGE, le32, le64, otherTree, program, prologue, sayTreeSkipped, SKIP_LINE, typicalProgram } from "./helpers.ts";
 
 const tree = findTree();
 if (tree === undefined) {
-  writeSync(2, `${SKIP_LINE}\n`);
+  sayTreeSkipped();
   test.skip(SKIP_LINE, () => {});
 }
 
@@ -249,13 +248,13 @@ if (tree !== undefined) describe(`the kernel's JIT from ${tree.dir} (${tree.vers
       } finally {
         p1.close();
       }
-      // An edit of the copy: a new build on next use (a private cache, so that runs do not pile up binaries).
-      writeFileSync(patched, `${readFileSync(patched, "utf8")}\n/* edited ${Date.now()} */\n`);
-      const cacheDir = join(dir, "kjit");
-      const again = buildShim(t, { jitSource: patched, cacheDir });
-      expect(again.built).toBe(true);
+      // An edit of the copy: another binary, under another key (built once per machine: the edit is
+      // always the same text, so the shared cache keeps it), and the same one again on next use.
+      writeFileSync(patched, `${readFileSync(patched, "utf8")}\n/* edited by a reviewer */\n`);
+      const again = buildShim(t, { jitSource: patched });
       expect(again.key).not.toBe(key1);
-      expect(buildShim(t, { jitSource: patched, cacheDir })).toMatchObject({ built: false, key: again.key });
+      expect(again.path).not.toBe((p1.binary as { path: string }).path);
+      expect(buildShim(t, { jitSource: patched })).toMatchObject({ built: false, key: again.key, path: again.path });
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
@@ -373,19 +372,6 @@ if (tree !== undefined) describe(`the kernel's JIT from ${tree.dir} (${tree.vers
     expect(msg.out).toEqual(Array(3).fill(hex(ok(kj.jit(req)).funcs[0]!.bytes)));
     for (let i = 0; i < 100 && existsSync(`/proc/${msg.pid}`); i++) await new Promise((r) => setTimeout(r, 20));
     expect(existsSync(`/proc/${msg.pid}`)).toBe(false);
-  }, 60_000);
-
-  test("round trips: 1,000 typical 2-4-function programs, time per function", () => {
-    const reqs = Array.from({ length: 1000 }, (_, i) => typicalProgram(i + 1));
-    for (const r of reqs.slice(0, 50)) ok(kj.jit(r)); // warm up
-    let funcs = 0;
-    const t0 = performance.now();
-    for (const r of reqs) funcs += ok(kj.jit(r)).funcs.length;
-    const ms = performance.now() - t0;
-    const perFunc = ms / funcs;
-    writeSync(2, `kernel JIT round trips: ${reqs.length} programs, ${funcs} functions, ${(ms / reqs.length).toFixed(3)} ms/program, ${perFunc.toFixed(3)} ms/function\n`);
-    // The budget is 0.2 ms; the bound here leaves room for a loaded CI machine.
-    expect(perFunc).toBeLessThan(1);
   }, 60_000);
 });
 

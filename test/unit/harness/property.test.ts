@@ -59,7 +59,7 @@ describe("exhaustive mode", () => {
       }
       return out;
     };
-    const plans = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 2, interrupts: false }), { numRuns: 6, seed: 4 });
+    const plans = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 2, interrupts: false }), { numRuns: 4, seed: 4 });
     const cases = [sc, ...plans.map((p) => parseScenario(planToScenario(p), "plan"))];
     let forkFailures = 0;
     for (const scenario of cases) {

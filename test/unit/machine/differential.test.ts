@@ -195,7 +195,7 @@ const PLANTED: Planted[] = [
     name: "add r64, r/m64 sets CF inverted",
     form: "Add_r64_rm64",
     // fast-check alone: at 24 a memory operand, at 37 the add in a subroutine behind a call unit.
-    seeds: [24, 37],
+    seeds: [24],
     bug: plant(Code.Add_r64_rm64, (m) => { m.rflags ^= CF; }),
     check: (raw, line) => {
       // Any operands show this bug: every value shrinks to zero, down to `add rax, rax`.
@@ -213,7 +213,7 @@ const PLANTED: Planted[] = [
     form: "Sar_rm64_imm8",
     // fast-check alone: at 9 after a store unit, with a count of 63; at 30 after a unit that
     // computes its operand (add rax, imm).
-    seeds: [9, 30],
+    seeds: [9],
     bug: plant(Code.Sar_rm64_imm8, (m, site) => {
       const n = BigInt(site.imm & 63);
       if (site.reg < 0 || site.reg > 15 || n === 0n) return;
