@@ -14,7 +14,7 @@ import type { Strategy } from "../../../jit/strategy.ts";
 
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : 20261124;
-const RUNS = process.env.FC_NUM_RUNS ? Number(process.env.FC_NUM_RUNS) : 120;
+const RUNS = process.env.FC_NUM_RUNS ? Number(process.env.FC_NUM_RUNS) : 90;
 const where = (r: CampaignResult) => `seed ${r.seed}, path ${r.path}`;
 const functions = (r: CampaignResult) => r.counterexample!.scenario.programs.reduce((n, p) => n + p.funcs.length, 0);
 
