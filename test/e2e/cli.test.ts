@@ -6,14 +6,10 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { main } from "../../harness/cli/main.ts";
+import { cli } from "../helpers/cli.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  let out = "";
-  const code = await main(["node", "stackcheck", ...args], (s) => { out += s; });
-  return { code, out };
-}
 
 describe("stackcheck", () => {
   test("the bin runs from a clean checkout without a build step, and loads a user's strategy module from a directory that is not an ES module package", () => {

@@ -4,22 +4,13 @@
 // must fail `check --jit kernel` with a small shrunk counterexample naming the effect. Needs a
 // prepared tree; without one the file prints one line and skips.
 import { describe, expect, test } from "vitest";
-import { main } from "../../harness/cli/main.ts";
+import { cli } from "../helpers/cli.ts";
 import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
 import { defaultTreeDir, TREE_VERSIONS } from "../../jit/tree/index.ts";
-import { findTree, patched, PATCHES, sayTreeSkipped, SKIP_LINE } from "./helpers.ts";
+import { patched, PATCHES, treeOrSkip } from "./helpers.ts";
 
-const tree = findTree();
-if (tree === undefined) {
-  sayTreeSkipped();
-  test.skip(SKIP_LINE, () => {});
-}
+const tree = treeOrSkip();
 
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  let out = "";
-  const code = await main(["node", "stackcheck", ...args], (s) => { out += s; });
-  return { code, out };
-}
 
 /** A campaign's JSON result (a failure's report included). */
 interface CheckJson {

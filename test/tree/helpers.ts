@@ -3,16 +3,25 @@
 import { existsSync, mkdtempSync, readFileSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { test } from "vitest";
 import { defaultTreeDir, openTree, TREE_ENV, type KernelTree, type RawInsn, type JitRequest, type FuncRequest } from "../../jit/tree/index.ts";
 
 export const SKIP_LINE = "kernel tree tests skipped: no prepared tree (run `npx stackcheck kernel fetch` or set STACKCHECK_KERNEL_TREE)";
 
 let said = false;
-/** Print SKIP_LINE once per test worker (the tree test files share it). */
-export function sayTreeSkipped(): void {
-  if (said) return;
-  said = true;
-  writeSync(2, `${SKIP_LINE}\n`);
+/**
+ * The tree a test file runs on; without one, SKIP_LINE (printed once per test worker: the tree
+ * test files share it) and a skipped test in the file's place.
+ */
+export function treeOrSkip(): KernelTree | undefined {
+  const tree = findTree();
+  if (tree !== undefined) return tree;
+  if (!said) {
+    said = true;
+    writeSync(2, `${SKIP_LINE}\n`);
+  }
+  test.skip(SKIP_LINE, () => {});
+  return undefined;
 }
 
 /**

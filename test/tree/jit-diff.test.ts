@@ -3,21 +3,12 @@
 // instructions and shown side by side; a second tree of another version (6.12 beside 7.2) shows
 // the version difference (no ksym fp_start/fp_end before 6.19). CI's larger run: .ci/run.
 import { describe, expect, test } from "vitest";
-import { main } from "../../harness/cli/main.ts";
+import { cli } from "../helpers/cli.ts";
 import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
-import { findTree, otherTree, patched, PATCHES, sayTreeSkipped, SKIP_LINE } from "./helpers.ts";
+import { otherTree, patched, PATCHES, treeOrSkip } from "./helpers.ts";
 
-const tree = findTree();
-if (tree === undefined) {
-  sayTreeSkipped();
-  test.skip(SKIP_LINE, () => {});
-}
+const tree = treeOrSkip();
 
-async function cli(...args: string[]): Promise<{ code: number; out: string }> {
-  let out = "";
-  const code = await main(["node", "stackcheck", ...args], (s) => { out += s; });
-  return { code, out };
-}
 
 const SUMMARY = /^jit-diff: (\d+) functions compared, (\d+) differences$/;
 const summary = (out: string) => {

@@ -8,13 +8,9 @@ import { join } from "node:path";
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { buildShim, describeFailure, fetchTimings, fetchTree, KernelJit, KernelJitCrash, KernelJitError, MODEL_SYMBOLS, TreeError, type JitResponse, type KernelTree } from "../../jit/tree/index.ts";
-import { bpf, callTarget, expectFor, findTree, HELPER, hex, IMAGE, le32, le64, otherTree, program, prologue, sayTreeSkipped, SKIP_LINE, typicalProgram } from "./helpers.ts";
+import { bpf, callTarget, expectFor, HELPER, hex, IMAGE, le32, le64, otherTree, program, prologue, treeOrSkip, typicalProgram } from "./helpers.ts";
 
-const tree = findTree();
-if (tree === undefined) {
-  sayTreeSkipped();
-  test.skip(SKIP_LINE, () => {});
-}
+const tree = treeOrSkip();
 
 const ok = (r: JitResponse) => {
   if (!r.ok) throw new Error(`expected an answer, got an error: ${r.error.message} ${r.log.map((l) => l.text).join("; ")}`);

@@ -71,23 +71,29 @@
 
 #define PROTOCOL 1
 
-/* ---- output buffer ---- */
-static char *out;
-static size_t out_len, out_cap;
+/* ---- growable buffers: the answer being written, and the request's log ---- */
+struct buf {
+	char *p;
+	size_t len, cap;
+};
 
-static void put(const char *s, size_t n)
+static void buf_put(struct buf *b, const char *s, size_t n)
 {
-	if (out_len + n + 1 > out_cap) {
-		out_cap = (out_len + n + 1) * 2;
-		out = realloc(out, out_cap);
-		if (!out) {
+	if (b->len + n + 1 > b->cap) {
+		b->cap = (b->len + n + 1) * 2;
+		b->p = realloc(b->p, b->cap);
+		if (!b->p) {
 			fputs("stackcheck-kjit: out of memory\n", stderr);
 			exit(70);
 		}
 	}
-	memcpy(out + out_len, s, n);
-	out_len += n;
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
 }
+
+static struct buf out;
+
+static void put(const char *s, size_t n) { buf_put(&out, s, n); }
 static void puts_(const char *s) { put(s, strlen(s)); }
 static void putf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void putf(const char *fmt, ...)
@@ -119,26 +125,15 @@ static void put_hex(const unsigned char *b, size_t n)
 }
 static void flush_out(void)
 {
-	fwrite(out, 1, out_len, stdout);
+	fwrite(out.p, 1, out.len, stdout);
 	fflush(stdout);
-	out_len = 0;
+	out.len = 0;
 }
 
 /* ---- the request's log (printk) ---- */
-static char *logbuf;
-static size_t log_len, log_cap;
+static struct buf logbuf;
 
-static void log_put(const char *s, size_t n)
-{
-	if (log_len + n + 1 > log_cap) {
-		log_cap = (log_len + n + 1) * 2;
-		logbuf = realloc(logbuf, log_cap);
-		if (!logbuf)
-			exit(70);
-	}
-	memcpy(logbuf + log_len, s, n);
-	log_len += n;
-}
+static void log_put(const char *s, size_t n) { buf_put(&logbuf, s, n); }
 
 /* Printable ASCII as is, the rest as \xNN: one log line stays one protocol line. */
 static void log_line(int level, const char *s, size_t n)
@@ -306,7 +301,7 @@ static void reset_request(void)
 	rq.exception_boundary = 0;
 	rq.cap_sys_admin = 1;
 	req_error[0] = 0;
-	log_len = 0;
+	logbuf.len = 0;
 }
 
 static void bad(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -554,7 +549,7 @@ static void answer(void)
 		}
 	}
 out:
-	put(logbuf, log_len);
+	put(logbuf.p, logbuf.len);
 	putf("done %llu\n", seq);
 	flush_out();
 	sc_request_done();
