@@ -7,7 +7,7 @@ import { kernelBackend, mustBeTreeStrategy, treeHasPrivateStacks } from "../../j
 import { DIFF_FIELDS, DIFF_SOURCES, formatDiff, runJitDiff, type DiffCase, type DiffField } from "../jit-diff.ts";
 import { RunFailed, UsageError } from "./errors.ts";
 import { treeFromFlags } from "./jit-option.ts";
-import { freshSeed, int, progressBar, seedOption } from "./options.ts";
+import { collect, freshSeed, int, progressBar, seedOption } from "./options.ts";
 
 interface JitDiffFlags {
   kernelTree?: string;
@@ -32,10 +32,10 @@ export function addJitDiffCommand(program: Command, out: (s: string) => void): v
     .option("--runs <n>", "cases to generate (each: a plan's programs, or one or two ISA-heavy programs)", int("--runs", 1), 1000)
     .option("--seed <n>", "the seed (printed when not given)", seedOption())
     .option("--path <path>", "replay: the path a difference was reported with (with its --seed)")
-    .option("--strategy <name>", "baseline or r9-private (repeatable; default: what the tree implements)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--strategy <name>", "baseline or r9-private (repeatable; default: what the tree implements)", collect, [] as string[])
     .option("--bmi2", "both JITs for a CPU with BMI2 (shifts by a register as shlx/shrx/sarx)")
-    .option("--source <source>", `where cases come from (repeatable; default all): ${DIFF_SOURCES.join(", ")}`, (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option("--ignore <field>", `leave a field out of the comparison (repeatable): ${DIFF_FIELDS.join(", ")}`, (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--source <source>", `where cases come from (repeatable; default all): ${DIFF_SOURCES.join(", ")}`, collect, [] as string[])
+    .option("--ignore <field>", `leave a field out of the comparison (repeatable): ${DIFF_FIELDS.join(", ")}`, collect, [] as string[])
     .addOption(new Option("--syntax <syntax>", "assembler syntax of the listings").choices(["gas", "llvm", "intel"]).default("gas"))
     .option("--json", "machine-readable output")
     .action(async (f: JitDiffFlags) => {

@@ -20,6 +20,7 @@ import { formatChains } from "../report.ts";
 import { addJitDiffCommand } from "./jit-diff.ts";
 import { addKernelCommands } from "./kernel.ts";
 import { addCampaignCommands, type Colors } from "./campaign.ts";
+import { collect } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
 import { JitError } from "../../jit/lower.ts";
@@ -33,9 +34,6 @@ function parseAddress(v: string): bigint {
 }
 
 
-function collect(v: string, prev: string[]): string[] {
-  return [...prev, v];
-}
 
 /** The text report of one run: the result, each sample with truth and unwound chain side by side, the checks. */
 export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_JIT): string {

@@ -22,3 +22,8 @@ export function progressBar(total: number, enabled: boolean): { tick(n: number):
   bar.start(total, 0);
   return { tick: (n) => bar.update(n), stop: () => bar.stop() };
 }
+
+/** A repeatable option's values, in order. */
+export function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
