@@ -185,7 +185,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         }
         const bad = rows.filter((x) => x.expected !== x.got);
         if (f.json) out(`${JSON.stringify({ file, ok: bad.length === 0, rows }, null, 2)}\n`);
-        else out(`${file}: ${e.data.name}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
+        else out(`${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
         if (bad.length) throw new RunFailed();
         return;
       }
@@ -199,7 +199,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       }
       const cx = r.counterexample!;
       const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) });
-      out(f.json ? `${JSON.stringify({ ok: false, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : report);
+      out(f.json ? `${JSON.stringify({ ok: false, jit: jit.describe, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : `${jit.name === "ts" ? "" : `jit: ${jit.describe}\n`}${report}`);
       throw new RunFailed();
   }
 

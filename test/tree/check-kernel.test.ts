@@ -96,6 +96,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     const again = await cli(...j.replay!.replace(/^npx stackcheck /, "").split(" "));
     expect(again.code).toBe(1);
     expect(again.out).toContain("FAIL abi-return: rbx not restored");
+    expect(again.out).toContain(`jit: kernel ${t.version} at ${t.dir} with ${short} for its bpf_jit_comp.c`);
   }, 240_000);
 
   test.skipIf(!treeHasPrivateStacks(t))("r9 not saved around calls (push_r9/pop_r9 skipped): a counterexample of a few instructions whose private-stack load after a helper call reads through the clobbered r9", async () => {
