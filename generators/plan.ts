@@ -111,8 +111,21 @@ export interface PlanLoop {
   readonly passes: number;
 }
 
+/**
+ * acc += a read of the program's context (R1 at the main function's entry, kept in R7), at an
+ * offset and width the program type allows (kprobe pt_regs, a tracepoint's record, raw_tp's
+ * arguments); lowered as nothing in a subprog, after an entry call (R1 is gone by then) or
+ * for a type whose context reads are not modelled.
+ */
+export interface PlanCtx {
+  readonly op: "ctx";
+  readonly off: number;
+  /** Bytes: 8, 4, 2 or 1 (anything else is 8). */
+  readonly width: number;
+}
+
 export type PlanCallItem = PlanMix | PlanSample | PlanCall | PlanNested;
-export type PlanItem = PlanStore | PlanRw | PlanMath | PlanAtomic | PlanLoop | PlanCallItem;
+export type PlanItem = PlanStore | PlanRw | PlanMath | PlanAtomic | PlanLoop | PlanCtx | PlanCallItem;
 
 export interface PlanFunc {
   /** Initial values of the function's 8-byte stack slots (at least one slot is used; at most MAX_SLOTS). */

@@ -89,10 +89,12 @@ const loopItem = (spin: boolean) => fc.record({ op: fc.constant("loop"), passes:
 const itemArb = (spin: boolean): fc.Arbitrary<PlanItem> => fc.oneof(
   w(4, fc.record({ op: fc.constant("store"), slot: ref, value: s32, width: fc.constantFrom(8, 4, 2, 1), how: fc.constantFrom("imm", "reg64", "reg32") })),
   w(2, fc.record({ op: fc.constant("rw"), slot: ref, value: s32 })),
-  w(2, mathItem),
+  w(1, mathItem),
   w(1, atomicItem),
   w(spin ? 3 : 1, loopItem(spin)),
-  w(3, callItem),
+  w(1, fc.record({ op: fc.constant("ctx"), off: fc.nat({ max: 255 }), width: fc.constantFrom(8, 4, 2, 1) })),
+  // calls weigh as much as before the instruction set's items came: interrupts aim at them
+  w(4, callItem),
 );
 /** Extra stack: none, sizes at the edges that matter (56/64: private-stack eligibility after rounding to 16; 128: disp8 → disp32; 448+: near 512), or any. */
 const extra = fc.oneof(w(3, fc.constant(0)), w(2, fc.constantFrom(8, 48, 56, 64, 120, 128, 192, 256, 448, 504)), w(1, fc.nat({ max: 512 })));

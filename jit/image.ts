@@ -10,7 +10,7 @@ import type { JitProgram } from "./jit.ts";
 import { TS_JIT, type JitBackend } from "./backend.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
-  BPF_TEXT_SIZE, EXCEPTION_STKSZ, MONO_CLOCK_START, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, PCPU_HARDIRQ_STACK_PTR,
+  BPF_TEXT_SIZE, CTX_SIZE, ctxBytes, EXCEPTION_STKSZ, MONO_CLOCK_START, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, PCPU_HARDIRQ_STACK_PTR,
   PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_SIZE, taskPtRegs, THREAD_SIZE, type Layout,
 } from "./kernel/layout.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
@@ -223,6 +223,8 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     put(e + 8, p.active);
     put(e + 16, p.misses);
     put(e + 24, BigInt(strategy.recursionLimit));
+    put(e + 32, KDATA + BigInt(KD.ctx + pi * CTX_SIZE)); // the runner passes it in rdi
+    kdata.set(ctxBytes(pi), KD.ctx + pi * CTX_SIZE);
   });
   put(KD.nestedCount, BigInt((spec.nested ?? []).length));
   (spec.nested ?? []).forEach((p, i) => put(KD.nested + 8 * i, BigInt(p)));

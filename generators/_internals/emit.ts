@@ -20,9 +20,12 @@
 // and with `atExit` the last before the epilogue: the JIT's rare call shapes.
 import { alu32, alu64, atomic, bswap, call, end, exit, insn, ld_imm64, ldx, st, stx, type BpfInsn, type Item, type Size } from "../../jit/bpf/insn.ts";
 import {
-  BPF_B, BPF_DW, BPF_H, BPF_JA, BPF_JCOND, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JSGT, BPF_K, BPF_MAY_GOTO, BPF_W, R0, R1, R2, R3, R4, R5, R6, R10, type Reg,
+  BPF_B, BPF_DW, BPF_H, BPF_JA, BPF_JCOND, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JSGT, BPF_K, BPF_MAY_GOTO, BPF_W, R0, R1, R2, R3, R4, R5, R6, R7, R10, type Reg,
 } from "../../jit/bpf/opcodes.ts";
-import type { PlanAtomic, PlanCall, PlanCallItem, PlanFunc, PlanItem, PlanLoop, PlanMath, PlanNested } from "../plan.ts";
+import type { PlanAtomic, PlanCall, PlanCallItem, PlanCtx, PlanFunc, PlanItem, PlanLoop, PlanMath, PlanNested } from "../plan.ts";
+import type { ProgType } from "../../jit/bpf/program.ts";
+import { CTX_SIZE } from "../../jit/kernel/layout.ts";
+import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
 import { MAX_ITEMS, MAX_SLOTS, RUN_BUDGET } from "../plan.ts";
 import { clamp, s32, upTo, wrap } from "./num.ts";
 import {
@@ -54,6 +57,8 @@ export interface LoweredBody {
 /** What the function's calls enter, decided by the program-level lowering. */
 export interface BodyEnv {
   readonly isMain: boolean;
+  /** The program's type: which context reads it may make. */
+  readonly type: ProgType;
   readonly seed: number;
   /** Pointer parameters (0 for main). */
   readonly params: number;
@@ -196,6 +201,7 @@ class Body {
       case "math": return this.math(it);
       case "atomic": return this.atomic(it);
       case "loop": return this.loop(it);
+      case "ctx": return this.ctx(it);
       default: return this.callItem(it, false);
     }
   }
@@ -247,6 +253,25 @@ class Body {
     else if (kind === "xchg") this.mem((b, o) => atomic.xchg(BPF_DW, b, R1, o), p, 0);
     else if (kind === "fetch_or") this.mem((b, o) => atomic.fetchOr(BPF_DW, b, R1, o), p, 0, 8);
     else this.mem((b, o) => atomic.fetchXor(BPF_W, b, R1, o), p, 0, 8);
+    this.op(alu64.add.reg(R6, R1));
+  }
+
+  /** Where the program's context is kept (R7), once saveCtx() ran at the main function's entry. */
+  private ctxSaved = false;
+
+  /** Keep R1, the context, in R7 (main only, first thing: anything else may clobber R1). */
+  saveCtx(): void {
+    this.op(alu64.mov.reg(R7, R1));
+    this.ctxSaved = true;
+  }
+
+  /** acc += a read of the context at an offset and width the type allows (ctxRead()). */
+  private ctx(m: PlanCtx): void {
+    const at = this.ctxSaved ? ctxRead(this.env.type, m.off, m.width) : undefined;
+    if (at === undefined) return;
+    this.freeR1();
+    this.op(ldx(SIZE_OF_WIDTH[at.width]!, R1, R7, at.off));
+    this.accToR6();
     this.op(alu64.add.reg(R6, R1));
   }
 
@@ -445,10 +470,26 @@ export const MATH_KINDS: readonly { readonly name: string; emit(a: number, b: nu
 /** What PlanAtomic does to its slot. */
 export const ATOMIC_KINDS = ["fetch_add", "xchg", "fetch_or", "fetch_xor", "add", "cmpxchg", "load_acquire", "store_release"] as const;
 
+/**
+ * A context read the program type allows (validate.ts ctxAccess(), from 7.2's is_valid_access()):
+ * kprobe within pt_regs, tracepoint within the record past its first 8 bytes, raw_tp within the
+ * 12 u64 arguments, aligned to the width; undefined for the other types.
+ */
+export function ctxRead(type: ProgType, off: number, width: number): { off: number; width: 1 | 2 | 4 | 8 } | undefined {
+  const w = (SIZE_OF_WIDTH[width] === undefined ? 8 : width) as 1 | 2 | 4 | 8;
+  const range = type === "kprobe" ? [0, PT_REGS_SIZE] : type === "tracepoint" ? [8, CTX_SIZE] : type === "raw_tp" ? [0, 96] : undefined;
+  if (range === undefined) return undefined;
+  const slots = Math.floor((range[1]! - range[0]!) / w);
+  return { off: range[0]! + wrap(Math.trunc(off), slots) * w, width: w };
+}
+
 /** Lower one function's body: parameters saved, the entry call, the items, the read-back, the exit call. */
 export function lowerBody(f: PlanFunc, env: BodyEnv): LoweredBody {
   const b = new Body(f, env);
   b.saveParams();
+  // The context, kept for the body's reads (a main function with reads and no entry call: an
+  // entry call must stay the first instruction, and R1 does not survive it).
+  if (env.isMain && !f.atEntry && upTo(f.body, MAX_ITEMS).some((it) => it.op === "ctx" && ctxRead(env.type, it.off, it.width) !== undefined)) b.saveCtx();
   if (f.atEntry) b.callItem(f.atEntry, false);
   for (const it of upTo(f.body, MAX_ITEMS)) b.item(it);
   return b.finish(f.atExit ?? null);

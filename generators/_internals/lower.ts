@@ -115,7 +115,7 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
   let spinLeft = spinLoop;
   for (let fi = m - 1; fi >= 0; fi--) {
     bodies[fi] = lowerBody(funcs[fi]!, {
-      isMain: fi === 0, seed: s32(p.seed), params: params[fi]!, nested,
+      isMain: fi === 0, type, seed: s32(p.seed), params: params[fi]!, nested,
       spin: () => {
         if (fi !== 0 || !spinLeft) return false;
         spinLeft = false;

@@ -22,7 +22,7 @@ export const semantics: Oracle = ({ img, m, fail }) => {
   const counterValue = (ptr: bigint) => Number(m.peek64(img.thisCpu(ptr)) ?? 0n);
   m.addHook(img.kernel.addr("bpf_sc_run"), (mm) => {
     const prog = Number(mm.reg("rdi"));
-    const e = interpEnv(programs, nested, img.strategy.recursionLimit);
+    const e = interpEnv(programs, nested, img.strategy.recursionLimit, kdata);
     // the machine's counters now: the global bpf_prog_active is the last one
     img.programs.forEach((p, i) => { if (p.active !== img.bpfProgActive) e.active[i] = counterValue(p.active); });
     e.active[programs.length] = counterValue(img.bpfProgActive);

@@ -16,6 +16,7 @@ import {
   BPF_STORE_REL, BPF_STX, BPF_W, BPF_X, BPF_XCHG, BPF_XOR, sizeBytes,
 } from "./opcodes.ts";
 import type { Program } from "./program.ts";
+import { CTX_SIZE, ctxBytes, KD, KERNEL_LAYOUT } from "../kernel/layout.ts";
 
 const M64 = (1n << 64n) - 1n;
 /** What the runner returns for a refused run (-EBUSY) and the kfunc for a bad index (-EINVAL). */
@@ -31,9 +32,12 @@ export function recursionCounters(programs: readonly Program[]): number[] {
   return programs.map((p, i) => (p.type === "kprobe" || p.type === "tracepoint" || p.type === "perf_event" ? programs.length : i));
 }
 
-/** A fresh environment: counters at 0, no misses. */
-export function interpEnv(programs: readonly Program[], nested: readonly number[], recursionLimit: number): InterpEnv {
-  return { programs, nested, recursionLimit, counterOf: recursionCounters(programs), active: new Array(programs.length + 1).fill(0), misses: new Array(programs.length).fill(0) };
+/** A fresh environment: counters at 0, no misses, each program's context where the kernel-layout image puts it. */
+export function interpEnv(programs: readonly Program[], nested: readonly number[], recursionLimit: number, kdata: bigint = KERNEL_LAYOUT.kdata): InterpEnv {
+  return {
+    programs, nested, recursionLimit, counterOf: recursionCounters(programs), active: new Array(programs.length + 1).fill(0), misses: new Array(programs.length).fill(0),
+    ctxBase: kdata + BigInt(KD.ctx),
+  };
 }
 
 export interface InterpEnv {
@@ -47,6 +51,12 @@ export interface InterpEnv {
   /** Per counter: its value now; per program: misses so far (both updated). */
   readonly active: number[];
   readonly misses: number[];
+  /**
+   * Where program 0's context is; program p's is CTX_SIZE × p further (R1 at its entry: the
+   * runner's table in the synthetic kernel); its bytes are ctxBytes(p), read-only. Absent: R1
+   * is the program's index, and there is no context.
+   */
+  readonly ctxBase?: bigint;
   /** Instruction budget for one top-level invocation (default 1 000 000). */
   budget?: number;
   /**
@@ -89,11 +99,21 @@ class Interp {
       r = REFUSED;
     } else {
       const prog = env.programs[p]!;
-      r = this.func(prog, 0, [BigInt(p), 0n, 0n, 0n, 0n]);
+      r = this.func(prog, 0, [env.ctxBase !== undefined ? env.ctxBase + BigInt(p * CTX_SIZE) : BigInt(p), 0n, 0n, 0n, 0n]);
     }
     env.active[c]!--; // __bpf_prog_exit_recur() always decrements
     return r;
   }
+
+  /** A read of some program's context, if [addr, addr + size) lies in one. */
+  private ctxAt(addr: bigint, size: number): { bytes: Uint8Array; at: number } | undefined {
+    const base = this.env.ctxBase;
+    if (base === undefined || addr < base) return undefined;
+    const off = Number(addr - base), p = Math.floor(off / CTX_SIZE), at = off % CTX_SIZE;
+    if (p >= this.env.programs.length || at + size > CTX_SIZE) return undefined;
+    return { bytes: (this.ctxCache[p] ??= ctxBytes(p)), at };
+  }
+  private readonly ctxCache: Uint8Array[] = [];
 
   private mem(addr: bigint, size: number): { f: Frame; at: number } {
     for (const f of this.frames) {
@@ -104,6 +124,12 @@ class Interp {
   }
 
   private load(addr: bigint, size: number): bigint {
+    const ctx = this.ctxAt(addr, size);
+    if (ctx !== undefined) {
+      let v = 0n;
+      for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(ctx.bytes[ctx.at + i]!);
+      return v;
+    }
     const { f, at } = this.mem(addr, size);
     let v = 0n;
     for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(f.bytes[at + i]!);

@@ -34,6 +34,11 @@ import {
   BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes,
 } from "./opcodes.ts";
 import type { Program } from "./program.ts";
+import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
+import { CTX_SIZE } from "../kernel/layout.ts";
+
+/** MAX_BPF_FUNC_ARGS (include/linux/bpf.h, 7.2): the u64 arguments a raw_tp program may read. */
+const MAX_BPF_FUNC_ARGS = 12;
 
 export { ValidationError } from "./issues.ts";
 export type { Rule, ValidationIssue } from "./issues.ts";
@@ -467,6 +472,7 @@ class FuncWalk {
    * depth here), then initialisation for reads. Grows the owning function's high-water mark.
    */
   private access(ptr: RegT, r: number, off: number, size: number, kind: "read" | "write", aligned = true): void {
+    if (ptr.t === "ctx") return this.ctxAccess(r, off, size, kind);
     if (ptr.t !== "fp") this.fail("invalid-mem-access", `R${r} invalid mem access '${ptr.t}'`);
     const at = ptr.off + off;
     if (aligned && size > 1 && at % size !== 0) this.fail("stack-alignment", `misaligned stack access off ${at} size ${size}`);
@@ -479,6 +485,26 @@ class FuncWalk {
       if (kind === "write") flags[depth + at + b] = 1;
       else if (!flags[depth + at + b]) this.fail("uninit-stack", `invalid read from stack R${r} off ${at} size ${size}: byte ${at + b} is not initialised`);
     }
+  }
+
+  /**
+   * check_ctx_access() (verifier.c, 7.2) with the program type's is_valid_access()
+   * (kernel/trace/bpf_trace.c): kprobe reads struct pt_regs (kprobe_prog_is_valid_access():
+   * within its 168 bytes, aligned to the size), tracepoint its record past the first 8 bytes
+   * (tp_prog_is_valid_access(); the synthetic record is CTX_SIZE bytes), raw_tp the u64
+   * arguments (bpf_tracing_ctx_access(): 12 of them). perf_event's accesses are rewritten by
+   * pe_prog_convert_ctx_access() and tracing's and struct_ops' are typed by BTF: not modelled.
+   * Writes are refused (7.2 lets kprobe programs write pt_regs: not modelled either).
+   */
+  private ctxAccess(r: number, off: number, size: number, kind: "read" | "write"): void {
+    const type = this.p.type;
+    const bad = () => this.fail("ctx-access", `invalid bpf_context access off=${off} size=${size}`);
+    if (kind === "write") this.fail("ctx-access", `writes to the context (R${r}) are not modelled`);
+    if (off % size !== 0) bad();
+    if (type === "kprobe") { if (off < 0 || off + size > PT_REGS_SIZE) bad(); }
+    else if (type === "tracepoint") { if (off < 8 || off + size > CTX_SIZE) bad(); }
+    else if (type === "raw_tp") { if (off < 0 || off >= 8 * MAX_BPF_FUNC_ARGS) bad(); }
+    else this.fail("ctx-access", `reading a ${type} program's context is not modelled (${type === "perf_event" ? "pe_prog_convert_ctx_access() rewrites it" : "BTF types it"})`);
   }
 
   private call(x: BpfInsn): void {

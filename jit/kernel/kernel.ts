@@ -99,12 +99,12 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   e(() => I.create(Code.Popfq), "local_irq_disable()");
   pop(R.RBP); ret();
 
-  // bpf_sc_run(prog): rbx = &prog_table[prog], r12 = prog (the ctx), r13 = the result.
+  // bpf_sc_run(prog): rbx = &prog_table[prog], r12 = prog, r13 = the result; the program gets its context (the table's) in rdi.
   a.label("bpf_sc_run");
   frame(); push(R.RBX); push(R.R12); push(R.R13);
   mov(R.R12, R.RDI);
   movabs(R.RBX, kdata + BigInt(KD.progTable));
-  e(() => I.createRegI32(Code.Shl_rm64_imm8, R.RDI, 5));
+  e(() => I.createRegI32(Code.Shl_rm64_imm8, R.RDI, 6));
   e(() => I.createRegReg(Code.Add_rm64_r64, R.RBX, R.RDI));
   // __bpf_prog_enter_recur(): this_cpu_inc_return(*prog->active)
   load(R.RAX, () => at(R.RBX, 8)); thisCpu(R.RAX);
@@ -113,7 +113,7 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   e(() => I.createMemReg(Code.Mov_rm64_r64, at(R.RAX), R.RCX));
   e(() => I.createRegMem(Code.Cmp_r64_rm64, R.RCX, at(R.RBX, 24)), "cmp active, limit");
   a.branch(Code.Ja_rel32_64, { label: "run_refused" });
-  mov(R.RDI, R.R12);
+  load(R.RDI, () => at(R.RBX, 32)); // the program's context (R1)
   e(() => I.createMem(Code.Call_rm64, at(R.RBX)), "call *prog->bpf_func");
   mov(R.R13, R.RAX);
   a.jmp({ label: "run_exit" });

@@ -13,7 +13,7 @@ export const KTEXT = 0xffffffff81000000n;
 export const KTEXT_SIZE = 0x10000;
 /** Kernel data: the runner's program table, nested-run and interrupt tables. */
 export const KDATA = 0xffffffff82000000n;
-export const KDATA_SIZE = 0x2000;
+export const KDATA_SIZE = 0x5000;
 export const BPF_TEXT = 0xffffffffa0000000n;
 export const BPF_TEXT_SIZE = 0x100000;
 
@@ -61,17 +61,31 @@ export const MONO_CLOCK_START = 60_000_000_000n;
 
 /** Kernel data layout. */
 export const KD = {
-  progTable: 0x000,       // 32 bytes per program: bpf_func, active ptr, misses ptr, recursion limit
-  progEntry: 32,
+  progTable: 0x000,       // 64 bytes per program: bpf_func, active ptr, misses ptr, recursion limit, ctx ptr
+  progEntry: 64,
   maxProgs: 48,
-  nestedCount: 0x600,     // u64
-  nested: 0x608,          // u64 program index per nested run
+  nestedCount: 0xc00,     // u64
+  nested: 0xc08,          // u64 program index per nested run
   maxNested: 32,
-  nmiProg: 0x708,         // program index, or -1
-  monoClock: 0x710,       // u64: ktime_get_mono_fast_ns()'s clock (bpf_check_timed_may_goto())
-  irqTable: 0x800,        // 256 × u64: program index per vector, or -1
+  nmiProg: 0xd08,         // program index, or -1
+  monoClock: 0xd10,       // u64: ktime_get_mono_fast_ns()'s clock (bpf_check_timed_may_goto())
+  irqTable: 0xe00,        // 256 × u64: program index per vector, or -1
   scratch: 0x1f00,        // where bpf_sc_get_stack() leaves r9 pointing (a kernel data pointer)
+  ctx: 0x2000,            // CTX_SIZE bytes per program: the context the runner passes in rdi (R1)
 } as const;
+
+/**
+ * The context each program is run with (what R1 points to), by program type: kprobe a struct
+ * pt_regs (168 bytes), tracepoint a record whose first 8 bytes the program may not read
+ * (tp_prog_is_valid_access()), raw_tp the u64 arguments (MAX_BPF_FUNC_ARGS of them); the
+ * synthetic kernel gives each program CTX_SIZE bytes of known, distinct values.
+ */
+export const CTX_SIZE = 0x100;
+
+/** Program `p`'s context bytes: byte k is a fixed function of p and k (the same for the machine and the interpreter). */
+export function ctxBytes(p: number): Uint8Array {
+  return Uint8Array.from({ length: CTX_SIZE }, (_, k) => (p * 131 + k * 29 + 7) & 0xff);
+}
 
 /** Where the pieces of an image sit. Everything else (sizes, per-CPU offsets, KD) is fixed. */
 export interface Layout {

@@ -217,3 +217,27 @@ describe("jumps", () => {
     expect(() => validate(prog([fn("main", 0, [alu32.mov.imm(R1, BPF_H), jmp32.jsgt.imm(R1, -1, "o"), label("o"), ...ret0])]))).not.toThrow();
   });
 });
+
+describe("reading the context (R1) as the program type allows (7.2's is_valid_access())", () => {
+  const reads = (type: ProgType, off: number, size: typeof BPF_B | typeof BPF_H | typeof BPF_W | typeof BPF_DW) => () =>
+    validate(prog([fn("main", 0, [ldx(size, R0, R1, off), exit()])], type));
+  test("kprobe: pt_regs, any width, aligned, within its 168 bytes", () => {
+    expect(reads("kprobe", 0, BPF_DW)).not.toThrow();
+    expect(reads("kprobe", 160, BPF_DW)).not.toThrow();
+    expect(reads("kprobe", 167, BPF_B)).not.toThrow();
+    expect(reads("kprobe", 168, BPF_B)).toThrow("invalid bpf_context access off=168 size=1 [ctx-access]");
+    expect(reads("kprobe", 4, BPF_DW)).toThrow("invalid bpf_context access off=4 size=8");
+  });
+  test("tracepoint: the record past its first 8 bytes; raw_tp: the 12 u64 arguments", () => {
+    expect(reads("tracepoint", 8, BPF_DW)).not.toThrow();
+    expect(reads("tracepoint", 0, BPF_DW)).toThrow("invalid bpf_context access off=0 size=8");
+    expect(reads("raw_tp", 88, BPF_DW)).not.toThrow();
+    expect(reads("raw_tp", 95, BPF_B)).not.toThrow();
+    expect(reads("raw_tp", 96, BPF_DW)).toThrow("invalid bpf_context access off=96 size=8");
+  });
+  test("perf_event, tracing and struct_ops contexts, and any write, are refused as not modelled, saying why", () => {
+    expect(reads("perf_event", 0, BPF_DW)).toThrow("reading a perf_event program's context is not modelled (pe_prog_convert_ctx_access() rewrites it)");
+    expect(reads("tracing", 0, BPF_DW)).toThrow("reading a tracing program's context is not modelled (BTF types it)");
+    expect(() => validate(prog([fn("main", 0, [st(BPF_DW, R1, 0, 1), ...ret0])]))).toThrow("writes to the context (R1) are not modelled");
+  });
+});
