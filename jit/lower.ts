@@ -14,7 +14,7 @@ import type { BpfInsn } from "./bpf/insn.ts";
 import {
   BPF_ADD, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_DIV, BPF_END, BPF_EXIT, BPF_FETCH, BPF_JA, BPF_JEQ, BPF_JGE,
   BPF_JGT, BPF_JLE, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LD_IMM64, BPF_LDX,
-  BPF_LOAD_ACQ, BPF_LSH, BPF_MEM, BPF_MEMSX, BPF_MOD, BPF_MODE, BPF_MOV, BPF_MUL, BPF_NEG, BPF_OP, BPF_OR, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST,
+  BPF_LOAD_ACQ, BPF_REG_AX, BPF_LSH, BPF_MEM, BPF_MEMSX, BPF_MOD, BPF_MODE, BPF_MOV, BPF_MUL, BPF_NEG, BPF_OP, BPF_OR, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST,
   BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_X, BPF_XCHG, BPF_XOR, BPF_ALU, sizeBytes,
 } from "./bpf/opcodes.ts";
 import { StrategyError, type Strategy, type FuncJit } from "./strategy.ts";
@@ -109,9 +109,6 @@ export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, targ
   }
   throw new JitError(`${name}: the JIT did not converge in ${MAX_PASSES} passes (bpf_int_jit_compile() gives up; with BPF_JIT_ALWAYS_ON the load fails)`);
 }
-
-/** BPF_REG_AX (include/linux/filter.h, 7.2: MAX_BPF_REG + 1): the verifier's fix-ups use it; the JIT maps it to r10. */
-export const BPF_REG_AX = 12;
 
 /** Why the model does not lower an encoding the kernel's JIT has a case for. */
 const NOT_MODELLED = (what: string) => `${what} is not modelled (stackcheck's programs have no arena, BTF pointers, tail calls or stack arguments)`;

@@ -24,12 +24,11 @@ import {
 } from "../../jit/bpf/opcodes.ts";
 import type { PlanAtomic, PlanCall, PlanCallItem, PlanCtx, PlanFunc, PlanItem, PlanLoop, PlanMath, PlanNested } from "../plan.ts";
 import type { ProgType } from "../../jit/bpf/program.ts";
-import { CTX_SIZE } from "../../jit/kernel/layout.ts";
-import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
+import { ctxReadable } from "../../jit/bpf/validate.ts";
 import { MAX_ITEMS, MAX_SLOTS, RUN_BUDGET } from "../plan.ts";
 import { clamp, s32, upTo, wrap } from "./num.ts";
 import {
-  epilogueSteps, HELPER_STEPS, MAY_GOTO_INIT, MAY_GOTO_PASS, prologueSteps, SPIN_LOOP_STEPS, SPIN_LOOP_BPF, type Callee, type FuncShape,
+  epilogueSteps, HELPER_STEPS, MAY_GOTO_INIT, MAY_GOTO_PASS, prologueSteps, SPIN_LOOP_STEPS, type Callee, type FuncShape,
 } from "./steps.ts";
 
 /** One emitted instruction, with what is fixed up once the frame size and the layout are known. */
@@ -91,8 +90,6 @@ class Body {
   private used = 0;
   /** It has a may_goto: the verifier's fix-ups store its count and timestamp first (2 instructions). */
   private mayGoto = false;
-  /** BPF instructions its loop that only may_goto bounds runs (the interpreter's budget). */
-  private spinBpf = 0;
   private straight = 0;
   private readonly straights: number[] = [];
   private readonly calls: Callee[] = [];
@@ -292,7 +289,6 @@ class Body {
       this.raw(insn(BPF_JMP | BPF_JCOND, 0, BPF_MAY_GOTO, 2, 0), SPIN_LOOP_STEPS);
       this.op(alu64.add.imm(R2, 1), 0);
       this.raw(insn(BPF_JMP | BPF_JA, 0, 0, -3, 0), 0);
-      this.spinBpf += SPIN_LOOP_BPF;
     } else {
       this.raw(insn(BPF_JMP | BPF_JCOND, 0, BPF_MAY_GOTO, 2, 0), n * MAY_GOTO_PASS);
       this.op(alu64.add.imm(R2, 1), n);
@@ -477,10 +473,10 @@ export const ATOMIC_KINDS = ["fetch_add", "xchg", "fetch_or", "fetch_xor", "add"
  */
 export function ctxRead(type: ProgType, off: number, width: number): { off: number; width: 1 | 2 | 4 | 8 } | undefined {
   const w = (SIZE_OF_WIDTH[width] === undefined ? 8 : width) as 1 | 2 | 4 | 8;
-  const range = type === "kprobe" ? [0, PT_REGS_SIZE] : type === "tracepoint" ? [8, CTX_SIZE] : type === "raw_tp" ? [0, 96] : undefined;
+  const range = ctxReadable(type);
   if (range === undefined) return undefined;
-  const slots = Math.floor((range[1]! - range[0]!) / w);
-  return { off: range[0]! + wrap(Math.trunc(off), slots) * w, width: w };
+  const slots = Math.floor((range.to - range.from) / w);
+  return { off: range.from + wrap(Math.trunc(off), slots) * w, width: w };
 }
 
 /** Lower one function's body: parameters saved, the entry call, the items, the read-back, the exit call. */

@@ -54,8 +54,6 @@ const REFILL_1 = 2 + 20 + 13, REFILL_2 = 2 + 20 + 15;
 export const SPIN_PASSES = 2 * 0xffff;
 /** Steps of `l: may_goto out; r2 += 1; goto l` run to its end: 9 a pass, the two refills, the exit. */
 export const SPIN_LOOP_STEPS = SPIN_PASSES * (MAY_GOTO_PASS + 2) + REFILL_1 + REFILL_2 + MAY_GOTO_EXIT;
-/** BPF instructions the reference interpreter counts for it (may_goto, add, goto per pass; the exit). */
-export const SPIN_LOOP_BPF = SPIN_PASSES * 3 + 1;
 
 /**
  * A BPF function's prologue: endbr64, nop5, nop3, push rbp, mov rbp,rsp,

@@ -6,7 +6,7 @@ import { KernelJit } from "../../jit/tree/index.ts";
 import { kernelBackend, mustBeTreeStrategy, treeHasPrivateStacks } from "../../jit/tree/backend.ts";
 import { DIFF_FIELDS, DIFF_SOURCES, formatDiff, runJitDiff, type DiffCase, type DiffField } from "../jit-diff.ts";
 import { RunFailed, UsageError } from "./errors.ts";
-import { treeFromFlags } from "./jit-option.ts";
+import { addTreeOptions, treeFromFlags } from "./jit-option.ts";
 import { collect, freshSeed, int, progressBar, seedOption } from "./options.ts";
 
 interface JitDiffFlags {
@@ -24,11 +24,9 @@ interface JitDiffFlags {
 }
 
 export function addJitDiffCommand(program: Command, out: (s: string) => void): void {
-  program
+  addTreeOptions(program
     .command("jit-diff")
     .description("JIT random programs with the TypeScript JIT and a kernel tree's bpf_jit_comp.c at the same addresses; compare bytes, addrs[], fp_start/fp_end, frame windows and private stacks; shrink and show the first difference (exit 1)")
-    .option("--kernel-tree <dir>", "the kernel tree (default: $STACKCHECK_KERNEL_TREE, else the 7.2 tree `stackcheck kernel fetch` prepared)")
-    .option("--jit-source <file>", "a patched copy of bpf_jit_comp.c, built against the tree instead of its own")
     .option("--runs <n>", "cases to generate (each: a plan's programs, or one or two ISA-heavy programs)", int("--runs", 1), 1000)
     .option("--seed <n>", "the seed (printed when not given)", seedOption())
     .option("--path <path>", "replay: the path a difference was reported with (with its --seed)")
@@ -37,7 +35,7 @@ export function addJitDiffCommand(program: Command, out: (s: string) => void): v
     .option("--source <source>", `where cases come from (repeatable; default all): ${DIFF_SOURCES.join(", ")}`, collect, [] as string[])
     .option("--ignore <field>", `leave a field out of the comparison (repeatable): ${DIFF_FIELDS.join(", ")}`, collect, [] as string[])
     .addOption(new Option("--syntax <syntax>", "assembler syntax of the listings").choices(["gas", "llvm", "intel"]).default("gas"))
-    .option("--json", "machine-readable output")
+    .option("--json", "machine-readable output"))
     .action(async (f: JitDiffFlags) => {
       if (f.path !== undefined && (f.seed === undefined || !/^\d+(:\d+)*$/.test(f.path))) throw new UsageError("jit-diff: --path needs the --seed it was printed with, and looks like 12:0:3");
       const tree = treeFromFlags(f.kernelTree);

@@ -14,11 +14,16 @@ export interface JitFlags {
   readonly jitSource?: string;
 }
 
-export function addJitOptions(c: Command): Command {
+/** `--kernel-tree DIR` and `--jit-source FILE`: which tree, and which copy of its JIT (here, jit-diff, kernel info). */
+export function addTreeOptions(c: Command): Command {
   return c
-    .addOption(new Option("--jit <backend>", "which JIT makes the BPF code: ts (the TypeScript JIT) or kernel (the tree's own bpf_jit_comp.c)").choices(["ts", "kernel"]).default("ts"))
-    .option("--kernel-tree <dir>", `the kernel tree for --jit kernel (default: $${TREE_ENV}, else the 7.2 tree \`stackcheck kernel fetch\` prepared)`)
-    .option("--jit-source <file>", "with --jit kernel: a patched copy of bpf_jit_comp.c, built against the tree instead of its own")
+    .option("--kernel-tree <dir>", `the kernel tree (default: $${TREE_ENV}, else the 7.2 tree \`stackcheck kernel fetch\` prepared)`)
+    .option("--jit-source <file>", "a patched copy of bpf_jit_comp.c, built against the tree instead of its own");
+}
+
+export function addJitOptions(c: Command): Command {
+  return addTreeOptions(c
+    .addOption(new Option("--jit <backend>", "which JIT makes the BPF code: ts (the TypeScript JIT) or kernel (the tree's own bpf_jit_comp.c, see --kernel-tree)").choices(["ts", "kernel"]).default("ts")))
     .option("--bmi2", "JIT for a CPU with BMI2 (shifts by a register as shlx/shrx/sarx, as on most x86 CPUs since 2013)");
 }
 

@@ -6,7 +6,7 @@
 import { Option, type Command } from "commander";
 import { buildShim, fetchTree, TREE_VERSIONS, type TreeVersion } from "../../jit/tree/index.ts";
 import { describeTree, treeHasPrivateStacks, treeJitOptions, TREE_STRATEGIES } from "../../jit/tree/backend.ts";
-import { treeFromFlags } from "./jit-option.ts";
+import { addTreeOptions, treeFromFlags } from "./jit-option.ts";
 import { int } from "./options.ts";
 
 export function addKernelCommands(program: Command, out: (s: string) => void, err: (s: string) => void): void {
@@ -25,11 +25,9 @@ export function addKernelCommands(program: Command, out: (s: string) => void, er
       });
       out(`${tree.dir}\n`);
     });
-  kernel
+  addTreeOptions(kernel
     .command("info")
-    .description("check a tree and say what the backend sees: version, the JIT's Kconfig, the strategies it implements, the shim")
-    .option("--kernel-tree <dir>", "the tree (default: $STACKCHECK_KERNEL_TREE, else the fetched 7.2 tree)")
-    .option("--jit-source <file>", "a patched copy of bpf_jit_comp.c to build the shim from")
+    .description("check a tree and say what the backend sees: version, the JIT's Kconfig, the strategies it implements, the shim"))
     .option("--json", "machine-readable output")
     .action((f: { kernelTree?: string; jitSource?: string; json?: boolean }) => {
       const tree = treeFromFlags(f.kernelTree);

@@ -17,14 +17,13 @@ import { TIMED_MAY_GOTO_CALL } from "./abi.ts";
 import type { BpfInsn } from "./insn.ts";
 import { isMayGoto } from "./fields.ts";
 import {
-  BPF_ADD, BPF_ALU, BPF_ALU64, BPF_CALL, BPF_CLASS, BPF_DIV, BPF_DW, BPF_EXIT, BPF_JA, BPF_JEQ, BPF_JGT, BPF_JMP, BPF_JMP32, BPF_JNE,
+  BPF_ADD, BPF_ALU, BPF_ALU64, BPF_CALL, BPF_REG_AX, BPF_CLASS, BPF_DIV, BPF_DW, BPF_EXIT, BPF_JA, BPF_JEQ, BPF_JGT, BPF_JMP, BPF_JMP32, BPF_JNE,
   BPF_K, BPF_LDX, BPF_MAX_TIMED_LOOPS, BPF_MEM, BPF_MOD, BPF_MOV, BPF_NEG, BPF_OP, BPF_PSEUDO_CALL, BPF_ST, BPF_STX, BPF_SUB, BPF_X, BPF_XOR,
 } from "./opcodes.ts";
 import type { Program } from "./program.ts";
 import type { Validated } from "./validate.ts";
 
-/** BPF_REG_AX (include/linux/filter.h, 7.2): MAX_BPF_REG + 1, the JIT's r10. */
-export const BPF_REG_AX = 12;
+export { BPF_REG_AX };
 
 // The kernel's instruction macros (include/linux/filter.h), for the patches below: built
 // directly, since they name BPF_REG_AX, which no program as written may use (insn() refuses it).

@@ -62,6 +62,11 @@ export const BPF_SRC = (code: number) => code & 0x08;
 /** Registers: R0 result, R1-R5 arguments, R6-R9 callee-saved, R10 the read-only frame pointer. */
 export const R0 = 0, R1 = 1, R2 = 2, R3 = 3, R4 = 4, R5 = 5, R6 = 6, R7 = 7, R8 = 8, R9 = 9, R10 = 10;
 export type Reg = 0 | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 | 9 | 10;
+/**
+ * BPF_REG_AX (include/linux/filter.h, 7.2: MAX_BPF_REG + 1, after BPF_REG_PARAMS): the register
+ * the verifier's fix-ups use (jit/bpf/fixups.ts), never a program as written; the JIT's r10.
+ */
+export const BPF_REG_AX = 12;
 
 /** Bytes accessed by a load/store size. */
 export function sizeBytes(size: number): 1 | 2 | 4 | 8 {

@@ -33,12 +33,23 @@ import {
   BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG,
   BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes,
 } from "./opcodes.ts";
-import type { Program } from "./program.ts";
+import type { Program, ProgType } from "./program.ts";
 import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
 import { CTX_SIZE } from "../kernel/layout.ts";
 
 /** MAX_BPF_FUNC_ARGS (include/linux/bpf.h, 7.2): the u64 arguments a raw_tp program may read. */
 const MAX_BPF_FUNC_ARGS = 12;
+
+/**
+ * The context bytes [from, to) a program of this type may read (validate.ts ctxAccess(); the
+ * generators draw their reads from it), or undefined where reads are not modelled.
+ */
+export function ctxReadable(type: ProgType): { readonly from: number; readonly to: number } | undefined {
+  if (type === "kprobe") return { from: 0, to: PT_REGS_SIZE }; //                kprobe_prog_is_valid_access()
+  if (type === "tracepoint") return { from: 8, to: CTX_SIZE }; //                tp_prog_is_valid_access(), the synthetic record
+  if (type === "raw_tp") return { from: 0, to: 8 * MAX_BPF_FUNC_ARGS }; //      bpf_tracing_ctx_access()
+  return undefined;
+}
 
 export { ValidationError } from "./issues.ts";
 export type { Rule, ValidationIssue } from "./issues.ts";
@@ -498,13 +509,12 @@ class FuncWalk {
    */
   private ctxAccess(r: number, off: number, size: number, kind: "read" | "write"): void {
     const type = this.p.type;
-    const bad = () => this.fail("ctx-access", `invalid bpf_context access off=${off} size=${size}`);
     if (kind === "write") this.fail("ctx-access", `writes to the context (R${r}) are not modelled`);
-    if (off % size !== 0) bad();
-    if (type === "kprobe") { if (off < 0 || off + size > PT_REGS_SIZE) bad(); }
-    else if (type === "tracepoint") { if (off < 8 || off + size > CTX_SIZE) bad(); }
-    else if (type === "raw_tp") { if (off < 0 || off >= 8 * MAX_BPF_FUNC_ARGS) bad(); }
-    else this.fail("ctx-access", `reading a ${type} program's context is not modelled (${type === "perf_event" ? "pe_prog_convert_ctx_access() rewrites it" : "BTF types it"})`);
+    const range = ctxReadable(type);
+    if (range === undefined) this.fail("ctx-access", `reading a ${type} program's context is not modelled (${type === "perf_event" ? "pe_prog_convert_ctx_access() rewrites it" : "BTF types it"})`);
+    // raw_tp checks only where a read starts (bpf_tracing_ctx_access()); the others where it ends too
+    const past = type === "raw_tp" ? off >= range.to : off + size > range.to;
+    if (off % size !== 0 || off < range.from || past) this.fail("ctx-access", `invalid bpf_context access off=${off} size=${size}`);
   }
 
   private call(x: BpfInsn): void {

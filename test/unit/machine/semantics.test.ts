@@ -242,17 +242,20 @@ describe("instruction semantics", () => {
   }
 });
 
+/** Each x86 condition in encoding order (cc 0..15), as the SDM defines it (jcc and cmovcc alike). */
+const conds: [string, (f: number) => boolean][] = [
+  ["o", (f) => !!(f & OF)], ["no", (f) => !(f & OF)], ["b", (f) => !!(f & CF)], ["ae", (f) => !(f & CF)],
+  ["e", (f) => !!(f & ZF)], ["ne", (f) => !(f & ZF)], ["be", (f) => !!(f & (CF | ZF))], ["a", (f) => !(f & (CF | ZF))],
+  ["s", (f) => !!(f & SF)], ["ns", (f) => !(f & SF)], ["p", (f) => !!(f & PF)], ["np", (f) => !(f & PF)],
+  ["l", (f) => !!(f & SF) !== !!(f & OF)], ["ge", (f) => !!(f & SF) === !!(f & OF)],
+  ["le", (f) => !!(f & ZF) || !!(f & SF) !== !!(f & OF)], ["g", (f) => !(f & ZF) && !!(f & SF) === !!(f & OF)],
+];
+/** Flag values that tell the conditions apart. */
+const flagSets = [0, CF, ZF, SF, OF, PF, SF | OF, ZF | SF, CF | ZF, ALL];
+
 describe("conditional moves", () => {
   // Each condition as for jcc (below), in all three sizes; a false condition still zero-extends
   // a 32-bit destination, and the memory source is read either way.
-  const conds: [string, (f: number) => boolean][] = [
-    ["o", (f) => !!(f & OF)], ["no", (f) => !(f & OF)], ["b", (f) => !!(f & CF)], ["ae", (f) => !(f & CF)],
-    ["e", (f) => !!(f & ZF)], ["ne", (f) => !(f & ZF)], ["be", (f) => !!(f & (CF | ZF))], ["a", (f) => !(f & (CF | ZF))],
-    ["s", (f) => !!(f & SF)], ["ns", (f) => !(f & SF)], ["p", (f) => !!(f & PF)], ["np", (f) => !(f & PF)],
-    ["l", (f) => !!(f & SF) !== !!(f & OF)], ["ge", (f) => !!(f & SF) === !!(f & OF)],
-    ["le", (f) => !!(f & ZF) || !!(f & SF) !== !!(f & OF)], ["g", (f) => !(f & ZF) && !!(f & SF) === !!(f & OF)],
-  ];
-  const flagSets = [0, CF, ZF, SF, OF, PF, SF | OF, ZF | SF, CF | ZF, ALL];
   const A = 0xaaaaaaaaaaaaaaaan, B = 0xbbbbbbbbbbbbbbbbn;
   for (const [i, [cc, taken]] of conds.entries()) {
     const op = (0x40 + i).toString(16);
@@ -298,14 +301,6 @@ describe("flags outside the arithmetic set", () => {
 
 describe("conditional jumps", () => {
   // Each condition as the SDM defines it.
-  const conds: [string, (f: number) => boolean][] = [
-    ["o", (f) => !!(f & OF)], ["no", (f) => !(f & OF)], ["b", (f) => !!(f & CF)], ["ae", (f) => !(f & CF)],
-    ["e", (f) => !!(f & ZF)], ["ne", (f) => !(f & ZF)], ["be", (f) => !!(f & (CF | ZF))], ["a", (f) => !(f & (CF | ZF))],
-    ["s", (f) => !!(f & SF)], ["ns", (f) => !(f & SF)], ["p", (f) => !!(f & PF)], ["np", (f) => !(f & PF)],
-    ["l", (f) => !!(f & SF) !== !!(f & OF)], ["ge", (f) => !!(f & SF) === !!(f & OF)],
-    ["le", (f) => !!(f & ZF) || !!(f & SF) !== !!(f & OF)], ["g", (f) => !(f & ZF) && !!(f & SF) === !!(f & OF)],
-  ];
-  const flagSets = [0, CF, ZF, SF, OF, PF, SF | OF, ZF | SF, CF | ZF, ALL];
   for (const [i, [cc, taken]] of conds.entries()) {
     test(`j${cc} (rel8 and rel32) follows the SDM condition`, () => {
       for (const f of flagSets) {
