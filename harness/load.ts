@@ -3,7 +3,7 @@
 // per-CPU area, IF set; and the task entered through do_syscall_64.
 import { Machine, type MachineSnapshot } from "./machine/index.ts";
 import type { Image } from "../jit/image.ts";
-import { EXCEPTION_STKSZ, NMI_IST } from "../jit/kernel/layout.ts";
+import { EXCEPTION_STKSZ, NMI_IST, PCPU_CURRENT_TASK } from "../jit/kernel/layout.ts";
 
 /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
 export function loadImage(img: Image): Machine {
@@ -36,8 +36,41 @@ export function reusedMachine(img: Image): Machine {
   return r.m;
 }
 
-/** Prepare a machine to run the task's program: rsp = task_pt_regs, stop at entry_SYSCALL_64's return. */
+/**
+ * Prepare a machine to run the task's program: rsp = task_pt_regs, stop at entry_SYSCALL_64's
+ * return. With several tasks (img.multitask), task 0 runs first and exits through
+ * syscall_exit_tasks, the others wait on their fork frames, the ground truth follows each
+ * switch (a hook where __switch_to_asm loads the next task's rsp), and the run ends when no task
+ * is left (all_tasks_done).
+ */
 export function startTask(img: Image, m: Machine): void {
   m.rflags = 0x2; // entry_SYSCALL_64 runs with IRQs off; do_syscall_64 enables them
-  m.call(img.kernel.addr("do_syscall_64"), { args: [BigInt(img.task)], rsp: img.taskPtRegs, stopAt: img.kernel.addr("entry_return") });
+  const k = img.kernel;
+  if (!img.multitask) {
+    m.call(k.addr("do_syscall_64"), { args: [BigInt(img.task)], rsp: img.taskPtRegs, stopAt: k.addr("entry_return") });
+    return;
+  }
+  m.call(k.addr("do_syscall_64"), { args: [BigInt(img.task)], rsp: img.taskPtRegs, returnTo: k.addr("syscall_exit_tasks"), stopAt: k.addr("all_tasks_done") });
+  img.tasks.forEach((t, i) => {
+    if (i > 0) m.seedTask(i, k.addr("__switch_to_asm"), k.addr("ret_from_fork_asm"), t.ptRegs - 56n + 48n);
+  });
+  // The ground truth changes tasks where the kernel does: when current_task becomes next
+  // (__switch_to()); rsp has been on next's stack since __switch_to_asm loaded it, and until then
+  // the kernel, and every unwinder, still takes prev for current.
+  m.addHook(k.addr("switch_current"), (mm) => mm.switchTask(taskIndex(img, mm.reg("rsi"))));
+}
+
+/** Which task a task_struct pointer names. */
+export function taskIndex(img: Image, struct: bigint): number {
+  const i = img.tasks.findIndex((t) => t.struct === struct);
+  if (i < 0) throw new Error(`no task has its task_struct at 0x${struct.toString(16)}`);
+  return i;
+}
+
+/** The running task (current_task): task 0 in an image without a scheduler. */
+export function currentTask(img: Image, m: Machine): number {
+  if (!img.multitask) return 0;
+  const cur = m.peek64(img.layout.percpu + BigInt(PCPU_CURRENT_TASK)) ?? 0n;
+  const i = img.tasks.findIndex((t) => t.struct === cur);
+  return i < 0 ? 0 : i;
 }

@@ -28,6 +28,15 @@ function syscallEntry(t: OrcTable, code: readonly D[]): void {
   for (const d of code) t.add(toCanonical(d.ip), regs());
 }
 
+/**
+ * ret_from_fork_asm (entry_64.S:228, 7.2): UNWIND_HINT_END_OF_STACK where a new task's first
+ * switch lands (its walk ends there without error); past it the task's pt_regs are at sp, as
+ * UNWIND_HINT_REGS says after `call ret_from_fork`.
+ */
+function retFromFork(t: OrcTable, code: readonly D[]): void {
+  code.forEach((d, i) => t.add(toCanonical(d.ip), i === 0 ? { type: "END_OF_STACK", spReg: "UNDEFINED", spOffset: 0, bpReg: "UNDEFINED", bpOffset: 0, signal: false } : regs()));
+}
+
 /** IRQ stubs, asm_common_interrupt, asm_exc_nmi: the words pushed above the iret frame. */
 function entryCode(t: OrcTable, name: string, code: readonly D[]): void {
   let pushed = name === "asm_common_interrupt" ? 1 : 0; // orig_ax, pushed by the vector stub
@@ -84,6 +93,7 @@ export function kernelOrcTable(kernel: Kernel): OrcTable {
   for (const s of syms) {
     const code = decodeCode(text.bytes.subarray(Number(s.start - text.base), Number(s.end - text.base)), s.start);
     if (s.name === "entry_SYSCALL_64") syscallEntry(t, code);
+    else if (s.name === "ret_from_fork_asm") retFromFork(t, code);
     else if (s.kind === "entry") entryCode(t, s.name, code);
     else cFunction(t, s.start, s.end, code);
   }

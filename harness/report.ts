@@ -19,11 +19,11 @@ export function formatScenario(sc: Scenario): string {
   const cbs = CALL_NAMES;
   const f = sc.file;
   const lines = [
-    `task runs ${f.task}${f.nested?.length ? `; scx_sc_run_nested(i) runs ${f.nested.map((n, i) => `${i}: ${n}`).join(", ")}` : ""}${f.irq?.length ? `; IRQ ${f.irq.map((a) => `vector ${a.vector}: ${a.program}`).join(", ")}` : ""}${f.nmi ? `; NMI: ${f.nmi}` : ""}`,
+    `${f.tasks ? `tasks run ${f.tasks.map((t, i) => `${i}: ${t}`).join(", ")}` : `task runs ${f.task}`}${f.nested?.length ? `; scx_sc_run_nested(i) runs ${f.nested.map((n, i) => `${i}: ${n}`).join(", ")}` : ""}${f.irq?.length ? `; IRQ ${f.irq.map((a) => `vector ${a.vector}: ${a.program}`).join(", ")}` : ""}${f.nmi ? `; NMI: ${f.nmi}` : ""}`,
   ];
-  if (f.interrupts?.length) lines.push(`schedule: ${f.interrupts.map((x) => (x.kind === "nmi" ? `NMI at step ${x.atStep}` : `IRQ ${x.vector} at step ${x.atStep}`)).join(", ")}`);
+  if (f.interrupts?.length) lines.push(`schedule: ${f.interrupts.map((x) => (x.kind === "nmi" ? `NMI at step ${x.atStep}` : x.kind === "tick" ? `tick at step ${x.atStep}` : `IRQ ${x.vector} at step ${x.atStep}`)).join(", ")}`);
   for (const p of sc.programs) {
-    lines.push(`program ${p.name} (${p.type}${p.privStackRequested ? ", private stack requested" : ""}):`);
+    lines.push(`program ${p.name} (${p.type}${p.attach ? ` through ${p.attach}` : ""}${p.sleepable ? ", sleepable" : ""}${p.privStackRequested ? ", private stack requested" : ""}):`);
     lines.push(...printProgram(p, cbs).split("\n").map((l) => `  ${l}`));
   }
   return lines.join("\n");

@@ -12,6 +12,7 @@ import type { JitBackend } from "../jit/backend.ts";
 import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
+import { LOCAL_TIMER_VECTOR } from "../jit/kernel/layout.ts";
 import { stackPicture } from "./picture.ts";
 import { loadImage, reusedMachine, startTask } from "./load.ts";
 import { unwinderFor } from "./unwind-env.ts";
@@ -19,7 +20,8 @@ import { archStackWalk, perfCallchainKernel, UNWINDERS, type PrivateStackKnowled
 
 export { UNWINDERS, type UnwinderName };
 
-export interface Injection { readonly kind: "irq" | "nmi"; readonly atStep: number; readonly vector: number }
+/** An interrupt raised at a step: an IRQ, an NMI, or the tick (an IRQ on LOCAL_TIMER_VECTOR, whose handler runs sched_tick()). */
+export interface Injection { readonly kind: "irq" | "nmi" | "tick"; readonly atStep: number; readonly vector: number }
 
 export interface Sample {
   readonly kind: "NMI (perf, from regs)" | "IRQ handler" | "bpf_get_stack (helper)";
@@ -192,5 +194,5 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
 
 /** The scenario's own schedule as injections. */
 export function scheduleOf(sc: Scenario): Injection[] {
-  return (sc.file.interrupts ?? []).map((x) => (x.kind === "nmi" ? { kind: "nmi", atStep: x.atStep, vector: 2 } : { kind: "irq", atStep: x.atStep, vector: x.vector }));
+  return (sc.file.interrupts ?? []).map((x) => (x.kind === "nmi" ? { kind: "nmi", atStep: x.atStep, vector: 2 } : x.kind === "tick" ? { kind: "tick", atStep: x.atStep, vector: LOCAL_TIMER_VECTOR } : { kind: "irq", atStep: x.atStep, vector: x.vector }));
 }

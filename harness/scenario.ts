@@ -5,11 +5,17 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { insn, type BpfInsn } from "../jit/bpf/insn.ts";
-import { PROG_TYPES, type Program } from "../jit/bpf/program.ts";
+import { ATTACH_PATH_NAMES, PROG_TYPES, type Program } from "../jit/bpf/program.ts";
+import { MAX_TASKS } from "../jit/kernel/layout.ts";
 import { validate, ValidationError } from "../jit/bpf/validate.ts";
 import type { ImageSpec } from "../jit/image.ts";
 
-export const SCENARIO_VERSION = 1;
+/**
+ * Version 2 adds tasks (`tasks`: the program each task's syscall runs, with the kernel's
+ * scheduler), ticks in the schedule, and per-program attach paths and sleepability. Version 1
+ * files load as they always did: one task, no scheduler.
+ */
+export const SCENARIO_VERSION = 2;
 
 const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,47}$/, "must be an identifier (letters, digits, _; at most 48)");
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -17,25 +23,33 @@ const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const rawInsn = z.tuple([int(0, 255), int(0, 10), int(0, 10), int(-0x8000, 0x7fff), int(-0x80000000, 0x7fffffff)]);
 
 const schema = z.strictObject({
-  version: z.literal(SCENARIO_VERSION),
+  version: z.union([z.literal(1), z.literal(2)]),
   name: z.string().optional(),
   programs: z.array(z.strictObject({
     name: ident,
     type: z.enum(PROG_TYPES),
     privStackRequested: z.boolean().optional(),
+    /** v2: how it is run (kernel-model-7.2.md A.4); its type's default when absent. */
+    attach: z.enum(ATTACH_PATH_NAMES as [string, ...string[]]).optional(),
+    /** v2: BPF_F_SLEEPABLE. */
+    sleepable: z.boolean().optional(),
     funcs: z.array(z.strictObject({
       name: ident,
       stackDepth: int(0, 4096),
       insns: z.array(rawInsn).min(1),
     })).min(1),
   })).min(1).max(48),
-  task: ident,
+  /** The program the task runs (version 1; in version 2, `tasks` instead, or this for one task). */
+  task: ident.optional(),
+  /** v2: the program each task runs, task 0 first; with it the kernel has its scheduler. */
+  tasks: z.array(ident).min(1).max(MAX_TASKS).optional(),
   nested: z.array(ident).max(32).optional(),
   irq: z.array(z.strictObject({ vector: int(32, 255), program: ident })).optional(),
   nmi: ident.optional(),
   interrupts: z.array(z.discriminatedUnion("kind", [
     z.strictObject({ kind: z.literal("irq"), vector: int(32, 255), atStep: int(0, 1e9) }),
     z.strictObject({ kind: z.literal("nmi"), atStep: int(0, 1e9) }),
+    z.strictObject({ kind: z.literal("tick"), atStep: int(0, 1e9) }),
   ])).optional(),
   strategy: z.string().optional(),
   unwinders: z.array(z.string()).optional(),
@@ -73,7 +87,10 @@ function toProgram(p: ScenarioFile["programs"][number]): Program {
     for (const [code, dst, src, off, imm] of f.insns) insns.push(insn(code, dst, src, off, imm));
     return { name: f.name, start, end: insns.length, stackDepth: f.stackDepth };
   });
-  return { name: p.name, type: p.type, privStackRequested: p.privStackRequested ?? false, insns, funcs };
+  return {
+    name: p.name, type: p.type, privStackRequested: p.privStackRequested ?? false, insns, funcs,
+    ...(p.attach === undefined ? {} : { attach: p.attach as Program["attach"] & string }), ...(p.sleepable ? { sleepable: true } : {}),
+  };
 }
 
 /** Validate parsed JSON as a scenario; `source` names it in errors (a file name). */
@@ -107,7 +124,21 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
     if (i === undefined) issues.push({ code: "unknown-program", path, message: `no program is named '${name}' (programs: ${[...index.keys()].join(", ")})` });
     return i ?? 0;
   };
-  const task = ref(file.task, "task");
+  // version 2's fields need version 2
+  if (file.version === 1) {
+    const v2 = [
+      ...(file.tasks ? ["tasks"] : []),
+      ...file.programs.flatMap((p, i) => [...(p.attach !== undefined ? [`programs[${i}].attach`] : []), ...(p.sleepable !== undefined ? [`programs[${i}].sleepable`] : [])]),
+      ...(file.interrupts ?? []).flatMap((x, i) => (x.kind === "tick" ? [`interrupts[${i}]`] : [])),
+    ];
+    for (const path of v2) issues.push({ code: "version", path, message: `needs "version": 2 (tasks, ticks, attach paths and sleepable programs came with it)` });
+  }
+  if (file.task === undefined && file.tasks === undefined) issues.push({ code: "no-task", path: "task", message: `say what the task runs: "task": <program> (or, version 2, "tasks": [<program>, ...])` });
+  if (file.task !== undefined && file.tasks !== undefined && file.tasks[0] !== file.task) {
+    issues.push({ code: "task-mismatch", path: "task", message: `task '${file.task}' is not tasks[0] ('${file.tasks[0]}'); give one of the two` });
+  }
+  const task = ref(file.tasks?.[0] ?? file.task ?? file.programs[0]!.name, file.tasks ? "tasks[0]" : "task");
+  const tasks = file.tasks?.map((t, i) => (i === 0 ? task : ref(t, `tasks[${i}]`)));
   const nested = (file.nested ?? []).map((n, i) => ref(n, `nested[${i}]`));
   const irq = (file.irq ?? []).map((a, i) => ({ vector: a.vector, program: ref(a.program, `irq[${i}].program`) }));
   const nmi = file.nmi === undefined ? undefined : ref(file.nmi, "nmi");
@@ -118,6 +149,7 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
   });
   (file.interrupts ?? []).forEach((x, i) => {
     if (x.kind === "irq" && !vectors.has(x.vector)) issues.push({ code: "unknown-vector", path: `interrupts[${i}].vector`, message: `no IRQ handler is set up for vector ${x.vector}; list it under 'irq'` });
+    if (x.kind === "tick" && file.version === 2 && !file.tasks) issues.push({ code: "tick-without-tasks", path: `interrupts[${i}]`, message: `a tick needs the scheduler: list the tasks under "tasks"` });
   });
   const programs = file.programs.map((p, i) => {
     const prog = toProgram(p);
@@ -127,12 +159,13 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
       if (!(e instanceof ValidationError)) throw e;
       const fi = p.funcs.findIndex((f) => f.name === e.issue.func);
       const where = e.issue.insn >= 0 ? `programs[${i}].funcs[${fi}].insns[${e.issue.insn}]` : `programs[${i}].funcs[${fi}]`;
-      issues.push({ code: `verifier:${e.issue.rule}`, path: where, message: `${p.name}/${e.issue.func}: ${e.issue.message}` });
+      issues.push({ code: `verifier:${e.issue.rule}`, path: e.issue.rule === "attach" || (e.issue.rule === "sleepable" && e.issue.insn < 0) ? `programs[${i}].${e.issue.rule}` : where, message: `${p.name}/${e.issue.func}: ${e.issue.message}` });
     }
+    if (prog.sleepable && !tasks) issues.push({ code: "sleepable-without-tasks", path: `programs[${i}].sleepable`, message: `${p.name} is sleepable, and sleeping needs the scheduler: list the tasks under "tasks"` });
     return prog;
   });
   if (issues.length) throw new ScenarioError(source, issues);
-  return { file, programs, spec: { programs, task, nested, irq, ...(nmi === undefined ? {} : { nmi }) } };
+  return { file, programs, spec: { programs, task, nested, irq, ...(nmi === undefined ? {} : { nmi }), ...(tasks ? { tasks } : {}) } };
 }
 
 /** Read and validate a scenario file. */

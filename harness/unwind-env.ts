@@ -6,7 +6,8 @@
 import type { Machine } from "./machine/index.ts";
 import type { Image } from "../jit/image.ts";
 import { privateStacks as imagePrivateStacks } from "../jit/private-stacks.ts";
-import { EXCEPTION_STKSZ, IRQ_STACK_SIZE, THREAD_SIZE } from "../jit/kernel/layout.ts";
+import { EXCEPTION_STKSZ, IRQ_STACK_SIZE } from "../jit/kernel/layout.ts";
+import { currentTask } from "./load.ts";
 import {
   makeUnwinder, STACK_TYPE_NMI, STACK_TYPE_PRIVATE, type BpfKsym, type PrivateStackDef, type PrivateStackKnowledge, type UnwindEnv,
   type Unwinder, type UnwinderName,
@@ -25,17 +26,19 @@ export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnow
     begin: x.begin, end: x.end, type: knowledge === "per-type" ? STACK_TYPE_PRIVATE : STACK_TYPE_PRIVATE + i,
     ...(x.backLink === undefined ? {} : { backLink: x.backLink }),
   }));
-  const { taskStack, irqStack, nmiStack } = img.layout;
+  const { irqStack, nmiStack } = img.layout;
+  // current's stack and task_pt_regs(current): with several tasks, whichever current_task names now
+  const cur = () => img.tasks[currentTask(img, m)]!;
   return {
     mem: { read64: (a) => m.peek64(a) },
     stacks: {
-      task: { begin: taskStack, end: taskStack + BigInt(THREAD_SIZE) },
+      get task() { return cur().stack; },
       hardirqStackPtr: irqStack + BigInt(IRQ_STACK_SIZE) - 8n,
       irqStackSize: IRQ_STACK_SIZE,
       exception: [{ type: STACK_TYPE_NMI, begin: nmiStack, end: nmiStack + BigInt(EXCEPTION_STKSZ) }],
       privateStacks,
     },
-    taskPtRegs: img.taskPtRegs,
+    get taskPtRegs() { return cur().ptRegs; },
     isKernelText: (a) => TEXT_KINDS.has(m.symbols.lookup(a)?.kind ?? ""),
     inEntryCode: (a) => m.symbols.lookup(a)?.kind === "entry",
     symbolize: (a) => m.symbols.symbolize(a) ?? a.toString(16),
@@ -49,5 +52,5 @@ export function bpfKsyms(img: Image): BpfKsym[] {
 
 /** The unwinder `name` over an image loaded in a machine. */
 export function unwinderFor(name: UnwinderName, img: Image, m: Machine, knowledge: PrivateStackKnowledge = "none"): Unwinder {
-  return makeUnwinder(name, envFromImage(img, m, knowledge), { kernel: kernelOrcTable(img.kernel), bpfKsyms: bpfKsyms(img) });
+  return makeUnwinder(name, envFromImage(img, m, knowledge), { kernel: kernelOrcTable(img.kernel), bpfKsyms: bpfKsyms(img), ...(img.multitask ? { retFromFork: img.kernel.addr("ret_from_fork_asm") } : {}) });
 }

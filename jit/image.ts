@@ -3,7 +3,7 @@
 // (v6.19, kernel-model.md §5), the per-CPU area (this_cpu_off, hardirq_stack_ptr, prog->active,
 // misses, private stacks with their guard words) and the interrupt configuration. Plain data:
 // harness/load.ts turns it into a machine.
-import type { Program } from "./bpf/program.ts";
+import { ATTACH_PATHS, attachOf, type AttachPath, type Program } from "./bpf/program.ts";
 import { validate, type Validated } from "./bpf/validate.ts";
 import { miscFixups } from "./bpf/fixups.ts";
 import type { JitProgram } from "./jit.ts";
@@ -12,7 +12,13 @@ import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
   BPF_TEXT_SIZE, CTX_SIZE, ctxBytes, EXCEPTION_STKSZ, MONO_CLOCK_START, IRQ_STACK_SIZE, KD, KDATA_SIZE, KERNEL_LAYOUT, KTEXT_SIZE, PCPU_HARDIRQ_STACK_PTR,
   PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_SIZE, taskPtRegs, THREAD_SIZE, type Layout,
+  LOCAL_TIMER_VECTOR, MAX_TASKS, PCPU_CURRENT_TASK, TASK, TASK_RUNNING, TASK_STRUCT_SIZE, taskStackOf,
 } from "./kernel/layout.ts";
+
+/** sizeof(struct inactive_task_frame) (arch/x86/include/asm/switch_to.h): r15 r14 r13 r12 bx bp ret_addr. */
+export const INACTIVE_TASK_FRAME_SIZE = 56;
+/** The runner's limit for a path with no recursion counter: never reached. */
+const UNGUARDED = 0x7fffffffffffffffn;
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
 import { DEFAULT_JIT_OPTIONS, type JitOptions, type Strategy } from "./strategy.ts";
 import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
@@ -28,6 +34,20 @@ export interface ImageSpec {
   readonly irq?: readonly { readonly vector: number; readonly program: number }[];
   /** The program the NMI handler runs. */
   readonly nmi?: number;
+  /**
+   * Several tasks on the CPU: the program each task's syscall runs (tasks[0] is `task`). Present
+   * (even with one task), the kernel is built with its scheduler (kernel.ts TASK_FUNCTIONS):
+   * ticks, preemption, sleeps. Absent: one task, and the kernel without them.
+   */
+  readonly tasks?: readonly number[];
+}
+
+/** A task of an image: its program, its task_struct in kernel data, its stack and task_pt_regs(). */
+export interface ImageTask {
+  readonly program: number;
+  readonly struct: bigint;
+  readonly stack: { readonly begin: bigint; readonly end: bigint };
+  readonly ptRegs: bigint;
 }
 
 export class ImageError extends Error {
@@ -69,6 +89,8 @@ export interface Image {
     readonly jit: JitProgram;
     readonly active: bigint;
     readonly misses: bigint;
+    /** How it is run: its attach path's counter and preemptibility (program.ts ATTACH_PATHS). */
+    readonly path: (typeof ATTACH_PATHS)[AttachPath];
   }[];
   /** The per-CPU bpf_prog_active counter (a __percpu pointer). */
   readonly bpfProgActive: bigint;
@@ -83,6 +105,9 @@ export interface Image {
   readonly task: number;
   /** task_pt_regs(): the user-mode pt_regs at the top of the task stack. */
   readonly taskPtRegs: bigint;
+  /** The tasks (one, task 0, unless the spec has several); `multitask`: the kernel has its scheduler. */
+  readonly tasks: readonly ImageTask[];
+  readonly multitask: boolean;
   /** this CPU's address of a __percpu pointer. */
   thisCpu(ptr: bigint): bigint;
 }
@@ -106,12 +131,12 @@ function pagesFor(bytes: number, max: number, what: string): number {
  * sets, so kernels are kept (read-only: images copy what they change).
  */
 const kernels = new Map<string, Kernel>();
-function kernelFor(layout: Layout, irqVectors: readonly number[]): Kernel {
-  const key = `${Object.values(layout).map(String).join(",")}|${irqVectors.join(",")}`;
+function kernelFor(layout: Layout, irqVectors: readonly number[], tasks = false): Kernel {
+  const key = `${Object.values(layout).map(String).join(",")}|${irqVectors.join(",")}|${tasks}`;
   let k = kernels.get(key);
   if (!k) {
     if (kernels.size >= 256) kernels.clear();
-    k = buildKernel(layout, irqVectors);
+    k = buildKernel(layout, irqVectors, tasks);
     kernels.set(key, k);
   }
   return k;
@@ -148,8 +173,17 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     if (!Number.isInteger(a.vector) || a.vector < 32 || a.vector > 255) throw new ImageError(`IRQ vector ${a.vector} is not an external interrupt vector (32..255)`);
   }
   if (spec.nmi !== undefined) mustBeProg(spec.nmi, "NMI");
-  const irqVectors = [...new Set((spec.irq ?? []).map((a) => a.vector))].sort((x, y) => x - y);
-  const kernel = kernelFor(layout, irqVectors);
+  const multitask = spec.tasks !== undefined;
+  const taskProgs = spec.tasks ?? [spec.task];
+  if (taskProgs.length < 1 || taskProgs.length > MAX_TASKS) throw new ImageError(`an image runs 1..${MAX_TASKS} tasks, got ${taskProgs.length}`);
+  taskProgs.forEach((p, k) => mustBeProg(p, `task ${k}`));
+  if (multitask && taskProgs[0] !== spec.task) throw new ImageError(`task 0 runs program ${taskProgs[0]}, but the spec's task is ${spec.task}`);
+  // the tick's vector always has a gate where there is a scheduler
+  const irqVectors = [...new Set([...(spec.irq ?? []).map((a) => a.vector), ...(multitask ? [LOCAL_TIMER_VECTOR] : [])])].sort((x, y) => x - y);
+  const kernel = kernelFor(layout, irqVectors, multitask);
+  spec.programs.forEach((p) => {
+    if (p.sleepable && !multitask) throw new ImageError(`program ${p.name} is sleepable: it needs an image with tasks (a scenario with "tasks"), whose kernel can sleep`);
+  });
 
   // Per-CPU dynamic area: bpf_prog_active, then prog->active and misses per program, then private memory.
   let dyn = PERCPU_ORIGIN + BigInt(PERCPU_DYNAMIC);
@@ -160,9 +194,10 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     const xlated = miscFixups(program, validated);
     const own = dyn, misses = dyn + 8n;
     dyn += 16n;
-    // kernel-model.md §2.3: kprobe/tracepoint/perf_event go through trace_call_bpf()'s global counter.
-    const global = program.type === "kprobe" || program.type === "tracepoint" || program.type === "perf_event";
-    return { program, validated, xlated, active: global ? bpfProgActive : own, misses };
+    // kernel-model-7.2.md A.4: the path's counter (the global bpf_prog_active of trace_call_bpf() and
+    // friends, or the program's own prog->active; uprobes have none, and the runner then never refuses)
+    const path = ATTACH_PATHS[attachOf(program)];
+    return { program, validated, xlated, active: path.counter === "global" ? bpfProgActive : own, misses, path };
   });
   let text = BPF_TEXT;
   const jitted = programs.map((p) => {
@@ -222,8 +257,9 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     put(e, p.jit.funcs[0]!.image.base);
     put(e + 8, p.active);
     put(e + 16, p.misses);
-    put(e + 24, BigInt(strategy.recursionLimit));
+    put(e + 24, p.path.counter === "none" ? UNGUARDED : BigInt(strategy.recursionLimit));
     put(e + 32, KDATA + BigInt(KD.ctx + pi * CTX_SIZE)); // the runner passes it in rdi
+    put(e + 40, p.path.preemptible ? 0n : 1n); // the path's preempt_disable() (read by a kernel with tasks)
     kdata.set(ctxBytes(pi), KD.ctx + pi * CTX_SIZE);
   });
   put(KD.nestedCount, BigInt((spec.nested ?? []).length));
@@ -247,8 +283,41 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   rv.setBigUint64(PT_REGS.orig_ax, 0n, true);
   loads.push({ addr: TASK_PT_REGS, bytes: regs });
 
+  // The tasks: task_struct, stack, user-mode pt_regs; the ones not running yet wait on their
+  // fork_frame (copy_thread(), arch/x86/kernel/process.c): an inactive_task_frame whose ret_addr is
+  // ret_from_fork_asm and whose bp is encode_frame_pointer(childregs), directly below the pt_regs.
+  const tasks: ImageTask[] = taskProgs.map((program, k) => {
+    const begin = taskStackOf(layout, k);
+    return { program, struct: KDATA + BigInt(KD.tasks + TASK_STRUCT_SIZE * k), stack: { begin, end: begin + BigInt(THREAD_SIZE) }, ptRegs: taskPtRegs(layout, k) };
+  });
+  if (multitask) {
+    put(KD.nrTasks, BigInt(tasks.length));
+    tasks.forEach((t, k) => {
+      const f = KD.tasks + TASK_STRUCT_SIZE * k;
+      const frame = t.ptRegs - BigInt(INACTIVE_TASK_FRAME_SIZE);
+      put(f + TASK.threadSp, k === 0 ? 0n : frame);
+      put(f + TASK.state, BigInt(TASK_RUNNING));
+      put(f + TASK.prog, BigInt(t.program));
+      put(f + TASK.canary, 0x5a5a000000000000n + BigInt(k) * 0x1111n);
+      put(f + TASK.ptRegs, t.ptRegs);
+      if (k === 0) return;
+      regions.push(
+        guard(`task ${k} stack guard (low)`, t.stack.begin - 0x1000n, 0x1000),
+        { name: `task ${k} stack`, kind: "stack", start: t.stack.begin, size: THREAD_SIZE, perms: "rw-" },
+        guard(`task ${k} stack guard (high)`, t.stack.end, 0x1000),
+      );
+      loads.push({ addr: t.ptRegs, bytes: regs });
+      const ff = new Uint8Array(INACTIVE_TASK_FRAME_SIZE);
+      const fv = new DataView(ff.buffer);
+      fv.setBigUint64(40, BigInt.asUintN(64, t.ptRegs | 1n), true); // bp
+      fv.setBigUint64(48, BigInt.asUintN(64, kernel.addr("ret_from_fork_asm")), true); // ret_addr
+      loads.push({ addr: frame, bytes: ff });
+    });
+    loads.push({ addr: PERCPU + BigInt(PCPU_CURRENT_TASK), bytes: u64le(tasks[0]!.struct) });
+  }
+
   return {
-    strategy, backend, layout, taskPtRegs: TASK_PT_REGS, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
-    programs: jitted.map(({ program, validated, xlated, jit, active, misses }) => ({ program, validated, xlated, jit, active, misses })),
+    strategy, backend, layout, taskPtRegs: TASK_PT_REGS, tasks, multitask, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
+    programs: jitted.map(({ program, validated, xlated, jit, active, misses, path }) => ({ program, validated, xlated, jit, active, misses, path })),
   };
 }

@@ -6,10 +6,10 @@
 import type { Image } from "./image.ts";
 
 /** One of the kernel's own stacks (task, IRQ, NMI): its region's name (`task stack`) and bounds. */
-export interface KernelStack { readonly name: string; readonly begin: bigint; readonly end: bigint }
+export interface KernelStack { readonly name: string; readonly begin: bigint; readonly end: bigint; /** A task's stack (not IRQ or NMI). */ readonly task: boolean }
 
 export function kernelStacks(img: Image): KernelStack[] {
-  return img.regions.filter((r) => r.kind === "stack").map((r) => ({ name: r.name, begin: r.start, end: r.start + BigInt(r.size) }));
+  return img.regions.filter((r) => r.kind === "stack").map((r) => ({ name: r.name, begin: r.start, end: r.start + BigInt(r.size), task: /^task( \d+)? stack$/.test(r.name) }));
 }
 
 export interface PrivateStack {

@@ -29,7 +29,7 @@ export const PRIVATE_STACK_KNOWLEDGE = ["none", "per-type", "per-instance"] as c
 export type PrivateStackKnowledge = (typeof PRIVATE_STACK_KNOWLEDGE)[number];
 
 /** The unwinder called `name`; the ORC ones read vmlinux's ORC table and the BPF ksyms. */
-export function makeUnwinder(name: UnwinderName, env: UnwindEnv, orc: { readonly kernel: OrcTable; readonly bpfKsyms: readonly BpfKsym[] }): Unwinder {
+export function makeUnwinder(name: UnwinderName, env: UnwindEnv, orc: { readonly kernel: OrcTable; readonly bpfKsyms: readonly BpfKsym[]; readonly retFromFork?: bigint }): Unwinder {
   if (name === "frame") return frameUnwinder(env);
   if (name === "orc-6.13" || name === "orc-6.19") return orcUnwinder(env, { version: name, ...orc } satisfies OrcData);
   throw new RangeError(`unknown unwinder '${String(name)}' (one of ${UNWINDERS.join(", ")})`);

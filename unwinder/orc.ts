@@ -61,6 +61,8 @@ export interface OrcData {
   readonly version: OrcVersion;
   readonly kernel: OrcTable;
   readonly bpfKsyms: readonly BpfKsym[];
+  /** ret_from_fork_asm: a new task's ip, looked up exactly (signal) when its walk starts. */
+  readonly retFromFork?: bigint;
 }
 
 /** struct unwind_state, the ORC variant (asm/unwind.h). */
@@ -256,5 +258,5 @@ export function orcStart(env: UnwindEnv, data: OrcData, from: StartFrom, retFrom
 
 /** The ORC unwinder (one version) behind the common interface. */
 export function orcUnwinder(env: UnwindEnv, data: OrcData): Unwinder<OrcUnwindState> {
-  return { name: data.version, env, start: (from) => orcStart(env, data, from), next: (s) => orcNextFrame(env, data, s), withEnv: (e) => orcUnwinder(e, data) };
+  return { name: data.version, env, start: (from) => orcStart(env, data, from, data.retFromFork), next: (s) => orcNextFrame(env, data, s), withEnv: (e) => orcUnwinder(e, data) };
 }

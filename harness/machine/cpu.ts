@@ -42,6 +42,8 @@ export interface Gate { readonly handler: number; readonly ist: number }
 export interface Observer {
   onCall?(a: Activation, cpu: Cpu): void;
   onReturn?(a: Activation, cpu: Cpu): void;
+  /** The ground truth switched tasks (Machine.switchTask()): `prev`'s activations were put aside, `next`'s came back. */
+  onSwitch?(prev: number, next: number): void;
   onInterrupt?(a: Activation, cpu: Cpu): void;
   onIret?(a: Activation, cpu: Cpu): void;
 }

@@ -3,7 +3,7 @@
 // budget and copy-on-write snapshots. Every run ends in a typed result (results.ts).
 import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__ } from "./addr.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as ACT_ROOT__, Cpu as Cpu__, hiOf as hiOf__, interruptName as interruptName__, pairToBig as pairToBig__, Stop as Stop__, X86_TRAP_NMI as X86_TRAP_NMI__, type Observer } from "./cpu.ts";
-import type { ShadowSnapshot } from "./shadow.ts";
+import { ShadowStack, type ShadowSnapshot } from "./shadow.ts";
 import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
 import { HANDLERS as HANDLERS__ } from "./exec.ts";
 import { F_NONE as F_NONE__, IF as IF__ } from "./flags.ts";
@@ -39,6 +39,8 @@ export interface CallOptions {
   readonly args?: readonly bigint[];
   /** Return address pushed for the entry; reaching it completes the run. */
   readonly stopAt?: bigint;
+  /** Push this as the return address instead, and complete the run at `stopAt` only (several tasks: the run ends elsewhere). */
+  readonly returnTo?: bigint;
   /** Initial rsp; defaults to the current rsp. */
   readonly rsp?: bigint;
 }
@@ -95,6 +97,14 @@ export interface MachineSnapshot {
   readonly hookFired: readonly number[];
   readonly codeEpoch: number;
   readonly mem: MemorySnapshot;
+  readonly parked: ReadonlyMap<number, ParkedTask>;
+  readonly running: number;
+}
+
+/** The ground truth of a task that is not running: its activations and hook bookkeeping, kept while it is switched out. */
+export interface ParkedTask {
+  readonly shadow: ShadowSnapshot;
+  readonly hookFired: readonly number[];
 }
 
 /** An executable region and its decode cache: one slot per byte, NOT_DECODED until decoded. */
@@ -385,15 +395,70 @@ export class Machine {
     c.stiShadow = -1;
     c.nmiBlocked = false;
     this.hookFired = [];
+    this.parked = new Map();
+    this.running = 0;
+    const pushed = opts.returnTo === undefined ? this.stopRip : mustBeCanonical(opts.returnTo, "return address");
     try {
-      const s = mustBeCanonical(stop, "stop address");
+      const s = pushed;
       c.push64(s >>> 0, hiOf(s));
     } catch (e) {
       if (e instanceof MemFault) throw new RangeError(`call: cannot push the return address: ${e.describe()}`);
       throw e;
     }
-    c.shadow.push(ACT_ROOT, target, this.stopRip, c.rspInternal(), -1, -1);
+    c.shadow.push(ACT_ROOT, target, pushed, c.rspInternal(), -1, -1);
     c.rip = target;
+  }
+
+  // ---- tasks ----
+
+  /** The task whose activations the shadow stack holds now (an id the caller chose; 0 at call()). */
+  running = 0;
+  private parked = new Map<number, ParkedTask>();
+
+  /**
+   * A task that has not run yet: its first switch-in returns through `ret` from the word at
+   * `slot` to `ret` (its fork frame's ret_addr), as if `entry` had been called from there.
+   */
+  seedTask(task: number, entry: bigint, ret: bigint, slot: bigint): void {
+    const sh = new ShadowStack();
+    sh.push(ACT_ROOT, mustBeCanonical(entry, "task entry"), mustBeCanonical(ret, "task return"), mustBeCanonical(slot, "task slot"), -1, -1);
+    this.parked.set(task, { shadow: sh.snapshot(), hookFired: [] });
+  }
+
+  /**
+   * The context switch, as the ground truth sees it (call it where the code loads the next
+   * task's rsp): the running task's activations are put aside and `next`'s come back.
+   * Observers hear of it (onSwitch).
+   */
+  switchTask(next: number): void {
+    const prev = this.running;
+    if (next === prev) return;
+    const c = this.cpu;
+    const back = this.parked.get(next);
+    if (back === undefined) throw new RangeError(`switchTask: task ${next} has no saved state (never seeded, or running)`);
+    this.parked.set(prev, { shadow: c.shadow.snapshot(), hookFired: this.hookFired.slice() });
+    this.parked.delete(next);
+    c.shadow.restore(back.shadow);
+    this.hookFired = back.hookFired.slice();
+    this.running = next;
+    this.cpu.observer?.onSwitch?.(prev, next);
+  }
+
+  /** The tasks that are switched out (their ids). */
+  parkedTasks(): number[] {
+    return [...this.parked.keys()];
+  }
+
+  /**
+   * The true chain of a switched-out task, innermost first: its activations as truth() gives
+   * them, the innermost executing at `ip` (where it stopped: in __switch_to_asm).
+   */
+  parkedTruth(task: number, ip: bigint): TruthEntry[] {
+    const p = this.parked.get(task);
+    if (p === undefined) throw new RangeError(`parkedTruth: task ${task} is not switched out`);
+    const sh = new ShadowStack();
+    sh.restore(p.shadow);
+    return this.truthOf(sh, mustBeCanonical(ip, "ip"));
   }
 
   /** Run to the end: completion, a fault, a failure, a hang, or a hook's stop. */
@@ -502,14 +567,18 @@ export class Machine {
 
   /** The true chain of activations, innermost first, with interrupt boundaries marked. */
   truth(): TruthEntry[] {
+    return this.truthOf(this.cpu.shadow, this.cpu.rip);
+  }
+
+  private truthOf(shadow: ShadowStack, rip: number): TruthEntry[] {
     const c = this.cpu;
     const out: TruthEntry[] = [];
-    let cursor = c.rip;
-    if (c.shadow.depth === 0) {
+    let cursor = rip;
+    if (shadow.depth === 0) {
       return [{ kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: "", entry: toCanonical(cursor), returnAddress: undefined, slot: undefined, entered: "unknown" }];
     }
-    for (let i = c.shadow.depth - 1; i >= 0; i--) {
-      const a = c.shadow.at(i);
+    for (let i = shadow.depth - 1; i >= 0; i--) {
+      const a = shadow.at(i);
       out.push({
         kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: this.symbols.lookupInternal(a.entry)?.name ?? hex64(toCanonical(a.entry)),
         entry: toCanonical(a.entry), returnAddress: toCanonical(a.ret), slot: toCanonical(a.slot),
@@ -536,7 +605,7 @@ export class Machine {
       lo: c.lo.slice(), hi: c.hi.slice(), rip: c.rip, flags: c.rflags(), gsBase: c.gsBase, cs: c.cs, ss: c.ss, steps: c.steps,
       stiShadow: c.stiShadow, nmiBlocked: c.nmiBlocked, pendingNmi: c.pendingNmi, pendingIrqs: c.pendingIrqs.slice(),
       shadow: c.shadow.snapshot(), stopRip: this.stopRip, hookFired: this.hookFired.slice(), codeEpoch: this.codeEpoch,
-      mem: this.memory.snapshot(),
+      mem: this.memory.snapshot(), parked: new Map(this.parked), running: this.running,
     };
   }
 
@@ -554,6 +623,8 @@ export class Machine {
     c.shadow.restore(s.shadow);
     this.placeStop(s.stopRip);
     this.hookFired = s.hookFired.slice();
+    this.parked = new Map(s.parked);
+    this.running = s.running;
     this.memory.restore(s.mem);
     if (s.codeEpoch !== this.codeEpoch) {
       // Code was loaded since the snapshot: the cache may hold instructions the restored memory does not.

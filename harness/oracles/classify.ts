@@ -56,7 +56,7 @@ export interface WindowOracle {
    * spot? `mayEnd`: the walk may stop there. `regs`: the pt_regs below the frame are complete
    * (always for the sample's own interrupt; a deeper one may have been caught while pushing them).
    */
-  blindSpot(ip: bigint, slot: bigint, regs: boolean): { readonly mayEnd: boolean } | undefined;
+  blindSpot(ip: bigint, slot: bigint, regs: boolean): { readonly mayEnd: boolean; readonly errorOk?: boolean } | undefined;
   /** Has the entry code now at `ip` finished building its pt_regs (past ENCODE_FRAME_POINTER)? */
   regsBuilt(ip: bigint): boolean;
 }
@@ -66,6 +66,8 @@ export interface Allowance {
   readonly after: number;
   readonly skip: number;
   readonly mayEnd: boolean;
+  /** The unwinder may flag its walk here (a kernel blind spot it knows it cannot cross). */
+  readonly errorOk?: boolean;
 }
 
 /**
@@ -96,7 +98,7 @@ export function allowances(truth: readonly TruthEntry[], from: number, w: Window
       // up to and including the rip the next interrupt interrupted; its caller too only when
       // that rip was in its own frame window (the walk resumes at regs->bp)
       const skip = next ? next.at - b.at + (w.inWindow(next.ip) ? 1 : 0) : 1;
-      out.push({ after: b.at, skip, mayEnd: blind.mayEnd });
+      out.push({ after: b.at, skip, mayEnd: blind.mayEnd, ...(blind.errorOk ? { errorOk: true } : {}) });
     } else if (w.inWindow(b.ip)) out.push({ after: b.at, skip: 1, mayEnd: false });
   });
   return out;
@@ -137,7 +139,7 @@ export function classify(expected: readonly bigint[], walk: Walk, allow: readonl
   // guess in a BPF prologue), it is FLAGGED, unless the unwinder itself calls the loss expected
   // (unwind_frame.c bad_address: no warning for an interrupt in entry code or before the C
   // handler's first frame pointer, e.g. an NMI on do_syscall_64's first instruction).
-  if (allow.length > 0 && matchesWithin(expected, got, allow)) return { class: walk.error && !walk.expectedLoss ? "FLAGGED" : "WINDOW", at };
+  if (allow.length > 0 && matchesWithin(expected, got, allow)) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk) ? "FLAGGED" : "WINDOW", at };
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };
 }

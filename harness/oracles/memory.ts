@@ -18,9 +18,11 @@
 //     guard, or runs from one slot into the next, is reported with the object it missed.
 import { hex64 as hex, toCanonical, type Activation } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
-import { PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
+import { attachOf } from "../../jit/bpf/program.ts";
+import { PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_PREEMPT_COUNT, PCPU_STACK_CHK_GUARD, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
 import { kernelStacks, privateStacks } from "../../jit/private-stacks.ts";
-import type { Oracle, Range } from "./types.ts";
+import { PerTask, type Oracle, type Range } from "./types.ts";
+import { TASK } from "../../jit/kernel/layout.ts";
 
 interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean; /** where pushes start */ readonly top: bigint }
 
@@ -31,6 +33,8 @@ interface Context {
   readonly sp: bigint;
   readonly area: Area | undefined;
   readonly entered: string;
+  /** The program a BPF invocation runs (index), if this context is one. */
+  readonly program?: number;
   /** The bytes [low, high) this context wrote on each private stack. */
   readonly written: Map<Area, { low: bigint; high: bigint }>;
 }
@@ -56,6 +60,11 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
     at("this_cpu_off", percpu + BigInt(PCPU_THIS_CPU_OFF), 8, "r"),
     at("hardirq_stack_ptr", percpu + BigInt(PCPU_HARDIRQ_STACK_PTR), 8),
     at("hardirq_stack_inuse", percpu + BigInt(PCPU_HARDIRQ_STACK_INUSE), 1),
+    ...(img.multitask ? [
+      at("current_task", percpu + BigInt(PCPU_CURRENT_TASK), 8),
+      at("__preempt_count", percpu + BigInt(PCPU_PREEMPT_COUNT), 8),
+      at("__stack_chk_guard", percpu + BigInt(PCPU_STACK_CHK_GUARD), 8),
+    ] : []),
     at("bpf_prog_active", img.thisCpu(img.bpfProgActive), 8, "r"),
     ...img.programs.flatMap((p) => [
       ...(p.active === img.bpfProgActive ? [] : [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")]),
@@ -78,8 +87,19 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   ];
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
   const isBpf = (a: bigint) => m.symbols.lookup(a)?.kind === "bpf";
-  const root: Context = { slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map() };
-  const ctxs: Context[] = [root];
+  // Per task: its live contexts, outermost (the task itself) first.
+  const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, { ...v }]));
+  const tasks = new PerTask<Context[]>(
+    () => [{ slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map() }],
+    (t) => t.map((c) => ({ ...c, written: copyWritten(c.written) })),
+  );
+  let running = 0;
+  /** `task k`, and with several tasks the programs it is inside, with their attach paths. */
+  const taskName = (k: number, cs: readonly Context[]) => {
+    const progs = cs.flatMap((c) => (c.program === undefined ? [] : [`${img.programs[c.program]!.program.name} through ${img.programs[c.program]!.path === undefined ? "?" : pathName(c.program)}`]));
+    return `task ${k}${progs.length ? ` (inside ${progs.join(", then ")})` : ""}`;
+  };
+  const pathName = (p: number) => attachOf(img.programs[p]!.program);
   let reports = 0;
   const report = (message: string) => {
     if (reports++ < MAX_REPORTS) fail({ check: "memory", message });
@@ -120,7 +140,26 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     }
     const area = areaOf(addr);
     if (!area) return;
+    const ctxs = tasks.cur;
     const cur = ctxs.length - 1;
+    // Another task's live frames: everything from its saved rsp (thread.sp) up on its task
+    // stack, and what its live contexts wrote on private stacks. It is switched out in the
+    // middle of them (preempted or asleep), so nothing else may write there.
+    const others = tasks.others();
+    const rsp = others.length ? m.reg("rsp") : 0n;
+    for (const [k, theirs] of others) {
+      const t = img.tasks[k]!;
+      // the task being switched in: __switch_to_asm has loaded its rsp, current_task is not it yet
+      if (rsp > t.stack.begin && rsp <= t.stack.end) continue;
+      const sp = m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n;
+      const onTheirStack = addr < t.stack.end && end > t.stack.begin && end > sp;
+      const hit = onTheirStack ? undefined : theirs.find((c) => { const w = c.written.get(area); return w !== undefined && end > w.low && addr < w.high; });
+      if (onTheirStack || hit) {
+        const what = onTheirStack ? `${k === 0 ? "the task" : `task ${k}`} stack above its saved rsp ${hex(sp)}` : `the ${area.name} stack inside ${hex(hit!.written.get(area)!.low)}..${hex(hit!.written.get(area)!.high)}, written by ${hit!.entered}`;
+        report(`${access(true, size, addr, ip)}: ${taskName(running, ctxs)} writes into ${what}: live data of ${taskName(k, theirs)}, which is switched out in the middle of it`);
+        return;
+      }
+    }
     for (let j = 1; j <= cur; j++) {
       const b = ctxs[j]!;
       if (b.area === area && end > b.sp && (!area.private || ctxs.slice(0, j).some((c) => (c.written.get(area)?.high ?? 0n) > addr))) {
@@ -154,28 +193,32 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     }
   };
 
-  const enter = (a: Activation, entered: string) => {
+  const enter = (a: Activation, entered: string, program?: number) => {
     const sp = a.rspRaw;
-    ctxs.push({ slot: a.slot, sp, area: areaOf(sp - 1n), entered, written: new Map() }); // sp may be a stack's top
+    tasks.cur.push({ slot: a.slot, sp, area: areaOf(sp - 1n), entered, written: new Map(), ...(program === undefined ? {} : { program }) }); // sp may be a stack's top
   };
   const leave = (a: Activation) => {
+    const ctxs = tasks.cur;
     if (ctxs.length > 1 && ctxs[ctxs.length - 1]!.slot === a.slot) ctxs.pop();
   };
   return {
     writes, onWrite,
     reads: [{ begin: percpu, end: perCpuEnd }], onRead,
     save() {
-      const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, { ...v }]));
-      const kept = { ctxs: ctxs.map((c) => ({ ...c, written: copyWritten(c.written) })), reports };
+      const back = tasks.save(), kept = { reports, running };
       return () => {
-        ctxs.length = 0;
-        for (const c of kept.ctxs) ctxs.push({ ...c, written: copyWritten(c.written) });
+        back();
         reports = kept.reports;
+        running = kept.running;
       };
+    },
+    onSwitch(prev, next) {
+      tasks.switch(prev, next);
+      running = next;
     },
     onCall(a) {
       const entry = toCanonical(a.entry), site = toCanonical(a.site);
-      if (isBpf(entry) && !isBpf(site)) enter(a, `${m.symbols.lookup(entry)!.name} (called from ${sym(site)})`);
+      if (isBpf(entry) && !isBpf(site)) enter(a, `${m.symbols.lookup(entry)!.name} (called from ${sym(site)})`, programAt(entry));
     },
     onReturn: leave,
     onInterrupt(a) { enter(a, `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`); },

@@ -48,7 +48,11 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
     const fns = checks.flatMap((c) => (c[k] ? [c[k]!.bind(c)] : []));
     return (a: Parameters<NonNullable<Observer[K]>>[0]) => { for (const f of fns) f(a); };
   };
-  m.observer = { onCall: each("onCall"), onReturn: each("onReturn"), onInterrupt: each("onInterrupt"), onIret: each("onIret") };
+  const switches = checks.flatMap((c) => (c.onSwitch ? [c.onSwitch.bind(c)] : []));
+  m.observer = {
+    onCall: each("onCall"), onReturn: each("onReturn"), onInterrupt: each("onInterrupt"), onIret: each("onIret"),
+    onSwitch: (prev, next) => { for (const f of switches) f(prev, next); },
+  };
   // The machine has one write watcher and one read watcher: each gets every check's ranges.
   const writers = checks.filter((c) => c.onWrite), readers = checks.filter((c) => c.onRead);
   if (writers.length) {

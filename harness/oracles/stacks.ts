@@ -9,7 +9,7 @@ import { getStackInfo, stackTypeName, Warnings, type StackInfo } from "../../unw
 import type { HighWater, Oracle, RunFailure, StackBudgets } from "./types.ts";
 
 const budgetKey = (stack: string): keyof StackBudgets | undefined =>
-  stack === "TASK" ? "task" : stack === "IRQ" ? "irq" : stack === "NMI" ? "nmi" : stack.startsWith("private ") ? "private" : undefined;
+  stack === "TASK" || stack.startsWith("TASK ") ? "task" : stack === "IRQ" ? "irq" : stack === "NMI" ? "nmi" : stack.startsWith("private ") ? "private" : undefined;
 
 /** Every stack whose high-water mark exceeds its budget (design §6: "checked against a budget"). */
 export function overBudget(highWater: readonly HighWater[], budgets: StackBudgets): RunFailure[] {
@@ -30,6 +30,7 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
     return getStackInfo(env, sp, info, { mask: 0n }, new Warnings()) ? info : undefined;
   };
   const privates = privateStacks(img);
+  const taskStacks = img.tasks.map((t) => t.stack);
   const lower = (marks: Marks, key: string, end: bigint, low: bigint) => {
     const cur = marks.get(key);
     if (!cur || low < cur.low) marks.set(key, { end, low });
@@ -43,6 +44,8 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
     for (const at of [sp - 1n, sp]) {
       const p = privates.find((x) => at >= x.begin && at < x.end);
       if (p) return lower(lowest, p.name, p.top, sp);
+      const t = img.tasks.findIndex((x) => at >= x.stack.begin && at < x.stack.end);
+      if (t > 0) return lower(lowest, `TASK ${t}`, img.tasks[t]!.stack.end, sp); // task 0's is TASK, as with one task
       const s = stackOf(at);
       if (s) return lower(lowest, stackTypeName(s.type), s.end, sp);
     }
@@ -53,7 +56,8 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
     onInterrupt: (a) => {
       note(a.rspRaw);
       note(m.reg("rsp"));
-      if (!stackOf(a.rspRaw)) {
+      // (a task's stack is a kernel stack even while current is another task: the switch window)
+      if (!stackOf(a.rspRaw) && !taskStacks.some((t) => a.rspRaw > t.begin && a.rspRaw <= t.end)) {
         fail({ check: "unknown-stack", message: `vector ${a.vector} taken at ${sym(toCanonical(a.ret))} while rsp ${hex(a.rspRaw)} was on a stack get_stack_info() does not know${privates.some((p) => a.rspRaw >= p.begin && a.rspRaw < p.end) ? " (a private BPF stack)" : ""}` });
       }
     },

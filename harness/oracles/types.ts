@@ -45,6 +45,8 @@ export interface RunOracle {
   onReturn?(a: Activation): void;
   onInterrupt?(a: Activation): void;
   onIret?(a: Activation): void;
+  /** The machine switched tasks (several tasks on the CPU: Machine.switchTask()). */
+  onSwitch?(prev: number, next: number): void;
   /** Writes in these ranges (rounded out to pages) reach onWrite. */
   readonly writes?: readonly Range[];
   onWrite?(addr: bigint, size: number, ip: bigint): void;
@@ -59,3 +61,37 @@ export interface RunOracle {
 
 /** A check: given one run's context, the object that watches it. */
 export type Oracle = (ctx: OracleContext) => RunOracle;
+
+/**
+ * A check's state that belongs to one task (what it pushed at calls and interrupts of that
+ * task's run): the running task's in `cur`, the others put aside while they are switched out
+ * (RunOracle.onSwitch) and brought back when they run again.
+ */
+export class PerTask<T> {
+  cur: T;
+  private readonly parked = new Map<number, T>();
+  constructor(private readonly fresh: () => T, private readonly copy: (t: T) => T) {
+    this.cur = fresh();
+  }
+
+  switch(prev: number, next: number): void {
+    this.parked.set(prev, this.cur);
+    this.cur = this.parked.get(next) ?? this.fresh();
+    this.parked.delete(next);
+  }
+
+  /** The switched-out tasks' states. */
+  others(): [number, T][] {
+    return [...this.parked];
+  }
+
+  /** Keep every task's state now; the function returned puts it back (any number of times). */
+  save(): () => void {
+    const cur = this.copy(this.cur), parked = [...this.parked].map(([k, v]) => [k, this.copy(v)] as const);
+    return () => {
+      this.cur = this.copy(cur);
+      this.parked.clear();
+      for (const [k, v] of parked) this.parked.set(k, this.copy(v));
+    };
+  }
+}

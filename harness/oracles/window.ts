@@ -41,7 +41,7 @@ export class FrameWindows implements WindowOracle {
    */
   constructor(
     private readonly m: Machine,
-    private readonly stacks: readonly { begin: bigint; end: bigint }[] = [],
+    private readonly stacks: readonly { begin: bigint; end: bigint; task?: boolean }[] = [],
     private readonly cache = new Map<string, FrameCode>(),
   ) {}
 
@@ -72,7 +72,7 @@ export class FrameWindows implements WindowOracle {
    * read from the pt_regs whose ip word is the hardware frame's RIP word (struct pt_regs),
    * only when they are complete (`regs`: the sample's own interrupt).
    */
-  blindSpot(ip: bigint, slot: bigint, regs: boolean): { mayEnd: boolean } | undefined {
+  blindSpot(ip: bigint, slot: bigint, regs: boolean): { mayEnd: boolean; errorOk?: boolean } | undefined {
     const kind = this.m.symbols.lookup(ip)?.kind;
     if (kind !== "kernel" && kind !== "entry") return undefined;
     if (!regs) return kind === "entry" ? { mayEnd: false } : undefined; // stale words below a frame prove nothing
@@ -86,7 +86,11 @@ export class FrameWindows implements WindowOracle {
     // In entry code between CLEAR_REGS's `xor ebp,ebp` and ENCODE_FRAME_POINTER rbp is 0 (on no
     // stack): __unwind_start() from those regs finds no stack for bp and is done at once.
     const cleared = kind === "entry" && bpOn < 0;
-    return kind === "entry" || (bp & 1n) === 1n || split ? { mayEnd: split || cleared } : undefined;
+    // rsp on one task's stack and rbp on another's: __switch_to_asm has loaded next's rsp and
+    // current_task is still prev (until __switch_to()), so get_stack_info() does not know rsp's
+    // stack; ORC gives up there with its error set, as it would in the kernel
+    const switching = split && this.stacks[spOn]!.task && this.stacks[bpOn]!.task;
+    return kind === "entry" || (bp & 1n) === 1n || split ? { mayEnd: split || cleared, ...(switching ? { errorOk: true } : {}) } : undefined;
   }
 
   /** Is `rip` at or before its function's first `mov rbp,rsp`, or at a `ret`? */

@@ -14,6 +14,8 @@ export interface CallSig {
   readonly args: readonly ArgKind[];
   /** What it is for, in one line (documentation and reports). */
   readonly does: string;
+  /** bpf_func_proto.might_sleep: only sleepable programs may call it. */
+  readonly mightSleep?: boolean;
 }
 
 /** Helper ids are our own; the names say they belong to the synthetic kernel (`sc_`). */
@@ -21,6 +23,7 @@ export const HELPERS: readonly CallSig[] = [
   { id: 1, name: "bpf_sc_mix", args: ["anything", "anything", "anything", "anything", "anything"], does: "a leaf that mixes its five arguments into r0" },
   { id: 2, name: "bpf_sc_rw", args: ["stack-ptr-8", "scalar"], does: "reads the u64 at r1, writes back a mix of it and r2, returns the old value" },
   { id: 3, name: "bpf_sc_get_stack", args: [], does: "takes a stack sample like bpf_get_stack(), returns 0" },
+  { id: 4, name: "bpf_sc_sleep", args: [], does: "sleeps (schedule(), as bpf_copy_from_user() does when the user page faults), returns 0; sleepable programs only", mightSleep: true },
 ];
 
 /** kfuncs, by BTF id. */

@@ -15,7 +15,7 @@ import {
   BPF_MEMSX, BPF_MODE, BPF_OP, BPF_OR, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_SIZE, BPF_SRC, BPF_ST,
   BPF_STORE_REL, BPF_STX, BPF_W, BPF_X, BPF_XCHG, BPF_XOR, sizeBytes,
 } from "./opcodes.ts";
-import type { Program } from "./program.ts";
+import { ATTACH_PATHS, attachOf, type Program } from "./program.ts";
 import { CTX_SIZE, ctxBytes, KD, KERNEL_LAYOUT } from "../kernel/layout.ts";
 
 const M64 = (1n << 64n) - 1n;
@@ -29,7 +29,7 @@ export const EINVAL = BigInt.asUintN(64, -22n);
  * bpf_prog_active (counter index programs.length); the others have their own prog->active.
  */
 export function recursionCounters(programs: readonly Program[]): number[] {
-  return programs.map((p, i) => (p.type === "kprobe" || p.type === "tracepoint" || p.type === "perf_event" ? programs.length : i));
+  return programs.map((p, i) => (ATTACH_PATHS[attachOf(p)].counter === "global" ? programs.length : i));
 }
 
 /** A fresh environment: counters at 0, no misses, each program's context where the kernel-layout image puts it. */
@@ -59,6 +59,12 @@ export interface InterpEnv {
   readonly ctxBase?: bigint;
   /** Instruction budget for one top-level invocation (default 1 000 000). */
   budget?: number;
+  /**
+   * What the top-level program's nested runs returned, in order, when they are given rather than
+   * interpreted (the machine's own, each checked on its own: with several tasks, whether a
+   * nested run is refused depends on what other tasks hold when it starts).
+   */
+  nestedResults?: bigint[];
   /**
    * may_goto: how many calls of bpf_check_timed_may_goto() (core.c:3423) after a frame's first
    * still find time left and refresh its count (the first call only records the start time and
@@ -94,7 +100,8 @@ class Interp {
     const c = env.counterOf?.[p] ?? p;
     env.active[c]!++;
     let r: bigint;
-    if (env.active[c]! > env.recursionLimit) {
+    // a path with no counter (uprobes) never refuses: the runner's limit for it is unbounded
+    if (env.active[c]! > env.recursionLimit && ATTACH_PATHS[attachOf(env.programs[p]!)].counter !== "none") {
       env.misses[p]!++;
       r = REFUSED;
     } else {
@@ -253,6 +260,12 @@ class Interp {
       // scx_sc_run_nested(i): an unsigned bounds check, then the runner.
       const i = r[1]!;
       if (i >= BigInt(this.env.nested.length)) return EINVAL;
+      const given = this.env.nestedResults;
+      if (given) {
+        const r = given.shift();
+        if (r === undefined) throw new InterpError(`${prog.name}: insn ${pc}: a nested run the machine did not make`);
+        return r;
+      }
       return this.run(this.env.nested[Number(i)]!);
     }
     if (x.src === BPF_HELPER_CALL) {
@@ -264,6 +277,7 @@ class Interp {
           return old;
         }
         case 3: return 0n; // bpf_sc_get_stack
+        case 4: return 0n; // bpf_sc_sleep: sleeps, then returns 0
       }
     }
     throw new InterpError(`${prog.name}: insn ${pc}: no reference for call ${x.src}/${x.imm} (helpers: ${HELPERS.map((h) => h.id).join(", ")})`);

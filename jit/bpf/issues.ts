@@ -6,7 +6,7 @@ export type Rule =
   | "unreachable" | "call-target" | "unknown-helper" | "unknown-kfunc" | "recursion" | "call-depth" | "stack-size"
   | "combined-stack-size" | "stack-bounds" | "stack-alignment" | "uninit-stack" | "uninit-reg" | "fp-read-only"
   | "pointer-arithmetic" | "pointer-leak" | "invalid-mem-access" | "atomic" | "div-by-zero" | "helper-arg"
-  | "return-value" | "shift-range" | "ctx-access";
+  | "return-value" | "shift-range" | "ctx-access" | "sleepable" | "attach";
 
 export interface ValidationIssue {
   readonly rule: Rule;

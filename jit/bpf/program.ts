@@ -8,6 +8,47 @@ import { insn, type BpfInsn, type Item } from "./insn.ts";
 export const PROG_TYPES = ["kprobe", "tracepoint", "perf_event", "raw_tp", "tracing", "struct_ops"] as const;
 export type ProgType = (typeof PROG_TYPES)[number];
 
+/**
+ * How a program is run, and what guards it (kernel-model-7.2.md A.4, Linux 7.2):
+ *   - counter: which per-CPU recursion counter the run path checks: `global` bpf_prog_active
+ *     (kernel/trace/bpf_trace.c trace_call_bpf(), kprobe_multi_link_prog_run(),
+ *     kernel/events/core.c bpf_overflow_handler()), the program's own `prog` prog->active
+ *     (kernel/bpf/trampoline.c __bpf_prog_enter_recur(), bpf_trace.c __bpf_trace_run(),
+ *     trace_call_bpf_faultable() via bpf_prog_run_array_sleepable()), or `none`
+ *     (trace_uprobe.c __uprobe_perf_func() → bpf_prog_run_array_uprobe(), bpf_trace.c
+ *     uprobe_prog_run(): no counter at all);
+ *   - preemptible: the path runs the program with preemption enabled (migrate_disable() only;
+ *     with PREEMPT_RCU rcu_read_lock() does not disable it): kprobe handlers, perf tracepoints
+ *     (guard(preempt_notrace)) and perf overflow handlers do not;
+ *   - sleepable: a sleepable program may be attached there (verifier.c can_be_sleepable():
+ *     KPROBE only for uprobes, TRACEPOINT only for faultable tracepoints).
+ * `types`: the program types that attach through it.
+ */
+export const ATTACH_PATHS = {
+  kprobe: { types: ["kprobe"], counter: "global", preemptible: false, sleepable: false },
+  kprobe_multi: { types: ["kprobe"], counter: "global", preemptible: false, sleepable: false },
+  uprobe: { types: ["kprobe"], counter: "none", preemptible: true, sleepable: true },
+  uprobe_multi: { types: ["kprobe"], counter: "none", preemptible: true, sleepable: true },
+  tracepoint: { types: ["tracepoint"], counter: "global", preemptible: false, sleepable: false },
+  tp_faultable: { types: ["tracepoint"], counter: "prog", preemptible: true, sleepable: true },
+  perf_event: { types: ["perf_event"], counter: "global", preemptible: false, sleepable: false },
+  raw_tp: { types: ["raw_tp"], counter: "prog", preemptible: true, sleepable: true },
+  trampoline: { types: ["tracing", "struct_ops"], counter: "prog", preemptible: true, sleepable: true },
+} as const satisfies Record<string, { types: readonly ProgType[]; counter: "global" | "prog" | "none"; preemptible: boolean; sleepable: boolean }>;
+export type AttachPath = keyof typeof ATTACH_PATHS;
+export const ATTACH_PATH_NAMES = Object.keys(ATTACH_PATHS) as AttachPath[];
+
+/** The path a program of `type` runs through unless told otherwise (what stackcheck modelled before paths were a choice). */
+export const DEFAULT_ATTACH: Readonly<Record<ProgType, AttachPath>> = {
+  kprobe: "kprobe", tracepoint: "tracepoint", perf_event: "perf_event", raw_tp: "raw_tp", tracing: "trampoline", struct_ops: "trampoline",
+};
+
+/** The attach paths a program type may use. */
+export const attachPathsOf = (type: ProgType): AttachPath[] => ATTACH_PATH_NAMES.filter((a) => (ATTACH_PATHS[a].types as readonly ProgType[]).includes(type));
+
+/** A program's path: its own, or its type's default. */
+export const attachOf = (p: { readonly type: ProgType; readonly attach?: AttachPath | undefined }): AttachPath => p.attach ?? DEFAULT_ATTACH[p.type];
+
 export interface FuncSource {
   readonly name: string;
   /** Bytes of BPF stack the function uses (the verifier's stack_depth, unrounded). */
@@ -36,6 +77,10 @@ export interface Program {
   readonly name: string;
   readonly type: ProgType;
   readonly privStackRequested: boolean;
+  /** How it is run (ATTACH_PATHS); its type's default when absent. */
+  readonly attach?: AttachPath;
+  /** BPF_F_SLEEPABLE: it may call helpers that sleep (only on paths that allow it). */
+  readonly sleepable?: boolean;
   readonly insns: readonly BpfInsn[];
   readonly funcs: readonly Func[];
 }

@@ -33,7 +33,7 @@ import {
   BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG,
   BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes,
 } from "./opcodes.ts";
-import type { Program, ProgType } from "./program.ts";
+import { ATTACH_PATHS, attachOf, attachPathsOf, type Program, type ProgType } from "./program.ts";
 import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
 import { CTX_SIZE } from "../kernel/layout.ts";
 
@@ -186,7 +186,10 @@ class Checker {
         if (ci < 0) this.fail("call-target", fi, i, `call to insn ${target}, which does not start a function`);
         callees.push(ci);
       } else if (x.src === BPF_HELPER_CALL) {
-        if (!helperById(x.imm)) this.fail("unknown-helper", fi, i, `invalid func unknown#${x.imm}`);
+        const h = helperById(x.imm);
+        if (!h) this.fail("unknown-helper", fi, i, `invalid func unknown#${x.imm}`);
+        // check_helper_call() (verifier.c:10373, 7.2)
+        if (h.mightSleep && !p.sleepable) this.fail("sleepable", fi, i, `sleepable helper ${h.name}#${h.id} in non-sleepable prog`);
       } else if (x.src === BPF_PSEUDO_KFUNC_CALL) {
         if (!kfuncById(x.imm)) this.fail("unknown-kfunc", fi, i, `kernel function ${x.imm} is not a kfunc of the synthetic kernel`);
       }
@@ -218,6 +221,13 @@ class Checker {
 
   run(): Validated {
     const p = this.p;
+    const path = attachOf(p);
+    if (!(ATTACH_PATHS[path].types as readonly string[]).includes(p.type)) {
+      this.fail("attach", 0, -1, `a ${p.type} program cannot be run through ${path} (that path runs ${ATTACH_PATHS[path].types.join(", ")} programs)`);
+    }
+    // check_attach_btf_id() (verifier.c:19601, can_be_sleepable()), and the attach-time checks of
+    // the paths that refuse sleepable programs (kprobe_multi, perf kprobes/tracepoints)
+    if (p.sleepable && !ATTACH_PATHS[path].sleepable) this.fail("sleepable", 0, -1, `Program of this type cannot be sleepable (${p.type} through ${path}; sleepable ${p.type} programs run through ${attachPathsOf(p.type).filter((a) => ATTACH_PATHS[a].sleepable).join(", ") || "no path"})`);
     this.info = p.funcs.map((_, fi) => this.structure(fi));
     // 4. The call graph: no recursion, at most MAX_CALL_FRAMES frames.
     let callDepth = 0;

@@ -25,7 +25,11 @@
 import { Code, Instruction as I, MemoryOperand as M, Register as R } from "iced-x86";
 import { Assembler, type Assembled } from "../asm.ts";
 import { PT_REGS } from "../../arch/ptrace.ts";
-import { KD, MONO_CLOCK_STEP, NESTED_EINVAL, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_THIS_CPU_OFF, RUN_REFUSED, type Layout } from "./layout.ts";
+import {
+  HARDIRQ_OFFSET, KD, LOCAL_TIMER_VECTOR, MONO_CLOCK_STEP, NESTED_EINVAL, NMI_OFFSET, PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR,
+  PCPU_PREEMPT_COUNT, PCPU_STACK_CHK_GUARD, PCPU_THIS_CPU_OFF, RUN_REFUSED, SM_NONE, SM_PREEMPT, TASK, TASK_DEAD, TASK_INTERRUPTIBLE, TASK_RUNNING,
+  TASK_STRUCT_SIZE, TIF_NEED_RESCHED, type Layout,
+} from "./layout.ts";
 
 const gs = (disp: number) => M.new64(R.None, R.None, 1, BigInt(disp), 8, false, R.GS);
 const at = (base: number, disp = 0) => M.createBaseDisplSize(base, BigInt(disp), disp === 0 && base !== R.RBP && base !== R.R13 ? 0 : 1);
@@ -45,6 +49,18 @@ export const KERNEL_FUNCTIONS = [
 ] as const;
 export type KernelFunction = (typeof KERNEL_FUNCTIONS)[number][0];
 
+/**
+ * The scheduler's functions, after the others, in a kernel built for several tasks
+ * (buildKernel(…, tasks = true)): the timer tick, preemption at interrupt return and at
+ * preempt_enable(), schedule(), the switch, a new task's first return, task exit, and the
+ * sleeping helper.
+ */
+export const TASK_FUNCTIONS = [
+  ["irqentry_exit", "kernel"], ["preempt_schedule_irq", "kernel"], ["preempt_schedule", "kernel"], ["schedule", "kernel"],
+  ["__schedule", "kernel"], ["__switch_to_asm", "kernel"], ["__switch_to", "kernel"], ["sched_tick", "kernel"], ["bpf_sc_sleep", "kernel"],
+  ["do_task_dead", "kernel"], ["ret_from_fork_asm", "kernel"],
+] as const;
+
 /** A kernel function's symbol, [start, end): C code, or entry text (in_entry_code()). */
 export interface KernelSymbol {
   readonly name: string;
@@ -58,10 +74,12 @@ export interface Kernel {
   readonly symbols: KernelSymbol[];
   /** Function entries and named points: `entry_return` (the stop address), `*_sample`, `irq_entry_<vector>`. */
   readonly addr: (name: string) => bigint;
+  /** Built for several tasks (TASK_FUNCTIONS, preemption points). */
+  readonly tasks: boolean;
 }
 
 /** The kernel's text at `layout.ktext`, addressing its tables at `layout.kdata`. */
-export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kernel {
+export function buildKernel(layout: Layout, irqVectors: readonly number[], tasks = false): Kernel {
   const kdata = layout.kdata;
   const scratch = kdata + BigInt(KD.scratch);
   if (BigInt.asIntN(32, scratch) !== BigInt.asIntN(64, scratch)) {
@@ -77,6 +95,14 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   const ret = () => e(() => I.create(Code.Retnq));
   const thisCpu = (r: number) => e(() => I.createRegMem(Code.Add_r64_rm64, r, gs(PCPU_THIS_CPU_OFF)), "add r,gs:[this_cpu_off]");
   const movabs = (r: number, v: bigint) => e(() => I.createRegU64(Code.Mov_r64_imm64, r, BigInt.asUintN(64, v)));
+  /** r = current (get_current(): this_cpu_read(current_task)). */
+  const current = (r: number) => load(r, () => gs(PCPU_CURRENT_TASK));
+  /** need_resched(): test_tsk_thread_flag(current, TIF_NEED_RESCHED); ZF clear when set. Clobbers r. */
+  const needResched = (r: number) => {
+    current(r);
+    e(() => I.createMemI32(Code.Test_rm64_imm32, at(r, TASK.flags), TIF_NEED_RESCHED), "need_resched()?");
+  };
+  const preemptCount = (code: Code, v: number, note: string) => e(() => I.createMemI32(code, gs(PCPU_PREEMPT_COUNT), v), note);
 
   // entry_SYSCALL_64: the syscall entry; only its return point after `call do_syscall_64` runs (it is the stop).
   a.label("entry_SYSCALL_64");
@@ -84,6 +110,15 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   a.call({ label: "do_syscall_64" });
   a.label("entry_return");
   e(() => I.create(Code.Ud2), "the run stops here: the return to user mode is not modelled");
+  if (tasks) {
+    // With several tasks the run ends when every task has ended: do_syscall_64 returns here,
+    // the task exits (do_task_dead() never returns), and the last __schedule() that finds no
+    // task left jumps to all_tasks_done, the stop.
+    a.label("syscall_exit_tasks");
+    a.call({ label: "do_task_dead" });
+    a.label("all_tasks_done");
+    e(() => I.create(Code.Ud2), "the run stops here: every task has ended");
+  }
 
   // do_syscall_64(prog): run the task's program through the runner.
   a.label("do_syscall_64");
@@ -106,6 +141,12 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   movabs(R.RBX, kdata + BigInt(KD.progTable));
   e(() => I.createRegI32(Code.Shl_rm64_imm8, R.RDI, 6));
   e(() => I.createRegReg(Code.Add_rm64_r64, R.RBX, R.RDI));
+  if (tasks) {
+    // The attach path's preempt_disable() (kprobe handlers, perf tracepoints' guard(preempt_notrace)):
+    // the table's preempt word is 1 for a path that does not run programs preemptibly, else 0.
+    load(R.RAX, () => at(R.RBX, 40));
+    e(() => I.createMemReg(Code.Add_rm64_r64, gs(PCPU_PREEMPT_COUNT), R.RAX), "preempt_disable() if the path does");
+  }
   // __bpf_prog_enter_recur(): this_cpu_inc_return(*prog->active)
   load(R.RAX, () => at(R.RBX, 8)); thisCpu(R.RAX);
   load(R.RCX, () => at(R.RAX));
@@ -124,6 +165,18 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   a.label("run_exit"); // __bpf_prog_exit_recur(): this_cpu_dec(*prog->active), always
   load(R.RAX, () => at(R.RBX, 8)); thisCpu(R.RAX);
   e(() => I.createMemI32(Code.Sub_rm64_imm8, at(R.RAX), 1));
+  if (tasks) {
+    // preempt_enable() (include/linux/preempt.h): back to 0 with a reschedule pending → preempt_schedule()
+    load(R.RCX, () => at(R.RBX, 40));
+    e(() => I.createMemReg(Code.Sub_rm64_r64, gs(PCPU_PREEMPT_COUNT), R.RCX), "preempt_enable() if the path disabled it");
+    a.branch(Code.Jne_rel32_64, { label: "run_done" });
+    e(() => I.createRegReg(Code.Test_rm64_r64, R.RCX, R.RCX), "did this path disable preemption?");
+    a.branch(Code.Je_rel32_64, { label: "run_done" });
+    needResched(R.RAX);
+    a.branch(Code.Je_rel32_64, { label: "run_done" });
+    a.call({ label: "preempt_schedule" });
+    a.label("run_done");
+  }
   mov(R.RAX, R.R13);
   pop(R.R13); pop(R.R12); pop(R.RBX); pop(R.RBP); ret();
 
@@ -255,12 +308,30 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   mov(R.RDI, R.RBX);
   a.call({ label: "handle_irq" });
   a.label("irq_done");
+  if (tasks) {
+    // irqentry_exit(regs, state) (kernel/entry/common.c:162), on the interrupted stack, after the IRQ-stack switch back
+    mov(R.RDI, R.RBX);
+    a.call({ label: "irqentry_exit" });
+  }
   pop(R.RBX); pop(R.RBP); ret();
 
   // handle_irq(regs): sample, then run the program attached to this vector, if any.
   a.label("handle_irq");
   frame(); push(R.RBX);
+  if (tasks) {
+    push(R.R12);
+    mov(R.R12, R.RDI);
+    preemptCount(Code.Add_rm64_imm32, HARDIRQ_OFFSET, "irq_enter_rcu(): preempt_count_add(HARDIRQ_OFFSET)");
+  }
   a.label("irq_sample");
+  if (tasks) {
+    // sysvec_apic_timer_interrupt → local_apic_timer_interrupt → … → sched_tick()
+    e(() => I.createMemI32(Code.Cmp_rm64_imm32, at(R.R12, PT_REGS.orig_ax), LOCAL_TIMER_VECTOR), "the tick?");
+    a.branch(Code.Jne_rel32_64, { label: "irq_not_tick" });
+    a.call({ label: "sched_tick" });
+    a.label("irq_not_tick");
+    mov(R.RDI, R.R12);
+  }
   load(R.RAX, () => at(R.RDI, PT_REGS.orig_ax));
   movabs(R.RBX, kdata + BigInt(KD.irqTable));
   e(() => I.createRegMem(Code.Mov_r64_rm64, R.RDI, M.createBaseIndexScale(R.RBX, R.RAX, 8)));
@@ -268,6 +339,10 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   a.branch(Code.Js_rel32_64, { label: "irq_no_prog" });
   a.call({ label: "bpf_sc_run" });
   a.label("irq_no_prog");
+  if (tasks) {
+    preemptCount(Code.Sub_rm64_imm32, HARDIRQ_OFFSET, "irq_exit_rcu(): preempt_count_sub(HARDIRQ_OFFSET)");
+    pop(R.R12);
+  }
   pop(R.RBX); pop(R.RBP); ret();
 
   // asm_exc_nmi (IST): orig_ax = -1, pt_regs, encoded frame pointer (paranoid_entry), exc_nmi.
@@ -278,6 +353,7 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   // exc_nmi(regs): the perf sample point, then the NMI-attached program, if any.
   a.label("exc_nmi");
   frame();
+  if (tasks) preemptCount(Code.Add_rm64_imm32, NMI_OFFSET + HARDIRQ_OFFSET, "irqentry_nmi_enter(): __nmi_enter()");
   a.label("nmi_sample");
   movabs(R.RAX, kdata + BigInt(KD.nmiProg));
   load(R.RDI, () => at(R.RAX));
@@ -285,7 +361,10 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   a.branch(Code.Js_rel32_64, { label: "nmi_no_prog" });
   a.call({ label: "bpf_sc_run" });
   a.label("nmi_no_prog");
+  if (tasks) preemptCount(Code.Sub_rm64_imm32, NMI_OFFSET + HARDIRQ_OFFSET, "irqentry_nmi_exit(): __nmi_exit()");
   pop(R.RBP); ret();
+
+  if (tasks) emitScheduler(a, e, { frame, push, pop, mov, load, ret, movabs, current, needResched, preemptCount }, kdata);
 
   const text = a.assemble(layout.ktext);
   const addr = (name: string) => {
@@ -293,7 +372,8 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
     if (v === undefined) throw new Error(`kernel: no symbol or point '${name}'`);
     return v;
   };
-  const starts = KERNEL_FUNCTIONS.map(([name, kind]) => ({ name, kind, start: addr(name) }));
+  const functions: readonly (readonly [string, "kernel" | "entry"])[] = tasks ? [...KERNEL_FUNCTIONS, ...TASK_FUNCTIONS] : KERNEL_FUNCTIONS;
+  const starts = functions.map(([name, kind]) => ({ name, kind, start: addr(name) }));
   const symbols: KernelSymbol[] = starts.map((s, i) => ({
     name: s.name, kind: s.kind, start: s.start,
     end: s.name === "asm_common_interrupt" || i + 1 === starts.length ? nextAfter(s.start) : starts[i + 1]!.start,
@@ -306,5 +386,232 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[]): Kern
   }
   const fixed = symbols.map((s) => (s.name === "bpf_check_timed_may_goto" && stubs.length ? { ...s, end: stubs[0]!.start } : s));
   stubs.forEach((s, i) => fixed.push({ ...s, end: i + 1 < stubs.length ? stubs[i + 1]!.start : addr("asm_common_interrupt") }));
-  return { text, symbols: fixed, addr };
+  return { text, symbols: fixed, addr, tasks };
+}
+
+type Emit = (make: () => I, note?: string) => Assembler;
+interface Ops {
+  frame(): void; push(r: number): void; pop(r: number): void; mov(d: number, s: number): void; load(d: number, m: () => M): void; ret(): void;
+  movabs(r: number, v: bigint): void; current(r: number): void; needResched(r: number): void; preemptCount(code: Code, v: number, note: string): void;
+}
+
+/**
+ * The scheduler of a kernel with several tasks on one CPU (kernel-model-7.2.md A.1-A.2):
+ *   - irqentry_exit() (kernel/entry/common.c:162, irq-entry-common.h:461, :137): back to kernel
+ *     mode with IF set in the interrupted regs, preempt_count() 0 and TIF_NEED_RESCHED →
+ *     preempt_schedule_irq() (PREEMPT_LAZY's dynamic mode: the static call is
+ *     raw_irqentry_exit_cond_resched);
+ *   - preempt_schedule_irq() (kernel/sched/core.c:7590) and preempt_schedule() (the
+ *     preempt_enable() point): preempt_disable(); local_irq_enable(); __schedule(SM_PREEMPT);
+ *     local_irq_disable(); preempt_enable_no_resched(), while need_resched();
+ *   - schedule(): the same loop with SM_NONE (sched_submit_work() has nothing to do here);
+ *   - __schedule() (core.c:7107): IRQs off (rq_lock_irq), clear_tsk_need_resched(prev),
+ *     pick_next_task() (round robin over TASK_RUNNING tasks, prev last; a preempted prev stays
+ *     runnable whatever its __state, SM_PREEMPT), context_switch() → __switch_to_asm(prev, next),
+ *     then IRQs on (finish_task_switch()'s raw_spin_rq_unlock_irq()). With no task runnable the
+ *     CPU would idle until a timer woke a sleeper: here the sleepers are woken at once; with none
+ *     left at all, the run is over (all_tasks_done);
+ *   - __switch_to_asm (arch/x86/entry/entry_64.S:177-217) instruction for instruction, except
+ *     FILL_RETURN_BUFFER (X86_FEATURE_RSB_CTXSW, off here); __switch_to() (process_64.c) sets
+ *     current_task and returns prev;
+ *   - sched_tick(): wakes every sleeping task (their schedule_timeout() timers) and sets
+ *     TIF_NEED_RESCHED on current when another task can run (resched_curr());
+ *   - bpf_sc_sleep(): set_current_state(TASK_INTERRUPTIBLE); schedule(): what a sleepable helper
+ *     does when the user page it copies faults (bpf_copy_from_user() → #PF → schedule);
+ *   - do_task_dead() (core.c): TASK_DEAD, __schedule(SM_NONE), never returns;
+ *   - ret_from_fork_asm (entry_64.S:228): where a new task's first switch lands (its
+ *     inactive_task_frame's ret_addr; UNWIND_HINT_END_OF_STACK), schedule_tail()'s
+ *     preempt_enable() and IRQs on, then the task's syscall (the return to user mode and the
+ *     syscall back in are not modelled).
+ */
+function emitScheduler(a: Assembler, e: Emit, o: Ops, kdata: bigint): void {
+  const { frame, push, pop, mov, load, ret, movabs, current, needResched, preemptCount } = o;
+  const field = (r: number, off: number) => at(r, off);
+  const setState = (r: number, state: number, note: string) => e(() => I.createMemI32(Code.Mov_rm64_imm32, field(r, TASK.state), state), note);
+
+  a.label("irqentry_exit");
+  frame();
+  e(() => I.createMemI32(Code.Test_rm8_imm8, at(R.RDI, PT_REGS.cs), 3), "user_mode(regs)? (irqentry_exit_to_user_mode, not modelled)");
+  a.branch(Code.Jne_rel32_64, { label: "irqentry_exit_out" });
+  e(() => I.createMemI32(Code.Test_rm64_imm32, at(R.RDI, PT_REGS.flags), 0x200), "regs_irqs_disabled(regs)?");
+  a.branch(Code.Je_rel32_64, { label: "irqentry_exit_out" });
+  e(() => I.createMemI32(Code.Cmp_rm64_imm8, gs(PCPU_PREEMPT_COUNT), 0), "preempt_count() == 0?");
+  a.branch(Code.Jne_rel32_64, { label: "irqentry_exit_out" });
+  needResched(R.RAX);
+  a.branch(Code.Je_rel32_64, { label: "irqentry_exit_out" });
+  a.call({ label: "preempt_schedule_irq" });
+  a.label("irqentry_exit_out");
+  pop(R.RBP); ret();
+
+  const preemptLoop = (name: string) => {
+    a.label(name);
+    frame();
+    a.label(`${name}_again`);
+    preemptCount(Code.Add_rm64_imm8, 1, "preempt_disable()");
+    e(() => I.create(Code.Sti), "local_irq_enable()");
+    e(() => I.createRegU32(Code.Mov_r32_imm32, R.EDI, SM_PREEMPT));
+    a.call({ label: "__schedule" });
+    e(() => I.create(Code.Cli), "local_irq_disable()");
+    preemptCount(Code.Sub_rm64_imm8, 1, "sched_preempt_enable_no_resched()");
+    needResched(R.RAX);
+    a.branch(Code.Jne_rel32_64, { label: `${name}_again` });
+    pop(R.RBP); ret();
+  };
+  preemptLoop("preempt_schedule_irq");
+  // preempt_schedule() runs with IRQs on: its loop is preempt_schedule_common()'s, which leaves them on
+  a.label("preempt_schedule");
+  frame();
+  a.label("preempt_schedule_again");
+  preemptCount(Code.Add_rm64_imm8, 1, "preempt_disable_notrace()");
+  e(() => I.createRegU32(Code.Mov_r32_imm32, R.EDI, SM_PREEMPT));
+  a.call({ label: "__schedule" });
+  preemptCount(Code.Sub_rm64_imm8, 1, "preempt_enable_no_resched_notrace()");
+  needResched(R.RAX);
+  a.branch(Code.Jne_rel32_64, { label: "preempt_schedule_again" });
+  pop(R.RBP); ret();
+
+  a.label("schedule");
+  frame();
+  a.label("schedule_again");
+  preemptCount(Code.Add_rm64_imm8, 1, "preempt_disable()");
+  e(() => I.createRegU32(Code.Mov_r32_imm32, R.EDI, SM_NONE));
+  a.call({ label: "__schedule" });
+  preemptCount(Code.Sub_rm64_imm8, 1, "sched_preempt_enable_no_resched()");
+  needResched(R.RAX);
+  a.branch(Code.Jne_rel32_64, { label: "schedule_again" });
+  pop(R.RBP); ret();
+
+  // __schedule(mode): r12 = prev, rbx = the candidate, r13 = &tasks[nr] (the table's end), r14 = mode, rcx = tasks left to look at
+  a.label("__schedule");
+  frame(); push(R.RBX); push(R.R12); push(R.R13); push(R.R14);
+  e(() => I.create(Code.Cli), "local_irq_disable() (rq_lock_irq)");
+  mov(R.R14, R.RDI);
+  current(R.R12);
+  e(() => I.createMemI32(Code.And_rm64_imm8, field(R.R12, TASK.flags), ~TIF_NEED_RESCHED), "clear_tsk_need_resched(prev)");
+  movabs(R.R13, kdata + BigInt(KD.nrTasks));
+  load(R.RCX, () => at(R.R13));
+  e(() => I.createRegI32(Code.Shl_rm64_imm8, R.RCX, 6), "nr_tasks * sizeof(task_struct)");
+  movabs(R.R13, kdata + BigInt(KD.tasks));
+  e(() => I.createRegReg(Code.Add_rm64_r64, R.R13, R.RCX), "the end of the task table");
+  // pick_next_task(): the first runnable task after prev, round robin, prev itself last
+  a.label("pick_start");
+  mov(R.RBX, R.R12);
+  movabs(R.RAX, kdata + BigInt(KD.nrTasks));
+  load(R.RCX, () => at(R.RAX));
+  a.label("pick_next");
+  e(() => I.createRegI32(Code.Add_rm64_imm8, R.RBX, TASK_STRUCT_SIZE));
+  e(() => I.createRegReg(Code.Cmp_r64_rm64, R.RBX, R.R13));
+  a.branch(Code.Jb_rel32_64, { label: "pick_in_table" });
+  movabs(R.RBX, kdata + BigInt(KD.tasks));
+  a.label("pick_in_table");
+  e(() => I.createMemI32(Code.Cmp_rm64_imm8, field(R.RBX, TASK.state), TASK_RUNNING), "TASK_RUNNING?");
+  a.branch(Code.Je_rel32_64, { label: "picked" });
+  // SM_PREEMPT: a preempted prev stays on the runqueue whatever its __state
+  e(() => I.createRegReg(Code.Cmp_r64_rm64, R.RBX, R.R12));
+  a.branch(Code.Jne_rel32_64, { label: "pick_not_prev" });
+  e(() => I.createRegI32(Code.Cmp_rm64_imm8, R.R14, SM_PREEMPT), "preempted?");
+  a.branch(Code.Je_rel32_64, { label: "picked" });
+  a.label("pick_not_prev");
+  e(() => I.createRegI32(Code.Sub_rm64_imm8, R.RCX, 1));
+  a.branch(Code.Jne_rel32_64, { label: "pick_next" });
+  // Nothing runnable: the idle CPU's next timer would wake the sleepers; wake them now. None: every task has ended.
+  movabs(R.RBX, kdata + BigInt(KD.tasks));
+  e(() => I.createRegReg(Code.Xor_rm32_r32, R.EDX, R.EDX));
+  a.label("wake_next");
+  e(() => I.createMemI32(Code.Cmp_rm64_imm8, field(R.RBX, TASK.state), TASK_INTERRUPTIBLE));
+  a.branch(Code.Jne_rel32_64, { label: "wake_skip" });
+  setState(R.RBX, TASK_RUNNING, "wake_up_process()");
+  e(() => I.createRegU32(Code.Mov_r32_imm32, R.EDX, 1));
+  a.label("wake_skip");
+  e(() => I.createRegI32(Code.Add_rm64_imm8, R.RBX, TASK_STRUCT_SIZE));
+  e(() => I.createRegReg(Code.Cmp_r64_rm64, R.RBX, R.R13));
+  a.branch(Code.Jb_rel32_64, { label: "wake_next" });
+  e(() => I.createRegReg(Code.Test_rm32_r32, R.EDX, R.EDX));
+  a.branch(Code.Jne_rel32_64, { label: "pick_start" });
+  a.jmp({ label: "all_tasks_done" });
+  a.label("picked");
+  e(() => I.createRegReg(Code.Cmp_r64_rm64, R.RBX, R.R12));
+  a.branch(Code.Je_rel32_64, { label: "schedule_out" });
+  // context_switch() → switch_to(prev, next, prev)
+  mov(R.RDI, R.R12);
+  mov(R.RSI, R.RBX);
+  a.call({ label: "__switch_to_asm" });
+  a.label("schedule_out");
+  e(() => I.create(Code.Sti), "finish_task_switch(): raw_spin_rq_unlock_irq()");
+  pop(R.R14); pop(R.R13); pop(R.R12); pop(R.RBX); pop(R.RBP); ret();
+
+  // __switch_to_asm(prev = rdi, next = rsi), entry_64.S:177-217
+  a.label("__switch_to_asm");
+  for (const r of [R.RBP, R.RBX, R.R12, R.R13, R.R14, R.R15]) push(r);
+  e(() => I.createMemReg(Code.Mov_rm64_r64, field(R.RDI, TASK.threadSp), R.RSP), "movq %rsp, TASK_threadsp(%rdi)");
+  load(R.RSP, () => field(R.RSI, TASK.threadSp));
+  load(R.RBX, () => field(R.RSI, TASK.canary));
+  e(() => I.createMemReg(Code.Mov_rm64_r64, gs(PCPU_STACK_CHK_GUARD), R.RBX), "__stack_chk_guard");
+  for (const r of [R.R15, R.R14, R.R13, R.R12, R.RBX, R.RBP]) pop(r);
+  a.jmp({ label: "__switch_to" });
+
+  // __switch_to(prev, next): this_cpu_write(current_task, next); return prev
+  a.label("__switch_to");
+  frame();
+  a.label("switch_current");
+  e(() => I.createMemReg(Code.Mov_rm64_r64, gs(PCPU_CURRENT_TASK), R.RSI), "raw_cpu_write(current_task, next_p)");
+  mov(R.RAX, R.RDI);
+  pop(R.RBP); ret();
+
+  // sched_tick(): wake the sleepers; resched_curr() if another task can run
+  a.label("sched_tick");
+  frame();
+  movabs(R.R11, kdata + BigInt(KD.nrTasks));
+  load(R.RCX, () => at(R.R11));
+  movabs(R.RDX, kdata + BigInt(KD.tasks));
+  e(() => I.createRegReg(Code.Xor_rm32_r32, R.R8D, R.R8D));
+  current(R.R9);
+  a.label("tick_next");
+  e(() => I.createMemI32(Code.Cmp_rm64_imm8, field(R.RDX, TASK.state), TASK_INTERRUPTIBLE));
+  a.branch(Code.Jne_rel32_64, { label: "tick_awake" });
+  setState(R.RDX, TASK_RUNNING, "the sleeper's timer: wake_up_process()");
+  a.label("tick_awake");
+  e(() => I.createRegReg(Code.Cmp_r64_rm64, R.RDX, R.R9));
+  a.branch(Code.Je_rel32_64, { label: "tick_skip" });
+  e(() => I.createMemI32(Code.Cmp_rm64_imm8, field(R.RDX, TASK.state), TASK_RUNNING));
+  a.branch(Code.Jne_rel32_64, { label: "tick_skip" });
+  e(() => I.createRegU32(Code.Mov_r32_imm32, R.R8D, 1), "another task can run");
+  a.label("tick_skip");
+  e(() => I.createRegI32(Code.Add_rm64_imm8, R.RDX, TASK_STRUCT_SIZE));
+  e(() => I.createRegI32(Code.Sub_rm64_imm8, R.RCX, 1));
+  a.branch(Code.Jne_rel32_64, { label: "tick_next" });
+  e(() => I.createRegReg(Code.Test_rm32_r32, R.R8D, R.R8D));
+  a.branch(Code.Je_rel32_64, { label: "tick_out" });
+  e(() => I.createMemI32(Code.Or_rm64_imm8, field(R.R9, TASK.flags), TIF_NEED_RESCHED), "resched_curr()");
+  a.label("tick_out");
+  pop(R.RBP); ret();
+
+  // bpf_sc_sleep(): set_current_state(TASK_INTERRUPTIBLE); schedule(); return 0
+  a.label("bpf_sc_sleep");
+  frame();
+  current(R.RAX);
+  setState(R.RAX, TASK_INTERRUPTIBLE, "set_current_state(TASK_INTERRUPTIBLE)");
+  a.call({ label: "schedule" });
+  e(() => I.createRegReg(Code.Xor_rm32_r32, R.EAX, R.EAX));
+  pop(R.RBP); ret();
+
+  // do_task_dead(): never returns
+  a.label("do_task_dead");
+  frame();
+  current(R.RAX);
+  setState(R.RAX, TASK_DEAD, "set_special_state(TASK_DEAD)");
+  preemptCount(Code.Add_rm64_imm8, 1, "preempt_disable()");
+  e(() => I.createRegReg(Code.Xor_rm32_r32, R.EDI, R.EDI));
+  a.call({ label: "__schedule" });
+  e(() => I.create(Code.Ud2), "BUG(): a dead task ran again");
+
+  // ret_from_fork_asm: a new task's first return from __switch_to
+  a.label("ret_from_fork_asm");
+  preemptCount(Code.Sub_rm64_imm8, 1, "schedule_tail(): finish_task_switch(), preempt_enable()");
+  e(() => I.create(Code.Sti));
+  current(R.RAX);
+  load(R.RDI, () => field(R.RAX, TASK.prog));
+  a.call({ label: "do_syscall_64" });
+  a.call({ label: "do_task_dead" });
+  e(() => I.create(Code.Ud2));
 }

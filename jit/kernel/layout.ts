@@ -13,7 +13,7 @@ export const KTEXT = 0xffffffff81000000n;
 export const KTEXT_SIZE = 0x10000;
 /** Kernel data: the runner's program table, nested-run and interrupt tables. */
 export const KDATA = 0xffffffff82000000n;
-export const KDATA_SIZE = 0x5000;
+export const KDATA_SIZE = 0x6000;
 export const BPF_TEXT = 0xffffffffa0000000n;
 export const BPF_TEXT_SIZE = 0x100000;
 
@@ -37,10 +37,30 @@ export const PERCPU_MIN_MAPPED = 0x40000;
 export const PCPU_THIS_CPU_OFF = 0x10;
 export const PCPU_HARDIRQ_STACK_PTR = 0x18;
 export const PCPU_HARDIRQ_STACK_INUSE = 0x20;
+/** current_task (arch/x86/include/asm/current.h): the running task's task_struct (0 in a single-task image: task 0). */
+export const PCPU_CURRENT_TASK = 0x28;
+/**
+ * __preempt_count (arch/x86/include/asm/preempt.h), as a plain count: preempt_disable() depth
+ * plus HARDIRQ_OFFSET in hardirq and NMI_OFFSET + HARDIRQ_OFFSET in NMI context
+ * (include/linux/preempt.h). The folded PREEMPT_NEED_RESCHED bit is the task's TIF flag here.
+ */
+export const PCPU_PREEMPT_COUNT = 0x30;
+/** __stack_chk_guard (CONFIG_STACKPROTECTOR): __switch_to_asm loads the next task's canary into it. */
+export const PCPU_STACK_CHK_GUARD = 0x38;
+export const HARDIRQ_OFFSET = 0x10000, NMI_OFFSET = 0x100000;
 /** __percpu pointers of dynamic allocations are origin + offset; this_cpu_off = PERCPU - origin. */
 export const PERCPU_ORIGIN = 0x0000600000000000n;
 /** Dynamic per-CPU allocations (prog->active, misses, private stacks) start at this offset. */
 export const PERCPU_DYNAMIC = 0x1000;
+
+/** Tasks on the CPU at most (task 0's stack is TASK_STACK; task k's is TASK_STACK_STRIDE × k above the NMI stack). */
+export const MAX_TASKS = 4;
+export const TASK_STACK_STRIDE = 0x10000;
+/**
+ * LOCAL_TIMER_VECTOR (arch/x86/include/asm/irq_vectors.h): the tick. In an image with tasks its
+ * handler runs sched_tick() before any program attached to the vector.
+ */
+export const LOCAL_TIMER_VECTOR = 0xec;
 
 /** task_pt_regs(): the user-mode pt_regs at the top of the task stack (no padding). */
 export const TASK_PT_REGS = TASK_STACK + BigInt(THREAD_SIZE - PT_REGS_SIZE);
@@ -69,10 +89,27 @@ export const KD = {
   maxNested: 32,
   nmiProg: 0xd08,         // program index, or -1
   monoClock: 0xd10,       // u64: ktime_get_mono_fast_ns()'s clock (bpf_check_timed_may_goto())
+  nrTasks: 0xd18,         // u64: tasks in the image (an image with tasks)
   irqTable: 0xe00,        // 256 × u64: program index per vector, or -1
   scratch: 0x1f00,        // where bpf_sc_get_stack() leaves r9 pointing (a kernel data pointer)
   ctx: 0x2000,            // CTX_SIZE bytes per program: the context the runner passes in rdi (R1)
+  tasks: 0x5000,          // TASK_STRUCT_SIZE bytes per task: the fields of TASK below
 } as const;
+
+/**
+ * The task_struct fields the synthetic kernel uses, at offsets of its own (the real ones come
+ * from asm-offsets.c; only the values matter to the code): thread.sp (TASK_threadsp), __state,
+ * thread_info.flags (TIF_NEED_RESCHED), the program its syscall runs, stack_canary
+ * (TASK_stack_canary), and its task_pt_regs().
+ */
+export const TASK = { threadSp: 0, state: 8, flags: 16, prog: 24, canary: 32, ptRegs: 40 } as const;
+export const TASK_STRUCT_SIZE = 64;
+/** __state: TASK_RUNNING, TASK_INTERRUPTIBLE (include/linux/sched.h), TASK_DEAD (0x80). */
+export const TASK_RUNNING = 0, TASK_INTERRUPTIBLE = 1, TASK_DEAD = 0x80;
+/** thread_info.flags: TIF_NEED_RESCHED (bit 3, arch/x86/include/asm/thread_info.h). */
+export const TIF_NEED_RESCHED = 1 << 3;
+/** __schedule()'s sched_mode (kernel/sched/core.c:6731). */
+export const SM_NONE = 0, SM_PREEMPT = 1;
 
 /**
  * The context each program is run with (what R1 points to), by program type: kprobe a struct
@@ -107,9 +144,14 @@ export const KERNEL_LAYOUT: Layout = Object.freeze({
   percpu: PERCPU, percpuOrigin: PERCPU_ORIGIN,
 });
 
-/** task_pt_regs() of a layout (TASK_PT_REGS for the kernel layout). */
-export function taskPtRegs(l: Layout): bigint {
-  return l.taskStack + BigInt(THREAD_SIZE - PT_REGS_SIZE);
+/** task_pt_regs() of a layout (TASK_PT_REGS for the kernel layout); of task `k` in an image with tasks. */
+export function taskPtRegs(l: Layout, k = 0): bigint {
+  return taskStackOf(l, k) + BigInt(THREAD_SIZE - PT_REGS_SIZE);
+}
+
+/** The bottom of task `k`'s stack: task 0's is the layout's; the others' sit above the NMI stack, one stride each. */
+export function taskStackOf(l: Layout, k: number): bigint {
+  return k === 0 ? l.taskStack : l.nmiStack + BigInt(TASK_STACK_STRIDE * k);
 }
 
 /** Offsets of the pieces in a user-space layout (each piece with room for its guard pages). */

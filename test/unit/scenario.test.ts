@@ -49,14 +49,40 @@ describe("bad scenarios are named precisely", () => {
   });
   test("schema problems carry their JSON paths", () => {
     const s = minimal() as Record<string, unknown>;
-    s.version = 2;
+    s.version = 3;
     s.extra = true;
     (s.programs as { funcs: { insns: number[][] }[] }[])[0]!.funcs[0]!.insns[0]![0] = 300;
     expect(issues(s)).toEqual([
-      "version: Invalid input: expected 1",
+      "version: Invalid input",
       "programs[0].funcs[0].insns[0][0]: Too big: expected number to be <=255",
       ": Unrecognized key: \"extra\"",
     ]);
+  });
+  test("version 2's fields in a version 1 file, and what they need", () => {
+    const p = { ...minimal().programs[0]!, attach: "uprobe", sleepable: true };
+    expect(issues({ ...minimal(), programs: [p], tasks: ["p", "p"], interrupts: [{ kind: "tick", atStep: 3 }] })).toEqual([
+      "tasks: needs \"version\": 2 (tasks, ticks, attach paths and sleepable programs came with it)",
+      "programs[0].attach: needs \"version\": 2 (tasks, ticks, attach paths and sleepable programs came with it)",
+      "programs[0].sleepable: needs \"version\": 2 (tasks, ticks, attach paths and sleepable programs came with it)",
+      "interrupts[0]: needs \"version\": 2 (tasks, ticks, attach paths and sleepable programs came with it)",
+    ]);
+    const v2 = { ...minimal(), version: 2 };
+    expect(issues({ ...v2, task: undefined, programs: [p], interrupts: [{ kind: "tick", atStep: 3 }] })).toEqual([
+      "task: say what the task runs: \"task\": <program> (or, version 2, \"tasks\": [<program>, ...])",
+      "interrupts[0]: a tick needs the scheduler: list the tasks under \"tasks\"",
+      "programs[0].sleepable: p is sleepable, and sleeping needs the scheduler: list the tasks under \"tasks\"",
+    ]);
+    expect(issues({ ...v2, tasks: ["q"] })).toEqual(["task: task 'p' is not tasks[0] ('q'); give one of the two", "tasks[0]: no program is named 'q' (programs: p)"]);
+    expect(issues({ ...v2, programs: [{ ...p, attach: "raw_tp", sleepable: false }] })).toEqual([
+      "programs[0].attach: p/main: a kprobe program cannot be run through raw_tp (that path runs raw_tp programs)",
+    ]);
+    expect(issues({ ...v2, programs: [{ ...p, attach: "kprobe" }], tasks: ["p"], task: undefined })).toEqual([
+      "programs[0].sleepable: p/main: Program of this type cannot be sleepable (kprobe through kprobe; sleepable kprobe programs run through uprobe, uprobe_multi)",
+    ]);
+    // bpf_sc_sleep (helper 4) in a program that is not sleepable
+    const sleeps = { ...minimal().programs[0]!, funcs: [{ name: "main", stackDepth: 0, insns: [[0x85, 0, 0, 0, 4], [0x95, 0, 0, 0, 0]] }] };
+    expect(issues({ ...v2, programs: [sleeps] })).toEqual(["programs[0].funcs[0].insns[0]: p/main: sleepable helper bpf_sc_sleep#4 in non-sleepable prog"]);
+    expect(parseScenario({ ...v2, task: undefined, tasks: ["p", "p"], programs: [{ ...sleeps, attach: "uprobe", sleepable: true }] }).spec.tasks).toEqual([0, 0]);
   });
   test("unknown programs in what-runs-what", () => {
     expect(issues({ ...minimal(), task: "q", nested: ["p", "r"], nmi: "s" })).toEqual([

@@ -57,7 +57,7 @@ export const endsWithCall = (fn: { insns: readonly Insn[] }) => fn.insns.length 
 
 /** Where an interrupt was raised: its kind, and the symbol and situation of the instruction it interrupted. */
 export interface Landing {
-  readonly kind: "irq" | "nmi";
+  readonly kind: "irq" | "nmi" | "tick";
   readonly raised: boolean;
   /** The interrupted symbol without its offset ("" when not raised). */
   readonly symbol: string;
