@@ -12,11 +12,11 @@ import type { JitBackend } from "../jit/backend.ts";
 import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
-import { LOCAL_TIMER_VECTOR } from "../jit/kernel/layout.ts";
+import { LOCAL_TIMER_VECTOR, TASK, TASK_DEAD } from "../jit/kernel/layout.ts";
 import { stackPicture } from "./picture.ts";
 import { loadImage, reusedMachine, startTask } from "./load.ts";
 import { unwinderFor } from "./unwind-env.ts";
-import { archStackWalk, perfCallchainKernel, UNWINDERS, type PrivateStackKnowledge, type UnwinderName, type Walk } from "../unwinder/index.ts";
+import { archStackWalk, archStackWalkReliable, perfCallchainKernel, UNWINDERS, type PrivateStackKnowledge, type UnwinderName, type Walk } from "../unwinder/index.ts";
 
 export { UNWINDERS, type UnwinderName };
 
@@ -24,7 +24,7 @@ export { UNWINDERS, type UnwinderName };
 export interface Injection { readonly kind: "irq" | "nmi" | "tick"; readonly atStep: number; readonly vector: number }
 
 export interface Sample {
-  readonly kind: "NMI (perf, from regs)" | "IRQ handler" | "bpf_get_stack (helper)";
+  readonly kind: "NMI (perf, from regs)" | "IRQ handler" | "bpf_get_stack (helper)" | "blocked task (reliable walk)";
   /** Where the sample was taken: the interrupted ip (NMI) or the sampling function. */
   readonly where: string;
   readonly step: number;
@@ -58,7 +58,25 @@ export interface RunOutcome {
   readonly raised: readonly Raised[];
   /** Interrupts as delivered (an IRQ raised while IF is clear waits), with the instruction each interrupted. */
   readonly delivered: readonly Raised[];
+  /** With several tasks: what the scheduler did (counts). */
+  readonly sched: SchedCounts;
   readonly ok: boolean;
+}
+
+/** Scheduling events of a run with several tasks. */
+export interface SchedCounts {
+  /** Ticks delivered. */
+  readonly ticks: number;
+  /** Preemptions at interrupt return (preempt_schedule_irq()) whose interrupted code was BPF, or kernel code. */
+  readonly preemptedInBpf: number;
+  readonly preemptedInKernel: number;
+  /** Preemptions at preempt_enable() (preempt_schedule()). */
+  readonly preemptedAtEnable: number;
+  /** Calls of the sleeping helper. */
+  readonly sleeps: number;
+  /** Reliable walks of blocked tasks (at every switch, of every task switched out), and how many of them failed (-EINVAL). */
+  readonly blockedWalks: number;
+  readonly blockedUnreliable: number;
 }
 
 export interface RunOptions {
@@ -113,7 +131,7 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
     result = s.m.runUntil(x.atStep, { maxSteps: budget });
     if (result.kind !== "paused") break;
     raised.push({ ...x, ip: s.m.rip, symbol: s.sym(s.m.rip) });
-    s.m.raise(x.kind === "nmi" ? 2 : x.vector);
+    s.m.raise(x.kind === "nmi" ? 2 : x.kind === "tick" ? LOCAL_TIMER_VECTOR : x.vector);
   }
   if (result.kind === "paused") result = s.m.run({ maxSteps: budget });
   return s.finish(result, schedule, raised);
@@ -170,11 +188,49 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   });
 
   startTask(img, m);
+  const sched = { ticks: 0, preemptedInBpf: 0, preemptedInKernel: 0, preemptedAtEnable: 0, sleeps: 0, blockedWalks: 0, blockedUnreliable: 0 };
+  if (img.multitask) {
+    const k = img.kernel;
+    m.addHook(k.addr(`irq_entry_${LOCAL_TIMER_VECTOR}`), () => { sched.ticks++; });
+    m.addHook(k.addr("preempt_schedule_irq"), (mm) => {
+      const interrupted = mm.truth().find((t) => t.kind === "interrupt");
+      if (interrupted && mm.symbols.lookup(interrupted.ip)?.kind === "bpf") sched.preemptedInBpf++;
+      else sched.preemptedInKernel++;
+    });
+    m.addHook(k.addr("preempt_schedule"), () => { sched.preemptedAtEnable++; });
+    m.addHook(k.addr("bpf_sc_sleep"), () => { sched.sleeps++; });
+    // At every switch (after the ground truth changed tasks: startTask()'s hook runs first), a
+    // reliable walk of every task switched out, as livepatch makes (arch_stack_walk_reliable()
+    // from its switch frame, kernel/livepatch/transition.c klp_check_stack()). Classed like any
+    // sample; only a walk that says it is reliable and is not exact fails (livepatch would trust
+    // it): -EINVAL is the contract's answer for what the unwinder cannot vouch for (FLAGGED), and
+    // livepatch tries again later.
+    m.addHook(k.addr("switch_current"), (mm) => {
+      for (const t of mm.parkedTasks()) {
+        const task = img.tasks[t]!;
+        const threadSp = mm.peek64(task.struct + BigInt(TASK.threadSp)) ?? 0n;
+        if (threadSp === 0n || (mm.peek64(task.struct + BigInt(TASK.state)) ?? 0n) === BigInt(TASK_DEAD)) continue;
+        const truth = mm.parkedTruth(t, k.addr("__switch_to_asm"));
+        const expected = expectedChain(truth, 0);
+        const r = archStackWalkReliable(unwinder, { kind: "task", task: { stack: task.stack, threadSp, ptRegs: task.ptRegs } }, unwinder.name === "frame");
+        const walk: Walk = { ips: r.ips, error: !r.ok, reachedEnd: r.ok, warnings: r.warnings };
+        const c = classify(expected, walk);
+        sched.blockedWalks++;
+        if (!r.ok) sched.blockedUnreliable++;
+        samples.push({
+          kind: "blocked task (reliable walk)", where: `task ${t}, switched out at ${sym(expected[0] ?? 0n)}${r.ok ? "" : ` (-EINVAL: ${r.why})`}`, step: mm.steps,
+          regs: { rip: mm.rip, rsp: mm.reg("rsp"), rbp: mm.reg("rbp") }, class: c.class, failed: r.ok && c.class !== "EXACT",
+          truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: r.ips.map((ip) => ({ ip, symbol: sym(ip) })), error: !r.ok, warnings: r.warnings,
+        });
+      }
+    });
+  }
   return {
     m, sym,
     save() {
-      const machine = m.snapshot(), nSamples = samples.length, nDelivered = delivered.length, restoreChecks = checks.save();
+      const machine = m.snapshot(), nSamples = samples.length, nDelivered = delivered.length, restoreChecks = checks.save(), counts = { ...sched };
       return () => {
+        Object.assign(sched, counts);
         m.restore(machine);
         samples.length = nSamples;
         delivered.length = nDelivered;
@@ -186,7 +242,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((x) => !x.failed);
       return {
         strategy: strategy.name, unwinder: o.unwinder, policy, result, samples: [...samples], checks: report,
-        unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], ok,
+        unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], sched: { ...sched }, ok,
       };
     },
   };

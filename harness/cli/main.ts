@@ -24,6 +24,7 @@ import { collect } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
 import { JitError } from "../../jit/lower.ts";
+import type { SchedCounts } from "../run.ts";
 import { KernelJitCrash, TreeError } from "../../jit/tree/index.ts";
 
 const VERSION = "0.1.0";
@@ -34,6 +35,11 @@ function parseAddress(v: string): bigint {
 }
 
 
+
+/** What the scheduler did in a run (or a campaign): ticks, preemptions, sleeps, blocked-task walks. */
+export const schedText = (c: SchedCounts): string =>
+  `${c.ticks} tick(s), ${c.preemptedInBpf} preemption(s) in BPF code and ${c.preemptedInKernel} in kernel code at IRQ return, ${c.preemptedAtEnable} at preempt_enable(), ` +
+  `${c.sleeps} sleep(s), ${c.blockedWalks} blocked-task walk(s) (${c.blockedUnreliable} -EINVAL)`;
 
 /** The text report of one run: the result, each sample with truth and unwound chain side by side, the checks. */
 export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_JIT): string {
@@ -50,7 +56,8 @@ export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_
   if (o.checks.failures.length === 0) lines.push("  semantics, ABI, interrupt stacks and guards: ok");
   for (const f of o.checks.failures) lines.push(`  FAIL ${f.check}: ${f.message}`);
   lines.push(`  stack high-water: ${o.checks.highWater.map((x) => `${x.stack} ${x.bytes} bytes`).join(", ")}`);
-  for (const x of o.unraised) lines.push(`  note: the ${x.kind === "nmi" ? "NMI" : `IRQ (vector ${x.vector})`} at step ${x.atStep} was never raised: the run ended first${"steps" in r ? ` (step ${r.steps})` : ""}`);
+  if (o.sched.ticks + o.sched.sleeps + o.sched.blockedWalks > 0) lines.push(`  scheduler: ${schedText(o.sched)}`);
+  for (const x of o.unraised) lines.push(`  note: the ${x.kind === "nmi" ? "NMI" : x.kind === "tick" ? "tick" : `IRQ (vector ${x.vector})`} at step ${x.atStep} was never raised: the run ended first${"steps" in r ? ` (step ${r.steps})` : ""}`);
   const failedSamples = o.samples.filter((s) => s.failed).length;
   lines.push("", o.ok ? "verdict: PASS" : `verdict: FAIL (${[r.kind !== "completed" ? `run ${r.kind}` : "", failedSamples ? `${failedSamples} sample(s) ${o.policy === "strict" ? "not EXACT/WINDOW" : "TRUNCATED/WRONG"}` : "", o.checks.failures.length ? `${o.checks.failures.length} check failure(s)` : ""].filter(Boolean).join(", ")})`);
   return `${lines.join("\n")}\n`;

@@ -17,7 +17,7 @@
 //     one private stack (a per-level slot is a stack of its own). An access that jumps over a
 //     guard, or runs from one slot into the next, is reported with the object it missed.
 import { hex64 as hex, toCanonical, type Activation } from "../machine/index.ts";
-import type { Image } from "../../jit/image.ts";
+import { INACTIVE_TASK_FRAME_SIZE, type Image } from "../../jit/image.ts";
 import { attachOf } from "../../jit/bpf/program.ts";
 import { PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_PREEMPT_COUNT, PCPU_STACK_CHK_GUARD, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
 import { kernelStacks, privateStacks } from "../../jit/private-stacks.ts";
@@ -149,9 +149,10 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     const rsp = others.length ? m.reg("rsp") : 0n;
     for (const [k, theirs] of others) {
       const t = img.tasks[k]!;
-      // the task being switched in: __switch_to_asm has loaded its rsp, current_task is not it yet
-      if (rsp > t.stack.begin && rsp <= t.stack.end) continue;
       const sp = m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n;
+      // the task being switched in: __switch_to_asm has loaded its rsp (its switch frame, on
+      // whatever stack it slept on) and is popping it; current_task is not it yet
+      if (rsp >= sp && rsp <= sp + BigInt(INACTIVE_TASK_FRAME_SIZE)) continue;
       const onTheirStack = addr < t.stack.end && end > t.stack.begin && end > sp;
       const hit = onTheirStack ? undefined : theirs.find((c) => { const w = c.written.get(area); return w !== undefined && end > w.low && addr < w.high; });
       if (onTheirStack || hit) {
