@@ -124,8 +124,17 @@ export interface PlanCtx {
   readonly width: number;
 }
 
+/**
+ * bpf_sc_sleep(): the task sleeps (schedule()) and another runs. Lowered as a call only in a
+ * sleepable program (PlanProgram.sleepable, on a path that allows it) of a plan with tasks;
+ * elsewhere as nothing.
+ */
+export interface PlanSleep {
+  readonly op: "sleep";
+}
+
 export type PlanCallItem = PlanMix | PlanSample | PlanCall | PlanNested;
-export type PlanItem = PlanStore | PlanRw | PlanMath | PlanAtomic | PlanLoop | PlanCtx | PlanCallItem;
+export type PlanItem = PlanStore | PlanRw | PlanMath | PlanAtomic | PlanLoop | PlanCtx | PlanSleep | PlanCallItem;
 
 export interface PlanFunc {
   /** Initial values of the function's 8-byte stack slots (at least one slot is used; at most MAX_SLOTS). */
@@ -147,6 +156,14 @@ export interface PlanProgram {
   readonly privStackRequested: boolean;
   /** The main function's initial accumulator. */
   readonly seed: number;
+  /**
+   * How it is run: an index (wrapping) into the attach paths of its type (program.ts
+   * attachPathsOf(): kprobe, kprobe_multi, uprobe, uprobe_multi for kprobe; …). Absent: the
+   * type's default. Only a plan with tasks uses it (it needs scenario version 2).
+   */
+  readonly attach?: number;
+  /** BPF_F_SLEEPABLE, where the path allows it and the plan has tasks. */
+  readonly sleepable?: boolean;
   /** funcs[0] is the main function. */
   readonly funcs: readonly PlanFunc[];
 }
@@ -180,6 +197,8 @@ export interface PlanFollowUp {
 export interface PlanInterrupt {
   /** An NMI (vector 2, IST stack), or an IRQ of one of the attached vectors. */
   readonly nmi: boolean;
+  /** A tick instead (LOCAL_TIMER_VECTOR: sched_tick(), and preemption at its return), in a plan with tasks. */
+  readonly tick?: boolean;
   /** Which IRQ attachment (mod the number of attachments); an IRQ with no attachment is dropped. */
   readonly vector: number;
   readonly at: PlanAnchor;
@@ -200,6 +219,12 @@ export interface Plan {
   readonly interrupts: readonly PlanInterrupt[];
   /** Loops only may_goto bounds may run (PlanLoop with 0 passes; absent: no). */
   readonly spinLoops?: boolean;
+  /**
+   * Program references (mod the number of programs) for tasks 1, 2, … (task 0 runs
+   * programs[0]). With at least one, the scenario has tasks and the kernel its scheduler: ticks,
+   * preemption, sleeps. Absent or empty: one task, no scheduler (a version 1 scenario).
+   */
+  readonly tasks?: readonly number[];
 }
 
 // ---- limits the lowering enforces (every plan lowers; these keep it valid and bounded) ----

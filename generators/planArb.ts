@@ -18,6 +18,7 @@
 //     program's runs (re-entry, refused), and follow-ups a few steps after an IRQ (an NMI in the
 //     IRQ entry code) or later (inside the IRQ's program).
 import fc from "fast-check";
+import { MAX_TASKS } from "../jit/kernel/layout.ts";
 import { MAX_FUNCS, MAX_INTERRUPTS, MAX_ITEMS, MAX_NEST_LIMIT, MAX_PROGRAMS, MAX_SLOTS, type Plan, type PlanCallItem, type PlanFunc, type PlanItem, type PlanProgram } from "./plan.ts";
 
 export interface PlanConstraints {
@@ -44,14 +45,20 @@ export interface PlanConstraints {
    * runs about a million instructions, and exhaustive mode would fork at every one).
    */
   readonly spinLoops?: boolean;
+  /**
+   * Tasks on the CPU, 1..MAX_TASKS (default 2). With 2 or more, plans have tasks, ticks, sleeps
+   * in sleepable programs and attach paths (and shrink to one task when the failure does not
+   * need more); 1 turns all of that off, and the arbitrary is the one without tasks.
+   */
+  readonly tasks?: number;
 }
 
 const DEFAULTS: Required<PlanConstraints> = {
-  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false,
+  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false, tasks: 2,
 };
 const RANGES: Readonly<Record<string, readonly [number, number]>> = {
   maxPrograms: [1, MAX_PROGRAMS], maxFuncs: [1, MAX_FUNCS], maxItems: [0, MAX_ITEMS], maxSlots: [1, MAX_SLOTS],
-  maxNestDepth: [0, MAX_NEST_LIMIT], maxInterrupts: [0, MAX_INTERRUPTS],
+  maxNestDepth: [0, MAX_NEST_LIMIT], maxInterrupts: [0, MAX_INTERRUPTS], tasks: [1, MAX_TASKS],
 };
 
 /** Check the constraints as esbuild checks options: unknown keys and bad values are errors that name them. */
@@ -86,7 +93,8 @@ const callItem: fc.Arbitrary<PlanCallItem> = fc.oneof(
 const mathItem = fc.record({ op: fc.constant("math"), kind: fc.nat({ max: 63 }), a: s32, b: fc.oneof(s32, fc.constantFrom(0, -1, 1)) });
 const atomicItem = fc.record({ op: fc.constant("atomic"), slot: ref, kind: fc.nat({ max: 15 }), value: s32 });
 const loopItem = (spin: boolean) => fc.record({ op: fc.constant("loop"), passes: spin ? fc.oneof(w(1, fc.integer({ min: 1, max: 8 })), w(2, fc.constant(0))) : fc.integer({ min: 1, max: 8 }) });
-const itemArb = (spin: boolean): fc.Arbitrary<PlanItem> => fc.oneof(
+const itemArb = (spin: boolean, tasks: boolean): fc.Arbitrary<PlanItem> => fc.oneof(
+  ...(tasks ? [w(2, fc.record({ op: fc.constant("sleep") }))] : []),
   w(4, fc.record({ op: fc.constant("store"), slot: ref, value: s32, width: fc.constantFrom(8, 4, 2, 1), how: fc.constantFrom("imm", "reg64", "reg32") })),
   w(2, fc.record({ op: fc.constant("rw"), slot: ref, value: s32 })),
   w(1, mathItem),
@@ -104,7 +112,10 @@ const runNext = fc.constant({ op: "nested", target: 0 } as const);
 
 export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   const c = mustBeConstraints(constraints);
-  const item = itemArb(c.spinLoops);
+  const tasks = c.tasks >= 2;
+  const item = itemArb(c.spinLoops, tasks);
+  // with tasks: each program's attach path (an index into its type's paths) and sleepability
+  const run: { attach?: fc.Arbitrary<number>; sleepable?: fc.Arbitrary<boolean> } = tasks ? { attach: fc.nat({ max: 3 }), sleepable: fc.boolean() } : {};
   const func = (atEntry: fc.Arbitrary<PlanCallItem | null>): fc.Arbitrary<PlanFunc> => fc.record({
     slots: fc.array(s32, { minLength: 1, maxLength: c.maxSlots }),
     extra,
@@ -114,10 +125,10 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
     atExit: fc.option(callItem, { freq: 2 }),
   });
   const anyFunc = func(fc.option(callItem, { freq: 2 }));
-  const program: fc.Arbitrary<PlanProgram> = fc.record({ type: progType, privStackRequested: fc.boolean(), seed: s32, funcs: fc.array(anyFunc, { minLength: 1, maxLength: c.maxFuncs }) });
+  const program: fc.Arbitrary<PlanProgram> = fc.record({ type: progType, privStackRequested: fc.boolean(), seed: s32, funcs: fc.array(anyFunc, { minLength: 1, maxLength: c.maxFuncs }), ...run });
   const chainMain = func(runNext);
   const chainFuncs: fc.Arbitrary<readonly PlanFunc[]> = c.maxFuncs === 1 ? fc.tuple(chainMain) : fc.oneof(fc.tuple(chainMain), fc.tuple(chainMain, anyFunc));
-  const chainProgram: fc.Arbitrary<PlanProgram> = fc.record({ type: fc.constantFrom("struct_ops", "tracing", "raw_tp"), privStackRequested: fc.boolean(), seed: s32, funcs: chainFuncs });
+  const chainProgram: fc.Arbitrary<PlanProgram> = fc.record({ type: fc.constantFrom("struct_ops", "tracing", "raw_tp"), privStackRequested: fc.boolean(), seed: s32, funcs: chainFuncs, ...run });
   const general = fc.array(program, { minLength: 1, maxLength: c.maxPrograms });
   const chainLength = Math.min(c.maxPrograms, c.maxNestDepth + 1);
   // fc.oneof shrinks within the arm it drew, and a chain has a fixed length: withCrossShrink
@@ -133,6 +144,9 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   });
   const interrupt = fc.record({
     nmi: isNmi, vector: fc.nat({ max: 3 }), at, n: fc.nat({ max: 1023 }),
+    // with tasks, half the points are ticks: preemption at their return, at the same anchors
+    // (function entries: between a nested run's counter increment and its prologue's slot choice)
+    ...(tasks ? { tick: fc.boolean() } : {}),
     // 0..8 steps past the anchor: a helper's body, a prologue, an epilogue; sometimes further.
     d: fc.oneof(w(4, fc.integer({ min: 0, max: 8 })), w(1, fc.integer({ min: -16, max: 64 }))),
     then: fc.option(followUp, { freq: 2 }),
@@ -147,5 +161,7 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
     nmi: c.nmi ? fc.option(ref, { freq: 3 }) : fc.constant(null),
     interrupts: fc.array(interrupt, { maxLength: c.interrupts ? c.maxInterrupts : 0 }),
     spinLoops: fc.constant(c.spinLoops),
+    // the programs of tasks 1..: all of them mostly; none (one task) is what a shrink tries first
+    ...(tasks ? { tasks: fc.oneof({ withCrossShrink: true }, w(1, fc.array(ref, { maxLength: 0 })), w(6, fc.array(ref, { minLength: c.tasks - 1, maxLength: c.tasks - 1 }))) } : {}),
   });
 }

@@ -161,6 +161,9 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
       const where = e.issue.insn >= 0 ? `programs[${i}].funcs[${fi}].insns[${e.issue.insn}]` : `programs[${i}].funcs[${fi}]`;
       issues.push({ code: `verifier:${e.issue.rule}`, path: e.issue.rule === "attach" || (e.issue.rule === "sleepable" && e.issue.insn < 0) ? `programs[${i}].${e.issue.rule}` : where, message: `${p.name}/${e.issue.func}: ${e.issue.message}` });
     }
+    if (prog.sleepable && ((file.irq ?? []).some((a) => a.program === p.name) || file.nmi === p.name)) {
+      issues.push({ code: "sleepable-in-interrupt", path: `programs[${i}].sleepable`, message: `${p.name} is sleepable and an interrupt runs it: hardirq and NMI context cannot sleep (its attach paths run in task context)` });
+    }
     if (prog.sleepable && !tasks) issues.push({ code: "sleepable-without-tasks", path: `programs[${i}].sleepable`, message: `${p.name} is sleepable, and sleeping needs the scheduler: list the tasks under "tasks"` });
     return prog;
   });

@@ -95,7 +95,7 @@ function isLastTaskFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
 /** unwind_next_frame(). */
 export function unwindNextFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
   if (unwindDone(s)) return false;
-  if (s.regs !== 0n && userMode(env, s.regs)) return theEnd(s);
+  if (s.regs !== 0n && userMode(env, s.regs)) { s.userEnd = true; return theEnd(s); }
   if (isLastTaskFrame(env, s)) {
     const regs = taskPtRegs(env, s);
     if (!userMode(env, regs)) return theEnd(s); // a kthread's partial regs

@@ -132,7 +132,7 @@ export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): 
   const origIp = s.ip, prevSp = s.sp, prevType = s.stackInfo.type;
   const err = (): false => { s.error = true; return theEnd(s); };
   // End-of-stack check for user tasks
-  if (s.regs !== 0n && userMode(env, s.regs)) return theEnd(s);
+  if (s.regs !== 0n && userMode(env, s.regs)) { s.userEnd = true; return theEnd(s); }
   let orc = orcFind(data, s.signal ? s.ip : s.ip - 1n);
   if (!orc) {
     orc = ORC_FP_ENTRY; // "just a guess, so the rest of the unwind is no longer considered reliable"

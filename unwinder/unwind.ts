@@ -40,6 +40,8 @@ export interface UnwindState {
    * pointer).
    */
   expectedLoss: boolean;
+  /** Not a kernel field: the unwind ended on user-mode pt_regs (also when unwind_start()'s skip loop got there). */
+  userEnd?: boolean;
 }
 
 export interface Unwinder<S extends UnwindState = UnwindState> {
@@ -101,6 +103,7 @@ function collect<S extends UnwindState>(u: Unwinder<S>, s: S, ips: bigint[]): Wa
     }
     ips.push(addr);
   }
+  reachedEnd ||= s.userEnd === true;
   return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines, ...(s.expectedLoss ? { expectedLoss: true } : {}) };
 }
 

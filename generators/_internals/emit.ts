@@ -67,9 +67,11 @@ export interface BodyEnv {
   nested(target: number): { readonly index: number; readonly callee: Callee; readonly cost: number };
   /** May this function hold the plan's loop that only may_goto bounds (taken by the first such loop)? */
   spin(): boolean;
+  /** Does the program sleep where the plan says so (sleepable, in a plan with tasks)? */
+  readonly sleepable?: boolean;
 }
 
-const HELPER_MIX = 1, HELPER_RW = 2, HELPER_SAMPLE = 3, KFUNC_RUN_NESTED = 1000;
+const HELPER_MIX = 1, HELPER_RW = 2, HELPER_SAMPLE = 3, HELPER_SLEEP = 4, KFUNC_RUN_NESTED = 1000;
 const SIZE_OF_WIDTH: Readonly<Record<number, Size>> = { 8: BPF_DW, 4: BPF_W, 2: BPF_H, 1: BPF_B };
 const ARGS: readonly Reg[] = [R1, R2, R3, R4, R5];
 /** R7, R8, R9: where the pointer parameters live. */
@@ -199,6 +201,7 @@ class Body {
       case "atomic": return this.atomic(it);
       case "loop": return this.loop(it);
       case "ctx": return this.ctx(it);
+      case "sleep": return this.sleep();
       default: return this.callItem(it, false);
     }
   }
@@ -351,6 +354,13 @@ class Body {
     for (const r of [R3, R4, R5] as const) this.op(alu64.mov.reg(r, R2));
     this.callOut(call.helper(HELPER_MIX), { kind: "helper", id: HELPER_MIX }, HELPER_STEPS[HELPER_MIX]!);
     this.afterAccCall(tail);
+  }
+
+  /** bpf_sc_sleep(), in a sleepable program; nothing elsewhere. It returns 0: nothing to fold. */
+  private sleep(): void {
+    if (!this.env.sleepable || !this.affordable(HELPER_STEPS[HELPER_SLEEP]!)) return;
+    this.freeR1();
+    this.callOut(call.helper(HELPER_SLEEP), { kind: "helper", id: HELPER_SLEEP }, HELPER_STEPS[HELPER_SLEEP]!);
   }
 
   private sample(tail: boolean): void {

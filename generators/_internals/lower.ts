@@ -5,7 +5,8 @@
 // Pure and linear in the size of the plan.
 import type { ScenarioFile } from "../../harness/scenario.ts";
 import { recursionCounters } from "../../jit/bpf/interp.ts";
-import { PROG_TYPES, type Program, type ProgType } from "../../jit/bpf/program.ts";
+import { ATTACH_PATHS, attachPathsOf, DEFAULT_ATTACH, PROG_TYPES, type AttachPath, type Program, type ProgType } from "../../jit/bpf/program.ts";
+import { LOCAL_TIMER_VECTOR, MAX_TASKS } from "../../jit/kernel/layout.ts";
 import { privStackMode, roundUp16 } from "../../jit/bpf/validate.ts";
 import { BPF_PRIV_STACK_MIN_SIZE, MAX_BPF_STACK } from "../../jit/bpf/opcodes.ts";
 import {
@@ -45,7 +46,14 @@ const EMPTY_FUNC: PlanFunc = { slots: [], extra: 0, params: 0, atEntry: null, bo
 const TRIVIAL_PROGRAM: PlanProgram = { type: "struct_ops", privStackRequested: false, seed: 0, funcs: [EMPTY_FUNC] };
 
 /** A Program with no code: what the kernel's type rules (privStackMode, recursionCounters) look at. */
-const typeOnly = (type: ProgType, privStackRequested: boolean): Program => ({ name: "", type, privStackRequested, insns: [], funcs: [] });
+const typeOnly = (type: ProgType, privStackRequested: boolean, attach?: AttachPath): Program => ({ name: "", type, privStackRequested, insns: [], funcs: [], ...(attach ? { attach } : {}) });
+
+/** A plan program's path: its type's default, or (a plan with tasks) the one its index picks. */
+const attachFor = (p: PlanProgram, type: ProgType, tasks: boolean): AttachPath => {
+  if (!tasks || p.attach === undefined) return DEFAULT_ATTACH[type];
+  const paths = attachPathsOf(type);
+  return paths[wrap(p.attach, paths.length)]!;
+};
 
 const progName = (i: number) => `p${i}`;
 const funcName = (fi: number) => (fi === 0 ? "main" : `f${fi}`);
@@ -66,25 +74,43 @@ export function lowerPlan(plan: Plan): Lowered {
   const n = progs.length;
   const nestLimit = clamp(plan.nestLimit, 0, MAX_NEST_LIMIT);
   const types = progs.map((p) => ((PROG_TYPES as readonly string[]).includes(p.type) ? p.type : "struct_ops"));
-  const counters = recursionCounters(types.map((t, i) => typeOnly(t, progs[i]!.privStackRequested === true)));
+  // Tasks: with at least one more task, a version 2 scenario with the scheduler (ticks, sleeps, attach paths)
+  const taskRefs = upTo(plan.tasks ?? [], MAX_TASKS - 1);
+  const tasks = taskRefs.length > 0;
+  const attach = progs.map((p, i) => attachFor(p, types[i]!, tasks));
+  const counters = recursionCounters(types.map((t, i) => typeOnly(t, progs[i]!.privStackRequested === true, attach[i])));
+  const irq = upTo(plan.irq, IRQ_VECTORS.length).map((ref, k) => ({ vector: IRQ_VECTORS[k]!, program: wrap(ref, n) }));
+  const nmiRef = plan.nmi !== null && plan.nmi !== undefined ? wrap(plan.nmi, n) : undefined;
+  // Sleeping is only for task context (kernel/sched/core.c __schedule_bug(): "scheduling while
+  // atomic"): a program sleeps only if its path allows it, no interrupt runs it, and every
+  // earlier program that may run it through the kfunc sleeps too (so runs it in task context).
+  const sleepable: boolean[] = [];
+  const nests = progs.map((p) => upTo(p.funcs, MAX_FUNCS).some((f) => [f.atEntry, f.atExit, ...f.body].some((it) => it?.op === "nested")));
+  for (let i = 0; i < n; i++) {
+    const interrupt = irq.some((a) => a.program === i) || nmiRef === i;
+    sleepable.push(tasks && progs[i]!.sleepable === true && ATTACH_PATHS[attach[i]!].sleepable && !interrupt && sleepable.every((s, h) => s || !nests[h]));
+  }
   const lowered: LoweredProgram[] = new Array(n);
-  for (let i = n - 1; i >= 0; i--) lowered[i] = lowerProgram(progs[i]!, i, types[i]!, counters[i]!, n, nestLimit, lowered, i === 0 && plan.spinLoops === true);
+  for (let i = n - 1; i >= 0; i--) {
+    lowered[i] = lowerProgram(progs[i]!, i, types[i]!, counters[i]!, n, nestLimit, lowered, i === 0 && plan.spinLoops === true, { attach: attach[i]!, sleepable: sleepable[i]!, tasks });
+  }
 
   const names = progs.map((_, i) => progName(i));
-  const irq = upTo(plan.irq, IRQ_VECTORS.length).map((ref, k) => ({ vector: IRQ_VECTORS[k]!, program: wrap(ref, n) }));
+  // the NMI's program: the first from its reference on that nests shallowly enough and does not
+  // sleep (the last program nests nothing; if every candidate sleeps, the NMI runs none)
   let nmi: number | undefined;
-  if (plan.nmi !== null && plan.nmi !== undefined) {
-    nmi = wrap(plan.nmi, n);
-    while (lowered[nmi]!.height > NMI_NEST_LIMIT) nmi = (nmi + 1) % n; // the last program nests nothing
+  for (let k = 0; nmiRef !== undefined && k < n && nmi === undefined; k++) {
+    const c = (nmiRef + k) % n;
+    if (lowered[c]!.height <= NMI_NEST_LIMIT && !sleepable[c]) nmi = c;
   }
   const shapes = lowered.map((l) => l.shape);
   const tl = timeline(shapes, 0);
-  const interrupts = placeInterrupts(upTo(plan.interrupts, MAX_INTERRUPTS), tl, shapes, irq, nmi);
+  const interrupts = placeInterrupts(upTo(plan.interrupts, MAX_INTERRUPTS), tl, shapes, irq, nmi, tasks);
   const file: ScenarioFile = {
-    version: 1,
+    version: tasks ? 2 : 1,
     name: "generated by stackcheck generators",
     programs: lowered.map((l) => l.file),
-    task: names[0]!,
+    ...(tasks ? { tasks: [names[0]!, ...taskRefs.map((r) => names[wrap(r, n)]!)] } : { task: names[0]! }),
     nested: names,
     irq: irq.map((a) => ({ vector: a.vector, program: names[a.program]! })),
     ...(nmi === undefined ? {} : { nmi: names[nmi]! }),
@@ -93,15 +119,18 @@ export function lowerPlan(plan: Plan): Lowered {
   return { file, frames: lowered.map((l) => l.frames), timeline: tl };
 }
 
-function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number, n: number, nestLimit: number, later: readonly LoweredProgram[], spinLoop: boolean): LoweredProgram {
+function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number, n: number, nestLimit: number, later: readonly LoweredProgram[], spinLoop: boolean,
+  run: { readonly attach: AttachPath; readonly sleepable: boolean; readonly tasks: boolean }): LoweredProgram {
   const given = upTo(p.funcs, MAX_FUNCS);
   const funcs = given.length ? given : [EMPTY_FUNC];
   const m = funcs.length;
   const params = funcs.map((f, fi) => paramsOf(f, fi === 0));
   const bodies: LoweredBody[] = new Array(m);
   let height = 0;
-  // A nested run: a later program, or, from the last program, itself (refused: prog->active).
+  // A nested run: a later program, or, from the last program, itself (refused: prog->active),
+  // unless its path has no counter (uprobes), where that would recurse: an index the kfunc rejects.
   const nested = (target: number): { index: number; callee: Callee; cost: number } => {
+    if (i === n - 1 && ATTACH_PATHS[run.attach].counter === "none") return { index: n, callee: { kind: "einval" }, cost: KFUNC_EINVAL };
     if (i === n - 1) return { index: i, callee: { kind: "nested", prog: i }, cost: KFUNC_ENTER + RUNNER_REFUSED + KFUNC_EXIT };
     // Too deep for nestLimit: the next later program that nests less; with none (nestLimit 0),
     // still call the kfunc, with an index it rejects (-EINVAL).
@@ -115,7 +144,7 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
   let spinLeft = spinLoop;
   for (let fi = m - 1; fi >= 0; fi--) {
     bodies[fi] = lowerBody(funcs[fi]!, {
-      isMain: fi === 0, type, seed: s32(p.seed), params: params[fi]!, nested,
+      isMain: fi === 0, type, seed: s32(p.seed), params: params[fi]!, nested, sleepable: run.sleepable,
       spin: () => {
         if (fi !== 0 || !spinLeft) return false;
         spinLeft = false;
@@ -148,7 +177,10 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
     return { name: funcName(fi), stackDepth: depth, insns };
   });
   return {
-    file: { name: progName(i), type, ...(p.privStackRequested === true ? { privStackRequested: true } : {}), funcs: fileFuncs },
+    file: {
+      name: progName(i), type, ...(p.privStackRequested === true ? { privStackRequested: true } : {}),
+      ...(run.tasks && run.attach !== DEFAULT_ATTACH[type] ? { attach: run.attach } : {}), ...(run.sleepable ? { sleepable: true } : {}), funcs: fileFuncs,
+    },
     frames,
     shape: { funcs: bodies.map((b) => b.shape), counter },
     mainCost: bodies[0]!.cost,
@@ -203,15 +235,23 @@ function fitDepths(funcs: readonly PlanFunc[], bodies: readonly LoweredBody[], k
   return depths;
 }
 
-/** An interrupt source: an NMI, or an IRQ vector and its program. */
-type Source = { readonly nmi: true; readonly prog: number | undefined } | { readonly nmi: false; readonly vector: number; readonly prog: number };
+/** An interrupt source: an NMI, an IRQ vector and its program, or the tick. */
+type Source = { readonly nmi: true; readonly prog: number | undefined } | { readonly nmi: false; readonly vector: number; readonly prog: number | undefined; readonly tick?: true };
+
+/**
+ * The tick's handler as the step model counts it: the IRQ path and sched_tick() (about 40 more
+ * with two tasks). A tick that preempts runs another task for as long as it runs: points after
+ * it drift by that much (the model follows one task).
+ */
+const TICK_STEPS = IRQ_ENTER + 40 + IRQ_EXIT;
 
 /**
  * The schedule: each point is put on the task's timeline (its anchor, plus d), then points are
  * taken in timeline order and shifted by the steps earlier interrupts spend in their handlers.
  */
-function placeInterrupts(points: readonly PlanInterrupt[], tl: Timeline, shapes: readonly ProgShape[], irq: readonly { vector: number; program: number }[], nmi: number | undefined): NonNullable<ScenarioFile["interrupts"]> {
-  const source = (isNmi: boolean, vector: number): Source | undefined => {
+function placeInterrupts(points: readonly PlanInterrupt[], tl: Timeline, shapes: readonly ProgShape[], irq: readonly { vector: number; program: number }[], nmi: number | undefined, tasks: boolean): NonNullable<ScenarioFile["interrupts"]> {
+  const source = (isNmi: boolean, vector: number, tick = false): Source | undefined => {
+    if (tick && tasks) return { nmi: false, vector: LOCAL_TIMER_VECTOR, prog: undefined, tick: true };
     if (isNmi === true) return { nmi: true, prog: nmi };
     if (irq.length === 0) return undefined; // no vector has a handler to raise
     const a = irq[wrap(vector, irq.length)]!;
@@ -234,6 +274,7 @@ function placeInterrupts(points: readonly PlanInterrupt[], tl: Timeline, shapes:
    * interrupted runs, exit) and the counters held `d` steps into it (where a nested NMI lands).
    */
   const handler = (s: Source, held: ReadonlySet<number>): RunTrace => {
+    if (!s.nmi && s.tick) return { steps: TICK_STEPS, heldAt: () => new Set(held) };
     if (s.prog === undefined) return { steps: NMI_NO_PROGRAM, heldAt: () => new Set(held) };
     const enter = s.nmi ? NMI_ENTER : IRQ_ENTER;
     const run = traceRun(shapes, s.prog, held);
@@ -241,7 +282,7 @@ function placeInterrupts(points: readonly PlanInterrupt[], tl: Timeline, shapes:
   };
   const placed: { b: number; first: Source; then: Source | undefined; delay: number }[] = [];
   for (const p of points) {
-    const first = source(p.nmi, p.vector);
+    const first = source(p.nmi, p.vector, p.tick === true);
     if (first === undefined) continue;
     // A point past the end wraps around into the run, so that it is raised.
     const b = Math.max(0, base(p, first) + clamp(p.d, -4096, 4096)) % tl.length;
@@ -254,7 +295,7 @@ function placeInterrupts(points: readonly PlanInterrupt[], tl: Timeline, shapes:
   const firsts = placed.map((x) => handler(x.first, tl.heldAt(x.b)));
   const last = tl.length + firsts.reduce((n, h) => n + h.steps, 0) - 1;
   const out: NonNullable<ScenarioFile["interrupts"]> = [];
-  const raise = (s: Source, atStep: number) => out.push(s.nmi ? { kind: "nmi", atStep } : { kind: "irq", vector: s.vector, atStep });
+  const raise = (s: Source, atStep: number) => out.push(s.nmi ? { kind: "nmi", atStep } : s.tick ? { kind: "tick", atStep } : { kind: "irq", vector: s.vector, atStep });
   // Walk in time order: `shift` is the steps spent in handlers so far; a follow-up that comes
   // after its first handler has ended waits in `later` until the task reaches it.
   const later: { t: number; steps: number }[] = [];

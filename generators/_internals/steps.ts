@@ -24,8 +24,12 @@ export const RUNNER_ACTIVE_FROM = 14, RUNNER_ACTIVE_AFTER = 5;
 /** scx_sc_run_nested: frame, movabs, cmp, jae, mov rdi, call bpf_sc_run | pop rbp; ret; the -EINVAL path: 8. */
 export const KFUNC_ENTER = 7, KFUNC_EXIT = 2, KFUNC_EINVAL = 8;
 
-/** Helper bodies by id, ret included: bpf_sc_mix 10, bpf_sc_rw 8, bpf_sc_get_stack 6. */
-export const HELPER_STEPS: Readonly<Record<number, number>> = { 1: 10, 2: 8, 3: 6 };
+/**
+ * Helper bodies by id, ret included: bpf_sc_mix 10, bpf_sc_rw 8, bpf_sc_get_stack 6; bpf_sc_sleep
+ * an estimate (schedule() and __schedule() with no switch: about 60; a switch runs another task
+ * for as long as it runs, which no step model of one task can know).
+ */
+export const HELPER_STEPS: Readonly<Record<number, number>> = { 1: 10, 2: 8, 3: 6, 4: 60 };
 
 /**
  * IRQ: the vector stub (push, jmp), asm_common_interrupt (15 pushes, CLEAR_REGS's 13 xors,

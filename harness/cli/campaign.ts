@@ -20,6 +20,11 @@ import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import type { JitBackend } from "../../jit/backend.ts";
 import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { runOnWorkers } from "./pool.ts";
+import type { PlanConstraints } from "../../generators/index.ts";
+import { MAX_TASKS } from "../../jit/kernel/layout.ts";
+
+/** Tasks in generated scenarios unless --tasks says otherwise (issue: two by default). */
+const DEFAULT_TASKS = 2;
 
 /** Colours for the report words (PASS, FAIL, MISMATCH); plain when the text is not for a terminal. */
 export type Colors = ReturnType<typeof picocolors.createColors>;
@@ -33,6 +38,7 @@ interface CampaignFlags extends JitFlags {
   seed?: number;
   exhaustive?: boolean;
   spinLoops?: boolean;
+  tasks: number;
   json?: boolean;
 }
 
@@ -47,9 +53,9 @@ function parseShard(v: string): Shard {
 /** How walks are judged in a campaign: the unwinder, policy, private-stack knowledge and mode. */
 const modeOf = (f: CampaignFlags) => ({ unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false });
 /** What the generator may draw beyond its defaults. */
-function generatorOf(f: CampaignFlags): { constraints?: { spinLoops: true } } {
+function generatorOf(f: CampaignFlags): { constraints: PlanConstraints } {
   if (f.spinLoops && f.exhaustive) throw new UsageError("--spin-loops and --exhaustive: a loop only may_goto bounds runs about a million instructions, and exhaustive mode forks at every one; use one or the other");
-  return f.spinLoops ? { constraints: { spinLoops: true } } : {};
+  return { constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}) } };
 }
 
 
@@ -57,7 +63,7 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
   return [
     "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
-    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []),
+    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []),
     ...(f.bmi2 ? ["--bmi2"] : []),
     ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
     `--seed ${seed}`, `--path ${path}`,
@@ -96,6 +102,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
     .option("--exhaustive", "inject one IRQ and one NMI at every instruction boundary of each scenario, one run each")
     .option("--spin-loops", "let the task's main function run a loop only may_goto bounds (about a million instructions each; not with --exhaustive)")
+    .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS}: ticks, preemption, sleeps and attach paths with 2 or more; 1 turns them off`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
     .option("--json", "machine-readable output");
 
   common(program

@@ -436,7 +436,10 @@ export class Machine {
     const c = this.cpu;
     const back = this.parked.get(next);
     if (back === undefined) throw new RangeError(`switchTask: task ${next} has no saved state (never seeded, or running)`);
-    this.parked.set(prev, { shadow: c.shadow.snapshot(), hookFired: this.hookFired.slice() });
+    // prev stops at this instruction, which is about to execute: its hooks are spent
+    const fired = this.hookFired.slice();
+    fired[c.shadow.depth] = NaN;
+    this.parked.set(prev, { shadow: c.shadow.snapshot(), hookFired: fired });
     this.parked.delete(next);
     c.shadow.restore(back.shadow);
     this.hookFired = back.hookFired.slice();
@@ -527,7 +530,7 @@ export class Machine {
       c.rip = d.next;
       c.steps++;
       handlers[d.op]!(c, d);
-      if (d.hooks !== null) this.hookFired[depth] = NaN; // executed: the next arrival fires again
+      if (d.hooks !== null && this.hookFired[depth] === ip) this.hookFired[depth] = NaN; // executed: the next arrival fires again
     }
   }
 

@@ -56,7 +56,7 @@ export interface WindowOracle {
    * spot? `mayEnd`: the walk may stop there. `regs`: the pt_regs below the frame are complete
    * (always for the sample's own interrupt; a deeper one may have been caught while pushing them).
    */
-  blindSpot(ip: bigint, slot: bigint, regs: boolean): { readonly mayEnd: boolean; readonly errorOk?: boolean } | undefined;
+  blindSpot(ip: bigint, slot: bigint, regs: boolean): { readonly mayEnd: boolean; readonly errorOk?: boolean; readonly anything?: boolean } | undefined;
   /** Has the entry code now at `ip` finished building its pt_regs (past ENCODE_FRAME_POINTER)? */
   regsBuilt(ip: bigint): boolean;
 }
@@ -68,6 +68,8 @@ export interface Allowance {
   readonly mayEnd: boolean;
   /** The unwinder may flag its walk here (a kernel blind spot it knows it cannot cross). */
   readonly errorOk?: boolean;
+  /** After this position anything may follow (the context switch: rsp is next's, current is prev). */
+  readonly anything?: boolean;
 }
 
 /**
@@ -98,7 +100,7 @@ export function allowances(truth: readonly TruthEntry[], from: number, w: Window
       // up to and including the rip the next interrupt interrupted; its caller too only when
       // that rip was in its own frame window (the walk resumes at regs->bp)
       const skip = next ? next.at - b.at + (w.inWindow(next.ip) ? 1 : 0) : 1;
-      out.push({ after: b.at, skip, mayEnd: blind.mayEnd, ...(blind.errorOk ? { errorOk: true } : {}) });
+      out.push({ after: b.at, skip, mayEnd: blind.mayEnd, ...(blind.errorOk ? { errorOk: true } : {}), ...(blind.anything ? { anything: true } : {}) });
     } else if (w.inWindow(b.ip)) out.push({ after: b.at, skip: 1, mayEnd: false });
   });
   return out;
@@ -112,6 +114,7 @@ function matchesWithin(expected: readonly bigint[], got: readonly bigint[], allo
     if (g >= got.length || got[g] !== expected[e]) return false;
     const a = byAt.get(e);
     if (!a) return rec(e + 1, g + 1);
+    if (a.anything) return true;
     if (a.mayEnd && g + 1 === got.length) return true;
     for (let d = 0; d <= a.skip; d++) if (rec(e + 1 + d, g + 1)) return true;
     return false;

@@ -8,7 +8,8 @@
 //   - guards.ts: private-stack guard words intact at teardown;
 //   - stacks.ts: interrupts taken on a stack the kernel does not know; high-water marks per
 //     stack against their budgets;
-//   - memory.ts: no write into another context's live frames, per-CPU accesses in bounds.
+//   - memory.ts: no write into another context's (or another task's) live frames, per-CPU accesses in bounds;
+//   - sleep.ts: no sleeping in atomic context (several tasks).
 import type { Machine, Observer } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import type { PrivateStackKnowledge } from "../../unwinder/index.ts";
@@ -18,13 +19,14 @@ import { guards } from "./guards.ts";
 import { memory } from "./memory.ts";
 import { semantics } from "./semantics.ts";
 import { stacks } from "./stacks.ts";
+import { sleep } from "./sleep.ts";
 import type { HighWater, Oracle, OracleContext, RunFailure, RunReport, StackBudgets } from "./types.ts";
 
 export type { HighWater, RunFailure, RunReport, StackBudgets } from "./types.ts";
 export { overBudget } from "./stacks.ts";
 
 /** Every run-level check, in the order their end-of-run failures are reported. */
-export const RUN_ORACLES: readonly Oracle[] = [semantics, abi, guards, stacks, memory];
+export const RUN_ORACLES: readonly Oracle[] = [semantics, abi, guards, stacks, memory, sleep];
 
 export interface RunWatch {
   /** The run's checks so far, with the end-of-run ones (misses, guards, high-water). */

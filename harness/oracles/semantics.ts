@@ -1,6 +1,7 @@
 // Semantics: every runner invocation (bpf_sc_run) returns what the reference interpreter
-// computes for that program, refused or not as the recursion counters the machine has when it
-// starts decide, with the results its own kfunc-nested runs returned (each checked too); every
+// computes for that program (REFUSED where the runner's recursion check refused it: the
+// counters are machine state that other tasks change), given the results its own kfunc-nested
+// runs returned (each checked as an invocation of its own); every
 // run the runner refused (__bpf_prog_enter_recur(): the counter above the limit) is counted in
 // the program's misses (bpf_prog_inc_misses_counter()).
 import { hex64 as hex } from "../machine/index.ts";
@@ -27,16 +28,20 @@ export const semantics: Oracle = ({ img, m, fail }) => {
   // too, and count first.
   const misses = new Map<number, { initial: bigint; refused: bigint }>();
   let invocations = 0;
-  const counterValue = (ptr: bigint) => Number(m.peek64(img.thisCpu(ptr)) ?? 0n);
   m.addHook(img.kernel.addr("bpf_sc_run"), (mm) => {
     const prog = Number(mm.reg("rdi"));
     const p = img.programs[prog]!;
-    // the runner's check: the path's counter (none for uprobes) one above the limit
-    const refused = p.path.counter !== "none" && counterValue(p.active) + 1 > img.strategy.recursionLimit;
     const from = mm.peek64(mm.reg("rsp")) ?? 0n;
     if (!misses.has(prog)) misses.set(prog, { initial: m.peek64(img.thisCpu(p.misses)) ?? 0n, refused: 0n });
-    st.cur.push({ prog, refused, viaKfunc: from >= kfunc && from < kfuncEnd, nested: [] });
+    st.cur.push({ prog, refused: false, viaKfunc: from >= kfunc && from < kfuncEnd, nested: [] });
     invocations++;
+  });
+  // Refused: the runner's own check went to run_refused (the path's counter, none for uprobes,
+  // above the limit). Taken where the check is made, not when the runner is entered: with several
+  // tasks, another task may take the counter while this one is preempted in between.
+  m.addHook(img.kernel.addr("run_refused"), () => {
+    const top = st.cur.at(-1);
+    if (top) st.cur[st.cur.length - 1] = { ...top, refused: true };
   });
   m.addHook(img.kernel.addr("run_exit"), (mm) => {
     const inv = st.cur.pop();

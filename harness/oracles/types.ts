@@ -8,7 +8,7 @@ import type { Image } from "../../jit/image.ts";
 import type { UnwindEnv } from "../../unwinder/index.ts";
 
 export interface RunFailure {
-  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water" | "memory";
+  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water" | "memory" | "atomic-sleep";
   readonly message: string;
 }
 

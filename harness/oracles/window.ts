@@ -43,6 +43,8 @@ export class FrameWindows implements WindowOracle {
     private readonly m: Machine,
     private readonly stacks: readonly { begin: bigint; end: bigint; task?: boolean }[] = [],
     private readonly cache = new Map<string, FrameCode>(),
+    /** The context switch's blind spot [from, to]: rsp on the next task's stack while current is still the previous one. */
+    private readonly switchWindow?: { readonly from: bigint; readonly to: bigint },
   ) {}
 
   /** The code facts of the function holding `ip`, from its bytes (cached by symbol). */
@@ -72,7 +74,11 @@ export class FrameWindows implements WindowOracle {
    * read from the pt_regs whose ip word is the hardware frame's RIP word (struct pt_regs),
    * only when they are complete (`regs`: the sample's own interrupt).
    */
-  blindSpot(ip: bigint, slot: bigint, regs: boolean): { mayEnd: boolean; errorOk?: boolean } | undefined {
+  blindSpot(ip: bigint, slot: bigint, regs: boolean): { mayEnd: boolean; errorOk?: boolean; anything?: boolean } | undefined {
+    // __switch_to_asm has loaded next's rsp and popped next's registers, __switch_to() has not
+    // made next current yet: the kernel walks current (prev) from regs on next's stack, so no
+    // walk from here can be held to either chain (the ground truth changes tasks at switch_current)
+    if (this.switchWindow && ip >= this.switchWindow.from && ip <= this.switchWindow.to) return { mayEnd: true, errorOk: true, anything: true };
     const kind = this.m.symbols.lookup(ip)?.kind;
     if (kind !== "kernel" && kind !== "entry") return undefined;
     if (!regs) return kind === "entry" ? { mayEnd: false } : undefined; // stale words below a frame prove nothing
@@ -93,9 +99,16 @@ export class FrameWindows implements WindowOracle {
     return kind === "entry" || (bp & 1n) === 1n || split ? { mayEnd: split || cleared, ...(switching ? { errorOk: true } : {}) } : undefined;
   }
 
-  /** Is `rip` at or before its function's first `mov rbp,rsp`, or at a `ret`? */
+  /**
+   * Is `rip` at or before its function's first `mov rbp,rsp`, or at a `ret`? Kernel code that
+   * never sets up a frame (__switch_to_asm: SYM_FUNC_START with pushes only) is in its window
+   * throughout: rbp is its caller's frame.
+   */
   inWindow(rip: bigint): boolean {
-    const w = this.code(rip)?.code;
-    return w !== undefined && ((w.movRbp !== undefined && rip <= w.movRbp) || w.rets.has(rip));
+    const c = this.code(rip);
+    const w = c?.code;
+    if (w === undefined) return false;
+    if (w.movRbp === undefined && c!.kind === "kernel") return true;
+    return (w.movRbp !== undefined && rip <= w.movRbp) || w.rets.has(rip);
   }
 }

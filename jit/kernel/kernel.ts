@@ -545,6 +545,7 @@ function emitScheduler(a: Assembler, e: Emit, o: Ops, kdata: bigint): void {
   for (const r of [R.RBP, R.RBX, R.R12, R.R13, R.R14, R.R15]) push(r);
   e(() => I.createMemReg(Code.Mov_rm64_r64, field(R.RDI, TASK.threadSp), R.RSP), "movq %rsp, TASK_threadsp(%rdi)");
   load(R.RSP, () => field(R.RSI, TASK.threadSp));
+  a.label("switch_rsp_loaded"); // from here to switch_current rsp is on next's stack and current is prev
   load(R.RBX, () => field(R.RSI, TASK.canary));
   e(() => I.createMemReg(Code.Mov_rm64_r64, gs(PCPU_STACK_CHK_GUARD), R.RBX), "__stack_chk_guard");
   for (const r of [R.R15, R.R14, R.R13, R.R12, R.RBX, R.RBP]) pop(r);
