@@ -225,6 +225,8 @@ export interface Plan {
    * preemption, sleeps. Absent or empty: one task, no scheduler (a version 1 scenario).
    */
   readonly tasks?: readonly number[];
+  /** Only attach paths with a recursion counter (no uprobe, uprobe_multi; absent: every path). */
+  readonly countedPaths?: boolean;
 }
 
 // ---- limits the lowering enforces (every plan lowers; these keep it valid and bounded) ----

@@ -51,10 +51,12 @@ export interface PlanConstraints {
    * need more); 1 turns all of that off, and the arbitrary is the one without tasks.
    */
   readonly tasks?: number;
+  /** Attach paths without a recursion counter (uprobe, uprobe_multi) too (default true). */
+  readonly counterlessPaths?: boolean;
 }
 
 const DEFAULTS: Required<PlanConstraints> = {
-  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false, tasks: 2,
+  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false, tasks: 2, counterlessPaths: true,
 };
 const RANGES: Readonly<Record<string, readonly [number, number]>> = {
   maxPrograms: [1, MAX_PROGRAMS], maxFuncs: [1, MAX_FUNCS], maxItems: [0, MAX_ITEMS], maxSlots: [1, MAX_SLOTS],
@@ -162,6 +164,7 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
     interrupts: fc.array(interrupt, { maxLength: c.interrupts ? c.maxInterrupts : 0 }),
     spinLoops: fc.constant(c.spinLoops),
     // the programs of tasks 1..: all of them mostly; none (one task) is what a shrink tries first
+    ...(tasks && !c.counterlessPaths ? { countedPaths: fc.constant(true) } : {}),
     ...(tasks ? { tasks: fc.oneof({ withCrossShrink: true }, w(1, fc.array(ref, { maxLength: 0 })), w(6, fc.array(ref, { minLength: c.tasks - 1, maxLength: c.tasks - 1 }))) } : {}),
   });
 }

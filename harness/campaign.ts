@@ -9,7 +9,7 @@ import { planArb, planToScenario, type Plan, type PlanConstraints } from "../gen
 import type { Image } from "../jit/image.ts";
 import { JitError } from "../jit/lower.ts";
 import type { Strategy } from "../jit/strategy.ts";
-import { checkExhaustive, checkRandom, firstFailure, imageFor, type CheckOptions, type PointClass, type Verdict } from "./property.ts";
+import { checkExhaustive, checkRandom, firstFailure, imageFor, type CheckOptions, type CoverageKey, type Verdict } from "./property.ts";
 import { runScenario, scheduleOf } from "./run.ts";
 import { scenarioOf, type Scenario } from "./scenario.ts";
 
@@ -54,7 +54,7 @@ export interface CampaignResult {
   readonly path?: string;
   readonly counterexample?: Checked;
   /** Interrupt points hit across every case, by class. */
-  readonly coverage: ReadonlyMap<PointClass, number>;
+  readonly coverage: ReadonlyMap<CoverageKey, number>;
   readonly elapsedMs: number;
 }
 
@@ -144,7 +144,7 @@ function shrinkPlan(found: Plan, o: PlanCheck & { readonly constraints?: PlanCon
 export function runCampaign(o: CampaignOptions): CampaignResult {
   const started = performance.now();
   o.jit?.admit(o.strategy);
-  const coverage = new Map<PointClass, number>();
+  const coverage = new Map<CoverageKey, number>();
   let done = 0;
   const property = fc.property(planArb(o.constraints ?? {}), (plan) => {
     const { verdict } = checkPlan(plan, o);

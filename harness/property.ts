@@ -11,6 +11,7 @@ import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
 import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type UnwinderName } from "./run.ts";
 import type { Scenario } from "./scenario.ts";
+import { LOCAL_TIMER_VECTOR } from "../jit/kernel/layout.ts";
 
 
 /** The first thing that failed in a run, in the order a reader needs it: the run, a walk, a check. */
@@ -38,6 +39,16 @@ export type FunctionKind = "main" | "subprog" | "helper" | "kfunc" | "entry" | "
 export type CodeWindow = "prologue" | "body" | "epilogue";
 /** Where an interrupt hit: `main/prologue`, `subprog/body`, `helper`, `entry`, ... */
 export type PointClass = `${FunctionKind}/${CodeWindow}` | FunctionKind;
+
+/**
+ * What the scheduler did, counted beside the interrupt points (several tasks): ticks, preemptions
+ * at interrupt return inside BPF code or kernel code and at preempt_enable(), sleeps, and
+ * reliable walks of blocked tasks (and how many of those were -EINVAL).
+ */
+export const SCHED_KEYS = ["tick", "preempt/bpf", "preempt/kernel", "preempt/enable", "sleep", "blocked-walk", "blocked-unreliable"] as const;
+export type SchedKey = (typeof SCHED_KEYS)[number];
+/** A coverage count's key: an interrupt point's class, or a scheduling event. */
+export type CoverageKey = PointClass | SchedKey;
 
 /** Every class pointClassifier() can give: the coverage report counts how many of them were hit. */
 export const POINT_CLASSES: readonly PointClass[] = [
@@ -84,8 +95,8 @@ export interface Verdict {
   readonly injection?: Injection;
   /** Runs made (1 in random mode). */
   readonly runs: number;
-  /** Interrupt points hit, by class (delivered interrupts). */
-  readonly coverage: ReadonlyMap<PointClass, number>;
+  /** Interrupt points hit, by class (delivered interrupts), and scheduling events. */
+  readonly coverage: ReadonlyMap<CoverageKey, number>;
 }
 
 const runOpts = (o: CheckOptions, image: Image, injections: readonly Injection[]): RunOptions => ({
@@ -93,14 +104,15 @@ const runOpts = (o: CheckOptions, image: Image, injections: readonly Injection[]
   ...(o.privateStacks ? { privateStacks: o.privateStacks } : {}), ...(o.budgets ? { budgets: o.budgets } : {}), ...(o.maxSteps ? { maxSteps: o.maxSteps } : {}),
 });
 
-function countPoints(img: Image, outcomes: readonly RunOutcome[]): Map<PointClass, number> {
+function countPoints(img: Image, outcomes: readonly RunOutcome[]): Map<CoverageKey, number> {
   const classify = pointClassifier(img);
-  const coverage = new Map<PointClass, number>();
+  const coverage = new Map<CoverageKey, number>();
+  const add = (k: CoverageKey, n: number) => { if (n > 0) coverage.set(k, (coverage.get(k) ?? 0) + n); };
   for (const o of outcomes) {
-    for (const r of o.delivered) {
-      const k = classify(r.ip);
-      coverage.set(k, (coverage.get(k) ?? 0) + 1);
-    }
+    for (const r of o.delivered) add(classify(r.ip), 1);
+    const s = o.sched;
+    add("tick", s.ticks); add("preempt/bpf", s.preemptedInBpf); add("preempt/kernel", s.preemptedInKernel); add("preempt/enable", s.preemptedAtEnable);
+    add("sleep", s.sleeps); add("blocked-walk", s.blockedWalks); add("blocked-unreliable", s.blockedUnreliable);
   }
   return coverage;
 }
@@ -119,7 +131,7 @@ export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, i
  * Exhaustive mode: a base run without interrupts counts the instruction boundaries; then, at
  * each boundary, the run is forked (machine snapshot plus every sample's and check's state) once
  * per kind, with that single interrupt injected there (an IRQ on the scenario's first vector, if
- * it has one; an NMI always), and run to its end. Stops at the first failing fork. The same
+ * it has one, else with tasks the tick; an NMI always), and run to its end. Stops at the first failing fork. The same
  * verdicts as one run from the start per boundary (test/unit/harness/property.test.ts checks
  * that), at half the work: the prefix runs once.
  */
@@ -127,7 +139,8 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   const base = runScenario(sc, strategy, runOpts(o, image, []));
   const baseFailure = firstFailure(base);
   if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };
-  const vector = sc.spec.irq?.[0]?.vector;
+  // the IRQ: the scenario's first vector, or with tasks and none attached, the tick
+  const vector = sc.spec.irq?.[0]?.vector ?? (image.multitask ? LOCAL_TIMER_VECTOR : undefined);
   const kinds = (o.kinds ?? ["irq", "nmi"]).filter((k) => k === "nmi" || vector !== undefined);
   const budget = o.maxSteps ?? RUN_STEP_BUDGET;
   const run = startRun(sc, strategy, runOpts(o, image, []));
@@ -137,7 +150,7 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
     if (at.kind !== "paused") throw new Error(`exhaustive mode: the base run did not reach step ${step} again (${at.kind}); runs must be deterministic`);
     const back = run.save();
     for (const kind of kinds) {
-      const injection: Injection = { kind, atStep: step, vector: kind === "nmi" ? 2 : vector! };
+      const injection: Injection = { kind: kind === "irq" && vector === LOCAL_TIMER_VECTOR && image.multitask ? "tick" : kind, atStep: step, vector: kind === "nmi" ? 2 : vector! };
       run.m.raise(injection.vector);
       const outcome = run.finish(run.m.run({ maxSteps: budget }), [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
       back();

@@ -49,9 +49,9 @@ const TRIVIAL_PROGRAM: PlanProgram = { type: "struct_ops", privStackRequested: f
 const typeOnly = (type: ProgType, privStackRequested: boolean, attach?: AttachPath): Program => ({ name: "", type, privStackRequested, insns: [], funcs: [], ...(attach ? { attach } : {}) });
 
 /** A plan program's path: its type's default, or (a plan with tasks) the one its index picks. */
-const attachFor = (p: PlanProgram, type: ProgType, tasks: boolean): AttachPath => {
+const attachFor = (p: PlanProgram, type: ProgType, tasks: boolean, counted: boolean): AttachPath => {
   if (!tasks || p.attach === undefined) return DEFAULT_ATTACH[type];
-  const paths = attachPathsOf(type);
+  const paths = attachPathsOf(type).filter((a) => !counted || ATTACH_PATHS[a].counter !== "none");
   return paths[wrap(p.attach, paths.length)]!;
 };
 
@@ -77,7 +77,7 @@ export function lowerPlan(plan: Plan): Lowered {
   // Tasks: with at least one more task, a version 2 scenario with the scheduler (ticks, sleeps, attach paths)
   const taskRefs = upTo(plan.tasks ?? [], MAX_TASKS - 1);
   const tasks = taskRefs.length > 0;
-  const attach = progs.map((p, i) => attachFor(p, types[i]!, tasks));
+  const attach = progs.map((p, i) => attachFor(p, types[i]!, tasks, plan.countedPaths === true));
   const counters = recursionCounters(types.map((t, i) => typeOnly(t, progs[i]!.privStackRequested === true, attach[i])));
   const irq = upTo(plan.irq, IRQ_VECTORS.length).map((ref, k) => ({ vector: IRQ_VECTORS[k]!, program: wrap(ref, n) }));
   const nmiRef = plan.nmi !== null && plan.nmi !== undefined ? wrap(plan.nmi, n) : undefined;

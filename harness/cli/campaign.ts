@@ -10,7 +10,7 @@ import type { Strategy } from "../../jit/strategy.ts";
 import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
 import { loadCorpusFile, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
 import type { Policy } from "../oracles/classify.ts";
-import { POINT_CLASSES, type PointClass } from "../property.ts";
+import { POINT_CLASSES, SCHED_KEYS, type CoverageKey, type PointClass } from "../property.ts";
 import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE, type PrivateStackKnowledge } from "../../unwinder/index.ts";
@@ -39,6 +39,7 @@ interface CampaignFlags extends JitFlags {
   exhaustive?: boolean;
   spinLoops?: boolean;
   tasks: number;
+  uprobes: boolean;
   json?: boolean;
 }
 
@@ -55,7 +56,7 @@ const modeOf = (f: CampaignFlags) => ({ unwinder: f.unwinder, policy: f.policy, 
 /** What the generator may draw beyond its defaults. */
 function generatorOf(f: CampaignFlags): { constraints: PlanConstraints } {
   if (f.spinLoops && f.exhaustive) throw new UsageError("--spin-loops and --exhaustive: a loop only may_goto bounds runs about a million instructions, and exhaustive mode forks at every one; use one or the other");
-  return { constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}) } };
+  return { constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}), ...(f.uprobes ? {} : { counterlessPaths: false }) } };
 }
 
 
@@ -63,7 +64,7 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
   return [
     "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
-    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []),
+    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]),
     ...(f.bmi2 ? ["--bmi2"] : []),
     ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
     `--seed ${seed}`, `--path ${path}`,
@@ -71,9 +72,13 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
 }
 
 /** How many of the interrupt point classes were hit, and how often each. */
-const coverageText = (c: ReadonlyMap<PointClass, number>) =>
-  `${c.size} of ${POINT_CLASSES.length} kinds (${POINT_CLASSES.filter((k) => !c.has(k)).join(", ") || "none"} missed): ` +
-  ([...c.entries()].sort((a, b) => a[0].localeCompare(b[0])).map(([k, n]) => `${k} ${n}`).join(", ") || "none");
+const coverageText = (c: ReadonlyMap<CoverageKey, number>) => {
+  const points = [...c.entries()].filter(([k]) => (POINT_CLASSES as readonly string[]).includes(k)) as [PointClass, number][];
+  const sched = SCHED_KEYS.filter((k) => c.has(k));
+  return `${points.length} of ${POINT_CLASSES.length} kinds (${POINT_CLASSES.filter((k) => !c.has(k)).join(", ") || "none"} missed): ` +
+    (points.sort((a, b) => a[0].localeCompare(b[0])).map(([k, n]) => `${k} ${n}`).join(", ") || "none") +
+    (sched.length ? `\nscheduler: ${sched.map((k) => `${k} ${c.get(k)}`).join(", ")}` : "");
+};
 
 
 /** Run one campaign, on worker threads if asked; a failure is replayed here (seed + path) for its report. */
@@ -85,7 +90,7 @@ async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFla
   // each worker thread runs its own JIT (a kernel tree's: its own shim)
   const jitTask = { jit: f.jit, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}), ...(f.bmi2 ? { bmi2: true } : {}) };
   const { results } = await runOnWorkers({ ...mode, ...generatorOf(f), ...jitTask, strategy: strategySpec }, runs, seed, workers, bar);
-  const coverage = new Map<PointClass, number>();
+  const coverage = new Map<CoverageKey, number>();
   for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
   const failed = results.find((r) => !r.ok);
   const total = results.reduce((n, r) => n + r.runs, 0);
@@ -103,6 +108,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .option("--exhaustive", "inject one IRQ and one NMI at every instruction boundary of each scenario, one run each")
     .option("--spin-loops", "let the task's main function run a loop only may_goto bounds (about a million instructions each; not with --exhaustive)")
     .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS}: ticks, preemption, sleeps and attach paths with 2 or more; 1 turns them off`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
+    .option("--no-uprobes", "only attach paths with a recursion counter: no uprobe or uprobe_multi programs (with tasks)")
     .option("--json", "machine-readable output");
 
   common(program

@@ -5,7 +5,7 @@ import { loadStrategy } from "../../jit/strategies/index.ts";
 import { runCampaign } from "../campaign.ts";
 import type { PlanConstraints } from "../../generators/index.ts";
 import type { Policy } from "../oracles/classify.ts";
-import type { PointClass } from "../property.ts";
+import type { CoverageKey } from "../property.ts";
 import type { UnwinderName } from "../run.ts";
 import type { PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { openJit, type JitFlags } from "./jit-option.ts";
@@ -27,7 +27,7 @@ export interface WorkerResult {
   readonly seed: number;
   readonly runs: number;
   readonly path?: string;
-  readonly coverage: readonly [PointClass, number][];
+  readonly coverage: readonly [CoverageKey, number][];
 }
 
 export async function runShard(t: WorkerTask): Promise<WorkerResult> {

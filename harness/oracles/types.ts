@@ -74,15 +74,18 @@ export class PerTask<T> {
     this.cur = fresh();
   }
 
+  private list: [number, T][] = [];
+
   switch(prev: number, next: number): void {
     this.parked.set(prev, this.cur);
     this.cur = this.parked.get(next) ?? this.fresh();
     this.parked.delete(next);
+    this.list = [...this.parked];
   }
 
-  /** The switched-out tasks' states. */
-  others(): [number, T][] {
-    return [...this.parked];
+  /** The switched-out tasks' states (the same array until the next switch: do not change it). */
+  others(): readonly [number, T][] {
+    return this.list;
   }
 
   /** Keep every task's state now; the function returned puts it back (any number of times). */
@@ -92,6 +95,7 @@ export class PerTask<T> {
       this.cur = this.copy(cur);
       this.parked.clear();
       for (const [k, v] of parked) this.parked.set(k, this.copy(v));
+      this.list = [...this.parked];
     };
   }
 }

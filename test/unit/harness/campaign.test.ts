@@ -11,6 +11,7 @@ import { pointClassifier } from "../../../harness/property.ts";
 import { formatCounterexample } from "../../../harness/report.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
+import { r9Levels } from "../../helpers/r9-levels.ts";
 
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : 20261124;
@@ -19,21 +20,68 @@ const where = (r: CampaignResult) => `seed ${r.seed}, path ${r.path}`;
 const functions = (r: CampaignResult) => r.counterexample!.scenario.programs.reduce((n, p) => n + p.funcs.length, 0);
 
 describe("the sound designs pass", () => {
-  test.each(["baseline", "r9-private"])("%s: random scenarios with random interrupts, frame unwinder, strict", (name) => {
-    const r = runCampaign({ strategy: strategy(name), unwinder: "frame", policy: "strict", runs: RUNS, seed: SEED });
+  // r9-private only where a recursion counter guards the program: on the uprobe paths it is not
+  // sound (the test of tasks below); with one task every path is counted or cannot nest
+  test.each([
+    ["baseline", {}], ["r9-private", { counterlessPaths: false }], ["r9-private", { tasks: 1 }],
+  ] as const)("%s %o: random scenarios with random interrupts, frame unwinder, strict", (name, constraints) => {
+    const r = runCampaign({ strategy: strategy(name), unwinder: "frame", policy: "strict", runs: RUNS, seed: SEED, constraints });
     expect(r.ok, r.counterexample ? formatCounterexample(r.counterexample.scenario, r.counterexample.image, r.counterexample.verdict, { strategy: name, unwinder: "frame", policy: "strict", replay: where(r) }) : "").toBe(true);
     expect(r.runs).toBe(RUNS);
     // the schedules reach the rare points: helpers, prologues, IRQ entry code
     for (const k of ["helper", "main/prologue", "entry"] as const) expect(r.coverage.get(k) ?? 0, k).toBeGreaterThan(0);
+    // with tasks: ticks, preemption inside BPF code, sleeps and walks of blocked tasks happen
+    if (!("tasks" in constraints)) for (const k of ["tick", "preempt/bpf", "sleep", "blocked-walk"] as const) expect(r.coverage.get(k) ?? 0, k).toBeGreaterThan(0);
   });
 
   test.each(["baseline", "r9-private"])("%s: exhaustive mode (an IRQ and an NMI at every boundary) on small generated scenarios", (name) => {
     const r = runCampaign({
       strategy: strategy(name), unwinder: "frame", policy: "strict", exhaustive: true, runs: Math.max(2, Math.round(RUNS / 40)), seed: SEED,
-      constraints: { maxPrograms: 2, maxFuncs: 2, maxItems: 3, interrupts: false },
+      constraints: { maxPrograms: 2, maxFuncs: 2, maxItems: 3, interrupts: false, tasks: 1 },
     });
     expect(r.ok, where(r)).toBe(true);
     expect(r.coverage.get("main/body") ?? 0).toBeGreaterThan(10);
+  });
+
+  test("baseline: exhaustive mode with two tasks (the IRQ at every boundary is the tick: a preemption wherever one can happen)", () => {
+    const r = runCampaign({
+      strategy: strategy("baseline"), unwinder: "frame", policy: "strict", exhaustive: true, runs: 3, seed: SEED,
+      constraints: { maxPrograms: 1, maxFuncs: 1, maxItems: 2, interrupts: false, irq: false, nmi: false },
+    });
+    expect(r.ok, where(r)).toBe(true);
+    expect(r.coverage.get("preempt/bpf") ?? 0).toBeGreaterThan(5);
+  });
+});
+
+// Tasks and preemption (kernel-model-7.2.md A.4): the uprobe paths run programs with no
+// recursion counter, preemptibly; r9-private gives a KPROBE program a private stack all the same.
+// Counterexamples name the two writers: two tasks, or a task and an interrupt running the program.
+describe("tasks and preemption", () => {
+  test("r9-private on every attach path: a uprobe program's private stack is written by a second run of it", () => {
+    const r = runCampaign({ strategy: strategy("r9-private"), unwinder: "frame", policy: "strict", runs: 400, seed: SEED, constraints: { maxPrograms: 2, maxFuncs: 2, maxItems: 4 } });
+    expect(r.ok, "r9-private is not sound on the uprobe paths").toBe(false);
+    const cx = r.counterexample!;
+    expect(["memory", "semantics"], where(r)).toContain(cx.verdict.failure!.what);
+    const file = cx.scenario.file;
+    const uprobes = file.programs.filter((p) => p.attach === "uprobe" || p.attach === "uprobe_multi").map((p) => p.name);
+    expect(uprobes.length, where(r)).toBeGreaterThan(0);
+    // the second run: another task, or an interrupt's run of the same program
+    const second = (file.tasks ?? []).filter((t) => uprobes.includes(t)).length >= 2 || (file.irq ?? []).some((a) => uprobes.includes(a.program)) || uprobes.includes(file.nmi ?? "");
+    expect(second, where(r)).toBe(true);
+    expect(cx.scenario.programs.length, where(r)).toBeLessThanOrEqual(2);
+    if (cx.verdict.failure!.what === "memory") expect(cx.verdict.failure!.message).toMatch(/through uprobe/);
+  });
+
+  test("design (g) with per-level frames picked from prog->active: sound with one task, two tasks alias a level", () => {
+    const one = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: RUNS, seed: SEED, constraints: { tasks: 1 } });
+    expect(one.ok, where(one)).toBe(true);
+    // one program that runs itself through the kfunc (prog->active allows 4 levels) in two tasks
+    const two = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: 600, seed: SEED, constraints: { counterlessPaths: false, maxPrograms: 1, maxFuncs: 2, maxItems: 4 } });
+    expect(two.ok).toBe(false);
+    const cx = two.counterexample!;
+    expect(cx.verdict.failure!.what, where(two)).toBe("memory");
+    expect(cx.verdict.failure!.message, where(two)).toMatch(/task \d \(inside .*\) writes into the private .* slot \d stack .* live data of task \d/);
+    expect(cx.scenario.file.tasks?.length, where(two)).toBe(2);
   });
 });
 

@@ -1,0 +1,117 @@
+// Tasks on one CPU (kernel-model-7.2.md A.1-A.4): the switch as __switch_to_asm makes it, the
+// ground truth and the checks following each task, preemption at the tick's return inside BPF
+// code, sleeps, walks of blocked tasks per unwinder, and what the designs do with it: the merged
+// r9-private on a uprobe (no recursion counter), design (g)'s slot aliasing, sleeping in atomic
+// context. Verdicts from machine state and the unwinder models only.
+import { describe, expect, test } from "vitest";
+import { loadScenario, parseScenario } from "../../../harness/scenario.ts";
+import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
+import { firstFailure } from "../../../harness/property.ts";
+import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
+import { TASK } from "../../../jit/kernel/layout.ts";
+import type { UnwinderName } from "../../../unwinder/index.ts";
+
+const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
+const scenario = (f: string) => loadScenario(new URL(`../../scenarios/${f}`, import.meta.url).pathname);
+const run = (f: string, s: string, unwinder: UnwinderName = "frame"): RunOutcome => {
+  const sc = scenario(f);
+  return runScenario(sc, strategy(s), { unwinder, policy: "strict", injections: scheduleOf(sc) });
+};
+const blocked = (o: RunOutcome) => o.samples.filter((s) => s.kind === "blocked task (reliable walk)");
+
+describe("the switch", () => {
+  test("__switch_to_asm leaves prev's struct inactive_task_frame at thread.sp: r15 r14 r13 r12 bx bp ret_addr (56 bytes)", () => {
+    const sc = scenario("uprobe-sleep-two-tasks.json");
+    const img = buildImage(sc.spec, strategy("baseline"));
+    const m = loadImage(img);
+    startTask(img, m);
+    const frames: { rsp: bigint; regs: bigint[]; saved: bigint[]; threadSp: bigint }[] = [];
+    let entry: { rsp: bigint; regs: bigint[] } | undefined;
+    m.addHook(img.kernel.addr("__switch_to_asm"), (mm) => { entry = { rsp: mm.reg("rsp"), regs: (["r15", "r14", "r13", "r12", "rbx", "rbp"] as const).map((r) => mm.reg(r)) }; });
+    m.addHook(img.kernel.addr("switch_current"), (mm) => {
+      const prev = img.tasks.find((t) => t.struct === mm.reg("rdi"))!;
+      const threadSp = mm.peek64(prev.struct + BigInt(TASK.threadSp))!;
+      frames.push({ ...entry!, threadSp, saved: Array.from({ length: 7 }, (_, k) => mm.peek64(threadSp + BigInt(8 * k))!) });
+    });
+    expect(m.run({ maxSteps: 100_000 }).kind).toBe("completed");
+    expect(frames.length).toBe(3); // task 0 sleeps, task 1 sleeps, task 0 exits
+    for (const f of frames) {
+      expect(f.threadSp).toBe(f.rsp - 48n);
+      expect(f.saved.slice(0, 6)).toEqual(f.regs);
+      expect(f.saved[6]).toBe(m.peek64(f.rsp)); // the return address of `call __switch_to_asm`
+      expect(m.symbols.describe(f.saved[6]!)).toMatch(/^__schedule\+/);
+    }
+  });
+
+  test("a version 1 scenario runs as before: one task, no scheduler", () => {
+    const o = runScenario(scenario("nested.json"), strategy("baseline"), { unwinder: "frame", injections: scheduleOf(scenario("nested.json")) });
+    expect(o.ok).toBe(true);
+    expect(o.sched).toEqual({ ticks: 0, preemptedInBpf: 0, preemptedInKernel: 0, preemptedAtEnable: 0, sleeps: 0, blockedWalks: 0, blockedUnreliable: 0 });
+  });
+});
+
+describe("preemption and sleeps", () => {
+  test("a tick inside BPF code preempts the task; the second task's run of the program is refused (prog->active)", () => {
+    for (const s of ["baseline", "r9-private"]) {
+      const o = run("tick-preempts-bpf.json", s);
+      expect(firstFailure(o), s).toBeUndefined();
+      expect(o.sched).toMatchObject({ ticks: 1, preemptedInBpf: 1, blockedWalks: 1 });
+      expect(o.checks.invocations).toBe(2);
+    }
+  });
+
+  test("r9-private: a uprobe program that sleeps shares its private stack with the next task's run of it", () => {
+    expect(firstFailure(run("uprobe-sleep-two-tasks.json", "baseline"))).toBeUndefined();
+    const o = run("uprobe-sleep-two-tasks.json", "r9-private");
+    expect(o.checks.failures.map((f) => f.check)).toEqual(["memory", "semantics"]);
+    expect(o.checks.failures[0]!.message).toMatch(/task 1 \(inside probe through uprobe\) writes into the private probe\/main stack .* live data of task 0 \(inside probe through uprobe\)/);
+    expect(o.checks.failures[1]!.message).toBe("probe returned 0000000000000009; the reference interpreter gives 0000000000000008");
+  });
+
+  test("design (g): task 0's second nested run takes prog->active's level 2, the slot of task 1's live run", () => {
+    for (const s of ["baseline", "r9-private"]) expect(firstFailure(run("limited-recursion-alias.json", s)), s).toBeUndefined();
+    const o = run("limited-recursion-alias.json", "limited-recursion");
+    const first = o.checks.failures.find((f) => f.check === "memory")!;
+    expect(first.message).toMatch(/by bpf_prog_\w+_main\+0x[0-9a-f]+: task 0 \(inside outer through raw_tp, then P through trampoline\) writes into the private P\/main slot 1 stack .* live data of task 1 \(inside P through trampoline\)/);
+  });
+
+  test("sleeping in atomic context is the kernel's 'scheduling while atomic': a sleepable program run through the kfunc from a kprobe", () => {
+    const json = JSON.parse(JSON.stringify(scenario("limited-recursion-alias.json").file)) as { programs: { name: string; type: string; attach?: string }[] };
+    json.programs[0] = { ...json.programs[0]!, type: "kprobe", attach: "kprobe" };
+    const sc = parseScenario(json, "atomic.json");
+    const o = runScenario(sc, strategy("baseline"), { unwinder: "frame" });
+    const f = o.checks.failures.find((x) => x.check === "atomic-sleep");
+    expect(f?.message).toMatch(/^BUG: scheduling while atomic: task 0 sleeps with preemption disabled 1 time\(s\) \(preempt_count 0x1\), called from bpf_prog_\w+_main\+0x/);
+  });
+});
+
+describe("walks of blocked tasks (arch_stack_walk_reliable(), as livepatch makes them)", () => {
+  test("a task asleep in a BPF program: exact under frame pointers; -EINVAL under ORC, 6.19 included (README finding 1: no BPF frame window with IBT)", () => {
+    const frame = blocked(run("uprobe-sleep-two-tasks.json", "baseline", "frame"));
+    expect(frame.map((s) => s.class)).toEqual(["EXACT", "EXACT"]);
+    expect(frame[0]!.unwound.map((x) => x.symbol.replace(/_[0-9a-f]{16}_/, "_"))).toEqual([
+      "__schedule+0xde", "schedule+0x18", "bpf_sc_sleep+0x1a", "bpf_prog_main+0x2a", "bpf_sc_run+0x51", "do_syscall_64+0xf", "entry_SYSCALL_64+0xb",
+    ]);
+    for (const u of ["orc-6.13", "orc-6.19"] as const) {
+      const w = blocked(run("uprobe-sleep-two-tasks.json", "baseline", u));
+      expect(w.map((s) => [s.class, s.failed]), u).toEqual([["FLAGGED", false], ["FLAGGED", false]]);
+      // ORC stops at the BPF frame: the fp guess with the error set
+      expect(w[0]!.unwound.at(-1)!.symbol, u).toMatch(/^bpf_prog_\w+_main\+0x2a$/);
+    }
+  });
+
+  test("a task preempted at IRQ return: -EINVAL under frame pointers (kernel regs on the stack, CONFIG_FRAME_POINTER)", () => {
+    const [w] = blocked(run("tick-preempts-bpf.json", "baseline", "frame"));
+    expect(w).toMatchObject({ class: "FLAGGED", failed: false, error: true });
+    expect(w!.where).toMatch(/-EINVAL: kernel regs \(frame pointers\)/);
+  });
+
+  test("a split-stack task asleep on its private stack: the frame-pointer walk finds no stack and still says 0 (reliable): a failure", () => {
+    const o = run("limited-recursion-alias.json", "split-stack");
+    const w = blocked(o).find((s) => s.failed)!;
+    expect(w).toMatchObject({ class: "TRUNCATED", error: false });
+    expect(w.unwound).toEqual([]);
+  });
+});
