@@ -223,6 +223,8 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .option("--seed <n>", "the seed of every cell (printed when not given)", seedOption())
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
     .option("--exhaustive", "exhaustive mode in every cell")
+    .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS} (1: no scheduler)`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
+    .option("--no-uprobes", "only attach paths with a recursion counter (with tasks)")
     .option("--json", "machine-readable output")
     .action(async (f: CampaignFlags) => {
       const seed = f.seed ?? freshSeed();
@@ -233,7 +235,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       try {
         for (const s of strategies) {
           for (const u of UNWINDERS) {
-            const r = runCampaign({ strategy: s, jit: jit.backend, unwinder: u, policy: f.policy, exhaustive: f.exhaustive ?? false, runs: f.runs, seed });
+            const r = runCampaign({ strategy: s, jit: jit.backend, unwinder: u, policy: f.policy, exhaustive: f.exhaustive ?? false, runs: f.runs, seed, ...generatorOf(f) });
             const cx = r.counterexample;
             cells.push({
               strategy: s.name, unwinder: u, verdict: r.ok ? "pass" : verdictName(cx!.verdict), runs: r.runs, ms: Math.round(r.elapsedMs),
@@ -246,9 +248,9 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         bar.stop();
         await jit.close();
       }
-      if (f.json) { out(`${JSON.stringify({ seed, runs: f.runs, policy: f.policy, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
+      if (f.json) { out(`${JSON.stringify({ seed, runs: f.runs, policy: f.policy, tasks: f.tasks, uprobes: f.uprobes, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
       const lines = [
-        `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
+        `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}, ${f.tasks} task(s)${f.uprobes ? "" : ", no uprobes"}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
         `| strategy | ${UNWINDERS.join(" | ")} |`, `|---|${UNWINDERS.map(() => "---").join("|")}|`,
       ];
       for (const s of strategies) {
@@ -258,7 +260,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         });
         lines.push(`| ${s.name} | ${row.join(" | ")} |`);
       }
-      lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u> --seed ${seed} --path <path> (paths: --json).`);
+      lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u>${f.policy === "strict" ? "" : ` --policy ${f.policy}`}${f.tasks === DEFAULT_TASKS ? "" : ` --tasks ${f.tasks}`}${f.uprobes ? "" : " --no-uprobes"}${f.exhaustive ? " --exhaustive" : ""} --seed ${seed} --path <path> (paths: --json).`);
       out(`${lines.join("\n")}\n`);
     });
 }

@@ -50,3 +50,4 @@ export const r9Levels: Strategy = {
   },
   recursionLimit: RECURSION_LEVELS,
 };
+export { r9Levels as strategy };
