@@ -147,7 +147,9 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   // The kernel's own stacks only: theirs is the rsp/rbp split that is the kernel's blind spot
   // (call_on_irqstack()); a design that splits rsp and rbp across a private stack is what the
   // oracles are there to catch.
-  const windows = new FrameWindows(m, kernelStacks(img), windowCache(img), img.multitask ? { from: img.kernel.addr("switch_rsp_loaded"), to: img.kernel.addr("switch_current") } : undefined);
+  const windows = img.multitask
+    ? new FrameWindows(m, kernelStacks(img), windowCache(img), { from: img.kernel.addr("switch_rsp_loaded"), to: img.kernel.addr("switch_current") }, [img.kernel.addr("ret_from_fork_asm")])
+    : new FrameWindows(m, kernelStacks(img), windowCache(img));
   const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];
   /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */

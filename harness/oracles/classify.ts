@@ -59,6 +59,11 @@ export interface WindowOracle {
   blindSpot(ip: bigint, slot: bigint, regs: boolean): { readonly mayEnd: boolean; readonly errorOk?: boolean; readonly anything?: boolean } | undefined;
   /** Has the entry code now at `ip` finished building its pt_regs (past ENCODE_FRAME_POINTER)? */
   regsBuilt(ip: bigint): boolean;
+  /**
+   * Is `ip` where a task's stack starts (ret_from_fork_asm: UNWIND_HINT_END_OF_STACK, "one
+   * cannot unwind further")? A walk may end there, or go on with whatever the unwinder reads past it.
+   */
+  endsStack?(ip: bigint): boolean;
 }
 
 /** After position `after` of the expected chain, a correct walk may skip up to `skip` positions, or (`mayEnd`) end. */
@@ -93,6 +98,10 @@ export function allowances(truth: readonly TruthEntry[], from: number, w: Window
     }
   }
   const out: Allowance[] = [];
+  // the start of a new task's stack: what the walk does past it is the kernel's own business
+  const last = at - 1;
+  const lastIp = expectedChain(truth, from)[last];
+  if (last >= 0 && lastIp !== undefined && w.endsStack?.(lastIp)) out.push({ after: last, skip: 0, mayEnd: true, errorOk: true, anything: true });
   bounds.forEach((b, k) => {
     const blind = w.blindSpot(b.ip, b.slot, b.regs);
     const next = bounds[k + 1];

@@ -45,7 +45,14 @@ export class FrameWindows implements WindowOracle {
     private readonly cache = new Map<string, FrameCode>(),
     /** The context switch's blind spot [from, to]: rsp on the next task's stack while current is still the previous one. */
     private readonly switchWindow?: { readonly from: bigint; readonly to: bigint },
+    /** Where tasks' stacks start (ret_from_fork_asm). */
+    private readonly stackStarts: readonly bigint[] = [],
   ) {}
+
+  /** classify.ts WindowOracle: a new task's first return address, where unwinding ends. */
+  endsStack(ip: bigint): boolean {
+    return this.stackStarts.includes(ip);
+  }
 
   /** The code facts of the function holding `ip`, from its bytes (cached by symbol). */
   private code(ip: bigint): { kind: string; code: FrameCode } | undefined {

@@ -443,43 +443,27 @@ function emitScheduler(a: Assembler, e: Emit, o: Ops, kdata: bigint): void {
   a.label("irqentry_exit_out");
   pop(R.RBP); ret();
 
-  const preemptLoop = (name: string) => {
+  // The loops around __schedule(): preempt_disable(); [local_irq_enable();] __schedule(mode);
+  // [local_irq_disable();] preempt_enable_no_resched(), while need_resched(). preempt_schedule_irq()
+  // toggles IRQs (it is entered with them off); preempt_schedule()'s preempt_schedule_common()
+  // and schedule()'s __schedule_loop() run with them on.
+  const scheduleLoop = (name: string, mode: number, irqs: boolean) => {
     a.label(name);
     frame();
     a.label(`${name}_again`);
     preemptCount(Code.Add_rm64_imm8, 1, "preempt_disable()");
-    e(() => I.create(Code.Sti), "local_irq_enable()");
-    e(() => I.createRegU32(Code.Mov_r32_imm32, R.EDI, SM_PREEMPT));
+    if (irqs) e(() => I.create(Code.Sti), "local_irq_enable()");
+    e(() => I.createRegU32(Code.Mov_r32_imm32, R.EDI, mode));
     a.call({ label: "__schedule" });
-    e(() => I.create(Code.Cli), "local_irq_disable()");
-    preemptCount(Code.Sub_rm64_imm8, 1, "sched_preempt_enable_no_resched()");
+    if (irqs) e(() => I.create(Code.Cli), "local_irq_disable()");
+    preemptCount(Code.Sub_rm64_imm8, 1, "preempt_enable_no_resched()");
     needResched(R.RAX);
     a.branch(Code.Jne_rel32_64, { label: `${name}_again` });
     pop(R.RBP); ret();
   };
-  preemptLoop("preempt_schedule_irq");
-  // preempt_schedule() runs with IRQs on: its loop is preempt_schedule_common()'s, which leaves them on
-  a.label("preempt_schedule");
-  frame();
-  a.label("preempt_schedule_again");
-  preemptCount(Code.Add_rm64_imm8, 1, "preempt_disable_notrace()");
-  e(() => I.createRegU32(Code.Mov_r32_imm32, R.EDI, SM_PREEMPT));
-  a.call({ label: "__schedule" });
-  preemptCount(Code.Sub_rm64_imm8, 1, "preempt_enable_no_resched_notrace()");
-  needResched(R.RAX);
-  a.branch(Code.Jne_rel32_64, { label: "preempt_schedule_again" });
-  pop(R.RBP); ret();
-
-  a.label("schedule");
-  frame();
-  a.label("schedule_again");
-  preemptCount(Code.Add_rm64_imm8, 1, "preempt_disable()");
-  e(() => I.createRegU32(Code.Mov_r32_imm32, R.EDI, SM_NONE));
-  a.call({ label: "__schedule" });
-  preemptCount(Code.Sub_rm64_imm8, 1, "sched_preempt_enable_no_resched()");
-  needResched(R.RAX);
-  a.branch(Code.Jne_rel32_64, { label: "schedule_again" });
-  pop(R.RBP); ret();
+  scheduleLoop("preempt_schedule_irq", SM_PREEMPT, true);
+  scheduleLoop("preempt_schedule", SM_PREEMPT, false);
+  scheduleLoop("schedule", SM_NONE, false);
 
   // __schedule(mode): r12 = prev, rbx = the candidate, r13 = &tasks[nr] (the table's end), r14 = mode, rcx = tasks left to look at
   a.label("__schedule");
