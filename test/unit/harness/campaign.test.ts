@@ -73,10 +73,11 @@ describe("tasks and preemption", () => {
   });
 
   test("design (g) with per-level frames picked from prog->active: sound with one task, two tasks alias a level", () => {
-    const one = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: RUNS, seed: SEED, constraints: { tasks: 1 } });
+    // one program that runs itself through the kfunc (prog->active allows 4 levels), in one task and in two
+    const small = { maxPrograms: 1, maxFuncs: 2, maxItems: 4 } as const;
+    const one = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: RUNS, seed: SEED, constraints: { ...small, tasks: 1 } });
     expect(one.ok, where(one)).toBe(true);
-    // one program that runs itself through the kfunc (prog->active allows 4 levels) in two tasks
-    const two = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: 600, seed: SEED, constraints: { counterlessPaths: false, maxPrograms: 1, maxFuncs: 2, maxItems: 4 } });
+    const two = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: 600, seed: SEED, constraints: { ...small, counterlessPaths: false } });
     expect(two.ok).toBe(false);
     const cx = two.counterexample!;
     expect(cx.verdict.failure!.what, where(two)).toBe("memory");

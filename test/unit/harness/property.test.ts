@@ -2,6 +2,7 @@
 // and the counterexample report's parts.
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
+import { LOCAL_TIMER_VECTOR } from "../../../jit/kernel/layout.ts";
 import fc from "fast-check";
 import { planArb, planToScenario } from "../../../generators/index.ts";
 import { checkExhaustive, checkRandom, firstFailure, type CheckOptions } from "../../../harness/property.ts";
@@ -45,22 +46,29 @@ describe("exhaustive mode", () => {
   test("forked runs give exactly what one run from the start per boundary gives", () => {
     const byReruns = (scenario: Scenario, s: Strategy, o: CheckOptions) => {
       const image = buildImage(scenario.spec, s);
-      const vector = scenario.spec.irq?.[0]?.vector;
+      // the IRQ exhaustive mode injects: the first attached vector, or with tasks the tick
+      const vector = scenario.spec.irq?.[0]?.vector ?? (image.multitask ? LOCAL_TIMER_VECTOR : undefined);
+      const irqKind = image.multitask && vector === LOCAL_TIMER_VECTOR ? "tick" : "irq";
       const base = runScenario(scenario, s, { ...o, image });
       const out: RunOutcome[] = [base];
       if (firstFailure(base) || base.result.kind !== "completed") return out;
       for (let step = 0; step < base.result.steps; step++) {
         for (const kind of ["irq", "nmi"] as const) {
           if (kind === "irq" && vector === undefined) continue;
-          const r = runScenario(scenario, s, { ...o, image, injections: [{ kind, atStep: step, vector: kind === "nmi" ? 2 : vector! }] });
+          const r = runScenario(scenario, s, { ...o, image, injections: [{ kind: kind === "irq" ? irqKind : kind, atStep: step, vector: kind === "nmi" ? 2 : vector! }] });
           out.push(r);
           if (firstFailure(r)) return out;
         }
       }
       return out;
     };
-    const plans = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 2, interrupts: false }), { numRuns: 4, seed: 4 });
+    // one-task plans, and small plans with tasks (forks then carry parked tasks and per-task checks)
+    const plans = [
+      ...fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 2, interrupts: false, tasks: 1 }), { numRuns: 3, seed: 4 }),
+      ...fc.sample(planArb({ maxPrograms: 1, maxFuncs: 1, maxItems: 2, interrupts: false, irq: false, nmi: false }), { numRuns: 2, seed: 5 }),
+    ];
     const cases = [sc, ...plans.map((p) => parseScenario(planToScenario(p), "plan"))];
+    expect(cases.some((c) => (c.spec.tasks?.length ?? 0) >= 2)).toBe(true);
     let forkFailures = 0;
     for (const scenario of cases) {
       for (const name of ["baseline", "r9-no-save", "rbp-private"]) {
