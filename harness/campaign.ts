@@ -12,6 +12,7 @@ import type { Strategy } from "../jit/strategy.ts";
 import { checkExhaustive, checkRandom, firstFailure, imageFor, type CheckOptions, type CoverageKey, type Verdict } from "./property.ts";
 import { runScenario, scheduleOf } from "./run.ts";
 import { scenarioOf, type Scenario } from "./scenario.ts";
+import { StrategyError } from "../jit/strategy.ts";
 
 /** The harness itself could not check a generated plan (a bug to report, with its seed and path). */
 export class HarnessError extends Error {
@@ -168,6 +169,9 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
   } catch (e) {
     // A JIT (a kernel tree's, or a strategy's code) refusing a valid program is a finding, reported shrunk.
     if (e instanceof JitError) throw new JitError(`${e.message}\nfound at seed ${o.seed}, path ${path}; shrunk plan: ${JSON.stringify(shrunk.plan)}`);
+    // A user's strategy module failing (a hook threw, returned garbage, emitted what cannot be
+    // assembled) is an input error, shrunk to the plan that shows it.
+    if (e instanceof StrategyError) throw new StrategyError(`${e.message}\n(at seed ${o.seed}, path ${path}; the smallest plan that shows it: ${JSON.stringify(shrunk.plan)})`);
     throw new HarnessError(`checking a generated plan threw (seed ${o.seed}, path ${path}): ${(e as Error).message}\nplan: ${JSON.stringify(shrunk.plan)}`, o.seed, path);
   }
   return { ...failed, shrinks: shrunk.shrinks, counterexample, elapsedMs: performance.now() - started };

@@ -20,7 +20,8 @@ export const INACTIVE_TASK_FRAME_SIZE = 56;
 /** The runner's limit for a path with no recursion counter: never reached. */
 const UNGUARDED = 0x7fffffffffffffffn;
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
-import { DEFAULT_JIT_OPTIONS, type JitOptions, type Strategy } from "./strategy.ts";
+import { DEFAULT_JIT_OPTIONS, StrategyError, type JitOptions, type Strategy } from "./strategy.ts";
+import { JitError } from "./lower.ts";
 import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
 
 /** What runs what: the task's program, kfunc-nested runs, and programs attached to IRQs and NMIs. */
@@ -118,6 +119,22 @@ const u64le = (v: bigint) => {
   return b;
 };
 
+/**
+ * JIT a program under a user's strategy module: code its hooks emitted that cannot be assembled
+ * (a label never placed, an operand of the wrong type) is the module's mistake, named as such.
+ * The JIT's own refusals (JitError) and the module's (StrategyError) pass through.
+ */
+function userCode<T>(strategy: Strategy, program: string, run: () => T): T {
+  if (strategy.origin === undefined) return run();
+  try {
+    return run();
+  } catch (e) {
+    if (e instanceof StrategyError || e instanceof JitError) throw e;
+    const what = e instanceof Error ? `${e.name}: ${e.message.split("\n")[0]}` : String(e);
+    throw new StrategyError(`strategy module ${strategy.origin}: the code it emitted for program ${program} cannot be assembled: ${what}`);
+  }
+}
+
 /** Whole pages for `bytes` bytes, within an area of `max` bytes. */
 function pagesFor(bytes: number, max: number, what: string): number {
   const size = Math.ceil(bytes / 0x1000) * 0x1000;
@@ -201,9 +218,9 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   });
   let text = BPF_TEXT;
   const jitted = programs.map((p) => {
-    const jit = backend.jitProgram(p.xlated, p.validated, strategy, {
+    const jit = userCode(strategy, p.program.name, () => backend.jitProgram(p.xlated, p.validated, strategy, {
       base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
-    }, jitOpts);
+    }, jitOpts));
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
     text = (jit.end + 0xfffn) & ~0xfffn; // each program in its own pages, as bpf_prog_pack hands them out
     return { ...p, jit };

@@ -89,6 +89,8 @@ export interface Strategy {
    * (__bpf_prog_enter_recur refuses the rest); design (g) allows up to 4 with a slot per level.
    */
   readonly recursionLimit: number;
+  /** Where a user's strategy came from (its module file); absent for the built-in ones. */
+  readonly origin?: string;
 }
 
 /** Each function's JIT stack depth (FuncJit.stackDepth): Validated.stackDepth + stackExtra (kernel/bpf/fixups.c jit_subprogs(), 7.2). */

@@ -4,6 +4,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { tsImport } from "tsx/esm/api";
 import { StrategyError, type Strategy } from "../strategy.ts";
+import { guardStrategy, thrownText } from "./guard.ts";
 import { baseline } from "./baseline.ts";
 import { r9NoSave } from "./r9-no-save.ts";
 import { r9Private } from "./r9-private.ts";
@@ -55,13 +56,21 @@ export async function loadStrategy(spec: string): Promise<Strategy> {
     // cannot import this project's ES modules; tsx's tsImport() loads it as a module anyway.
     try {
       mod = (await tsImport(file, import.meta.url)) as Record<string, unknown>;
-    } catch {
-      throw new StrategyError(`strategy module ${file} failed to load: ${(first as Error).message}`);
+    } catch (second) {
+      // Under the CLI's loader the first attempt fails for every CommonJS-scoped file ("Cannot
+      // require() ES Module … in a cycle"); then the second error is the one that says why.
+      const why = /in a cycle/.test(String((first as Error)?.message)) ? second : first;
+      throw new StrategyError(`strategy module ${file} failed to load: ${thrownText(why, 3).replace(/^[A-Za-z]*Error: /, "")}`);
     }
   }
-  let v = mod.default ?? mod.strategy;
-  // CommonJS interop wraps the module's exports one level down.
-  if (typeof v === "object" && v !== null && !("name" in v)) v = (v as Record<string, unknown>).default ?? (v as Record<string, unknown>).strategy;
-  if (v === undefined) throw new StrategyError(`strategy module ${file}: export the strategy as default or as 'strategy'`);
-  return mustBeStrategy(v, `strategy module ${file}`);
+  try {
+    let v = mod.default ?? mod.strategy;
+    // CommonJS interop wraps the module's exports one level down.
+    if (typeof v === "object" && v !== null && !("name" in v)) v = (v as Record<string, unknown>).default ?? (v as Record<string, unknown>).strategy;
+    if (v === undefined) throw new StrategyError(`strategy module ${file}: export the strategy as default or as 'strategy'`);
+    return guardStrategy(mustBeStrategy(v, `strategy module ${file}`), file);
+  } catch (e) {
+    if (e instanceof StrategyError) throw e;
+    throw new StrategyError(`strategy module ${file}: reading its strategy threw ${thrownText(e)}`); // a getter that throws
+  }
 }

@@ -67,3 +67,50 @@ describe("a strategy module built from the interface alone", () => {
     expect(r.out).toMatch(/^stackcheck: strategy 'own-design', \w+\/\w+: the prologue must call e\.frameReady\(\) once/);
   });
 });
+
+// A mistake in the user's own module is an input error (exit 2) naming the module, the hook and
+// the function, with at most a few lines of the user's own stack; never a trace of ours, never
+// exit 3 (stackcheck's own bugs only).
+describe("a strategy module behind a boundary", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-bad-"));
+  /** A module spreading the built-in baseline with `fields` (TypeScript source) over it. */
+  const variant = (name: string, fields: string): string => {
+    const file = join(dir, `${name}.ts`);
+    writeFileSync(file, `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};
+const strategy = { ...baseline, name: "variant", ${fields} };
+export default strategy;
+`);
+    return file;
+  };
+  test.each([
+    ["throws", `prologue: () => { throw new Error("my bug"); }`, /: prologue\(\) for outer\/main threw Error: my bug$/m],
+    ["throws-string", `epilogue: () => { throw "a string"; }`, /: epilogue\(\) for \w+\/\w+ threw "a string"$/m],
+    ["bad-register", `frameRegister: () => "r99"`, /: frameRegister\(\) for outer\/main returned "r99"; it must name a register other than rsp/],
+    ["null-memory", `privateMemory: () => null`, /: privateMemory\(\) for program outer returned null; it must return an array of requests/],
+    ["bigint", `prologue: (e: { aluRI: (...a: unknown[]) => void }) => { e.aluRI("add", true, "rax", 5n); }`, /: prologue\(\) for outer\/main threw TypeError: Cannot mix BigInt/],
+    ["two-calls", `call: (_e: unknown, _f: unknown, emit: () => void) => { emit(); emit(); }`, /: call\(\) for outer\/main emitted the call 2 times; it must call emitCall\(\) exactly once/],
+    ["getter", `get prologue() { throw new Error("getter"); }`, /: reading its strategy threw Error: getter/],
+  ])("%s: exit 2, the module and what was wrong", async (name, fields, message) => {
+    const file = variant(name, fields);
+    for (const cmd of [["run", "test/scenarios/nested.json"], ["disasm", "test/scenarios/nested.json"]]) {
+      const r = await cli(...cmd, "--strategy", file);
+      expect(r.code, r.out).toBe(2);
+      expect(r.out).toContain(`stackcheck: strategy module ${file}`);
+      expect(r.out).toMatch(message);
+      expect(r.out).not.toMatch(/data:text|node:internal|harness error|internal error/);
+    }
+  });
+  test("a syntax error names the file and the parser's complaint (the CLI's loader: the line too)", async () => {
+    const file = join(dir, "syntax.ts");
+    writeFileSync(file, "export default { name: \n");
+    const r = await cli("run", "test/scenarios/nested.json", "--strategy", file);
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(new RegExp(`^stackcheck: strategy module ${file} failed to load: .*(Unexpected|Transform failed)`));
+    expect(r.out).not.toMatch(/in a cycle/);
+  });
+  test("under check, the failure is shrunk and still exit 2, with the seed and path", async () => {
+    const r = await cli("check", "--strategy", variant("check-throws", `prologue: () => { throw new Error("my bug"); }`), "--runs", "5", "--seed", "1");
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(/prologue\(\) for p0\/main threw Error: my bug[\s\S]*\(at seed 1, path \d+; the smallest plan that shows it: \{/);
+  });
+});
