@@ -63,12 +63,27 @@ export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_
   return `${lines.join("\n")}\n`;
 }
 
+/**
+ * Instruction bytes: words of two hex digits each (`55 48 89 e5`), or whole runs of them
+ * (`554889e5`, `0x55,0x48`); a word of odd length, an empty one (`55,,48`) or anything not hex
+ * is an error naming it, never silently re-paired.
+ */
 function parseHexBytes(words: string[]): Uint8Array {
-  const text = words.join(" ").replace(/0x/gi, "").replace(/[\s,]+/g, "");
-  if (text.length === 0 || text.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(text)) {
-    throw new UsageError(`disasm: expected bytes in hex, e.g. '55 48 89 e5'; got '${words.join(" ")}'`);
+  const parts = words.flatMap((arg) => arg.trim().split(/\s+/)).flatMap((w) => {
+    const p = w.split(",").map((x) => x.trim());
+    if (p.length > 1 && p.some((x) => x === "")) throw new UsageError(`disasm: '${w}' has an empty byte between commas`);
+    return p;
+  });
+  const out: number[] = [];
+  for (const w of parts) {
+    const hex = w.replace(/^0x/i, "");
+    if (hex === "" || hex.length % 2 !== 0 || !/^[0-9a-fA-F]+$/.test(hex)) {
+      throw new UsageError(`disasm: '${w}' is not instruction bytes in hex (two digits a byte: '55 48 89 e5', or '554889e5'); a scenario file must end in .json`);
+    }
+    for (let i = 0; i < hex.length; i += 2) out.push(parseInt(hex.slice(i, i + 2), 16));
   }
-  return Uint8Array.from(text.match(/../g)!.map((b) => parseInt(b, 16)));
+  if (out.length === 0) throw new UsageError("disasm: no bytes given");
+  return Uint8Array.from(out);
 }
 
 export function buildProgram(out: (s: string) => void, writeErr: (s: string) => void = out, colors: Colors = pc.createColors(false)): Command {
@@ -76,7 +91,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .description("Conformance harness for the stack discipline of the Linux BPF x86-64 JIT")
     .version(VERSION)
     .enablePositionalOptions() // `kernel fetch --version 7.2` is the subcommand's option, not the program's
-    .showHelpAfterError()
+    .showHelpAfterError("(see --help)") // a usage error is its line and this, not the whole help
     .configureOutput({ writeOut: out, writeErr })
     .exitOverride(); // before the subcommands: they inherit it when they are created
 
@@ -104,7 +119,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .option("--no-ibt", "no endbr64 (CONFIG_X86_KERNEL_IBT off)")
     .option("--sls", "int3 after ret (CONFIG_MITIGATION_SLS)");
   addJitOptions(disasm).action(async (args: string[], o: { strategy: string; syntax: "gas" | "llvm" | "intel"; base: bigint; ibt: boolean; sls?: boolean } & JitFlags) => {
-      if (args.length === 1 && args[0]!.endsWith(".json")) {
+      if (args.length === 1 && args[0]!.toLowerCase().endsWith(".json")) {
         const jit = openJit(o);
         try {
           out(await disasmScenario(args[0]!, o, jit.backend));
@@ -228,11 +243,13 @@ export const EXIT = { pass: 0, failed: 1, usage: 2, harness: 3 } as const;
  */
 export async function main(argv: readonly string[], out?: (s: string) => void, options: { color?: boolean } = {}): Promise<number> {
   const color = options.color ?? (out === undefined && pc.isColorSupported);
+  // results on stdout, errors and diagnostics on stderr (a caller's own writer gets both)
+  const err = out ?? ((s: string) => process.stderr.write(s));
   out ??= (s) => process.stdout.write(s);
   const json = argv.includes("--json");
-  const say = (kind: string, message: string) => out(json ? `${JSON.stringify({ error: { kind, message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
+  const say = (kind: string, message: string) => err(json ? `${JSON.stringify({ error: { kind, message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
   // commander prints its own errors; under --json they are collected and printed as JSON instead
-  const program = buildProgram(out, json ? () => {} : out, pc.createColors(color && !json));
+  const program = buildProgram(out, json ? () => {} : err, pc.createColors(color && !json));
   try {
     await program.parseAsync([...argv]);
     return EXIT.pass;

@@ -48,7 +48,25 @@ describe("stackcheck", () => {
   test("bad bytes are a usage error that says what was expected, exit code 2", async () => {
     const r = await cli("disasm", "zz");
     expect(r.code).toBe(2);
-    expect(r.out).toBe("stackcheck: disasm: expected bytes in hex, e.g. '55 48 89 e5'; got 'zz'\n");
+    expect(r.out).toBe("stackcheck: disasm: 'zz' is not instruction bytes in hex (two digits a byte: '55 48 89 e5', or '554889e5'); a scenario file must end in .json\n");
+    // never silently re-paired or skipped: an odd word, an empty one between commas
+    expect(await cli("disasm", "5", "48", "8")).toMatchObject({ code: 2, out: expect.stringContaining("'5' is not instruction bytes in hex") });
+    expect(await cli("disasm", "55,,48")).toMatchObject({ code: 2, out: "stackcheck: disasm: '55,,48' has an empty byte between commas\n" });
+    // upper-case .JSON is a scenario file name, not hex
+    expect(await cli("disasm", "missing.JSON")).toMatchObject({ code: 2, out: expect.stringContaining("missing.JSON: 1 problem") });
+  });
+
+  test("errors go to stderr and results to stdout; a usage error is one line and a pointer to --help; a closed pipe ends quietly", () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, ["bin/stackcheck.js", ...args], { cwd: root, encoding: "utf8" });
+    const bad = run("check", "--strategy", "baseline", "--bogus");
+    expect(bad.status).toBe(2);
+    expect(bad.stdout).toBe("");
+    expect(bad.stderr).toBe("error: unknown option '--bogus'\n(see --help)\n");
+    const missing = run("run", "/nonexistent/s.json", "--strategy", "baseline");
+    expect([missing.status, missing.stdout]).toEqual([2, ""]);
+    expect(missing.stderr).toMatch(/^stackcheck: \/nonexistent\/s\.json: 1 problem/);
+    const piped = spawnSync("sh", ["-c", `"${process.execPath}" bin/stackcheck.js isa --json | head -c 10 >/dev/null; echo "\${PIPESTATUS:-}"`], { cwd: root, encoding: "utf8" });
+    expect(piped.stderr).toBe("");
   });
 
   test("a bad option value is named", async () => {
