@@ -20,6 +20,8 @@ import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import type { JitBackend } from "../../jit/backend.ts";
 import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { runOnWorkers } from "./pool.ts";
+import { buildImage } from "../../jit/image.ts";
+import { JSON_SCHEMA } from "./json.ts";
 import type { PlanConstraints } from "../../generators/index.ts";
 import { MAX_TASKS } from "../../jit/kernel/layout.ts";
 
@@ -140,7 +142,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       const seeds = workers > 1 ? `seeds ${seed}..${(seed + workers - 1) | 0} (${workers} workers)` : `seed ${seed}`;
       const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, ${seeds}${f.shard ? `, shard ${f.shard.index}/${f.shard.count} of campaign seed ${campaignSeed}` : ""}${jit.backend.name === "ts" ? "" : `\njit: ${jit.backend.describe}`}`;
       if (r.ok) {
-        if (f.json) out(`${JSON.stringify({ ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
+        if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
         else out(`${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}\n`);
         return;
       }
@@ -160,6 +162,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       }
       if (f.json) {
         out(`${JSON.stringify({
+          schema: JSON_SCHEMA,
           ok: false, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed: r.seed, path: r.path, runs: r.runs, shrinks: r.shrinks,
           elapsedMs: Math.round(r.elapsedMs), failure: cx.verdict.failure, injection: cx.verdict.injection, plan: cx.plan, scenario: cx.scenario.file, replay, saved, report,
         }, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n`);
@@ -191,14 +194,25 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         const e = loadCorpusFile(file);
         const names = f.strategy ? [f.strategy] : Object.keys(e.data.expect);
         const rows: { strategy: string; expected: string; got: string }[] = [];
+        const loaded: Strategy[] = [];
         for (const n of names) {
           const s = await loadStrategy(n);
+          loaded.push(s);
           // a module is listed by the path it was given as (check --save), a built-in by its name
           rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s, jit)) });
         }
         const bad = rows.filter((x) => x.expected !== x.got);
-        if (f.json) out(`${JSON.stringify({ file, ok: bad.length === 0, rows }, null, 2)}\n`);
-        else out(`${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
+        // the full report of the run as it was found (under the strategy that found it, or the one asked for)
+        const s = f.strategy ? loaded[0]! : loaded.find((x) => x.name === e.data.found.strategy) ?? await loadStrategy(e.data.found.strategy);
+        const verdict = verdictUnder(e.scenario, s, e.data.found, jit);
+        const report = verdict.ok ? undefined : formatCounterexample(e.scenario, buildImage(e.scenario.spec, s, undefined, undefined, jit), verdict, {
+          strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
+        });
+        if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(report ? { report } : {}) }, null, 2)}\n`);
+        else {
+          out(`${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
+          out(report ? `\n${report}` : `\n${s.name}: the scenario passes\n`);
+        }
         if (bad.length) throw new RunFailed();
         return;
       }
@@ -207,12 +221,12 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       const strategy = await loadStrategy(f.strategy);
       const r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
       if (r.ok) {
-        out(f.json ? `${JSON.stringify({ ok: true, seed: f.seed, path: f.path }, null, 2)}\n` : `seed ${f.seed}, path ${f.path}: the scenario there passes under ${strategy.name} (a different strategy, unwinder or policy than the campaign's?)\n`);
+        out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, seed: f.seed, path: f.path }, null, 2)}\n` : `seed ${f.seed}, path ${f.path}: the scenario there passes under ${strategy.name} (a different strategy, unwinder or policy than the campaign's?)\n`);
         return;
       }
       const cx = r.counterexample!;
       const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) });
-      out(f.json ? `${JSON.stringify({ ok: false, jit: jit.describe, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : `${jit.name === "ts" ? "" : `jit: ${jit.describe}\n`}${report}`);
+      out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: false, jit: jit.describe, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : `${jit.name === "ts" ? "" : `jit: ${jit.describe}\n`}${report}`);
       throw new RunFailed();
   }
 
@@ -248,7 +262,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         bar.stop();
         await jit.close();
       }
-      if (f.json) { out(`${JSON.stringify({ seed, runs: f.runs, policy: f.policy, tasks: f.tasks, uprobes: f.uprobes, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
+      if (f.json) { out(`${JSON.stringify({ schema: JSON_SCHEMA, seed, runs: f.runs, policy: f.policy, tasks: f.tasks, uprobes: f.uprobes, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
       const lines = [
         `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}, ${f.tasks} task(s)${f.uprobes ? "" : ", no uprobes"}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
         `| strategy | ${UNWINDERS.join(" | ")} |`, `|---|${UNWINDERS.map(() => "---").join("|")}|`,

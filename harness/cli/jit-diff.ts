@@ -1,5 +1,6 @@
 // `stackcheck jit-diff`: the TypeScript JIT against a kernel tree's own (harness/jit-diff.ts).
 // Exit 0 when every function agrees, 1 when one differs (the first, shrunk, printed side by side).
+import { JSON_SCHEMA } from "./json.ts";
 import { Option, type Command } from "commander";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
 import { KernelJit } from "../../jit/tree/index.ts";
@@ -66,6 +67,7 @@ export function addJitDiffCommand(program: Command, out: (s: string) => void): v
       const replay = r.first ? `npx stackcheck jit-diff${f.kernelTree ? ` --kernel-tree ${f.kernelTree}` : ""}${f.jitSource ? ` --jit-source ${f.jitSource}` : ""}${f.bmi2 ? " --bmi2" : ""}${f.ignore.map((x) => ` --ignore '${x}'`).join("")}${f.source.map((x) => ` --source ${x}`).join("")}${f.strategy.map((s) => ` --strategy ${s}`).join("")} --seed ${seed} --path ${r.first.path}` : undefined;
       if (f.json) {
         out(`${JSON.stringify({
+          schema: JSON_SCHEMA,
           ok: r.differences === 0, jit: kernel.describe, strategies: names, seed, runs: r.runs, functions: r.functions, differences: r.differences, bothRefused: r.bothRefused, refusedBecause: r.refusedBecause, byField: r.byField, bySource: r.bySource, elapsedMs: Math.round(r.elapsedMs),
           ...(r.first ? { first: { path: r.first.path, shrinks: r.first.shrinks, strategy: r.first.diff.strategy, program: r.first.diff.program.name, function: r.first.diff.fi, fields: r.first.diff.fields, report: formatDiff(r.first.diff, f.syntax), replay } } : {}),
         }, null, 2)}\n`);

@@ -4,6 +4,7 @@
 // resumable: a rerun finishes an interrupted fetch, or answers at once for a finished one.
 // `stackcheck kernel info`: what a tree is, as the backend sees it.
 import { Option, type Command } from "commander";
+import { JSON_SCHEMA } from "./json.ts";
 import { buildShim, fetchTree, TREE_VERSIONS, type TreeVersion } from "../../jit/tree/index.ts";
 import { describeTree, treeHasPrivateStacks, treeJitOptions, TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { addTreeOptions, treeFromFlags } from "./jit-option.ts";
@@ -35,7 +36,7 @@ export function addKernelCommands(program: Command, out: (s: string) => void, er
       const strategies = treeHasPrivateStacks(tree) ? [...TREE_STRATEGIES] : ["baseline"];
       const config = Object.fromEntries(Object.entries(tree.config).filter(([, v]) => v !== undefined));
       if (f.json) {
-        out(`${JSON.stringify({ dir: tree.dir, version: tree.version, jitSource: f.jitSource ?? tree.jitSource, jitSourceHash: shim.jitSourceHash, strategies, options: treeJitOptions(tree), config, shim: { path: shim.path, built: shim.built, seconds: shim.seconds } }, null, 2)}\n`);
+        out(`${JSON.stringify({ schema: JSON_SCHEMA, dir: tree.dir, version: tree.version, jitSource: f.jitSource ?? tree.jitSource, jitSourceHash: shim.jitSourceHash, strategies, options: treeJitOptions(tree), config, shim: { path: shim.path, built: shim.built, seconds: shim.seconds } }, null, 2)}\n`);
         return;
       }
       out([

@@ -1,6 +1,8 @@
 // The `stackcheck` command line (commander): `run` (one scenario, every sample and check),
 // `disasm` (a scenario's JITed functions, or raw bytes), `isa` (the instruction forms the machine
 // emulates), `strategies`, and the campaign commands of campaign.ts (check, matrix, replay).
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
 import { supportedCodes } from "../machine/isa.ts";
@@ -10,7 +12,10 @@ import { CALL_NAMES } from "../../jit/bpf/abi.ts";
 import { buildImage, ImageError } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
 import { printInsnAt } from "../../jit/bpf/print.ts";
-import { loadScenario, ScenarioError } from "../scenario.ts";
+import { loadScenario, parseScenario, ScenarioError, type Scenario } from "../scenario.ts";
+import { loadCorpusFile } from "../corpus.ts";
+import { firstFailure } from "../property.ts";
+import type { Strategy } from "../../jit/strategy.ts";
 import { runScenario, scheduleOf, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE } from "../../unwinder/index.ts";
 
@@ -20,6 +25,7 @@ import { formatChains } from "../report.ts";
 import { addJitDiffCommand } from "./jit-diff.ts";
 import { addKernelCommands } from "./kernel.ts";
 import { addCampaignCommands, type Colors } from "./campaign.ts";
+import { JSON_SCHEMA } from "./json.ts";
 import { collect } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
@@ -86,6 +92,65 @@ function parseHexBytes(words: string[]): Uint8Array {
   return Uint8Array.from(out);
 }
 
+
+interface RunFlags {
+  strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance";
+  irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean;
+}
+
+/** The scenario files `paths` name: files as given, directories' *.json files (recursively, sorted). */
+function scenarioFiles(paths: readonly string[]): string[] {
+  const out: string[] = [];
+  const walk = (p: string) => {
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      out.push(p); // reported as that file's own error
+      return;
+    }
+    if (!st.isDirectory()) { out.push(p); return; }
+    for (const name of readdirSync(p).sort()) {
+      const q = join(p, name);
+      if (statSync(q).isDirectory()) walk(q);
+      else if (name.toLowerCase().endsWith(".json")) out.push(q);
+    }
+  };
+  for (const p of paths) walk(p);
+  if (out.length === 0) throw new UsageError(`run: no scenario files (*.json) in ${paths.join(", ")}`);
+  return out;
+}
+
+/** A scenario file, or a corpus file's scenario (a file with a "found" record). */
+function readScenario(file: string): Scenario {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return loadScenario(file); // its own error: unreadable, or not JSON
+  }
+  return json !== null && typeof json === "object" && "found" in json ? loadCorpusFile(file).scenario : parseScenario(json, file);
+}
+
+/** One scenario file run under the command's options. */
+function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<string, number>, jit: JitBackend): RunOutcome {
+  const scenario = readScenario(file);
+  const vectors = (scenario.file.irq ?? []).map((a) => a.vector);
+  const injections: Injection[] = o.schedule ? scheduleOf(scenario) : [];
+  for (const x of o.irqAt) {
+    const [step, vec] = x.split(":");
+    const vector = vec === undefined ? vectors[0] : Number(vec);
+    if (!/^\d+$/.test(step ?? "") || (vec !== undefined && !/^\d+$/.test(vec))) throw new UsageError(`run: --irq-at '${x}': expected <step>[:<vector>]`);
+    if (vector === undefined || !vectors.includes(vector)) throw new UsageError(`run: --irq-at '${x}': ${file} has no IRQ handler for ${vector === undefined ? "any vector" : `vector ${vector}`} (its 'irq' list: ${vectors.join(", ") || "empty"})`);
+    injections.push({ kind: "irq", atStep: Number(step), vector });
+  }
+  for (const x of o.nmiAt) {
+    if (!/^\d+$/.test(x)) throw new UsageError(`run: --nmi-at '${x}': expected an instruction count`);
+    injections.push({ kind: "nmi", atStep: Number(x), vector: 2 });
+  }
+  return runScenario(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, injections, privateStacks: o.privateStacks, budgets, jit });
+}
+
 export function buildProgram(out: (s: string) => void, writeErr: (s: string) => void = out, colors: Colors = pc.createColors(false)): Command {
   const program = new Command("stackcheck")
     .description("Conformance harness for the stack discipline of the Linux BPF x86-64 JIT")
@@ -102,7 +167,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .option("--user-mode", "only the forms that can run in user space (differential tests)")
     .action((o: { json?: boolean; userMode?: boolean }) => {
       const rows = supportedCodes().filter((r) => !o.userMode || r.userMode);
-      if (o.json) { out(`${JSON.stringify(rows, null, 2)}\n`); return; }
+      if (o.json) { out(`${JSON.stringify({ schema: JSON_SCHEMA, forms: rows }, null, 2)}\n`); return; }
       const byOp = new Map<string, string[]>();
       for (const r of rows) byOp.set(r.op, [...(byOp.get(r.op) ?? []), r.code]);
       for (const [op, codes] of byOp) out(`${op.padEnd(9)} ${codes.join(" ")}\n`);
@@ -134,8 +199,8 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
 
   const run = program
     .command("run")
-    .description("run one scenario: sample its stacks with an unwinder, class each walk against the truth, and run every run-level check")
-    .argument("<scenario>", "scenario file (JSON; see the README)")
+    .description("run scenarios: sample their stacks with an unwinder, class each walk against the truth, and run every run-level check (one file: the full report; several files or directories: one line each)")
+    .argument("<paths...>", "scenario files (JSON; see the README), corpus files (test/corpus/*.json: their scenario), or directories of them")
     .option("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)", "baseline")
     .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
     .addOption(new Option("--policy <policy>", "which classes fail").choices(["strict", "reliable"]).default("strict"))
@@ -144,38 +209,48 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .option("--nmi-at <step>", "raise an NMI at this instruction count (repeatable)", collect, [])
     .option("--stack-budget <stack=bytes>", "fail if a stack's high-water mark exceeds this (stack: task, irq, nmi, private; repeatable)", collect, [])
     .option("--no-schedule", "ignore the scenario's own interrupt schedule")
-    .option("--json", "machine-readable output");
-  addJitOptions(run).action(async (file: string, o: { strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance"; irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean } & JitFlags) => {
+    .option("--json", "machine-readable output (several scenarios: one JSON object per line)");
+  addJitOptions(run).action(async (paths: string[], o: RunFlags & JitFlags) => {
       const budgets: Record<string, number> = {};
       for (const x of o.stackBudget) {
         const m = /^(task|irq|nmi|private)=(\d+)$/.exec(x);
         if (!m) throw new UsageError(`run: --stack-budget '${x}': expected <stack>=<bytes> with stack one of task, irq, nmi, private`);
         budgets[m[1]!] = Number(m[2]);
       }
-      const scenario = loadScenario(file);
+      const files = scenarioFiles(paths);
       const strategy = await loadStrategy(o.strategy);
-      const vectors = (scenario.file.irq ?? []).map((a) => a.vector);
-      const injections: Injection[] = o.schedule ? scheduleOf(scenario) : [];
-      for (const x of o.irqAt) {
-        const [step, vec] = x.split(":");
-        const vector = vec === undefined ? vectors[0] : Number(vec);
-        if (!/^\d+$/.test(step ?? "") || (vec !== undefined && !/^\d+$/.test(vec))) throw new UsageError(`run: --irq-at '${x}': expected <step>[:<vector>]`);
-        if (vector === undefined || !vectors.includes(vector)) throw new UsageError(`run: --irq-at '${x}': the scenario has no IRQ handler for ${vector === undefined ? "any vector" : `vector ${vector}`} (its 'irq' list: ${vectors.join(", ") || "empty"})`);
-        injections.push({ kind: "irq", atStep: Number(step), vector });
-      }
-      for (const x of o.nmiAt) {
-        if (!/^\d+$/.test(x)) throw new UsageError(`run: --nmi-at '${x}': expected an instruction count`);
-        injections.push({ kind: "nmi", atStep: Number(x), vector: 2 });
-      }
       const jit = openJit(o);
-      let outcome: RunOutcome;
+      const json = (v: unknown, indent?: number) => JSON.stringify(v, (_, x) => (typeof x === "bigint" ? `0x${x.toString(16)}` : x), indent);
       try {
-        outcome = runScenario(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, injections, privateStacks: o.privateStacks, budgets, jit: jit.backend });
+        if (files.length === 1 && paths.length === 1 && files[0] === paths[0]) {
+          // one file: its full report (an input error is the command's)
+          const outcome = runFile(files[0]!, strategy, o, budgets, jit.backend);
+          out(o.json ? `${json({ schema: JSON_SCHEMA, ...outcome, jit: jit.backend.describe }, 2)}\n` : formatOutcome(files[0]!, outcome, jit.backend));
+          if (!outcome.ok) throw new RunFailed();
+          return;
+        }
+        // a batch: one result per scenario, input errors among them; exit 2 if any file was bad, else 1 if any failed
+        let bad = 0, failed = 0;
+        for (const file of files) {
+          let outcome: RunOutcome;
+          try {
+            outcome = runFile(file, strategy, o, budgets, jit.backend);
+          } catch (e) {
+            if (!(e instanceof ScenarioError || e instanceof UsageError || e instanceof ImageError)) throw e;
+            bad++;
+            out(o.json ? `${json({ schema: JSON_SCHEMA, file, error: { kind: e instanceof UsageError ? "usage" : "scenario", message: e.message } })}\n` : `ERROR ${e.message.split("\n").join("\n  ")}\n`);
+            continue;
+          }
+          if (!outcome.ok) failed++;
+          const first = firstFailure(outcome);
+          out(o.json ? `${json({ schema: JSON_SCHEMA, file, ...outcome })}\n` : `${outcome.ok ? "PASS" : "FAIL"} ${file}${first ? `: ${first.message.split("\n")[0]}` : ""}\n`);
+        }
+        if (!o.json) out(`${files.length} scenario(s): ${files.length - bad - failed} passed, ${failed} failed, ${bad} could not be read\n`);
+        if (bad) throw new UsageError(`run: ${bad} of ${files.length} scenario file(s) could not be run (above)`);
+        if (failed) throw new RunFailed();
       } finally {
         await jit.close();
       }
-      out(o.json ? `${JSON.stringify({ ...outcome, jit: jit.backend.describe }, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n` : formatOutcome(file, outcome, jit.backend));
-      if (!outcome.ok) throw new RunFailed();
     });
 
   addCampaignCommands(program, out, colors);
@@ -185,7 +260,9 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
   program
     .command("strategies")
     .description("list the built-in prologue strategies, one line each")
-    .action(() => {
+    .option("--json", "machine-readable output")
+    .action((o: { json?: boolean }) => {
+      if (o.json) { out(`${JSON.stringify({ schema: JSON_SCHEMA, strategies: BUILTIN_STRATEGIES.map((s) => ({ name: s.name, summary: s.summary, recursionLimit: s.recursionLimit })) }, null, 2)}\n`); return; }
       for (const s of BUILTIN_STRATEGIES) out(`${s.name.padEnd(19)} ${s.summary}\n`);
     });
 
@@ -247,7 +324,7 @@ export async function main(argv: readonly string[], out?: (s: string) => void, o
   const err = out ?? ((s: string) => process.stderr.write(s));
   out ??= (s) => process.stdout.write(s);
   const json = argv.includes("--json");
-  const say = (kind: string, message: string) => err(json ? `${JSON.stringify({ error: { kind, message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
+  const say = (kind: string, message: string) => err(json ? `${JSON.stringify({ schema: JSON_SCHEMA, error: { kind, message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
   // commander prints its own errors; under --json they are collected and printed as JSON instead
   const program = buildProgram(out, json ? () => {} : err, pc.createColors(color && !json));
   try {

@@ -125,7 +125,8 @@ describe("stackcheck", () => {
 
   test("isa lists every instruction form the machine emulates", async () => {
     const r = await cli("isa", "--json");
-    const rows = JSON.parse(r.out) as { code: string; op: string; userMode: boolean }[];
+    const { schema, forms: rows } = JSON.parse(r.out) as { schema: number; forms: { code: string; op: string; userMode: boolean }[] };
+    expect(schema).toBe(1);
     expect(rows.length).toBe(391);
     expect(rows).toContainEqual({ code: "Push_r64", op: "push", userMode: true });
     expect(rows).toContainEqual({ code: "Iretq", op: "iretq", userMode: false });
@@ -209,7 +210,7 @@ describe("stackcheck", () => {
     test("with --json, input errors are JSON too, exit 2 (a failure found is 1)", async () => {
       const bad = await cli("run", scenario, "--irq-at", "bogus", "--json");
       expect(bad.code).toBe(2);
-      expect(JSON.parse(bad.out)).toEqual({ error: { kind: "usage", message: "run: --irq-at 'bogus': expected <step>[:<vector>]" } });
+      expect(JSON.parse(bad.out)).toEqual({ schema: 1, error: { kind: "usage", message: "run: --irq-at 'bogus': expected <step>[:<vector>]" } });
       const opt = await cli("run", scenario, "--unwinder", "gdb", "--json");
       expect(opt.code).toBe(2);
       expect((JSON.parse(opt.out) as { error: { kind: string; message: string } }).error).toMatchObject({ kind: "usage", message: expect.stringContaining("option '--unwinder <name>' argument 'gdb' is invalid") });
@@ -348,5 +349,42 @@ describe("stackcheck kernel and --jit kernel without a tree", () => {
       expect(r.code).toBe(2);
       expect(r.out).toContain(`${dir} is not a Linux source tree`);
     }
+  });
+});
+
+describe("run over several files and directories, corpus files included", () => {
+  test("one line per scenario, a summary, exit 1 if one fails; --json: one object per line", async () => {
+    const r = await cli("run", "test/scenarios", "test/corpus/r9-private-uprobe-two-tasks-memory-1.json", "--strategy", "r9-private");
+    expect(r.code).toBe(1);
+    const lines = r.out.trim().split("\n");
+    expect(lines).toContain("PASS test/scenarios/nested.json");
+    expect(lines.find((l) => l.startsWith("FAIL test/corpus/r9-private-uprobe-two-tasks-memory-1.json: "))).toMatch(/through uprobe/);
+    expect(lines.at(-1)).toMatch(/^\d+ scenario\(s\): \d+ passed, \d+ failed, 0 could not be read$/);
+    const j = await cli("run", "test/corpus", "--strategy", "baseline", "--json");
+    expect(j.code).toBe(0);
+    const objs = j.out.trim().split("\n").map((l) => JSON.parse(l) as { schema: number; file: string; ok: boolean });
+    expect(objs.length).toBeGreaterThanOrEqual(6);
+    for (const o of objs) expect(o).toMatchObject({ schema: 1, ok: true, file: expect.stringMatching(/^test\/corpus\/.*\.json$/) });
+  });
+  test("a bad file among good ones is its own error line, the others still run; exit 2", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "stackcheck-batch-"));
+    writeFileSync(join(dir, "bad.json"), "{");
+    const r = await cli("run", dir, "test/scenarios/nested.json");
+    expect(r.code).toBe(2);
+    expect(r.out).toMatch(/^ERROR .*bad\.json: 1 problem/m);
+    expect(r.out).toContain("PASS test/scenarios/nested.json");
+  });
+  test("replay <corpus file> prints the table and the full report of the failure as found", async () => {
+    const r = await cli("replay", "test/corpus/r9-private-uprobe-two-tasks-memory-1.json");
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/r9-private\s+expected memory\s+got memory/);
+    expect(r.out).toContain("counterexample: strategy r9-private, unwinder frame, policy strict");
+    expect(r.out).toContain("replay: npx stackcheck replay test/corpus/r9-private-uprobe-two-tasks-memory-1.json");
+  });
+  test("strategies --json", async () => {
+    const r = await cli("strategies", "--json");
+    const j = JSON.parse(r.out) as { schema: number; strategies: { name: string }[] };
+    expect(j.schema).toBe(1);
+    expect(j.strategies.map((s) => s.name)).toContain("r9-private");
   });
 });
