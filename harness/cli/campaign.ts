@@ -15,7 +15,7 @@ import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE, type PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
-import { freshSeed, int, progressBar, seedOption } from "./options.ts";
+import { collect, freshSeed, int, progressBar, seedOption } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import type { JitBackend } from "../../jit/backend.ts";
 import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
@@ -232,28 +232,40 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
 
   addJitOptions(program
     .command("matrix")
-    .description("every strategy × unwinder: a Markdown table of pass or the first failure's class, with the time each took (with --jit kernel: the strategies the tree implements)"))
+    .description("strategies × unwinders: a Markdown table of pass or the first failure's class, with the time each took (with --jit kernel: the strategies the tree implements)"))
+    .option("--strategy <name|file>", "a strategy or strategy module to compare (repeatable; default every built-in one)", collect, [])
+    .option("--unwinder <name>", `an unwinder column (repeatable; default ${UNWINDERS.join(", ")})`, collect, [])
     .option("--runs <n>", "scenarios per cell", int("--runs", 1), 30)
     .option("--seed <n>", "the seed of every cell (printed when not given)", seedOption())
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
+    .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
     .option("--exhaustive", "exhaustive mode in every cell")
     .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS} (1: no scheduler)`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
     .option("--no-uprobes", "only attach paths with a recursion counter (with tasks)")
+    .option("--workers <n>", "worker threads per cell (each cell's runs split as check splits them)", int("--workers", 1), 1)
     .option("--json", "machine-readable output")
-    .action(async (f: CampaignFlags) => {
+    .action(async (f: Omit<CampaignFlags, "strategy" | "unwinder"> & { strategy: string[]; unwinder: string[]; workers: number }) => {
       const seed = f.seed ?? freshSeed();
       const cells: { strategy: string; unwinder: string; verdict: string; functions?: number; runs: number; ms: number; path?: string }[] = [];
       const jit = openJit(f);
-      const strategies = jit.backend.name === "ts" ? BUILTIN_STRATEGIES : BUILTIN_STRATEGIES.filter((s) => (TREE_STRATEGIES as readonly string[]).includes(s.name));
-      const bar = progressBar(strategies.length * UNWINDERS.length, !f.json);
+      const unwinders = f.unwinder.length ? f.unwinder : [...UNWINDERS];
+      for (const u of unwinders) if (!(UNWINDERS as readonly string[]).includes(u)) throw new UsageError(`matrix: --unwinder '${u}': expected one of ${UNWINDERS.join(", ")}`);
+      const specs = f.strategy.length ? f.strategy : (jit.backend.name === "ts" ? BUILTIN_STRATEGIES : BUILTIN_STRATEGIES.filter((s) => (TREE_STRATEGIES as readonly string[]).includes(s.name))).map((s) => s.name);
+      const strategies: { spec: string; s: Strategy }[] = [];
+      for (const spec of specs) {
+        const s = await loadStrategy(spec);
+        jit.backend.admit(s);
+        strategies.push({ spec, s });
+      }
+      const bar = progressBar(strategies.length * unwinders.length, !f.json);
       try {
-        for (const s of strategies) {
-          for (const u of UNWINDERS) {
-            const r = runCampaign({ strategy: s, jit: jit.backend, unwinder: u, policy: f.policy, exhaustive: f.exhaustive ?? false, runs: f.runs, seed, ...generatorOf(f) });
+        for (const { spec, s } of strategies) {
+          for (const u of unwinders) {
+            const r = await campaign(spec, s, { ...f, strategy: spec, unwinder: u as UnwinderName }, jit.backend, seed, f.runs, f.workers, () => {});
             const cx = r.counterexample;
             cells.push({
               strategy: s.name, unwinder: u, verdict: r.ok ? "pass" : verdictName(cx!.verdict), runs: r.runs, ms: Math.round(r.elapsedMs),
-              ...(cx ? { functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), path: r.path } : {}),
+              ...(cx ? { functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), path: r.path, seed: r.seed } : {}),
             });
             bar.tick(cells.length);
           }
@@ -262,19 +274,19 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         bar.stop();
         await jit.close();
       }
-      if (f.json) { out(`${JSON.stringify({ schema: JSON_SCHEMA, seed, runs: f.runs, policy: f.policy, tasks: f.tasks, uprobes: f.uprobes, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
+      if (f.json) { out(`${JSON.stringify({ schema: JSON_SCHEMA, seed, runs: f.runs, policy: f.policy, privateStacks: f.privateStacks, tasks: f.tasks, uprobes: f.uprobes, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
       const lines = [
-        `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}, ${f.tasks} task(s)${f.uprobes ? "" : ", no uprobes"}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
-        `| strategy | ${UNWINDERS.join(" | ")} |`, `|---|${UNWINDERS.map(() => "---").join("|")}|`,
+        `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}, ${f.tasks} task(s)${f.uprobes ? "" : ", no uprobes"}${f.privateStacks === "none" ? "" : `, private stacks ${f.privateStacks}`}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
+        `| strategy | ${unwinders.join(" | ")} |`, `|---|${unwinders.map(() => "---").join("|")}|`,
       ];
-      for (const s of strategies) {
-        const row = UNWINDERS.map((u) => {
+      for (const { s } of strategies) {
+        const row = unwinders.map((u) => {
           const c = cells.find((x) => x.strategy === s.name && x.unwinder === u)!;
           return `${c.verdict === "pass" ? `pass (${c.runs})` : `${c.verdict}, ${c.functions} fn`} ${(c.ms / 1000).toFixed(1)} s`;
         });
         lines.push(`| ${s.name} | ${row.join(" | ")} |`);
       }
-      lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u>${f.policy === "strict" ? "" : ` --policy ${f.policy}`}${f.tasks === DEFAULT_TASKS ? "" : ` --tasks ${f.tasks}`}${f.uprobes ? "" : " --no-uprobes"}${f.exhaustive ? " --exhaustive" : ""} --seed ${seed} --path <path> (paths: --json).`);
+      lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u>${f.policy === "strict" ? "" : ` --policy ${f.policy}`}${f.privateStacks === "none" ? "" : ` --private-stacks ${f.privateStacks}`}${f.tasks === DEFAULT_TASKS ? "" : ` --tasks ${f.tasks}`}${f.uprobes ? "" : " --no-uprobes"}${f.exhaustive ? " --exhaustive" : ""} --seed ${f.workers > 1 ? "<seed>" : seed} --path <path> (seeds and paths: --json).`);
       out(`${lines.join("\n")}\n`);
     });
 }

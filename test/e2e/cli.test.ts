@@ -388,3 +388,14 @@ describe("run over several files and directories, corpus files included", () => 
     expect(j.strategies.map((s) => s.name)).toContain("r9-private");
   });
 });
+
+test("matrix compares the strategies and unwinders asked for, a module among them", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-matrix-"));
+  const mod = join(dir, "mine.ts");
+  writeFileSync(mod, `import { splitStack } from ${JSON.stringify(join(fileURLToPath(new URL("../..", import.meta.url)), "jit/strategies/split-stack.ts"))};\nexport default { ...splitStack, name: "mine" };\n`);
+  const r = await cli("matrix", "--strategy", "baseline", "--strategy", mod, "--unwinder", "frame", "--runs", "10", "--seed", "1", "--json");
+  expect(r.code).toBe(0);
+  const j = JSON.parse(r.out) as { schema: number; cells: { strategy: string; unwinder: string; verdict: string }[] };
+  expect(j.cells.map((c) => [c.strategy, c.unwinder, c.verdict])).toEqual([["baseline", "frame", "pass"], ["mine", "frame", "TRUNCATED"]]);
+  expect((await cli("matrix", "--unwinder", "gdb")).code).toBe(2);
+}, 60_000);
