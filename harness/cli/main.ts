@@ -9,14 +9,15 @@ import { supportedCodes } from "../machine/isa.ts";
 import { hex64 as h16, SymbolTable } from "../machine/index.ts";
 import { disassemble, formatListing, testProgsListing } from "../../jit/disasm.ts";
 import { CALL_NAMES } from "../../jit/bpf/abi.ts";
-import { buildImage, ImageError } from "../../jit/image.ts";
+import { buildImage, ImageError, type Image } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strategies/index.ts";
 import { printInsnAt } from "../../jit/bpf/print.ts";
 import { loadScenario, parseScenario, ScenarioError, type Scenario } from "../scenario.ts";
 import { loadCorpusFile } from "../corpus.ts";
-import { firstFailure } from "../property.ts";
+import { checkExhaustive, firstFailure } from "../property.ts";
 import type { Strategy } from "../../jit/strategy.ts";
-import { runScenario, scheduleOf, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
+import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
+import { loadImage, startTask } from "../load.ts";
 import { PRIVATE_STACK_KNOWLEDGE } from "../../unwinder/index.ts";
 
 import { RunFailed, UsageError } from "./errors.ts";
@@ -95,7 +96,7 @@ function parseHexBytes(words: string[]): Uint8Array {
 
 interface RunFlags {
   strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance";
-  irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean;
+  irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean; exhaustive?: boolean; trace?: boolean;
 }
 
 /** The scenario files `paths` name: files as given, directories' *.json files (recursively, sorted). */
@@ -132,23 +133,102 @@ function readScenario(file: string): Scenario {
   return json !== null && typeof json === "object" && "found" in json ? loadCorpusFile(file).scenario : parseScenario(json, file);
 }
 
+/**
+ * Where an interrupt goes, as a step: a number is one; `symbol+0xoff` (or a bare symbol) and
+ * `prog/func:insn N` name an instruction, and the step is the one at which it first executes in
+ * a run without the injections (a dry run of the image).
+ */
+function stepOf(where: string, flag: string, file: string, img: Image, firstRun: () => Map<bigint, number>): number {
+  if (/^\d+$/.test(where)) return Number(where);
+  let addr: bigint | undefined;
+  const bpf = /^([A-Za-z_]\w*)\/([A-Za-z_]\w*):insn[ :=]?(\d+)$/.exec(where);
+  if (bpf) {
+    const p = img.programs.find((x) => x.program.name === bpf[1]);
+    const f = p?.jit.funcs.find((x) => x.name === bpf[2]);
+    if (!p || !f) throw new UsageError(`run: ${flag} '${where}': ${file} has no function ${bpf[1]}/${bpf[2]} (programs: ${img.programs.map((x) => `${x.program.name}/{${x.jit.funcs.map((g) => g.name).join(",")}}`).join(" ")})`);
+    addr = f.insnAddrs[Number(bpf[3])];
+    if (addr === undefined) throw new UsageError(`run: ${flag} '${where}': ${bpf[1]}/${bpf[2]} has ${f.insnAddrs.length} BPF instructions (after the verifier's fix-ups)`);
+  } else {
+    const m = /^([A-Za-z_][\w.]*)(?:\+0x([0-9a-fA-F]+))?$/.exec(where);
+    const sym = m ? img.symbols.find((x) => x.name === m[1]) : undefined;
+    if (!m || !sym) throw new UsageError(`run: ${flag} '${where}': expected a step number, symbol+0xoff (a symbol of the image) or prog/func:insn N`);
+    addr = sym.start + BigInt(`0x${m[2] ?? "0"}`);
+    if (addr >= sym.end) throw new UsageError(`run: ${flag} '${where}': past the end of ${sym.name} (${sym.end - sym.start} bytes)`);
+  }
+  const step = firstRun().get(addr);
+  if (step === undefined) throw new UsageError(`run: ${flag} '${where}': that instruction (0x${addr.toString(16)}) never executes in ${file} without interrupts`);
+  return step;
+}
+
 /** One scenario file run under the command's options. */
-function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<string, number>, jit: JitBackend): RunOutcome {
+function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<string, number>, jit: JitBackend, log?: (s: string) => void): RunOutcome {
   const scenario = readScenario(file);
+  const img = buildImage(scenario.spec, strategy, undefined, undefined, jit);
+  const opts = { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, image: img };
+  // the step at which each instruction first executes, from one run without injections (only if asked for)
+  let first: Map<bigint, number> | undefined;
+  const firstRun = () => first ??= firstExecutions(img);
   const vectors = (scenario.file.irq ?? []).map((a) => a.vector);
   const injections: Injection[] = o.schedule ? scheduleOf(scenario) : [];
   for (const x of o.irqAt) {
-    const [step, vec] = x.split(":");
-    const vector = vec === undefined ? vectors[0] : Number(vec);
-    if (!/^\d+$/.test(step ?? "") || (vec !== undefined && !/^\d+$/.test(vec))) throw new UsageError(`run: --irq-at '${x}': expected <step>[:<vector>]`);
+    const m = /^(.*?)(?::(\d+))?$/.exec(x)!;
+    const vector = m[2] === undefined ? vectors[0] : Number(m[2]);
+    if (m[1] === "") throw new UsageError(`run: --irq-at '${x}': expected <where>[:<vector>]`);
     if (vector === undefined || !vectors.includes(vector)) throw new UsageError(`run: --irq-at '${x}': ${file} has no IRQ handler for ${vector === undefined ? "any vector" : `vector ${vector}`} (its 'irq' list: ${vectors.join(", ") || "empty"})`);
-    injections.push({ kind: "irq", atStep: Number(step), vector });
+    injections.push({ kind: "irq", atStep: stepOf(m[1]!, "--irq-at", file, img, firstRun), vector });
   }
-  for (const x of o.nmiAt) {
-    if (!/^\d+$/.test(x)) throw new UsageError(`run: --nmi-at '${x}': expected an instruction count`);
-    injections.push({ kind: "nmi", atStep: Number(x), vector: 2 });
+  for (const x of o.nmiAt) injections.push({ kind: "nmi", atStep: stepOf(x, "--nmi-at", file, img, firstRun), vector: 2 });
+  if (o.exhaustive) {
+    if (injections.length) throw new UsageError("run: --exhaustive injects at every boundary itself: not with --irq-at, --nmi-at or the scenario's schedule (add --no-schedule)");
+    const v = checkExhaustive(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, jit }, img);
+    log?.(`exhaustive: ${v.runs} run(s)${v.injection ? `; the first that fails: ${v.injection.kind} at step ${v.injection.atStep}` : v.ok ? "; every one passes" : "; the run without interrupts already fails"}\n`);
+    return v.outcome;
   }
-  return runScenario(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, injections, privateStacks: o.privateStacks, budgets, jit });
+  if (o.trace) log?.(traceRun(scenario, strategy, opts, injections));
+  return runScenario(scenario, strategy, { ...opts, injections });
+}
+
+/** Each executed address's first step, in a run without interrupts. */
+function firstExecutions(img: Image): Map<bigint, number> {
+  const m = loadImage(img);
+  try {
+    startTask(img, m);
+    const seen = new Map<bigint, number>();
+    for (let n = 0; n < RUN_STEP_BUDGET; n++) {
+      if (!seen.has(m.rip)) seen.set(m.rip, m.steps);
+      if (m.step().kind !== "paused") break;
+    }
+    return seen;
+  } finally {
+    m.dispose();
+  }
+}
+
+/** `run --trace`: every instruction as it executes (interrupts included), with its step number; at most TRACE_LIMIT lines. */
+const TRACE_LIMIT = 200_000;
+function traceRun(scenario: Scenario, strategy: Strategy, opts: Parameters<typeof startRun>[2], injections: readonly Injection[]): string {
+  const s = startRun(scenario, strategy, opts);
+  const lines: string[] = [];
+  const pending = [...injections].sort((a, b) => a.atStep - b.atStep);
+  for (let n = 0; n < TRACE_LIMIT; n++) {
+    while (pending.length && pending[0]!.atStep <= s.m.steps) {
+      const x = pending.shift()!;
+      lines.push(`        ${x.kind === "nmi" ? "NMI" : x.kind === "tick" ? "tick" : `IRQ ${x.vector}`} raised`);
+      s.m.raise(x.kind === "nmi" ? 2 : x.vector);
+    }
+    const step = s.m.steps, depth = s.m.depth;
+    let rip = s.m.rip;
+    const r = s.m.step();
+    // an interrupt delivered at this boundary: what executed is its handler's first instruction
+    if (s.m.depth > depth) {
+      const top = s.m.truth()[0];
+      if (top?.kind === "frame" && top.entered === "interrupt") rip = top.entry;
+    }
+    if (s.m.steps > step) lines.push(`${String(step).padStart(7)} ${h16(rip)} ${s.sym(rip).padEnd(40)} ${s.m.disassembleAt(rip)}`);
+    if (r.kind !== "paused") { lines.push(`        ${r.kind}`); break; }
+    if (n === TRACE_LIMIT - 1) lines.push(`        (trace stopped after ${TRACE_LIMIT} lines)`);
+  }
+  return `${lines.join("\n")}\n\n`;
 }
 
 export function buildProgram(out: (s: string) => void, writeErr: (s: string) => void = out, colors: Colors = pc.createColors(false)): Command {
@@ -205,8 +285,10 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
     .addOption(new Option("--policy <policy>", "which classes fail").choices(["strict", "reliable"]).default("strict"))
     .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info() (an unwinder change)").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
-    .option("--irq-at <step[:vector]>", "raise an IRQ at this instruction count (repeatable; vector defaults to the scenario's first)", collect, [])
-    .option("--nmi-at <step>", "raise an NMI at this instruction count (repeatable)", collect, [])
+    .option("--irq-at <where[:vector]>", "raise an IRQ at an instruction count, at `symbol+0xoff` (its first execution) or at `prog/func:insn N` (a BPF instruction's first x86 instruction) (repeatable; vector defaults to the scenario's first)", collect, [])
+    .option("--nmi-at <where>", "raise an NMI there (the same forms; repeatable)", collect, [])
+    .option("--exhaustive", "one run per instruction boundary with an IRQ (the scenario's first vector, or with tasks the tick) and one with an NMI there; the first failing run's report")
+    .option("--trace", "print each executed instruction with its step number (the numbers --irq-at and --nmi-at take), then the report")
     .option("--stack-budget <stack=bytes>", "fail if a stack's high-water mark exceeds this (stack: task, irq, nmi, private; repeatable)", collect, [])
     .option("--no-schedule", "ignore the scenario's own interrupt schedule")
     .option("--json", "machine-readable output (several scenarios: one JSON object per line)");
@@ -224,7 +306,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
       try {
         if (files.length === 1 && paths.length === 1 && files[0] === paths[0]) {
           // one file: its full report (an input error is the command's)
-          const outcome = runFile(files[0]!, strategy, o, budgets, jit.backend);
+          const outcome = runFile(files[0]!, strategy, o, budgets, jit.backend, o.json ? undefined : out);
           out(o.json ? `${json({ schema: JSON_SCHEMA, ...outcome, jit: jit.backend.describe }, 2)}\n` : formatOutcome(files[0]!, outcome, jit.backend));
           if (!outcome.ok) throw new RunFailed();
           return;

@@ -399,3 +399,27 @@ test("matrix compares the strategies and unwinders asked for, a module among the
   expect(j.cells.map((c) => [c.strategy, c.unwinder, c.verdict])).toEqual([["baseline", "frame", "pass"], ["mine", "frame", "TRUNCATED"]]);
   expect((await cli("matrix", "--unwinder", "gdb")).code).toBe(2);
 }, 60_000);
+
+describe("run: aimed interrupts, exhaustive mode, a trace", () => {
+  test("--nmi-at takes prog/func:insn N and symbol+0xoff: the step where that instruction first runs, as --trace numbers it", async () => {
+    const trace = await cli("run", "test/scenarios/nested.json", "--no-schedule", "--trace");
+    const line = trace.out.split("\n").find((l) => / bpf_sc_rw\+0x4 /.test(l))!;
+    const step = Number(line.trim().split(/\s+/)[0]);
+    const bySymbol = await cli("run", "test/scenarios/nested.json", "--no-schedule", "--nmi-at", "bpf_sc_rw+0x4", "--json");
+    const byStep = await cli("run", "test/scenarios/nested.json", "--no-schedule", "--nmi-at", String(step), "--json");
+    const raised = (r: { out: string }) => (JSON.parse(r.out) as { raised: { atStep: number; symbol: string }[] }).raised;
+    expect(raised(bySymbol)).toEqual(raised(byStep));
+    expect(raised(bySymbol)[0]).toMatchObject({ atStep: step, symbol: "bpf_sc_rw+0x4" });
+    const byInsn = await cli("run", "test/scenarios/nested.json", "--no-schedule", "--nmi-at", "outer/main:insn 6", "--json");
+    expect(raised(byInsn)[0]!.symbol).toMatch(/^bpf_prog_\w+_main\+0x/);
+    expect((await cli("run", "test/scenarios/nested.json", "--nmi-at", "outer/nope:insn 1")).out).toMatch(/has no function outer\/nope/);
+  });
+  test("--exhaustive: one run per boundary and kind, the first failing one's report", async () => {
+    const ok = await cli("run", "test/scenarios/nested.json", "--no-schedule", "--exhaustive");
+    expect(ok.code).toBe(0);
+    expect(ok.out).toMatch(/^exhaustive: \d+ run\(s\); every one passes$/m);
+    const bad = await cli("run", "test/scenarios/nested.json", "--no-schedule", "--exhaustive", "--strategy", "split-stack");
+    expect(bad.code).toBe(1);
+    expect(bad.out).toMatch(/the run without interrupts already fails/);
+  });
+});
