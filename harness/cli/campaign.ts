@@ -116,7 +116,8 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
   common(program
     .command("check")
     .description("a campaign: random scenarios under one strategy; on failure, the shrunk counterexample's report (exit 1)")
-    .requiredOption("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)"))
+    .requiredOption("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)")
+    .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)"))
     .option("--runs <n>", "scenarios to generate", int("--runs", 1), 100)
     .option("--seed <n>", "the campaign's seed (printed when not given)", seedOption())
     .option("--workers <n>", "worker threads (default 1)", int("--workers", 1), 1)
@@ -177,6 +178,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .description("replay a counterexample from its seed and path, or a corpus file under every strategy it lists")
     .argument("[file]", "a corpus file (test/corpus/*.json)")
     .option("--strategy <name|file>", "the strategy (with --seed/--path; with a file: only this one)")
+    .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)")
     .option("--seed <n>", "the seed a campaign printed", seedOption())
     .option("--path <path>", "the path a campaign printed"))
     .action(async (file: string | undefined, f: CampaignFlags & { path?: string }) => {
@@ -234,6 +236,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .command("matrix")
     .description("strategies × unwinders: a Markdown table of pass or the first failure's class, with the time each took (with --jit kernel: the strategies the tree implements)"))
     .option("--strategy <name|file>", "a strategy or strategy module to compare (repeatable; default every built-in one)", collect, [])
+    .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)")
     .option("--unwinder <name>", `an unwinder column (repeatable; default ${UNWINDERS.join(", ")})`, collect, [])
     .option("--runs <n>", "scenarios per cell", int("--runs", 1), 30)
     .option("--seed <n>", "the seed of every cell (printed when not given)", seedOption())

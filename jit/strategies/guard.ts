@@ -40,15 +40,24 @@ function userFrames(e: unknown, file: string): string {
 
 const fnName = (f: FuncJit) => `${f.prog.name}/${f.func.name}`;
 
+/**
+ * Where a user's hook is running, for a watchdog (the CLI's, bin/stackcheck.js: a hook that never
+ * returns cannot be stopped from inside its own thread). No-ops unless one is installed.
+ */
+export const hookWatch: { enter(where: string): void; leave(): void } = { enter: () => {}, leave: () => {} };
+
 /** `s` with every hook guarded; `file` names the module in errors. */
 export function guardStrategy(s: Strategy, file: string): Strategy {
   const fail = (what: string) => new StrategyError(`strategy module ${file}: ${what}`);
   const guard = <T>(hook: string, where: string, run: () => T): T => {
+    hookWatch.enter(`strategy module ${file}: ${hook}() for ${where}`);
     try {
       return run();
     } catch (e) {
       if (e instanceof StrategyError) throw e;
       throw fail(`${hook}() for ${where} threw ${thrownText(e)}${userFrames(e, file)}`);
+    } finally {
+      hookWatch.leave();
     }
   };
   const { privateMemory, frameRegister, prologue, epilogue, call } = s;

@@ -210,7 +210,7 @@ describe("stackcheck", () => {
     test("with --json, input errors are JSON too, exit 2 (a failure found is 1)", async () => {
       const bad = await cli("run", scenario, "--irq-at", "bogus", "--json");
       expect(bad.code).toBe(2);
-      expect(JSON.parse(bad.out)).toEqual({ schema: 1, error: { kind: "usage", message: "run: --irq-at 'bogus': expected <step>[:<vector>]" } });
+      expect(JSON.parse(bad.out)).toEqual({ schema: 1, error: { kind: "usage", message: "run: --irq-at 'bogus': expected a step number, symbol+0xoff (a symbol of the image) or prog/func:insn N" } });
       const opt = await cli("run", scenario, "--unwinder", "gdb", "--json");
       expect(opt.code).toBe(2);
       expect((JSON.parse(opt.out) as { error: { kind: string; message: string } }).error).toMatchObject({ kind: "usage", message: expect.stringContaining("option '--unwinder <name>' argument 'gdb' is invalid") });
@@ -221,7 +221,7 @@ describe("stackcheck", () => {
     test("bad --irq-at and a missing file are errors that name the problem, exit 2", async () => {
       const bad = await cli("run", scenario, "--irq-at", "bogus");
       expect(bad.code).toBe(2);
-      expect(bad.out).toBe("stackcheck: run: --irq-at 'bogus': expected <step>[:<vector>]\n");
+      expect(bad.out).toBe("stackcheck: run: --irq-at 'bogus': expected a step number, symbol+0xoff (a symbol of the image) or prog/func:insn N\n");
       const missing = await cli("run", "nope.json");
       expect(missing.code).toBe(2);
       expect(missing.out).toContain("nope.json");

@@ -24,7 +24,7 @@ const odd = fc.constantFrom<unknown>(null, -1, 2 ** 53, 1e300, "", "x".repeat(10
 function mutate(v: unknown, path: readonly (string | number)[], value: unknown, drop: boolean): unknown {
   if (path.length === 0) return drop ? undefined : value;
   const [k, ...rest] = path;
-  const copy: Record<string | number, unknown> = Array.isArray(v) ? [...v] : { ...(v as object) };
+  const copy = (Array.isArray(v) ? [...v] : { ...(v as object) }) as Record<string | number, unknown>;
   const next = mutate(copy[k!], rest, value, drop);
   if (next === undefined) delete copy[k!];
   else copy[k!] = next;

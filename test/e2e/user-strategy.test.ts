@@ -2,6 +2,7 @@
 // it emits the upstream prologue itself and declares its frame window with e.frameReady() and
 // e.frameGone(); campaigns under every unwinder give exactly what the built-in baseline gives.
 // One that leaves out the frame window is refused with a StrategyError naming the function.
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -114,3 +115,17 @@ export default strategy;
     expect(r.out).toMatch(/prologue\(\) for p0\/main threw Error: my bug[\s\S]*\(at seed 1, path \d+; the smallest plan that shows it: \{/);
   });
 });
+
+test("a hook that never returns is stopped by the watchdog: exit 2, naming the module, the hook and the function", () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-loop-"));
+  const file = join(dir, "loops.ts");
+  writeFileSync(file, `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};
+export default { ...baseline, name: "loops", prologue: () => { for (;;) {} } };
+`);
+  const r = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", file, "--timeout", "1"], { cwd: root, encoding: "utf8", timeout: 60_000 });
+  expect(r.status).toBe(2);
+  expect(r.stderr).toBe(`stackcheck: strategy module ${file}: prologue() for outer/main did not return within 1 s (--timeout); stopped\n`);
+  const bad = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", file, "--timeout", "zero"], { cwd: root, encoding: "utf8", timeout: 60_000 });
+  expect(bad.status).toBe(2);
+  expect(bad.stderr).toMatch(/^stackcheck: --timeout 'zero': expected a number of seconds above 0/);
+}, 60_000);
