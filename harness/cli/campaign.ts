@@ -120,7 +120,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)"))
     .option("--runs <n>", "scenarios to generate", int("--runs", 1), 100)
     .option("--seed <n>", "the campaign's seed (printed when not given)", seedOption())
-    .option("--workers <n>", "worker threads (default 1)", int("--workers", 1), 1)
+    .option("--workers <n>", "worker threads", int("--workers", 1), 1)
     .option("--shard <i/n>", "run shard i of n (CI jobs): its share of the runs, with its own seed", parseShard)
     .option("--save <dir>", "write a failure to this corpus directory (e.g. test/corpus)")
     .action(async (f: CampaignFlags & { workers: number; shard?: Shard; save?: string }) => {
