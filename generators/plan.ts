@@ -246,6 +246,11 @@ export const MAX_INTERRUPTS = 16;
 /** IRQ vectors for irq[0..3]: LOCAL_TIMER_VECTOR (0xec), then device vectors. */
 export const IRQ_VECTORS: readonly number[] = [236, 35, 64, 200];
 /**
+ * With tasks the timer's vector is the tick's (its handler runs sched_tick() and may preempt):
+ * programs attach to device vectors only, and ticks are their own points.
+ */
+export const TASK_IRQ_VECTORS: readonly number[] = [34, 35, 64, 200];
+/**
  * The NMI runs on a 4 KiB IST stack: its program may run at most this many kfunc-nested levels
  * (otherwise the next program that nests less is taken).
  */

@@ -30,8 +30,11 @@ function syscallEntry(t: OrcTable, code: readonly D[]): void {
 
 /**
  * ret_from_fork_asm (entry_64.S:228, 7.2): UNWIND_HINT_END_OF_STACK where a new task's first
- * switch lands (its walk ends there without error); past it the task's pt_regs are at sp, as
- * UNWIND_HINT_REGS says after `call ret_from_fork`.
+ * switch lands (its walk ends there without error). The kernel's hint covers up to `call
+ * ret_from_fork`, after which UNWIND_HINT_REGS holds and the task returns to user mode; here the
+ * task's syscall is entered from ret_from_fork_asm itself (the return to user mode and the
+ * syscall back in are not modelled), so past the first instruction the task's pt_regs are at
+ * sp, as entry_SYSCALL_64 has them around its call of do_syscall_64.
  */
 function retFromFork(t: OrcTable, code: readonly D[]): void {
   code.forEach((d, i) => t.add(toCanonical(d.ip), i === 0 ? { type: "END_OF_STACK", spReg: "UNDEFINED", spOffset: 0, bpReg: "UNDEFINED", bpOffset: 0, signal: false } : regs()));

@@ -104,17 +104,26 @@ const runOpts = (o: CheckOptions, image: Image, injections: readonly Injection[]
   ...(o.privateStacks ? { privateStacks: o.privateStacks } : {}), ...(o.budgets ? { budgets: o.budgets } : {}), ...(o.maxSteps ? { maxSteps: o.maxSteps } : {}),
 });
 
-function countPoints(img: Image, outcomes: readonly RunOutcome[]): Map<CoverageKey, number> {
+/** Coverage counts, added to run by run (exhaustive mode counts thousands of forks: it keeps no outcomes). */
+function coverageCounter(img: Image): { add(o: RunOutcome): void; readonly coverage: Map<CoverageKey, number> } {
   const classify = pointClassifier(img);
   const coverage = new Map<CoverageKey, number>();
   const add = (k: CoverageKey, n: number) => { if (n > 0) coverage.set(k, (coverage.get(k) ?? 0) + n); };
-  for (const o of outcomes) {
-    for (const r of o.delivered) add(classify(r.ip), 1);
-    const s = o.sched;
-    add("tick", s.ticks); add("preempt/bpf", s.preemptedInBpf); add("preempt/kernel", s.preemptedInKernel); add("preempt/enable", s.preemptedAtEnable);
-    add("sleep", s.sleeps); add("blocked-walk", s.blockedWalks); add("blocked-unreliable", s.blockedUnreliable);
-  }
-  return coverage;
+  return {
+    coverage,
+    add(o) {
+      for (const r of o.delivered) add(classify(r.ip), 1);
+      const s = o.sched;
+      add("tick", s.ticks); add("preempt/bpf", s.preemptedInBpf); add("preempt/kernel", s.preemptedInKernel); add("preempt/enable", s.preemptedAtEnable);
+      add("sleep", s.sleeps); add("blocked-walk", s.blockedWalks); add("blocked-unreliable", s.blockedUnreliable);
+    },
+  };
+}
+
+function countPoints(img: Image, outcomes: readonly RunOutcome[]): Map<CoverageKey, number> {
+  const c = coverageCounter(img);
+  for (const o of outcomes) c.add(o);
+  return c.coverage;
 }
 
 /** Random mode: one run with the scenario's own interrupt schedule. */
@@ -144,7 +153,8 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   const kinds = (o.kinds ?? ["irq", "nmi"]).filter((k) => k === "nmi" || vector !== undefined);
   const budget = o.maxSteps ?? RUN_STEP_BUDGET;
   const run = startRun(sc, strategy, runOpts(o, image, []));
-  const outcomes: RunOutcome[] = [];
+  const counted = coverageCounter(image);
+  let runs = 0;
   for (let step = 0; step < base.result.steps; step++) {
     const at = run.m.runUntil(step, { maxSteps: budget });
     if (at.kind !== "paused") throw new Error(`exhaustive mode: the base run did not reach step ${step} again (${at.kind}); runs must be deterministic`);
@@ -154,12 +164,13 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
       run.m.raise(injection.vector);
       const outcome = run.finish(run.m.run({ maxSteps: budget }), [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
       back();
-      outcomes.push(outcome);
+      runs++;
+      counted.add(outcome);
       const failure = firstFailure(outcome);
-      if (failure) return { ok: false, outcome, failure, injection, runs: outcomes.length + 1, coverage: countPoints(image, outcomes) };
+      if (failure) return { ok: false, outcome, failure, injection, runs: runs + 1, coverage: counted.coverage };
     }
   }
-  return { ok: true, outcome: base, failure: undefined, runs: outcomes.length + 1, coverage: countPoints(image, outcomes) };
+  return { ok: true, outcome: base, failure: undefined, runs: runs + 1, coverage: counted.coverage };
 }
 
 export type { StackClass };

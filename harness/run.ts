@@ -60,6 +60,8 @@ export interface RunOutcome {
   readonly delivered: readonly Raised[];
   /** With several tasks: what the scheduler did (counts). */
   readonly sched: SchedCounts;
+  /** Tasks on the CPU (1 without a scheduler). */
+  readonly tasks: number;
   readonly ok: boolean;
 }
 
@@ -244,7 +246,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((x) => !x.failed);
       return {
         strategy: strategy.name, unwinder: o.unwinder, policy, result, samples: [...samples], checks: report,
-        unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], sched: { ...sched }, ok,
+        unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], sched: { ...sched }, tasks: img.multitask ? img.tasks.length : 1, ok,
       };
     },
   };

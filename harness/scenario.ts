@@ -5,7 +5,8 @@
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { insn, type BpfInsn } from "../jit/bpf/insn.ts";
-import { ATTACH_PATH_NAMES, PROG_TYPES, type Program } from "../jit/bpf/program.ts";
+import { ATTACH_PATH_NAMES, ATTACH_PATHS, attachOf, PROG_TYPES, type Program } from "../jit/bpf/program.ts";
+import { BPF_ALU64, BPF_CALL, BPF_JMP, BPF_K, BPF_MOV, BPF_PSEUDO_KFUNC_CALL } from "../jit/bpf/opcodes.ts";
 import { MAX_TASKS } from "../jit/kernel/layout.ts";
 import { validate, ValidationError } from "../jit/bpf/validate.ts";
 import type { ImageSpec } from "../jit/image.ts";
@@ -167,8 +168,60 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
     if (prog.sleepable && !tasks) issues.push({ code: "sleepable-without-tasks", path: `programs[${i}].sleepable`, message: `${p.name} is sleepable, and sleeping needs the scheduler: list the tasks under "tasks"` });
     return prog;
   });
+  if (!issues.length) issues.push(...nestingIssues(file, programs));
   if (issues.length) throw new ScenarioError(source, issues);
   return { file, programs, spec: { programs, task, nested, irq, ...(nmi === undefined ? {} : { nmi }), ...(tasks ? { tasks } : {}) } };
+}
+
+/**
+ * What scx_sc_run_nested() may not do. Which programs a program can run through it: the
+ * `nested` entry its `r1 = <index>` names right before the call (the form generated programs
+ * have), or, when the index is not such a constant, every one. Then:
+ *   - a sleepable program must not be reachable from a program that cannot sleep (it would
+ *     sleep in atomic context: "scheduling while atomic"; interrupts never run sleepable ones);
+ *   - programs whose paths have no recursion counter (uprobe, uprobe_multi) must not be able to
+ *     run each other in a cycle: nothing would stop the recursion.
+ */
+function nestingIssues(file: ScenarioFile, programs: readonly Program[]): ScenarioIssue[] {
+  const nested = (file.nested ?? []).map((n) => programs.findIndex((p) => p.name === n));
+  const runs = programs.map((p) => {
+    const out = new Set<number>();
+    p.insns.forEach((x, i) => {
+      if (x.code !== (BPF_JMP | BPF_CALL) || x.src !== BPF_PSEUDO_KFUNC_CALL) return;
+      const prev = p.insns[i - 1];
+      const known = prev !== undefined && prev.code === (BPF_ALU64 | BPF_MOV | BPF_K) && prev.dst === 1;
+      if (known) { const t = nested[prev.imm]; if (t !== undefined) out.add(t); } else for (const t of nested) out.add(t);
+    });
+    return out;
+  });
+  const issues: ScenarioIssue[] = [];
+  programs.forEach((q, qi) => {
+    for (const t of runs[qi]!) {
+      const p = programs[t]!;
+      if (p.sleepable && !q.sleepable) issues.push({ code: "sleep-in-atomic", path: `nested[${nested.indexOf(t)}]`, message: `${p.name} is sleepable, and ${q.name}, which cannot sleep, runs it through scx_sc_run_nested(): make ${q.name} sleepable too, or ${p.name} not` });
+    }
+  });
+  // cycles among counterless programs: depth-first from each
+  const counterless = (i: number) => ATTACH_PATHS[attachOf(programs[i]!)].counter === "none";
+  const onCycle = (start: number): number[] | undefined => {
+    const walk = (i: number, path: number[]): number[] | undefined => {
+      for (const t of runs[i]!) {
+        if (!counterless(t)) continue;
+        if (t === start) return [...path, t];
+        if (!path.includes(t)) { const c = walk(t, [...path, t]); if (c) return c; }
+      }
+      return undefined;
+    };
+    return counterless(start) ? walk(start, [start]) : undefined;
+  };
+  for (let i = 0; i < programs.length; i++) {
+    const c = onCycle(i);
+    if (c) {
+      issues.push({ code: "unbounded-nesting", path: `nested[${nested.indexOf(i)}]`, message: `${c.map((k) => programs[k]!.name).join(" -> ")}: programs on paths with no recursion counter (${[...new Set(c.map((k) => attachOf(programs[k]!)))].join(", ")}) run each other through scx_sc_run_nested() in a cycle: nothing would stop the recursion` });
+      break;
+    }
+  }
+  return issues;
 }
 
 /** Read and validate a scenario file. */

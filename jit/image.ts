@@ -14,15 +14,15 @@ import {
   PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC, PERCPU_MIN_MAPPED, PERCPU_SIZE, taskPtRegs, THREAD_SIZE, type Layout,
   LOCAL_TIMER_VECTOR, MAX_TASKS, PCPU_CURRENT_TASK, TASK, TASK_RUNNING, TASK_STRUCT_SIZE, taskStackOf,
 } from "./kernel/layout.ts";
+import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
+import { DEFAULT_JIT_OPTIONS, StrategyError, type JitOptions, type Strategy } from "./strategy.ts";
+import { JitError } from "./lower.ts";
+import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
 
 /** sizeof(struct inactive_task_frame) (arch/x86/include/asm/switch_to.h): r15 r14 r13 r12 bx bp ret_addr. */
 export const INACTIVE_TASK_FRAME_SIZE = 56;
 /** The runner's limit for a path with no recursion counter: never reached. */
 const UNGUARDED = 0x7fffffffffffffffn;
-import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
-import { DEFAULT_JIT_OPTIONS, StrategyError, type JitOptions, type Strategy } from "./strategy.ts";
-import { JitError } from "./lower.ts";
-import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
 
 /** What runs what: the task's program, kfunc-nested runs, and programs attached to IRQs and NMIs. */
 export interface ImageSpec {
@@ -89,6 +89,8 @@ export interface Image {
     readonly xlated: Program;
     readonly jit: JitProgram;
     readonly active: bigint;
+    /** On a path with no counter (uprobes): the program's prog->active, which nothing raises (`active` is then the runner's own count). */
+    readonly progActive?: bigint;
     readonly misses: bigint;
     /** How it is run: its attach path's counter and preemptibility (program.ts ATTACH_PATHS). */
     readonly path: (typeof ATTACH_PATHS)[AttachPath];
@@ -214,12 +216,17 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     // kernel-model-7.2.md A.4: the path's counter (the global bpf_prog_active of trace_call_bpf() and
     // friends, or the program's own prog->active; uprobes have none, and the runner then never refuses)
     const path = ATTACH_PATHS[attachOf(program)];
-    return { program, validated, xlated, active: path.counter === "global" ? bpfProgActive : own, misses, path };
+    if (path.counter !== "none") return { program, validated, xlated, active: path.counter === "global" ? bpfProgActive : own, progActive: undefined, misses, path };
+    // uprobes: no counter; the runner's count goes to a word of its own, and prog->active (what
+    // a design that reads it gets) stays 0, as bpf_prog_run_array_uprobe() never touches it
+    const runs = dyn;
+    dyn += 8n;
+    return { program, validated, xlated, active: runs, progActive: own, misses, path };
   });
   let text = BPF_TEXT;
   const jitted = programs.map((p) => {
     const jit = userCode(strategy, p.program.name, () => backend.jitProgram(p.xlated, p.validated, strategy, {
-      base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
+      base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.progActive ?? p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
     }, jitOpts));
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
     text = (jit.end + 0xfffn) & ~0xfffn; // each program in its own pages, as bpf_prog_pack hands them out
@@ -335,6 +342,6 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
 
   return {
     strategy, backend, layout, taskPtRegs: TASK_PT_REGS, tasks, multitask, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
-    programs: jitted.map(({ program, validated, xlated, jit, active, misses, path }) => ({ program, validated, xlated, jit, active, misses, path })),
+    programs: jitted.map(({ program, validated, xlated, jit, active, progActive, misses, path }) => ({ program, validated, xlated, jit, active, ...(progActive === undefined ? {} : { progActive }), misses, path })),
   };
 }

@@ -10,7 +10,7 @@ import { LOCAL_TIMER_VECTOR, MAX_TASKS } from "../../jit/kernel/layout.ts";
 import { privStackMode, roundUp16 } from "../../jit/bpf/validate.ts";
 import { BPF_PRIV_STACK_MIN_SIZE, MAX_BPF_STACK } from "../../jit/bpf/opcodes.ts";
 import {
-  IRQ_VECTORS, MAX_FUNCS, MAX_INTERRUPTS, MAX_NEST_LIMIT, MAX_PROGRAMS, NMI_NEST_LIMIT,
+  IRQ_VECTORS, TASK_IRQ_VECTORS, MAX_FUNCS, MAX_INTERRUPTS, MAX_NEST_LIMIT, MAX_PROGRAMS, NMI_NEST_LIMIT,
   type Plan, type PlanFunc, type PlanInterrupt, type PlanProgram,
 } from "../plan.ts";
 import { lowerBody, paramsOf, type LoweredBody } from "./emit.ts";
@@ -79,7 +79,8 @@ export function lowerPlan(plan: Plan): Lowered {
   const tasks = taskRefs.length > 0;
   const attach = progs.map((p, i) => attachFor(p, types[i]!, tasks, plan.countedPaths === true));
   const counters = recursionCounters(types.map((t, i) => typeOnly(t, progs[i]!.privStackRequested === true, attach[i])));
-  const irq = upTo(plan.irq, IRQ_VECTORS.length).map((ref, k) => ({ vector: IRQ_VECTORS[k]!, program: wrap(ref, n) }));
+  const vectors = tasks ? TASK_IRQ_VECTORS : IRQ_VECTORS;
+  const irq = upTo(plan.irq, vectors.length).map((ref, k) => ({ vector: vectors[k]!, program: wrap(ref, n) }));
   const nmiRef = plan.nmi !== null && plan.nmi !== undefined ? wrap(plan.nmi, n) : undefined;
   // Sleeping is only for task context (kernel/sched/core.c __schedule_bug(): "scheduling while
   // atomic"): a program sleeps only if its path allows it, no interrupt runs it, and every

@@ -52,7 +52,8 @@ export const schedText = (c: SchedCounts): string =>
 export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_JIT): string {
   const lines = [`stackcheck run ${file}: strategy ${o.strategy}, unwinder ${o.unwinder}, policy ${o.policy}${jit.name === "ts" ? "" : `, jit ${jit.describe}`}`];
   const r = o.result;
-  lines.push(r.kind === "completed" ? `result: completed, rax 0x${r.rax.toString(16)} after ${r.steps} steps` : `result: ${r.kind}${"message" in r ? `: ${r.message}` : ""}`);
+  // with tasks the run ends in the scheduler, not with a program's result in rax
+  lines.push(r.kind === "completed" ? `result: completed${o.tasks > 1 ? "" : `, rax 0x${r.rax.toString(16)}`} after ${r.steps} steps` : `result: ${r.kind}${"message" in r ? `: ${r.message}` : ""}`);
   o.samples.forEach((s, i) => {
     lines.push("", `sample ${i + 1}: ${s.kind} at ${s.where}, step ${s.step}: ${s.class}${s.failed ? " (fails)" : ""}${s.error ? " [unwinder error]" : ""}`);
     lines.push(`  sampler: rip ${h16(s.regs.rip)} rsp ${h16(s.regs.rsp)} rbp ${h16(s.regs.rbp)}`);

@@ -155,7 +155,7 @@ export function classify(expected: readonly bigint[], walk: Walk, allow: readonl
   // guess in a BPF prologue), it is FLAGGED, unless the unwinder itself calls the loss expected
   // (unwind_frame.c bad_address: no warning for an interrupt in entry code or before the C
   // handler's first frame pointer, e.g. an NMI on do_syscall_64's first instruction).
-  if (allow.length > 0 && matchesWithin(expected, got, allow)) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk) ? "FLAGGED" : "WINDOW", at };
+  if (allow.length > 0 && matchesWithin(expected, got, allow)) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk && got.length > a.after) ? "FLAGGED" : "WINDOW", at };
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };
 }

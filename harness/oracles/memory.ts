@@ -19,10 +19,9 @@
 import { hex64 as hex, toCanonical, type Activation } from "../machine/index.ts";
 import { INACTIVE_TASK_FRAME_SIZE, type Image } from "../../jit/image.ts";
 import { attachOf } from "../../jit/bpf/program.ts";
-import { PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_PREEMPT_COUNT, PCPU_STACK_CHK_GUARD, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
+import { TASK, PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_PREEMPT_COUNT, PCPU_STACK_CHK_GUARD, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
 import { kernelStacks, privateStacks } from "../../jit/private-stacks.ts";
 import { PerTask, type Oracle, type Range } from "./types.ts";
-import { TASK } from "../../jit/kernel/layout.ts";
 
 interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean; /** where pushes start */ readonly top: bigint }
 
@@ -67,7 +66,10 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
     ] : []),
     at("bpf_prog_active", img.thisCpu(img.bpfProgActive), 8, "r"),
     ...img.programs.flatMap((p) => [
-      ...(p.active === img.bpfProgActive ? [] : [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")]),
+      ...(p.active === img.bpfProgActive ? [] : p.progActive === undefined ? [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")] : [
+        at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r"),
+        at(`the runner's count of ${p.program.name} (no counter on its path)`, img.thisCpu(p.active), 8),
+      ]),
       at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8),
     ]),
     // guard words: BPF accesses to them are the guard rule's to report
@@ -96,7 +98,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   let running = 0;
   /** `task k`, and with several tasks the programs it is inside, with their attach paths. */
   const taskName = (k: number, cs: readonly Context[]) => {
-    const progs = cs.flatMap((c) => (c.program === undefined ? [] : [`${img.programs[c.program]!.program.name} through ${img.programs[c.program]!.path === undefined ? "?" : pathName(c.program)}`]));
+    const progs = cs.flatMap((c) => (c.program === undefined ? [] : [`${img.programs[c.program]!.program.name} through ${pathName(c.program)}`]));
     return `task ${k}${progs.length ? ` (inside ${progs.join(", then ")})` : ""}`;
   };
   const pathName = (p: number) => attachOf(img.programs[p]!.program);

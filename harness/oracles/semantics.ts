@@ -5,7 +5,7 @@
 // run the runner refused (__bpf_prog_enter_recur(): the counter above the limit) is counted in
 // the program's misses (bpf_prog_inc_misses_counter()).
 import { hex64 as hex } from "../machine/index.ts";
-import { interpEnv, REFUSED, runProgram } from "../../jit/bpf/interp.ts";
+import { InterpError, interpEnv, REFUSED, runProgram } from "../../jit/bpf/interp.ts";
 import { KD } from "../../jit/kernel/layout.ts";
 import { PerTask, type Oracle, type RunFailure } from "./types.ts";
 
@@ -21,7 +21,7 @@ export const semantics: Oracle = ({ img, m, fail }) => {
   // its own; the outer run is checked with them at its end: with several tasks, what other tasks
   // hold when a nested run starts decides whether it is refused). Entries are replaced, not changed
   // in place, except `nested`, which is copied.
-  type Pending = { prog: number; refused: boolean; viaKfunc: boolean; nested: bigint[] };
+  type Pending = { prog: number; refused: boolean; viaKfunc: boolean; nested: { prog: number; result: bigint }[] };
   const st = new PerTask(() => [] as Pending[], (t) => t.map((p) => ({ ...p, nested: p.nested.slice() })));
   // Per program: its misses when first run, and the refused runs since. Checked once the run is
   // over, not per run: an interrupt between a refusal's misses++ and its run_exit may be refused
@@ -51,17 +51,20 @@ export const semantics: Oracle = ({ img, m, fail }) => {
     let expected = REFUSED;
     if (!inv.refused) {
       const e = interpEnv(programs, nested, img.strategy.recursionLimit, kdata);
-      e.nestedResults = inv.nested;
+      const made = inv.nested.length;
+      e.nestedResults = inv.nested.slice();
       try {
         expected = runProgram(e, inv.prog);
+        // every nested run the machine made must be one the program makes
+        if (e.nestedResults.length) fail({ check: "semantics", message: `${name} ran ${made} nested program(s) through the kfunc; the reference interpreter makes ${made - e.nestedResults.length}` });
       } catch (err) {
-        fail({ check: "semantics", message: `the reference interpreter could not run ${name}: ${(err as Error).message}` });
+        fail({ check: "semantics", message: err instanceof InterpError ? `${name}: ${err.message}` : `the reference interpreter could not run ${name}: ${(err as Error).message}` });
         expected = got;
       }
     }
     if (got !== expected) fail({ check: "semantics", message: `${name} returned ${hex(got)}; the reference interpreter gives ${hex(expected)}${expected === REFUSED ? " (a refused run)" : ""}` });
     if (inv.refused) misses.get(inv.prog)!.refused++;
-    if (inv.viaKfunc) st.cur.at(-1)?.nested.push(got);
+    if (inv.viaKfunc) st.cur.at(-1)?.nested.push({ prog: inv.prog, result: got });
   });
   return {
     onSwitch: (prev, next) => st.switch(prev, next),

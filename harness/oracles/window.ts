@@ -108,8 +108,8 @@ export class FrameWindows implements WindowOracle {
 
   /**
    * Is `rip` at or before its function's first `mov rbp,rsp`, or at a `ret`? Kernel code that
-   * never sets up a frame (__switch_to_asm: SYM_FUNC_START with pushes only) is in its window
-   * throughout: rbp is its caller's frame.
+   * never sets up a frame is in its window throughout: rbp is its caller's frame
+   * (__switch_to_asm, SYM_FUNC_START with pushes only; ret_from_fork_asm, a task's first code).
    */
   inWindow(rip: bigint): boolean {
     const c = this.code(rip);

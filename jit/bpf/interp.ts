@@ -64,7 +64,7 @@ export interface InterpEnv {
    * interpreted (the machine's own, each checked on its own: with several tasks, whether a
    * nested run is refused depends on what other tasks hold when it starts).
    */
-  nestedResults?: bigint[];
+  nestedResults?: { readonly prog: number; readonly result: bigint }[];
   /**
    * may_goto: how many calls of bpf_check_timed_may_goto() (core.c:3423) after a frame's first
    * still find time left and refresh its count (the first call only records the start time and
@@ -262,9 +262,12 @@ class Interp {
       if (i >= BigInt(this.env.nested.length)) return EINVAL;
       const given = this.env.nestedResults;
       if (given) {
+        // the machine's run, which must be of the program nested[i] names
+        const want = this.env.nested[Number(i)]!;
         const r = given.shift();
-        if (r === undefined) throw new InterpError(`${prog.name}: insn ${pc}: a nested run the machine did not make`);
-        return r;
+        if (r === undefined) throw new InterpError(`${prog.name}: insn ${pc}: the program runs ${this.env.programs[want]?.name} through the kfunc (nested[${i}]), and the machine ran nothing there`);
+        if (r.prog !== want) throw new InterpError(`${prog.name}: insn ${pc}: the kfunc ran ${this.env.programs[r.prog]?.name ?? `program ${r.prog}`} where nested[${i}] is ${this.env.programs[want]?.name}`);
+        return r.result;
       }
       return this.run(this.env.nested[Number(i)]!);
     }

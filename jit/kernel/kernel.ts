@@ -474,7 +474,7 @@ function emitScheduler(a: Assembler, e: Emit, o: Ops, kdata: bigint): void {
   e(() => I.createMemI32(Code.And_rm64_imm8, field(R.R12, TASK.flags), ~TIF_NEED_RESCHED), "clear_tsk_need_resched(prev)");
   movabs(R.R13, kdata + BigInt(KD.nrTasks));
   load(R.RCX, () => at(R.R13));
-  e(() => I.createRegI32(Code.Shl_rm64_imm8, R.RCX, 6), "nr_tasks * sizeof(task_struct)");
+  e(() => I.createRegI32(Code.Shl_rm64_imm8, R.RCX, Math.log2(TASK_STRUCT_SIZE)), "nr_tasks * sizeof(task_struct)");
   movabs(R.R13, kdata + BigInt(KD.tasks));
   e(() => I.createRegReg(Code.Add_rm64_r64, R.R13, R.RCX), "the end of the task table");
   // pick_next_task(): the first runnable task after prev, round robin, prev itself last

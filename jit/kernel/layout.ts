@@ -81,7 +81,7 @@ export const MONO_CLOCK_START = 60_000_000_000n;
 
 /** Kernel data layout. */
 export const KD = {
-  progTable: 0x000,       // 64 bytes per program: bpf_func, active ptr, misses ptr, recursion limit, ctx ptr
+  progTable: 0x000,       // 64 bytes per program: bpf_func, active ptr, misses ptr, recursion limit, ctx ptr, preempt_disable() word
   progEntry: 64,
   maxProgs: 48,
   nestedCount: 0xc00,     // u64

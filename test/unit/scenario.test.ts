@@ -84,6 +84,23 @@ describe("bad scenarios are named precisely", () => {
     expect(issues({ ...v2, programs: [sleeps] })).toEqual(["programs[0].funcs[0].insns[0]: p/main: sleepable helper bpf_sc_sleep#4 in non-sleepable prog"]);
     expect(parseScenario({ ...v2, task: undefined, tasks: ["p", "p"], programs: [{ ...sleeps, attach: "uprobe", sleepable: true }] }).spec.tasks).toEqual([0, 0]);
   });
+  test("what the kfunc may run: nothing sleepable from a program that cannot sleep, no cycle without a recursion counter", () => {
+    const fn = (insns: number[][]) => [{ name: "main", stackDepth: 0, insns }];
+    const nests = fn([[0xb7, 1, 0, 0, 0], [0x85, 0, 2, 0, 1000], [0x95, 0, 0, 0, 0]]);
+    const sleeps = fn([[0x85, 0, 0, 0, 4], [0x95, 0, 0, 0, 0]]);
+    const base = { version: 2, tasks: ["q"], nested: ["p"] };
+    expect(issues({ ...base, programs: [{ name: "q", type: "kprobe", funcs: nests }, { name: "p", type: "kprobe", attach: "uprobe", sleepable: true, funcs: sleeps }] })).toEqual([
+      "nested[0]: p is sleepable, and q, which cannot sleep, runs it through scx_sc_run_nested(): make q sleepable too, or p not",
+    ]);
+    // the same with a sleepable caller is fine
+    expect(parseScenario({ ...base, programs: [{ name: "q", type: "kprobe", attach: "uprobe", sleepable: true, funcs: nests }, { name: "p", type: "kprobe", attach: "uprobe", sleepable: true, funcs: sleeps }] }).spec.tasks).toEqual([0]);
+    // a uprobe program running itself: r1 names nested[0], itself
+    expect(issues({ version: 2, tasks: ["u"], nested: ["u"], programs: [{ name: "u", type: "kprobe", attach: "uprobe", funcs: nests }] })).toEqual([
+      "nested[0]: u -> u: programs on paths with no recursion counter (uprobe) run each other through scx_sc_run_nested() in a cycle: nothing would stop the recursion",
+    ]);
+    // with a counter (kprobe: bpf_prog_active) the second run is refused: fine
+    expect(parseScenario({ version: 2, tasks: ["u"], nested: ["u"], programs: [{ name: "u", type: "kprobe", funcs: nests }] }).spec.nested).toEqual([0]);
+  });
   test("unknown programs in what-runs-what", () => {
     expect(issues({ ...minimal(), task: "q", nested: ["p", "r"], nmi: "s" })).toEqual([
       "task: no program is named 'q' (programs: p)",

@@ -58,7 +58,7 @@ describe("the sound designs pass", () => {
 // Counterexamples name the two writers: two tasks, or a task and an interrupt running the program.
 describe("tasks and preemption", () => {
   test("r9-private on every attach path: a uprobe program's private stack is written by a second run of it", () => {
-    const r = runCampaign({ strategy: strategy("r9-private"), unwinder: "frame", policy: "strict", runs: 400, seed: SEED, constraints: { maxPrograms: 2, maxFuncs: 2, maxItems: 4 } });
+    const r = runCampaign({ strategy: strategy("r9-private"), unwinder: "frame", policy: "strict", runs: 400, seed: SEED, constraints: { maxPrograms: 2, maxFuncs: 2, maxItems: 6 } });
     expect(r.ok, "r9-private is not sound on the uprobe paths").toBe(false);
     const cx = r.counterexample!;
     expect(["memory", "semantics"], where(r)).toContain(cx.verdict.failure!.what);

@@ -77,13 +77,16 @@ describe("preemption and sleeps", () => {
     expect(first.message).toMatch(/by bpf_prog_\w+_main\+0x[0-9a-f]+: task 0 \(inside outer through raw_tp, then P through trampoline\) writes into the private P\/main slot 1 stack .* live data of task 1 \(inside P through trampoline\)/);
   });
 
-  test("sleeping in atomic context is the kernel's 'scheduling while atomic': a sleepable program run through the kfunc from a kprobe", () => {
-    const json = JSON.parse(JSON.stringify(scenario("limited-recursion-alias.json").file)) as { programs: { name: string; type: string; attach?: string }[] };
-    json.programs[0] = { ...json.programs[0]!, type: "kprobe", attach: "kprobe" };
-    const sc = parseScenario(json, "atomic.json");
-    const o = runScenario(sc, strategy("baseline"), { unwinder: "frame" });
+  test("sleeping in atomic context is the kernel's 'scheduling while atomic': planted, a kprobe running a sleepable program through the kfunc", () => {
+    // scenario files refuse this (a sleepable program reachable from one that cannot sleep): planted past the check
+    const sc = scenario("limited-recursion-alias.json");
+    const programs = sc.programs.map((p, i) => (i === 0 ? { ...p, type: "kprobe" as const, attach: "kprobe" as const, sleepable: false } : p));
+    const o = runScenario({ ...sc, programs, spec: { ...sc.spec, programs } }, strategy("baseline"), { unwinder: "frame" });
     const f = o.checks.failures.find((x) => x.check === "atomic-sleep");
     expect(f?.message).toMatch(/^BUG: scheduling while atomic: task 0 sleeps with preemption disabled 1 time\(s\) \(preempt_count 0x1\), called from bpf_prog_\w+_main\+0x/);
+    const json = JSON.parse(JSON.stringify(sc.file)) as { programs: Record<string, unknown>[] };
+    json.programs[0] = { ...json.programs[0], type: "kprobe", attach: "kprobe", sleepable: false };
+    expect(() => parseScenario(json, "atomic.json")).toThrow(/nested\[0\]: P is sleepable, and outer, which cannot sleep, runs it through scx_sc_run_nested\(\)/);
   });
 });
 

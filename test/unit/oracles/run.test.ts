@@ -10,6 +10,7 @@ import type { Strategy } from "../../../jit/strategy.ts";
 import { standardPrologue } from "../../../jit/prologue.ts";
 import type { Machine } from "../../../harness/machine/index.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
+import { KD } from "../../../jit/kernel/layout.ts";
 
 const scenario = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
@@ -30,6 +31,13 @@ function run(s: Strategy, setup?: (m: Machine, img: ReturnType<typeof buildImage
 }
 
 describe("run oracles", () => {
+  test("semantics: a kfunc that runs the wrong nested program is caught, though that program's own run is right", () => {
+    // planted: the runner's table says nested[0] is outer, while the program (and the interpreter) mean leaf
+    const { report } = run(strategy("baseline"), (m, img) => {
+      m.load(img.layout.kdata + BigInt(KD.nested), new Uint8Array(8)); // nested[0] = program 0 (outer, refused: active)
+    });
+    expect(report.failures.map((f) => f.message)).toContainEqual(expect.stringMatching(/^outer: .*the kfunc ran outer where nested\[0\] is leaf$/));
+  });
   test.each(["baseline", "r9-private"])("%s: the example with its IRQ and NMI passes every check", (name) => {
     const { r, report } = run(strategy(name));
     expect(r).toMatchObject({ kind: "completed", rax: 1078n });
