@@ -71,7 +71,7 @@ export interface Allowance {
   readonly after: number;
   readonly skip: number;
   readonly mayEnd: boolean;
-  /** The unwinder may flag its walk here (a kernel blind spot it knows it cannot cross). */
+  /** The unwinder may flag its walk here (a kernel blind spot it knows it cannot cross), once the walk has got this far. */
   readonly errorOk?: boolean;
   /** After this position anything may follow (the context switch: rsp is next's, current is prev). */
   readonly anything?: boolean;
@@ -155,7 +155,7 @@ export function classify(expected: readonly bigint[], walk: Walk, allow: readonl
   // guess in a BPF prologue), it is FLAGGED, unless the unwinder itself calls the loss expected
   // (unwind_frame.c bad_address: no warning for an interrupt in entry code or before the C
   // handler's first frame pointer, e.g. an NMI on do_syscall_64's first instruction).
-  if (allow.length > 0 && matchesWithin(expected, got, allow)) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk && got.length > a.after) ? "FLAGGED" : "WINDOW", at };
+  if (allow.length > 0 && matchesWithin(expected, got, allow)) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk && got.includes(expected[a.after]!)) ? "FLAGGED" : "WINDOW", at };
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };
 }

@@ -90,6 +90,17 @@ describe("preemption and sleeps", () => {
   });
 });
 
+describe("the context switch's blind spot", () => {
+  test("an NMI between __switch_to_asm's rsp load and __switch_to()'s current update: its program's walk may end flagged there", () => {
+    // found by `check --strategy baseline --seed 1 --workers 2` (seed 2, path 12), shrunk
+    const o = run("nmi-in-switch-window.json", "baseline");
+    const s = o.samples.find((x) => x.kind === "bpf_get_stack (helper)")!;
+    expect(s).toMatchObject({ class: "WINDOW", error: true, failed: false });
+    expect(s.unwound.map((u) => u.symbol)).toContain("__switch_to_asm+0x10");
+    expect(o.ok).toBe(true);
+  });
+});
+
 describe("walks of blocked tasks (arch_stack_walk_reliable(), as livepatch makes them)", () => {
   test("a task asleep in a BPF program: exact under frame pointers; -EINVAL under ORC, 6.19 included (README finding 1: no BPF frame window with IBT)", () => {
     const frame = blocked(run("uprobe-sleep-two-tasks.json", "baseline", "frame"));
