@@ -149,9 +149,20 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[], tasks
   }
   // __bpf_prog_enter_recur(): this_cpu_inc_return(*prog->active)
   load(R.RAX, () => at(R.RBX, 8)); thisCpu(R.RAX);
-  load(R.RCX, () => at(R.RAX));
-  e(() => I.createRegI32(Code.Add_rm64_imm8, R.RCX, 1));
-  e(() => I.createMemReg(Code.Mov_rm64_r64, at(R.RAX), R.RCX));
+  if (tasks) {
+    // one read-modify-write instruction, as the kernel's this_cpu_inc_return() is (xadd): with
+    // tasks a tick may preempt the runner, and a load, add, store would lose the increment
+    // another task makes in between (the same number of instructions as the form below)
+    e(() => I.createRegU32(Code.Mov_r32_imm32, R.ECX, 1));
+    e(() => I.createMemReg(Code.Xadd_rm64_r64, at(R.RAX), R.RCX), "this_cpu_inc_return(): xadd");
+    e(() => I.createRegI32(Code.Add_rm64_imm8, R.RCX, 1));
+  } else {
+    // load, add, store: an interrupt in between restores the counter before it returns, so with
+    // one task nothing is lost (kept as it was: every one-task scenario's steps depend on it)
+    load(R.RCX, () => at(R.RAX));
+    e(() => I.createRegI32(Code.Add_rm64_imm8, R.RCX, 1));
+    e(() => I.createMemReg(Code.Mov_rm64_r64, at(R.RAX), R.RCX));
+  }
   e(() => I.createRegMem(Code.Cmp_r64_rm64, R.RCX, at(R.RBX, 24)), "cmp active, limit");
   a.branch(Code.Ja_rel32_64, { label: "run_refused" });
   load(R.RDI, () => at(R.RBX, 32)); // the program's context (R1)

@@ -90,6 +90,16 @@ describe("preemption and sleeps", () => {
   });
 });
 
+describe("the runner's recursion counter under preemption", () => {
+  test("a tick between the load and the store of prog->active loses nothing: this_cpu_inc_return() is one xadd", () => {
+    // found by `check --strategy r9-private --no-uprobes --runs 5000 --seed 1 --workers 2` when the
+    // runner's increment was a load, an add and a store: both tasks then ran p0 on its one private stack
+    const o = run("tick-in-counter-increment.json", "r9-private");
+    expect(firstFailure(o)).toBeUndefined();
+    expect(o.sched.ticks).toBe(2);
+  });
+});
+
 describe("the context switch's blind spot", () => {
   test("an NMI between __switch_to_asm's rsp load and __switch_to()'s current update: its program's walk may end flagged there", () => {
     // found by `check --strategy baseline --seed 1 --workers 2` (seed 2, path 12), shrunk
