@@ -116,7 +116,7 @@ describe("walks of blocked tasks (arch_stack_walk_reliable(), as livepatch makes
     const frame = blocked(run("uprobe-sleep-two-tasks.json", "baseline", "frame"));
     expect(frame.map((s) => s.class)).toEqual(["EXACT", "EXACT"]);
     expect(frame[0]!.unwound.map((x) => x.symbol.replace(/_[0-9a-f]{16}_/, "_"))).toEqual([
-      "__schedule+0xde", "schedule+0x18", "bpf_sc_sleep+0x1a", "bpf_prog_main+0x2a", "bpf_sc_run+0x51", "do_syscall_64+0xf", "entry_SYSCALL_64+0xb",
+      "__schedule+0xde", "schedule+0x18", "bpf_sc_sleep+0x1a", "bpf_prog_main+0x2a", "bpf_sc_run+0x54", "do_syscall_64+0xf", "entry_SYSCALL_64+0xb",
     ]);
     for (const u of ["orc-6.13", "orc-6.19"] as const) {
       const w = blocked(run("uprobe-sleep-two-tasks.json", "baseline", u));
