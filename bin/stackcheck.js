@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Entry shim: the CLI is written in TypeScript; tsx's ESM loader runs it without a build step.
-// With a user's strategy module the command runs on a worker thread under a watchdog: a hook
-// that does not return within --timeout seconds (default 30) ends the command with an input
-// error naming the module, the hook and the function (exit 2).
+// With a user's strategy module the command runs on a worker thread under a watchdog: loading
+// the module, or one of its hooks, that does not return within --timeout seconds (default 30)
+// ends the command with an input error naming the module, the hook and the function (exit 2).
 import { Worker } from "node:worker_threads";
 import { register } from "tsx/esm/api";
 
@@ -15,33 +15,52 @@ for (const stream of [process.stdout, process.stderr]) {
 }
 
 const argv = process.argv;
-const module = argv.some((a, i) => argv[i - 1] === "--strategy" && /\.(ts|js|mjs|mts)$/.test(a));
-if (!module) {
+/** The values of an option, `--name v` or `--name=v`, in order. */
+const values = (name) => argv.flatMap((a, i) => (a === name && i + 1 < argv.length ? [argv[i + 1]] : a.startsWith(`${name}=`) ? [a.slice(name.length + 1)] : []));
+const modules = values("--strategy").filter((s) => /\.(ts|js|mjs|mts)$/.test(s));
+const json = argv.includes("--json");
+const fail = (message, code = 2) => {
+  process.stderr.write(json ? `${JSON.stringify({ schema: 1, error: { kind: code === 2 ? "strategy" : "internal", message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
+  process.exitCode = code;
+};
+
+if (modules.length === 0) {
   register();
   const { main } = await import("../harness/cli/main.ts");
   process.exitCode = await main(argv);
 } else {
-  const t = argv.indexOf("--timeout");
-  const seconds = t >= 0 ? Number(argv[t + 1]) : 30;
+  const given = values("--timeout").at(-1); // the last one, as commander takes it
+  const seconds = given === undefined ? 30 : Number(given);
   if (!(seconds > 0)) {
-    process.stderr.write(`stackcheck: --timeout '${argv[t + 1] ?? ""}': expected a number of seconds above 0\n(see --help)\n`);
+    fail(`--timeout '${given}': expected a number of seconds above 0\n(see --help)`);
     process.exit(2);
   }
   const { default: pc } = await import("picocolors");
   const worker = new Worker(new URL("./stackcheck-worker.js", import.meta.url), { workerData: { argv, color: pc.isColorSupported } });
-  let where, since = 0;
-  worker.on("message", (m) => {
-    if (m.enter !== undefined) { where = m.enter; since = Date.now(); }
-    else if (m.leave) where = undefined;
-    else if (m.exit !== undefined) { process.exitCode = m.exit; clearInterval(timer); }
-  });
-  worker.on("error", (e) => { process.stderr.write(`stackcheck: internal error, please report it with the command line: ${e?.message ?? e}\n`); process.exitCode = 3; clearInterval(timer); });
-  worker.on("exit", () => clearInterval(timer));
+  let where, since = 0, done = false;
   const timer = setInterval(() => {
     if (where === undefined || Date.now() - since < seconds * 1000) return;
     clearInterval(timer);
-    process.stderr.write(`stackcheck: ${where} did not return within ${seconds} s (--timeout); stopped\n`);
-    process.exitCode = 2;
+    done = true;
+    fail(`${where} did not return within ${seconds} s (--timeout); stopped`);
     void worker.terminate();
   }, 100);
+  worker.on("message", (m) => {
+    if (m.enter !== undefined) { where = m.enter; since = Date.now(); }
+    else if (m.leave) where = undefined;
+    else if (m.exit !== undefined) { done = true; process.exitCode = m.exit; clearInterval(timer); }
+  });
+  // An error escaping the command: the module's if its stack names one of the modules.
+  worker.on("error", (e) => {
+    clearInterval(timer);
+    const stack = String(e?.stack ?? e);
+    const mod = modules.find((m) => stack.includes(m) || stack.includes(encodeURIComponent(m)));
+    if (mod) fail(`strategy module ${mod}: an error escaped it${done ? " after the command ended" : ""}: ${e?.message ?? e}`);
+    else fail(`internal error, please report it with the command line: ${e?.message ?? e}`, 3);
+    done = true;
+  });
+  worker.on("exit", (code) => {
+    clearInterval(timer);
+    if (!done) fail(`the command ended without a result (exit code ${code}): a strategy module called process.exit()?`);
+  });
 }

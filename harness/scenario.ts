@@ -7,6 +7,7 @@ import { z } from "zod";
 import { insn, type BpfInsn } from "../jit/bpf/insn.ts";
 import { ATTACH_PATH_NAMES, ATTACH_PATHS, attachOf, PROG_TYPES, type Program } from "../jit/bpf/program.ts";
 import { BPF_ALU64, BPF_CALL, BPF_JMP, BPF_K, BPF_MOV, BPF_PSEUDO_KFUNC_CALL } from "../jit/bpf/opcodes.ts";
+import { jumpOffset } from "../jit/bpf/fields.ts";
 import { MAX_TASKS } from "../jit/kernel/layout.ts";
 import { validate, ValidationError } from "../jit/bpf/validate.ts";
 import type { ImageSpec } from "../jit/image.ts";
@@ -186,10 +187,12 @@ function nestingIssues(file: ScenarioFile, programs: readonly Program[]): Scenar
   const nested = (file.nested ?? []).map((n) => programs.findIndex((p) => p.name === n));
   const runs = programs.map((p) => {
     const out = new Set<number>();
+    // a jump that lands on the call: r1 may come from elsewhere
+    const targets = new Set(p.insns.flatMap((x, i) => { const off = jumpOffset(x); return off === undefined ? [] : [i + 1 + off]; }));
     p.insns.forEach((x, i) => {
       if (x.code !== (BPF_JMP | BPF_CALL) || x.src !== BPF_PSEUDO_KFUNC_CALL) return;
       const prev = p.insns[i - 1];
-      const known = prev !== undefined && prev.code === (BPF_ALU64 | BPF_MOV | BPF_K) && prev.dst === 1;
+      const known = prev !== undefined && prev.code === (BPF_ALU64 | BPF_MOV | BPF_K) && prev.dst === 1 && !targets.has(i);
       if (known) { const t = nested[prev.imm]; if (t !== undefined) out.add(t); } else for (const t of nested) out.add(t);
     });
     return out;

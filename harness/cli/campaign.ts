@@ -15,13 +15,13 @@ import { formatCounterexample } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE, type PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
-import { collect, freshSeed, int, progressBar, seedOption } from "./options.ts";
+import { collect, freshSeed, int, progressBar, seedOption, timeoutOption } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import type { JitBackend } from "../../jit/backend.ts";
 import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { runOnWorkers } from "./pool.ts";
 import { buildImage } from "../../jit/image.ts";
-import { JSON_SCHEMA } from "./json.ts";
+import { bigintHex, JSON_SCHEMA } from "./json.ts";
 import type { PlanConstraints } from "../../generators/index.ts";
 import { MAX_TASKS } from "../../jit/kernel/layout.ts";
 
@@ -117,7 +117,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .command("check")
     .description("a campaign: random scenarios under one strategy; on failure, the shrunk counterexample's report (exit 1)")
     .requiredOption("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)")
-    .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)"))
+    .addOption(timeoutOption()))
     .option("--runs <n>", "scenarios to generate", int("--runs", 1), 100)
     .option("--seed <n>", "the campaign's seed (printed when not given)", seedOption())
     .option("--workers <n>", "worker threads", int("--workers", 1), 1)
@@ -166,7 +166,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
           schema: JSON_SCHEMA,
           ok: false, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed: r.seed, path: r.path, runs: r.runs, shrinks: r.shrinks,
           elapsedMs: Math.round(r.elapsedMs), failure: cx.verdict.failure, injection: cx.verdict.injection, plan: cx.plan, scenario: cx.scenario.file, replay, saved, report,
-        }, (_, v) => (typeof v === "bigint" ? `0x${v.toString(16)}` : v), 2)}\n`);
+        }, bigintHex, 2)}\n`);
       } else {
         out(`${head}\n${pc.red("FAIL")}\n${report}${saved ? `saved: ${saved}\n` : ""}`);
       }
@@ -178,7 +178,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .description("replay a counterexample from its seed and path, or a corpus file under every strategy it lists")
     .argument("[file]", "a corpus file (test/corpus/*.json)")
     .option("--strategy <name|file>", "the strategy (with --seed/--path; with a file: only this one)")
-    .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)")
+    .addOption(timeoutOption())
     .option("--seed <n>", "the seed a campaign printed", seedOption())
     .option("--path <path>", "the path a campaign printed"))
     .action(async (file: string | undefined, f: CampaignFlags & { path?: string }) => {
@@ -205,7 +205,9 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         }
         const bad = rows.filter((x) => x.expected !== x.got);
         // the full report of the run as it was found (under the strategy that found it, or the one asked for)
-        const s = f.strategy ? loaded[0]! : loaded.find((x) => x.name === e.data.found.strategy) ?? await loadStrategy(e.data.found.strategy);
+        // the strategy that found it: a module of that name before a built-in one of the same name
+        const named = loaded.filter((x) => x.name === e.data.found.strategy);
+        const s = f.strategy ? loaded[0]! : named.find((x) => x.origin !== undefined) ?? named[0] ?? await loadStrategy(e.data.found.strategy);
         const verdict = verdictUnder(e.scenario, s, e.data.found, jit);
         const report = verdict.ok ? undefined : formatCounterexample(e.scenario, buildImage(e.scenario.spec, s, undefined, undefined, jit), verdict, {
           strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
@@ -236,7 +238,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .command("matrix")
     .description("strategies × unwinders: a Markdown table of pass or the first failure's class, with the time each took (with --jit kernel: the strategies the tree implements)"))
     .option("--strategy <name|file>", "a strategy or strategy module to compare (repeatable; default every built-in one)", collect, [])
-    .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)")
+    .addOption(timeoutOption())
     .option("--unwinder <name>", `an unwinder column (repeatable; default ${UNWINDERS.join(", ")})`, collect, [])
     .option("--runs <n>", "scenarios per cell", int("--runs", 1), 30)
     .option("--seed <n>", "the seed of every cell (printed when not given)", seedOption())
@@ -249,7 +251,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .option("--json", "machine-readable output")
     .action(async (f: Omit<CampaignFlags, "strategy" | "unwinder"> & { strategy: string[]; unwinder: string[]; workers: number }) => {
       const seed = f.seed ?? freshSeed();
-      const cells: { strategy: string; unwinder: string; verdict: string; functions?: number; runs: number; ms: number; path?: string }[] = [];
+      const cells: { strategy: string; spec: string; row: number; unwinder: string; verdict: string; functions?: number; runs: number; ms: number; path?: string }[] = [];
       const jit = openJit(f);
       const unwinders = f.unwinder.length ? f.unwinder : [...UNWINDERS];
       for (const u of unwinders) if (!(UNWINDERS as readonly string[]).includes(u)) throw new UsageError(`matrix: --unwinder '${u}': expected one of ${UNWINDERS.join(", ")}`);
@@ -262,12 +264,12 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       }
       const bar = progressBar(strategies.length * unwinders.length, !f.json);
       try {
-        for (const { spec, s } of strategies) {
+        for (const [row, { spec, s }] of strategies.entries()) {
           for (const u of unwinders) {
             const r = await campaign(spec, s, { ...f, strategy: spec, unwinder: u as UnwinderName }, jit.backend, seed, f.runs, f.workers, () => {});
             const cx = r.counterexample;
             cells.push({
-              strategy: s.name, unwinder: u, verdict: r.ok ? "pass" : verdictName(cx!.verdict), runs: r.runs, ms: Math.round(r.elapsedMs),
+              strategy: s.name, spec, row, unwinder: u, verdict: r.ok ? "pass" : verdictName(cx!.verdict), runs: r.runs, ms: Math.round(r.elapsedMs),
               ...(cx ? { functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), path: r.path, seed: r.seed } : {}),
             });
             bar.tick(cells.length);
@@ -282,9 +284,9 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}, ${f.tasks} task(s)${f.uprobes ? "" : ", no uprobes"}${f.privateStacks === "none" ? "" : `, private stacks ${f.privateStacks}`}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
         `| strategy | ${unwinders.join(" | ")} |`, `|---|${unwinders.map(() => "---").join("|")}|`,
       ];
-      for (const { s } of strategies) {
+      for (const [k, { s }] of strategies.entries()) {
         const row = unwinders.map((u) => {
-          const c = cells.find((x) => x.strategy === s.name && x.unwinder === u)!;
+          const c = cells.find((x) => x.row === k && x.unwinder === u)!;
           return `${c.verdict === "pass" ? `pass (${c.runs})` : `${c.verdict}, ${c.functions} fn`} ${(c.ms / 1000).toFixed(1)} s`;
         });
         lines.push(`| ${s.name} | ${row.join(" | ")} |`);

@@ -1,7 +1,7 @@
 // The `stackcheck` command line (commander): `run` (one scenario, every sample and check),
 // `disasm` (a scenario's JITed functions, or raw bytes), `isa` (the instruction forms the machine
 // emulates), `strategies`, and the campaign commands of campaign.ts (check, matrix, replay).
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
@@ -26,8 +26,8 @@ import { formatChains } from "../report.ts";
 import { addJitDiffCommand } from "./jit-diff.ts";
 import { addKernelCommands } from "./kernel.ts";
 import { addCampaignCommands, type Colors } from "./campaign.ts";
-import { JSON_SCHEMA } from "./json.ts";
-import { collect } from "./options.ts";
+import { bigintHex, JSON_SCHEMA } from "./json.ts";
+import { collect, timeoutOption } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
 import { JitError } from "../../jit/lower.ts";
@@ -78,7 +78,7 @@ export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_
  */
 function parseHexBytes(words: string[]): Uint8Array {
   const parts = words.flatMap((arg) => arg.trim().split(/\s+/)).flatMap((w) => {
-    const p = w.split(",").map((x) => x.trim());
+    const p = w.replace(/,$/, "").split(",").map((x) => x.trim()); // `0x55, 0x48` as C writes it
     if (p.length > 1 && p.some((x) => x === "")) throw new UsageError(`disasm: '${w}' has an empty byte between commas`);
     return p;
   });
@@ -112,12 +112,19 @@ function scenarioFiles(paths: readonly string[]): string[] {
       return;
     }
     if (!st.isDirectory()) { out.push(p); return; }
+    let real: string;
+    try { real = realpathSync(p); } catch { out.push(p); return; }
+    if (seenDirs.has(real)) return; // a symlink loop
+    seenDirs.add(real);
     for (const name of readdirSync(p).sort()) {
       const q = join(p, name);
-      if (statSync(q).isDirectory()) walk(q);
+      let dir = false;
+      try { dir = statSync(q).isDirectory(); } catch { /* a dangling link: reported as that file's own error */ }
+      if (dir) walk(q);
       else if (name.toLowerCase().endsWith(".json")) out.push(q);
     }
   };
+  const seenDirs = new Set<string>();
   for (const p of paths) walk(p);
   if (out.length === 0) throw new UsageError(`run: no scenario files (*.json) in ${paths.join(", ")}`);
   return out;
@@ -167,10 +174,12 @@ function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<
   const img = buildImage(scenario.spec, strategy, undefined, undefined, jit);
   const opts = { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, image: img };
   // the step at which each instruction first executes, from one run without injections (only if asked for)
-  let first: Map<bigint, number> | undefined;
-  const firstRun = () => first ??= firstExecutions(img);
   const vectors = (scenario.file.irq ?? []).map((a) => a.vector);
   const injections: Injection[] = o.schedule ? scheduleOf(scenario) : [];
+  // ... in a run with the scenario's own schedule (if kept), so the step is where the instruction runs then
+  let first: Map<bigint, number> | undefined;
+  const schedule = injections.slice();
+  const firstRun = () => first ??= firstExecutions(img, schedule);
   for (const x of o.irqAt) {
     const m = /^(.*?)(?::(\d+))?$/.exec(x)!;
     const vector = m[2] === undefined ? vectors[0] : Number(m[2]);
@@ -189,15 +198,21 @@ function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<
   return runScenario(scenario, strategy, { ...opts, injections });
 }
 
-/** Each executed address's first step, in a run without interrupts. */
-function firstExecutions(img: Image): Map<bigint, number> {
+/** Each executed address's first step, in a run with only `schedule`'s interrupts. */
+function firstExecutions(img: Image, schedule: readonly Injection[]): Map<bigint, number> {
   const m = loadImage(img);
   try {
     startTask(img, m);
     const seen = new Map<bigint, number>();
+    const pending = [...schedule].sort((a, b) => a.atStep - b.atStep);
     for (let n = 0; n < RUN_STEP_BUDGET; n++) {
-      if (!seen.has(m.rip)) seen.set(m.rip, m.steps);
-      if (m.step().kind !== "paused") break;
+      while (pending.length && pending[0]!.atStep <= m.steps) m.raise(pending.shift()!.vector);
+      const before = m.steps, depth = m.depth;
+      let rip = m.rip;
+      const r = m.step();
+      if (m.depth > depth) { const top = m.truth()[0]; if (top?.kind === "frame" && top.entered === "interrupt") rip = top.entry; }
+      if (m.steps > before && !seen.has(rip)) seen.set(rip, before);
+      if (r.kind !== "paused") break;
     }
     return seen;
   } finally {
@@ -260,7 +275,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .description("JIT a scenario's programs and print each function like `bpftool prog dump jited` (with the BPF instructions as comments), or disassemble raw bytes")
     .argument("<scenario-or-bytes...>", "a scenario file (.json), or instruction bytes in hex ('55 48 89 e5')")
     .option("--strategy <name|file>", "a built-in strategy (see `stackcheck strategies`) or a strategy module (.ts/.js)", "baseline")
-    .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)")
+    .addOption(timeoutOption())
     .addOption(new Option("--syntax <syntax>", "assembler syntax; llvm: exactly test_progs' listing (func #i, mnemonic TAB operands), whose lines paste into __jited()").choices(["gas", "llvm", "intel"]).default("gas"))
     .addOption(new Option("--base <addr>", "address of the first byte (raw bytes only)").default(0xffffffffa0000000n, "ffffffffa0000000").argParser(parseAddress))
     .option("--no-ibt", "no endbr64 (CONFIG_X86_KERNEL_IBT off)")
@@ -284,7 +299,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .description("run scenarios: sample their stacks with an unwinder, class each walk against the truth, and run every run-level check (one file: the full report; several files or directories: one line each)")
     .argument("<paths...>", "scenario files (JSON; see the README), corpus files (test/corpus/*.json: their scenario), or directories of them")
     .option("--strategy <name|file>", "a built-in strategy or a strategy module (.ts/.js)", "baseline")
-    .option("--timeout <seconds>", "with a strategy module: how long one of its hooks may run before the command stops (default 30; bin/stackcheck.js enforces it)")
+    .addOption(timeoutOption())
     .addOption(new Option("--unwinder <name>", "the unwinder model").choices([...UNWINDERS]).default("frame"))
     .addOption(new Option("--policy <policy>", "which classes fail").choices(["strict", "reliable"]).default("strict"))
     .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info() (an unwinder change)").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
@@ -305,7 +320,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
       const files = scenarioFiles(paths);
       const strategy = await loadStrategy(o.strategy);
       const jit = openJit(o);
-      const json = (v: unknown, indent?: number) => JSON.stringify(v, (_, x) => (typeof x === "bigint" ? `0x${x.toString(16)}` : x), indent);
+      const json = (v: unknown, indent?: number) => JSON.stringify(v, bigintHex, indent);
       try {
         if (files.length === 1 && paths.length === 1 && files[0] === paths[0]) {
           // one file: its full report (an input error is the command's)
@@ -323,12 +338,13 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
           } catch (e) {
             if (!(e instanceof ScenarioError || e instanceof UsageError || e instanceof ImageError)) throw e;
             bad++;
-            out(o.json ? `${json({ schema: JSON_SCHEMA, file, error: { kind: e instanceof UsageError ? "usage" : "scenario", message: e.message } })}\n` : `ERROR ${e.message.split("\n").join("\n  ")}\n`);
+            if (o.json) out(`${json({ schema: JSON_SCHEMA, file, error: { kind: e instanceof UsageError ? "usage" : "scenario", message: e.message } })}\n`);
+            else writeErr(`ERROR ${e.message.split("\n").join("\n  ")}\n`);
             continue;
           }
           if (!outcome.ok) failed++;
           const first = firstFailure(outcome);
-          out(o.json ? `${json({ schema: JSON_SCHEMA, file, ...outcome })}\n` : `${outcome.ok ? "PASS" : "FAIL"} ${file}${first ? `: ${first.message.split("\n")[0]}` : ""}\n`);
+          out(o.json ? `${json({ schema: JSON_SCHEMA, file, ...outcome, jit: jit.backend.describe })}\n` : `${outcome.ok ? "PASS" : "FAIL"} ${file}${first ? `: ${first.message.split("\n")[0]}` : ""}\n`);
         }
         if (!o.json) out(`${files.length} scenario(s): ${files.length - bad - failed} passed, ${failed} failed, ${bad} could not be read\n`);
         if (bad) throw new UsageError(`run: ${bad} of ${files.length} scenario file(s) could not be run (above)`);
@@ -423,7 +439,8 @@ export async function main(argv: readonly string[], out?: (s: string) => void, o
     }
     if (e instanceof RunFailed) return EXIT.failed;
     if (e instanceof UsageError || e instanceof ScenarioError || e instanceof StrategyError || e instanceof ImageError || e instanceof TreeError) {
-      say(e instanceof ScenarioError ? "scenario" : e instanceof StrategyError ? "strategy" : e instanceof ImageError ? "image" : e instanceof TreeError ? "kernel-tree" : "usage", e.message);
+      const kind = e instanceof ScenarioError ? "scenario" : e instanceof StrategyError ? "strategy" : e instanceof ImageError ? "image" : e instanceof TreeError ? "kernel-tree" : "usage";
+      say(kind, kind === "usage" && !json ? `${e.message}\n(see --help)` : e.message);
       return EXIT.usage;
     }
     if (e instanceof JitError) {

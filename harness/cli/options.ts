@@ -1,6 +1,7 @@
 // Option parsers and the progress bar shared by the commands that run many cases (check,
 // matrix, jit-diff).
 import cliProgress from "cli-progress";
+import { Option } from "commander";
 import { UsageError } from "./errors.ts";
 
 /** An integer option in min..max, or a usage error naming the option. */
@@ -27,3 +28,13 @@ export function progressBar(total: number, enabled: boolean): { tick(n: number):
 export function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
+
+/**
+ * --timeout: how long a strategy module's loading or one of its hooks may run before the command
+ * stops (bin/stackcheck.js's watchdog enforces it; here only checked).
+ */
+export const timeoutOption = () => new Option("--timeout <seconds>", "with a strategy module: how long loading it or one of its hooks may run before the command stops (default 30)")
+  .argParser((v: string) => {
+    if (!(Number(v) > 0)) throw new UsageError(`--timeout '${v}': expected a number of seconds above 0`);
+    return Number(v);
+  });

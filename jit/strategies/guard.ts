@@ -52,7 +52,12 @@ export function guardStrategy(s: Strategy, file: string): Strategy {
   const guard = <T>(hook: string, where: string, run: () => T): T => {
     hookWatch.enter(`strategy module ${file}: ${hook}() for ${where}`);
     try {
-      return run();
+      const r = run();
+      if (r !== null && typeof r === "object" && typeof (r as { then?: unknown }).then === "function") {
+        (r as unknown as Promise<unknown>).then(undefined, () => {}); // its rejection is this error, not an unhandled one
+        throw fail(`${hook}() for ${where} returned a Promise: the hooks are synchronous`);
+      }
+      return r;
     } catch (e) {
       if (e instanceof StrategyError) throw e;
       throw fail(`${hook}() for ${where} threw ${thrownText(e)}${userFrames(e, file)}`);

@@ -4,7 +4,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { tsImport } from "tsx/esm/api";
 import { StrategyError, type Strategy } from "../strategy.ts";
-import { guardStrategy, thrownText } from "./guard.ts";
+import { guardStrategy, hookWatch, thrownText } from "./guard.ts";
 import { baseline } from "./baseline.ts";
 import { r9NoSave } from "./r9-no-save.ts";
 import { r9Private } from "./r9-private.ts";
@@ -49,6 +49,7 @@ export async function loadStrategy(spec: string): Promise<Strategy> {
   const file = resolve(spec);
   if (!existsSync(file)) throw new StrategyError(`strategy module ${file} does not exist`);
   let mod: Record<string, unknown>;
+  hookWatch.enter(`strategy module ${file}: loading it`); // top-level code may not return either
   try {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;
   } catch (first) {
@@ -62,6 +63,8 @@ export async function loadStrategy(spec: string): Promise<Strategy> {
       const why = /in a cycle/.test(String((first as Error)?.message)) ? second : first;
       throw new StrategyError(`strategy module ${file} failed to load: ${thrownText(why, 3).replace(/^[A-Za-z]*Error: /, "")}`);
     }
+  } finally {
+    hookWatch.leave();
   }
   try {
     let v = mod.default ?? mod.strategy;

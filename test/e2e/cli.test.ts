@@ -48,10 +48,12 @@ describe("stackcheck", () => {
   test("bad bytes are a usage error that says what was expected, exit code 2", async () => {
     const r = await cli("disasm", "zz");
     expect(r.code).toBe(2);
-    expect(r.out).toBe("stackcheck: disasm: 'zz' is not instruction bytes in hex (two digits a byte: '55 48 89 e5', or '554889e5'); a scenario file must end in .json\n");
+    expect(r.out).toBe("stackcheck: disasm: 'zz' is not instruction bytes in hex (two digits a byte: '55 48 89 e5', or '554889e5'); a scenario file must end in .json\n(see --help)\n");
     // never silently re-paired or skipped: an odd word, an empty one between commas
     expect(await cli("disasm", "5", "48", "8")).toMatchObject({ code: 2, out: expect.stringContaining("'5' is not instruction bytes in hex") });
-    expect(await cli("disasm", "55,,48")).toMatchObject({ code: 2, out: "stackcheck: disasm: '55,,48' has an empty byte between commas\n" });
+    expect(await cli("disasm", "55,,48")).toMatchObject({ code: 2, out: "stackcheck: disasm: '55,,48' has an empty byte between commas\n(see --help)\n" });
+    // C's way of writing bytes is fine: `0x55, 0x48`
+    expect(await cli("disasm", "0x55,", "0x48,")).toMatchObject({ code: 0 });
     // upper-case .JSON is a scenario file name, not hex
     expect(await cli("disasm", "missing.JSON")).toMatchObject({ code: 2, out: expect.stringContaining("missing.JSON: 1 problem") });
   });
@@ -221,7 +223,7 @@ describe("stackcheck", () => {
     test("bad --irq-at and a missing file are errors that name the problem, exit 2", async () => {
       const bad = await cli("run", scenario, "--irq-at", "bogus");
       expect(bad.code).toBe(2);
-      expect(bad.out).toBe("stackcheck: run: --irq-at 'bogus': expected a step number, symbol+0xoff (a symbol of the image) or prog/func:insn N\n");
+      expect(bad.out).toBe("stackcheck: run: --irq-at 'bogus': expected a step number, symbol+0xoff (a symbol of the image) or prog/func:insn N\n(see --help)\n");
       const missing = await cli("run", "nope.json");
       expect(missing.code).toBe(2);
       expect(missing.out).toContain("nope.json");

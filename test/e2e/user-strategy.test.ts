@@ -90,6 +90,7 @@ export default strategy;
     ["null-memory", `privateMemory: () => null`, /: privateMemory\(\) for program outer returned null; it must return an array of requests/],
     ["bigint", `prologue: (e: { aluRI: (...a: unknown[]) => void }) => { e.aluRI("add", true, "rax", 5n); }`, /: prologue\(\) for outer\/main threw TypeError: Cannot mix BigInt/],
     ["two-calls", `call: (_e: unknown, _f: unknown, emit: () => void) => { emit(); emit(); }`, /: call\(\) for outer\/main emitted the call 2 times; it must call emitCall\(\) exactly once/],
+    ["async", `prologue: () => Promise.reject(new Error("async"))`, /: prologue\(\) for outer\/main returned a Promise: the hooks are synchronous/],
     ["getter", `get prologue() { throw new Error("getter"); }`, /: reading its strategy threw Error: getter/],
   ])("%s: exit 2, the module and what was wrong", async (name, fields, message) => {
     const file = variant(name, fields);
@@ -125,6 +126,18 @@ export default { ...baseline, name: "loops", prologue: () => { for (;;) {} } };
   const r = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", file, "--timeout", "1"], { cwd: root, encoding: "utf8", timeout: 60_000 });
   expect(r.status).toBe(2);
   expect(r.stderr).toBe(`stackcheck: strategy module ${file}: prologue() for outer/main did not return within 1 s (--timeout); stopped\n`);
+  // the --name=value forms, the last --timeout, a module whose top level never returns, and one that exits the process
+  const eq = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", `--strategy=${file}`, "--timeout", "9", "--timeout=1"], { cwd: root, encoding: "utf8", timeout: 60_000 });
+  expect([eq.status, eq.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for outer/main did not return within 1 s (--timeout); stopped\n`]);
+  const top = join(dir, "top.ts");
+  writeFileSync(top, `for (;;) {}\nexport default {};\n`);
+  const t = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", top, "--timeout", "1"], { cwd: root, encoding: "utf8", timeout: 60_000 });
+  expect([t.status, t.stderr]).toEqual([2, `stackcheck: strategy module ${top}: loading it did not return within 1 s (--timeout); stopped\n`]);
+  const exits = join(dir, "exits.ts");
+  writeFileSync(exits, `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};\nexport default { ...baseline, name: "exits", prologue: () => { process.exit(0); } };\n`);
+  const x = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", exits], { cwd: root, encoding: "utf8", timeout: 60_000 });
+  expect(x.status).toBe(2);
+  expect(x.stderr).toMatch(/^stackcheck: the command ended without a result \(exit code 0\): a strategy module called process\.exit\(\)\?/);
   const bad = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", file, "--timeout", "zero"], { cwd: root, encoding: "utf8", timeout: 60_000 });
   expect(bad.status).toBe(2);
   expect(bad.stderr).toMatch(/^stackcheck: --timeout 'zero': expected a number of seconds above 0/);

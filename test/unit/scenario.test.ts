@@ -94,6 +94,10 @@ describe("bad scenarios are named precisely", () => {
     ]);
     // the same with a sleepable caller is fine
     expect(parseScenario({ ...base, programs: [{ name: "q", type: "kprobe", attach: "uprobe", sleepable: true, funcs: nests }, { name: "p", type: "kprobe", attach: "uprobe", sleepable: true, funcs: sleeps }] }).spec.tasks).toEqual([0]);
+    // r1 may come from elsewhere when a jump lands on the call: every nested program counts
+    const jumps = fn([[0xb7, 1, 0, 0, 1], [0x15, 1, 0, 1, 1], [0xb7, 1, 0, 0, 0], [0x85, 0, 2, 0, 1000], [0x95, 0, 0, 0, 0]]);
+    expect(issues({ ...base, nested: ["p", "q"], programs: [{ name: "q", type: "kprobe", funcs: jumps }, { name: "p", type: "kprobe", attach: "uprobe", sleepable: true, funcs: sleeps }] })[0])
+      .toMatch(/^nested\[0\]: p is sleepable, and q, which cannot sleep, runs it/);
     // a uprobe program running itself: r1 names nested[0], itself
     expect(issues({ version: 2, tasks: ["u"], nested: ["u"], programs: [{ name: "u", type: "kprobe", attach: "uprobe", funcs: nests }] })).toEqual([
       "nested[0]: u -> u: programs on paths with no recursion counter (uprobe) run each other through scx_sc_run_nested() in a cycle: nothing would stop the recursion",
