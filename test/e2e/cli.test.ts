@@ -1,5 +1,5 @@
 // The `stackcheck` command: the real bin (as `npx stackcheck` runs it) and the subcommands.
-import { spawnSync } from "node:child_process";
+import { execFile, spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -58,16 +58,18 @@ describe("stackcheck", () => {
     expect(await cli("disasm", "missing.JSON")).toMatchObject({ code: 2, out: expect.stringContaining("missing.JSON: 1 problem") });
   });
 
-  test("errors go to stderr and results to stdout; a usage error is one line and a pointer to --help; a closed pipe ends quietly", () => {
-    const run = (...args: string[]) => spawnSync(process.execPath, ["bin/stackcheck.js", ...args], { cwd: root, encoding: "utf8" });
-    const bad = run("check", "--strategy", "baseline", "--bogus");
-    expect(bad.status).toBe(2);
-    expect(bad.stdout).toBe("");
-    expect(bad.stderr).toBe("error: unknown option '--bogus'\n(see --help)\n");
-    const missing = run("run", "/nonexistent/s.json", "--strategy", "baseline");
+  test("errors go to stderr and results to stdout; a usage error is one line and a pointer to --help; a closed pipe ends quietly", async () => {
+    const run = (file: string, args: string[]) => new Promise<{ status: number; stdout: string; stderr: string }>((done) => {
+      execFile(file, args, { cwd: root, encoding: "utf8" }, (e, stdout, stderr) => done({ status: e ? Number((e as { code?: number }).code) : 0, stdout, stderr }));
+    });
+    const [bad, missing, piped] = await Promise.all([
+      run(process.execPath, ["bin/stackcheck.js", "check", "--strategy", "baseline", "--bogus"]),
+      run(process.execPath, ["bin/stackcheck.js", "run", "/nonexistent/s.json", "--strategy", "baseline"]),
+      run("sh", ["-c", `"${process.execPath}" bin/stackcheck.js isa --json | head -c 10 >/dev/null`]),
+    ]);
+    expect([bad.status, bad.stdout, bad.stderr]).toEqual([2, "", "error: unknown option '--bogus'\n(see --help)\n"]);
     expect([missing.status, missing.stdout]).toEqual([2, ""]);
     expect(missing.stderr).toMatch(/^stackcheck: \/nonexistent\/s\.json: 1 problem/);
-    const piped = spawnSync("sh", ["-c", `"${process.execPath}" bin/stackcheck.js isa --json | head -c 10 >/dev/null; echo "\${PIPESTATUS:-}"`], { cwd: root, encoding: "utf8" });
     expect(piped.stderr).toBe("");
   });
 

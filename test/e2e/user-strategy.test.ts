@@ -2,7 +2,7 @@
 // it emits the upstream prologue itself and declares its frame window with e.frameReady() and
 // e.frameGone(); campaigns under every unwinder give exactly what the built-in baseline gives.
 // One that leaves out the frame window is refused with a StrategyError naming the function.
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -117,28 +117,28 @@ export default strategy;
   });
 });
 
-test("a hook that never returns is stopped by the watchdog: exit 2, naming the module, the hook and the function", () => {
+test("a hook that never returns is stopped by the watchdog: exit 2, naming the module, the hook and the function", async () => {
   const dir = mkdtempSync(join(tmpdir(), "stackcheck-loop-"));
   const file = join(dir, "loops.ts");
   writeFileSync(file, `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};
 export default { ...baseline, name: "loops", prologue: () => { for (;;) {} } };
 `);
-  const r = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", file, "--timeout", "1"], { cwd: root, encoding: "utf8", timeout: 60_000 });
-  expect(r.status).toBe(2);
-  expect(r.stderr).toBe(`stackcheck: strategy module ${file}: prologue() for outer/main did not return within 1 s (--timeout); stopped\n`);
-  // the --name=value forms, the last --timeout, a module whose top level never returns, and one that exits the process
-  const eq = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", `--strategy=${file}`, "--timeout", "9", "--timeout=1"], { cwd: root, encoding: "utf8", timeout: 60_000 });
-  expect([eq.status, eq.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for outer/main did not return within 1 s (--timeout); stopped\n`]);
   const top = join(dir, "top.ts");
   writeFileSync(top, `for (;;) {}\nexport default {};\n`);
-  const t = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", top, "--timeout", "1"], { cwd: root, encoding: "utf8", timeout: 60_000 });
-  expect([t.status, t.stderr]).toEqual([2, `stackcheck: strategy module ${top}: loading it did not return within 1 s (--timeout); stopped\n`]);
   const exits = join(dir, "exits.ts");
   writeFileSync(exits, `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};\nexport default { ...baseline, name: "exits", prologue: () => { process.exit(0); } };\n`);
-  const x = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", exits], { cwd: root, encoding: "utf8", timeout: 60_000 });
+  const bin = (...args: string[]) => new Promise<{ status: number | null; stderr: string }>((done) => {
+    execFile(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", ...args], { cwd: root, encoding: "utf8", timeout: 60_000 }, (e, _out, stderr) => done({ status: e ? (e as { code?: number }).code ?? null : 0, stderr }));
+  });
+  // in parallel: the --name=value forms and the last --timeout; a module whose top level never
+  // returns; one that exits the process; a --timeout that is not a number
+  const [eq, t, x, bad] = await Promise.all([
+    bin(`--strategy=${file}`, "--timeout", "9", "--timeout=1"), bin("--strategy", top, "--timeout", "1"), bin("--strategy", exits), bin("--strategy", file, "--timeout", "zero"),
+  ]);
+  expect([eq.status, eq.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for outer/main did not return within 1 s (--timeout); stopped\n`]);
+  expect([t.status, t.stderr]).toEqual([2, `stackcheck: strategy module ${top}: loading it did not return within 1 s (--timeout); stopped\n`]);
   expect(x.status).toBe(2);
   expect(x.stderr).toMatch(/^stackcheck: the command ended without a result \(exit code 0\): a strategy module called process\.exit\(\)\?/);
-  const bad = spawnSync(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", file, "--timeout", "zero"], { cwd: root, encoding: "utf8", timeout: 60_000 });
   expect(bad.status).toBe(2);
   expect(bad.stderr).toMatch(/^stackcheck: --timeout 'zero': expected a number of seconds above 0/);
 }, 60_000);
