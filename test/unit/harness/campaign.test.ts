@@ -11,7 +11,6 @@ import { pointClassifier } from "../../../harness/property.ts";
 import { formatCounterexample } from "../../../harness/report.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
-import { r9Levels } from "../../helpers/r9-levels.ts";
 
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : 20261124;
@@ -50,40 +49,6 @@ describe("the sound designs pass", () => {
     });
     expect(r.ok, where(r)).toBe(true);
     expect(r.coverage.get("preempt/bpf") ?? 0).toBeGreaterThan(5);
-  });
-});
-
-// Tasks and preemption (kernel-model-7.2.md A.4): the uprobe paths run programs with no
-// recursion counter, preemptibly; r9-private gives a KPROBE program a private stack all the same.
-// Counterexamples name the two writers: two tasks, or a task and an interrupt running the program.
-describe("tasks and preemption", () => {
-  test("r9-private on every attach path: a uprobe program's private stack is written by a second run of it", () => {
-    const r = runCampaign({ strategy: strategy("r9-private"), unwinder: "frame", policy: "strict", runs: 400, seed: SEED, constraints: { maxPrograms: 2, maxFuncs: 2, maxItems: 6 } });
-    expect(r.ok, "r9-private is not sound on the uprobe paths").toBe(false);
-    const cx = r.counterexample!;
-    expect(["memory", "semantics"], where(r)).toContain(cx.verdict.failure!.what);
-    const file = cx.scenario.file;
-    const uprobes = file.programs.filter((p) => p.attach === "uprobe" || p.attach === "uprobe_multi").map((p) => p.name);
-    expect(uprobes.length, where(r)).toBeGreaterThan(0);
-    // the second run: another task, or an interrupt's run of the same program
-    const second = (file.tasks ?? []).filter((t) => uprobes.includes(t)).length >= 2 || (file.irq ?? []).some((a) => uprobes.includes(a.program)) || uprobes.includes(file.nmi ?? "");
-    expect(second, where(r)).toBe(true);
-    expect(cx.scenario.programs.length, where(r)).toBeLessThanOrEqual(2);
-    // the write lands in the uprobe program's private stack, written by the run that is still live
-    if (cx.verdict.failure!.what === "memory") expect(cx.verdict.failure!.message).toMatch(new RegExp(`private (${uprobes.join("|")})/\\w+ stack .*(still live|switched out)`));
-  });
-
-  test("design (g) with per-level frames picked from prog->active: sound with one task, two tasks alias a level", () => {
-    // one program that runs itself through the kfunc (prog->active allows 4 levels), in one task and in two
-    const small = { maxPrograms: 1, maxFuncs: 2, maxItems: 4 } as const;
-    const one = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: Math.round(RUNS / 2), seed: SEED, constraints: { ...small, tasks: 1 } });
-    expect(one.ok, where(one)).toBe(true);
-    const two = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: 600, seed: SEED, constraints: { ...small, counterlessPaths: false } });
-    expect(two.ok).toBe(false);
-    const cx = two.counterexample!;
-    expect(cx.verdict.failure!.what, where(two)).toBe("memory");
-    expect(cx.verdict.failure!.message, where(two)).toMatch(/task \d \(inside .*\) writes into the private .* slot \d stack .* live data of task \d/);
-    expect(cx.scenario.file.tasks?.length, where(two)).toBe(2);
   });
 });
 
