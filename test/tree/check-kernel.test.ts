@@ -78,6 +78,14 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(sound.out).toContain("verdict: PASS");
   }, 120_000);
 
+  test.skipIf(!treeHasPrivateStacks(t))("README finding 8 with the tree's own JIT: a uprobe program's private stack, written by a second task's run of it", async () => {
+    const r = await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "r9-private", ...tf);
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/FAIL memory: .* task 1 \(inside probe through uprobe\) writes into the private probe\/main stack .* live data of task 0/);
+    expect(r.out).toContain("FAIL semantics: probe returned 0000000000000009; the reference interpreter gives 0000000000000008");
+    expect((await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "baseline", ...tf)).out).toContain("verdict: PASS");
+  }, 120_000);
+
   test("the stack reservation 8 bytes short (sub rsp, round_up(depth, 8) - 8): a one-function counterexample, the callee-saved register the BPF stack overwrote", async () => {
     const short = patched(t.dir, "short-reservation", PATCHES.shortReservation);
     const r = await cli("check", "--strategy", "baseline", "--jit", "kernel", "--kernel-tree", t.dir, "--jit-source", short, "--runs", "200", "--seed", "1", "--json");
