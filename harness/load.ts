@@ -4,6 +4,7 @@
 import { Machine, type MachineSnapshot } from "./machine/index.ts";
 import type { Image } from "../jit/image.ts";
 import { EXCEPTION_STKSZ, NMI_IST, PCPU_CURRENT_TASK } from "../jit/kernel/layout.ts";
+import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to.ts";
 
 /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
 export function loadImage(img: Image): Machine {
@@ -52,7 +53,8 @@ export function startTask(img: Image, m: Machine): void {
   }
   m.call(k.addr("do_syscall_64"), { args: [BigInt(img.task)], rsp: img.taskPtRegs, returnTo: k.addr("syscall_exit_tasks"), stopAt: k.addr("all_tasks_done") });
   img.tasks.forEach((t, i) => {
-    if (i > 0) m.seedTask(i, k.addr("__switch_to_asm"), k.addr("ret_from_fork_asm"), t.ptRegs - 56n + 48n);
+    // its fork frame sits right below its pt_regs (copy_thread())
+    if (i > 0) m.seedTask(i, k.addr("__switch_to_asm"), k.addr("ret_from_fork_asm"), t.ptRegs - BigInt(INACTIVE_TASK_FRAME_SIZE - INACTIVE_TASK_FRAME.retAddr));
   });
   // The ground truth changes tasks where the kernel does: when current_task becomes next
   // (__switch_to()); rsp has been on next's stack since __switch_to_asm loaded it, and until then
@@ -60,17 +62,17 @@ export function startTask(img: Image, m: Machine): void {
   m.addHook(k.addr("switch_current"), (mm) => mm.switchTask(taskIndex(img, mm.reg("rsi"))));
 }
 
-/** Which task a task_struct pointer names. */
+/** Which task a task_struct pointer names, or -1. */
+const taskAt = (img: Image, struct: bigint) => img.tasks.findIndex((t) => t.struct === struct);
+
+/** Which task a task_struct pointer names (one of the image's). */
 export function taskIndex(img: Image, struct: bigint): number {
-  const i = img.tasks.findIndex((t) => t.struct === struct);
+  const i = taskAt(img, struct);
   if (i < 0) throw new Error(`no task has its task_struct at 0x${struct.toString(16)}`);
   return i;
 }
 
 /** The running task (current_task): task 0 in an image without a scheduler. */
 export function currentTask(img: Image, m: Machine): number {
-  if (!img.multitask) return 0;
-  const cur = m.peek64(img.layout.percpu + BigInt(PCPU_CURRENT_TASK)) ?? 0n;
-  const i = img.tasks.findIndex((t) => t.struct === cur);
-  return i < 0 ? 0 : i;
+  return img.multitask ? Math.max(0, taskAt(img, m.peek64(img.layout.percpu + BigInt(PCPU_CURRENT_TASK)) ?? 0n)) : 0;
 }

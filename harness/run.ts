@@ -133,7 +133,7 @@ export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): Ru
     result = s.m.runUntil(x.atStep, { maxSteps: budget });
     if (result.kind !== "paused") break;
     raised.push({ ...x, ip: s.m.rip, symbol: s.sym(s.m.rip) });
-    s.m.raise(x.kind === "nmi" ? 2 : x.kind === "tick" ? LOCAL_TIMER_VECTOR : x.vector);
+    s.m.raise(x.kind === "nmi" ? 2 : x.vector);
   }
   if (result.kind === "paused") result = s.m.run({ maxSteps: budget });
   return s.finish(result, schedule, raised);
@@ -149,9 +149,10 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   // The kernel's own stacks only: theirs is the rsp/rbp split that is the kernel's blind spot
   // (call_on_irqstack()); a design that splits rsp and rbp across a private stack is what the
   // oracles are there to catch.
-  const windows = img.multitask
-    ? new FrameWindows(m, kernelStacks(img), windowCache(img), { from: img.kernel.addr("switch_rsp_loaded"), to: img.kernel.addr("switch_current") }, [img.kernel.addr("ret_from_fork_asm")])
-    : new FrameWindows(m, kernelStacks(img), windowCache(img));
+  // with tasks, the switch's blind spot and where new tasks' stacks start
+  const k = img.kernel;
+  const windows = new FrameWindows(m, kernelStacks(img), windowCache(img),
+    img.multitask ? { from: k.addr("switch_rsp_loaded"), to: k.addr("switch_current") } : undefined, img.multitask ? [k.addr("ret_from_fork_asm")] : []);
   const sym = (a: bigint) => m.symbols.describe(a);
   const samples: Sample[] = [];
   /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */
@@ -194,7 +195,6 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   startTask(img, m);
   const sched = { ticks: 0, preemptedInBpf: 0, preemptedInKernel: 0, preemptedAtEnable: 0, sleeps: 0, blockedWalks: 0, blockedUnreliable: 0 };
   if (img.multitask) {
-    const k = img.kernel;
     m.addHook(k.addr(`irq_entry_${LOCAL_TIMER_VECTOR}`), () => { sched.ticks++; });
     m.addHook(k.addr("preempt_schedule_irq"), (mm) => {
       const interrupted = mm.truth().find((t) => t.kind === "interrupt");

@@ -15,12 +15,11 @@ import {
   LOCAL_TIMER_VECTOR, MAX_TASKS, PCPU_CURRENT_TASK, TASK, TASK_RUNNING, TASK_STRUCT_SIZE, taskStackOf,
 } from "./kernel/layout.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
+import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to.ts";
 import { DEFAULT_JIT_OPTIONS, StrategyError, type JitOptions, type Strategy } from "./strategy.ts";
 import { JitError } from "./lower.ts";
 import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
 
-/** sizeof(struct inactive_task_frame) (arch/x86/include/asm/switch_to.h): r15 r14 r13 r12 bx bp ret_addr. */
-export const INACTIVE_TASK_FRAME_SIZE = 56;
 /** The runner's limit for a path with no recursion counter: never reached. */
 const UNGUARDED = 0x7fffffffffffffffn;
 
@@ -333,8 +332,8 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
       loads.push({ addr: t.ptRegs, bytes: regs });
       const ff = new Uint8Array(INACTIVE_TASK_FRAME_SIZE);
       const fv = new DataView(ff.buffer);
-      fv.setBigUint64(40, BigInt.asUintN(64, t.ptRegs | 1n), true); // bp
-      fv.setBigUint64(48, BigInt.asUintN(64, kernel.addr("ret_from_fork_asm")), true); // ret_addr
+      fv.setBigUint64(INACTIVE_TASK_FRAME.bp, BigInt.asUintN(64, t.ptRegs | 1n), true);
+      fv.setBigUint64(INACTIVE_TASK_FRAME.retAddr, BigInt.asUintN(64, kernel.addr("ret_from_fork_asm")), true);
       loads.push({ addr: frame, bytes: ff });
     });
     loads.push({ addr: PERCPU + BigInt(PCPU_CURRENT_TASK), bytes: u64le(tasks[0]!.struct) });

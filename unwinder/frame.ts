@@ -3,6 +3,7 @@
 // unwind.ts, its helpers under their kernel names, the warning texts recorded instead of
 // printed. Pure: it reads memory only through the environment's view.
 import { PT_REGS, PT_REGS_SIZE as PTREGS_SIZE } from "../arch/ptrace.ts";
+import { INACTIVE_TASK_FRAME } from "../arch/switch_to.ts";
 import {
   getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type TaskView, type UnwindEnv,
 } from "./stack.ts";
@@ -11,8 +12,6 @@ import { unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./u
 const FRAME_HEADER_SIZE = 16n;
 const PT_REGS_SIZE = BigInt(PTREGS_SIZE);
 const REG = { bp: BigInt(PT_REGS.bp), ip: BigInt(PT_REGS.ip), cs: BigInt(PT_REGS.cs), sp: BigInt(PT_REGS.sp) } as const;
-/** offsetof(struct inactive_task_frame, bp) (arch/x86/include/asm/switch_to.h). */
-const INACTIVE_TASK_FRAME_BP = 40n;
 /** GCC_REALIGN_WORDS (unwind_frame.c, x86-64). */
 const GCC_REALIGN_WORDS = 1n;
 
@@ -158,7 +157,7 @@ export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
   let bp: bigint, firstFrame: bigint;
   if (from.kind === "regs") { bp = rd(env, regs + REG.bp); firstFrame = rd(env, regs + REG.sp); }
   else if (from.kind === "current") { bp = from.bp; firstFrame = from.firstFrame ?? from.bp; }
-  else { bp = from.task.threadSp + INACTIVE_TASK_FRAME_BP; firstFrame = from.task.threadSp; }
+  else { bp = from.task.threadSp + BigInt(INACTIVE_TASK_FRAME.bp); firstFrame = from.task.threadSp; }
   // IP == 0: a call through a NULL pointer; pretend the frame is complete.
   if (regs !== 0n && rd(env, regs + REG.ip) === 0n && rd(env, regs + REG.sp) >= firstFrame) {
     s.nextBp = bp;

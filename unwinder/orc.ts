@@ -8,6 +8,7 @@
 // objtool makes vmlinux's). Stacks are found by address (stack_access_ok()), not by next_sp;
 // the visit mask still applies. Pure: it reads memory only through the environment's view.
 import { IRET_FRAME_OFFSET, IRET_FRAME_SIZE, PT_REGS, PT_REGS_SIZE, type PtRegsField } from "../arch/ptrace.ts";
+import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to.ts";
 import { getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type TaskView, type UnwindEnv } from "./stack.ts";
 import { unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
 
@@ -212,8 +213,6 @@ function theEnd(s: OrcUnwindState): false {
   return false;
 }
 
-/** offsetof(struct inactive_task_frame, bp / ret_addr) and its size (asm/switch_to.h). */
-const FRAME_BP = 40n, FRAME_RET_ADDR = 48n, INACTIVE_TASK_FRAME_SIZE = 56n;
 
 /**
  * __unwind_start() (ORC): from regs (then skip the regs frame); from the running function's
@@ -238,9 +237,9 @@ export function orcStart(env: UnwindEnv, data: OrcData, from: StartFrom, retFrom
     firstFrame = from.firstFrame ?? from.bp;
   } else {
     const frame = from.task.threadSp;
-    s.sp = frame + INACTIVE_TASK_FRAME_SIZE;
-    s.bp = rd(env, frame + FRAME_BP);
-    s.ip = rd(env, frame + FRAME_RET_ADDR);
+    s.sp = frame + BigInt(INACTIVE_TASK_FRAME_SIZE);
+    s.bp = rd(env, frame + BigInt(INACTIVE_TASK_FRAME.bp));
+    s.ip = rd(env, frame + BigInt(INACTIVE_TASK_FRAME.retAddr));
     s.signal = s.ip === retFromFork && retFromFork !== 0n;
     firstFrame = frame;
   }

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import pc from "picocolors";
 import { supportedCodes } from "../machine/isa.ts";
-import { hex64 as h16, SymbolTable } from "../machine/index.ts";
+import { hex64 as h16, SymbolTable, type Machine, type RunResult } from "../machine/index.ts";
 import { disassemble, formatListing, testProgsListing } from "../../jit/disasm.ts";
 import { CALL_NAMES } from "../../jit/bpf/abi.ts";
 import { buildImage, ImageError, type Image } from "../../jit/image.ts";
@@ -198,6 +198,27 @@ function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<
   return runScenario(scenario, strategy, { ...opts, injections });
 }
 
+/**
+ * One instruction of a traced run: the injections due by now raised (each told to `raised`), then
+ * one step. Its step number, the instruction that executed (when one did: with an interrupt
+ * delivered at this boundary, its handler's first), and the result.
+ */
+function tracedStep(m: Machine, pending: Injection[], raised?: (x: Injection) => void): { step: number; rip: bigint | undefined; result: RunResult } {
+  while (pending.length && pending[0]!.atStep <= m.steps) {
+    const x = pending.shift()!;
+    raised?.(x);
+    m.raise(x.vector);
+  }
+  const step = m.steps, depth = m.depth;
+  let rip = m.rip;
+  const result = m.step();
+  if (m.depth > depth) {
+    const top = m.truth()[0];
+    if (top?.kind === "frame" && top.entered === "interrupt") rip = top.entry;
+  }
+  return { step, rip: m.steps > step ? rip : undefined, result };
+}
+
 /** Each executed address's first step, in a run with only `schedule`'s interrupts. */
 function firstExecutions(img: Image, schedule: readonly Injection[]): Map<bigint, number> {
   const m = loadImage(img);
@@ -206,13 +227,9 @@ function firstExecutions(img: Image, schedule: readonly Injection[]): Map<bigint
     const seen = new Map<bigint, number>();
     const pending = [...schedule].sort((a, b) => a.atStep - b.atStep);
     for (let n = 0; n < RUN_STEP_BUDGET; n++) {
-      while (pending.length && pending[0]!.atStep <= m.steps) m.raise(pending.shift()!.vector);
-      const before = m.steps, depth = m.depth;
-      let rip = m.rip;
-      const r = m.step();
-      if (m.depth > depth) { const top = m.truth()[0]; if (top?.kind === "frame" && top.entered === "interrupt") rip = top.entry; }
-      if (m.steps > before && !seen.has(rip)) seen.set(rip, before);
-      if (r.kind !== "paused") break;
+      const { step, rip, result } = tracedStep(m, pending);
+      if (rip !== undefined && !seen.has(rip)) seen.set(rip, step);
+      if (result.kind !== "paused") break;
     }
     return seen;
   } finally {
@@ -227,21 +244,9 @@ function traceRun(scenario: Scenario, strategy: Strategy, opts: Parameters<typeo
   const lines: string[] = [];
   const pending = [...injections].sort((a, b) => a.atStep - b.atStep);
   for (let n = 0; n < TRACE_LIMIT; n++) {
-    while (pending.length && pending[0]!.atStep <= s.m.steps) {
-      const x = pending.shift()!;
-      lines.push(`        ${x.kind === "nmi" ? "NMI" : x.kind === "tick" ? "tick" : `IRQ ${x.vector}`} raised`);
-      s.m.raise(x.kind === "nmi" ? 2 : x.vector);
-    }
-    const step = s.m.steps, depth = s.m.depth;
-    let rip = s.m.rip;
-    const r = s.m.step();
-    // an interrupt delivered at this boundary: what executed is its handler's first instruction
-    if (s.m.depth > depth) {
-      const top = s.m.truth()[0];
-      if (top?.kind === "frame" && top.entered === "interrupt") rip = top.entry;
-    }
-    if (s.m.steps > step) lines.push(`${String(step).padStart(7)} ${h16(rip)} ${s.sym(rip).padEnd(40)} ${s.m.disassembleAt(rip)}`);
-    if (r.kind !== "paused") { lines.push(`        ${r.kind}`); break; }
+    const { step, rip, result } = tracedStep(s.m, pending, (x) => lines.push(`        ${x.kind === "nmi" ? "NMI" : x.kind === "tick" ? "tick" : `IRQ ${x.vector}`} raised`));
+    if (rip !== undefined) lines.push(`${String(step).padStart(7)} ${h16(rip)} ${s.sym(rip).padEnd(40)} ${s.m.disassembleAt(rip)}`);
+    if (result.kind !== "paused") { lines.push(`        ${result.kind}`); break; }
     if (n === TRACE_LIMIT - 1) lines.push(`        (trace stopped after ${TRACE_LIMIT} lines)`);
   }
   return `${lines.join("\n")}\n\n`;

@@ -17,7 +17,8 @@
 //     one private stack (a per-level slot is a stack of its own). An access that jumps over a
 //     guard, or runs from one slot into the next, is reported with the object it missed.
 import { hex64 as hex, toCanonical, type Activation } from "../machine/index.ts";
-import { INACTIVE_TASK_FRAME_SIZE, type Image } from "../../jit/image.ts";
+import type { Image } from "../../jit/image.ts";
+import { INACTIVE_TASK_FRAME_SIZE } from "../../arch/switch_to.ts";
 import { attachOf } from "../../jit/bpf/program.ts";
 import { TASK, PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_PREEMPT_COUNT, PCPU_STACK_CHK_GUARD, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
 import { kernelStacks, privateStacks } from "../../jit/private-stacks.ts";
