@@ -4,13 +4,15 @@
 // check or class, and one line that replays it.
 import { hex64, toInternal, type Machine } from "./machine/index.ts";
 import { CALL_NAMES } from "../jit/bpf/abi.ts";
-import { printProgram } from "../jit/bpf/print.ts";
+import { BPF_EXIT, BPF_JMP } from "../jit/bpf/opcodes.ts";
+import { printInsnAt, printProgram } from "../jit/bpf/print.ts";
 import { disassemble, formatLine } from "../jit/disasm.ts";
 import type { Image } from "../jit/image.ts";
 import { pointClassifier, type FirstFailure, type Verdict } from "./property.ts";
 import type { Raised, RunOutcome, Sample } from "./run.ts";
 import type { Scenario } from "./scenario.ts";
 import { loadImage } from "./load.ts";
+import { renderPicture } from "./picture.ts";
 
 const WINDOW_BEFORE = 4, WINDOW_AFTER = 3;
 
@@ -51,6 +53,7 @@ export function formatChains(s: Sample): string[] {
     lines.push(`${mark} ${String(k).padEnd(3)}${(t ? `${hex64(t.ip)} ${t.symbol}` : "").padEnd(w)}${u ? `${hex64(u.ip)} ${u.symbol}` : ""}`);
   }
   for (const x of s.warnings) lines.push(`  ${x}`);
+  if (s.stopped && s.class !== "EXACT") lines.push(`  the walk stopped: ${s.stopped}`);
   return lines;
 }
 
@@ -67,10 +70,10 @@ export interface ReportContext {
 const describeFailure = (f: FirstFailure) => (f.kind === "sample" ? `class ${f.what}: ${f.message}` : f.kind === "check" ? `check ${f.what}: ${f.message}` : `run: ${f.message}`);
 
 /** The whole report of one failing scenario. `verdict.outcome` should carry the failing sample's picture. */
-export function formatCounterexample(sc: Scenario, img: Image, verdict: Verdict, ctx: ReportContext): string {
+export function formatCounterexample(sc: Scenario, img: Image, verdict: Verdict, ctx: ReportContext, format: ReportFormat = "text"): string {
   const m = loadImage(img);
   try {
-    return counterexampleText(sc, img, m, verdict, ctx);
+    return format === "email" ? emailText(sc, img, m, verdict, ctx) : counterexampleText(sc, img, m, verdict, ctx);
   } finally {
     m.dispose(); // its decoder holds WASM objects
   }
@@ -97,7 +100,7 @@ function counterexampleText(sc: Scenario, img: Image, m: Machine, verdict: Verdi
   if (s) {
     lines.push("", `sample ${f!.sample! + 1}: ${s.kind} at ${s.where}, step ${s.step}: ${s.class}${s.error ? " [unwinder error]" : ""}`);
     lines.push(...formatChains(s));
-    if (s.picture) lines.push("", "stacks at the sample:", ...s.picture.split("\n").map((l) => `  ${l}`));
+    if (s.picture) lines.push("", "stacks at the sample:", ...renderPicture(s.picture).map((l) => `  ${l}`));
   }
   if (o.checks.failures.length) {
     lines.push("", "checks:");
@@ -105,4 +108,172 @@ function counterexampleText(sc: Scenario, img: Image, m: Machine, verdict: Verdi
   }
   lines.push("", `replay: ${ctx.replay}`);
   return `${lines.join("\n")}\n`;
+}
+
+/** How a report is laid out: `text` for a terminal, `email` for a mailing list (80 columns). */
+export type ReportFormat = "text" | "email";
+export const REPORT_FORMATS: readonly ReportFormat[] = ["text", "email"];
+
+const WIDTH = 80;
+
+/**
+ * A line cut to `width` columns at spaces (or, for a run without one, anywhere), each
+ * continuation indented four columns more than the line itself.
+ */
+export function wrapLine(line: string, width = WIDTH): string[] {
+  if (line.length <= width) return [line];
+  const indent = " ".repeat(Math.min(line.length - line.trimStart().length + 4, width >> 1));
+  const out: string[] = [];
+  let rest = line;
+  let first = true;
+  while (rest.length > width) {
+    let cut = rest.lastIndexOf(" ", width);
+    if (cut <= (first ? 0 : indent.length)) cut = width; // no space to break at
+    out.push(rest.slice(0, cut).trimEnd());
+    rest = indent + rest.slice(cut).trimStart();
+    first = false;
+  }
+  out.push(rest);
+  return out;
+}
+
+/** A shell command cut at its options, with ` \\` continuations, to paste as is. */
+export function wrapCommand(cmd: string, width = WIDTH): string[] {
+  const words = cmd.split(" ");
+  const out: string[] = [];
+  let line = "";
+  for (let i = 0; i < words.length; i++) {
+    // keep an option with its value
+    const word = words[i]!.startsWith("--") && i + 1 < words.length && !words[i + 1]!.startsWith("--") ? `${words[i]} ${words[++i]}` : words[i]!;
+    if (line && line.length + 1 + word.length + 2 > width) { out.push(`${line} \\`); line = `    ${word}`; }
+    else line = line ? `${line} ${word}` : word;
+  }
+  out.push(line);
+  return out;
+}
+
+/** `s` in at most `n` columns: the middle elided, so the symbol's start and offset stay. */
+const fit = (s: string, n: number) => (s.length <= n ? s : `${s.slice(0, n - 15)}..${s.slice(-13)}`);
+
+/** Truth and unwound chain side by side in 80 columns: symbols (addresses only where none holds them). */
+export function formatChainsNarrow(s: Sample): string[] {
+  const col = 36;
+  const cell = (e: { ip: bigint; symbol: string } | undefined) => (e ? fit(e.symbol && !/^0x|^[0-9a-f]{16}$/.test(e.symbol) ? e.symbol : hex64(e.ip), col) : "");
+  const lines = [`  ${"#".padEnd(3)}${"truth".padEnd(col + 1)}unwound`];
+  for (let k = 0; k < Math.max(s.truth.length, s.unwound.length); k++) {
+    const t = s.truth[k], u = s.unwound[k];
+    lines.push(`${t && u && t.ip === u.ip ? " " : "!"} ${String(k).padEnd(3)}${cell(t).padEnd(col + 1)}${cell(u)}`);
+  }
+  for (const x of s.warnings) lines.push(`  ${x}`);
+  if (s.stopped && s.class !== "EXACT") lines.push(`  the walk stopped: ${s.stopped}`);
+  return lines;
+}
+
+/** The BPF function holding `ip`, with its program and the BPF instructions behind each address. */
+function bpfFunctionAt(img: Image, ip: bigint) {
+  for (const p of img.programs) {
+    for (const f of p.jit.funcs) {
+      if (ip >= f.image.base && ip < f.image.end) {
+        const func = p.xlated.funcs[f.fi]!;
+        return { program: p.xlated, jf: f, insns: p.xlated.insns.slice(func.start, func.end) };
+      }
+    }
+  }
+  return undefined;
+}
+
+/**
+ * The whole function that holds `ip`, for a mail: `P` on the strategy's prologue (before BPF
+ * instruction 0), `E` on the epilogue (the first exit's code), `=>` at `ip`, and each BPF
+ * instruction above the x86 code it became. Kernel functions are listed plain.
+ */
+export function functionListing(img: Image, m: Machine, ip: bigint): string[] {
+  const sym = m.symbols.lookup(ip);
+  if (!sym) return [`  (no symbol holds ${hex64(ip)})`];
+  const bytes = m.memory.peek(toInternal(sym.start)!, Number(sym.end - sym.start));
+  if (!bytes) return [`  (${sym.name} is not mapped)`];
+  const bpf = bpfFunctionAt(img, ip);
+  const lines = disassemble(bytes, sym.start, { symbolize: (a) => m.symbols.symbolize(a) });
+  const firstExit = bpf ? bpf.insns.findIndex((x) => x.code === (BPF_JMP | BPF_EXIT)) : -1;
+  const epilogue = bpf && firstExit >= 0 ? { from: bpf.jf.insnAddrs[firstExit]!, to: bpf.jf.insnAddrs[firstExit + 1] ?? bpf.jf.image.end } : undefined;
+  const starts = new Map<bigint, number>();
+  bpf?.jf.insnAddrs.forEach((a, k) => { if (!starts.has(a)) starts.set(a, k); });
+  const out: string[] = [];
+  for (const l of lines) {
+    const k = starts.get(l.address);
+    if (bpf && k !== undefined) {
+      const text = printInsnAt(bpf.insns, k, CALL_NAMES);
+      if (text !== undefined) out.push(...wrapLine(`        ; ${k}: ${text}`));
+    }
+    const mark = l.address === ip ? "=>" : bpf && l.address < bpf.jf.insnAddrs[0]! ? "P " : epilogue && l.address >= epilogue.from && l.address < epilogue.to ? "E " : "  ";
+    const shown = l.bytes.length > 7 ? [...l.bytes.subarray(0, 6)] : [...l.bytes];
+    const hexBytes = `${shown.map((b) => b.toString(16).padStart(2, "0")).join(" ")}${l.bytes.length > 7 ? " .." : ""}`;
+    out.push(...wrapLine(`${mark} +0x${(l.address - sym.start).toString(16).padStart(3, "0")}  ${hexBytes.padEnd(20)}  ${l.text}${l.refers ? ` <${l.refers}>` : ""}`));
+  }
+  return out;
+}
+
+/** The code a failure points at: a check's function, a failing walk's innermost BPF frame, or where the run stopped. */
+function failingCode(img: Image, m: Machine, o: RunOutcome, f: FirstFailure | undefined): { ip: bigint; why: string } | undefined {
+  if (!f) return undefined;
+  if (f.kind === "check") {
+    const c = o.checks.failures.find((x) => x.check === f.what && x.at !== undefined);
+    return c ? { ip: c.at!, why: `the function check ${c.check} names` } : undefined;
+  }
+  if (f.kind === "sample") {
+    const s = o.samples[f.sample!]!;
+    const inBpf = [...(s.interrupted ? [{ ip: s.interrupted.ip }] : []), ...s.truth].find((t) => m.symbols.lookup(t.ip)?.kind === "bpf");
+    return inBpf ? { ip: inBpf.ip, why: "the innermost BPF function of the failing walk" } : undefined;
+  }
+  return "rip" in o.result ? { ip: o.result.rip, why: `where the run ended (${o.result.kind})` } : undefined;
+}
+
+/** The report for a mailing list: every line within 80 columns, symbols before addresses. */
+function emailText(sc: Scenario, img: Image, m: Machine, verdict: Verdict, ctx: ReportContext): string {
+  const o: RunOutcome = verdict.outcome;
+  const where = pointClassifier(img);
+  const f = verdict.failure;
+  const lines: string[] = [
+    `counterexample: strategy ${ctx.strategy}, unwinder ${ctx.unwinder}, policy ${ctx.policy}`,
+    ...(ctx.found ? [`(${ctx.found})`] : []),
+    `failure: ${f ? describeFailure(f) : "none"}`,
+    "",
+    `scenario: ${sc.programs.length} program(s), ${sc.programs.reduce((n, p) => n + p.funcs.length, 0)} function(s)`,
+    ...formatScenario(sc).split("\n").map((l) => `  ${l}`),
+  ];
+  if (verdict.injection) lines.push(`injected: ${verdict.injection.kind === "nmi" ? "an NMI" : `IRQ ${verdict.injection.vector}`} at step ${verdict.injection.atStep} (exhaustive mode)`);
+  for (const h of o.delivered) {
+    lines.push("", `${h.kind === "nmi" ? "NMI" : `IRQ ${h.vector}`} at step ${h.atStep} interrupted ${h.symbol} (${where(h.ip)}):`);
+    lines.push(...disasmWindowNarrow(m, h.ip));
+  }
+  if (o.delivered.length === 0) lines.push("", "no interrupt was delivered");
+  const s = f?.sample !== undefined ? o.samples[f.sample] : undefined;
+  if (s) {
+    lines.push("", `sample ${f!.sample! + 1}: ${s.kind} at ${s.where}, step ${s.step}: ${s.class}${s.error ? " [unwinder error]" : ""}`);
+    lines.push(...formatChainsNarrow(s));
+  }
+  if (o.checks.failures.length) {
+    lines.push("", "checks:");
+    for (const c of o.checks.failures) lines.push(`  FAIL ${c.check}: ${c.message}`);
+  }
+  const code = failingCode(img, m, o, f);
+  if (code) {
+    lines.push("", `${m.symbols.lookup(code.ip)?.name ?? hex64(code.ip)}, ${code.why}${bpfFunctionAt(img, code.ip) ? ` (P: ${ctx.strategy}'s prologue, E: its epilogue)` : ""}:`);
+    lines.push(...functionListing(img, m, code.ip));
+  }
+  if (s?.picture) lines.push("", "stacks at the sample:", ...renderPicture(s.picture, "narrow").map((l) => `  ${l}`));
+  lines.push("", "replay:", ...wrapCommand(ctx.replay).map((l) => `  ${l}`));
+  return `${lines.flatMap((l) => wrapLine(l.trimEnd())).join("\n")}\n`;
+}
+
+/** disasmWindow() in 80 columns: offsets into the function, instruction text, no bytes. */
+function disasmWindowNarrow(m: Machine, ip: bigint): string[] {
+  const f = m.symbols.lookup(ip);
+  if (!f) return [`  (no symbol holds ${hex64(ip)})`];
+  const bytes = m.memory.peek(toInternal(f.start)!, Number(f.end - f.start));
+  if (!bytes) return [`  (${f.name} is not mapped)`];
+  const lines = disassemble(bytes, f.start, { symbolize: (a) => m.symbols.symbolize(a) });
+  const at = Math.max(0, lines.findIndex((l) => l.address === ip));
+  return lines.slice(Math.max(0, at - WINDOW_BEFORE), at + WINDOW_AFTER + 1)
+    .map((l) => `${l.address === ip ? "=>" : "  "} ${f.name.length > 40 ? "" : f.name}+0x${(l.address - f.start).toString(16)}  ${l.text}${l.refers ? ` <${l.refers}>` : ""}`);
 }

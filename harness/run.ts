@@ -13,7 +13,7 @@ import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
 import { LOCAL_TIMER_VECTOR, TASK, TASK_DEAD } from "../jit/kernel/layout.ts";
-import { stackPicture } from "./picture.ts";
+import { stackAreas, stackPicture, type StackPicture } from "./picture.ts";
 import { loadImage, reusedMachine, startTask } from "./load.ts";
 import { unwinderFor } from "./unwind-env.ts";
 import { archStackWalk, archStackWalkReliable, perfCallchainKernel, UNWINDERS, type PrivateStackKnowledge, type UnwinderName, type Walk } from "../unwinder/index.ts";
@@ -38,8 +38,10 @@ export interface Sample {
   readonly unwound: readonly { ip: bigint; symbol: string }[];
   readonly error: boolean;
   readonly warnings: readonly string[];
-  /** A text picture of the stacks at this moment (only for the sample RunOptions.picture names). */
-  readonly picture?: string;
+  /** Why the walk stopped, as the unwinder gives it, with the stack holding the address it could not follow. */
+  readonly stopped?: string;
+  /** A picture of the stacks at this moment (only for the sample RunOptions.picture names). */
+  readonly picture?: StackPicture;
 }
 
 /** An interrupt that was raised: when, and the instruction it interrupted (the next to run). */
@@ -154,6 +156,13 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   const windows = new FrameWindows(m, kernelStacks(img), windowCache(img),
     img.multitask ? { from: k.addr("switch_rsp_loaded"), to: k.addr("switch_current") } : undefined, img.multitask ? [k.addr("ret_from_fork_asm")] : []);
   const sym = (a: bigint) => m.symbols.describe(a);
+  let areas: ReturnType<typeof stackAreas> | undefined; // built at the first walk that stops off its stacks
+  /** Why a walk stopped, naming the stack (or the symbol) of the address it could not follow. */
+  const stopText = (w: Walk["stopped"]): string | undefined => {
+    if (!w) return undefined;
+    const area = w.at === undefined ? undefined : (areas ??= stackAreas(img)).find((x) => w.at! >= x.begin && w.at! < x.end);
+    return `${w.why}${area ? ` (it is in the ${area.name})` : ""}${w.note ? `; ${w.note}` : ""}`;
+  };
   const samples: Sample[] = [];
   /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */
   const record = (kind: Sample["kind"], where: string, from: number | { expected: readonly bigint[]; allow: readonly Allowance[] }, walk: Walk, interrupted?: Sample["interrupted"]) => {
@@ -164,7 +173,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     samples.push({
       kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
       truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
-      error: walk.error, warnings: walk.warnings, ...(picture === undefined ? {} : { picture }),
+      error: walk.error, warnings: walk.warnings, ...(walk.stopped ? { stopped: stopText(walk.stopped)! } : {}), ...(picture === undefined ? {} : { picture }),
     });
   };
   // dump_stack()/stack_trace_save() from the sampling function itself: arch_stack_walk() of current, no regs
@@ -217,14 +226,14 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         const truth = mm.parkedTruth(t, k.addr("__switch_to_asm"));
         const expected = expectedChain(truth, 0);
         const r = archStackWalkReliable(unwinder, { kind: "task", task: { stack: task.stack, threadSp, ptRegs: task.ptRegs } }, unwinder.name === "frame");
-        const walk: Walk = { ips: r.ips, error: !r.ok, reachedEnd: r.ok, warnings: r.warnings };
+        const walk: Walk = { ips: r.ips, error: !r.ok, reachedEnd: r.ok, warnings: r.warnings, stopped: r.stopped };
         const c = classify(expected, walk);
         sched.blockedWalks++;
         if (!r.ok) sched.blockedUnreliable++;
         samples.push({
           kind: "blocked task (reliable walk)", where: `task ${t}, switched out at ${sym(expected[0] ?? 0n)}${r.ok ? "" : ` (-EINVAL: ${r.why})`}`, step: mm.steps,
           regs: { rip: mm.rip, rsp: mm.reg("rsp"), rbp: mm.reg("rbp") }, class: c.class, failed: r.ok && c.class !== "EXACT",
-          truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: r.ips.map((ip) => ({ ip, symbol: sym(ip) })), error: !r.ok, warnings: r.warnings,
+          truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: r.ips.map((ip) => ({ ip, symbol: sym(ip) })), error: !r.ok, warnings: r.warnings, stopped: stopText(r.stopped)!,
         });
       }
     });

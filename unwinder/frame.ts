@@ -7,7 +7,7 @@ import { INACTIVE_TASK_FRAME } from "../arch/switch_to.ts";
 import {
   getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type TaskView, type UnwindEnv,
 } from "./stack.ts";
-import { unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
+import { noteSkippedToEnd, stopAt, stopOnMiss, unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
 
 const FRAME_HEADER_SIZE = 16n;
 const PT_REGS_SIZE = BigInt(PTREGS_SIZE);
@@ -26,6 +26,7 @@ export interface FrameUnwindState extends UnwindState {
 }
 
 const rd = (env: UnwindEnv, a: bigint): bigint => env.mem.read64(a) ?? 0n;
+const hex = (v: bigint) => BigInt.asUintN(64, v).toString(16).padStart(16, "0");
 /** user_mode(regs): the CS of the pt_regs has RPL 3. */
 const userMode = (env: UnwindEnv, regs: bigint) => (rd(env, regs + REG.cs) & 3n) !== 0n;
 /** task_pt_regs(state->task). */
@@ -55,10 +56,18 @@ function updateStackState(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): 
   if (regs !== 0n) s.gotIrq = true;
   // If the next bp is not on the current stack, follow next_sp (possibly across several stacks).
   while (!onStack(info, frame, len)) {
-    if (!getStackInfo(env, info.nextSp, info, s.visit, s.warnings, s.task)) return false;
+    if (!getStackInfo(env, info.nextSp, info, s.visit, s.warnings, s.task)) {
+      // not a kernel branch: why, for reports (the next frame is on none of the stacks linked from here)
+      if (s.visit.miss?.recursion === undefined) stopAt(s, `the next ${regs !== 0n ? "pt_regs (encoded frame pointer)" : "frame pointer"} ${hex(nextBp)} is on no stack get_stack_info() knows (nor on one linked from this one)`, frame);
+      else stopOnMiss(s, "the next stack");
+      return false;
+    }
   }
   // Only unwind up, and never into the previous frame.
-  if (s.origSp !== 0n && info.type === prevType && frame < prevFrameEnd) return false;
+  if (s.origSp !== 0n && info.type === prevType && frame < prevFrameEnd) {
+    stopAt(s, `the next frame ${hex(frame)} is below the end of the previous one (${hex(prevFrameEnd)}): the unwinder only goes up`, frame);
+    return false;
+  }
   if (regs !== 0n) {
     s.regs = regs;
     s.bp = 0n;
@@ -97,7 +106,7 @@ export function unwindNextFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
   if (s.regs !== 0n && userMode(env, s.regs)) { s.userEnd = true; return theEnd(s); }
   if (isLastTaskFrame(env, s)) {
     const regs = taskPtRegs(env, s);
-    if (!userMode(env, regs)) return theEnd(s); // a kthread's partial regs
+    if (!userMode(env, regs)) { stopAt(s, "a kernel thread's last frame"); return theEnd(s); } // a kthread's partial regs
     s.regs = regs; // the syscall regs frame, which entry code does not encode
     s.bp = 0n;
     s.ip = 0n;
@@ -128,7 +137,6 @@ function badAddress(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): boolea
   const sp = s.regs !== 0n ? rd(env, s.regs + REG.sp) : 0n;
   s.expectedLoss = (s.gotIrq && env.inEntryCode(s.ip)) || (s.regs !== 0n && sp >= lastAlignedFrame(env, s) && sp < taskPtRegs(env, s));
   if (s.expectedLoss) return theEnd(s);
-  const hex = (v: bigint) => v.toString(16).padStart(16, "0");
   if (s.regs !== 0n) {
     s.warnings.once("WARNING: kernel stack regs", `WARNING: kernel stack regs at ${hex(s.regs)} in stackcheck:1 has bad 'bp' value ${hex(nextBp)}`);
   } else {
@@ -163,13 +171,16 @@ export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
     s.nextBp = bp;
     bp = rd(env, regs + REG.sp) - 8n;
   }
-  getStackInfo(env, bp, s.stackInfo, s.visit, s.warnings, task);
+  if (!getStackInfo(env, bp, s.stackInfo, s.visit, s.warnings, task)) stopOnMiss(s, "the first frame pointer");
   updateStackState(env, s, bp);
   // Skip ahead to the frame the caller asked for (regs->sp). If first_frame is on no known
   // stack, this runs the whole unwind and the trace comes out empty [derived].
+  let skipped = 0;
   while (!unwindDone(s) && (!onStack(s.stackInfo, firstFrame, 8n) || (s.nextBp === 0n && s.bp < firstFrame))) {
     unwindNextFrame(env, s);
+    skipped++;
   }
+  noteSkippedToEnd(s, firstFrame, skipped); // not kernel code: for reports
   return s;
 }
 

@@ -10,7 +10,7 @@
 import { IRET_FRAME_OFFSET, IRET_FRAME_SIZE, PT_REGS, PT_REGS_SIZE, type PtRegsField } from "../arch/ptrace.ts";
 import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to.ts";
 import { getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type TaskView, type UnwindEnv } from "./stack.ts";
-import { unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
+import { noteSkippedToEnd, stopAt, stopOnMiss, unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
 
 export type OrcVersion = "orc-6.13" | "orc-6.19";
 
@@ -102,6 +102,7 @@ function orcFind(data: OrcData, ip: bigint): OrcEntry | undefined {
 
 /** orc_warn_current(): printed once, and only while the unwind of current has no error yet. */
 function warnCurrent(s: OrcUnwindState, text: string): void {
+  stopAt(s, text.replace(/^WARNING: /, "")); // not kernel code: why the walk stops, for reports
   if (s.task === undefined && !s.error) s.warnings.once(text.split(" at ")[0]!, text);
 }
 
@@ -138,9 +139,10 @@ export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): 
   if (!orc) {
     orc = ORC_FP_ENTRY; // "just a guess, so the rest of the unwind is no longer considered reliable"
     s.error = true;
+    s.guessed ??= env.symbolize(s.ip); // not kernel code: for reports
   } else {
-    if (orc.type === "UNDEFINED") return err();
-    if (orc.type === "END_OF_STACK") return theEnd(s);
+    if (orc.type === "UNDEFINED") { stopAt(s, `the ORC entry for ${env.symbolize(s.ip)} is UNDEFINED`, s.ip); return err(); }
+    if (orc.type === "END_OF_STACK") { stopAt(s, `the ORC entry for ${env.symbolize(s.ip)} is END_OF_STACK`, s.ip); return theEnd(s); }
   }
   s.signal = orc.signal;
   // Find the previous frame's stack
@@ -155,7 +157,7 @@ export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): 
       const v = r ? getReg(env, s, r[0]) : undefined;
       if (v === undefined) {
         if (r) warnCurrent(s, `WARNING: missing ${r[1]} value at ${env.symbolize(s.ip)}`);
-        else s.warnings.once("WARNING: unknown SP base reg", `WARNING: unknown SP base reg ${orc.spReg} at ${env.symbolize(s.ip)}`);
+        else { stopAt(s, `unknown SP base reg ${orc.spReg} at ${env.symbolize(s.ip)}`); s.warnings.once("WARNING: unknown SP base reg", `WARNING: unknown SP base reg ${orc.spReg} at ${env.symbolize(s.ip)}`); }
         return err();
       }
       sp = v;
@@ -163,16 +165,17 @@ export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): 
   }
   if (indirect) {
     const v = derefStackReg(env, s, sp);
-    if (v === undefined) return err();
+    if (v === undefined) { stopOnMiss(s, `the ${orc.spReg} slot of ${env.symbolize(origIp)}`); return err(); }
     sp = v + (orc.spReg === "SP_INDIRECT" ? BigInt(orc.spOffset) : 0n);
   }
   // Find IP, SP and possibly regs
   if (orc.type === "CALL") {
     const ip = derefStackReg(env, s, sp - 8n);
-    if (ip === undefined) return err();
+    if (ip === undefined) { stopOnMiss(s, `the return address slot of ${env.symbolize(origIp)}`); return err(); }
     s.ip = ip; s.sp = sp; s.regs = 0n; s.prevRegs = 0n;
   } else if (orc.type === "REGS") {
     if (!stackAccessOk(env, s, sp, BigInt(PT_REGS_SIZE))) {
+      stopOnMiss(s, `the pt_regs of ${env.symbolize(origIp)}`);
       warnCurrent(s, `WARNING: can't access registers at ${env.symbolize(origIp)}`);
       return err();
     }
@@ -180,6 +183,7 @@ export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): 
     s.regs = sp; s.prevRegs = 0n; s.fullRegs = true;
   } else {
     if (!stackAccessOk(env, s, sp, BigInt(IRET_FRAME_SIZE))) {
+      stopOnMiss(s, `the iret frame of ${env.symbolize(origIp)}`);
       warnCurrent(s, `WARNING: can't access iret registers at ${env.symbolize(origIp)}`);
       return err();
     }
@@ -194,9 +198,10 @@ export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): 
     if (bp !== undefined) s.bp = bp;
   } else if (orc.bpReg === "PREV_SP" || orc.bpReg === "BP") {
     const bp = derefStackReg(env, s, (orc.bpReg === "PREV_SP" ? sp : s.bp) + BigInt(orc.bpOffset));
-    if (bp === undefined) return err();
+    if (bp === undefined) { stopOnMiss(s, `the saved rbp slot of ${env.symbolize(origIp)}`); return err(); }
     s.bp = bp;
   } else {
+    stopAt(s, `unknown BP base reg ${orc.bpReg} for ip ${env.symbolize(origIp)}`);
     s.warnings.once("WARNING: unknown BP base reg", `WARNING: unknown BP base reg ${orc.bpReg} for ip ${env.symbolize(origIp)}`);
     return err();
   }
@@ -245,13 +250,19 @@ export function orcStart(env: UnwindEnv, data: OrcData, from: StartFrom, retFrom
   }
   if (!getStackInfo(env, s.sp, s.stackInfo, s.visit, s.warnings, task)) {
     s.error = true; // maybe overflowed into a guard page: try the next page up
-    if (!getStackInfo(env, (s.sp + 0xfffn) & ~0xfffn, s.stackInfo, s.visit, s.warnings, task)) return s;
+    if (!getStackInfo(env, (s.sp + 0xfffn) & ~0xfffn, s.stackInfo, s.visit, s.warnings, task)) {
+      s.visit.miss = { addr: s.sp };
+      stopOnMiss(s, "the stack pointer");
+      return s;
+    }
   }
   if (from.kind === "regs") {
     orcNextFrame(env, data, s); // skip the regs frame
     return s;
   }
-  while (!unwindDone(s) && (!onStack(s.stackInfo, firstFrame, 8n) || s.sp <= firstFrame)) orcNextFrame(env, data, s);
+  let skipped = 0;
+  for (; !unwindDone(s) && (!onStack(s.stackInfo, firstFrame, 8n) || s.sp <= firstFrame); skipped++) orcNextFrame(env, data, s);
+  noteSkippedToEnd(s, firstFrame, skipped); // not kernel code: for reports
   return s;
 }
 

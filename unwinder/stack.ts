@@ -80,6 +80,16 @@ export interface UnwindEnv {
   symbolize(addr: bigint): string;
 }
 
+/**
+ * state->stack_mask: the stack types an unwind has visited. `miss` is not a kernel field: the
+ * last address get_stack_info() refused, and whether for recursion (the type it was), so a
+ * report can say why a walk stopped.
+ */
+export interface VisitMask {
+  mask: bigint;
+  miss?: { readonly addr: bigint; readonly recursion?: number };
+}
+
 /** Warnings an unwind printed (printk_deferred_once: recorded, at most once each kind). */
 export class Warnings {
   readonly lines: string[] = [];
@@ -118,14 +128,16 @@ function stackOf(env: UnwindEnv, stack: bigint, info: StackInfo, task: TaskView 
  * type already visited in this unwind ("stack recursion on stack type %d", printed once, for
  * current only). `task`: a task that is not current (only its task stack is known).
  */
-export function getStackInfo(env: UnwindEnv, stack: bigint, info: StackInfo, visit: { mask: bigint }, warnings: Warnings, task?: TaskView): boolean {
+export function getStackInfo(env: UnwindEnv, stack: bigint, info: StackInfo, visit: VisitMask, warnings: Warnings, task?: TaskView): boolean {
   if (stack === 0n || !stackOf(env, stack, info, task)) {
     info.type = STACK_TYPE_UNKNOWN;
+    visit.miss = { addr: stack };
     return false;
   }
   const bit = 1n << BigInt(info.type); // a bigint: one bit per private stack instance too
   if ((visit.mask & bit) !== 0n) {
     if (!task) warnings.once("WARNING: stack recursion", `WARNING: stack recursion on stack type ${info.type}`);
+    visit.miss = { addr: stack, recursion: info.type };
     info.type = STACK_TYPE_UNKNOWN;
     return false;
   }

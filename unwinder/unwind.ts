@@ -5,7 +5,7 @@
 // which never know which unwinder runs: arch_stack_walk() and arch_stack_walk_reliable()
 // (arch/x86/kernel/stacktrace.c) and perf_callchain_kernel() (arch/x86/events/core.c).
 import { PT_REGS } from "../arch/ptrace.ts";
-import { STACK_TYPE_UNKNOWN, type StackInfo, type TaskView, type UnwindEnv, type Warnings } from "./stack.ts";
+import { STACK_TYPE_UNKNOWN, stackTypeName, type StackInfo, type TaskView, type UnwindEnv, type VisitMask, type Warnings } from "./stack.ts";
 
 /**
  * Where a walk starts (unwind_start(state, task, regs, first_frame)):
@@ -24,7 +24,7 @@ export type StartFrom =
 /** What both unwinders' states have (struct unwind_state's common part). */
 export interface UnwindState {
   readonly stackInfo: StackInfo;
-  readonly visit: { mask: bigint };
+  readonly visit: VisitMask;
   error: boolean;
   /** The return address of the current frame (or the interrupted ip of a regs frame). */
   ip: bigint;
@@ -42,6 +42,48 @@ export interface UnwindState {
   expectedLoss: boolean;
   /** Not a kernel field: the unwind ended on user-mode pt_regs (also when unwind_start()'s skip loop got there). */
   userEnd?: boolean;
+  /** Not a kernel field: why the unwind stopped (the first exit it took), for reports. */
+  stop?: Stop;
+  /** Not a kernel field: where ORC had no data and guessed a frame-pointer frame (unwind_orc.c: "just a guess"). */
+  guessed?: string;
+}
+
+/** Why a walk stopped, in the unwinder's own terms, and the address it could not follow. */
+export interface Stop {
+  readonly why: string;
+  readonly at?: bigint;
+  /** What else made the walk unreliable on the way (ORC's guess where it had no data). */
+  readonly note?: string;
+}
+
+const hex = (v: bigint) => BigInt.asUintN(64, v).toString(16).padStart(16, "0");
+
+/** Record why the unwind stops (the first reason given wins: later exits follow from it). */
+export function stopAt(s: UnwindState, why: string, at?: bigint): void {
+  s.stop ??= at === undefined ? { why } : { why, at };
+}
+
+/** Record a get_stack_info() refusal of `what` as the reason: an unknown stack, or stack recursion. */
+export function stopOnMiss(s: UnwindState, what: string): void {
+  const m = s.visit.miss;
+  if (!m) return stopAt(s, `${what}: get_stack_info() failed`);
+  stopAt(s, m.recursion !== undefined
+    ? `${what} (${hex(m.addr)}) is on the ${stackTypeName(m.recursion)} stack, which this walk has visited already (stack recursion)`
+    : m.addr === 0n ? `${what} is NULL` : `${what} (${hex(m.addr)}) is on no stack get_stack_info() knows`, m.addr);
+}
+
+/**
+ * After unwind_start()'s skip loop (both unwinders): a skip that ran to the end, never reaching
+ * first_frame, is why the trace comes out empty.
+ */
+export function noteSkippedToEnd(s: UnwindState, firstFrame: bigint, skipped: number): void {
+  if (unwindDone(s) && skipped > 0) s.stop = { why: `unwind_start() skipped every frame looking for first_frame ${hex(firstFrame)} and never reached it (then: ${s.userEnd ? "the task's user-mode pt_regs" : s.stop?.why ?? "the end"})`, at: firstFrame };
+}
+
+/** Why a finished unwind stopped, in words (and the address it could not follow). */
+function stopOf(s: UnwindState): Stop {
+  const why = s.userEnd ? { why: "it reached the task's user-mode pt_regs (complete)" } : s.stop ?? { why: "the unwind was done (no reason recorded)" };
+  return s.guessed !== undefined ? { ...why, note: `on the way, ORC had no data for ${s.guessed} and guessed a frame-pointer frame (unreliable)` } : why;
 }
 
 export interface Unwinder<S extends UnwindState = UnwindState> {
@@ -82,6 +124,8 @@ export interface Walk {
   readonly warnings: readonly string[];
   /** The error is one the unwinder itself expects and does not warn about (frame: bad_address's quiet cases). */
   readonly expectedLoss?: boolean;
+  /** Why it stopped (not a kernel field: for reports). */
+  readonly stopped?: Stop;
 }
 
 const rd = (env: UnwindEnv, a: bigint) => env.mem.read64(a) ?? 0n;
@@ -99,12 +143,14 @@ function collect<S extends UnwindState>(u: Unwinder<S>, s: S, ips: bigint[]): Wa
     const addr = unwindGetReturnAddress(u.env, s);
     if (addr === 0n) {
       reachedEnd = onUserRegs(u.env, s);
+      if (reachedEnd) s.userEnd = true;
+      else stopAt(s, `the return address ${hex(s.ip)} is not kernel text (__kernel_text_address())`, s.ip);
       break;
     }
     ips.push(addr);
   }
   reachedEnd ||= s.userEnd === true;
-  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines, ...(s.expectedLoss ? { expectedLoss: true } : {}) };
+  return { ips, error: s.error, reachedEnd, warnings: s.warnings.lines, ...(s.expectedLoss ? { expectedLoss: true } : {}), stopped: stopOf(s) };
 }
 
 /**
@@ -138,6 +184,8 @@ export interface ReliableWalk {
   /** Why it failed: the kernel returns -EINVAL for each of these. */
   readonly why?: "kernel regs (frame pointers)" | "no return address" | "unwinder error";
   readonly warnings: readonly string[];
+  /** Why the unwind under it stopped (not a kernel field: for reports). */
+  readonly stopped: Stop;
 }
 
 /**
@@ -149,17 +197,17 @@ export interface ReliableWalk {
 export function archStackWalkReliable<S extends UnwindState>(u: Unwinder<S>, from: StartFrom, framePointer: boolean): ReliableWalk {
   const ips: bigint[] = [];
   const s = u.start(from);
-  const fail = (why: ReliableWalk["why"]): ReliableWalk => ({ ok: false, ips, why, warnings: s.warnings.lines });
+  const fail = (why: ReliableWalk["why"]): ReliableWalk => ({ ok: false, ips, why, warnings: s.warnings.lines, stopped: stopOf(s) });
   for (; !unwindDone(s) && !unwindError(s); u.next(s)) {
     const regs = unwindGetEntryRegs(s);
     if (regs !== 0n) {
-      if ((rd(u.env, regs + BigInt(PT_REGS.cs)) & 3n) !== 0n) return { ok: true, ips, warnings: s.warnings.lines };
-      if (framePointer) return fail("kernel regs (frame pointers)");
+      if ((rd(u.env, regs + BigInt(PT_REGS.cs)) & 3n) !== 0n) { s.userEnd = true; return { ok: true, ips, warnings: s.warnings.lines, stopped: stopOf(s) }; }
+      if (framePointer) { stopAt(s, `kernel-mode pt_regs at ${hex(regs)}: a frame-pointer walk cannot vouch for what they interrupted`, regs); return fail("kernel regs (frame pointers)"); }
     }
     const addr = unwindGetReturnAddress(u.env, s);
-    if (addr === 0n) return fail("no return address");
+    if (addr === 0n) { stopAt(s, `the return address ${hex(s.ip)} is not kernel text (__kernel_text_address())`, s.ip); return fail("no return address"); }
     ips.push(addr);
   }
   if (unwindError(s)) return fail("unwinder error");
-  return { ok: true, ips, warnings: s.warnings.lines };
+  return { ok: true, ips, warnings: s.warnings.lines, stopped: stopOf(s) };
 }

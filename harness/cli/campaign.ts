@@ -11,11 +11,11 @@ import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campai
 import { loadCorpusFile, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
 import type { Policy } from "../oracles/classify.ts";
 import { POINT_CLASSES, SCHED_KEYS, type CoverageKey, type PointClass } from "../property.ts";
-import { formatCounterexample } from "../report.ts";
+import { formatCounterexample, wrapLine, type ReportFormat } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE, type PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
-import { collect, freshSeed, int, progressBar, seedOption, timeoutOption } from "./options.ts";
+import { collect, formatOption, freshSeed, int, progressBar, seedOption, timeoutOption, type OutputFormat } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import type { JitBackend } from "../../jit/backend.ts";
 import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
@@ -43,7 +43,11 @@ interface CampaignFlags extends JitFlags {
   tasks: number;
   uprobes: boolean;
   json?: boolean;
+  format?: OutputFormat;
 }
+
+/** The report layout the flags ask for (json is handled apart). */
+const layoutOf = (f: { format?: OutputFormat }): ReportFormat => (f.format === "email" ? "email" : "text");
 
 
 function parseShard(v: string): Shard {
@@ -72,6 +76,9 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
     `--seed ${seed}`, `--path ${path}`,
   ].join(" ");
 }
+
+/** Text outside a report, cut to 80 columns under --format email. */
+const narrow = (f: { format?: OutputFormat }, text: string): string => (layoutOf(f) === "email" ? text.split("\n").flatMap((l) => wrapLine(l)).join("\n") : text);
 
 /** How many of the interrupt point classes were hit, and how often each. */
 const coverageText = (c: ReadonlyMap<CoverageKey, number>) => {
@@ -111,7 +118,8 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .option("--spin-loops", "let the task's main function run a loop only may_goto bounds (about a million instructions each; not with --exhaustive)")
     .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS}: ticks, preemption, sleeps and attach paths with 2 or more; 1 turns them off`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
     .option("--no-uprobes", "only attach paths with a recursion counter: no uprobe or uprobe_multi programs (with tasks)")
-    .option("--json", "machine-readable output");
+    .option("--json", "machine-readable output")
+    .addOption(formatOption());
 
   common(program
     .command("check")
@@ -144,14 +152,14 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, ${seeds}${f.shard ? `, shard ${f.shard.index}/${f.shard.count} of campaign seed ${campaignSeed}` : ""}${jit.backend.name === "ts" ? "" : `\njit: ${jit.backend.describe}`}`;
       if (r.ok) {
         if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
-        else out(`${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}\n`);
+        else out(`${narrow(f, `${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}`)}\n`);
         return;
       }
       const cx = r.counterexample!;
       const replay = replayLine(f, f.strategy, r.seed, r.path!);
       const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, {
         strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay, found: `found after ${r.runs} scenarios, shrunk in ${r.shrinks} steps`,
-      });
+      }, f.json ? "text" : layoutOf(f));
       const under = modeOf(f);
       let saved: string | undefined;
       if (f.save) {
@@ -168,7 +176,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
           elapsedMs: Math.round(r.elapsedMs), failure: cx.verdict.failure, injection: cx.verdict.injection, plan: cx.plan, scenario: cx.scenario.file, replay, saved, report,
         }, bigintHex, 2)}\n`);
       } else {
-        out(`${head}\n${pc.red("FAIL")}\n${report}${saved ? `saved: ${saved}\n` : ""}`);
+        out(`${narrow(f, head)}\n${pc.red("FAIL")}\n${report}${saved ? `${narrow(f, `saved: ${saved}`)}\n` : ""}`);
       }
       throw new RunFailed();
     });
@@ -211,10 +219,10 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         const verdict = verdictUnder(e.scenario, s, e.data.found, jit);
         const report = verdict.ok ? undefined : formatCounterexample(e.scenario, buildImage(e.scenario.spec, s, undefined, undefined, jit), verdict, {
           strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
-        });
+        }, f.json ? "text" : layoutOf(f));
         if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(report ? { report } : {}) }, null, 2)}\n`);
         else {
-          out(`${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
+          out(`${narrow(f, `${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}`)}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
           out(report ? `\n${report}` : `\n${s.name}: the scenario passes\n`);
         }
         if (bad.length) throw new RunFailed();
@@ -229,7 +237,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
         return;
       }
       const cx = r.counterexample!;
-      const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) });
+      const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) }, f.json ? "text" : layoutOf(f));
       out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: false, jit: jit.describe, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : `${jit.name === "ts" ? "" : `jit: ${jit.describe}\n`}${report}`);
       throw new RunFailed();
   }

@@ -14,7 +14,7 @@ import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../jit/strat
 import { printInsnAt } from "../../jit/bpf/print.ts";
 import { loadScenario, parseScenario, ScenarioError, type Scenario } from "../scenario.ts";
 import { loadCorpusFile } from "../corpus.ts";
-import { checkExhaustive, firstFailure } from "../property.ts";
+import { checkExhaustive, firstFailure, type Verdict } from "../property.ts";
 import type { Strategy } from "../../jit/strategy.ts";
 import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, UNWINDERS, type Injection, type RunOutcome, type UnwinderName } from "../run.ts";
 import { loadImage, startTask } from "../load.ts";
@@ -22,12 +22,12 @@ import { PRIVATE_STACK_KNOWLEDGE } from "../../unwinder/index.ts";
 
 import { RunFailed, UsageError } from "./errors.ts";
 import { HarnessError } from "../campaign.ts";
-import { formatChains } from "../report.ts";
+import { formatChains, formatCounterexample, wrapLine } from "../report.ts";
 import { addJitDiffCommand } from "./jit-diff.ts";
 import { addKernelCommands } from "./kernel.ts";
 import { addCampaignCommands, type Colors } from "./campaign.ts";
 import { bigintHex, JSON_SCHEMA } from "./json.ts";
-import { collect, timeoutOption } from "./options.ts";
+import { collect, formatOption, timeoutOption, wantsJson, type OutputFormat } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
 import { JitError } from "../../jit/lower.ts";
@@ -71,6 +71,9 @@ export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_
   return `${lines.join("\n")}\n`;
 }
 
+/** Text cut to 80 columns (--format email). */
+const narrowText = (text: string): string => text.split("\n").flatMap((l) => wrapLine(l)).join("\n");
+
 /**
  * Instruction bytes: words of two hex digits each (`55 48 89 e5`), or whole runs of them
  * (`554889e5`, `0x55,0x48`); a word of odd length, an empty one (`55,,48`) or anything not hex
@@ -97,7 +100,7 @@ function parseHexBytes(words: string[]): Uint8Array {
 
 interface RunFlags {
   strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance";
-  irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean; exhaustive?: boolean; trace?: boolean;
+  irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean; format?: OutputFormat; exhaustive?: boolean; trace?: boolean;
 }
 
 /** The scenario files `paths` name: files as given, directories' *.json files (recursively, sorted). */
@@ -168,8 +171,18 @@ function stepOf(where: string, flag: string, file: string, img: Image, firstRun:
   return step;
 }
 
+/** A scenario file's run: its outcome, and what a report needs to draw it again. */
+interface FileRun {
+  readonly outcome: RunOutcome;
+  readonly scenario: Scenario;
+  readonly image: Image;
+  /** The injections of the run the outcome is (exhaustive mode: the failing fork's). */
+  readonly injections: readonly Injection[];
+  readonly verdict?: Verdict;
+}
+
 /** One scenario file run under the command's options. */
-function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<string, number>, jit: JitBackend, log?: (s: string) => void): RunOutcome {
+function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<string, number>, jit: JitBackend, log?: (s: string) => void): FileRun {
   const scenario = readScenario(file);
   const img = buildImage(scenario.spec, strategy, undefined, undefined, jit);
   const opts = { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, image: img };
@@ -192,10 +205,29 @@ function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<
     if (injections.length) throw new UsageError("run: --exhaustive injects at every boundary itself: not with --irq-at, --nmi-at or the scenario's schedule (add --no-schedule)");
     const v = checkExhaustive(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, jit }, img);
     log?.(`exhaustive: ${v.runs} run(s)${v.injection ? `; the first that fails: ${v.injection.kind} at step ${v.injection.atStep}` : v.ok ? "; every one passes" : "; the run without interrupts already fails"}\n`);
-    return v.outcome;
+    return { outcome: v.outcome, scenario, image: img, injections: v.injection ? [v.injection] : [], verdict: v };
   }
   if (o.trace) log?.(traceRun(scenario, strategy, opts, injections));
-  return runScenario(scenario, strategy, { ...opts, injections });
+  return { outcome: runScenario(scenario, strategy, { ...opts, injections }), scenario, image: img, injections };
+}
+
+/**
+ * `run --format email`: a failing run as a counterexample report (the run again, drawing the
+ * stacks at the failing sample), with the command that repeats it.
+ */
+function emailReport(file: string, r: FileRun, strategy: Strategy, o: RunFlags & JitFlags, budgets: Record<string, number>): string {
+  const failure = firstFailure(r.outcome);
+  const outcome = failure?.sample === undefined ? r.outcome : runScenario(r.scenario, strategy, {
+    unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, image: r.image, injections: r.injections, picture: failure.sample,
+  });
+  const verdict: Verdict = { ok: false, outcome, failure, runs: r.verdict?.runs ?? 1, coverage: new Map(), ...(r.verdict?.injection ? { injection: r.verdict.injection } : {}) };
+  const replay = [
+    "npx stackcheck run", file, `--strategy ${o.strategy}`, `--unwinder ${o.unwinder}`, ...(o.policy !== "strict" ? [`--policy ${o.policy}`] : []),
+    ...(o.privateStacks !== "none" ? [`--private-stacks ${o.privateStacks}`] : []), ...o.irqAt.map((x) => `--irq-at ${x}`), ...o.nmiAt.map((x) => `--nmi-at ${x}`),
+    ...o.stackBudget.map((x) => `--stack-budget ${x}`), ...(o.schedule ? [] : ["--no-schedule"]), ...(o.exhaustive ? ["--exhaustive"] : []),
+    ...(o.jit === "kernel" ? ["--jit kernel", ...(o.kernelTree !== undefined ? [`--kernel-tree ${o.kernelTree}`] : [])] : []), "--format email",
+  ].join(" ");
+  return formatCounterexample(r.scenario, r.image, verdict, { strategy: strategy.name, unwinder: o.unwinder, policy: o.policy, replay }, "email");
 }
 
 /**
@@ -260,6 +292,12 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .showHelpAfterError("(see --help)") // a usage error is its line and this, not the whole help
     .configureOutput({ writeOut: out, writeErr })
     .exitOverride(); // before the subcommands: they inherit it when they are created
+  // --format json is --json; --json with another --format is a contradiction
+  program.hook("preAction", (_, command) => {
+    const o = command.opts<{ format?: OutputFormat; json?: boolean }>();
+    if (o.json && o.format !== undefined && o.format !== "json") throw new UsageError(`${command.name()}: --json and --format ${o.format} ask for two layouts; give one`);
+    if (o.format === "json") command.setOptionValue("json", true);
+  });
 
   program
     .command("isa")
@@ -314,7 +352,8 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .option("--trace", "print each executed instruction with its step number (the numbers --irq-at and --nmi-at take), then the report")
     .option("--stack-budget <stack=bytes>", "fail if a stack's high-water mark exceeds this (stack: task, irq, nmi, private; repeatable)", collect, [])
     .option("--no-schedule", "ignore the scenario's own interrupt schedule")
-    .option("--json", "machine-readable output (several scenarios: one JSON object per line)");
+    .option("--json", "machine-readable output (several scenarios: one JSON object per line)")
+    .addOption(formatOption());
   addJitOptions(run).action(async (paths: string[], o: RunFlags & JitFlags) => {
       const budgets: Record<string, number> = {};
       for (const x of o.stackBudget) {
@@ -329,8 +368,11 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
       try {
         if (files.length === 1 && paths.length === 1 && files[0] === paths[0]) {
           // one file: its full report (an input error is the command's)
-          const outcome = runFile(files[0]!, strategy, o, budgets, jit.backend, o.json ? undefined : out);
-          out(o.json ? `${json({ schema: JSON_SCHEMA, ...outcome, jit: jit.backend.describe }, 2)}\n` : formatOutcome(files[0]!, outcome, jit.backend));
+          const r = runFile(files[0]!, strategy, o, budgets, jit.backend, o.json ? undefined : out);
+          const outcome = r.outcome;
+          if (o.json) out(`${json({ schema: JSON_SCHEMA, ...outcome, jit: jit.backend.describe }, 2)}\n`);
+          else if (o.format === "email") out(outcome.ok ? narrowText(formatOutcome(files[0]!, outcome, jit.backend)) : emailReport(files[0]!, r, strategy, o, budgets));
+          else out(formatOutcome(files[0]!, outcome, jit.backend));
           if (!outcome.ok) throw new RunFailed();
           return;
         }
@@ -339,7 +381,7 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
         for (const file of files) {
           let outcome: RunOutcome;
           try {
-            outcome = runFile(file, strategy, o, budgets, jit.backend);
+            outcome = runFile(file, strategy, o, budgets, jit.backend).outcome;
           } catch (e) {
             if (!(e instanceof ScenarioError || e instanceof UsageError || e instanceof ImageError)) throw e;
             bad++;
@@ -349,7 +391,8 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
           }
           if (!outcome.ok) failed++;
           const first = firstFailure(outcome);
-          out(o.json ? `${json({ schema: JSON_SCHEMA, file, ...outcome, jit: jit.backend.describe })}\n` : `${outcome.ok ? "PASS" : "FAIL"} ${file}${first ? `: ${first.message.split("\n")[0]}` : ""}\n`);
+          const line = `${outcome.ok ? "PASS" : "FAIL"} ${file}${first ? `: ${first.message.split("\n")[0]}` : ""}\n`;
+          out(o.json ? `${json({ schema: JSON_SCHEMA, file, ...outcome, jit: jit.backend.describe })}\n` : o.format === "email" ? narrowText(line) : line);
         }
         if (!o.json) out(`${files.length} scenario(s): ${files.length - bad - failed} passed, ${failed} failed, ${bad} could not be read\n`);
         if (bad) throw new UsageError(`run: ${bad} of ${files.length} scenario file(s) could not be run (above)`);
@@ -429,7 +472,7 @@ export async function main(argv: readonly string[], out?: (s: string) => void, o
   // results on stdout, errors and diagnostics on stderr (a caller's own writer gets both)
   const err = out ?? ((s: string) => process.stderr.write(s));
   out ??= (s) => process.stdout.write(s);
-  const json = argv.includes("--json");
+  const json = wantsJson(argv);
   const say = (kind: string, message: string) => err(json ? `${JSON.stringify({ schema: JSON_SCHEMA, error: { kind, message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
   // commander prints its own errors; under --json they are collected and printed as JSON instead
   const program = buildProgram(out, json ? () => {} : err, pc.createColors(color && !json));

@@ -24,6 +24,14 @@ export function progressBar(total: number, enabled: boolean): { tick(n: number):
   return { tick: (n) => bar.update(n), stop: () => bar.stop() };
 }
 
+/** --format: how a report is laid out (json: the same as --json). */
+export const formatOption = () => new Option("--format <format>", "text (a terminal), email (80 columns, why each walk stopped, the failing function's disassembly) or json (as --json)").choices(["text", "email", "json"]);
+export type OutputFormat = "text" | "email" | "json";
+
+/** Is JSON asked for, by --json or --format json (also before commander has parsed the line: errors in JSON)? */
+export const wantsJson = (argv: readonly string[]): boolean =>
+  argv.includes("--json") || argv.includes("--format=json") || argv.some((a, i) => a === "--format" && argv[i + 1] === "json");
+
 /** A repeatable option's values, in order. */
 export function collect(v: string, prev: string[]): string[] {
   return [...prev, v];

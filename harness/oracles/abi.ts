@@ -14,17 +14,17 @@ export const abi: Oracle = ({ m, fail, sym }) => {
   // (entries are never changed once added: copies of the containers keep them)
   const st = new PerTask(() => ({ saved: [] as bigint[][], atInterrupt: [] as { regs: bigint[]; flags: number }[] }), (t) => ({ saved: t.saved.slice(), atInterrupt: t.atInterrupt.slice() }));
   /** One failure per register of `names` whose value now differs from `before`. */
-  const unrestored = (check: RunFailure["check"], names: readonly RegName[], before: readonly bigint[], say: (r: RegName, was: bigint, now: bigint) => string) => {
+  const unrestored = (check: RunFailure["check"], at: bigint | undefined, names: readonly RegName[], before: readonly bigint[], say: (r: RegName, was: bigint, now: bigint) => string) => {
     const after = regsNow(names);
-    names.forEach((r, i) => { if (before[i] !== after[i]) fail({ check, message: say(r, before[i]!, after[i]!) }); });
+    names.forEach((r, i) => { if (before[i] !== after[i]) fail({ check, message: say(r, before[i]!, after[i]!), ...(at === undefined ? {} : { at }) }); });
   };
   return {
     onCall: () => { st.cur.saved.push(regsNow(CALLEE_SAVED)); },
     onReturn: (a) => {
       const before = st.cur.saved.pop();
       if (!before) return;
-      unrestored("abi-return", CALLEE_SAVED, before, (r, was, now) => `${r} not restored by ${sym(toCanonical(a.entry))}: ${hex(was)} before the call, ${hex(now)} after it returned to ${sym(toCanonical(a.ret))}`);
-      if (m.reg("rsp") !== a.rspRaw) fail({ check: "abi-return", message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(toCanonical(a.ret))}; the call left it at ${hex(a.rspRaw)}` });
+      unrestored("abi-return", toCanonical(a.entry), CALLEE_SAVED, before, (r, was, now) => `${r} not restored by ${sym(toCanonical(a.entry))}: ${hex(was)} before the call, ${hex(now)} after it returned to ${sym(toCanonical(a.ret))}`);
+      if (m.reg("rsp") !== a.rspRaw) fail({ check: "abi-return", at: toCanonical(a.entry), message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(toCanonical(a.ret))}; the call left it at ${hex(a.rspRaw)}` });
     },
     onInterrupt: (a) => {
       // The registers of the interrupted context (rsp: the interrupted one) and its rflags (in the frame).
@@ -35,7 +35,7 @@ export const abi: Oracle = ({ m, fail, sym }) => {
     onIret: (a) => {
       const before = st.cur.atInterrupt.pop();
       if (!before) return;
-      unrestored("abi-iret", ALL, before.regs, (r, was, now) => `${r} not restored at iretq from vector ${a.vector}: ${hex(was)} when interrupted, ${hex(now)} after`);
+      unrestored("abi-iret", undefined, ALL, before.regs, (r, was, now) => `${r} not restored at iretq from vector ${a.vector}: ${hex(was)} when interrupted, ${hex(now)} after`);
       if ((m.rflags & IRET_FLAGS) !== (before.flags & IRET_FLAGS)) fail({ check: "abi-iret", message: `rflags ${m.rflags.toString(16)} after iretq from vector ${a.vector}, ${before.flags.toString(16)} when interrupted` });
     },
     onSwitch: (prev, next) => st.switch(prev, next),

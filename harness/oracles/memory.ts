@@ -104,8 +104,8 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   };
   const pathName = (p: number) => attachOf(img.programs[p]!.program);
   let reports = 0;
-  const report = (message: string) => {
-    if (reports++ < MAX_REPORTS) fail({ check: "memory", message });
+  const report = (message: string, at: bigint) => {
+    if (reports++ < MAX_REPORTS) fail({ check: "memory", message, at });
     else if (reports === MAX_REPORTS + 1) fail({ check: "memory", message: "further memory reports suppressed" });
   };
   const objects = perCpuObjects(img);
@@ -124,12 +124,12 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       const distance = (x: PerCpuObject) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0n);
       const near = objects.reduce((a, b) => (distance(b) < distance(a) ? b : a));
       const where = addr >= near.end ? `${addr - near.end} bytes above` : near.begin >= end ? `${near.begin - end} bytes below` : "across the edge of";
-      report(`${access(write, Number(end - addr), addr, ip)} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`);
+      report(`${access(write, Number(end - addr), addr, ip)} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`, ip);
       return true;
     }
     const program = programAt(ip);
     if (program === undefined || o.bpf.includes(write ? "w" : "r")) return false; // kernel code: its own variables, and pointers BPF handed it
-    report(`${access(write, Number(end - addr), addr, ip)} (BPF code of ${img.programs[program]!.program.name}) ${write ? "writes" : "reads"} ${o.name}, which BPF code never ${write ? "writes" : "reads"}: out of bounds`);
+    report(`${access(write, Number(end - addr), addr, ip)} (BPF code of ${img.programs[program]!.program.name}) ${write ? "writes" : "reads"} ${o.name}, which BPF code never ${write ? "writes" : "reads"}: out of bounds`, ip);
     return true;
   };
   const onWrite = (addr: bigint, size: number, ip: bigint) => {
@@ -137,7 +137,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     if (outOfBounds(true, addr, end, ip)) return;
     for (const g of img.guards) {
       if (addr < g.addr + 8n && end > g.addr) {
-        report(`${access(true, size, addr, ip)} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`);
+        report(`${access(true, size, addr, ip)} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`, ip);
         return; // once, and not counted as the writer's own stack bytes
       }
     }
@@ -160,14 +160,14 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       const hit = onTheirStack ? undefined : theirs.find((c) => { const w = c.written.get(area); return w !== undefined && end > w.low && addr < w.high; });
       if (onTheirStack || hit) {
         const what = onTheirStack ? `${k === 0 ? "the task" : `task ${k}`} stack above its saved rsp ${hex(sp)}` : `the ${area.name} stack inside ${hex(hit!.written.get(area)!.low)}..${hex(hit!.written.get(area)!.high)}, written by ${hit!.entered}`;
-        report(`${access(true, size, addr, ip)}: ${taskName(running, ctxs)} writes into ${what}: live data of ${taskName(k, theirs)}, which is switched out in the middle of it`);
+        report(`${access(true, size, addr, ip)}: ${taskName(running, ctxs)} writes into ${what}: live data of ${taskName(k, theirs)}, which is switched out in the middle of it`, ip);
         return;
       }
     }
     for (let j = 1; j <= cur; j++) {
       const b = ctxs[j]!;
       if (b.area === area && end > b.sp && (!area.private || ctxs.slice(0, j).some((c) => (c.written.get(area)?.high ?? 0n) > addr))) {
-        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands at or above rsp ${hex(b.sp)} that ${b.entered} left on the ${area.name} stack: live data of the context it ${b.entered.startsWith("vector") ? "interrupted" : "was called from"}`);
+        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands at or above rsp ${hex(b.sp)} that ${b.entered} left on the ${area.name} stack: live data of the context it ${b.entered.startsWith("vector") ? "interrupted" : "was called from"}`, ip);
         return;
       }
     }
@@ -175,7 +175,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     for (let j = 0; j < cur; j++) {
       const w = ctxs[j]!.written.get(area);
       if (w !== undefined && end > w.low && addr < w.high && !ctxs.slice(j + 1).some((b) => b.area === area)) {
-        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered}, which is still live`);
+        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered}, which is still live`, ip);
         return;
       }
     }
@@ -193,7 +193,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     const end = addr + BigInt(size);
     if (outOfBounds(false, addr, end, ip) || !isBpf(ip)) return;
     for (const g of img.guards) {
-      if (addr < g.addr + 8n && end > g.addr) report(`${access(false, size, addr, ip)} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`);
+      if (addr < g.addr + 8n && end > g.addr) report(`${access(false, size, addr, ip)} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`, ip);
     }
   };
 

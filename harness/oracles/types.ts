@@ -10,6 +10,8 @@ import type { UnwindEnv } from "../../unwinder/index.ts";
 export interface RunFailure {
   readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water" | "memory" | "atomic-sleep";
   readonly message: string;
+  /** The code it names (the function that did it), for a report's disassembly. */
+  readonly at?: bigint;
 }
 
 export interface HighWater { readonly stack: string; readonly bytes: number }

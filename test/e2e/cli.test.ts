@@ -248,6 +248,31 @@ describe("stackcheck check, replay, matrix", () => {
     expect((JSON.parse(again.out) as { failure: { what: string } }).failure).toEqual(j.failure);
   });
 
+  test("--format email: a report for a mailing list, within 80 columns, from check, replay and run; --format json is --json; --json with another format is a usage error", async () => {
+    const fits = (text: string) => expect(text.split("\n").filter((l) => l.length > 80), text).toEqual([]);
+    const r = await cli("check", "--strategy", "split-stack", "--seed", "1", "--format", "email");
+    expect(r.code).toBe(1);
+    fits(r.out);
+    expect(r.out.replace(/\n\s+/g, " ")).toMatch(/the walk stopped: the first frame pointer \([0-9a-f]{16}\) is on no stack get_stack_info\(\) knows \(it is in the private p0\/main stack\)/);
+    expect(r.out).toMatch(/^P {2}\+0x00c {2}55 +push %rbp$/m); // the strategy's prologue, marked
+    expect(r.out).toMatch(/^E {2}\+0x[0-9a-f]{3} {2}c9 +leave$/m); // and its epilogue
+    // the replay command, cut with continuations, still runs as printed
+    const replay = /^replay:\n((?:.*\n)*)/m.exec(r.out)![1]!.replace(/ \\\n\s+/g, " ").trim();
+    const again = await cli(...replay.replace(/^npx stackcheck /, "").split(" "), "--format", "email");
+    expect(again.code).toBe(1);
+    fits(again.out);
+    const run = await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "r9-private", "--format", "email");
+    expect(run.code).toBe(1);
+    fits(run.out);
+    expect(run.out.replace(/\n\s+/g, " ")).toContain("the function check memory names (P: r9-private's prologue, E: its epilogue)");
+    expect(run.out).toMatch(/^=> \+0x[0-9a-f]{3} {2}49 89 59 c0 +mov %rbx,-0x40\(%r9\)$/m); // the write the memory check names
+    const json = await cli("check", "--strategy", "split-stack", "--seed", "1", "--format", "json");
+    expect((JSON.parse(json.out) as { failure: { what: string } }).failure.what).toBe("TRUNCATED");
+    const both = await cli("run", "test/scenarios/nested.json", "--json", "--format", "email");
+    expect(both.code).toBe(2);
+    expect(both.out).toContain("--json and --format email ask for two layouts");
+  });
+
   test("check passes the baseline (exit 0) and prints the coverage of interrupt points", async () => {
     const r = await cli("check", "--strategy", "baseline", "--runs", "20", "--seed", "5");
     expect(r.code).toBe(0);

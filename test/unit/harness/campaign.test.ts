@@ -86,7 +86,18 @@ describe("every broken design is caught and shrinks to a minimal counterexample"
         const point = pointClassifier(cx.image);
         expect(["main", "subprog", "helper"].includes(point(delivered[0]!.ip).split("/")[0]!), `${point(delivered[0]!.ip)}, ${where(r)}`).toBe(true);
       }
+      // the walk says why it stopped
+      expect(sample.stopped, where(r)).toMatch(/get_stack_info\(\)|first_frame|not kernel text|only goes up/);
     }
+    // the mail-ready report: 80 columns, why the walk stopped, the failing function with the strategy's prologue and epilogue marked
+    const mail = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: name, unwinder: "frame", policy: "strict", replay: `npx stackcheck replay --strategy ${name} --seed ${r.seed} --path ${r.path}` }, "email");
+    const lines = mail.trimEnd().split("\n");
+    expect(lines.filter((l) => l.length > 80), mail).toEqual([]);
+    if (what !== "fault" && what !== "semantics") expect(mail).toContain("the walk stopped: ");
+    const listing = lines.filter((l) => /^(P |E |=>|  ) \+0x[0-9a-f]{3} /.test(l));
+    expect(listing.some((l) => l.startsWith("P ")), mail).toBe(true);
+    expect(listing.some((l) => l.startsWith("E ")), mail).toBe(true);
+    expect(listing.filter((l) => l.startsWith("=>")).length, mail).toBe(1);
   });
 });
 

@@ -12,6 +12,9 @@ import {
 import { envFromImage } from "../../../harness/unwind-env.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 
+/** What a walk that reached the task's user-mode pt_regs says about its end (not a kernel field: for reports). */
+const COMPLETE = { why: "it reached the task's user-mode pt_regs (complete)" };
+
 /** arch_stack_walk() of current from a running function whose frame pointer is `bp`. */
 const stackWalk = (env: UnwindEnv, from: { bp: bigint }): Walk => archStackWalk(frameUnwinder(env), { kind: "current", ip: 0n, sp: from.bp, bp: from.bp });
 /** perf_callchain_kernel() from hardware regs. */
@@ -45,7 +48,7 @@ const chain: [bigint, bigint][] = [
 describe("unwind_frame.c rules on hand-built stacks", () => {
   test("from a running function's frame, the walk reaches the last task frame (task_pt_regs - 16)", () => {
     const w = stackWalk(world(chain), { bp: f0 });
-    expect(w).toEqual({ ips: [TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n], error: false, reachedEnd: true, warnings: [] });
+    expect(w).toEqual({ ips: [TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n], error: false, reachedEnd: true, warnings: [], stopped: COMPLETE });
   });
 
   test("the skip loop: regs->sp on a stack get_stack_info() does not know gives an empty trace", () => {
@@ -178,7 +181,7 @@ describe("walks on the real image against the ground truth", () => {
     m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => { walk = stackWalk(env, { bp: mm.reg("rbp") }); truth = returnAddresses(mm.truth()); });
     startTask(img, m);
     expect(m.run().kind).toBe("completed");
-    expect(walk).toEqual({ ips: truth, error: false, reachedEnd: true, warnings: [] });
+    expect(walk).toEqual({ ips: truth, error: false, reachedEnd: true, warnings: [], stopped: COMPLETE });
   });
 
   test("split-stack: from the helper, bp is on the private stack, which get_stack_info() does not know: an empty trace", () => {
@@ -188,7 +191,7 @@ describe("walks on the real image against the ground truth", () => {
     m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => { walk = stackWalk(envFromImage(img, mm), { bp: mm.reg("rbp") }); });
     startTask(img, m);
     m.run();
-    expect(walk).toMatchObject({ ips: [], reachedEnd: false });
+    expect(walk).toMatchObject({ ips: [], reachedEnd: false, stopped: { why: expect.stringMatching(/^the first frame pointer \([0-9a-f]{16}\) is on no stack get_stack_info\(\) knows$/) } });
   });
 
   test("baseline: an IRQ in a BPF program; from handle_irq the walk crosses the IRQ stack, the encoded pt_regs and reaches the end", () => {
@@ -200,6 +203,6 @@ describe("walks on the real image against the ground truth", () => {
     m.addHook(img.kernel.addr("irq_sample"), (mm) => { walk = stackWalk(envFromImage(img, mm), { bp: mm.reg("rbp") }); truth = returnAddresses(mm.truth()); });
     startTask(img, m);
     expect(m.run().kind).toBe("completed");
-    expect(walk).toEqual({ ips: truth, error: false, reachedEnd: true, warnings: [] });
+    expect(walk).toEqual({ ips: truth, error: false, reachedEnd: true, warnings: [], stopped: COMPLETE });
   });
 });

@@ -13,6 +13,9 @@ import { allowances, classify, expectedChain } from "../../../harness/oracles/cl
 import { FrameWindows } from "../../../harness/oracles/window.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 
+/** What a walk that reached the task's user-mode pt_regs says about its end (not a kernel field: for reports). */
+const COMPLETE = { why: "it reached the task's user-mode pt_regs (complete)" };
+
 const sampler = program({ name: "sampler", type: "kprobe", funcs: [{ name: "main", stackDepth: 64, body: [
   alu64.mov.imm(R6, 7), stx(BPF_DW, R10, R6, -8),
   alu64.mov.reg(R1, R10), alu64.add.imm(R1, -8), alu64.mov.imm(R2, 5), call.helper(2),
@@ -36,7 +39,7 @@ describe("ORC from a helper (bpf_get_stack style)", () => {
     });
     startTask(img, m);
     expect(m.run().kind).toBe("completed");
-    expect(walk).toEqual({ ips: truth, error, reachedEnd: true, warnings: [] });
+    expect(walk).toEqual({ ips: truth, error, reachedEnd: true, warnings: [], stopped: { why: COMPLETE.why, note: expect.stringMatching(/^on the way, ORC had no data for bpf_prog_\w+\+0x[0-9a-f]+ and guessed a frame-pointer frame \(unreliable\)$/) } });
   });
 });
 

@@ -9,6 +9,9 @@ import {
 } from "../../../unwinder/index.ts";
 import { PT_REGS } from "../../../arch/ptrace.ts";
 
+/** What a walk that reached the task's user-mode pt_regs says about its end (not a kernel field: for reports). */
+const COMPLETE = { why: "it reached the task's user-mode pt_regs (complete)" };
+
 // ---- a hand-built world: a task stack, an IRQ and an NMI stack, text at 0xffffffff81000000 ----
 const TASK = 0xffffc90000010000n, TASK_END = TASK + 0x4000n, PT = TASK_END - 168n;
 const IRQ_END = 0xffffc90000024000n, NMI = 0xffffc90000030000n;
@@ -48,7 +51,7 @@ describe("one interface, two unwinders", () => {
     const env = world(chain);
     const from = { kind: "current", ip: TEXT + 0x100n, sp: f0 - 0x20n, bp: f0 } as const;
     const fp = archStackWalk(frameUnwinder(env), from);
-    expect(fp).toEqual({ ips: [TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n], error: false, reachedEnd: true, warnings: [] });
+    expect(fp).toEqual({ ips: [TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n], error: false, reachedEnd: true, warnings: [], stopped: COMPLETE });
     // ORC starts at the running function's own ip and skips ahead to the frame above first_frame (bp)
     expect(archStackWalk(orcFor(env), from).ips.slice(0, 2)).toEqual([TEXT + 0x10n, TEXT + 0x20n]);
   });
@@ -87,7 +90,7 @@ describe("a task that is not running, from its switch frame (task->thread.sp)", 
   test("frame (bp = thread.sp + 40) and ORC (sp = thread.sp + 56, bp and ip from the frame) walk it alike", () => {
     const env = world(words);
     const want = [TEXT + 0x50n, TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n];
-    expect(archStackWalk(frameUnwinder(env), { kind: "task", task })).toEqual({ ips: want, error: false, reachedEnd: true, warnings: [] });
+    expect(archStackWalk(frameUnwinder(env), { kind: "task", task })).toEqual({ ips: want, error: false, reachedEnd: true, warnings: [], stopped: COMPLETE });
     expect(archStackWalk(orcFor(env), { kind: "task", task }).ips.slice(0, 3)).toEqual(want.slice(0, 3));
   });
 
