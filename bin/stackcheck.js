@@ -3,7 +3,7 @@
 // With a user's strategy module the command runs on a worker thread under a watchdog: loading
 // the module, or one of its hooks, that does not return within --timeout seconds (default 30)
 // ends the command with an input error naming the module, the hook and the function (exit 2).
-import { Worker } from "node:worker_threads";
+import { BroadcastChannel, Worker } from "node:worker_threads";
 import { register } from "tsx/esm/api";
 
 // A reader that stops early (`stackcheck isa --json | head`) closes the pipe: end quietly.
@@ -37,22 +37,31 @@ if (modules.length === 0) {
   }
   const { default: pc } = await import("picocolors");
   const worker = new Worker(new URL("./stackcheck-worker.js", import.meta.url), { workerData: { argv, color: pc.isColorSupported } });
-  let where, since = 0, done = false;
+  // every thread of the command (the CLI's, and check --workers' pool threads) reports each hook
+  // it enters and leaves (jit/strategies/guard.ts reportHooksToWatchdog())
+  const running = new Map(); // thread id -> { where, since }
+  const channel = new BroadcastChannel("stackcheck-watchdog");
+  let done = false;
+  const stop = () => { clearInterval(timer); channel.close(); };
   const timer = setInterval(() => {
-    if (where === undefined || Date.now() - since < seconds * 1000) return;
-    clearInterval(timer);
+    const late = [...running.values()].find((h) => Date.now() - h.since >= seconds * 1000);
+    if (late === undefined) return;
+    stop();
     done = true;
-    fail(`${where} did not return within ${seconds} s (--timeout); stopped`);
-    void worker.terminate();
+    fail(`${late.where} did not return within ${seconds} s (--timeout); stopped`);
+    // the CLI's thread, and with it the pool threads it started
+    void worker.terminate().finally(() => process.exit());
   }, 100);
+  channel.onmessage = ({ data: m }) => {
+    if (m.enter !== undefined) running.set(m.thread, { where: m.enter, since: Date.now() });
+    else if (m.leave) running.delete(m.thread);
+  };
   worker.on("message", (m) => {
-    if (m.enter !== undefined) { where = m.enter; since = Date.now(); }
-    else if (m.leave) where = undefined;
-    else if (m.exit !== undefined) { done = true; process.exitCode = m.exit; clearInterval(timer); }
+    if (m.exit !== undefined) { done = true; process.exitCode = m.exit; stop(); }
   });
   // An error escaping the command: the module's if its stack names one of the modules.
   worker.on("error", (e) => {
-    clearInterval(timer);
+    stop();
     const stack = String(e?.stack ?? e);
     const mod = modules.find((m) => stack.includes(m) || stack.includes(encodeURIComponent(m)));
     if (mod) fail(`strategy module ${mod}: an error escaped it${done ? " after the command ended" : ""}: ${e?.message ?? e}`);
@@ -60,7 +69,7 @@ if (modules.length === 0) {
     done = true;
   });
   worker.on("exit", (code) => {
-    clearInterval(timer);
+    stop();
     if (!done) fail(`the command ended without a result (exit code ${code}): a strategy module called process.exit()?`);
   });
 }

@@ -4,6 +4,8 @@
 import { Piscina } from "piscina";
 import { HarnessError, shardOf } from "../campaign.ts";
 import type { WorkerResult, WorkerTask } from "./worker-task.ts";
+import { StrategyError } from "../../jit/strategy.ts";
+import { isStrategyModule } from "../../jit/strategies/index.ts";
 
 export interface PooledRun {
   readonly results: readonly WorkerResult[];
@@ -24,6 +26,9 @@ export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs
       } catch (e) {
         // errors cross the thread boundary as plain Errors: keep a harness error one
         if ((e as Error).name === "HarnessError") throw new HarnessError((e as Error).message, s.seed, undefined);
+        // a pool thread that ended under a task: only a strategy module's code can end it (process.exit())
+        const exited = /^worker exited with code: (\S+)/.exec((e as Error).message ?? "");
+        if (exited && isStrategyModule(task.strategy)) throw new StrategyError(`strategy module ${task.strategy}: a worker thread running it ended (exit code ${exited[1]}) at seed ${s.seed}: a hook called process.exit()?`);
         throw e;
       }
       progress((done += r.runs));

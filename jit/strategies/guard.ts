@@ -4,6 +4,7 @@
 // exposes is read once, here.
 import { StrategyError, type FuncJit, type PrivateRequest, type Strategy } from "../strategy.ts";
 import type { X86Reg } from "../x86/encode.ts";
+import { BroadcastChannel, threadId } from "node:worker_threads";
 
 const REGS: readonly X86Reg[] = ["rax", "rcx", "rdx", "rbx", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
 
@@ -45,6 +46,21 @@ const fnName = (f: FuncJit) => `${f.prog.name}/${f.func.name}`;
  * returns cannot be stopped from inside its own thread). No-ops unless one is installed.
  */
 export const hookWatch: { enter(where: string): void; leave(): void } = { enter: () => {}, leave: () => {} };
+
+/** The channel every thread of a command reports its hooks on (bin/stackcheck.js listens). */
+export const WATCHDOG_CHANNEL = "stackcheck-watchdog";
+
+/**
+ * Report this thread's hooks to the watchdog: `{ thread, enter }` when one starts, `{ thread,
+ * leave }` when it returns. A BroadcastChannel reaches the main thread from any thread, the
+ * pool threads of `check --workers` too; unref'd, it never keeps a thread alive.
+ */
+export function reportHooksToWatchdog(): void {
+  const channel = new BroadcastChannel(WATCHDOG_CHANNEL);
+  (channel as unknown as { unref(): void }).unref();
+  hookWatch.enter = (where) => channel.postMessage({ thread: threadId, enter: where });
+  hookWatch.leave = () => channel.postMessage({ thread: threadId, leave: true });
+}
 
 /** `s` with every hook guarded; `file` names the module in errors. */
 export function guardStrategy(s: Strategy, file: string): Strategy {

@@ -36,6 +36,9 @@ export function mustBeStrategy(v: unknown, where: string): Strategy {
   return v as Strategy;
 }
 
+/** A strategy given as a module file (by its extension), not a built-in name. */
+export const isStrategyModule = (spec: string): boolean => /\.(ts|js|mjs|mts)$/.test(spec);
+
 /**
  * A built-in strategy by name, or a module file (`.ts` or `.js`) whose default export (or
  * `strategy` export) implements the Strategy interface.
@@ -43,7 +46,7 @@ export function mustBeStrategy(v: unknown, where: string): Strategy {
 export async function loadStrategy(spec: string): Promise<Strategy> {
   const builtin = BUILTIN_STRATEGIES.find((s) => s.name === spec);
   if (builtin) return builtin;
-  if (!/\.(ts|js|mjs|mts)$/.test(spec)) {
+  if (!isStrategyModule(spec)) {
     throw new StrategyError(`unknown strategy '${spec}'; built in: ${BUILTIN_STRATEGIES.map((s) => s.name).join(", ")}; or give a .ts/.js module path`);
   }
   const file = resolve(spec);

@@ -127,14 +127,21 @@ export default { ...baseline, name: "loops", prologue: () => { for (;;) {} } };
   writeFileSync(top, `for (;;) {}\nexport default {};\n`);
   const exits = join(dir, "exits.ts");
   writeFileSync(exits, `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};\nexport default { ...baseline, name: "exits", prologue: () => { process.exit(0); } };\n`);
-  const bin = (...args: string[]) => new Promise<{ status: number | null; stderr: string }>((done) => {
-    execFile(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", ...args], { cwd: root, encoding: "utf8", timeout: 60_000 }, (e, _out, stderr) => done({ status: e ? (e as { code?: number }).code ?? null : 0, stderr }));
+  const command = (...args: string[]) => new Promise<{ status: number | null; stderr: string }>((done) => {
+    execFile(process.execPath, ["bin/stackcheck.js", ...args], { cwd: root, encoding: "utf8", timeout: 60_000 }, (e, _out, stderr) => done({ status: e ? (e as { code?: number }).code ?? null : 0, stderr }));
   });
+  const bin = (...args: string[]) => command("run", "test/scenarios/nested.json", ...args);
   // in parallel: the --name=value forms and the last --timeout; a module whose top level never
-  // returns; one that exits the process; a --timeout that is not a number
-  const [eq, t, x, bad] = await Promise.all([
+  // returns; one that exits the process; a --timeout that is not a number; and the same hooks on
+  // check --workers' pool threads, which report to the same watchdog
+  const [eq, t, x, bad, pooled, pooledExit] = await Promise.all([
     bin(`--strategy=${file}`, "--timeout", "9", "--timeout=1"), bin("--strategy", top, "--timeout", "1"), bin("--strategy", exits), bin("--strategy", file, "--timeout", "zero"),
+    command("check", "--strategy", file, "--workers", "2", "--runs", "10", "--seed", "1", "--timeout", "1"), command("check", "--strategy", exits, "--workers", "2", "--runs", "10", "--seed", "1"),
   ]);
+  expect([pooled.status, pooled.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for p0/main did not return within 1 s (--timeout); stopped\n`]);
+  expect(pooledExit.status).toBe(2);
+  // whichever thread (seed 1 or 2) ends first
+  expect(pooledExit.stderr).toBe(`stackcheck: strategy module ${exits}: a worker thread running it ended (exit code 0) at seed ${/at seed ([12]):/.exec(pooledExit.stderr)?.[1]}: a hook called process.exit()?\n`);
   expect([eq.status, eq.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for outer/main did not return within 1 s (--timeout); stopped\n`]);
   expect([t.status, t.stderr]).toEqual([2, `stackcheck: strategy module ${top}: loading it did not return within 1 s (--timeout); stopped\n`]);
   expect(x.status).toBe(2);
