@@ -33,6 +33,8 @@ export interface CampaignOptions extends CheckOptions {
   readonly constraints?: PlanConstraints;
   /** Called after each case with the number done (progress bars). */
   readonly onCase?: (done: number) => void;
+  /** Called as the shrink tries each candidate plan (progress of a long shrink). */
+  readonly onShrink?: (tried: number) => void;
   /** false: stop at the first failure, unshrunk (worker threads: the main thread shrinks it from its seed and path). */
   readonly shrink?: boolean;
 }
@@ -117,13 +119,14 @@ const THREW = "(the harness threw)";
  * itself; 2.5 s this way). `shrinks` counts the steps that made the plan smaller.
  * Deterministic: a replay (seed and path of the found plan) shrinks to the same plan.
  */
-function shrinkPlan(found: Plan, o: PlanCheck & { readonly constraints?: PlanConstraints }): { plan: Plan; shrinks: number } {
+function shrinkPlan(found: Plan, o: PlanCheck & { readonly constraints?: PlanConstraints; readonly onShrink?: (tried: number) => void }): { plan: Plan; shrinks: number } {
   // Candidates are run until SHRINK_STEP_BUDGET machine steps are spent, then taken as passing,
   // which ends the shrink where it is: a bound in steps, not time, so a replay ends alike. Typical
   // plans never reach it; plans with a loop only may_goto bounds (a million steps each) do.
-  let spent = 0;
+  let spent = 0, tried = 0;
   const failure = (p: Plan) => {
     if (spent > SHRINK_STEP_BUDGET) return undefined;
+    o.onShrink?.(++tried);
     try {
       const v = checkPlan(p, o).verdict;
       spent += "steps" in v.outcome.result ? v.outcome.result.steps : 0;

@@ -84,6 +84,8 @@ export interface CheckOptions {
   readonly privateStacks?: RunOptions["privateStacks"];
   readonly budgets?: RunOptions["budgets"];
   readonly maxSteps?: number;
+  /** Exhaustive mode: told how many boundaries of how many are done (every 256, and at the end). */
+  readonly onBoundary?: (done: number, total: number) => void;
 }
 
 export interface Verdict {
@@ -155,7 +157,9 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   const run = startRun(sc, strategy, runOpts(o, image, []));
   const counted = coverageCounter(image);
   let runs = 0;
-  for (let step = 0; step < base.result.steps; step++) {
+  const total = base.result.steps;
+  for (let step = 0; step < total; step++) {
+    if ((step & 255) === 0) o.onBoundary?.(step, total);
     const at = run.m.runUntil(step, { maxSteps: budget });
     if (at.kind !== "paused") throw new Error(`exhaustive mode: the base run did not reach step ${step} again (${at.kind}); runs must be deterministic`);
     const back = run.save();
@@ -170,6 +174,7 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
       if (failure) return { ok: false, outcome, failure, injection, runs: runs + 1, coverage: counted.coverage };
     }
   }
+  o.onBoundary?.(total, total);
   return { ok: true, outcome: base, failure: undefined, runs: runs + 1, coverage: counted.coverage };
 }
 

@@ -15,7 +15,7 @@ import { formatCounterexample, wrapLine, type ReportFormat } from "../report.ts"
 import { UNWINDERS, type UnwinderName } from "../run.ts";
 import { PRIVATE_STACK_KNOWLEDGE, type PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
-import { collect, formatOption, freshSeed, int, progressBar, seedOption, timeoutOption, type OutputFormat } from "./options.ts";
+import { collect, exhaustiveProgress, formatOption, freshSeed, int, progressBar, seedOption, timeoutOption, type OutputFormat } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import type { JitBackend } from "../../jit/backend.ts";
 import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
@@ -231,7 +231,13 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("replay: give a corpus file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
       if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`replay: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
       const strategy = await loadStrategy(f.strategy);
-      const r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
+      const progress = exhaustiveProgress(f.exhaustive === true && !f.json);
+      let r: CampaignResult;
+      try {
+        r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path, onBoundary: progress.onBoundary, onShrink: progress.onShrink });
+      } finally {
+        progress.stop();
+      }
       if (r.ok) {
         out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, seed: f.seed, path: f.path }, null, 2)}\n` : `seed ${f.seed}, path ${f.path}: the scenario there passes under ${strategy.name} (a different strategy, unwinder or policy than the campaign's?)\n`);
         return;

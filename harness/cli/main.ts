@@ -27,7 +27,7 @@ import { addJitDiffCommand } from "./jit-diff.ts";
 import { addKernelCommands } from "./kernel.ts";
 import { addCampaignCommands, type Colors } from "./campaign.ts";
 import { bigintHex, JSON_SCHEMA } from "./json.ts";
-import { collect, formatOption, timeoutOption, wantsJson, type OutputFormat } from "./options.ts";
+import { collect, exhaustiveProgress, formatOption, timeoutOption, wantsJson, type OutputFormat } from "./options.ts";
 import { addJitOptions, openJit, type JitFlags } from "./jit-option.ts";
 import { TS_JIT, type JitBackend } from "../../jit/backend.ts";
 import { JitError } from "../../jit/lower.ts";
@@ -203,7 +203,13 @@ function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<
   for (const x of o.nmiAt) injections.push({ kind: "nmi", atStep: stepOf(x, "--nmi-at", file, img, firstRun), vector: 2 });
   if (o.exhaustive) {
     if (injections.length) throw new UsageError("run: --exhaustive injects at every boundary itself: not with --irq-at, --nmi-at or the scenario's schedule (add --no-schedule)");
-    const v = checkExhaustive(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, jit }, img);
+    const progress = exhaustiveProgress(!o.json);
+    let v: Verdict;
+    try {
+      v = checkExhaustive(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, jit, onBoundary: progress.onBoundary }, img);
+    } finally {
+      progress.stop();
+    }
     log?.(`exhaustive: ${v.runs} run(s)${v.injection ? `; the first that fails: ${v.injection.kind} at step ${v.injection.atStep}` : v.ok ? "; every one passes" : "; the run without interrupts already fails"}\n`);
     return { outcome: v.outcome, scenario, image: img, injections: v.injection ? [v.injection] : [], verdict: v };
   }

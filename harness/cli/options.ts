@@ -32,6 +32,26 @@ export type OutputFormat = "text" | "email" | "json";
 export const wantsJson = (argv: readonly string[]): boolean =>
   argv.includes("--json") || argv.includes("--format=json") || argv.some((a, i) => a === "--format" && argv[i + 1] === "json");
 
+/**
+ * Progress of one long exhaustive check (replay --exhaustive, run --exhaustive): the instruction
+ * boundaries of the run being forked and, once the shrink starts, the candidate plans it has
+ * tried. On stderr when it is a terminal (and `enabled`); otherwise nothing.
+ */
+export function exhaustiveProgress(enabled: boolean): { onBoundary(done: number, total: number): void; onShrink(tried: number): void; stop(): void } {
+  if (!enabled || !process.stderr.isTTY) return { onBoundary() {}, onShrink() {}, stop() {} };
+  const bar = new cliProgress.SingleBar({ stream: process.stderr, format: "  {phase}boundary {value}/{total} | {duration_formatted}", hideCursor: true }, cliProgress.Presets.shades_classic);
+  let phase = "", started = false;
+  return {
+    onBoundary(done, total) {
+      if (!started) { bar.start(total, done, { phase }); started = true; return; }
+      bar.setTotal(total);
+      bar.update(done, { phase });
+    },
+    onShrink(tried) { phase = `shrinking: candidate ${tried}, `; },
+    stop() { if (started) bar.stop(); },
+  };
+}
+
 /** A repeatable option's values, in order. */
 export function collect(v: string, prev: string[]): string[] {
   return [...prev, v];

@@ -18,11 +18,14 @@ const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name 
 
 describe("exhaustive mode", () => {
   test.each(["baseline", "r9-private"])("%s: an IRQ and an NMI at every boundary of the example, each run passes (frame, strict)", (name) => {
-    const v = checkExhaustive(sc, strategy(name), { unwinder: "frame" });
+    const told: [number, number][] = [];
+    const v = checkExhaustive(sc, strategy(name), { unwinder: "frame", onBoundary: (done, total) => told.push([done, total]) });
     expect(v.failure).toBeUndefined();
     expect(v.ok).toBe(true);
     const steps = v.outcome.result.kind === "completed" ? v.outcome.result.steps : 0;
     expect(v.runs).toBe(1 + 2 * steps); // the base run, then one IRQ run and one NMI run per boundary
+    // progress (replay/run --exhaustive): every 256 boundaries, then the end
+    expect(told).toEqual([...Array.from({ length: Math.ceil(steps / 256) }, (_, i) => [i * 256, steps]), [steps, steps]]);
     // every window of both function kinds, helpers and the kfunc were interrupted
     for (const k of ["main/prologue", "main/body", "main/epilogue", "subprog/prologue", "subprog/body", "subprog/epilogue", "helper", "kfunc", "kernel"]) {
       expect(v.coverage.get(k as never) ?? 0).toBeGreaterThan(0);
