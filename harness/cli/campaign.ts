@@ -2,7 +2,9 @@
 // shrunk counterexample's report), `matrix` (every strategy × unwinder) and `replay` (a seed and
 // path, or a corpus file). Long campaigns show a progress bar on a terminal; `--workers` runs
 // shards on worker threads (piscina); `--shard i/n` splits a campaign across CI jobs.
+import { readFileSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
+import { basename } from "node:path";
 import { Option, type Command } from "commander";
 import type picocolors from "picocolors";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
@@ -21,6 +23,8 @@ import type { JitBackend } from "../../jit/backend.ts";
 import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { runOnWorkers } from "./pool.ts";
 import { buildImage } from "../../jit/image.ts";
+import { exportSelftest } from "../selftest.ts";
+import { loadScenario } from "../scenario.ts";
 import { bigintHex, JSON_SCHEMA } from "./json.ts";
 import type { PlanConstraints } from "../../generators/index.ts";
 import { MAX_TASKS } from "../../jit/kernel/layout.ts";
@@ -246,6 +250,66 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
       const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) }, f.json ? "text" : layoutOf(f));
       out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: false, jit: jit.describe, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : `${jit.name === "ts" ? "" : `jit: ${jit.describe}\n`}${report}`);
       throw new RunFailed();
+  }
+
+  common(program
+    .command("export")
+    .description("write a shrunk counterexample (a corpus file, a scenario file, or a campaign's seed and path) as a kernel selftest: progs/verifier_*.c style, __naked BPF assembly and __jited() lines of the strategy's listing")
+    .argument("[file]", "a corpus file (test/corpus/*.json) or a scenario file")
+    .requiredOption("--selftest", "the kind of export (the only one): a tools/testing/selftests/bpf/progs/ test")
+    .option("--strategy <name|file>", "whose JIT output the __jited() lines hold (with a corpus file: default the strategy that found it; with --seed/--path: the campaign's)")
+    .addOption(timeoutOption())
+    .option("--seed <n>", "the seed a campaign printed", seedOption())
+    .option("--path <path>", "the path a campaign printed")
+    .option("--name <name>", "the test's name (a C identifier; default from the file or the strategy and seed)")
+    .option("-o, --output <file>", "write the test there instead of to stdout"))
+    .action(async (file: string | undefined, f: CampaignFlags & { path?: string; name?: string; output?: string }) => {
+      const jit = openJit(f);
+      try {
+        const t = await selftestOf(file, f, jit.backend);
+        if (f.output) {
+          writeFileSync(f.output, t.text);
+          out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, output: f.output, name: t.name, strategy: t.strategy }, null, 2)}\n` : `wrote ${f.output}: selftest ${t.name} (${t.strategy}'s listing)\n`);
+        } else out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, name: t.name, strategy: t.strategy, text: t.text }, null, 2)}\n` : t.text);
+      } finally {
+        await jit.close();
+      }
+    });
+
+  /** `export --selftest`: the test's text, from a file or a campaign's seed and path. */
+  async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: string; name?: string }, jit: JitBackend): Promise<{ text: string; name: string; strategy: string }> {
+    const name = (fallback: string) => {
+      const n = f.name ?? fallback.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "t_");
+      if (!/^[A-Za-z_]\w*$/.test(n)) throw new UsageError(`export: --name '${n}': expected a C identifier`);
+      return n;
+    };
+    if (file !== undefined) {
+      if (f.seed !== undefined || f.path !== undefined) throw new UsageError("export: give a file, or --strategy, --seed and --path, not both");
+      let json: unknown;
+      try { json = JSON.parse(readFileSync(file, "utf8")); } catch { json = undefined; } // the loaders name what is wrong
+      if (json !== null && typeof json === "object" && "found" in json) {
+        const e = loadCorpusFile(file);
+        const s = await loadStrategy(f.strategy ?? e.data.found.strategy);
+        jit.admit(s);
+        const img = buildImage(e.scenario.spec, s, undefined, undefined, jit);
+        const n = name(basename(file, ".json"));
+        return { name: n, strategy: s.name, text: exportSelftest(img, { name: n, strategy: s.name, source: `${file}; replay: npx stackcheck replay ${file}`, failure: `found: ${e.data.name}` }) };
+      }
+      const sc = loadScenario(file);
+      const s = await loadStrategy(f.strategy ?? "baseline");
+      jit.admit(s);
+      const n = name(basename(file, ".json"));
+      return { name: n, strategy: s.name, text: exportSelftest(buildImage(sc.spec, s, undefined, undefined, jit), { name: n, strategy: s.name, source: file, failure: `scenario: ${sc.file.name ?? basename(file)}` }) };
+    }
+    if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("export: give a corpus or scenario file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
+    if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`export: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
+    const strategy = await loadStrategy(f.strategy);
+    const r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
+    if (r.ok) throw new UsageError(`export: the scenario at seed ${f.seed}, path ${f.path} passes under ${strategy.name}: no counterexample to export (a different unwinder, policy or --tasks than the campaign's?)`);
+    const cx = r.counterexample!;
+    const n = name(`${strategy.name}_${f.seed}_${f.path}`);
+    const replay = replayLine(f, f.strategy, f.seed, f.path);
+    return { name: n, strategy: strategy.name, text: exportSelftest(cx.image, { name: n, strategy: strategy.name, source: replay, failure: `found: ${cx.verdict.failure ? `${cx.verdict.failure.kind} ${cx.verdict.failure.what}: ${cx.verdict.failure.message.split("\n")[0]}` : "a failure"} (unwinder ${f.unwinder}, policy ${f.policy})` }) };
   }
 
   addJitOptions(program

@@ -1,6 +1,6 @@
 // The `stackcheck` command: the real bin (as `npx stackcheck` runs it) and the subcommands.
 import { execFile, spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -271,6 +271,28 @@ describe("stackcheck check, replay, matrix", () => {
     const both = await cli("run", "test/scenarios/nested.json", "--json", "--format", "email");
     expect(both.code).toBe(2);
     expect(both.out).toContain("--json and --format email ask for two layouts");
+  });
+
+  test("export --selftest: a corpus file, a scenario file or a campaign's seed and path as a progs/verifier_*.c test; bad input is exit 2", async () => {
+    const r = await cli("export", "--selftest", "test/corpus/split-stack-truncated-20261124.json");
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^\/\/ SPDX-License-Identifier: GPL-2.0\n/);
+    expect(r.out).toContain('#include "bpf_misc.h"');
+    expect(r.out).toMatch(/^SEC\("[a-z_.]+(\/\w+)?"\)\n__description\("stackcheck split_stack_truncated_20261124: \w+"\)\n__success\n__arch_x86_64\n__jited\("func #0:"\)$/m);
+    expect(r.out).toContain('__jited("\\tmovq\\t%r11, %rsp")'); // split-stack's own switch of rsp
+    const dir = mkdtempSync(join(tmpdir(), "stackcheck-export-"));
+    const file = join(dir, "verifier_x.c");
+    const w = await cli("export", "--selftest", "--strategy", "split-stack", "--seed", "1", "--path", "0", "-o", file, "--name", "split_stack_quick_start");
+    expect(w.code).toBe(0);
+    expect(w.out).toBe(`wrote ${file}: selftest split_stack_quick_start (split-stack's listing)\n`);
+    expect(readFileSync(file, "utf8")).toContain("__naked void split_stack_quick_start_p0(void)");
+    const scenario = await cli("export", "--selftest", "test/scenarios/nested.json", "--strategy", "r9-private");
+    expect(scenario.code).toBe(0);
+    expect(scenario.out).toContain('__jited("\\tpushq\\t%r9")');
+    for (const args of [["export", "test/scenarios/nested.json"], ["export", "--selftest"], ["export", "--selftest", "x.json", "--seed", "1"], ["export", "--selftest", "test/scenarios/nested.json", "--name", "9lives"], ["export", "--selftest", "--strategy", "baseline", "--seed", "1", "--path", "0"]]) {
+      const bad = await cli(...args);
+      expect(bad.code, args.join(" ")).toBe(2);
+    }
   });
 
   test("check passes the baseline (exit 0) and prints the coverage of interrupt points", async () => {
