@@ -2,11 +2,10 @@
 // hook never returns): it reports where each hook is running (as every thread of the command
 // does, check --workers' pool threads included: harness/cli/worker.js) and how the command ended.
 import { parentPort, workerData } from "node:worker_threads";
-import { register } from "tsx/esm/api";
+import { sourceMain } from "./entry.js";
 
-register();
-const { reportHooksToWatchdog } = await import("../jit/strategies/guard.ts");
+// the source, as the user's module imports it (bin/entry.js sourceMain())
+const { main, reportHooksToWatchdog } = await sourceMain();
 reportHooksToWatchdog();
-const { main } = await import("../harness/cli/main.ts");
 const code = await main(workerData.argv, undefined, { color: workerData.color });
 parentPort.postMessage({ exit: code });

@@ -1,10 +1,11 @@
 #!/usr/bin/env node
-// Entry shim: the CLI is written in TypeScript; tsx's ESM loader runs it without a build step.
+// Entry shim: the CLI is written in TypeScript; it runs as compiled by `npm install` (dist/), or,
+// when the sources are newer than that build, through tsx's ESM loader (bin/entry.js).
 // With a user's strategy module the command runs on a worker thread under a watchdog: loading
 // the module, or one of its hooks, that does not return within --timeout seconds (default 30)
 // ends the command with an input error naming the module, the hook and the function (exit 2).
 import { BroadcastChannel, Worker } from "node:worker_threads";
-import { register } from "tsx/esm/api";
+import { cliMain } from "./entry.js";
 
 // A reader that stops early (`stackcheck isa --json | head`) closes the pipe: end quietly.
 for (const stream of [process.stdout, process.stderr]) {
@@ -25,8 +26,7 @@ const fail = (message, code = 2) => {
 };
 
 if (modules.length === 0) {
-  register();
-  const { main } = await import("../harness/cli/main.ts");
+  const { main } = await cliMain();
   process.exitCode = await main(argv);
 } else {
   const given = values("--timeout").at(-1); // the last one, as commander takes it

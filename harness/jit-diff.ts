@@ -22,6 +22,9 @@ import { JitError } from "../jit/lower.ts";
 import { DEFAULT_JIT_OPTIONS, StrategyError, type JitOptions, type Strategy } from "../jit/strategy.ts";
 import { scenarioOf } from "./scenario.ts";
 import { shrinkProgram } from "./shrink-program.ts";
+import { DIFF_FIELDS, DIFF_SOURCES, type DiffField } from "./jit-diff-kinds.ts";
+
+export { DIFF_FIELDS, DIFF_SOURCES, type DiffField };
 
 /** One case: the programs of a generated plan, or one or two programs over the JIT's lowerings. */
 export interface DiffCase {
@@ -29,13 +32,6 @@ export interface DiffCase {
   readonly programs: readonly Program[];
 }
 
-/**
- * Cases: a third the campaign generator's plans (call graphs, program types, depths, private
- * stacks), a third programs over the whole instruction set (ld_imm64, mul/div/mod signed and
- * not, movsx, sign-extending loads, byte swaps, atomics, jmp32, gotol, loops and may_goto), a
- * third straight-line and subprog programs.
- */
-export const DIFF_SOURCES = ["plan", "straight-line", "subprog", "isa"] as const;
 const SOURCE_ARBS: Readonly<Record<DiffCase["source"], { weight: number; arbitrary: fc.Arbitrary<DiffCase> }>> = {
   plan: { weight: 2, arbitrary: planArb().map((plan): DiffCase => ({ source: "plan", programs: scenarioOf(planToScenario(plan), "generated plan").programs })) },
   "straight-line": { weight: 1, arbitrary: programArb.map((p): DiffCase => ({ source: "straight-line", programs: [p] })) },
@@ -82,9 +78,6 @@ function funcFields(a: JitFunction, b: JitFunction): string[] {
 const privText = (j: JitProgram) => JSON.stringify(j.privates, (_, v) => (typeof v === "bigint" ? v.toString(16) : v));
 
 /** JIT `p` under `strategy` with both backends and compare. `functions`: how many were compared. */
-/** What jit-diff compares, by the names reports use; `ignore` leaves some out (a version known to differ there). */
-export const DIFF_FIELDS = ["image address", "bytes", "addrs[]", "fp_start/fp_end", "frame window", "private stacks", "refused"] as const;
-export type DiffField = (typeof DIFF_FIELDS)[number];
 
 export function diffProgram(
   written: Program, strategy: Strategy, kernel: JitBackend, opts: JitOptions, layout: JitLayout = diffLayout(), ignore: ReadonlySet<DiffField> = new Set(),

@@ -2,10 +2,8 @@
 // Exit 0 when every function agrees, 1 when one differs (the first, shrunk, printed side by side).
 import { JSON_SCHEMA } from "./json.ts";
 import { Option, type Command } from "commander";
-import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
-import { KernelJit } from "../../jit/tree/index.ts";
-import { kernelBackend, mustBeTreeStrategy, treeHasPrivateStacks } from "../../jit/tree/backend.ts";
-import { DIFF_FIELDS, DIFF_SOURCES, formatDiff, runJitDiff, type DiffCase, type DiffField } from "../jit-diff.ts";
+import type { DiffCase } from "../jit-diff.ts";
+import { DIFF_FIELDS, DIFF_SOURCES, type DiffField } from "../jit-diff-kinds.ts";
 import { RunFailed, UsageError } from "./errors.ts";
 import { addTreeOptions, treeFromFlags } from "./jit-option.ts";
 import { collect, freshSeed, int, progressBar, seedOption } from "./options.ts";
@@ -38,6 +36,10 @@ export function addJitDiffCommand(program: Command, out: (s: string) => void): v
     .addOption(new Option("--syntax <syntax>", "assembler syntax of the listings").choices(["gas", "llvm", "intel"]).default("gas"))
     .option("--json", "machine-readable output"))
     .action(async (f: JitDiffFlags) => {
+      // loaded when the command runs (--help defines it without them)
+      const [{ BUILTIN_STRATEGIES }, { KernelJit }, { kernelBackend, mustBeTreeStrategy, treeHasPrivateStacks }, { formatDiff, runJitDiff }] = await Promise.all([
+        import("../../jit/strategies/index.ts"), import("../../jit/tree/index.ts"), import("../../jit/tree/backend.ts"), import("../jit-diff.ts"),
+      ]);
       if (f.path !== undefined && (f.seed === undefined || !/^\d+(:\d+)*$/.test(f.path))) throw new UsageError("jit-diff: --path needs the --seed it was printed with, and looks like 12:0:3");
       const tree = treeFromFlags(f.kernelTree);
       const names = f.strategy.length ? f.strategy : treeHasPrivateStacks(tree) ? ["baseline", "r9-private"] : ["baseline"];

@@ -15,7 +15,11 @@ export interface PooledRun {
 
 export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs: number, seed: number, workers: number, progress: (done: number) => void = () => {}): Promise<PooledRun> {
   const started = performance.now();
-  const pool = new Piscina<WorkerTask, WorkerResult>({ filename: new URL("./worker.js", import.meta.url).href, maxThreads: workers, minThreads: workers });
+  // compiled (dist/): the shard module itself; as TypeScript: a shim that registers tsx first
+  const compiled = import.meta.url.endsWith(".js");
+  const pool = new Piscina<WorkerTask, WorkerResult>({
+    filename: new URL(compiled ? "./worker-task.js" : "./worker.js", import.meta.url).href, ...(compiled ? { name: "runShard" } : {}), maxThreads: workers, minThreads: workers,
+  });
   try {
     const shards = Array.from({ length: workers }, (_, i) => shardOf(runs, seed, { index: i + 1, count: workers }));
     let done = 0;

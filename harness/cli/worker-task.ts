@@ -9,6 +9,11 @@ import type { CoverageKey } from "../property.ts";
 import type { UnwinderName } from "../run.ts";
 import type { PrivateStackKnowledge } from "../../unwinder/index.ts";
 import { openJit, type JitFlags } from "./jit-option.ts";
+import { reportHooksToWatchdog } from "../../jit/strategies/guard.ts";
+
+// under the CLI's watchdog (a strategy module), this thread's hooks are watched too (with no
+// watchdog listening, the reports go nowhere)
+reportHooksToWatchdog();
 
 export interface WorkerTask extends JitFlags {
   readonly strategy: string;

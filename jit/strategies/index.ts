@@ -2,7 +2,6 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { tsImport } from "tsx/esm/api";
 import { StrategyError, type Strategy } from "../strategy.ts";
 import { guardStrategy, hookWatch, thrownText } from "./guard.ts";
 import { baseline } from "./baseline.ts";
@@ -52,6 +51,8 @@ export async function loadStrategy(spec: string): Promise<Strategy> {
   const file = resolve(spec);
   if (!existsSync(file)) throw new StrategyError(`strategy module ${file} does not exist`);
   let mod: Record<string, unknown>;
+  // tsx loads slowly, and only modules need it: loaded here, outside the watched load of the module
+  const { tsImport } = await import("tsx/esm/api");
   hookWatch.enter(`strategy module ${file}: loading it`); // top-level code may not return either
   try {
     mod = (await import(pathToFileURL(file).href)) as Record<string, unknown>;

@@ -21,11 +21,16 @@ describe("stackcheck", () => {
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("; strategy my-design: r9-private under another name");
     expect(r.stdout).toContain("push %r9");
-    // the same bin, from a clean checkout without a build step: its help lists the commands
-    const help = spawnSync(process.execPath, ["bin/stackcheck.js", "--help"], { cwd: root, encoding: "utf8" });
-    expect(help.status).toBe(0);
-    expect(help.stdout).toContain("Usage: stackcheck [options] [command]");
-    expect(help.stdout).toContain("jit-diff");
+    // the same bin, compiled (dist/, when `npm install` built it and no source is newer) and
+    // from the TypeScript sources: the same help and the same listing
+    for (const env of [{}, { STACKCHECK_FROM_SOURCE: "1" }]) {
+      const help = spawnSync(process.execPath, ["bin/stackcheck.js", "--help"], { cwd: root, encoding: "utf8", env: { ...process.env, ...env } });
+      expect(help.status).toBe(0);
+      expect(help.stdout).toContain("Usage: stackcheck [options] [command]");
+      expect(help.stdout).toContain("jit-diff");
+      const listing = spawnSync(process.execPath, ["bin/stackcheck.js", "disasm", "test/scenarios/nested.json", "--strategy", "r9-private"], { cwd: root, encoding: "utf8", env: { ...process.env, ...env } });
+      expect(listing.stdout).toBe(spawnSync(process.execPath, ["bin/stackcheck.js", "disasm", "test/scenarios/nested.json", "--strategy", "r9-private"], { cwd: root, encoding: "utf8" }).stdout);
+    }
   });
 
   test("disasm prints a GAS listing with addresses", async () => {

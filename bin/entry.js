@@ -1,0 +1,58 @@
+// Which CLI module a command runs: dist/harness/cli/main.js (JavaScript that `npm run build`
+// compiled, `npm install` runs it) while it is newer than every TypeScript source, so a command
+// starts without transpiling; otherwise (sources edited since, no build, or
+// STACKCHECK_FROM_SOURCE=1) the TypeScript itself through tsx. `node bin/entry.js --stamp`
+// finishes a build (package.json "build"): it copies the files tsc does not (the kernel JIT
+// shim's C sources) and marks the build done.
+import { cpSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const STAMP = join(ROOT, "dist", ".built");
+const SOURCES = ["arch", "harness", "jit", "unwinder", "generators"];
+
+/** The newest modification time of a source file (what the build compiles or copies). */
+function newestSource() {
+  let newest = 0;
+  const walk = (dir) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  };
+  for (const d of SOURCES) walk(join(ROOT, d));
+  return newest;
+}
+
+/** Is the build there and newer than every source? */
+export function distIsFresh() {
+  if (process.env.STACKCHECK_FROM_SOURCE === "1") return false;
+  try {
+    return statSync(STAMP).mtimeMs >= newestSource();
+  } catch {
+    return false;
+  }
+}
+
+/** The CLI's main module: compiled, or the TypeScript source with tsx's loader registered. */
+export async function cliMain() {
+  return distIsFresh() ? import("../dist/harness/cli/main.js") : sourceMain();
+}
+
+/**
+ * The TypeScript source, always: with a user's strategy module, which imports this project's
+ * own sources (`jit/strategies/*.ts`, `jit/strategy.ts`), the harness must be those same
+ * modules, one copy of each (its error classes, its hook watch), not the compiled ones.
+ */
+export async function sourceMain() {
+  const { register } = await import("tsx/esm/api");
+  register();
+  return import("../harness/cli/main.ts");
+}
+
+if (process.argv[2] === "--stamp" && import.meta.url === `file://${process.argv[1]}`) {
+  cpSync(join(ROOT, "jit/tree/shim"), join(ROOT, "dist/jit/tree/shim"), { recursive: true });
+  writeFileSync(STAMP, `${new Date().toISOString()}\n`);
+}

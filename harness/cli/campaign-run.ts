@@ -1,0 +1,294 @@
+// The campaign commands' work (check, replay, export, matrix), loaded when one of them runs:
+// campaign.ts defines the commands and is light, so that `--help` does not load the machine, the
+// JIT and fast-check.
+import { readFileSync, writeFileSync } from "node:fs";
+import { cpus } from "node:os";
+import { basename } from "node:path";
+import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
+import type { Strategy } from "../../jit/strategy.ts";
+import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
+import { loadCorpusFile, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
+import { POINT_CLASSES, SCHED_KEYS, type CoverageKey, type PointClass } from "../property.ts";
+import { formatCounterexample, wrapLine, type ReportFormat } from "../report.ts";
+import { UNWINDERS, type UnwinderName } from "../../unwinder/index.ts";
+import { RunFailed, UsageError } from "./errors.ts";
+import { exhaustiveProgress, freshSeed, progressBar, type OutputFormat } from "./options.ts";
+import { openJit } from "./jit-option.ts";
+import type { JitBackend } from "../../jit/backend.ts";
+import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
+import { runOnWorkers } from "./pool.ts";
+import { buildImage } from "../../jit/image.ts";
+import { exportSelftest } from "../selftest.ts";
+import { loadScenario } from "../scenario.ts";
+import { bigintHex, JSON_SCHEMA } from "./json.ts";
+import type { PlanConstraints } from "../../generators/index.ts";
+import { DEFAULT_TASKS, type CampaignFlags, type Colors } from "./campaign.ts";
+
+type Out = (s: string) => void;
+
+/** The report layout the flags ask for (json is handled apart). */
+const layoutOf = (f: { format?: OutputFormat }): ReportFormat => (f.format === "email" ? "email" : "text");
+
+
+/** How walks are judged in a campaign: the unwinder, policy, private-stack knowledge and mode. */
+const modeOf = (f: CampaignFlags) => ({ unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false });
+/** What the generator may draw beyond its defaults. */
+function generatorOf(f: CampaignFlags): { constraints: PlanConstraints } {
+  if (f.spinLoops && f.exhaustive) throw new UsageError("--spin-loops and --exhaustive: a loop only may_goto bounds runs about a million instructions, and exhaustive mode forks at every one; use one or the other");
+  return { constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}), ...(f.uprobes ? {} : { counterlessPaths: false }) } };
+}
+
+
+function replayLine(f: CampaignFlags, strategy: string, seed: number, path: string): string {
+  return [
+    "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
+    ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
+    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]),
+    ...(f.bmi2 ? ["--bmi2"] : []),
+    ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
+    `--seed ${seed}`, `--path ${path}`,
+  ].join(" ");
+}
+
+/** Text outside a report, cut to 80 columns under --format email. */
+const narrow = (f: { format?: OutputFormat }, text: string): string => (layoutOf(f) === "email" ? text.split("\n").flatMap((l) => wrapLine(l)).join("\n") : text);
+
+/** How many of the interrupt point classes were hit, and how often each. */
+const coverageText = (c: ReadonlyMap<CoverageKey, number>) => {
+  const points = [...c.entries()].filter(([k]) => (POINT_CLASSES as readonly string[]).includes(k)) as [PointClass, number][];
+  const sched = SCHED_KEYS.filter((k) => c.has(k));
+  return `${points.length} of ${POINT_CLASSES.length} kinds (${POINT_CLASSES.filter((k) => !c.has(k)).join(", ") || "none"} missed): ` +
+    (points.sort((a, b) => a[0].localeCompare(b[0])).map(([k, n]) => `${k} ${n}`).join(", ") || "none") +
+    (sched.length ? `\nscheduler: ${sched.map((k) => `${k} ${c.get(k)}`).join(", ")}` : "");
+};
+
+
+/** Run one campaign, on worker threads if asked; a failure is replayed here (seed + path) for its report. */
+async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFlags, jit: JitBackend, seed: number, runs: number, workers: number, bar: (n: number) => void): Promise<CampaignResult> {
+  const mode = modeOf(f);
+  const options = { ...mode, ...generatorOf(f), strategy, jit };
+  if (workers <= 1) return runCampaign({ ...options, runs, seed, onCase: bar });
+  const started = performance.now();
+  // each worker thread runs its own JIT (a kernel tree's: its own shim)
+  const jitTask = { jit: f.jit, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}), ...(f.bmi2 ? { bmi2: true } : {}) };
+  const { results } = await runOnWorkers({ ...mode, ...generatorOf(f), ...jitTask, strategy: strategySpec }, runs, seed, workers, bar);
+  const coverage = new Map<CoverageKey, number>();
+  for (const r of results) for (const [k, n] of r.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
+  const failed = results.find((r) => !r.ok);
+  const total = results.reduce((n, r) => n + r.runs, 0);
+  if (!failed) return { ok: true, seed, runs: total, shrinks: 0, coverage, elapsedMs: performance.now() - started };
+  // Workers stop at the first failure; its seed and path on this thread: the failure shrunk, with its report.
+  const cx = runCampaign({ ...options, runs: 1, seed: failed.seed, path: failed.path! });
+  return { ...cx, runs: total, coverage, elapsedMs: performance.now() - started };
+}
+
+
+/** `check`. */
+export async function checkAction(f: CampaignFlags & { workers: number; shard?: Shard; save?: string }, out: Out, pc: Colors): Promise<void> {
+  const strategy = await loadStrategy(f.strategy);
+  const campaignSeed = f.seed ?? freshSeed();
+  const { runs } = f.shard ? shardOf(f.runs, campaignSeed, f.shard) : { runs: f.runs };
+  const workers = Math.min(f.workers, cpus().length * 4, runs);
+  // Seeds: worker w of shard i runs campaign seed + (i-1)·workers + w, so no two parts of a
+  // sharded campaign share one (with the same --workers in every job).
+  const seed = (campaignSeed + (f.shard ? (f.shard.index - 1) * workers : 0)) | 0;
+  const bar = progressBar(runs, !f.json && runs >= 50);
+  const jit = openJit(f);
+  let r: CampaignResult;
+  try {
+    r = await campaign(f.strategy, strategy, f, jit.backend, seed, runs, workers, bar.tick);
+  } finally {
+    bar.stop();
+    await jit.close();
+  }
+  const seeds = workers > 1 ? `seeds ${seed}..${(seed + workers - 1) | 0} (${workers} workers)` : `seed ${seed}`;
+  const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, ${seeds}${f.shard ? `, shard ${f.shard.index}/${f.shard.count} of campaign seed ${campaignSeed}` : ""}${jit.backend.name === "ts" ? "" : `\njit: ${jit.backend.describe}`}`;
+  if (r.ok) {
+    if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
+    else out(`${narrow(f, `${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}`)}\n`);
+    return;
+  }
+  const cx = r.counterexample!;
+  const replay = replayLine(f, f.strategy, r.seed, r.path!);
+  const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, {
+    strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay, found: `found after ${r.runs} scenarios, shrunk in ${r.shrinks} steps`,
+  }, f.json ? "text" : layoutOf(f));
+  const under = modeOf(f);
+  let saved: string | undefined;
+  if (f.save) {
+    const expect: Record<string, string> = {};
+    for (const s of BUILTIN_STRATEGIES) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under));
+    // a strategy module is listed by its path, which `replay <file>` loads
+    if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[f.strategy] = verdictName(cx.verdict);
+    saved = saveCounterexample(f.save, cx, { ...under, strategy: strategy.name, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict) }, expect);
+  }
+  if (f.json) {
+    out(`${JSON.stringify({
+      schema: JSON_SCHEMA,
+      ok: false, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed: r.seed, path: r.path, runs: r.runs, shrinks: r.shrinks,
+      elapsedMs: Math.round(r.elapsedMs), failure: cx.verdict.failure, injection: cx.verdict.injection, plan: cx.plan, scenario: cx.scenario.file, replay, saved, report,
+    }, bigintHex, 2)}\n`);
+  } else {
+    out(`${narrow(f, head)}\n${pc.red("FAIL")}\n${report}${saved ? `${narrow(f, `saved: ${saved}`)}\n` : ""}`);
+  }
+  throw new RunFailed();
+}
+
+/** `replay`. */
+export async function replayAction(file: string | undefined, f: CampaignFlags & { path?: string }, out: Out, pc: Colors): Promise<void> {
+  const jit = openJit(f);
+  try {
+    await replay(file, f, jit.backend, out, pc);
+  } finally {
+    await jit.close();
+  }
+}
+
+
+/** `replay`: a corpus file under every strategy it lists, or a campaign's seed and path. */
+async function replay(file: string | undefined, f: CampaignFlags & { path?: string }, jit: JitBackend, out: Out, pc: Colors): Promise<void> {
+    if (file !== undefined) {
+      const e = loadCorpusFile(file);
+      const names = f.strategy ? [f.strategy] : Object.keys(e.data.expect);
+      const rows: { strategy: string; expected: string; got: string }[] = [];
+      const loaded: Strategy[] = [];
+      for (const n of names) {
+        const s = await loadStrategy(n);
+        loaded.push(s);
+        // a module is listed by the path it was given as (check --save), a built-in by its name
+        rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s, jit)) });
+      }
+      const bad = rows.filter((x) => x.expected !== x.got);
+      // the full report of the run as it was found (under the strategy that found it, or the one asked for)
+      // the strategy that found it: a module of that name before a built-in one of the same name
+      const named = loaded.filter((x) => x.name === e.data.found.strategy);
+      const s = f.strategy ? loaded[0]! : named.find((x) => x.origin !== undefined) ?? named[0] ?? await loadStrategy(e.data.found.strategy);
+      const verdict = verdictUnder(e.scenario, s, e.data.found, jit);
+      const report = verdict.ok ? undefined : formatCounterexample(e.scenario, buildImage(e.scenario.spec, s, undefined, undefined, jit), verdict, {
+        strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
+      }, f.json ? "text" : layoutOf(f));
+      if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(report ? { report } : {}) }, null, 2)}\n`);
+      else {
+        out(`${narrow(f, `${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}`)}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
+        out(report ? `\n${report}` : `\n${s.name}: the scenario passes\n`);
+      }
+      if (bad.length) throw new RunFailed();
+      return;
+    }
+    if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("replay: give a corpus file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
+    if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`replay: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
+    const strategy = await loadStrategy(f.strategy);
+    const progress = exhaustiveProgress(f.exhaustive === true && !f.json);
+    let r: CampaignResult;
+    try {
+      r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path, onBoundary: progress.onBoundary, onShrink: progress.onShrink });
+    } finally {
+      progress.stop();
+    }
+    if (r.ok) {
+      out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, seed: f.seed, path: f.path }, null, 2)}\n` : `seed ${f.seed}, path ${f.path}: the scenario there passes under ${strategy.name} (a different strategy, unwinder or policy than the campaign's?)\n`);
+      return;
+    }
+    const cx = r.counterexample!;
+    const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) }, f.json ? "text" : layoutOf(f));
+    out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: false, jit: jit.describe, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : `${jit.name === "ts" ? "" : `jit: ${jit.describe}\n`}${report}`);
+    throw new RunFailed();
+}
+
+/** `export --selftest`. */
+export async function exportAction(file: string | undefined, f: CampaignFlags & { path?: string; name?: string; output?: string }, out: Out): Promise<void> {
+  const jit = openJit(f);
+  try {
+    const t = await selftestOf(file, f, jit.backend);
+    if (f.output) {
+      writeFileSync(f.output, t.text);
+      out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, output: f.output, name: t.name, strategy: t.strategy }, null, 2)}\n` : `wrote ${f.output}: selftest ${t.name} (${t.strategy}'s listing)\n`);
+    } else out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, name: t.name, strategy: t.strategy, text: t.text }, null, 2)}\n` : t.text);
+  } finally {
+    await jit.close();
+  }
+}
+
+
+/** `export --selftest`: the test's text, from a file or a campaign's seed and path. */
+async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: string; name?: string }, jit: JitBackend): Promise<{ text: string; name: string; strategy: string }> {
+  const name = (fallback: string) => {
+    const n = f.name ?? fallback.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "t_");
+    if (!/^[A-Za-z_]\w*$/.test(n)) throw new UsageError(`export: --name '${n}': expected a C identifier`);
+    return n;
+  };
+  if (file !== undefined) {
+    if (f.seed !== undefined || f.path !== undefined) throw new UsageError("export: give a file, or --strategy, --seed and --path, not both");
+    let json: unknown;
+    try { json = JSON.parse(readFileSync(file, "utf8")); } catch { json = undefined; } // the loaders name what is wrong
+    if (json !== null && typeof json === "object" && "found" in json) {
+      const e = loadCorpusFile(file);
+      const s = await loadStrategy(f.strategy ?? e.data.found.strategy);
+      jit.admit(s);
+      const img = buildImage(e.scenario.spec, s, undefined, undefined, jit);
+      const n = name(basename(file, ".json"));
+      return { name: n, strategy: s.name, text: exportSelftest(img, { name: n, strategy: s.name, source: `${file}; replay: npx stackcheck replay ${file}`, failure: `found: ${e.data.name}` }) };
+    }
+    const sc = loadScenario(file);
+    const s = await loadStrategy(f.strategy ?? "baseline");
+    jit.admit(s);
+    const n = name(basename(file, ".json"));
+    return { name: n, strategy: s.name, text: exportSelftest(buildImage(sc.spec, s, undefined, undefined, jit), { name: n, strategy: s.name, source: file, failure: `scenario: ${sc.file.name ?? basename(file)}` }) };
+  }
+  if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("export: give a corpus or scenario file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
+  if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`export: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
+  const strategy = await loadStrategy(f.strategy);
+  const r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
+  if (r.ok) throw new UsageError(`export: the scenario at seed ${f.seed}, path ${f.path} passes under ${strategy.name}: no counterexample to export (a different unwinder, policy or --tasks than the campaign's?)`);
+  const cx = r.counterexample!;
+  const n = name(`${strategy.name}_${f.seed}_${f.path}`);
+  const replay = replayLine(f, f.strategy, f.seed, f.path);
+  return { name: n, strategy: strategy.name, text: exportSelftest(cx.image, { name: n, strategy: strategy.name, source: replay, failure: `found: ${cx.verdict.failure ? `${cx.verdict.failure.kind} ${cx.verdict.failure.what}: ${cx.verdict.failure.message.split("\n")[0]}` : "a failure"} (unwinder ${f.unwinder}, policy ${f.policy})` }) };
+}
+
+/** `matrix`. */
+export async function matrixAction(f: Omit<CampaignFlags, "strategy" | "unwinder"> & { strategy: string[]; unwinder: string[]; workers: number }, out: Out): Promise<void> {
+  const seed = f.seed ?? freshSeed();
+  const cells: { strategy: string; spec: string; row: number; unwinder: string; verdict: string; functions?: number; runs: number; ms: number; path?: string }[] = [];
+  const jit = openJit(f);
+  const unwinders = f.unwinder.length ? f.unwinder : [...UNWINDERS];
+  for (const u of unwinders) if (!(UNWINDERS as readonly string[]).includes(u)) throw new UsageError(`matrix: --unwinder '${u}': expected one of ${UNWINDERS.join(", ")}`);
+  const specs = f.strategy.length ? f.strategy : (jit.backend.name === "ts" ? BUILTIN_STRATEGIES : BUILTIN_STRATEGIES.filter((s) => (TREE_STRATEGIES as readonly string[]).includes(s.name))).map((s) => s.name);
+  const strategies: { spec: string; s: Strategy }[] = [];
+  for (const spec of specs) {
+    const s = await loadStrategy(spec);
+    jit.backend.admit(s);
+    strategies.push({ spec, s });
+  }
+  const bar = progressBar(strategies.length * unwinders.length, !f.json);
+  try {
+    for (const [row, { spec, s }] of strategies.entries()) {
+      for (const u of unwinders) {
+        const r = await campaign(spec, s, { ...f, strategy: spec, unwinder: u as UnwinderName }, jit.backend, seed, f.runs, f.workers, () => {});
+        const cx = r.counterexample;
+        cells.push({
+          strategy: s.name, spec, row, unwinder: u, verdict: r.ok ? "pass" : verdictName(cx!.verdict), runs: r.runs, ms: Math.round(r.elapsedMs),
+          ...(cx ? { functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), path: r.path, seed: r.seed } : {}),
+        });
+        bar.tick(cells.length);
+      }
+    }
+  } finally {
+    bar.stop();
+    await jit.close();
+  }
+  if (f.json) { out(`${JSON.stringify({ schema: JSON_SCHEMA, seed, runs: f.runs, policy: f.policy, privateStacks: f.privateStacks, tasks: f.tasks, uprobes: f.uprobes, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
+  const lines = [
+    `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}, ${f.tasks} task(s)${f.uprobes ? "" : ", no uprobes"}${f.privateStacks === "none" ? "" : `, private stacks ${f.privateStacks}`}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
+    `| strategy | ${unwinders.join(" | ")} |`, `|---|${unwinders.map(() => "---").join("|")}|`,
+  ];
+  for (const [k, { s }] of strategies.entries()) {
+    const row = unwinders.map((u) => {
+      const c = cells.find((x) => x.row === k && x.unwinder === u)!;
+      return `${c.verdict === "pass" ? `pass (${c.runs})` : `${c.verdict}, ${c.functions} fn`} ${(c.ms / 1000).toFixed(1)} s`;
+    });
+    lines.push(`| ${s.name} | ${row.join(" | ")} |`);
+  }
+  lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u>${f.policy === "strict" ? "" : ` --policy ${f.policy}`}${f.privateStacks === "none" ? "" : ` --private-stacks ${f.privateStacks}`}${f.tasks === DEFAULT_TASKS ? "" : ` --tasks ${f.tasks}`}${f.uprobes ? "" : " --no-uprobes"}${f.exhaustive ? " --exhaustive" : ""} --seed ${f.workers > 1 ? "<seed>" : seed} --path <path> (seeds and paths: --json).`);
+  out(`${lines.join("\n")}\n`);
+}
