@@ -12,25 +12,32 @@ const root = fileURLToPath(new URL("../..", import.meta.url));
 
 
 describe("stackcheck", () => {
-  test("the bin runs from a clean checkout without a build step, and loads a user's strategy module from a directory that is not an ES module package", () => {
+  test("the bin runs as npm install left it (compiled) and from the TypeScript sources alike, and loads a user's strategy module from a directory that is not an ES module package", async () => {
     const dir = mkdtempSync(join(tmpdir(), "stackcheck-user-"));
     const mod = join(dir, "my-design.ts");
     writeFileSync(mod, `import { r9Private } from ${JSON.stringify(join(root, "jit/strategies/r9-private.ts"))};\nexport default { ...r9Private, name: "my-design", summary: "r9-private under another name" };\n`);
-    const r = spawnSync(process.execPath, ["bin/stackcheck.js", "disasm", "test/scenarios/nested.json", "--strategy", mod], { cwd: root, encoding: "utf8" });
+    const bin = (env: Record<string, string>, ...args: string[]) => new Promise<{ status: number; stdout: string; stderr: string }>((done) => {
+      execFile(process.execPath, ["bin/stackcheck.js", ...args], { cwd: root, encoding: "utf8", env: { ...process.env, ...env } }, (e, stdout, stderr) => done({ status: e ? Number((e as { code?: number }).code) : 0, stdout, stderr }));
+    });
+    // in parallel: the module; --help and a listing compiled (dist/, when `npm install` built it
+    // and no source is newer) and from the sources
+    const fromSource = { STACKCHECK_FROM_SOURCE: "1" };
+    const [r, help, helpSrc, listing, listingSrc] = await Promise.all([
+      bin({}, "disasm", "test/scenarios/nested.json", "--strategy", mod), bin({}, "--help"), bin(fromSource, "--help"),
+      bin({}, "disasm", "test/scenarios/nested.json", "--strategy", "r9-private"), bin(fromSource, "disasm", "test/scenarios/nested.json", "--strategy", "r9-private"),
+    ]);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
     expect(r.stdout).toContain("; strategy my-design: r9-private under another name");
     expect(r.stdout).toContain("push %r9");
-    // the same bin, compiled (dist/, when `npm install` built it and no source is newer) and
-    // from the TypeScript sources: the same help and the same listing
-    for (const env of [{}, { STACKCHECK_FROM_SOURCE: "1" }]) {
-      const help = spawnSync(process.execPath, ["bin/stackcheck.js", "--help"], { cwd: root, encoding: "utf8", env: { ...process.env, ...env } });
-      expect(help.status).toBe(0);
-      expect(help.stdout).toContain("Usage: stackcheck [options] [command]");
-      expect(help.stdout).toContain("jit-diff");
-      const listing = spawnSync(process.execPath, ["bin/stackcheck.js", "disasm", "test/scenarios/nested.json", "--strategy", "r9-private"], { cwd: root, encoding: "utf8", env: { ...process.env, ...env } });
-      expect(listing.stdout).toBe(spawnSync(process.execPath, ["bin/stackcheck.js", "disasm", "test/scenarios/nested.json", "--strategy", "r9-private"], { cwd: root, encoding: "utf8" }).stdout);
+    for (const h of [help, helpSrc]) {
+      expect(h.status).toBe(0);
+      expect(h.stdout).toContain("Usage: stackcheck [options] [command]");
+      expect(h.stdout).toContain("jit-diff");
     }
+    expect(helpSrc.stdout).toBe(help.stdout);
+    expect(listing.stdout).toContain("push %r9");
+    expect(listingSrc.stdout).toBe(listing.stdout);
   });
 
   test("disasm prints a GAS listing with addresses", async () => {
