@@ -12,6 +12,8 @@ import type { RunFailure } from "./oracles/run.ts";
 import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type UnwinderName } from "./run.ts";
 import type { Scenario } from "./scenario.ts";
 import { LOCAL_TIMER_VECTOR } from "../jit/kernel/layout.ts";
+import { stackAreas } from "./picture.ts";
+import type { Machine } from "./machine/index.ts";
 
 
 /** The first thing that failed in a run, in the order a reader needs it: the run, a walk, a check. */
@@ -84,6 +86,13 @@ export interface CheckOptions {
   readonly privateStacks?: RunOptions["privateStacks"];
   readonly budgets?: RunOptions["budgets"];
   readonly maxSteps?: number;
+  /** Exhaustive mode: which interrupts to inject at each boundary (default both). */
+  readonly kinds?: readonly ("irq" | "nmi")[];
+  /**
+   * Exhaustive mode: run each fork only until its interrupt has returned to a state the unforked
+   * run was in at that boundary (default true); false runs every fork to its end.
+   */
+  readonly shortcut?: boolean;
   /** Exhaustive mode: told how many boundaries of how many are done (every 256, and at the end). */
   readonly onBoundary?: (done: number, total: number) => void;
 }
@@ -97,6 +106,8 @@ export interface Verdict {
   readonly injection?: Injection;
   /** Runs made (1 in random mode). */
   readonly runs: number;
+  /** Exhaustive mode: forks that ended when their interrupt returned (the rest ran to the end). */
+  readonly earlyEnds?: number;
   /** Interrupt points hit, by class (delivered interrupts), and scheduling events. */
   readonly coverage: ReadonlyMap<CoverageKey, number>;
 }
@@ -142,11 +153,21 @@ export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, i
  * Exhaustive mode: a base run without interrupts counts the instruction boundaries; then, at
  * each boundary, the run is forked (machine snapshot plus every sample's and check's state) once
  * per kind, with that single interrupt injected there (an IRQ on the scenario's first vector, if
- * it has one, else with tasks the tick; an NMI always), and run to its end. Stops at the first failing fork. The same
- * verdicts as one run from the start per boundary (test/unit/harness/property.test.ts checks
- * that), at half the work: the prefix runs once.
+ * it has one, else with tasks the tick; an NMI always), and run to its end. Stops at the first
+ * failing fork. The same verdicts as one run from the start per boundary
+ * (test/unit/harness/property.test.ts checks that), at half the work: the prefix runs once.
+ *
+ * A fork also ends early when its interrupt has returned to the interrupted instruction and the
+ * machine is in the state the unforked run was in at that boundary: registers, flags, interrupt
+ * state, the ground truth, the running and parked tasks, and memory (per-CPU counters included)
+ * but for what nothing reads (the stack below rsp, the IRQ and NMI stacks when no context is on
+ * them, prog->misses). The rest of that fork is the rest of the unforked run, which passed: its
+ * verdict is what the fork saw up to there (checks, samples). That assumes the kernel's rule
+ * that no code reads below rsp (x86-64 kernel code has no red zone), which every built-in
+ * design keeps; the verdicts equal those of forks run to their end (property.test.ts), and
+ * `shortcut: false` runs them all to the end.
  */
-export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOptions & { readonly kinds?: readonly ("irq" | "nmi")[] }, image: Image = imageFor(sc, strategy, o)): Verdict {
+export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOptions, image: Image = imageFor(sc, strategy, o)): Verdict {
   const base = runScenario(sc, strategy, runOpts(o, image, []));
   const baseFailure = firstFailure(base);
   if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };
@@ -156,26 +177,80 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   const budget = o.maxSteps ?? RUN_STEP_BUDGET;
   const run = startRun(sc, strategy, runOpts(o, image, []));
   const counted = coverageCounter(image);
-  let runs = 0;
+  const stacks = stackAreas(image);
+  // prog->misses: statistics no code reads (the runner only counts into them, as
+  // bpf_prog_inc_misses_counter() does); the semantics check compares them with the refusals it
+  // saw, which the stopped fork reports as it counted them
+  const stats: [bigint, bigint][] = image.programs.map((p) => [image.thisCpu(p.misses), image.thisCpu(p.misses) + 8n]);
+  let runs = 0, earlyEnds = 0;
   const total = base.result.steps;
   for (let step = 0; step < total; step++) {
     if ((step & 255) === 0) o.onBoundary?.(step, total);
     const at = run.m.runUntil(step, { maxSteps: budget });
     if (at.kind !== "paused") throw new Error(`exhaustive mode: the base run did not reach step ${step} again (${at.kind}); runs must be deterministic`);
     const back = run.save();
+    // (a fork that has failed runs to its end: its report is the whole run)
+    const returned = o.shortcut === false ? undefined : returnedAlike(run.m, at.rip, [...deadStack(stacks, run.m.reg("rsp")), ...stats], () => !run.failing());
     for (const kind of kinds) {
       const injection: Injection = { kind: kind === "irq" && vector === LOCAL_TIMER_VECTOR && image.multitask ? "tick" : kind, atStep: step, vector: kind === "nmi" ? 2 : vector! };
       run.m.raise(injection.vector);
-      const outcome = run.finish(run.m.run({ maxSteps: budget }), [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
+      const disarm = returned?.arm();
+      let result = run.m.run({ maxSteps: budget });
+      disarm?.();
+      // back where it was interrupted, in the state the unforked run was in there: the rest of
+      // the fork is the rest of that run, which passed (its result stands for the fork's)
+      if (result.kind === "stopped" && returned?.stopped()) { result = base.result; earlyEnds++; }
+      const outcome = run.finish(result, [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
       back();
       runs++;
       counted.add(outcome);
       const failure = firstFailure(outcome);
-      if (failure) return { ok: false, outcome, failure, injection, runs: runs + 1, coverage: counted.coverage };
+      if (failure) return { ok: false, outcome, failure, injection, runs: runs + 1, earlyEnds, coverage: counted.coverage };
     }
   }
   o.onBoundary?.(total, total);
-  return { ok: true, outcome: base, failure: undefined, runs: runs + 1, coverage: counted.coverage };
+  return { ok: true, outcome: base, failure: undefined, runs: runs + 1, earlyEnds, coverage: counted.coverage };
+}
+
+/**
+ * What an interrupt leaves behind that nothing reads before writing, at a boundary whose rsp is
+ * `rsp`: the stack rsp is on, below rsp (no red zone in the kernel); and when that is a task's
+ * stack, the IRQ and NMI stacks, which no context is using then.
+ */
+function deadStack(stacks: ReturnType<typeof stackAreas>, rsp: bigint): [bigint, bigint][] {
+  const on = stacks.find((s) => rsp >= s.begin && rsp < s.end);
+  if (!on) return [];
+  const dead: [bigint, bigint][] = [[on.begin, rsp]];
+  if (kernelTaskStack(on.name)) for (const s of stacks) if (s !== on && !kernelTaskStack(s.name) && !s.name.startsWith("private")) dead.push([s.begin, s.end]);
+  return dead;
+}
+const kernelTaskStack = (name: string) => /^task( \d+)? stack$/.test(name);
+
+/**
+ * The early end of a fork: a hook at the interrupted instruction, at the interrupted depth, that
+ * stops the fork when the interrupt has returned there in the state the machine was in at the
+ * boundary (but for `dead` memory). Asked once per fork: the first time the instruction comes
+ * back with the interrupt delivered (with IF clear it runs first, the interrupt pending: then
+ * never, and so does a fork whose interrupt changed anything); `stopped` says it stopped.
+ */
+function returnedAlike(m: Machine, ip: bigint, dead: readonly [bigint, bigint][], mayEnd: () => boolean): { arm(): () => void; stopped(): boolean } {
+  const depth = m.depth, before = m.snapshot();
+  let asked = false, stopped = false;
+  return {
+    arm() {
+      asked = false;
+      stopped = false;
+      return m.addHook(ip, (mm) => {
+        if (asked || mm.depth !== depth) return;
+        asked = true;
+        const p = mm.pending;
+        if (mm.steps === before.steps || p.nmi || p.irqs.length !== 0 || !mayEnd() || !mm.sameStateAs(before, dead)) return;
+        stopped = true;
+        return "stop";
+      });
+    },
+    stopped: () => stopped,
+  };
 }
 
 export type { StackClass };

@@ -116,6 +116,8 @@ export interface RunSession {
   save(): () => void;
   /** The outcome of the run as it ended with `result`. */
   finish(result: RunResult, schedule: readonly Injection[], raised: readonly Raised[]): RunOutcome;
+  /** Has a sample or a check failed so far? */
+  failing(): boolean;
 }
 
 /**
@@ -240,6 +242,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   }
   return {
     m, sym,
+    failing: () => checks.failing() || samples.some((x) => x.failed),
     save() {
       const machine = m.snapshot(), nSamples = samples.length, nDelivered = delivered.length, restoreChecks = checks.save(), counts = { ...sched };
       return () => {

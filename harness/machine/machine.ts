@@ -1,7 +1,7 @@
 // The machine: one x86-64 CPU in ring 0 running pre-decoded code over paged memory, with
 // hardware-faithful interrupt delivery, a ground-truth shadow stack, address hooks, a step
 // budget and copy-on-write snapshots. Every run ends in a typed result (results.ts).
-import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__ } from "./addr.ts";
+import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__, toInternal as toInternalAddr } from "./addr.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as ACT_ROOT__, Cpu as Cpu__, hiOf as hiOf__, interruptName as interruptName__, pairToBig as pairToBig__, Stop as Stop__, X86_TRAP_NMI as X86_TRAP_NMI__, type Observer } from "./cpu.ts";
 import { ShadowStack, type ShadowSnapshot } from "./shadow.ts";
 import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
@@ -339,15 +339,22 @@ export class Machine {
    * returns). Returning "stop" ends the run with a `stopped` result; resuming continues at that
    * instruction without firing again. An interrupt `fn` raises is taken at this boundary.
    */
-  addHook(addr: bigint, fn: (m: Machine) => "stop" | void): void {
+  addHook(addr: bigint, fn: (m: Machine) => "stop" | void): () => void {
     const a = mustBeCanonical(addr, "hook address");
     const list = this.hooks.get(a) ?? [];
-    list.push(() => fn(this));
+    const h = () => fn(this);
+    list.push(h);
     this.hooks.set(a, list);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
       if (d !== NOT_DECODED) d.hooks = list;
     }
+    /** Remove this hook (only this one). */
+    return () => {
+      const i = list.indexOf(h);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0) this.clearHooks(addr);
+    };
   }
 
   clearHooks(addr: bigint): void {
@@ -601,6 +608,24 @@ export class Machine {
   }
 
   // ---- snapshots ----
+
+  /**
+   * Is the machine in the state `s` recorded, as far as the rest of a run can tell? The
+   * registers, rflags, rip, the interrupt state, the running task, the ground truth's depth and
+   * parked tasks, and memory byte for byte except in `dead` (canonical [from, to) ranges whose
+   * contents nothing reads before writing: stack below a stack pointer). Exhaustive mode asks it
+   * when an injected interrupt has returned, to skip running a fork on that the unforked run
+   * has already run.
+   */
+  sameStateAs(s: MachineSnapshot, dead: readonly (readonly [bigint, bigint])[]): boolean {
+    const c = this.cpu;
+    if (c.rip !== s.rip || c.rflags() !== s.flags || c.gsBase !== s.gsBase || c.cs !== s.cs || c.ss !== s.ss) return false;
+    if (c.stiShadow !== s.stiShadow || c.nmiBlocked !== s.nmiBlocked || c.pendingNmi !== s.pendingNmi || c.pendingIrqs.length !== s.pendingIrqs.length) return false;
+    for (let i = 0; i < s.lo.length; i++) if (c.lo[i] !== s.lo[i] || c.hi[i] !== s.hi[i]) return false;
+    if (this.running !== s.running || c.shadow.depth !== s.shadow.depth || this.parked.size !== s.parked.size) return false;
+    for (const [k, v] of this.parked) if (s.parked.get(k) !== v) return false;
+    return this.memory.sameAs(s.mem, dead.map(([a, b]) => [Number(toInternalAddr(a)), Number(toInternalAddr(b))] as const));
+  }
 
   snapshot(): MachineSnapshot {
     const c = this.cpu;

@@ -399,6 +399,28 @@ export class Memory {
     return snap;
   }
 
+  /**
+   * The same bytes as `snap`, except in the `dead` [from, to) ranges (internal addresses)? Only
+   * pages written since (copy-on-write gave them a new Page) are compared.
+   */
+  sameAs(snap: MemorySnapshot, dead: readonly (readonly [number, number])[]): boolean {
+    if (this.pages.size !== snap.pages.size) return false;
+    for (const [no, p] of this.pages) {
+      const q = snap.pages.get(no);
+      if (q === p) continue;
+      if (q === undefined) return false;
+      const base = no * PAGE_SIZE;
+      if (dead.some(([lo, hi]) => base >= lo && base + PAGE_SIZE <= hi)) continue; // all of it dead
+      const a = p.u32, b = q.u32;
+      for (let i = 0; i < a.length; i++) {
+        if (a[i] === b[i]) continue;
+        const at = base + 4 * i;
+        if (!dead.some(([lo, hi]) => at >= lo && at + 4 <= hi)) return false;
+      }
+    }
+    return true;
+  }
+
   restore(snap: MemorySnapshot): void {
     this.pages = new Map(snap.pages);
     this.epoch++;

@@ -34,6 +34,24 @@ export function benchExhaustive20(seed: number): { ms: number; runs: number; fun
   return { ms, runs: c.verdict.runs, functions: functions(plan) };
 }
 
+/**
+ * Exhaustive mode's rate for one kind of interrupt: instruction boundaries checked per second
+ * (CPU time) over small generated scenarios with one task (random interrupts off), baseline.
+ */
+export function benchExhaustiveRate(kind: "irq" | "nmi", scenarios = 12): { perSecond: number; boundaries: number; scenarios: number } {
+  const plans = fc.sample(planArb({ ...SMALL, interrupts: false, tasks: 1 }), { numRuns: scenarios, seed: 5 });
+  let boundaries = 0, cpu = 0;
+  for (const plan of plans) {
+    const t0 = process.cpuUsage();
+    const c = checkPlan(plan, { strategy: strategy("baseline"), unwinder: "frame", policy: "strict", exhaustive: true, kinds: [kind] });
+    const d = process.cpuUsage(t0);
+    if (!c.verdict.ok) throw new Error("bench: baseline failed the exhaustive run");
+    boundaries += c.verdict.runs - 1; // the base run, then one fork per boundary
+    cpu += (d.user + d.system) / 1e6;
+  }
+  return { perSecond: boundaries / cpu, boundaries, scenarios: plans.length };
+}
+
 /** Each broken design: time to find and shrink, cases run, shrink steps, shrunk functions. */
 export function benchBroken(seed: number, unwinder: UnwinderName = "frame", policy: Policy = "strict"): { name: string; ms: number; runs: number; shrinks: number; functions: number; what: string }[] {
   return BUILTIN_STRATEGIES.filter((s) => !["baseline", "r9-private"].includes(s.name)).map((s) => {

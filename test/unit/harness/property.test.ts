@@ -14,6 +14,7 @@ import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
 
 const sc = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
+const scaled = (n: number) => Math.max(1, Math.round((n * Number(process.env.FC_NUM_RUNS ?? 100)) / 100));
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 
 describe("exhaustive mode", () => {
@@ -46,6 +47,33 @@ describe("exhaustive mode", () => {
   // Forks against the obvious definition: one run from the start per boundary and kind. Every
   // outcome must be the same, samples, checks and all, on generated plans and on the example,
   // under designs that pass and designs that fail in a fork (not in the base run).
+  // The early end of a fork (an interrupt that returned to the state the unforked run was in):
+  // the same verdicts as forks run to their end, under every design and two unwinders, with one
+  // task and with two (where a tick's preemption keeps the fork running).
+  test("forks that end when their interrupt has returned alike give the verdicts of forks run to their end", () => {
+    const plans = [
+      ...fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 3, interrupts: false, tasks: 1 }), { numRuns: scaled(1), seed: 42 }),
+      ...fc.sample(planArb({ maxPrograms: 2, maxFuncs: 1, maxItems: 2, interrupts: false }), { numRuns: scaled(1), seed: 43 }),
+    ].map((p) => parseScenario(planToScenario(p), "plan"));
+    let early = 0, forks = 0, failing = 0;
+    for (const scenario of plans) {
+      for (const [i, s] of BUILTIN_STRATEGIES.entries()) {
+        for (const unwinder of [i % 2 ? "orc-6.19" : "frame"] as const) {
+          const image = buildImage(scenario.spec, s);
+          const fast = checkExhaustive(scenario, s, { unwinder }, image);
+          const full = checkExhaustive(scenario, s, { unwinder, shortcut: false }, image);
+          const verdict = (v: typeof fast) => ({ ok: v.ok, failure: v.failure, injection: v.injection, runs: v.runs, coverage: v.coverage });
+          expect(verdict(fast), `${s.name} ${unwinder}`).toEqual(verdict(full));
+          early += fast.earlyEnds ?? 0;
+          forks += fast.runs - 1;
+          if (!fast.ok) failing++;
+        }
+      }
+    }
+    expect(failing).toBeGreaterThan(0);
+    expect(early).toBeGreaterThan(forks / 2); // most forks end early
+  });
+
   test("forked runs give exactly what one run from the start per boundary gives", () => {
     const byReruns = (scenario: Scenario, s: Strategy, o: CheckOptions) => {
       const image = buildImage(scenario.spec, s);

@@ -1,0 +1,7 @@
+// `npm run bench` runs test/bench/emulator.vitest.ts under vitest with this configuration (not
+// part of `npm test`): the emulator's speed under vitest's module runner, beside the tsx figure.
+import { defineConfig } from "vitest/config";
+
+export default defineConfig({
+  test: { include: ["test/bench/*.vitest.ts"], pool: "forks", maxWorkers: 1, testTimeout: 120_000 },
+});

@@ -1,0 +1,46 @@
+// Machine.sameStateAs(), the test exhaustive mode's early end of a fork rests on
+// (harness/property.ts): registers, flags, interrupt state, the ground truth's depth and memory
+// byte for byte, except in ranges declared dead.
+import { describe, expect, test } from "vitest";
+import { makeMachine } from "../../bench/machine.ts";
+
+const STACK = 0xffffc90000000000n;
+
+describe("sameStateAs", () => {
+  test("a state compared with itself, after running and restoring, is the same", () => {
+    const m = makeMachine();
+    m.call(0xffffffff81000000n, { args: [3n], rsp: STACK + 16384n });
+    m.runUntil(10);
+    const s = m.snapshot();
+    expect(m.sameStateAs(s, [])).toBe(true);
+    m.runUntil(20);
+    expect(m.sameStateAs(s, [])).toBe(false);
+    m.restore(s);
+    expect(m.sameStateAs(s, [])).toBe(true);
+  });
+
+  test("memory: a changed word anywhere differs, unless a dead range holds it; one register differs", () => {
+    const m = makeMachine();
+    m.call(0xffffffff81000000n, { args: [3n], rsp: STACK + 16384n });
+    m.runUntil(10);
+    const s = m.snapshot();
+    const at = STACK + 0x100n;
+    m.load(at, Uint8Array.of(0xaa));
+    expect(m.sameStateAs(s, [])).toBe(false);
+    expect(m.sameStateAs(s, [[STACK, STACK + 0x100n]])).toBe(false); // the range ends just before it
+    expect(m.sameStateAs(s, [[STACK, STACK + 0x108n]])).toBe(true);
+    expect(m.sameStateAs(s, [[STACK, STACK + 0x4000n]])).toBe(true); // the whole page dead
+    m.restore(s);
+    m.setReg("r12", m.reg("r12") ^ 1n);
+    expect(m.sameStateAs(s, [[STACK, STACK + 0x4000n]])).toBe(false);
+  });
+
+  test("a pending interrupt differs", () => {
+    const m = makeMachine();
+    m.call(0xffffffff81000000n, { args: [3n], rsp: STACK + 16384n });
+    m.runUntil(4);
+    const s = m.snapshot();
+    m.raise(2);
+    expect(m.sameStateAs(s, [])).toBe(false);
+  });
+});
