@@ -13,12 +13,18 @@ export interface PooledRun {
   readonly elapsedMs: number;
 }
 
+/** Each worker thread's old-generation heap (V8 collects before growing past it). */
+export const WORKER_HEAP_MB = 256;
+
 export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs: number, seed: number, workers: number, progress: (done: number) => void = () => {}): Promise<PooledRun> {
   const started = performance.now();
   // compiled (dist/): the shard module itself; as TypeScript: a shim that registers tsx first
   const compiled = import.meta.url.endsWith(".js");
   const pool = new Piscina<WorkerTask, WorkerResult>({
     filename: new URL(compiled ? "./worker-task.js" : "./worker.js", import.meta.url).href, ...(compiled ? { name: "runShard" } : {}), maxThreads: workers, minThreads: workers,
+    // a campaign's live heap stays under 100 MB; without a limit V8 lets each thread's garbage
+    // grow to gigabytes before collecting it (a 10,000-scenario campaign peaked near 1 GB)
+    resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
   });
   try {
     const shards = Array.from({ length: workers }, (_, i) => shardOf(runs, seed, { index: i + 1, count: workers }));

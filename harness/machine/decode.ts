@@ -220,7 +220,7 @@ function specialise(d: DInsn): void {
  * Decoded blocks by address and content: decoding is most of building a machine. Entries are
  * templates: callers get copies.
  */
-const blocks = new ContentCache<readonly DInsn[]>(8 << 20);
+const blocks = new ContentCache<readonly DInsn[]>(1 << 20);
 
 function decodedBlock(bytes: Uint8Array, ip: number): readonly DInsn[] {
   return blocks.get(ip, bytes, () => {

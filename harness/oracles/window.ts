@@ -16,7 +16,7 @@ export interface FrameCode {
 }
 
 /** Function code read by address and content, across images. */
-const byContent = new ContentCache<FrameCode>(4 << 20);
+const byContent = new ContentCache<FrameCode>(1 << 20);
 
 /** The facts, from the function's decoded instructions. */
 function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
