@@ -19,7 +19,7 @@
 //     IRQ entry code) or later (inside the IRQ's program).
 import fc from "fast-check";
 import { MAX_TASKS } from "../jit/kernel/layout.ts";
-import { MAX_FUNCS, MAX_INTERRUPTS, MAX_ITEMS, MAX_NEST_LIMIT, MAX_PROGRAMS, MAX_SLOTS, type Plan, type PlanCallItem, type PlanFunc, type PlanItem, type PlanProgram } from "./plan.ts";
+import { MAX_FUNCS, MAX_INTERRUPTS, MAX_ITEMS, MAX_NEST_LIMIT, MAX_PROGRAMS, MAX_SLOTS, type Plan, type PlanCallItem, type PlanFunc, type PlanInterrupt, type PlanItem, type PlanProgram } from "./plan.ts";
 
 export interface PlanConstraints {
   /** Programs per plan, 1..MAX_PROGRAMS (default 6). */
@@ -112,6 +112,33 @@ const progType = fc.oneof(w(3, fc.constant("struct_ops")), w(2, fc.constant("tra
 /** The next program, run right after the prologue: a link of a nesting chain. */
 const runNext = fc.constant({ op: "nested", target: 0 } as const);
 
+/**
+ * An interrupt schedule, as plans have it (`interrupts`): points at anchors that lowering
+ * resolves against the plan (planToScenario.ts), so one schedule fits any plan. Campaigns run
+ * several per plan (harness/campaign.ts).
+ */
+export function scheduleArb(constraints: PlanConstraints = {}): fc.Arbitrary<readonly PlanInterrupt[]> {
+  const c = mustBeConstraints(constraints);
+  const tasks = c.tasks >= 2;
+  const isNmi = c.irq ? fc.boolean() : fc.constant(true);
+  const at = fc.oneof(w(4, fc.constant("call")), w(2, fc.constant("entry")), w(2, fc.constant("exit")), w(2, fc.constant("own")), w(1, fc.constant("start")), w(1, fc.constant("anywhere")));
+  // A follow-up is an NMI two times in three: the one that can nest inside an IRQ's entry code.
+  const followUp = fc.record({
+    nmi: c.irq ? fc.oneof(w(2, fc.constant(true)), w(1, fc.constant(false))) : fc.constant(true), vector: fc.nat({ max: 3 }),
+    delay: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 41, max: 240 })), // entry code, or the handler's program
+  });
+  const interrupt = fc.record({
+    nmi: isNmi, vector: fc.nat({ max: 3 }), at, n: fc.nat({ max: 1023 }),
+    // with tasks, half the points are ticks: preemption at their return, at the same anchors
+    // (function entries: between a nested run's counter increment and its prologue's slot choice)
+    ...(tasks ? { tick: fc.boolean() } : {}),
+    // 0..8 steps past the anchor: a helper's body, a prologue, an epilogue; sometimes further.
+    d: fc.oneof(w(4, fc.integer({ min: 0, max: 8 })), w(1, fc.integer({ min: -16, max: 64 }))),
+    then: fc.option(followUp, { freq: 2 }),
+  });
+  return fc.array(interrupt, { maxLength: c.interrupts ? c.maxInterrupts : 0 });
+}
+
 export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   const c = mustBeConstraints(constraints);
   const tasks = c.tasks >= 2;
@@ -137,22 +164,6 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   // first tries the general arm's value, so a failing chain can shrink to a single program.
   const programs = chainLength >= 2 ? fc.oneof({ withCrossShrink: true }, w(3, general), w(1, fc.array(chainProgram, { minLength: chainLength, maxLength: chainLength }))) : general;
 
-  const isNmi = c.irq ? fc.boolean() : fc.constant(true);
-  const at = fc.oneof(w(4, fc.constant("call")), w(2, fc.constant("entry")), w(2, fc.constant("exit")), w(2, fc.constant("own")), w(1, fc.constant("start")), w(1, fc.constant("anywhere")));
-  // A follow-up is an NMI two times in three: the one that can nest inside an IRQ's entry code.
-  const followUp = fc.record({
-    nmi: c.irq ? fc.oneof(w(2, fc.constant(true)), w(1, fc.constant(false))) : fc.constant(true), vector: fc.nat({ max: 3 }),
-    delay: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 41, max: 240 })), // entry code, or the handler's program
-  });
-  const interrupt = fc.record({
-    nmi: isNmi, vector: fc.nat({ max: 3 }), at, n: fc.nat({ max: 1023 }),
-    // with tasks, half the points are ticks: preemption at their return, at the same anchors
-    // (function entries: between a nested run's counter increment and its prologue's slot choice)
-    ...(tasks ? { tick: fc.boolean() } : {}),
-    // 0..8 steps past the anchor: a helper's body, a prologue, an epilogue; sometimes further.
-    d: fc.oneof(w(4, fc.integer({ min: 0, max: 8 })), w(1, fc.integer({ min: -16, max: 64 }))),
-    then: fc.option(followUp, { freq: 2 }),
-  });
   return fc.record({
     nestLimit: fc.constant(c.maxNestDepth),
     programs,
@@ -161,7 +172,7 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
     // fast-check's context (campaigns shrink that way: campaign.ts shrinkPlan()).
     irq: fc.array(ref, { maxLength: c.irq ? 4 : 0 }),
     nmi: c.nmi ? fc.option(ref, { freq: 3 }) : fc.constant(null),
-    interrupts: fc.array(interrupt, { maxLength: c.interrupts ? c.maxInterrupts : 0 }),
+    interrupts: scheduleArb(constraints),
     spinLoops: fc.constant(c.spinLoops),
     // the programs of tasks 1..: all of them mostly; none (one task) is what a shrink tries first
     ...(tasks && !c.counterlessPaths ? { countedPaths: fc.constant(true) } : {}),

@@ -5,7 +5,7 @@
 // of its seed: the same seed (and path) gives the same counterexample. Shards split one campaign
 // across processes or CI jobs, each with its own seed derived from the campaign's.
 import fc from "fast-check";
-import { planArb, planToScenario, type Plan, type PlanConstraints } from "../generators/index.ts";
+import { planArb, planToScenario, scheduleArb, type Plan, type PlanConstraints } from "../generators/index.ts";
 import type { Image } from "../jit/image.ts";
 import { JitError } from "../jit/lower.ts";
 import type { Strategy } from "../jit/strategy.ts";
@@ -33,11 +33,19 @@ export interface CampaignOptions extends CheckOptions {
   readonly constraints?: PlanConstraints;
   /** Called after each case with the number done (progress bars). */
   readonly onCase?: (done: number) => void;
+  /**
+   * Random mode: interrupt schedules per generated plan (default 1): the plan's own and k - 1
+   * more, each a scenario of its own on the one image (JIT, validation and the loaded machine
+   * shared); a failure shrinks as the plan with the schedule that failed. Faster per scenario,
+   * but fewer plans per scenario: bugs of a program's shape are found later (README).
+   */
+  readonly schedulesPerPlan?: number;
   /** Called as the shrink tries each candidate plan (progress of a long shrink). */
   readonly onShrink?: (tried: number) => void;
   /** false: stop at the first failure, unshrunk (worker threads: the main thread shrinks it from its seed and path). */
   readonly shrink?: boolean;
 }
+
 
 /** One plan, lowered and checked. */
 export interface Checked {
@@ -64,9 +72,9 @@ export interface CampaignResult {
 type PlanCheck = CheckOptions & { readonly strategy: Strategy; readonly exhaustive?: boolean };
 
 /** Lower a plan and check it; `picture` redraws the failing sample's stacks (for the report). */
-export function checkPlan(plan: Plan, o: PlanCheck, picture = false): Checked {
+export function checkPlan(plan: Plan, o: PlanCheck, picture = false, image?: Image): Checked {
   const scenario = scenarioOf(planToScenario(plan), "generated scenario");
-  const image = imageFor(scenario, o.strategy, o);
+  image ??= imageFor(scenario, o.strategy, o);
   let verdict = o.exhaustive ? checkExhaustive(scenario, o.strategy, o, image) : checkRandom(scenario, o.strategy, o, image);
   const sample = verdict.failure?.sample;
   if (picture && sample !== undefined) {
@@ -149,20 +157,42 @@ export function runCampaign(o: CampaignOptions): CampaignResult {
   const started = performance.now();
   o.jit?.admit(o.strategy);
   const coverage = new Map<CoverageKey, number>();
+  // random mode: each case is a plan and schedules for it (exhaustive mode injects its own)
+  const perCase = o.exhaustive ? 1 : Math.max(1, o.schedulesPerPlan ?? 1);
   let done = 0;
-  const property = fc.property(planArb(o.constraints ?? {}), (plan) => {
-    const { verdict } = checkPlan(plan, o);
-    for (const [k, n] of verdict.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
-    o.onCase?.(++done);
-    return verdict.ok;
-  });
+  /** The plan (with one schedule) being checked: after a failure, or a throw, the one that failed. */
+  let current: Plan | undefined;
+  /**
+   * The case's scenarios in order, until one fails (its plan with that schedule), or undefined.
+   * The last case of a campaign runs only as many as `runs` has left; a replay (path) all.
+   */
+  const firstFailing = (plan: Plan, more: readonly (readonly Plan["interrupts"][number][])[]): Plan | undefined => {
+    let image: Image | undefined;
+    const n = o.path !== undefined ? perCase : Math.max(1, Math.min(perCase, o.runs - done));
+    for (const interrupts of [plan.interrupts, ...more].slice(0, n)) {
+      const one = (current = { ...plan, interrupts });
+      const c = checkPlan(one, o, false, image);
+      image = c.image; // the JIT's work is the plan's, not the schedule's
+      for (const [k, n] of c.verdict.coverage) coverage.set(k, (coverage.get(k) ?? 0) + n);
+      done++;
+      o.onCase?.(done);
+      if (!c.verdict.ok) return one;
+    }
+    return undefined;
+  };
+  // (one schedule: the plans alone, so a seed draws what it drew before schedules were a choice)
+  const cases: fc.Arbitrary<[Plan, readonly (readonly Plan["interrupts"][number][])[]]> = perCase === 1
+    ? planArb(o.constraints ?? {}).map((p) => [p, []])
+    : fc.tuple(planArb(o.constraints ?? {}), fc.array(scheduleArb(o.constraints ?? {}), { minLength: perCase - 1, maxLength: perCase - 1 }));
+  const property = fc.property(cases, ([plan, more]) => firstFailing(plan, more) === undefined);
   // The first failure, unshrunk (shrinkPlan() does better); its path replays it.
-  const details = fc.check(property, { numRuns: o.runs, seed: o.seed, endOnFailure: true, ...(o.path !== undefined ? { path: o.path } : {}) });
-  if (!details.failed) return { ok: true, seed: o.seed, runs: details.numRuns, shrinks: 0, coverage, elapsedMs: performance.now() - started };
-  const plan = details.counterexample?.[0];
-  if (plan === undefined) throw new Error(`the campaign failed without a counterexample: ${String(details.errorInstance)}`);
+  const details = fc.check(property, { numRuns: Math.ceil(o.runs / perCase), seed: o.seed, endOnFailure: true, ...(o.path !== undefined ? { path: o.path } : {}) });
+  if (!details.failed) return { ok: true, seed: o.seed, runs: done, shrinks: 0, coverage, elapsedMs: performance.now() - started };
+  const found = details.counterexample;
+  if (found === undefined || found === null) throw new Error(`the campaign failed without a counterexample: ${String(details.errorInstance)}`);
+  const plan = current ?? found[0][0];
   const path = details.counterexamplePath ?? undefined;
-  const failed = { ok: false, seed: o.seed, runs: details.numRuns, path, coverage };
+  const failed = { ok: false, seed: o.seed, runs: done, path, coverage };
   if (o.shrink === false) return { ...failed, shrinks: 0, elapsedMs: performance.now() - started };
   const shrunk = shrinkPlan(plan, o);
   // A plan that throws (not a verdict) is a harness bug: surface it, shrunk, not a silent FAIL.

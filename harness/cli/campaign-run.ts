@@ -33,9 +33,9 @@ const layoutOf = (f: { format?: OutputFormat }): ReportFormat => (f.format === "
 /** How walks are judged in a campaign: the unwinder, policy, private-stack knowledge and mode. */
 const modeOf = (f: CampaignFlags) => ({ unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false });
 /** What the generator may draw beyond its defaults. */
-function generatorOf(f: CampaignFlags): { constraints: PlanConstraints } {
+function generatorOf(f: CampaignFlags): { constraints: PlanConstraints; schedulesPerPlan: number } {
   if (f.spinLoops && f.exhaustive) throw new UsageError("--spin-loops and --exhaustive: a loop only may_goto bounds runs about a million instructions, and exhaustive mode forks at every one; use one or the other");
-  return { constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}), ...(f.uprobes ? {} : { counterlessPaths: false }) } };
+  return { constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}), ...(f.uprobes ? {} : { counterlessPaths: false }) }, schedulesPerPlan: f.schedules };
 }
 
 
@@ -43,7 +43,7 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
   return [
     "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
-    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]),
+    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.schedules !== 1 ? [`--schedules ${f.schedules}`] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]),
     ...(f.bmi2 ? ["--bmi2"] : []),
     ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
     `--seed ${seed}`, `--path ${path}`,
@@ -289,6 +289,6 @@ export async function matrixAction(f: Omit<CampaignFlags, "strategy" | "unwinder
     });
     lines.push(`| ${s.name} | ${row.join(" | ")} |`);
   }
-  lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u>${f.policy === "strict" ? "" : ` --policy ${f.policy}`}${f.privateStacks === "none" ? "" : ` --private-stacks ${f.privateStacks}`}${f.tasks === DEFAULT_TASKS ? "" : ` --tasks ${f.tasks}`}${f.uprobes ? "" : " --no-uprobes"}${f.exhaustive ? " --exhaustive" : ""} --seed ${f.workers > 1 ? "<seed>" : seed} --path <path> (seeds and paths: --json).`);
+  lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u>${f.policy === "strict" ? "" : ` --policy ${f.policy}`}${f.privateStacks === "none" ? "" : ` --private-stacks ${f.privateStacks}`}${f.tasks === DEFAULT_TASKS ? "" : ` --tasks ${f.tasks}`}${f.uprobes ? "" : " --no-uprobes"}${f.schedules !== 1 ? ` --schedules ${f.schedules}` : ""}${f.exhaustive ? " --exhaustive" : ""} --seed ${f.workers > 1 ? "<seed>" : seed} --path <path> (seeds and paths: --json).`);
   out(`${lines.join("\n")}\n`);
 }

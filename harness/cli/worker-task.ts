@@ -25,6 +25,8 @@ export interface WorkerTask extends JitFlags {
   readonly seed: number;
   /** Plan sizes (the benchmark's small graphs); the generator's defaults if absent. */
   readonly constraints?: PlanConstraints;
+  /** Interrupt schedules per generated plan. */
+  readonly schedulesPerPlan?: number;
 }
 
 export interface WorkerResult {
@@ -39,7 +41,7 @@ export async function runShard(t: WorkerTask): Promise<WorkerResult> {
   const strategy = await loadStrategy(t.strategy);
   const jit = openJit(t); // this thread's own (a kernel tree's: its own shim process)
   try {
-    const r = runCampaign({ strategy, jit: jit.backend, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, shrink: false, ...(t.constraints ? { constraints: t.constraints } : {}) });
+    const r = runCampaign({ strategy, jit: jit.backend, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, shrink: false, ...(t.constraints ? { constraints: t.constraints } : {}), ...(t.schedulesPerPlan ? { schedulesPerPlan: t.schedulesPerPlan } : {}) });
     return { ok: r.ok, seed: r.seed, runs: r.runs, ...(r.path !== undefined ? { path: r.path } : {}), coverage: [...r.coverage] };
   } finally {
     await jit.close();

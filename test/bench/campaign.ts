@@ -16,9 +16,9 @@ const functions = (p: Plan) => p.programs.reduce((n, x) => n + x.funcs.length, 0
 const SMALL = { maxPrograms: 2, maxFuncs: 2, maxItems: 4 };
 
 /** End to end (generate, lower, JIT, run with the plan's interrupts, check): scenarios per second. */
-export function benchScenarios(runs: number, seed: number, small: boolean): { perSecond: number; runs: number } {
+export function benchScenarios(runs: number, seed: number, small: boolean, schedulesPerPlan = 1): { perSecond: number; runs: number } {
   const constraints = small ? SMALL : {};
-  const r = runCampaign({ strategy: strategy("baseline"), unwinder: "frame", policy: "strict", runs, seed, constraints });
+  const r = runCampaign({ strategy: strategy("baseline"), unwinder: "frame", policy: "strict", runs, seed, constraints, schedulesPerPlan });
   if (!r.ok) throw new Error(`bench: baseline failed (seed ${seed}, path ${r.path})`);
   return { perSecond: (r.runs / r.elapsedMs) * 1000, runs: r.runs };
 }

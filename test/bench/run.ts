@@ -40,9 +40,11 @@ benchScenarios(50, 1, true); // warm-up
 const small = Array.from({ length: 3 }, (_, i) => benchScenarios(300, 100 + i, true));
 const sm = stats(small.map((r) => r.perSecond));
 const full = benchScenarios(200, 7, false);
+const four = stats(Array.from({ length: 3 }, (_, i) => benchScenarios(300, 100 + i, true, 4).perSecond));
 put("e2e_small_per_s", sm.median);
+put("e2e_small_per_s_4schedules", four.median);
 put("e2e_default_per_s", full.perSecond);
-say(`end to end: ${sm.median.toFixed(0)} scenarios/s median, ${sm.best.toFixed(0)} best (small graphs: 2 programs of 2 functions, random interrupts; budget >= 1500); default generator: ${full.perSecond.toFixed(0)}/s`);
+say(`end to end: ${sm.median.toFixed(0)} scenarios/s median, ${sm.best.toFixed(0)} best (small graphs: 2 programs of 2 functions, random interrupts; budget >= 1500); with 4 schedules per plan (--schedules 4) ${four.median.toFixed(0)}/s; default generator: ${full.perSecond.toFixed(0)}/s`);
 const pooled = await benchScenariosPooled(6000, 100, 2);
 put("e2e_small_per_s_2workers", pooled.perSecond);
 say(`end to end on 2 worker threads (check --workers 2): ${pooled.perSecond.toFixed(0)} scenarios/s over ${pooled.runs} small-graph scenarios, thread start-up included (budget >= 2500)`);

@@ -130,6 +130,23 @@ describe("a harness bug", () => {
   });
 });
 
+describe("several interrupt schedules per plan", () => {
+  test("each schedule is a scenario of its own on the plan's one image: runs counts scenarios; a failure shrinks as the plan with the schedule that failed, and replays", () => {
+    const pass = runCampaign({ strategy: strategy("baseline"), unwinder: "frame", policy: "strict", runs: 30, seed: SEED, schedulesPerPlan: 4, constraints: { maxPrograms: 2, maxFuncs: 2 } });
+    expect(pass.ok, where(pass)).toBe(true);
+    expect(pass.runs).toBe(30); // 7 plans of 4 schedules and one of 2
+    expect(pass.coverage.get("entry") ?? 0).toBeGreaterThan(0);
+    // a design whose failure needs an interrupt in the right place: ORC's unknown stack
+    const o = { strategy: strategy("split-stack"), unwinder: "orc-6.19", policy: "reliable", schedulesPerPlan: 4 } as const;
+    const found = runCampaign({ ...o, runs: 200, seed: SEED });
+    expect(found.ok).toBe(false);
+    expect(found.counterexample!.verdict.failure!.what, where(found)).toBe("unknown-stack");
+    expect(found.counterexample!.plan.interrupts.length, where(found)).toBeGreaterThan(0);
+    const again = runCampaign({ ...o, runs: 1, seed: found.seed, path: found.path! });
+    expect(again.counterexample!.plan, where(found)).toEqual(found.counterexample!.plan);
+  });
+});
+
 describe("replay", () => {
   test("a printed seed and path reproduce the same shrunk counterexample", () => {
     const s = strategy("split-double-frame");
