@@ -18,10 +18,15 @@ export const WORKER_HEAP_MB = 256;
 
 export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs: number, seed: number, workers: number, progress: (done: number) => void = () => {}): Promise<PooledRun> {
   const started = performance.now();
-  // compiled (dist/): the shard module itself; as TypeScript: a shim that registers tsx first
+  // compiled (dist/): the shard module itself. As TypeScript (tests, a stale build): the
+  // compiled one still, when the build is fresh and the strategy built in (only plain data
+  // crosses the threads; a strategy module must meet this project's sources), else a shim that
+  // registers tsx first, which costs each thread a second or two.
   const compiled = import.meta.url.endsWith(".js");
+  const dist = compiled || (!isStrategyModule(task.strategy) && (await import("../../bin/entry.js")).distIsFresh());
   const pool = new Piscina<WorkerTask, WorkerResult>({
-    filename: new URL(compiled ? "./worker-task.js" : "./worker.js", import.meta.url).href, ...(compiled ? { name: "runShard" } : {}), maxThreads: workers, minThreads: workers,
+    filename: new URL(compiled ? "./worker-task.js" : dist ? "../../dist/harness/cli/worker-task.js" : "./worker.js", import.meta.url).href,
+    ...(dist ? { name: "runShard" } : {}), maxThreads: workers, minThreads: workers,
     // a campaign's live heap stays under 100 MB; without a limit V8 lets each thread's garbage
     // grow to gigabytes before collecting it (a 10,000-scenario campaign peaked near 1 GB)
     resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
