@@ -19,7 +19,8 @@ const argv = process.argv;
 /** The values of an option, `--name v` or `--name=v`, in order. */
 const values = (name) => argv.flatMap((a, i) => (a === name && i + 1 < argv.length ? [argv[i + 1]] : a.startsWith(`${name}=`) ? [a.slice(name.length + 1)] : []));
 const modules = values("--strategy").filter((s) => /\.(ts|js|mjs|mts)$/.test(s));
-const json = argv.includes("--json");
+// JSON errors for --json and --format json (as harness/cli/options.ts wantsJson())
+const json = argv.includes("--json") || argv.includes("--format=json") || argv.some((a, i) => a === "--format" && argv[i + 1] === "json");
 const fail = (message, code = 2) => {
   process.stderr.write(json ? `${JSON.stringify({ schema: 1, error: { kind: code === 2 ? "strategy" : "internal", message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
   process.exitCode = code;

@@ -9,7 +9,7 @@ import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
-import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type UnwinderName } from "./run.ts";
+import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type SchedCounts, type UnwinderName } from "./run.ts";
 import type { Scenario } from "./scenario.ts";
 import { LOCAL_TIMER_VECTOR } from "../jit/kernel/layout.ts";
 import { stackAreas } from "./picture.ts";
@@ -90,7 +90,8 @@ export interface CheckOptions {
   readonly kinds?: readonly ("irq" | "nmi")[];
   /**
    * Exhaustive mode: run each fork only until its interrupt has returned to a state the unforked
-   * run was in at that boundary (default true); false runs every fork to its end.
+   * run was in at that boundary; false runs every fork to its end. Default: on for the built-in
+   * designs, off for a strategy module (it rests on their keeping the no-red-zone rule).
    */
   readonly shortcut?: boolean;
   /** Exhaustive mode: told how many boundaries of how many are done (every 256, and at the end). */
@@ -178,6 +179,9 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   const run = startRun(sc, strategy, runOpts(o, image, []));
   const counted = coverageCounter(image);
   const stacks = stackAreas(image);
+  // the early end (see above): by default for the built-in designs, whose verdicts it keeps
+  // (property.test.ts); a strategy module may break the no-red-zone rule it rests on
+  const early = o.shortcut ?? strategy.origin === undefined;
   // prog->misses: statistics no code reads (the runner only counts into them, as
   // bpf_prog_inc_misses_counter() does); the semantics check compares them with the refusals it
   // saw, which the stopped fork reports as it counted them
@@ -189,8 +193,11 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
     const at = run.m.runUntil(step, { maxSteps: budget });
     if (at.kind !== "paused") throw new Error(`exhaustive mode: the base run did not reach step ${step} again (${at.kind}); runs must be deterministic`);
     const back = run.save();
-    // (a fork that has failed runs to its end: its report is the whole run)
-    const returned = o.shortcut === false ? undefined : returnedAlike(run.m, at.rip, [...deadStack(stacks, run.m.reg("rsp")), ...stats], () => !run.failing());
+    const schedHere = run.schedNow();
+    // A fork may end early unless it has failed (its report is then the whole run), or its extra
+    // steps would take the rest of the unforked run past the step budget (a hang).
+    const mayEnd = (m: Machine) => !run.failing() && total + (m.steps - step) <= budget;
+    const returned = early ? returnedAlike(run.m, at.rip, [...deadStack(stacks, run.m.reg("rsp")), ...stats], mayEnd) : undefined;
     for (const kind of kinds) {
       const injection: Injection = { kind: kind === "irq" && vector === LOCAL_TIMER_VECTOR && image.multitask ? "tick" : kind, atStep: step, vector: kind === "nmi" ? 2 : vector! };
       run.m.raise(injection.vector);
@@ -199,8 +206,11 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
       disarm?.();
       // back where it was interrupted, in the state the unforked run was in there: the rest of
       // the fork is the rest of that run, which passed (its result stands for the fork's)
-      if (result.kind === "stopped" && returned?.stopped()) { result = base.result; earlyEnds++; }
-      const outcome = run.finish(result, [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
+      const ended = result.kind === "stopped" && returned?.stopped() === true;
+      if (ended) { result = base.result; earlyEnds++; }
+      let outcome = run.finish(result, [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
+      // and what the scheduler did in the rest of the unforked run (the coverage counts it)
+      if (ended) outcome = { ...outcome, sched: addSched(outcome.sched, base.sched, schedHere) };
       back();
       runs++;
       counted.add(outcome);
@@ -224,6 +234,13 @@ function deadStack(stacks: ReturnType<typeof stackAreas>, rsp: bigint): [bigint,
   if (kernelTaskStack(on.name)) for (const s of stacks) if (s !== on && !kernelTaskStack(s.name) && !s.name.startsWith("private")) dead.push([s.begin, s.end]);
   return dead;
 }
+/** A fork's scheduler counts, and the unforked run's from `at` (its counts then) to its end. */
+function addSched(fork: SchedCounts, end: SchedCounts, at: SchedCounts): SchedCounts {
+  const out = { ...fork };
+  for (const k of Object.keys(out) as (keyof SchedCounts)[]) out[k] += end[k] - at[k];
+  return out;
+}
+
 const kernelTaskStack = (name: string) => /^task( \d+)? stack$/.test(name);
 
 /**
@@ -233,21 +250,23 @@ const kernelTaskStack = (name: string) => /^task( \d+)? stack$/.test(name);
  * back with the interrupt delivered (with IF clear it runs first, the interrupt pending: then
  * never, and so does a fork whose interrupt changed anything); `stopped` says it stopped.
  */
-function returnedAlike(m: Machine, ip: bigint, dead: readonly [bigint, bigint][], mayEnd: () => boolean): { arm(): () => void; stopped(): boolean } {
+function returnedAlike(m: Machine, ip: bigint, dead: readonly [bigint, bigint][], mayEnd: (m: Machine) => boolean): { arm(): () => void; stopped(): boolean } {
   const depth = m.depth, before = m.snapshot();
   let asked = false, stopped = false;
   return {
     arm() {
       asked = false;
       stopped = false;
+      // first: at its stop the address's own hooks (samples, the scheduler's counts) have not run,
+      // as in the unforked run at that boundary
       return m.addHook(ip, (mm) => {
         if (asked || mm.depth !== depth) return;
         asked = true;
         const p = mm.pending;
-        if (mm.steps === before.steps || p.nmi || p.irqs.length !== 0 || !mayEnd() || !mm.sameStateAs(before, dead)) return;
+        if (mm.steps === before.steps || p.nmi || p.irqs.length !== 0 || !mayEnd(mm) || !mm.sameStateAs(before, dead)) return;
         stopped = true;
         return "stop";
-      });
+      }, { first: true });
     },
     stopped: () => stopped,
   };

@@ -137,7 +137,10 @@ export function wrapLine(line: string, width = WIDTH): string[] {
   return out;
 }
 
-/** A shell command cut at its options, with ` \\` continuations, to paste as is. */
+/**
+ * A shell command cut at its options, with ` \\` continuations, to paste as is. Words are never
+ * split: one longer than a line (a long path) has a line of its own.
+ */
 export function wrapCommand(cmd: string, width = WIDTH): string[] {
   const words = cmd.split(" ");
   const out: string[] = [];
@@ -262,8 +265,10 @@ function emailText(sc: Scenario, img: Image, m: Machine, verdict: Verdict, ctx: 
     lines.push(...functionListing(img, m, code.ip));
   }
   if (s?.picture) lines.push("", "stacks at the sample:", ...renderPicture(s.picture, "narrow").map((l) => `  ${l}`));
-  lines.push("", "replay:", ...wrapCommand(ctx.replay).map((l) => `  ${l}`));
-  return `${lines.flatMap((l) => wrapLine(l.trimEnd())).join("\n")}\n`;
+  lines.push("", "replay:");
+  // the command as wrapCommand() cut it, not cut again: it must paste as it is (a word longer
+  // than a line, a long path, stays whole on a line of its own)
+  return `${[...lines.flatMap((l) => wrapLine(l.trimEnd())), ...wrapCommand(ctx.replay).map((l) => `  ${l}`)].join("\n")}\n`;
 }
 
 /** disasmWindow() in 80 columns: offsets into the function, instruction text, no bytes. */

@@ -116,8 +116,10 @@ export interface RunSession {
   save(): () => void;
   /** The outcome of the run as it ended with `result`. */
   finish(result: RunResult, schedule: readonly Injection[], raised: readonly Raised[]): RunOutcome;
-  /** Has a sample or a check failed so far? */
+  /** Has a sample or a check failed so far, the end-of-run checks as they stand now included? */
   failing(): boolean;
+  /** What the scheduler has done so far (counts). */
+  schedNow(): SchedCounts;
 }
 
 /**
@@ -235,14 +237,15 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         samples.push({
           kind: "blocked task (reliable walk)", where: `task ${t}, switched out at ${sym(expected[0] ?? 0n)}${r.ok ? "" : ` (-EINVAL: ${r.why})`}`, step: mm.steps,
           regs: { rip: mm.rip, rsp: mm.reg("rsp"), rbp: mm.reg("rbp") }, class: c.class, failed: r.ok && c.class !== "EXACT",
-          truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: r.ips.map((ip) => ({ ip, symbol: sym(ip) })), error: !r.ok, warnings: r.warnings, stopped: stopText(r.stopped)!,
+          truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: r.ips.map((ip) => ({ ip, symbol: sym(ip) })), error: !r.ok, warnings: r.warnings, ...(r.stopped ? { stopped: stopText(r.stopped)! } : {}),
         });
       }
     });
   }
   return {
     m, sym,
-    failing: () => checks.failing() || samples.some((x) => x.failed),
+    failing: () => checks.failing() || samples.some((x) => x.failed) || checks.report().failures.length > 0,
+    schedNow: () => ({ ...sched }),
     save() {
       const machine = m.snapshot(), nSamples = samples.length, nDelivered = delivered.length, restoreChecks = checks.save(), counts = { ...sched };
       return () => {

@@ -167,10 +167,34 @@ export function jitedPattern(text: string): string {
     .replace(/%gs:0x[0-9a-f]+/g, "%gs:0x{{[0-9a-f]+}}");
 }
 
-/** The `__jited()` patterns of one program: `func #i:`, every line of each function, `...` between functions. */
+/**
+ * The order the loaded program has its functions in: libbpf appends each subprog (the exported
+ * test's `.text` functions) the first time a call to it is met, and goes through the appended
+ * one right away (tools/lib/bpf/libbpf.c bpf_object__reloc_code(), 7.2): depth first, by call
+ * site; a subprog no call reaches is not loaded. Function indices, the main function first.
+ */
+export function libbpfOrder(p: Program): number[] {
+  const order = [0];
+  const visit = (fi: number) => {
+    const f = p.funcs[fi]!;
+    for (let k = f.start; k < f.end; k++) {
+      const x = p.insns[k]!;
+      if (x.code !== (BPF_JMP | BPF_CALL) || x.src !== BPF_PSEUDO_CALL) continue;
+      const g = p.funcs.findIndex((h) => h.start === k + 1 + x.imm);
+      if (g >= 0 && !order.includes(g)) { order.push(g); visit(g); }
+    }
+  };
+  visit(0);
+  return order;
+}
+
+/**
+ * The `__jited()` patterns of one program: `func #i:` and every line of each function, in the
+ * order the kernel will have them (libbpfOrder()), `...` between functions.
+ */
 export function jitedPatterns(img: Image, program: number): string[] {
-  const funcs = img.programs[program]!.jit.funcs;
-  return funcs.flatMap((f, fi) => [...(fi > 0 ? ["..."] : []), `func #${fi}:`, ...testProgsLines(f.image.bytes).map((l) => jitedPattern(l.text))]);
+  const { jit, program: p } = img.programs[program]!;
+  return libbpfOrder(p).flatMap((fi, i) => [...(i > 0 ? ["..."] : []), `func #${i}:`, ...testProgsLines(jit.funcs[fi]!.image.bytes).map((l) => jitedPattern(l.text))]);
 }
 
 /** A C string literal (tabs as \t). */

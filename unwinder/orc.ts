@@ -108,7 +108,11 @@ function warnCurrent(s: OrcUnwindState, text: string): void {
 
 function stackAccessOk(env: UnwindEnv, s: OrcUnwindState, addr: bigint, len: bigint): boolean {
   if (onStack(s.stackInfo, addr, len)) return true;
-  return getStackInfo(env, addr, s.stackInfo, s.visit, s.warnings, s.task) && onStack(s.stackInfo, addr, len);
+  s.visit.miss = undefined; // not kernel state: what a refusal below names
+  if (!getStackInfo(env, addr, s.stackInfo, s.visit, s.warnings, s.task)) return false;
+  if (onStack(s.stackInfo, addr, len)) return true;
+  s.visit.miss = { addr, beyond: true };
+  return false;
 }
 
 /** deref_stack_reg(). */

@@ -87,7 +87,7 @@ export interface UnwindEnv {
  */
 export interface VisitMask {
   mask: bigint;
-  miss?: { readonly addr: bigint; readonly recursion?: number };
+  miss?: { readonly addr: bigint; readonly recursion?: number; readonly beyond?: boolean };
 }
 
 /** Warnings an unwind printed (printk_deferred_once: recorded, at most once each kind). */

@@ -67,7 +67,7 @@ export function stopAt(s: UnwindState, why: string, at?: bigint): void {
 export function stopOnMiss(s: UnwindState, what: string): void {
   const m = s.visit.miss;
   if (!m) return stopAt(s, `${what}: get_stack_info() failed`);
-  stopAt(s, m.recursion !== undefined
+  stopAt(s, m.beyond ? `${what} (${hex(m.addr)}) runs past the end of its stack` : m.recursion !== undefined
     ? `${what} (${hex(m.addr)}) is on the ${stackTypeName(m.recursion)} stack, which this walk has visited already (stack recursion)`
     : m.addr === 0n ? `${what} is NULL` : `${what} (${hex(m.addr)}) is on no stack get_stack_info() knows`, m.addr);
 }

@@ -33,9 +33,13 @@ const layoutOf = (f: { format?: OutputFormat }): ReportFormat => (f.format === "
 /** How walks are judged in a campaign: the unwinder, policy, private-stack knowledge and mode. */
 const modeOf = (f: CampaignFlags) => ({ unwinder: f.unwinder, policy: f.policy, privateStacks: f.privateStacks, exhaustive: f.exhaustive ?? false });
 /** What the generator may draw beyond its defaults. */
-function generatorOf(f: CampaignFlags): { constraints: PlanConstraints; schedulesPerPlan: number } {
+function generatorOf(f: CampaignFlags): { constraints: PlanConstraints; schedulesPerPlan: number; shortcut?: boolean } {
+  if (f.exhaustive && f.schedules !== 1) throw new UsageError("--schedules and --exhaustive: exhaustive mode injects at every boundary itself, so a plan has no schedules to vary; use one or the other");
   if (f.spinLoops && f.exhaustive) throw new UsageError("--spin-loops and --exhaustive: a loop only may_goto bounds runs about a million instructions, and exhaustive mode forks at every one; use one or the other");
-  return { constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}), ...(f.uprobes ? {} : { counterlessPaths: false }) }, schedulesPerPlan: f.schedules };
+  return {
+    constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}), ...(f.uprobes ? {} : { counterlessPaths: false }) }, schedulesPerPlan: f.schedules,
+    ...(f.earlyEnd !== undefined ? { shortcut: f.earlyEnd } : {}),
+  };
 }
 
 
@@ -43,7 +47,7 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
   return [
     "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
-    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.schedules !== 1 ? [`--schedules ${f.schedules}`] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]),
+    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.earlyEnd === undefined ? [] : [f.earlyEnd ? "--early-end" : "--no-early-end"]), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.schedules !== 1 ? [`--schedules ${f.schedules}`] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]),
     ...(f.bmi2 ? ["--bmi2"] : []),
     ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
     `--seed ${seed}`, `--path ${path}`,

@@ -35,6 +35,8 @@ export interface CampaignFlags extends JitFlags {
   uprobes: boolean;
   /** Interrupt schedules per generated plan (random mode). */
   schedules: number;
+  /** Exhaustive mode's early end of forks: forced on or off (default: on for built-in designs). */
+  earlyEnd?: boolean;
   json?: boolean;
   format?: OutputFormat;
 }
@@ -53,6 +55,8 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
     .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
     .option("--exhaustive", "inject one IRQ and one NMI at every instruction boundary of each scenario, one run each")
+    .option("--early-end", "exhaustive: end each fork when its interrupt has returned to the unforked run's state (the default for built-in designs)")
+    .option("--no-early-end", "exhaustive: run every fork to its end (the default for a strategy module: the early end assumes nothing reads below rsp)")
     .option("--spin-loops", "let the task's main function run a loop only may_goto bounds (about a million instructions each; not with --exhaustive)")
     .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS}: ticks, preemption, sleeps and attach paths with 2 or more; 1 turns them off`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
     .option("--no-uprobes", "only attach paths with a recursion counter: no uprobe or uprobe_multi programs (with tasks)")
@@ -106,6 +110,8 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .addOption(new Option("--policy <policy>", "which walk classes fail").choices(["strict", "reliable"]).default("strict"))
     .addOption(new Option("--private-stacks <knowledge>", "register private stacks with get_stack_info()").choices([...PRIVATE_STACK_KNOWLEDGE]).default("none"))
     .option("--exhaustive", "exhaustive mode in every cell")
+    .option("--early-end", "exhaustive: end forks early (the default for built-in designs)")
+    .option("--no-early-end", "exhaustive: run every fork to its end")
     .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS} (1: no scheduler)`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
     .option("--schedules <k>", "interrupt schedules per generated plan (random mode)", int("--schedules", 1, 16), 1)
     .option("--no-uprobes", "only attach paths with a recursion counter (with tasks)")

@@ -81,7 +81,7 @@ function parseHexBytes(words: string[]): Uint8Array {
 
 export interface RunFlags {
   strategy: string; unwinder: UnwinderName; policy: "strict" | "reliable"; privateStacks: "none" | "per-type" | "per-instance";
-  irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean; format?: OutputFormat; exhaustive?: boolean; trace?: boolean;
+  irqAt: string[]; nmiAt: string[]; stackBudget: string[]; schedule: boolean; json?: boolean; format?: OutputFormat; exhaustive?: boolean; trace?: boolean; earlyEnd?: boolean;
 }
 
 /** The scenario files `paths` name: files as given, directories' *.json files (recursively, sorted). */
@@ -187,7 +187,7 @@ function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<
     const progress = exhaustiveProgress(!o.json);
     let v: Verdict;
     try {
-      v = checkExhaustive(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, jit, onBoundary: progress.onBoundary }, img);
+      v = checkExhaustive(scenario, strategy, { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, jit, onBoundary: progress.onBoundary, ...(o.earlyEnd !== undefined ? { shortcut: o.earlyEnd } : {}) }, img);
     } finally {
       progress.stop();
     }

@@ -75,6 +75,8 @@ export function buildProgram(out: (s: string) => void, writeErr: (s: string) => 
     .option("--irq-at <where[:vector]>", "raise an IRQ at an instruction count, at `symbol+0xoff` (its first execution) or at `prog/func:insn N` (a BPF instruction's first x86 instruction) (repeatable; vector defaults to the scenario's first)", collect, [])
     .option("--nmi-at <where>", "raise an NMI there (the same forms; repeatable)", collect, [])
     .option("--exhaustive", "one run per instruction boundary with an IRQ (the scenario's first vector, or with tasks the tick) and one with an NMI there; the first failing run's report")
+    .option("--early-end", "with --exhaustive: end each fork when its interrupt has returned to the unforked run's state (the default for built-in designs)")
+    .option("--no-early-end", "with --exhaustive: run every fork to its end (the default for a strategy module)")
     .option("--trace", "print each executed instruction with its step number (the numbers --irq-at and --nmi-at take), then the report")
     .option("--stack-budget <stack=bytes>", "fail if a stack's high-water mark exceeds this (stack: task, irq, nmi, private; repeatable)", collect, [])
     .option("--no-schedule", "ignore the scenario's own interrupt schedule")

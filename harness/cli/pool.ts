@@ -41,6 +41,9 @@ export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs
       } catch (e) {
         // errors cross the thread boundary as plain Errors: keep a harness error one
         if ((e as Error).name === "HarnessError") throw new HarnessError((e as Error).message, s.seed, undefined);
+        if ((e as { code?: string }).code === "ERR_WORKER_OUT_OF_MEMORY") {
+          throw new HarnessError(`a worker thread ran out of its ${WORKER_HEAP_MB} MB heap at seed ${s.seed} (--workers ${workers}); run the shard on the main thread to see the plan: check ... --workers 1 --seed ${s.seed} --runs ${s.runs}`, s.seed, undefined);
+        }
         // a pool thread that ended under a task: only a strategy module's code can end it (process.exit())
         const exited = /^worker exited with code: (\S+)/.exec((e as Error).message ?? "");
         if (exited && isStrategyModule(task.strategy)) throw new StrategyError(`strategy module ${task.strategy}: a worker thread running it ended (exit code ${exited[1]}) at seed ${s.seed}: a hook called process.exit()?`);

@@ -27,6 +27,8 @@ export interface WorkerTask extends JitFlags {
   readonly constraints?: PlanConstraints;
   /** Interrupt schedules per generated plan. */
   readonly schedulesPerPlan?: number;
+  /** Exhaustive mode's early end of forks, when forced on or off. */
+  readonly shortcut?: boolean;
 }
 
 export interface WorkerResult {
@@ -41,7 +43,7 @@ export async function runShard(t: WorkerTask): Promise<WorkerResult> {
   const strategy = await loadStrategy(t.strategy);
   const jit = openJit(t); // this thread's own (a kernel tree's: its own shim process)
   try {
-    const r = runCampaign({ strategy, jit: jit.backend, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, shrink: false, ...(t.constraints ? { constraints: t.constraints } : {}), ...(t.schedulesPerPlan ? { schedulesPerPlan: t.schedulesPerPlan } : {}) });
+    const r = runCampaign({ strategy, jit: jit.backend, unwinder: t.unwinder, policy: t.policy, privateStacks: t.privateStacks, exhaustive: t.exhaustive, runs: t.runs, seed: t.seed, shrink: false, ...(t.constraints ? { constraints: t.constraints } : {}), ...(t.schedulesPerPlan ? { schedulesPerPlan: t.schedulesPerPlan } : {}), ...(t.shortcut !== undefined ? { shortcut: t.shortcut } : {}) });
     return { ok: r.ok, seed: r.seed, runs: r.runs, ...(r.path !== undefined ? { path: r.path } : {}), coverage: [...r.coverage] };
   } finally {
     await jit.close();

@@ -18,7 +18,8 @@ export const R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R
 export const REG_NAMES = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"] as const;
 export type RegName = (typeof REG_NAMES)[number];
 
-export type HookFn = () => "stop" | void;
+/** A hook; a `first` one runs before the others at its address, and its "stop" keeps them from running. */
+export type HookFn = (() => "stop" | void) & { readonly first?: boolean };
 
 /** One pre-decoded instruction. Every field is always present (one hidden class). */
 export interface DInsn {

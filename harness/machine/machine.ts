@@ -339,11 +339,12 @@ export class Machine {
    * returns). Returning "stop" ends the run with a `stopped` result; resuming continues at that
    * instruction without firing again. An interrupt `fn` raises is taken at this boundary.
    */
-  addHook(addr: bigint, fn: (m: Machine) => "stop" | void): () => void {
+  addHook(addr: bigint, fn: (m: Machine) => "stop" | void, opts: { readonly first?: boolean } = {}): () => void {
     const a = mustBeCanonical(addr, "hook address");
     const list = this.hooks.get(a) ?? [];
-    const h = () => fn(this);
-    list.push(h);
+    const h: HookFn = Object.assign(() => fn(this), { first: opts.first === true });
+    if (h.first) list.unshift(h);
+    else list.push(h);
     this.hooks.set(a, list);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
@@ -527,7 +528,11 @@ export class Machine {
       if (d.hooks !== null && this.hookFired[depth] !== ip) {
         this.hookFired[depth] = ip;
         let stop = false;
-        for (const h of d.hooks) if (h() === "stop") stop = true;
+        for (const h of d.hooks) {
+          if (h() !== "stop") continue;
+          stop = true;
+          if (h.first) break; // before the address's other hooks: as if the run had stopped short of it
+        }
         if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
         if (c.rip !== ip) continue; // a hook redirected execution
         // An interrupt a hook raised arrives at this same boundary, before the instruction runs.

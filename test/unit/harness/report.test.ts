@@ -28,6 +28,14 @@ describe("80 columns", () => {
     expect(out.map((l) => l.trim()).join("")).toBe(long);
   });
 
+  test("wrapCommand: a word longer than a line stays whole, on a line of its own, and the command still pastes", () => {
+    const path = `/home/someone/projects/${"a-long-directory-name/".repeat(4)}my-private-stack-design.ts`;
+    const cmd = `npx stackcheck replay --strategy ${path} --unwinder frame --seed 7 --path 0`;
+    const out = wrapCommand(cmd);
+    expect(out.some((l) => l.includes(`--strategy ${path}`))).toBe(true);
+    expect(out.join("\n").replace(/ \\\n {4}/g, " ")).toBe(cmd);
+  });
+
   test("wrapCommand: lines end in ` \\`, and undoing the continuations gives the command back", () => {
     fc.assert(fc.property(fc.array(fc.stringMatching(/^--?[a-z][a-z-]{0,12}$|^[a-z0-9/.:]{1,20}$/), { minLength: 1, maxLength: 30 }), (ws) => {
       const cmd = ["npx", "stackcheck", ...ws].join(" ");

@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { loadCorpusFile } from "../../../harness/corpus.ts";
-import { exportSelftest, insnWord, jitedPattern, matchJited } from "../../../harness/selftest.ts";
+import { exportSelftest, insnWord, jitedPattern, libbpfOrder, matchJited } from "../../../harness/selftest.ts";
 import { scenarioOf } from "../../../harness/scenario.ts";
 import { planArb, planToScenario } from "../../../generators/index.ts";
 import { testProgsListing } from "../../../jit/disasm.ts";
@@ -24,7 +24,8 @@ function jitedOf(c: string): string[][] {
     [...block.matchAll(/^__jited\("((?:[^"\\]|\\.)*)"\)$/gm)].map((m) => m[1]!.replace(/\\(.)/g, (_, ch: string) => (ch === "t" ? "\t" : ch))));
 }
 
-const listingOf = (img: Image, p: number) => testProgsListing(img.programs[p]!.jit.funcs.map((f) => f.image.bytes));
+/** A program's listing as test_progs prints it: its functions in the order libbpf loads them. */
+const listingOf = (img: Image, p: number) => testProgsListing(libbpfOrder(img.programs[p]!.program).map((fi) => img.programs[p]!.jit.funcs[fi]!.image.bytes));
 
 describe("matchJited: test_loader.c's rules", () => {
   const log = "func #0:\n0:\t55 \tpushq\t%rbp\n1:\t48 89 e5 \tmovq\t%rsp, %rbp\n4:\tc3 \tretq\n";
@@ -79,6 +80,22 @@ describe("exported tests match the listing they were made from, and only that", 
         for (const l of m[1]!.split("\n").filter(Boolean)) expect(l).toMatch(/^(l\d+_%=:)?\t.+;\t\\$/);
       }
     }), { numRuns: 25 });
+  });
+
+  test("functions in the order libbpf loads them (depth first by call site), not the scenario's", () => {
+    const plans = fc.sample(planArb({ maxPrograms: 3, maxFuncs: 4 }), { numRuns: 300, seed: 3 });
+    const reordered = plans.flatMap((plan) => {
+      const img = buildImage(scenarioOf(planToScenario(plan), "generated").spec, strategy("baseline"));
+      return img.programs.flatMap((q, p) => (libbpfOrder(q.program).some((fi, i) => fi !== i) ? [{ img, p }] : []));
+    });
+    expect(reordered.length).toBeGreaterThan(0);
+    for (const { img, p } of reordered.slice(0, 5)) {
+      const patterns = jitedOf(exportSelftest(img, { name: "o", failure: "x", strategy: "baseline", source: "generated" }))[p]!;
+      expect(matchJited(listingOf(img, p), patterns)).toBeUndefined();
+      // the scenario's own order is not what the kernel prints
+      const own = testProgsListing(img.programs[p]!.jit.funcs.map((f) => f.image.bytes));
+      if (own !== listingOf(img, p)) expect(matchJited(own, patterns)).toBeDefined();
+    }
   });
 
   test(".8byte is struct bpf_insn little-endian: code, dst | src << 4, off, imm", () => {
