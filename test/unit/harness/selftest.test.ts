@@ -83,13 +83,18 @@ describe("exported tests match the listing they were made from, and only that", 
   });
 
   test("functions in the order libbpf loads them (depth first by call site), not the scenario's", () => {
-    const plans = fc.sample(planArb({ maxPrograms: 3, maxFuncs: 4 }), { numRuns: 300, seed: 3 });
-    const reordered = plans.flatMap((plan) => {
-      const img = buildImage(scenarioOf(planToScenario(plan), "generated").spec, strategy("baseline"));
-      return img.programs.flatMap((q, p) => (libbpfOrder(q.program).some((fi, i) => fi !== i) ? [{ img, p }] : []));
-    });
+    // the first few programs of generated plans whose subprogs are called out of their order
+    const reordered: { img: Image; p: number }[] = [];
+    for (const plan of fc.sample(planArb({ maxPrograms: 3, maxFuncs: 4 }), { numRuns: 300, seed: 3 })) {
+      const sc = scenarioOf(planToScenario(plan), "generated");
+      const ps = sc.programs.flatMap((q, p) => (libbpfOrder(q).some((fi, i) => fi !== i) ? [p] : []));
+      if (ps.length === 0) continue;
+      const img = buildImage(sc.spec, strategy("baseline"));
+      reordered.push(...ps.map((p) => ({ img, p })));
+      if (reordered.length >= 3) break;
+    }
     expect(reordered.length).toBeGreaterThan(0);
-    for (const { img, p } of reordered.slice(0, 5)) {
+    for (const { img, p } of reordered) {
       const patterns = jitedOf(exportSelftest(img, { name: "o", failure: "x", strategy: "baseline", source: "generated" }))[p]!;
       expect(matchJited(listingOf(img, p), patterns)).toBeUndefined();
       // the scenario's own order is not what the kernel prints
