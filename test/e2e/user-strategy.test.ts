@@ -120,13 +120,19 @@ export default strategy;
 test("a hook that never returns is stopped by the watchdog: exit 2, naming the module, the hook and the function", async () => {
   const dir = mkdtempSync(join(tmpdir(), "stackcheck-loop-"));
   const file = join(dir, "loops.ts");
-  writeFileSync(file, `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};
-export default { ...baseline, name: "loops", prologue: () => { for (;;) {} } };
-`);
+  // modules of their own, importing nothing: loading them takes no time the watchdog could see
+  // (one importing this project's sources loads them again through tsx, over a second on a
+  // cold cache, which a 1 s --timeout would take for a hang)
+  const standalone = (name: string, prologue: string) => `export default {
+  name: "${name}", summary: "a test", recursionLimit: 1, privateMemory: () => [], frameRegister: () => "rbp",
+  prologue: () => { ${prologue} }, epilogue: () => {}, call: (_e: unknown, _f: unknown, emit: () => void) => emit(),
+};
+`;
+  writeFileSync(file, standalone("loops", "for (;;) {}"));
   const top = join(dir, "top.ts");
   writeFileSync(top, `for (;;) {}\nexport default {};\n`);
   const exits = join(dir, "exits.ts");
-  writeFileSync(exits, `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};\nexport default { ...baseline, name: "exits", prologue: () => { process.exit(0); } };\n`);
+  writeFileSync(exits, standalone("exits", "process.exit(0);"));
   const command = (...args: string[]) => new Promise<{ status: number | null; stderr: string }>((done) => {
     execFile(process.execPath, ["bin/stackcheck.js", ...args], { cwd: root, encoding: "utf8", timeout: 60_000 }, (e, _out, stderr) => done({ status: e ? (e as { code?: number }).code ?? null : 0, stderr }));
   });
