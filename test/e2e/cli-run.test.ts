@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { cli } from "../helpers/cli.ts";
+import { hostTimeout } from "../helpers/runs.ts";
 
 describe("run over several files and directories, corpus files included", () => {
   test("one line per scenario, a summary, exit 1 if one fails; --json: one object per line", async () => {
@@ -53,7 +54,7 @@ test("matrix compares the strategies and unwinders asked for, a module among the
   const j = JSON.parse(r.out) as { schema: number; cells: { strategy: string; unwinder: string; verdict: string }[] };
   expect(j.cells.map((c) => [c.strategy, c.unwinder, c.verdict])).toEqual([["baseline", "frame", "pass"], ["mine", "frame", "TRUNCATED"]]);
   expect((await cli("matrix", "--unwinder", "gdb")).code).toBe(2);
-}, 60_000);
+}, hostTimeout(60_000));
 
 describe("run: aimed interrupts, exhaustive mode, a trace", () => {
   test("--nmi-at takes prog/func:insn N and symbol+0xoff: the step where that instruction first runs, as --trace numbers it", async () => {

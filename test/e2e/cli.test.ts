@@ -7,6 +7,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { main } from "../../harness/cli/main.ts";
 import { cli } from "../helpers/cli.ts";
+import { hostTimeout } from "../helpers/runs.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -354,7 +355,7 @@ test("check --workers 2 runs the campaign on two worker threads (seeds S and S+1
   const j = JSON.parse(fail.out) as { seed: number; failure: { what: string } };
   expect([10, 11]).toContain(j.seed);
   expect(j.failure.what).toBe("TRUNCATED");
-}, 60_000);
+}, hostTimeout(60_000));
 
 test("check --save with a strategy module writes a file that replay reproduces, the module included", async () => {
   const dir = mkdtempSync(join(tmpdir(), "stackcheck-save-"));
@@ -367,7 +368,7 @@ test("check --save with a strategy module writes a file that replay reproduces, 
   expect(replayed.out).not.toContain("MISMATCH");
   expect(replayed.out).toMatch(/my-split\s+expected TRUNCATED\s+got TRUNCATED/);
   expect(replayed.code).toBe(0);
-}, 60_000);
+}, hostTimeout(60_000));
 
 describe("stackcheck kernel and --jit kernel without a tree", () => {
   const empty = () => mkdtempSync(join(tmpdir(), "stackcheck-nokernel-"));

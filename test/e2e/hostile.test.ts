@@ -8,6 +8,7 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { cli } from "../helpers/cli.ts";
+import { hostTimeout } from "../helpers/runs.ts";
 
 const example = JSON.parse(readFileSync(new URL("../scenarios/tick-preempts-bpf.json", import.meta.url), "utf8")) as unknown;
 const dir = mkdtempSync(join(tmpdir(), "stackcheck-hostile-"));
@@ -47,7 +48,7 @@ describe("hostile input ends cleanly", () => {
       writeFileSync(file, JSON.stringify(mutate(example, all[i]!, value, drop)) ?? "");
       clean(await cli(cmd, file, "--strategy", "r9-private"));
     }), { numRuns: Number(process.env.HOSTILE_RUNS ?? 40), seed: Number(process.env.HOSTILE_SEED ?? 7) });
-  }, 60_000);
+  }, hostTimeout(60_000));
   test("files that are not scenarios", async () => {
     for (const text of ["", "{", "[]", "null", "\u0000\u0001", JSON.stringify({ version: 2 }), "1".repeat(100_000)]) {
       const file = join(dir, "t.json");

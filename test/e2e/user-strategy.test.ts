@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { main } from "../../harness/cli/main.ts";
 import { UNWINDERS } from "../../unwinder/index.ts";
+import { hostTimeout } from "../helpers/runs.ts";
 
 const root = fileURLToPath(new URL("../..", import.meta.url));
 
@@ -60,7 +61,7 @@ describe("a strategy module built from the interface alone", () => {
     const theirs = await cli("check", "--strategy", "baseline", "--runs", "40", "--seed", "1", "--unwinder", unwinder);
     expect(mine.code).toBe(theirs.code);
     expect(verdict(mine.out)).toBe(verdict(theirs.out));
-  }, 60_000);
+  }, hostTimeout(60_000));
 
   test("without e.frameReady()/e.frameGone() it is refused, naming the strategy, the function and the missing call", async () => {
     const r = await cli("disasm", "test/scenarios/nested.json", "--strategy", userModule(false));
@@ -154,4 +155,4 @@ test("a hook that never returns is stopped by the watchdog: exit 2, naming the m
   expect(x.stderr).toMatch(/^stackcheck: the command ended without a result \(exit code 0\): a strategy module called process\.exit\(\)\?/);
   expect(bad.status).toBe(2);
   expect(bad.stderr).toMatch(/^stackcheck: --timeout 'zero': expected a number of seconds above 0/);
-}, 60_000);
+}, hostTimeout(60_000));

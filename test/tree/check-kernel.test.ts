@@ -8,6 +8,7 @@ import { cli } from "../helpers/cli.ts";
 import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
 import { defaultTreeDir, TREE_VERSIONS } from "../../jit/tree/index.ts";
 import { patched, PATCHES, treeOrSkip } from "./helpers.ts";
+import { hostTimeout } from "../helpers/runs.ts";
 
 const tree = treeOrSkip();
 
@@ -33,7 +34,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(r.out).toContain("PASS: 40 scenarios");
     expect(r.out).toContain(`jit: kernel ${t.version} at ${t.dir} (bpf_jit_comp.c sha256 ${t.jitSourceHash.slice(0, 12)})`);
     expect(r.code).toBe(0);
-  }, 120_000);
+  }, hostTimeout(120_000));
 
   test("kernel info names the tree, its JIT's hash, the strategies it implements and its shim; kernel fetch of a fetched tree prints its path last", async () => {
     const info = await cli("kernel", "info", "--kernel-tree", t.dir);
@@ -45,7 +46,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     const r = await cli("kernel", "fetch", "--version", fetched);
     expect(r.code).toBe(0);
     expect(r.out.trimEnd().split("\n").at(-1)).toBe(t.dir);
-  }, 120_000);
+  }, hostTimeout(120_000));
 
   test("a design the tree does not implement is an input error naming what it does implement", async () => {
     const r = await cli("check", "--strategy", "split-stack", ...tf, "--runs", "5", "--seed", "1");
@@ -66,7 +67,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
       expect(run.out).toContain("verdict: PASS");
       expect(run.code).toBe(0);
     }
-  }, 120_000);
+  }, hostTimeout(120_000));
 
   test.skipIf(!treeHasPrivateStacks(t))("README finding 6 with the tree's own JIT: may_goto under its private stack looks for its budget through rbp; R4 comes back as the clock", async () => {
     // (the budget cut short, may-goto-private-stack.json, is checked with the TypeScript JIT in
@@ -76,7 +77,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(clobber.code).toBe(1);
     const sound = await cli("run", "test/scenarios/may-goto-clobber.json", "--strategy", "baseline", ...tf);
     expect(sound.out).toContain("verdict: PASS");
-  }, 120_000);
+  }, hostTimeout(120_000));
 
   test.skipIf(!treeHasPrivateStacks(t))("README finding 8 with the tree's own JIT: a uprobe program's private stack, written by a second task's run of it", async () => {
     const r = await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "r9-private", ...tf);
@@ -84,7 +85,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(r.out).toMatch(/FAIL memory: .* task 1 \(inside probe through uprobe\) writes into the private probe\/main stack .* live data of task 0/);
     expect(r.out).toContain("FAIL semantics: probe returned 0000000000000009; the reference interpreter gives 0000000000000008");
     expect((await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "baseline", ...tf)).out).toContain("verdict: PASS");
-  }, 120_000);
+  }, hostTimeout(120_000));
 
   test("the stack reservation 8 bytes short (sub rsp, round_up(depth, 8) - 8): a one-function counterexample, the callee-saved register the BPF stack overwrote", async () => {
     const short = patched(t.dir, "short-reservation", PATCHES.shortReservation);
@@ -105,7 +106,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(again.code).toBe(1);
     expect(again.out).toContain("FAIL abi-return: rbx not restored");
     expect(again.out).toContain(`jit: kernel ${t.version} at ${t.dir} with ${short} for its bpf_jit_comp.c`);
-  }, 240_000);
+  }, hostTimeout(240_000));
 
   test.skipIf(!treeHasPrivateStacks(t))("r9 not saved around calls (push_r9/pop_r9 skipped): a counterexample of a few instructions whose private-stack load after a helper call reads through the clobbered r9", async () => {
     const nor9 = patched(t.dir, "r9-not-saved", PATCHES.r9NotSaved);
@@ -119,5 +120,5 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(body.some((l) => /call /.test(l))).toBe(true);
     // the effect: a private-stack access through the clobbered r9 faults, or reads the wrong value
     expect(j.report).toMatch(/\[r9[-+]0x[0-9a-f]+\]|FAIL semantics/);
-  }, 240_000);
+  }, hostTimeout(240_000));
 });

@@ -6,6 +6,7 @@ import { describe, expect, test } from "vitest";
 import { cli } from "../helpers/cli.ts";
 import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
 import { otherTree, patched, PATCHES, treeOrSkip } from "./helpers.ts";
+import { hostTimeout } from "../helpers/runs.ts";
 
 const tree = treeOrSkip();
 
@@ -27,7 +28,7 @@ if (tree !== undefined) describe(`jit-diff on ${tree.dir} (${tree.version})`, ()
     expect(s.functions).toBeGreaterThan(400);
     expect(r.out).toContain(`strategies ${treeHasPrivateStacks(t) ? "baseline, r9-private" : "baseline"}`);
     expect(r.code).toBe(0);
-  }, 120_000);
+  }, hostTimeout(120_000));
 
   test.skipIf(!treeHasPrivateStacks(t))("a copy without push r9/pop r9 around calls: found, shrunk to a few instructions, the missing instructions marked", async () => {
     const nor9 = patched(t.dir, "r9-not-saved", PATCHES.r9NotSaved);
@@ -51,7 +52,7 @@ if (tree !== undefined) describe(`jit-diff on ${tree.dir} (${tree.version})`, ()
     const again = await cli(...j.first.replay.replace(/^npx stackcheck /, "").split(" "));
     expect(again.code).toBe(1);
     expect(again.out).toContain(block);
-  }, 120_000);
+  }, hostTimeout(120_000));
 
   const other = otherTree(t);
   test.skipIf(other === undefined || other.versionCode[0] >= 7)(`a second tree (${other?.version ?? "none"}): the version differences show, and only they`, async () => {
@@ -72,5 +73,5 @@ if (tree !== undefined) describe(`jit-diff on ${tree.dir} (${tree.version})`, ()
     const j = JSON.parse(isa.out) as { byField: Record<string, number> };
     expect(j.byField.refused).toBeGreaterThan(0);
     expect(Object.keys(j.byField).every((k) => ["refused", "bytes", "addrs[]", "frame window", "image address"].includes(k))).toBe(true);
-  }, 120_000);
+  }, hostTimeout(120_000));
 });

@@ -9,6 +9,7 @@ import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { buildShim, describeFailure, fetchTimings, fetchTree, KernelJit, KernelJitCrash, KernelJitError, MODEL_SYMBOLS, TreeError, type JitResponse, type KernelTree } from "../../jit/tree/index.ts";
 import { bpf, callTarget, expectFor, HELPER, hex, IMAGE, le32, le64, otherTree, program, prologue, treeOrSkip, typicalProgram } from "./helpers.ts";
+import { hostTimeout } from "../helpers/runs.ts";
 
 const tree = treeOrSkip();
 
@@ -34,7 +35,7 @@ if (tree !== undefined) describe(`the kernel's JIT from ${tree.dir} (${tree.vers
 
   beforeAll(() => {
     kj = new KernelJit({ tree: t });
-  }, 180_000);
+  }, hostTimeout(180_000));
   afterAll(() => kj?.close());
 
   describe.skipIf(cfi)("bytes of simple programs, as kernel-model-7.2.md and emit_prologue() give them", () => {
@@ -254,7 +255,7 @@ if (tree !== undefined) describe(`the kernel's JIT from ${tree.dir} (${tree.vers
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 240_000);
+  }, hostTimeout(240_000));
 
   test("a compile error in a patched copy is a TreeError with the compiler's first error lines", () => {
     const dir = mkdtempSync(join(tmpdir(), "stackcheck-patch-"));
@@ -273,7 +274,7 @@ if (tree !== undefined) describe(`the kernel's JIT from ${tree.dir} (${tree.vers
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 120_000);
+  }, hostTimeout(120_000));
 
   test("a shim killed mid-request: KernelJitCrash carrying the program, then a fresh shim answers", () => {
     const j = new KernelJit({ binary: kj.binary.path, timeoutMs: 10_000 });
@@ -368,7 +369,7 @@ if (tree !== undefined) describe(`the kernel's JIT from ${tree.dir} (${tree.vers
     expect(msg.out).toEqual(Array(3).fill(hex(ok(kj.jit(req)).funcs[0]!.bytes)));
     for (let i = 0; i < 100 && existsSync(`/proc/${msg.pid}`); i++) await new Promise((r) => setTimeout(r, 20));
     expect(existsSync(`/proc/${msg.pid}`)).toBe(false);
-  }, 60_000);
+  }, hostTimeout(60_000));
 });
 
 const second = tree !== undefined ? otherTree(tree) : undefined;
@@ -390,5 +391,5 @@ if (tree !== undefined) describe.skipIf(second === undefined)("a second tree ver
       j7.close();
       j6.close();
     }
-  }, 240_000);
+  }, hostTimeout(240_000));
 });

@@ -22,6 +22,7 @@ import type { Program } from "../../jit/bpf/program.ts";
 import { buildImage, type ImageSpec } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
 import { treeOrSkip } from "./helpers.ts";
+import { hostTimeout } from "../helpers/runs.ts";
 
 const tree = treeOrSkip();
 const has = (tool: string) => spawnSync(tool, ["--version"], { encoding: "utf8" }).status === 0;
@@ -91,10 +92,10 @@ if (tree !== undefined && tools) describe(`export --selftest compiled with clang
   test("corpus files: clang assembles each program exactly", () => {
     const corpus = fileURLToPath(new URL("../corpus/", import.meta.url));
     for (const f of readdirSync(corpus).filter((x) => x.endsWith(".json"))) compile(f.replace(/\W/g, "_").replace(/_json$/, ""), loadCorpusFile(join(corpus, f)).scenario.spec);
-  }, 60_000);
+  }, hostTimeout(60_000));
 
   test("generated scenarios and whole-ISA programs (v4 forms as .8byte): clang assembles each exactly", () => {
     fc.sample(planArb({ maxPrograms: 3, maxFuncs: 3 }), { numRuns: 8, seed: 3 }).forEach((plan, i) => compile(`plan${i}`, scenarioOf(planToScenario(plan), "generated").spec));
     fc.sample(isaProgramArb, { numRuns: 10, seed: 4 }).forEach((p, i) => compile(`isa${i}`, { programs: [p], task: 0 }));
-  }, 60_000);
+  }, hostTimeout(60_000));
 });

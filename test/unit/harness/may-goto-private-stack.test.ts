@@ -11,6 +11,7 @@ import { runScenario } from "../../../harness/run.ts";
 import { firstFailure } from "../../../harness/property.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { MONO_CLOCK_START, MONO_CLOCK_STEP } from "../../../jit/kernel/layout.ts";
+import { hostTimeout } from "../../helpers/runs.ts";
 
 const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const scenario = (f: string) => loadScenario(new URL(`../../scenarios/${f}`, import.meta.url).pathname);
@@ -21,14 +22,14 @@ describe("may_goto under a private stack (arch_bpf_timed_may_goto reads through 
     const o = run("may-goto-private-stack.json", "baseline");
     expect(o.result).toMatchObject({ kind: "completed", rax: 2n * 0xffffn });
     expect(firstFailure(o)).toBeUndefined();
-  }, 30_000);
+  }, hostTimeout(30_000));
 
   test("r9-private: the first refill finds a nonzero 'timestamp' (the saved rcx) and ends the loop after one budget", () => {
     const o = run("may-goto-private-stack.json", "r9-private");
     expect(o.result).toMatchObject({ kind: "completed", rax: 0xffffn });
     expect(firstFailure(o)).toMatchObject({ kind: "check", what: "semantics" });
     expect(firstFailure(o)!.message).toBe("loop returned 000000000000ffff; the reference interpreter gives 000000000001fffe");
-  }, 30_000);
+  }, hostTimeout(30_000));
 
   test("r9-private with r4 = 0: the 'timestamp' write lands on the saved rcx, so BPF R4 comes back as the clock", () => {
     expect(firstFailure(run("may-goto-clobber.json", "baseline"))).toBeUndefined();
@@ -36,5 +37,5 @@ describe("may_goto under a private stack (arch_bpf_timed_may_goto reads through 
     const clock = MONO_CLOCK_START + BigInt(MONO_CLOCK_STEP); // the first read of ktime_get_mono_fast_ns()
     expect(o.result).toMatchObject({ kind: "completed", rax: clock });
     expect(firstFailure(o)!.message).toBe(`loop returned ${clock.toString(16).padStart(16, "0")}; the reference interpreter gives 0000000000000000`);
-  }, 30_000);
+  }, hostTimeout(30_000));
 });

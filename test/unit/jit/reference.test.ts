@@ -12,6 +12,7 @@ import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { isaProgramArb, programArb, richArb } from "../../../generators/programs.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
+import { hostTimeout } from "../../helpers/runs.ts";
 
 const SOUND = BUILTIN_STRATEGIES.filter((s) => s.name !== "r9-no-save");
 
@@ -34,7 +35,7 @@ describe("JIT + machine against the reference interpreter", () => {
       const r = m.run({ maxSteps: 100_000 });
       expect(r.kind === "completed" ? r.rax : r, s.name).toBe(expected);
     }
-  }, 60_000);
+  }, hostTimeout(60_000));
 
   fcTest.prop([isaProgramArb, fc.boolean()], { numRuns: 40 })("the whole instruction set (after the verifier's fix-ups), with and without BMI2, returns the interpreter's result", (p, bmi2) => {
     const expected = runProgram({ programs: [p], nested: [], recursionLimit: 1, active: [0], misses: [0] }, 0);
@@ -45,7 +46,7 @@ describe("JIT + machine against the reference interpreter", () => {
       const r = m.run({ maxSteps: 400_000 });
       expect(r.kind === "completed" ? r.rax : r, `${s.name}${bmi2 ? " (BMI2)" : ""}`).toBe(expected);
     }
-  }, 60_000);
+  }, hostTimeout(60_000));
 
   test("the shipped example's result comes from the interpreter too", async () => {
     const { loadScenario } = await import("../../../harness/scenario.ts");
@@ -56,7 +57,7 @@ describe("JIT + machine against the reference interpreter", () => {
   fcTest.prop([richArb], { numRuns: 25 })("with subprogs, stack pointers, disp32 offsets and nested runs too", ([rich, nested]) => {
     const expected = runProgram(interpEnv([rich, nested], [1], 1), 0);
     for (const s of SOUND) expect(emulate([rich, nested], s), s.name).toBe(expected);
-  }, 60_000);
+  }, hostTimeout(60_000));
 
   test("a property finds a program where r9-no-save differs, and it shrinks to a call followed by a private-stack access", () => {
     const r9NoSave = BUILTIN_STRATEGIES.find((s) => s.name === "r9-no-save")!;
@@ -70,5 +71,5 @@ describe("JIT + machine against the reference interpreter", () => {
     expect(main.stackDepth).toBeGreaterThanOrEqual(64);
     expect(firstCall).toBeGreaterThanOrEqual(0);
     expect(insns.slice(firstCall + 1).some((x) => x.src === 10 || ((x.code & 7) >= 2 && (x.code & 7) <= 3 && x.dst === 10))).toBe(true);
-  }, 60_000);
+  }, hostTimeout(60_000));
 });

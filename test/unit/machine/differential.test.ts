@@ -18,7 +18,7 @@ import { differences, emulate, flagNames, machineFor, type Emulated } from "../.
 import { DRAWN_FORMS, FORMS, formsFor, HOST_SKIPPED_FORMS, USER_FORMS } from "../../native/forms.ts";
 import { compileRunner, NativeRunner, NativeToolchainError, type NativeCase, type NativeOutcome } from "../../native/runner.ts";
 import { codeCase, rawCase, rawUnit, sequenceCase, SEQ, SEQ_DUMP_NAMES, type RawCase, type SeqProgram } from "../../native/sequences.ts";
-import { runs, runsTimeout } from "../../helpers/runs.ts";
+import { runs, runsTimeout, hostTimeout } from "../../helpers/runs.ts";
 import { Mismatch, shrinkMismatch } from "../../native/minimize.ts";
 
 let runner: NativeRunner;
@@ -107,7 +107,7 @@ describe("the machine against the real CPU: instruction sequences", () => {
     }
     expect(failures, failures.slice(0, 3).join("\n\n")).toEqual([]);
     expect(n).toBeGreaterThan(DRAWN_FORMS.length);
-  }, 60_000);
+  }, hostTimeout(60_000));
 
   test("final registers, defined flags and memory match bit for bit", async () => {
     const property = agree();
@@ -275,7 +275,7 @@ describe("the machine against the real CPU: a planted bug shrinks to the single 
     check(raw, lines[0]!);
     // Without the bug the machine agrees with the CPU on the same case: the bug is the difference.
     expect((await compare(raw)).report).toBeUndefined();
-  }, 20_000);
+  }, hostTimeout(20_000));
 });
 
 // The x86 forms the Linux 7.2 JIT emits for BPF_DIV/MOD, BPF_END, BPF_MOVSX, BMI2 shifts, the
