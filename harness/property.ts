@@ -9,7 +9,9 @@ import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
-import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type SchedCounts, type UnwinderName } from "./run.ts";
+import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type RunSession, type SchedCounts, type UnwinderName } from "./run.ts";
+import { kernelStacks } from "../jit/private-stacks.ts";
+import { PT_REGS } from "../arch/ptrace.ts";
 import type { Scenario } from "./scenario.ts";
 import { LOCAL_TIMER_VECTOR } from "../jit/kernel/layout.ts";
 import { stackAreas } from "./picture.ts";
@@ -94,6 +96,8 @@ export interface CheckOptions {
    * designs, off for a strategy module (it rests on their keeping the no-red-zone rule).
    */
   readonly shortcut?: boolean;
+  /** Exhaustive mode: walk NMIs without running their handler where that is the same (default: with the early end). */
+  readonly virtualNmi?: boolean;
   /** Exhaustive mode: told how many boundaries of how many are done (every 256, and at the end). */
   readonly onBoundary?: (done: number, total: number) => void;
 }
@@ -109,6 +113,8 @@ export interface Verdict {
   readonly runs: number;
   /** Exhaustive mode: forks that ended when their interrupt returned (the rest ran to the end). */
   readonly earlyEnds?: number;
+  /** Exhaustive mode: NMIs whose walk was made without running a fork (see virtualNmi()). */
+  readonly virtualNmis?: number;
   /** Interrupt points hit, by class (delivered interrupts), and scheduling events. */
   readonly coverage: ReadonlyMap<CoverageKey, number>;
 }
@@ -119,17 +125,24 @@ const runOpts = (o: CheckOptions, image: Image, injections: readonly Injection[]
 });
 
 /** Coverage counts, added to run by run (exhaustive mode counts thousands of forks: it keeps no outcomes). */
-function coverageCounter(img: Image): { add(o: RunOutcome): void; readonly coverage: Map<CoverageKey, number> } {
+function coverageCounter(img: Image): { add(o: RunOutcome): void; addVirtual(ip: bigint, sched: SchedCounts): void; readonly coverage: Map<CoverageKey, number> } {
   const classify = pointClassifier(img);
   const coverage = new Map<CoverageKey, number>();
   const add = (k: CoverageKey, n: number) => { if (n > 0) coverage.set(k, (coverage.get(k) ?? 0) + n); };
+  const addSched = (s: SchedCounts) => {
+    add("tick", s.ticks); add("preempt/bpf", s.preemptedInBpf); add("preempt/kernel", s.preemptedInKernel); add("preempt/enable", s.preemptedAtEnable);
+    add("sleep", s.sleeps); add("blocked-walk", s.blockedWalks); add("blocked-unreliable", s.blockedUnreliable);
+  };
   return {
     coverage,
     add(o) {
       for (const r of o.delivered) add(classify(r.ip), 1);
-      const s = o.sched;
-      add("tick", s.ticks); add("preempt/bpf", s.preemptedInBpf); add("preempt/kernel", s.preemptedInKernel); add("preempt/enable", s.preemptedAtEnable);
-      add("sleep", s.sleeps); add("blocked-walk", s.blockedWalks); add("blocked-unreliable", s.blockedUnreliable);
+      addSched(o.sched);
+    },
+    /** A fork not run (a virtual NMI at `ip`): its interrupt point, and the unforked run's scheduling. */
+    addVirtual(ip, sched) {
+      add(classify(ip), 1);
+      addSched(sched);
     },
   };
 }
@@ -186,20 +199,37 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   // bpf_prog_inc_misses_counter() does); the semantics check compares them with the refusals it
   // saw, which the stopped fork reports as it counted them
   const stats: [bigint, bigint][] = image.programs.map((p) => [image.thisCpu(p.misses), image.thisCpu(p.misses) + 8n]);
-  let runs = 0, earlyEnds = 0;
+  let runs = 0, earlyEnds = 0, virtualNmis = 0;
+  const nmi = virtualNmi(sc, image, early && o.virtualNmi !== false);
   const total = base.result.steps;
   for (let step = 0; step < total; step++) {
     if ((step & 255) === 0) o.onBoundary?.(step, total);
     const at = run.m.runUntil(step, { maxSteps: budget });
     if (at.kind !== "paused") throw new Error(`exhaustive mode: the base run did not reach step ${step} again (${at.kind}); runs must be deterministic`);
-    const back = run.save();
+    // the boundary's state, kept at the first real fork (a virtual NMI needs none)
+    let saved: (() => void) | undefined;
+    const back = () => (saved ??= run.save())();
     const schedHere = run.schedNow();
     // A fork may end early unless it has failed (its report is then the whole run), or its extra
     // steps would take the rest of the unforked run past the step budget (a hang).
     const mayEnd = (m: Machine) => !run.failing() && total + (m.steps - step) <= budget;
-    const returned = early ? returnedAlike(run.m, at.rip, [...deadStack(stacks, run.m.reg("rsp")), ...stats], mayEnd) : undefined;
+    // (made at the first real fork of this boundary: its snapshot is the boundary's state)
+    let returned: ReturnType<typeof returnedAlike> | undefined;
     for (const kind of kinds) {
       const injection: Injection = { kind: kind === "irq" && vector === LOCAL_TIMER_VECTOR && image.multitask ? "tick" : kind, atStep: step, vector: kind === "nmi" ? 2 : vector! };
+      // an NMI with no program to run: its walk alone, without running its handler (a fork only
+      // when that walk fails, for the report; or to learn where the NMI saves its pt_regs)
+      if (kind === "nmi" && nmi.layout !== undefined && nmi.onKernelStack(run.m.reg("rsp"))) {
+        if (!run.nmiWalkFails(nmi.layout.regs, nmi.layout.words)) {
+          runs++;
+          virtualNmis++;
+          counted.addVirtual(at.rip, base.sched);
+          continue;
+        }
+      }
+      const learn = kind === "nmi" && nmi.eligible && nmi.layout === undefined && !nmi.tried ? nmi.learn(run) : undefined;
+      saved ??= run.save();
+      if (early) returned ??= returnedAlike(run.m, at.rip, [...deadStack(stacks, run.m.reg("rsp")), ...stats], mayEnd);
       run.m.raise(injection.vector);
       const disarm = returned?.arm();
       let result = run.m.run({ maxSteps: budget });
@@ -208,6 +238,7 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
       // the fork is the rest of that run, which passed (its result stands for the fork's)
       const ended = result.kind === "stopped" && returned?.stopped() === true;
       if (ended) { result = base.result; earlyEnds++; }
+      learn?.();
       let outcome = run.finish(result, [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
       // and what the scheduler did in the rest of the unforked run (the coverage counts it)
       if (ended) outcome = { ...outcome, sched: addSched(outcome.sched, base.sched, schedHere) };
@@ -215,11 +246,11 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
       runs++;
       counted.add(outcome);
       const failure = firstFailure(outcome);
-      if (failure) return { ok: false, outcome, failure, injection, runs: runs + 1, earlyEnds, coverage: counted.coverage };
+      if (failure) return { ok: false, outcome, failure, injection, runs: runs + 1, earlyEnds, virtualNmis, coverage: counted.coverage };
     }
   }
   o.onBoundary?.(total, total);
-  return { ok: true, outcome: base, failure: undefined, runs: runs + 1, earlyEnds, coverage: counted.coverage };
+  return { ok: true, outcome: base, failure: undefined, runs: runs + 1, earlyEnds, virtualNmis, coverage: counted.coverage };
 }
 
 /**
@@ -234,6 +265,44 @@ function deadStack(stacks: ReturnType<typeof stackAreas>, rsp: bigint): [bigint,
   if (kernelTaskStack(on.name)) for (const s of stacks) if (s !== on && !kernelTaskStack(s.name) && !s.name.startsWith("private")) dead.push([s.begin, s.end]);
   return dead;
 }
+/**
+ * Exhaustive mode's NMIs without a fork, for a scenario whose NMI runs no program: the NMI's
+ * only effects are its perf sample and its return to a state the unforked run was in (the
+ * early end's argument), so a boundary's fork is its walk, made from the pt_regs the NMI would
+ * save (RunSession.nmiWalkFails()). Where asm_exc_nmi saves them, and the words of them that
+ * are not registers, are learnt from the first real NMI, and only if every other word is the
+ * register it should be; the walk is made only with rsp on a kernel stack (else the
+ * unknown-stack check has its say in a real fork). A walk that fails is run as a real fork, for
+ * the report.
+ */
+function virtualNmi(sc: Scenario, img: Image, enabled: boolean) {
+  const kernel = kernelStacks(img);
+  const self = {
+    eligible: enabled && sc.spec.nmi === undefined,
+    tried: false,
+    layout: undefined as { regs: bigint; words: Record<"orig_ax" | "cs" | "ss", bigint> } | undefined,
+    onKernelStack: (rsp: bigint) => kernel.some((k) => rsp > k.begin && rsp <= k.end),
+    /** Arm a hook that reads the NMI's pt_regs; the function returned checks them once the fork ran. */
+    learn(run: RunSession): () => void {
+      self.tried = true;
+      let seen: { regs: bigint; frame: bigint; words: ReturnType<RunSession["ptRegsAt"]> } | undefined;
+      const expectNow = run.ptRegsNow({ orig_ax: 0n, cs: 0n, ss: 0n });
+      const remove = run.m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
+        const regs = mm.reg("rdi"), frame = mm.truth().find((t) => t.kind === "interrupt");
+        if (!seen && frame?.kind === "interrupt") seen = { regs, frame: frame.frame, words: run.ptRegsAt(regs) };
+      });
+      return () => {
+        remove();
+        if (!seen || seen.frame !== seen.regs + BigInt(PT_REGS.ip)) return;
+        const w = seen.words;
+        for (const f of Object.keys(w) as (keyof typeof w)[]) if (f !== "orig_ax" && f !== "cs" && f !== "ss" && w[f] !== expectNow[f]) return;
+        self.layout = { regs: seen.regs, words: { orig_ax: w.orig_ax, cs: w.cs, ss: w.ss } };
+      };
+    },
+  };
+  return self;
+}
+
 /** A fork's scheduler counts, and the unforked run's from `at` (its counts then) to its end. */
 function addSched(fork: SchedCounts, end: SchedCounts, at: SchedCounts): SchedCounts {
   const out = { ...fork };

@@ -1,7 +1,7 @@
 // One scenario run: the image under a strategy, the interrupt schedule, samples at the kernel's
 // sample points walked by the chosen unwinder and classed against the truth, and the run-level
 // oracles. What `stackcheck run` prints, as data.
-import type { Machine, RunResult } from "./machine/index.ts";
+import { toInternal, type Machine, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Allowance, type Policy, type StackClass } from "./oracles/classify.ts";
 import { getStackSample } from "./get-stack.ts";
 import { FrameWindows, type FrameCode } from "./oracles/window.ts";
@@ -11,7 +11,7 @@ import { buildImage, type Image } from "../jit/image.ts";
 import type { JitBackend } from "../jit/backend.ts";
 import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
-import { PT_REGS } from "../arch/ptrace.ts";
+import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
 import { LOCAL_TIMER_VECTOR, TASK, TASK_DEAD } from "../jit/kernel/layout.ts";
 import { stackAreas, stackPicture, type StackPicture } from "./picture.ts";
 import { loadImage, reusedMachine, startTask } from "./load.ts";
@@ -120,7 +120,23 @@ export interface RunSession {
   failing(): boolean;
   /** What the scheduler has done so far (counts). */
   schedNow(): SchedCounts;
+  /**
+   * Exhaustive mode's virtual NMI: the pt_regs asm_exc_nmi would save for the instruction about
+   * to run (`words`: the fields that are not registers, as a real NMI left them), written where
+   * it saves them (`regs`), and the perf walk nmi_sample() would make from them, classed as its
+   * sample is. Whether that sample fails. The words it wrote are put back.
+   */
+  nmiWalkFails(regs: bigint, words: Readonly<Record<"orig_ax" | "cs" | "ss", bigint>>): boolean;
+  /** The pt_regs at `regs` as words, by field (what a real NMI saved: to learn nmiWalkFails's layout). */
+  ptRegsAt(regs: bigint): Record<keyof typeof PT_REGS, bigint>;
+  /** The pt_regs an NMI would save now, by field (orig_ax, cs and ss as given). */
+  ptRegsNow(words: Readonly<Record<"orig_ax" | "cs" | "ss", bigint>>): Record<keyof typeof PT_REGS, bigint>;
 }
+
+const REG_OF: Readonly<Partial<Record<keyof typeof PT_REGS, RegName>>> = {
+  r15: "r15", r14: "r14", r13: "r13", r12: "r12", bp: "rbp", bx: "rbx", r11: "r11", r10: "r10", r9: "r9", r8: "r8",
+  ax: "rax", cx: "rcx", dx: "rdx", si: "rsi", di: "rdi", sp: "rsp",
+};
 
 /**
  * Instructions a run may take before it is a hang: room for a loop only may_goto bounds, whose
@@ -246,6 +262,36 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     m, sym,
     failing: () => checks.failing() || samples.some((x) => x.failed) || checks.report().failures.length > 0,
     schedNow: () => ({ ...sched }),
+    ptRegsAt(regs) {
+      const out = {} as Record<keyof typeof PT_REGS, bigint>;
+      for (const [f, off] of Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]) out[f] = m.peek64(regs + BigInt(off)) ?? 0n;
+      return out;
+    },
+    ptRegsNow(words) {
+      const out = {} as Record<keyof typeof PT_REGS, bigint>;
+      for (const f of Object.keys(PT_REGS) as (keyof typeof PT_REGS)[]) {
+        const r = REG_OF[f];
+        out[f] = r !== undefined ? m.reg(r) : f === "ip" ? m.rip : f === "flags" ? BigInt(m.rflags) : words[f as "orig_ax" | "cs" | "ss"];
+      }
+      return out;
+    },
+    nmiWalkFails(regs, words) {
+      const now = this.ptRegsNow(words);
+      const bytes = new Uint8Array(PT_REGS_SIZE), dv = new DataView(bytes.buffer);
+      for (const [f, off] of Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]) dv.setBigUint64(off, BigInt.asUintN(64, now[f]), true);
+      const old = m.memory.peek(toInternal(regs)!, PT_REGS_SIZE)!.slice();
+      m.load(regs, bytes);
+      try {
+        // the truth nmi_sample() would see from the interrupt down: the NMI's entry (its hardware
+        // frame is pt_regs's iret frame), then the interrupted context
+        const ip = m.rip;
+        const truth: TruthEntry[] = [{ kind: "interrupt", vector: 2, name: "NMI", ip, symbol: sym(ip), rsp: now.sp, frame: regs + BigInt(PT_REGS.ip) }, ...m.truth()];
+        const c = classify(expectedChain(truth, 0), perfCallchainKernel(unwinder, regs), allowances(truth, 0, windows));
+        return fails(c.class, policy);
+      } finally {
+        m.load(regs, old); // the NMI stack as it was
+      }
+    },
     save() {
       const machine = m.snapshot(), nSamples = samples.length, nDelivered = delivered.length, restoreChecks = checks.save(), counts = { ...sched };
       return () => {
