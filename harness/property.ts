@@ -200,7 +200,8 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   // saw, which the stopped fork reports as it counted them
   const stats: [bigint, bigint][] = image.programs.map((p) => [image.thisCpu(p.misses), image.thisCpu(p.misses) + 8n]);
   let runs = 0, earlyEnds = 0, virtualNmis = 0;
-  const nmi = virtualNmi(sc, image, early && o.virtualNmi !== false);
+  // (not with stack budgets: a real NMI notes the interrupted rsp in the stack's high-water mark)
+  const nmi = virtualNmi(sc, image, early && o.virtualNmi !== false && Object.keys(o.budgets ?? {}).length === 0);
   const total = base.result.steps;
   for (let step = 0; step < total; step++) {
     if ((step & 255) === 0) o.onBoundary?.(step, total);
@@ -272,7 +273,8 @@ function deadStack(stacks: ReturnType<typeof stackAreas>, rsp: bigint): [bigint,
  * save (RunSession.nmiWalkFails()). Where asm_exc_nmi saves them, and the words of them that
  * are not registers, are learnt from the first real NMI, and only if every other word is the
  * register it should be; the walk is made only with rsp on a kernel stack (else the
- * unknown-stack check has its say in a real fork). A walk that fails is run as a real fork, for
+ * unknown-stack check has its say in a real fork), and not with stack budgets (a real NMI's
+ * interrupted rsp counts in the high-water mark). A walk that fails is run as a real fork, for
  * the report.
  */
 function virtualNmi(sc: Scenario, img: Image, enabled: boolean) {
@@ -281,7 +283,8 @@ function virtualNmi(sc: Scenario, img: Image, enabled: boolean) {
     eligible: enabled && sc.spec.nmi === undefined,
     tried: false,
     layout: undefined as { regs: bigint; words: Record<"orig_ax" | "cs" | "ss", bigint> } | undefined,
-    onKernelStack: (rsp: bigint) => kernel.some((k) => rsp > k.begin && rsp <= k.end),
+    // as the unknown-stack check has it: a task's stack (begin, end], get_stack_info()'s [begin, end)
+    onKernelStack: (rsp: bigint) => kernel.some((k) => (k.task ? rsp > k.begin && rsp <= k.end : rsp >= k.begin && rsp < k.end)),
     /** Arm a hook that reads the NMI's pt_regs; the function returned checks them once the fork ran. */
     learn(run: RunSession): () => void {
       self.tried = true;

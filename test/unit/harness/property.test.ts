@@ -85,6 +85,16 @@ describe("exhaustive mode", () => {
         }
       }
     }
+    // with a task-stack budget at the unforked run's own high-water mark: an NMI's interrupted
+    // rsp (lower than at any call) goes over it, in a real fork as in the shortcut's (a scenario
+    // with NMIs alone: no IRQ, whose forks would find it first, and no NMI program)
+    const one = parseScenario(planToScenario(fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 3, interrupts: false, tasks: 1, nmi: false, irq: false }), { numRuns: 1, seed: 42 })[0]!), "plan");
+    const s0 = strategy("baseline");
+    const mark = runScenario(one, s0, { unwinder: "frame" }).checks.highWater.find((h) => h.stack === "TASK")!.bytes;
+    const budgeted = (shortcut: boolean) => checkExhaustive(one, s0, { unwinder: "frame", budgets: { task: mark }, shortcut }, buildImage(one.spec, s0));
+    const [withShortcut, without] = [budgeted(true), budgeted(false)];
+    expect(without.ok).toBe(false);
+    expect({ ok: withShortcut.ok, failure: withShortcut.failure, injection: withShortcut.injection }).toEqual({ ok: without.ok, failure: without.failure, injection: without.injection });
     expect(failing).toBeGreaterThan(0);
     expect(sleptIn).toBeGreaterThan(0); // the coverage compared counts sleeps
     expect(early + virtual).toBeGreaterThan(forks / 3); // many forks end early, or are not run
