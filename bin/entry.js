@@ -5,7 +5,7 @@
 // finishes a build (package.json "build"): it copies the files tsc does not (the kernel JIT
 // shim's C sources) and marks the build done.
 import { cpSync, readdirSync, statSync, writeFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { join } from "node:path";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -52,7 +52,7 @@ export async function sourceMain() {
   return import("../harness/cli/main.ts");
 }
 
-if (process.argv[2] === "--stamp" && import.meta.url === `file://${process.argv[1]}`) {
+if (process.argv[2] === "--stamp" && process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   cpSync(join(ROOT, "jit/tree/shim"), join(ROOT, "dist/jit/tree/shim"), { recursive: true });
   writeFileSync(STAMP, `${new Date().toISOString()}\n`);
 }
