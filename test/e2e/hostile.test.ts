@@ -62,7 +62,7 @@ describe("hostile input ends cleanly", () => {
     for (const args of [
       ["run"], ["run", "test/scenarios/nested.json", "--unwinder", "gdb"], ["run", "test/scenarios/nested.json", "--irq-at", "x:y"],
       ["run", "test/scenarios/nested.json", "--nmi-at", "bpf_sc_rw+0xfffff"], ["check", "--strategy", "nope"], ["check", "--strategy", "baseline", "--runs", "-1"],
-      ["check", "--strategy", "baseline", "--tasks", "9"], ["replay", "--strategy", "baseline", "--seed", "1", "--path", "a:b"], ["disasm", "0x"], ["disasm", "5"], ["check", "--strategy", "baseline", "--format", "xml"], ["run", "test/scenarios/nested.json", "--json", "--format=text"], ["export", "--selftest", "no-such.json"], ["export", "--selftest", "package.json"], ["export", "--selftest", "--strategy", "baseline", "--seed", "1", "--path", "x"],
+      ["check", "--strategy", "baseline", "--tasks", "9"], ["replay", "--strategy", "baseline", "--seed", "1", "--path", "a:b"], ["disasm", "0x"], ["disasm", "5"], ["check", "--strategy", "baseline", "--format", "xml"], ["run", "test/scenarios/nested.json", "--json", "--format=text"], ["export", "--selftest", "no-such.json"], ["check", "--strategy", "baseline", "--schedules", "0"], ["check", "--strategy", "baseline", "--exhaustive", "--schedules", "3"], ["export", "--selftest", "package.json"], ["export", "--selftest", "--strategy", "baseline", "--seed", "1", "--path", "x"],
       ["matrix", "--unwinder", "x"], ["bogus-command"], ["jit-diff", "--source", "nope"], ["run", "test/scenarios/nested.json", "--stack-budget", "task=-5"],
     ]) {
       const r = await cli(...args);
