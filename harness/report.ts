@@ -6,7 +6,7 @@ import { hex64, toInternal, type Machine } from "./machine/index.ts";
 import { CALL_NAMES } from "../jit/bpf/abi.ts";
 import { BPF_EXIT, BPF_JMP } from "../jit/bpf/opcodes.ts";
 import { printInsnAt, printProgram } from "../jit/bpf/print.ts";
-import { disassemble, formatLine } from "../jit/disasm.ts";
+import { disassemble, formatLine, type DisasmLine } from "../jit/disasm.ts";
 import type { Image } from "../jit/image.ts";
 import { pointClassifier, type FirstFailure, type Verdict } from "./property.ts";
 import type { Raised, RunOutcome, Sample } from "./run.ts";
@@ -31,16 +31,25 @@ export function formatScenario(sc: Scenario): string {
   return lines.join("\n");
 }
 
-/** The instructions around `ip` in the function that holds it, `=>` at ip. */
-export function disasmWindow(m: Machine, ip: bigint): string {
+/** The function that holds `ip`, disassembled, or why it cannot be (a line for the report). */
+function functionCode(m: Machine, ip: bigint): { sym: { name: string; start: bigint }; lines: DisasmLine[] } | string {
   const f = m.symbols.lookup(ip);
   if (!f) return `  (no symbol holds ${hex64(ip)})`;
   const bytes = m.memory.peek(toInternal(f.start)!, Number(f.end - f.start));
   if (!bytes) return `  (${f.name} is not mapped)`;
-  const lines = disassemble(bytes, f.start, { symbolize: (a) => m.symbols.symbolize(a) });
-  const at = lines.findIndex((l) => l.address === ip);
-  const from = Math.max(0, (at < 0 ? 0 : at) - WINDOW_BEFORE);
-  return lines.slice(from, (at < 0 ? 0 : at) + WINDOW_AFTER + 1).map((l) => formatLine(l, l.address === ip)).join("\n");
+  return { sym: f, lines: disassemble(bytes, f.start, { symbolize: (a) => m.symbols.symbolize(a) }) };
+}
+
+/** The instructions of a function around `ip` (WINDOW_BEFORE before, WINDOW_AFTER after). */
+function around(lines: readonly DisasmLine[], ip: bigint): readonly DisasmLine[] {
+  const at = Math.max(0, lines.findIndex((l) => l.address === ip));
+  return lines.slice(Math.max(0, at - WINDOW_BEFORE), at + WINDOW_AFTER + 1);
+}
+
+/** The instructions around `ip` in the function that holds it, `=>` at ip. */
+export function disasmWindow(m: Machine, ip: bigint): string {
+  const code = functionCode(m, ip);
+  return typeof code === "string" ? code : around(code.lines, ip).map((l) => formatLine(l, l.address === ip)).join("\n");
 }
 
 /** Truth and unwound chain side by side, `!` where they differ. */
@@ -52,9 +61,12 @@ export function formatChains(s: Sample): string[] {
     const mark = t && u && t.ip === u.ip ? " " : "!";
     lines.push(`${mark} ${String(k).padEnd(3)}${(t ? `${hex64(t.ip)} ${t.symbol}` : "").padEnd(w)}${u ? `${hex64(u.ip)} ${u.symbol}` : ""}`);
   }
-  for (const x of s.warnings) lines.push(`  ${x}`);
-  if (s.stopped && s.class !== "EXACT") lines.push(`  the walk stopped: ${s.stopped}`);
-  return lines;
+  return [...lines, ...walkNotes(s)];
+}
+
+/** Below a chain: the warnings the walk printed, and why it stopped (unless it was exact). */
+function walkNotes(s: Sample): string[] {
+  return [...s.warnings.map((x) => `  ${x}`), ...(s.stopped && s.class !== "EXACT" ? [`  the walk stopped: ${s.stopped}`] : [])];
 }
 
 export interface ReportContext {
@@ -167,9 +179,7 @@ export function formatChainsNarrow(s: Sample): string[] {
     const t = s.truth[k], u = s.unwound[k];
     lines.push(`${t && u && t.ip === u.ip ? " " : "!"} ${String(k).padEnd(3)}${cell(t).padEnd(col + 1)}${cell(u)}`);
   }
-  for (const x of s.warnings) lines.push(`  ${x}`);
-  if (s.stopped && s.class !== "EXACT") lines.push(`  the walk stopped: ${s.stopped}`);
-  return lines;
+  return [...lines, ...walkNotes(s)];
 }
 
 /** The BPF function holding `ip`, with its program and the BPF instructions behind each address. */
@@ -191,12 +201,10 @@ function bpfFunctionAt(img: Image, ip: bigint) {
  * instruction above the x86 code it became. Kernel functions are listed plain.
  */
 export function functionListing(img: Image, m: Machine, ip: bigint): string[] {
-  const sym = m.symbols.lookup(ip);
-  if (!sym) return [`  (no symbol holds ${hex64(ip)})`];
-  const bytes = m.memory.peek(toInternal(sym.start)!, Number(sym.end - sym.start));
-  if (!bytes) return [`  (${sym.name} is not mapped)`];
+  const code = functionCode(m, ip);
+  if (typeof code === "string") return [code];
+  const { sym, lines } = code;
   const bpf = bpfFunctionAt(img, ip);
-  const lines = disassemble(bytes, sym.start, { symbolize: (a) => m.symbols.symbolize(a) });
   const firstExit = bpf ? bpf.insns.findIndex((x) => x.code === (BPF_JMP | BPF_EXIT)) : -1;
   const epilogue = bpf && firstExit >= 0 ? { from: bpf.jf.insnAddrs[firstExit]!, to: bpf.jf.insnAddrs[firstExit + 1] ?? bpf.jf.image.end } : undefined;
   const starts = new Map<bigint, number>();
@@ -273,12 +281,8 @@ function emailText(sc: Scenario, img: Image, m: Machine, verdict: Verdict, ctx: 
 
 /** disasmWindow() in 80 columns: offsets into the function, instruction text, no bytes. */
 function disasmWindowNarrow(m: Machine, ip: bigint): string[] {
-  const f = m.symbols.lookup(ip);
-  if (!f) return [`  (no symbol holds ${hex64(ip)})`];
-  const bytes = m.memory.peek(toInternal(f.start)!, Number(f.end - f.start));
-  if (!bytes) return [`  (${f.name} is not mapped)`];
-  const lines = disassemble(bytes, f.start, { symbolize: (a) => m.symbols.symbolize(a) });
-  const at = Math.max(0, lines.findIndex((l) => l.address === ip));
-  return lines.slice(Math.max(0, at - WINDOW_BEFORE), at + WINDOW_AFTER + 1)
-    .map((l) => `${l.address === ip ? "=>" : "  "} ${f.name.length > 40 ? "" : f.name}+0x${(l.address - f.start).toString(16)}  ${l.text}${l.refers ? ` <${l.refers}>` : ""}`);
+  const code = functionCode(m, ip);
+  if (typeof code === "string") return [code];
+  const f = code.sym;
+  return around(code.lines, ip).map((l) => `${l.address === ip ? "=>" : "  "} ${f.name.length > 40 ? "" : f.name}+0x${(l.address - f.start).toString(16)}  ${l.text}${l.refers ? ` <${l.refers}>` : ""}`);
 }
