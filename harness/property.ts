@@ -9,13 +9,12 @@ import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
-import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type RunSession, type SchedCounts, type UnwinderName } from "./run.ts";
-import { kernelStacks } from "../jit/private-stacks.ts";
+import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type RunSession, type SavedRun, type SchedCounts, type UnwinderName } from "./run.ts";
+import { kernelStacks, privateStacks, type KernelStack, type PrivateStack } from "../jit/private-stacks.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
 import type { Scenario } from "./scenario.ts";
 import { LOCAL_TIMER_VECTOR } from "../jit/kernel/layout.ts";
-import { stackAreas } from "./picture.ts";
-import type { Machine } from "./machine/index.ts";
+import type { Machine, MachineSnapshot } from "./machine/index.ts";
 
 
 /** The first thing that failed in a run, in the order a reader needs it: the run, a walk, a check. */
@@ -191,7 +190,7 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   const budget = o.maxSteps ?? RUN_STEP_BUDGET;
   const run = startRun(sc, strategy, runOpts(o, image, []));
   const counted = coverageCounter(image);
-  const stacks = stackAreas(image);
+  const kernel = kernelStacks(image), privates = privateStacks(image);
   // the early end (see above): by default for the built-in designs, whose verdicts it keeps
   // (property.test.ts); a strategy module may break the no-red-zone rule it rests on
   const early = o.shortcut ?? strategy.origin === undefined;
@@ -201,16 +200,14 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   const stats: [bigint, bigint][] = image.programs.map((p) => [image.thisCpu(p.misses), image.thisCpu(p.misses) + 8n]);
   let runs = 0, earlyEnds = 0, virtualNmis = 0;
   // (not with stack budgets: a real NMI notes the interrupted rsp in the stack's high-water mark)
-  const nmi = virtualNmi(sc, image, early && o.virtualNmi !== false && Object.keys(o.budgets ?? {}).length === 0);
+  const nmi = virtualNmi(sc, image, kernel, early && o.virtualNmi !== false && Object.keys(o.budgets ?? {}).length === 0);
   const total = base.result.steps;
   for (let step = 0; step < total; step++) {
     if ((step & 255) === 0) o.onBoundary?.(step, total);
     const at = run.m.runUntil(step, { maxSteps: budget });
     if (at.kind !== "paused") throw new Error(`exhaustive mode: the base run did not reach step ${step} again (${at.kind}); runs must be deterministic`);
     // the boundary's state, kept at the first real fork (a virtual NMI needs none)
-    let saved: (() => void) | undefined;
-    const back = () => (saved ??= run.save())();
-    const schedHere = run.schedNow();
+    let saved: SavedRun | undefined;
     // A fork may end early unless it has failed (its report is then the whole run), or its extra
     // steps would take the rest of the unforked run past the step budget (a hang).
     const mayEnd = (m: Machine) => !run.failing() && total + (m.steps - step) <= budget;
@@ -230,7 +227,7 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
       }
       const learn = kind === "nmi" && nmi.eligible && nmi.layout === undefined && !nmi.tried ? nmi.learn(run) : undefined;
       saved ??= run.save();
-      if (early) returned ??= returnedAlike(run.m, at.rip, [...deadStack(stacks, run.m.reg("rsp")), ...stats], mayEnd);
+      if (early) returned ??= returnedAlike(run.m, saved.machine, at.rip, [...deadStack(kernel, privates, run.m.reg("rsp")), ...stats], mayEnd);
       run.m.raise(injection.vector);
       const disarm = returned?.arm();
       let result = run.m.run({ maxSteps: budget });
@@ -242,8 +239,8 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
       learn?.();
       let outcome = run.finish(result, [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
       // and what the scheduler did in the rest of the unforked run (the coverage counts it)
-      if (ended) outcome = { ...outcome, sched: addSched(outcome.sched, base.sched, schedHere) };
-      back();
+      if (ended) outcome = { ...outcome, sched: addSched(outcome.sched, base.sched, saved.sched) };
+      saved.restore();
       runs++;
       counted.add(outcome);
       const failure = firstFailure(outcome);
@@ -259,11 +256,11 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
  * `rsp`: the stack rsp is on, below rsp (no red zone in the kernel); and when that is a task's
  * stack, the IRQ and NMI stacks, which no context is using then.
  */
-function deadStack(stacks: ReturnType<typeof stackAreas>, rsp: bigint): [bigint, bigint][] {
-  const on = stacks.find((s) => rsp >= s.begin && rsp < s.end);
+function deadStack(kernel: readonly KernelStack[], privates: readonly PrivateStack[], rsp: bigint): [bigint, bigint][] {
+  const on = [...kernel, ...privates].find((s) => rsp >= s.begin && rsp < s.end);
   if (!on) return [];
   const dead: [bigint, bigint][] = [[on.begin, rsp]];
-  if (kernelTaskStack(on.name)) for (const s of stacks) if (s !== on && !kernelTaskStack(s.name) && !s.name.startsWith("private")) dead.push([s.begin, s.end]);
+  if ("task" in on && on.task) for (const s of kernel) if (!s.task) dead.push([s.begin, s.end]);
   return dead;
 }
 /**
@@ -277,8 +274,7 @@ function deadStack(stacks: ReturnType<typeof stackAreas>, rsp: bigint): [bigint,
  * interrupted rsp counts in the high-water mark). A walk that fails is run as a real fork, for
  * the report.
  */
-function virtualNmi(sc: Scenario, img: Image, enabled: boolean) {
-  const kernel = kernelStacks(img);
+function virtualNmi(sc: Scenario, img: Image, kernel: readonly KernelStack[], enabled: boolean) {
   const self = {
     eligible: enabled && sc.spec.nmi === undefined,
     tried: false,
@@ -313,17 +309,15 @@ function addSched(fork: SchedCounts, end: SchedCounts, at: SchedCounts): SchedCo
   return out;
 }
 
-const kernelTaskStack = (name: string) => /^task( \d+)? stack$/.test(name);
-
 /**
  * The early end of a fork: a hook at the interrupted instruction, at the interrupted depth, that
  * stops the fork when the interrupt has returned there in the state the machine was in at the
- * boundary (but for `dead` memory). Asked once per fork: the first time the instruction comes
+ * boundary (`before`, but for `dead` memory). Asked once per fork: the first time the instruction comes
  * back with the interrupt delivered (with IF clear it runs first, the interrupt pending: then
  * never, and so does a fork whose interrupt changed anything); `stopped` says it stopped.
  */
-function returnedAlike(m: Machine, ip: bigint, dead: readonly [bigint, bigint][], mayEnd: (m: Machine) => boolean): { arm(): () => void; stopped(): boolean } {
-  const depth = m.depth, before = m.snapshot();
+function returnedAlike(m: Machine, before: MachineSnapshot, ip: bigint, dead: readonly [bigint, bigint][], mayEnd: (m: Machine) => boolean): { arm(): () => void; stopped(): boolean } {
+  const depth = m.depth;
   let asked = false, stopped = false;
   return {
     arm() {

@@ -1,7 +1,7 @@
 // One scenario run: the image under a strategy, the interrupt schedule, samples at the kernel's
 // sample points walked by the chosen unwinder and classed against the truth, and the run-level
 // oracles. What `stackcheck run` prints, as data.
-import { toInternal, type Machine, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
+import { toInternal, type Machine, type MachineSnapshot, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Allowance, type Policy, type StackClass } from "./oracles/classify.ts";
 import { getStackSample } from "./get-stack.ts";
 import { FrameWindows, type FrameCode } from "./oracles/window.ts";
@@ -112,14 +112,15 @@ export interface RunSession {
   readonly m: Machine;
   /** Describe an address (`symbol+off`). */
   readonly sym: (a: bigint) => string;
-  /** Keep the machine and every sample and check now; the function returned puts them back (any number of times). */
-  save(): () => void;
+  /**
+   * Keep the machine and every sample and check now: `restore()` puts them back (any number of
+   * times); `machine` and `sched` are the machine's snapshot and the scheduler's counts then.
+   */
+  save(): SavedRun;
   /** The outcome of the run as it ended with `result`. */
   finish(result: RunResult, schedule: readonly Injection[], raised: readonly Raised[]): RunOutcome;
   /** Has a sample or a check failed so far, the end-of-run checks as they stand now included? */
   failing(): boolean;
-  /** What the scheduler has done so far (counts). */
-  schedNow(): SchedCounts;
   /**
    * Exhaustive mode's virtual NMI: the pt_regs asm_exc_nmi would save for the instruction about
    * to run (`words`: the fields that are not registers, as a real NMI left them), written where
@@ -131,6 +132,13 @@ export interface RunSession {
   ptRegsAt(regs: bigint): Record<keyof typeof PT_REGS, bigint>;
   /** The pt_regs an NMI would save now, by field (orig_ax, cs and ss as given). */
   ptRegsNow(words: Readonly<Record<"orig_ax" | "cs" | "ss", bigint>>): Record<keyof typeof PT_REGS, bigint>;
+}
+
+/** A run's state kept by RunSession.save(). */
+export interface SavedRun {
+  restore(): void;
+  readonly machine: MachineSnapshot;
+  readonly sched: SchedCounts;
 }
 
 const REG_OF: Readonly<Partial<Record<keyof typeof PT_REGS, RegName>>> = {
@@ -260,8 +268,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   }
   return {
     m, sym,
-    failing: () => checks.failing() || samples.some((x) => x.failed) || checks.report().failures.length > 0,
-    schedNow: () => ({ ...sched }),
+    failing: () => samples.some((x) => x.failed) || checks.report().failures.length > 0, // (the report has the failures so far)
     ptRegsAt(regs) {
       const out = {} as Record<keyof typeof PT_REGS, bigint>;
       for (const [f, off] of Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]) out[f] = m.peek64(regs + BigInt(off)) ?? 0n;
@@ -294,12 +301,15 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     },
     save() {
       const machine = m.snapshot(), nSamples = samples.length, nDelivered = delivered.length, restoreChecks = checks.save(), counts = { ...sched };
-      return () => {
-        Object.assign(sched, counts);
-        m.restore(machine);
-        samples.length = nSamples;
-        delivered.length = nDelivered;
-        restoreChecks();
+      return {
+        machine, sched: counts,
+        restore() {
+          Object.assign(sched, counts);
+          m.restore(machine);
+          samples.length = nSamples;
+          delivered.length = nDelivered;
+          restoreChecks();
+        },
       };
     },
     finish(result, schedule, raised) {

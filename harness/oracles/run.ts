@@ -33,8 +33,6 @@ export interface RunWatch {
   report(): RunReport;
   /** Keep every check's state now; the function returned puts it back (exhaustive mode's forks). */
   save(): () => void;
-  /** Has a check failed so far (before the end-of-run ones)? */
-  failing(): boolean;
 }
 
 /** Attach the run oracles to a machine built from `img`; call report() after the run. */
@@ -68,7 +66,6 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
     for (const c of readers) for (const r of c.reads ?? []) m.watchReads(r.begin, r.end, onRead);
   }
   return {
-    failing: () => failures.length > 0,
     save() {
       const n = failures.length;
       const back = checks.map((c) => c.save());
