@@ -21,7 +21,7 @@ import {
   BPF_PSEUDO_CALL, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_STX, BPF_SUB, BPF_TO_BE, BPF_X, BPF_XOR,
 } from "../jit/bpf/opcodes.ts";
 import type { BpfInsn } from "../jit/bpf/instruction.ts";
-import { attachOf, type AttachPath, type Program } from "../jit/bpf/program.ts";
+import { attachOf, calleeOf, type AttachPath, type Program } from "../jit/bpf/program.ts";
 import { printInsnAt } from "../jit/bpf/print.ts";
 import { testProgsLines } from "../jit/disasm.ts";
 import type { Image } from "../jit/image.ts";
@@ -131,7 +131,7 @@ function asmBody(p: Program, fi: number, cName: (fi: number) => string): string[
   const targets = jumpTargets(insns);
   const ctx: AsmContext = {
     label: (k) => `l${k}_%=`,
-    callee: (k) => cName(p.funcs.findIndex((g) => g.start === f.start + k + 1 + insns[k]!.imm)),
+    callee: (k) => cName(calleeOf(p, f.start + k, insns[k]!.imm)),
   };
   const lines: string[] = [];
   for (let k = 0; k < insns.length; k++) {
@@ -180,7 +180,7 @@ export function libbpfOrder(p: Program): number[] {
     for (let k = f.start; k < f.end; k++) {
       const x = p.insns[k]!;
       if (x.code !== (BPF_JMP | BPF_CALL) || x.src !== BPF_PSEUDO_CALL) continue;
-      const g = p.funcs.findIndex((h) => h.start === k + 1 + x.imm);
+      const g = calleeOf(p, k, x.imm);
       if (g >= 0 && !order.includes(g)) { order.push(g); visit(g); }
     }
   };

@@ -5,7 +5,7 @@
 import type { BpfInsn } from "./bpf/insn.ts";
 import { BPF_HELPER_CALL, BPF_PSEUDO_CALL } from "./bpf/opcodes.ts";
 import { helperOrFixupById, kfuncById } from "./bpf/abi.ts";
-import type { Program } from "./bpf/program.ts";
+import { calleeOf, type Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { calleeSavedUsed, lowerFunction, type LoweredFunc } from "./lower.ts";
 import { FRAME_GONE, FRAME_READY } from "./x86/emit.ts";
@@ -90,7 +90,7 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
   };
   const names = p.funcs.map((_, fi) => symbolName(p, fi));
   const target = (x: BpfInsn, i: number): string => {
-    if (x.src === BPF_PSEUDO_CALL) return names[p.funcs.findIndex((g) => g.start === i + 1 + x.imm)]!;
+    if (x.src === BPF_PSEUDO_CALL) return names[calleeOf(p, i, x.imm)]!;
     const sig = x.src === BPF_HELPER_CALL ? helperOrFixupById(x.imm) : kfuncById(x.imm);
     return sig!.name;
   };

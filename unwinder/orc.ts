@@ -161,7 +161,11 @@ export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): 
       const v = r ? getReg(env, s, r[0]) : undefined;
       if (v === undefined) {
         if (r) warnCurrent(s, `WARNING: missing ${r[1]} value at ${env.symbolize(s.ip)}`);
-        else { stopAt(s, `unknown SP base reg ${orc.spReg} at ${env.symbolize(s.ip)}`); s.warnings.once("WARNING: unknown SP base reg", `WARNING: unknown SP base reg ${orc.spReg} at ${env.symbolize(s.ip)}`); }
+        else {
+          const text = `unknown SP base reg ${orc.spReg} at ${env.symbolize(s.ip)}`;
+          stopAt(s, text);
+          s.warnings.once("WARNING: unknown SP base reg", `WARNING: ${text}`);
+        }
         return err();
       }
       sp = v;
@@ -205,8 +209,9 @@ export function orcNextFrame(env: UnwindEnv, data: OrcData, s: OrcUnwindState): 
     if (bp === undefined) { stopOnMiss(s, `the saved rbp slot of ${env.symbolize(origIp)}`); return err(); }
     s.bp = bp;
   } else {
-    stopAt(s, `unknown BP base reg ${orc.bpReg} for ip ${env.symbolize(origIp)}`);
-    s.warnings.once("WARNING: unknown BP base reg", `WARNING: unknown BP base reg ${orc.bpReg} for ip ${env.symbolize(origIp)}`);
+    const text = `unknown BP base reg ${orc.bpReg} for ip ${env.symbolize(origIp)}`;
+    stopAt(s, text);
+    s.warnings.once("WARNING: unknown BP base reg", `WARNING: ${text}`);
     return err();
   }
   // Prevent a recursive loop due to bad ORC data

@@ -72,6 +72,11 @@ export function stopOnMiss(s: UnwindState, what: string): void {
     : m.addr === 0n ? `${what} is NULL` : `${what} (${hex(m.addr)}) is on no stack get_stack_info() knows`, m.addr);
 }
 
+/** Record why a walk's loop ended on a return address of 0: the ip is not kernel text. */
+function stopNotKernelText(s: UnwindState): void {
+  stopAt(s, `the return address ${hex(s.ip)} is not kernel text (__kernel_text_address())`, s.ip);
+}
+
 /**
  * After unwind_start()'s skip loop (both unwinders): a skip that ran to the end, never reaching
  * first_frame, is why the trace comes out empty.
@@ -144,7 +149,7 @@ function collect<S extends UnwindState>(u: Unwinder<S>, s: S, ips: bigint[]): Wa
     if (addr === 0n) {
       reachedEnd = onUserRegs(u.env, s);
       if (reachedEnd) s.userEnd = true;
-      else stopAt(s, `the return address ${hex(s.ip)} is not kernel text (__kernel_text_address())`, s.ip);
+      else stopNotKernelText(s);
       break;
     }
     ips.push(addr);
@@ -205,7 +210,7 @@ export function archStackWalkReliable<S extends UnwindState>(u: Unwinder<S>, fro
       if (framePointer) { stopAt(s, `kernel-mode pt_regs at ${hex(regs)}: a frame-pointer walk cannot vouch for what they interrupted`, regs); return fail("kernel regs (frame pointers)"); }
     }
     const addr = unwindGetReturnAddress(u.env, s);
-    if (addr === 0n) { stopAt(s, `the return address ${hex(s.ip)} is not kernel text (__kernel_text_address())`, s.ip); return fail("no return address"); }
+    if (addr === 0n) { stopNotKernelText(s); return fail("no return address"); }
     ips.push(addr);
   }
   if (unwindError(s)) return fail("unwinder error");

@@ -15,7 +15,7 @@ import {
   BPF_MEMSX, BPF_MODE, BPF_OP, BPF_OR, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_SIZE, BPF_SRC, BPF_ST,
   BPF_STORE_REL, BPF_STX, BPF_W, BPF_X, BPF_XCHG, BPF_XOR, sizeBytes,
 } from "./opcodes.ts";
-import { ATTACH_PATHS, attachOf, type Program } from "./program.ts";
+import { ATTACH_PATHS, attachOf, calleeOf, type Program } from "./program.ts";
 import { CTX_SIZE, ctxBytes, KD, KERNEL_LAYOUT } from "../kernel/layout.ts";
 
 const M64 = (1n << 64n) - 1n;
@@ -253,7 +253,7 @@ class Interp {
 
   private call(prog: Program, x: BpfInsn, pc: number, r: bigint[]): bigint {
     if (x.src === BPF_PSEUDO_CALL) {
-      const fi = prog.funcs.findIndex((f) => f.start === pc + 1 + x.imm);
+      const fi = calleeOf(prog, pc, x.imm);
       return this.func(prog, fi, [r[1]!, r[2]!, r[3]!, r[4]!, r[5]!]);
     }
     if (x.src === BPF_PSEUDO_KFUNC_CALL) {

@@ -49,6 +49,14 @@ export const attachPathsOf = (type: ProgType): AttachPath[] => ATTACH_PATH_NAMES
 /** A program's path: its own, or its type's default. */
 export const attachOf = (p: { readonly type: ProgType; readonly attach?: AttachPath | undefined }): AttachPath => p.attach ?? DEFAULT_ATTACH[p.type];
 
+/**
+ * The function a BPF-to-BPF call at flat instruction `at` lands in: its imm is the offset of the
+ * callee's first instruction from the next one (BPF_PSEUDO_CALL). -1 if none starts there.
+ */
+export function calleeOf(p: { readonly funcs: readonly { readonly start: number }[] }, at: number, imm: number): number {
+  return p.funcs.findIndex((g) => g.start === at + 1 + imm);
+}
+
 export interface FuncSource {
   readonly name: string;
   /** Bytes of BPF stack the function uses (the verifier's stack_depth, unrounded). */

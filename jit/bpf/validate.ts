@@ -33,7 +33,7 @@ import {
   BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG,
   BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes,
 } from "./opcodes.ts";
-import { ATTACH_PATHS, attachOf, attachPathsOf, type Program, type ProgType } from "./program.ts";
+import { ATTACH_PATHS, attachOf, attachPathsOf, calleeOf, type Program, type ProgType } from "./program.ts";
 import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
 import { CTX_SIZE } from "../kernel/layout.ts";
 
@@ -530,7 +530,7 @@ class FuncWalk {
   private call(x: BpfInsn): void {
     const s = this.s, p = this.p;
     if (x.src === BPF_PSEUDO_CALL) {
-      const ci = p.funcs.findIndex((g) => g.start === this.i + 1 + x.imm);
+      const ci = calleeOf(p, this.i, x.imm);
       const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [...s.init.map((a) => a.slice()), new Uint8Array(this.c.depthOf(ci))] };
       for (let r = 1; r <= 5; r++) entry.regs[r] = s.regs[r]!;
       entry.regs[10] = { t: "fp", frame: entry.init.length - 1, off: 0 };
