@@ -85,41 +85,82 @@ const describeFailure = (f: FirstFailure) => (f.kind === "sample" ? `class ${f.w
 export function formatCounterexample(sc: Scenario, img: Image, verdict: Verdict, ctx: ReportContext, format: ReportFormat = "text"): string {
   const m = loadImage(img);
   try {
-    return format === "email" ? emailText(sc, img, m, verdict, ctx) : counterexampleText(sc, img, m, verdict, ctx);
+    return counterexampleText(sc, img, m, verdict, ctx, format === "email" ? EMAIL : TEXT);
   } finally {
     m.dispose(); // its decoder holds WASM objects
   }
 }
 
-function counterexampleText(sc: Scenario, img: Image, m: Machine, verdict: Verdict, ctx: ReportContext): string {
+/** How the two report formats differ; the parts they share are counterexampleText()'s. */
+interface Layout {
+  /** The first lines: strategy, unwinder, policy, and how it was found. */
+  head(ctx: ReportContext): string[];
+  /** The line above an interrupt's disassembly window. */
+  hit(h: Raised, where: string): string;
+  window(m: Machine, ip: bigint): string[];
+  chains(s: Sample): string[];
+  /** Email: the whole function the failure names, its prologue and epilogue marked. */
+  listing: boolean;
+  picture: "wide" | "narrow";
+  /** The lines, and the replay command, as the finished text. */
+  finish(lines: string[], replay: string): string;
+}
+
+const TEXT: Layout = {
+  head: (ctx) => [`counterexample: strategy ${ctx.strategy}, unwinder ${ctx.unwinder}, policy ${ctx.policy}${ctx.found ? ` (${ctx.found})` : ""}`],
+  hit: (h, where) => `${h.kind === "nmi" ? "NMI" : `IRQ ${h.vector}`} delivered at step ${h.atStep}, interrupting ${h.symbol} (${where}):`,
+  window: (m, ip) => [disasmWindow(m, ip)],
+  chains: formatChains,
+  listing: false,
+  picture: "wide",
+  finish: (lines, replay) => `${[...lines, "", `replay: ${replay}`].join("\n")}\n`,
+};
+
+/** For a mailing list: every line within 80 columns, symbols before addresses. */
+const EMAIL: Layout = {
+  head: (ctx) => [`counterexample: strategy ${ctx.strategy}, unwinder ${ctx.unwinder}, policy ${ctx.policy}`, ...(ctx.found ? [`(${ctx.found})`] : [])],
+  hit: (h, where) => `${h.kind === "nmi" ? "NMI" : `IRQ ${h.vector}`} at step ${h.atStep} interrupted ${h.symbol} (${where}):`,
+  window: disasmWindowNarrow,
+  chains: formatChainsNarrow,
+  listing: true,
+  picture: "narrow",
+  // the command as wrapCommand() cut it, not cut again: it must paste as it is (a word longer
+  // than a line, a long path, stays whole on a line of its own)
+  finish: (lines, replay) => `${[...[...lines, "", "replay:"].flatMap((l) => wrapLine(l.trimEnd())), ...wrapCommand(replay).map((l) => `  ${l}`)].join("\n")}\n`,
+};
+
+function counterexampleText(sc: Scenario, img: Image, m: Machine, verdict: Verdict, ctx: ReportContext, layout: Layout): string {
   const o: RunOutcome = verdict.outcome;
   const where = pointClassifier(img);
+  const f = verdict.failure;
   const lines = [
-    `counterexample: strategy ${ctx.strategy}, unwinder ${ctx.unwinder}, policy ${ctx.policy}${ctx.found ? ` (${ctx.found})` : ""}`,
-    `failure: ${verdict.failure ? describeFailure(verdict.failure) : "none"}`,
+    ...layout.head(ctx),
+    `failure: ${f ? describeFailure(f) : "none"}`,
+    ...(layout === EMAIL ? [""] : []),
     `scenario: ${sc.programs.length} program(s), ${sc.programs.reduce((n, p) => n + p.funcs.length, 0)} function(s)`,
     ...formatScenario(sc).split("\n").map((l) => `  ${l}`),
   ];
-  const hits: readonly Raised[] = o.delivered;
   if (verdict.injection) lines.push(`injected: ${verdict.injection.kind === "nmi" ? "an NMI" : `IRQ ${verdict.injection.vector}`} at step ${verdict.injection.atStep} (exhaustive mode)`);
-  for (const h of hits) {
-    lines.push("", `${h.kind === "nmi" ? "NMI" : `IRQ ${h.vector}`} delivered at step ${h.atStep}, interrupting ${h.symbol} (${where(h.ip)}):`);
-    lines.push(disasmWindow(m, h.ip));
-  }
-  if (hits.length === 0) lines.push("", "no interrupt was delivered");
-  const f = verdict.failure;
+  for (const h of o.delivered) lines.push("", layout.hit(h, where(h.ip)), ...layout.window(m, h.ip));
+  if (o.delivered.length === 0) lines.push("", "no interrupt was delivered");
   const s = f?.sample !== undefined ? o.samples[f.sample] : undefined;
   if (s) {
     lines.push("", `sample ${f!.sample! + 1}: ${s.kind} at ${s.where}, step ${s.step}: ${s.class}${s.error ? " [unwinder error]" : ""}`);
-    lines.push(...formatChains(s));
-    if (s.picture) lines.push("", "stacks at the sample:", ...renderPicture(s.picture).map((l) => `  ${l}`));
+    lines.push(...layout.chains(s));
+    if (s.picture && layout.picture === "wide") lines.push("", "stacks at the sample:", ...renderPicture(s.picture).map((l) => `  ${l}`));
   }
   if (o.checks.failures.length) {
     lines.push("", "checks:");
     for (const c of o.checks.failures) lines.push(`  FAIL ${c.check}: ${c.message}`);
   }
-  lines.push("", `replay: ${ctx.replay}`);
-  return `${lines.join("\n")}\n`;
+  const code = layout.listing ? failingCode(img, m, o, f) : undefined;
+  if (code) {
+    lines.push("", `${m.symbols.lookup(code.ip)?.name ?? hex64(code.ip)}, ${code.why}${bpfFunctionAt(img, code.ip) ? ` (P: ${ctx.strategy}'s prologue, E: its epilogue)` : ""}:`);
+    lines.push(...functionListing(img, m, code.ip));
+  }
+  // the mail draws the stacks after the listing: the picture is the longest part
+  if (s?.picture && layout.picture === "narrow") lines.push("", "stacks at the sample:", ...renderPicture(s.picture, "narrow").map((l) => `  ${l}`));
+  return layout.finish(lines, ctx.replay);
 }
 
 /** How a report is laid out: `text` for a terminal, `email` for a mailing list (80 columns). */
@@ -239,45 +280,6 @@ function failingCode(img: Image, m: Machine, o: RunOutcome, f: FirstFailure | un
   return "rip" in o.result ? { ip: o.result.rip, why: `where the run ended (${o.result.kind})` } : undefined;
 }
 
-/** The report for a mailing list: every line within 80 columns, symbols before addresses. */
-function emailText(sc: Scenario, img: Image, m: Machine, verdict: Verdict, ctx: ReportContext): string {
-  const o: RunOutcome = verdict.outcome;
-  const where = pointClassifier(img);
-  const f = verdict.failure;
-  const lines: string[] = [
-    `counterexample: strategy ${ctx.strategy}, unwinder ${ctx.unwinder}, policy ${ctx.policy}`,
-    ...(ctx.found ? [`(${ctx.found})`] : []),
-    `failure: ${f ? describeFailure(f) : "none"}`,
-    "",
-    `scenario: ${sc.programs.length} program(s), ${sc.programs.reduce((n, p) => n + p.funcs.length, 0)} function(s)`,
-    ...formatScenario(sc).split("\n").map((l) => `  ${l}`),
-  ];
-  if (verdict.injection) lines.push(`injected: ${verdict.injection.kind === "nmi" ? "an NMI" : `IRQ ${verdict.injection.vector}`} at step ${verdict.injection.atStep} (exhaustive mode)`);
-  for (const h of o.delivered) {
-    lines.push("", `${h.kind === "nmi" ? "NMI" : `IRQ ${h.vector}`} at step ${h.atStep} interrupted ${h.symbol} (${where(h.ip)}):`);
-    lines.push(...disasmWindowNarrow(m, h.ip));
-  }
-  if (o.delivered.length === 0) lines.push("", "no interrupt was delivered");
-  const s = f?.sample !== undefined ? o.samples[f.sample] : undefined;
-  if (s) {
-    lines.push("", `sample ${f!.sample! + 1}: ${s.kind} at ${s.where}, step ${s.step}: ${s.class}${s.error ? " [unwinder error]" : ""}`);
-    lines.push(...formatChainsNarrow(s));
-  }
-  if (o.checks.failures.length) {
-    lines.push("", "checks:");
-    for (const c of o.checks.failures) lines.push(`  FAIL ${c.check}: ${c.message}`);
-  }
-  const code = failingCode(img, m, o, f);
-  if (code) {
-    lines.push("", `${m.symbols.lookup(code.ip)?.name ?? hex64(code.ip)}, ${code.why}${bpfFunctionAt(img, code.ip) ? ` (P: ${ctx.strategy}'s prologue, E: its epilogue)` : ""}:`);
-    lines.push(...functionListing(img, m, code.ip));
-  }
-  if (s?.picture) lines.push("", "stacks at the sample:", ...renderPicture(s.picture, "narrow").map((l) => `  ${l}`));
-  lines.push("", "replay:");
-  // the command as wrapCommand() cut it, not cut again: it must paste as it is (a word longer
-  // than a line, a long path, stays whole on a line of its own)
-  return `${[...lines.flatMap((l) => wrapLine(l.trimEnd())), ...wrapCommand(ctx.replay).map((l) => `  ${l}`)].join("\n")}\n`;
-}
 
 /** disasmWindow() in 80 columns: offsets into the function, instruction text, no bytes. */
 function disasmWindowNarrow(m: Machine, ip: bigint): string[] {
