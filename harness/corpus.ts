@@ -14,7 +14,7 @@ import type { Checked } from "./campaign.ts";
 import { checkExhaustive, checkRandom, type CheckOptions, type Verdict } from "./property.ts";
 import { UNWINDERS } from "./run.ts";
 import { PRIVATE_STACK_KNOWLEDGE } from "../unwinder/index.ts";
-import { parseScenario, ScenarioError, type Scenario, type ScenarioFile } from "./scenario.ts";
+import { loadScenario, parseScenario, ScenarioError, type Scenario, type ScenarioFile } from "./scenario.ts";
 
 export const CORPUS_VERSION = 1;
 
@@ -63,6 +63,24 @@ export function loadCorpusFile(file: string): CorpusEntry {
 }
 
 /** How a corpus entry was found, which is how it is replayed. */
+/**
+ * A scenario file, or a corpus file (one with a "found" record) and its scenario. A file that
+ * cannot be read or is not JSON gets the scenario loader's own error.
+ */
+export function loadScenarioOrCorpus(file: string): { readonly scenario: Scenario; readonly corpus?: CorpusEntry } {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, "utf8"));
+  } catch {
+    return { scenario: loadScenario(file) }; // its own error: unreadable, or not JSON
+  }
+  if (json !== null && typeof json === "object" && "found" in json) {
+    const corpus = loadCorpusFile(file);
+    return { scenario: corpus.scenario, corpus };
+  }
+  return { scenario: parseScenario(json, file) };
+}
+
 export type FoundUnder = Pick<CorpusFile["found"], "unwinder" | "policy" | "exhaustive" | "privateStacks">;
 
 /** A scenario's verdict under one strategy, in the mode, unwinder and policy it was found with. */

@@ -1,13 +1,13 @@
 // The campaign commands' work (check, replay, export, matrix), loaded when one of them runs:
 // campaign.ts defines the commands and is light, so that `--help` does not load the machine, the
 // JIT and fast-check.
-import { readFileSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { basename } from "node:path";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
 import type { Strategy } from "../../jit/strategy.ts";
 import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
-import { loadCorpusFile, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
+import { loadCorpusFile, loadScenarioOrCorpus, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
 import { POINT_CLASSES, SCHED_KEYS, type CoverageKey, type PointClass } from "../property.ts";
 import { formatCounterexample, wrapLine, type ReportFormat } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../../unwinder/index.ts";
@@ -19,7 +19,6 @@ import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { runOnWorkers } from "./pool.ts";
 import { buildImage } from "../../jit/image.ts";
 import { exportSelftest } from "../selftest.ts";
-import { loadScenario } from "../scenario.ts";
 import { bigintHex, JSON_SCHEMA } from "./json.ts";
 import type { PlanConstraints } from "../../generators/index.ts";
 import { DEFAULT_TASKS, type CampaignFlags, type Colors } from "./campaign.ts";
@@ -179,8 +178,7 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
       if (bad.length) throw new RunFailed();
       return;
     }
-    if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("replay: give a corpus file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
-    if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`replay: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
+    mustNameCounterexample(f, "replay: give a corpus file");
     const strategy = await loadStrategy(f.strategy);
     const progress = exhaustiveProgress(f.exhaustive === true && !f.json);
     let r: CampaignResult;
@@ -215,6 +213,17 @@ export async function exportAction(file: string | undefined, f: CampaignFlags & 
 
 
 /** `export --selftest`: the test's text, from a file or a campaign's seed and path. */
+/**
+ * A campaign's counterexample named by --strategy, --seed and --path, all three and a path as
+ * campaigns print it, or a usage error that starts with `usage` (which says what else the
+ * command takes).
+ */
+function mustNameCounterexample(f: CampaignFlags & { path?: string }, usage: string): asserts f is CampaignFlags & { seed: number; path: string } {
+  const command = usage.split(":")[0]!;
+  if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError(`${usage}, or --strategy, --seed and --path (as \`stackcheck check\` printed them)`);
+  if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`${command}: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
+}
+
 async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: string; name?: string }, jit: JitBackend): Promise<{ text: string; name: string; strategy: string }> {
   const name = (fallback: string) => {
     const n = f.name ?? fallback.replace(/[^A-Za-z0-9_]/g, "_").replace(/^(?=\d)/, "t_");
@@ -223,24 +232,14 @@ async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: 
   };
   if (file !== undefined) {
     if (f.seed !== undefined || f.path !== undefined) throw new UsageError("export: give a file, or --strategy, --seed and --path, not both");
-    let json: unknown;
-    try { json = JSON.parse(readFileSync(file, "utf8")); } catch { json = undefined; } // the loaders name what is wrong
-    if (json !== null && typeof json === "object" && "found" in json) {
-      const e = loadCorpusFile(file);
-      const s = await loadStrategy(f.strategy ?? e.data.found.strategy);
-      jit.admit(s);
-      const img = buildImage(e.scenario.spec, s, undefined, undefined, jit);
-      const n = name(basename(file, ".json"));
-      return { name: n, strategy: s.name, text: exportSelftest(img, { name: n, strategy: s.name, source: `${file}; replay: npx stackcheck replay ${file}`, failure: `found: ${e.data.name}` }) };
-    }
-    const sc = loadScenario(file);
-    const s = await loadStrategy(f.strategy ?? "baseline");
+    const { scenario, corpus } = loadScenarioOrCorpus(file);
+    const s = await loadStrategy(f.strategy ?? corpus?.data.found.strategy ?? "baseline");
     jit.admit(s);
     const n = name(basename(file, ".json"));
-    return { name: n, strategy: s.name, text: exportSelftest(buildImage(sc.spec, s, undefined, undefined, jit), { name: n, strategy: s.name, source: file, failure: `scenario: ${sc.file.name ?? basename(file)}` }) };
+    const from = corpus ? { source: `${file}; replay: npx stackcheck replay ${file}`, failure: `found: ${corpus.data.name}` } : { source: file, failure: `scenario: ${scenario.file.name ?? basename(file)}` };
+    return { name: n, strategy: s.name, text: exportSelftest(buildImage(scenario.spec, s, undefined, undefined, jit), { name: n, strategy: s.name, ...from }) };
   }
-  if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError("export: give a corpus or scenario file, or --strategy, --seed and --path (as `stackcheck check` printed them)");
-  if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`export: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
+  mustNameCounterexample(f, "export: give a corpus or scenario file");
   const strategy = await loadStrategy(f.strategy);
   const r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
   if (r.ok) throw new UsageError(`export: the scenario at seed ${f.seed}, path ${f.path} passes under ${strategy.name}: no counterexample to export (a different unwinder, policy or --tasks than the campaign's?)`);

@@ -1,7 +1,7 @@
 // The implementations behind the light command definitions of main.ts: `run`, `disasm`, `isa`
 // and `strategies`, loaded only when one of them runs (so that `--help` and `strategies` start
 // without the machine, the JIT and their dependencies).
-import { readdirSync, readFileSync, realpathSync, statSync } from "node:fs";
+import { readdirSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { supportedCodes } from "../machine/isa.ts";
 import { hex64 as h16, SymbolTable, type Machine, type RunResult } from "../machine/index.ts";
@@ -10,8 +10,8 @@ import { CALL_NAMES } from "../../jit/bpf/abi.ts";
 import { buildImage, ImageError, type Image } from "../../jit/image.ts";
 import { loadStrategy } from "../../jit/strategies/index.ts";
 import { printInsnAt } from "../../jit/bpf/print.ts";
-import { loadScenario, parseScenario, ScenarioError, type Scenario } from "../scenario.ts";
-import { loadCorpusFile } from "../corpus.ts";
+import { loadScenario, ScenarioError, type Scenario } from "../scenario.ts";
+import { loadScenarioOrCorpus } from "../corpus.ts";
 import { checkExhaustive, firstFailure, type Verdict } from "../property.ts";
 import type { Strategy } from "../../jit/strategy.ts";
 import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOutcome, type SchedCounts } from "../run.ts";
@@ -114,16 +114,6 @@ function scenarioFiles(paths: readonly string[]): string[] {
   return out;
 }
 
-/** A scenario file, or a corpus file's scenario (a file with a "found" record). */
-function readScenario(file: string): Scenario {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, "utf8"));
-  } catch {
-    return loadScenario(file); // its own error: unreadable, or not JSON
-  }
-  return json !== null && typeof json === "object" && "found" in json ? loadCorpusFile(file).scenario : parseScenario(json, file);
-}
 
 /**
  * Where an interrupt goes, as a step: a number is one; `symbol+0xoff` (or a bare symbol) and
@@ -164,7 +154,7 @@ interface FileRun {
 
 /** One scenario file run under the command's options. */
 function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<string, number>, jit: JitBackend, log?: (s: string) => void): FileRun {
-  const scenario = readScenario(file);
+  const scenario = loadScenarioOrCorpus(file).scenario;
   const img = buildImage(scenario.spec, strategy, undefined, undefined, jit);
   const opts = { unwinder: o.unwinder, policy: o.policy, privateStacks: o.privateStacks, budgets, image: img };
   // the step at which each instruction first executes, from one run without injections (only if asked for)
