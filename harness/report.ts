@@ -190,6 +190,11 @@ export function wrapLine(line: string, width = WIDTH): string[] {
   return out;
 }
 
+/** Text of several lines, each cut to `width` columns (wrapLine()). */
+export function wrapText(text: string, width = WIDTH): string {
+  return text.split("\n").flatMap((l) => wrapLine(l, width)).join("\n");
+}
+
 /**
  * A shell command cut at its options, with ` \\` continuations, to paste as is. Words are never
  * split: one longer than a line (a long path) has a line of its own.

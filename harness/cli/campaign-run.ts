@@ -9,7 +9,7 @@ import type { Strategy } from "../../jit/strategy.ts";
 import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
 import { loadCorpusFile, loadScenarioOrCorpus, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
 import { POINT_CLASSES, SCHED_KEYS, type CoverageKey, type PointClass } from "../property.ts";
-import { formatCounterexample, wrapLine, type ReportFormat } from "../report.ts";
+import { formatCounterexample, wrapText, type ReportFormat } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../../unwinder/index.ts";
 import { RunFailed, UsageError } from "./errors.ts";
 import { exhaustiveProgress, freshSeed, progressBar, type OutputFormat } from "./options.ts";
@@ -54,7 +54,7 @@ function replayLine(f: CampaignFlags, strategy: string, seed: number, path: stri
 }
 
 /** Text outside a report, cut to 80 columns under --format email. */
-const narrow = (f: { format?: OutputFormat }, text: string): string => (layoutOf(f) === "email" ? text.split("\n").flatMap((l) => wrapLine(l)).join("\n") : text);
+const narrow = (f: { format?: OutputFormat }, text: string): string => (layoutOf(f) === "email" ? wrapText(text) : text);
 
 /** How many of the interrupt point classes were hit, and how often each. */
 const coverageText = (c: ReadonlyMap<CoverageKey, number>) => {

@@ -17,7 +17,7 @@ import type { Strategy } from "../../jit/strategy.ts";
 import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOutcome, type SchedCounts } from "../run.ts";
 import { loadImage, startTask } from "../load.ts";
 import { RunFailed, UsageError } from "./errors.ts";
-import { formatChains, formatCounterexample, wrapLine } from "../report.ts";
+import { formatChains, formatCounterexample, wrapText } from "../report.ts";
 import { bigintHex, JSON_SCHEMA } from "./json.ts";
 import { exhaustiveProgress, type OutputFormat } from "./options.ts";
 import { openJit, type JitFlags } from "./jit-option.ts";
@@ -52,8 +52,6 @@ export function formatOutcome(file: string, o: RunOutcome, jit: JitBackend = TS_
   return `${lines.join("\n")}\n`;
 }
 
-/** Text cut to 80 columns (--format email). */
-const narrowText = (text: string): string => text.split("\n").flatMap((l) => wrapLine(l)).join("\n");
 
 /**
  * Instruction bytes: words of two hex digits each (`55 48 89 e5`), or whole runs of them
@@ -343,7 +341,7 @@ export async function runAction(paths: string[], o: RunFlags & JitFlags, out: (s
         const r = runFile(files[0]!, strategy, o, budgets, jit.backend, o.json ? undefined : out);
         const outcome = r.outcome;
         if (o.json) out(`${json({ schema: JSON_SCHEMA, ...outcome, jit: jit.backend.describe }, 2)}\n`);
-        else if (o.format === "email") out(outcome.ok ? narrowText(formatOutcome(files[0]!, outcome, jit.backend)) : emailReport(files[0]!, r, strategy, o, budgets));
+        else if (o.format === "email") out(outcome.ok ? wrapText(formatOutcome(files[0]!, outcome, jit.backend)) : emailReport(files[0]!, r, strategy, o, budgets));
         else out(formatOutcome(files[0]!, outcome, jit.backend));
         if (!outcome.ok) throw new RunFailed();
         return;
@@ -364,7 +362,7 @@ export async function runAction(paths: string[], o: RunFlags & JitFlags, out: (s
         if (!outcome.ok) failed++;
         const first = firstFailure(outcome);
         const line = `${outcome.ok ? "PASS" : "FAIL"} ${file}${first ? `: ${first.message.split("\n")[0]}` : ""}\n`;
-        out(o.json ? `${json({ schema: JSON_SCHEMA, file, ...outcome, jit: jit.backend.describe })}\n` : o.format === "email" ? narrowText(line) : line);
+        out(o.json ? `${json({ schema: JSON_SCHEMA, file, ...outcome, jit: jit.backend.describe })}\n` : o.format === "email" ? wrapText(line) : line);
       }
       if (!o.json) out(`${files.length} scenario(s): ${files.length - bad - failed} passed, ${failed} failed, ${bad} could not be read\n`);
       if (bad) throw new UsageError(`run: ${bad} of ${files.length} scenario file(s) could not be run (above)`);
