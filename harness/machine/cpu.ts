@@ -10,13 +10,13 @@
 // half and leave the high half in `th` (registers, operands) or `mem.hi` (memory).
 import { hex as hex__, hex64 as hex64__, hiOf as hiOf__, pairToAddr as pairToAddr__, pairToBig as pairToBig__, toCanonical as toCanonical__ } from "./addr.ts";
 import { RSP as RSP__, type DInsn } from "./decode.ts";
-import { arithFlags as arithFlags__, ARITH as ARITH__, CF as CF__, F_NONE as F_NONE__, FIXED as FIXED__, IF as IF__, NT as NT__, RF as RF__, TF as TF__, VM as VM__ } from "./flags.ts";
+import { arithFlags as arithFlags__, condition as condition__, ARITH as ARITH__, CF as CF__, F_LOGIC as F_LOGIC__, F_NONE as F_NONE__, F_SUB as F_SUB__, FIXED as FIXED__, IF as IF__, NT as NT__, RF as RF__, TF as TF__, VM as VM__ } from "./flags.ts";
 import { MemFault as MemFault__, type Memory } from "./memory.ts";
 import type { RunResult } from "./results.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ShadowStack as ShadowStack__, type Activation } from "./shadow.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
-const hex = hex__, hex64 = hex64__, hiOf = hiOf__, pairToAddr = pairToAddr__, pairToBig = pairToBig__, toCanonical = toCanonical__, RSP = RSP__, arithFlags = arithFlags__, ARITH = ARITH__, CF = CF__, F_NONE = F_NONE__, FIXED = FIXED__, IF = IF__, NT = NT__, RF = RF__, TF = TF__, VM = VM__, MemFault = MemFault__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ShadowStack = ShadowStack__;
+const hex = hex__, hex64 = hex64__, hiOf = hiOf__, pairToAddr = pairToAddr__, pairToBig = pairToBig__, toCanonical = toCanonical__, RSP = RSP__, arithFlags = arithFlags__, condition = condition__, ARITH = ARITH__, CF = CF__, F_LOGIC = F_LOGIC__, F_NONE = F_NONE__, F_SUB = F_SUB__, FIXED = FIXED__, IF = IF__, NT = NT__, RF = RF__, TF = TF__, VM = VM__, MemFault = MemFault__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ShadowStack = ShadowStack__;
 type MemFault = MemFault__;
 type ShadowStack = ShadowStack__;
 
@@ -24,6 +24,23 @@ export { ACT_CALL, ACT_INTERRUPT, ACT_ROOT, type Activation } from "./shadow.ts"
 export { hiOf, pairToAddr, pairToBig } from "./addr.ts";
 
 const TWO_32 = 4294967296;
+
+/** Unsigned (al, ah) < (bl, bh). */
+function below(al: number, ah: number, bl: number, bh: number): boolean {
+  return ah < bh || (ah === bh && al < bl);
+}
+
+/** The sign bit of a `size`-byte value given as halves. */
+function signOf(size: number, l: number, h: number): boolean {
+  return size === 8 ? h >= 0x80000000 : ((l >>> (size * 8 - 1)) & 1) === 1;
+}
+
+/** Signed (al, ah) < (bl, bh) at `size` bytes (values below 8 bytes are masked to their size, hi 0). */
+function lessSigned(size: number, al: number, ah: number, bl: number, bh: number): boolean {
+  if (size === 8) { const x = ah | 0, y = bh | 0; return x < y || (x === y && al < bl); }
+  const sh = 32 - size * 8;
+  return ((al << sh) >> sh) < ((bl << sh) >> sh);
+}
 const TWO_47 = 2 ** 47;
 
 /** Segment selectors of the x86-64 kernel (arch/x86/include/asm/segment.h). */
@@ -66,8 +83,8 @@ export function interruptName(vector: number): string {
 
 export class Cpu {
   /** General registers in x86 encoding order: low and high 32-bit halves. */
-  lo = new Uint32Array(16);
-  hi = new Uint32Array(16);
+  readonly lo = new Uint32Array(16);
+  readonly hi = new Uint32Array(16);
   /** High half of the last 64-bit value a helper returned. */
   th = 0;
   /**
@@ -265,6 +282,29 @@ export class Cpu {
       this.fKind = F_NONE;
     }
     return this.flags;
+  }
+
+  /**
+   * A jcc/cmovcc condition (isa.ts COND) on the current flags. After a sub/cmp or a logic op the
+   * common conditions come from the lazy record itself (the comparison it stands for), without
+   * materialising RFLAGS; anything else reads rflags(). Equal to condition(cond, rflags())
+   * always (test/unit/machine/flags.test.ts).
+   */
+  test(cond: number): boolean {
+    const k = this.fKind;
+    if (k !== F_SUB && k !== F_LOGIC) return condition(cond, this.rflags());
+    const rl = this.fRl, rh = this.fRh;
+    let r: boolean;
+    switch (cond >> 1) {
+      case 1: r = k === F_SUB && below(this.fAl, this.fAh, this.fBl, this.fBh); break; // B: CF
+      case 2: r = rl === 0 && rh === 0; break; // E: ZF
+      case 3: r = (rl === 0 && rh === 0) || (k === F_SUB && below(this.fAl, this.fAh, this.fBl, this.fBh)); break; // BE: CF | ZF
+      case 4: r = signOf(this.fSize, rl, rh); break; // S
+      case 6: r = k === F_SUB ? lessSigned(this.fSize, this.fAl, this.fAh, this.fBl, this.fBh) : signOf(this.fSize, rl, rh); break; // L: SF != OF
+      case 7: r = (rl === 0 && rh === 0) || (k === F_SUB ? lessSigned(this.fSize, this.fAl, this.fAh, this.fBl, this.fBh) : signOf(this.fSize, rl, rh)); break; // LE
+      default: return condition(cond, this.rflags()); // O, P
+    }
+    return (cond & 1) === 0 ? r : !r;
   }
 
   setRflags(v: number): void {

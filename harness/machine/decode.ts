@@ -43,6 +43,13 @@ export interface DInsn {
   target: number;      // near-branch target (internal address)
   cond: number;        // jcc/cmovcc condition (isa.ts COND)
   hooks: HookFn[] | null; // address hooks at this ip
+  exec: number;        // the op the machine's loop dispatches on: `op`, or 0 (its slow path) when hooks are attached or op is 0 (setHooks())
+}
+
+/** Attach (or with null, detach) an address's hooks; the loop then takes the instruction's slow path. */
+export function setHooks(d: DInsn, hooks: HookFn[] | null): void {
+  d.hooks = hooks;
+  d.exec = hooks === null ? d.op : OP_UNSUPPORTED;
 }
 
 // ---- load-time tables from iced enums ----
@@ -79,7 +86,7 @@ function blank(ip: number): DInsn {
   return {
     ip, next: ip, len: 0, op: OP_UNSUPPORTED, code: 0, size: 0, srcSize: 0,
     k0: K_NONE, r0: -1, k1: K_NONE, r1: -1, r2: -1, base: -1, index: -1, scale: 1, disp: 0, gs: false,
-    immLo: 0, immHi: 0, target: 0, cond: 0, hooks: null,
+    immLo: 0, immHi: 0, target: 0, cond: 0, hooks: null, exec: OP_UNSUPPORTED,
   };
 }
 
@@ -190,12 +197,18 @@ export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn
   d.immLo = Number(imm & 0xffffffffn);
   d.immHi = Number((imm >> 32n) & 0xffffffffn);
   specialise(d);
+  d.exec = d.op;
   return d;
 }
 
 const OP_MOV = Op.MOV, OP_ADD = Op.ADD, OP_SUB = Op.SUB, OP_CMP = Op.CMP;
 const OP_MOV_RR64 = Op.MOV_RR64, OP_MOV_LOAD64 = Op.MOV_LOAD64, OP_MOV_STORE64 = Op.MOV_STORE64;
 const OP_PUSH_R = Op.PUSH_R, OP_POP_R = Op.POP_R, OP_ADD_RI64 = Op.ADD_RI64, OP_SUB_RI64 = Op.SUB_RI64, OP_CMP_RI64 = Op.CMP_RI64;
+const OP_XOR = Op.XOR, OP_XOR_RR32 = Op.XOR_RR32, OP_MOV_RI = Op.MOV_RI;
+/** The register-register 64-bit form of each ALU op that has one. */
+const RR64 = new Map<number, number>([
+  [Op.ADD, Op.ADD_RR64], [Op.SUB, Op.SUB_RR64], [Op.AND, Op.AND_RR64], [Op.OR, Op.OR_RR64], [Op.XOR, Op.XOR_RR64], [Op.CMP, Op.CMP_RR64], [Op.TEST, Op.TEST_RR64],
+]);
 
 /** Re-label the hottest operand shapes with their specialised op (isa.ts); the semantics are the generic op's. */
 function specialise(d: DInsn): void {
@@ -204,6 +217,8 @@ function specialise(d: DInsn): void {
   if (d.k0 === K_REG && d.r0 === RSP && op !== OP_PUSH) return;
   if (op === OP_PUSH && d.k0 === K_REG) d.op = OP_PUSH_R;
   else if (op === OP_POP && d.k0 === K_REG) d.op = OP_POP_R;
+  else if (op === OP_MOV && d.k0 === K_REG && d.k1 === K_IMM && d.r0 < 16 && (d.size === 8 || d.size === 4)) d.op = OP_MOV_RI;
+  else if (op === OP_XOR && d.size === 4 && d.k0 === K_REG && d.k1 === K_REG) d.op = OP_XOR_RR32;
   else if (d.size !== 8) return;
   else if (op === OP_MOV) {
     if (d.k0 === K_REG && d.k1 === K_REG) d.op = OP_MOV_RR64;
@@ -213,6 +228,8 @@ function specialise(d: DInsn): void {
     if (op === OP_ADD) d.op = OP_ADD_RI64;
     else if (op === OP_SUB) d.op = OP_SUB_RI64;
     else if (op === OP_CMP) d.op = OP_CMP_RI64;
+  } else if (d.k0 === K_REG && d.k1 === K_REG) {
+    d.op = RR64.get(op) ?? op;
   }
 }
 
@@ -255,7 +272,7 @@ export function immediateOf(d: Readonly<DInsn>): number {
 function copyInsn(t: DInsn): DInsn {
   const d: DInsn = {
     ip: t.ip, next: t.next, len: t.len, op: t.op, code: t.code, size: t.size, srcSize: t.srcSize, k0: t.k0, r0: t.r0, k1: t.k1, r1: t.r1, r2: t.r2,
-    base: t.base, index: t.index, scale: t.scale, disp: t.disp, gs: t.gs, immLo: t.immLo, immHi: t.immHi, target: t.target, cond: t.cond, hooks: null,
+    base: t.base, index: t.index, scale: t.scale, disp: t.disp, gs: t.gs, immLo: t.immLo, immHi: t.immHi, target: t.target, cond: t.cond, hooks: null, exec: t.op,
   };
   const why = unsupportedWhy.get(t);
   if (why !== undefined) unsupportedWhy.set(d, why);

@@ -409,7 +409,7 @@ H[Op.JMP_IND] = (c, d) => {
   const h = d.k0 === K_REG ? c.hi[d.r0]! : c.mem.hi;
   c.rip = addrOf(l, h, "execute");
 };
-H[Op.JCC] = (c, d) => { if (condition(d.cond, c.rflags())) c.rip = d.target; };
+H[Op.JCC] = (c, d) => { if (c.test(d.cond)) c.rip = d.target; };
 H[Op.NOP] = () => {};
 H[Op.INT3] = (c, d) => {
   if (!c.idt.has(X86_TRAP_BP)) trapNoGate(c, d, X86_TRAP_BP, "int3");
@@ -516,7 +516,7 @@ H[Op.CMPXCHG] = (c, d) => {
 H[Op.CMOVCC] = (c, d) => {
   const size = d.size;
   const l = src(c, d, size), h = c.th;
-  if (condition(d.cond, c.rflags())) c.setR(d.r0, size, l, h);
+  if (c.test(d.cond)) c.setR(d.r0, size, l, h);
   else if (size === 4) c.setR(d.r0, 4, c.lo[d.r0]!, 0);
 };
 
@@ -539,6 +539,53 @@ function addSubRI(sub: boolean, store: boolean): Handler {
 H[Op.ADD_RI64] = addSubRI(false, true);
 H[Op.SUB_RI64] = addSubRI(true, true);
 H[Op.CMP_RI64] = addSubRI(true, false);
+H[Op.ADD_RR64] = (c, d) => {
+  const lo = c.lo, hi = c.hi, r0 = d.r0, r1 = d.r1, al = lo[r0]!, ah = hi[r0]!, bl = lo[r1]!, bh = hi[r1]!;
+  const s = al + bl, rl = s >>> 0, rh = (ah + bh + (s >= TWO_32 ? 1 : 0)) >>> 0;
+  lo[r0] = rl; hi[r0] = rh;
+  c.setLazy(F_ADD, 8, al, ah, bl, bh, rl, rh);
+};
+/** sub and cmp r64, r64. */
+function subRR64(store: boolean): Handler {
+  return (c, d) => {
+    const lo = c.lo, hi = c.hi, r0 = d.r0, r1 = d.r1, al = lo[r0]!, ah = hi[r0]!, bl = lo[r1]!, bh = hi[r1]!;
+    const s = al - bl, rl = s >>> 0, rh = (ah - bh - (s < 0 ? 1 : 0)) >>> 0;
+    if (store) { lo[r0] = rl; hi[r0] = rh; }
+    c.setLazy(F_SUB, 8, al, ah, bl, bh, rl, rh);
+  };
+}
+H[Op.SUB_RR64] = subRR64(true);
+H[Op.CMP_RR64] = subRR64(false);
+H[Op.AND_RR64] = (c, d) => {
+  const lo = c.lo, hi = c.hi, r0 = d.r0, r1 = d.r1, al = lo[r0]!, ah = hi[r0]!, bl = lo[r1]!, bh = hi[r1]!;
+  const rl = (al & bl) >>> 0, rh = (ah & bh) >>> 0;
+  lo[r0] = rl; hi[r0] = rh;
+  c.setLazy(F_LOGIC, 8, al, ah, bl, bh, rl, rh);
+};
+H[Op.OR_RR64] = (c, d) => {
+  const lo = c.lo, hi = c.hi, r0 = d.r0, r1 = d.r1, al = lo[r0]!, ah = hi[r0]!, bl = lo[r1]!, bh = hi[r1]!;
+  const rl = (al | bl) >>> 0, rh = (ah | bh) >>> 0;
+  lo[r0] = rl; hi[r0] = rh;
+  c.setLazy(F_LOGIC, 8, al, ah, bl, bh, rl, rh);
+};
+H[Op.XOR_RR64] = (c, d) => {
+  const lo = c.lo, hi = c.hi, r0 = d.r0, r1 = d.r1, al = lo[r0]!, ah = hi[r0]!, bl = lo[r1]!, bh = hi[r1]!;
+  const rl = (al ^ bl) >>> 0, rh = (ah ^ bh) >>> 0;
+  lo[r0] = rl; hi[r0] = rh;
+  c.setLazy(F_LOGIC, 8, al, ah, bl, bh, rl, rh);
+};
+H[Op.TEST_RR64] = (c, d) => {
+  const lo = c.lo, hi = c.hi, al = lo[d.r0]!, ah = hi[d.r0]!, bl = lo[d.r1]!, bh = hi[d.r1]!;
+  c.setLazy(F_LOGIC, 8, al, ah, bl, bh, (al & bl) >>> 0, (ah & bh) >>> 0);
+};
+/** xor r32, r32: the result zero-extended (rsp as the destination stays on the generic op). */
+H[Op.XOR_RR32] = (c, d) => {
+  const lo = c.lo, r0 = d.r0, al = lo[r0]!, bl = lo[d.r1]!, rl = (al ^ bl) >>> 0;
+  lo[r0] = rl; c.hi[r0] = 0;
+  c.setLazy(F_LOGIC, 4, al, 0, bl, 0, rl, 0);
+};
+/** mov r64, imm (sign-extended imm32 or imm64) and mov r32, imm32 (zero-extended: immHi is 0). */
+H[Op.MOV_RI] = (c, d) => { c.lo[d.r0] = d.immLo; c.hi[d.r0] = d.immHi; };
 
 for (let i = 0; i < OP_COUNT; i++) if (H[i] === undefined) throw new Error(`exec.ts: no handler for op ${i}`);
 

@@ -25,15 +25,20 @@ export const Op = {
   // What the Linux 7.2 JIT's lowerings add (BPF_DIV/MOD, BPF_END, BMI2 shifts, atomics, arena casts).
   DIV: 46, IDIV: 47, CBW: 48, CWD: 49, BSWAP: 50, ROL: 51, ROR: 52, SHLX: 53, SHRX: 54, SARX: 55,
   XADD: 56, XCHG: 57, CMPXCHG: 58, CMOVCC: 59,
+  // More specialised forms: 64-bit register-register ALU ops, 32-bit xor of registers (the
+  // zeroing idiom and BPF's ALU32 xor), and a register loaded with an immediate.
+  ADD_RR64: 60, SUB_RR64: 61, AND_RR64: 62, OR_RR64: 63, XOR_RR64: 64, CMP_RR64: 65, TEST_RR64: 66, XOR_RR32: 67, MOV_RI: 68,
 } as const;
 export type OpId = (typeof Op)[keyof typeof Op];
-export const OP_COUNT = 60;
+export const OP_COUNT = 69;
 
 /** The generic op of each op id: a specialised form's generic op, else itself (for code that reads instructions by meaning). */
 export const GENERIC_OP: Uint8Array = (() => {
   const t = Uint8Array.from({ length: OP_COUNT }, (_, i) => i);
   t[Op.MOV_RR64] = Op.MOV; t[Op.MOV_LOAD64] = Op.MOV; t[Op.MOV_STORE64] = Op.MOV; t[Op.PUSH_R] = Op.PUSH; t[Op.POP_R] = Op.POP;
   t[Op.ADD_RI64] = Op.ADD; t[Op.SUB_RI64] = Op.SUB; t[Op.CMP_RI64] = Op.CMP;
+  t[Op.ADD_RR64] = Op.ADD; t[Op.SUB_RR64] = Op.SUB; t[Op.AND_RR64] = Op.AND; t[Op.OR_RR64] = Op.OR; t[Op.XOR_RR64] = Op.XOR;
+  t[Op.CMP_RR64] = Op.CMP; t[Op.TEST_RR64] = Op.TEST; t[Op.XOR_RR32] = Op.XOR; t[Op.MOV_RI] = Op.MOV;
   return t;
 })();
 

@@ -4,15 +4,16 @@
 import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__, toInternal as toInternalAddr } from "./addr.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as ACT_ROOT__, Cpu as Cpu__, hiOf as hiOf__, interruptName as interruptName__, pairToBig as pairToBig__, Stop as Stop__, X86_TRAP_NMI as X86_TRAP_NMI__, type Observer } from "./cpu.ts";
 import { ShadowStack, type ShadowSnapshot } from "./shadow.ts";
-import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
+import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
 import { HANDLERS as HANDLERS__ } from "./exec.ts";
+import { Op } from "./isa.ts";
 import { F_NONE as F_NONE__, IF as IF__ } from "./flags.ts";
 import { MemFault as MemFault__, Memory as Memory__, type MemorySnapshot, type Region, type RegionDef } from "./memory.ts";
 import type { FinalResult, RunResult } from "./results.ts";
 import { SymbolTable as SymbolTable__, type SymbolDef } from "./symbols.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
-const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ACT_ROOT = ACT_ROOT__, Cpu = Cpu__, hiOf = hiOf__, interruptName = interruptName__, pairToBig = pairToBig__, Stop = Stop__, X86_TRAP_NMI = X86_TRAP_NMI__, InsnDecoder = InsnDecoder__, NOT_DECODED = NOT_DECODED__, REG_NAMES = REG_NAMES__, RSP = RSP__, unsupportedWhy = unsupportedWhy__, HANDLERS = HANDLERS__, F_NONE = F_NONE__, IF = IF__, MemFault = MemFault__, Memory = Memory__, SymbolTable = SymbolTable__;
+const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ACT_ROOT = ACT_ROOT__, Cpu = Cpu__, hiOf = hiOf__, interruptName = interruptName__, pairToBig = pairToBig__, Stop = Stop__, X86_TRAP_NMI = X86_TRAP_NMI__, InsnDecoder = InsnDecoder__, NOT_DECODED = NOT_DECODED__, REG_NAMES = REG_NAMES__, RSP = RSP__, setHooks = setHooks__, unsupportedWhy = unsupportedWhy__, HANDLERS = HANDLERS__, F_NONE = F_NONE__, IF = IF__, MemFault = MemFault__, Memory = Memory__, SymbolTable = SymbolTable__;
 type Cpu = Cpu__;
 type Stop = Stop__;
 type InsnDecoder = InsnDecoder__;
@@ -25,6 +26,9 @@ type SymbolTable = SymbolTable__;
 export const DEFAULT_STOP_ADDRESS = 0xfffffffffffff000n;
 /** What the loop finds at the stop address: an op-0 marker that means "completed", never cached. */
 const STOP_INSN: DInsn = { ...NOT_DECODED, ip: NaN };
+
+const OP_MOV_RR64 = Op.MOV_RR64, OP_MOV_LOAD64 = Op.MOV_LOAD64, OP_MOV_STORE64 = Op.MOV_STORE64, OP_PUSH_R = Op.PUSH_R, OP_POP_R = Op.POP_R;
+const OP_JMP = Op.JMP, OP_JCC = Op.JCC, OP_CALL = Op.CALL, OP_NOP = Op.NOP;
 
 /** Default step budget of a run. */
 export const DEFAULT_MAX_STEPS = 10_000_000;
@@ -166,7 +170,7 @@ export class Machine {
   }
 
   private attach(cr: CodeRegion, d: DInsn): void {
-    d.hooks = this.hooks.get(d.ip) ?? null;
+    setHooks(d, this.hooks.get(d.ip) ?? null);
     cr.slots[d.ip - cr.start] = d.ip === this.stopRip ? STOP_INSN : d;
   }
 
@@ -348,7 +352,7 @@ export class Machine {
     this.hooks.set(a, list);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
-      if (d !== NOT_DECODED) d.hooks = list;
+      if (d !== NOT_DECODED) setHooks(d, list);
     }
     /** Remove this hook (only this one). */
     return () => {
@@ -363,7 +367,7 @@ export class Machine {
     this.hooks.delete(a);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
-      if (d !== NOT_DECODED) d.hooks = null;
+      if (d !== NOT_DECODED) setHooks(d, null);
     }
   }
 
@@ -501,9 +505,15 @@ export class Machine {
   private loop(limit: number, pauseAt: number): RunResult {
     const c = this.cpu;
     const handlers = HANDLERS;
+    const lo = c.lo, hi = c.hi, mem = this.memory;
     const until = pauseAt >= 0 && pauseAt < limit ? pauseAt : limit;
+    // The next rip is carried in a local as well as in c.rip: reading it back from the CPU object
+    // at the top of every step would put a store and a load on the loop's critical path (a third
+    // of the time of a simple instruction, measured). Every path that lets other code move
+    // c.rip (handlers through the table, interrupt delivery, hooks) reads it back.
+    let next = c.rip;
     for (;;) {
-      const ip = c.rip;
+      const ip = next;
       if (c.steps >= until) {
         if (ip === this.stopRip) return this.completed();
         if (c.steps === pauseAt) return { kind: "paused", steps: c.steps, rip: toCanonical(ip) };
@@ -511,7 +521,7 @@ export class Machine {
       }
       if (c.pendingAny) {
         if (ip === this.stopRip) return this.completed();
-        if (this.deliverPending()) continue;
+        if (this.deliverPending()) { next = c.rip; continue; }
       }
       this.faultIp = ip;
       // Fast path: the region execution is in, already decoded. A stop address inside a code
@@ -524,25 +534,47 @@ export class Machine {
         if (ip === this.stopRip) return this.completed();
         d = this.insnAt(ip);
       }
-      const depth = c.shadow.depth;
-      if (d.hooks !== null && this.hookFired[depth] !== ip) {
-        this.hookFired[depth] = ip;
-        let stop = false;
-        for (const h of d.hooks) {
-          if (h() !== "stop") continue;
-          stop = true;
-          if (h.first) break; // before the address's other hooks: as if the run had stopped short of it
+      let op = d.exec;
+      let depth = -1;
+      if (op === 0) {
+        // The slow path: the stop address, an unsupported instruction, or one with hooks.
+        if (d.op === 0) return d === STOP_INSN ? this.completed() : this.unsupported(d);
+        op = d.op;
+        depth = c.shadow.depth;
+        if (this.hookFired[depth] !== ip) {
+          this.hookFired[depth] = ip;
+          let stop = false;
+          for (const h of d.hooks!) {
+            if (h() !== "stop") continue;
+            stop = true;
+            if (h.first) break; // before the address's other hooks: as if the run had stopped short of it
+          }
+          if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
+          if (c.rip !== ip) { next = c.rip; continue; } // a hook redirected execution
+          // An interrupt a hook raised arrives at this same boundary, before the instruction runs.
+          if (c.pendingAny && this.deliverPending()) { next = c.rip; continue; }
+          // A hook may have removed the hooks (then op is the instruction's own op, as here).
         }
-        if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
-        if (c.rip !== ip) continue; // a hook redirected execution
-        // An interrupt a hook raised arrives at this same boundary, before the instruction runs.
-        if (c.pendingAny && this.deliverPending()) continue;
       }
-      if (d.op === 0) return d === STOP_INSN ? this.completed() : this.unsupported(d);
-      c.rip = d.next;
+      next = d.next;
+      c.rip = next;
       c.steps++;
-      handlers[d.op]!(c, d);
-      if (d.hooks !== null && this.hookFired[depth] === ip) this.hookFired[depth] = NaN; // executed: the next arrival fires again
+      // The hottest ops inline (their handlers in exec.ts have the same semantics); the rest
+      // through the table, after which c.rip says where to go. A switch on small constants
+      // compiles to a jump table, where the table's indirect call cannot be inlined.
+      switch (op) {
+        case OP_MOV_RR64: { const r0 = d.r0, r1 = d.r1; lo[r0] = lo[r1]!; hi[r0] = hi[r1]!; break; }
+        case OP_MOV_LOAD64: { const l = mem.read64(c.ea(d)); lo[d.r0] = l; hi[d.r0] = mem.hi; break; }
+        case OP_MOV_STORE64: mem.write64(c.ea(d, "write"), lo[d.r1]!, hi[d.r1]!); break;
+        case OP_PUSH_R: c.push64(lo[d.r0]!, hi[d.r0]!); break;
+        case OP_POP_R: { const l = c.pop64(); lo[d.r0] = l; hi[d.r0] = c.th; break; }
+        case OP_JMP: next = d.target; c.rip = next; break;
+        case OP_JCC: if (c.test(d.cond)) { next = d.target; c.rip = next; } break;
+        case OP_CALL: c.call(d.target, next, ip); next = d.target; break;
+        case OP_NOP: break;
+        default: handlers[op]!(c, d); next = c.rip;
+      }
+      if (depth >= 0 && this.hookFired[depth] === ip) this.hookFired[depth] = NaN; // executed: the next arrival fires again
     }
   }
 
