@@ -81,8 +81,21 @@ export interface Scenario {
 
 const pathText = (p: readonly PropertyKey[]) => p.reduce<string>((s, k) => (typeof k === "number" ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), "");
 
+/**
+ * The Program of each scenario entry already built: a campaign with several schedules per plan
+ * gives every schedule's scenario the same entry objects (generators/_internals/lower.ts), so
+ * the Program, and validate()'s result, which it keys by the Program, are made once.
+ */
+const builtPrograms = new WeakMap<ScenarioFile["programs"][number], Program>();
+
 /** Build the Program of one scenario entry (functions flattened in file order). */
 function toProgram(p: ScenarioFile["programs"][number]): Program {
+  let prog = builtPrograms.get(p);
+  if (!prog) builtPrograms.set(p, (prog = buildProgram(p)));
+  return prog;
+}
+
+function buildProgram(p: ScenarioFile["programs"][number]): Program {
   const insns: BpfInsn[] = [];
   const funcs = p.funcs.map((f) => {
     const start = insns.length;
