@@ -5,3 +5,7 @@ export function distIsFresh(): boolean;
 export function cliMain(): Promise<typeof import("../harness/cli/main.ts")>;
 /** The TypeScript source, always (with a user's strategy module). */
 export function sourceMain(): Promise<typeof import("../harness/cli/main.ts")>;
+/** Import compiled modules (paths under dist/), then register tsx and the redirect of this project's sources to dist/ on this thread. */
+export function withModuleHooks(...compiled: string[]): Promise<unknown[]>;
+/** The CLI's main module for a command with a user's strategy module: compiled when fresh, else the source. */
+export function moduleMain(): Promise<typeof import("../harness/cli/main.ts")>;

@@ -42,14 +42,41 @@ export async function cliMain() {
 }
 
 /**
- * The TypeScript source, always: with a user's strategy module, which imports this project's
- * own sources (`jit/strategies/*.ts`, `jit/strategy.ts`), the harness must be those same
- * modules, one copy of each (its error classes, its hook watch), not the compiled ones.
+ * The TypeScript source, always: with a user's strategy module and no fresh build, the harness
+ * must be the same modules the user's module imports (`jit/strategies/*.ts`,
+ * `jit/strategy.ts`), one copy of each (its error classes, its hook watch).
  */
 export async function sourceMain() {
   const { register } = await import("tsx/esm/api");
   register();
   return import("../harness/cli/main.ts");
+}
+
+/**
+ * Load compiled modules (`dist/` paths), then let this thread import a user's TypeScript
+ * strategy module against them: tsx for the module itself, and bin/dist-redirect.js, which
+ * sends the module's imports of this project's sources to their compiled copies. The compiled
+ * modules are imported first because module hooks, once registered, see every later import on
+ * the thread (a round trip to the hooks thread each: loading the harness through them took
+ * about as long as transpiling it).
+ */
+export async function withModuleHooks(...compiled) {
+  const loaded = await Promise.all(compiled.map((p) => import(pathToFileURL(join(ROOT, "dist", p)).href)));
+  const { register } = await import("tsx/esm/api");
+  register();
+  const { register: registerHooks } = await import("node:module");
+  registerHooks("./dist-redirect.js", import.meta.url, { data: { root: pathToFileURL(ROOT).href, dist: `${pathToFileURL(join(ROOT, "dist")).href}/` } });
+  return loaded;
+}
+
+/** Every module a command can load: the CLI's lazy command modules, loaded before the hooks. */
+const COMMAND_MODULES = ["harness/cli/main.js", "harness/cli/commands.js", "harness/cli/campaign-run.js", "jit/strategies/index.js", "jit/tree/index.js", "jit/tree/backend.js", "harness/jit-diff.js"];
+
+/** The CLI's main module for a command with a user's strategy module: compiled when the build is fresh. */
+export async function moduleMain() {
+  if (!distIsFresh()) return sourceMain();
+  const [main] = await withModuleHooks(...COMMAND_MODULES);
+  return main;
 }
 
 if (process.argv[2] === "--stamp" && process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

@@ -18,15 +18,19 @@ export const WORKER_HEAP_MB = 256;
 
 export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs: number, seed: number, workers: number, progress: (done: number) => void = () => {}): Promise<PooledRun> {
   const started = performance.now();
-  // compiled (dist/): the shard module itself. As TypeScript (tests, a stale build): the
-  // compiled one still, when the build is fresh and the strategy built in (only plain data
-  // crosses the threads; a strategy module must meet this project's sources), else a shim that
-  // registers tsx first, which costs each thread a second or two.
+  // compiled (dist/): the shard module itself, or with a strategy module bin/pool-worker.js,
+  // which loads it and then lets the thread import the module against it. As TypeScript (tests,
+  // a stale build): the compiled shard still when the build is fresh and the strategy built in
+  // (only plain data crosses the threads; a strategy module must meet the same copy of this
+  // project's modules as the thread that started the pool), else a shim that registers tsx
+  // first, which costs each thread a second or two.
   const compiled = import.meta.url.endsWith(".js");
-  const dist = compiled || (!isStrategyModule(task.strategy) && (await import("../../bin/entry.js")).distIsFresh());
+  const module = isStrategyModule(task.strategy);
+  const dist = compiled || (!module && (await import("../../bin/entry.js")).distIsFresh());
+  const filename = compiled ? (module ? "../../../bin/pool-worker.js" : "./worker-task.js") : dist ? "../../dist/harness/cli/worker-task.js" : "./worker.js";
   const pool = new Piscina<WorkerTask, WorkerResult>({
-    filename: new URL(compiled ? "./worker-task.js" : dist ? "../../dist/harness/cli/worker-task.js" : "./worker.js", import.meta.url).href,
-    ...(dist ? { name: "runShard" } : {}), maxThreads: workers, minThreads: workers,
+    filename: new URL(filename, import.meta.url).href,
+    ...(filename.endsWith("worker-task.js") ? { name: "runShard" } : {}), maxThreads: workers, minThreads: workers,
     // a campaign's live heap stays under 100 MB; without a limit V8 lets each thread's garbage
     // grow to gigabytes before collecting it (a 10,000-scenario campaign peaked near 1 GB)
     resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
