@@ -3,7 +3,9 @@
 // imports of this project's sources (`../jit/strategies/r9-private.ts`, `../jit/strategy.ts`)
 // resolve to the compiled modules the CLI already runs (`dist/jit/...js`): one copy of each
 // module (the harness's error classes, its hook watch), and no source of the project
-// transpiled. Registered after tsx's hooks, so it runs first and sees tsx's resolution.
+// transpiled. Registered after tsx's hooks, so it runs first and sees tsx's resolution. Only
+// ES module imports come here: a CommonJS-scoped `.ts` module's imports are tsx's require()
+// calls, which load the sources (a second copy, as before this redirect).
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 

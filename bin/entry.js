@@ -44,7 +44,8 @@ export async function cliMain() {
 /**
  * The TypeScript source, always: with a user's strategy module and no fresh build, the harness
  * must be the same modules the user's module imports (`jit/strategies/*.ts`,
- * `jit/strategy.ts`), one copy of each (its error classes, its hook watch).
+ * `jit/strategy.ts`), one copy of each (its error classes, its hook watch), for an ES module;
+ * a CommonJS-scoped `.ts` module's require() calls load their own copy either way.
  */
 export async function sourceMain() {
   const { register } = await import("tsx/esm/api");
@@ -55,7 +56,7 @@ export async function sourceMain() {
 /**
  * Load compiled modules (`dist/` paths), then let this thread import a user's TypeScript
  * strategy module against them: tsx for the module itself, and bin/dist-redirect.js, which
- * sends the module's imports of this project's sources to their compiled copies. The compiled
+ * sends the module's ES imports of this project's sources to their compiled copies. The compiled
  * modules are imported first because module hooks, once registered, see every later import on
  * the thread (a round trip to the hooks thread each: loading the harness through them took
  * about as long as transpiling it).

@@ -84,15 +84,25 @@ interface LoweredPrograms {
  * The last lowering of each plan's programs: a campaign with several schedules per plan lowers
  * one plan again with each schedule (`{ ...plan, interrupts }`), whose programs, and so their
  * scenario entries, are then the same objects (harness/scenario.ts validates each entry once).
- * Keyed by the programs array, checked against the plan's other fields.
+ * Keyed by the programs array, checked against the plan's other fields. Plans are values: a plan,
+ * and the scenario entries lowered from it, are never changed in place (nothing here or in the
+ * harness does), or the memo would hand out a stale lowering.
  */
 const programsOf = new WeakMap<readonly PlanProgram[], { readonly key: string; readonly value: LoweredPrograms }>();
 
+/** The plan's fields other than programs and interrupts, as text (NaN and ±Infinity kept apart: the lowering clamps them apart). */
+const otherFields = (plan: Plan): string =>
+  JSON.stringify([plan.nestLimit, plan.irq, plan.nmi, plan.spinLoops, plan.tasks, plan.countedPaths], (_, v: unknown) => (typeof v === "number" && !Number.isFinite(v) ? String(v) : v));
+
 export function lowerPlan(plan: Plan): Lowered {
-  const key = JSON.stringify([plan.nestLimit, plan.irq, plan.nmi, plan.spinLoops, plan.tasks, plan.countedPaths]);
-  let memo = programsOf.get(plan.programs);
-  if (memo?.key !== key) programsOf.set(plan.programs, (memo = { key, value: lowerPrograms(plan) }));
-  const { lowered, names, irq, nmi, shapes, timeline: tl, taskRefs, tasks } = memo.value;
+  let value: LoweredPrograms;
+  if (Array.isArray(plan.programs)) {
+    const key = otherFields(plan);
+    let memo = programsOf.get(plan.programs);
+    if (memo?.key !== key) programsOf.set(plan.programs, (memo = { key, value: lowerPrograms(plan) }));
+    value = memo.value;
+  } else value = lowerPrograms(plan); // a hand-edited plan without programs: a trivial one
+  const { lowered, names, irq, nmi, shapes, timeline: tl, taskRefs, tasks } = value;
   const interrupts = placeInterrupts(upTo(plan.interrupts, MAX_INTERRUPTS), tl, shapes, irq, nmi, tasks);
   const file: ScenarioFile = {
     version: tasks ? 2 : 1,

@@ -341,7 +341,9 @@ export class Machine {
    * Run `fn` each time the instruction at `addr` is about to execute (like a kprobe: once per
    * execution; an interrupt taken at that boundary does not make it fire again when it
    * returns). Returning "stop" ends the run with a `stopped` result; resuming continues at that
-   * instruction without firing again. An interrupt `fn` raises is taken at this boundary.
+   * instruction without firing again. An interrupt `fn` raises is taken at this boundary. Hooks
+   * run before an instruction the machine does not model (they may stop the run or move rip past
+   * it); at the stop address they never run: arriving there completes the run.
    */
   addHook(addr: bigint, fn: (m: Machine) => "stop" | void, opts: { readonly first?: boolean } = {}): () => void {
     const a = mustBeCanonical(addr, "hook address");
@@ -352,7 +354,7 @@ export class Machine {
     this.hooks.set(a, list);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
-      if (d !== NOT_DECODED) setHooks(d, list);
+      if (d !== NOT_DECODED && d !== STOP_INSN) setHooks(d, list);
     }
     /** Remove this hook (only this one). */
     return () => {
@@ -367,7 +369,7 @@ export class Machine {
     this.hooks.delete(a);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
-      if (d !== NOT_DECODED) setHooks(d, null);
+      if (d !== NOT_DECODED && d !== STOP_INSN) setHooks(d, null);
     }
   }
 
@@ -510,7 +512,8 @@ export class Machine {
     // The next rip is carried in a local as well as in c.rip: reading it back from the CPU object
     // at the top of every step would put a store and a load on the loop's critical path (a third
     // of the time of a simple instruction, measured). Every path that lets other code move
-    // c.rip (handlers through the table, interrupt delivery, hooks) reads it back.
+    // c.rip (handlers through the table, memory watchers, observers, interrupt delivery, hooks)
+    // reads it back.
     let next = c.rip;
     for (;;) {
       const ip = next;
@@ -537,40 +540,44 @@ export class Machine {
       let op = d.exec;
       let depth = -1;
       if (op === 0) {
-        // The slow path: the stop address, an unsupported instruction, or one with hooks.
-        if (d.op === 0) return d === STOP_INSN ? this.completed() : this.unsupported(d);
-        op = d.op;
-        depth = c.shadow.depth;
-        if (this.hookFired[depth] !== ip) {
-          this.hookFired[depth] = ip;
-          let stop = false;
-          for (const h of d.hooks!) {
-            if (h() !== "stop") continue;
-            stop = true;
-            if (h.first) break; // before the address's other hooks: as if the run had stopped short of it
+        // The slow path: the stop address, an instruction with hooks, or an unsupported one
+        // (whose hooks still run first: they may stop the run or jump past it).
+        if (d === STOP_INSN) return this.completed();
+        if (d.hooks !== null) {
+          depth = c.shadow.depth;
+          if (this.hookFired[depth] !== ip) {
+            this.hookFired[depth] = ip;
+            let stop = false;
+            for (const h of d.hooks) {
+              if (h() !== "stop") continue;
+              stop = true;
+              if (h.first) break; // before the address's other hooks: as if the run had stopped short of it
+            }
+            if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
+            if (c.rip !== ip) { next = c.rip; continue; } // a hook redirected execution
+            // An interrupt a hook raised arrives at this same boundary, before the instruction runs.
+            if (c.pendingAny && this.deliverPending()) { next = c.rip; continue; }
           }
-          if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
-          if (c.rip !== ip) { next = c.rip; continue; } // a hook redirected execution
-          // An interrupt a hook raised arrives at this same boundary, before the instruction runs.
-          if (c.pendingAny && this.deliverPending()) { next = c.rip; continue; }
-          // A hook may have removed the hooks (then op is the instruction's own op, as here).
         }
+        if (d.op === 0) return this.unsupported(d);
+        op = d.op;
       }
       next = d.next;
       c.rip = next;
       c.steps++;
       // The hottest ops inline (their handlers in exec.ts have the same semantics); the rest
-      // through the table, after which c.rip says where to go. A switch on small constants
-      // compiles to a jump table, where the table's indirect call cannot be inlined.
+      // through the table. A switch on small constants compiles to a jump table, where the
+      // table's indirect call cannot be inlined. After any op that may run other code (a
+      // handler, a memory watcher, an observer), c.rip says where to go: it may have moved it.
       switch (op) {
         case OP_MOV_RR64: { const r0 = d.r0, r1 = d.r1; lo[r0] = lo[r1]!; hi[r0] = hi[r1]!; break; }
-        case OP_MOV_LOAD64: { const l = mem.read64(c.ea(d)); lo[d.r0] = l; hi[d.r0] = mem.hi; break; }
-        case OP_MOV_STORE64: mem.write64(c.ea(d, "write"), lo[d.r1]!, hi[d.r1]!); break;
-        case OP_PUSH_R: c.push64(lo[d.r0]!, hi[d.r0]!); break;
-        case OP_POP_R: { const l = c.pop64(); lo[d.r0] = l; hi[d.r0] = c.th; break; }
+        case OP_MOV_LOAD64: { const l = mem.read64(c.ea(d)); lo[d.r0] = l; hi[d.r0] = mem.hi; next = c.rip; break; }
+        case OP_MOV_STORE64: mem.write64(c.ea(d, "write"), lo[d.r1]!, hi[d.r1]!); next = c.rip; break;
+        case OP_PUSH_R: c.push64(lo[d.r0]!, hi[d.r0]!); next = c.rip; break;
+        case OP_POP_R: { const l = c.pop64(); lo[d.r0] = l; hi[d.r0] = c.th; next = c.rip; break; }
         case OP_JMP: next = d.target; c.rip = next; break;
         case OP_JCC: if (c.test(d.cond)) { next = d.target; c.rip = next; } break;
-        case OP_CALL: c.call(d.target, next, ip); next = d.target; break;
+        case OP_CALL: c.call(d.target, next, ip); next = c.rip; break;
         case OP_NOP: break;
         default: handlers[op]!(c, d); next = c.rip;
       }

@@ -84,6 +84,22 @@ describe("hand-written and edge plans lower validly", () => {
     }
   });
 
+  test("a plan without its programs list (missing, null) lowers to one trivial program", () => {
+    for (const programs of [undefined, null]) {
+      const p = { ...plan({}), programs } as unknown as Plan;
+      expect(parse(p).programs, String(programs)).toHaveLength(1);
+    }
+  });
+
+  test("plans that share one programs array (several schedules per plan) lower as each would alone, whatever else differs", () => {
+    const shared = fc.sample(planArb(), { seed: 4, numRuns: 1 })[0]!.programs;
+    const variants: Partial<Plan>[] = [{ nestLimit: Number.NaN }, { nestLimit: Number.POSITIVE_INFINITY }, { nestLimit: 0 }, { irq: [1] }, { irq: [] }, { nmi: null }, { nmi: 1 }, { tasks: [1] }, { tasks: [] }, { countedPaths: true }, { spinLoops: true }];
+    for (const v of variants) {
+      const alone = planToScenario(structuredClone(plan({ programs: shared, ...v }))); // a programs array of its own
+      expect(planToScenario(plan({ programs: shared, ...v })), JSON.stringify(v)).toEqual(alone);
+    }
+  });
+
   test("an IRQ point with no IRQ program is dropped; an NMI point needs no NMI program", () => {
     const at = { vector: 0, at: "start" as const, n: 3, d: 0, then: null };
     expect(parse(plan({ interrupts: [{ nmi: false, ...at }] })).file.interrupts).toEqual([]);

@@ -144,6 +144,65 @@ describe("the stop address", () => {
   });
 });
 
+describe("hooks and the machine's fast paths", () => {
+  test("hooks at an instruction the machine does not model run first: one may stop the run, or move rip past it", () => {
+    const code = "90 0f a2 b8 07 00 00 00 c3"; // nop; cpuid; mov eax,7; ret
+    const stopped = newMachine();
+    stopped.load(TEXT, bytes(code));
+    stopped.addHook(TEXT + 1n, () => "stop");
+    stopped.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(stopped.run()).toMatchObject({ kind: "stopped", rip: TEXT + 1n });
+    const skipped = newMachine();
+    skipped.load(TEXT, bytes(code));
+    skipped.addHook(TEXT + 1n, (mm) => { mm.rip = TEXT + 3n; });
+    skipped.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(skipped.run()).toMatchObject({ kind: "completed", rax: 7n });
+    const plain = newMachine();
+    plain.load(TEXT, bytes(code));
+    plain.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(plain.run()).toMatchObject({ kind: "unsupported", rip: TEXT + 1n });
+  });
+
+  test("a hook at the stop address never runs (arriving completes the run), and never reaches another machine", () => {
+    const end = TEXT + 0x100n;
+    let fired = 0;
+    const m = newMachine();
+    m.load(TEXT, bytes("b8 05 00 00 00 c3"));
+    m.load(end, bytes("90"));
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: end });
+    m.addHook(end, () => { fired++; return "stop"; });
+    expect(m.run()).toMatchObject({ kind: "completed", rax: 5n });
+    const other = newMachine();
+    other.load(TEXT, bytes("b8 06 00 00 00 c3"));
+    other.load(end, bytes("90"));
+    other.call(TEXT, { rsp: STACK_TOP, stopAt: end });
+    expect(other.run()).toMatchObject({ kind: "completed", rax: 6n });
+    expect(fired).toBe(0);
+  });
+
+  test("a memory watcher that moves rip during an inlined load, store, push or pop is obeyed", () => {
+    // each form at TEXT, then `mov eax,1; ret`, which must not run; the watcher sends rip to
+    // TEXT+0x20, where the code returns 2 (popping what a push left first)
+    const cases = [
+      ["48 89 07", "mov [rdi],rax", "b8 02 00 00 00 c3", "write", DATA],
+      ["48 8b 07", "mov rax,[rdi]", "b8 02 00 00 00 c3", "read", DATA],
+      ["57", "push rdi", "58 b8 02 00 00 00 c3", "write", STACK_TOP - 0x100n],
+      ["57 58", "push rdi; pop rax", "b8 02 00 00 00 c3", "read", STACK_TOP - 0x100n],
+    ] as const;
+    for (const [form, what, target, access, watched] of cases) {
+      const m = newMachine();
+      m.load(TEXT, bytes(`${form} b8 01 00 00 00 c3`));
+      m.load(TEXT + 0x20n, bytes(target));
+      m.setReg("rdi", DATA);
+      m.call(TEXT, { rsp: STACK_TOP - 0x40n, stopAt: STOP });
+      const redirect = () => { m.rip = TEXT + 0x20n; };
+      if (access === "read") m.watchReads(watched, watched + 0x100n, redirect);
+      else m.watchWrites(watched, watched + 0x100n, redirect);
+      expect(m.run(), what).toMatchObject({ kind: "completed", rax: 2n });
+    }
+  });
+});
+
 describe("the rsp cache stays coherent with every way rsp is written", () => {
   const cases: [string, string, bigint][] = [
     // code, description, expected rax; each writes rsp some way and then uses the stack
