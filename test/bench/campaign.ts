@@ -1,13 +1,23 @@
 // Campaign figures for `npm run bench` (design §9): scenarios per second end to end, exhaustive
 // time for a 20-function scenario, and time to find and shrink each broken design.
 import fc from "fast-check";
-import { checkPlan, runCampaign } from "../../harness/campaign.ts";
-import { planArb, type Plan } from "../../generators/index.ts";
-import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
+import type { Plan } from "../../generators/index.ts";
 import type { Strategy } from "../../jit/strategy.ts";
-import { runOnWorkers } from "../../harness/cli/pool.ts";
 import type { Policy } from "../../harness/oracles/classify.ts";
 import type { UnwinderName } from "../../harness/run.ts";
+import { distIsFresh } from "../../bin/entry.js";
+
+/**
+ * The campaign code as the CLI runs it: compiled (dist/) while the build is fresh, else the
+ * sources. Through tsx, which keeps function names (esbuild's keepNames wraps every closure it
+ * creates), the same campaigns run about a tenth slower.
+ */
+export const COMPILED = distIsFresh();
+const from = <T>(source: string, compiled: string): Promise<T> => import(COMPILED ? compiled : source) as Promise<T>;
+const { checkPlan, runCampaign } = await from<typeof import("../../harness/campaign.ts")>("../../harness/campaign.ts", "../../dist/harness/campaign.js");
+const { planArb } = await from<typeof import("../../generators/index.ts")>("../../generators/index.ts", "../../dist/generators/index.js");
+const { BUILTIN_STRATEGIES } = await from<typeof import("../../jit/strategies/index.ts")>("../../jit/strategies/index.ts", "../../dist/jit/strategies/index.js");
+const { runOnWorkers } = await from<typeof import("../../harness/cli/pool.ts")>("../../harness/cli/pool.ts", "../../dist/harness/cli/pool.js");
 
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const functions = (p: Plan) => p.programs.reduce((n, x) => n + x.funcs.length, 0);

@@ -4,7 +4,7 @@
 // several times is the median (and the best), in process CPU time unless it says wall.
 import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { benchBroken, benchExhaustive20, benchExhaustiveRate, benchScenarios, benchScenariosPooled } from "./campaign.ts";
+import { benchBroken, benchExhaustive20, benchExhaustiveRate, benchScenarios, benchScenariosPooled, COMPILED } from "./campaign.ts";
 import { benchSnapshots, benchThroughput } from "./machine.ts";
 import { benchKernel } from "./kernel.ts";
 import { gdbStepBacktracePerSecond } from "./gdb.ts";
@@ -36,6 +36,7 @@ put("snapshot_step_restore_us", -s.median);
 say(`snapshot + step + restore + step: ${(-s.median).toFixed(2)} us per instruction boundary median, ${(-s.best).toFixed(2)} best (${snaps[0]!.snapshots} boundaries)`);
 
 // end to end
+say(`campaigns below: ${COMPILED ? "the compiled code (dist/), as the CLI runs it" : "the TypeScript sources through tsx, about a tenth slower (the build is stale: npm run build)"}`);
 benchScenarios(50, 1, true); // warm-up
 const small = Array.from({ length: 3 }, (_, i) => benchScenarios(300, 100 + i, true));
 const sm = stats(small.map((r) => r.perSecond));
