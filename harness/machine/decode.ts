@@ -269,7 +269,8 @@ export function immediateOf(d: Readonly<DInsn>): number {
   return Number(BigInt.asIntN(64, (BigInt(d.immHi >>> 0) << 32n) | BigInt(d.immLo >>> 0)));
 }
 
-function copyInsn(t: DInsn): DInsn {
+/** A DInsn of one's own with the same fields and no hooks (a machine's, to attach hooks to). */
+export function copyInsn(t: DInsn): DInsn {
   const d: DInsn = {
     ip: t.ip, next: t.next, len: t.len, op: t.op, code: t.code, size: t.size, srcSize: t.srcSize, k0: t.k0, r0: t.r0, k1: t.k1, r1: t.r1, r2: t.r2,
     base: t.base, index: t.index, scale: t.scale, disp: t.disp, gs: t.gs, immLo: t.immLo, immHi: t.immHi, target: t.target, cond: t.cond, hooks: null, exec: t.op,
@@ -301,10 +302,11 @@ export class InsnDecoder {
 
   /**
    * Decode a whole block linearly (one Decoder for the block), up to the first invalid bytes.
-   * Each DInsn passed to `sink` is the caller's own (machines attach their hooks to it).
+   * The DInsns passed to `sink` are shared by every machine that loads the same bytes at the same
+   * address: read-only, without hooks (a machine attaches hooks to a copyInsn() of its own).
    */
   decodeBlock(bytes: Uint8Array, ip: number, sink: (d: DInsn) => void): void {
-    for (const t of decodedBlock(bytes, ip)) sink(copyInsn(t));
+    for (const t of decodedBlock(bytes, ip)) sink(t);
   }
 
   /** Intel-syntax text of the instruction in `bytes` at `ip` (for messages). */

@@ -4,7 +4,7 @@
 import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__, toInternal as toInternalAddr } from "./addr.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as ACT_ROOT__, Cpu as Cpu__, hiOf as hiOf__, interruptName as interruptName__, pairToBig as pairToBig__, Stop as Stop__, X86_TRAP_NMI as X86_TRAP_NMI__, type Observer } from "./cpu.ts";
 import { ShadowStack, type ShadowSnapshot } from "./shadow.ts";
-import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
+import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, copyInsn as copyInsn__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
 import { HANDLERS as HANDLERS__ } from "./exec.ts";
 import { Op } from "./isa.ts";
 import { F_NONE as F_NONE__, IF as IF__ } from "./flags.ts";
@@ -13,7 +13,7 @@ import type { FinalResult, RunResult } from "./results.ts";
 import { SymbolTable as SymbolTable__, type SymbolDef } from "./symbols.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
-const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ACT_ROOT = ACT_ROOT__, Cpu = Cpu__, hiOf = hiOf__, interruptName = interruptName__, pairToBig = pairToBig__, Stop = Stop__, X86_TRAP_NMI = X86_TRAP_NMI__, InsnDecoder = InsnDecoder__, NOT_DECODED = NOT_DECODED__, REG_NAMES = REG_NAMES__, RSP = RSP__, setHooks = setHooks__, unsupportedWhy = unsupportedWhy__, HANDLERS = HANDLERS__, F_NONE = F_NONE__, IF = IF__, MemFault = MemFault__, Memory = Memory__, SymbolTable = SymbolTable__;
+const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ACT_ROOT = ACT_ROOT__, Cpu = Cpu__, hiOf = hiOf__, interruptName = interruptName__, pairToBig = pairToBig__, Stop = Stop__, X86_TRAP_NMI = X86_TRAP_NMI__, InsnDecoder = InsnDecoder__, NOT_DECODED = NOT_DECODED__, REG_NAMES = REG_NAMES__, RSP = RSP__, copyInsn = copyInsn__, setHooks = setHooks__, unsupportedWhy = unsupportedWhy__, HANDLERS = HANDLERS__, F_NONE = F_NONE__, IF = IF__, MemFault = MemFault__, Memory = Memory__, SymbolTable = SymbolTable__;
 type Cpu = Cpu__;
 type Stop = Stop__;
 type InsnDecoder = InsnDecoder__;
@@ -169,8 +169,13 @@ export class Machine {
     this.cLo = this.cLen = 0;
   }
 
+  /**
+   * Put a decoded instruction in its slot. Decoded blocks are shared between machines (decode.ts
+   * decodeBlock()); an instruction with hooks gets a copy of this machine's own to hold them.
+   */
   private attach(cr: CodeRegion, d: DInsn): void {
-    setHooks(d, this.hooks.get(d.ip) ?? null);
+    const hooks = this.hooks.get(d.ip);
+    if (hooks !== undefined) setHooks((d = copyInsn(d)), hooks);
     cr.slots[d.ip - cr.start] = d.ip === this.stopRip ? STOP_INSN : d;
   }
 
@@ -354,7 +359,10 @@ export class Machine {
     this.hooks.set(a, list);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
-      if (d !== NOT_DECODED && d !== STOP_INSN) setHooks(d, list);
+      if (d === NOT_DECODED || d === STOP_INSN) continue;
+      // one without hooks may be shared with other machines: hooks go on a copy of this one's own
+      const own = d.hooks === null ? (cr.slots[a - cr.start] = copyInsn(d)) : d;
+      setHooks(own, list);
     }
     /** Remove this hook (only this one). */
     return () => {
@@ -369,7 +377,7 @@ export class Machine {
     this.hooks.delete(a);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
-      if (d !== NOT_DECODED && d !== STOP_INSN) setHooks(d, null);
+      if (d !== NOT_DECODED && d !== STOP_INSN && d.hooks !== null) setHooks(d, null); // a copy of this machine's own
     }
   }
 

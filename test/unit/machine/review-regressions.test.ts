@@ -180,6 +180,30 @@ describe("hooks and the machine's fast paths", () => {
     expect(fired).toBe(0);
   });
 
+  test("machines that load the same code share its decoded instructions, never each other's hooks", () => {
+    const code = bytes("b8 05 00 00 00 90 c3"); // mov eax,5; nop; ret
+    let fired = 0;
+    const a = newMachine();
+    a.load(TEXT, code);
+    const b = newMachine();
+    b.load(TEXT, code);
+    a.addHook(TEXT + 5n, () => { fired++; });
+    const c = newMachine(); // loaded after the hook was added elsewhere
+    c.load(TEXT, code);
+    for (const m of [b, c]) {
+      m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+      expect(m.run()).toMatchObject({ kind: "completed", rax: 5n });
+    }
+    expect(fired).toBe(0);
+    a.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    a.run();
+    expect(fired).toBe(1);
+    a.clearHooks(TEXT + 5n);
+    a.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    a.run();
+    expect(fired).toBe(1);
+  });
+
   test("a memory watcher that moves rip during an inlined load, store, push or pop is obeyed", () => {
     // each form at TEXT, then `mov eax,1; ret`, which must not run; the watcher sends rip to
     // TEXT+0x20, where the code returns 2 (popping what a push left first)
