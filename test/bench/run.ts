@@ -37,8 +37,8 @@ say(`snapshot + step + restore + step: ${(-s.median).toFixed(2)} us per instruct
 
 // end to end
 say(`campaigns below: ${COMPILED ? "the compiled code (dist/), as the CLI runs it" : "the TypeScript sources through tsx, about a tenth slower (the build is stale: npm run build)"}`);
-benchScenarios(50, 1, true); // warm-up
-const small = Array.from({ length: 3 }, (_, i) => benchScenarios(300, 100 + i, true));
+benchScenarios(200, 1, true); // warm-up
+const small = Array.from({ length: 3 }, (_, i) => benchScenarios(1000, 100 + i, true));
 const sm = stats(small.map((r) => r.perSecond));
 const full = benchScenarios(200, 7, false);
 const four = stats(Array.from({ length: 3 }, (_, i) => benchScenarios(300, 100 + i, true, 4).perSecond));
