@@ -173,10 +173,12 @@ export class Machine {
    * Put a decoded instruction in its slot. Decoded blocks are shared between machines (decode.ts
    * decodeBlock()); an instruction with hooks gets a copy of this machine's own to hold them.
    */
-  private attach(cr: CodeRegion, d: DInsn): void {
+  private attach(cr: CodeRegion, d: DInsn): DInsn {
     const hooks = this.hooks.get(d.ip);
     if (hooks !== undefined) setHooks((d = copyInsn(d)), hooks);
-    cr.slots[d.ip - cr.start] = d.ip === this.stopRip ? STOP_INSN : d;
+    const slot = d.ip === this.stopRip ? STOP_INSN : d;
+    cr.slots[d.ip - cr.start] = slot;
+    return slot;
   }
 
   /** Move the stop address, keeping STOP_INSN in the decode cache slot of the current one. */
@@ -199,8 +201,7 @@ export class Machine {
       cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) };
       this.code.push(cr);
     }
-    const d = this.decoder.decodeOne(bytes, ip);
-    this.attach(cr, d);
+    const d = this.attach(cr, this.decoder.decodeOne(bytes, ip)); // with its hooks
     this.cLo = cr.start; this.cLen = cr.end - cr.start; this.cSlots = cr.slots;
     return d;
   }
@@ -352,10 +353,24 @@ export class Machine {
    */
   addHook(addr: bigint, fn: (m: Machine) => "stop" | void, opts: { readonly first?: boolean } = {}): () => void {
     const a = mustBeCanonical(addr, "hook address");
-    const list = this.hooks.get(a) ?? [];
     const h: HookFn = Object.assign(() => fn(this), { first: opts.first === true });
-    if (h.first) list.unshift(h);
-    else list.push(h);
+    const old = this.hooks.get(a) ?? [];
+    this.setAddressHooks(a, h.first ? [h, ...old] : [...old, h]);
+    /** Remove this hook (only this one; nothing if it is gone already, by clearHooks() too). */
+    return () => {
+      const now = this.hooks.get(a);
+      if (now === undefined || !now.includes(h)) return;
+      const rest = now.filter((x) => x !== h);
+      if (rest.length === 0) this.clearHooks(addr);
+      else this.setAddressHooks(a, rest);
+    };
+  }
+
+  /**
+   * The hooks of an address, a new list each time (never changed in place: the loop may be
+   * running the old one, and a hook that adds or removes hooks there must not change that run).
+   */
+  private setAddressHooks(a: number, list: HookFn[]): void {
     this.hooks.set(a, list);
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
@@ -364,12 +379,6 @@ export class Machine {
       const own = d.hooks === null ? (cr.slots[a - cr.start] = copyInsn(d)) : d;
       setHooks(own, list);
     }
-    /** Remove this hook (only this one). */
-    return () => {
-      const i = list.indexOf(h);
-      if (i >= 0) list.splice(i, 1);
-      if (list.length === 0) this.clearHooks(addr);
-    };
   }
 
   clearHooks(addr: bigint): void {

@@ -204,6 +204,42 @@ describe("hooks and the machine's fast paths", () => {
     expect(fired).toBe(1);
   });
 
+  test("an instruction decoded when first reached (a later load cut its block short) runs with its hooks the first time", () => {
+    let fired = 0;
+    const m = newMachine();
+    m.load(TEXT, bytes("b8 05 00 00 00 90 c3")); // mov eax,5; nop; ret
+    m.load(TEXT + 7n, bytes("90")); // drops the cached instructions of the 15 bytes before it
+    m.addHook(TEXT + 5n, () => { fired++; });
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run()).toMatchObject({ kind: "completed", rax: 5n });
+    expect(fired).toBe(1);
+  });
+
+  test("hooks added or removed by a hook change the next arrival, not this one; a remover after clearHooks() removes nothing else", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("b8 05 00 00 00 90 c3"));
+    const at = TEXT + 5n;
+    const log: string[] = [];
+    const removeSelf = m.addHook(at, () => { log.push("self"); removeSelf(); });
+    m.addHook(at, () => { log.push("second"); });
+    m.addHook(at, (mm) => { log.push("adder"); if (log.length < 4) mm.addHook(at, () => { log.push("added"); }); });
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    m.run();
+    expect(log).toEqual(["self", "second", "adder"]);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    m.run();
+    expect(log.slice(3)).toEqual(["second", "adder", "added"]);
+    // a remover called after clearHooks() must not take hooks added since
+    const stale = m.addHook(at, () => {});
+    m.clearHooks(at);
+    let later = 0;
+    m.addHook(at, () => { later++; });
+    stale();
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    m.run();
+    expect(later).toBe(1);
+  });
+
   test("a memory watcher that moves rip during an inlined load, store, push or pop is obeyed", () => {
     // each form at TEXT, then `mov eax,1; ret`, which must not run; the watcher sends rip to
     // TEXT+0x20, where the code returns 2 (popping what a push left first)
