@@ -148,14 +148,24 @@ export class Machine {
 
   map(def: RegionDef): Region {
     const r = this.memory.map(def);
-    if (r.x) this.code.push({ start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) });
+    if (r.x) this.codeRegion(r);
     return r;
+  }
+
+  /** The decode cache of an executable region, made the first time it is asked for. */
+  private codeRegion(r: Region): CodeRegion {
+    let cr = this.code.find((c) => c.start === r.start);
+    if (cr === undefined) this.code.push((cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) }));
+    return cr;
   }
 
   /** Copy bytes into memory (any permissions). Code loaded this way is pre-decoded in one pass. */
   load(addr: bigint, bytes: Uint8Array): void {
     this.memory.load(addr, bytes);
     const a = mustBeCanonical(addr, "load");
+    // an executable region mapped through `machine.memory` gets its decode cache now, so that the
+    // code epoch moves and a restore() to a snapshot from before this load decodes again
+    for (const r of this.memory.regions) if (r.x && a < r.end && a + bytes.length > r.start) this.codeRegion(r);
     for (const cr of this.code) {
       if (a + bytes.length <= cr.start || a >= cr.end) continue;
       this.codeEpoch++;
@@ -194,13 +204,8 @@ export class Machine {
   private decodeAt(ip: number): DInsn {
     if (ip === this.stopRip) return STOP_INSN;
     const bytes = this.memory.fetch(ip, 15); // faults if not executable
-    let cr = this.code.find((r) => ip >= r.start && ip < r.end);
-    if (cr === undefined) {
-      // Mapped through `machine.memory` rather than `machine.map()`: give it a decode cache now.
-      const r = this.memory.regionAt(ip)!;
-      cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) };
-      this.code.push(cr);
-    }
+    // (a region mapped through `machine.memory` rather than `machine.map()` gets its decode cache now)
+    const cr = this.code.find((r) => ip >= r.start && ip < r.end) ?? this.codeRegion(this.memory.regionAt(ip)!);
     const d = this.attach(cr, this.decoder.decodeOne(bytes, ip)); // with its hooks
     this.cLo = cr.start; this.cLen = cr.end - cr.start; this.cSlots = cr.slots;
     return d;
@@ -245,7 +250,15 @@ export class Machine {
   }
 
   get rip(): bigint { return toCanonical(this.cpu.rip); }
-  set rip(v: bigint) { this.cpu.rip = mustBeCanonical(v, "rip"); }
+  /**
+   * Moving rip elsewhere (a hook redirecting, or a resume somewhere else after a stop) ends the
+   * arrival whose hooks fired: the next arrival at that address fires them again.
+   */
+  set rip(v: bigint) {
+    const to = mustBeCanonical(v, "rip");
+    if (to !== this.cpu.rip) this.hookFired[this.cpu.shadow.depth] = NaN;
+    this.cpu.rip = to;
+  }
   get rflags(): number { return this.cpu.rflags(); }
   set rflags(v: number) { this.cpu.setRflags(v); }
   get gsBase(): bigint { return toCanonical(this.cpu.gsBase); }
@@ -384,6 +397,8 @@ export class Machine {
   clearHooks(addr: bigint): void {
     const a = mustBeCanonical(addr, "hook address");
     this.hooks.delete(a);
+    // an arrival whose hooks fired (an interrupt taken there) is over for hooks added later
+    for (let i = 0; i < this.hookFired.length; i++) if (this.hookFired[i] === a) this.hookFired[i] = NaN;
     for (const cr of this.code) {
       const d = a >= cr.start && a < cr.end ? cr.slots[a - cr.start]! : NOT_DECODED;
       if (d !== NOT_DECODED && d !== STOP_INSN && d.hooks !== null) setHooks(d, null); // a copy of this machine's own
@@ -568,7 +583,7 @@ export class Machine {
             for (const h of d.hooks) {
               if (h() !== "stop") continue;
               stop = true;
-              if (h.first) break; // before the address's other hooks: as if the run had stopped short of it
+              if (h.first) break; // the address's other hooks do not run at this arrival (nor on a resume here)
             }
             if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
             if (c.rip !== ip) { next = c.rip; continue; } // a hook redirected execution

@@ -240,6 +240,49 @@ describe("hooks and the machine's fast paths", () => {
     expect(later).toBe(1);
   });
 
+  test("after a hook moves rip away, the next arrival at its address fires it again", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("90 c3")); // A: nop; ret
+    m.load(TEXT + 0x10n, bytes("eb ee")); // jmp A
+    let fired = 0;
+    m.addHook(TEXT, (mm) => { if (++fired === 1) mm.rip = TEXT + 0x10n; });
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run().kind).toBe("completed");
+    expect(fired).toBe(2);
+  });
+
+  test("hooks removed during an interrupt taken at their address: a hook added there later fires at the next arrival", () => {
+    for (const withIrq of [true, false]) {
+      const m = newMachine();
+      m.load(TEXT, bytes("b9 03 00 00 00 90 ff c9 75 fb c3")); // mov ecx,3; A: nop; dec ecx; jnz A; ret
+      m.load(HANDLER, bytes("48 cf"));
+      m.setGate(0x20, HANDLER);
+      const A = TEXT + 5n;
+      const log: string[] = [];
+      const remove = m.addHook(A, (mm) => { log.push("h1"); if (withIrq) mm.raise(0x20); remove(); });
+      m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+      m.rflags = 0x202;
+      m.runUntil(withIrq ? 4 : 3); // paused before jnz (the iretq counts a step)
+      m.addHook(A, () => { log.push("h2"); });
+      expect(m.run().kind).toBe("completed");
+      expect(log, `with an interrupt: ${withIrq}`).toEqual(["h1", "h2", "h2"]);
+    }
+  });
+
+  test("code loaded into a region mapped through machine.memory is decoded again after a restore() to before the load", () => {
+    const m = newMachine();
+    const R = 0xffffffffa0000000n;
+    m.memory.map({ name: "jit", kind: "text", start: R, size: 0x1000, perms: "r-x" });
+    m.load(R, bytes("b8 01 00 00 00 c3")); // mov eax,1; ret
+    const s = m.snapshot();
+    m.load(R, bytes("b8 02 00 00 00 c3")); // mov eax,2; ret
+    m.call(R, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run()).toMatchObject({ kind: "completed", rax: 2n });
+    m.restore(s);
+    m.call(R, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run()).toMatchObject({ kind: "completed", rax: 1n });
+  });
+
   test("a memory watcher that moves rip during an inlined load, store, push or pop is obeyed", () => {
     // each form at TEXT, then `mov eax,1; ret`, which must not run; the watcher sends rip to
     // TEXT+0x20, where the code returns 2 (popping what a push left first)
