@@ -164,7 +164,7 @@ export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
   // running function's frame; a blocked task's switch frame (&inactive_task_frame->bp, thread.sp).
   let bp: bigint, firstFrame: bigint;
   if (from.kind === "regs") { bp = rd(env, regs + REG.bp); firstFrame = rd(env, regs + REG.sp); }
-  else if (from.kind === "current") { bp = from.bp; firstFrame = from.firstFrame ?? from.bp; }
+  else if (from.kind === "current") { bp = from.bp; firstFrame = from.firstFrame || from.bp; } // first_frame ?: get_stack_pointer() (asm/unwind.h): 0 is the default too
   else { bp = from.task.threadSp + BigInt(INACTIVE_TASK_FRAME.bp); firstFrame = from.task.threadSp; }
   // IP == 0: a call through a NULL pointer; pretend the frame is complete.
   if (regs !== 0n && rd(env, regs + REG.ip) === 0n && rd(env, regs + REG.sp) >= firstFrame) {

@@ -248,7 +248,7 @@ export function orcStart(env: UnwindEnv, data: OrcData, from: StartFrom, retFrom
     s.regs = regs; s.fullRegs = true; s.signal = true;
   } else if (from.kind === "current") {
     s.ip = from.ip; s.sp = from.sp; s.bp = from.bp;
-    firstFrame = from.firstFrame ?? from.bp;
+    firstFrame = from.firstFrame || from.bp; // first_frame ?: ... (asm/unwind.h): 0 is the default too
   } else {
     const frame = from.task.threadSp;
     s.sp = frame + BigInt(INACTIVE_TASK_FRAME_SIZE);

@@ -74,7 +74,7 @@ export interface UnwindEnv {
   readonly taskPtRegs: bigint;
   /** __kernel_text_address(): kernel text, entry text, BPF images and trampolines. */
   isKernelText(addr: bigint): boolean;
-  /** in_entry_code(): __entry_text and __irqentry_text. */
+  /** in_entry_code() (unwind_frame.c, 7.2): __entry_text; on x86-64 the __irqentry_text labels sit inside .entry.text. */
   inEntryCode(addr: bigint): boolean;
   /** A symbol for warning texts (%pB). */
   symbolize(addr: bigint): string;

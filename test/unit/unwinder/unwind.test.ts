@@ -56,6 +56,12 @@ describe("one interface, two unwinders", () => {
     expect(archStackWalk(orcFor(env), from).ips.slice(0, 2)).toEqual([TEXT + 0x10n, TEXT + 0x20n]);
   });
 
+  test("a first_frame of 0 is the default (first_frame ?: get_stack_pointer()), under both unwinders", () => {
+    const env = world(chain);
+    const from = { kind: "current", ip: TEXT + 0x100n, sp: f0 - 0x20n, bp: f0 } as const;
+    for (const u of [frameUnwinder(env), orcFor(env)]) expect(archStackWalk(u, { ...from, firstFrame: 0n })).toEqual(archStackWalk(u, from));
+  });
+
   test("arch_stack_walk keeps going after an ORC error (code without ORC data: the frame-pointer guess); the reliable walk stops", () => {
     const BPF = 0xffffffffa0000000n; // not in the ORC table: orc_fp_entry, error set
     const words: [bigint, bigint][] = [[f0, f1], [f0 + 8n, BPF + 0x10n], [f1, PT - 16n], [f1 + 8n, TEXT + 0x20n], [PT - 16n, 0n], [PT - 8n, ENTRY + 0x40n]];
