@@ -7,7 +7,7 @@ import type { UnwindEnv } from "./stack.ts";
 import type { Unwinder } from "./unwind.ts";
 
 export {
-  archStackWalk, archStackWalkReliable, perfCallchainKernel, unwindDone, unwindError, unwindGetEntryRegs, unwindGetReturnAddress,
+  archStackWalk, archStackWalkReliable, KLP_MAX_STACK_ENTRIES, perfCallchainKernel, unwindDone, unwindError, unwindGetEntryRegs, unwindGetReturnAddress,
 } from "./unwind.ts";
 export type { ReliableWalk, StartFrom, UnwindState, Unwinder, Walk } from "./unwind.ts";
 export { frameUnwinder, unwindStart as frameUnwindStart, unwindNextFrame as frameUnwindNextFrame } from "./frame.ts";

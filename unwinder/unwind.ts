@@ -182,12 +182,15 @@ export function perfCallchainKernel<S extends UnwindState>(u: Unwinder<S>, regs:
   return collect(u, u.start({ ...from, firstFrame: rd(u.env, regs + BigInt(PT_REGS.sp)) }), []);
 }
 
+/** livepatch's buffer for a task's reliable walk: MAX_STACK_ENTRIES (kernel/livepatch/transition.c, 7.2). */
+export const KLP_MAX_STACK_ENTRIES = 100;
+
 /** arch_stack_walk_reliable()'s answer: 0 or -EINVAL, and the entries it consumed. */
 export interface ReliableWalk {
   readonly ok: boolean;
   readonly ips: readonly bigint[];
   /** Why it failed: the kernel returns -EINVAL for each of these. */
-  readonly why?: "kernel regs (frame pointers)" | "no return address" | "unwinder error";
+  readonly why?: "kernel regs (frame pointers)" | "no return address" | "unwinder error" | "buffer full";
   readonly warnings: readonly string[];
   /** Why the unwind under it stopped (not a kernel field: for reports). */
   readonly stopped: Stop;
@@ -196,10 +199,13 @@ export interface ReliableWalk {
 /**
  * arch_stack_walk_reliable() (arch/x86/kernel/stacktrace.c, 7.2), as livepatch calls it:
  * while not done and not in error: user-mode regs end it successfully; kernel-mode regs fail it
- * only with CONFIG_FRAME_POINTER (`framePointer`); a return address of 0 fails it; after the
- * loop, unwind_error() fails it.
+ * only with CONFIG_FRAME_POINTER (`framePointer`); a return address of 0 fails it; the consumer
+ * refusing an entry fails it; after the loop, unwind_error() fails it. The consumer is
+ * stack_trace_consume_entry() (kernel/stacktrace.c) over a buffer of `size` entries (livepatch's
+ * 100): it answers `len < size` once it has stored an entry, so the entry that fills the buffer
+ * is refused, and a task with exactly `size` return addresses is -EINVAL too.
  */
-export function archStackWalkReliable<S extends UnwindState>(u: Unwinder<S>, from: StartFrom, framePointer: boolean): ReliableWalk {
+export function archStackWalkReliable<S extends UnwindState>(u: Unwinder<S>, from: StartFrom, framePointer: boolean, size = KLP_MAX_STACK_ENTRIES): ReliableWalk {
   const ips: bigint[] = [];
   const s = u.start(from);
   const fail = (why: ReliableWalk["why"]): ReliableWalk => ({ ok: false, ips, why, warnings: s.warnings.lines, stopped: stopOf(s) });
@@ -212,6 +218,7 @@ export function archStackWalkReliable<S extends UnwindState>(u: Unwinder<S>, fro
     const addr = unwindGetReturnAddress(u.env, s);
     if (addr === 0n) { stopNotKernelText(s); return fail("no return address"); }
     ips.push(addr);
+    if (ips.length >= size) { stopAt(s, `the caller's buffer of ${size} entries is full (stack_trace_consume_entry())`); return fail("buffer full"); }
   }
   if (unwindError(s)) return fail("unwinder error");
   return { ok: true, ips, warnings: s.warnings.lines, stopped: stopOf(s) };

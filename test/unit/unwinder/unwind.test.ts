@@ -4,7 +4,7 @@
 // (the warning text chosen by state->regs; is_last_ftrace_frame()'s content checks).
 import { describe, expect, test } from "vitest";
 import {
-  archStackWalk, archStackWalkReliable, bpfHasFramePointer, frameUnwinder, OrcTable, orcUnwinder, perfCallchainKernel, STACK_TYPE_NMI,
+  archStackWalk, archStackWalkReliable, bpfHasFramePointer, frameUnwinder, KLP_MAX_STACK_ENTRIES, OrcTable, orcUnwinder, perfCallchainKernel, STACK_TYPE_NMI,
   type BpfKsym, type OrcEntry, type TaskView, type UnwindEnv, type Unwinder,
 } from "../../../unwinder/index.ts";
 import { PT_REGS } from "../../../arch/ptrace.ts";
@@ -84,6 +84,31 @@ describe("one interface, two unwinders", () => {
     const from = { kind: "current", ip: ENTRY + 0x20n, sp: handler, bp: handler } as const;
     expect(archStackWalkReliable(frameUnwinder(env), from, true)).toMatchObject({ ok: false, why: "kernel regs (frame pointers)" });
     expect(archStackWalkReliable(frameUnwinder(world(chain)), { kind: "current", ip: 0n, sp: f0, bp: f0 }, true)).toMatchObject({ ok: true, ips: [TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n] });
+  });
+});
+
+describe("the reliable walk's buffer (livepatch's MAX_STACK_ENTRIES)", () => {
+  /** A frame-pointer chain of `n` return addresses ending at do_syscall_64's frame below pt_regs. */
+  const deep = (n: number): { env: UnwindEnv; from: { kind: "current"; ip: bigint; sp: bigint; bp: bigint }; ips: bigint[] } => {
+    const frames = Array.from({ length: n }, (_, k) => PT - 16n - 16n * BigInt(n - 1 - k)); // innermost first
+    const words: [bigint, bigint][] = [];
+    const ips = frames.map((_, k) => (k === n - 1 ? ENTRY + 0x40n : TEXT + 0x10n + BigInt(k)));
+    frames.forEach((f, k) => { words.push([f, k === n - 1 ? 0n : frames[k + 1]!], [f + 8n, ips[k]!]); });
+    return { env: world(words), from: { kind: "current", ip: 0n, sp: frames[0]!, bp: frames[0]! }, ips };
+  };
+
+  test("stack_trace_consume_entry() refuses the entry that fills it: 99 return addresses are reliable, 100 are -EINVAL", () => {
+    // (the buffer is the walk's, the same over either unwinder; this hand-built world has ORC data for TEXT only)
+    for (const u of [(e: UnwindEnv) => frameUnwinder(e)]) {
+      const fits = deep(KLP_MAX_STACK_ENTRIES - 1);
+      expect(archStackWalkReliable(u(fits.env), fits.from, false)).toMatchObject({ ok: true, ips: fits.ips });
+      const full = deep(KLP_MAX_STACK_ENTRIES);
+      const r = archStackWalkReliable(u(full.env), full.from, false);
+      expect(r).toMatchObject({ ok: false, why: "buffer full", ips: full.ips });
+      expect(r.stopped.why).toBe("the caller's buffer of 100 entries is full (stack_trace_consume_entry())");
+      // arch_stack_walk() itself has no buffer: the whole chain
+      expect(archStackWalk(u(full.env), full.from).ips).toEqual(full.ips);
+    }
   });
 });
 
