@@ -7,7 +7,7 @@ import { INACTIVE_TASK_FRAME } from "../arch/switch_to.ts";
 import {
   getStackInfo, onStack, STACK_TYPE_UNKNOWN, Warnings, type StackInfo, type TaskView, type UnwindEnv,
 } from "./stack.ts";
-import { noteSkippedToEnd, stopAt, stopOnMiss, unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
+import { hex, noteSkippedToEnd, stopAt, stopOnMiss, unwindDone, type StartFrom, type UnwindState, type Unwinder } from "./unwind.ts";
 
 const FRAME_HEADER_SIZE = 16n;
 const PT_REGS_SIZE = BigInt(PTREGS_SIZE);
@@ -26,7 +26,6 @@ export interface FrameUnwindState extends UnwindState {
 }
 
 const rd = (env: UnwindEnv, a: bigint): bigint => env.mem.read64(a) ?? 0n;
-const hex = (v: bigint) => BigInt.asUintN(64, v).toString(16).padStart(16, "0");
 /** user_mode(regs): the CS of the pt_regs has RPL 3. */
 const userMode = (env: UnwindEnv, regs: bigint) => (rd(env, regs + REG.cs) & 3n) !== 0n;
 /** task_pt_regs(state->task). */

@@ -56,7 +56,8 @@ export interface Stop {
   readonly note?: string;
 }
 
-const hex = (v: bigint) => BigInt.asUintN(64, v).toString(16).padStart(16, "0");
+/** 16 hex digits, as the unwinders' messages print an address (%016lx). */
+export const hex = (v: bigint): string => BigInt.asUintN(64, v).toString(16).padStart(16, "0");
 
 /** Record why the unwind stops (the first reason given wins: later exits follow from it). */
 export function stopAt(s: UnwindState, why: string, at?: bigint): void {
