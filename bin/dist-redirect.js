@@ -9,19 +9,19 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-let root = "", dist = "";
-const SOURCES = ["arch/", "harness/", "jit/", "unwinder/", "generators/"];
+let root = "", dist = "", sources = [];
 
 export function initialize(data) {
   root = data.root; // file: URLs ending in "/"
   dist = data.dist;
+  sources = data.sources.map((d) => `${d}/`); // the folders the build compiles (bin/entry.js SOURCES)
 }
 
 export async function resolve(specifier, context, nextResolve) {
   const r = await nextResolve(specifier, context);
   if (!r.url.startsWith(root) || r.url.startsWith(dist) || !r.url.endsWith(".ts")) return r;
   const rel = r.url.slice(root.length);
-  if (!SOURCES.some((s) => rel.startsWith(s))) return r;
+  if (!sources.some((d) => rel.startsWith(d))) return r;
   const compiled = `${dist}${rel.slice(0, -3)}.js`;
   return existsSync(fileURLToPath(compiled)) ? { url: compiled, format: "module", shortCircuit: true } : r;
 }

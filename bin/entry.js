@@ -66,7 +66,7 @@ export async function withModuleHooks(...compiled) {
   const { register } = await import("tsx/esm/api");
   register();
   const { register: registerHooks } = await import("node:module");
-  registerHooks("./dist-redirect.js", import.meta.url, { data: { root: pathToFileURL(ROOT).href, dist: `${pathToFileURL(join(ROOT, "dist")).href}/` } });
+  registerHooks("./dist-redirect.js", import.meta.url, { data: { root: pathToFileURL(ROOT).href, dist: `${pathToFileURL(join(ROOT, "dist")).href}/`, sources: SOURCES } });
   return loaded;
 }
 
