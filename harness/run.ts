@@ -191,6 +191,11 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     const area = w.at === undefined ? undefined : (areas ??= stackAreas(img)).find((x) => w.at! >= x.begin && w.at! < x.end);
     return `${w.why}${area ? ` (it is in the ${area.name})` : ""}${w.note ? `; ${w.note}` : ""}`;
   };
+  /** A sample's two chains and what its walk said, as every kind of sample reports them. */
+  const chains = (expected: readonly bigint[], walk: Walk) => ({
+    truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
+    error: walk.error, warnings: walk.warnings, ...(walk.stopped ? { stopped: stopText(walk.stopped)! } : {}),
+  });
   const samples: Sample[] = [];
   /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */
   const record = (kind: Sample["kind"], where: string, from: number | { expected: readonly bigint[]; allow: readonly Allowance[] }, walk: Walk, interrupted?: Sample["interrupted"]) => {
@@ -200,8 +205,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     const c = classify(expected, walk, typeof from === "number" ? allowances(truth, from, windows) : from.allow);
     samples.push({
       kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
-      truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
-      error: walk.error, warnings: walk.warnings, ...(walk.stopped ? { stopped: stopText(walk.stopped)! } : {}), ...(picture === undefined ? {} : { picture }),
+      ...chains(expected, walk), ...(picture === undefined ? {} : { picture }),
     });
   };
   // dump_stack()/stack_trace_save() from the sampling function itself: arch_stack_walk() of current, no regs
@@ -260,8 +264,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         if (!r.ok) sched.blockedUnreliable++;
         samples.push({
           kind: "blocked task (reliable walk)", where: `task ${t}, switched out at ${sym(expected[0] ?? 0n)}${r.ok ? "" : ` (-EINVAL: ${r.why})`}`, step: mm.steps,
-          regs: { rip: mm.rip, rsp: mm.reg("rsp"), rbp: mm.reg("rbp") }, class: c.class, failed: r.ok && c.class !== "EXACT",
-          truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: r.ips.map((ip) => ({ ip, symbol: sym(ip) })), error: !r.ok, warnings: r.warnings, ...(r.stopped ? { stopped: stopText(r.stopped)! } : {}),
+          regs: { rip: mm.rip, rsp: mm.reg("rsp"), rbp: mm.reg("rbp") }, class: c.class, failed: r.ok && c.class !== "EXACT", ...chains(expected, walk),
         });
       }
     });
