@@ -62,7 +62,6 @@ export function loadCorpusFile(file: string): CorpusEntry {
   return { file, data: parsed.data, scenario };
 }
 
-/** How a corpus entry was found, which is how it is replayed. */
 /**
  * A scenario file, or a corpus file (one with a "found" record) and its scenario. A file that
  * cannot be read or is not JSON gets the scenario loader's own error.
@@ -81,6 +80,7 @@ export function loadScenarioOrCorpus(file: string): { readonly scenario: Scenari
   return { scenario: parseScenario(json, file) };
 }
 
+/** How a corpus entry was found, which is how it is replayed. */
 export type FoundUnder = Pick<CorpusFile["found"], "unwinder" | "policy" | "exhaustive" | "privateStacks">;
 
 /** A scenario's verdict under one strategy, in the mode, unwinder and policy it was found with. */
