@@ -22,6 +22,7 @@ import {
 } from "../jit/bpf/opcodes.ts";
 import type { BpfInsn } from "../jit/bpf/instruction.ts";
 import { attachOf, calleeOf, type AttachPath, type Program } from "../jit/bpf/program.ts";
+import { jumpOffset } from "../jit/bpf/fields.ts";
 import { printInsnAt } from "../jit/bpf/print.ts";
 import { testProgsLines } from "../jit/disasm.ts";
 import type { Image } from "../jit/image.ts";
@@ -116,10 +117,9 @@ function asmOf(insns: readonly BpfInsn[], k: number, ctx: AsmContext): string | 
 function jumpTargets(insns: readonly BpfInsn[]): Set<number> {
   const out = new Set<number>();
   insns.forEach((x, k) => {
-    const cls = BPF_CLASS(x.code);
-    if ((cls === BPF_JMP || cls === BPF_JMP32) && BPF_OP(x.code) !== BPF_CALL && BPF_OP(x.code) !== BPF_EXIT && asmOf(insns, k, { label: () => "", callee: () => "" }) !== undefined) {
-      out.add(k + 1 + x.off);
-    }
+    // (a jump written as bytes needs no label)
+    const off = jumpOffset(x);
+    if (off !== undefined && asmOf(insns, k, { label: () => "", callee: () => "" }) !== undefined) out.add(k + 1 + off);
   });
   return out;
 }
