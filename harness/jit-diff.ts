@@ -14,7 +14,7 @@ import type { Program } from "../jit/bpf/program.ts";
 import { printInsnAt, printProgram } from "../jit/bpf/print.ts";
 import { validate } from "../jit/bpf/validate.ts";
 import { miscFixups } from "../jit/bpf/fixups.ts";
-import { disassemble, type Syntax } from "../jit/disasm.ts";
+import { disassemble, hexBytes, lineText, type Syntax } from "../jit/disasm.ts";
 import { kernelSymbolsOf } from "../jit/image.ts";
 import type { JitFunction, JitLayout, JitProgram } from "../jit/jit.ts";
 import { KERNEL_LAYOUT, PCPU_THIS_CPU_OFF, PERCPU_DYNAMIC } from "../jit/kernel/layout.ts";
@@ -219,8 +219,8 @@ interface Row { readonly bpf?: string; readonly left?: Line; readonly right?: Li
 function lines(f: JitFunction, from: number, to: number, syntax: Syntax, symbolize: (a: bigint) => string | undefined): Line[] {
   const bytes = f.image.bytes.subarray(from, to);
   return disassemble(bytes, f.image.base + BigInt(from), { syntax, symbolize }).map((l) => {
-    const hex = [...l.bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
-    const text = `${l.text}${l.refers ? ` <${l.refers}>` : ""}`;
+    const hex = hexBytes(l.bytes);
+    const text = lineText(l);
     const relative = /^(call|j)/.test(l.text) && l.bytes[0] !== 0xff;
     return { off: Number(l.address - f.image.base).toString(16).padStart(4), insn: `${hex}  ${text}`, key: relative ? text : `${hex}  ${text}` };
   });

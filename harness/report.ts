@@ -5,8 +5,9 @@
 import { hex64, toInternal, type Machine } from "./machine/index.ts";
 import { CALL_NAMES } from "../jit/bpf/abi.ts";
 import { BPF_EXIT, BPF_JMP } from "../jit/bpf/opcodes.ts";
-import { printInsnAt, printProgram } from "../jit/bpf/print.ts";
-import { disassemble, formatLine, type DisasmLine } from "../jit/disasm.ts";
+import { printProgram } from "../jit/bpf/print.ts";
+import { disassemble, formatLine, hexBytes, lineText, type DisasmLine } from "../jit/disasm.ts";
+import { bpfTextAt } from "../jit/jit.ts";
 import type { Image } from "../jit/image.ts";
 import { pointClassifier, type FirstFailure, type Verdict } from "./property.ts";
 import type { Raised, RunOutcome, Sample } from "./run.ts";
@@ -228,7 +229,7 @@ export function formatChainsNarrow(s: Sample): string[] {
   return [...lines, ...walkNotes(s)];
 }
 
-/** The BPF function holding `ip`, with its program and the BPF instructions behind each address. */
+/** The BPF function holding `ip`, with its program and its BPF instructions. */
 function bpfFunctionAt(img: Image, ip: bigint) {
   for (const p of img.programs) {
     for (const f of p.jit.funcs) {
@@ -253,19 +254,13 @@ export function functionListing(img: Image, m: Machine, ip: bigint): string[] {
   const bpf = bpfFunctionAt(img, ip);
   const firstExit = bpf ? bpf.insns.findIndex((x) => x.code === (BPF_JMP | BPF_EXIT)) : -1;
   const epilogue = bpf && firstExit >= 0 ? { from: bpf.jf.insnAddrs[firstExit]!, to: bpf.jf.insnAddrs[firstExit + 1] ?? bpf.jf.image.end } : undefined;
-  const starts = new Map<bigint, number>();
-  bpf?.jf.insnAddrs.forEach((a, k) => { if (!starts.has(a)) starts.set(a, k); });
+  const texts = bpf ? bpfTextAt(bpf.program, bpf.jf) : undefined;
   const out: string[] = [];
   for (const l of lines) {
-    const k = starts.get(l.address);
-    if (bpf && k !== undefined) {
-      const text = printInsnAt(bpf.insns, k, CALL_NAMES);
-      if (text !== undefined) out.push(...wrapLine(`        ; ${k}: ${text}`));
-    }
+    for (const text of texts?.get(l.address) ?? []) out.push(...wrapLine(`        ; ${text}`));
     const mark = l.address === ip ? "=>" : bpf && l.address < bpf.jf.insnAddrs[0]! ? "P " : epilogue && l.address >= epilogue.from && l.address < epilogue.to ? "E " : "  ";
-    const shown = l.bytes.length > 7 ? [...l.bytes.subarray(0, 6)] : [...l.bytes];
-    const hexBytes = `${shown.map((b) => b.toString(16).padStart(2, "0")).join(" ")}${l.bytes.length > 7 ? " .." : ""}`;
-    out.push(...wrapLine(`${mark} +0x${(l.address - sym.start).toString(16).padStart(3, "0")}  ${hexBytes.padEnd(20)}  ${l.text}${l.refers ? ` <${l.refers}>` : ""}`));
+    const shown = `${hexBytes(l.bytes.length > 7 ? l.bytes.subarray(0, 6) : l.bytes)}${l.bytes.length > 7 ? " .." : ""}`;
+    out.push(...wrapLine(`${mark} +0x${(l.address - sym.start).toString(16).padStart(3, "0")}  ${shown.padEnd(20)}  ${lineText(l)}`));
   }
   return out;
 }
@@ -291,5 +286,5 @@ function disasmWindowNarrow(m: Machine, ip: bigint): string[] {
   const code = functionCode(m, ip);
   if (typeof code === "string") return [code];
   const f = code.sym;
-  return around(code.lines, ip).map((l) => `${l.address === ip ? "=>" : "  "} ${f.name.length > 40 ? "" : f.name}+0x${(l.address - f.start).toString(16)}  ${l.text}${l.refers ? ` <${l.refers}>` : ""}`);
+  return around(code.lines, ip).map((l) => `${l.address === ip ? "=>" : "  "} ${f.name.length > 40 ? "" : f.name}+0x${(l.address - f.start).toString(16)}  ${lineText(l)}`);
 }

@@ -79,11 +79,17 @@ export function disassemble(bytes: Uint8Array, base: bigint, opts: DisasmOptions
   return out;
 }
 
+/** Bytes as objdump lists them: `0f 1f 44 00 00`. */
+export const hexBytes = (bytes: Uint8Array): string => [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+
+/** The instruction text with the symbol it refers to: `call 0xffffffff81000120 <bpf_sc_helper>`. */
+export const lineText = (l: DisasmLine): string => `${l.text}${l.refers ? ` <${l.refers}>` : ""}`;
+
 /** One listing line: `ffffffffa0000004 <prog+0x4>   0f 1f 44 00 00   nopl 0x0(%rax,%rax,1)`. */
 export function formatLine(l: DisasmLine, marker = false): string {
   const addr = l.address.toString(16).padStart(16, "0");
   const where = l.symbol ? ` <${l.symbol}>` : "";
-  const bytes = [...l.bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+  const bytes = hexBytes(l.bytes);
   const note = l.refers ? `  <${l.refers}>` : "";
   return `${marker ? "=>" : "  "} ${addr}${where}  ${bytes.padEnd(30)} ${l.text}${note}`;
 }

@@ -4,7 +4,8 @@
 // places them, an extra pass writes the real call targets).
 import type { BpfInsn } from "./bpf/insn.ts";
 import { BPF_HELPER_CALL, BPF_PSEUDO_CALL } from "./bpf/opcodes.ts";
-import { helperOrFixupById, kfuncById } from "./bpf/abi.ts";
+import { CALL_NAMES, helperOrFixupById, kfuncById } from "./bpf/abi.ts";
+import { printInsnAt } from "./bpf/print.ts";
 import { calleeOf, type Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { calleeSavedUsed, lowerFunction, type LoweredFunc } from "./lower.ts";
@@ -49,6 +50,22 @@ export interface JitFunction {
    * literal values (lower.ts doJit()), 0/0 for the main function of several.
    */
   readonly ksym: { readonly fpStart: number; readonly fpEnd: number };
+}
+
+/**
+ * The BPF instructions of a JIT'd function by the address where their x86 code starts, as
+ * `k: text` (k counted from the function's start), the way bpftool prog dump jited puts them
+ * above the code; an address holds several when the instructions before the last emitted no
+ * code. `program`: the verifier's output the function was JIT'd from.
+ */
+export function bpfTextAt(program: Program, f: JitFunction): Map<bigint, string[]> {
+  const start = program.funcs[f.fi]!.start;
+  const out = new Map<bigint, string[]>();
+  f.insnAddrs.forEach((a, k) => {
+    const text = printInsnAt(program.insns, start + k, CALL_NAMES);
+    if (text !== undefined) out.set(a, [...(out.get(a) ?? []), `${k}: ${text}`]);
+  });
+  return out;
 }
 
 export interface JitProgram {

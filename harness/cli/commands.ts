@@ -5,11 +5,10 @@ import { readdirSync, realpathSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { supportedCodes } from "../machine/isa.ts";
 import { hex64 as h16, SymbolTable, type Machine, type RunResult } from "../machine/index.ts";
-import { disassemble, formatListing, testProgsListing } from "../../jit/disasm.ts";
-import { CALL_NAMES } from "../../jit/bpf/abi.ts";
+import { disassemble, formatListing, hexBytes, lineText, testProgsListing } from "../../jit/disasm.ts";
 import { buildImage, ImageError, type Image } from "../../jit/image.ts";
 import { loadStrategy } from "../../jit/strategies/index.ts";
-import { printInsnAt } from "../../jit/bpf/print.ts";
+import { bpfTextAt } from "../../jit/jit.ts";
 import { loadScenario, ScenarioError, type Scenario } from "../scenario.ts";
 import { loadScenarioOrCorpus } from "../corpus.ts";
 import { checkExhaustive, firstFailure, type Verdict } from "../property.ts";
@@ -268,7 +267,6 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
   const strategy = await loadStrategy(o.strategy);
   const img = buildImage(scenario.spec, strategy, { ibt: o.ibt, sls: o.sls ?? false }, undefined, jit);
   const symbols = new SymbolTable(img.symbols);
-  const cbs = CALL_NAMES;
   const lines = [`; strategy ${strategy.name}: ${strategy.summary}`, ...(jit.name === "ts" ? [] : [`; jit: ${jit.describe}`])];
   if (o.syntax === "llvm") {
     // exactly what the selftests' test_progs prints, per program, so lines paste into __jited("...")
@@ -281,16 +279,11 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
       const priv = p.jit.privates.find((x) => x.fi === f.fi);
       lines.push("", `; program ${p.program.name} (${p.program.type}), function ${f.name}, stack ${func.stackDepth}${priv ? `, private stack ${priv.size} bytes per CPU` : ""}; frame +0x${(f.frame.ready - f.image.base).toString(16)}..+0x${(f.frame.gone - f.image.base).toString(16)}, ksym fp_start 0x${f.ksym.fpStart.toString(16)} fp_end 0x${f.ksym.fpEnd.toString(16)}`);
       lines.push(`${f.symbol}:`);
-      const bpfAt = new Map<bigint, number[]>();
-      f.insnAddrs.forEach((a, k) => bpfAt.set(a, [...(bpfAt.get(a) ?? []), k]));
+      const bpf = bpfTextAt(p.xlated, f);
       for (const l of disassemble(f.image.bytes, f.image.base, { syntax: o.syntax, symbolize: (a) => symbols.symbolize(a) })) {
-        for (const k of bpfAt.get(l.address) ?? []) {
-          const text = printInsnAt(p.xlated.insns, func.start + k, cbs);
-          if (text !== undefined) lines.push(`; ${k}: ${text}`);
-        }
+        for (const text of bpf.get(l.address) ?? []) lines.push(`; ${text}`);
         const off = (l.address - f.image.base).toString(16).padStart(4);
-        const bytes = [...l.bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
-        lines.push(`${off}:\t${bytes.padEnd(30)}\t${l.text}${l.refers ? ` <${l.refers}>` : ""}`);
+        lines.push(`${off}:\t${hexBytes(l.bytes).padEnd(30)}\t${lineText(l)}`);
       }
     }
   }

@@ -6,6 +6,7 @@ import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as A
 import { ShadowStack, type ShadowSnapshot } from "./shadow.ts";
 import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, copyInsn as copyInsn__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
 import { HANDLERS as HANDLERS__ } from "./exec.ts";
+import { hexBytes } from "../../jit/disasm.ts";
 import { Op } from "./isa.ts";
 import { F_NONE as F_NONE__, IF as IF__ } from "./flags.ts";
 import { MemFault as MemFault__, Memory as Memory__, type MemorySnapshot, type Region, type RegionDef } from "./memory.ts";
@@ -642,10 +643,10 @@ export class Machine {
     const bytes = this.memory.peek(d.ip, Math.max(1, d.len)) ?? new Uint8Array();
     const text = this.disassembleAt(toCanonical(d.ip));
     const why = unsupportedWhy.get(d);
-    const hexBytes = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+    const listed = hexBytes(bytes);
     return {
-      kind: "unsupported", rip: toCanonical(d.ip), symbol: this.cpu.symbolize(d.ip), text, bytes: hexBytes,
-      message: `unsupported instruction '${text}' (${hexBytes}) at ${this.cpu.describe(d.ip)}${why ? `: ${why} not modelled` : ""}`,
+      kind: "unsupported", rip: toCanonical(d.ip), symbol: this.cpu.symbolize(d.ip), text, bytes: listed,
+      message: `unsupported instruction '${text}' (${listed}) at ${this.cpu.describe(d.ip)}${why ? `: ${why} not modelled` : ""}`,
     };
   }
 
