@@ -3,11 +3,9 @@
 // runs the two files side by side.
 import { describe, expect, test } from "vitest";
 import { runCampaign, type CampaignResult } from "../../../harness/campaign.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
-import type { Strategy } from "../../../jit/strategy.ts";
 import { r9Levels } from "../../helpers/r9-levels.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
-const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : 20261124;
 const RUNS = process.env.FC_NUM_RUNS ? Number(process.env.FC_NUM_RUNS) : 90;
 const where = (r: CampaignResult) => `seed ${r.seed}, path ${r.path}`;

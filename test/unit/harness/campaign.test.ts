@@ -9,10 +9,9 @@ import { HarnessError, runCampaign, shardOf, type CampaignResult } from "../../.
 import { planToScenario, type Plan } from "../../../generators/index.ts";
 import { pointClassifier } from "../../../harness/property.ts";
 import { formatCounterexample } from "../../../harness/report.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
-const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const SEED = process.env.FC_SEED ? Number(process.env.FC_SEED) : 20261124;
 const RUNS = process.env.FC_NUM_RUNS ? Number(process.env.FC_NUM_RUNS) : 90;
 const where = (r: CampaignResult) => `seed ${r.seed}, path ${r.path}`;

@@ -7,11 +7,10 @@ import { describe, expect, test } from "vitest";
 import { alu64, call, exit } from "../../../jit/bpf/insn.ts";
 import { R0 } from "../../../jit/bpf/opcodes.ts";
 import { program, type ProgType } from "../../../jit/bpf/program.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { runScenario, type RunOutcome, type UnwinderName } from "../../../harness/run.ts";
 import type { Scenario } from "../../../harness/scenario.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
-const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const sampler = (type: ProgType) => program({ name: "p", type, funcs: [{ name: "main", stackDepth: 0, body: [call.helper(3), alu64.mov.imm(R0, 0), exit()] }] });
 
 function sample(type: ProgType, s: string, unwinder: UnwinderName = "frame", fromNmi = false): RunOutcome["samples"][number] {

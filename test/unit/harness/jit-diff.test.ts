@@ -7,15 +7,14 @@ import { alu64, call, exit, jmp, label, stx } from "../../../jit/bpf/insn.ts";
 import { R0, R1, R6, R10, BPF_DW } from "../../../jit/bpf/opcodes.ts";
 import { program, type Program } from "../../../jit/bpf/program.ts";
 import { TS_JIT, type JitBackend } from "../../../jit/backend.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { diffProgram, formatDiff, runJitDiff } from "../../../harness/jit-diff.ts";
 import { shrinkProgram, withoutInsns } from "../../../harness/shrink-program.ts";
 import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { JitError } from "../../../jit/lower.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
 const interpret = (p: Program) => runProgram(interpEnv([p], [], 1), 0);
 
-const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const baseline = strategy("baseline");
 
 /** The TypeScript JIT, changed after the fact: a stand-in kernel whose JIT differs in one way. */

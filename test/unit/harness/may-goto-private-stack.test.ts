@@ -9,11 +9,10 @@ import { describe, expect, test } from "vitest";
 import { loadScenario } from "../../../harness/scenario.ts";
 import { runScenario } from "../../../harness/run.ts";
 import { firstFailure } from "../../../harness/property.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { MONO_CLOCK_START, MONO_CLOCK_STEP } from "../../../jit/kernel/layout.ts";
 import { hostTimeout } from "../../helpers/runs.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
-const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const scenario = (f: string) => loadScenario(new URL(`../../scenarios/${f}`, import.meta.url).pathname);
 const run = (f: string, s: string) => runScenario(scenario(f), strategy(s), { unwinder: "frame", policy: "strict" });
 

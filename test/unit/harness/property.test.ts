@@ -12,6 +12,7 @@ import { loadScenario, parseScenario, type Scenario } from "../../../harness/sce
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
 const sc = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
 /** The first `n` of `xs` that pass `ok` (testing no more than needed). */
@@ -21,7 +22,6 @@ function firstOf<T>(xs: readonly T[], ok: (x: T) => boolean, n: number): T[] {
   return out;
 }
 const scaled = (n: number) => Math.max(1, Math.round((n * Number(process.env.FC_NUM_RUNS ?? 100)) / 100));
-const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 
 describe("exhaustive mode", () => {
   test.each(["baseline", "r9-private"])("%s: an IRQ and an NMI at every boundary of the example, each run passes (frame, strict)", (name) => {

@@ -13,9 +13,8 @@ import { scenarioOf } from "../../../harness/scenario.ts";
 import { planArb, planToScenario } from "../../../generators/index.ts";
 import { testProgsListing } from "../../../jit/disasm.ts";
 import { buildImage, type Image } from "../../../jit/image.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
-const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const corpusDir = fileURLToPath(new URL("../../corpus/", import.meta.url));
 
 /** The __jited() strings of each exported program, in order (C string escapes undone). */

@@ -7,13 +7,12 @@ import { describe, expect, test } from "vitest";
 import { loadScenario, parseScenario } from "../../../harness/scenario.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
 import { firstFailure } from "../../../harness/property.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 import { TASK } from "../../../jit/kernel/layout.ts";
 import type { UnwinderName } from "../../../unwinder/index.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
-const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const scenario = (f: string) => loadScenario(new URL(`../../scenarios/${f}`, import.meta.url).pathname);
 const run = (f: string, s: string, unwinder: UnwinderName = "frame"): RunOutcome => {
   const sc = scenario(f);

@@ -11,10 +11,10 @@ import { buildImage } from "../../../jit/image.ts";
 import { watchRun } from "../../../harness/oracles/run.ts";
 import { emitThisCpuPtr } from "../../../jit/percpu.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
 const path = fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url));
 const file = JSON.parse(readFileSync(path, "utf8")) as Record<string, unknown>;
-const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const memoryFailures = (sc: Scenario, s: Strategy) => {
   const o = runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) });
   return { o, memory: o.checks.failures.filter((f) => f.check === "memory").map((f) => f.message) };

@@ -5,15 +5,14 @@ import { loadScenario } from "../../../harness/scenario.ts";
 import { overBudget, RUN_ORACLES, watchRun } from "../../../harness/oracles/run.ts";
 import type { Oracle } from "../../../harness/oracles/types.ts";
 import { buildImage } from "../../../jit/image.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
 import { standardPrologue } from "../../../jit/prologue.ts";
 import type { Machine } from "../../../harness/machine/index.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 import { KD } from "../../../jit/kernel/layout.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
 const scenario = loadScenario(fileURLToPath(new URL("../../scenarios/nested.json", import.meta.url)));
-const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 
 function run(s: Strategy, setup?: (m: Machine, img: ReturnType<typeof buildImage>) => void) {
   const img = buildImage(scenario.spec, s);

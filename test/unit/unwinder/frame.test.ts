@@ -11,6 +11,7 @@ import {
 } from "../../../unwinder/index.ts";
 import { envFromImage } from "../../../harness/unwind-env.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
 /** What a walk that reached the task's user-mode pt_regs says about its end (not a kernel field: for reports). */
 const COMPLETE = { why: "it reached the task's user-mode pt_regs (complete)" };
@@ -144,7 +145,6 @@ const sampler = program({ name: "sampler", type: "kprobe", funcs: [{ name: "main
   ldx(BPF_DW, R0, R10, -8), alu64.add.reg(R0, R7), exit(),
 ] }] });
 const leaf = program({ name: "leaf", type: "kprobe", funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, 1), exit()] }] });
-const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const returnAddresses = (t: ReturnType<import("../../../harness/machine/index.ts").Machine["truth"]>) =>
   t.filter((e) => e.kind === "frame").map((e) => (e.kind === "frame" ? e.returnAddress! : 0n));
 

@@ -6,12 +6,12 @@ import { alu64, call, exit, ldx, stx } from "../../../jit/bpf/insn.ts";
 import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
 import { program } from "../../../jit/bpf/program.ts";
 import { buildImage } from "../../../jit/image.ts";
-import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { archStackWalk, perfCallchainKernel, type OrcVersion } from "../../../unwinder/index.ts";
 import { unwinderFor } from "../../../harness/unwind-env.ts";
 import { allowances, classify, expectedChain } from "../../../harness/oracles/classify.ts";
 import { FrameWindows } from "../../../harness/oracles/window.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
+import { strategy } from "../../helpers/strategies.ts";
 
 /** What a walk that reached the task's user-mode pt_regs says about its end (not a kernel field: for reports). */
 const COMPLETE = { why: "it reached the task's user-mode pt_regs (complete)" };
@@ -22,7 +22,6 @@ const sampler = program({ name: "sampler", type: "kprobe", funcs: [{ name: "main
   alu64.mov.reg(R7, R0), call.helper(3),
   ldx(BPF_DW, R0, R10, -8), alu64.add.reg(R0, R7), exit(),
 ] }] });
-const strategy = (n: string) => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const returnAddresses = (t: ReturnType<import("../../../harness/machine/index.ts").Machine["truth"]>) =>
   t.filter((e) => e.kind === "frame").map((e) => (e.kind === "frame" ? e.returnAddress! : 0n));
 
