@@ -5,6 +5,8 @@
 //   - sdiv/smod by the immediate -1 become `neg` / `w = 0` (no INT_MIN / -1 #DE);
 //   - div/mod by a register get a guard: division by 0 gives 0, modulo by 0 leaves the dividend
 //     (zero-extended in 32-bit form), and the signed forms handle -1 without idiv;
+//   - (bpf_opt_subreg_zext_lo32_rnd_hi32()) a 32-bit cmpxchg whose R0 is read as 64 bits is
+//     followed by a zero-extension of R0;
 //   - may_goto becomes x86-64's timed form (bpf_jit_supports_timed_may_goto()): a count in the
 //     16 bytes fixups add below the function's stack, decremented per pass, and a call of
 //     arch_bpf_timed_may_goto whenever it runs out; each function with one starts by storing
@@ -38,6 +40,8 @@ const JA = (off: number) => RAW(BPF_JMP | BPF_JA, 0, 0, off, 0);
 const LDX_MEM_DW = (dst: number, src: number, off: number) => RAW(BPF_LDX | BPF_MEM | BPF_DW, dst, src, off, 0);
 const STX_MEM_DW = (dst: number, src: number, off: number) => RAW(BPF_STX | BPF_MEM | BPF_DW, dst, src, off, 0);
 const ST_MEM_DW = (dst: number, off: number, imm: number) => RAW(BPF_ST | BPF_MEM | BPF_DW, dst, 0, off, imm);
+/** BPF_ZEXT_REG(DST): a 32-bit move of the register to itself, imm 1 marking it as one (insn_is_zext()). */
+const ZEXT_REG = (dst: number) => RAW(BPF_ALU | BPF_MOV | BPF_X, dst, dst, 0, 1);
 const EMIT_CALL_TIMED_MAY_GOTO = () => RAW(BPF_JMP | BPF_CALL, 0, 0, 0, TIMED_MAY_GOTO_CALL.id);
 
 /** A program being patched: its instructions and function starts, as bpf_patch_insn_data() keeps them. */
@@ -119,7 +123,8 @@ function divModGuard(x: BpfInsn): BpfInsn[] {
 /**
  * The program as the JIT receives it: bpf_do_misc_fixups()'s rewrites of sdiv/smod by -1,
  * div/mod by a register and may_goto (timed, x86-64), with each may_goto function's count and
- * timestamp initialised at its start. `v` gives each function's verifier stack depth (the
+ * timestamp initialised at its start; then the zero-extension of R0 after each 32-bit cmpxchg
+ * the verifier marked (Validated.zextCmpxchg). `v` gives each function's verifier stack depth (the
  * count and timestamp go below it: -depth-16 and -depth-8).
  */
 export function miscFixups(p: Program, v: Validated): Program {
@@ -131,7 +136,7 @@ export function miscFixups(p: Program, v: Validated): Program {
  * instruction of the patch that replaced it, or of the stores put before a function's first).
  */
 export function fixupsWithMap(p: Program, v: Validated): { program: Program; at: readonly number[] } {
-  const needs = p.insns.some((x) => isMayGoto(x) || isDivModReg(x) || isSignedByMinusOne(x));
+  const needs = v.zextCmpxchg.length > 0 || p.insns.some((x) => isMayGoto(x) || isDivModReg(x) || isSignedByMinusOne(x));
   if (!needs) return { program: p, at: p.insns.map((_, i) => i) };
   const pt = new Patcher(p);
   let fi = 0;
@@ -161,6 +166,14 @@ export function fixupsWithMap(p: Program, v: Validated): { program: Program; at:
     pt.patch(start, [ST_MEM_DW(10, -depth, BPF_MAX_TIMED_LOOPS), ST_MEM_DW(10, -depth + 8, 0), pt.insns[start]!]);
     pt.adjustJmpOff(start, 2);
   });
+  // bpf_opt_subreg_zext_lo32_rnd_hi32() (fixups.c, 7.2), after bpf_do_misc_fixups(): a 32-bit
+  // cmpxchg whose R0 is read as 64 bits gets BPF_ZEXT_REG(R0) after it, on x86-64 too
+  // (bpf_jit_needs_zext() is false there, but is_cmpxchg_insn() is a case of its own): BPF's
+  // cmpxchg always loads R0, zero-extended; x86's writes eax only when the comparison fails.
+  for (const orig of v.zextCmpxchg) {
+    const i = pt.at[orig]!;
+    pt.patch(i, [pt.insns[i]!, ZEXT_REG(0)]);
+  }
   return { program: pt.program(p), at: pt.at };
 }
 

@@ -75,6 +75,13 @@ export interface Validated {
   readonly callDepth: number;
   /** The largest sum of non-private depths along a call chain (the combined-stack rule). */
   readonly combinedDepth: number;
+  /**
+   * The 32-bit cmpxchgs whose R0 some path reads as 64 bits before R0 is written again
+   * (insn_aux_data[].zext_dst, set by mark_insn_zext() in __check_reg_arg(), verifier.c, 7.2):
+   * bpf_opt_subreg_zext_lo32_rnd_hi32() (fixups.c) puts a zero-extension of R0 after each, as
+   * x86's cmpxchg leaves rax's upper half alone when the comparison succeeds.
+   */
+  readonly zextCmpxchg: readonly number[];
 }
 
 /** round_up_stack_depth() for a JITed program (verifier.c:5106). */
@@ -92,13 +99,26 @@ interface State {
   regs: RegT[];
   /** Per live frame (0 = main): one flag per stack byte, index d + off for off in [-d, 0). */
   init: Uint8Array[];
+  /**
+   * The 32-bit cmpxchgs that may have written R0's value (its bpf_reg_state.subreg_def where that
+   * names a cmpxchg), ascending: on every path the verifier walks, R0 has one def; over the paths
+   * met here, the union. Only R0 needs it: a cmpxchg's def leaves R0 only through a 64-bit read
+   * (which marks it) or a 32-bit move (a def of its own).
+   */
+  cx: readonly number[];
 }
 
 const UNINIT: RegT = { t: "uninit" }, SCALAR: RegT = { t: "scalar" }, MIXED: RegT = { t: "mixed" };
 const known = (v: bigint): RegT => ({ t: "scalar", v });
 
 function clone(s: State): State {
-  return { regs: s.regs.slice(), init: s.init.map((a) => a.slice()) };
+  return { regs: s.regs.slice(), init: s.init.map((a) => a.slice()), cx: s.cx };
+}
+
+function union(a: readonly number[], b: readonly number[]): readonly number[] {
+  if (b.length === 0 || a === b) return a;
+  if (a.length === 0) return b;
+  return [...new Set([...a, ...b])].sort((x, y) => x - y);
 }
 
 function sameReg(a: RegT, b: RegT): boolean {
@@ -117,11 +137,12 @@ function meetReg(a: RegT, b: RegT): RegT {
 
 /** The meet of two states at a join point: what holds on both paths. */
 function meet(a: State, b: State): State {
-  return { regs: a.regs.map((r, i) => meetReg(r, b.regs[i]!)), init: a.init.map((x, f) => x.map((v, i) => v & b.init[f]![i]!)) };
+  return { regs: a.regs.map((r, i) => meetReg(r, b.regs[i]!)), init: a.init.map((x, f) => x.map((v, i) => v & b.init[f]![i]!)), cx: union(a.cx, b.cx) };
 }
 
 function sameState(a: State, b: State): boolean {
-  return a.regs.every((r, i) => sameReg(r, b.regs[i]!)) && a.init.every((x, f) => x.every((v, i) => v === b.init[f]![i]));
+  return a.regs.every((r, i) => sameReg(r, b.regs[i]!)) && a.init.every((x, f) => x.every((v, i) => v === b.init[f]![i]))
+    && a.cx.length === b.cx.length && a.cx.every((v, i) => v === b.cx[i]);
 }
 
 /** What the structural passes learn about one function. */
@@ -142,6 +163,8 @@ class Checker {
   private info: FuncInfo[] = [];
   /** Per function: the deepest stack byte accessed (grow_stack_state()'s high-water mark). */
   private readonly hw: number[];
+  /** The 32-bit cmpxchgs marked zext_dst (Validated.zextCmpxchg). */
+  readonly zext = new Set<number>();
   constructor(readonly p: Program) {
     this.depths = p.funcs.map((f) => f.stackDepth);
     this.hw = p.funcs.map(() => 0);
@@ -249,7 +272,7 @@ class Checker {
     }
     p.funcs.forEach((f, fi) => { if (!reached.has(fi)) this.fail("unreachable", fi, f.start, `unreachable insn ${f.start}: no call reaches function ${f.name}`); });
     // 5. Data flow from the main program's entry: R1 = ctx, R10 = its frame pointer (do_check()).
-    const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [new Uint8Array(this.depths[0]!)] };
+    const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [new Uint8Array(this.depths[0]!)], cx: [] };
     entry.regs[1] = { t: "ctx" };
     entry.regs[10] = { t: "fp", frame: 0, off: 0 };
     const exit = new FuncWalk(this, 0, [0]).run(entry);
@@ -277,6 +300,7 @@ class Checker {
       stackExtra: this.info.map((fi) => (fi.hasMayGoto ? 16 : 0)),
       callDepth,
       combinedDepth: combined,
+      zextCmpxchg: [...this.zext].sort((a, b) => a - b),
     };
   }
 
@@ -293,6 +317,59 @@ class Checker {
     this.hw[fi] = Math.max(this.hw[fi]!, -at);
   }
 }
+
+/**
+ * Does `x` read R0 as a 64-bit source (check_reg_arg(SRC_OP) with bpf_is_reg64() true,
+ * verifier.c, 7.2)? ALU64 sources and operands but a 16- or 32-bit byte swap, ALU's 64-bit
+ * byte swap, 64-bit compares, 64-bit stores and atomics of R0 (a cmpxchg's expected value
+ * too), R0 as any pointer (a load's source, a store's destination), and the main program's exit
+ * (check_return_code()); a static subprog's exit reads nothing (prepare_func_exit() copies R0,
+ * its def with it, to the caller). ALU32, JMP32, helper arguments (R1-R5) and BPF calls do not.
+ */
+function readsR0As64(x: BpfInsn, main: boolean): boolean {
+  const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
+  switch (cls) {
+    case BPF_ALU64:
+      if (op === BPF_END) return (x.imm === 64) && x.dst === 0;
+      return (isX && x.src === 0) || (op !== BPF_MOV && x.dst === 0);
+    case BPF_ALU:
+      return op === BPF_END && x.imm === 64 && x.dst === 0;
+    case BPF_JMP:
+      if (op === BPF_EXIT) return main;
+      if (op === BPF_CALL || op === BPF_JA || isMayGoto(x)) return false;
+      return x.dst === 0 || (isX && x.src === 0);
+    case BPF_LDX:
+      return x.src === 0;
+    case BPF_ST:
+      return x.dst === 0;
+    case BPF_STX: {
+      const dw = BPF_SIZE(x.code) === BPF_DW;
+      if (BPF_MODE(x.code) === BPF_ATOMIC && x.imm === BPF_LOAD_ACQ) return x.src === 0; // the pointer (dst is written)
+      if (x.dst === 0) return true; // the pointer
+      return dw && (x.src === 0 || (BPF_MODE(x.code) === BPF_ATOMIC && x.imm === BPF_CMPXCHG));
+    }
+    default:
+      return false;
+  }
+}
+
+/**
+ * What `x` (at index i) leaves as R0's cmpxchg defs when it writes R0: itself for a 32-bit
+ * cmpxchg (a 32-bit load into R0, subreg_def = i + 1), none for any other write; undefined
+ * when it does not write R0 (a BPF call sets them from the callee's exit, in call()).
+ */
+function r0Def(x: BpfInsn, i: number): readonly number[] | undefined {
+  const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
+  if (cls === BPF_ALU || cls === BPF_ALU64 || cls === BPF_LDX || x.code === BPF_LD_IMM64) return x.dst === 0 ? NO_CX : undefined;
+  if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) {
+    if (x.imm === BPF_CMPXCHG) return BPF_SIZE(x.code) === BPF_W ? [i] : NO_CX;
+    if (x.imm === BPF_LOAD_ACQ) return x.dst === 0 ? NO_CX : undefined;
+    return x.imm & BPF_FETCH && x.src === 0 ? NO_CX : undefined;
+  }
+  if (cls === BPF_JMP && op === BPF_CALL && x.src !== BPF_PSEUDO_CALL) return NO_CX;
+  return undefined;
+}
+const NO_CX: readonly number[] = [];
 
 /** The abstract interpretation of one function from one entry state (one call site). */
 class FuncWalk {
@@ -368,6 +445,14 @@ class FuncWalk {
   private step(x: BpfInsn): void {
     const s = this.s, i = this.i;
     const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
+    // R0's sub-register def (__check_reg_arg(), verifier.c, 7.2): a 64-bit read marks the
+    // cmpxchgs that may have written it (mark_insn_zext()); a write replaces them.
+    if (s.cx.length > 0 && readsR0As64(x, this.chain.length === 1)) {
+      for (const c of s.cx) this.c.zext.add(c);
+      s.cx = []; // "won't be sub-register anymore"
+    }
+    const def = r0Def(x, i);
+    if (def !== undefined) s.cx = def;
     if (cls === BPF_ALU || cls === BPF_ALU64) {
       this.alu(x);
       this.flow(i, i + 1, s);
@@ -531,7 +616,7 @@ class FuncWalk {
     const s = this.s, p = this.p;
     if (x.src === BPF_PSEUDO_CALL) {
       const ci = calleeOf(p, this.i, x.imm);
-      const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [...s.init.map((a) => a.slice()), new Uint8Array(this.c.depthOf(ci))] };
+      const entry: State = { regs: Array.from({ length: 11 }, () => UNINIT), init: [...s.init.map((a) => a.slice()), new Uint8Array(this.c.depthOf(ci))], cx: [] };
       for (let r = 1; r <= 5; r++) entry.regs[r] = s.regs[r]!;
       entry.regs[10] = { t: "fp", frame: entry.init.length - 1, off: 0 };
       const out = new FuncWalk(this.c, ci, [...this.chain, ci]).run(entry);
@@ -540,6 +625,7 @@ class FuncWalk {
       if (r0.t === "fp") this.c.fail("return-value", ci, p.funcs[ci]!.end - 1, "cannot return stack pointer to the caller");
       s.init = out.init.slice(0, -1); // what the callee initialised in its callers' frames stays initialised
       s.regs[0] = r0;
+      s.cx = out.cx; // `caller->regs[BPF_REG_0] = *r0`, its subreg_def with it
     } else {
       const sig: CallSig = (x.src === BPF_HELPER_CALL ? helperById(x.imm) : kfuncById(x.imm))!;
       sig.args.forEach((kind, a) => this.arg(a + 1, kind, sig.name));

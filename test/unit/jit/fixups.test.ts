@@ -4,8 +4,12 @@
 // count and timestamp stored first. That the rewritten program computes what the written one
 // does is the reference property (reference.test.ts: machine against interpreter).
 import { describe, expect, test } from "vitest";
-import { alu32, alu64, call, exit, jmp, label, may_goto, st } from "../../../jit/bpf/insn.ts";
-import { BPF_DW, R0, R1, R2, R6, R10 } from "../../../jit/bpf/opcodes.ts";
+import { alu32, alu64, atomic, call, exit, jmp, jmp32, label, may_goto, st, stx } from "../../../jit/bpf/insn.ts";
+import { BPF_B, BPF_DW, BPF_W, R0, R1, R2, R6, R10 } from "../../../jit/bpf/opcodes.ts";
+import { runProgram } from "../../../jit/bpf/interp.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 import { program, type Program } from "../../../jit/bpf/program.ts";
 import { printProgram } from "../../../jit/bpf/print.ts";
 import { validate } from "../../../jit/bpf/validate.ts";
@@ -90,5 +94,52 @@ describe("bpf_do_misc_fixups() as the JIT receives it", () => {
     const callAt = q.insns.findIndex((x) => x.code === 0x85 && x.src === 1);
     expect(callAt + 1 + q.insns[callAt]!.imm).toBe(8);
     expect(lines(q)[lines(q).indexOf("sub: ; stack 0") + 1]).toBe("8: *(u64 *)(r10 -16) = 65535");
+  });
+});
+
+// bpf_opt_subreg_zext_lo32_rnd_hi32() (kernel/bpf/fixups.c, 7.2): x86's 32-bit cmpxchg writes eax
+// only when the comparison fails, so on success rax keeps its upper half; BPF's always loads R0,
+// zero-extended. The verifier puts `w0 = w0` after each 32-bit cmpxchg whose R0 some path reads
+// as 64 bits (mark_insn_zext() from __check_reg_arg()). The reference property found the missing
+// patch: r0 = -1 compared equal with the -1 in memory came back as 0xffffffffffffffff.
+describe("the zero-extension after a 32-bit cmpxchg", () => {
+  const stored = [alu64.mov.imm(R0, -1), st(BPF_DW, R10, -8, -1), alu64.mov.imm(R1, 5)];
+  const one = (body: Parameters<typeof program>[0]["funcs"][number]["body"], more: Parameters<typeof program>[0]["funcs"] = []) =>
+    program({ name: "p", type: "raw_tp", funcs: [{ name: "main", stackDepth: 8, body }, ...more] });
+  const zexts = (p: Program) => lines(fixed(p)).filter((l) => / w0 = w0$/.test(l));
+
+  test("R0 read as 64 bits after it (the main program's exit): `w0 = w0` follows the cmpxchg, and the machine returns the interpreter's zero-extended value", () => {
+    const p = one([...stored, atomic.cmpxchg(BPF_W, R10, R1, -8), exit()]);
+    const expected = runProgram({ programs: [p], nested: [], recursionLimit: 1, active: [0], misses: [0] }, 0);
+    expect(expected).toBe(0xffffffffn);
+    for (const strategy of BUILTIN_STRATEGIES.filter((x) => x.name === "baseline" || x.name === "r9-private")) {
+      const img = buildImage({ programs: [p], task: 0 }, strategy);
+      const m = loadImage(img);
+      startTask(img, m);
+      const r = m.run({ maxSteps: 100_000 });
+      expect(r.kind === "completed" ? r.rax : r, strategy.name).toBe(expected);
+    }
+    expect(validate(p).zextCmpxchg).toEqual([3]);
+    expect(lines(fixed(p)).slice(4, 7)).toEqual(["3: r0 = atomic_cmpxchg((u32 *)(r10 -8), r0, r1)", "4: w0 = w0", "5: exit"]);
+  });
+
+  test("no patch where no path reads R0 as 64 bits before writing it (a 32-bit compare, a byte store, a new value), nor after a 64-bit cmpxchg", () => {
+    expect(zexts(one([...stored, atomic.cmpxchg(BPF_W, R10, R1, -8), jmp32.jeq.imm(R0, 1, "x"), label("x"), stx(BPF_B, R10, R0, -8), alu64.mov.imm(R0, 0), exit()]))).toEqual([]);
+    expect(zexts(one([...stored, atomic.cmpxchg(BPF_DW, R10, R1, -8), exit()]))).toEqual([]);
+  });
+
+  test("a read on one path of two marks it; R0 returned by a subprog carries the mark to its caller's read", () => {
+    const branchy = one([...stored, atomic.cmpxchg(BPF_W, R10, R1, -8), jmp.jeq.imm(R1, 5, "w"), alu64.add.imm(R0, 1), label("w"), alu32.mov.imm(R0, 0), exit()]);
+    expect(zexts(branchy)).toHaveLength(1);
+    const viaSub = program({
+      name: "p", type: "raw_tp", funcs: [
+        { name: "main", stackDepth: 0, body: [call.subprog("sub"), alu64.add.imm(R0, 1), exit()] },
+        { name: "sub", stackDepth: 8, body: [...stored, atomic.cmpxchg(BPF_W, R10, R1, -8), exit()] },
+      ],
+    });
+    expect(validate(viaSub).zextCmpxchg).toEqual([6]);
+    const q = fixed(viaSub);
+    expect(q.funcs.map((f) => [f.name, f.start, f.end])).toEqual([["main", 0, 3], ["sub", 3, 9]]);
+    expect(lines(q).slice(-2)).toEqual(["7: w0 = w0", "8: exit"]);
   });
 });
