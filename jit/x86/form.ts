@@ -1,0 +1,105 @@
+// The instructions the emitter writes, as it knows them while writing: the iced-x86 Code of each
+// form and its operands, the read-only view of an iced `Instruction` that the machine's decoder
+// reads (harness/machine/decode.ts convert()). The machine builds its decoded records for a JIT
+// image from these instead of decoding the bytes it was just given (issue 14); the records are
+// the same either way (test/unit/jit/forms.test.ts: every emitter form, and every function of
+// generated programs under every built-in strategy). Only numbers from iced's enums are used
+// here: encoding stays encode.ts's.
+import { Code, MemorySize, OpKind, Register } from "iced-x86";
+import type { X86Reg } from "./encode.ts";
+import { REG_NUM } from "./encode.ts";
+
+const R = Register as unknown as Record<string, number>;
+const C = Code as unknown as Record<string, number>;
+
+/** iced's Register of each encoding-order register number at each width (bytes 1, 2, 4, 8). */
+const REGS: Readonly<Record<1 | 2 | 4 | 8, readonly number[]>> = (() => {
+  const low = ["AL", "CL", "DL", "BL", "SPL", "BPL", "SIL", "DIL"], w16 = ["AX", "CX", "DX", "BX", "SP", "BP", "SI", "DI"];
+  const names = (f: (i: number) => string) => Array.from({ length: 16 }, (_, i) => R[f(i)]!);
+  return {
+    1: names((i) => (i < 8 ? low[i]! : `R${i}L`)),
+    2: names((i) => (i < 8 ? w16[i]! : `R${i}W`)),
+    4: names((i) => (i < 8 ? `E${w16[i]!}` : `R${i}D`)),
+    8: names((i) => (i < 8 ? `R${w16[i]!}` : `R${i}`)),
+  };
+})();
+
+/** iced's Code by name; a name iced does not have is a bug here, found when the module loads. */
+export function code(name: string): number {
+  const c = C[name];
+  if (c === undefined) throw new Error(`iced-x86 has no Code '${name}'`);
+  return c;
+}
+
+const REG_NONE = Register.None, MEM_UNKNOWN = MemorySize.Unknown;
+const K_REGISTER = OpKind.Register, K_MEMORY = OpKind.Memory, K_IMMEDIATE = OpKind.Immediate32to64, K_NEAR = OpKind.NearBranch64;
+const MEM_SIZE: Readonly<Record<1 | 2 | 4 | 8, number>> = { 1: MemorySize.UInt8, 2: MemorySize.UInt16, 4: MemorySize.UInt32, 8: MemorySize.UInt64 };
+
+/** An operand of an emitted instruction. */
+export type Operand =
+  | { readonly kind: "reg"; readonly reg: number }
+  | { readonly kind: "mem"; readonly base: number; readonly disp: bigint; readonly size: number; readonly gs?: boolean }
+  | { readonly kind: "imm"; readonly value: bigint }
+  | { readonly kind: "near"; readonly target: bigint };
+
+/** A register operand: `r` at `width` bytes. */
+export const reg = (r: X86Reg | number, width: 1 | 2 | 4 | 8 = 8): Operand => ({ kind: "reg", reg: REGS[width][typeof r === "number" ? r : REG_NUM[r]]! });
+/** `[base + disp]` of `size` bytes (0: lea's, no size); `base` undefined: an absolute disp32. */
+export const mem = (base: X86Reg | undefined, disp: number, size: 0 | 1 | 2 | 4 | 8, gs = false): Operand =>
+  ({ kind: "mem", base: base === undefined ? REG_NONE : REGS[8][REG_NUM[base]]!, disp: BigInt.asUintN(64, BigInt(disp)), size: size === 0 ? MEM_UNKNOWN : MEM_SIZE[size], gs });
+/** An immediate, as the CPU extends it to the operand's size (a u64 sign-extended from the encoded bits). */
+export const immediate = (v: number | bigint): Operand => ({ kind: "imm", value: BigInt.asUintN(64, BigInt(v)) });
+/** A near branch's absolute target. */
+export const near = (target: bigint): Operand => ({ kind: "near", target: BigInt.asUintN(64, target) });
+
+/**
+ * One emitted instruction, with the members of iced's Instruction that the decoder reads
+ * (convert()'s `InsnView`).
+ */
+export class EmittedInsn {
+  readonly isInvalid = false;
+  readonly opCount: number;
+  readonly memoryBase: number = REG_NONE;
+  readonly memoryIndex: number = REG_NONE;
+  readonly memoryIndexScale = 1;
+  readonly memoryDisplacement: bigint = 0n;
+  readonly memorySize: number = MEM_UNKNOWN;
+  readonly segmentPrefix: number = REG_NONE;
+  readonly nearBranch64: bigint = 0n;
+  private readonly kinds: number[] = [];
+  private readonly regs: number[] = [];
+  private readonly imm: bigint = 0n;
+
+  constructor(readonly code: number, readonly length: number, ops: readonly Operand[], readonly hasLockPrefix = false) {
+    this.opCount = ops.length;
+    for (const o of ops) {
+      if (o.kind === "reg") { this.kinds.push(K_REGISTER); this.regs.push(o.reg); continue; }
+      this.regs.push(REG_NONE);
+      if (o.kind === "imm") { this.kinds.push(K_IMMEDIATE); this.imm = o.value; }
+      else if (o.kind === "near") { this.kinds.push(K_NEAR); this.nearBranch64 = o.target; }
+      else {
+        this.kinds.push(K_MEMORY);
+        this.memoryBase = o.base; this.memoryDisplacement = o.disp; this.memorySize = o.size;
+        if (o.gs === true) this.segmentPrefix = Register.GS;
+      }
+    }
+  }
+
+  opKind(i: number): number { return this.kinds[i]!; }
+  opRegister(i: number): number { return this.regs[i]!; }
+  immediate(_i: number): bigint { return this.imm; }
+}
+
+/** The nops emit_nops() writes for `len` bytes, as instructions (x86_nops[], asm/nops.h): 1 and 2 bytes have no operand, the rest a memory one. */
+export function nopForms(len: number): EmittedInsn[] {
+  const out: EmittedInsn[] = [];
+  for (let left = len; left > 0;) {
+    const n = Math.min(left, 11);
+    // 66h-prefixed ones (2, 6, 10, 11 bytes) are the 16-bit nop
+    const word = n === 2 || n === 6 || n === 10 || n === 11;
+    out.push(n <= 2 ? new EmittedInsn(word ? NOPW : NOPD, n, []) : new EmittedInsn(word ? NOP_RM16 : NOP_RM32, n, [mem("rax", 0, word ? 2 : 4)]));
+    left -= n;
+  }
+  return out;
+}
+const NOPD = code("Nopd"), NOPW = code("Nopw"), NOP_RM16 = code("Nop_rm16"), NOP_RM32 = code("Nop_rm32");
