@@ -9,7 +9,7 @@ import {
   REG_NUM, type X86Reg,
 } from "./encode.ts";
 import type { Assembled, AssembledInsn } from "../asm.ts";
-import { code, EmittedInsn, immediate, mem, near, nopForms, reg, type Operand } from "./form.ts";
+import { code, EmittedInsn, immediate, mem, near, nopForms, reg, relField, type Operand } from "./form.ts";
 
 export type { X86Reg } from "./encode.ts";
 
@@ -49,8 +49,8 @@ const bitsOf = (is64: boolean) => (is64 ? 64 : 32);
 type FormOf = (len: number, at: bigint) => EmittedInsn | readonly EmittedInsn[];
 /** One instruction of iced Code `name` with `ops`. */
 const E = (name: string, len: number, ...ops: Operand[]): EmittedInsn => new EmittedInsn(code(name), len, ops);
-/** A relative branch `rel` bytes from its end. */
-const branch = (name: string, rel: number): FormOf => (len, at) => E(name, len, near(at + BigInt(len + rel)));
+/** A relative branch `rel` bytes from its end, as its rel8 or rel32 field holds it. */
+const branch = (name: string, rel: number, short: boolean): FormOf => (len, at) => E(name, len, near(at + BigInt(len + relField(rel, short))));
 const cap = (s: string) => s[0]!.toUpperCase() + s.slice(1);
 
 export interface EmitterOptions {
@@ -203,7 +203,7 @@ export class Emitter {
       maybeEmit1mod(c, R[dst], is64);
       if (n === 1) c.emit(0xd1, add1reg(SHIFT_B3[op], R[dst]));
       else c.emit(0xc1, add1reg(SHIFT_B3[op], R[dst]), n);
-    }, (l) => E(`${cap(op)}_rm${bitsOf(is64)}_${n === 1 ? "1" : "imm8"}`, l, reg(dst, W(is64)), immediate(n)));
+    }, (l) => E(`${cap(op)}_rm${bitsOf(is64)}_${n === 1 ? "1" : "imm8"}`, l, reg(dst, W(is64)), immediate(n & 0xff)));
   }
   shiftRCl(op: ShiftOp, is64: boolean, dst: X86Reg): this {
     return this.insn(`${op} ${dst},cl`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xd3, add1reg(SHIFT_B3[op], R[dst])); }, (l) => E(`${cap(op)}_rm${bitsOf(is64)}_CL`, l, reg(dst, W(is64)), reg("rcx", 1)));
@@ -370,11 +370,11 @@ export class Emitter {
   }
   /** A conditional jump by `rel` bytes from its end: rel8 (EMIT2) or rel32 (0f 8x). */
   jcc(cond: Cond, short: boolean, rel: number): this {
-    return this.insn(`j${cond} ${hex(rel)}`, (c) => { if (short) c.emit(JCC[cond], rel); else { c.emit(0x0f, JCC[cond] + 0x10); c.u32(rel); } }, branch(`J${cond}_rel${short ? 8 : 32}_64`, rel));
+    return this.insn(`j${cond} ${hex(rel)}`, (c) => { if (short) c.emit(JCC[cond], rel); else { c.emit(0x0f, JCC[cond] + 0x10); c.u32(rel); } }, branch(`J${cond}_rel${short ? 8 : 32}_64`, rel, short));
   }
   /** `jmp rel8` (eb) or `jmp rel32` (e9). */
   jmp(short: boolean, rel: number): this {
-    return this.insn(`jmp ${hex(rel)}`, (c) => { if (short) c.emit(0xeb, rel); else { c.emit(0xe9); c.u32(rel); } }, branch(short ? "Jmp_rel8_64" : "Jmp_rel32_64", rel));
+    return this.insn(`jmp ${hex(rel)}`, (c) => { if (short) c.emit(0xeb, rel); else { c.emit(0xe9); c.u32(rel); } }, branch(short ? "Jmp_rel8_64" : "Jmp_rel32_64", rel, short));
   }
   /** emit_call(): `call rel32` to a helper, kfunc or BPF function by name. */
   callSymbol(symbol: string): this {

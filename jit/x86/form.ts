@@ -24,7 +24,7 @@ const REGS: Readonly<Record<1 | 2 | 4 | 8, readonly number[]>> = (() => {
   };
 })();
 
-/** iced's Code by name; a name iced does not have is a bug here, found when the module loads. */
+/** iced's Code by name; a name iced does not have is a bug here (forms.test.ts makes every form once). */
 export function code(name: string): number {
   const c = C[name];
   if (c === undefined) throw new Error(`iced-x86 has no Code '${name}'`);
@@ -44,11 +44,21 @@ export type Operand =
 
 /** A register operand: `r` at `width` bytes. */
 export const reg = (r: X86Reg | number, width: 1 | 2 | 4 | 8 = 8): Operand => ({ kind: "reg", reg: REGS[width][typeof r === "number" ? r : REG_NUM[r]]! });
-/** `[base + disp]` of `size` bytes (0: lea's, no size); `base` undefined: an absolute disp32. */
+/**
+ * `[base + disp]` of `size` bytes (0: lea's, no size); `base` undefined: an absolute disp32.
+ * The displacement as the bytes hold it: a disp8 or disp32 field, sign-extended (`| 0`), so a
+ * value the field cannot hold is recorded as what the CPU will use, not as given.
+ */
 export const mem = (base: X86Reg | undefined, disp: number, size: 0 | 1 | 2 | 4 | 8, gs = false): Operand =>
-  ({ kind: "mem", base: base === undefined ? REG_NONE : REGS[8][REG_NUM[base]]!, disp: BigInt.asUintN(64, BigInt(disp)), size: size === 0 ? MEM_UNKNOWN : MEM_SIZE[size], gs });
-/** An immediate, as the CPU extends it to the operand's size (a u64 sign-extended from the encoded bits). */
-export const immediate = (v: number | bigint): Operand => ({ kind: "imm", value: BigInt.asUintN(64, BigInt(v)) });
+  ({ kind: "mem", base: base === undefined ? REG_NONE : REGS[8][REG_NUM[base]]!, disp: BigInt.asUintN(64, BigInt(disp | 0)), size: size === 0 ? MEM_UNKNOWN : MEM_SIZE[size], gs });
+/**
+ * An immediate as the CPU extends it to the operand's size (a u64 sign-extended from the
+ * encoded bits): a number is an imm32 field or narrower (`| 0`: what Code.u32() writes, the
+ * narrower ones masked to the operand's size by the decoder); a bigint, movabs's imm64.
+ */
+export const immediate = (v: number | bigint): Operand => ({ kind: "imm", value: BigInt.asUintN(64, typeof v === "bigint" ? v : BigInt(v | 0)) });
+/** A rel8 or rel32 field's displacement as the CPU reads it (sign-extended from its bits). */
+export const relField = (rel: number, short: boolean): number => (short ? (rel << 24) >> 24 : rel | 0);
 /** A near branch's absolute target. */
 export const near = (target: bigint): Operand => ({ kind: "near", target: BigInt.asUintN(64, target) });
 

@@ -49,8 +49,11 @@ function fromForms(forms: readonly InsnView[], base: bigint): ReturnType<typeof 
 
 const gpr = fc.constantFrom(...REG_NAMES.filter((r) => r !== "rsp"));
 const any = fc.constantFrom(...REG_NAMES);
-const imm32 = fc.oneof(fc.integer({ min: -130, max: 130 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.constantFrom(0, -1, 127, 128, -128, -129, 0x7fffffff, -0x80000000));
-const disp = fc.oneof(fc.integer({ min: -300, max: 300 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }));
+// values past what the instruction's field holds too (a strategy module may pass them): the
+// record must say what the bytes say, not what was asked for
+const past = fc.oneof(fc.integer({ min: -(2 ** 40), max: 2 ** 40 }), fc.constantFrom(0x80000000, 0xffffffff, 0x100000000, -0x80000001, 2 ** 53 - 1));
+const imm32 = fc.oneof(fc.integer({ min: -130, max: 130 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.constantFrom(0, -1, 127, 128, -128, -129, 0x7fffffff, -0x80000000), past);
+const disp = fc.oneof(fc.integer({ min: -300, max: 300 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }), past);
 const width = fc.constantFrom<Width>(1, 2, 4, 8);
 const alu = fc.constantFrom<AluOp>("add", "sub", "and", "or", "xor");
 const shift = fc.constantFrom<ShiftOp>("shl", "shr", "sar");
@@ -65,18 +68,17 @@ const call: fc.Arbitrary<Call> = fc.oneof(
   ...(["endbr64", "nop5", "nop3", "leave", "ret", "int3", "xorEdx"] as const).map((name) => m(name)),
   m("cdq", b), m("callSymbol", fc.constant("target")), m("nops", fc.integer({ min: 0, max: 40 })),
   m("push", any), m("pop", any), m("movRR", any, any), m("movReg", b, gpr, gpr),
-  m("subRspImm32", imm32), m("subRsp", imm32), m("addRsp", imm32), m("lea", any, any, disp), m("addFromGs", any, fc.integer({ min: 0, max: 0xffff })),
+  m("subRspImm32", imm32), m("subRsp", imm32), m("addRsp", imm32), m("lea", any, any, disp), m("addFromGs", any, fc.oneof(fc.integer({ min: 0, max: 0xffff }), past)),
   m("movImm32", b, gpr, imm32), m("movImm64", gpr, fc.bigInt({ min: -(1n << 63n), max: (1n << 64n) - 1n })),
   m("aluRR", alu, b, gpr, gpr), m("aluRI", alu, b, gpr, imm32), m("neg", b, gpr),
-  m("shiftRI", shift, b, gpr, fc.integer({ min: 1, max: 63 })), m("shiftRCl", shift, b, gpr),
+  m("shiftRI", shift, b, gpr, fc.integer({ min: 1, max: 300 })), m("shiftRCl", shift, b, gpr),
   m("movsxReg", fc.constantFrom(8, 16, 32), b, gpr, gpr).filter(([, n, w]) => w === true || n !== 32),
   m("imulRI", b, gpr, imm32), m("imulRR", b, gpr, gpr), m("movR11Imm32", imm32), m("div", b, b, gpr),
   m("ror16by8", gpr), m("movzx16", gpr), m("movSelf32", gpr), m("bswap", b, gpr), m("shiftx", shift, b, gpr, gpr),
   m("atomicRmw", fc.constantFrom("add", "and", "or", "xor", "xadd", "xchg", "cmpxchg"), fc.constantFrom(4, 8), any, disp, gpr),
   m("ldx", width, gpr, any, disp), m("ldsx", fc.constantFrom(1, 2, 4), gpr, any, disp), m("stx", width, any, disp, gpr), m("st", width, any, disp, imm32),
   m("cmpRR", b, gpr, gpr), m("cmpRI", b, gpr, imm32), m("testRR", b, gpr, gpr), m("testRI", b, gpr, imm32),
-  m("jcc", cond, b, fc.integer({ min: -128, max: 0x7fffff })).map(([name, c, short, rel]) => [name, c, short === true && (rel as number) <= 127, rel] as const),
-  m("jmp", b, fc.integer({ min: -128, max: 0x7fffff })).map(([name, short, rel]) => [name, short === true && (rel as number) <= 127, rel] as const),
+  m("jcc", cond, b, fc.oneof(fc.integer({ min: -128, max: 0x7fffff }), past)), m("jmp", b, fc.oneof(fc.integer({ min: -128, max: 0x7fffff }), past)),
 );
 
 /** An emitter's bytes and records for a sequence of calls. */
