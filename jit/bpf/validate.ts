@@ -323,8 +323,13 @@ class Checker {
  * verifier.c, 7.2)? ALU64 sources and operands but a 16- or 32-bit byte swap, ALU's 64-bit
  * byte swap, 64-bit compares, 64-bit stores and atomics of R0 (a cmpxchg's expected value
  * too), R0 as any pointer (a load's source, a store's destination), and the main program's exit
- * (check_return_code()); a static subprog's exit reads nothing (prepare_func_exit() copies R0,
- * its def with it, to the caller). ALU32, JMP32, helper arguments (R1-R5) and BPF calls do not.
+ * (check_return_code(); a struct_ops operator returning void would read nothing, but the model
+ * has no attach prototypes); a static subprog's exit reads nothing (prepare_func_exit() copies
+ * R0, its def with it, to the caller). ALU32, JMP32, helper arguments (R1-R5) and BPF calls do
+ * not. Marks are made over every path the data flow meets, where 7.2's verifier marks only the
+ * paths it walks: a branch it knows is not taken, and a path it prunes at a state it has seen
+ * (7.2 dropped propagate_liveness(), whose READ64 marks reached the pruned path's def in 6.12),
+ * get no mark there (README finding 9).
  */
 function readsR0As64(x: BpfInsn, main: boolean): boolean {
   const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
