@@ -25,7 +25,7 @@ import { checkInsn, endsBlock, isMayGoto, jumpOffset } from "./fields.ts";
 import type { BpfInsn } from "./instruction.ts";
 import { ValidationError, type Finding, type Rule } from "./issues.ts";
 import { ACCEPTED_LOOPS, counterRun, findLoops, type Loop } from "./loops.ts";
-import { aluResult, immU64 } from "./ops.ts";
+import { aluResult, immU64, jumpTaken } from "./ops.ts";
 import {
   BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_COMPLEXITY_LIMIT_INSNS,
   BPF_DIV, BPF_DW, BPF_END, BPF_EXIT, BPF_FETCH, BPF_HELPER_CALL, BPF_JA, BPF_JMP, BPF_JMP32, BPF_LD_IMM64, BPF_LDX,
@@ -76,17 +76,26 @@ export interface Validated {
   /** The largest sum of non-private depths along a call chain (the combined-stack rule). */
   readonly combinedDepth: number;
   /**
-   * The 32-bit cmpxchgs whose R0 some path reads as 64 bits before R0 is written again
-   * (insn_aux_data[].zext_dst, set by mark_insn_zext() in __check_reg_arg(), verifier.c, 7.2):
+   * The 32-bit cmpxchgs whose R0 a path the verifier walks reads as 64 bits before R0 is
+   * written again (insn_aux_data[].zext_dst, set by mark_insn_zext() in __check_reg_arg(),
+   * verifier.c, 7.2; PathWalk):
    * bpf_opt_subreg_zext_lo32_rnd_hi32() (fixups.c) puts a zero-extension of R0 after each, as
    * x86's cmpxchg leaves rax's upper half alone when the comparison succeeds.
    */
   readonly zextCmpxchg: readonly number[];
+  /**
+   * The same over every path, pruned or not (what 6.12 to 6.18 mark: their
+   * propagate_liveness() carried a pruned path's 64-bit reads to its defs). Where it has more
+   * than zextCmpxchg, 7.2 leaves a zero-extension out (README finding 9).
+   */
+  readonly zextCmpxchgAllPaths: readonly number[];
 }
 
 /** round_up_stack_depth() for a JITed program (verifier.c:5106). */
 export const roundUp16 = (d: number) => Math.ceil(d / 16) * 16;
 const roundUp8 = (d: number) => Math.ceil(d / 8) * 8;
+/** How many instructions PathWalk walks before it gives up (and every path's marks stand). */
+const PATH_WALK_BUDGET = 200_000;
 
 // ---- abstract state ----
 
@@ -276,6 +285,7 @@ class Checker {
     entry.regs[1] = { t: "ctx" };
     entry.regs[10] = { t: "fp", frame: 0, off: 0 };
     const exit = new FuncWalk(this, 0, [0]).run(entry);
+    const zext = this.walkedZext(entry);
     if (exit.regs[0]!.t !== "scalar") this.fail("return-value", 0, p.funcs[0]!.end - 1, "R0 leaks addr as return value");
     // 6. The stack limits on the depths do_check() found (check_max_stack_depth(), which runs
     // after it, verifier.c:20211): a private stack when the subprog's round_up_stack_depth() of
@@ -300,12 +310,28 @@ class Checker {
       stackExtra: this.info.map((fi) => (fi.hasMayGoto ? 16 : 0)),
       callDepth,
       combinedDepth: combined,
-      zextCmpxchg: [...this.zext].sort((a, b) => a - b),
+      zextCmpxchg: zext.walked,
+      zextCmpxchgAllPaths: zext.all,
     };
   }
 
   funcInfo(fi: number): FuncInfo {
     return this.info[fi]!;
+  }
+
+  /**
+   * The zero-extension marks: every path's (the data flow's, in this.zext) and the walked
+   * paths' (PathWalk: the main function's cmpxchgs as 7.2's walk marks them; the callees'
+   * as the data flow does). A walk past PATH_WALK_BUDGET instructions keeps every path's.
+   */
+  private walkedZext(entry: State): { walked: readonly number[]; all: readonly number[] } {
+    const all = [...this.zext].sort((a, b) => a - b);
+    const main = this.p.funcs[0]!;
+    const inMain = (i: number) => i >= main.start && i < main.end;
+    const cmpxchg32 = this.p.insns.some((x, i) => inMain(i) && BPF_CLASS(x.code) === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC && x.imm === BPF_CMPXCHG && BPF_SIZE(x.code) === BPF_W);
+    if (!cmpxchg32) return { walked: all, all };
+    const marks = new PathWalk(this, 0, [0]).walk(entry, PATH_WALK_BUDGET);
+    return { walked: marks === undefined ? all : all.filter((i) => !inMain(i) || marks.has(i)), all };
   }
 
   depthOf(fi: number): number {
@@ -326,10 +352,10 @@ class Checker {
  * (check_return_code(); a struct_ops operator returning void would read nothing, but the model
  * has no attach prototypes); a static subprog's exit reads nothing (prepare_func_exit() copies
  * R0, its def with it, to the caller). ALU32, JMP32, helper arguments (R1-R5) and BPF calls do
- * not. Marks are made over every path the data flow meets, where 7.2's verifier marks only the
- * paths it walks: a branch it knows is not taken, and a path it prunes at a state it has seen
- * (7.2 dropped propagate_liveness(), whose READ64 marks reached the pruned path's def in 6.12),
- * get no mark there (README finding 9).
+ * not. The data flow makes these marks over every path; PathWalk over the paths 7.2's verifier
+ * walks (a branch it knows is not taken, and a path it prunes at a state it has kept, get no
+ * mark: 7.2 dropped propagate_liveness(), whose READ64 marks reached the pruned path's def in
+ * 6.12; README finding 9).
  */
 function readsR0As64(x: BpfInsn, main: boolean): boolean {
   const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
@@ -378,23 +404,26 @@ const NO_CX: readonly number[] = [];
 
 /** The abstract interpretation of one function from one entry state (one call site). */
 class FuncWalk {
-  private readonly f: Program["funcs"][number];
+  protected readonly f: Program["funcs"][number];
   private readonly at: (State | undefined)[];
   private readonly dirty: Uint8Array;
   private readonly loopEntry = new Map<Loop, State>();
   private exit: State | undefined;
   /** The instruction and state at hand. */
-  private i = 0;
-  private s!: State;
+  protected i = 0;
+  protected s!: State;
+  /** Where 64-bit reads of R0 mark the cmpxchgs that defined it (the Checker's set, unless a walk keeps its own). */
+  protected marks: Set<number>;
 
   /** `chain[k]`: the function whose frame is frame k (this one is last). */
-  constructor(private readonly c: Checker, private readonly fi: number, private readonly chain: readonly number[]) {
+  constructor(protected readonly c: Checker, private readonly fi: number, private readonly chain: readonly number[]) {
     this.f = c.p.funcs[fi]!;
+    this.marks = c.zext;
     this.at = new Array(this.f.end - this.f.start);
     this.dirty = new Uint8Array(this.f.end - this.f.start);
   }
 
-  private get p(): Program {
+  protected get p(): Program {
     return this.c.p;
   }
 
@@ -403,7 +432,7 @@ class FuncWalk {
   }
 
   /** Meet `s` into the state at `to`, coming from `from` (-1: the function's entry). */
-  private flow(from: number, to: number, s: State): void {
+  protected flow(from: number, to: number, s: State): void {
     for (const L of this.c.funcInfo(this.fi).loopsByHead.get(to) ?? []) {
       if (from < L.head || from > L.latch) this.loopEntry.set(L, this.loopEntry.has(L) ? meet(this.loopEntry.get(L)!, s) : s);
     }
@@ -447,13 +476,13 @@ class FuncWalk {
     if (r === 10) this.fail("fp-read-only", "frame pointer is read only");
   }
 
-  private step(x: BpfInsn): void {
+  protected step(x: BpfInsn): void {
     const s = this.s, i = this.i;
     const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
     // R0's sub-register def (__check_reg_arg(), verifier.c, 7.2): a 64-bit read marks the
     // cmpxchgs that may have written it (mark_insn_zext()); a write replaces them.
     if (s.cx.length > 0 && readsR0As64(x, this.chain.length === 1)) {
-      for (const c of s.cx) this.c.zext.add(c);
+      for (const c of s.cx) this.marks.add(c);
       s.cx = []; // "won't be sub-register anymore"
     }
     const def = r0Def(x, i);
@@ -691,6 +720,125 @@ class FuncWalk {
 }
 
 /** bpf_enable_priv_stack() (verifier.c:5078): may this program's subprogs use private stacks at all? */
+/**
+ * do_check()'s own walk of the main function (kernel/bpf/verifier.c, with is_state_visited(),
+ * kernel/bpf/states.c, 7.2), for the one result only its order decides: which 32-bit cmpxchgs
+ * a 64-bit read of R0 marks for their zero-extension. A path pruned at a state kept before is
+ * not walked on, and 7.2 carries no marks over to it (README finding 9). As the verifier walks:
+ * the fall-through first, the branch target pushed for later (check_cond_jmp_op()); may_goto
+ * the other way round, its goto first; a condition the known values decide, one way only
+ * (is_branch_taken()); at each prune point (kernel/bpf/cfg.c: a conditional jump, the target
+ * of a jump, the instruction after a call, a BPF call) the states kept there compared with the
+ * current one, and the current one kept only after 2 jumps and 8 instructions since the last
+ * kept (at a may_goto always); a kept state that misses more than 3 + 3 x its hits is dropped
+ * (64 at a may_goto, whose checkpoints the verifier keeps longer while they have branches). Where the verifier compares only live registers and ignores an
+ * imprecise scalar's value, this compares every register and every known value: it prunes
+ * only where the verifier would prune too (it may prune less), so it leaves a mark out only
+ * where 7.2 leaves it out. BPF calls are walked as the data flow walks them.
+ */
+class PathWalk extends FuncWalk {
+  private out: [number, State][] = [];
+
+  protected override flow(_from: number, to: number, s: State): void {
+    this.out.push([to, s]);
+  }
+
+  /** The cmpxchgs marked on the walked paths, or undefined past `budget` instructions. */
+  walk(entry: State, budget: number): Set<number> | undefined {
+    const marks = (this.marks = new Set<number>());
+    const prune = prunePoints(this.p, this.f);
+    const kept = new Map<number, { state: State; hits: number; misses: number }[]>();
+    let insns = 0, jmps = 0, prevInsns = 0, prevJmps = 0;
+    const pending: [number, State][] = [[this.f.start, entry]];
+    while (pending.length > 0) {
+      let [i, s] = pending.pop()!;
+      for (;;) {
+        if (++insns > budget) return undefined; // account_processed_insn()
+        const x = this.p.insns[i]!;
+        if (prune.has(i)) { // is_state_visited()
+          const force = isMayGoto(x);
+          const add = force || (jmps - prevJmps >= 2 && insns - prevInsns >= 8);
+          // newest first, as list_add() puts them; each one missed before a hit counts the miss,
+          // and one that keeps missing is dropped (n = 3; 64 at a forced checkpoint)
+          const n = force ? 64 : 3;
+          const here = kept.get(i) ?? [], next: typeof here = [];
+          let pruned = false;
+          for (let k = 0; k < here.length && !pruned; k++) {
+            const e = here[k]!;
+            if (sameRegsAndStack(e.state, s)) {
+              e.hits++;
+              pruned = true;
+              next.push(...here.slice(k));
+            } else {
+              if (add) e.misses++;
+              if (e.misses <= e.hits * n + n) next.push(e);
+            }
+          }
+          if (!pruned && add) {
+            next.unshift({ state: s, hits: 0, misses: 0 });
+            prevJmps = jmps;
+            prevInsns = insns;
+          }
+          kept.set(i, next);
+          if (pruned) break; // "i: safe"
+        }
+        const cls = BPF_CLASS(x.code);
+        if (cls === BPF_JMP || cls === BPF_JMP32) jmps++;
+        const taken = decided(x, s);
+        this.i = i;
+        this.s = clone(s);
+        this.out = [];
+        this.step(x);
+        const [fall, target] = this.out;
+        if (fall === undefined) break; // an exit
+        if (target === undefined) { [i, s] = fall; continue; }
+        if (taken !== undefined) { [i, s] = taken ? target : fall; continue; }
+        const [first, later] = isMayGoto(x) ? [target, fall] : [fall, target];
+        pending.push(later);
+        [i, s] = first;
+      }
+    }
+    return marks;
+  }
+}
+
+/** The prune points of a function (visit_insn() and push_insn(), kernel/bpf/cfg.c, 7.2). */
+function prunePoints(p: Program, f: Program["funcs"][number]): Set<number> {
+  const out = new Set<number>();
+  for (let t = f.start; t < f.end; t++) {
+    const x = p.insns[t]!;
+    const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
+    if (x.code === BPF_LD_IMM64) { t++; continue; }
+    if (cls !== BPF_JMP && cls !== BPF_JMP32) continue;
+    if (op === BPF_EXIT) continue;
+    if (op === BPF_CALL) {
+      out.add(t + 1);
+      if (x.src === BPF_PSEUDO_CALL) out.add(t);
+    } else if (op === BPF_JA) {
+      out.add(t + 1 + (cls === BPF_JMP32 ? x.imm : x.off));
+    } else {
+      out.add(t);
+      out.add(t + 1 + x.off);
+    }
+  }
+  return out;
+}
+
+/** Which way a conditional jump goes when the known values decide it (is_branch_taken()), else undefined. */
+function decided(x: BpfInsn, s: State): boolean | undefined {
+  const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
+  if ((cls !== BPF_JMP && cls !== BPF_JMP32) || op === BPF_JA || op === BPF_CALL || op === BPF_EXIT || isMayGoto(x)) return undefined;
+  const a = s.regs[x.dst];
+  const b = BPF_SRC(x.code) === BPF_X ? s.regs[x.src] : known(immU64(x));
+  if (a?.t !== "scalar" || a.v === undefined || b?.t !== "scalar" || b.v === undefined) return undefined;
+  return jumpTaken(x, a.v, b.v);
+}
+
+/** The same registers and stack, whatever defined R0 (regsafe() ignores subreg_def). */
+function sameRegsAndStack(a: State, b: State): boolean {
+  return a.regs.every((r, i) => sameReg(r, b.regs[i]!)) && a.init.every((x, f) => x.every((v, i) => v === b.init[f]![i]));
+}
+
 export function privStackMode(p: Program): boolean {
   switch (p.type) {
     case "kprobe": case "tracepoint": case "perf_event": case "raw_tp": return true;

@@ -1,6 +1,6 @@
-// README finding 9, on a live kernel: does the verifier put its zero-extension of R0 after a
-// 32-bit cmpxchg on a path it prunes? Run as root on the kernel to check (needs BPF and its
-// JIT, net.core.bpf_jit_enable=1):
+// README finding 9 on a live kernel (test/scenarios/cmpxchg-zext-prune.json in the model): does
+// the verifier put its zero-extension of R0 after a 32-bit cmpxchg on a path it prunes? Run as
+// root on the kernel to check (needs BPF and its JIT, net.core.bpf_jit_enable=1):
 //
 //   cc -o /tmp/cmpxchg-zext-prune test/native/cmpxchg-zext-prune.c && sudo /tmp/cmpxchg-zext-prune
 //

@@ -79,6 +79,12 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(sound.out).toContain("verdict: PASS");
   }, hostTimeout(120_000));
 
+  test("README finding 9 with the tree's own JIT: a 32-bit cmpxchg on a path the verifier prunes keeps rax's upper half (the JIT adds no zero-extension of its own)", async () => {
+    const r = await cli("run", "test/scenarios/cmpxchg-zext-prune.json", ...tf);
+    expect(r.out).toContain("FAIL semantics: zext returned 00000000ffffffff; the reference interpreter gives 0000000000000000");
+    expect(r.code).toBe(1);
+  }, hostTimeout(120_000));
+
   test.skipIf(!treeHasPrivateStacks(t))("README finding 8 with the tree's own JIT: a uprobe program's private stack, written by a second task's run of it", async () => {
     const r = await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "r9-private", ...tf);
     expect(r.code).toBe(1);

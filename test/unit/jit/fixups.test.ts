@@ -6,10 +6,11 @@
 import { describe, expect, test } from "vitest";
 import { alu32, alu64, atomic, call, exit, jmp, jmp32, label, ldx, may_goto, st, stx } from "../../../jit/bpf/insn.ts";
 import { BPF_B, BPF_DW, BPF_W, R0, R1, R2, R6, R10 } from "../../../jit/bpf/opcodes.ts";
-import { runProgram } from "../../../jit/bpf/interp.ts";
+import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
+import { strategy } from "../../helpers/strategies.ts";
 import { program, type Program } from "../../../jit/bpf/program.ts";
 import { printProgram } from "../../../jit/bpf/print.ts";
 import { validate } from "../../../jit/bpf/validate.ts";
@@ -128,9 +129,34 @@ describe("the zero-extension after a 32-bit cmpxchg", () => {
     expect(zexts(one([...stored, atomic.cmpxchg(BPF_DW, R10, R1, -8), exit()]))).toEqual([]);
   });
 
-  test("two 32-bit cmpxchgs on paths that join before the read: both marked, as 6.12 to 6.18 mark them (7.2 marks the path it walks first only: README finding 9, not modelled)", () => {
-    const joined = one([ldx(BPF_DW, R6, R1, 0), ...stored, jmp.jne.imm(R6, 0, "b"), atomic.cmpxchg(BPF_W, R10, R1, -8), jmp.ja("j"), label("b"), atomic.cmpxchg(BPF_W, R10, R1, -8), label("j"), alu64.rsh.imm(R0, 32), exit()]);
-    expect(validate(joined).zextCmpxchg).toEqual([5, 7]);
+  // README finding 9: the program of test/native/cmpxchg-zext-prune.c
+  const joined = one([ldx(BPF_DW, R6, R1, 0), ...stored, jmp.jne.imm(R6, 0, "b"), atomic.cmpxchg(BPF_W, R10, R1, -8), jmp.ja("j"), label("b"), atomic.cmpxchg(BPF_W, R10, R1, -8), label("j"), alu64.rsh.imm(R0, 32), exit()]);
+
+  test("two 32-bit cmpxchgs on paths that join before the read: 7.2 marks the one its walk reaches the read from; the other path is pruned at the join, unmarked (6.12 to 6.18 marked both)", () => {
+    const v = validate(joined);
+    expect(v.zextCmpxchgAllPaths).toEqual([5, 7]);
+    expect(v.zextCmpxchg).toEqual([5]); // the fall-through, walked first
+    expect(zexts(joined)).toHaveLength(1);
+  });
+
+  test("finding 9 on the machine: the pruned path's cmpxchg keeps rax's upper half, so R0 >> 32 is 0xffffffff where BPF and the verifier have 0", () => {
+    const expected = runProgram(interpEnv([joined], [], 1), 0);
+    expect(expected).toBe(0n);
+    const img = buildImage({ programs: [joined], task: 0 }, strategy("baseline"));
+    const m = loadImage(img);
+    startTask(img, m);
+    const r = m.run({ maxSteps: 100_000 });
+    // the runner's context: the first argument (R6) is not 0, so the run takes path B
+    expect(r.kind === "completed" ? r.rax : r).toBe(0xffffffffn);
+  });
+
+  test("the walk prunes only at states it kept: with fewer than 2 jumps and 8 instructions since the last kept, a join keeps nothing and both paths are walked", () => {
+    // the same shape one instruction shorter before the branch (R0 stored by itself): path A
+    // reaches the join as the 7th instruction the walk processes, so no state is kept there
+    // and B walks on to the read
+    const short = one([ldx(BPF_DW, R6, R1, 0), alu64.mov.imm(R0, -1), st(BPF_DW, R10, -8, -1), jmp.jne.imm(R6, 0, "b"), atomic.cmpxchg(BPF_W, R10, R0, -8), jmp.ja("j"), label("b"), atomic.cmpxchg(BPF_W, R10, R0, -8), label("j"), alu64.rsh.imm(R0, 32), exit()]);
+    expect(validate(short).zextCmpxchgAllPaths).toEqual([4, 6]);
+    expect(validate(short).zextCmpxchg).toEqual([4, 6]);
   });
 
   test("a read on one path of two marks it; R0 returned by a subprog carries the mark to its caller's read", () => {

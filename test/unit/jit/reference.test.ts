@@ -9,12 +9,20 @@ import { describe, expect, test } from "vitest";
 import type { program } from "../../../jit/bpf/program.ts";
 import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { buildImage } from "../../../jit/image.ts";
+import { validate } from "../../../jit/bpf/validate.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { isaProgramArb, programArb, richArb } from "../../../generators/programs.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 import { hostTimeout } from "../../helpers/runs.ts";
 
 const SOUND = BUILTIN_STRATEGIES.filter((s) => s.name !== "r9-no-save");
+
+/**
+ * Does 7.2's verifier leave out a zero-extension after a 32-bit cmpxchg of `p` (README finding
+ * 9)? Then the JIT'd program may rightly differ from the interpreter: the kernel's bug, shown
+ * by test/unit/jit/fixups.test.ts, not a lowering's.
+ */
+const leavesOutZext = (p: ReturnType<typeof program>) => { const v = validate(p); return v.zextCmpxchg.length !== v.zextCmpxchgAllPaths.length; };
 
 /** Run the task's program on the machine under a strategy: its result, or the run's kind. */
 function emulate(programs: readonly ReturnType<typeof program>[], s: (typeof BUILTIN_STRATEGIES)[number]): bigint | string {
@@ -38,6 +46,7 @@ describe("JIT + machine against the reference interpreter", () => {
   }, hostTimeout(60_000));
 
   fcTest.prop([isaProgramArb, fc.boolean()], { numRuns: 40 })("the whole instruction set (after the verifier's fix-ups), with and without BMI2, returns the interpreter's result", (p, bmi2) => {
+    fc.pre(!leavesOutZext(p));
     const expected = runProgram({ programs: [p], nested: [], recursionLimit: 1, active: [0], misses: [0] }, 0);
     for (const s of SOUND) {
       const img = buildImage({ programs: [p], task: 0 }, s, { ibt: true, sls: false, bmi2 });
