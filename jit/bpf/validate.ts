@@ -31,7 +31,7 @@ import {
   BPF_DIV, BPF_DW, BPF_END, BPF_EXIT, BPF_FETCH, BPF_HELPER_CALL, BPF_JA, BPF_JMP, BPF_JMP32, BPF_LD_IMM64, BPF_LDX,
   BPF_LOAD_ACQ, BPF_LSH, BPF_MOD, BPF_MODE, BPF_MOV, BPF_NEG, BPF_OP, BPF_OR, BPF_PRIV_STACK_MIN_SIZE, BPF_PSEUDO_CALL,
   BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG,
-  BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes,
+  BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes, BPF_MEM, BPF_JEQ, BPF_JNE, BPF_JGT, BPF_JGE, BPF_JLT, BPF_JLE, BPF_JSGT, BPF_JSGE, BPF_JSLT, BPF_JSLE, BPF_JSET,
 } from "./opcodes.ts";
 import { ATTACH_PATHS, attachOf, attachPathsOf, calleeOf, type Program, type ProgType } from "./program.ts";
 import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
@@ -103,7 +103,13 @@ const PATH_WALK_BUDGET = 200_000;
  * A register: not readable, a number (with its value when the verifier would know it), the ctx
  * pointer, a pointer into frame `frame`'s stack, or different types on different paths.
  */
-type RegT = { t: "uninit" } | { t: "scalar"; v?: bigint } | { t: "ctx" } | { t: "fp"; frame: number; off: number } | { t: "mixed" };
+type RegT = { t: "uninit" } | { t: "scalar"; v?: bigint; tag?: string; lo?: bigint; hi?: bigint } | { t: "ctx" } | { t: "fp"; frame: number; off: number } | { t: "mixed" };
+/**
+ * An 8-byte stack slot of the main frame on a path PathWalk walks: a spilled value, "misc"
+ * (STACK_MISC after an atomic write), or the instruction that wrote its bytes ("w<i>", "c<i>").
+ * (`tag`, `lo` and `hi` of a scalar are PathWalk's too: the data flow never sets them.)
+ */
+type SlotV = RegT | string;
 interface State {
   regs: RegT[];
   /** Per live frame (0 = main): one flag per stack byte, index d + off for off in [-d, 0). */
@@ -115,13 +121,15 @@ interface State {
    * (which marks it) or a 32-bit move (a def of its own).
    */
   cx: readonly number[];
+  /** PathWalk's stack slots of the main frame (the data flow has none). */
+  slots?: Map<number, SlotV>;
 }
 
 const UNINIT: RegT = { t: "uninit" }, SCALAR: RegT = { t: "scalar" }, MIXED: RegT = { t: "mixed" };
 const known = (v: bigint): RegT => ({ t: "scalar", v });
 
 function clone(s: State): State {
-  return { regs: s.regs.slice(), init: s.init.map((a) => a.slice()), cx: s.cx };
+  return { regs: s.regs.slice(), init: s.init.map((a) => a.slice()), cx: s.cx, ...(s.slots !== undefined ? { slots: new Map(s.slots) } : {}) };
 }
 
 function union(a: readonly number[], b: readonly number[]): readonly number[] {
@@ -322,7 +330,8 @@ class Checker {
   /**
    * The zero-extension marks: every path's (the data flow's, in this.zext) and the walked
    * paths' (PathWalk: the main function's cmpxchgs as 7.2's walk marks them; the callees'
-   * as the data flow does). A walk past PATH_WALK_BUDGET instructions keeps every path's.
+   * as the data flow does). Where PathWalk does not walk (a loop or may_goto in the main
+   * function) or gives up past PATH_WALK_BUDGET instructions, every path's marks stand.
    */
   private walkedZext(entry: State): { walked: readonly number[]; all: readonly number[] } {
     const all = [...this.zext].sort((a, b) => a - b);
@@ -724,17 +733,23 @@ class FuncWalk {
  * do_check()'s own walk of the main function (kernel/bpf/verifier.c, with is_state_visited(),
  * kernel/bpf/states.c, 7.2), for the one result only its order decides: which 32-bit cmpxchgs
  * a 64-bit read of R0 marks for their zero-extension. A path pruned at a state kept before is
- * not walked on, and 7.2 carries no marks over to it (README finding 9). As the verifier walks:
- * the fall-through first, the branch target pushed for later (check_cond_jmp_op()); may_goto
- * the other way round, its goto first; a condition the known values decide, one way only
- * (is_branch_taken()); at each prune point (kernel/bpf/cfg.c: a conditional jump, the target
- * of a jump, the instruction after a call, a BPF call) the states kept there compared with the
- * current one, and the current one kept only after 2 jumps and 8 instructions since the last
- * kept (at a may_goto always); a kept state that misses more than 3 + 3 x its hits is dropped
- * (64 at a may_goto, whose checkpoints the verifier keeps longer while they have branches). Where the verifier compares only live registers and ignores an
- * imprecise scalar's value, this compares every register and every known value: it prunes
- * only where the verifier would prune too (it may prune less), so it leaves a mark out only
- * where 7.2 leaves it out. BPF calls are walked as the data flow walks them.
+ * not walked on, and 7.2 carries no marks over to it (README finding 9).
+ *
+ * It walks as the verifier walks, while it can be sure of doing so: the fall-through first and
+ * the branch target pushed for later (check_cond_jmp_op()); a condition decided one way only
+ * when the values decide it (is_branch_taken(): known constants, or the range of a context
+ * value no branch has narrowed yet); prune points where kernel/bpf/cfg.c puts them; a state
+ * kept only after 2 jumps and 8 instructions since the last kept. It prunes only at a state
+ * identical to a kept one in everything it tracks (every register its own liveness, a superset
+ * of the verifier's, calls live; every stack slot: a spilled value, "misc" after an atomic
+ * write, or the instruction that wrote it; a value that is not a known constant by the
+ * instruction that made it, narrowed values by the branch that narrowed them), where the
+ * verifier's states are then equal too. Past the first point where it cannot be sure (a kept
+ * state that differs only maybe for the verifier, a branch it cannot prove undecidable, a long
+ * jump history that would force a new state), it prunes no more and walks every path on, which
+ * marks at least what the verifier marks. So it leaves a mark out only where 7.2 leaves it out.
+ * Not for a main function with a loop or a may_goto (their states carry what this does not
+ * track): the data flow's marks stand there.
  */
 class PathWalk extends FuncWalk {
   private out: [number, State][] = [];
@@ -743,100 +758,238 @@ class PathWalk extends FuncWalk {
     this.out.push([to, s]);
   }
 
-  /** The cmpxchgs marked on the walked paths, or undefined past `budget` instructions. */
+  /** The cmpxchgs marked on the walked paths; undefined when it cannot walk the function, or past `budget` instructions. */
   walk(entry: State, budget: number): Set<number> | undefined {
+    const p = this.p, f = this.f;
+    const cfg = mainCfg(p, f);
+    if (cfg === undefined) return undefined;
     const marks = (this.marks = new Set<number>());
-    const prune = prunePoints(this.p, this.f);
-    const kept = new Map<number, { state: State; hits: number; misses: number }[]>();
-    let insns = 0, jmps = 0, prevInsns = 0, prevJmps = 0;
-    const pending: [number, State][] = [[this.f.start, entry]];
+    const kept = new Map<number, State[]>();
+    let insns = 0, jmps = 0, prevInsns = 0, prevJmps = 0, sure = true;
+    // each path's jump history since its last kept state (jmp_history_cnt: a pushed state keeps its own)
+    const pending: [number, State, number][] = [[f.start, { ...entry, slots: new Map() }, 0]];
     while (pending.length > 0) {
-      let [i, s] = pending.pop()!;
+      let [i, s, history] = pending.pop()!;
       for (;;) {
         if (++insns > budget) return undefined; // account_processed_insn()
-        const x = this.p.insns[i]!;
-        if (prune.has(i)) { // is_state_visited()
-          const force = isMayGoto(x);
-          const add = force || (jmps - prevJmps >= 2 && insns - prevInsns >= 8);
-          // newest first, as list_add() puts them; each one missed before a hit counts the miss,
-          // and one that keeps missing is dropped (n = 3; 64 at a forced checkpoint)
-          const n = force ? 64 : 3;
-          const here = kept.get(i) ?? [], next: typeof here = [];
-          let pruned = false;
-          for (let k = 0; k < here.length && !pruned; k++) {
-            const e = here[k]!;
-            if (sameRegsAndStack(e.state, s)) {
-              e.hits++;
-              pruned = true;
-              next.push(...here.slice(k));
-            } else {
-              if (add) e.misses++;
-              if (e.misses <= e.hits * n + n) next.push(e);
-            }
-          }
-          if (!pruned && add) {
-            next.unshift({ state: s, hits: 0, misses: 0 });
+        const x = p.insns[i]!;
+        if (sure && cfg.prune.has(i)) { // is_state_visited()
+          const here = kept.get(i) ?? [];
+          if (here.some((k) => identical(k, s, cfg.live[i - f.start]!))) break; // "i: safe"
+          if (here.length > 0 || history > 40) sure = false;
+          else if (jmps - prevJmps >= 2 && insns - prevInsns >= 8) {
+            kept.set(i, [s]);
             prevJmps = jmps;
             prevInsns = insns;
+            history = 0;
           }
-          kept.set(i, next);
-          if (pruned) break; // "i: safe"
         }
+        if (cfg.prune.has(i) || touchesStack(x)) history++; // push_jmp_history(): jump points and stack accesses
         const cls = BPF_CLASS(x.code);
         if (cls === BPF_JMP || cls === BPF_JMP32) jmps++;
-        const taken = decided(x, s);
+        const decision = decide(x, s);
+        if (decision === "unsure") sure = false;
         this.i = i;
         this.s = clone(s);
         this.out = [];
         this.step(x);
+        for (const [, n] of this.out) values(x, i, s, n);
         const [fall, target] = this.out;
         if (fall === undefined) break; // an exit
         if (target === undefined) { [i, s] = fall; continue; }
-        if (taken !== undefined) { [i, s] = taken ? target : fall; continue; }
-        const [first, later] = isMayGoto(x) ? [target, fall] : [fall, target];
-        pending.push(later);
-        [i, s] = first;
+        narrow(x, i, s, fall[1], target[1]);
+        if (typeof decision === "boolean") { [i, s] = decision ? target : fall; continue; }
+        pending.push([target[0], target[1], history]);
+        [i, s] = fall;
       }
     }
     return marks;
   }
 }
 
-/** The prune points of a function (visit_insn() and push_insn(), kernel/bpf/cfg.c, 7.2). */
-function prunePoints(p: Program, f: Program["funcs"][number]): Set<number> {
-  const out = new Set<number>();
+/** The main function's prune points (visit_insn() and push_insn(), kernel/bpf/cfg.c, 7.2) and live registers; undefined with a loop or a may_goto. */
+function mainCfg(p: Program, f: Program["funcs"][number]): { prune: Set<number>; live: Set<number>[] } | undefined {
+  const prune = new Set<number>();
+  const succ: number[][] = [];
   for (let t = f.start; t < f.end; t++) {
     const x = p.insns[t]!;
     const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-    if (x.code === BPF_LD_IMM64) { t++; continue; }
-    if (cls !== BPF_JMP && cls !== BPF_JMP32) continue;
-    if (op === BPF_EXIT) continue;
+    if (isMayGoto(x)) return undefined;
+    if (x.code === BPF_LD_IMM64) { succ[t - f.start] = [t + 2]; succ[t + 1 - f.start] = []; t++; continue; }
+    if (cls !== BPF_JMP && cls !== BPF_JMP32) { succ[t - f.start] = [t + 1]; continue; }
+    if (op === BPF_EXIT) { succ[t - f.start] = []; continue; }
     if (op === BPF_CALL) {
-      out.add(t + 1);
-      if (x.src === BPF_PSEUDO_CALL) out.add(t);
-    } else if (op === BPF_JA) {
-      out.add(t + 1 + (cls === BPF_JMP32 ? x.imm : x.off));
-    } else {
-      out.add(t);
-      out.add(t + 1 + x.off);
+      prune.add(t + 1);
+      if (x.src === BPF_PSEUDO_CALL) prune.add(t);
+      succ[t - f.start] = [t + 1];
+      continue;
     }
+    const target = t + 1 + (op === BPF_JA && cls === BPF_JMP32 ? x.imm : x.off);
+    if (target <= t) return undefined; // a loop
+    prune.add(target);
+    if (op === BPF_JA) { succ[t - f.start] = [target]; continue; }
+    prune.add(t);
+    succ[t - f.start] = [t + 1, target];
   }
-  return out;
+  // live registers before each instruction (compute_live_registers()), with every call reading
+  // R1-R5: a superset of the verifier's
+  const live: Set<number>[] = [];
+  for (let t = f.end - 1; t >= f.start; t--) {
+    const x = p.insns[t]!;
+    const out = new Set<number>();
+    for (const n of succ[t - f.start] ?? []) for (const r of live[n - f.start] ?? []) out.add(r);
+    const { uses, defs } = useDef(x);
+    for (const d of defs) out.delete(d);
+    for (const u of uses) out.add(u);
+    live[t - f.start] = out;
+  }
+  return { prune, live };
 }
 
-/** Which way a conditional jump goes when the known values decide it (is_branch_taken()), else undefined. */
-function decided(x: BpfInsn, s: State): boolean | undefined {
+/** The registers an instruction reads and writes (R10 left out). */
+function useDef(x: BpfInsn): { uses: number[]; defs: number[] } {
+  const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
+  if (x.code === BPF_LD_IMM64) return { uses: [], defs: [x.dst] };
+  if (cls === BPF_ALU || cls === BPF_ALU64) return { uses: [...(isX ? [x.src] : []), ...(op === BPF_MOV ? [] : [x.dst])], defs: [x.dst] };
+  if (cls === BPF_LDX) return { uses: [x.src], defs: [x.dst] };
+  if (cls === BPF_ST) return { uses: [x.dst], defs: [] };
+  if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) {
+    if (x.imm === BPF_LOAD_ACQ) return { uses: [x.src], defs: [x.dst] };
+    if (x.imm === BPF_CMPXCHG) return { uses: [x.dst, x.src, 0], defs: [0] };
+    return { uses: [x.dst, x.src], defs: x.imm & BPF_FETCH ? [x.src] : [] };
+  }
+  if (cls === BPF_STX) return { uses: [x.dst, x.src], defs: [] };
+  if (op === BPF_CALL) return { uses: [1, 2, 3, 4, 5], defs: [0, 1, 2, 3, 4, 5] };
+  if (op === BPF_EXIT) return { uses: [0], defs: [] };
+  if (op === BPF_JA) return { uses: [], defs: [] };
+  return { uses: [x.dst, ...(isX ? [x.src] : [])], defs: [] };
+}
+
+const touchesStack = (x: BpfInsn): boolean => {
+  const cls = BPF_CLASS(x.code);
+  return cls === BPF_LDX || cls === BPF_ST || cls === BPF_STX;
+};
+
+/** Ops whose result on known constants the verifier knows exactly too (tnum arithmetic). */
+const EXACT = new Set([BPF_ADD, BPF_SUB, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_ARSH, BPF_MOV, BPF_NEG]);
+const U64 = (1n << 64n) - 1n;
+const unknownAt = (tag: string): RegT => ({ t: "scalar", tag });
+
+/** The walked path's values for what `x` (at i, from state `s`) wrote into successor state `n`. */
+function values(x: BpfInsn, i: number, s: State, n: State): void {
+  const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
+  const slots = n.slots!;
+  const slotOf = (ptr: RegT | undefined, off: number) => (ptr?.t === "fp" && ptr.frame === 0 ? ptr.off + off : undefined);
+  const setSlots = (at: number, size: number, v: SlotV) => { for (let a = Math.floor(at / 8) * 8; a < at + size; a += 8) slots.set(a, v); };
+  if (cls === BPF_ALU || cls === BPF_ALU64) {
+    const r = n.regs[x.dst]!;
+    if (op === BPF_MOV && isX && cls === BPF_ALU64 && x.off === 0) n.regs[x.dst] = s.regs[x.src]!; // the same value, identity and all
+    else if (r.t === "scalar" && (r.v === undefined || !EXACT.has(op))) n.regs[x.dst] = unknownAt(`${i}`);
+  } else if (cls === BPF_LDX) {
+    const ptr = s.regs[x.src], at = slotOf(ptr, x.off), size = sizeBytes(BPF_SIZE(x.code));
+    const v = at === undefined ? undefined : slots.get(Math.floor(at / 8) * 8);
+    if (ptr?.t === "ctx") n.regs[x.dst] = { t: "scalar", tag: `${i}`, lo: 0n, hi: (1n << BigInt(8 * size)) - 1n }; // a context value: all its width can hold
+    else if (v !== undefined && typeof v !== "string" && v.t === "scalar" && v.v !== undefined && BPF_MODE(x.code) === BPF_MEM && at! % 8 === 0) n.regs[x.dst] = known(size === 8 ? v.v : v.v & ((1n << BigInt(8 * size)) - 1n));
+    else if (v !== undefined && typeof v !== "string" && v.t !== "scalar" && size === 8 && at! % 8 === 0) n.regs[x.dst] = v; // a spilled pointer, filled
+    else n.regs[x.dst] = unknownAt(`${i}`);
+  } else if (cls === BPF_ST || (cls === BPF_STX && BPF_MODE(x.code) === BPF_MEM)) {
+    const at = slotOf(s.regs[x.dst], x.off), size = sizeBytes(BPF_SIZE(x.code));
+    if (at !== undefined) {
+      const v: RegT = cls === BPF_ST ? known(BigInt.asUintN(64, BigInt(x.imm))) : s.regs[x.src]!;
+      setSlots(at, size, size === 8 && at % 8 === 0 ? v : `w${i}`); // a spill, or bytes this instruction wrote
+    }
+  } else if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) {
+    const ptr = x.imm === BPF_LOAD_ACQ ? s.regs[x.src] : s.regs[x.dst];
+    const at = slotOf(ptr, x.off), size = sizeBytes(BPF_SIZE(x.code));
+    const old = at === undefined ? undefined : slots.get(Math.floor(at / 8) * 8);
+    const load = x.imm === BPF_LOAD_ACQ ? x.dst : x.imm === BPF_CMPXCHG ? 0 : x.imm & BPF_FETCH ? x.src : -1;
+    if (load >= 0) {
+      const oldV = old !== undefined && typeof old !== "string" && old.t === "scalar" ? old.v : undefined;
+      n.regs[load] = oldV !== undefined && at! % 8 === 0 ? known(size === 8 ? oldV : oldV & 0xffffffffn) : unknownAt(`${i}`); // a fill of a spilled constant
+    }
+    if (at !== undefined && x.imm !== BPF_LOAD_ACQ) setSlots(at, size, x.imm === BPF_STORE_REL ? `w${i}` : "misc"); // STACK_MISC
+  } else if (BPF_OP(x.code) === BPF_CALL && (cls === BPF_JMP)) {
+    n.regs[0] = unknownAt(`${i}`);
+    // what a callee or helper may write through a stack pointer it was given
+    if ([1, 2, 3, 4, 5].some((r) => s.regs[r]?.t === "fp")) for (const k of slots.keys()) slots.set(k, `c${i}`);
+  }
+}
+
+/**
+ * After a conditional jump on a value that is not a known constant: each side narrows it and
+ * whatever the verifier links to it (reg_set_min_max(), sync_linked_regs(): copies, and values
+ * a constant away), which this does not follow; so every value that is not a known constant
+ * takes an identity of its side, and the side where a 64-bit JEQ/JNE says it equals a constant
+ * knows it (and its copies) as that constant.
+ */
+function narrow(x: BpfInsn, i: number, s: State, fall: State, target: State): void {
+  if (isMayGoto(x)) return;
+  const a = s.regs[x.dst], b = BPF_SRC(x.code) === BPF_X ? s.regs[x.src] : known(immU64(x));
+  const unknown = (v: RegT | undefined): v is RegT & { t: "scalar" } => v?.t === "scalar" && v.v === undefined;
+  if (!unknown(a) && !unknown(b)) return;
+  const op = BPF_OP(x.code), eqOp = BPF_CLASS(x.code) === BPF_JMP && (op === BPF_JEQ || op === BPF_JNE);
+  const v = (unknown(a) ? a : b) as RegT & { t: "scalar" }, c = unknown(a) ? b : a;
+  const eq = eqOp && c?.t === "scalar" && c.v !== undefined && v.tag !== undefined ? c.v : undefined;
+  for (const [st, side] of [[fall, "f"], [target, "t"]] as const) {
+    const equalSide = eq !== undefined && (op === BPF_JEQ) === (side === "t");
+    const re = (r: RegT): RegT => (r.t !== "scalar" || r.v !== undefined ? r : equalSide && r.tag === v.tag ? known(eq!) : unknownAt(`${r.tag ?? "?"}/${i}${side}`));
+    st.regs = st.regs.map(re);
+    for (const [k, sv] of st.slots!) if (typeof sv !== "string") st.slots!.set(k, re(sv));
+  }
+}
+
+/**
+ * How a conditional jump goes on the walked path: one way (true: taken) when the values decide
+ * it, "both" when the verifier cannot decide it either, "unsure" when it might.
+ */
+function decide(x: BpfInsn, s: State): boolean | "both" | "unsure" | undefined {
   const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
   if ((cls !== BPF_JMP && cls !== BPF_JMP32) || op === BPF_JA || op === BPF_CALL || op === BPF_EXIT || isMayGoto(x)) return undefined;
   const a = s.regs[x.dst];
   const b = BPF_SRC(x.code) === BPF_X ? s.regs[x.src] : known(immU64(x));
-  if (a?.t !== "scalar" || a.v === undefined || b?.t !== "scalar" || b.v === undefined) return undefined;
-  return jumpTaken(x, a.v, b.v);
+  if (a?.t !== "scalar" || b?.t !== "scalar") return "unsure";
+  if (a.v !== undefined && b.v !== undefined) return jumpTaken(x, a.v, b.v);
+  if (cls !== BPF_JMP || a.v !== undefined || a.lo === undefined || a.hi === undefined || b.v === undefined) return "unsure";
+  return rangeDecides(op, a.lo, a.hi, b.v) ?? "both";
 }
 
-/** The same registers and stack, whatever defined R0 (regsafe() ignores subreg_def). */
-function sameRegsAndStack(a: State, b: State): boolean {
-  return a.regs.every((r, i) => sameReg(r, b.regs[i]!)) && a.init.every((x, f) => x.every((v, i) => v === b.init[f]![i]));
+/** is_branch_taken() for `dst op c` with dst's unsigned range [lo, hi] (a fresh context value: no tnum bits known beyond the width). */
+function rangeDecides(op: number, lo: bigint, hi: bigint, c: bigint): boolean | undefined {
+  const signed = op === BPF_JSGT || op === BPF_JSGE || op === BPF_JSLT || op === BPF_JSLE;
+  let l = lo, h = hi, k = c;
+  if (signed) {
+    k = BigInt.asIntN(64, c);
+    if (hi > U64 >> 1n) { if (lo > U64 >> 1n) { l = lo - (1n << 64n); h = hi - (1n << 64n); } else { l = -(1n << 63n); h = (1n << 63n) - 1n; } }
+  }
+  switch (op) {
+    case BPF_JEQ: return k < l || k > h ? false : l === h ? true : undefined;
+    case BPF_JNE: return k < l || k > h ? true : l === h ? false : undefined;
+    case BPF_JGT: case BPF_JSGT: return l > k ? true : h <= k ? false : undefined;
+    case BPF_JGE: case BPF_JSGE: return l >= k ? true : h < k ? false : undefined;
+    case BPF_JLT: case BPF_JSLT: return h < k ? true : l >= k ? false : undefined;
+    case BPF_JLE: case BPF_JSLE: return h <= k ? true : l > k ? false : undefined;
+    case BPF_JSET: return (c & hi) === 0n ? false : undefined;
+  }
+  return undefined;
+}
+
+/** The same value by identity: a known constant, or made by the same instruction (and narrowed alike). */
+function sameValue(a: RegT | SlotV | undefined, b: RegT | SlotV | undefined): boolean {
+  if (typeof a === "string" || typeof b === "string") return a === b;
+  if (a === undefined || b === undefined) return a === b;
+  if (a.t !== b.t) return false;
+  if (a.t === "scalar" && b.t === "scalar") return a.v !== undefined ? a.v === b.v : b.v === undefined && a.tag !== undefined && a.tag === b.tag && a.lo === b.lo && a.hi === b.hi;
+  return sameReg(a, b);
+}
+
+/** A kept state and the current one, identical in every live register and stack slot (regsafe() and stacksafe() are then true). */
+function identical(k: State, s: State, live: Set<number>): boolean {
+  for (const r of live) if (!sameValue(k.regs[r], s.regs[r])) return false;
+  if (!k.init.every((x, f) => x.every((v, i) => v === s.init[f]![i]))) return false;
+  const a = k.slots!, b = s.slots!;
+  if (a.size !== b.size) return false;
+  for (const [at, v] of a) if (!sameValue(v, b.get(at))) return false;
+  return true;
 }
 
 export function privStackMode(p: Program): boolean {
