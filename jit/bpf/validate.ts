@@ -747,7 +747,8 @@ class FuncWalk {
  * verifier's states are then equal too. Past the first point where it cannot be sure (a kept
  * state that differs only maybe for the verifier, a branch it cannot prove undecidable, a long
  * jump history that would force a new state), it prunes no more and walks every path on, which
- * marks at least what the verifier marks. So it leaves a mark out only where 7.2 leaves it out.
+ * marks at least what the verifier marks (a BPF call, whose callee the verifier walks and this
+ * does not, is such a point). So it leaves a mark out only where 7.2 leaves it out.
  * Not for a main function with a loop or a may_goto (their states carry what this does not
  * track): the data flow's marks stand there.
  */
@@ -764,6 +765,7 @@ class PathWalk extends FuncWalk {
     const cfg = mainCfg(p, f);
     if (cfg === undefined) return undefined;
     const marks = (this.marks = new Set<number>());
+    const names = new Names();
     const kept = new Map<number, State[]>();
     let insns = 0, jmps = 0, prevInsns = 0, prevJmps = 0, sure = true;
     // each path's jump history since its last kept state (jmp_history_cnt: a pushed state keeps its own)
@@ -789,15 +791,17 @@ class PathWalk extends FuncWalk {
         if (cls === BPF_JMP || cls === BPF_JMP32) jmps++;
         const decision = decide(x, s);
         if (decision === "unsure") sure = false;
+        // the verifier walks into a BPF call, counting and keeping states there; this takes the data flow's summary
+        if (cls === BPF_JMP && BPF_OP(x.code) === BPF_CALL && x.src === BPF_PSEUDO_CALL) sure = false;
         this.i = i;
         this.s = clone(s);
         this.out = [];
         this.step(x);
-        for (const [, n] of this.out) values(x, i, s, n);
+        for (const [, n] of this.out) values(x, i, s, n, names);
         const [fall, target] = this.out;
         if (fall === undefined) break; // an exit
         if (target === undefined) { [i, s] = fall; continue; }
-        narrow(x, i, s, fall[1], target[1]);
+        narrow(x, i, s, fall[1], target[1], names);
         if (typeof decision === "boolean") { [i, s] = decision ? target : fall; continue; }
         pending.push([target[0], target[1], history]);
         [i, s] = fall;
@@ -873,45 +877,76 @@ const touchesStack = (x: BpfInsn): boolean => {
 /** Ops whose result on known constants the verifier knows exactly too (tnum arithmetic). */
 const EXACT = new Set([BPF_ADD, BPF_SUB, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_ARSH, BPF_MOV, BPF_NEG]);
 const U64 = (1n << 64n) - 1n;
-const unknownAt = (tag: string): RegT => ({ t: "scalar", tag });
+/**
+ * Value numbering for PathWalk: a value that is not a known constant is named by what made it
+ * and from what (the instruction and the names of its inputs), so two paths hold the same name
+ * only for the same computation from the same inputs; names are interned to stay short.
+ */
+class Names {
+  private readonly table = new Map<string, string>();
+  of(v: RegT | SlotV | undefined): string {
+    if (v === undefined) return "_";
+    if (typeof v === "string") return v;
+    if (v.t === "scalar") return v.v !== undefined ? `k${v.v}` : `${v.tag ?? "?"}${v.lo !== undefined ? `[${v.lo},${v.hi}]` : ""}`;
+    return v.t === "fp" ? `f${v.frame}:${v.off}` : v.t;
+  }
+  /** The name of a computation: `what` over its inputs. */
+  made(what: string, ...inputs: (RegT | SlotV | undefined)[]): string {
+    const key = `${what}(${inputs.map((v) => this.of(v)).join(",")})`;
+    let n = this.table.get(key);
+    if (n === undefined) this.table.set(key, (n = `#${this.table.size}`));
+    return n;
+  }
+  unknown(what: string, ...inputs: (RegT | SlotV | undefined)[]): RegT {
+    return { t: "scalar", tag: this.made(what, ...inputs) };
+  }
+}
 
 /** The walked path's values for what `x` (at i, from state `s`) wrote into successor state `n`. */
-function values(x: BpfInsn, i: number, s: State, n: State): void {
+function values(x: BpfInsn, i: number, s: State, n: State, names: Names): void {
   const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
   const slots = n.slots!;
   const slotOf = (ptr: RegT | undefined, off: number) => (ptr?.t === "fp" && ptr.frame === 0 ? ptr.off + off : undefined);
-  const setSlots = (at: number, size: number, v: SlotV) => { for (let a = Math.floor(at / 8) * 8; a < at + size; a += 8) slots.set(a, v); };
+  const slotAt = (at: number) => Math.floor(at / 8) * 8;
+  // bytes written into a slot: a name made of the write and the slot's old name (the rest of its bytes)
+  const written = (at: number, size: number, what: string, v: RegT | undefined) => {
+    for (let a = slotAt(at); a < at + size; a += 8) slots.set(a, names.made(`${what}@${at - a}:${size}`, v, slots.get(a)));
+  };
   if (cls === BPF_ALU || cls === BPF_ALU64) {
     const r = n.regs[x.dst]!;
-    if (op === BPF_MOV && isX && cls === BPF_ALU64 && x.off === 0) n.regs[x.dst] = s.regs[x.src]!; // the same value, identity and all
-    else if (r.t === "scalar" && (r.v === undefined || !EXACT.has(op))) n.regs[x.dst] = unknownAt(`${i}`);
+    if (op === BPF_MOV && isX && cls === BPF_ALU64 && x.off === 0) n.regs[x.dst] = s.regs[x.src]!; // the same value, name and all
+    else if (r.t === "scalar" && (r.v === undefined || !EXACT.has(op))) n.regs[x.dst] = names.unknown(`a${i}`, op === BPF_MOV ? undefined : s.regs[x.dst], isX ? s.regs[x.src] : known(BigInt(x.imm)));
   } else if (cls === BPF_LDX) {
-    const ptr = s.regs[x.src], at = slotOf(ptr, x.off), size = sizeBytes(BPF_SIZE(x.code));
-    const v = at === undefined ? undefined : slots.get(Math.floor(at / 8) * 8);
-    if (ptr?.t === "ctx") n.regs[x.dst] = { t: "scalar", tag: `${i}`, lo: 0n, hi: (1n << BigInt(8 * size)) - 1n }; // a context value: all its width can hold
-    else if (v !== undefined && typeof v !== "string" && v.t === "scalar" && v.v !== undefined && BPF_MODE(x.code) === BPF_MEM && at! % 8 === 0) n.regs[x.dst] = known(size === 8 ? v.v : v.v & ((1n << BigInt(8 * size)) - 1n));
+    const ptr = s.regs[x.src], at = slotOf(ptr, x.off), size = sizeBytes(BPF_SIZE(x.code)), mem = BPF_MODE(x.code) === BPF_MEM;
+    const v = at === undefined ? undefined : slots.get(slotAt(at));
+    if (ptr?.t === "ctx") n.regs[x.dst] = mem ? { t: "scalar", tag: names.made(`ctx${x.off}:${size}`), lo: 0n, hi: (1n << BigInt(8 * size)) - 1n } : names.unknown(`ctxsx${x.off}:${size}`); // a context value: all its width can hold
+    else if (v !== undefined && typeof v !== "string" && v.t === "scalar" && v.v !== undefined && mem && at! % 8 === 0) n.regs[x.dst] = known(size === 8 ? v.v : v.v & ((1n << BigInt(8 * size)) - 1n));
     else if (v !== undefined && typeof v !== "string" && v.t !== "scalar" && size === 8 && at! % 8 === 0) n.regs[x.dst] = v; // a spilled pointer, filled
-    else n.regs[x.dst] = unknownAt(`${i}`);
+    else n.regs[x.dst] = names.unknown(`ld${at === undefined ? "?" : at % 8}:${size}:${mem ? "" : "sx"}`, v ?? s.regs[x.src]);
   } else if (cls === BPF_ST || (cls === BPF_STX && BPF_MODE(x.code) === BPF_MEM)) {
     const at = slotOf(s.regs[x.dst], x.off), size = sizeBytes(BPF_SIZE(x.code));
     if (at !== undefined) {
       const v: RegT = cls === BPF_ST ? known(BigInt.asUintN(64, BigInt(x.imm))) : s.regs[x.src]!;
-      setSlots(at, size, size === 8 && at % 8 === 0 ? v : `w${i}`); // a spill, or bytes this instruction wrote
+      if (size === 8 && at % 8 === 0) slots.set(at, v); // a spill
+      else written(at, size, "w", v);
     }
   } else if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) {
     const ptr = x.imm === BPF_LOAD_ACQ ? s.regs[x.src] : s.regs[x.dst];
     const at = slotOf(ptr, x.off), size = sizeBytes(BPF_SIZE(x.code));
-    const old = at === undefined ? undefined : slots.get(Math.floor(at / 8) * 8);
+    const old = at === undefined ? undefined : slots.get(slotAt(at));
     const load = x.imm === BPF_LOAD_ACQ ? x.dst : x.imm === BPF_CMPXCHG ? 0 : x.imm & BPF_FETCH ? x.src : -1;
     if (load >= 0) {
       const oldV = old !== undefined && typeof old !== "string" && old.t === "scalar" ? old.v : undefined;
-      n.regs[load] = oldV !== undefined && at! % 8 === 0 ? known(size === 8 ? oldV : oldV & 0xffffffffn) : unknownAt(`${i}`); // a fill of a spilled constant
+      // the old value: a fill of a spilled constant, else named by the memory it came from
+      n.regs[load] = oldV !== undefined && at! % 8 === 0 ? known(size === 8 ? oldV : oldV & 0xffffffffn) : names.unknown(`ld${at === undefined ? "?" : at % 8}:${size}`, old ?? ptr);
     }
-    if (at !== undefined && x.imm !== BPF_LOAD_ACQ) setSlots(at, size, x.imm === BPF_STORE_REL ? `w${i}` : "misc"); // STACK_MISC
+    // STACK_MISC for the bytes written, whatever the operation: named by the slot's old name,
+    // the operand (what a store-release writes) and the place
+    if (at !== undefined && x.imm !== BPF_LOAD_ACQ) written(at, size, x.imm === BPF_STORE_REL ? "rel" : "atomic", x.imm === BPF_STORE_REL ? s.regs[x.src] : undefined);
   } else if (BPF_OP(x.code) === BPF_CALL && (cls === BPF_JMP)) {
-    n.regs[0] = unknownAt(`${i}`);
+    n.regs[0] = names.unknown(`call${i}`, ...[1, 2, 3, 4, 5].map((r) => s.regs[r]));
     // what a callee or helper may write through a stack pointer it was given
-    if ([1, 2, 3, 4, 5].some((r) => s.regs[r]?.t === "fp")) for (const k of slots.keys()) slots.set(k, `c${i}`);
+    if ([1, 2, 3, 4, 5].some((r) => s.regs[r]?.t === "fp")) for (const [k, old] of slots) slots.set(k, names.made(`call${i}`, old));
   }
 }
 
@@ -919,10 +954,10 @@ function values(x: BpfInsn, i: number, s: State, n: State): void {
  * After a conditional jump on a value that is not a known constant: each side narrows it and
  * whatever the verifier links to it (reg_set_min_max(), sync_linked_regs(): copies, and values
  * a constant away), which this does not follow; so every value that is not a known constant
- * takes an identity of its side, and the side where a 64-bit JEQ/JNE says it equals a constant
+ * takes a name of its side, and the side where a 64-bit JEQ/JNE says it equals a constant
  * knows it (and its copies) as that constant.
  */
-function narrow(x: BpfInsn, i: number, s: State, fall: State, target: State): void {
+function narrow(x: BpfInsn, i: number, s: State, fall: State, target: State, names: Names): void {
   if (isMayGoto(x)) return;
   const a = s.regs[x.dst], b = BPF_SRC(x.code) === BPF_X ? s.regs[x.src] : known(immU64(x));
   const unknown = (v: RegT | undefined): v is RegT & { t: "scalar" } => v?.t === "scalar" && v.v === undefined;
@@ -932,9 +967,9 @@ function narrow(x: BpfInsn, i: number, s: State, fall: State, target: State): vo
   const eq = eqOp && c?.t === "scalar" && c.v !== undefined && v.tag !== undefined ? c.v : undefined;
   for (const [st, side] of [[fall, "f"], [target, "t"]] as const) {
     const equalSide = eq !== undefined && (op === BPF_JEQ) === (side === "t");
-    const re = (r: RegT): RegT => (r.t !== "scalar" || r.v !== undefined ? r : equalSide && r.tag === v.tag ? known(eq!) : unknownAt(`${r.tag ?? "?"}/${i}${side}`));
+    const re = (r: RegT): RegT => (r.t !== "scalar" || r.v !== undefined ? r : equalSide && r.tag === v.tag ? known(eq!) : names.unknown(`j${i}${side}`, r));
     st.regs = st.regs.map(re);
-    for (const [k, sv] of st.slots!) if (typeof sv !== "string") st.slots!.set(k, re(sv));
+    for (const [k, sv] of st.slots!) st.slots!.set(k, typeof sv === "string" ? names.made(`j${i}${side}`, sv) : re(sv));
   }
 }
 

@@ -5,7 +5,7 @@
 // does is the reference property (reference.test.ts: machine against interpreter).
 import { describe, expect, test } from "vitest";
 import { alu32, alu64, atomic, call, exit, jmp, jmp32, label, ldx, may_goto, st, stx } from "../../../jit/bpf/insn.ts";
-import { BPF_B, BPF_DW, BPF_W, R0, R1, R2, R6, R10 } from "../../../jit/bpf/opcodes.ts";
+import { BPF_B, BPF_DW, BPF_W, R0, R1, R2, R3, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
 import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
@@ -175,6 +175,24 @@ describe("the zero-extension after a 32-bit cmpxchg", () => {
       ldx(BPF_DW, R6, R1, 0), ...stored, jmp.jne.imm(R6, 0, "b"), atomic.cmpxchg(BPF_W, R10, R1, -8), jmp.ja("j"),
       label("b"), atomic.cmpxchg(BPF_W, R10, R1, -8), label("j"), jmp.jeq.imm(R6, 0, "k"), label("k"), alu64.rsh.imm(R0, 32), exit(),
     ])],
+    ["a BPF call on the first path (the verifier walks the callee, counting and keeping states there)", program({ name: "p", type: "raw_tp", funcs: [
+      { name: "main", stackDepth: 8, body: [
+        ldx(BPF_DW, R6, R1, 0), st(BPF_DW, R10, -8, -1), alu64.mov.imm(R0, -1), jmp.jne.imm(R6, 0, "b"),
+        call.subprog("sub"), alu64.mov.imm(R1, 5), atomic.cmpxchg(BPF_W, R10, R1, -8), jmp.ja("j"),
+        label("b"), alu64.mov.imm(R1, 5), atomic.cmpxchg(BPF_W, R10, R1, -8), label("j"), alu64.rsh.imm(R0, 32), exit(),
+      ] },
+      { name: "sub", stackDepth: 0, body: [alu64.mov.imm(R0, 0), alu64.mov.imm(R0, 0), jmp.jeq.imm(R0, 0, "x"), label("x"), exit()] },
+    ] })],
+    ["STACK_ZERO against STACK_MISC in the half of a slot that a later write leaves alone", one([
+      ldx(BPF_DW, R0, R1, 0), st(BPF_DW, R10, -8, -1), jmp.jne.imm(R0, 0, "b"), st(BPF_W, R10, -12, 0), atomic.cmpxchg(BPF_W, R10, R0, -8), jmp.ja("j"),
+      label("b"), st(BPF_W, R10, -12, 1), atomic.cmpxchg(BPF_W, R10, R0, -8),
+      label("j"), st(BPF_W, R10, -16, 7), jmp.ja("p"), label("p"), ldx(BPF_W, R7, R10, -12), alu64.rsh.imm(R0, 32), exit(),
+    ], [], 16)],
+    ["one instruction after the join making different values from different inputs (0 * 3, 5 * 3)", one([
+      ldx(BPF_DW, R0, R1, 0), st(BPF_DW, R10, -8, -1), jmp.jne.imm(R0, 0, "b"), alu64.mov.imm(R3, 0), atomic.cmpxchg(BPF_W, R10, R0, -8), jmp.ja("j"),
+      label("b"), alu64.mov.imm(R3, 5), atomic.cmpxchg(BPF_W, R10, R0, -8),
+      label("j"), alu64.mul.imm(R3, 3), jmp.ja("p"), label("p"), stx(BPF_W, R10, R3, -12), alu64.rsh.imm(R0, 32), exit(),
+    ], [], 16)],
   ])("no prune where the verifier walks on: %s", (_what, p) => {
     const v = validate(p);
     expect(v.zextCmpxchgAllPaths.length).toBeGreaterThan(1);
