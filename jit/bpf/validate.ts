@@ -748,7 +748,10 @@ class FuncWalk {
  * state that differs only maybe for the verifier, a branch it cannot prove undecidable, a long
  * jump history that would force a new state), it prunes no more and walks every path on, which
  * marks at least what the verifier marks (a BPF call, whose callee the verifier walks and this
- * does not, is such a point). So it leaves a mark out only where 7.2 leaves it out.
+ * does not, is such a point, and so is an AND or OR of a constant that may fork the verifier's
+ * walk, maybe_fork_scalars()). So it is to leave a mark out only where 7.2 leaves it out;
+ * reviews have found twelve programs where it did not (fixups.test.ts "no prune where the
+ * verifier walks on"), and the verifier's state holds more than this tracks.
  * Not for a main function with a loop or a may_goto (their states carry what this does not
  * track): the data flow's marks stand there.
  */
@@ -793,6 +796,8 @@ class PathWalk extends FuncWalk {
         if (decision === "unsure") sure = false;
         // the verifier walks into a BPF call, counting and keeping states there; this takes the data flow's summary
         if (cls === BPF_JMP && BPF_OP(x.code) === BPF_CALL && x.src === BPF_PSEUDO_CALL) sure = false;
+        // an AND or OR of a constant on a value in [-1, 0] forks the walk (maybe_fork_scalars()), which this does not track
+        if ((cls === BPF_ALU || cls === BPF_ALU64) && (BPF_OP(x.code) === BPF_AND || BPF_OP(x.code) === BPF_OR) && s.regs[x.dst]?.t === "scalar" && (s.regs[x.dst] as { v?: bigint }).v === undefined) sure = false;
         this.i = i;
         this.s = clone(s);
         this.out = [];
@@ -874,6 +879,17 @@ const touchesStack = (x: BpfInsn): boolean => {
   return cls === BPF_LDX || cls === BPF_ST || cls === BPF_STX;
 };
 
+/**
+ * A shift by a register the verifier does not compute: is_safe_to_compute_dst_reg_range()
+ * wants the amount's 64-bit umax below the width (ALU32 too), else the result is unknown.
+ */
+function shiftOutOfReach(x: BpfInsn, s: State): boolean {
+  const op = BPF_OP(x.code);
+  if ((op !== BPF_LSH && op !== BPF_RSH && op !== BPF_ARSH) || BPF_SRC(x.code) !== BPF_X) return false;
+  const a = s.regs[x.src];
+  return !(a?.t === "scalar" && a.v !== undefined && a.v < (BPF_CLASS(x.code) === BPF_ALU64 ? 64n : 32n));
+}
+
 /** Ops whose result on known constants the verifier knows exactly too (tnum arithmetic). */
 const EXACT = new Set([BPF_ADD, BPF_SUB, BPF_AND, BPF_OR, BPF_XOR, BPF_LSH, BPF_RSH, BPF_ARSH, BPF_MOV, BPF_NEG]);
 const U64 = (1n << 64n) - 1n;
@@ -884,6 +900,15 @@ const U64 = (1n << 64n) - 1n;
  */
 class Names {
   private readonly table = new Map<string, string>();
+  private fresh = 0;
+  /**
+   * A value the verifier knows nothing more of than its type (a context load, a fill it does
+   * not link, a helper's return): a name of its own each time it is made, so two of them are
+   * never taken for one (the verifier links only copies: reg ids).
+   */
+  freshName(what: string): string {
+    return `${what}!${this.fresh++}`;
+  }
   of(v: RegT | SlotV | undefined): string {
     if (v === undefined) return "_";
     if (typeof v === "string") return v;
@@ -915,14 +940,14 @@ function values(x: BpfInsn, i: number, s: State, n: State, names: Names): void {
   if (cls === BPF_ALU || cls === BPF_ALU64) {
     const r = n.regs[x.dst]!;
     if (op === BPF_MOV && isX && cls === BPF_ALU64 && x.off === 0) n.regs[x.dst] = s.regs[x.src]!; // the same value, name and all
-    else if (r.t === "scalar" && (r.v === undefined || !EXACT.has(op))) n.regs[x.dst] = names.unknown(`a${i}`, op === BPF_MOV ? undefined : s.regs[x.dst], isX ? s.regs[x.src] : known(BigInt(x.imm)));
+    else if (r.t === "scalar" && (r.v === undefined || !EXACT.has(op) || shiftOutOfReach(x, s))) n.regs[x.dst] = names.unknown(`a${i}`, op === BPF_MOV ? undefined : s.regs[x.dst], isX ? s.regs[x.src] : known(BigInt(x.imm)));
   } else if (cls === BPF_LDX) {
     const ptr = s.regs[x.src], at = slotOf(ptr, x.off), size = sizeBytes(BPF_SIZE(x.code)), mem = BPF_MODE(x.code) === BPF_MEM;
     const v = at === undefined ? undefined : slots.get(slotAt(at));
-    if (ptr?.t === "ctx") n.regs[x.dst] = mem ? { t: "scalar", tag: names.made(`ctx${x.off}:${size}`), lo: 0n, hi: (1n << BigInt(8 * size)) - 1n } : names.unknown(`ctxsx${x.off}:${size}`); // a context value: all its width can hold
+    if (ptr?.t === "ctx") n.regs[x.dst] = mem ? { t: "scalar", tag: names.freshName(`ctx${x.off}:${size}`), lo: 0n, hi: (1n << BigInt(8 * size)) - 1n } : { t: "scalar", tag: names.freshName(`ctxsx${x.off}:${size}`) }; // a context value: all its width can hold
     else if (v !== undefined && typeof v !== "string" && v.t === "scalar" && v.v !== undefined && mem && at! % 8 === 0) n.regs[x.dst] = known(size === 8 ? v.v : v.v & ((1n << BigInt(8 * size)) - 1n));
-    else if (v !== undefined && typeof v !== "string" && v.t !== "scalar" && size === 8 && at! % 8 === 0) n.regs[x.dst] = v; // a spilled pointer, filled
-    else n.regs[x.dst] = names.unknown(`ld${at === undefined ? "?" : at % 8}:${size}:${mem ? "" : "sx"}`, v ?? s.regs[x.src]);
+    else if (v !== undefined && typeof v !== "string" && size === 8 && mem && at! % 8 === 0) n.regs[x.dst] = v; // a full fill: the spilled value itself (its id too)
+    else n.regs[x.dst] = { t: "scalar", tag: names.freshName("ld") }; // a narrower fill: no id (check_stack_read_fixed_off())
   } else if (cls === BPF_ST || (cls === BPF_STX && BPF_MODE(x.code) === BPF_MEM)) {
     const at = slotOf(s.regs[x.dst], x.off), size = sizeBytes(BPF_SIZE(x.code));
     if (at !== undefined) {
@@ -938,13 +963,13 @@ function values(x: BpfInsn, i: number, s: State, n: State, names: Names): void {
     if (load >= 0) {
       const oldV = old !== undefined && typeof old !== "string" && old.t === "scalar" ? old.v : undefined;
       // the old value: a fill of a spilled constant, else named by the memory it came from
-      n.regs[load] = oldV !== undefined && at! % 8 === 0 ? known(size === 8 ? oldV : oldV & 0xffffffffn) : names.unknown(`ld${at === undefined ? "?" : at % 8}:${size}`, old ?? ptr);
+      n.regs[load] = oldV !== undefined && at! % 8 === 0 ? known(size === 8 ? oldV : oldV & 0xffffffffn) : { t: "scalar", tag: names.freshName("fetch") };
     }
     // STACK_MISC for the bytes written, whatever the operation: named by the slot's old name,
     // the operand (what a store-release writes) and the place
     if (at !== undefined && x.imm !== BPF_LOAD_ACQ) written(at, size, x.imm === BPF_STORE_REL ? "rel" : "atomic", x.imm === BPF_STORE_REL ? s.regs[x.src] : undefined);
   } else if (BPF_OP(x.code) === BPF_CALL && (cls === BPF_JMP)) {
-    n.regs[0] = names.unknown(`call${i}`, ...[1, 2, 3, 4, 5].map((r) => s.regs[r]));
+    n.regs[0] = { t: "scalar", tag: names.freshName(`call${i}`) };
     // what a callee or helper may write through a stack pointer it was given
     if ([1, 2, 3, 4, 5].some((r) => s.regs[r]?.t === "fp")) for (const [k, old] of slots) slots.set(k, names.made(`call${i}`, old));
   }
