@@ -129,7 +129,9 @@ const UNINIT: RegT = { t: "uninit" }, SCALAR: RegT = { t: "scalar" }, MIXED: Reg
 const known = (v: bigint): RegT => ({ t: "scalar", v });
 
 function clone(s: State): State {
-  return { regs: s.regs.slice(), init: s.init.map((a) => a.slice()), cx: s.cx, ...(s.slots !== undefined ? { slots: new Map(s.slots) } : {}) };
+  const c: State = { regs: s.regs.slice(), init: s.init.map((a) => a.slice()), cx: s.cx };
+  if (s.slots !== undefined) c.slots = new Map(s.slots);
+  return c;
 }
 
 function union(a: readonly number[], b: readonly number[]): readonly number[] {
