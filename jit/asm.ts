@@ -7,7 +7,6 @@
 // checked again after decoding; BlockEncoder.add copies, so every created Instruction is freed.
 import { BlockEncoder, BlockEncoderOptions, Code, Instruction } from "iced-x86";
 import { forEachInstruction } from "./iced.ts";
-import type { EmittedInsn } from "./x86/form.ts";
 
 /** Where a branch goes: a label in this block, a named symbol resolved at assembly, or an address. */
 export type Target = { readonly label: string } | { readonly symbol: string } | { readonly address: bigint };
@@ -34,11 +33,6 @@ export interface Assembled {
   readonly end: bigint;
   readonly insns: readonly AssembledInsn[];
   readonly labels: ReadonlyMap<string, bigint>;
-  /**
-   * Every instruction as the JIT's emitter wrote it (x86/form.ts), in address order, for the
-   * machine to take instead of decoding `bytes` again; absent for code from elsewhere.
-   */
-  readonly forms?: () => readonly EmittedInsn[];
 }
 
 export class AsmError extends Error {

@@ -6,7 +6,7 @@
 import { ATTACH_PATHS, attachOf, type AttachPath, type Program } from "./bpf/program.ts";
 import { validate, type Validated } from "./bpf/validate.ts";
 import { miscFixups } from "./bpf/fixups.ts";
-import type { CodeImage, JitProgram } from "./jit.ts";
+import type { JitProgram } from "./jit.ts";
 import { TS_JIT, type JitBackend } from "./backend.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
@@ -99,7 +99,7 @@ export interface Image {
   readonly regions: readonly ImageRegion[];
   readonly symbols: readonly ImageSymbol[];
   /** Bytes to load, in order. */
-  readonly loads: readonly { readonly addr: bigint; readonly bytes: Uint8Array; readonly forms?: CodeImage["forms"] }[];
+  readonly loads: readonly { readonly addr: bigint; readonly bytes: Uint8Array }[];
   /** Private stacks to check at teardown: the address of each guard word (this CPU). */
   readonly guards: readonly { readonly program: number; readonly func: string; readonly addr: bigint }[];
   readonly irqVectors: readonly number[];
@@ -256,12 +256,12 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     { name: "per-CPU", kind: "percpu", start: PERCPU, size: percpuMapped, perms: "rw-" },
   ];
   const symbols: ImageSymbol[] = [...kernel.symbols];
-  const loads: { addr: bigint; bytes: Uint8Array; forms?: CodeImage["forms"] }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
+  const loads: { addr: bigint; bytes: Uint8Array }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
   const guards: { program: number; func: string; addr: bigint }[] = [];
   jitted.forEach((p, pi) => {
     for (const f of p.jit.funcs) {
       symbols.push({ name: f.symbol, start: f.image.base, end: f.image.end, kind: "bpf" });
-      loads.push({ addr: f.image.base, bytes: f.image.bytes, forms: f.image.forms });
+      loads.push({ addr: f.image.base, bytes: f.image.bytes });
     }
     for (const x of p.jit.privates) {
       for (const g of x.guards) {

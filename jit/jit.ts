@@ -2,7 +2,6 @@
 // it as the kernel does: one function at once (bpf_prog_select_runtime()), several as
 // jit_subprogs() does (every subprog its own image, called with `call rel32`; a first round
 // places them, an extra pass writes the real call targets).
-import type { Assembled } from "./asm.ts";
 import type { BpfInsn } from "./bpf/insn.ts";
 import { BPF_HELPER_CALL, BPF_PSEUDO_CALL } from "./bpf/opcodes.ts";
 import { CALL_NAMES, helperOrFixupById, kfuncById } from "./bpf/abi.ts";
@@ -32,8 +31,6 @@ export interface CodeImage {
   readonly bytes: Uint8Array;
   /** Address one past the last byte. */
   readonly end: bigint;
-  /** The TypeScript JIT's record of each instruction (jit/asm.ts Assembled.forms); absent for the kernel's JIT. */
-  readonly forms?: Assembled["forms"];
 }
 
 export interface JitFunction {

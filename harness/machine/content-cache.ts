@@ -8,19 +8,13 @@ export class ContentCache<T> {
 
   constructor(private readonly maxBytes: number) {}
 
-  /** Forget every entry. */
-  clear(): void {
-    this.entries.clear();
-    this.bytes = 0;
-  }
-
   /** The value for `bytes` at `at`, from `make` the first time. */
   get(at: bigint | number, bytes: Uint8Array, make: () => T): T {
     const key = `${at}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")}`;
     let v = this.entries.get(key);
     if (v === undefined) {
       v = make();
-      if (this.bytes + bytes.length > this.maxBytes) this.clear();
+      if (this.bytes + bytes.length > this.maxBytes) { this.entries.clear(); this.bytes = 0; }
       this.entries.set(key, v);
       this.bytes += bytes.length;
     }

@@ -114,22 +114,10 @@ function operandSizePrefixed(bytes: Uint8Array): boolean {
 }
 
 /**
- * What convert() reads of an instruction: iced's Instruction, or the JIT's own record of one it
- * wrote (jit/x86/form.ts EmittedInsn), in iced's numbers.
+ * Convert the iced instruction just decoded at `ip` into a DInsn. `bytes` are the instruction's
+ * bytes (from its first), for what iced does not report (a 66h prefix on a near branch).
  */
-export interface InsnView {
-  readonly code: number; readonly length: number; readonly isInvalid: boolean; readonly opCount: number;
-  opKind(i: number): number; opRegister(i: number): number; immediate(i: number): bigint;
-  readonly memorySize: number; readonly nearBranch64: bigint; readonly hasLockPrefix: boolean;
-  readonly memoryBase: number; readonly memoryIndex: number; readonly memoryIndexScale: number; readonly memoryDisplacement: bigint; readonly segmentPrefix: number;
-}
-
-/**
- * Convert the instruction at `ip` into a DInsn. `bytes` are the instruction's bytes (from its
- * first), for what iced does not report (a 66h prefix on a near branch); the JIT's records
- * have no such prefix.
- */
-export function convert(ins: InsnView, ip: number, bytes?: Uint8Array): DInsn {
+export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn {
   const d = blank(ip);
   d.len = ins.length;
   d.next = ip + d.len;
@@ -252,20 +240,9 @@ function specialise(d: DInsn): void {
  */
 const blocks = new ContentCache<readonly DInsn[]>(1 << 20);
 
-function decodedBlock(bytes: Uint8Array, ip: number, forms?: () => readonly InsnView[]): readonly DInsn[] {
+function decodedBlock(bytes: Uint8Array, ip: number): readonly DInsn[] {
   return blocks.get(ip, bytes, () => {
     const out: DInsn[] = [];
-    if (forms !== undefined) {
-      // The JIT's record of what it wrote: the records iced's decoding would give (forms.test.ts).
-      let at = ip;
-      for (const f of forms()) {
-        const d = convert(f, at);
-        out.push(d);
-        at = d.next;
-      }
-      if (at !== ip + bytes.length) throw new Error(`the JIT's instruction records at 0x${BigInt.asUintN(64, BigInt(ip)).toString(16)} cover ${at - ip} of its ${bytes.length} bytes`);
-      return out;
-    }
     let at = ip;
     forEachInstruction(bytes, BigInt(ip), (ins) => {
       if (ins.isInvalid) return false;
@@ -276,11 +253,6 @@ function decodedBlock(bytes: Uint8Array, ip: number, forms?: () => readonly Insn
     });
     return out;
   });
-}
-
-/** Forget every decoded block (tests: to compare two ways of building the same records). */
-export function forgetDecodedBlocks(): void {
-  blocks.clear();
 }
 
 /**
@@ -332,11 +304,9 @@ export class InsnDecoder {
    * Decode a whole block linearly (one Decoder for the block), up to the first invalid bytes.
    * The DInsns passed to `sink` are shared by every machine that loads the same bytes at the same
    * address: read-only, without hooks (a machine attaches hooks to a copyInsn() of its own).
-   * `forms`: the JIT's records of the instructions in `bytes` (jit/x86/form.ts), taken instead
-   * of decoding them.
    */
-  decodeBlock(bytes: Uint8Array, ip: number, sink: (d: DInsn) => void, forms?: () => readonly InsnView[]): void {
-    for (const t of decodedBlock(bytes, ip, forms)) sink(t);
+  decodeBlock(bytes: Uint8Array, ip: number, sink: (d: DInsn) => void): void {
+    for (const t of decodedBlock(bytes, ip)) sink(t);
   }
 
   /** Intel-syntax text of the instruction in `bytes` at `ip` (for messages). */

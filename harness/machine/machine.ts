@@ -4,7 +4,7 @@
 import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__, toInternal as toInternalAddr } from "./addr.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as ACT_ROOT__, Cpu as Cpu__, hiOf as hiOf__, interruptName as interruptName__, pairToBig as pairToBig__, Stop as Stop__, X86_TRAP_NMI as X86_TRAP_NMI__, type Observer } from "./cpu.ts";
 import { ShadowStack, type ShadowSnapshot } from "./shadow.ts";
-import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, copyInsn as copyInsn__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type InsnView, type RegName } from "./decode.ts";
+import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, copyInsn as copyInsn__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
 import { HANDLERS as HANDLERS__ } from "./exec.ts";
 import { hexBytes } from "../../jit/disasm.ts";
 import { Op } from "./isa.ts";
@@ -160,12 +160,8 @@ export class Machine {
     return cr;
   }
 
-  /**
-   * Copy bytes into memory (any permissions). Code loaded this way is pre-decoded in one pass,
-   * from `forms` when given: records of the instructions that make up `bytes` exactly (the
-   * TypeScript JIT's, jit/x86/form.ts), in place of decoding them.
-   */
-  load(addr: bigint, bytes: Uint8Array, forms?: () => readonly InsnView[]): void {
+  /** Copy bytes into memory (any permissions). Code loaded this way is pre-decoded in one pass. */
+  load(addr: bigint, bytes: Uint8Array): void {
     this.memory.load(addr, bytes);
     const a = mustBeCanonical(addr, "load");
     // an executable region mapped through `machine.memory` gets its decode cache now, so that the
@@ -179,7 +175,7 @@ export class Machine {
       const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
       this.decoder.decodeBlock(bytes.subarray(lo - a, hi - a), lo, (d) => {
         if (d.next <= hi) this.attach(cr, d);
-      }, lo === a && hi === a + bytes.length ? forms : undefined);
+      });
     }
     this.cLo = this.cLen = 0;
   }

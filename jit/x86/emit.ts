@@ -1,7 +1,6 @@
 // x86-64 emitters for the BPF JIT, one per idiom of arch/x86/net/bpf_jit_comp.c (7.2), each
 // writing the bytes upstream writes (encode.ts has the kernel's REX/ModRM helpers) and recording
-// its assembly as a note for listings and its form (form.ts: iced's Code and the operands),
-// which the machine takes instead of decoding the image. Strategies build prologues and epilogues with them; the
+// its assembly as a note for listings. Strategies build prologues and epilogues with them; the
 // lowering (lower.ts) computes jump offsets from its addrs[] table as do_jit() does and passes
 // them in.
 import {
@@ -9,7 +8,6 @@ import {
   REG_NUM, type X86Reg,
 } from "./encode.ts";
 import type { Assembled, AssembledInsn } from "../asm.ts";
-import { code, EmittedInsn, immediate, mem, near, nopForms, reg, relField, type Operand } from "./form.ts";
 
 export type { X86Reg } from "./encode.ts";
 
@@ -38,20 +36,6 @@ const JCC: Record<Cond, number> = { b: 0x72, ae: 0x73, e: 0x74, ne: 0x75, be: 0x
 const hex = (v: number | bigint) => (v < 0 ? `-0x${(-BigInt(v)).toString(16)}` : `0x${v.toString(16)}`);
 const memText = (base: X86Reg, off: number) => `[${base}${off < 0 ? "-" : "+"}${hex(Math.abs(off))}]`;
 const R = REG_NUM;
-/** The widths of a 32- or 64-bit operation, in bytes and bits (for iced's Code names). */
-const W = (is64: boolean) => (is64 ? 8 : 4);
-const bitsOf = (is64: boolean) => (is64 ? 64 : 32);
-
-/**
- * An instruction's form (form.ts) from its length and address, made only when asked for: the
- * JIT's passes before the image pass throw theirs away.
- */
-type FormOf = (len: number, at: bigint) => EmittedInsn | readonly EmittedInsn[];
-/** One instruction of iced Code `name` with `ops`. */
-const E = (name: string, len: number, ...ops: Operand[]): EmittedInsn => new EmittedInsn(code(name), len, ops);
-/** A relative branch `rel` bytes from its end, as its rel8 or rel32 field holds it. */
-const branch = (name: string, rel: number, short: boolean): FormOf => (len, at) => E(name, len, near(at + BigInt(len + relField(rel, short))));
-const cap = (s: string) => s[0]!.toUpperCase() + s.slice(1);
 
 export interface EmitterOptions {
   /** Where the code will run (rel32 call offsets, listings). */
@@ -62,7 +46,7 @@ export interface EmitterOptions {
 
 export class Emitter {
   private readonly code = new Code();
-  private readonly insns: { offset: number; note: string; form: FormOf }[] = [];
+  private readonly insns: { offset: number; note: string }[] = [];
   private readonly labels = new Map<string, number>();
   /** How often the strategy marked the frame ready and gone in this function (lower.ts checks: once each). */
   readonly frameMarks = { ready: 0, gone: 0 };
@@ -105,9 +89,9 @@ export class Emitter {
     return this;
   }
 
-  /** One x86 instruction (several, for nops): `bytes` written by `write`, with its assembly and its form. */
-  private insn(note: string, write: (c: Code) => void, form: FormOf): this {
-    this.insns.push({ offset: this.code.length, note, form });
+  /** One x86 instruction: `bytes` written by `write`, with its assembly. */
+  private insn(note: string, write: (c: Code) => void): this {
+    this.insns.push({ offset: this.code.length, note });
     write(this.code);
     return this;
   }
@@ -120,69 +104,66 @@ export class Emitter {
       index: i, address: base + BigInt(x.offset), length: (this.insns[i + 1]?.offset ?? bytes.length) - x.offset, note: x.note,
     }));
     const labels = new Map([...this.labels].map(([k, v]) => [k, base + BigInt(v)] as const));
-    // made when asked for (the machine asks once per image: its decoded blocks are shared)
-    const forms = (): readonly EmittedInsn[] => insns.flatMap((x, i) => this.insns[i]!.form(x.length, x.address));
-    return { base, bytes, end: base + BigInt(bytes.length), insns, labels, forms };
+    return { base, bytes, end: base + BigInt(bytes.length), insns, labels };
   }
 
   // ---- prologue pieces (emit_prologue, emit_cfi) ----
   /** EMIT_ENDBR(): endbr64 (f3 0f 1e fa). */
-  endbr64(): this { return this.insn("endbr64", (c) => c.emit(0xf3, 0x0f, 0x1e, 0xfa), (l) => E("Endbr64", l)); }
+  endbr64(): this { return this.insn("endbr64", (c) => c.emit(0xf3, 0x0f, 0x1e, 0xfa)); }
   /** emit_nops(5): the patchable site bpf_arch_text_poke() rewrites (0f 1f 44 00 00). */
-  nop5(): this { return this.nopsAs("nop5", 5); }
+  nop5(): this { return this.insn("nop5", (c) => c.nops(5)); }
   /** emit_nops(3): keeps the tail-call layout when no `xor rax,rax` is needed (0f 1f 00). */
-  nop3(): this { return this.nopsAs("nop3", 3); }
+  nop3(): this { return this.insn("nop3", (c) => c.nops(3)); }
   /** emit_nops(n): jump padding of the late passes. */
-  nops(n: number): this { return n === 0 ? this : this.nopsAs(`nop${n}`, n); }
-  private nopsAs(note: string, n: number): this { return this.insn(note, (c) => c.nops(n), () => nopForms(n)); }
-  push(r: X86Reg): this { return this.insn(`push ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x50, R[r])) : c.emit(add1reg(0x50, R[r]))), (l) => E("Push_r64", l, reg(r))); }
-  pop(r: X86Reg): this { return this.insn(`pop ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x58, R[r])) : c.emit(add1reg(0x58, R[r]))), (l) => E("Pop_r64", l, reg(r))); }
+  nops(n: number): this { return n === 0 ? this : this.insn(`nop${n}`, (c) => c.nops(n)); }
+  push(r: X86Reg): this { return this.insn(`push ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x50, R[r])) : c.emit(add1reg(0x50, R[r])))); }
+  pop(r: X86Reg): this { return this.insn(`pop ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x58, R[r])) : c.emit(add1reg(0x58, R[r])))); }
   /** `mov dst,src` in the 89 /r form (48 89 e5 for `mov rbp,rsp`), always emitted. */
   movRR(dst: X86Reg, src: X86Reg): this {
-    return this.insn(`mov ${dst},${src}`, (c) => c.emit(add2mod(0x48, R[dst], R[src]), 0x89, add2reg(0xc0, R[dst], R[src])), (l) => E("Mov_rm64_r64", l, reg(dst), reg(src)));
+    return this.insn(`mov ${dst},${src}`, (c) => c.emit(add2mod(0x48, R[dst], R[src]), 0x89, add2reg(0xc0, R[dst], R[src])));
   }
   /** `sub rsp, imm32`, always the 48 81 ec imm32 form (emit_prologue()). */
-  subRspImm32(v: number): this { return this.insn(`sub rsp,${hex(v)}`, (c) => { c.emit(0x48, 0x81, 0xec); c.u32(v); }, (l) => E("Sub_rm64_imm32", l, reg("rsp"), immediate(v))); }
+  subRspImm32(v: number): this { return this.insn(`sub rsp,${hex(v)}`, (c) => { c.emit(0x48, 0x81, 0xec); c.u32(v); }); }
   /** emit_sub_rsp() / emit_add_rsp(): the imm8 form when it fits; nothing for 0. */
-  subRsp(v: number): this { return v === 0 ? this : this.insn(`sub rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xec, v) : (c.emit(0x48, 0x81, 0xec), c.u32(v))), (l) => E(isImm8(v) ? "Sub_rm64_imm8" : "Sub_rm64_imm32", l, reg("rsp"), immediate(v))); }
-  addRsp(v: number): this { return v === 0 ? this : this.insn(`add rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xc4, v) : (c.emit(0x48, 0x81, 0xc4), c.u32(v))), (l) => E(isImm8(v) ? "Add_rm64_imm8" : "Add_rm64_imm32", l, reg("rsp"), immediate(v))); }
+  subRsp(v: number): this { return v === 0 ? this : this.insn(`sub rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xec, v) : (c.emit(0x48, 0x81, 0xec), c.u32(v)))); }
+  addRsp(v: number): this { return v === 0 ? this : this.insn(`add rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xc4, v) : (c.emit(0x48, 0x81, 0xc4), c.u32(v)))); }
   /** `lea dst,[base+off]`. */
   lea(dst: X86Reg, base: X86Reg, off: number): this {
-    return this.insn(`lea ${dst},${memText(base, off)}`, (c) => { c.emit(add2mod(0x48, R[base], R[dst]), 0x8d); emitInsnSuffix(c, R[base], R[dst], off); }, (l) => E("Lea_r64_m", l, reg(dst), mem(base, off, 0)));
+    return this.insn(`lea ${dst},${memText(base, off)}`, (c) => { c.emit(add2mod(0x48, R[base], R[dst]), 0x8d); emitInsnSuffix(c, R[base], R[dst], off); });
   }
-  leave(): this { return this.insn("leave", (c) => c.emit(0xc9), (l) => E("Leaveq", l)); }
-  ret(): this { return this.insn("ret", (c) => c.emit(0xc3), (l) => E("Retnq", l)); }
-  int3(): this { return this.insn("int3", (c) => c.emit(0xcc), (l) => E("Int3", l)); }
+  leave(): this { return this.insn("leave", (c) => c.emit(0xc9)); }
+  ret(): this { return this.insn("ret", (c) => c.emit(0xc3)); }
+  int3(): this { return this.insn("int3", (c) => c.emit(0xcc)); }
   /** `add reg, gs:[addr]` (65 4c 03 0c 25 disp32 for r9: emit_priv_frame_ptr()). */
   addFromGs(dst: X86Reg, addr: number): this {
-    return this.insn(`add ${dst},gs:[${hex(addr)}]`, (c) => { c.emit(0x65, add2mod(0x48, 0, R[dst]), 0x03, add2reg(0x04, 0, R[dst]), 0x25); c.u32(addr); }, (l) => E("Add_r64_rm64", l, reg(dst), mem(undefined, addr, 8, true)));
+    return this.insn(`add ${dst},gs:[${hex(addr)}]`, (c) => { c.emit(0x65, add2mod(0x48, 0, R[dst]), 0x03, add2reg(0x04, 0, R[dst]), 0x25); c.u32(addr); });
   }
 
   // ---- moves (emit_mov_imm32, emit_mov_imm64, emit_mov_reg) ----
   /** emit_mov_imm32(): `mov r,simm32` if sign-propagating a negative; `xor r32,r32` for 0; else `mov r32,imm32`. */
   movImm32(signPropagate: boolean, dst: X86Reg, imm: number): this {
     const d = R[dst];
-    if (signPropagate && imm < 0) return this.insn(`mov ${dst},${hex(imm)}`, (c) => { c.emit(add1mod(0x48, d), 0xc7, add1reg(0xc0, d)); c.u32(imm); }, (l) => E("Mov_rm64_imm32", l, reg(d), immediate(imm)));
-    if (imm === 0) return this.insn(`xor ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(add2mod(0x40, d, d)); c.emit(0x31, add2reg(0xc0, d, d)); }, (l) => E("Xor_rm32_r32", l, reg(d, 4), reg(d, 4)));
-    return this.insn(`mov ${dst}d,${hex(imm >>> 0)}`, (c) => { if (isEreg(d)) c.emit(add1mod(0x40, d)); c.emit(add1reg(0xb8, d)); c.u32(imm); }, (l) => E("Mov_r32_imm32", l, reg(d, 4), immediate(imm >>> 0)));
+    if (signPropagate && imm < 0) return this.insn(`mov ${dst},${hex(imm)}`, (c) => { c.emit(add1mod(0x48, d), 0xc7, add1reg(0xc0, d)); c.u32(imm); });
+    if (imm === 0) return this.insn(`xor ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(add2mod(0x40, d, d)); c.emit(0x31, add2reg(0xc0, d, d)); });
+    return this.insn(`mov ${dst}d,${hex(imm >>> 0)}`, (c) => { if (isEreg(d)) c.emit(add1mod(0x40, d)); c.emit(add1reg(0xb8, d)); c.u32(imm); });
   }
   /** emit_mov_imm64(): the shortest of mov r32,imm32 / mov r,simm32 / movabs. */
   movImm64(dst: X86Reg, v: bigint): this {
     const u = BigInt.asUintN(64, v), s = BigInt.asIntN(64, v);
     if (isUimm32(u)) return this.movImm32(false, dst, Number(u) | 0);
     if (isSimm32(s)) return this.movImm32(true, dst, Number(s));
-    return this.insn(`movabs ${dst},${hex(u)}`, (c) => { c.emit(add1mod(0x48, R[dst]), add1reg(0xb8, R[dst])); c.u32(Number(u & 0xffffffffn)); c.u32(Number(u >> 32n)); }, (l) => E("Mov_r64_imm64", l, reg(dst), immediate(u)));
+    return this.insn(`movabs ${dst},${hex(u)}`, (c) => { c.emit(add1mod(0x48, R[dst]), add1reg(0xb8, R[dst])); c.u32(Number(u & 0xffffffffn)); c.u32(Number(u >> 32n)); });
   }
   /** emit_mov_reg(): a 64-bit move to itself is omitted; a 32-bit one zero-extends. */
   movReg(is64: boolean, dst: X86Reg, src: X86Reg): this {
     if (is64) return dst === src ? this : this.movRR(dst, src);
     const d = R[dst], s = R[src];
-    return this.insn(`mov ${dst}d,${src}d`, (c) => { if (isEreg(d) || isEreg(s)) c.emit(add2mod(0x40, d, s)); c.emit(0x89, add2reg(0xc0, d, s)); }, (l) => E("Mov_rm32_r32", l, reg(d, 4), reg(s, 4)));
+    return this.insn(`mov ${dst}d,${src}d`, (c) => { if (isEreg(d) || isEreg(s)) c.emit(add2mod(0x40, d, s)); c.emit(0x89, add2reg(0xc0, d, s)); });
   }
 
   // ---- ALU (do_jit's BPF_ALU/BPF_ALU64 cases) ----
   aluRR(op: AluOp, is64: boolean, dst: X86Reg, src: X86Reg): this {
-    return this.insn(`${op} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => { maybeEmitMod(c, R[dst], R[src], is64); c.emit(ALU_RR[op], add2reg(0xc0, R[dst], R[src])); }, (l) => E(`${cap(op)}_rm${bitsOf(is64)}_r${bitsOf(is64)}`, l, reg(dst, W(is64)), reg(src, W(is64))));
+    return this.insn(`${op} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => { maybeEmitMod(c, R[dst], R[src], is64); c.emit(ALU_RR[op], add2reg(0xc0, R[dst], R[src])); });
   }
   /** imm8 form when it fits, the short rax form for BPF_REG_0, else the imm32 form. */
   aluRI(op: AluOp, is64: boolean, dst: X86Reg, imm: number): this {
@@ -192,10 +173,10 @@ export class Emitter {
       if (isImm8(imm)) c.emit(0x83, add1reg(ALU_B3[op], d), imm);
       else if (isAxReg(d)) { c.emit(ALU_AX[op]); c.u32(imm); }
       else { c.emit(0x81, add1reg(ALU_B3[op], d)); c.u32(imm); }
-    }, (l) => E(isImm8(imm) ? `${cap(op)}_rm${bitsOf(is64)}_imm8` : isAxReg(d) ? `${cap(op)}_${is64 ? "RAX" : "EAX"}_imm32` : `${cap(op)}_rm${bitsOf(is64)}_imm32`, l, reg(d, W(is64)), immediate(imm)));
+    });
   }
   neg(is64: boolean, dst: X86Reg): this {
-    return this.insn(`neg ${dst}`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xf7, add1reg(0xd8, R[dst])); }, (l) => E(`Neg_rm${bitsOf(is64)}`, l, reg(dst, W(is64))));
+    return this.insn(`neg ${dst}`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xf7, add1reg(0xd8, R[dst])); });
   }
   /** `shl r,1` (d1) for a count of 1, else `shl r,imm8` (c1). */
   shiftRI(op: ShiftOp, is64: boolean, dst: X86Reg, n: number): this {
@@ -203,10 +184,10 @@ export class Emitter {
       maybeEmit1mod(c, R[dst], is64);
       if (n === 1) c.emit(0xd1, add1reg(SHIFT_B3[op], R[dst]));
       else c.emit(0xc1, add1reg(SHIFT_B3[op], R[dst]), n);
-    }, (l) => E(`${cap(op)}_rm${bitsOf(is64)}_${n === 1 ? "1" : "imm8"}`, l, reg(dst, W(is64)), immediate(n & 0xff)));
+    });
   }
   shiftRCl(op: ShiftOp, is64: boolean, dst: X86Reg): this {
-    return this.insn(`${op} ${dst},cl`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xd3, add1reg(SHIFT_B3[op], R[dst])); }, (l) => E(`${cap(op)}_rm${bitsOf(is64)}_CL`, l, reg(dst, W(is64)), reg("rcx", 1)));
+    return this.insn(`${op} ${dst},cl`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xd3, add1reg(SHIFT_B3[op], R[dst])); });
   }
 
   /** emit_movsx_reg(): BPF_MOV with off 8/16/32 (movs[b,w,l]q; movs[b,w]l), REX bytes exactly as upstream writes them. */
@@ -223,9 +204,7 @@ export class Emitter {
         if (isEreg(d) || isEreg(s)) c.emit(add2mod(0x40, s, d));
         c.emit(add2mod(0x0f, s, d), 0xbf, add2reg(0xc0, s, d)); // add_2mod(0x0f, ...): 0x0f already has both bits
       }
-    }, is64
-      ? (l) => E(bits === 8 ? "Movsx_r64_rm8" : bits === 16 ? "Movsx_r64_rm16" : "Movsxd_r64_rm32", l, reg(d), reg(s, bits === 8 ? 1 : bits === 16 ? 2 : 4))
-      : (l) => E(bits === 8 ? "Movsx_r32_rm8" : "Movsx_r32_rm16", l, reg(d, 4), reg(s, bits === 8 ? 1 : 2)));
+    });
   }
   /** `imul dst,dst,imm8|imm32` (6b/69) with maybe_emit_mod(dst, dst): BPF_MUL | BPF_K. */
   imulRI(is64: boolean, dst: X86Reg, imm: number): this {
@@ -234,31 +213,31 @@ export class Emitter {
       maybeEmitMod(c, d, d, is64);
       if (isImm8(imm)) c.emit(0x6b, add2reg(0xc0, d, d), imm);
       else { c.emit(0x69, add2reg(0xc0, d, d)); c.u32(imm); }
-    }, (l) => E(`Imul_r${bitsOf(is64)}_rm${bitsOf(is64)}_imm${isImm8(imm) ? 8 : 32}`, l, reg(d, W(is64)), reg(d, W(is64)), immediate(imm)));
+    });
   }
   /** `imul dst,src` (0f af) with maybe_emit_mod(src, dst): BPF_MUL | BPF_X. */
   imulRR(is64: boolean, dst: X86Reg, src: X86Reg): this {
-    return this.insn(`imul ${dst},${src}`, (c) => { maybeEmitMod(c, R[src], R[dst], is64); c.emit(0x0f, 0xaf, add2reg(0xc0, R[src], R[dst])); }, (l) => E(`Imul_r${bitsOf(is64)}_rm${bitsOf(is64)}`, l, reg(dst, W(is64)), reg(src, W(is64))));
+    return this.insn(`imul ${dst},${src}`, (c) => { maybeEmitMod(c, R[src], R[dst], is64); c.emit(0x0f, 0xaf, add2reg(0xc0, R[src], R[dst])); });
   }
   /** `mov r11,simm32` as the DIV/MOD case writes it (49 c7 c3 imm32). */
-  movR11Imm32(imm: number): this { return this.insn(`mov r11,${hex(imm)}`, (c) => { c.emit(0x49, 0xc7, 0xc3); c.u32(imm); }, (l) => E("Mov_rm64_imm32", l, reg("r11"), immediate(imm))); }
+  movR11Imm32(imm: number): this { return this.insn(`mov r11,${hex(imm)}`, (c) => { c.emit(0x49, 0xc7, 0xc3); c.u32(imm); }); }
   /** `xor edx,edx` (31 d2). */
-  xorEdx(): this { return this.insn("xor edx,edx", (c) => c.emit(0x31, 0xd2), (l) => E("Xor_rm32_r32", l, reg("rdx", 4), reg("rdx", 4))); }
+  xorEdx(): this { return this.insn("xor edx,edx", (c) => c.emit(0x31, 0xd2)); }
   /** `cdq` (99) or `cqo` (48 99). */
-  cdq(is64: boolean): this { return this.insn(is64 ? "cqo" : "cdq", (c) => (is64 ? c.emit(0x48, 0x99) : c.emit(0x99)), (l) => E(is64 ? "Cqo" : "Cdq", l)); }
+  cdq(is64: boolean): this { return this.insn(is64 ? "cqo" : "cdq", (c) => (is64 ? c.emit(0x48, 0x99) : c.emit(0x99))); }
   /** `div src` (f7 /6) or `idiv src` (f7 /7). */
   div(signed: boolean, is64: boolean, src: X86Reg): this {
-    return this.insn(`${signed ? "idiv" : "div"} ${src}`, (c) => { maybeEmit1mod(c, R[src], is64); c.emit(0xf7, add1reg(signed ? 0xf8 : 0xf0, R[src])); }, (l) => E(`${signed ? "Idiv" : "Div"}_rm${bitsOf(is64)}`, l, reg(src, W(is64))));
+    return this.insn(`${signed ? "idiv" : "div"} ${src}`, (c) => { maybeEmit1mod(c, R[src], is64); c.emit(0xf7, add1reg(signed ? 0xf8 : 0xf0, R[src])); });
   }
   /** BPF_END 16 (to_be, bswap16): `ror r16,8` (66 [41] c1 /1 08). */
   ror16by8(dst: X86Reg): this {
     const d = R[dst];
-    return this.insn(`ror ${dst}w,8`, (c) => { c.emit(0x66); if (isEreg(d)) c.emit(0x41); c.emit(0xc1, add1reg(0xc8, d), 8); }, (l) => E("Ror_rm16_imm8", l, reg(d, 2), immediate(8)));
+    return this.insn(`ror ${dst}w,8`, (c) => { c.emit(0x66); if (isEreg(d)) c.emit(0x41); c.emit(0xc1, add1reg(0xc8, d), 8); });
   }
   /** `movzx r32,r16` ([45] 0f b7): zero-extend the low 16 bits. */
   movzx16(dst: X86Reg): this {
     const d = R[dst];
-    return this.insn(`movzx ${dst}d,${dst}w`, (c) => { if (isEreg(d)) c.emit(0x45, 0x0f, 0xb7); else c.emit(0x0f, 0xb7); c.emit(add2reg(0xc0, d, d)); }, (l) => E("Movzx_r32_rm16", l, reg(d, 4), reg(d, 2)));
+    return this.insn(`movzx ${dst}d,${dst}w`, (c) => { if (isEreg(d)) c.emit(0x45, 0x0f, 0xb7); else c.emit(0x0f, 0xb7); c.emit(add2reg(0xc0, d, d)); });
   }
   /** `bswap r32` ([41] 0f c8+r) or `bswap r64` (REX.W 0f c8+r). */
   bswap(is64: boolean, dst: X86Reg): this {
@@ -266,12 +245,12 @@ export class Emitter {
     return this.insn(`bswap ${dst}${is64 ? "" : "d"}`, (c) => {
       if (is64) c.emit(add1mod(0x48, d), 0x0f, add1reg(0xc8, d));
       else { if (isEreg(d)) c.emit(0x41, 0x0f); else c.emit(0x0f); c.emit(add1reg(0xc8, d)); }
-    }, (l) => E(`Bswap_r${bitsOf(is64)}`, l, reg(d, W(is64))));
+    });
   }
   /** `mov r32,r32` to itself ([45] 89): clears the upper half (BPF_END to_le 32). */
   movSelf32(dst: X86Reg): this {
     const d = R[dst];
-    return this.insn(`mov ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(0x45); c.emit(0x89, add2reg(0xc0, d, d)); }, (l) => E("Mov_rm32_r32", l, reg(d, 4), reg(d, 4)));
+    return this.insn(`mov ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(0x45); c.emit(0x89, add2reg(0xc0, d, d)); });
   }
   /** emit_shiftx(): BMI2 `shlx/shrx/sarx dst,dst,src` (VEX.0F38 f7); pp 1 shlx, 3 shrx, 2 sarx. */
   shiftx(op: ShiftOp, is64: boolean, dst: X86Reg, src: X86Reg): this {
@@ -282,7 +261,7 @@ export class Emitter {
       // emit_3vex(r = b = is_ereg(dst), x = 0, m = 2 (0f38), w = is64, vvvv = src, l = 0, pp)
       c.emit(0xc4, ((ext ? 0 : 1) << 7) | (1 << 6) | ((ext ? 0 : 1) << 5) | 2, ((is64 ? 1 : 0) << 7) | ((~s & 0xf) << 3) | pp);
       c.emit(0xf7, add2reg(0xc0, d, d));
-    }, (l) => E(`VEX_${cap(op)}x_r${bitsOf(is64)}_rm${bitsOf(is64)}_r${bitsOf(is64)}`, l, reg(d, W(is64)), reg(d, W(is64)), reg(s, W(is64))));
+    });
   }
   /**
    * emit_atomic_rmw(): `lock` (not for xchg), maybe_emit_mod(dst, src), then the opcode: the ALU
@@ -298,7 +277,7 @@ export class Emitter {
       else if (op === "cmpxchg") c.emit(0x0f, 0xb1);
       else c.emit(ALU_RR[op]);
       emitInsnSuffix(c, b, s, off);
-    }, (len) => new EmittedInsn(code(`${cap(op)}_rm${size * 8}_r${size * 8}`), len, [mem(base, off, size), reg(s, size)], op !== "xchg"));
+    });
   }
 
   // ---- memory (emit_ldx, emit_stx, BPF_ST) ----
@@ -311,7 +290,7 @@ export class Emitter {
       else if (size === 4) { if (isEreg(d) || isEreg(b)) c.emit(add2mod(0x40, b, d)); c.emit(0x8b); }
       else c.emit(add2mod(0x48, b, d), 0x8b);
       emitInsnSuffix(c, b, d, off);
-    }, (l) => E(size === 1 ? "Movzx_r64_rm8" : size === 2 ? "Movzx_r64_rm16" : size === 4 ? "Mov_r32_rm32" : "Mov_r64_rm64", l, reg(d, size === 4 ? 4 : 8), mem(base, off, size)));
+    });
   }
   /** emit_ldsx(): movsx r64,byte/word [..] (REX.W 0f be/bf), movsxd r64,dword [..] (REX.W 63). */
   ldsx(size: 1 | 2 | 4, dst: X86Reg, base: X86Reg, off: number): this {
@@ -321,7 +300,7 @@ export class Emitter {
       else if (size === 2) c.emit(add2mod(0x48, b, d), 0x0f, 0xbf);
       else c.emit(add2mod(0x48, b, d), 0x63);
       emitInsnSuffix(c, b, d, off);
-    }, (l) => E(size === 1 ? "Movsx_r64_rm8" : size === 2 ? "Movsx_r64_rm16" : "Movsxd_r64_rm32", l, reg(d), mem(base, off, size)));
+    });
   }
   /** emit_stx(). */
   stx(size: Width, base: X86Reg, off: number, src: X86Reg): this {
@@ -332,7 +311,7 @@ export class Emitter {
       else if (size === 4) { if (isEreg(b) || isEreg(s)) c.emit(add2mod(0x40, b, s)); c.emit(0x89); }
       else c.emit(add2mod(0x48, b, s), 0x89);
       emitInsnSuffix(c, b, s, off);
-    }, (l) => E(`Mov_rm${size * 8}_r${size * 8}`, l, mem(base, off, size), reg(s, size)));
+    });
   }
   /** BPF_ST: mov byte/word/dword/qword [base+off], imm. */
   st(size: Width, base: X86Reg, off: number, imm: number): this {
@@ -346,12 +325,12 @@ export class Emitter {
       if (size === 1) c.emit(imm);
       else if (size === 2) c.u16(imm);
       else c.u32(imm); // bpf_size_to_x86_bytes(): DW stores an imm32
-    }, (l) => E(size === 1 ? "Mov_rm8_imm8" : size === 2 ? "Mov_rm16_imm16" : size === 4 ? "Mov_rm32_imm32" : "Mov_rm64_imm32", l, mem(base, off, size), immediate(imm)));
+    });
   }
 
   // ---- compares and branches ----
   cmpRR(is64: boolean, a: X86Reg, b: X86Reg): this {
-    return this.insn(`cmp ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x39, add2reg(0xc0, R[a], R[b])); }, (l) => E(`Cmp_rm${bitsOf(is64)}_r${bitsOf(is64)}`, l, reg(a, W(is64)), reg(b, W(is64))));
+    return this.insn(`cmp ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x39, add2reg(0xc0, R[a], R[b])); });
   }
   /** `cmp r,imm` (83 /7 or 81 /7; never the short rax form). */
   cmpRI(is64: boolean, a: X86Reg, imm: number): this {
@@ -359,22 +338,22 @@ export class Emitter {
       maybeEmit1mod(c, R[a], is64);
       if (isImm8(imm)) c.emit(0x83, add1reg(0xf8, R[a]), imm);
       else { c.emit(0x81, add1reg(0xf8, R[a])); c.u32(imm); }
-    }, (l) => E(`Cmp_rm${bitsOf(is64)}_imm${isImm8(imm) ? 8 : 32}`, l, reg(a, W(is64)), immediate(imm)));
+    });
   }
   testRR(is64: boolean, a: X86Reg, b: X86Reg): this {
-    return this.insn(`test ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x85, add2reg(0xc0, R[a], R[b])); }, (l) => E(`Test_rm${bitsOf(is64)}_r${bitsOf(is64)}`, l, reg(a, W(is64)), reg(b, W(is64))));
+    return this.insn(`test ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x85, add2reg(0xc0, R[a], R[b])); });
   }
   /** JSET with an immediate: `test r,imm32` (f7 /0), always the imm32 form. */
   testRI(is64: boolean, a: X86Reg, imm: number): this {
-    return this.insn(`test ${a},${hex(imm)}`, (c) => { maybeEmit1mod(c, R[a], is64); c.emit(0xf7, add1reg(0xc0, R[a])); c.u32(imm); }, (l) => E(`Test_rm${bitsOf(is64)}_imm32`, l, reg(a, W(is64)), immediate(imm)));
+    return this.insn(`test ${a},${hex(imm)}`, (c) => { maybeEmit1mod(c, R[a], is64); c.emit(0xf7, add1reg(0xc0, R[a])); c.u32(imm); });
   }
   /** A conditional jump by `rel` bytes from its end: rel8 (EMIT2) or rel32 (0f 8x). */
   jcc(cond: Cond, short: boolean, rel: number): this {
-    return this.insn(`j${cond} ${hex(rel)}`, (c) => { if (short) c.emit(JCC[cond], rel); else { c.emit(0x0f, JCC[cond] + 0x10); c.u32(rel); } }, branch(`J${cond}_rel${short ? 8 : 32}_64`, rel, short));
+    return this.insn(`j${cond} ${hex(rel)}`, (c) => { if (short) c.emit(JCC[cond], rel); else { c.emit(0x0f, JCC[cond] + 0x10); c.u32(rel); } });
   }
   /** `jmp rel8` (eb) or `jmp rel32` (e9). */
   jmp(short: boolean, rel: number): this {
-    return this.insn(`jmp ${hex(rel)}`, (c) => { if (short) c.emit(0xeb, rel); else { c.emit(0xe9); c.u32(rel); } }, branch(short ? "Jmp_rel8_64" : "Jmp_rel32_64", rel, short));
+    return this.insn(`jmp ${hex(rel)}`, (c) => { if (short) c.emit(0xeb, rel); else { c.emit(0xe9); c.u32(rel); } });
   }
   /** emit_call(): `call rel32` to a helper, kfunc or BPF function by name. */
   callSymbol(symbol: string): this {
@@ -383,6 +362,6 @@ export class Emitter {
     const ip = this.o.base + BigInt(this.code.length);
     const rel = BigInt.asIntN(64, target - (ip + 5n));
     if (!isSimm32(rel)) throw new JitError(`${this.name}: Target call ${target.toString(16)} is out of range`);
-    return this.insn(`call ${symbol}`, (c) => { c.emit(0xe8); c.u32(Number(rel)); }, (l) => E("Call_rel32_64", l, near(target)));
+    return this.insn(`call ${symbol}`, (c) => { c.emit(0xe8); c.u32(Number(rel)); });
   }
 }
