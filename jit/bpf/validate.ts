@@ -752,7 +752,7 @@ class FuncWalk {
  * marks at least what the verifier marks (a BPF call, whose callee the verifier walks and this
  * does not, is such a point, and so is an AND or OR of a constant that may fork the verifier's
  * walk, maybe_fork_scalars()). So it is to leave a mark out only where 7.2 leaves it out;
- * reviews have found twelve programs where it did not (fixups.test.ts "no prune where the
+ * reviews have found thirteen programs where it did not (fixups.test.ts "no prune where the
  * verifier walks on"), and the verifier's state holds more than this tracks.
  * Not for a main function with a loop or a may_goto (their states carry what this does not
  * track): the data flow's marks stand there.
@@ -914,7 +914,7 @@ class Names {
   of(v: RegT | SlotV | undefined): string {
     if (v === undefined) return "_";
     if (typeof v === "string") return v;
-    if (v.t === "scalar") return v.v !== undefined ? `k${v.v}` : `${v.tag ?? "?"}${v.lo !== undefined ? `[${v.lo},${v.hi}]` : ""}`;
+    if (v.t === "scalar") return v.v !== undefined ? `k${v.v}${v.tag !== undefined ? `~${v.tag}` : ""}` : `${v.tag ?? "?"}${v.lo !== undefined ? `[${v.lo},${v.hi}]` : ""}`;
     return v.t === "fp" ? `f${v.frame}:${v.off}` : v.t;
   }
   /** The name of a computation: `what` over its inputs. */
@@ -929,6 +929,9 @@ class Names {
   }
 }
 
+/** A value with a name: one the verifier may link to others by id (a constant a branch narrowed one to keeps its id). */
+const linked = (v: RegT | undefined): boolean => v?.t === "scalar" && v.tag !== undefined;
+
 /** The walked path's values for what `x` (at i, from state `s`) wrote into successor state `n`. */
 function values(x: BpfInsn, i: number, s: State, n: State, names: Names): void {
   const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
@@ -942,7 +945,12 @@ function values(x: BpfInsn, i: number, s: State, n: State, names: Names): void {
   if (cls === BPF_ALU || cls === BPF_ALU64) {
     const r = n.regs[x.dst]!;
     if (op === BPF_MOV && isX && cls === BPF_ALU64 && x.off === 0) n.regs[x.dst] = s.regs[x.src]!; // the same value, name and all
-    else if (r.t === "scalar" && (r.v === undefined || !EXACT.has(op) || shiftOutOfReach(x, s))) n.regs[x.dst] = names.unknown(`a${i}`, op === BPF_MOV ? undefined : s.regs[x.dst], isX ? s.regs[x.src] : known(BigInt(x.imm)));
+    else if (r.t === "scalar") {
+      const d0 = op === BPF_MOV ? undefined : s.regs[x.dst], s0 = isX ? s.regs[x.src] : known(BigInt(x.imm));
+      if (r.v === undefined || !EXACT.has(op) || shiftOutOfReach(x, s)) n.regs[x.dst] = names.unknown(`a${i}`, d0, s0);
+      // a constant made from a linked one may stay linked (ADD_CONST): it keeps a name too
+      else if (linked(d0) || linked(s0)) n.regs[x.dst] = { t: "scalar", v: r.v, tag: names.made(`a${i}`, d0, s0) };
+    }
   } else if (cls === BPF_LDX) {
     const ptr = s.regs[x.src], at = slotOf(ptr, x.off), size = sizeBytes(BPF_SIZE(x.code)), mem = BPF_MODE(x.code) === BPF_MEM;
     const v = at === undefined ? undefined : slots.get(slotAt(at));
@@ -994,7 +1002,9 @@ function narrow(x: BpfInsn, i: number, s: State, fall: State, target: State, nam
   const eq = eqOp && c?.t === "scalar" && c.v !== undefined && v.tag !== undefined ? c.v : undefined;
   for (const [st, side] of [[fall, "f"], [target, "t"]] as const) {
     const equalSide = eq !== undefined && (op === BPF_JEQ) === (side === "t");
-    const re = (r: RegT): RegT => (r.t !== "scalar" || r.v !== undefined ? r : equalSide && r.tag === v.tag ? known(eq!) : names.unknown(`j${i}${side}`, r));
+    // the equal side's constant keeps the narrowed value's name: the verifier keeps its id
+    // (sync_linked_regs()), and regsafe() compares ids of precise constants too
+    const re = (r: RegT): RegT => (r.t !== "scalar" || r.v !== undefined ? r : equalSide && r.tag === v.tag ? { t: "scalar", v: eq!, tag: v.tag } : names.unknown(`j${i}${side}`, r));
     st.regs = st.regs.map(re);
     for (const [k, sv] of st.slots!) st.slots!.set(k, typeof sv === "string" ? names.made(`j${i}${side}`, sv) : re(sv));
   }
@@ -1040,7 +1050,7 @@ function sameValue(a: RegT | SlotV | undefined, b: RegT | SlotV | undefined): bo
   if (typeof a === "string" || typeof b === "string") return a === b;
   if (a === undefined || b === undefined) return a === b;
   if (a.t !== b.t) return false;
-  if (a.t === "scalar" && b.t === "scalar") return a.v !== undefined ? a.v === b.v : b.v === undefined && a.tag !== undefined && a.tag === b.tag && a.lo === b.lo && a.hi === b.hi;
+  if (a.t === "scalar" && b.t === "scalar") return a.v !== undefined ? a.v === b.v && a.tag === b.tag : b.v === undefined && a.tag !== undefined && a.tag === b.tag && a.lo === b.lo && a.hi === b.hi;
   return sameReg(a, b);
 }
 

@@ -221,6 +221,13 @@ describe("the zero-extension after a 32-bit cmpxchg", () => {
       label("k"), ldx(BPF_DW, R8, R1, 0), jmp.jne.imm(R8, 0, "e"), alu64.and.imm(R6, 1), ldx(BPF_DW, R9, R1, 16), jmp.jeq.imm(R9, 7, "p"), label("p"), alu64.mov.imm(R3, 0), exit(),
       label("c"), atomic.cmpxchg(BPF_W, R10, R2, -8), st(BPF_DW, R10, -8, 0), jmp.ja("e"), label("e"), alu64.rsh.imm(R0, 32), exit(),
     ])],
+    ["a constant a branch narrowed a linked pair to, against the same constant moved in (the ids differ)", one([
+      ldx(BPF_DW, R8, R1, 8), alu64.mov.imm(R0, -1), st(BPF_DW, R10, -8, -1), alu64.mov.imm(R2, 5), jmp.jne.imm(R8, 0, "b"),
+      ldx(BPF_DW, R6, R1, 0), alu64.mov.reg(R7, R6), jmp.jne.imm(R6, 5, "out"), atomic.cmpxchg(BPF_W, R10, R2, -8), jmp.ja("j"),
+      label("b"), alu64.mov.imm(R6, 5), alu64.mov.imm(R7, 5), atomic.cmpxchg(BPF_W, R10, R2, -8), jmp.ja("j"),
+      label("j"), jmp.jeq.imm(R6, 5, "k"), label("k"), jmp.jeq.imm(R7, 5, "m"), label("m"), alu64.rsh.imm(R0, 32), exit(),
+      label("out"), alu64.mov.imm(R0, 0), exit(),
+    ])],
   ])("no prune where the verifier walks on: %s", (_what, p) => {
     const v = validate(p);
     expect(v.zextCmpxchgAllPaths.length).toBeGreaterThan(0);
