@@ -22,7 +22,7 @@ import { lowerPlan } from "../../../generators/_internals/lower.ts";
 import { IRQ_ENTER, IRQ_EXIT, NMI_ENTER, NMI_EXIT } from "../../../generators/_internals/steps.ts";
 import { program } from "../../../jit/bpf/program.ts";
 import { alu64, exit } from "../../../jit/bpf/insn.ts";
-import { R0 } from "../../../jit/bpf/opcodes.ts";
+import { BPF_ALU64, BPF_X, BPF_XOR, R0 } from "../../../jit/bpf/opcodes.ts";
 import { endsWithCall, landings, nestedEdges, nestingHeight, scaled, startsWithCall, type Landing } from "./support.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 
@@ -247,19 +247,24 @@ describe("the step model (interrupt placement)", () => {
 describe("corruption of a live stack slot changes the result", () => {
   // On the machine (baseline, R10 = rbp): stop at an instruction boundary of any BPF function
   // where the lowering says some own slot holds a value still to be read, flip bits of one of its
-  // bytes, run on: the task's result differs from the clean run's (which the interpreter gives).
+  // bytes, run on: the task's result differs from the clean run's (which the interpreter
+  // gives), unless the function's fold can cancel it: a value read twice and folded as
+  // `acc += v; acc ^= c; acc += v` (an atomic fetch, a nested run's result, the read-back)
+  // gives the same acc for v and v ^ 0x100 when c has bit 8 set (seed -628377465: slot 0
+  // byte 1 ^ 1 before a fetch_add, c the refused run's value). So where the function folds a
+  // nested run's result in with xor, an unchanged result is allowed.
   test("one flip anywhere, at any time, in any program of the task's run", () => {
     fc.assert(fc.property(planArb({ interrupts: false, maxPrograms: 4, tasks: 1 }), fc.nat(), fc.nat(7), fc.integer({ min: 1, max: 255 }), (p, pick, byte, mask) => {
       const low = lowerPlan(p);
       const sc = parseScenario(low.file);
       const img = buildImage(sc.spec, baseline);
-      const where = new Map<bigint, { live: number; depth: number }>();
+      const where = new Map<bigint, { live: number; depth: number; pi: number; fi: number }>();
       img.programs.forEach((q, pi) => {
         // the lowering's instructions as written; the JIT's after the verifier's fix-ups
         const { at } = fixupsWithMap(q.program, q.validated);
         q.jit.funcs.forEach((f, fi) => {
           const frame = low.frames[pi]![fi]!, start = q.program.funcs[fi]!.start, xstart = q.xlated.funcs[fi]!.start;
-          frame.live.forEach((live, k) => { if (live) where.set(f.insnAddrs[at[start + k]! - xstart]!, { live, depth: frame.slot0 }); });
+          frame.live.forEach((live, k) => { if (live) where.set(f.insnAddrs[at[start + k]! - xstart]!, { live, depth: frame.slot0, pi, fi }); });
         });
       });
       // The clean run, noting the boundaries with live slots (a hook on each such instruction
@@ -280,7 +285,7 @@ describe("corruption of a live stack slot changes the result", () => {
       startTask(img, m);
       const at = candidates[pick % candidates.length]!;
       expect(m.runUntil(at).kind).toBe("paused");
-      const { live, depth } = where.get(m.rip)!;
+      const { live, depth, pi, fi } = where.get(m.rip)!;
       const slots = [...Array(8).keys()].filter((k) => live & (1 << k));
       const slot = slots[pick % slots.length]!;
       const addr = m.reg("rbp") - BigInt(depth) + BigInt(8 * slot + byte);
@@ -290,7 +295,11 @@ describe("corruption of a live stack slot changes the result", () => {
       const bad = m.run();
       m.dispose();
       expect(bad.kind).toBe("completed");
-      expect(bad.kind === "completed" && bad.rax, `slot ${slot} byte ${byte} ^ ${mask} at step ${at} (${site})`).not.toBe(expected);
+      const what = `slot ${slot} byte ${byte} ^ ${mask} at step ${at} (${site})`;
+      // an unchanged result only where the function folds a nested run's result in with xor
+      const fn = img.programs[pi]!.xlated, { start, end } = fn.funcs[fi]!;
+      const xorFold = fn.insns.slice(start, end).some((x) => x.code === (BPF_ALU64 | BPF_XOR | BPF_X));
+      if (bad.kind === "completed" && bad.rax === expected) expect(xorFold, `${what}: the result did not change`).toBe(true);
     }), { numRuns: scaled(15) });
   });
 });
