@@ -5,12 +5,12 @@
 //   - sdiv/smod by the immediate -1 become `neg` / `w = 0` (no INT_MIN / -1 #DE);
 //   - div/mod by a register get a guard: division by 0 gives 0, modulo by 0 leaves the dividend
 //     (zero-extended in 32-bit form), and the signed forms handle -1 without idiv;
-//   - (bpf_opt_subreg_zext_lo32_rnd_hi32()) a 32-bit cmpxchg whose R0 is read as 64 bits is
-//     followed by a zero-extension of R0;
 //   - may_goto becomes x86-64's timed form (bpf_jit_supports_timed_may_goto()): a count in the
 //     16 bytes fixups add below the function's stack, decremented per pass, and a call of
 //     arch_bpf_timed_may_goto whenever it runs out; each function with one starts by storing
-//     the count (BPF_MAX_TIMED_LOOPS) and a zero timestamp.
+//     the count (BPF_MAX_TIMED_LOOPS) and a zero timestamp;
+//   - then (bpf_opt_subreg_zext_lo32_rnd_hi32()) a 32-bit cmpxchg whose R0 is read as 64 bits
+//     is followed by a zero-extension of R0.
 // Instructions are inserted as bpf_patch_insn_single() inserts them (kernel/bpf/core.c):
 // branches that cross the patch are renumbered (bpf_adj_branches()), a branch to the patched
 // instruction reaches the start of the patch, and function starts after it move
@@ -124,8 +124,8 @@ function divModGuard(x: BpfInsn): BpfInsn[] {
  * The program as the JIT receives it: bpf_do_misc_fixups()'s rewrites of sdiv/smod by -1,
  * div/mod by a register and may_goto (timed, x86-64), with each may_goto function's count and
  * timestamp initialised at its start; then the zero-extension of R0 after each 32-bit cmpxchg
- * the verifier marked (Validated.zextCmpxchg). `v` gives each function's verifier stack depth (the
- * count and timestamp go below it: -depth-16 and -depth-8).
+ * the verifier marked (Validated.zextCmpxchg). `v` gives each function's verifier stack depth
+ * (the count and timestamp go below it: -depth-16 and -depth-8).
  */
 export function miscFixups(p: Program, v: Validated): Program {
   return fixupsWithMap(p, v).program;

@@ -21,17 +21,18 @@
 // interpreter could not predict what the JIT's real addresses and stack contents would give.
 // Also stricter: only stack pointers (R10-derived) are memory; atomics work on the stack only.
 import { helperById, kfuncById, type ArgKind, type CallSig } from "./abi.ts";
-import { checkInsn, endsBlock, isMayGoto, jumpOffset } from "./fields.ts";
+import { checkInsn, endsBlock, isCondJump, isMayGoto, jumpOffset } from "./fields.ts";
 import type { BpfInsn } from "./instruction.ts";
 import { ValidationError, type Finding, type Rule } from "./issues.ts";
 import { ACCEPTED_LOOPS, counterRun, findLoops, type Loop } from "./loops.ts";
 import { aluResult, immU64, jumpTaken } from "./ops.ts";
 import {
   BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_COMPLEXITY_LIMIT_INSNS,
-  BPF_DIV, BPF_DW, BPF_END, BPF_EXIT, BPF_FETCH, BPF_HELPER_CALL, BPF_JA, BPF_JMP, BPF_JMP32, BPF_LD_IMM64, BPF_LDX,
-  BPF_LOAD_ACQ, BPF_LSH, BPF_MOD, BPF_MODE, BPF_MOV, BPF_NEG, BPF_OP, BPF_OR, BPF_PRIV_STACK_MIN_SIZE, BPF_PSEUDO_CALL,
+  BPF_DIV, BPF_DW, BPF_END, BPF_EXIT, BPF_FETCH, BPF_HELPER_CALL, BPF_JA, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JLE, BPF_JLT,
+  BPF_JMP, BPF_JMP32, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LD_IMM64, BPF_LDX, BPF_LOAD_ACQ,
+  BPF_LSH, BPF_MEM, BPF_MOD, BPF_MODE, BPF_MOV, BPF_NEG, BPF_OP, BPF_OR, BPF_PRIV_STACK_MIN_SIZE, BPF_PSEUDO_CALL,
   BPF_PSEUDO_KFUNC_CALL, BPF_RSH, BPF_SIZE, BPF_SRC, BPF_ST, BPF_STORE_REL, BPF_STX, BPF_SUB, BPF_W, BPF_X, BPF_XCHG,
-  BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes, BPF_MEM, BPF_JEQ, BPF_JNE, BPF_JGT, BPF_JGE, BPF_JLT, BPF_JLE, BPF_JSGT, BPF_JSGE, BPF_JSLT, BPF_JSLE, BPF_JSET,
+  BPF_XOR, MAX_BPF_STACK, MAX_CALL_FRAMES, sizeBytes,
 } from "./opcodes.ts";
 import { ATTACH_PATHS, attachOf, attachPathsOf, calleeOf, type Program, type ProgType } from "./program.ts";
 import { PT_REGS_SIZE } from "../../arch/ptrace.ts";
@@ -105,9 +106,9 @@ const PATH_WALK_BUDGET = 200_000;
  */
 type RegT = { t: "uninit" } | { t: "scalar"; v?: bigint; tag?: string; lo?: bigint; hi?: bigint } | { t: "ctx" } | { t: "fp"; frame: number; off: number } | { t: "mixed" };
 /**
- * An 8-byte stack slot of the main frame on a path PathWalk walks: a spilled value, "misc"
- * (STACK_MISC after an atomic write), or the instruction that wrote its bytes ("w<i>", "c<i>").
- * (`tag`, `lo` and `hi` of a scalar are PathWalk's too: the data flow never sets them.)
+ * An 8-byte stack slot of the main frame on a path PathWalk walks: a spilled value, or the
+ * name (Names) of what last wrote bytes of it, made from the slot's old name. (`tag`, `lo` and
+ * `hi` of a scalar are PathWalk's too: the data flow never sets them.)
  */
 type SlotV = RegT | string;
 interface State {
@@ -159,9 +160,13 @@ function meet(a: State, b: State): State {
   return { regs: a.regs.map((r, i) => meetReg(r, b.regs[i]!)), init: a.init.map((x, f) => x.map((v, i) => v & b.init[f]![i]!)), cx: union(a.cx, b.cx) };
 }
 
+/** The same initialised stack bytes in every frame. */
+function sameInit(a: State, b: State): boolean {
+  return a.init.every((x, f) => x.every((v, i) => v === b.init[f]![i]));
+}
+
 function sameState(a: State, b: State): boolean {
-  return a.regs.every((r, i) => sameReg(r, b.regs[i]!)) && a.init.every((x, f) => x.every((v, i) => v === b.init[f]![i]))
-    && a.cx.length === b.cx.length && a.cx.every((v, i) => v === b.cx[i]);
+  return a.regs.every((r, i) => sameReg(r, b.regs[i]!)) && sameInit(a, b) && a.cx.length === b.cx.length && a.cx.every((v, i) => v === b.cx[i]);
 }
 
 /** What the structural passes learn about one function. */
@@ -339,8 +344,7 @@ class Checker {
     const all = [...this.zext].sort((a, b) => a - b);
     const main = this.p.funcs[0]!;
     const inMain = (i: number) => i >= main.start && i < main.end;
-    const cmpxchg32 = this.p.insns.some((x, i) => inMain(i) && BPF_CLASS(x.code) === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC && x.imm === BPF_CMPXCHG && BPF_SIZE(x.code) === BPF_W);
-    if (!cmpxchg32) return { walked: all, all };
+    if (!this.p.insns.some((x, i) => inMain(i) && isCmpxchg32(x))) return { walked: all, all };
     const marks = new PathWalk(this, 0, [0]).walk(entry, PATH_WALK_BUDGET);
     return { walked: marks === undefined ? all : all.filter((i) => !inMain(i) || marks.has(i)), all };
   }
@@ -378,8 +382,7 @@ function readsR0As64(x: BpfInsn, main: boolean): boolean {
       return op === BPF_END && x.imm === 64 && x.dst === 0;
     case BPF_JMP:
       if (op === BPF_EXIT) return main;
-      if (op === BPF_CALL || op === BPF_JA || isMayGoto(x)) return false;
-      return x.dst === 0 || (isX && x.src === 0);
+      return isCondJump(x) && (x.dst === 0 || (isX && x.src === 0));
     case BPF_LDX:
       return x.src === 0;
     case BPF_ST:
@@ -404,7 +407,7 @@ function r0Def(x: BpfInsn, i: number): readonly number[] | undefined {
   const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
   if (cls === BPF_ALU || cls === BPF_ALU64 || cls === BPF_LDX || x.code === BPF_LD_IMM64) return x.dst === 0 ? NO_CX : undefined;
   if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) {
-    if (x.imm === BPF_CMPXCHG) return BPF_SIZE(x.code) === BPF_W ? [i] : NO_CX;
+    if (x.imm === BPF_CMPXCHG) return isCmpxchg32(x) ? [i] : NO_CX;
     if (x.imm === BPF_LOAD_ACQ) return x.dst === 0 ? NO_CX : undefined;
     return x.imm & BPF_FETCH && x.src === 0 ? NO_CX : undefined;
   }
@@ -412,6 +415,10 @@ function r0Def(x: BpfInsn, i: number): readonly number[] | undefined {
   return undefined;
 }
 const NO_CX: readonly number[] = [];
+
+/** A 32-bit BPF_CMPXCHG (the atomics is_cmpxchg_insn() names, fixups.c, at 4 bytes). */
+const isCmpxchg32 = (x: BpfInsn): boolean =>
+  BPF_CLASS(x.code) === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC && x.imm === BPF_CMPXCHG && BPF_SIZE(x.code) === BPF_W;
 
 /** The abstract interpretation of one function from one entry state (one call site). */
 class FuncWalk {
@@ -730,7 +737,6 @@ class FuncWalk {
   }
 }
 
-/** bpf_enable_priv_stack() (verifier.c:5078): may this program's subprogs use private stacks at all? */
 /**
  * do_check()'s own walk of the main function (kernel/bpf/verifier.c, with is_state_visited(),
  * kernel/bpf/states.c, 7.2), for the one result only its order decides: which 32-bit cmpxchgs
@@ -743,9 +749,8 @@ class FuncWalk {
  * value no branch has narrowed yet); prune points where kernel/bpf/cfg.c puts them; a state
  * kept only after 2 jumps and 8 instructions since the last kept. It prunes only at a state
  * identical to a kept one in everything it tracks (every register its own liveness, a superset
- * of the verifier's, calls live; every stack slot: a spilled value, "misc" after an atomic
- * write, or the instruction that wrote it; a value that is not a known constant by the
- * instruction that made it, narrowed values by the branch that narrowed them), where the
+ * of the verifier's, calls live; every stack slot: a spilled value or the name of what wrote
+ * it; a value that is not a known constant named by what made it from what, Names), where the
  * verifier's states are then equal too. Past the first point where it cannot be sure (a kept
  * state that differs only maybe for the verifier, a branch it cannot prove undecidable, a long
  * jump history that would force a new state), it prunes no more and walks every path on, which
@@ -799,7 +804,7 @@ class PathWalk extends FuncWalk {
         // the verifier walks into a BPF call, counting and keeping states there; this takes the data flow's summary
         if (cls === BPF_JMP && BPF_OP(x.code) === BPF_CALL && x.src === BPF_PSEUDO_CALL) sure = false;
         // an AND or OR of a constant on a value in [-1, 0] forks the walk (maybe_fork_scalars()), which this does not track
-        if ((cls === BPF_ALU || cls === BPF_ALU64) && (BPF_OP(x.code) === BPF_AND || BPF_OP(x.code) === BPF_OR) && s.regs[x.dst]?.t === "scalar" && (s.regs[x.dst] as { v?: bigint }).v === undefined) sure = false;
+        if ((cls === BPF_ALU || cls === BPF_ALU64) && (BPF_OP(x.code) === BPF_AND || BPF_OP(x.code) === BPF_OR) && unknown(s.regs[x.dst])) sure = false;
         this.i = i;
         this.s = clone(s);
         this.out = [];
@@ -835,7 +840,7 @@ function mainCfg(p: Program, f: Program["funcs"][number]): { prune: Set<number>;
       succ[t - f.start] = [t + 1];
       continue;
     }
-    const target = t + 1 + (op === BPF_JA && cls === BPF_JMP32 ? x.imm : x.off);
+    const target = t + 1 + jumpOffset(x)!;
     if (target <= t) return undefined; // a loop
     prune.add(target);
     if (op === BPF_JA) { succ[t - f.start] = [target]; continue; }
@@ -929,6 +934,9 @@ class Names {
   }
 }
 
+/** A scalar whose value is not known. */
+const unknown = (v: RegT | undefined): v is RegT & { t: "scalar" } => v?.t === "scalar" && v.v === undefined;
+
 /** A value with a name: one the verifier may link to others by id (a constant a branch narrowed one to keeps its id). */
 const linked = (v: RegT | undefined): boolean => v?.t === "scalar" && v.tag !== undefined;
 
@@ -995,7 +1003,6 @@ function values(x: BpfInsn, i: number, s: State, n: State, names: Names): void {
 function narrow(x: BpfInsn, i: number, s: State, fall: State, target: State, names: Names): void {
   if (isMayGoto(x)) return;
   const a = s.regs[x.dst], b = BPF_SRC(x.code) === BPF_X ? s.regs[x.src] : known(immU64(x));
-  const unknown = (v: RegT | undefined): v is RegT & { t: "scalar" } => v?.t === "scalar" && v.v === undefined;
   if (!unknown(a) && !unknown(b)) return;
   const op = BPF_OP(x.code), eqOp = BPF_CLASS(x.code) === BPF_JMP && (op === BPF_JEQ || op === BPF_JNE);
   const v = (unknown(a) ? a : b) as RegT & { t: "scalar" }, c = unknown(a) ? b : a;
@@ -1015,8 +1022,8 @@ function narrow(x: BpfInsn, i: number, s: State, fall: State, target: State, nam
  * it, "both" when the verifier cannot decide it either, "unsure" when it might.
  */
 function decide(x: BpfInsn, s: State): boolean | "both" | "unsure" | undefined {
+  if (!isCondJump(x)) return undefined;
   const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-  if ((cls !== BPF_JMP && cls !== BPF_JMP32) || op === BPF_JA || op === BPF_CALL || op === BPF_EXIT || isMayGoto(x)) return undefined;
   const a = s.regs[x.dst];
   const b = BPF_SRC(x.code) === BPF_X ? s.regs[x.src] : known(immU64(x));
   if (a?.t !== "scalar" || b?.t !== "scalar") return "unsure";
@@ -1057,13 +1064,14 @@ function sameValue(a: RegT | SlotV | undefined, b: RegT | SlotV | undefined): bo
 /** A kept state and the current one, identical in every live register and stack slot (regsafe() and stacksafe() are then true). */
 function identical(k: State, s: State, live: Set<number>): boolean {
   for (const r of live) if (!sameValue(k.regs[r], s.regs[r])) return false;
-  if (!k.init.every((x, f) => x.every((v, i) => v === s.init[f]![i]))) return false;
+  if (!sameInit(k, s)) return false;
   const a = k.slots!, b = s.slots!;
   if (a.size !== b.size) return false;
   for (const [at, v] of a) if (!sameValue(v, b.get(at))) return false;
   return true;
 }
 
+/** bpf_enable_priv_stack() (verifier.c:5078): may this program's subprogs use private stacks at all? */
 export function privStackMode(p: Program): boolean {
   switch (p.type) {
     case "kprobe": case "tracepoint": case "perf_event": case "raw_tp": return true;
