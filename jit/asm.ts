@@ -5,8 +5,7 @@
 // iced pitfalls handled here (toolchain-notes §1b): a branch to a label that does not exist is
 // silently encoded as an absolute address, so every branch target is resolved by us first and
 // checked again after decoding; BlockEncoder.add copies, so every created Instruction is freed.
-import { BlockEncoder, BlockEncoderOptions, Code, Instruction } from "iced-x86";
-import { forEachInstruction } from "./iced.ts";
+import { BlockEncoder, BlockEncoderOptions, Code, forEachInstruction, Instruction } from "./iced.ts";
 
 /** Where a branch goes: a label in this block, a named symbol resolved at assembly, or an address. */
 export type Target = { readonly label: string } | { readonly symbol: string } | { readonly address: bigint };

@@ -1,7 +1,7 @@
 // Pre-decoding: iced-x86 decodes each address once into a plain, monomorphic record that the
 // interpreter dispatches on. Enum values are copied into module-local consts at load time:
 // under vitest every access to an imported enum binding costs ~100 ns (toolchain-notes §1).
-import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "iced-x86";
+import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "../../jit/iced.ts";
 import { CODE_TO_COND as CODE_TO_COND__, CODE_TO_OP as CODE_TO_OP__, IMPLICIT_SIZE as IMPLICIT_SIZE__, LOCKABLE_OP as LOCKABLE_OP__, Op as Op__, REFUSED as REFUSED__ } from "./isa.ts";
 import { forEachInstruction } from "../../jit/iced.ts";
 import { ContentCache } from "./content-cache.ts";

@@ -4,7 +4,7 @@
 // decodes to UNSUPPORTED and stops the run with the instruction text, address and symbol.
 // The same table is what the JIT checks its output against ("we only emit what we emulate")
 // and what the differential tests draw instruction forms from.
-import { Code } from "iced-x86";
+import { Code } from "../../jit/iced.ts";
 
 /** Our op ids. Dense small integers: the machine dispatches through an array indexed by them. */
 export const Op = {

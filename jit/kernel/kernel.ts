@@ -22,7 +22,7 @@
 //     switch, call handle_irq, pop rsp;
 //   - the NMI path on its IST stack: asm_exc_nmi (pt_regs, encoded frame pointer) -> exc_nmi.
 // Sample points (`*_sample` labels) are where the harness's address hooks take stack samples.
-import { Code, Instruction as I, MemoryOperand as M, Register as R } from "iced-x86";
+import { Code, Instruction as I, MemoryOperand as M, Register as R } from "../iced.ts";
 import { Assembler, type Assembled } from "../asm.ts";
 import { PT_REGS } from "../../arch/ptrace.ts";
 import {
