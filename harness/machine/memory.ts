@@ -13,6 +13,8 @@ import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as 
 const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__;
 
 export const PAGE_SIZE = 4096;
+/** 32-bit words in a page (Page.u32). */
+const WORDS = PAGE_SIZE / 4;
 
 export type RegionKind = "text" | "data" | "stack" | "percpu" | "guard";
 export type Access = "read" | "write" | "execute";
@@ -72,7 +74,7 @@ class Page {
   readonly u32: Uint32Array<ArrayBuffer>;
   constructor(readonly data: Uint8Array<ArrayBuffer>, readonly region: Region, public epoch: number) {
     this.dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    this.u32 = new Uint32Array(data.buffer, data.byteOffset, PAGE_SIZE / 4);
+    this.u32 = new Uint32Array(data.buffer, data.byteOffset, WORDS);
   }
 }
 
@@ -405,18 +407,22 @@ export class Memory {
    */
   sameAs(snap: MemorySnapshot, dead: readonly (readonly [number, number])[]): boolean {
     if (this.pages.size !== snap.pages.size) return false;
+    const sorted = [...dead].sort((x, y) => x[0] - y[0]);
     for (const [no, p] of this.pages) {
       const q = snap.pages.get(no);
       if (q === p) continue;
       if (q === undefined) return false;
-      const base = no * PAGE_SIZE;
-      if (dead.some(([lo, hi]) => base >= lo && base + PAGE_SIZE <= hi)) continue; // all of it dead
-      const a = p.u32, b = q.u32;
-      for (let i = 0; i < a.length; i++) {
-        if (a[i] === b[i]) continue;
-        const at = base + 4 * i;
-        if (!dead.some(([lo, hi]) => at >= lo && at + 4 <= hi)) return false;
+      // the page's live words: [0, WORDS) less each dead range's whole words in it, compared
+      // run by run (an interrupt's return leaves most of a stack page written and dead)
+      const base = no * PAGE_SIZE, a = p.u32, b = q.u32;
+      let from = 0;
+      for (const [lo, hi] of sorted) {
+        const dlo = Math.max(0, Math.ceil((lo - base) / 4)), dhi = Math.min(WORDS, Math.floor((hi - base) / 4));
+        if (dlo >= dhi) continue; // not a whole word of this page
+        for (let i = from; i < dlo; i++) if (a[i] !== b[i]) return false;
+        from = Math.max(from, dhi);
       }
+      for (let i = from; i < WORDS; i++) if (a[i] !== b[i]) return false;
     }
     return true;
   }

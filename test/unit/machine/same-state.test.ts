@@ -35,6 +35,23 @@ describe("sameStateAs", () => {
     expect(m.sameStateAs(s, [[STACK, STACK + 0x4000n]])).toBe(false);
   });
 
+  test("several dead ranges, in any order and overlapping: only the whole words they cover are dead", () => {
+    const m = makeMachine();
+    m.call(0xffffffff81000000n, { args: [3n], rsp: STACK + 16384n });
+    m.runUntil(10);
+    const s = m.snapshot();
+    m.load(STACK + 0x100n, Uint8Array.of(0xaa)); // in word 0x100..0x104
+    m.load(STACK + 0x1ffcn, Uint8Array.of(0xbb)); // the last word of the page
+    const same = (...dead: [bigint, bigint][]) => m.sameStateAs(s, dead);
+    expect(same([STACK + 0x1ff8n, STACK + 0x2000n], [STACK + 0x80n, STACK + 0x104n])).toBe(true);
+    expect(same([STACK + 0x80n, STACK + 0x104n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(true);
+    expect(same([STACK + 0x80n, STACK + 0x104n], [STACK + 0x90n, STACK + 0x100n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(true);
+    expect(same([STACK + 0x80n, STACK + 0x103n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(false); // ends inside the word
+    expect(same([STACK + 0x101n, STACK + 0x200n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(false); // starts inside it
+    expect(same([STACK + 0x80n, STACK + 0x104n], [STACK + 0x1000n, STACK + 0x1ffcn])).toBe(false); // the gap: the last word
+    expect(same([STACK + 0x104n, STACK + 0x2000n])).toBe(false);
+  });
+
   test("a pending interrupt differs", () => {
     const m = makeMachine();
     m.call(0xffffffff81000000n, { args: [3n], rsp: STACK + 16384n });
