@@ -6,17 +6,15 @@
 // kernel's helpers, kfunc and runner as documented in jit/kernel/kernel.ts. Nothing here is
 // shared with the JIT or the machine. Every invocation has an instruction budget, so a loop
 // the validator should have refused cannot hang it.
-import { HELPERS } from "./abi.ts";
+import { HELPERS as HELPERS__ } from "./abi.ts";
 import type { BpfInsn } from "./instruction.ts";
-import { aluResult, immU64, jumpTaken } from "./ops.ts";
-import {
-  BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_DW, BPF_EXIT, BPF_FETCH,
-  BPF_HELPER_CALL, BPF_JA, BPF_JCOND, BPF_JMP, BPF_JMP32, BPF_LD_IMM64, BPF_LDX, BPF_LOAD_ACQ, BPF_MAX_TIMED_LOOPS,
-  BPF_MEMSX, BPF_MODE, BPF_OP, BPF_OR, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_SIZE, BPF_SRC, BPF_ST,
-  BPF_STORE_REL, BPF_STX, BPF_W, BPF_X, BPF_XCHG, BPF_XOR, sizeBytes,
-} from "./opcodes.ts";
-import { ATTACH_PATHS, attachOf, calleeOf, type Program } from "./program.ts";
-import { CTX_SIZE, ctxBytes, KD, KERNEL_LAYOUT } from "../kernel/layout.ts";
+import { aluResult as aluResult__, immU64 as immU64__, jumpTaken as jumpTaken__ } from "./ops.ts";
+import { BPF_ADD as BPF_ADD__, BPF_ALU as BPF_ALU__, BPF_ALU64 as BPF_ALU64__, BPF_AND as BPF_AND__, BPF_ATOMIC as BPF_ATOMIC__, BPF_CALL as BPF_CALL__, BPF_CLASS as BPF_CLASS__, BPF_CMPXCHG as BPF_CMPXCHG__, BPF_DW as BPF_DW__, BPF_EXIT as BPF_EXIT__, BPF_FETCH as BPF_FETCH__, BPF_HELPER_CALL as BPF_HELPER_CALL__, BPF_JA as BPF_JA__, BPF_JCOND as BPF_JCOND__, BPF_JMP as BPF_JMP__, BPF_JMP32 as BPF_JMP32__, BPF_LD_IMM64 as BPF_LD_IMM64__, BPF_LDX as BPF_LDX__, BPF_LOAD_ACQ as BPF_LOAD_ACQ__, BPF_MAX_TIMED_LOOPS as BPF_MAX_TIMED_LOOPS__, BPF_MEMSX as BPF_MEMSX__, BPF_MODE as BPF_MODE__, BPF_OP as BPF_OP__, BPF_OR as BPF_OR__, BPF_PSEUDO_CALL as BPF_PSEUDO_CALL__, BPF_PSEUDO_KFUNC_CALL as BPF_PSEUDO_KFUNC_CALL__, BPF_SIZE as BPF_SIZE__, BPF_SRC as BPF_SRC__, BPF_ST as BPF_ST__, BPF_STORE_REL as BPF_STORE_REL__, BPF_STX as BPF_STX__, BPF_W as BPF_W__, BPF_X as BPF_X__, BPF_XCHG as BPF_XCHG__, BPF_XOR as BPF_XOR__, sizeBytes as sizeBytes__ } from "./opcodes.ts";
+import { ATTACH_PATHS as ATTACH_PATHS__, attachOf as attachOf__, calleeOf as calleeOf__, type Program } from "./program.ts";
+import { CTX_SIZE as CTX_SIZE__, ctxBytes as ctxBytes__, KD as KD__, KERNEL_LAYOUT as KERNEL_LAYOUT__ } from "../kernel/layout.ts";
+// Imported values as module locals: under vitest an imported binding is a getter on the module,
+// which the interpreter's per-instruction code would pay for at every use.
+const HELPERS = HELPERS__, aluResult = aluResult__, immU64 = immU64__, jumpTaken = jumpTaken__, BPF_ADD = BPF_ADD__, BPF_ALU = BPF_ALU__, BPF_ALU64 = BPF_ALU64__, BPF_AND = BPF_AND__, BPF_ATOMIC = BPF_ATOMIC__, BPF_CALL = BPF_CALL__, BPF_CLASS = BPF_CLASS__, BPF_CMPXCHG = BPF_CMPXCHG__, BPF_DW = BPF_DW__, BPF_EXIT = BPF_EXIT__, BPF_FETCH = BPF_FETCH__, BPF_HELPER_CALL = BPF_HELPER_CALL__, BPF_JA = BPF_JA__, BPF_JCOND = BPF_JCOND__, BPF_JMP = BPF_JMP__, BPF_JMP32 = BPF_JMP32__, BPF_LD_IMM64 = BPF_LD_IMM64__, BPF_LDX = BPF_LDX__, BPF_LOAD_ACQ = BPF_LOAD_ACQ__, BPF_MAX_TIMED_LOOPS = BPF_MAX_TIMED_LOOPS__, BPF_MEMSX = BPF_MEMSX__, BPF_MODE = BPF_MODE__, BPF_OP = BPF_OP__, BPF_OR = BPF_OR__, BPF_PSEUDO_CALL = BPF_PSEUDO_CALL__, BPF_PSEUDO_KFUNC_CALL = BPF_PSEUDO_KFUNC_CALL__, BPF_SIZE = BPF_SIZE__, BPF_SRC = BPF_SRC__, BPF_ST = BPF_ST__, BPF_STORE_REL = BPF_STORE_REL__, BPF_STX = BPF_STX__, BPF_W = BPF_W__, BPF_X = BPF_X__, BPF_XCHG = BPF_XCHG__, BPF_XOR = BPF_XOR__, sizeBytes = sizeBytes__, ATTACH_PATHS = ATTACH_PATHS__, attachOf = attachOf__, calleeOf = calleeOf__, CTX_SIZE = CTX_SIZE__, ctxBytes = ctxBytes__, KD = KD__, KERNEL_LAYOUT = KERNEL_LAYOUT__;
 
 const M64 = (1n << 64n) - 1n;
 /** What the runner returns for a refused run (-EBUSY) and the kfunc for a bad index (-EINVAL). */
@@ -82,7 +80,13 @@ export class InterpError extends Error {
  * A stack frame: its frame-pointer value and its bytes [fp - depth, fp); its may_goto count and
  * how often it ran out (fixups.c keeps the count and a timestamp in 16 bytes below the frame).
  */
-interface Frame { fp: bigint; bytes: Uint8Array; mayGoto: number; mayGotoCalls: number }
+interface Frame { fp: bigint; base: bigint; bytes: Uint8Array; mayGoto: number; mayGotoCalls: number }
+
+/** The `size`-byte little-endian value at bytes[at] (u64). */
+function readLE(bytes: Uint8Array, at: number, size: number): bigint {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset + at, size);
+  return size === 8 ? dv.getBigUint64(0, true) : BigInt(size === 4 ? dv.getUint32(0, true) : size === 2 ? dv.getUint16(0, true) : dv.getUint8(0));
+}
 
 /** Run program `p` through the runner (bpf_sc_run): the recursion check, then the program. */
 export function runProgram(env: InterpEnv, p: number): bigint {
@@ -123,8 +127,10 @@ class Interp {
   private readonly ctxCache: Uint8Array[] = [];
 
   private mem(addr: bigint, size: number): { f: Frame; at: number } {
-    for (const f of this.frames) {
-      const at = Number(addr - (f.fp - BigInt(f.bytes.length)));
+    // (frames never overlap; the innermost, last, is the likeliest)
+    for (let i = this.frames.length - 1; i >= 0; i--) {
+      const f = this.frames[i]!;
+      const at = Number(addr - f.base);
       if (at >= 0 && at + size <= f.bytes.length) return { f, at };
     }
     throw new InterpError(`access of ${size} bytes at ${addr.toString(16)} is outside every live BPF stack frame`);
@@ -132,27 +138,25 @@ class Interp {
 
   private load(addr: bigint, size: number): bigint {
     const ctx = this.ctxAt(addr, size);
-    if (ctx !== undefined) {
-      let v = 0n;
-      for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(ctx.bytes[ctx.at + i]!);
-      return v;
-    }
+    if (ctx !== undefined) return readLE(ctx.bytes, ctx.at, size);
     const { f, at } = this.mem(addr, size);
-    let v = 0n;
-    for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(f.bytes[at + i]!);
-    return v;
+    return readLE(f.bytes, at, size);
   }
 
   private store(addr: bigint, size: number, v: bigint): void {
     const { f, at } = this.mem(addr, size);
-    for (let i = 0; i < size; i++) f.bytes[at + i] = Number((v >> BigInt(8 * i)) & 0xffn);
+    const dv = new DataView(f.bytes.buffer, f.bytes.byteOffset + at, size);
+    if (size === 8) dv.setBigUint64(0, v, true);
+    else if (size === 4) dv.setUint32(0, Number(v), true);
+    else if (size === 2) dv.setUint16(0, Number(v), true);
+    else dv.setUint8(0, Number(v));
   }
 
   private func(prog: Program, fi: number, args: bigint[]): bigint {
     const fn = prog.funcs[fi]!;
     const fp = this.nextFp;
     this.nextFp += 0x100000n;
-    const frame: Frame = { fp, bytes: new Uint8Array(fn.stackDepth), mayGoto: BPF_MAX_TIMED_LOOPS, mayGotoCalls: 0 };
+    const frame: Frame = { fp, base: fp - BigInt(fn.stackDepth), bytes: new Uint8Array(fn.stackDepth), mayGoto: BPF_MAX_TIMED_LOOPS, mayGotoCalls: 0 };
     this.frames.push(frame);
     const r: bigint[] = [0n, ...args, 0n, 0n, 0n, 0n, fp];
     try {
@@ -171,9 +175,8 @@ class Interp {
   /** Execute one instruction; the next pc, or -1 at exit. */
   private step(prog: Program, x: BpfInsn, pc: number, r: bigint[], frame: Frame): number {
     const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-    const imm64 = immU64(x);
     if (cls === BPF_ALU64 || cls === BPF_ALU) {
-      r[x.dst] = aluResult(x, r[x.dst]!, BPF_SRC(x.code) === BPF_X ? r[x.src]! : imm64);
+      r[x.dst] = aluResult(x, r[x.dst]!, BPF_SRC(x.code) === BPF_X ? r[x.src]! : immU64(x));
       return pc + 1;
     }
     if (x.code === BPF_LD_IMM64) { // LD_IMM_DW: (u32) insn[0].imm | (u32) insn[1].imm << 32
@@ -192,7 +195,7 @@ class Interp {
     if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) { this.atomic(prog, x, pc, r); return pc + 1; }
     if (cls === BPF_STX || cls === BPF_ST) {
       const size = sizeBytes(BPF_SIZE(x.code));
-      this.store(r[x.dst]! + BigInt(x.off), size, (cls === BPF_STX ? r[x.src]! : imm64) & ((1n << BigInt(8 * size)) - 1n));
+      this.store(r[x.dst]! + BigInt(x.off), size, (cls === BPF_STX ? r[x.src]! : immU64(x)) & ((1n << BigInt(8 * size)) - 1n));
       return pc + 1;
     }
     if (cls === BPF_JMP && op === BPF_CALL) {
@@ -204,7 +207,7 @@ class Interp {
     if (op === BPF_JA) return pc + 1 + (cls === BPF_JMP32 ? x.imm : x.off); // JMP32_JA: insn += insn->imm
     if (cls === BPF_JMP && op === BPF_JCOND) return this.mayGoto(frame) ? pc + 1 + x.off : pc + 1;
     if (cls === BPF_JMP || cls === BPF_JMP32) {
-      return jumpTaken(x, r[x.dst]!, BPF_SRC(x.code) === BPF_X ? r[x.src]! : imm64) ? pc + 1 + x.off : pc + 1;
+      return jumpTaken(x, r[x.dst]!, BPF_SRC(x.code) === BPF_X ? r[x.src]! : immU64(x)) ? pc + 1 + x.off : pc + 1;
     }
     throw new InterpError(`${prog.name}: insn ${pc}: opcode 0x${x.code.toString(16).padStart(2, "0")} has no reference semantics`);
   }

@@ -9,11 +9,10 @@
 //     (div64_s64, and the abs_s32() forms of ALU_DIV_X/ALU_MOD_X).
 // Values are u64 BigInts. Shared by the reference interpreter and the validator's constants.
 import type { BpfInsn } from "./instruction.ts";
-import {
-  BPF_ADD, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_CLASS, BPF_DIV, BPF_END, BPF_JEQ, BPF_JGE, BPF_JGT, BPF_JLE, BPF_JLT,
-  BPF_JMP, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LSH, BPF_MOD, BPF_MOV, BPF_MUL, BPF_NEG,
-  BPF_OP, BPF_OR, BPF_RSH, BPF_SRC, BPF_SUB, BPF_TO_BE, BPF_X, BPF_XOR,
-} from "./opcodes.ts";
+import { BPF_ADD as BPF_ADD__, BPF_ALU64 as BPF_ALU64__, BPF_AND as BPF_AND__, BPF_ARSH as BPF_ARSH__, BPF_CLASS as BPF_CLASS__, BPF_DIV as BPF_DIV__, BPF_END as BPF_END__, BPF_JEQ as BPF_JEQ__, BPF_JGE as BPF_JGE__, BPF_JGT as BPF_JGT__, BPF_JLE as BPF_JLE__, BPF_JLT as BPF_JLT__, BPF_JMP as BPF_JMP__, BPF_JNE as BPF_JNE__, BPF_JSET as BPF_JSET__, BPF_JSGE as BPF_JSGE__, BPF_JSGT as BPF_JSGT__, BPF_JSLE as BPF_JSLE__, BPF_JSLT as BPF_JSLT__, BPF_LSH as BPF_LSH__, BPF_MOD as BPF_MOD__, BPF_MOV as BPF_MOV__, BPF_MUL as BPF_MUL__, BPF_NEG as BPF_NEG__, BPF_OP as BPF_OP__, BPF_OR as BPF_OR__, BPF_RSH as BPF_RSH__, BPF_SRC as BPF_SRC__, BPF_SUB as BPF_SUB__, BPF_TO_BE as BPF_TO_BE__, BPF_X as BPF_X__, BPF_XOR as BPF_XOR__ } from "./opcodes.ts";
+// Imported values as module locals: under vitest an imported binding is a getter on the module,
+// which the interpreter's per-instruction code would pay for at every use.
+const BPF_ADD = BPF_ADD__, BPF_ALU64 = BPF_ALU64__, BPF_AND = BPF_AND__, BPF_ARSH = BPF_ARSH__, BPF_CLASS = BPF_CLASS__, BPF_DIV = BPF_DIV__, BPF_END = BPF_END__, BPF_JEQ = BPF_JEQ__, BPF_JGE = BPF_JGE__, BPF_JGT = BPF_JGT__, BPF_JLE = BPF_JLE__, BPF_JLT = BPF_JLT__, BPF_JMP = BPF_JMP__, BPF_JNE = BPF_JNE__, BPF_JSET = BPF_JSET__, BPF_JSGE = BPF_JSGE__, BPF_JSGT = BPF_JSGT__, BPF_JSLE = BPF_JSLE__, BPF_JSLT = BPF_JSLT__, BPF_LSH = BPF_LSH__, BPF_MOD = BPF_MOD__, BPF_MOV = BPF_MOV__, BPF_MUL = BPF_MUL__, BPF_NEG = BPF_NEG__, BPF_OP = BPF_OP__, BPF_OR = BPF_OR__, BPF_RSH = BPF_RSH__, BPF_SRC = BPF_SRC__, BPF_SUB = BPF_SUB__, BPF_TO_BE = BPF_TO_BE__, BPF_X = BPF_X__, BPF_XOR = BPF_XOR__;
 
 export const M64 = (1n << 64n) - 1n, M32 = 0xffffffffn;
 
@@ -55,7 +54,7 @@ export function aluResult(x: BpfInsn, dst: bigint, src: bigint): bigint {
     return src & mask;
   }
   const a = dst & mask, b = src & mask;
-  const sa = BigInt.asIntN(bits, a), sb = BigInt.asIntN(bits, b);
+  // (the signed forms only where an op is signed: each BigInt.asIntN allocates, per instruction)
   switch (op) {
     case BPF_ADD: return BigInt.asUintN(bits, a + b);
     case BPF_SUB: return BigInt.asUintN(bits, a - b);
@@ -65,14 +64,18 @@ export function aluResult(x: BpfInsn, dst: bigint, src: bigint): bigint {
     case BPF_XOR: return a ^ b;
     case BPF_LSH: return BigInt.asUintN(bits, a << (b & BigInt(bits - 1)));
     case BPF_RSH: return a >> (b & BigInt(bits - 1));
-    case BPF_ARSH: return BigInt.asUintN(bits, sa >> (b & BigInt(bits - 1)));
+    case BPF_ARSH: return BigInt.asUintN(bits, BigInt.asIntN(bits, a) >> (b & BigInt(bits - 1)));
     case BPF_NEG: return BigInt.asUintN(bits, -a);
-    case BPF_DIV:
-      if (x.off === 1) return sb === 0n ? 0n : sb === -1n ? BigInt.asUintN(bits, -sa) : BigInt.asUintN(bits, sa / sb);
-      return b === 0n ? 0n : a / b;
-    case BPF_MOD:
-      if (x.off === 1) return sb === 0n ? a : sb === -1n ? 0n : BigInt.asUintN(bits, sa % sb);
-      return b === 0n ? a : a % b;
+    case BPF_DIV: {
+      if (x.off !== 1) return b === 0n ? 0n : a / b;
+      const sa = BigInt.asIntN(bits, a), sb = BigInt.asIntN(bits, b);
+      return sb === 0n ? 0n : sb === -1n ? BigInt.asUintN(bits, -sa) : BigInt.asUintN(bits, sa / sb);
+    }
+    case BPF_MOD: {
+      if (x.off !== 1) return b === 0n ? a : a % b;
+      const sa = BigInt.asIntN(bits, a), sb = BigInt.asIntN(bits, b);
+      return sb === 0n ? a : sb === -1n ? 0n : BigInt.asUintN(bits, sa % sb);
+    }
   }
   throw new OpError(`ALU op 0x${op.toString(16)} has no semantics`);
 }
@@ -83,7 +86,6 @@ export function jumpTaken(x: BpfInsn, dst: bigint, src: bigint): boolean {
   const bits = is64 ? 64 : 32;
   const mask = is64 ? M64 : M32;
   const a = dst & mask, b = src & mask;
-  const sa = BigInt.asIntN(bits, a), sb = BigInt.asIntN(bits, b);
   switch (BPF_OP(x.code)) {
     case BPF_JEQ: return a === b;
     case BPF_JNE: return a !== b;
@@ -91,10 +93,10 @@ export function jumpTaken(x: BpfInsn, dst: bigint, src: bigint): boolean {
     case BPF_JGE: return a >= b;
     case BPF_JLT: return a < b;
     case BPF_JLE: return a <= b;
-    case BPF_JSGT: return sa > sb;
-    case BPF_JSGE: return sa >= sb;
-    case BPF_JSLT: return sa < sb;
-    case BPF_JSLE: return sa <= sb;
+    case BPF_JSGT: return BigInt.asIntN(bits, a) > BigInt.asIntN(bits, b);
+    case BPF_JSGE: return BigInt.asIntN(bits, a) >= BigInt.asIntN(bits, b);
+    case BPF_JSLT: return BigInt.asIntN(bits, a) < BigInt.asIntN(bits, b);
+    case BPF_JSLE: return BigInt.asIntN(bits, a) <= BigInt.asIntN(bits, b);
     case BPF_JSET: return (a & b) !== 0n;
   }
   throw new OpError(`jump op 0x${BPF_OP(x.code).toString(16)} is not a condition`);
