@@ -146,6 +146,10 @@ const REG_OF: Readonly<Partial<Record<keyof typeof PT_REGS, RegName>>> = {
   ax: "rax", cx: "rcx", dx: "rdx", si: "rsi", di: "rdi", sp: "rsp",
 };
 
+/** pt_regs's fields in order, each with its offset and the register it saves, if one. */
+const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).map(([name, off]) => ({ name, off, reg: REG_OF[name] }));
+
+
 /**
  * Instructions a run may take before it is a hang: room for a loop only may_goto bounds, whose
  * 2 × BPF_MAX_TIMED_LOOPS passes (jit/bpf/interp.ts) take about a million instructions of the
@@ -269,6 +273,9 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       }
     });
   }
+  /** A pt_regs field as an NMI would save it now: its register, rip, rflags, or as `words` gives it. */
+  const ptWord = (f: (typeof PT_FIELDS)[number], words: Readonly<Record<"orig_ax" | "cs" | "ss", bigint>>): bigint =>
+    f.reg !== undefined ? m.reg(f.reg) : f.name === "ip" ? m.rip : f.name === "flags" ? BigInt(m.rflags) : words[f.name as "orig_ax" | "cs" | "ss"];
   return {
     m, sym,
     failing: () => samples.some((x) => x.failed) || checks.report().failures.length > 0, // (the report has the failures so far)
@@ -279,23 +286,20 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     },
     ptRegsNow(words) {
       const out = {} as Record<keyof typeof PT_REGS, bigint>;
-      for (const f of Object.keys(PT_REGS) as (keyof typeof PT_REGS)[]) {
-        const r = REG_OF[f];
-        out[f] = r !== undefined ? m.reg(r) : f === "ip" ? m.rip : f === "flags" ? BigInt(m.rflags) : words[f as "orig_ax" | "cs" | "ss"];
-      }
+      for (const f of PT_FIELDS) out[f.name] = ptWord(f, words);
       return out;
     },
     nmiWalkFails(regs, words) {
-      const now = this.ptRegsNow(words);
+      // (per boundary: the words go straight into the bytes, no object by field in between)
       const bytes = new Uint8Array(PT_REGS_SIZE), dv = new DataView(bytes.buffer);
-      for (const [f, off] of Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]) dv.setBigUint64(off, BigInt.asUintN(64, now[f]), true);
-      const old = m.memory.peek(toInternal(regs)!, PT_REGS_SIZE)!.slice();
+      for (const f of PT_FIELDS) dv.setBigUint64(f.off, BigInt.asUintN(64, ptWord(f, words)), true);
+      const old = m.memory.peek(toInternal(regs)!, PT_REGS_SIZE)!; // (a copy)
       m.load(regs, bytes);
       try {
         // the truth nmi_sample() would see from the interrupt down: the NMI's entry (its hardware
         // frame is pt_regs's iret frame), then the interrupted context
         const ip = m.rip;
-        const truth: TruthEntry[] = [{ kind: "interrupt", vector: 2, name: "NMI", ip, symbol: sym(ip), rsp: now.sp, frame: regs + BigInt(PT_REGS.ip) }, ...m.truth()];
+        const truth: TruthEntry[] = [{ kind: "interrupt", vector: 2, name: "NMI", ip, symbol: sym(ip), rsp: m.reg("rsp"), frame: regs + BigInt(PT_REGS.ip) }, ...m.truth()];
         const c = classify(expectedChain(truth, 0), perfCallchainKernel(unwinder, regs), allowances(truth, 0, windows));
         return fails(c.class, policy);
       } finally {
