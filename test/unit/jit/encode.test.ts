@@ -185,9 +185,9 @@ function decodedText(bytes: Uint8Array): string {
 describe("the JIT's encoder against iced-x86", () => {
   plain("every emitter's bytes are iced's encoding of upstream's form, one instruction", () => {
     for (const arb of cases) {
+      // (the expects only where something differs: one per case cost more than the encoding)
       fc.assert(fc.property(arb, (c) => {
-        expect(hex(c.ours), c.what).toBe(hex(c.iced));
-        expect(oneInstruction(c.ours), c.what).toBe(true);
+        if (hex(c.ours) !== hex(c.iced) || !oneInstruction(c.ours)) expect({ what: c.what, bytes: hex(c.ours), oneInstruction: oneInstruction(c.ours) }).toEqual({ what: c.what, bytes: hex(c.iced), oneInstruction: true });
       }), { numRuns: 250 });
     }
   });
