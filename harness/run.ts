@@ -149,7 +149,6 @@ const REG_OF: Readonly<Partial<Record<keyof typeof PT_REGS, RegName>>> = {
 /** pt_regs's fields in order, each with its offset and the register it saves, if one. */
 const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).map(([name, off]) => ({ name, off, reg: REG_OF[name] }));
 
-
 /**
  * Instructions a run may take before it is a hang: room for a loop only may_goto bounds, whose
  * 2 × BPF_MAX_TIMED_LOOPS passes (jit/bpf/interp.ts) take about a million instructions of the

@@ -3,8 +3,7 @@
 //
 // iced-x86 1.21's formatter prints an imm64 whose low 32 bits are <= 9 as that small decimal
 // (`movabs $0x100000001,%rax` as `movabs $1,%rax`) unless smallHexNumbersInDecimal is false.
-import { FlowControl, Formatter, FormatterSyntax, OpKind, Register } from "./iced.ts";
-import { forEachInstruction } from "./iced.ts";
+import { FlowControl, forEachInstruction, Formatter, FormatterSyntax, OpKind, Register } from "./iced.ts";
 
 /** gas: AT&T as objdump prints it; llvm: AT&T with size suffixes and ", " as llvm-objdump prints
  * it (the form the kernel selftests' __jited() lines match); intel. */

@@ -1,9 +1,8 @@
 // Pre-decoding: iced-x86 decodes each address once into a plain, monomorphic record that the
 // interpreter dispatches on. Enum values are copied into module-local consts at load time:
 // under vitest every access to an imported enum binding costs ~100 ns (toolchain-notes §1).
-import { Decoder, DecoderOptions, Formatter, FormatterSyntax, Instruction, MemorySize, OpKind, Register } from "../../jit/iced.ts";
+import { Decoder, DecoderOptions, Formatter, FormatterSyntax, forEachInstruction, Instruction, MemorySize, OpKind, Register } from "../../jit/iced.ts";
 import { CODE_TO_COND as CODE_TO_COND__, CODE_TO_OP as CODE_TO_OP__, IMPLICIT_SIZE as IMPLICIT_SIZE__, LOCKABLE_OP as LOCKABLE_OP__, Op as Op__, REFUSED as REFUSED__ } from "./isa.ts";
-import { forEachInstruction } from "../../jit/iced.ts";
 import { ContentCache } from "./content-cache.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).

@@ -407,7 +407,8 @@ export class Memory {
    */
   sameAs(snap: MemorySnapshot, dead: readonly (readonly [number, number])[]): boolean {
     if (this.pages.size !== snap.pages.size) return false;
-    const sorted = [...dead].sort((x, y) => x[0] - y[0]);
+    // (a range with a bound that is not a number, a non-canonical address, covers nothing)
+    const sorted = dead.filter(([lo, hi]) => lo < hi).sort((x, y) => x[0] - y[0]);
     for (const [no, p] of this.pages) {
       const q = snap.pages.get(no);
       if (q === p) continue;
@@ -418,7 +419,7 @@ export class Memory {
       let from = 0;
       for (const [lo, hi] of sorted) {
         const dlo = Math.max(0, Math.ceil((lo - base) / 4)), dhi = Math.min(WORDS, Math.floor((hi - base) / 4));
-        if (dlo >= dhi) continue; // not a whole word of this page
+        if (!(dlo < dhi)) continue; // not a whole word of this page
         for (let i = from; i < dlo; i++) if (a[i] !== b[i]) return false;
         from = Math.max(from, dhi);
       }

@@ -143,6 +143,7 @@ class Interp {
     return readLE(f.bytes, at, size);
   }
 
+  /** Store `v`, which callers mask to the size (v < 2^(8 × size): Number() is exact below 2^53). */
   private store(addr: bigint, size: number, v: bigint): void {
     const { f, at } = this.mem(addr, size);
     const dv = new DataView(f.bytes.buffer, f.bytes.byteOffset + at, size);

@@ -50,6 +50,11 @@ describe("sameStateAs", () => {
     expect(same([STACK + 0x101n, STACK + 0x200n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(false); // starts inside it
     expect(same([STACK + 0x80n, STACK + 0x104n], [STACK + 0x1000n, STACK + 0x1ffcn])).toBe(false); // the gap: the last word
     expect(same([STACK + 0x104n, STACK + 0x2000n])).toBe(false);
+    // on one page, given out of order: the word at 0x100 is in the second range given
+    expect(same([STACK + 0x200n, STACK + 0x300n], [STACK + 0x80n, STACK + 0x104n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(true);
+    // a bound that is not a canonical address (sameStateAs makes it NaN) covers nothing
+    expect(same([STACK, 0x0000800000000000n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(false);
+    expect(same([0x0000800000000000n, STACK + 0x200n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(false);
   });
 
   test("a pending interrupt differs", () => {
