@@ -5,7 +5,7 @@ import { createRequire } from "node:module";
 import type * as Iced from "iced-x86";
 
 // The package is CommonJS: 0.9 MB of wasm-bindgen glue. An ES import of it makes Node scan the
-// whole file for its export names (cjs-module-lexer) before loading it: about 90 ms at every
+// whole file for its export names (cjs-module-lexer) before loading it: about 130 ms at every
 // start of a command and of each worker thread, against about 40 ms for require() alone.
 const iced = createRequire(import.meta.url)("iced-x86") as typeof Iced;
 export const { BlockEncoder, BlockEncoderOptions, Code, Decoder, DecoderOptions, FlowControl, Formatter, FormatterSyntax, Instruction, MemoryOperand, MemorySize, OpKind, Register } = iced;
