@@ -24,7 +24,7 @@ import { helperById, kfuncById, type ArgKind, type CallSig } from "./abi.ts";
 import { checkInsn, endsBlock, isCondJump, isMayGoto, jumpOffset } from "./fields.ts";
 import type { BpfInsn } from "./instruction.ts";
 import { ValidationError, type Finding, type Rule } from "./issues.ts";
-import { ACCEPTED_LOOPS, counterRun, findLoops, type Loop } from "./loops.ts";
+import { ACCEPTED_LOOPS, counterRun, findLoops, writesReg, type Loop } from "./loops.ts";
 import { aluResult, immU64, jumpTaken } from "./ops.ts";
 import {
   BPF_ADD, BPF_ALU, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_COMPLEXITY_LIMIT_INSNS,
@@ -404,15 +404,8 @@ function readsR0As64(x: BpfInsn, main: boolean): boolean {
  * when it does not write R0 (a BPF call sets them from the callee's exit, in call()).
  */
 function r0Def(x: BpfInsn, i: number): readonly number[] | undefined {
-  const cls = BPF_CLASS(x.code), op = BPF_OP(x.code);
-  if (cls === BPF_ALU || cls === BPF_ALU64 || cls === BPF_LDX || x.code === BPF_LD_IMM64) return x.dst === 0 ? NO_CX : undefined;
-  if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) {
-    if (x.imm === BPF_CMPXCHG) return isCmpxchg32(x) ? [i] : NO_CX;
-    if (x.imm === BPF_LOAD_ACQ) return x.dst === 0 ? NO_CX : undefined;
-    return x.imm & BPF_FETCH && x.src === 0 ? NO_CX : undefined;
-  }
-  if (cls === BPF_JMP && op === BPF_CALL && x.src !== BPF_PSEUDO_CALL) return NO_CX;
-  return undefined;
+  if (!writesReg(x, 0) || (BPF_CLASS(x.code) === BPF_JMP && BPF_OP(x.code) === BPF_CALL && x.src === BPF_PSEUDO_CALL)) return undefined;
+  return isCmpxchg32(x) ? [i] : NO_CX;
 }
 const NO_CX: readonly number[] = [];
 
@@ -854,31 +847,29 @@ function mainCfg(p: Program, f: Program["funcs"][number]): { prune: Set<number>;
     const x = p.insns[t]!;
     const out = new Set<number>();
     for (const n of succ[t - f.start] ?? []) for (const r of live[n - f.start] ?? []) out.add(r);
-    const { uses, defs } = useDef(x);
-    for (const d of defs) out.delete(d);
-    for (const u of uses) out.add(u);
+    for (let r = 0; r <= 10; r++) if (writesReg(x, r)) out.delete(r);
+    for (const u of usesOf(x)) out.add(u);
     live[t - f.start] = out;
   }
   return { prune, live };
 }
 
-/** The registers an instruction reads and writes (R10 left out). */
-function useDef(x: BpfInsn): { uses: number[]; defs: number[] } {
+/** The registers an instruction reads (those it writes: loops.ts writesReg()). */
+function usesOf(x: BpfInsn): number[] {
   const cls = BPF_CLASS(x.code), op = BPF_OP(x.code), isX = BPF_SRC(x.code) === BPF_X;
-  if (x.code === BPF_LD_IMM64) return { uses: [], defs: [x.dst] };
-  if (cls === BPF_ALU || cls === BPF_ALU64) return { uses: [...(isX ? [x.src] : []), ...(op === BPF_MOV ? [] : [x.dst])], defs: [x.dst] };
-  if (cls === BPF_LDX) return { uses: [x.src], defs: [x.dst] };
-  if (cls === BPF_ST) return { uses: [x.dst], defs: [] };
+  if (x.code === BPF_LD_IMM64) return [];
+  if (cls === BPF_ALU || cls === BPF_ALU64) return [...(isX ? [x.src] : []), ...(op === BPF_MOV ? [] : [x.dst])];
+  if (cls === BPF_LDX) return [x.src];
+  if (cls === BPF_ST) return [x.dst];
   if (cls === BPF_STX && BPF_MODE(x.code) === BPF_ATOMIC) {
-    if (x.imm === BPF_LOAD_ACQ) return { uses: [x.src], defs: [x.dst] };
-    if (x.imm === BPF_CMPXCHG) return { uses: [x.dst, x.src, 0], defs: [0] };
-    return { uses: [x.dst, x.src], defs: x.imm & BPF_FETCH ? [x.src] : [] };
+    if (x.imm === BPF_LOAD_ACQ) return [x.src];
+    return x.imm === BPF_CMPXCHG ? [x.dst, x.src, 0] : [x.dst, x.src];
   }
-  if (cls === BPF_STX) return { uses: [x.dst, x.src], defs: [] };
-  if (op === BPF_CALL) return { uses: [1, 2, 3, 4, 5], defs: [0, 1, 2, 3, 4, 5] };
-  if (op === BPF_EXIT) return { uses: [0], defs: [] };
-  if (op === BPF_JA) return { uses: [], defs: [] };
-  return { uses: [x.dst, ...(isX ? [x.src] : [])], defs: [] };
+  if (cls === BPF_STX) return [x.dst, x.src];
+  if (op === BPF_CALL) return [1, 2, 3, 4, 5];
+  if (op === BPF_EXIT) return [0];
+  if (op === BPF_JA) return [];
+  return [x.dst, ...(isX ? [x.src] : [])];
 }
 
 const touchesStack = (x: BpfInsn): boolean => {
