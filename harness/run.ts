@@ -280,7 +280,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     failing: () => samples.some((x) => x.failed) || checks.report().failures.length > 0, // (the report has the failures so far)
     ptRegsAt(regs) {
       const out = {} as Record<keyof typeof PT_REGS, bigint>;
-      for (const [f, off] of Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]) out[f] = m.peek64(regs + BigInt(off)) ?? 0n;
+      for (const f of PT_FIELDS) out[f.name] = m.peek64(regs + BigInt(f.off)) ?? 0n;
       return out;
     },
     ptRegsNow(words) {
