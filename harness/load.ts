@@ -9,7 +9,7 @@ import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to
 /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
 export function loadImage(img: Image): Machine {
   const m = new Machine({ regions: img.regions, symbols: img.symbols });
-  for (const l of img.loads) m.load(l.addr, l.bytes);
+  for (const l of img.loads) m.load(l.addr, l.bytes, l.decoded);
   m.gsBase = img.layout.percpu;
   for (const v of img.irqVectors) m.setGate(v, img.kernel.addr(`irq_entry_${v}`));
   m.setGate(2, img.kernel.addr("asm_exc_nmi"), NMI_IST);

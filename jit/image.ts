@@ -7,6 +7,7 @@ import { ATTACH_PATHS, attachOf, type AttachPath, type Program } from "./bpf/pro
 import { validate, type Validated } from "./bpf/validate.ts";
 import { miscFixups } from "./bpf/fixups.ts";
 import type { JitProgram } from "./jit.ts";
+import { InsnRecords, type DInsn } from "../harness/machine/decode.ts";
 import { TS_JIT, type JitBackend } from "./backend.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
@@ -99,7 +100,7 @@ export interface Image {
   readonly regions: readonly ImageRegion[];
   readonly symbols: readonly ImageSymbol[];
   /** Bytes to load, in order. */
-  readonly loads: readonly { readonly addr: bigint; readonly bytes: Uint8Array }[];
+  readonly loads: readonly { readonly addr: bigint; readonly bytes: Uint8Array; readonly decoded?: readonly DInsn[] }[];
   /** Private stacks to check at teardown: the address of each guard word (this CPU). */
   readonly guards: readonly { readonly program: number; readonly func: string; readonly addr: bigint }[];
   readonly irqVectors: readonly number[];
@@ -226,6 +227,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   const jitted = programs.map((p) => {
     const jit = userCode(strategy, p.program.name, () => backend.jitProgram(p.xlated, p.validated, strategy, {
       base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.progActive ?? p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
+      records: () => new InsnRecords(), // the machine takes them instead of decoding the code
     }, jitOpts));
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
     text = (jit.end + 0xfffn) & ~0xfffn; // each program in its own pages, as bpf_prog_pack hands them out
@@ -256,12 +258,12 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     { name: "per-CPU", kind: "percpu", start: PERCPU, size: percpuMapped, perms: "rw-" },
   ];
   const symbols: ImageSymbol[] = [...kernel.symbols];
-  const loads: { addr: bigint; bytes: Uint8Array }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
+  const loads: { addr: bigint; bytes: Uint8Array; decoded?: readonly DInsn[] }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
   const guards: { program: number; func: string; addr: bigint }[] = [];
   jitted.forEach((p, pi) => {
     for (const f of p.jit.funcs) {
       symbols.push({ name: f.symbol, start: f.image.base, end: f.image.end, kind: "bpf" });
-      loads.push({ addr: f.image.base, bytes: f.image.bytes });
+      loads.push({ addr: f.image.base, bytes: f.image.bytes, ...(f.image.decoded ? { decoded: f.image.decoded } : {}) });
     }
     for (const x of p.jit.privates) {
       for (const g of x.guards) {

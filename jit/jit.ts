@@ -3,6 +3,7 @@
 // jit_subprogs() does (every subprog its own image, called with `call rel32`; a first round
 // places them, an extra pass writes the real call targets).
 import type { BpfInsn } from "./bpf/insn.ts";
+import type { DInsn, InsnRecords } from "../harness/machine/decode.ts";
 import { BPF_HELPER_CALL, BPF_PSEUDO_CALL } from "./bpf/opcodes.ts";
 import { CALL_NAMES, helperOrFixupById, kfuncById } from "./bpf/abi.ts";
 import { printInsnAt } from "./bpf/print.ts";
@@ -23,6 +24,8 @@ export interface JitLayout {
   readonly activePtr?: bigint;
   /** Addresses of helpers and kfuncs by name (the synthetic kernel's symbols). */
   readonly kernelSymbols: (name: string) => bigint | undefined;
+  /** Where to keep the machine's records of each function's instructions (CodeImage.decoded), for code that will run. */
+  readonly records?: () => InsnRecords;
 }
 
 /** A function's code where it runs: the bytes from base to end. */
@@ -31,6 +34,12 @@ export interface CodeImage {
   readonly bytes: Uint8Array;
   /** Address one past the last byte. */
   readonly end: bigint;
+  /**
+   * The machine's decoded instructions of the bytes, from the emitters that wrote them
+   * (jit/x86/emit.ts): the machine takes them instead of decoding the bytes. Absent for code
+   * from elsewhere (the kernel's JIT), which the machine decodes.
+   */
+  readonly decoded?: readonly DInsn[];
 }
 
 export interface JitFunction {
@@ -125,7 +134,7 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
   });
   // One function: bpf_prog_select_runtime() JITs the program once, at its image.
   if (p.funcs.length === 1) {
-    const low = lowerFunction(strategy, funcJit(0), layout.base, target, resolve(new Map([[names[0]!, layout.base]])));
+    const low = lowerFunction(strategy, funcJit(0), layout.base, target, resolve(new Map([[names[0]!, layout.base]])), undefined, layout.records);
     return { strategy: strategy.name, funcs: [record(0, low)], privates, end: layout.base + BigInt(Math.ceil(low.assembled.bytes.length / 16) * 16) };
   }
   // jit_subprogs() (kernel/bpf/fixups.c, 7.2): every function JITed once with placeholder
@@ -139,6 +148,6 @@ export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout:
     at += BigInt(Math.ceil(low.assembled.bytes.length / 16) * 16);
   }
   const final = new Map<string, bigint>(names.map((n, fi) => [n, bases[fi]!]));
-  const funcs = p.funcs.map((_, fi) => record(fi, lowerFunction(strategy, funcJit(fi), bases[fi]!, target, resolve(final), first[fi]!.state)));
+  const funcs = p.funcs.map((_, fi) => record(fi, lowerFunction(strategy, funcJit(fi), bases[fi]!, target, resolve(final), first[fi]!.state, layout.records)));
   return { strategy: strategy.name, funcs, privates, end: at };
 }

@@ -11,6 +11,7 @@
 //     +123 (is_imm8_jmp_offset()).
 import type { Assembled } from "./asm.ts";
 import type { BpfInsn } from "./bpf/insn.ts";
+import type { InsnRecords } from "../harness/machine/decode.ts";
 import {
   BPF_ADD, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_DIV, BPF_END, BPF_EXIT, BPF_FETCH, BPF_JA, BPF_JEQ, BPF_JGE,
   BPF_JGT, BPF_JLE, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LD_IMM64, BPF_LDX,
@@ -82,9 +83,13 @@ export type CallTarget = (x: BpfInsn, index: number) => string;
  * bpf_int_jit_compile() of function `f.fi` at `base`; `symbols` resolves the names `target`
  * returns. `resume`: a subprog's extra pass (jit_subprogs() calls the JIT again once every
  * subprog has its address): one pass into the image from the state the first call left, with
- * padding on.
+ * padding on. `records`: where the pass into the image keeps the machine's record of each
+ * instruction (the image's `decoded`), for code that will run as it is.
  */
-export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined, resume?: JitState): LoweredFunc {
+export function lowerFunction(
+  strategy: Strategy, f: FuncJit, base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined, resume?: JitState,
+  records?: () => InsnRecords,
+): LoweredFunc {
   const insns = f.prog.insns.slice(f.func.start, f.func.end);
   const n = insns.length;
   const name = `${f.prog.name}/${f.func.name}`;
@@ -95,7 +100,7 @@ export function lowerFunction(strategy: Strategy, f: FuncJit, base: bigint, targ
   let image = resume !== undefined, padding = resume !== undefined;
   for (let pass = 0; pass < MAX_PASSES || image; pass++) {
     if (!padding && pass >= PADDING_PASSES) padding = true;
-    const out = doJit(strategy, f, insns, addrs, ctx, padding, image, base, target, symbols);
+    const out = doJit(strategy, f, insns, addrs, ctx, padding, image, base, target, symbols, image ? records?.() : undefined);
     if (image) {
       if (out.proglen !== oldproglen) throw new JitError(`${name}: bpf_jit: proglen=${out.proglen} != oldproglen=${oldproglen}`);
       const assembled = out.e.finish();
@@ -123,10 +128,10 @@ const NOT_MODELLED = (what: string) => `${what} is not modelled (stackcheck's pr
  */
 function doJit(
   strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[], addrs: Int32Array, ctx: { cleanup: number }, padding: boolean, image: boolean,
-  base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined,
+  base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined, records: InsnRecords | undefined,
 ): { e: Emitter; proglen: number; ksym: { fpStart: number; fpEnd: number } } {
   const name = `${f.prog.name}/${f.func.name}`;
-  const e = new Emitter(name, { base, symbols });
+  const e = new Emitter(name, { base, symbols, ...(records ? { records } : {}) });
   const fp = strategy.frameRegister(f);
   const bmi2 = f.opts.bmi2 === true;
   const where = `strategy '${strategy.name}', ${name}`;

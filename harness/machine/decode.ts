@@ -2,7 +2,7 @@
 // interpreter dispatches on. Enum values are copied into module-local consts at load time:
 // under vitest every access to an imported enum binding costs ~100 ns (toolchain-notes §1).
 import { Decoder, DecoderOptions, Formatter, FormatterSyntax, forEachInstruction, Instruction, MemorySize, OpKind, Register } from "../../jit/iced.ts";
-import { CODE_TO_COND as CODE_TO_COND__, CODE_TO_OP as CODE_TO_OP__, IMPLICIT_SIZE as IMPLICIT_SIZE__, LOCKABLE_OP as LOCKABLE_OP__, Op as Op__, REFUSED as REFUSED__ } from "./isa.ts";
+import { codeValue, CODE_TO_COND as CODE_TO_COND__, CODE_TO_OP as CODE_TO_OP__, IMPLICIT_SIZE as IMPLICIT_SIZE__, LOCKABLE_OP as LOCKABLE_OP__, Op as Op__, REFUSED as REFUSED__ } from "./isa.ts";
 import { ContentCache } from "./content-cache.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
@@ -133,11 +133,10 @@ export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn
     d.op = OP_UNSUPPORTED;
     return d;
   }
-  d.cond = CODE_TO_COND.get(ins.code) ?? 0;
-  d.size = IMPLICIT_SIZE.get(ins.code) ?? 0;
+  fromCode(d, ins.code);
   const n = ins.opCount;
   let hasMem = false;
-  let imm = 0n;
+  let lo = 0, hi = 0;
   for (let i = 0; i < n && i < 3; i++) {
     const k = ins.opKind(i);
     let kind = K_NONE, reg = -1;
@@ -145,16 +144,14 @@ export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn
       const r = ins.opRegister(i);
       kind = K_REG; reg = REG_INDEX[r]!;
       if (reg < 0) { unsupportedWhy.set(d, "register operand"); d.op = OP_UNSUPPORTED; return d; }
-      if (i === 0 || d.size === 0) d.size = REG_SIZE[r]!;
-      if (i === 1 && (op === OP_MOVZX || op === OP_MOVSX)) d.srcSize = REG_SIZE[r]!;
+      sizeFrom(d, i, REG_SIZE[r]!);
     } else if (k === OK_MEMORY) {
       kind = K_MEM; hasMem = true;
-      const ms = MEM_SIZE[ins.memorySize]!;
-      if (i === 0 || d.size === 0) d.size = ms;
-      if (i === 1 && (op === OP_MOVZX || op === OP_MOVSX)) d.srcSize = ms;
+      sizeFrom(d, i, MEM_SIZE[ins.memorySize]!);
     } else if (k >= OK_IMM_FIRST && k <= OK_IMM_LAST) {
       kind = K_IMM;
-      imm = ins.immediate(i);
+      const imm = ins.immediate(i); // sign-extended to a u64
+      lo = Number(imm & 0xffffffffn); hi = Number((imm >> 32n) & 0xffffffffn);
     } else if (k === OK_NEAR64) {
       d.target = Number(BigInt.asIntN(64, ins.nearBranch64));
     } else {
@@ -191,13 +188,109 @@ export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn
     }
     if (d.size === 0 && op !== OP_LEA) { unsupportedWhy.set(d, "memory operand size"); d.op = OP_UNSUPPORTED; return d; }
   }
-  // Immediates come from iced sign-extended to a u64; keep 64 bits at size 8, mask below.
-  if (d.size > 0 && d.size < 8) imm = BigInt.asUintN(d.size * 8, imm);
-  d.immLo = Number(imm & 0xffffffffn);
-  d.immHi = Number((imm >> 32n) & 0xffffffffn);
+  return complete(d, lo, hi);
+}
+
+/** What a form's iced Code says by itself: its condition (jcc, cmovcc) and an implicit operand size. */
+function fromCode(d: DInsn, code: number): void {
+  d.cond = CODE_TO_COND.get(code) ?? 0;
+  d.size = IMPLICIT_SIZE.get(code) ?? 0;
+}
+
+/** Operand `i` of `size` bytes: the first operand's size is the instruction's; a movzx/movsx source's is srcSize. */
+function sizeFrom(d: DInsn, i: number, size: number): void {
+  if (i === 0 || d.size === 0) d.size = size;
+  if (i === 1 && (d.op === OP_MOVZX || d.op === OP_MOVSX)) d.srcSize = size;
+}
+
+/**
+ * The immediate (uint32 halves of its value sign-extended to 64 bits), kept whole at operand
+ * size 8 and masked to the size below it; then the specialised op, and the op to dispatch on.
+ */
+function complete(d: DInsn, lo: number, hi: number): DInsn {
+  if (d.size > 0 && d.size < 8) {
+    hi = 0;
+    if (d.size < 4) lo &= d.size === 2 ? 0xffff : 0xff;
+  }
+  d.immLo = lo >>> 0;
+  d.immHi = hi >>> 0;
   specialise(d);
   d.exec = d.op;
   return d;
+}
+
+/** iced Code values by name, as encoders name their forms. */
+const FORM_CODE = new Map<string, number>();
+
+/**
+ * The records of instructions as an encoder writes them (the JIT's emitters, jit/x86/emit.ts),
+ * made from what the encoder knows instead of decoding its bytes again: what decoding the same
+ * bytes gives, field for field (test/unit/jit/records.test.ts holds every emitter form to
+ * iced's decoding). Forms the machine supports only: an encoder records none of the others.
+ */
+export class InsnRecords {
+  readonly list: DInsn[] = [];
+  private d: DInsn | null = null;
+  private lo = 0;
+  private hi = 0;
+
+  /** The next record: `len` bytes at internal address `ip`, of the form iced calls `form` (a Code name). */
+  begin(form: string, ip: number, len: number): this {
+    this.end();
+    let code = FORM_CODE.get(form);
+    if (code === undefined) FORM_CODE.set(form, (code = codeValue(form)));
+    const d = blank(ip);
+    d.len = len; d.next = ip + len; d.code = code; d.op = CODE_TO_OP[code]!;
+    fromCode(d, code);
+    this.d = d; this.lo = this.hi = 0;
+    return this;
+  }
+
+  /** Operand `i`: register `reg` (encoding order; 16..19 AH, CH, DH, BH) of `size` bytes. */
+  reg(i: 0 | 1 | 2, reg: number, size: number): this {
+    const d = this.d!;
+    if (i === 2) { d.r2 = reg; return this; }
+    sizeFrom(d, i, size);
+    if (i === 0) { d.k0 = K_REG; d.r0 = reg; } else { d.k1 = K_REG; d.r1 = reg; }
+    return this;
+  }
+
+  /** Operand `i`: memory of `size` bytes (0: none, as lea's) at [base + disp] (base -1: none), gs: if `gs`. */
+  mem(i: 0 | 1, size: number, base: number, disp: number, gs = false): this {
+    const d = this.d!;
+    sizeFrom(d, i, size);
+    if (i === 0) d.k0 = K_MEM; else d.k1 = K_MEM;
+    if (d.op !== OP_NOP) { d.base = base; d.disp = disp + 0; d.gs = gs; } // + 0: an offset of -0 is 0
+    return this;
+  }
+
+  /** Operand `i`: an immediate, a signed 32-bit value as the encoding sign-extends it (or an unsigned one it does not). */
+  imm(i: 0 | 1 | 2, v: number): this {
+    return this.imm64(i, v >>> 0, v < 0 ? 0xffffffff : 0);
+  }
+
+  /** Operand `i`: a 64-bit immediate as uint32 halves. */
+  imm64(i: 0 | 1 | 2, lo: number, hi: number): this {
+    const d = this.d!;
+    if (i === 0) d.k0 = K_IMM; else if (i === 1) d.k1 = K_IMM;
+    this.lo = lo; this.hi = hi;
+    return this;
+  }
+
+  /** A near branch's target (internal address). */
+  target(t: number): this {
+    this.d!.target = t;
+    return this;
+  }
+
+  /** Finish the record begun last. */
+  end(): void {
+    const d = this.d;
+    if (d === null) return;
+    if (d.op === OP_PUSH || d.op === OP_POP) d.size = 8;
+    this.list.push(complete(d, this.lo, this.hi));
+    this.d = null;
+  }
 }
 
 const OP_MOV = Op.MOV, OP_ADD = Op.ADD, OP_SUB = Op.SUB, OP_CMP = Op.CMP;
@@ -239,19 +332,22 @@ function specialise(d: DInsn): void {
  */
 const blocks = new ContentCache<readonly DInsn[]>(1 << 20);
 
-function decodedBlock(bytes: Uint8Array, ip: number): readonly DInsn[] {
-  return blocks.get(ip, bytes, () => {
-    const out: DInsn[] = [];
-    let at = ip;
-    forEachInstruction(bytes, BigInt(ip), (ins) => {
-      if (ins.isInvalid) return false;
-      const d = convert(ins, at, bytes.subarray(at - ip));
-      out.push(d);
-      at = d.next;
-      return true;
-    });
-    return out;
+function decodedBlock(bytes: Uint8Array, ip: number, records?: readonly DInsn[]): readonly DInsn[] {
+  return blocks.get(ip, bytes, () => records ?? decode(bytes, ip));
+}
+
+/** The block's instructions decoded linearly, up to the first invalid bytes. */
+function decode(bytes: Uint8Array, ip: number): DInsn[] {
+  const out: DInsn[] = [];
+  let at = ip;
+  forEachInstruction(bytes, BigInt(ip), (ins) => {
+    if (ins.isInvalid) return false;
+    const d = convert(ins, at, bytes.subarray(at - ip));
+    out.push(d);
+    at = d.next;
+    return true;
   });
+  return out;
 }
 
 /**
@@ -300,12 +396,14 @@ export class InsnDecoder {
   }
 
   /**
-   * Decode a whole block linearly (one Decoder for the block), up to the first invalid bytes.
-   * The DInsns passed to `sink` are shared by every machine that loads the same bytes at the same
-   * address: read-only, without hooks (a machine attaches hooks to a copyInsn() of its own).
+   * Decode a whole block linearly (one Decoder for the block), up to the first invalid bytes;
+   * or take `records`, the block's instructions as the code that wrote it recorded them
+   * (InsnRecords). The DInsns passed to `sink` are shared by every machine that loads the same
+   * bytes at the same address, and by decodeCode(): read-only, without hooks (a machine attaches
+   * hooks to a copyInsn() of its own).
    */
-  decodeBlock(bytes: Uint8Array, ip: number, sink: (d: DInsn) => void): void {
-    for (const t of decodedBlock(bytes, ip)) sink(t);
+  decodeBlock(bytes: Uint8Array, ip: number, sink: (d: DInsn) => void, records?: readonly DInsn[]): void {
+    for (const t of decodedBlock(bytes, ip, records)) sink(t);
   }
 
   /** Intel-syntax text of the instruction in `bytes` at `ip` (for messages). */

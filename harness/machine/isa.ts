@@ -147,7 +147,8 @@ export const FAMILIES: readonly Family[] = [
   { op: Op.IRETQ, userMode: false, codes: ["Iretq"] },
 ];
 
-function codeValue(name: string): number {
+/** The iced `Code` value of a form by its name (an error naming it if iced has none). */
+export function codeValue(name: string): number {
   const v = (Code as unknown as Record<string, number | undefined>)[name];
   if (v === undefined) throw new Error(`isa.ts: iced-x86 has no Code.${name}`);
   return v;

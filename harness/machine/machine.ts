@@ -160,8 +160,12 @@ export class Machine {
     return cr;
   }
 
-  /** Copy bytes into memory (any permissions). Code loaded this way is pre-decoded in one pass. */
-  load(addr: bigint, bytes: Uint8Array): void {
+  /**
+   * Copy bytes into memory (any permissions). Code loaded this way is pre-decoded in one pass,
+   * or taken from `decoded`, the records of exactly these bytes from the code that wrote them
+   * (the JIT's emitters: jit/x86/emit.ts).
+   */
+  load(addr: bigint, bytes: Uint8Array, decoded?: readonly DInsn[]): void {
     this.memory.load(addr, bytes);
     const a = mustBeCanonical(addr, "load");
     // an executable region mapped through `machine.memory` gets its decode cache now, so that the
@@ -173,9 +177,10 @@ export class Machine {
       // Drop every cached instruction that may overlap the new bytes (up to 15 bytes before).
       for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = NOT_DECODED;
       const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
+      const whole = lo === a && hi === a + bytes.length;
       this.decoder.decodeBlock(bytes.subarray(lo - a, hi - a), lo, (d) => {
         if (d.next <= hi) this.attach(cr, d);
-      });
+      }, whole ? decoded : undefined);
     }
     this.cLo = this.cLen = 0;
   }
