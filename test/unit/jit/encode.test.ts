@@ -4,9 +4,10 @@
 // them back to that one instruction.
 import { describe, expect, test as plain } from "vitest";
 import { fc, test } from "@fast-check/vitest";
+import { alu, disp, gpr, imm32, reg, shift, width } from "../../helpers/operands.ts";
 import { Code, Encoder, Instruction as I, MemoryOperand as M, Register as Reg } from "iced-x86";
-import { Emitter, type AluOp, type Cond, type ShiftOp, type Width } from "../../../jit/x86/emit.ts";
-import { REG_NAMES, type X86Reg } from "../../../jit/x86/encode.ts";
+import { Emitter, type Cond, type Width } from "../../../jit/x86/emit.ts";
+import type { X86Reg } from "../../../jit/x86/encode.ts";
 import { forEachInstruction } from "../../../jit/iced.ts";
 
 const R = Reg as unknown as Record<string, number>;
@@ -49,14 +50,6 @@ function oneInstruction(bytes: Uint8Array): boolean {
 }
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString("hex");
-const reg = fc.constantFrom(...REG_NAMES);
-/** BPF-usable destinations and sources (never rsp, which BPF registers never map to). */
-const gpr = fc.constantFrom(...REG_NAMES.filter((r) => r !== "rsp"));
-const imm32 = fc.oneof(fc.integer({ min: -130, max: 130 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.constantFrom(0, -1, 127, 128, -128, -129, 0x7fffffff, -0x80000000));
-const disp = fc.oneof(fc.integer({ min: -300, max: 300 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }));
-const width = fc.constantFrom<Width>(1, 2, 4, 8);
-const alu = fc.constantFrom<AluOp>("add", "sub", "and", "or", "xor");
-const shift = fc.constantFrom<ShiftOp>("shl", "shr", "sar");
 const cap = (s: string) => s[0]!.toUpperCase() + s.slice(1);
 
 type Case = { readonly what: string; readonly ours: Uint8Array; readonly iced: Uint8Array };

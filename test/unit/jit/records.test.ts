@@ -5,8 +5,8 @@
 // decoded instead.
 import { describe, expect, test as plain } from "vitest";
 import { fc, test } from "@fast-check/vitest";
-import { Emitter, type AluOp, type Cond, type ShiftOp, type Width } from "../../../jit/x86/emit.ts";
-import { REG_NAMES, type X86Reg } from "../../../jit/x86/encode.ts";
+import { alu, disp, gpr, imm32, reg, shift, width } from "../../helpers/operands.ts";
+import { Emitter, type Cond } from "../../../jit/x86/emit.ts";
 import { decodeCode, InsnDecoder, InsnRecords, type DInsn } from "../../../harness/machine/decode.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
@@ -51,13 +51,6 @@ function mismatches(records: readonly DInsn[] | undefined, bytes: Uint8Array, ba
   return out;
 }
 
-const reg = fc.constantFrom(...REG_NAMES);
-const gpr = fc.constantFrom(...REG_NAMES.filter((r) => r !== "rsp"));
-const imm32 = fc.oneof(fc.integer({ min: -130, max: 130 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.constantFrom(0, -1, 127, 128, -128, -129, 0x7fffffff, -0x80000000));
-const disp = fc.oneof(fc.integer({ min: -300, max: 300 }), fc.integer({ min: -0x80000000, max: 0x7fffffff }));
-const width = fc.constantFrom<Width>(1, 2, 4, 8);
-const alu = fc.constantFrom<AluOp>("add", "sub", "and", "or", "xor");
-const shift = fc.constantFrom<ShiftOp>("shl", "shr", "sar");
 const cond = fc.constantFrom<Cond>("e", "ne", "a", "b", "ae", "be", "g", "l", "ge", "le");
 const rel = (short: boolean) => (short ? fc.integer({ min: -128, max: 127 }) : fc.integer({ min: -0x80000000, max: 0x7fffffff }));
 
