@@ -226,7 +226,7 @@ const FORM_CODE = new Map<string, number>();
  * The records of instructions as an encoder writes them (the JIT's emitters, jit/x86/emit.ts),
  * made from what the encoder knows instead of decoding its bytes again: what decoding the same
  * bytes gives, field for field (test/unit/jit/records.test.ts holds every emitter form to
- * iced's decoding). Forms the machine supports only: an encoder records none of the others.
+ * iced's decoding). Forms the machine supports only (begin() throws on another).
  */
 export class InsnRecords {
   readonly list: DInsn[] = [];
@@ -238,7 +238,11 @@ export class InsnRecords {
   begin(form: string, ip: number, len: number): this {
     this.end();
     let code = FORM_CODE.get(form);
-    if (code === undefined) FORM_CODE.set(form, (code = codeValue(form)));
+    if (code === undefined) {
+      code = codeValue(form);
+      if (CODE_TO_OP[code] === OP_UNSUPPORTED) throw new Error(`InsnRecords: ${form} is not a form the machine supports (isa.ts)`);
+      FORM_CODE.set(form, code);
+    }
     const d = blank(ip);
     d.len = len; d.next = ip + len; d.code = code; d.op = CODE_TO_OP[code]!;
     fromCode(d, code);
@@ -264,9 +268,13 @@ export class InsnRecords {
     return this;
   }
 
-  /** Operand `i`: an immediate, a signed 32-bit value as the encoding sign-extends it (or an unsigned one it does not). */
+  /**
+   * Operand `i`: an immediate of 32 bits or fewer, given signed or unsigned (the emitters write
+   * its low 32 bits), sign-extended to 64 bits as the CPU does at operand size 8.
+   */
   imm(i: 0 | 1 | 2, v: number): this {
-    return this.imm64(i, v >>> 0, v < 0 ? 0xffffffff : 0);
+    const s = v | 0;
+    return this.imm64(i, s >>> 0, s < 0 ? 0xffffffff : 0);
   }
 
   /** Operand `i`: a 64-bit immediate as uint32 halves. */

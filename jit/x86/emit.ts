@@ -172,7 +172,7 @@ export class Emitter {
       if (d.ip !== at) return out;
       at = d.next;
     }
-    return at === this.ip0 + bytes.length ? { ...out, decoded: r.list } : out;
+    return at === this.ip0 + bytes.length ? { ...out, decoded: r.list.slice() } : out;
   }
 
   // ---- prologue pieces (emit_prologue, emit_cfi) ----
