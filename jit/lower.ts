@@ -11,7 +11,7 @@
 //     +123 (is_imm8_jmp_offset()).
 import type { Assembled } from "./asm.ts";
 import type { BpfInsn } from "./bpf/insn.ts";
-import type { InsnRecords } from "../harness/machine/decode.ts";
+import type { DInsn, InsnRecords } from "../harness/machine/decode.ts";
 import {
   BPF_ADD, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_DIV, BPF_END, BPF_EXIT, BPF_FETCH, BPF_JA, BPF_JEQ, BPF_JGE,
   BPF_JGT, BPF_JLE, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LD_IMM64, BPF_LDX,
@@ -55,7 +55,8 @@ export interface JitState {
 }
 
 export interface LoweredFunc {
-  readonly assembled: Assembled;
+  /** The code, with the machine's records of it when lowerFunction() was given `records`. */
+  readonly assembled: Assembled & { readonly decoded?: readonly DInsn[] };
   /** Address of the first x86 instruction of each BPF instruction of the function. */
   readonly insnAddrs: readonly bigint[];
   /** do_jit()'s addrs[]: addrs[0] the prologue's end, addrs[k + 1] the end of instruction k. */
