@@ -1,15 +1,22 @@
 // An image (jit/image.ts, plain data) loaded into a machine: its regions mapped, its bytes
 // loaded, the IDT gates of its IRQ vectors and of the NMI (on its IST stack), the GS base at the
 // per-CPU area, IF set; and the task entered through do_syscall_64.
-import { Machine, type MachineSnapshot } from "./machine/index.ts";
+import { Machine, type DInsn, type MachineSnapshot } from "./machine/index.ts";
+import { InsnRecords } from "./machine/decode.ts";
+import { recordInstructions } from "../jit/jit.ts";
 import type { Image } from "../jit/image.ts";
 import { EXCEPTION_STKSZ, NMI_IST, PCPU_CURRENT_TASK } from "../jit/kernel/layout.ts";
 import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to.ts";
 
+// Images to be loaded here come with the machine's records of the JIT's code, which Machine.load()
+// takes instead of decoding it again.
+recordInstructions(() => new InsnRecords());
+
 /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
 export function loadImage(img: Image): Machine {
   const m = new Machine({ regions: img.regions, symbols: img.symbols });
-  for (const l of img.loads) m.load(l.addr, l.bytes, l.decoded);
+  // a function's records are DInsns: this module's recorder made them (below)
+  for (const l of img.loads) m.load(l.addr, l.bytes, l.decoded as readonly DInsn[] | undefined);
   m.gsBase = img.layout.percpu;
   for (const v of img.irqVectors) m.setGate(v, img.kernel.addr(`irq_entry_${v}`));
   m.setGate(2, img.kernel.addr("asm_exc_nmi"), NMI_IST);

@@ -6,8 +6,8 @@
 import { ATTACH_PATHS, attachOf, type AttachPath, type Program } from "./bpf/program.ts";
 import { validate, type Validated } from "./bpf/validate.ts";
 import { miscFixups } from "./bpf/fixups.ts";
-import type { JitProgram } from "./jit.ts";
-import { InsnRecords, type DInsn } from "../harness/machine/decode.ts";
+import { instructionRecorder, type JitProgram } from "./jit.ts";
+import type { InsnRecord } from "./x86/emit.ts";
 import { TS_JIT, type JitBackend } from "./backend.ts";
 import { buildKernel, type Kernel } from "./kernel/kernel.ts";
 import {
@@ -100,7 +100,7 @@ export interface Image {
   readonly regions: readonly ImageRegion[];
   readonly symbols: readonly ImageSymbol[];
   /** Bytes to load, in order. */
-  readonly loads: readonly { readonly addr: bigint; readonly bytes: Uint8Array; readonly decoded?: readonly DInsn[] }[];
+  readonly loads: readonly { readonly addr: bigint; readonly bytes: Uint8Array; readonly decoded?: readonly InsnRecord[] }[];
   /** Private stacks to check at teardown: the address of each guard word (this CPU). */
   readonly guards: readonly { readonly program: number; readonly func: string; readonly addr: bigint }[];
   readonly irqVectors: readonly number[];
@@ -224,10 +224,11 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     return { program, validated, xlated, active: runs, progActive: own, misses, path };
   });
   let text = BPF_TEXT;
+  const records = instructionRecorder();
   const jitted = programs.map((p) => {
     const jit = userCode(strategy, p.program.name, () => backend.jitProgram(p.xlated, p.validated, strategy, {
       base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.progActive ?? p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
-      records: () => new InsnRecords(), // the machine takes them instead of decoding the code
+      ...(records ? { records } : {}), // the machine takes them instead of decoding the code
     }, jitOpts));
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
     text = (jit.end + 0xfffn) & ~0xfffn; // each program in its own pages, as bpf_prog_pack hands them out
@@ -258,7 +259,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     { name: "per-CPU", kind: "percpu", start: PERCPU, size: percpuMapped, perms: "rw-" },
   ];
   const symbols: ImageSymbol[] = [...kernel.symbols];
-  const loads: { addr: bigint; bytes: Uint8Array; decoded?: readonly DInsn[] }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
+  const loads: { addr: bigint; bytes: Uint8Array; decoded?: readonly InsnRecord[] }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
   const guards: { program: number; func: string; addr: bigint }[] = [];
   jitted.forEach((p, pi) => {
     for (const f of p.jit.funcs) {

@@ -3,14 +3,13 @@
 // jit_subprogs() does (every subprog its own image, called with `call rel32`; a first round
 // places them, an extra pass writes the real call targets).
 import type { BpfInsn } from "./bpf/insn.ts";
-import type { DInsn, InsnRecords } from "../harness/machine/decode.ts";
 import { BPF_HELPER_CALL, BPF_PSEUDO_CALL } from "./bpf/opcodes.ts";
 import { CALL_NAMES, helperOrFixupById, kfuncById } from "./bpf/abi.ts";
 import { printInsnAt } from "./bpf/print.ts";
 import { calleeOf, type Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { calleeSavedUsed, lowerFunction, type LoweredFunc } from "./lower.ts";
-import { FRAME_GONE, FRAME_READY } from "./x86/emit.ts";
+import { FRAME_GONE, FRAME_READY, type InsnRecord, type InsnRecorder } from "./x86/emit.ts";
 import { checkPrivateRequest, DEFAULT_JIT_OPTIONS, jitStackDepths, type FuncJit, type JitOptions, type PlacedPrivate, type Strategy } from "./strategy.ts";
 
 export interface JitLayout {
@@ -24,8 +23,8 @@ export interface JitLayout {
   readonly activePtr?: bigint;
   /** Addresses of helpers and kfuncs by name (the synthetic kernel's symbols). */
   readonly kernelSymbols: (name: string) => bigint | undefined;
-  /** Where to keep the machine's records of each function's instructions (CodeImage.decoded), for code that will run. */
-  readonly records?: () => InsnRecords;
+  /** Where to keep the records of each function's instructions (CodeImage.decoded), for code that will run. */
+  readonly records?: () => InsnRecorder;
 }
 
 /** A function's code where it runs: the bytes from base to end. */
@@ -35,12 +34,27 @@ export interface CodeImage {
   /** Address one past the last byte. */
   readonly end: bigint;
   /**
-   * The machine's decoded instructions of the bytes, from the emitters that wrote them
-   * (jit/x86/emit.ts): the machine takes them instead of decoding the bytes. Absent for code
-   * from elsewhere (the kernel's JIT), which the machine decodes.
+   * The records of the bytes' instructions from the emitters that wrote them (jit/x86/emit.ts),
+   * made by the recorder the harness gave (recordInstructions()): the machine's decoded
+   * instructions, which it takes instead of decoding the bytes. Absent for code from elsewhere
+   * (the kernel's JIT), which the machine decodes.
    */
-  readonly decoded?: readonly DInsn[];
+  readonly decoded?: readonly InsnRecord[];
 }
+
+let recorder: (() => InsnRecorder) | undefined;
+
+/**
+ * Who will run the JIT's code asks for the records of its instructions (the harness, which loads
+ * images into machines: harness/load.ts); buildImage() then has the emitters keep them
+ * (CodeImage.decoded). Without it, nothing is recorded and the machine decodes the bytes.
+ */
+export function recordInstructions(make: () => InsnRecorder): void {
+  recorder = make;
+}
+
+/** The recorder asked for, if any (buildImage()). */
+export const instructionRecorder = (): (() => InsnRecorder) | undefined => recorder;
 
 export interface JitFunction {
   readonly fi: number;

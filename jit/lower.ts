@@ -11,7 +11,6 @@
 //     +123 (is_imm8_jmp_offset()).
 import type { Assembled } from "./asm.ts";
 import type { BpfInsn } from "./bpf/insn.ts";
-import type { DInsn, InsnRecords } from "../harness/machine/decode.ts";
 import {
   BPF_ADD, BPF_ALU64, BPF_AND, BPF_ARSH, BPF_ATOMIC, BPF_CALL, BPF_CLASS, BPF_CMPXCHG, BPF_DIV, BPF_END, BPF_EXIT, BPF_FETCH, BPF_JA, BPF_JEQ, BPF_JGE,
   BPF_JGT, BPF_JLE, BPF_JLT, BPF_JMP, BPF_JMP32, BPF_JNE, BPF_JSET, BPF_JSGE, BPF_JSGT, BPF_JSLE, BPF_JSLT, BPF_LD_IMM64, BPF_LDX,
@@ -21,7 +20,7 @@ import {
 import { StrategyError, type Strategy, type FuncJit } from "./strategy.ts";
 import { isLdImm64SecondHalf as isSecondHalf } from "./bpf/print.ts";
 import { isImm8JmpOffset, isSimm32 } from "./x86/encode.ts";
-import { Emitter, FRAME_GONE, FRAME_READY, JitError, type AluOp, type Cond, type ShiftOp, type Width, type X86Reg } from "./x86/emit.ts";
+import { Emitter, FRAME_GONE, FRAME_READY, JitError, type AluOp, type Cond, type InsnRecord, type InsnRecorder, type ShiftOp, type Width, type X86Reg } from "./x86/emit.ts";
 
 export { JitError };
 
@@ -56,7 +55,7 @@ export interface JitState {
 
 export interface LoweredFunc {
   /** The code, with the machine's records of it when lowerFunction() was given `records`. */
-  readonly assembled: Assembled & { readonly decoded?: readonly DInsn[] };
+  readonly assembled: Assembled & { readonly decoded?: readonly InsnRecord[] };
   /** Address of the first x86 instruction of each BPF instruction of the function. */
   readonly insnAddrs: readonly bigint[];
   /** do_jit()'s addrs[]: addrs[0] the prologue's end, addrs[k + 1] the end of instruction k. */
@@ -89,7 +88,7 @@ export type CallTarget = (x: BpfInsn, index: number) => string;
  */
 export function lowerFunction(
   strategy: Strategy, f: FuncJit, base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined, resume?: JitState,
-  records?: () => InsnRecords,
+  records?: () => InsnRecorder,
 ): LoweredFunc {
   const insns = f.prog.insns.slice(f.func.start, f.func.end);
   const n = insns.length;
@@ -129,7 +128,7 @@ const NOT_MODELLED = (what: string) => `${what} is not modelled (stackcheck's pr
  */
 function doJit(
   strategy: Strategy, f: FuncJit, insns: readonly BpfInsn[], addrs: Int32Array, ctx: { cleanup: number }, padding: boolean, image: boolean,
-  base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined, records: InsnRecords | undefined,
+  base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined, records: InsnRecorder | undefined,
 ): { e: Emitter; proglen: number; ksym: { fpStart: number; fpEnd: number } } {
   const name = `${f.prog.name}/${f.func.name}`;
   const e = new Emitter(name, { base, symbols, ...(records ? { records } : {}) });

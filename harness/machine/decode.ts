@@ -4,6 +4,7 @@
 import { Decoder, DecoderOptions, Formatter, FormatterSyntax, forEachInstruction, Instruction, MemorySize, OpKind, Register } from "../../jit/iced.ts";
 import { codeValue, CODE_TO_COND as CODE_TO_COND__, CODE_TO_OP as CODE_TO_OP__, IMPLICIT_SIZE as IMPLICIT_SIZE__, LOCKABLE_OP as LOCKABLE_OP__, Op as Op__, REFUSED as REFUSED__ } from "./isa.ts";
 import { ContentCache } from "./content-cache.ts";
+import type { InsnRecorder } from "../../jit/x86/emit.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
 const CODE_TO_COND = CODE_TO_COND__, CODE_TO_OP = CODE_TO_OP__, IMPLICIT_SIZE = IMPLICIT_SIZE__, LOCKABLE_OP = LOCKABLE_OP__, Op = Op__, REFUSED = REFUSED__;
@@ -228,8 +229,8 @@ const FORM_CODE = new Map<string, number>();
  * bytes gives, field for field (test/unit/jit/records.test.ts holds every emitter form to
  * iced's decoding). Forms the machine supports only (begin() throws on another).
  */
-export class InsnRecords {
-  readonly list: DInsn[] = [];
+export class InsnRecords implements InsnRecorder {
+  private readonly list: DInsn[] = [];
   private d: DInsn | null = null;
   private lo = 0;
   private hi = 0;
@@ -291,8 +292,19 @@ export class InsnRecords {
     return this;
   }
 
+  /** The records, if they cover [ip, ip + length) instruction by instruction (a copy: more may follow). */
+  take(ip: number, length: number): readonly DInsn[] | undefined {
+    this.end();
+    let at = ip;
+    for (const d of this.list) {
+      if (d.ip !== at) return undefined;
+      at = d.next;
+    }
+    return at === ip + length ? this.list.slice() : undefined;
+  }
+
   /** Finish the record begun last. */
-  end(): void {
+  private end(): void {
     const d = this.d;
     if (d === null) return;
     if (d.op === OP_PUSH || d.op === OP_POP) d.size = 8;

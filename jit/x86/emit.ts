@@ -8,7 +8,6 @@ import {
   REG_NUM, type X86Reg,
 } from "./encode.ts";
 import type { Assembled, AssembledInsn } from "../asm.ts";
-import type { DInsn, InsnRecords } from "../../harness/machine/decode.ts";
 
 export type { X86Reg } from "./encode.ts";
 
@@ -70,13 +69,39 @@ const hex = (v: number | bigint) => (v < 0 ? `-0x${(-BigInt(v)).toString(16)}` :
 const memText = (base: X86Reg, off: number) => `[${base}${off < 0 ? "-" : "+"}${hex(Math.abs(off))}]`;
 const R = REG_NUM;
 
+/**
+ * Where an emitter records, instruction by instruction, what it wrote (the form by iced's Code
+ * name, its operands), for whoever will run the code: the machine's records (harness/machine
+ * decode.ts InsnRecords), which the harness asks the JIT for (jit.ts recordInstructions()).
+ * Opaque here: the JIT hands the records on and reads nothing of them.
+ */
+export interface InsnRecorder {
+  /** The next instruction: `len` bytes at internal (signed) address `ip`, of the form iced calls `form`. */
+  begin(form: string, ip: number, len: number): this;
+  /** Operand `i`: register `reg` (encoding order) of `size` bytes. */
+  reg(i: 0 | 1 | 2, reg: number, size: number): this;
+  /** Operand `i`: memory of `size` bytes (0: none, as lea's) at [base + disp] (base -1: none), gs: if `gs`. */
+  mem(i: 0 | 1, size: number, base: number, disp: number, gs?: boolean): this;
+  /** Operand `i`: an immediate of 32 bits or fewer, signed or unsigned (its low 32 bits are written). */
+  imm(i: 0 | 1 | 2, v: number): this;
+  /** Operand `i`: a 64-bit immediate as uint32 halves. */
+  imm64(i: 0 | 1 | 2, lo: number, hi: number): this;
+  /** A near branch's target (internal address). */
+  target(t: number): this;
+  /** The records, if they cover [ip, ip + length) instruction by instruction; else undefined. */
+  take(ip: number, length: number): readonly InsnRecord[] | undefined;
+}
+
+/** One instruction's record, as the recorder made it (opaque to the JIT). */
+export type InsnRecord = object;
+
 export interface EmitterOptions {
   /** Where the code will run (rel32 call offsets, listings). */
   readonly base: bigint;
   /** Addresses of helpers, kfuncs and BPF functions by name. */
   readonly symbols: (name: string) => bigint | undefined;
   /** Where to keep the machine's record of every instruction written (finish() returns them as `decoded`): the JIT's pass into the image. */
-  readonly records?: InsnRecords;
+  readonly records?: InsnRecorder;
 }
 
 export class Emitter {
@@ -87,7 +112,7 @@ export class Emitter {
   readonly frameMarks = { ready: 0, gone: 0 };
 
   /** The records of the instructions written, when the options ask for them. */
-  private readonly records: InsnRecords | null;
+  private readonly records: InsnRecorder | null;
   /** `base` as the machine's internal address. */
   private readonly ip0: number;
 
@@ -143,7 +168,7 @@ export class Emitter {
    * The record of the instruction written last (its iced Code name), for the operands to be
    * added to, when this emitter keeps records; else null.
    */
-  private rec(form: string): InsnRecords | null {
+  private rec(form: string): InsnRecorder | null {
     const r = this.records;
     if (r === null) return null;
     const at = this.insns[this.insns.length - 1]!.offset;
@@ -156,7 +181,7 @@ export class Emitter {
    * instruction by instruction (a module's strategy could write bytes no emitter recorded: then
    * the machine decodes them).
    */
-  finish(): Assembled & { readonly decoded?: readonly DInsn[] } {
+  finish(): Assembled & { readonly decoded?: readonly InsnRecord[] } {
     const bytes = this.code.bytes();
     const base = this.o.base;
     const insns: AssembledInsn[] = this.insns.map((x, i) => ({
@@ -164,15 +189,8 @@ export class Emitter {
     }));
     const labels = new Map([...this.labels].map(([k, v]) => [k, base + BigInt(v)] as const));
     const out = { base, bytes, end: base + BigInt(bytes.length), insns, labels };
-    const r = this.records;
-    if (r === null) return out;
-    r.end();
-    let at = this.ip0;
-    for (const d of r.list) {
-      if (d.ip !== at) return out;
-      at = d.next;
-    }
-    return at === this.ip0 + bytes.length ? { ...out, decoded: r.list.slice() } : out;
+    const decoded = this.records?.take(this.ip0, bytes.length);
+    return decoded === undefined ? out : { ...out, decoded };
   }
 
   // ---- prologue pieces (emit_prologue, emit_cfi) ----

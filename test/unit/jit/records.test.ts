@@ -14,6 +14,8 @@ import { planArb } from "../../../generators/index.ts";
 import { planToScenario } from "../../../generators/planToScenario.ts";
 import { parseScenario } from "../../../harness/scenario.ts";
 import { newMachine, STACK_TOP, STOP, TEXT } from "../../helpers/layout.ts";
+// the harness's loader asks the JIT for its records (recordInstructions()): buildImage() keeps them from then on
+import "../../../harness/load.ts";
 import { runs, runsTimeout } from "../../helpers/runs.ts";
 
 const BASE = 0xffffffffa0000000n;
@@ -37,8 +39,9 @@ function decoded(bytes: Uint8Array, base: bigint): DInsn[] {
 }
 
 /** What differs between the records and the decoding, field by field (empty when they agree). */
-function mismatches(records: readonly DInsn[] | undefined, bytes: Uint8Array, base: bigint, what: string): string[] {
-  if (records === undefined) return [`${what}: no records`];
+function mismatches(given: readonly object[] | undefined, bytes: Uint8Array, base: bigint, what: string): string[] {
+  if (given === undefined) return [`${what}: no records`];
+  const records = given as readonly DInsn[];
   const want = decoded(bytes, base);
   const out: string[] = [];
   if (records.length !== want.length) out.push(`${what}: ${records.length} records for ${want.length} instructions`);
@@ -148,7 +151,7 @@ describe("the JIT's records of what it wrote", () => {
     e.push("rbx").movImm32(false, "rbx", 0x5ca1ab1e).aluRI("add", true, "rbx", 7).movReg(true, "rax", "rbx").pop("rbx").ret();
     const a = e.finish();
     const m = newMachine();
-    m.load(TEXT, a.bytes, a.decoded);
+    m.load(TEXT, a.bytes, a.decoded as readonly DInsn[]);
     expect(decodeCode(a.bytes, TEXT)).toBe(a.decoded);
     m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
     expect(m.run({ maxSteps: 100 })).toMatchObject({ kind: "completed", rax: 0x5ca1ab25n, steps: 6 });
