@@ -292,15 +292,18 @@ export class InsnRecords implements InsnRecorder {
     return this;
   }
 
-  /** The records, if they cover [ip, ip + length) instruction by instruction (a copy: more may follow). */
-  take(ip: number, length: number): readonly DInsn[] | undefined {
+  /** The records, if they cover `bytes` at `ip` instruction by instruction (a copy: more may follow). */
+  take(ip: number, bytes: Uint8Array): readonly DInsn[] | undefined {
     this.end();
     let at = ip;
     for (const d of this.list) {
       if (d.ip !== at) return undefined;
       at = d.next;
     }
-    return at === ip + length ? this.list.slice() : undefined;
+    if (at !== ip + bytes.length) return undefined;
+    const out = this.list.slice();
+    RECORDED.set(out, { ip, bytes: bytes.slice() });
+    return out;
   }
 
   /** Finish the record begun last. */
@@ -353,7 +356,20 @@ function specialise(d: DInsn): void {
 const blocks = new ContentCache<readonly DInsn[]>(1 << 20);
 
 function decodedBlock(bytes: Uint8Array, ip: number, records?: readonly DInsn[]): readonly DInsn[] {
-  return blocks.get(ip, bytes, () => records ?? decode(bytes, ip));
+  return blocks.get(ip, bytes, () => (records !== undefined && recordsOf(records, ip, bytes) ? records : decode(bytes, ip)));
+}
+
+/** Records InsnRecords.take() handed out, each with the address and a copy of the bytes it covers. */
+const RECORDED = new WeakMap<readonly DInsn[], { ip: number; bytes: Uint8Array }>();
+
+/**
+ * Are `records` what an InsnRecords made for exactly these bytes at `ip`? Anything else (an
+ * array of another origin, records kept beside other bytes: `{ ...image, bytes }`, bytes
+ * changed since) is not trusted: the block is decoded.
+ */
+function recordsOf(records: readonly DInsn[], ip: number, bytes: Uint8Array): boolean {
+  const span = RECORDED.get(records);
+  return span !== undefined && span.ip === ip && Buffer.compare(span.bytes, bytes) === 0;
 }
 
 /** The block's instructions decoded linearly, up to the first invalid bytes. */

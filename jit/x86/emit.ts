@@ -88,8 +88,8 @@ export interface InsnRecorder {
   imm64(i: 0 | 1 | 2, lo: number, hi: number): this;
   /** A near branch's target (internal address). */
   target(t: number): this;
-  /** The records, if they cover [ip, ip + length) instruction by instruction; else undefined. */
-  take(ip: number, length: number): readonly InsnRecord[] | undefined;
+  /** The records, if they cover `bytes` at `ip` instruction by instruction; else undefined. */
+  take(ip: number, bytes: Uint8Array): readonly InsnRecord[] | undefined;
 }
 
 /** One instruction's record, as the recorder made it (opaque to the JIT). */
@@ -189,7 +189,7 @@ export class Emitter {
     }));
     const labels = new Map([...this.labels].map(([k, v]) => [k, base + BigInt(v)] as const));
     const out = { base, bytes, end: base + BigInt(bytes.length), insns, labels };
-    const decoded = this.records?.take(this.ip0, bytes.length);
+    const decoded = this.records?.take(this.ip0, bytes);
     return decoded === undefined ? out : { ...out, decoded };
   }
 

@@ -156,4 +156,23 @@ describe("the JIT's records of what it wrote", () => {
     m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
     expect(m.run({ maxSteps: 100 })).toMatchObject({ kind: "completed", rax: 0x5ca1ab25n, steps: 6 });
   });
+
+  plain("are not taken for other bytes, nor when they are not a recorder's", () => {
+    const e = new Emitter("t", { base: TEXT, symbols: () => undefined, records: new InsnRecords() });
+    e.movImm32(false, "rax", 0x7e57c0de).ret();
+    const a = e.finish();
+    // the same length, another immediate: the records of the first bytes stay out
+    const patched = a.bytes.slice();
+    patched[1] = patched[1]! ^ 0xff;
+    const m = newMachine();
+    m.load(TEXT, patched, a.decoded as readonly DInsn[]);
+    expect(decodeCode(patched, TEXT)).not.toBe(a.decoded);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(m.run({ maxSteps: 10 })).toMatchObject({ kind: "completed", rax: BigInt(0x7e57c0de ^ 0xff) });
+    // a copy of the records is not a recorder's: the bytes are decoded
+    const again = new Emitter("t", { base: TEXT, symbols: () => undefined, records: new InsnRecords() }).movImm32(false, "rax", 0x7e57c0df).ret().finish();
+    newMachine().load(TEXT, again.bytes, [...(again.decoded as readonly DInsn[])]);
+    expect(decodeCode(again.bytes, TEXT)).not.toBe(again.decoded);
+    expect(decodeCode(again.bytes, TEXT)).toStrictEqual(again.decoded);
+  });
 });
