@@ -169,7 +169,6 @@ export function convert(ins: Instruction, ip: number, bytes?: Uint8Array): DInsn
     d.op = OP_UNSUPPORTED;
     return d;
   }
-  if (op === OP_PUSH || op === OP_POP) d.size = 8;
   if (hasMem && op !== OP_NOP) {
     const base = ins.memoryBase, index = ins.memoryIndex;
     const seg = ins.segmentPrefix;
@@ -205,10 +204,12 @@ function sizeFrom(d: DInsn, i: number, size: number): void {
 }
 
 /**
- * The immediate (uint32 halves of its value sign-extended to 64 bits), kept whole at operand
- * size 8 and masked to the size below it; then the specialised op, and the op to dispatch on.
+ * push and pop move 8 bytes; the immediate (uint32 halves of its value sign-extended to 64
+ * bits), kept whole at operand size 8 and masked to the size below it; then the specialised op,
+ * and the op to dispatch on.
  */
 function complete(d: DInsn, lo: number, hi: number): DInsn {
+  if (d.op === OP_PUSH || d.op === OP_POP) d.size = 8;
   if (d.size > 0 && d.size < 8) {
     hi = 0;
     if (d.size < 4) lo &= d.size === 2 ? 0xffff : 0xff;
@@ -310,7 +311,6 @@ export class InsnRecords implements InsnRecorder {
   private end(): void {
     const d = this.d;
     if (d === null) return;
-    if (d.op === OP_PUSH || d.op === OP_POP) d.size = 8;
     this.list.push(complete(d, this.lo, this.hi));
     this.d = null;
   }

@@ -177,10 +177,10 @@ export class Machine {
       // Drop every cached instruction that may overlap the new bytes (up to 15 bytes before).
       for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = NOT_DECODED;
       const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
-      const whole = lo === a && hi === a + bytes.length;
+      // (records for other bytes, a part of these too, are not taken: decodedBlock() checks)
       this.decoder.decodeBlock(bytes.subarray(lo - a, hi - a), lo, (d) => {
         if (d.next <= hi) this.attach(cr, d);
-      }, whole ? decoded : undefined);
+      }, decoded);
     }
     this.cLo = this.cLen = 0;
   }
