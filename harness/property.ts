@@ -9,7 +9,7 @@ import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
-import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type RunSession, type SavedRun, type SchedCounts, type UnwinderName } from "./run.ts";
+import { runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type RunSession, type SavedRun, type SchedCounts, type UnwinderName, stepBudget } from "./run.ts";
 import { kernelStacks, privateStacks, type KernelStack, type PrivateStack } from "../jit/private-stacks.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
 import type { Scenario } from "./scenario.ts";
@@ -187,7 +187,7 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   // the IRQ: the scenario's first vector, or with tasks and none attached, the tick
   const vector = sc.spec.irq?.[0]?.vector ?? (image.multitask ? LOCAL_TIMER_VECTOR : undefined);
   const kinds = (o.kinds ?? ["irq", "nmi"]).filter((k) => k === "nmi" || vector !== undefined);
-  const budget = o.maxSteps ?? RUN_STEP_BUDGET;
+  const budget = o.maxSteps ?? stepBudget(sc, 1); // the fork's interrupt
   const run = startRun(sc, strategy, runOpts(o, image, []));
   const counted = coverageCounter(image);
   const kernel = kernelStacks(image), privates = privateStacks(image);

@@ -12,6 +12,8 @@ import type { JitBackend } from "../jit/backend.ts";
 import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
+import { jumpOffset } from "../jit/bpf/fields.ts";
+import { BPF_JA, BPF_JCOND, BPF_JMP, BPF_JMP32, BPF_MAY_GOTO } from "../jit/bpf/opcodes.ts";
 import { LOCAL_TIMER_VECTOR, TASK, TASK_DEAD } from "../jit/kernel/layout.ts";
 import { stackAreas, stackPicture, type StackPicture } from "./picture.ts";
 import { loadImage, reusedMachine, startTask } from "./load.ts";
@@ -156,9 +158,34 @@ const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).
  */
 export const RUN_STEP_BUDGET = 4_000_000;
 
+/**
+ * Does some program have a loop only may_goto bounds: an unconditional backward `goto` to a
+ * may_goto (the generators' spin loop, `l: may_goto out; ...; goto l`; jumpOffset() reads a
+ * `gotol`'s imm as well)? Each run of it takes about 1.2 million steps to its end
+ * (generators/_internals/steps.ts SPIN_LOOP_STEPS).
+ */
+function hasSpinLoop(sc: Scenario): boolean {
+  return sc.programs.some((p) => p.insns.some((x, i) => {
+    if (x.code !== (BPF_JMP | BPF_JA) && x.code !== (BPF_JMP32 | BPF_JA)) return false;
+    const t = p.insns[i + 1 + (jumpOffset(x) ?? 0)];
+    return t !== undefined && t.code === (BPF_JMP | BPF_JCOND) && t.src === BPF_MAY_GOTO;
+  }));
+}
+
+/**
+ * The step budget of a run: RUN_STEP_BUDGET, and with a loop only may_goto bounds, as much again
+ * for every start of a run (each task, each of `injected` interrupts), since each may run the loop's
+ * program, and nested runs within it may run it again. Without this a sound scenario of two
+ * tasks and two IRQs all running such a program (four loops, about 4.7 million steps) ended
+ * as a hang (`check --strategy baseline --spin-loops --runs 30 --seed 5`).
+ */
+export function stepBudget(sc: Scenario, injected: number): number {
+  return hasSpinLoop(sc) ? RUN_STEP_BUDGET * (1 + (sc.spec.tasks?.length ?? 1) + injected) : RUN_STEP_BUDGET;
+}
+
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
   const s = startRun(sc, strategy, o);
-  const budget = o.maxSteps ?? RUN_STEP_BUDGET;
+  const budget = o.maxSteps ?? stepBudget(sc, o.injections?.length ?? 0);
   const schedule = [...(o.injections ?? [])].sort((a, b) => a.atStep - b.atStep);
   let result: RunResult = { kind: "paused", steps: 0, rip: s.m.rip };
   const raised: Raised[] = [];

@@ -7,7 +7,7 @@
 // interpreter. The same scenarios pass without a private stack.
 import { describe, expect, test } from "vitest";
 import { loadScenario } from "../../../harness/scenario.ts";
-import { runScenario } from "../../../harness/run.ts";
+import { RUN_STEP_BUDGET, runScenario, scheduleOf } from "../../../harness/run.ts";
 import { firstFailure } from "../../../harness/property.ts";
 import { MONO_CLOCK_START, MONO_CLOCK_STEP } from "../../../jit/kernel/layout.ts";
 import { hostTimeout } from "../../helpers/runs.ts";
@@ -36,5 +36,19 @@ describe("may_goto under a private stack (arch_bpf_timed_may_goto reads through 
     const clock = MONO_CLOCK_START + BigInt(MONO_CLOCK_STEP); // the first read of ktime_get_mono_fast_ns()
     expect(o.result).toMatchObject({ kind: "completed", rax: clock });
     expect(firstFailure(o)!.message).toBe(`loop returned ${clock.toString(16).padStart(16, "0")}; the reference interpreter gives 0000000000000000`);
+  }, hostTimeout(30_000));
+});
+
+describe("the step budget of loops only may_goto bounds", () => {
+  // A harness bug a campaign found: one budget per scenario (RUN_STEP_BUDGET, room for about
+  // three such loops) made a sound scenario whose program runs the loop four times (two tasks,
+  // an IRQ twice) a hang. The budget now grows with every start of a run.
+  test("four runs of the loop complete under baseline, past the one-run budget", () => {
+    const sc = scenario("spin-loops-four-runs.json");
+    const o = runScenario(sc, strategy("baseline"), { unwinder: "frame", policy: "strict", injections: scheduleOf(sc) });
+    expect(o.result.kind).toBe("completed");
+    expect(firstFailure(o)).toBeUndefined();
+    // (so the one-run budget would have ended it as a hang)
+    expect(o.result.kind === "completed" && o.result.steps).toBeGreaterThan(RUN_STEP_BUDGET);
   }, hostTimeout(30_000));
 });
