@@ -13,7 +13,7 @@ import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
 import { jumpOffset } from "../jit/bpf/fields.ts";
-import { BPF_JA, BPF_JCOND, BPF_JMP, BPF_JMP32, BPF_MAY_GOTO } from "../jit/bpf/opcodes.ts";
+import { BPF_JCOND, BPF_JMP, BPF_MAY_GOTO } from "../jit/bpf/opcodes.ts";
 import { LOCAL_TIMER_VECTOR, TASK, TASK_DEAD } from "../jit/kernel/layout.ts";
 import { stackAreas, stackPicture, type StackPicture } from "./picture.ts";
 import { loadImage, reusedMachine, startTask } from "./load.ts";
@@ -152,35 +152,43 @@ const REG_OF: Readonly<Partial<Record<keyof typeof PT_REGS, RegName>>> = {
 const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).map(([name, off]) => ({ name, off, reg: REG_OF[name] }));
 
 /**
- * Instructions a run may take before it is a hang: room for a loop only may_goto bounds, whose
- * 2 × BPF_MAX_TIMED_LOOPS passes (jit/bpf/interp.ts) take about a million instructions of the
- * timed fix-up's code, and for such loops in nested runs and interrupts.
+ * Instructions a run may take before it is a hang, when no program has a loop with a may_goto
+ * in it (else stepBudget() gives more).
  */
 export const RUN_STEP_BUDGET = 4_000_000;
 
 /**
- * Does some program have a loop only may_goto bounds: an unconditional backward `goto` to a
- * may_goto (the generators' spin loop, `l: may_goto out; ...; goto l`; jumpOffset() reads a
- * `gotol`'s imm as well)? Each run of it takes about 1.2 million steps to its end
- * (generators/_internals/steps.ts SPIN_LOOP_STEPS).
+ * Does some program have a loop with a may_goto in it: a jump back to an instruction at or
+ * before a may_goto that it comes after (jumpOffset() reads a `gotol`'s imm as well)? Whatever
+ * else bounds such a loop, may_goto lets it run 2 × BPF_MAX_TIMED_LOOPS passes (the verifier's
+ * timed fix-up; jit/bpf/interp.ts), about 1.2 million steps for the generators' spin loop
+ * `l: may_goto out; r2 += 1; goto l` (generators/_internals/steps.ts SPIN_LOOP_STEPS).
  */
-function hasSpinLoop(sc: Scenario): boolean {
+function hasMayGotoLoop(sc: Scenario): boolean {
   return sc.programs.some((p) => p.insns.some((x, i) => {
-    if (x.code !== (BPF_JMP | BPF_JA) && x.code !== (BPF_JMP32 | BPF_JA)) return false;
-    const t = p.insns[i + 1 + (jumpOffset(x) ?? 0)];
-    return t !== undefined && t.code === (BPF_JMP | BPF_JCOND) && t.src === BPF_MAY_GOTO;
+    const off = jumpOffset(x);
+    if (off === undefined || off >= 0) return false;
+    for (let k = i + 1 + off; k < i; k++) {
+      const t = p.insns[k];
+      if (t !== undefined && t.code === (BPF_JMP | BPF_JCOND) && t.src === BPF_MAY_GOTO) return true;
+    }
+    return false;
   }));
 }
 
+/** At most this many runs' worth of steps (a scenario file may list any number of interrupts). */
+const MAX_BUDGET_RUNS = 32;
+
 /**
- * The step budget of a run: RUN_STEP_BUDGET, and with a loop only may_goto bounds, as much again
- * for every start of a run (each task, each of `injected` interrupts), since each may run the loop's
- * program, and nested runs within it may run it again. Without this a sound scenario of two
- * tasks and two IRQs all running such a program (four loops, about 4.7 million steps) ended
- * as a hang (`check --strategy baseline --spin-loops --runs 30 --seed 5`).
+ * The step budget of a run: RUN_STEP_BUDGET (room for about three such loops), and with a loop
+ * with a may_goto in it, as much again for every start of a run (each task, each of `injected`
+ * interrupts), up to MAX_BUDGET_RUNS times in all, since each may run the loop's program
+ * (and nested runs within it may run it again). With 4 million steps whatever ran, a sound
+ * scenario of two tasks and two IRQs all running such a program (four loops, about 4.7 million
+ * steps) ended as a hang (`check --strategy baseline --spin-loops --runs 30 --seed 5`).
  */
 export function stepBudget(sc: Scenario, injected: number): number {
-  return hasSpinLoop(sc) ? RUN_STEP_BUDGET * (1 + (sc.spec.tasks?.length ?? 1) + injected) : RUN_STEP_BUDGET;
+  return hasMayGotoLoop(sc) ? RUN_STEP_BUDGET * Math.min(MAX_BUDGET_RUNS, 1 + (sc.spec.tasks?.length ?? 1) + injected) : RUN_STEP_BUDGET;
 }
 
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {

@@ -13,7 +13,7 @@ import { loadScenario, ScenarioError, type Scenario } from "../scenario.ts";
 import { loadScenarioOrCorpus } from "../corpus.ts";
 import { checkExhaustive, firstFailure, type Verdict } from "../property.ts";
 import type { Strategy } from "../../jit/strategy.ts";
-import { RUN_STEP_BUDGET, runScenario, scheduleOf, startRun, type Injection, type RunOutcome, type SchedCounts } from "../run.ts";
+import { runScenario, scheduleOf, startRun, stepBudget, type Injection, type RunOutcome, type SchedCounts } from "../run.ts";
 import { loadImage, startTask } from "../load.ts";
 import { RunFailed, UsageError } from "./errors.ts";
 import { formatChains, formatCounterexample, wrapText } from "../report.ts";
@@ -160,7 +160,7 @@ function runFile(file: string, strategy: Strategy, o: RunFlags, budgets: Record<
   // ... in a run with the scenario's own schedule (if kept), so the step is where the instruction runs then
   let first: Map<bigint, number> | undefined;
   const schedule = injections.slice();
-  const firstRun = () => first ??= firstExecutions(img, schedule);
+  const firstRun = () => first ??= firstExecutions(img, schedule, stepBudget(scenario, schedule.length));
   for (const x of o.irqAt) {
     const m = /^(.*?)(?::(\d+))?$/.exec(x)!;
     const vector = m[2] === undefined ? vectors[0] : Number(m[2]);
@@ -225,14 +225,14 @@ function tracedStep(m: Machine, pending: Injection[], raised?: (x: Injection) =>
   return { step, rip: m.steps > step ? rip : undefined, result };
 }
 
-/** Each executed address's first step, in a run with only `schedule`'s interrupts. */
-function firstExecutions(img: Image, schedule: readonly Injection[]): Map<bigint, number> {
+/** Each executed address's first step, in a run with only `schedule`'s interrupts, up to `budget` steps. */
+function firstExecutions(img: Image, schedule: readonly Injection[], budget: number): Map<bigint, number> {
   const m = loadImage(img);
   try {
     startTask(img, m);
     const seen = new Map<bigint, number>();
     const pending = [...schedule].sort((a, b) => a.atStep - b.atStep);
-    for (let n = 0; n < RUN_STEP_BUDGET; n++) {
+    for (let n = 0; n < budget; n++) {
       const { step, rip, result } = tracedStep(m, pending);
       if (rip !== undefined && !seen.has(rip)) seen.set(rip, step);
       if (result.kind !== "paused") break;

@@ -6,8 +6,8 @@
 // saved rcx (BPF R4). Found from machine state: the program's result against the reference
 // interpreter. The same scenarios pass without a private stack.
 import { describe, expect, test } from "vitest";
-import { loadScenario } from "../../../harness/scenario.ts";
-import { RUN_STEP_BUDGET, runScenario, scheduleOf } from "../../../harness/run.ts";
+import { loadScenario, parseScenario } from "../../../harness/scenario.ts";
+import { RUN_STEP_BUDGET, runScenario, scheduleOf, stepBudget } from "../../../harness/run.ts";
 import { firstFailure } from "../../../harness/property.ts";
 import { MONO_CLOCK_START, MONO_CLOCK_STEP } from "../../../jit/kernel/layout.ts";
 import { hostTimeout } from "../../helpers/runs.ts";
@@ -51,4 +51,28 @@ describe("the step budget of loops only may_goto bounds", () => {
     // (so the one-run budget would have ended it as a hang)
     expect(o.result.kind === "completed" && o.result.steps).toBeGreaterThan(RUN_STEP_BUDGET);
   }, hostTimeout(30_000));
+});
+
+describe("stepBudget(): which programs have a loop with a may_goto in it", () => {
+  /** One task running `insns` (raw [code, dst, src, off, imm]), with `interrupts` ticks. */
+  const withBody = (insns: number[][], interrupts = 0) => parseScenario({
+    version: 2, name: "t", programs: [{ name: "p", type: "raw_tp", funcs: [{ name: "main", stackDepth: 0, insns }] }], tasks: ["p"],
+    interrupts: Array.from({ length: interrupts }, (_, i) => ({ kind: "tick", atStep: 10 + i })),
+  }, "t");
+  const MAY_GOTO = [229, 0, 0, 2, 0], ADD = [7, 6, 0, 0, 1], END = [[191, 0, 6, 0, 0], [149, 0, 0, 0, 0]];
+  test("none: the one-run budget", () => {
+    expect(stepBudget(scenario("nested.json"), 3)).toBe(RUN_STEP_BUDGET);
+    expect(stepBudget(withBody([[183, 6, 0, 0, 0], ADD, ...END]), 0)).toBe(RUN_STEP_BUDGET);
+  });
+  test("a goto back to the may_goto, a label before it, a gotol: one budget more per task and interrupt", () => {
+    expect(stepBudget(scenario("may-goto-private-stack.json"), 0)).toBe(2 * RUN_STEP_BUDGET);
+    expect(stepBudget(withBody([[183, 6, 0, 0, 0], MAY_GOTO, ADD, [5, 0, 0, -3, 0], ...END]), 2)).toBe(4 * RUN_STEP_BUDGET);
+    expect(stepBudget(withBody([[183, 6, 0, 0, 0], ADD, [229, 0, 0, 1, 0], [5, 0, 0, -3, 0], ...END]), 0)).toBe(2 * RUN_STEP_BUDGET);
+    expect(stepBudget(withBody([[183, 6, 0, 0, 0], MAY_GOTO, ADD, [6, 0, 0, 0, -3], ...END]), 0)).toBe(2 * RUN_STEP_BUDGET);
+  });
+  test("a may_goto outside any loop does not count; the budget stops at 32 runs", () => {
+    expect(stepBudget(withBody([[183, 6, 0, 0, 0], [229, 0, 0, 1, 0], ADD, ...END]), 0)).toBe(RUN_STEP_BUDGET);
+    const many = withBody([[183, 6, 0, 0, 0], MAY_GOTO, ADD, [5, 0, 0, -3, 0], ...END], 40);
+    expect(stepBudget(many, scheduleOf(many).length)).toBe(32 * RUN_STEP_BUDGET);
+  });
 });
