@@ -70,6 +70,11 @@ export interface InterpEnv {
    * in all, and the next one jumps; (2 + n) × BPF_MAX_TIMED_LOOPS with n.
    */
   mayGotoRefreshes?: number;
+  /**
+   * Called before each instruction with its program, its index and its frame's bytes
+   * ([fp - stackDepth, fp)), which it may change (tests corrupt a stack slot at a boundary).
+   */
+  beforeInsn?: (prog: Program, pc: number, frame: Uint8Array) => void;
 }
 
 export class InterpError extends Error {
@@ -160,9 +165,11 @@ class Interp {
     const frame: Frame = { fp, base: fp - BigInt(fn.stackDepth), bytes: new Uint8Array(fn.stackDepth), mayGoto: BPF_MAX_TIMED_LOOPS, mayGotoCalls: 0 };
     this.frames.push(frame);
     const r: bigint[] = [0n, ...args, 0n, 0n, 0n, 0n, fp];
+    const before = this.env.beforeInsn;
     try {
       for (let pc = fn.start; ; ) {
         if (++this.steps > (this.env.budget ?? 1_000_000)) throw new InterpError(`${prog.name}: more than ${this.env.budget ?? 1_000_000} instructions`);
+        if (before !== undefined) before(prog, pc, frame.bytes);
         const x = prog.insns[pc]!;
         const next = this.step(prog, x, pc, r, frame);
         if (next === -1) return r[0]!;
