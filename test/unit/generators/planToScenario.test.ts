@@ -275,7 +275,11 @@ describe("corruption of a live stack slot changes the result", () => {
         const { at } = fixupsWithMap(q.program, q.validated);
         q.jit.funcs.forEach((f, fi) => {
           const frame = low.frames[pi]![fi]!, start = q.program.funcs[fi]!.start, xstart = q.xlated.funcs[fi]!.start;
-          frame.live.forEach((live, k) => { if (live) where.set(f.insnAddrs[at[start + k]! - xstart]!, { live, depth: frame.slot0, pi, fi, pc: start + k }); });
+          // (an ld_imm64's second half shares its first's address: the first, which runs, keeps it)
+          frame.live.forEach((live, k) => {
+            const a = f.insnAddrs[at[start + k]! - xstart]!;
+            if (live && !where.has(a)) where.set(a, { live, depth: frame.slot0, pi, fi, pc: start + k });
+          });
         });
       });
       // The clean run, noting the boundaries with live slots (a hook on each such instruction
