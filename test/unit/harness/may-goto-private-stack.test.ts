@@ -6,7 +6,7 @@
 // saved rcx (BPF R4). Found from machine state: the program's result against the reference
 // interpreter. The same scenarios pass without a private stack.
 import { describe, expect, test } from "vitest";
-import { loadScenario, parseScenario } from "../../../harness/scenario.ts";
+import { loadScenario, parseScenario, type Scenario } from "../../../harness/scenario.ts";
 import { RUN_STEP_BUDGET, runScenario, scheduleOf, stepBudget } from "../../../harness/run.ts";
 import { firstFailure } from "../../../harness/property.ts";
 import { MONO_CLOCK_START, MONO_CLOCK_STEP } from "../../../jit/kernel/layout.ts";
@@ -70,8 +70,14 @@ describe("stepBudget(): which programs have a loop with a may_goto in it", () =>
     expect(stepBudget(withBody([[183, 6, 0, 0, 0], ADD, [229, 0, 0, 1, 0], [5, 0, 0, -3, 0], ...END]), 0)).toBe(2 * RUN_STEP_BUDGET);
     expect(stepBudget(withBody([[183, 6, 0, 0, 0], MAY_GOTO, ADD, [6, 0, 0, 0, -3], ...END]), 0)).toBe(2 * RUN_STEP_BUDGET);
   });
-  test("a may_goto outside any loop does not count; the budget stops at 32 runs", () => {
+  test("a counted loop with a may_goto in it counts too (may_goto may be what ends it)", () => {
+    expect(stepBudget(withBody([[183, 6, 0, 0, 0], MAY_GOTO, ADD, [165, 6, 0, -3, 3], ...END]), 1)).toBe(3 * RUN_STEP_BUDGET);
+  });
+  test("a may_goto outside any loop does not count, nor one right before a loop's first instruction; the budget stops at 32 runs", () => {
     expect(stepBudget(withBody([[183, 6, 0, 0, 0], [229, 0, 0, 1, 0], ADD, ...END]), 0)).toBe(RUN_STEP_BUDGET);
+    // (not a program the verifier takes: a loop nothing bounds, with the may_goto just before it)
+    const outside = { programs: [{ insns: [[183, 6, 0, 0, 0], [229, 0, 0, 2, 0], ADD, [5, 0, 0, -2, 0], ...END].map(([code, dst, src, off, imm]) => ({ code, dst, src, off, imm })) }], spec: {} } as unknown as Scenario;
+    expect(stepBudget(outside, 0)).toBe(RUN_STEP_BUDGET);
     const many = withBody([[183, 6, 0, 0, 0], MAY_GOTO, ADD, [5, 0, 0, -3, 0], ...END], 40);
     expect(stepBudget(many, scheduleOf(many).length)).toBe(32 * RUN_STEP_BUDGET);
   });
