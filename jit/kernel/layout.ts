@@ -119,9 +119,20 @@ export const SM_NONE = 0, SM_PREEMPT = 1;
  */
 export const CTX_SIZE = 0x100;
 
-/** Program `p`'s context bytes: byte k is a fixed function of p and k (the same for the machine and the interpreter). */
+const ctxMade: Uint8Array[] = [];
+
+/**
+ * Program `p`'s context bytes: byte k is a fixed function of p and k (the same for the machine
+ * and the interpreter). Made once per p and shared: callers copy them or read them, never write.
+ */
 export function ctxBytes(p: number): Uint8Array {
-  return Uint8Array.from({ length: CTX_SIZE }, (_, k) => (p * 131 + k * 29 + 7) & 0xff);
+  let b = ctxMade[p];
+  if (b === undefined) {
+    b = new Uint8Array(CTX_SIZE);
+    for (let k = 0; k < CTX_SIZE; k++) b[k] = (p * 131 + k * 29 + 7) & 0xff;
+    ctxMade[p] = b;
+  }
+  return b;
 }
 
 /** Where the pieces of an image sit. Everything else (sizes, per-CPU offsets, KD) is fixed. */
