@@ -9,7 +9,7 @@ import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
-import { runScenario, scheduleOf, startRun, type Injection, type RunOptions, type RunOutcome, type RunSession, type SavedRun, type SchedCounts, type UnwinderName, stepBudget } from "./run.ts";
+import { runScenario, scheduleOf, startRun, stepBudget, type Injection, type RunOptions, type RunOutcome, type RunSession, type SavedRun, type SchedCounts, type UnwinderName } from "./run.ts";
 import { kernelStacks, privateStacks, type KernelStack, type PrivateStack } from "../jit/private-stacks.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
 import type { Scenario } from "./scenario.ts";
