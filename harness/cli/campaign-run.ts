@@ -5,7 +5,7 @@ import { writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { basename } from "node:path";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
-import type { Strategy } from "../../jit/strategy.ts";
+import { StrategyError, type Strategy } from "../../jit/strategy.ts";
 import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
 import { loadCorpusFile, loadScenarioOrCorpus, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
 import { POINT_CLASSES, SCHED_KEYS, type CoverageKey, type PointClass } from "../property.ts";
@@ -155,24 +155,41 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
       const names = f.strategy ? [f.strategy] : Object.keys(e.data.expect);
       const rows: { strategy: string; expected: string; got: string }[] = [];
       const loaded: Strategy[] = [];
+      // Without --strategy, the strategies the file lists that this JIT cannot lower (the kernel's
+      // implements only its own designs) are left out, and said to be; asked for by name, refused.
+      const leftOut: string[] = [];
       for (const n of names) {
         const s = await loadStrategy(n);
+        if (!f.strategy) {
+          try {
+            jit.admit(s);
+          } catch (err) {
+            if (!(err instanceof StrategyError)) throw err;
+            leftOut.push(n);
+            continue;
+          }
+        }
         loaded.push(s);
         // a module is listed by the path it was given as (check --save), a built-in by its name
         rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s, jit)) });
+      }
+      if (loaded.length === 0) {
+        const admitted = BUILTIN_STRATEGIES.filter((x) => { try { jit.admit(x); return true; } catch { return false; } }).map((x) => x.name);
+        throw new UsageError(`replay: ${file} lists ${names.join(", ")}, none of them a design the tree's JIT implements (${admitted.join(", ")}); replay it without --jit kernel`);
       }
       const bad = rows.filter((x) => x.expected !== x.got);
       // the full report of the run as it was found (under the strategy that found it, or the one asked for)
       // the strategy that found it: a module of that name before a built-in one of the same name
       const named = loaded.filter((x) => x.name === e.data.found.strategy);
-      const s = f.strategy ? loaded[0]! : named.find((x) => x.origin !== undefined) ?? named[0] ?? await loadStrategy(e.data.found.strategy);
+      const s = f.strategy ? loaded[0]! : named.find((x) => x.origin !== undefined) ?? named[0] ?? (leftOut.includes(e.data.found.strategy) ? loaded[0]! : await loadStrategy(e.data.found.strategy));
       const verdict = verdictUnder(e.scenario, s, e.data.found, jit);
       const report = verdict.ok ? undefined : formatCounterexample(e.scenario, buildImage(e.scenario.spec, s, undefined, undefined, jit), verdict, {
         strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
       }, f.json ? "text" : layoutOf(f));
-      if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(report ? { report } : {}) }, null, 2)}\n`);
+      const skipped = leftOut.length ? `  left out: ${leftOut.join(", ")} (not designs the tree's JIT implements)\n` : "";
+      if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(leftOut.length ? { leftOut } : {}), ...(report ? { report } : {}) }, null, 2)}\n`);
       else {
-        out(`${narrow(f, `${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}`)}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n`);
+        out(`${narrow(f, `${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}`)}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n${skipped}`);
         out(report ? `\n${report}` : `\n${s.name}: the scenario passes\n`);
       }
       if (bad.length) throw new RunFailed();

@@ -3,6 +3,9 @@
 // might break it (issue 12: the stack reservation 8 bytes short; r9 not saved around a call)
 // must fail `check --jit kernel` with a small shrunk counterexample naming the effect. Needs a
 // prepared tree; without one the file prints one line and skips.
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { cli } from "../helpers/cli.ts";
 import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
@@ -91,6 +94,21 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(r.out).toMatch(/FAIL memory: .* task 1 \(inside probe through uprobe\) writes into the private probe\/main stack .* live data of task 0/);
     expect(r.out).toContain("FAIL semantics: probe returned 0000000000000009; the reference interpreter gives 0000000000000008");
     expect((await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "baseline", ...tf)).out).toContain("verdict: PASS");
+  }, hostTimeout(120_000));
+
+  test.skipIf(!treeHasPrivateStacks(t))("replay of a corpus file: the designs it lists that the tree implements, the others said to be left out; none of them is an input error", async () => {
+    const r = await cli("replay", "test/corpus/r9-private-uprobe-two-tasks-memory-1.json", ...tf);
+    expect(r.out).toMatch(/r9-private +expected memory +got memory/);
+    expect(r.out).toMatch(/baseline +expected pass +got pass/);
+    expect(r.out).toContain("left out: split-stack, full-private, rbp-private, split-double-frame, limited-recursion, r9-no-save (not designs the tree's JIT implements)");
+    expect(r.code).toBe(0);
+    const dir = mkdtempSync(join(tmpdir(), "stackcheck-replay-"));
+    const only = join(dir, "split-only.json");
+    const e = JSON.parse(readFileSync("test/corpus/split-stack-truncated-20261124.json", "utf8")) as { expect: Record<string, string> };
+    writeFileSync(only, JSON.stringify({ ...e, expect: { "split-stack": e.expect["split-stack"] } }));
+    const none = await cli("replay", only, ...tf);
+    expect(none.code).toBe(2);
+    expect(none.out).toContain(`replay: ${only} lists split-stack, none of them a design the tree's JIT implements (baseline, r9-private); replay it without --jit kernel`);
   }, hostTimeout(120_000));
 
   test("the stack reservation 8 bytes short (sub rsp, round_up(depth, 8) - 8): a one-function counterexample, the callee-saved register the BPF stack overwrote", async () => {
