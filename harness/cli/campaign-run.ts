@@ -42,9 +42,9 @@ function generatorOf(f: CampaignFlags): { constraints: PlanConstraints; schedule
 }
 
 
-function replayLine(f: CampaignFlags, strategy: string, seed: number, path: string): string {
+function replayLine(f: Omit<CampaignFlags, "strategy" | "unwinder">, strategy: string, unwinder: string, seed: number | string, path: string): string {
   return [
-    "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${f.unwinder}`,
+    "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
     ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.earlyEnd === undefined ? [] : [f.earlyEnd ? "--early-end" : "--no-early-end"]), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.schedules !== 1 ? [`--schedules ${f.schedules}`] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]),
     ...(f.bmi2 ? ["--bmi2"] : []),
@@ -112,7 +112,7 @@ export async function checkAction(f: CampaignFlags & { workers: number; shard?: 
     return;
   }
   const cx = r.counterexample!;
-  const replay = replayLine(f, f.strategy, r.seed, r.path!);
+  const replay = replayLine(f, f.strategy, f.unwinder, r.seed, r.path!);
   const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, {
     strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay, found: `found after ${r.runs} scenarios, shrunk in ${r.shrinks} steps`,
   }, f.json ? "text" : layoutOf(f));
@@ -209,7 +209,7 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
       return;
     }
     const cx = r.counterexample!;
-    const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.seed, f.path) }, f.json ? "text" : layoutOf(f));
+    const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, { strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay: replayLine(f, f.strategy, f.unwinder, f.seed, f.path) }, f.json ? "text" : layoutOf(f));
     out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: false, jit: jit.describe, failure: cx.verdict.failure, plan: cx.plan, scenario: cx.scenario.file, report }, null, 2)}\n` : `${jit.name === "ts" ? "" : `jit: ${jit.describe}\n`}${report}`);
     throw new RunFailed();
 }
@@ -262,7 +262,7 @@ async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: 
   if (r.ok) throw new UsageError(`export: the scenario at seed ${f.seed}, path ${f.path} passes under ${strategy.name}: no counterexample to export (a different unwinder, policy or --tasks than the campaign's?)`);
   const cx = r.counterexample!;
   const n = name(`${strategy.name}_${f.seed}_${f.path}`);
-  const replay = replayLine(f, f.strategy, f.seed, f.path);
+  const replay = replayLine(f, f.strategy, f.unwinder, f.seed, f.path);
   return { name: n, strategy: strategy.name, text: exportSelftest(cx.image, { name: n, strategy: strategy.name, source: replay, failure: `found: ${cx.verdict.failure ? `${cx.verdict.failure.kind} ${cx.verdict.failure.what}: ${cx.verdict.failure.message.split("\n")[0]}` : "a failure"} (unwinder ${f.unwinder}, policy ${f.policy})` }) };
 }
 
@@ -309,6 +309,7 @@ export async function matrixAction(f: Omit<CampaignFlags, "strategy" | "unwinder
     });
     lines.push(`| ${s.name} | ${row.join(" | ")} |`);
   }
-  lines.push("", `A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u>${f.policy === "strict" ? "" : ` --policy ${f.policy}`}${f.privateStacks === "none" ? "" : ` --private-stacks ${f.privateStacks}`}${f.tasks === DEFAULT_TASKS ? "" : ` --tasks ${f.tasks}`}${f.uprobes ? "" : " --no-uprobes"}${f.schedules !== 1 ? ` --schedules ${f.schedules}` : ""}${f.exhaustive ? " --exhaustive" : ""} --seed ${f.workers > 1 ? "<seed>" : seed} --path <path> (seeds and paths: --json).`);
+  // (the campaign's own flags, --jit kernel and its tree included, as check's replay line has them)
+  lines.push("", `A failing cell replays with: ${replayLine(f, "<s>", "<u>", f.workers > 1 ? "<seed>" : seed, "<path>")} (seeds and paths: --json).`);
   out(`${lines.join("\n")}\n`);
 }

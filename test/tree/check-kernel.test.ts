@@ -96,6 +96,11 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect((await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "baseline", ...tf)).out).toContain("verdict: PASS");
   }, hostTimeout(120_000));
 
+  test("matrix on the tree's JIT: its replay line for a failing cell keeps --jit kernel and the tree", async () => {
+    const r = await cli("matrix", "--runs", "1", "--seed", "3", "--unwinder", "frame", ...tf);
+    expect(r.out).toContain(`A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u> --jit kernel --kernel-tree ${t.dir} --seed 3 --path <path>`);
+  }, hostTimeout(120_000));
+
   test.skipIf(!treeHasPrivateStacks(t))("replay of a corpus file: the designs it lists that the tree implements, the others said to be left out; none of them is an input error", async () => {
     const r = await cli("replay", "test/corpus/r9-private-uprobe-two-tasks-memory-1.json", ...tf);
     expect(r.out).toMatch(/r9-private +expected memory +got memory/);
