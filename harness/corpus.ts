@@ -31,6 +31,13 @@ const schema = z.strictObject({
     seed: z.number().int(),
     path: z.string(),
     failure: z.string(),
+    /**
+     * Found with the kernel's own JIT (`--jit kernel`): the JIT as its report named it (tree,
+     * version, hash of bpf_jit_comp.c), and the tree and patched copy the command was given.
+     * `expect` then holds the designs that tree implements, under that JIT. Absent: the
+     * TypeScript JIT.
+     */
+    jit: z.strictObject({ backend: z.literal("kernel"), describe: z.string(), kernelTree: z.string().optional(), jitSource: z.string().optional() }).optional(),
   }),
   plan: z.unknown(),
   scenario: z.unknown(),

@@ -97,44 +97,55 @@ export async function checkAction(f: CampaignFlags & { workers: number; shard?: 
   const seed = (campaignSeed + (f.shard ? (f.shard.index - 1) * workers : 0)) | 0;
   const bar = progressBar(runs, !f.json && runs >= 50);
   const jit = openJit(f);
-  let r: CampaignResult;
+  // (open until the end: a counterexample saved with --save is checked under every design the JIT lowers)
   try {
-    r = await campaign(f.strategy, strategy, f, jit.backend, seed, runs, workers, bar.tick);
+    let r: CampaignResult;
+    try {
+      r = await campaign(f.strategy, strategy, f, jit.backend, seed, runs, workers, bar.tick);
+    } finally {
+      bar.stop();
+    }
+    const seeds = workers > 1 ? `seeds ${seed}..${(seed + workers - 1) | 0} (${workers} workers)` : `seed ${seed}`;
+    const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, ${seeds}${f.shard ? `, shard ${f.shard.index}/${f.shard.count} of campaign seed ${campaignSeed}` : ""}${jit.backend.name === "ts" ? "" : `\njit: ${jit.backend.describe}`}`;
+    if (r.ok) {
+      if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
+      else out(`${narrow(f, `${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}`)}\n`);
+      return;
+    }
+    const cx = r.counterexample!;
+    const replay = replayLine(f, f.strategy, f.unwinder, r.seed, r.path!);
+    const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, {
+      strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay, found: `found after ${r.runs} scenarios, shrunk in ${r.shrinks} steps`,
+    }, f.json ? "text" : layoutOf(f));
+    const under = modeOf(f);
+    let saved: string | undefined;
+    if (f.save) {
+      // each design's verdict under the JIT that found it (a patched kernel JIT is not the
+      // TypeScript one): under --jit kernel, the designs the tree implements
+      const expect: Record<string, string> = {};
+      for (const s of BUILTIN_STRATEGIES) {
+        if (admits(jit.backend, s)) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under, jit.backend));
+      }
+      // a strategy module is listed by its path, which `replay <file>` loads
+      if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[f.strategy] = verdictName(cx.verdict);
+      const found = f.jit === "kernel"
+        ? { jit: { backend: "kernel" as const, describe: jit.backend.describe, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) } }
+        : {};
+      saved = saveCounterexample(f.save, cx, { ...under, strategy: strategy.name, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict), ...found }, expect);
+    }
+    if (f.json) {
+      out(`${JSON.stringify({
+        schema: JSON_SCHEMA,
+        ok: false, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed: r.seed, path: r.path, runs: r.runs, shrinks: r.shrinks,
+        elapsedMs: Math.round(r.elapsedMs), failure: cx.verdict.failure, injection: cx.verdict.injection, plan: cx.plan, scenario: cx.scenario.file, replay, saved, report,
+      }, bigintHex, 2)}\n`);
+    } else {
+      out(`${narrow(f, head)}\n${pc.red("FAIL")}\n${report}${saved ? `${narrow(f, `saved: ${saved}`)}\n` : ""}`);
+    }
+    throw new RunFailed();
   } finally {
-    bar.stop();
     await jit.close();
   }
-  const seeds = workers > 1 ? `seeds ${seed}..${(seed + workers - 1) | 0} (${workers} workers)` : `seed ${seed}`;
-  const head = `stackcheck check: strategy ${strategy.name}, unwinder ${f.unwinder}, policy ${f.policy}${f.exhaustive ? ", exhaustive" : ""}, ${seeds}${f.shard ? `, shard ${f.shard.index}/${f.shard.count} of campaign seed ${campaignSeed}` : ""}${jit.backend.name === "ts" ? "" : `\njit: ${jit.backend.describe}`}`;
-  if (r.ok) {
-    if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, ok: true, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed, runs: r.runs, elapsedMs: Math.round(r.elapsedMs), coverage: Object.fromEntries(r.coverage) }, null, 2)}\n`);
-    else out(`${narrow(f, `${head}\n${pc.green("PASS")}: ${r.runs} scenarios in ${(r.elapsedMs / 1000).toFixed(1)} s\ninterrupt points hit: ${coverageText(r.coverage)}`)}\n`);
-    return;
-  }
-  const cx = r.counterexample!;
-  const replay = replayLine(f, f.strategy, f.unwinder, r.seed, r.path!);
-  const report = formatCounterexample(cx.scenario, cx.image, cx.verdict, {
-    strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, replay, found: `found after ${r.runs} scenarios, shrunk in ${r.shrinks} steps`,
-  }, f.json ? "text" : layoutOf(f));
-  const under = modeOf(f);
-  let saved: string | undefined;
-  if (f.save) {
-    const expect: Record<string, string> = {};
-    for (const s of BUILTIN_STRATEGIES) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under));
-    // a strategy module is listed by its path, which `replay <file>` loads
-    if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[f.strategy] = verdictName(cx.verdict);
-    saved = saveCounterexample(f.save, cx, { ...under, strategy: strategy.name, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict) }, expect);
-  }
-  if (f.json) {
-    out(`${JSON.stringify({
-      schema: JSON_SCHEMA,
-      ok: false, strategy: strategy.name, unwinder: f.unwinder, policy: f.policy, exhaustive: f.exhaustive ?? false, jit: jit.backend.describe, seed: r.seed, path: r.path, runs: r.runs, shrinks: r.shrinks,
-      elapsedMs: Math.round(r.elapsedMs), failure: cx.verdict.failure, injection: cx.verdict.injection, plan: cx.plan, scenario: cx.scenario.file, replay, saved, report,
-    }, bigintHex, 2)}\n`);
-  } else {
-    out(`${narrow(f, head)}\n${pc.red("FAIL")}\n${report}${saved ? `${narrow(f, `saved: ${saved}`)}\n` : ""}`);
-  }
-  throw new RunFailed();
 }
 
 /** `replay`. */
@@ -148,6 +159,17 @@ export async function replayAction(file: string | undefined, f: CampaignFlags & 
 }
 
 
+/** Whether a JIT lowers a design (the kernel's: only those its tree implements). */
+function admits(jit: JitBackend, s: Strategy): boolean {
+  try {
+    jit.admit(s);
+    return true;
+  } catch (err) {
+    if (err instanceof StrategyError) return false;
+    throw err;
+  }
+}
+
 /** `replay`: a corpus file under every strategy it lists, or a campaign's seed and path. */
 async function replay(file: string | undefined, f: CampaignFlags & { path?: string }, jit: JitBackend, out: Out, pc: Colors): Promise<void> {
     if (file !== undefined) {
@@ -160,21 +182,16 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
       const leftOut: string[] = [];
       for (const n of names) {
         const s = await loadStrategy(n);
-        if (!f.strategy) {
-          try {
-            jit.admit(s);
-          } catch (err) {
-            if (!(err instanceof StrategyError)) throw err;
-            leftOut.push(n);
-            continue;
-          }
+        if (!f.strategy && !admits(jit, s)) {
+          leftOut.push(n);
+          continue;
         }
         loaded.push(s);
         // a module is listed by the path it was given as (check --save), a built-in by its name
         rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s, jit)) });
       }
       if (loaded.length === 0) {
-        const admitted = BUILTIN_STRATEGIES.filter((x) => { try { jit.admit(x); return true; } catch { return false; } }).map((x) => x.name);
+        const admitted = BUILTIN_STRATEGIES.filter((x) => admits(jit, x)).map((x) => x.name);
         throw new UsageError(`replay: ${file} lists ${names.join(", ")}, none of them a design the tree's JIT implements (${admitted.join(", ")}); replay it without --jit kernel`);
       }
       const bad = rows.filter((x) => x.expected !== x.got);
@@ -187,9 +204,13 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
         strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
       }, f.json ? "text" : layoutOf(f));
       const skipped = leftOut.length ? `  left out: ${leftOut.join(", ")} (not designs the tree's JIT implements)\n` : "";
-      if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(leftOut.length ? { leftOut } : {}), ...(report ? { report } : {}) }, null, 2)}\n`);
+      const fj = e.data.found.jit;
+      const other = fj !== undefined && jit.name !== "kernel"
+        ? `  found with the kernel's JIT (${fj.describe}), replayed here on ${jit.describe}: add --jit kernel${fj.kernelTree !== undefined ? ` --kernel-tree ${fj.kernelTree}` : ""}${fj.jitSource !== undefined ? ` --jit-source ${fj.jitSource}` : ""} to replay it there\n`
+        : "";
+      if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(leftOut.length ? { leftOut } : {}), ...(other ? { note: other.trim() } : {}), ...(report ? { report } : {}) }, null, 2)}\n`);
       else {
-        out(`${narrow(f, `${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}`)}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n${skipped}`);
+        out(`${narrow(f, `${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}`)}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n${skipped}${other}`);
         out(report ? `\n${report}` : `\n${s.name}: the scenario passes\n`);
       }
       if (bad.length) throw new RunFailed();

@@ -24,6 +24,7 @@ interface CheckJson {
   failure?: { what: string; message: string };
   plan?: { programs: { funcs: { body: unknown[] }[] }[] };
   replay?: string;
+  saved?: string;
   report?: string;
 }
 
@@ -118,7 +119,8 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
 
   test("the stack reservation 8 bytes short (sub rsp, round_up(depth, 8) - 8): a one-function counterexample, the callee-saved register the BPF stack overwrote", async () => {
     const short = patched(t.dir, "short-reservation", PATCHES.shortReservation);
-    const r = await cli("check", "--strategy", "baseline", "--jit", "kernel", "--kernel-tree", t.dir, "--jit-source", short, "--runs", "200", "--seed", "1", "--json");
+    const saveTo = mkdtempSync(join(tmpdir(), "stackcheck-kernel-save-"));
+    const r = await cli("check", "--strategy", "baseline", "--jit", "kernel", "--kernel-tree", t.dir, "--jit-source", short, "--runs", "200", "--seed", "1", "--json", "--save", saveTo);
     expect(r.code).toBe(1);
     const j = JSON.parse(r.out) as CheckJson;
     expect(j.ok).toBe(false);
@@ -135,6 +137,22 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(again.code).toBe(1);
     expect(again.out).toContain("FAIL abi-return: rbx not restored");
     expect(again.out).toContain(`jit: kernel ${t.version} at ${t.dir} with ${short} for its bpf_jit_comp.c`);
+    // Saved, it says which JIT found it, and expects each design the tree implements to fail
+    // or pass as it does under that JIT (under the TypeScript JIT, baseline passes: the saved
+    // file used to expect that, and its replay said the counterexample passed).
+    const saved = JSON.parse(readFileSync(j.saved!, "utf8")) as { found: { failure: string; jit?: { backend: string; jitSource?: string } }; expect: Record<string, string> };
+    expect(saved.found.jit).toMatchObject({ backend: "kernel", jitSource: short });
+    const failure = saved.found.failure;
+    expect(failure).not.toBe("pass");
+    expect(saved.expect).toEqual({ baseline: failure, ...(treeHasPrivateStacks(t) ? { "r9-private": saved.expect["r9-private"] } : {}) });
+    const there = await cli("replay", j.saved!, "--jit", "kernel", "--kernel-tree", t.dir, "--jit-source", short);
+    expect(there.out).toMatch(new RegExp(`baseline +expected ${failure} +got ${failure}\n`));
+    expect(there.code).toBe(0);
+    const here = await cli("replay", j.saved!);
+    expect(here.out).toMatch(new RegExp(`baseline +expected ${failure} +got pass +MISMATCH`));
+    expect(here.out).toContain(`found with the kernel's JIT (kernel ${t.version} at ${t.dir} with ${short}`);
+    expect(here.out).toContain(`add --jit kernel --kernel-tree ${t.dir} --jit-source ${short} to replay it there`);
+    expect(here.code).toBe(1);
   }, hostTimeout(240_000));
 
   test.skipIf(!treeHasPrivateStacks(t))("r9 not saved around calls (push_r9/pop_r9 skipped): a counterexample of a few instructions whose private-stack load after a helper call reads through the clobbered r9", async () => {
