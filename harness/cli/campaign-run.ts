@@ -15,7 +15,6 @@ import { RunFailed, UsageError } from "./errors.ts";
 import { exhaustiveProgress, freshSeed, progressBar, type OutputFormat } from "./options.ts";
 import { openJit } from "./jit-option.ts";
 import type { JitBackend } from "../../jit/backend.ts";
-import { TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { runOnWorkers } from "./pool.ts";
 import { buildImage } from "../../jit/image.ts";
 import { exportSelftest } from "../selftest.ts";
@@ -190,7 +189,7 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
         // a module is listed by the path it was given as (check --save), a built-in by its name
         rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s, jit)) });
       }
-      if (loaded.length === 0) {
+      if (loaded.length === 0 && leftOut.length > 0) {
         const admitted = BUILTIN_STRATEGIES.filter((x) => admits(jit, x)).map((x) => x.name);
         throw new UsageError(`replay: ${file} lists ${names.join(", ")}, none of them a design the tree's JIT implements (${admitted.join(", ")}); replay it without --jit kernel`);
       }
@@ -198,15 +197,16 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
       // the full report of the run as it was found (under the strategy that found it, or the one asked for)
       // the strategy that found it: a module of that name before a built-in one of the same name
       const named = loaded.filter((x) => x.name === e.data.found.strategy);
-      const s = f.strategy ? loaded[0]! : named.find((x) => x.origin !== undefined) ?? named[0] ?? (leftOut.includes(e.data.found.strategy) ? loaded[0]! : await loadStrategy(e.data.found.strategy));
+      // (when designs were left out, the one that found it may be among them: a module is left out by its path, found by its name)
+      const s = f.strategy ? loaded[0]! : named.find((x) => x.origin !== undefined) ?? named[0] ?? (leftOut.length > 0 ? loaded[0]! : await loadStrategy(e.data.found.strategy));
       const verdict = verdictUnder(e.scenario, s, e.data.found, jit);
       const report = verdict.ok ? undefined : formatCounterexample(e.scenario, buildImage(e.scenario.spec, s, undefined, undefined, jit), verdict, {
         strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
       }, f.json ? "text" : layoutOf(f));
       const skipped = leftOut.length ? `  left out: ${leftOut.join(", ")} (not designs the tree's JIT implements)\n` : "";
       const fj = e.data.found.jit;
-      const other = fj !== undefined && jit.name !== "kernel"
-        ? `  found with the kernel's JIT (${fj.describe}), replayed here on ${jit.describe}: add --jit kernel${fj.kernelTree !== undefined ? ` --kernel-tree ${fj.kernelTree}` : ""}${fj.jitSource !== undefined ? ` --jit-source ${fj.jitSource}` : ""} to replay it there\n`
+      const other = fj !== undefined && fj.describe !== jit.describe
+        ? `  found with the kernel's JIT (${fj.describe}), replayed here on ${jit.describe}: give --jit kernel${fj.kernelTree !== undefined ? ` --kernel-tree ${fj.kernelTree}` : ""}${fj.jitSource !== undefined ? ` --jit-source ${fj.jitSource}` : ""} to replay it there\n`
         : "";
       if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(leftOut.length ? { leftOut } : {}), ...(other ? { note: other.trim() } : {}), ...(report ? { report } : {}) }, null, 2)}\n`);
       else {
@@ -294,7 +294,8 @@ export async function matrixAction(f: Omit<CampaignFlags, "strategy" | "unwinder
   const jit = openJit(f);
   const unwinders = f.unwinder.length ? f.unwinder : [...UNWINDERS];
   for (const u of unwinders) if (!(UNWINDERS as readonly string[]).includes(u)) throw new UsageError(`matrix: --unwinder '${u}': expected one of ${UNWINDERS.join(", ")}`);
-  const specs = f.strategy.length ? f.strategy : (jit.backend.name === "ts" ? BUILTIN_STRATEGIES : BUILTIN_STRATEGIES.filter((s) => (TREE_STRATEGIES as readonly string[]).includes(s.name))).map((s) => s.name);
+  // (by default the designs this JIT lowers: all for the TypeScript one, the tree's own for the kernel's, baseline alone before 6.13)
+  const specs = f.strategy.length ? f.strategy : BUILTIN_STRATEGIES.filter((s) => admits(jit.backend, s)).map((s) => s.name);
   const strategies: { spec: string; s: Strategy }[] = [];
   for (const spec of specs) {
     const s = await loadStrategy(spec);

@@ -151,7 +151,7 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     const here = await cli("replay", j.saved!);
     expect(here.out).toMatch(new RegExp(`baseline +expected ${failure} +got pass +MISMATCH`));
     expect(here.out).toContain(`found with the kernel's JIT (kernel ${t.version} at ${t.dir} with ${short}`);
-    expect(here.out).toContain(`add --jit kernel --kernel-tree ${t.dir} --jit-source ${short} to replay it there`);
+    expect(here.out).toContain(`give --jit kernel --kernel-tree ${t.dir} --jit-source ${short} to replay it there`);
     expect(here.code).toBe(1);
   }, hostTimeout(240_000));
 

@@ -1,6 +1,6 @@
 // The regression corpus (design.md §8): every test/corpus/*.json replays under every strategy it
 // lists with the verdict it records; bad files are refused with the file and field named.
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -8,6 +8,10 @@ import { describe, expect, test } from "vitest";
 import { runCampaign } from "../../../harness/campaign.ts";
 import { loadCorpusFile, replayEntry, saveCounterexample, verdictName } from "../../../harness/corpus.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
+import { KernelJit, openTree } from "../../../jit/tree/index.ts";
+import { kernelBackend } from "../../../jit/tree/backend.ts";
+import { findTree } from "../../tree/helpers.ts";
+import { hostTimeout } from "../../helpers/runs.ts";
 
 const dir = fileURLToPath(new URL("../../corpus/", import.meta.url));
 const files = readdirSync(dir).filter((f) => f.endsWith(".json")).sort();
@@ -18,18 +22,39 @@ describe("test/corpus replays", () => {
     expect(files.length).toBeGreaterThanOrEqual(5);
   });
 
-  test.each(files)("%s", (f) => {
-    const e = loadCorpusFile(join(dir, f));
-    const got: Record<string, string> = {};
-    for (const name of Object.keys(e.data.expect)) {
-      const s = strategy(name);
-      if (!s) throw new Error(`${f}: expect names '${name}', which is not a built-in strategy`);
-      got[name] = verdictName(replayEntry(e, s));
+  // A file found with the kernel's JIT (found.jit) replays on it: the tree it names (or the
+  // default one) and the patched copy of bpf_jit_comp.c it names, when they are here; else it
+  // is skipped, saying why.
+  const kernelFound = files.map((f) => ({ f, jit: loadCorpusFile(join(dir, f)).data.found.jit }));
+  const treeFor = (jit: NonNullable<(typeof kernelFound)[number]["jit"]>) => {
+    const tree = jit.kernelTree !== undefined && existsSync(jit.kernelTree) ? openTree(jit.kernelTree) : findTree();
+    return tree !== undefined && (jit.jitSource === undefined || existsSync(jit.jitSource)) ? tree : undefined;
+  };
+  for (const { f, jit } of kernelFound) {
+    const tree = jit === undefined ? undefined : treeFor(jit);
+    if (jit !== undefined && tree === undefined) {
+      test.skip(`${f}: found with the kernel's JIT (${jit.describe}); skipped: no such tree${jit.jitSource !== undefined ? ` or no ${jit.jitSource}` : ""} here`, () => {});
+      continue;
     }
-    expect(got).toEqual(e.data.expect);
-    // a counterexample a campaign saved still fails as found; a harness regression (no plan) now passes
-    if (e.data.plan !== null) expect(got[e.data.found.strategy]).toBe(e.data.found.failure);
-  });
+    test(f, async () => {
+      const e = loadCorpusFile(join(dir, f));
+      const kjit = tree === undefined ? undefined : new KernelJit({ tree, ...(jit?.jitSource !== undefined ? { jitSource: jit.jitSource } : {}) });
+      try {
+        const backend = kjit === undefined ? undefined : kernelBackend(tree!, kjit, jit?.jitSource);
+        const got: Record<string, string> = {};
+        for (const name of Object.keys(e.data.expect)) {
+          const s = strategy(name);
+          if (!s) throw new Error(`${f}: expect names '${name}', which is not a built-in strategy`);
+          got[name] = verdictName(replayEntry(e, s, backend));
+        }
+        expect(got).toEqual(e.data.expect);
+        // a counterexample a campaign saved still fails as found; a harness regression (no plan) now passes
+        if (e.data.plan !== null) expect(got[e.data.found.strategy]).toBe(e.data.found.failure);
+      } finally {
+        await kjit?.close();
+      }
+    }, hostTimeout(120_000));
+  }
 });
 
 describe("corpus files", () => {
