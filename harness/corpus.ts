@@ -38,6 +38,8 @@ const schema = z.strictObject({
      * TypeScript JIT.
      */
     jit: z.strictObject({ backend: z.literal("kernel"), describe: z.string(), kernelTree: z.string().optional(), jitSource: z.string().optional() }).optional(),
+    /** Found with code for a CPU with BMI2 (`--bmi2`: shifts by a register as shlx/shrx/sarx); `expect` is under it too. */
+    bmi2: z.boolean().optional(),
   }),
   plan: z.unknown(),
   scenario: z.unknown(),

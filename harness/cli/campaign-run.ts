@@ -130,7 +130,7 @@ export async function checkAction(f: CampaignFlags & { workers: number; shard?: 
       const found = f.jit === "kernel"
         ? { jit: { backend: "kernel" as const, describe: jit.backend.describe, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) } }
         : {};
-      saved = saveCounterexample(f.save, cx, { ...under, strategy: strategy.name, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict), ...found }, expect);
+      saved = saveCounterexample(f.save, cx, { ...under, strategy: strategy.name, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict), ...found, ...(f.bmi2 ? { bmi2: true } : {}) }, expect);
     }
     if (f.json) {
       out(`${JSON.stringify({
@@ -205,9 +205,11 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
       }, f.json ? "text" : layoutOf(f));
       const skipped = leftOut.length ? `  left out: ${leftOut.join(", ")} (not designs the tree's JIT implements)\n` : "";
       const fj = e.data.found.jit;
-      const other = fj !== undefined && fj.describe !== jit.describe
-        ? `  found with the kernel's JIT (${fj.describe}), replayed here on ${jit.describe}: give --jit kernel${fj.kernelTree !== undefined ? ` --kernel-tree ${fj.kernelTree}` : ""}${fj.jitSource !== undefined ? ` --jit-source ${fj.jitSource}` : ""} to replay it there\n`
-        : "";
+      const other = (fj !== undefined && fj.describe !== jit.describe
+        ? `  found with the kernel's JIT (${fj.describe}), replayed here on ${jit.describe}: give --jit kernel${fj.kernelTree !== undefined ? ` --kernel-tree ${fj.kernelTree}` : ""}${fj.jitSource !== undefined ? ` --jit-source ${fj.jitSource}` : ""}${e.data.found.bmi2 ? " --bmi2" : ""} to replay it there\n`
+        : "") + ((e.data.found.bmi2 ?? false) !== (jit.options?.bmi2 ?? false) && fj === undefined
+        ? `  found with code for a CPU ${e.data.found.bmi2 ? "with" : "without"} BMI2, replayed here ${jit.options?.bmi2 ? "with" : "without"}: ${e.data.found.bmi2 ? "give" : "leave out"} --bmi2 to replay it as found\n`
+        : "");
       if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(leftOut.length ? { leftOut } : {}), ...(other ? { note: other.trim() } : {}), ...(report ? { report } : {}) }, null, 2)}\n`);
       else {
         out(`${narrow(f, `${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}`)}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n${skipped}${other}`);

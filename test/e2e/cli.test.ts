@@ -355,6 +355,19 @@ test("check --workers 2 runs the campaign on two worker threads (seeds S and S+1
   expect(j.failure.what).toBe("TRUNCATED");
 }, hostTimeout(60_000));
 
+test("check --save --bmi2 records BMI2 code in the file; its replay without --bmi2 says how to replay it as found", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-save-bmi2-"));
+  const found = await cli("check", "--strategy", "split-stack", "--bmi2", "--seed", "2", "--save", dir);
+  expect(found.code).toBe(1);
+  const saved = /saved: (.*\.json)/.exec(found.out)![1]!;
+  expect((JSON.parse(readFileSync(saved, "utf8")) as { found: { bmi2?: boolean } }).found.bmi2).toBe(true);
+  const plain = await cli("replay", saved);
+  expect(plain.out).toContain("found with code for a CPU with BMI2, replayed here without: give --bmi2 to replay it as found");
+  const as = await cli("replay", saved, "--bmi2");
+  expect(as.out).not.toContain("BMI2, replayed here");
+  expect(as.code).toBe(0);
+}, hostTimeout(60_000));
+
 test("check --save with a strategy module writes a file that replay reproduces, the module included", async () => {
   const dir = mkdtempSync(join(tmpdir(), "stackcheck-save-"));
   const mod = join(dir, "my-split.ts");

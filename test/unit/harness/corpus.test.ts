@@ -10,6 +10,7 @@ import { loadCorpusFile, replayEntry, saveCounterexample, verdictName } from "..
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { KernelJit, openTree } from "../../../jit/tree/index.ts";
 import { kernelBackend } from "../../../jit/tree/backend.ts";
+import { TS_JIT_BMI2 } from "../../../jit/backend.ts";
 import { findTree } from "../../tree/helpers.ts";
 import { hostTimeout } from "../../helpers/runs.ts";
 
@@ -40,7 +41,8 @@ describe("test/corpus replays", () => {
       const e = loadCorpusFile(join(dir, f));
       const kjit = tree === undefined ? undefined : new KernelJit({ tree, ...(jit?.jitSource !== undefined ? { jitSource: jit.jitSource } : {}) });
       try {
-        const backend = kjit === undefined ? undefined : kernelBackend(tree!, kjit, jit?.jitSource);
+        const bmi2 = e.data.found.bmi2 ?? false;
+        const backend = kjit === undefined ? (bmi2 ? TS_JIT_BMI2 : undefined) : kernelBackend(tree!, kjit, jit?.jitSource, { bmi2 });
         const got: Record<string, string> = {};
         for (const name of Object.keys(e.data.expect)) {
           const s = strategy(name);
