@@ -276,7 +276,10 @@ async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: 
     const s = await loadStrategy(f.strategy ?? corpus?.data.found.strategy ?? "baseline");
     jit.admit(s);
     const n = name(basename(file, ".json"));
-    const from = corpus ? { source: `${file}; replay: npx stackcheck replay ${file}`, failure: `found: ${corpus.data.name}` } : { source: file, failure: `scenario: ${scenario.file.name ?? basename(file)}` };
+    // a file found with another JIT (a kernel's, maybe patched) says whose listing this is
+    const fj = corpus?.data.found.jit;
+    const jitNote = fj !== undefined && fj.describe !== jit.describe ? ` (found with the kernel's JIT: ${fj.describe}; the __jited() lines are from ${jit.describe})` : "";
+    const from = corpus ? { source: `${file}; replay: npx stackcheck replay ${file}`, failure: `found: ${corpus.data.name}${jitNote}` } : { source: file, failure: `scenario: ${scenario.file.name ?? basename(file)}` };
     return { name: n, strategy: s.name, text: exportSelftest(buildImage(scenario.spec, s, undefined, undefined, jit), { name: n, strategy: s.name, ...from }) };
   }
   mustNameCounterexample(f, "export: give a corpus or scenario file");

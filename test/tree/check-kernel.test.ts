@@ -153,6 +153,10 @@ if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`
     expect(here.out).toContain(`found with the kernel's JIT (kernel ${t.version} at ${t.dir} with ${short}`);
     expect(here.out).toContain(`give --jit kernel --kernel-tree ${t.dir} --jit-source ${short} to replay it there`);
     expect(here.code).toBe(1);
+    // and a selftest exported from it on the TypeScript JIT says whose listing it holds
+    const exported = await cli("export", "--selftest", j.saved!);
+    expect(exported.code).toBe(0);
+    expect(exported.out.replace(/\n \* {0,3}/g, " ")).toContain(`found with the kernel's JIT: kernel ${t.version} at ${t.dir} with ${short}`);
   }, hostTimeout(240_000));
 
   test.skipIf(!treeHasPrivateStacks(t))("r9 not saved around calls (push_r9/pop_r9 skipped): a counterexample of a few instructions whose private-stack load after a helper call reads through the clobbered r9", async () => {
