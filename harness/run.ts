@@ -12,8 +12,9 @@ import type { JitBackend } from "../jit/backend.ts";
 import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
-import { jumpOffset } from "../jit/bpf/fields.ts";
-import { BPF_JCOND, BPF_JMP, BPF_MAY_GOTO } from "../jit/bpf/opcodes.ts";
+import { findLoops } from "../jit/bpf/loops.ts";
+import { isLdImm64SecondHalf } from "../jit/bpf/print.ts";
+import type { Program } from "../jit/bpf/program.ts";
 import { LOCAL_TIMER_VECTOR, TASK, TASK_DEAD } from "../jit/kernel/layout.ts";
 import { stackAreas, stackPicture, type StackPicture } from "./picture.ts";
 import { loadImage, reusedMachine, startTask } from "./load.ts";
@@ -152,28 +153,33 @@ const REG_OF: Readonly<Partial<Record<keyof typeof PT_REGS, RegName>>> = {
 const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).map(([name, off]) => ({ name, off, reg: REG_OF[name] }));
 
 /**
- * Instructions a run may take before it is a hang, when no program has a loop with a may_goto
- * in it (else stepBudget() gives more).
+ * Instructions a run may take before it is a hang, when no program has a loop a may_goto bounds
+ * (else stepBudget() gives more).
  */
 export const RUN_STEP_BUDGET = 4_000_000;
 
+/** Per program: has some function a loop that a may_goto bounds (findLoops(), the validator's own loop analysis)? */
+const mayGotoLoops = new WeakMap<Program, boolean>();
+
 /**
- * Does some program have a loop with a may_goto in it: a jump back to an instruction at or
- * before a may_goto that it comes after (jumpOffset() reads a `gotol`'s imm as well)? Whatever
- * else bounds such a loop, may_goto lets it run 2 × BPF_MAX_TIMED_LOOPS passes (the verifier's
- * timed fix-up; jit/bpf/interp.ts), about 1.2 million steps for the generators' spin loop
+ * Does some program have a loop a may_goto bounds (loops.ts findLoops(): one on every iteration
+ * that leaves the loop; the generators' counted loops have one too)? Whatever else bounds such
+ * a loop, may_goto lets it run 2 × BPF_MAX_TIMED_LOOPS passes (the verifier's timed fix-up;
+ * jit/bpf/interp.ts), about 1.2 million steps for the generators' spin loop
  * `l: may_goto out; r2 += 1; goto l` (generators/_internals/steps.ts SPIN_LOOP_STEPS).
  */
 function hasMayGotoLoop(sc: Scenario): boolean {
-  return sc.programs.some((p) => p.insns.some((x, i) => {
-    const off = jumpOffset(x);
-    if (off === undefined || off >= 0) return false;
-    for (let k = i + 1 + off; k < i; k++) {
-      const t = p.insns[k];
-      if (t !== undefined && t.code === (BPF_JMP | BPF_JCOND) && t.src === BPF_MAY_GOTO) return true;
+  return sc.programs.some((p) => {
+    let has = mayGotoLoops.get(p);
+    if (has === undefined) {
+      has = p.funcs.some((f) => {
+        const found = findLoops(p.insns, f.start, f.end, (i) => isLdImm64SecondHalf(p.insns, i));
+        return "loops" in found && found.loops.some((L) => L.mayGoto !== undefined);
+      });
+      mayGotoLoops.set(p, has);
     }
-    return false;
-  }));
+    return has;
+  });
 }
 
 /** At most this many runs' worth of steps (a scenario file may list any number of interrupts). */
@@ -181,7 +187,7 @@ const MAX_BUDGET_RUNS = 32;
 
 /**
  * The step budget of a run: RUN_STEP_BUDGET (room for about three such loops), and with a loop
- * with a may_goto in it, as much again for every start of a run (each task, each of `injected`
+ * a may_goto bounds, as much again for every start of a run (each task, each of `injected`
  * interrupts), up to MAX_BUDGET_RUNS times in all, since each may run the loop's program
  * (and nested runs within it may run it again). With 4 million steps whatever ran, a sound
  * scenario of two tasks and two IRQs all running such a program (four loops, about 4.7 million

@@ -76,7 +76,8 @@ describe("stepBudget(): which programs have a loop with a may_goto in it", () =>
   test("a may_goto outside any loop does not count, nor one right before a loop's first instruction; the budget stops at 32 runs", () => {
     expect(stepBudget(withBody([[183, 6, 0, 0, 0], [229, 0, 0, 1, 0], ADD, ...END]), 0)).toBe(RUN_STEP_BUDGET);
     // (not a program the verifier takes: a loop nothing bounds, with the may_goto just before it)
-    const outside = { programs: [{ insns: [[183, 6, 0, 0, 0], [229, 0, 0, 2, 0], ADD, [5, 0, 0, -2, 0], ...END].map(([code, dst, src, off, imm]) => ({ code, dst, src, off, imm })) }], spec: {} } as unknown as Scenario;
+    const insns = [[183, 6, 0, 0, 0], [229, 0, 0, 2, 0], ADD, [5, 0, 0, -2, 0], ...END].map(([code, dst, src, off, imm]) => ({ code, dst, src, off, imm }));
+    const outside = { programs: [{ insns, funcs: [{ name: "main", start: 0, end: insns.length, stackDepth: 0 }] }], spec: {} } as unknown as Scenario;
     expect(stepBudget(outside, 0)).toBe(RUN_STEP_BUDGET);
     const many = withBody([[183, 6, 0, 0, 0], MAY_GOTO, ADD, [5, 0, 0, -3, 0], ...END], 40);
     expect(stepBudget(many, scheduleOf(many).length)).toBe(32 * RUN_STEP_BUDGET);
