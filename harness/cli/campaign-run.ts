@@ -7,7 +7,7 @@ import { basename } from "node:path";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
 import { StrategyError, type Strategy } from "../../jit/strategy.ts";
 import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
-import { loadCorpusFile, loadScenarioOrCorpus, replayEntry, saveCounterexample, verdictName, verdictUnder } from "../corpus.ts";
+import { loadCorpusFile, loadScenarioOrCorpus, replayEntry, saveCounterexample, verdictName, verdictUnder, type CorpusFile } from "../corpus.ts";
 import { POINT_CLASSES, SCHED_KEYS, type CoverageKey, type PointClass } from "../property.ts";
 import { formatCounterexample, wrapText, type ReportFormat } from "../report.ts";
 import { UNWINDERS, type UnwinderName } from "../../unwinder/index.ts";
@@ -122,9 +122,7 @@ export async function checkAction(f: CampaignFlags & { workers: number; shard?: 
       // each design's verdict under the JIT that found it (a patched kernel JIT is not the
       // TypeScript one): under --jit kernel, the designs the tree implements
       const expect: Record<string, string> = {};
-      for (const s of BUILTIN_STRATEGIES) {
-        if (admits(jit.backend, s)) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under, jit.backend));
-      }
+      for (const s of builtinsFor(jit.backend)) expect[s.name] = verdictName(verdictUnder(cx.scenario, s, under, jit.backend));
       // a strategy module is listed by its path, which `replay <file>` loads
       if (!BUILTIN_STRATEGIES.some((s) => s.name === strategy.name)) expect[f.strategy] = verdictName(cx.verdict);
       const found = f.jit === "kernel"
@@ -169,6 +167,26 @@ function admits(jit: JitBackend, s: Strategy): boolean {
   }
 }
 
+/** The built-in designs a JIT lowers: all for the TypeScript one, the tree's own for the kernel's (baseline alone before 6.13). */
+const builtinsFor = (jit: JitBackend): Strategy[] => BUILTIN_STRATEGIES.filter((s) => admits(jit, s));
+
+/** The kernel JIT a corpus entry was found with, when it is not `jit` (undefined: the TypeScript JIT found it, or this one). */
+function kernelJitElsewhere(found: CorpusFile["found"], jit: JitBackend): NonNullable<CorpusFile["found"]["jit"]> | undefined {
+  return found.jit !== undefined && found.jit.describe !== jit.describe ? found.jit : undefined;
+}
+
+/** What replay says of an entry found with another JIT, or other code (BMI2), than `jit`: how to replay it as found ("" if as found). */
+function replayedElsewhere(found: CorpusFile["found"], jit: JitBackend): string {
+  const fj = kernelJitElsewhere(found, jit);
+  if (fj !== undefined) {
+    const flags = ["--jit kernel", ...(fj.kernelTree !== undefined ? [`--kernel-tree ${fj.kernelTree}`] : []), ...(fj.jitSource !== undefined ? [`--jit-source ${fj.jitSource}`] : []), ...(found.bmi2 ? ["--bmi2"] : [])];
+    return `  found with the kernel's JIT (${fj.describe}), replayed here on ${jit.describe}: give ${flags.join(" ")} to replay it there\n`;
+  }
+  const bmi2 = found.bmi2 ?? false;
+  if (found.jit !== undefined || bmi2 === (jit.options?.bmi2 ?? false)) return "";
+  return `  found with code for a CPU ${bmi2 ? "with" : "without"} BMI2, replayed here ${bmi2 ? "without" : "with"}: ${bmi2 ? "give" : "leave out"} --bmi2 to replay it as found\n`;
+}
+
 /** `replay`: a corpus file under every strategy it lists, or a campaign's seed and path. */
 async function replay(file: string | undefined, f: CampaignFlags & { path?: string }, jit: JitBackend, out: Out, pc: Colors): Promise<void> {
     if (file !== undefined) {
@@ -190,8 +208,7 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
         rows.push({ strategy: s.name, expected: e.data.expect[n] ?? e.data.expect[s.name] ?? "(not listed)", got: verdictName(replayEntry(e, s, jit)) });
       }
       if (loaded.length === 0 && leftOut.length > 0) {
-        const admitted = BUILTIN_STRATEGIES.filter((x) => admits(jit, x)).map((x) => x.name);
-        throw new UsageError(`replay: ${file} lists ${names.join(", ")}, none of them a design the tree's JIT implements (${admitted.join(", ")}); replay it without --jit kernel`);
+        throw new UsageError(`replay: ${file} lists ${names.join(", ")}, none of them a design the tree's JIT implements (${builtinsFor(jit).map((x) => x.name).join(", ")}); replay it without --jit kernel`);
       }
       const bad = rows.filter((x) => x.expected !== x.got);
       // the full report of the run as it was found (under the strategy that found it, or the one asked for)
@@ -204,12 +221,7 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
         strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
       }, f.json ? "text" : layoutOf(f));
       const skipped = leftOut.length ? `  left out: ${leftOut.join(", ")} (not designs the tree's JIT implements)\n` : "";
-      const fj = e.data.found.jit;
-      const other = (fj !== undefined && fj.describe !== jit.describe
-        ? `  found with the kernel's JIT (${fj.describe}), replayed here on ${jit.describe}: give --jit kernel${fj.kernelTree !== undefined ? ` --kernel-tree ${fj.kernelTree}` : ""}${fj.jitSource !== undefined ? ` --jit-source ${fj.jitSource}` : ""}${e.data.found.bmi2 ? " --bmi2" : ""} to replay it there\n`
-        : "") + ((e.data.found.bmi2 ?? false) !== (jit.options?.bmi2 ?? false) && fj === undefined
-        ? `  found with code for a CPU ${e.data.found.bmi2 ? "with" : "without"} BMI2, replayed here ${jit.options?.bmi2 ? "with" : "without"}: ${e.data.found.bmi2 ? "give" : "leave out"} --bmi2 to replay it as found\n`
-        : "");
+      const other = replayedElsewhere(e.data.found, jit);
       if (f.json) out(`${JSON.stringify({ schema: JSON_SCHEMA, file, ok: bad.length === 0, rows, ...(leftOut.length ? { leftOut } : {}), ...(other ? { note: other.trim() } : {}), ...(report ? { report } : {}) }, null, 2)}\n`);
       else {
         out(`${narrow(f, `${file}: ${e.data.name}${jit.name === "ts" ? "" : `\njit: ${jit.describe}`}`)}\n${rows.map((x) => `  ${x.strategy.padEnd(19)} expected ${x.expected.padEnd(10)} got ${x.got}${x.expected === x.got ? "" : pc.red("  MISMATCH")}`).join("\n")}\n${skipped}${other}`);
@@ -277,8 +289,8 @@ async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: 
     jit.admit(s);
     const n = name(basename(file, ".json"));
     // a file found with another JIT (a kernel's, maybe patched) says whose listing this is
-    const fj = corpus?.data.found.jit;
-    const jitNote = fj !== undefined && fj.describe !== jit.describe ? ` (found with the kernel's JIT: ${fj.describe}; the __jited() lines are from ${jit.describe})` : "";
+    const fj = corpus === undefined ? undefined : kernelJitElsewhere(corpus.data.found, jit);
+    const jitNote = fj !== undefined ? ` (found with the kernel's JIT: ${fj.describe}; the __jited() lines are from ${jit.describe})` : "";
     const from = corpus ? { source: `${file}; replay: npx stackcheck replay ${file}`, failure: `found: ${corpus.data.name}${jitNote}` } : { source: file, failure: `scenario: ${scenario.file.name ?? basename(file)}` };
     return { name: n, strategy: s.name, text: exportSelftest(buildImage(scenario.spec, s, undefined, undefined, jit), { name: n, strategy: s.name, ...from }) };
   }
@@ -299,8 +311,7 @@ export async function matrixAction(f: Omit<CampaignFlags, "strategy" | "unwinder
   const jit = openJit(f);
   const unwinders = f.unwinder.length ? f.unwinder : [...UNWINDERS];
   for (const u of unwinders) if (!(UNWINDERS as readonly string[]).includes(u)) throw new UsageError(`matrix: --unwinder '${u}': expected one of ${UNWINDERS.join(", ")}`);
-  // (by default the designs this JIT lowers: all for the TypeScript one, the tree's own for the kernel's, baseline alone before 6.13)
-  const specs = f.strategy.length ? f.strategy : BUILTIN_STRATEGIES.filter((s) => admits(jit.backend, s)).map((s) => s.name);
+  const specs = f.strategy.length ? f.strategy : builtinsFor(jit.backend).map((s) => s.name);
   const strategies: { spec: string; s: Strategy }[] = [];
   for (const spec of specs) {
     const s = await loadStrategy(spec);
