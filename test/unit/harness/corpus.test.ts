@@ -26,19 +26,19 @@ describe("test/corpus replays", () => {
   // A file found with the kernel's JIT (found.jit) replays on it: the tree it names (or the
   // default one) and the patched copy of bpf_jit_comp.c it names, when they are here; else it
   // is skipped, saying why.
-  const kernelFound = files.map((f) => ({ f, jit: loadCorpusFile(join(dir, f)).data.found.jit }));
-  const treeFor = (jit: NonNullable<(typeof kernelFound)[number]["jit"]>) => {
+  const entries = files.map((f) => ({ f, e: loadCorpusFile(join(dir, f)) }));
+  const treeFor = (jit: NonNullable<(typeof entries)[number]["e"]["data"]["found"]["jit"]>) => {
     const tree = jit.kernelTree !== undefined && existsSync(jit.kernelTree) ? openTree(jit.kernelTree) : findTree();
     return tree !== undefined && (jit.jitSource === undefined || existsSync(jit.jitSource)) ? tree : undefined;
   };
-  for (const { f, jit } of kernelFound) {
+  for (const { f, e } of entries) {
+    const jit = e.data.found.jit;
     const tree = jit === undefined ? undefined : treeFor(jit);
     if (jit !== undefined && tree === undefined) {
       test.skip(`${f}: found with the kernel's JIT (${jit.describe}); skipped: no such tree${jit.jitSource !== undefined ? ` or no ${jit.jitSource}` : ""} here`, () => {});
       continue;
     }
     test(f, async () => {
-      const e = loadCorpusFile(join(dir, f));
       const kjit = tree === undefined ? undefined : new KernelJit({ tree, ...(jit?.jitSource !== undefined ? { jitSource: jit.jitSource } : {}) });
       try {
         const bmi2 = e.data.found.bmi2 ?? false;
