@@ -269,7 +269,7 @@ describe("corruption of a live stack slot changes the result", () => {
       const low = lowerPlan(p);
       const sc = parseScenario(low.file);
       const img = buildImage(sc.spec, baseline);
-      const where = new Map<bigint, { live: number; depth: number; pi: number; fi: number; pc: number }>();
+      const where = new Map<bigint, { live: number; depth: number; pi: number; pc: number }>();
       img.programs.forEach((q, pi) => {
         // the lowering's instructions as written; the JIT's after the verifier's fix-ups
         const { at } = fixupsWithMap(q.program, q.validated);
@@ -281,7 +281,7 @@ describe("corruption of a live stack slot changes the result", () => {
           // only, and no slot is live there anyway)
           frame.live.forEach((live, k) => {
             const a = f.insnAddrs[at[start + k]! - xstart]!;
-            if (live && k > 0 && !where.has(a)) where.set(a, { live, depth: frame.slot0, pi, fi, pc: start + k });
+            if (live && k > 0 && !where.has(a)) where.set(a, { live, depth: frame.slot0, pi, pc: start + k });
           });
         });
       });
