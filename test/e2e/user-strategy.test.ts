@@ -121,9 +121,12 @@ export default strategy;
 test("a hook that never returns is stopped by the watchdog: exit 2, naming the module, the hook and the function", async () => {
   const dir = mkdtempSync(join(tmpdir(), "stackcheck-loop-"));
   const file = join(dir, "loops.ts");
-  // modules of their own, importing nothing: loading them takes no time the watchdog could see
-  // (one importing this project's sources loads them again through tsx, over a second on a
-  // cold cache, which a 1 s --timeout would take for a hang)
+  // modules of their own, importing nothing, in an ES module package: loading them takes no
+  // time the watchdog could see (one importing this project's sources loads them again through
+  // tsx, over a second on a cold cache, which a 1 s --timeout would take for a hang; and the
+  // first CommonJS-scoped .ts file takes tsx 100-300 ms to set up for, which under `npm test`'s
+  // load with the tree tests took the pool threads' load past 1 s)
+  writeFileSync(join(dir, "package.json"), `{ "type": "module" }\n`);
   const standalone = (name: string, prologue: string) => `export default {
   name: "${name}", summary: "a test", recursionLimit: 1, privateMemory: () => [], frameRegister: () => "rbp",
   prologue: () => { ${prologue} }, epilogue: () => {}, call: (_e: unknown, _f: unknown, emit: () => void) => emit(),
