@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { Option, type Command } from "commander";
 import { TS_JIT, TS_JIT_BMI2, type JitBackend } from "../../jit/backend.ts";
 import { defaultTreeDir, KernelJit, openTree, TREE_ENV, TreeError, type KernelTree } from "../../jit/tree/index.ts";
-import { kernelBackend } from "../../jit/tree/backend.ts";
+import { kernelBackend, mustRunModelBpf } from "../../jit/tree/backend.ts";
 
 export interface JitFlags {
   readonly jit: "ts" | "kernel";
@@ -43,6 +43,7 @@ export function openJit(f: JitFlags, env: NodeJS.ProcessEnv = process.env): { re
     return { backend: f.bmi2 ? TS_JIT_BMI2 : TS_JIT, close: async () => {} };
   }
   const tree = treeFromFlags(f.kernelTree, env);
+  mustRunModelBpf(tree); // (jit-diff, which shows the differences, opens its tree itself)
   if (f.jitSource !== undefined && !existsSync(f.jitSource)) throw new TreeError("usage", `--jit-source ${f.jitSource}: no such file`);
   const kjit = new KernelJit({ tree, ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) });
   return { backend: kernelBackend(tree, kjit, f.jitSource, { bmi2: f.bmi2 ?? false }), close: () => kjit.close() };

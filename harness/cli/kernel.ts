@@ -6,7 +6,7 @@
 import { Option, type Command } from "commander";
 import { JSON_SCHEMA } from "./json.ts";
 import { buildShim, fetchTree, TREE_VERSIONS, type TreeVersion } from "../../jit/tree/index.ts";
-import { describeTree, treeHasPrivateStacks, treeJitOptions, TREE_STRATEGIES } from "../../jit/tree/backend.ts";
+import { describeTree, modelBpfDiffers, treeHasPrivateStacks, treeJitOptions, TREE_STRATEGIES } from "../../jit/tree/backend.ts";
 import { addTreeOptions, treeFromFlags } from "./jit-option.ts";
 import { int } from "./options.ts";
 
@@ -33,15 +33,19 @@ export function addKernelCommands(program: Command, out: (s: string) => void, er
     .action((f: { kernelTree?: string; jitSource?: string; json?: boolean }) => {
       const tree = treeFromFlags(f.kernelTree);
       const shim = buildShim(tree, { ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}), onProgress: (l) => err(`${l}\n`) });
-      const strategies = treeHasPrivateStacks(tree) ? [...TREE_STRATEGIES] : ["baseline"];
+      // a tree that does not take the model's programs runs none of them (jit-diff only)
+      const differs = modelBpfDiffers(tree);
+      const strategies = differs.length > 0 ? [] : treeHasPrivateStacks(tree) ? [...TREE_STRATEGIES] : ["baseline"];
       const config = Object.fromEntries(Object.entries(tree.config).filter(([, v]) => v !== undefined));
       if (f.json) {
-        out(`${JSON.stringify({ schema: JSON_SCHEMA, dir: tree.dir, version: tree.version, jitSource: f.jitSource ?? tree.jitSource, jitSourceHash: shim.jitSourceHash, strategies, options: treeJitOptions(tree), config, shim: { path: shim.path, built: shim.built, seconds: shim.seconds } }, null, 2)}\n`);
+        out(`${JSON.stringify({ schema: JSON_SCHEMA, dir: tree.dir, version: tree.version, jitSource: f.jitSource ?? tree.jitSource, jitSourceHash: shim.jitSourceHash, strategies, ...(differs.length > 0 ? { notModelBpf: differs } : {}), options: treeJitOptions(tree), config, shim: { path: shim.path, built: shim.built, seconds: shim.seconds } }, null, 2)}\n`);
         return;
       }
       out([
         describeTree(tree, f.jitSource),
-        `strategies (--jit kernel): ${strategies.join(", ")}`,
+        differs.length > 0
+          ? `strategies (--jit kernel): none; the tree does not take the programs the model makes (7.2's), only jit-diff runs on it:${differs.map((w) => `\n  - ${w}`).join("")}`
+          : `strategies (--jit kernel): ${strategies.join(", ")}`,
         `JIT options: endbr64 ${treeJitOptions(tree).ibt ? "on" : "off"} (X86_KERNEL_IBT), int3 after ret ${treeJitOptions(tree).sls ? "on" : "off"} (MITIGATION_SLS)`,
         `Kconfig: ${Object.entries(config).map(([k, v]) => `${k}=${v}`).join(" ")}`,
         `shim: ${shim.path} (${shim.built ? `built in ${shim.seconds} s` : "cached"})`,

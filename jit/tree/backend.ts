@@ -11,9 +11,11 @@
 // A strategy is what the tree implements: `r9-private` is the tree's private stacks where its
 // verifier rules give one (7.x; 6.12 has none), `baseline` the same JIT with none. Any other
 // design is not in a tree.
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { helperOrFixupById, kfuncById } from "../bpf/abi.ts";
 import type { BpfInsn } from "../bpf/insn.ts";
-import { BPF_CALL, BPF_CLASS, BPF_EXIT, BPF_HELPER_CALL, BPF_JMP, BPF_OP, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL } from "../bpf/opcodes.ts";
+import { BPF_CALL, BPF_CLASS, BPF_EXIT, BPF_HELPER_CALL, BPF_JMP, BPF_OP, BPF_PSEUDO_CALL, BPF_PSEUDO_KFUNC_CALL, BPF_REG_AX } from "../bpf/opcodes.ts";
 import type { ProgType, Program } from "../bpf/program.ts";
 import type { Validated } from "../bpf/validate.ts";
 import type { JitBackend } from "../backend.ts";
@@ -24,6 +26,7 @@ import { jitStackDepths, StrategyError, type JitOptions, type PlacedPrivate, typ
 import { privateStackRequests } from "../strategies/r9-private.ts";
 import { KernelJitError, type KernelJit } from "./child.ts";
 import type { FuncResult, JitRequest } from "./protocol.ts";
+import { TreeError } from "./errors.ts";
 import { sha256File, type KernelTree } from "./tree.ts";
 
 /** The designs a tree implements (see the header). */
@@ -48,6 +51,58 @@ export function treeJitOptions(tree: KernelTree): JitOptions {
 
 /** Whether the tree has private stacks (v6.13+). */
 export const treeHasPrivateStacks = (tree: KernelTree): boolean => tree.versionCode[0] > 6 || (tree.versionCode[0] === 6 && tree.versionCode[1] >= 13);
+
+/** A tree's header, or "" if it has none. */
+const header = (tree: KernelTree, file: string): string => {
+  try {
+    return readFileSync(join(tree.dir, file), "utf8");
+  } catch {
+    return "";
+  }
+};
+
+/**
+ * BPF_REG_AX's register number in a tree (include/linux/filter.h): `MAX_BPF_REG` (11, to 6.x)
+ * or `(MAX_BPF_REG + 1)` (12, from 7.x, which put BPF_REG_PARAMS first); undefined if the
+ * header says neither.
+ */
+export function treeRegAx(tree: KernelTree): number | undefined {
+  const m = /^#define\s+BPF_REG_AX\s+\(?\s*MAX_BPF_REG\s*(?:\+\s*(\d+)\s*)?\)?\s*$/m.exec(header(tree, "include/linux/filter.h"));
+  return m ? 11 + Number(m[1] ?? 0) : undefined;
+}
+
+/**
+ * Why the programs the model makes are not the tree's to run, if they are not: the harness gives
+ * a tree's JIT what 7.2's verifier gives 7.2's (its instruction set, its fix-ups, which use
+ * BPF_REG_AX), so a tree whose verifier speaks another BPF reads some of them as other
+ * programs. 6.12 does, twice: its BPF_REG_AX is register 11, where the fix-ups' register 12 is
+ * the JIT's AUX_REG (r11), and it has no load-acquire, whose BPF_ATOMIC imm 0x100 its
+ * emit_atomic() takes as a u8, BPF_ADD: `r1 = load_acquire((u64 *)(r10 -8))` becomes
+ * `lock add %rbp,-0x8(%rdi)` (arch/x86/net/bpf_jit_comp.c, 6.12: do_jit() passes insn->imm to
+ * `emit_atomic(u8 **pprog, u8 atomic_op, ...)`). 6.12's own verifier refuses that instruction
+ * (check_atomic(): "invalid atomic opcode"), so no 6.12 kernel runs it; a campaign would call
+ * it a failure. None: the tree's BPF is the model's, as far as these two tell.
+ */
+export function modelBpfDiffers(tree: KernelTree): string[] {
+  const why: string[] = [];
+  const ax = treeRegAx(tree);
+  if (ax !== BPF_REG_AX) {
+    why.push(ax === undefined
+      ? "its include/linux/filter.h defines BPF_REG_AX in no form the harness reads"
+      : `its BPF_REG_AX is register ${ax} (include/linux/filter.h), where the model's fix-ups put register ${BPF_REG_AX}, another register to its JIT${ax === 11 ? " (AUX_REG, r11)" : ""}`);
+  }
+  if (!/^#define\s+BPF_LOAD_ACQ\b/m.test(header(tree, "include/uapi/linux/bpf.h"))) {
+    why.push("it has no load-acquire or store-release (no BPF_LOAD_ACQ in include/uapi/linux/bpf.h): its JIT takes the model's load-acquire for an atomic add");
+  }
+  return why;
+}
+
+/** Refuse a tree whose BPF is not the model's for commands that run the model's programs on its JIT (modelBpfDiffers()). */
+export function mustRunModelBpf(tree: KernelTree): void {
+  const why = modelBpfDiffers(tree).map((w) => `\n  - ${w}`).join("");
+  if (why === "") return;
+  throw new TreeError("usage", `--jit kernel: the kernel tree ${tree.dir} (${tree.version}) does not take the programs the model makes (7.2's instruction set and verifier fix-ups), so campaigns, runs and listings on it would show the differences as failures:${why}\n  (its JIT against the model's, the differences shown: npx stackcheck jit-diff --kernel-tree ${tree.dir}; a tree that takes them: the 7.2 one)`, "npx stackcheck kernel fetch");
+}
 
 /** Refuse a design the tree does not implement, saying which it does. */
 export function mustBeTreeStrategy(tree: KernelTree, strategy: Strategy): void {

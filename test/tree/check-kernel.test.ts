@@ -8,9 +8,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, test } from "vitest";
 import { cli } from "../helpers/cli.ts";
-import { treeHasPrivateStacks } from "../../jit/tree/backend.ts";
+import { modelBpfDiffers, treeHasPrivateStacks } from "../../jit/tree/backend.ts";
 import { defaultTreeDir, TREE_VERSIONS } from "../../jit/tree/index.ts";
-import { patched, PATCHES, treeOrSkip } from "./helpers.ts";
+import { otherTree, patched, PATCHES, treeOrSkip } from "./helpers.ts";
 import { hostTimeout } from "../helpers/runs.ts";
 
 const tree = treeOrSkip();
@@ -28,7 +28,35 @@ interface CheckJson {
   report?: string;
 }
 
-if (tree !== undefined) describe(`--jit kernel on ${tree.dir} (${tree.version})`, () => {
+// A tree whose BPF is not the model's (6.12) runs none of the model's programs: the refusal is
+// tested below on it, the campaigns on the main tree when it does take them.
+const takes = (t: typeof tree) => t !== undefined && modelBpfDiffers(t).length === 0;
+const refusing = [tree, tree === undefined ? undefined : otherTree(tree)].find((t) => t !== undefined && !takes(t));
+
+if (refusing !== undefined) describe(`--jit kernel on ${refusing.dir} (${refusing.version}), which does not take the model's programs`, () => {
+  const tf = ["--jit", "kernel", "--kernel-tree", refusing.dir];
+  test("check, run, disasm, replay and matrix are an input error naming each difference and jit-diff; kernel info lists no strategy", async () => {
+    const lines = (out: string) => out.split("\n").filter((l) => l.startsWith("  - "));
+    const said = [
+      `  - its BPF_REG_AX is register 11 (include/linux/filter.h), where the model's fix-ups put register 12, another register to its JIT (AUX_REG, r11)`,
+      `  - it has no load-acquire or store-release (no BPF_LOAD_ACQ in include/uapi/linux/bpf.h): its JIT takes the model's load-acquire for an atomic add`,
+    ];
+    for (const args of [["check", "--strategy", "baseline", "--runs", "5", "--seed", "1"], ["run", "test/scenarios/nested.json"], ["disasm", "test/scenarios/nested.json"],
+      ["replay", "test/corpus/split-stack-truncated-20261124.json"], ["matrix", "--runs", "1"]]) {
+      const r = await cli(...args, ...tf);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.out).toContain(`--jit kernel: the kernel tree ${refusing.dir} (${refusing.version}) does not take the programs the model makes`);
+      expect(lines(r.out)).toEqual(said);
+      expect(r.out).toContain(`npx stackcheck jit-diff --kernel-tree ${refusing.dir}`);
+    }
+    const info = await cli("kernel", "info", "--kernel-tree", refusing.dir);
+    expect(info.code).toBe(0);
+    expect(info.out).toContain("strategies (--jit kernel): none; the tree does not take the programs the model makes (7.2's), only jit-diff runs on it:");
+    expect(lines(info.out)).toEqual(said);
+  }, hostTimeout(120_000));
+});
+
+if (tree !== undefined && takes(tree)) describe(`--jit kernel on ${tree.dir} (${tree.version})`, () => {
   const t = tree;
   const tf = ["--jit", "kernel", "--kernel-tree", t.dir];
   const strategies = treeHasPrivateStacks(t) ? ["r9-private", "baseline"] : ["baseline"];
