@@ -5,9 +5,13 @@
 //     boundary left behind, on that stack, is live data of the contexts outside it, so no code
 //     inside may write there. On a private stack the outer contexts' rsp is elsewhere (r9-style
 //     designs keep rsp on the kernel stack), so there a context owns what it wrote: from the
-//     lowest byte it wrote to the highest. A private allocation may hold several stacks (one
-//     slot per recursion level), so there even a boundary's rsp only marks live data up to the
-//     highest byte the outer contexts wrote, not up to the allocation's top.
+//     lowest byte it wrote to the highest, until the function whose allocation it is returns
+//     (its last activation in the context: a subprog's private frame is dead once it has
+//     returned, as a kernel-stack frame is below rsp; the allocation's owner is the function
+//     that asked for it, main for a design that puts its subprogs' frames there too). A private
+//     allocation may hold several stacks (one slot per recursion level), so there even a
+//     boundary's rsp only marks live data up to the highest byte the outer contexts wrote, not
+//     up to the allocation's top.
 //   - private-stack accesses in bounds: a write into a guard word (kernel/bpf/core.c,
 //     priv_stack_init_guard()), or a read of one by BPF code, is reported when it happens, with
 //     the instruction that did it (the kernel only notices a changed guard at teardown,
@@ -24,7 +28,11 @@ import { TASK, PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_P
 import { kernelStacks, privateStacks } from "../../jit/private-stacks.ts";
 import { PerTask, type Oracle, type Range } from "./types.ts";
 
-interface Area { readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean; /** where pushes start */ readonly top: bigint }
+interface Area {
+  readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean; /** where pushes start */ readonly top: bigint;
+  /** A private stack's owner: the function whose allocation it is (program index, function name). */
+  readonly owner?: { readonly program: number; readonly func: string };
+}
 
 interface Context {
   /** The boundary activation's return-address (or hardware-frame RIP) slot, to match its return. */
@@ -37,6 +45,8 @@ interface Context {
   readonly program?: number;
   /** The bytes [low, high) this context wrote on each private stack. */
   readonly written: Map<Area, { low: bigint; high: bigint }>;
+  /** How many activations of each BPF function (by entry address) are live in this context. */
+  readonly live: Map<number, number>;
 }
 
 const MAX_REPORTS = 20;
@@ -86,15 +96,15 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     // task, IRQ, NMI: pushes start at the top
     ...kernelStacks(img).map((s) => ({ name: s.name.replace(/ stack$/, ""), begin: s.begin, end: s.end, top: s.end, private: false })),
     // every private stack (a per-level slot is a stack of its own)
-    ...privateStacks(img).map((x) => ({ name: x.name, begin: x.begin, end: x.end, top: x.top, private: true })),
+    ...privateStacks(img).map((x) => ({ name: x.name, begin: x.begin, end: x.end, top: x.top, private: true, owner: { program: x.program, func: x.func } })),
   ];
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
   const isBpf = (a: bigint) => m.symbols.lookup(a)?.kind === "bpf";
   // Per task: its live contexts, outermost (the task itself) first.
   const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, { ...v }]));
   const tasks = new PerTask<Context[]>(
-    () => [{ slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map() }],
-    (t) => t.map((c) => ({ ...c, written: copyWritten(c.written) })),
+    () => [{ slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map(), live: new Map() }],
+    (t) => t.map((c) => ({ ...c, written: copyWritten(c.written), live: new Map(c.live) })),
   );
   let running = 0;
   /** `task k`, and with several tasks the programs it is inside, with their attach paths. */
@@ -114,6 +124,11 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   // Which program a BPF instruction belongs to (its functions' images).
   const images = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({ program, base: f.image.base, end: f.image.end })));
   const programAt = (ip: bigint) => images.find((x) => ip >= x.base && ip < x.end)?.program;
+  // The private stacks each BPF function owns, by the function's image (any entry into it).
+  const owned = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({
+    base: f.image.base, end: f.image.end, areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
+  }))).filter((f) => f.areas.length > 0);
+  const ownedAt = (entry: bigint) => owned.find((x) => entry >= x.base && entry < x.end);
   /** An access, in a report (built only then: every stack write comes through the watchers). */
   const access = (write: boolean, size: number, addr: bigint, ip: bigint) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(ip)}`;
   /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
@@ -199,7 +214,23 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
 
   const enter = (a: Activation, entered: string, program?: number) => {
     const sp = a.rspRaw;
-    tasks.cur.push({ slot: a.slot, sp, area: areaOf(sp - 1n), entered, written: new Map(), ...(program === undefined ? {} : { program }) }); // sp may be a stack's top
+    tasks.cur.push({ slot: a.slot, sp, area: areaOf(sp - 1n), entered, written: new Map(), live: new Map(), ...(program === undefined ? {} : { program }) }); // sp may be a stack's top
+  };
+  /** A call into a function that owns private stacks: one more live activation of it in this context. */
+  const called = (a: Activation) => {
+    if (ownedAt(toCanonical(a.entry)) === undefined) return;
+    const live = tasks.cur[tasks.cur.length - 1]!.live;
+    live.set(a.entry, (live.get(a.entry) ?? 0) + 1);
+  };
+  /** Its return: at its last live activation in the context, what the context wrote on its stacks is dead. */
+  const returned = (a: Activation) => {
+    const f = ownedAt(toCanonical(a.entry));
+    if (f === undefined) return;
+    const c = tasks.cur[tasks.cur.length - 1]!;
+    const n = (c.live.get(a.entry) ?? 0) - 1;
+    if (n > 0) { c.live.set(a.entry, n); return; }
+    c.live.delete(a.entry);
+    for (const area of f.areas) c.written.delete(area);
   };
   const leave = (a: Activation) => {
     const ctxs = tasks.cur;
@@ -223,8 +254,12 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     onCall(a) {
       const entry = toCanonical(a.entry), site = toCanonical(a.site);
       if (isBpf(entry) && !isBpf(site)) enter(a, `${m.symbols.lookup(entry)!.name} (called from ${sym(site)})`, programAt(entry));
+      called(a);
     },
-    onReturn: leave,
+    onReturn(a) {
+      returned(a);
+      leave(a);
+    },
     onInterrupt(a) { enter(a, `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`); },
     onIret: leave,
     report: () => ({}),

@@ -69,6 +69,16 @@ describe("preemption and sleeps", () => {
     expect(o.checks.failures[1]!.message).toBe("probe returned 0000000000000009; the reference interpreter gives 0000000000000008");
   });
 
+  test("r9-private: a subprog's private frame is dead once it has returned: task 1's run over it, with task 0 asleep in main after f1 returned, is no failure", () => {
+    // (the memory oracle once kept a context's private-stack bytes live until the whole BPF
+    // call ended, and a campaign's r9-private counterexample was this shape; the corpus's
+    // r9-private-uprobe-two-tasks-memory-1.json, preempted inside f1, still fails)
+    const o = run("uprobe-dead-subprog.json", "r9-private");
+    expect(o.sched.sleeps).toBe(2);
+    expect(o.checks.invocations).toBe(2);
+    expect(firstFailure(o)).toBeUndefined();
+  });
+
   test("design (g): task 0's second nested run takes prog->active's level 2, the slot of task 1's live run", () => {
     for (const s of ["baseline", "r9-private"]) expect(firstFailure(run("limited-recursion-alias.json", s)), s).toBeUndefined();
     const o = run("limited-recursion-alias.json", "limited-recursion");
