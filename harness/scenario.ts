@@ -176,7 +176,10 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
       const where = e.issue.insn >= 0 ? `programs[${i}].funcs[${fi}].insns[${e.issue.insn}]` : `programs[${i}].funcs[${fi}]`;
       issues.push({ code: `verifier:${e.issue.rule}`, path: e.issue.rule === "attach" || (e.issue.rule === "sleepable" && e.issue.insn < 0) ? `programs[${i}].${e.issue.rule}` : where, message: `${p.name}/${e.issue.func}: ${e.issue.message}` });
     }
-    if (prog.sleepable && ((file.irq ?? []).some((a) => a.program === p.name) || file.nmi === p.name)) {
+    const byInterrupt = (file.irq ?? []).some((a) => a.program === p.name) || file.nmi === p.name;
+    if (byInterrupt && ATTACH_PATHS[attachOf(prog)].task) {
+      issues.push({ code: "task-path-in-interrupt", path: `programs[${i}].attach`, message: `${p.name} runs through ${attachOf(prog)}, which fires only in a task's own context, and an interrupt runs it (${TASK_ONLY_WHY})` });
+    } else if (prog.sleepable && byInterrupt) {
       issues.push({ code: "sleepable-in-interrupt", path: `programs[${i}].sleepable`, message: `${p.name} is sleepable and an interrupt runs it: hardirq and NMI context cannot sleep (its attach paths run in task context)` });
     }
     if (prog.sleepable && !tasks) issues.push({ code: "sleepable-without-tasks", path: `programs[${i}].sleepable`, message: `${p.name} is sleepable, and sleeping needs the scheduler: list the tasks under "tasks"` });
@@ -187,14 +190,19 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
   return { file, programs, spec: { programs, task, nested, irq, ...(nmi === undefined ? {} : { nmi }), ...(tasks ? { tasks } : {}) } };
 }
 
+/** Why a task-context path (jit/bpf/program.ts ATTACH_PATHS `task`) runs in no interrupt and inside no kfunc, for scenario errors. */
+const TASK_ONLY_WHY = "Linux 7.2 runs a uprobe program on the way back to user mode, uprobe_notify_resume(), and a faultable tracepoint's at syscall entry or exit";
+
 /**
  * What scx_sc_run_nested() may not do. Which programs a program can run through it: the
  * `nested` entry its `r1 = <index>` names right before the call (the form generated programs
  * have), or, when the index is not such a constant, every one. Then:
+ *   - a program on a path that fires only in a task's own context (uprobe, uprobe_multi,
+ *     tp_faultable: ATTACH_PATHS `task`) must not be reachable at all, nor run by an interrupt.
+ *     That also rules out the recursion no counter would stop: the paths with no counter are
+ *     the uprobes;
  *   - a sleepable program must not be reachable from a program that cannot sleep (it would
- *     sleep in atomic context: "scheduling while atomic"; interrupts never run sleepable ones);
- *   - programs whose paths have no recursion counter (uprobe, uprobe_multi) must not be able to
- *     run each other in a cycle: nothing would stop the recursion.
+ *     sleep in atomic context: "scheduling while atomic"; interrupts never run sleepable ones).
  */
 function nestingIssues(file: ScenarioFile, programs: readonly Program[]): ScenarioIssue[] {
   const nested = (file.nested ?? []).map((n) => programs.findIndex((p) => p.name === n));
@@ -214,29 +222,11 @@ function nestingIssues(file: ScenarioFile, programs: readonly Program[]): Scenar
   programs.forEach((q, qi) => {
     for (const t of runs[qi]!) {
       const p = programs[t]!;
-      if (p.sleepable && !q.sleepable) issues.push({ code: "sleep-in-atomic", path: `nested[${nested.indexOf(t)}]`, message: `${p.name} is sleepable, and ${q.name}, which cannot sleep, runs it through scx_sc_run_nested(): make ${q.name} sleepable too, or ${p.name} not` });
+      if (ATTACH_PATHS[attachOf(p)].task) {
+        issues.push({ code: "task-path-nested", path: `nested[${nested.indexOf(t)}]`, message: `${p.name} runs through ${attachOf(p)}, which fires only in a task's own context, and ${q.name} runs it through scx_sc_run_nested(), from inside BPF code (${TASK_ONLY_WHY})` });
+      } else if (p.sleepable && !q.sleepable) issues.push({ code: "sleep-in-atomic", path: `nested[${nested.indexOf(t)}]`, message: `${p.name} is sleepable, and ${q.name}, which cannot sleep, runs it through scx_sc_run_nested(): make ${q.name} sleepable too, or ${p.name} not` });
     }
   });
-  // cycles among counterless programs: depth-first from each
-  const counterless = (i: number) => ATTACH_PATHS[attachOf(programs[i]!)].counter === "none";
-  const onCycle = (start: number): number[] | undefined => {
-    const walk = (i: number, path: number[]): number[] | undefined => {
-      for (const t of runs[i]!) {
-        if (!counterless(t)) continue;
-        if (t === start) return [...path, t];
-        if (!path.includes(t)) { const c = walk(t, [...path, t]); if (c) return c; }
-      }
-      return undefined;
-    };
-    return counterless(start) ? walk(start, [start]) : undefined;
-  };
-  for (let i = 0; i < programs.length; i++) {
-    const c = onCycle(i);
-    if (c) {
-      issues.push({ code: "unbounded-nesting", path: `nested[${nested.indexOf(i)}]`, message: `${c.map((k) => programs[k]!.name).join(" -> ")}: programs on paths with no recursion counter (${[...new Set(c.map((k) => attachOf(programs[k]!)))].join(", ")}) run each other through scx_sc_run_nested() in a cycle: nothing would stop the recursion` });
-      break;
-    }
-  }
   return issues;
 }
 

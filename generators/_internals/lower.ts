@@ -129,7 +129,14 @@ function lowerPrograms(plan: Plan): LoweredPrograms {
   const attach = progs.map((p, i) => attachFor(p, types[i]!, tasks, plan.countedPaths === true));
   const counters = recursionCounters(types.map((t, i) => typeOnly(t, progs[i]!.privStackRequested === true, attach[i])));
   const vectors = tasks ? TASK_IRQ_VECTORS : IRQ_VECTORS;
-  const irq = upTo(plan.irq, vectors.length).map((ref, k) => ({ vector: vectors[k]!, program: wrap(ref, n) }));
+  // Paths that fire only in a task's own context (uprobes, faultable tracepoints: ATTACH_PATHS
+  // `task`) run in no interrupt and through no kfunc: an interrupt runs the first program from
+  // its reference on that is on another path (none: the IRQ is left out), a nested run skips them.
+  const taskOnly = attach.map((a) => ATTACH_PATHS[a].task);
+  const irq = upTo(plan.irq, vectors.length).flatMap((ref, k) => {
+    const program = Array.from({ length: n }, (_, d) => wrap(ref + d, n)).find((c) => !taskOnly[c]);
+    return program === undefined ? [] : [{ vector: vectors[k]!, program }];
+  });
   const nmiRef = plan.nmi !== null && plan.nmi !== undefined ? wrap(plan.nmi, n) : undefined;
   // Sleeping is only for task context (kernel/sched/core.c __schedule_bug(): "scheduling while
   // atomic"): a program sleeps only if its path allows it, no interrupt runs it, and every
@@ -142,7 +149,7 @@ function lowerPrograms(plan: Plan): LoweredPrograms {
   }
   const lowered: LoweredProgram[] = new Array(n);
   for (let i = n - 1; i >= 0; i--) {
-    lowered[i] = lowerProgram(progs[i]!, i, types[i]!, counters[i]!, n, nestLimit, lowered, i === 0 && plan.spinLoops === true, { attach: attach[i]!, sleepable: sleepable[i]!, tasks });
+    lowered[i] = lowerProgram(progs[i]!, i, types[i]!, counters[i]!, n, nestLimit, lowered, i === 0 && plan.spinLoops === true, { attach: attach[i]!, sleepable: sleepable[i]!, tasks, taskOnly });
   }
 
   const names = progs.map((_, i) => progName(i));
@@ -151,7 +158,7 @@ function lowerPrograms(plan: Plan): LoweredPrograms {
   let nmi: number | undefined;
   for (let k = 0; nmiRef !== undefined && k < n && nmi === undefined; k++) {
     const c = (nmiRef + k) % n;
-    if (lowered[c]!.height <= NMI_NEST_LIMIT && !sleepable[c]) nmi = c;
+    if (lowered[c]!.height <= NMI_NEST_LIMIT && !sleepable[c] && !taskOnly[c]) nmi = c;
   }
   const shapes = lowered.map((l) => l.shape);
   const tl = timeline(shapes, 0);
@@ -159,7 +166,7 @@ function lowerPrograms(plan: Plan): LoweredPrograms {
 }
 
 function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number, n: number, nestLimit: number, later: readonly LoweredProgram[], spinLoop: boolean,
-  run: { readonly attach: AttachPath; readonly sleepable: boolean; readonly tasks: boolean }): LoweredProgram {
+  run: { readonly attach: AttachPath; readonly sleepable: boolean; readonly tasks: boolean; readonly taskOnly: readonly boolean[] }): LoweredProgram {
   const given = upTo(p.funcs, MAX_FUNCS);
   const funcs = given.length ? given : [EMPTY_FUNC];
   const m = funcs.length;
@@ -167,14 +174,15 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
   const bodies: LoweredBody[] = new Array(m);
   let height = 0;
   // A nested run: a later program, or, from the last program, itself (refused: prog->active),
-  // unless its path has no counter (uprobes), where that would recurse: an index the kfunc rejects.
+  // unless its path has no counter (uprobes), where that would recurse, or fires only in task
+  // context: an index the kfunc rejects.
   const nested = (target: number): { index: number; callee: Callee; cost: number } => {
-    if (i === n - 1 && ATTACH_PATHS[run.attach].counter === "none") return { index: n, callee: { kind: "einval" }, cost: KFUNC_EINVAL };
+    if (i === n - 1 && (ATTACH_PATHS[run.attach].counter === "none" || run.taskOnly[i])) return { index: n, callee: { kind: "einval" }, cost: KFUNC_EINVAL };
     if (i === n - 1) return { index: i, callee: { kind: "nested", prog: i }, cost: KFUNC_ENTER + RUNNER_REFUSED + KFUNC_EXIT };
-    // Too deep for nestLimit: the next later program that nests less; with none (nestLimit 0),
-    // still call the kfunc, with an index it rejects (-EINVAL).
+    // Too deep for nestLimit, or on a task-context path: the next later program that is
+    // neither; with none (nestLimit 0), still call the kfunc, with an index it rejects (-EINVAL).
     let j = i + 1 + wrap(target, n - i - 1);
-    while (j < n && 1 + later[j]!.height > nestLimit) j++;
+    while (j < n && (1 + later[j]!.height > nestLimit || run.taskOnly[j])) j++;
     if (j === n) return { index: n, callee: { kind: "einval" }, cost: KFUNC_EINVAL };
     height = Math.max(height, 1 + later[j]!.height);
     return { index: j, callee: { kind: "nested", prog: j }, cost: nestedRunCost(later[j]!.mainCost) };

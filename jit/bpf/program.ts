@@ -21,20 +21,25 @@ export type ProgType = (typeof PROG_TYPES)[number];
  *     with PREEMPT_RCU rcu_read_lock() does not disable it): kprobe handlers, perf tracepoints
  *     (guard(preempt_notrace)) and perf overflow handlers do not;
  *   - sleepable: a sleepable program may be attached there (verifier.c can_be_sleepable():
- *     KPROBE only for uprobes, TRACEPOINT only for faultable tracepoints).
+ *     KPROBE only for uprobes, TRACEPOINT only for faultable tracepoints);
+ *   - task: the path fires only in a task's own context, never in an interrupt or inside
+ *     kernel code a BPF program called: a uprobe from the breakpoint of user code, on the way
+ *     back to user mode (kernel/entry/common.c → kernel/events/uprobes.c
+ *     uprobe_notify_resume() → handle_swbp()), a faultable tracepoint at syscall entry or exit
+ *     (kernel/trace/trace_syscalls.c → trace_call_bpf_faultable(), 7.2's syscall tracepoints).
  * `types`: the program types that attach through it.
  */
 export const ATTACH_PATHS = {
-  kprobe: { types: ["kprobe"], counter: "global", preemptible: false, sleepable: false },
-  kprobe_multi: { types: ["kprobe"], counter: "global", preemptible: false, sleepable: false },
-  uprobe: { types: ["kprobe"], counter: "none", preemptible: true, sleepable: true },
-  uprobe_multi: { types: ["kprobe"], counter: "none", preemptible: true, sleepable: true },
-  tracepoint: { types: ["tracepoint"], counter: "global", preemptible: false, sleepable: false },
-  tp_faultable: { types: ["tracepoint"], counter: "prog", preemptible: true, sleepable: true },
-  perf_event: { types: ["perf_event"], counter: "global", preemptible: false, sleepable: false },
-  raw_tp: { types: ["raw_tp"], counter: "prog", preemptible: true, sleepable: true },
-  trampoline: { types: ["tracing", "struct_ops"], counter: "prog", preemptible: true, sleepable: true },
-} as const satisfies Record<string, { types: readonly ProgType[]; counter: "global" | "prog" | "none"; preemptible: boolean; sleepable: boolean }>;
+  kprobe: { types: ["kprobe"], counter: "global", preemptible: false, sleepable: false, task: false },
+  kprobe_multi: { types: ["kprobe"], counter: "global", preemptible: false, sleepable: false, task: false },
+  uprobe: { types: ["kprobe"], counter: "none", preemptible: true, sleepable: true, task: true },
+  uprobe_multi: { types: ["kprobe"], counter: "none", preemptible: true, sleepable: true, task: true },
+  tracepoint: { types: ["tracepoint"], counter: "global", preemptible: false, sleepable: false, task: false },
+  tp_faultable: { types: ["tracepoint"], counter: "prog", preemptible: true, sleepable: true, task: true },
+  perf_event: { types: ["perf_event"], counter: "global", preemptible: false, sleepable: false, task: false },
+  raw_tp: { types: ["raw_tp"], counter: "prog", preemptible: true, sleepable: true, task: false },
+  trampoline: { types: ["tracing", "struct_ops"], counter: "prog", preemptible: true, sleepable: true, task: false },
+} as const satisfies Record<string, { types: readonly ProgType[]; counter: "global" | "prog" | "none"; preemptible: boolean; sleepable: boolean; task: boolean }>;
 export type AttachPath = keyof typeof ATTACH_PATHS;
 export const ATTACH_PATH_NAMES = Object.keys(ATTACH_PATHS) as AttachPath[];
 

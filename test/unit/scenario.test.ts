@@ -84,23 +84,36 @@ describe("bad scenarios are named precisely", () => {
     expect(issues({ ...v2, programs: [sleeps] })).toEqual(["programs[0].funcs[0].insns[0]: p/main: sleepable helper bpf_sc_sleep#4 in non-sleepable prog"]);
     expect(parseScenario({ ...v2, task: undefined, tasks: ["p", "p"], programs: [{ ...sleeps, attach: "uprobe", sleepable: true }] }).spec.tasks).toEqual([0, 0]);
   });
-  test("what the kfunc may run: nothing sleepable from a program that cannot sleep, no cycle without a recursion counter", () => {
+  test("what the kfunc may run: nothing sleepable from a program that cannot sleep, nothing on a task-context path", () => {
     const fn = (insns: number[][]) => [{ name: "main", stackDepth: 0, insns }];
     const nests = fn([[0xb7, 1, 0, 0, 0], [0x85, 0, 2, 0, 1000], [0x95, 0, 0, 0, 0]]);
     const sleeps = fn([[0x85, 0, 0, 0, 4], [0x95, 0, 0, 0, 0]]);
+    const plain = fn([[0xb7, 0, 0, 0, 0], [0x95, 0, 0, 0, 0]]);
     const base = { version: 2, tasks: ["q"], nested: ["p"] };
-    expect(issues({ ...base, programs: [{ name: "q", type: "kprobe", funcs: nests }, { name: "p", type: "kprobe", attach: "uprobe", sleepable: true, funcs: sleeps }] })).toEqual([
+    // a sleepable fentry program (tracing, through the trampoline)
+    const p = { name: "p", type: "tracing", sleepable: true, funcs: sleeps };
+    expect(issues({ ...base, programs: [{ name: "q", type: "kprobe", funcs: nests }, p] })).toEqual([
       "nested[0]: p is sleepable, and q, which cannot sleep, runs it through scx_sc_run_nested(): make q sleepable too, or p not",
     ]);
     // the same with a sleepable caller is fine
-    expect(parseScenario({ ...base, programs: [{ name: "q", type: "kprobe", attach: "uprobe", sleepable: true, funcs: nests }, { name: "p", type: "kprobe", attach: "uprobe", sleepable: true, funcs: sleeps }] }).spec.tasks).toEqual([0]);
+    expect(parseScenario({ ...base, programs: [{ name: "q", type: "kprobe", attach: "uprobe", sleepable: true, funcs: nests }, p] }).spec.tasks).toEqual([0]);
     // r1 may come from elsewhere when a jump lands on the call: every nested program counts
     const jumps = fn([[0xb7, 1, 0, 0, 1], [0x15, 1, 0, 1, 1], [0xb7, 1, 0, 0, 0], [0x85, 0, 2, 0, 1000], [0x95, 0, 0, 0, 0]]);
-    expect(issues({ ...base, nested: ["p", "q"], programs: [{ name: "q", type: "kprobe", funcs: jumps }, { name: "p", type: "kprobe", attach: "uprobe", sleepable: true, funcs: sleeps }] })[0])
+    expect(issues({ ...base, nested: ["p", "q"], programs: [{ name: "q", type: "kprobe", funcs: jumps }, p] })[0])
       .toMatch(/^nested\[0\]: p is sleepable, and q, which cannot sleep, runs it/);
-    // a uprobe program running itself: r1 names nested[0], itself
+    // a uprobe or a faultable tracepoint fires only in its task's own context: no kfunc runs one
+    // (and so no uprobe program, with no recursion counter, runs itself)
+    const why = "Linux 7.2 runs a uprobe program on the way back to user mode, uprobe_notify_resume(), and a faultable tracepoint's at syscall entry or exit";
     expect(issues({ version: 2, tasks: ["u"], nested: ["u"], programs: [{ name: "u", type: "kprobe", attach: "uprobe", funcs: nests }] })).toEqual([
-      "nested[0]: u -> u: programs on paths with no recursion counter (uprobe) run each other through scx_sc_run_nested() in a cycle: nothing would stop the recursion",
+      `nested[0]: u runs through uprobe, which fires only in a task's own context, and u runs it through scx_sc_run_nested(), from inside BPF code (${why})`,
+    ]);
+    expect(issues({ ...base, programs: [{ name: "q", type: "kprobe", funcs: nests }, { name: "p", type: "tracepoint", attach: "tp_faultable", funcs: plain }] })).toEqual([
+      `nested[0]: p runs through tp_faultable, which fires only in a task's own context, and q runs it through scx_sc_run_nested(), from inside BPF code (${why})`,
+    ]);
+    // nor an interrupt
+    expect(issues({ version: 2, tasks: ["u"], irq: [{ vector: 34, program: "u" }], nmi: "v", programs: [{ name: "u", type: "kprobe", attach: "uprobe_multi", funcs: plain }, { name: "v", type: "tracepoint", attach: "tp_faultable", funcs: plain }] })).toEqual([
+      `programs[0].attach: u runs through uprobe_multi, which fires only in a task's own context, and an interrupt runs it (${why})`,
+      `programs[1].attach: v runs through tp_faultable, which fires only in a task's own context, and an interrupt runs it (${why})`,
     ]);
     // with a counter (kprobe: bpf_prog_active) the second run is refused: fine
     expect(parseScenario({ version: 2, tasks: ["u"], nested: ["u"], programs: [{ name: "u", type: "kprobe", funcs: nests }] }).spec.nested).toEqual([0]);

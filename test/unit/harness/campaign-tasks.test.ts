@@ -12,19 +12,22 @@ const where = (r: CampaignResult) => `seed ${r.seed}, path ${r.path}`;
 
 // Tasks and preemption (kernel-model-7.2.md A.4): the uprobe paths run programs with no
 // recursion counter, preemptibly; r9-private gives a KPROBE program a private stack all the same.
-// Counterexamples name the two writers: two tasks, or a task and an interrupt running the program.
+// Counterexamples name the two writers: two tasks running the program.
 describe("tasks and preemption", () => {
   test("r9-private on every attach path: a uprobe program's private stack is written by a second run of it", () => {
-    const r = runCampaign({ strategy: strategy("r9-private"), unwinder: "frame", policy: "strict", runs: 400, seed: SEED, constraints: { maxPrograms: 2, maxFuncs: 2, maxItems: 6 } });
+    // a search at a seed where it is found soon (after 18 scenarios; at the default seed after
+    // 1,841, at seeds 1-7 after 18 to 2,860): the campaign's seed, not FC_SEED's
+    const r = runCampaign({ strategy: strategy("r9-private"), unwinder: "frame", policy: "strict", runs: 300, seed: 2, constraints: { maxPrograms: 2, maxFuncs: 2, maxItems: 6 } });
     expect(r.ok, "r9-private is not sound on the uprobe paths").toBe(false);
     const cx = r.counterexample!;
     expect(["memory", "semantics"], where(r)).toContain(cx.verdict.failure!.what);
     const file = cx.scenario.file;
     const uprobes = file.programs.filter((p) => p.attach === "uprobe" || p.attach === "uprobe_multi").map((p) => p.name);
     expect(uprobes.length, where(r)).toBeGreaterThan(0);
-    // the second run: another task, or an interrupt's run of the same program
-    const second = (file.tasks ?? []).filter((t) => uprobes.includes(t)).length >= 2 || (file.irq ?? []).some((a) => uprobes.includes(a.program)) || uprobes.includes(file.nmi ?? "");
-    expect(second, where(r)).toBe(true);
+    // the second run: another task's (a uprobe fires only in its task's own context: no
+    // interrupt or kfunc runs the program, jit/bpf/program.ts ATTACH_PATHS)
+    expect((file.tasks ?? []).filter((t) => uprobes.includes(t)).length, where(r)).toBeGreaterThanOrEqual(2);
+    expect([...(file.irq ?? []).map((a) => a.program), file.nmi].filter((x) => x !== undefined && uprobes.includes(x)), where(r)).toEqual([]);
     expect(cx.scenario.programs.length, where(r)).toBeLessThanOrEqual(2);
     // the write lands in the uprobe program's private stack, written by the run that is still live
     if (cx.verdict.failure!.what === "memory") expect(cx.verdict.failure!.message).toMatch(new RegExp(`private (${uprobes.join("|")})/\\w+ stack .*(still live|switched out)`));
