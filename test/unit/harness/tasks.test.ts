@@ -132,6 +132,8 @@ describe("walks of blocked tasks (arch_stack_walk_reliable(), as livepatch makes
       expect(w.map((s) => [s.class, s.failed]), u).toEqual([["FLAGGED", false], ["FLAGGED", false]]);
       // ORC stops at the BPF frame: the fp guess with the error set
       expect(w[0]!.unwound.at(-1)!.symbol, u).toMatch(/^bpf_prog_\w+_main\+0x2a$/);
+      // and the report says so (it once said "the unwind was done (no reason recorded)")
+      expect(w[0]!.stopped, u).toMatch(/^the unwinder's error flag was set \(unwind_error\(\)\); on the way, ORC had no data for bpf_prog_\w+_main\+0x2a and guessed a frame-pointer frame/);
     }
   });
 
