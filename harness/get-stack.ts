@@ -10,7 +10,10 @@
 //     up to the tracepoint's (first_frame = its frame): it must chain through the program's
 //     frames, and reports only what is above them;
 //   - kprobe: the ctx is the probe's pt_regs (the int3 trap's, X86_EFLAGS_FIXED): regs->ip, then
-//     the walk from those regs, the probed context's frames only;
+//     the walk from those regs, the probed context's frames only. Through a uprobe the ctx is
+//     the task's user-mode pt_regs, and get_perf_callchain() (kernel/events/callchain.c) walks
+//     no kernel stack for them (`if (kernel && !user_mode(regs))`): bpf_get_stack() returns no
+//     entries, a walk of nothing;
 //   - perf_event: bpf_get_stack_proto_pe() walks from the sampled regs: the perf NMI's pt_regs;
 //   - struct_ops programs cannot call bpf_get_stack() (their protos come from
 //     bpf_base_func_proto()); the kernel functions they call that dump a stack
@@ -19,6 +22,7 @@
 // stands for the tracepoint (its caller's frame is perf_trace_<event>'s) and for the kprobe
 // (probed at the runner's first instruction, before its frame exists).
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
+import { attachOf } from "../jit/bpf/program.ts";
 import type { Machine, TruthEntry } from "./machine/index.ts";
 import type { Image } from "../jit/image.ts";
 import { archStackWalk, perfCallchainKernel, type Unwinder, type Walk } from "../unwinder/index.ts";
@@ -64,7 +68,9 @@ export function getStackSample(img: Image, m: Machine, truth: readonly TruthEntr
       }
       return fromProbe("from the event's regs (at the runner's entry)");
     }
-    case "kprobe": return fromProbe("from the kprobe's regs (int3 at the runner's entry)");
+    case "kprobe": return ["uprobe", "uprobe_multi"].includes(attachOf(program.program))
+      ? { how: "the uprobe's user-mode regs: no kernel frames (get_perf_callchain())", walk: { ips: [], error: false, reachedEnd: true, warnings: [] }, expected: [], allow: [] }
+      : fromProbe("from the kprobe's regs (int3 at the runner's entry)");
   }
 
   /** A probe at the runner's first instruction: its pt_regs, made for the walk (never in the machine). */

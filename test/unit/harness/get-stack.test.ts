@@ -6,17 +6,18 @@
 import { describe, expect, test } from "vitest";
 import { alu64, call, exit } from "../../../jit/bpf/insn.ts";
 import { R0 } from "../../../jit/bpf/opcodes.ts";
-import { program, type ProgType } from "../../../jit/bpf/program.ts";
+import { program, type AttachPath, type ProgType } from "../../../jit/bpf/program.ts";
 import { runScenario, type RunOutcome, type UnwinderName } from "../../../harness/run.ts";
 import type { Scenario } from "../../../harness/scenario.ts";
 import { strategy } from "../../helpers/strategies.ts";
 
 const sampler = (type: ProgType) => program({ name: "p", type, funcs: [{ name: "main", stackDepth: 0, body: [call.helper(3), alu64.mov.imm(R0, 0), exit()] }] });
 
-function sample(type: ProgType, s: string, unwinder: UnwinderName = "frame", fromNmi = false): RunOutcome["samples"][number] {
+function sample(type: ProgType, s: string, unwinder: UnwinderName = "frame", fromNmi = false, attach?: AttachPath): RunOutcome["samples"][number] {
+  const p = attach === undefined ? sampler(type) : { ...sampler(type), attach };
   const spec = fromNmi
-    ? { programs: [program({ name: "t", type: "raw_tp", funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, 0), exit()] }] }), sampler(type)], task: 0, nmi: 1 }
-    : { programs: [sampler(type)], task: 0 };
+    ? { programs: [program({ name: "t", type: "raw_tp", funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, 0), exit()] }] }), p], task: 0, nmi: 1 }
+    : { programs: [p], task: 0 };
   const sc = { file: { version: 1, programs: [], task: "t" }, programs: spec.programs, spec } as unknown as Scenario;
   const o = runScenario(sc, strategy(s), { unwinder, injections: fromNmi ? [{ kind: "nmi", atStep: 2, vector: 2 }] : [] });
   return o.samples.find((x) => x.kind === "bpf_get_stack (helper)")!;
@@ -51,6 +52,19 @@ describe("bpf_get_stack() by program type", () => {
     expect(s.where).toContain("sampled regs");
     expect(symbols(s.truth)[0]).toBe("do_syscall_64"); // the NMI interrupted the task at step 2
     expect(["EXACT", "WINDOW"]).toContain(s.class);
+  });
+
+  test("kprobe: from the probe's regs; through a uprobe, the task's user-mode regs, for which get_perf_callchain() walks no kernel stack", () => {
+    const k = sample("kprobe", "baseline");
+    expect(k.where).toContain("from the kprobe's regs");
+    expect(symbols(k.truth)).toEqual(["bpf_sc_run", "do_syscall_64", "entry_SYSCALL_64"]);
+    for (const attach of ["uprobe", "uprobe_multi"] as const) {
+      for (const s of ["baseline", "split-stack"]) {
+        // (it once walked made-up kernel regs at the runner's entry, as for a kprobe: a sample 7.2 never takes)
+        expect(sample("kprobe", s, "frame", false, attach), `${attach} ${s}`).toMatchObject({ truth: [], unwound: [], class: "EXACT", failed: false });
+      }
+    }
+    expect(sample("kprobe", "baseline", "frame", false, "uprobe").where).toContain("the uprobe's user-mode regs: no kernel frames (get_perf_callchain())");
   });
 
   test("struct_ops: stack_trace_save() from the helper", () => {
