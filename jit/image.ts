@@ -216,6 +216,8 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     // kernel-model-7.2.md A.4: the path's counter (the global bpf_prog_active of trace_call_bpf() and
     // friends, or the program's own prog->active; uprobes have none, and the runner then never refuses)
     const path = ATTACH_PATHS[attachOf(program)];
+    // (a design that reads prog->active is handed bpf_prog_active on the global counter's paths,
+    // which raise only that: see the README, "Tasks and preemption")
     if (path.counter !== "none") return { program, validated, xlated, active: path.counter === "global" ? bpfProgActive : own, progActive: undefined, misses, path };
     // uprobes: no counter; the runner's count goes to a word of its own, and prog->active (what
     // a design that reads it gets) stays 0, as bpf_prog_run_array_uprobe() never touches it
@@ -283,7 +285,9 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     put(e, p.jit.funcs[0]!.image.base);
     put(e + 8, p.active);
     put(e + 16, p.misses);
-    put(e + 24, p.path.counter === "none" ? UNGUARDED : BigInt(strategy.recursionLimit));
+    // the runner's limit: the design's on prog->active; trace_call_bpf()'s `!= 1` on
+    // bpf_prog_active, which no design changes; none without a counter
+    put(e + 24, p.path.counter === "none" ? UNGUARDED : p.path.counter === "global" ? 1n : BigInt(strategy.recursionLimit));
     put(e + 32, KDATA + BigInt(KD.ctx + pi * CTX_SIZE)); // the runner passes it in rdi
     put(e + 40, p.path.preemptible ? 0n : 1n); // the path's preempt_disable() (read by a kernel with tasks)
     kdata.set(ctxBytes(pi), KD.ctx + pi * CTX_SIZE);

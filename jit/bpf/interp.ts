@@ -42,7 +42,7 @@ export interface InterpEnv {
   readonly programs: readonly Program[];
   /** scx_sc_run_nested(i) runs programs[nested[i]]. */
   readonly nested: readonly number[];
-  /** Activations per CPU the runner allows (1: the exactly-1 rule). */
+  /** Activations per CPU the runner allows on prog->active (1: the exactly-1 rule; bpf_prog_active's is always 1). */
   readonly recursionLimit: number;
   /** Program → the counter that guards it (recursionCounters()); the program's own index if absent. */
   readonly counterOf?: readonly number[];
@@ -109,8 +109,11 @@ class Interp {
     const c = env.counterOf?.[p] ?? p;
     env.active[c]!++;
     let r: bigint;
-    // a path with no counter (uprobes) never refuses: the runner's limit for it is unbounded
-    if (env.active[c]! > env.recursionLimit && ATTACH_PATHS[attachOf(env.programs[p]!)].counter !== "none") {
+    // a path with no counter (uprobes) never refuses: the runner's limit for it is unbounded;
+    // bpf_prog_active's is trace_call_bpf()'s `!= 1` (kernel/trace/bpf_trace.c, 7.2), whatever
+    // the design allows on prog->active
+    const counter = ATTACH_PATHS[attachOf(env.programs[p]!)].counter;
+    if (counter !== "none" && env.active[c]! > (counter === "global" ? 1 : env.recursionLimit)) {
       env.misses[p]!++;
       r = REFUSED;
     } else {

@@ -6,7 +6,11 @@
 import { fc, test as fcTest } from "@fast-check/vitest";
 import { describe, expect, test } from "vitest";
 import { alu32, alu64, atomic, bswap, end, exit, jmp, jmp32, label, ld_imm64, ldx, ldxsx, stx, type AluFamily, type Item } from "../../../jit/bpf/insn.ts";
-import { interpEnv, runProgram } from "../../../jit/bpf/interp.ts";
+import { interpEnv, REFUSED, runProgram } from "../../../jit/bpf/interp.ts";
+import { call } from "../../../jit/bpf/jump.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { KD } from "../../../jit/kernel/layout.ts";
+import { strategy } from "../../helpers/strategies.ts";
 import { BPF_B, BPF_DW, BPF_H, BPF_W, R0, R1, R2, R10 } from "../../../jit/bpf/opcodes.ts";
 import { program } from "../../../jit/bpf/program.ts";
 import { validate } from "../../../jit/bpf/validate.ts";
@@ -203,5 +207,37 @@ describe("the budget", () => {
     validate(p);
     expect(() => runProgram({ ...env(p), budget: 1000 }, 0)).toThrow("t: more than 1000 instructions");
     expect(runProgram(env(p), 0)).toBe(100_000n);
+  });
+});
+
+describe("the runner's recursion counters (kernel-model-7.2.md A.4)", () => {
+  // outer runs inner through scx_sc_run_nested(0); inner returns 7, or the runner refuses it (-EBUSY)
+  const pair = (type: "kprobe" | "tracing") => [
+    program({ name: "outer", type, funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R1, 0), call.kfunc(1000), exit()] }] }),
+    program({ name: "inner", type, funcs: [{ name: "main", stackDepth: 0, body: [alu64.mov.imm(R0, 7), exit()] }] }),
+  ];
+  test("bpf_prog_active refuses a second run at 1, whatever the design allows on prog->active; prog->active counts per program", () => {
+    for (const limit of [1, 4]) {
+      // kprobe programs: trace_call_bpf()'s `__this_cpu_inc_return(bpf_prog_active) != 1`, one counter for all
+      const k = interpEnv(pair("kprobe"), [1], limit);
+      expect(runProgram(k, 0), `limit ${limit}`).toBe(REFUSED);
+      expect(k.misses).toEqual([0, 1]);
+      // tracing programs: each its own prog->active, so the other program runs
+      const t = interpEnv(pair("tracing"), [1], limit);
+      expect(runProgram(t, 0), `limit ${limit}`).toBe(7n);
+      expect(t.misses).toEqual([0, 0]);
+    }
+  });
+  test("the machine's runner takes the same limits from the image: 1 on bpf_prog_active, the design's on prog->active, none without a counter", () => {
+    const limits = (type: "kprobe" | "tracing", attach?: "uprobe") => {
+      const programs = pair(type).map((p) => (attach ? { ...p, attach } : p));
+      const img = buildImage({ programs, task: 0, nested: [1] }, strategy("limited-recursion"));
+      const kdata = img.loads.find((l) => l.addr === img.layout.kdata)!.bytes;
+      const dv = new DataView(kdata.buffer, kdata.byteOffset);
+      return programs.map((_, pi) => dv.getBigUint64(KD.progTable + pi * KD.progEntry + 24, true));
+    };
+    expect(limits("kprobe")).toEqual([1n, 1n]);
+    expect(limits("tracing")).toEqual([4n, 4n]);
+    expect(limits("kprobe", "uprobe").every((l) => l > 1n << 32n)).toBe(true);
   });
 });
