@@ -5,13 +5,14 @@
 //     boundary left behind, on that stack, is live data of the contexts outside it, so no code
 //     inside may write there. On a private stack the outer contexts' rsp is elsewhere (r9-style
 //     designs keep rsp on the kernel stack), so there a context owns what it wrote: from the
-//     lowest byte it wrote to the highest, until the function whose allocation it is returns
-//     (its last activation in the context: a subprog's private frame is dead once it has
-//     returned, as a kernel-stack frame is below rsp; the allocation's owner is the function
-//     that asked for it, main for a design that puts its subprogs' frames there too). A private
-//     allocation may hold several stacks (one slot per recursion level), so there even a
-//     boundary's rsp only marks live data up to the highest byte the outer contexts wrote, not
-//     up to the allocation's top.
+//     lowest byte each of its BPF functions wrote to the highest, until both that function and
+//     the function whose allocation it is have returned (a subprog's private frame is dead once
+//     it has returned, as a kernel-stack frame is below rsp; the allocation's owner is the
+//     function that asked for it, main for a design that puts its subprogs' frames there too;
+//     bytes a live function wrote into another's allocation, as a design with a stale frame
+//     register does, stay its live data). A private allocation may hold several stacks (one slot
+//     per recursion level), so there even a boundary's rsp only marks live data up to the
+//     highest byte the outer contexts wrote, not up to the allocation's top.
 //   - private-stack accesses in bounds: a write into a guard word (kernel/bpf/core.c,
 //     priv_stack_init_guard()), or a read of one by BPF code, is reported when it happens, with
 //     the instruction that did it (the kernel only notices a changed guard at teardown,
@@ -43,11 +44,13 @@ interface Context {
   readonly entered: string;
   /** The program a BPF invocation runs (index), if this context is one. */
   readonly program?: number;
-  /** The bytes [low, high) this context wrote on each private stack. */
-  readonly written: Map<Area, { low: bigint; high: bigint }>;
-  /** How many activations of each BPF function (by entry address) are live in this context. */
-  readonly live: Map<number, number>;
+  /** The bytes [low, high) this context wrote on each private stack, by the BPF function that wrote them (index into the image's functions). */
+  readonly written: Map<Area, Written[]>;
+  /** The BPF functions live in this context (indices), innermost last. */
+  readonly bpf: number[];
 }
+
+interface Written { readonly writer: number; low: bigint; high: bigint }
 
 const MAX_REPORTS = 20;
 
@@ -101,11 +104,13 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
   const isBpf = (a: bigint) => m.symbols.lookup(a)?.kind === "bpf";
   // Per task: its live contexts, outermost (the task itself) first.
-  const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, { ...v }]));
+  const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, v.map((x) => ({ ...x }))]));
   const tasks = new PerTask<Context[]>(
-    () => [{ slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map(), live: new Map() }],
-    (t) => t.map((c) => ({ ...c, written: copyWritten(c.written), live: new Map(c.live) })),
+    () => [{ slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map(), bpf: [] }],
+    (t) => t.map((c) => ({ ...c, written: copyWritten(c.written), bpf: [...c.bpf] })),
   );
+  /** What context `c` wrote on `area` that overlaps [addr, end), if anything. */
+  const overlap = (c: Context, area: Area, addr: bigint, end: bigint) => c.written.get(area)?.find((w) => end > w.low && addr < w.high);
   let running = 0;
   /** `task k`, and with several tasks the programs it is inside, with their attach paths. */
   const taskName = (k: number, cs: readonly Context[]) => {
@@ -124,11 +129,11 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   // Which program a BPF instruction belongs to (its functions' images).
   const images = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({ program, base: f.image.base, end: f.image.end })));
   const programAt = (ip: bigint) => images.find((x) => ip >= x.base && ip < x.end)?.program;
-  // The private stacks each BPF function owns, by the function's image (any entry into it).
-  const owned = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({
+  // Every BPF function (by index), with the private stacks it owns.
+  const functions = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({
     base: f.image.base, end: f.image.end, areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
-  }))).filter((f) => f.areas.length > 0);
-  const ownedAt = (entry: bigint) => owned.find((x) => entry >= x.base && entry < x.end);
+  })));
+  const functionAt = (ip: bigint) => { const i = functions.findIndex((x) => ip >= x.base && ip < x.end); return i < 0 ? undefined : i; };
   /** An access, in a report (built only then: every stack write comes through the watchers). */
   const access = (write: boolean, size: number, addr: bigint, ip: bigint) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(ip)}`;
   /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
@@ -172,31 +177,35 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       // whatever stack it slept on) and is popping it; current_task is not it yet
       if (rsp >= sp && rsp <= sp + BigInt(INACTIVE_TASK_FRAME_SIZE)) continue;
       const onTheirStack = addr < t.stack.end && end > t.stack.begin && end > sp;
-      const hit = onTheirStack ? undefined : theirs.find((c) => { const w = c.written.get(area); return w !== undefined && end > w.low && addr < w.high; });
+      let hit: { c: Context; w: Written } | undefined;
+      if (!onTheirStack) for (const c of theirs) { const w = overlap(c, area, addr, end); if (w !== undefined) { hit = { c, w }; break; } }
       if (onTheirStack || hit) {
-        const what = onTheirStack ? `${k === 0 ? "the task" : `task ${k}`} stack above its saved rsp ${hex(sp)}` : `the ${area.name} stack inside ${hex(hit!.written.get(area)!.low)}..${hex(hit!.written.get(area)!.high)}, written by ${hit!.entered}`;
+        const what = onTheirStack ? `${k === 0 ? "the task" : `task ${k}`} stack above its saved rsp ${hex(sp)}` : `the ${area.name} stack inside ${hex(hit!.w.low)}..${hex(hit!.w.high)}, written by ${hit!.c.entered}`;
         report(`${access(true, size, addr, ip)}: ${taskName(running, ctxs)} writes into ${what}: live data of ${taskName(k, theirs)}, which is switched out in the middle of it`, ip);
         return;
       }
     }
     for (let j = 1; j <= cur; j++) {
       const b = ctxs[j]!;
-      if (b.area === area && end > b.sp && (!area.private || ctxs.slice(0, j).some((c) => (c.written.get(area)?.high ?? 0n) > addr))) {
+      if (b.area === area && end > b.sp && (!area.private || ctxs.slice(0, j).some((c) => (c.written.get(area) ?? []).some((w) => w.high > addr)))) {
         report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands at or above rsp ${hex(b.sp)} that ${b.entered} left on the ${area.name} stack: live data of the context it ${b.entered.startsWith("vector") ? "interrupted" : "was called from"}`, ip);
         return;
       }
     }
     if (!area.private) return;
     for (let j = 0; j < cur; j++) {
-      const w = ctxs[j]!.written.get(area);
-      if (w !== undefined && end > w.low && addr < w.high && !ctxs.slice(j + 1).some((b) => b.area === area)) {
+      const w = overlap(ctxs[j]!, area, addr, end);
+      if (w !== undefined && !ctxs.slice(j + 1).some((b) => b.area === area)) {
         report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered}, which is still live`, ip);
         return;
       }
     }
-    const mine = ctxs[cur]!.written;
-    const w = mine.get(area);
-    if (w === undefined) mine.set(area, { low: addr, high: end });
+    // the writer: the BPF function at ip, or for a helper's write, the innermost live one
+    const me = ctxs[cur]!;
+    const writer = functionAt(ip) ?? me.bpf[me.bpf.length - 1] ?? -1;
+    const mine = me.written.get(area);
+    const w = mine?.find((x) => x.writer === writer);
+    if (w === undefined) { if (mine) mine.push({ writer, low: addr, high: end }); else me.written.set(area, [{ writer, low: addr, high: end }]); }
     else { if (addr < w.low) w.low = addr; if (end > w.high) w.high = end; }
   };
   const writes: Range[] = [
@@ -214,23 +223,28 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
 
   const enter = (a: Activation, entered: string, program?: number) => {
     const sp = a.rspRaw;
-    tasks.cur.push({ slot: a.slot, sp, area: areaOf(sp - 1n), entered, written: new Map(), live: new Map(), ...(program === undefined ? {} : { program }) }); // sp may be a stack's top
+    tasks.cur.push({ slot: a.slot, sp, area: areaOf(sp - 1n), entered, written: new Map(), bpf: [], ...(program === undefined ? {} : { program }) }); // sp may be a stack's top
   };
-  /** A call into a function that owns private stacks: one more live activation of it in this context. */
+  /** A call into a BPF function: live in this context until it returns. */
   const called = (a: Activation) => {
-    if (ownedAt(toCanonical(a.entry)) === undefined) return;
-    const live = tasks.cur[tasks.cur.length - 1]!.live;
-    live.set(a.entry, (live.get(a.entry) ?? 0) + 1);
+    const f = functionAt(toCanonical(a.entry));
+    if (f !== undefined) tasks.cur[tasks.cur.length - 1]!.bpf.push(f);
   };
-  /** Its return: at its last live activation in the context, what the context wrote on its stacks is dead. */
+  /**
+   * Its return: what was written by a function no longer live, in an allocation whose owner is
+   * no longer live either, is dead (BPF has no recursion within a run: one activation each).
+   */
   const returned = (a: Activation) => {
-    const f = ownedAt(toCanonical(a.entry));
-    if (f === undefined) return;
+    const f = functionAt(toCanonical(a.entry));
     const c = tasks.cur[tasks.cur.length - 1]!;
-    const n = (c.live.get(a.entry) ?? 0) - 1;
-    if (n > 0) { c.live.set(a.entry, n); return; }
-    c.live.delete(a.entry);
-    for (const area of f.areas) c.written.delete(area);
+    if (f === undefined || c.bpf[c.bpf.length - 1] !== f) return;
+    c.bpf.pop();
+    for (const [area, ws] of c.written) {
+      if (!area.private || c.bpf.some((g) => functions[g]!.areas.includes(area))) continue; // its owner is live
+      const kept = ws.filter((w) => c.bpf.includes(w.writer));
+      if (kept.length === 0) c.written.delete(area);
+      else if (kept.length < ws.length) c.written.set(area, kept);
+    }
   };
   const leave = (a: Activation) => {
     const ctxs = tasks.cur;

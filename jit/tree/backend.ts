@@ -75,8 +75,9 @@ export function treeRegAx(tree: KernelTree): number | undefined {
  * Why the programs the model makes are not the tree's to run, if they are not: the harness gives
  * a tree's JIT what 7.2's verifier gives 7.2's (its instruction set, its fix-ups, which use
  * BPF_REG_AX), so a tree whose verifier speaks another BPF reads some of them as other
- * programs. 6.12 does, twice: its BPF_REG_AX is register 11, where the fix-ups' register 12 is
- * the JIT's AUX_REG (r11), and it has no load-acquire, whose BPF_ATOMIC imm 0x100 its
+ * programs. 6.12 does, twice: its BPF_REG_AX is register 11, and the fix-ups' register 12 has
+ * no entry in its reg2hex[] (AUX_REG is 13 there), so it is rax, BPF's R0 (an sdiv fix-up's
+ * `r12 = r1` becomes `mov %rdi,%rax`); and it has no load-acquire, whose BPF_ATOMIC imm 0x100 its
  * emit_atomic() takes as a u8, BPF_ADD: `r1 = load_acquire((u64 *)(r10 -8))` becomes
  * `lock add %rbp,-0x8(%rdi)` (arch/x86/net/bpf_jit_comp.c, 6.12: do_jit() passes insn->imm to
  * `emit_atomic(u8 **pprog, u8 atomic_op, ...)`). 6.12's own verifier refuses that instruction
@@ -89,7 +90,7 @@ export function modelBpfDiffers(tree: KernelTree): string[] {
   if (ax !== BPF_REG_AX) {
     why.push(ax === undefined
       ? "its include/linux/filter.h defines BPF_REG_AX in no form the harness reads"
-      : `its BPF_REG_AX is register ${ax} (include/linux/filter.h), where the model's fix-ups put register ${BPF_REG_AX}, another register to its JIT${ax === 11 ? " (AUX_REG, r11)" : ""}`);
+      : `its BPF_REG_AX is register ${ax} (include/linux/filter.h), where the model's fix-ups put register ${BPF_REG_AX}, another register to its JIT${ax === 11 ? " (its reg2hex[] has no entry 12: rax, BPF's R0)" : ""}`);
   }
   if (!/^#define\s+BPF_LOAD_ACQ\b/m.test(header(tree, "include/uapi/linux/bpf.h"))) {
     why.push("it has no load-acquire or store-release (no BPF_LOAD_ACQ in include/uapi/linux/bpf.h): its JIT takes the model's load-acquire for an atomic add");

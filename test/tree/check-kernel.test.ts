@@ -38,7 +38,7 @@ if (refusing !== undefined) describe(`--jit kernel on ${refusing.dir} (${refusin
   test("check, run, disasm, replay and matrix are an input error naming each difference and jit-diff; kernel info lists no strategy", async () => {
     const lines = (out: string) => out.split("\n").filter((l) => l.startsWith("  - "));
     const said = [
-      `  - its BPF_REG_AX is register 11 (include/linux/filter.h), where the model's fix-ups put register 12, another register to its JIT (AUX_REG, r11)`,
+      `  - its BPF_REG_AX is register 11 (include/linux/filter.h), where the model's fix-ups put register 12, another register to its JIT (its reg2hex[] has no entry 12: rax, BPF's R0)`,
       `  - it has no load-acquire or store-release (no BPF_LOAD_ACQ in include/uapi/linux/bpf.h): its JIT takes the model's load-acquire for an atomic add`,
     ];
     for (const args of [["check", "--strategy", "baseline", "--runs", "5", "--seed", "1"], ["run", "test/scenarios/nested.json"], ["disasm", "test/scenarios/nested.json"],

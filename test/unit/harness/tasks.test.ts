@@ -79,6 +79,17 @@ describe("preemption and sleeps", () => {
     expect(firstFailure(o)).toBeUndefined();
   });
 
+  test("bytes a live function wrote into another's allocation stay its live data after that other function has returned", () => {
+    // r9-no-save: main's store through the stale r9 lands in f2's allocation; f2 runs again,
+    // stores nothing and returns; main sleeps; task 1's f2 stores over it. (A review found that
+    // the first version of the dead-frame rule dropped main's bytes with f2's.)
+    const o = run("nosave-stale-r9-live-bytes.json", "r9-no-save");
+    expect(o.checks.failures[0]?.check).toBe("memory");
+    expect(o.checks.failures[0]!.message).toMatch(/task 1 \(inside P through uprobe\) writes into the private P\/f2 stack .*, written by bpf_prog_\w+_main .*: live data of task 0/);
+    // (r9-private keeps main's bytes in main's own allocation: there the overwrite is finding 8's)
+    expect(run("nosave-stale-r9-live-bytes.json", "r9-private").checks.failures[0]!.message).toMatch(/writes into the private P\/main stack .*: live data of task 0/);
+  });
+
   test("design (g): task 0's second nested run takes prog->active's level 2, the slot of task 1's live run", () => {
     for (const s of ["baseline", "r9-private"]) expect(firstFailure(run("limited-recursion-alias.json", s)), s).toBeUndefined();
     const o = run("limited-recursion-alias.json", "limited-recursion");
