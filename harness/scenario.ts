@@ -191,7 +191,7 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
 }
 
 /** Why a task-context path (jit/bpf/program.ts ATTACH_PATHS `task`) runs in no interrupt and inside no kfunc, for scenario errors. */
-const TASK_ONLY_WHY = "Linux 7.2 runs a uprobe program on the way back to user mode, uprobe_notify_resume(), and a faultable tracepoint's at syscall entry or exit";
+const TASK_ONLY_WHY = "Linux 7.2 runs a uprobe program on the way back to user mode, uprobe_notify_resume(), or in the uprobe syscalls, and a faultable tracepoint's at syscall entry or exit";
 
 /**
  * What scx_sc_run_nested() may not do. Which programs a program can run through it: the

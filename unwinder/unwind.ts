@@ -88,8 +88,9 @@ export function noteSkippedToEnd(s: UnwindState, firstFrame: bigint, skipped: nu
 
 /** Why a finished unwind stopped, in words (and the address it could not follow). */
 function stopOf(s: UnwindState): Stop {
-  // (an error with no reason of its own: ORC's frame-pointer guess set it, see the note; the
-  // reliable walk's loop ends at the first error, arch_stack_walk_reliable())
+  // (an error with no reason of its own: ORC's frame-pointer guess set it, see the note, or
+  // unwind_start()'s retry past a guard page did; the reliable walk's loop ends at the first
+  // error, arch_stack_walk_reliable())
   const why = s.userEnd ? { why: "it reached the task's user-mode pt_regs (complete)" }
     : s.stop ?? { why: s.error ? "the unwinder's error flag was set (unwind_error())" : "the unwind was done (no reason recorded)" };
   return s.guessed !== undefined ? { ...why, note: `on the way, ORC had no data for ${s.guessed} and guessed a frame-pointer frame (unreliable)` } : why;

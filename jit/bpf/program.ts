@@ -25,7 +25,8 @@ export type ProgType = (typeof PROG_TYPES)[number];
  *   - task: the path fires only in a task's own context, never in an interrupt or inside
  *     kernel code a BPF program called: a uprobe from the breakpoint of user code, on the way
  *     back to user mode (kernel/entry/common.c → kernel/events/uprobes.c
- *     uprobe_notify_resume() → handle_swbp()), a faultable tracepoint at syscall entry or exit
+ *     uprobe_notify_resume() → handle_swbp()) or, on x86, from the uprobe and uretprobe
+ *     syscalls (arch/x86/kernel/uprobes.c); a faultable tracepoint at syscall entry or exit
  *     (kernel/trace/trace_syscalls.c → trace_call_bpf_faultable(), 7.2's syscall tracepoints).
  * `types`: the program types that attach through it.
  */
