@@ -12,7 +12,7 @@ import { bpfTextAt } from "../../jit/jit.ts";
 import { loadScenario, ScenarioError, type Scenario } from "../scenario.ts";
 import { loadScenarioOrCorpus } from "../corpus.ts";
 import { checkExhaustive, firstFailure, type Verdict } from "../property.ts";
-import type { Strategy } from "../../jit/strategy.ts";
+import { jitStackDepths, type Strategy } from "../../jit/strategy.ts";
 import { runScenario, scheduleOf, startRun, stepBudget, type Injection, type RunOutcome, type SchedCounts } from "../run.ts";
 import { loadImage, startTask } from "../load.ts";
 import { RunFailed, UsageError } from "./errors.ts";
@@ -277,7 +277,10 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
     for (const f of p.jit.funcs) {
       const func = p.xlated.funcs[f.fi]!;
       const priv = p.jit.privates.find((x) => x.fi === f.fi);
-      lines.push("", `; program ${p.program.name} (${p.program.type}), function ${f.name}, stack ${func.stackDepth}${priv ? `, private stack ${priv.size} bytes per CPU` : ""}; frame +0x${(f.frame.ready - f.image.base).toString(16)}..+0x${(f.frame.gone - f.image.base).toString(16)}, ksym fp_start 0x${f.ksym.fpStart.toString(16)} fp_end 0x${f.ksym.fpEnd.toString(16)}`);
+      // the file's stack depth, and the one the JIT uses when it differs (the verifier's, with
+      // what the fix-ups add: jitStackDepths(); e.g. 16 for a timed may_goto)
+      const used = jitStackDepths(p.validated)[f.fi]!;
+      lines.push("", `; program ${p.program.name} (${p.program.type}), function ${f.name}, stack ${func.stackDepth}${used !== func.stackDepth ? ` (JIT stack ${used})` : ""}${priv ? `, private stack ${priv.size} bytes per CPU` : ""}; frame +0x${(f.frame.ready - f.image.base).toString(16)}..+0x${(f.frame.gone - f.image.base).toString(16)}, ksym fp_start 0x${f.ksym.fpStart.toString(16)} fp_end 0x${f.ksym.fpEnd.toString(16)}`);
       lines.push(`${f.symbol}:`);
       const bpf = bpfTextAt(p.xlated, f);
       for (const l of disassemble(f.image.bytes, f.image.base, { syntax: o.syntax, symbolize: (a) => symbols.symbolize(a) })) {

@@ -78,7 +78,7 @@ export function sizeBytes(size: number): 1 | 2 | 4 | 8 {
   }
 }
 
-/** MAX_BPF_STACK (include/linux/filter.h) and BPF_PRIV_STACK_MIN_SIZE (include/linux/bpf.h). */
+/** MAX_BPF_STACK (include/linux/filter.h) and BPF_PRIV_STACK_MIN_SIZE (kernel/bpf/verifier.c, 7.2). */
 export const MAX_BPF_STACK = 512;
 export const BPF_PRIV_STACK_MIN_SIZE = 64;
 /** include/linux/bpf_verifier.h:409 (7.2; it was 8 up to 6.19). */

@@ -107,6 +107,10 @@ describe("stackcheck", () => {
     expect(r.out).toMatch(/movabs \$0x[0-9a-f]+,%r9/);
     expect(r.out).toContain("push %r9");
     expect(r.out).toMatch(/call 0xffffffff810000[0-9a-f]+ <bpf_sc_rw>/);
+    expect(r.out).toContain("; program leaf (kprobe), function main, stack 64, private stack 80 bytes per CPU;");
+    // the JIT's depth beside the file's when the fix-ups add to it (a timed may_goto's 16 bytes)
+    const mg = await cli("disasm", "test/scenarios/may-goto-private-stack.json", "--strategy", "r9-private");
+    expect(mg.out).toContain("; program loop (raw_tp), function main, stack 64 (JIT stack 80), private stack 96 bytes per CPU;");
   });
 
   test("disasm --syntax llvm prints exactly test_progs' listing: func #i, offset, padded bytes, TAB mnemonic TAB operands, local labels", async () => {

@@ -72,8 +72,9 @@ describe("nested runs through the kfunc", () => {
   });
 
   test("limited recursion allows up to four levels, each on its own slot", () => {
-    // the program re-enters itself through the kfunc until the fifth level is refused
-    const self = prog("self", [fn("main", 16, [alu64.mov.imm(R1, 0), call.kfunc(1000), alu64.add.imm(R0, 1), exit()])]);
+    // the program re-enters itself through the kfunc until the fifth level is refused: a tracing
+    // program, whose path counts on prog->active (the design's limit; bpf_prog_active's is 1)
+    const self = prog("self", [fn("main", 16, [alu64.mov.imm(R1, 0), call.kfunc(1000), alu64.add.imm(R0, 1), exit()])], "tracing");
     const rsps: bigint[] = [];
     const { r, m, img } = run({ programs: [self], task: 0, nested: [0] }, strategy("limited-recursion"), (mm, im) => {
       mm.addHook(im.kernel.addr("scx_sc_run_nested"), (x) => { rsps.push(x.reg("rsp")); });
