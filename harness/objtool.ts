@@ -20,7 +20,7 @@ const rspAdjust = (d: D, op: number) => (gen(d) === op && isReg(d, 0, RSP) && d.
 /** Words of pt_regs below the iret frame (orig_ax and the 15 general registers). */
 const REGS_WORDS = (PT_REGS_SIZE - IRET_FRAME_SIZE) / 8;
 
-const regs = (): OrcEntry => ({ type: "REGS", spReg: "SP", spOffset: 0, bpReg: "UNDEFINED", bpOffset: 0, signal: true });
+const regs = (spOffset = 0): OrcEntry => ({ type: "REGS", spReg: "SP", spOffset, bpReg: "UNDEFINED", bpOffset: 0, signal: true });
 const iretRegs = (pushed: number): OrcEntry => ({ type: "REGS_PARTIAL", spReg: "SP", spOffset: 8 * pushed, bpReg: "UNDEFINED", bpOffset: 0, signal: true });
 
 /** The syscall entry: pt_regs at sp around the call to do_syscall_64. */
@@ -40,11 +40,20 @@ function retFromFork(t: OrcTable, code: readonly D[]): void {
   code.forEach((d, i) => t.add(toCanonical(d.ip), i === 0 ? { type: "END_OF_STACK", spReg: "UNDEFINED", spOffset: 0, bpReg: "UNDEFINED", bpOffset: 0, signal: false } : regs()));
 }
 
-/** IRQ stubs, asm_common_interrupt, asm_exc_nmi: the words pushed above the iret frame. */
+/**
+ * IRQ stubs, asm_common_interrupt, asm_exc_nmi: the words pushed above the iret frame. Once
+ * pt_regs is complete (UNWIND_HINT_REGS), the exit's pops keep it REGS, at a negative offset
+ * from sp (objtool, tools/objtool/check.c update_cfi_state_regs(): a pop under a REGS hint only
+ * lowers the offset), until the iret frame's own hint (UNWIND_HINT_IRET_REGS at .Lnative_iret
+ * and the NMI's iretq, entry_64.S, 7.2): the full pt_regs stay readable below sp. (As
+ * REGS_PARTIAL, a walk there read rbp from the interrupted code's regs and went wrong.)
+ */
 function entryCode(t: OrcTable, name: string, code: readonly D[]): void {
   let pushed = name === "asm_common_interrupt" ? 1 : 0; // orig_ax, pushed by the vector stub
+  let full = false;
   for (const d of code) {
-    t.add(toCanonical(d.ip), pushed === REGS_WORDS ? regs() : iretRegs(pushed));
+    if (pushed === REGS_WORDS) full = true;
+    t.add(toCanonical(d.ip), full && pushed > 0 ? regs(8 * (pushed - REGS_WORDS)) : iretRegs(pushed));
     if (pushes(d)) pushed++;
     else if (pops(d)) pushed--;
     else if (rspAdjust(d, Op.ADD) === 8) pushed--;

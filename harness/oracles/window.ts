@@ -97,8 +97,10 @@ export class FrameWindows implements WindowOracle {
     const spOn = stackOf(sp - 1n), bpOn = stackOf(bp);
     const split = spOn >= 0 && bpOn >= 0 && spOn !== bpOn;
     // In entry code between CLEAR_REGS's `xor ebp,ebp` and ENCODE_FRAME_POINTER rbp is 0 (on no
-    // stack): __unwind_start() from those regs finds no stack for bp and is done at once.
-    const cleared = kind === "entry" && bpOn < 0;
+    // stack): __unwind_start() from those regs finds no stack for bp and is done at once. Only
+    // 0: an rbp a design left on its private stack (the entry stub and PUSH_REGS run before
+    // CLEAR_REGS) is on no kernel stack either, and that loss is the design's.
+    const cleared = kind === "entry" && bp === 0n;
     // rsp on one task's stack and rbp on another's: __switch_to_asm has loaded next's rsp and
     // current_task is still prev (until __switch_to()), so get_stack_info() does not know rsp's
     // stack; ORC gives up there with its error set, as it would in the kernel
