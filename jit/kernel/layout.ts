@@ -106,8 +106,8 @@ export const TASK = { threadSp: 0, state: 8, flags: 16, prog: 24, canary: 32, pt
 export const TASK_STRUCT_SIZE = 64;
 /** __state: TASK_RUNNING, TASK_INTERRUPTIBLE (include/linux/sched.h), TASK_DEAD (0x80). */
 export const TASK_RUNNING = 0, TASK_INTERRUPTIBLE = 1, TASK_DEAD = 0x80;
-/** thread_info.flags: TIF_NEED_RESCHED (bit 3, arch/x86/include/asm/thread_info.h). */
-export const TIF_NEED_RESCHED = 1 << 3;
+/** thread_info.flags: TIF_NEED_RESCHED (bit 4, include/asm-generic/thread_info_tif.h, 7.2: x86 selects HAVE_GENERIC_TIF_BITS; bit 3 is TIF_MEMDIE). */
+export const TIF_NEED_RESCHED = 1 << 4;
 /** __schedule()'s sched_mode (kernel/sched/core.c:6731). */
 export const SM_NONE = 0, SM_PREEMPT = 1;
 
