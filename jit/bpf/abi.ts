@@ -26,7 +26,14 @@ export const HELPERS: readonly CallSig[] = [
   { id: 4, name: "bpf_sc_sleep", args: [], does: "sleeps (schedule(), as bpf_copy_from_user() does when the user page faults), returns 0; sleepable programs only", mightSleep: true },
 ];
 
-/** kfuncs, by BTF id. */
+/**
+ * kfuncs, by BTF id. scx_sc_run_nested has the call shape of sched_ext's scx_bpf_sub_dispatch()
+ * (kernel/sched/ext/ext.c, 7.2), a kfunc that runs another program, but not its implicit
+ * argument: 7.2 declares that one KF_IMPLICIT_ARGS, and bpf_fixup_kfunc_call() (verifier.c)
+ * puts `r2 = <prog->aux>` (an ld_imm64) before each call of it, which the model's fix-ups do not:
+ * the JIT's input lacks those two instructions (a 10-byte movabs), which moves addrs[] after each
+ * call, and changes no stack and no result (r2 is caller-saved; the synthetic kfunc ignores it).
+ */
 export const KFUNCS: readonly CallSig[] = [
   { id: 1000, name: "scx_sc_run_nested", args: ["scalar"], does: "runs nested program r1 through a trampoline-like runner (scx_bpf_sub_dispatch shape)" },
 ];
