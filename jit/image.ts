@@ -3,7 +3,7 @@
 // (v6.19, kernel-model.md §5), the per-CPU area (this_cpu_off, hardirq_stack_ptr, prog->active,
 // misses, private stacks with their guard words) and the interrupt configuration. Plain data:
 // harness/load.ts turns it into a machine.
-import { ATTACH_PATHS, attachOf, type AttachPath, type Program } from "./bpf/program.ts";
+import { ATTACH_PATHS, attachOf, runnerLimit, type AttachPath, type Program } from "./bpf/program.ts";
 import { validate, type Validated } from "./bpf/validate.ts";
 import { miscFixups } from "./bpf/fixups.ts";
 import { instructionRecorder, type JitProgram } from "./jit.ts";
@@ -285,9 +285,8 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     put(e, p.jit.funcs[0]!.image.base);
     put(e + 8, p.active);
     put(e + 16, p.misses);
-    // the runner's limit: the design's on prog->active; trace_call_bpf()'s `!= 1` on
-    // bpf_prog_active, which no design changes; none without a counter
-    put(e + 24, p.path.counter === "none" ? UNGUARDED : p.path.counter === "global" ? 1n : BigInt(strategy.recursionLimit));
+    const limit = runnerLimit(attachOf(p.program), strategy.recursionLimit); // (none: a limit never reached)
+    put(e + 24, limit === undefined ? UNGUARDED : BigInt(limit));
     put(e + 32, KDATA + BigInt(KD.ctx + pi * CTX_SIZE)); // the runner passes it in rdi
     put(e + 40, p.path.preemptible ? 0n : 1n); // the path's preempt_disable() (read by a kernel with tasks)
     kdata.set(ctxBytes(pi), KD.ctx + pi * CTX_SIZE);

@@ -274,12 +274,13 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
     return `${lines.join("\n")}\n`;
   }
   for (const p of img.programs) {
+    // the file's stack depths, and the ones the JIT uses where they differ (the verifier's, with
+    // what the fix-ups add: jitStackDepths(); e.g. 16 for a timed may_goto)
+    const depths = jitStackDepths(p.validated);
     for (const f of p.jit.funcs) {
       const func = p.xlated.funcs[f.fi]!;
       const priv = p.jit.privates.find((x) => x.fi === f.fi);
-      // the file's stack depth, and the one the JIT uses when it differs (the verifier's, with
-      // what the fix-ups add: jitStackDepths(); e.g. 16 for a timed may_goto)
-      const used = jitStackDepths(p.validated)[f.fi]!;
+      const used = depths[f.fi]!;
       lines.push("", `; program ${p.program.name} (${p.program.type}), function ${f.name}, stack ${func.stackDepth}${used !== func.stackDepth ? ` (JIT stack ${used})` : ""}${priv ? `, private stack ${priv.size} bytes per CPU` : ""}; frame +0x${(f.frame.ready - f.image.base).toString(16)}..+0x${(f.frame.gone - f.image.base).toString(16)}, ksym fp_start 0x${f.ksym.fpStart.toString(16)} fp_end 0x${f.ksym.fpEnd.toString(16)}`);
       lines.push(`${f.symbol}:`);
       const bpf = bpfTextAt(p.xlated, f);

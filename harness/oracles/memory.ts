@@ -126,14 +126,14 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   const objects = perCpuObjects(img);
   const percpuRegion = img.regions.find((r) => r.kind === "percpu")!;
   const perCpuEnd = percpuRegion.start + BigInt(percpuRegion.size);
-  // Which program a BPF instruction belongs to (its functions' images).
-  const images = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({ program, base: f.image.base, end: f.image.end })));
-  const programAt = (ip: bigint) => images.find((x) => ip >= x.base && ip < x.end)?.program;
-  // Every BPF function (by index), with the private stacks it owns.
+  // Every BPF function (by index): its image, its program, the private stacks it owns.
   const functions = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({
-    base: f.image.base, end: f.image.end, areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
+    program, base: f.image.base, end: f.image.end, areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
   })));
+  /** The BPF function an instruction belongs to (index), if any. */
   const functionAt = (ip: bigint) => { const i = functions.findIndex((x) => ip >= x.base && ip < x.end); return i < 0 ? undefined : i; };
+  /** Which program a BPF instruction belongs to. */
+  const programAt = (ip: bigint) => { const i = functionAt(ip); return i === undefined ? undefined : functions[i]!.program; };
   /** An access, in a report (built only then: every stack write comes through the watchers). */
   const access = (write: boolean, size: number, addr: bigint, ip: bigint) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(ip)}`;
   /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */

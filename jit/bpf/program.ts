@@ -42,6 +42,18 @@ export const ATTACH_PATHS = {
   trampoline: { types: ["tracing", "struct_ops"], counter: "prog", preemptible: true, sleepable: true, task: false },
 } as const satisfies Record<string, { types: readonly ProgType[]; counter: "global" | "prog" | "none"; preemptible: boolean; sleepable: boolean; task: boolean }>;
 export type AttachPath = keyof typeof ATTACH_PATHS;
+
+/**
+ * Activations per CPU the runner of `path` allows (undefined: no counter, no limit): the
+ * design's limit on prog->active (`designLimit`, the strategy's recursionLimit: 1 is the
+ * exactly-1 rule of __bpf_prog_enter_recur()), trace_call_bpf()'s `!= 1` on bpf_prog_active
+ * (kernel/trace/bpf_trace.c, 7.2), which no design changes. One rule for the synthetic kernel's
+ * runner table (jit/image.ts) and the reference interpreter (jit/bpf/interp.ts).
+ */
+export function runnerLimit(path: AttachPath, designLimit: number): number | undefined {
+  const counter = ATTACH_PATHS[path].counter;
+  return counter === "none" ? undefined : counter === "global" ? 1 : designLimit;
+}
 export const ATTACH_PATH_NAMES = Object.keys(ATTACH_PATHS) as AttachPath[];
 
 /** The path a program of `type` runs through unless told otherwise (what stackcheck modelled before paths were a choice). */
