@@ -4,12 +4,11 @@
 import { toInternal, type Machine, type MachineSnapshot, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Allowance, type Policy, type StackClass } from "./oracles/classify.ts";
 import { getStackSample } from "./get-stack.ts";
-import { FrameWindows, type FrameCode } from "./oracles/window.ts";
+import { frameWindows, type FrameCode } from "./oracles/window.ts";
 import { watchRun, type RunReport, type StackBudgets } from "./oracles/run.ts";
 import type { Scenario } from "./scenario.ts";
 import { buildImage, type Image } from "../jit/image.ts";
 import type { JitBackend } from "../jit/backend.ts";
-import { kernelStacks } from "../jit/private-stacks.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
 import { findLoops } from "../jit/bpf/loops.ts";
@@ -222,11 +221,8 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   const unwinder = unwinderFor(o.unwinder, img, m, o.privateStacks ?? "none");
   // The kernel's own stacks only: theirs is the rsp/rbp split that is the kernel's blind spot
   // (call_on_irqstack()); a design that splits rsp and rbp across a private stack is what the
-  // oracles are there to catch.
-  // with tasks, the switch's blind spot and where new tasks' stacks start
-  const k = img.kernel;
-  const windows = new FrameWindows(m, kernelStacks(img), windowCache(img),
-    img.multitask ? { from: k.addr("switch_rsp_loaded"), to: k.addr("switch_current") } : undefined, img.multitask ? [k.addr("ret_from_fork_asm")] : []);
+  // oracles are there to catch. With tasks, the switch's blind spot and where new tasks' stacks start.
+  const windows = frameWindows(img, m, windowCache(img));
   const sym = (a: bigint) => m.symbols.describe(a);
   let areas: ReturnType<typeof stackAreas> | undefined; // built at the first walk that stops off its stacks
   /** Why a walk stopped, naming the stack (or the symbol) of the address it could not follow. */
@@ -278,6 +274,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   });
 
   startTask(img, m);
+  const k = img.kernel;
   const sched = { ticks: 0, preemptedInBpf: 0, preemptedInKernel: 0, preemptedAtEnable: 0, sleeps: 0, blockedWalks: 0, blockedUnreliable: 0 };
   if (img.multitask) {
     m.addHook(k.addr(`irq_entry_${LOCAL_TIMER_VECTOR}`), () => { sched.ticks++; });
@@ -339,7 +336,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         // the truth nmi_sample() would see from the interrupt down: the NMI's entry (its hardware
         // frame is pt_regs's iret frame), then the interrupted context
         const ip = m.rip;
-        const truth: TruthEntry[] = [{ kind: "interrupt", vector: 2, name: "NMI", ip, symbol: sym(ip), rsp: m.reg("rsp"), frame: regs + BigInt(PT_REGS.ip) }, ...m.truth()];
+        const truth: TruthEntry[] = [{ kind: "interrupt", vector: 2, name: "NMI", ip, symbol: sym(ip), rsp: m.reg("rsp"), frame: regs + BigInt(PT_REGS.ip), bp: m.reg("rbp") }, ...m.truth()];
         const c = classify(expectedChain(truth, 0), perfCallchainKernel(unwinder, regs), allowances(truth, 0, windows));
         return fails(c.class, policy);
       } finally {

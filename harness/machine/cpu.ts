@@ -317,7 +317,7 @@ export class Cpu {
   call(target: number, ret: number, site: number): void {
     this.push64(ret >>> 0, hiOf(ret));
     const slot = this.rspInternal();
-    this.shadow.push(ACT_CALL, target, ret, slot, -1, site);
+    this.shadow.push(ACT_CALL, target, ret, slot, -1, site, this.lo[5]!, this.hi[5]!); // rbp
     this.rip = target;
     if (this.observer !== null) this.observer.onCall?.(this.shadow.top()!, this);
   }
@@ -389,7 +389,7 @@ export class Cpu {
         message: `double fault: delivering ${interruptName(vector)} at ${this.describe(ret)}, pushing the interrupt frame faulted: ${e.describe()}`,
       });
     }
-    this.shadow.pushInterrupt(gate.handler, ret, frame, oldLo, oldHi, vector);
+    this.shadow.pushInterrupt(gate.handler, ret, frame, oldLo, oldHi, vector, this.lo[5]!, this.hi[5]!); // the interrupted rbp
     this.setRsp(frame);
     this.cs = KERNEL_CS;
     if (fromUser) this.ss = 0n; // a privilege change to CPL 0 loads a NULL SS in 64-bit mode

@@ -71,6 +71,8 @@ export type TruthEntry =
       /** Address of the word holding the return address (or the hardware frame's RIP word). */
       readonly slot: bigint | undefined;
       readonly entered: "call" | "interrupt" | "root" | "unknown";
+      /** rbp when it was entered (at the call; the interrupted rbp), unknown for a root. */
+      readonly entryBp?: bigint;
     }
   | {
       readonly kind: "interrupt";
@@ -82,6 +84,8 @@ export type TruthEntry =
       readonly rsp: bigint;
       /** Address of the five-word hardware frame (its RIP word). */
       readonly frame: bigint;
+      /** The interrupted rbp. */
+      readonly bp?: bigint;
     };
 
 export interface MachineSnapshot {
@@ -674,10 +678,10 @@ export class Machine {
       out.push({
         kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: this.symbols.lookupInternal(a.entry)?.name ?? hex64(toCanonical(a.entry)),
         entry: toCanonical(a.entry), returnAddress: toCanonical(a.ret), slot: toCanonical(a.slot),
-        entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root",
+        entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root", ...(a.bp === undefined ? {} : { entryBp: a.bp }),
       });
       if (a.kind === ACT_INTERRUPT) {
-        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: c.symbolize(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot) });
+        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: c.symbolize(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot), bp: a.bp! });
       }
       cursor = a.ret;
     }

@@ -17,6 +17,8 @@ export interface Activation {
   readonly rspRaw: bigint;    // the same, exact (an interrupt can arrive with any value in rsp when its gate has an IST)
   readonly vector: number;    // interrupt vector, or -1
   readonly site: number;      // address of the call instruction, or -1
+  /** rbp when the activation began (at the call, or the interrupted rbp); undefined for a root. */
+  readonly bp: bigint | undefined;
 }
 
 export interface ShadowSnapshot {
@@ -35,17 +37,20 @@ export class ShadowStack {
   /** Interrupted rsp of an interrupt activation, as exact halves (a call's rsp is always slot + 8). */
   rlo = new Uint32Array(64);
   rhi = new Uint32Array(64);
+  /** rbp when the activation began, as exact halves (meaningless for a root). */
+  blo = new Uint32Array(64);
+  bhi = new Uint32Array(64);
 
-  push(kind: number, entry: number, ret: number, slot: number, vector: number, site: number): void {
+  push(kind: number, entry: number, ret: number, slot: number, vector: number, site: number, bpLo = 0, bpHi = 0): void {
     const i = this.depth;
     if (i === this.kind.length) this.grow();
     this.kind[i] = kind; this.entry[i] = entry; this.ret[i] = ret; this.slot[i] = slot;
-    this.vector[i] = vector; this.site[i] = site;
+    this.vector[i] = vector; this.site[i] = site; this.blo[i] = bpLo; this.bhi[i] = bpHi;
     this.depth = i + 1;
   }
 
-  pushInterrupt(entry: number, ret: number, frame: number, rspLo: number, rspHi: number, vector: number): void {
-    this.push(ACT_INTERRUPT, entry, ret, frame, vector, -1);
+  pushInterrupt(entry: number, ret: number, frame: number, rspLo: number, rspHi: number, vector: number, bpLo: number, bpHi: number): void {
+    this.push(ACT_INTERRUPT, entry, ret, frame, vector, -1, bpLo, bpHi);
     this.rlo[this.depth - 1] = rspLo;
     this.rhi[this.depth - 1] = rspHi;
   }
@@ -67,6 +72,7 @@ export class ShadowStack {
       rsp: interrupt ? pairToAddr(this.rlo[i]!, this.rhi[i]!) : slot + 8,
       rspRaw: interrupt ? pairToBig(this.rlo[i]!, this.rhi[i]!) : toCanonical(slot + 8),
       vector: this.vector[i]!, site: this.site[i]!,
+      bp: kind === ACT_ROOT ? undefined : pairToBig(this.blo[i]!, this.bhi[i]!),
     };
   }
 
@@ -90,7 +96,7 @@ export class ShadowStack {
   }
 
   private columns(): (Int16Array | Float64Array | Uint32Array)[] {
-    return [this.kind, this.vector, this.entry, this.ret, this.slot, this.site, this.rlo, this.rhi];
+    return [this.kind, this.vector, this.entry, this.ret, this.slot, this.site, this.rlo, this.rhi, this.blo, this.bhi];
   }
 
   private grow(): void {
@@ -102,5 +108,6 @@ export class ShadowStack {
     };
     this.kind = g(this.kind); this.vector = g(this.vector); this.entry = g(this.entry); this.ret = g(this.ret);
     this.slot = g(this.slot); this.site = g(this.site); this.rlo = g(this.rlo); this.rhi = g(this.rhi);
+    this.blo = g(this.blo); this.bhi = g(this.bhi);
   }
 }

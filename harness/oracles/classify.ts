@@ -1,13 +1,15 @@
 // Classing one stack walk against the truth (design.md §6):
 //   EXACT     same chain, reached the task's last frame, no error;
 //   WINDOW    only what a window allows is missing: the immediate caller, because the interrupt
-//             hit before `mov rbp,rsp` completed or after `leave` in the interrupted function
-//             (objtool's stated frame-pointer limit; the baseline has it too), or what the
-//             kernel's own blind spots in entry code lose (allowances() below);
+//             hit where the interrupted function's frame is not built or is torn down and rbp
+//             is still the one it was entered with (objtool's stated frame-pointer limit; the
+//             baseline has it too), or what the kernel's own blind spots in entry code lose
+//             (allowances() below);
 //   FLAGGED   the unwinder set its error flag; everything before that was right;
 //   TRUNCATED it stopped early with no error flag;
 //   WRONG     a frame that is not in the truth, or out of order.
-// Verdicts come from the truth and the walk only; the window from the interrupted code itself.
+// Verdicts come from the truth and the walk only; the window from the interrupted code (where its
+// frame is declared built: ksym.fp_start/fp_end's marks) and the machine's rbp.
 import type { TruthEntry } from "../machine/index.ts";
 import type { Walk } from "../../unwinder/index.ts";
 
@@ -49,8 +51,12 @@ export function expectedChain(truth: readonly TruthEntry[], from: number): bigin
  *     (kernel-model.md §3.2 [derived]): perf from those regs gets regs->ip only.
  */
 export interface WindowOracle {
-  /** Is `ip` in its function's frame window (before `mov rbp,rsp` completed, or at `ret`)? */
-  inWindow(ip: bigint): boolean;
+  /**
+   * Is `ip` in its function's frame window: where the function's frame is not built yet or is
+   * torn down, and (when `bp` is known) the interrupted rbp is still the one the function was
+   * entered with, so a frame-pointer walk from there reads its caller's frame and misses the caller?
+   */
+  inWindow(ip: bigint, bp?: EntryBp): boolean;
   /**
    * Is an interrupt at `ip`, whose hardware frame's RIP word is at `slot`, in a kernel blind
    * spot? `mayEnd`: the walk may stop there. `regs`: the pt_regs below the frame are complete
@@ -64,6 +70,12 @@ export interface WindowOracle {
    * cannot unwind further")? A walk may end there, or go on with whatever the unwinder reads past it.
    */
   endsStack?(ip: bigint): boolean;
+}
+
+/** The interrupted rbp (`now`) and the rbp its function was entered with (the truth's, at its call). */
+export interface EntryBp {
+  readonly now: bigint;
+  readonly entry: bigint;
 }
 
 /** After position `after` of the expected chain, a correct walk may skip up to `skip` positions, or (`mayEnd`) end. */
@@ -86,14 +98,24 @@ export interface Allowance {
  */
 export function allowances(truth: readonly TruthEntry[], from: number, w: WindowOracle): Allowance[] {
   // The boundaries: the position of the interrupted rip in the chain, the rip, its frame's slot.
-  // `regs`: the pt_regs below the boundary's hardware frame are complete
-  const bounds: { at: number; ip: bigint; slot: bigint; regs: boolean }[] = [];
+  // `regs`: the pt_regs below the boundary's hardware frame are complete. `bp`: the interrupted
+  // rbp, with the rbp the interrupted function was entered with (the next frame's; a root's is unknown)
+  const bounds: { at: number; ip: bigint; slot: bigint; regs: boolean; bp: EntryBp | undefined }[] = [];
+  const entryBp = (now: bigint | undefined, i: number): EntryBp | undefined => {
+    if (now === undefined) return undefined;
+    for (let j = i + 1; j < truth.length; j++) {
+      const f = truth[j]!;
+      if (f.kind === "frame") return f.entryBp === undefined ? undefined : { now, entry: f.entryBp };
+    }
+    return undefined;
+  };
   let at = 0;
   for (let i = from; i < truth.length; i++) {
     const e = truth[i]!;
-    if (i === from && e.kind === "interrupt") bounds.push({ at: at++, ip: e.ip, slot: e.frame, regs: true });
+    if (i === from && e.kind === "interrupt") bounds.push({ at: at++, ip: e.ip, slot: e.frame, regs: true, bp: entryBp(e.bp, i) });
     else if (e.kind === "frame") {
-      if (e.entered === "interrupt" && e.returnAddress !== undefined && e.slot !== undefined) bounds.push({ at, ip: e.returnAddress, slot: e.slot, regs: w.regsBuilt(e.ip) });
+      // (a handler's entry rbp is the rbp it interrupted)
+      if (e.entered === "interrupt" && e.returnAddress !== undefined && e.slot !== undefined) bounds.push({ at, ip: e.returnAddress, slot: e.slot, regs: w.regsBuilt(e.ip), bp: entryBp(e.entryBp, i) });
       at++;
     }
   }
@@ -108,27 +130,44 @@ export function allowances(truth: readonly TruthEntry[], from: number, w: Window
     if (blind) {
       // up to and including the rip the next interrupt interrupted; its caller too only when
       // that rip was in its own frame window (the walk resumes at regs->bp)
-      const skip = next ? next.at - b.at + (w.inWindow(next.ip) ? 1 : 0) : 1;
+      const skip = next ? next.at - b.at + (w.inWindow(next.ip, next.bp) ? 1 : 0) : 1;
       out.push({ after: b.at, skip, mayEnd: blind.mayEnd, ...(blind.errorOk ? { errorOk: true } : {}), ...(blind.anything ? { anything: true } : {}) });
-    } else if (w.inWindow(b.ip)) out.push({ after: b.at, skip: 1, mayEnd: false });
+    } else if (w.inWindow(b.ip, b.bp)) out.push({ after: b.at, skip: 1, mayEnd: false });
   });
   return out;
 }
 
-/** Does `got` read as `expected` with, after each allowance's position, up to its skip left out (or the end)? */
-function matchesWithin(expected: readonly bigint[], got: readonly bigint[], allow: readonly Allowance[]): boolean {
-  const byAt = new Map(allow.map((a) => [a.after, a]));
+/**
+ * Does `got` read as `expected` with, after each allowance's position, up to its skip left out (or
+ * the end)? The positions of `expected` the walk reached, or undefined. Allowances at one position
+ * (a task's last frame that is also an interrupt boundary) allow what either does.
+ */
+function matchesWithin(expected: readonly bigint[], got: readonly bigint[], allow: readonly Allowance[]): ReadonlySet<number> | undefined {
+  const byAt = new Map<number, Allowance>();
+  for (const a of allow) {
+    const o = byAt.get(a.after);
+    byAt.set(a.after, o === undefined ? a : {
+      after: a.after, skip: Math.max(a.skip, o.skip), mayEnd: a.mayEnd || o.mayEnd,
+      ...(a.errorOk || o.errorOk ? { errorOk: true } : {}), ...(a.anything || o.anything ? { anything: true } : {}),
+    });
+  }
+  const reached: number[] = [];
   const rec = (e: number, g: number): boolean => {
     if (e >= expected.length) return g === got.length; // skipped to the end: the walk must be over too
     if (g >= got.length || got[g] !== expected[e]) return false;
+    reached.push(e);
     const a = byAt.get(e);
-    if (!a) return rec(e + 1, g + 1);
-    if (a.anything) return true;
-    if (a.mayEnd && g + 1 === got.length) return true;
-    for (let d = 0; d <= a.skip; d++) if (rec(e + 1 + d, g + 1)) return true;
+    if (!a) {
+      if (rec(e + 1, g + 1)) return true;
+    } else {
+      if (a.anything) return true;
+      if (a.mayEnd && g + 1 === got.length) return true;
+      for (let d = 0; d <= a.skip; d++) if (rec(e + 1 + d, g + 1)) return true;
+    }
+    reached.pop();
     return false;
   };
-  return rec(0, 0);
+  return rec(0, 0) ? new Set(reached) : undefined;
 }
 
 export interface Classified {
@@ -155,7 +194,8 @@ export function classify(expected: readonly bigint[], walk: Walk, allow: readonl
   // guess in a BPF prologue), it is FLAGGED, unless the unwinder itself calls the loss expected
   // (unwind_frame.c bad_address: no warning for an interrupt in entry code or before the C
   // handler's first frame pointer, e.g. an NMI on do_syscall_64's first instruction).
-  if (allow.length > 0 && matchesWithin(expected, got, allow)) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk && got.includes(expected[a.after]!)) ? "FLAGGED" : "WINDOW", at };
+  const reached = allow.length > 0 ? matchesWithin(expected, got, allow) : undefined;
+  if (reached) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk && reached.has(a.after)) ? "FLAGGED" : "WINDOW", at };
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };
 }

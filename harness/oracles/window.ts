@@ -1,14 +1,19 @@
-// The frame-pointer window of a function, read from its code: from its entry until its
-// `mov rbp,rsp` has executed, and at a `ret` (after `leave`), rbp is still the caller's frame,
-// so an FP unwind from an interrupt there misses the immediate caller (objtool's stated limit).
+// The frame-pointer window of a function: where its frame is not built yet or is torn down, so
+// that rbp is still its caller's frame and an FP unwind from an interrupt there misses the
+// immediate caller (objtool's stated limit). For a BPF function the window is where the JIT says
+// the frame is built (frameReady()/frameGone(): do_jit()'s ksym.fp_start/fp_end marks) and for
+// kernel code where its own `mov rbp,rsp` and `ret` are; in both, only while the interrupted rbp is
+// still the one the function was entered with (the truth's, at its call): the unwinder reads rbp alone.
 import { decodeCode, GENERIC_OP, K_REG, Op, RBP, RSP, toCanonical, toInternal, type Machine } from "../machine/index.ts";
 import { PT_REGS } from "../../arch/ptrace.ts";
+import type { Image } from "../../jit/image.ts";
+import { kernelStacks } from "../../jit/private-stacks.ts";
 import { ContentCache } from "../machine/content-cache.ts";
-import type { WindowOracle } from "./classify.ts";
+import type { EntryBp, WindowOracle } from "./classify.ts";
 
 /** What one function's code says about its frame pointer, read once per symbol. */
 export interface FrameCode {
-  /** Its first `mov rbp,rsp`. */
+  /** Its first `mov rbp,rsp` (kernel code; a BPF function's frame is where its JIT says). */
   readonly movRbp: bigint | undefined;
   readonly rets: ReadonlySet<bigint>;
   /** Entry code: its ENCODE_FRAME_POINTER (`lea rbp,[rsp+1]`: an odd displacement). */
@@ -33,21 +38,52 @@ function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
   });
 }
 
-export class FrameWindows implements WindowOracle {
+/** Where a BPF function's frame is complete and where it is torn down (JitFunction.frame). */
+export interface DeclaredFrame {
+  readonly ready: bigint;
+  readonly gone: bigint;
+}
+
+export interface FrameWindowOptions {
   /**
-   * `stacks`: the kernel's stacks (task, IRQ, NMI; jit/private-stacks.ts kernelStacks()), to tell which one an
+   * The kernel's stacks (task, IRQ, NMI; jit/private-stacks.ts kernelStacks()), to tell which one an
    * address is on; never private stacks, whose split from rbp is a design's doing.
-   * `cache`: windows by symbol, shareable by every machine of one image (its text never changes).
    */
-  constructor(
-    private readonly m: Machine,
-    private readonly stacks: readonly { begin: bigint; end: bigint; task?: boolean }[] = [],
-    private readonly cache = new Map<string, FrameCode>(),
-    /** The context switch's blind spot [from, to]: rsp on the next task's stack while current is still the previous one. */
-    private readonly switchWindow?: { readonly from: bigint; readonly to: bigint },
-    /** Where tasks' stacks start (ret_from_fork_asm). */
-    private readonly stackStarts: readonly bigint[] = [],
-  ) {}
+  readonly stacks?: readonly { begin: bigint; end: bigint; task?: boolean }[];
+  /** Code facts by symbol, shareable by every machine of one image (its text never changes). */
+  readonly cache?: Map<string, FrameCode>;
+  /** The context switch's blind spot [from, to]: rsp on the next task's stack while current is still the previous one. */
+  readonly switchWindow?: { readonly from: bigint; readonly to: bigint };
+  /** Where tasks' stacks start (ret_from_fork_asm). */
+  readonly stackStarts?: readonly bigint[];
+  /** Each BPF function's frame marks, by its start address. */
+  readonly frames?: ReadonlyMap<bigint, DeclaredFrame>;
+}
+
+/** The window oracle of an image's machine: its kernel stacks, its BPF functions' frame marks, the switch's blind spot. */
+export function frameWindows(img: Image, m: Machine, cache?: Map<string, FrameCode>): FrameWindows {
+  const k = img.kernel;
+  const frames = new Map(img.programs.flatMap((p) => p.jit.funcs.map((f) => [f.image.base, f.frame] as const)));
+  return new FrameWindows(m, {
+    stacks: kernelStacks(img), frames, ...(cache ? { cache } : {}),
+    ...(img.multitask ? { switchWindow: { from: k.addr("switch_rsp_loaded"), to: k.addr("switch_current") }, stackStarts: [k.addr("ret_from_fork_asm")] } : {}),
+  });
+}
+
+export class FrameWindows implements WindowOracle {
+  private readonly stacks: readonly { begin: bigint; end: bigint; task?: boolean }[];
+  private readonly cache: Map<string, FrameCode>;
+  private readonly switchWindow: { readonly from: bigint; readonly to: bigint } | undefined;
+  private readonly stackStarts: readonly bigint[];
+  private readonly frames: ReadonlyMap<bigint, DeclaredFrame>;
+
+  constructor(private readonly m: Machine, o: FrameWindowOptions = {}) {
+    this.stacks = o.stacks ?? [];
+    this.cache = o.cache ?? new Map();
+    this.switchWindow = o.switchWindow;
+    this.stackStarts = o.stackStarts ?? [];
+    this.frames = o.frames ?? new Map();
+  }
 
   /** classify.ts WindowOracle: a new task's first return address, where unwinding ends. */
   endsStack(ip: bigint): boolean {
@@ -55,7 +91,7 @@ export class FrameWindows implements WindowOracle {
   }
 
   /** The code facts of the function holding `ip`, from its bytes (cached by symbol). */
-  private code(ip: bigint): { kind: string; code: FrameCode } | undefined {
+  private code(ip: bigint): { kind: string; start: bigint; code: FrameCode } | undefined {
     const sym = this.m.symbols.lookup(ip);
     if (!sym) return undefined;
     let code = this.cache.get(sym.name);
@@ -64,7 +100,7 @@ export class FrameWindows implements WindowOracle {
       code = frameCode(bytes, sym.start);
       this.cache.set(sym.name, code);
     }
-    return { kind: sym.kind, code };
+    return { kind: sym.kind, start: sym.start, code };
   }
 
   /** classify.ts WindowOracle: `ip` is in entry code past its ENCODE_FRAME_POINTER. */
@@ -109,15 +145,29 @@ export class FrameWindows implements WindowOracle {
   }
 
   /**
-   * Is `rip` at or before its function's first `mov rbp,rsp`, or at a `ret`? Kernel code that
-   * never sets up a frame is in its window throughout: rbp is its caller's frame
-   * (__switch_to_asm, SYM_FUNC_START with pushes only; ret_from_fork_asm, a task's first code).
+   * classify.ts WindowOracle. A BPF function's window: before its frame is complete
+   * (frameReady(), ksym.fp_start), and from its teardown (frameGone(), after `leave`) to the `ret`
+   * that follows; do_jit() emits that epilogue at the first BPF_EXIT, where code may follow
+   * (bpf_jit_comp.c:do_jit(), 7.2). Kernel code's: at or before its first `mov rbp,rsp`, or at a
+   * `ret`; kernel code that never sets up a frame is in its window throughout (__switch_to_asm,
+   * SYM_FUNC_START with pushes only; ret_from_fork_asm, a task's first code). With `bp` known,
+   * only while the interrupted rbp is the one the function was entered with: anywhere else the
+   * frame unwinder reads some other frame, and what it misses is not this window's.
    */
-  inWindow(rip: bigint): boolean {
+  inWindow(rip: bigint, bp?: EntryBp): boolean {
+    if (bp !== undefined && bp.now !== bp.entry) return false;
     const c = this.code(rip);
-    const w = c?.code;
-    if (w === undefined) return false;
-    if (w.movRbp === undefined && c!.kind === "kernel") return true;
+    if (c === undefined) return false;
+    const w = c.code;
+    const declared = this.frames.get(c.start);
+    if (declared !== undefined) {
+      if (rip < declared.ready) return true;
+      if (rip < declared.gone) return false;
+      let ret: bigint | undefined;
+      for (const r of w.rets) if (r >= declared.gone && (ret === undefined || r < ret)) ret = r;
+      return ret !== undefined && rip <= ret;
+    }
+    if (w.movRbp === undefined && c.kind === "kernel") return true;
     return (w.movRbp !== undefined && rip <= w.movRbp) || w.rets.has(rip);
   }
 }

@@ -67,3 +67,26 @@ test("a deeper interrupt's pt_regs are trusted only once its entry code has buil
   allowances(truth, 0, { ...w, regsBuilt: () => false });
   expect(calls).toEqual([[A, true], [B, false]]);
 });
+
+describe("allowances that meet", () => {
+  test("an unwinder error is allowed where the walk got to, not where an equal return address sits earlier", () => {
+    // [X, Y, X, Z]: the walk stops, flagged, after Y; the error is allowed only at the second X
+    const [X, Y, Z] = [0x10n, 0x20n, 0x30n];
+    const allow = [{ after: 1, skip: 0, mayEnd: true }, { after: 2, skip: 0, mayEnd: true, errorOk: true }];
+    const stopped = (ips: bigint[]): Walk => ({ ips, error: true, reachedEnd: false, warnings: [] });
+    expect(classify([X, Y, X, Z], stopped([X, Y]), allow).class).toBe("FLAGGED");
+    expect(classify([X, Y, X, Z], stopped([X, Y, X]), allow).class).toBe("WINDOW");
+  });
+
+  test("a task's first return address that is also an interrupt boundary keeps both allowances", () => {
+    // an NMI at A in an IRQ that interrupted a new task at its first instruction R (ret_from_fork_asm)
+    const R = 0xf0n;
+    const t: TruthEntry[] = [{ kind: "interrupt", vector: 2, name: "NMI", ip: A, symbol: "", rsp: 0n, frame: 0x1000n }, frame(A, R, "interrupt", 0x2000n)];
+    const w: WindowOracle = { inWindow: (ip) => ip === R, blindSpot: () => undefined, regsBuilt: () => true, endsStack: (ip) => ip === R };
+    const allow = allowances(t, 0, w);
+    expect(allow).toEqual([{ after: 1, skip: 0, mayEnd: true, errorOk: true, anything: true }, { after: 1, skip: 1, mayEnd: false }]);
+    // past the stack's start the walk reads what it reads (anything), as either allowance alone would not both allow
+    expect(classify([A, R], walk(A, R, 0x99n), allow).class).toBe("WINDOW");
+    expect(classify([A, R], walk(A, 0x99n), allow).class).toBe("WRONG");
+  });
+});

@@ -1,7 +1,7 @@
 // An NMI at every instruction boundary of a small nested scenario (main -> subprog -> helper,
 // and main -> kfunc -> nested program): under baseline and r9-private the frame unwinder's perf
 // callchain from the NMI's regs is EXACT or WINDOW, and WINDOW exactly where the interrupted
-// rip is in its function's frame-pointer window.
+// rip is in its function's frame-pointer window (its frame not built, rbp still the entry rbp).
 import { describe, expect, test } from "vitest";
 import { alu64, call, exit, ldx, stx } from "../../../jit/bpf/insn.ts";
 import { BPF_DW, R0, R1, R2, R3, R4, R5, R6, R10 } from "../../../jit/bpf/opcodes.ts";
@@ -11,8 +11,7 @@ import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { frameUnwinder, perfCallchainKernel } from "../../../unwinder/index.ts";
 import { envFromImage } from "../../../harness/unwind-env.ts";
 import { allowances, classify, expectedChain, type StackClass } from "../../../harness/oracles/classify.ts";
-import { FrameWindows } from "../../../harness/oracles/window.ts";
-import { kernelStacks } from "../../../jit/private-stacks.ts";
+import { frameWindows } from "../../../harness/oracles/window.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 
 const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
@@ -34,7 +33,7 @@ const nested = program({ name: "nested", type: "tracing", funcs: [
 function irqPoint(strategyName: string): number {
   const img = buildImage({ programs: [outer, nested], task: 0, nested: [1] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
   const m = loadImage(img);
-  const windows = new FrameWindows(m);
+  const windows = frameWindows(img, m);
   startTask(img, m);
   for (let k = 1; ; k++) {
     if (m.runUntil(k).kind !== "paused") throw new Error(`${strategyName}: no BPF body step`);
@@ -50,7 +49,7 @@ function sweep(strategyName: string, irqAt?: number) {
   const img = buildImage({ programs: [outer, nested], task: 0, nested: [1], irq: [{ vector: 0x20, program: 1 }] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
   const m = loadImage(img);
   const env = envFromImage(img, m);
-  const windows = new FrameWindows(m, kernelStacks(img));
+  const windows = frameWindows(img, m);
   startTask(img, m);
   const base = m.snapshot();
   const straight = m.run();
@@ -70,9 +69,11 @@ function sweep(strategyName: string, irqAt?: number) {
   m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
     const truth = mm.truth();
     const marker = truth.findIndex((t) => t.kind === "interrupt");
-    const ip = (truth[marker] as { ip: bigint }).ip;
-    const blind = windows.blindSpot(ip, (truth[marker] as { frame: bigint }).frame, true) !== undefined;
-    const inWindow = windows.inWindow(ip);
+    const { ip, frame, bp } = truth[marker] as { ip: bigint; frame: bigint; bp: bigint };
+    const blind = windows.blindSpot(ip, frame, true) !== undefined;
+    // the interrupted rbp, and the rbp the interrupted function was entered with (unknown for the task's root)
+    const entry = (truth[marker + 1] as { entryBp?: bigint }).entryBp;
+    const inWindow = windows.inWindow(ip, entry === undefined ? undefined : { now: bp, entry });
     const walk = perfCallchainKernel(frameUnwinder(env), mm.reg("rdi"));
     const c = classify(expectedChain(truth, marker), walk, allowances(truth, marker, windows));
     sample = { cls: c.class, inWindow, blind, where: mm.symbols.symbolize(ip) ?? ip.toString(16), unwound: walk.ips.length };

@@ -9,7 +9,7 @@ import { buildImage } from "../../../jit/image.ts";
 import { archStackWalk, perfCallchainKernel, type OrcVersion } from "../../../unwinder/index.ts";
 import { unwinderFor } from "../../../harness/unwind-env.ts";
 import { allowances, classify, expectedChain } from "../../../harness/oracles/classify.ts";
-import { FrameWindows } from "../../../harness/oracles/window.ts";
+import { frameWindows } from "../../../harness/oracles/window.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 import { strategy } from "../../helpers/strategies.ts";
 
@@ -47,14 +47,14 @@ describe("ORC from an NMI at every boundary (perf callchain)", () => {
     const img = buildImage({ programs: [sampler], task: 0 }, strategy("baseline"));
     const m = loadImage(img);
     const unwinder = unwinderFor(version, img, m);
-    const windows = new FrameWindows(m);
+    const windows = frameWindows(img, m);
     startTask(img, m);
     const base = m.snapshot();
     const straight = m.run();
     const total = straight.kind === "completed" ? straight.steps : 0;
     const f = img.programs[0]!.jit.funcs[0]!;
     const main = { start: f.image.base, end: f.image.end, fpStart: f.image.base + BigInt(f.ksym.fpStart), fpEnd: f.image.base + BigInt(f.ksym.fpEnd) };
-    const rows: { cls: string; bpf: "in-window" | "outside" | "no"; inFpWindow: boolean }[] = [];
+    const rows: { cls: string; bpf: "in-window" | "outside" | "no" }[] = [];
     let row: (typeof rows)[number] | undefined;
     m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
       const truth = mm.truth();
@@ -62,7 +62,7 @@ describe("ORC from an NMI at every boundary (perf callchain)", () => {
       const ip = (truth[k] as { ip: bigint }).ip;
       const walk = perfCallchainKernel(unwinder, mm.reg("rdi"));
       const inBpf = ip >= main.start && ip < main.end;
-      row = { cls: classify(expectedChain(truth, k), walk, allowances(truth, k, windows)).class, bpf: inBpf ? (ip >= main.fpStart && ip < main.fpEnd ? "in-window" : "outside") : "no", inFpWindow: windows.inWindow(ip) };
+      row = { cls: classify(expectedChain(truth, k), walk, allowances(truth, k, windows)).class, bpf: inBpf ? (ip >= main.fpStart && ip < main.fpEnd ? "in-window" : "outside") : "no" };
     });
     for (let i = 0; i < total; i++) {
       m.restore(base);
