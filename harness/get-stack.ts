@@ -83,12 +83,14 @@ export function getStackSample(img: Image, m: Machine, truth: readonly TruthEntr
     const env = unwinder.env;
     const view = { ...env, mem: { read64: (a: bigint) => (a >= CTX_REGS && a < CTX_REGS + BigInt(PT_REGS_SIZE) ? words.get(a) ?? 0n : env.mem.read64(a)) } };
     const probed = unwinder.withEnv(view);
+    // the probe's rbp is the one the runner was entered with (it pushed it at slot - 8)
+    const runnerBp = (runner as { entryBp?: bigint }).entryBp;
     // The probe interrupted the runner at its entry: the chain is that ip, then the runner's callers;
     // before the runner's `mov rbp,rsp` the frame unwinder may miss its caller (the window), and
     // deeper interrupt boundaries allow what they always do, one position further down.
     const expected = [runnerEntry, ...expectedChain(truth, r)];
     const allow = [
-      ...(windows.inWindow(runnerEntry) ? [{ after: 0, skip: 1, mayEnd: false }] : []),
+      ...(windows.inWindow(runnerEntry, runnerBp === undefined ? undefined : { now: fields.bp!, entry: runnerBp }) ? [{ after: 0, skip: 1, mayEnd: false }] : []),
       ...allowances(truth, r, windows).map((a) => ({ ...a, after: a.after + 1 })),
     ];
     return { how, walk: perfCallchainKernel(probed, CTX_REGS), expected, allow };

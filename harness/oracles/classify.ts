@@ -139,10 +139,11 @@ export function allowances(truth: readonly TruthEntry[], from: number, w: Window
 
 /**
  * Does `got` read as `expected` with, after each allowance's position, up to its skip left out (or
- * the end)? The positions of `expected` the walk reached, or undefined. Allowances at one position
+ * the end)? The positions of `expected` the walk reached, in order (the last is where it
+ * stopped), or undefined. Allowances at one position
  * (a task's last frame that is also an interrupt boundary) allow what either does.
  */
-function matchesWithin(expected: readonly bigint[], got: readonly bigint[], allow: readonly Allowance[]): ReadonlySet<number> | undefined {
+function matchesWithin(expected: readonly bigint[], got: readonly bigint[], allow: readonly Allowance[]): readonly number[] | undefined {
   const byAt = new Map<number, Allowance>();
   for (const a of allow) {
     const o = byAt.get(a.after);
@@ -167,7 +168,7 @@ function matchesWithin(expected: readonly bigint[], got: readonly bigint[], allo
     reached.pop();
     return false;
   };
-  return rec(0, 0) ? new Set(reached) : undefined;
+  return rec(0, 0) ? reached : undefined;
 }
 
 export interface Classified {
@@ -194,8 +195,9 @@ export function classify(expected: readonly bigint[], walk: Walk, allow: readonl
   // guess in a BPF prologue), it is FLAGGED, unless the unwinder itself calls the loss expected
   // (unwind_frame.c bad_address: no warning for an interrupt in entry code or before the C
   // handler's first frame pointer, e.g. an NMI on do_syscall_64's first instruction).
+  // (an error is the allowance's to excuse only where the walk stopped)
   const reached = allow.length > 0 ? matchesWithin(expected, got, allow) : undefined;
-  if (reached) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk && reached.has(a.after)) ? "FLAGGED" : "WINDOW", at };
+  if (reached) return { class: walk.error && !walk.expectedLoss && !allow.some((a) => a.errorOk && a.after === reached[reached.length - 1]) ? "FLAGGED" : "WINDOW", at };
   if (at < got.length) return { class: "WRONG", at }; // a frame that is not the true one at its place
   return { class: walk.error ? "FLAGGED" : "TRUNCATED", at };
 }

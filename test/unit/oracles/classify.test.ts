@@ -69,13 +69,34 @@ test("a deeper interrupt's pt_regs are trusted only once its entry code has buil
 });
 
 describe("allowances that meet", () => {
-  test("an unwinder error is allowed where the walk got to, not where an equal return address sits earlier", () => {
+  test("an unwinder error is allowed where the walk stopped, not where an equal return address sits earlier nor where it passed", () => {
     // [X, Y, X, Z]: the walk stops, flagged, after Y; the error is allowed only at the second X
     const [X, Y, Z] = [0x10n, 0x20n, 0x30n];
     const allow = [{ after: 1, skip: 0, mayEnd: true }, { after: 2, skip: 0, mayEnd: true, errorOk: true }];
     const stopped = (ips: bigint[]): Walk => ({ ips, error: true, reachedEnd: false, warnings: [] });
     expect(classify([X, Y, X, Z], stopped([X, Y]), allow).class).toBe("FLAGGED");
     expect(classify([X, Y, X, Z], stopped([X, Y, X]), allow).class).toBe("WINDOW");
+    // the error allowed at A, the walk passing A and stopping at C, where no error is allowed
+    const passed = [{ after: 0, skip: 0, mayEnd: true, errorOk: true }, { after: 2, skip: 0, mayEnd: true }];
+    expect(classify([A, B, C, D], stopped([A, B, C]), passed).class).toBe("FLAGGED");
+    expect(classify([A, B, C, D], stopped([A]), passed).class).toBe("WINDOW");
+  });
+
+  test("a deeper boundary compares the rbp its interrupt saw with the interrupted function's entry rbp, not its own", () => {
+    // an NMI at A in an IRQ handler (entered with rbp 0x500, the rbp it interrupted) that
+    // interrupted B in f; f was entered with rbp `fEntry`; g (C) before it
+    const withBp = (fEntry: bigint): TruthEntry[] => [
+      { kind: "interrupt", vector: 2, name: "NMI", ip: A, symbol: "", rsp: 0n, frame: 0x1000n, bp: 0x900n },
+      { ...frame(A, B, "interrupt", 0x2000n), entryBp: 0x500n } as TruthEntry,
+      { kind: "interrupt", vector: 0x20, name: "IRQ", ip: B, symbol: "", rsp: 0n, frame: 0x2000n, bp: 0x500n },
+      { ...frame(B, C, "call", 0x3000n), entryBp: fEntry } as TruthEntry,
+      frame(C, D, "root", 0x4000n),
+    ];
+    const seen: [bigint, bigint | undefined, bigint | undefined][] = [];
+    const w: WindowOracle = { inWindow: (ip, bp) => (seen.push([ip, bp?.now, bp?.entry]), ip === B && bp?.now === bp?.entry), blindSpot: () => undefined, regsBuilt: () => true };
+    expect(allowances(withBp(0x500n), 0, w)).toEqual([{ after: 1, skip: 1, mayEnd: false }]); // f's frame not built: rbp is still its entry rbp
+    expect(seen).toEqual([[A, 0x900n, 0x500n], [B, 0x500n, 0x500n]]);
+    expect(allowances(withBp(0x600n), 0, w)).toEqual([]); // f had set rbp to something else: no window
   });
 
   test("a task's first return address that is also an interrupt boundary keeps both allowances", () => {
