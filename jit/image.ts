@@ -3,7 +3,7 @@
 // (v6.19, kernel-model.md §5), the per-CPU area (this_cpu_off, hardirq_stack_ptr, prog->active,
 // misses, private stacks with their guard words) and the interrupt configuration. Plain data:
 // harness/load.ts turns it into a machine.
-import { ATTACH_PATHS, attachOf, runnerLimit, type AttachPath, type Program } from "./bpf/program.ts";
+import { ATTACH_PATHS, attachOf, counterOf, runnerLimit, type AttachPath, type Counter, type Program } from "./bpf/program.ts";
 import { validate, type Validated } from "./bpf/validate.ts";
 import { miscFixups } from "./bpf/fixups.ts";
 import { instructionRecorder, type JitProgram } from "./jit.ts";
@@ -89,11 +89,13 @@ export interface Image {
     readonly xlated: Program;
     readonly jit: JitProgram;
     readonly active: bigint;
-    /** On a path with no counter (uprobes): the program's prog->active, which nothing raises (`active` is then the runner's own count). */
+    /** With no counter (uprobes, struct_ops without a private stack): the program's prog->active, which nothing raises (`active` is then the runner's own count). */
     readonly progActive?: bigint;
     readonly misses: bigint;
     /** How it is run: its attach path's counter and preemptibility (program.ts ATTACH_PATHS). */
     readonly path: (typeof ATTACH_PATHS)[AttachPath];
+    /** The counter its runner takes (program.ts counterOf(): the path's, none for struct_ops without a private stack). */
+    readonly counter: Counter;
   }[];
   /** The per-CPU bpf_prog_active counter (a __percpu pointer). */
   readonly bpfProgActive: bigint;
@@ -216,14 +218,16 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     // kernel-model-7.2.md A.4: the path's counter (the global bpf_prog_active of trace_call_bpf() and
     // friends, or the program's own prog->active; uprobes have none, and the runner then never refuses)
     const path = ATTACH_PATHS[attachOf(program)];
+    const counter = counterOf(program, validated.privStack.some(Boolean));
     // (a design that reads prog->active is handed bpf_prog_active on the global counter's paths,
     // which raise only that: see the README, "Tasks and preemption")
-    if (path.counter !== "none") return { program, validated, xlated, active: path.counter === "global" ? bpfProgActive : own, progActive: undefined, misses, path };
-    // uprobes: no counter; the runner's count goes to a word of its own, and prog->active (what
-    // a design that reads it gets) stays 0, as bpf_prog_run_array_uprobe() never touches it
+    if (counter !== "none") return { program, validated, xlated, active: counter === "global" ? bpfProgActive : own, progActive: undefined, misses, path, counter };
+    // uprobes, struct_ops without a private stack: no counter; the runner's count goes to a word
+    // of its own, and prog->active (what a design that reads it gets) stays 0, as
+    // bpf_prog_run_array_uprobe() and __bpf_prog_enter() never touch it
     const runs = dyn;
     dyn += 8n;
-    return { program, validated, xlated, active: runs, progActive: own, misses, path };
+    return { program, validated, xlated, active: runs, progActive: own, misses, path, counter };
   });
   let text = BPF_TEXT;
   const records = instructionRecorder();
@@ -285,7 +289,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     put(e, p.jit.funcs[0]!.image.base);
     put(e + 8, p.active);
     put(e + 16, p.misses);
-    const limit = runnerLimit(attachOf(p.program), strategy.recursionLimit); // (none: a limit never reached)
+    const limit = runnerLimit(p.counter, strategy.recursionLimit); // (none: a limit never reached)
     put(e + 24, limit === undefined ? UNGUARDED : BigInt(limit));
     put(e + 32, KDATA + BigInt(KD.ctx + pi * CTX_SIZE)); // the runner passes it in rdi
     put(e + 40, p.path.preemptible ? 0n : 1n); // the path's preempt_disable() (read by a kernel with tasks)
@@ -347,6 +351,6 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
 
   return {
     strategy, backend, layout, taskPtRegs: TASK_PT_REGS, tasks, multitask, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
-    programs: jitted.map(({ program, validated, xlated, jit, active, progActive, misses, path }) => ({ program, validated, xlated, jit, active, ...(progActive === undefined ? {} : { progActive }), misses, path })),
+    programs: jitted.map(({ program, validated, xlated, jit, active, progActive, misses, path, counter }) => ({ program, validated, xlated, jit, active, ...(progActive === undefined ? {} : { progActive }), misses, path, counter })),
   };
 }

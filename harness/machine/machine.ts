@@ -3,7 +3,7 @@
 // budget and copy-on-write snapshots. Every run ends in a typed result (results.ts).
 import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__, toInternal as toInternalAddr } from "./addr.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as ACT_ROOT__, Cpu as Cpu__, hiOf as hiOf__, interruptName as interruptName__, pairToBig as pairToBig__, Stop as Stop__, X86_TRAP_NMI as X86_TRAP_NMI__, type Observer } from "./cpu.ts";
-import { ShadowStack, type ShadowSnapshot } from "./shadow.ts";
+import { RunawayNesting, ShadowStack, type ShadowSnapshot } from "./shadow.ts";
 import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, copyInsn as copyInsn__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
 import { HANDLERS as HANDLERS__ } from "./exec.ts";
 import { hexBytes } from "../../jit/disasm.ts";
@@ -542,6 +542,10 @@ export class Machine {
     } catch (e) {
       if (e instanceof Stop) return e.result;
       if (e instanceof MemFault) return this.faultResult(e);
+      if (e instanceof RunawayNesting) {
+        const c = this.cpu, ip = this.faultIp;
+        return { kind: "hang", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip), message: `runaway nesting: ${e.message} (a recursion nothing stops, such as a program that runs itself on a path with no recursion counter) after ${c.steps} steps; at ${c.describe(ip)}` };
+      }
       throw e;
     }
   }

@@ -7,6 +7,22 @@ const pairToAddr = pairToAddr__, pairToBig = pairToBig__, toCanonical = toCanoni
 
 export const ACT_CALL = 0, ACT_INTERRUPT = 1, ACT_ROOT = 2;
 
+/**
+ * Activations live at once, at most: far more than any stack of the kernel holds (a 16 KiB task
+ * stack, about 200 nested BPF runs), reached only by a recursion nothing stops (a program that
+ * runs itself on a path without a recursion counter) whose design keeps resetting rsp instead
+ * of running off a stack. The run then ends as a hang; the checks, which walk the live
+ * activations, would otherwise slow down with every level until the step budget.
+ */
+export const MAX_ACTIVATIONS = 4096;
+
+/** Thrown by a push past MAX_ACTIVATIONS (the machine ends the run as a hang). */
+export class RunawayNesting extends Error {
+  constructor(readonly depth: number) {
+    super(`more than ${depth} activations live at once`);
+  }
+}
+
 /** One activation, as a value (built on demand for observers and queries). */
 export interface Activation {
   readonly kind: number;      // ACT_CALL, ACT_INTERRUPT or ACT_ROOT
@@ -100,6 +116,7 @@ export class ShadowStack {
   }
 
   private grow(): void {
+    if (this.kind.length >= MAX_ACTIVATIONS) throw new RunawayNesting(MAX_ACTIVATIONS);
     const n = this.kind.length * 2;
     const g = <T extends Int16Array | Float64Array | Uint32Array>(a: T): T => {
       const b = new (a.constructor as new (n: number) => T)(n);

@@ -185,17 +185,23 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
         return;
       }
     }
+    // (the highest byte the contexts outside ctxs[j] wrote on this area, kept as j grows)
+    let outerHigh = -1n;
     for (let j = 1; j <= cur; j++) {
       const b = ctxs[j]!;
-      if (b.area === area && end > b.sp && (!area.private || ctxs.slice(0, j).some((c) => (c.written.get(area) ?? []).some((w) => w.high > addr)))) {
+      for (const w of ctxs[j - 1]!.written.get(area) ?? []) if (w.high > outerHigh) outerHigh = w.high;
+      if (b.area === area && end > b.sp && (!area.private || outerHigh > addr)) {
         report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands at or above rsp ${hex(b.sp)} that ${b.entered} left on the ${area.name} stack: live data of the context it ${b.entered.startsWith("vector") ? "interrupted" : "was called from"}`, ip);
         return;
       }
     }
     if (!area.private) return;
-    for (let j = 0; j < cur; j++) {
+    // (the innermost context whose boundary left rsp on this area)
+    let lastOnArea = -1;
+    for (let j = cur; j > 0 && lastOnArea < 0; j--) if (ctxs[j]!.area === area) lastOnArea = j;
+    for (let j = Math.max(0, lastOnArea); j < cur; j++) {
       const w = overlap(ctxs[j]!, area, addr, end);
-      if (w !== undefined && !ctxs.slice(j + 1).some((b) => b.area === area)) {
+      if (w !== undefined) {
         report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered}, which is still live`, ip);
         return;
       }

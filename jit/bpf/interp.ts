@@ -10,16 +10,19 @@ import { HELPERS as HELPERS__ } from "./abi.ts";
 import type { BpfInsn } from "./instruction.ts";
 import { aluResult as aluResult__, immU64 as immU64__, jumpTaken as jumpTaken__ } from "./ops.ts";
 import { BPF_ADD as BPF_ADD__, BPF_ALU as BPF_ALU__, BPF_ALU64 as BPF_ALU64__, BPF_AND as BPF_AND__, BPF_ATOMIC as BPF_ATOMIC__, BPF_CALL as BPF_CALL__, BPF_CLASS as BPF_CLASS__, BPF_CMPXCHG as BPF_CMPXCHG__, BPF_DW as BPF_DW__, BPF_EXIT as BPF_EXIT__, BPF_FETCH as BPF_FETCH__, BPF_HELPER_CALL as BPF_HELPER_CALL__, BPF_JA as BPF_JA__, BPF_JCOND as BPF_JCOND__, BPF_JMP as BPF_JMP__, BPF_JMP32 as BPF_JMP32__, BPF_LD_IMM64 as BPF_LD_IMM64__, BPF_LDX as BPF_LDX__, BPF_LOAD_ACQ as BPF_LOAD_ACQ__, BPF_MAX_TIMED_LOOPS as BPF_MAX_TIMED_LOOPS__, BPF_MEMSX as BPF_MEMSX__, BPF_MODE as BPF_MODE__, BPF_OP as BPF_OP__, BPF_OR as BPF_OR__, BPF_PSEUDO_CALL as BPF_PSEUDO_CALL__, BPF_PSEUDO_KFUNC_CALL as BPF_PSEUDO_KFUNC_CALL__, BPF_SIZE as BPF_SIZE__, BPF_SRC as BPF_SRC__, BPF_ST as BPF_ST__, BPF_STORE_REL as BPF_STORE_REL__, BPF_STX as BPF_STX__, BPF_W as BPF_W__, BPF_X as BPF_X__, BPF_XCHG as BPF_XCHG__, BPF_XOR as BPF_XOR__, sizeBytes as sizeBytes__ } from "./opcodes.ts";
-import { ATTACH_PATHS as ATTACH_PATHS__, attachOf as attachOf__, calleeOf as calleeOf__, runnerLimit as runnerLimit__, type Program } from "./program.ts";
+import { ATTACH_PATHS as ATTACH_PATHS__, attachOf as attachOf__, calleeOf as calleeOf__, counterOf as counterOf__, runnerLimit as runnerLimit__, type Program } from "./program.ts";
+import { validate as validate__ } from "./validate.ts";
 import { CTX_SIZE as CTX_SIZE__, ctxBytes as ctxBytes__, KD as KD__, KERNEL_LAYOUT as KERNEL_LAYOUT__ } from "../kernel/layout.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the interpreter's per-instruction code would pay for at every use.
-const HELPERS = HELPERS__, aluResult = aluResult__, immU64 = immU64__, jumpTaken = jumpTaken__, BPF_ADD = BPF_ADD__, BPF_ALU = BPF_ALU__, BPF_ALU64 = BPF_ALU64__, BPF_AND = BPF_AND__, BPF_ATOMIC = BPF_ATOMIC__, BPF_CALL = BPF_CALL__, BPF_CLASS = BPF_CLASS__, BPF_CMPXCHG = BPF_CMPXCHG__, BPF_DW = BPF_DW__, BPF_EXIT = BPF_EXIT__, BPF_FETCH = BPF_FETCH__, BPF_HELPER_CALL = BPF_HELPER_CALL__, BPF_JA = BPF_JA__, BPF_JCOND = BPF_JCOND__, BPF_JMP = BPF_JMP__, BPF_JMP32 = BPF_JMP32__, BPF_LD_IMM64 = BPF_LD_IMM64__, BPF_LDX = BPF_LDX__, BPF_LOAD_ACQ = BPF_LOAD_ACQ__, BPF_MAX_TIMED_LOOPS = BPF_MAX_TIMED_LOOPS__, BPF_MEMSX = BPF_MEMSX__, BPF_MODE = BPF_MODE__, BPF_OP = BPF_OP__, BPF_OR = BPF_OR__, BPF_PSEUDO_CALL = BPF_PSEUDO_CALL__, BPF_PSEUDO_KFUNC_CALL = BPF_PSEUDO_KFUNC_CALL__, BPF_SIZE = BPF_SIZE__, BPF_SRC = BPF_SRC__, BPF_ST = BPF_ST__, BPF_STORE_REL = BPF_STORE_REL__, BPF_STX = BPF_STX__, BPF_W = BPF_W__, BPF_X = BPF_X__, BPF_XCHG = BPF_XCHG__, BPF_XOR = BPF_XOR__, sizeBytes = sizeBytes__, ATTACH_PATHS = ATTACH_PATHS__, attachOf = attachOf__, calleeOf = calleeOf__, runnerLimit = runnerLimit__, CTX_SIZE = CTX_SIZE__, ctxBytes = ctxBytes__, KD = KD__, KERNEL_LAYOUT = KERNEL_LAYOUT__;
+const HELPERS = HELPERS__, aluResult = aluResult__, immU64 = immU64__, jumpTaken = jumpTaken__, BPF_ADD = BPF_ADD__, BPF_ALU = BPF_ALU__, BPF_ALU64 = BPF_ALU64__, BPF_AND = BPF_AND__, BPF_ATOMIC = BPF_ATOMIC__, BPF_CALL = BPF_CALL__, BPF_CLASS = BPF_CLASS__, BPF_CMPXCHG = BPF_CMPXCHG__, BPF_DW = BPF_DW__, BPF_EXIT = BPF_EXIT__, BPF_FETCH = BPF_FETCH__, BPF_HELPER_CALL = BPF_HELPER_CALL__, BPF_JA = BPF_JA__, BPF_JCOND = BPF_JCOND__, BPF_JMP = BPF_JMP__, BPF_JMP32 = BPF_JMP32__, BPF_LD_IMM64 = BPF_LD_IMM64__, BPF_LDX = BPF_LDX__, BPF_LOAD_ACQ = BPF_LOAD_ACQ__, BPF_MAX_TIMED_LOOPS = BPF_MAX_TIMED_LOOPS__, BPF_MEMSX = BPF_MEMSX__, BPF_MODE = BPF_MODE__, BPF_OP = BPF_OP__, BPF_OR = BPF_OR__, BPF_PSEUDO_CALL = BPF_PSEUDO_CALL__, BPF_PSEUDO_KFUNC_CALL = BPF_PSEUDO_KFUNC_CALL__, BPF_SIZE = BPF_SIZE__, BPF_SRC = BPF_SRC__, BPF_ST = BPF_ST__, BPF_STORE_REL = BPF_STORE_REL__, BPF_STX = BPF_STX__, BPF_W = BPF_W__, BPF_X = BPF_X__, BPF_XCHG = BPF_XCHG__, BPF_XOR = BPF_XOR__, sizeBytes = sizeBytes__, ATTACH_PATHS = ATTACH_PATHS__, attachOf = attachOf__, calleeOf = calleeOf__, counterOf = counterOf__, validate = validate__, runnerLimit = runnerLimit__, CTX_SIZE = CTX_SIZE__, ctxBytes = ctxBytes__, KD = KD__, KERNEL_LAYOUT = KERNEL_LAYOUT__;
 
 const M64 = (1n << 64n) - 1n;
 /** What the runner returns for a refused run (-EBUSY) and the kfunc for a bad index (-EINVAL). */
 export const REFUSED = BigInt.asUintN(64, -16n);
 export const EINVAL = BigInt.asUintN(64, -22n);
+/** Nested runs the interpreter follows (a 16 KiB kernel stack holds about 200 of the smallest). */
+export const MAX_NESTED_RUNS = 1000;
 
 /**
  * Which recursion counter guards each program (kernel-model.md §2.3): kprobe, tracepoint and
@@ -102,23 +105,31 @@ class Interp {
   private frames: Frame[] = [];
   private nextFp = 0x7f0000000000n;
   private steps = 0;
+  /** Runs in progress (a nested run through the kfunc is one more). */
+  private depth = 0;
   constructor(private readonly env: InterpEnv) {}
 
   run(p: number): bigint {
     const env = this.env;
+    // with no counter on its path a program that runs itself recurses as the kernel would, until
+    // its stack overflows; here, a clear error long before the host's own stack does
+    if (this.depth >= MAX_NESTED_RUNS) throw new InterpError(`${env.programs[p]!.name}: more than ${MAX_NESTED_RUNS} nested runs (no recursion counter stops them)`);
     const c = env.counterOf?.[p] ?? p;
     env.active[c]!++;
+    this.depth++;
     let r: bigint;
-    // the runner's limit on the path's counter (program.ts runnerLimit(): none for the uprobes)
-    const limit = runnerLimit(attachOf(env.programs[p]!), env.recursionLimit);
+    // the runner's limit on the program's counter (program.ts counterOf(), runnerLimit(): none for
+    // the uprobes and for struct_ops without a private stack)
+    const prog = env.programs[p]!;
+    const limit = runnerLimit(counterOf(prog, validate(prog).privStack.some(Boolean)), env.recursionLimit);
     if (limit !== undefined && env.active[c]! > limit) {
       env.misses[p]!++;
       r = REFUSED;
     } else {
-      const prog = env.programs[p]!;
       r = this.func(prog, 0, [env.ctxBase !== undefined ? env.ctxBase + BigInt(p * CTX_SIZE) : BigInt(p), 0n, 0n, 0n, 0n]);
     }
     env.active[c]!--; // __bpf_prog_exit_recur() always decrements
+    this.depth--;
     return r;
   }
 

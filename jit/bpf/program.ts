@@ -43,15 +43,30 @@ export const ATTACH_PATHS = {
 } as const satisfies Record<string, { types: readonly ProgType[]; counter: "global" | "prog" | "none"; preemptible: boolean; sleepable: boolean; task: boolean }>;
 export type AttachPath = keyof typeof ATTACH_PATHS;
 
+export type Counter = (typeof ATTACH_PATHS)[AttachPath]["counter"];
+
 /**
- * Activations per CPU the runner of `path` allows (undefined: no counter, no limit): the
+ * The recursion counter a program's runner takes: its path's, except on a trampoline for a
+ * struct_ops program, which takes prog->active only when its JIT uses a private stack.
+ * bpf_trampoline_enter() (kernel/bpf/trampoline.c, 7.2) picks __bpf_prog_enter_recur() when
+ * bpf_prog_check_recur() (include/linux/bpf_verifier.h) holds, which for struct_ops is `return
+ * prog->aux->jits_use_priv_stack;` (set by check_max_stack_depth() when any subprog got a private
+ * stack); otherwise plain __bpf_prog_enter(), which counts nothing. `jitsUsePrivStack`: the
+ * verifier's decision (validate.ts Validated.privStack), whatever the design does with it.
+ */
+export function counterOf(p: { readonly type: ProgType; readonly attach?: AttachPath | undefined }, jitsUsePrivStack: boolean): Counter {
+  const c: Counter = ATTACH_PATHS[attachOf(p)].counter;
+  return p.type === "struct_ops" && c === "prog" && !jitsUsePrivStack ? "none" : c;
+}
+
+/**
+ * Activations per CPU the runner allows on `counter` (undefined: no counter, no limit): the
  * design's limit on prog->active (`designLimit`, the strategy's recursionLimit: 1 is the
  * exactly-1 rule of __bpf_prog_enter_recur()), trace_call_bpf()'s `!= 1` on bpf_prog_active
  * (kernel/trace/bpf_trace.c, 7.2), which no design changes. One rule for the synthetic kernel's
  * runner table (jit/image.ts) and the reference interpreter (jit/bpf/interp.ts).
  */
-export function runnerLimit(path: AttachPath, designLimit: number): number | undefined {
-  const counter = ATTACH_PATHS[path].counter;
+export function runnerLimit(counter: Counter, designLimit: number): number | undefined {
   return counter === "none" ? undefined : counter === "global" ? 1 : designLimit;
 }
 export const ATTACH_PATH_NAMES = Object.keys(ATTACH_PATHS) as AttachPath[];
