@@ -53,10 +53,16 @@ export interface PlanConstraints {
   readonly tasks?: number;
   /** Attach paths without a recursion counter (uprobe, uprobe_multi) too (default true). */
   readonly counterlessPaths?: boolean;
+  /**
+   * Program types whose runner takes the global bpf_prog_active (kprobe, tracepoint,
+   * perf_event) too (default true); without them every counted run takes its own prog->active,
+   * the counter design (g) picks its level from.
+   */
+  readonly bpfProgActivePaths?: boolean;
 }
 
 const DEFAULTS: Required<PlanConstraints> = {
-  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false, tasks: 2, counterlessPaths: true,
+  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false, tasks: 2, counterlessPaths: true, bpfProgActivePaths: true,
 };
 const RANGES: Readonly<Record<string, readonly [number, number]>> = {
   maxPrograms: [1, MAX_PROGRAMS], maxFuncs: [1, MAX_FUNCS], maxItems: [0, MAX_ITEMS], maxSlots: [1, MAX_SLOTS],
@@ -108,7 +114,10 @@ const itemArb = (spin: boolean, tasks: boolean): fc.Arbitrary<PlanItem> => fc.on
 );
 /** Extra stack: none, sizes at the edges that matter (56/64: private-stack eligibility after rounding to 16; 128: disp8 → disp32; 448+: near 512), or any. */
 const extra = fc.oneof(w(3, fc.constant(0)), w(2, fc.constantFrom(8, 48, 56, 64, 120, 128, 192, 256, 448, 504)), w(1, fc.nat({ max: 512 })));
-const progType = fc.oneof(w(3, fc.constant("struct_ops")), w(2, fc.constant("tracing")), w(2, fc.constant("raw_tp")), w(1, fc.constantFrom("kprobe", "tracepoint", "perf_event")));
+const countedTypes = [w(3, fc.constant("struct_ops" as const)), w(2, fc.constant("tracing" as const)), w(2, fc.constant("raw_tp" as const))];
+const progType = fc.oneof(...countedTypes, w(1, fc.constantFrom("kprobe" as const, "tracepoint" as const, "perf_event" as const)));
+/** Without the bpf_prog_active types. */
+const progTypeOwnCounter = fc.oneof(...countedTypes);
 /** The next program, run right after the prologue: a link of a nesting chain. */
 const runNext = fc.constant({ op: "nested", target: 0 } as const);
 
@@ -154,7 +163,7 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
     atExit: fc.option(callItem, { freq: 2 }),
   });
   const anyFunc = func(fc.option(callItem, { freq: 2 }));
-  const program: fc.Arbitrary<PlanProgram> = fc.record({ type: progType, privStackRequested: fc.boolean(), seed: s32, funcs: fc.array(anyFunc, { minLength: 1, maxLength: c.maxFuncs }), ...run });
+  const program: fc.Arbitrary<PlanProgram> = fc.record({ type: c.bpfProgActivePaths ? progType : progTypeOwnCounter, privStackRequested: fc.boolean(), seed: s32, funcs: fc.array(anyFunc, { minLength: 1, maxLength: c.maxFuncs }), ...run });
   const chainMain = func(runNext);
   const chainFuncs: fc.Arbitrary<readonly PlanFunc[]> = c.maxFuncs === 1 ? fc.tuple(chainMain) : fc.oneof(fc.tuple(chainMain), fc.tuple(chainMain, anyFunc));
   const chainProgram: fc.Arbitrary<PlanProgram> = fc.record({ type: fc.constantFrom("struct_ops", "tracing", "raw_tp"), privStackRequested: fc.boolean(), seed: s32, funcs: chainFuncs, ...run });

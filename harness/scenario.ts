@@ -199,8 +199,10 @@ const TASK_ONLY_WHY = "Linux 7.2 runs a uprobe program on the way back to user m
  * have), or, when the index is not such a constant, every one. Then:
  *   - a program on a path that fires only in a task's own context (uprobe, uprobe_multi,
  *     tp_faultable: ATTACH_PATHS `task`) must not be reachable at all, nor run by an interrupt.
- *     That also rules out the recursion no counter would stop: the paths with no counter are
- *     the uprobes;
+ *     That also rules out the uprobes' recursion, which no counter would stop; a struct_ops
+ *     program without a private stack has no counter either (program.ts counterOf()), and one
+ *     that runs itself recurses as it would in 7.2, until a stack overflows (or, for a design
+ *     that never runs off one, MAX_ACTIVATIONS ends the run);
  *   - a sleepable program must not be reachable from a program that cannot sleep (it would
  *     sleep in atomic context: "scheduling while atomic"; interrupts never run sleepable ones).
  */

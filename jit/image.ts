@@ -89,7 +89,11 @@ export interface Image {
     readonly xlated: Program;
     readonly jit: JitProgram;
     readonly active: bigint;
-    /** With no counter (uprobes, struct_ops without a private stack): the program's prog->active, which nothing raises (`active` is then the runner's own count). */
+    /**
+     * Unless its runner takes prog->active: the program's prog->active, which nothing raises
+     * (`active` is then bpf_prog_active on its paths, or with no counter, uprobes and struct_ops
+     * without a private stack, the runner's own count).
+     */
     readonly progActive?: bigint;
     readonly misses: bigint;
     /** How it is run: its attach path's counter and preemptibility (program.ts ATTACH_PATHS). */
@@ -218,10 +222,14 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     // kernel-model-7.2.md A.4: the path's counter (the global bpf_prog_active of trace_call_bpf() and
     // friends, or the program's own prog->active; uprobes have none, and the runner then never refuses)
     const path = ATTACH_PATHS[attachOf(program)];
-    const counter = counterOf(program, validated.privStack.some(Boolean));
-    // (a design that reads prog->active is handed bpf_prog_active on the global counter's paths,
-    // which raise only that: see the README, "Tasks and preemption")
-    if (counter !== "none") return { program, validated, xlated, active: counter === "global" ? bpfProgActive : own, progActive: undefined, misses, path, counter };
+    // jits_use_priv_stack: whether the design's JIT gives the program a private stack (7.2's,
+    // r9-private: the verifier's decision; a split design: always; the baseline: never)
+    const counter = counterOf(program, userCode(strategy, program.name, () => strategy.privateMemory(xlated, validated)).length > 0);
+    if (counter === "prog") return { program, validated, xlated, active: own, progActive: undefined, misses, path, counter };
+    // kprobe, tracepoint, perf_event: trace_call_bpf() and friends raise bpf_prog_active only; a
+    // design that reads prog->active (design (g)'s slot choice) reads the program's own, which
+    // nothing raises there (kernel/trace/bpf_trace.c, 7.2)
+    if (counter === "global") return { program, validated, xlated, active: bpfProgActive, progActive: own, misses, path, counter };
     // uprobes, struct_ops without a private stack: no counter; the runner's count goes to a word
     // of its own, and prog->active (what a design that reads it gets) stays 0, as
     // bpf_prog_run_array_uprobe() and __bpf_prog_enter() never touch it

@@ -80,9 +80,9 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
     ] : []),
     at("bpf_prog_active", img.thisCpu(img.bpfProgActive), 8, "r"),
     ...img.programs.flatMap((p) => [
-      ...(p.active === img.bpfProgActive ? [] : p.progActive === undefined ? [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")] : [
+      ...(p.progActive === undefined ? [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")] : [
         at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r"),
-        at(`the runner's count of ${p.program.name} (no counter on its path)`, img.thisCpu(p.active), 8),
+        ...(p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name} (no counter on its path)`, img.thisCpu(p.active), 8)]),
       ]),
       at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8),
     ]),

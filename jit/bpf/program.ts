@@ -51,8 +51,10 @@ export type Counter = (typeof ATTACH_PATHS)[AttachPath]["counter"];
  * bpf_trampoline_enter() (kernel/bpf/trampoline.c, 7.2) picks __bpf_prog_enter_recur() when
  * bpf_prog_check_recur() (include/linux/bpf_verifier.h) holds, which for struct_ops is `return
  * prog->aux->jits_use_priv_stack;` (set by check_max_stack_depth() when any subprog got a private
- * stack); otherwise plain __bpf_prog_enter(), which counts nothing. `jitsUsePrivStack`: the
- * verifier's decision (validate.ts Validated.privStack), whatever the design does with it.
+ * stack); otherwise plain __bpf_prog_enter(), which counts nothing. `jitsUsePrivStack`: whether
+ * the JIT gives the program a private stack: in 7.2 (r9-private) the verifier's decision
+ * (validate.ts Validated.privStack); a design that puts every program on one takes the counter
+ * as a kernel built with it would, and one with no private stacks (the baseline) never does.
  */
 export function counterOf(p: { readonly type: ProgType; readonly attach?: AttachPath | undefined }, jitsUsePrivStack: boolean): Counter {
   const c: Counter = ATTACH_PATHS[attachOf(p)].counter;

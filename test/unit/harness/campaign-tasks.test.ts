@@ -35,7 +35,9 @@ describe("tasks and preemption", () => {
 
   test("design (g) with per-level frames picked from prog->active: sound with one task, two tasks alias a level", () => {
     // one program that runs itself through the kfunc (prog->active allows 4 levels), in one task and in two
-    const small = { maxPrograms: 1, maxFuncs: 2, maxItems: 4 } as const;
+    // on the paths whose runner raises prog->active (on bpf_prog_active's it stays 0, and the
+    // design's level is -1 with one task: its own test below)
+    const small = { maxPrograms: 1, maxFuncs: 2, maxItems: 4, bpfProgActivePaths: false } as const;
     const one = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: Math.round(RUNS / 2), seed: SEED, constraints: { ...small, tasks: 1 } });
     expect(one.ok, where(one)).toBe(true);
     // a search at a seed where it is found soon (found after 58 scenarios; at the default seed
@@ -46,6 +48,15 @@ describe("tasks and preemption", () => {
     expect(cx.verdict.failure!.what, where(two)).toBe("memory");
     expect(cx.verdict.failure!.message, where(two)).toMatch(/task \d \(inside .*\) writes into the private .* slot \d stack .* live data of task \d/);
     expect(cx.scenario.file.tasks?.length, where(two)).toBe(2);
+  });
+
+  test("design (g) on bpf_prog_active's paths: prog->active stays 0 there (trace_call_bpf()), so one task's one run takes level -1", () => {
+    const r = runCampaign({ strategy: r9Levels, unwinder: "frame", policy: "strict", runs: 100, seed: SEED, constraints: { maxPrograms: 1, maxFuncs: 2, maxItems: 4, tasks: 1 } });
+    expect(r.ok).toBe(false);
+    const cx = r.counterexample!;
+    expect(cx.scenario.file.tasks, where(r)).toBeUndefined();
+    expect(cx.scenario.file.programs.map((p) => p.type), where(r)).toEqual([expect.stringMatching(/^(kprobe|tracepoint|perf_event)$/)]);
+    expect(`${cx.verdict.failure!.what}: ${cx.verdict.failure!.message}`, where(r)).toMatch(/^memory: \d+-byte write at \w+ by bpf_prog_\w+_main\+0x[0-9a-f]+ is out of the bounds of every per-CPU object/); // below level 0
   });
 });
 

@@ -212,6 +212,15 @@ describe("control flow and budgets", () => {
     expect(r).toMatchObject({ kind: "hang", steps: 1000, rip: TEXT, symbol: "test_code" });
   });
 
+  test("a recursion that never runs off its stack is a hang at 4,096 live activations, naming it", () => {
+    const m = newMachine();
+    m.load(TEXT, bytes("48 83 c4 08 e8 f7 ff ff ff")); // add rsp,8; call TEXT: rsp never moves, every call is one more activation
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    const r = m.run({ maxSteps: 1_000_000 });
+    expect(r).toMatchObject({ kind: "hang", steps: 2 * 4096, rip: TEXT + 4n, message: expect.stringMatching(/^runaway nesting: more than 4096 activations live at once .* after 8192 steps; at ffffffff81000004 <test_code\+0x4>/) });
+    expect(m.depth).toBe(4096);
+  });
+
   test("a run resumes after a hang with a larger budget", () => {
     const m = newMachine();
     m.load(TEXT, bytes("48 ff c8 75 fb c3")); // dec rax; jnz -5; ret

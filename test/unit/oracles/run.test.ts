@@ -31,8 +31,9 @@ function run(s: Strategy, setup?: (m: Machine, img: ReturnType<typeof buildImage
 
 describe("run oracles", () => {
   test("semantics: a kfunc that runs the wrong nested program is caught, though that program's own run is right", () => {
-    // planted: the runner's table says nested[0] is outer, while the program (and the interpreter) mean leaf
-    const { report } = run(strategy("baseline"), (m, img) => {
+    // planted: the runner's table says nested[0] is outer, while the program (and the interpreter)
+    // mean leaf (r9-private: outer's private stack gives it prog->active, so its second run is refused)
+    const { report } = run(strategy("r9-private"), (m, img) => {
       m.load(img.layout.kdata + BigInt(KD.nested), new Uint8Array(8)); // nested[0] = program 0 (outer, refused: active)
     });
     expect(report.failures.map((f) => f.message)).toContainEqual(expect.stringMatching(/^outer: .*the kfunc ran outer where nested\[0\] is leaf$/));
