@@ -12,10 +12,10 @@ import type { X86Reg } from "../../../jit/x86/emit.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { frameUnwinder, perfCallchainKernel } from "../../../unwinder/index.ts";
-import { envFromImage } from "../../../harness/unwind-env.ts";
 import { allowances, classify, expectedChain, type StackClass } from "../../../harness/oracles/classify.ts";
 import { frameWindows } from "../../../harness/oracles/window.ts";
-import { loadImage, startTask } from "../../../harness/load.ts";
+import { loadImage } from "../../../harness/load.ts";
+import { straightRun } from "../../helpers/sweep.ts";
 
 const baseline = BUILTIN_STRATEGIES.find((s) => s.name === "baseline")!;
 const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
@@ -42,14 +42,7 @@ const lateFrame: Strategy = {
 
 /** An NMI at every boundary of the task's run: the class of the frame unwinder's perf walk from its regs, and where; the main function's frame marks. */
 function sweep(s: Strategy, p: typeof leaf): { rows: { cls: StackClass; bpf: boolean; ip: bigint }[]; frame: { ready: bigint; gone: bigint } } {
-  const img = buildImage({ programs: [p], task: 0 }, s);
-  const m = loadImage(img);
-  const env = envFromImage(img, m);
-  const windows = frameWindows(img, m);
-  startTask(img, m);
-  const base = m.snapshot();
-  const straight = m.run();
-  if (straight.kind !== "completed") throw new Error(`${s.name}: ${straight.kind}`);
+  const { img, m, env, windows, base, straight } = straightRun({ programs: [p], task: 0 }, s);
   let row: { cls: StackClass; bpf: boolean; ip: bigint } | undefined;
   m.addHook(img.kernel.addr("nmi_sample"), (mm) => {
     const truth = mm.truth();

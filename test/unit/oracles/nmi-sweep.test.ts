@@ -9,10 +9,10 @@ import { program } from "../../../jit/bpf/program.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import { frameUnwinder, perfCallchainKernel } from "../../../unwinder/index.ts";
-import { envFromImage } from "../../../harness/unwind-env.ts";
 import { allowances, classify, expectedChain, type StackClass } from "../../../harness/oracles/classify.ts";
 import { frameWindows } from "../../../harness/oracles/window.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
+import { straightRun } from "../../helpers/sweep.ts";
 
 const mixArgs = [alu64.mov.imm(R1, 1), alu64.mov.imm(R2, 2), alu64.mov.imm(R3, 3), alu64.mov.imm(R4, 4), alu64.mov.imm(R5, 5)];
 const outer = program({ name: "outer", type: "kprobe", funcs: [
@@ -46,14 +46,7 @@ function irqPoint(strategyName: string): number {
  * handling of an IRQ raised `irqAt` steps into it: entry code, the IRQ's program, the way out.
  */
 function sweep(strategyName: string, irqAt?: number, first = outer) {
-  const img = buildImage({ programs: [first, nested], task: 0, nested: [1], irq: [{ vector: 0x20, program: 1 }] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
-  const m = loadImage(img);
-  const env = envFromImage(img, m);
-  const windows = frameWindows(img, m);
-  startTask(img, m);
-  const base = m.snapshot();
-  const straight = m.run();
-  if (straight.kind !== "completed") throw new Error(`${strategyName}: ${straight.kind}`);
+  const { img, m, env, windows, base, straight } = straightRun({ programs: [first, nested], task: 0, nested: [1], irq: [{ vector: 0x20, program: 1 }] }, BUILTIN_STRATEGIES.find((s) => s.name === strategyName)!);
   let from = 0, to = straight.steps;
   if (irqAt !== undefined) {
     m.restore(base);
