@@ -11,7 +11,6 @@ import { PerTask, type Oracle, type RunFailure } from "./types.ts";
 
 export const semantics: Oracle = ({ img, m, fail }) => {
   const programs = img.programs.map((p) => p.program);
-  const counters = img.programs.map((p) => p.counter); // the runner's, as the design takes it
   const nested: number[] = [];
   const kdata = img.layout.kdata;
   const count = Number(m.peek64(kdata + BigInt(KD.nestedCount)) ?? 0n);
@@ -51,7 +50,7 @@ export const semantics: Oracle = ({ img, m, fail }) => {
     const name = programs[inv.prog]!.name;
     let expected = REFUSED;
     if (!inv.refused) {
-      const e = interpEnv(programs, nested, img.strategy.recursionLimit, kdata, counters);
+      const e = interpEnv(programs, nested, img.strategy.recursionLimit, kdata);
       const made = inv.nested.length;
       e.nestedResults = inv.nested.slice();
       try {

@@ -10,7 +10,7 @@ import { HELPERS as HELPERS__ } from "./abi.ts";
 import type { BpfInsn } from "./instruction.ts";
 import { aluResult as aluResult__, immU64 as immU64__, jumpTaken as jumpTaken__ } from "./ops.ts";
 import { BPF_ADD as BPF_ADD__, BPF_ALU as BPF_ALU__, BPF_ALU64 as BPF_ALU64__, BPF_AND as BPF_AND__, BPF_ATOMIC as BPF_ATOMIC__, BPF_CALL as BPF_CALL__, BPF_CLASS as BPF_CLASS__, BPF_CMPXCHG as BPF_CMPXCHG__, BPF_DW as BPF_DW__, BPF_EXIT as BPF_EXIT__, BPF_FETCH as BPF_FETCH__, BPF_HELPER_CALL as BPF_HELPER_CALL__, BPF_JA as BPF_JA__, BPF_JCOND as BPF_JCOND__, BPF_JMP as BPF_JMP__, BPF_JMP32 as BPF_JMP32__, BPF_LD_IMM64 as BPF_LD_IMM64__, BPF_LDX as BPF_LDX__, BPF_LOAD_ACQ as BPF_LOAD_ACQ__, BPF_MAX_TIMED_LOOPS as BPF_MAX_TIMED_LOOPS__, BPF_MEMSX as BPF_MEMSX__, BPF_MODE as BPF_MODE__, BPF_OP as BPF_OP__, BPF_OR as BPF_OR__, BPF_PSEUDO_CALL as BPF_PSEUDO_CALL__, BPF_PSEUDO_KFUNC_CALL as BPF_PSEUDO_KFUNC_CALL__, BPF_SIZE as BPF_SIZE__, BPF_SRC as BPF_SRC__, BPF_ST as BPF_ST__, BPF_STORE_REL as BPF_STORE_REL__, BPF_STX as BPF_STX__, BPF_W as BPF_W__, BPF_X as BPF_X__, BPF_XCHG as BPF_XCHG__, BPF_XOR as BPF_XOR__, sizeBytes as sizeBytes__ } from "./opcodes.ts";
-import { ATTACH_PATHS as ATTACH_PATHS__, attachOf as attachOf__, calleeOf as calleeOf__, counterOf as counterOf__, runnerLimit as runnerLimit__, type Counter, type Program } from "./program.ts";
+import { ATTACH_PATHS as ATTACH_PATHS__, attachOf as attachOf__, calleeOf as calleeOf__, counterOf as counterOf__, runnerLimit as runnerLimit__, type Program } from "./program.ts";
 import { validate as validate__ } from "./validate.ts";
 import { CTX_SIZE as CTX_SIZE__, ctxBytes as ctxBytes__, KD as KD__, KERNEL_LAYOUT as KERNEL_LAYOUT__ } from "../kernel/layout.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
@@ -34,9 +34,9 @@ export function recursionCounters(programs: readonly Program[]): number[] {
 }
 
 /** A fresh environment: counters at 0, no misses, each program's context where the kernel-layout image puts it. */
-export function interpEnv(programs: readonly Program[], nested: readonly number[], recursionLimit: number, kdata: bigint = KERNEL_LAYOUT.kdata, counters?: readonly Counter[]): InterpEnv {
+export function interpEnv(programs: readonly Program[], nested: readonly number[], recursionLimit: number, kdata: bigint = KERNEL_LAYOUT.kdata): InterpEnv {
   return {
-    programs, nested, recursionLimit, counterOf: recursionCounters(programs), ...(counters ? { counters } : {}), active: new Array(programs.length + 1).fill(0), misses: new Array(programs.length).fill(0),
+    programs, nested, recursionLimit, counterOf: recursionCounters(programs), active: new Array(programs.length + 1).fill(0), misses: new Array(programs.length).fill(0),
     ctxBase: kdata + BigInt(KD.ctx),
   };
 }
@@ -47,11 +47,6 @@ export interface InterpEnv {
   readonly nested: readonly number[];
   /** Activations per CPU the runner allows on prog->active (1: the exactly-1 rule; bpf_prog_active's is always 1). */
   readonly recursionLimit: number;
-  /**
-   * Program → the counter its runner takes (the image's: program.ts counterOf() with the design's
-   * private stacks); absent: 7.2's, from the verifier's private-stack decision.
-   */
-  readonly counters?: readonly Counter[];
   /** Program → the counter that guards it (recursionCounters()); the program's own index if absent. */
   readonly counterOf?: readonly number[];
   /** Per counter: its value now; per program: misses so far (both updated). */
@@ -124,9 +119,10 @@ class Interp {
     this.depth++;
     let r: bigint;
     // the runner's limit on the program's counter (program.ts counterOf(), runnerLimit(): none for
-    // the uprobes and for struct_ops without a private stack)
+    // the uprobes and for struct_ops without a private stack, as 7.2 decides it; the semantics
+    // oracle hands the interpreter the machine's nested results, so its own runs are the top-level ones)
     const prog = env.programs[p]!;
-    const limit = runnerLimit(env.counters?.[p] ?? counterOf(prog, validate(prog).privStack.some(Boolean)), env.recursionLimit);
+    const limit = runnerLimit(counterOf(prog, validate(prog).privStack.some(Boolean)), env.recursionLimit);
     if (limit !== undefined && env.active[c]! > limit) {
       env.misses[p]!++;
       r = REFUSED;

@@ -120,6 +120,10 @@ describe("constraints", () => {
     }
     expect(sample({ interrupts: false }).every((p) => p.interrupts.length === 0)).toBe(true);
     for (const p of sample({ maxNestDepth: 1 })) expect(nestingHeight(nestedEdges(planToScenario(p)), 0)).toBeLessThanOrEqual(1);
+    // bpf_prog_active's program types (kprobe, tracepoint, perf_event) only when allowed
+    const globalTypes = (c: Parameters<typeof planArb>[0]) => sample(c).flatMap((p) => planToScenario(p).programs.map((q) => q.type)).filter((t) => ["kprobe", "tracepoint", "perf_event"].includes(t));
+    expect(globalTypes({}).length).toBeGreaterThan(0);
+    expect(globalTypes({ bpfProgActivePaths: false })).toEqual([]);
   });
 });
 

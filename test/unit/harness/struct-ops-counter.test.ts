@@ -51,6 +51,7 @@ describe("struct_ops: prog->active only with a private stack", () => {
     const split = runScenario(sc, strategy("split-stack"), { unwinder: "frame", policy: "strict", injections: [] });
     expect(buildImage(sc.spec, strategy("split-stack")).programs[0]!.counter).toBe("prog");
     expect(split.result).toMatchObject({ kind: "completed", rax: BigInt.asUintN(64, REFUSED + 1n) });
+    expect(firstFailure(split)).toBeUndefined();
     const env = interpEnv(sc.spec.programs, [0], 1);
     expect(() => runProgram(env, 0)).toThrow(/dispatch: more than 1000 nested runs \(no recursion counter stops them\)/);
     expect(env.misses[0]).toBe(0);
