@@ -125,6 +125,16 @@ if (tree !== undefined && takes(tree)) describe(`--jit kernel on ${tree.dir} (${
     expect((await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "baseline", ...tf)).out).toContain("verdict: PASS");
   }, hostTimeout(120_000));
 
+  test.skipIf(!treeHasPrivateStacks(t))("README finding 11 with the tree's own JIT: a struct_ops program under 64 bytes of stack has no recursion counter, one of 64 is refused", async () => {
+    const small = await cli("run", "test/scenarios/struct-ops-self-nest-small-stack.json", "--strategy", "r9-private", ...tf);
+    expect(small.code).toBe(1);
+    expect(small.out).toMatch(/result: fault: write of guard page .* in region 'task stack guard \(low\)'/);
+    expect(small.out).toMatch(/checks \((\d{3}) BPF invocations\)/);
+    const priv = await cli("run", "test/scenarios/struct-ops-self-nest-private-stack.json", "--strategy", "r9-private", ...tf);
+    expect(priv.out).toContain("result: completed, rax 0xfffffffffffffff1");
+    expect(priv.out).toContain("verdict: PASS");
+  }, hostTimeout(120_000));
+
   test("matrix on the tree's JIT: its replay line for a failing cell keeps --jit kernel and the tree", async () => {
     const r = await cli("matrix", "--runs", "1", "--seed", "3", "--unwinder", "frame", ...tf);
     expect(r.out).toContain(`A failing cell replays with: npx stackcheck replay --strategy <s> --unwinder <u> --jit kernel --kernel-tree ${t.dir} --seed 3 --path <path>`);
