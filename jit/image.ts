@@ -96,7 +96,7 @@ export interface Image {
      */
     readonly progActive?: bigint;
     readonly misses: bigint;
-    /** How it is run: its attach path's counter and preemptibility (program.ts ATTACH_PATHS). */
+    /** How it is run: its attach path's preemptibility and context (program.ts ATTACH_PATHS; its counter is `counter`). */
     readonly path: (typeof ATTACH_PATHS)[AttachPath];
     /** The counter its runner takes (program.ts counterOf(): the path's, none for struct_ops without a private stack). */
     readonly counter: Counter;

@@ -82,7 +82,7 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
     ...img.programs.flatMap((p) => [
       ...(p.progActive === undefined ? [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")] : [
         at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r"),
-        ...(p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name} (no counter on its path)`, img.thisCpu(p.active), 8)]),
+        ...(p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name} (it has no recursion counter)`, img.thisCpu(p.active), 8)]),
       ]),
       at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8),
     ]),

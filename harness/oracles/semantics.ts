@@ -36,8 +36,8 @@ export const semantics: Oracle = ({ img, m, fail }) => {
     st.cur.push({ prog, refused: false, viaKfunc: from >= kfunc && from < kfuncEnd, nested: [] });
     invocations++;
   });
-  // Refused: the runner's own check went to run_refused (the path's counter, none for uprobes,
-  // above the limit). Taken where the check is made, not when the runner is entered: with several
+  // Refused: the runner's own check went to run_refused (the program's counter, program.ts
+  // counterOf(): none for uprobes and for struct_ops without a private stack, above the limit). Taken where the check is made, not when the runner is entered: with several
   // tasks, another task may take the counter while this one is preempted in between.
   m.addHook(img.kernel.addr("run_refused"), () => {
     const top = st.cur.at(-1);

@@ -27,7 +27,8 @@ export const MAX_NESTED_RUNS = 1000;
 /**
  * Which recursion counter guards each program (kernel-model.md §2.3): kprobe, tracepoint and
  * perf_event programs run through trace_call_bpf(), which uses the global per-CPU
- * bpf_prog_active (counter index programs.length); the others have their own prog->active.
+ * bpf_prog_active (counter index programs.length); the others their own prog->active, or none
+ * (an index of their own that no limit applies to: uprobes, struct_ops without a private stack).
  */
 export function recursionCounters(programs: readonly Program[]): number[] {
   return programs.map((p, i) => (ATTACH_PATHS[attachOf(p)].counter === "global" ? programs.length : i));
@@ -111,7 +112,7 @@ class Interp {
 
   run(p: number): bigint {
     const env = this.env;
-    // with no counter on its path a program that runs itself recurses as the kernel would, until
+    // with no counter a program that runs itself recurses as the kernel would, until
     // its stack overflows; here, a clear error long before the host's own stack does
     if (this.depth >= MAX_NESTED_RUNS) throw new InterpError(`${env.programs[p]!.name}: more than ${MAX_NESTED_RUNS} nested runs (no recursion counter stops them)`);
     const c = env.counterOf?.[p] ?? p;
