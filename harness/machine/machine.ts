@@ -678,14 +678,14 @@ export class Machine {
       return [{ kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: "", entry: toCanonical(cursor), returnAddress: undefined, slot: undefined, entered: "unknown" }];
     }
     for (let i = shadow.depth - 1; i >= 0; i--) {
-      const a = shadow.at(i);
+      const a = shadow.at(i), bp = shadow.bpAt(i);
       out.push({
         kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: this.symbols.lookupInternal(a.entry)?.name ?? hex64(toCanonical(a.entry)),
         entry: toCanonical(a.entry), returnAddress: toCanonical(a.ret), slot: toCanonical(a.slot),
-        entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root", ...(a.bp === undefined ? {} : { entryBp: a.bp }),
+        entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root", ...(bp === undefined ? {} : { entryBp: bp }),
       });
       if (a.kind === ACT_INTERRUPT) {
-        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: c.symbolize(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot), bp: a.bp! });
+        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: c.symbolize(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot), bp: bp! });
       }
       cursor = a.ret;
     }

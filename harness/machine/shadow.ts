@@ -33,8 +33,6 @@ export interface Activation {
   readonly rspRaw: bigint;    // the same, exact (an interrupt can arrive with any value in rsp when its gate has an IST)
   readonly vector: number;    // interrupt vector, or -1
   readonly site: number;      // address of the call instruction, or -1
-  /** rbp when the activation began (at the call, or the interrupted rbp); undefined for a root. */
-  readonly bp: bigint | undefined;
 }
 
 export interface ShadowSnapshot {
@@ -88,8 +86,12 @@ export class ShadowStack {
       rsp: interrupt ? pairToAddr(this.rlo[i]!, this.rhi[i]!) : slot + 8,
       rspRaw: interrupt ? pairToBig(this.rlo[i]!, this.rhi[i]!) : toCanonical(slot + 8),
       vector: this.vector[i]!, site: this.site[i]!,
-      bp: kind === ACT_ROOT ? undefined : pairToBig(this.blo[i]!, this.bhi[i]!),
     };
+  }
+
+  /** rbp when activation `i` began (at the call, or the interrupted rbp); undefined for a root. Not in at(): observers, called at every call, never read it. */
+  bpAt(i: number): bigint | undefined {
+    return this.kind[i] === ACT_ROOT ? undefined : pairToBig(this.blo[i]!, this.bhi[i]!);
   }
 
   top(): Activation | undefined {
