@@ -263,6 +263,18 @@ describe("stackcheck check, replay, matrix", () => {
     expect((JSON.parse(again.out) as { failure: { what: string } }).failure).toEqual(j.failure);
   });
 
+  test("--no-bpf-prog-active: the generated programs have no kprobe, tracepoint or perf_event type, and the replay line keeps the flag", async () => {
+    const r = await cli("check", "--strategy", "split-stack", "--seed", "1", "--no-bpf-prog-active", "--json");
+    expect(r.code).toBe(1);
+    const j = JSON.parse(r.out) as { replay: string; failure: { what: string }; report: string };
+    expect(j.replay).toContain("--no-bpf-prog-active");
+    expect(j.report).toMatch(/program p\d+ \((raw_tp|tracing|struct_ops)\)/);
+    expect(j.report).not.toMatch(/program p\d+ \((kprobe|tracepoint|perf_event)\)/);
+    const again = await cli(...j.replay.replace(/^npx stackcheck /, "").split(" "), "--json");
+    expect(again.code).toBe(1);
+    expect((JSON.parse(again.out) as { failure: { what: string } }).failure).toEqual(j.failure);
+  });
+
   test("--format email: a report for a mailing list, within 80 columns, from check, replay and run; --format json is --json; --json with another format is a usage error", async () => {
     const fits = (text: string) => expect(text.split("\n").filter((l) => l.length > 80), text).toEqual([]);
     const r = await cli("check", "--strategy", "split-stack", "--seed", "1", "--format", "email");
