@@ -104,7 +104,8 @@ const PATH_WALK_BUDGET = 200_000;
  * A register: not readable, a number (with its value when the verifier would know it), the ctx
  * pointer, a pointer into frame `frame`'s stack, or different types on different paths.
  */
-type RegT = { t: "uninit" } | { t: "scalar"; v?: bigint; tag?: string; lo?: bigint; hi?: bigint } | { t: "ctx" } | { t: "fp"; frame: number; off: number } | { t: "mixed" };
+/** A scalar's `x`: its known value is one the verifier would not know (an op it does not compute exactly: see EXACT, shiftOutOfReach()). */
+type RegT = { t: "uninit" } | { t: "scalar"; v?: bigint; x?: true; tag?: string; lo?: bigint; hi?: bigint } | { t: "ctx" } | { t: "fp"; frame: number; off: number } | { t: "mixed" };
 /**
  * An 8-byte stack slot of the main frame on a path PathWalk walks: a spilled value, or the
  * name (Names) of what last wrote bytes of it, made from the slot's old name. (`tag`, `lo` and
@@ -128,6 +129,7 @@ interface State {
 
 const UNINIT: RegT = { t: "uninit" }, SCALAR: RegT = { t: "scalar" }, MIXED: RegT = { t: "mixed" };
 const known = (v: bigint): RegT => ({ t: "scalar", v });
+const inexactIf = (r: RegT, inexact: boolean): RegT => (inexact && r.t === "scalar" ? { ...r, x: true } : r);
 
 function clone(s: State): State {
   const c: State = { regs: s.regs.slice(), init: s.init.map((a) => a.slice()), cx: s.cx };
@@ -144,12 +146,14 @@ function union(a: readonly number[], b: readonly number[]): readonly number[] {
 function sameReg(a: RegT, b: RegT): boolean {
   if (a.t !== b.t) return false;
   if (a.t === "fp") return b.t === "fp" && a.frame === b.frame && a.off === b.off;
-  if (a.t === "scalar") return b.t === "scalar" && a.v === b.v;
+  if (a.t === "scalar") return b.t === "scalar" && a.v === b.v && a.x === b.x;
   return true;
 }
 
 function meetReg(a: RegT, b: RegT): RegT {
   if (sameReg(a, b)) return a;
+  // the same value, known exactly on one path only: known, and not to the verifier on both
+  if (a.t === "scalar" && b.t === "scalar" && a.v !== undefined && a.v === b.v) return { t: "scalar", v: a.v, x: true };
   if (a.t === "uninit" || b.t === "uninit") return UNINIT;
   if (a.t === "scalar" && b.t === "scalar") return SCALAR;
   return MIXED;
@@ -534,16 +538,25 @@ class FuncWalk {
       const a = this.reg(x.dst);
       if (BPF_SRC(x.code) === BPF_X && this.reg(x.src).t !== "scalar") this.fail("pointer-arithmetic", `R${x.src} pointer comparison prohibited`);
       if (a.t !== "scalar") this.fail("pointer-arithmetic", `R${x.dst} pointer comparison prohibited`);
-      this.flow(i, i + 1, s);
-      this.flow(i, i + 1 + x.off, clone(s));
+      // A condition the values decide as the verifier's would (is_branch_taken(): constants it
+      // knows exactly) goes one way only: the verifier never walks the other (no speculative
+      // walk: these program types need CAP_PERFMON, so bypass_spec_v1), so what lies only there
+      // neither grows the stack depth nor is checked. The state here is the meet of every path
+      // followed, so it decides no more than each of the verifier's own paths does. Forward
+      // jumps only: a loop's latch keeps both ways (the loop rules read the states around it).
+      const d = x.off > 0 && exactlyKnown(s.regs[x.dst]) && (BPF_SRC(x.code) !== BPF_X || exactlyKnown(s.regs[x.src])) ? decide(x, s) : undefined;
+      if (d !== true) this.flow(i, i + 1, s);
+      if (d !== false) this.flow(i, i + 1 + x.off, clone(s));
     }
   }
 
   /** check_alu_op() (verifier.c:15097), with adjust_ptr_min_max_vals()'s pointer rules (:13866-14016). */
   private alu(x: BpfInsn): void {
     const s = this.s, op = BPF_OP(x.code), is64 = BPF_CLASS(x.code) === BPF_ALU64, isX = BPF_SRC(x.code) === BPF_X;
+    // (a known result the verifier would not know too is marked: only decide() reads that)
     const fold = (d: RegT, v: RegT): RegT =>
-      d.t === "scalar" && d.v !== undefined && v.t === "scalar" && v.v !== undefined ? known(aluResult(x, d.v, v.v)) : SCALAR;
+      d.t === "scalar" && d.v !== undefined && v.t === "scalar" && v.v !== undefined
+        ? inexactIf(known(aluResult(x, d.v, v.v)), d.x === true || v.x === true || !EXACT.has(op) || shiftOutOfReach(x, s)) : SCALAR;
     if (op === BPF_END || op === BPF_NEG) {
       const d = this.reg(x.dst);
       if (d.t !== "scalar") this.fail("pointer-arithmetic", `R${x.dst} pointer arithmetic prohibited`);
@@ -558,7 +571,7 @@ class FuncWalk {
         if (!is64) this.fail("pointer-arithmetic", `R${x.src} partial copy of pointer`);
         if (x.off !== 0) this.fail("pointer-arithmetic", `R${x.src} sign-extension part of pointer`);
       }
-      s.regs[x.dst] = v.t !== "scalar" ? v : v.v === undefined ? SCALAR : known(aluResult(x, 0n, v.v));
+      s.regs[x.dst] = v.t !== "scalar" ? v : v.v === undefined ? SCALAR : inexactIf(known(aluResult(x, 0n, v.v)), v.x === true);
       return;
     }
     const d = this.reg(x.dst);
@@ -703,7 +716,8 @@ class FuncWalk {
       let c = costs.get(L);
       if (c !== undefined) return c;
       const body = L.latch - L.head + 1 + L.inner.reduce((n, inner) => n - (inner.latch - inner.head + 1) + cost(inner), 0);
-      c = L.counter === undefined ? body : body * this.iterations(L, rel);
+      // (a loop the walk never reaches, behind a decided branch, is never walked: no iterations)
+      c = L.counter === undefined || this.at[rel(L.head)] === undefined ? body : body * this.iterations(L, rel);
       if (c > BPF_COMPLEXITY_LIMIT_INSNS) {
         this.i = L.latch;
         this.fail("backward-jump", `back-edge from insn ${rel(L.latch)} to ${rel(L.head)}: the verifier would process about ${c} insns in this loop (${c / body} iterations of ${body}), more than ${BPF_COMPLEXITY_LIMIT_INSNS} (BPF program is too large)`);
@@ -871,6 +885,9 @@ function usesOf(x: BpfInsn): number[] {
   if (op === BPF_JA) return [];
   return [x.dst, ...(isX ? [x.src] : [])];
 }
+
+/** A scalar whose value the verifier knows too. */
+const exactlyKnown = (r: RegT | undefined): boolean => r?.t === "scalar" && r.v !== undefined && r.x !== true;
 
 const touchesStack = (x: BpfInsn): boolean => {
   const cls = BPF_CLASS(x.code);
