@@ -3,7 +3,7 @@
 // value it does not compute exactly) walks both ways, as before.
 import { describe, expect, test } from "vitest";
 import { alu64, call, exit, jmp, label, ldx, st, type Item } from "../../../jit/bpf/insn.ts";
-import { BPF_DW, R0, R1, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
+import { BPF_DW, R0, R1, R6, R7, R8, R10 } from "../../../jit/bpf/opcodes.ts";
 import { program, type FuncSource } from "../../../jit/bpf/program.ts";
 import { validate } from "../../../jit/bpf/validate.ts";
 import { buildImage } from "../../../jit/image.ts";
@@ -32,9 +32,14 @@ describe("the stack depth grows on the walked instructions only", () => {
     }
   });
 
-  test("a value the verifier does not compute (a shift by a register holding 64): both ways walked, as the verifier walks them", () => {
-    const v = validate(behind([alu64.mov.imm(R6, 1), alu64.mov.imm(R7, 64), alu64.lsh.reg(R6, R7)]));
-    expect(v.verifierDepth).toEqual([128]);
+  test("a value the verifier does not compute (a shift by a register holding 64), as is, copied or added to: both ways walked, as the verifier walks them", () => {
+    // the walk's own value of `0 << 64` is 0, which would decide the jump away from the store
+    const unknownZero = [alu64.mov.imm(R6, 0), alu64.mov.imm(R7, 64), alu64.lsh.reg(R6, R7)];
+    for (const set of [unknownZero, [...unknownZero, alu64.mov.reg(R8, R6), alu64.mov.reg(R6, R8)], [...unknownZero, alu64.add.imm(R6, 0)]]) {
+      expect(validate(behind(set)).verifierDepth).toEqual([128]);
+    }
+    // the same zero made by an op the verifier computes: decided
+    expect(validate(behind([alu64.mov.imm(R6, 5), alu64.sub.imm(R6, 5)])).verifierDepth).toEqual([48]);
   });
 
   test("the same value known exactly on one way in and not on the other: both ways walked", () => {
