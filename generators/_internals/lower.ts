@@ -176,8 +176,8 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
   // A nested run: a later program, or, from the last program, itself (refused: prog->active),
   // unless its path has no counter (uprobes), where that would recurse, or fires only in task
   // context: an index the kfunc rejects. A struct_ops program has prog->active only when the
-  // verifier gives it a private stack (program.ts counterOf()), which the depths the verifier
-  // finds decide, not known here: it never runs itself either.
+  // design's JIT gives it a private stack (program.ts counterOf(); for 7.2's, from the depths
+  // the verifier finds), not known here: it never runs itself either.
   const nested = (target: number): { index: number; callee: Callee; cost: number } => {
     if (i === n - 1 && (ATTACH_PATHS[run.attach].counter === "none" || type === "struct_ops" || run.taskOnly[i])) return { index: n, callee: { kind: "einval" }, cost: KFUNC_EINVAL };
     if (i === n - 1) return { index: i, callee: { kind: "nested", prog: i }, cost: KFUNC_ENTER + RUNNER_REFUSED + KFUNC_EXIT };
