@@ -88,13 +88,10 @@ export interface Image {
     /** What the JIT lowered: the program after the verifier's fix-ups (bpftool's xlated form; jit/bpf/fixups.ts). */
     readonly xlated: Program;
     readonly jit: JitProgram;
+    /** The counter its runner takes: progActive, bpf_prog_active, or with no counter (uprobes, struct_ops without a private stack) a count of the runner's own. */
     readonly active: bigint;
-    /**
-     * Unless its runner takes prog->active: the program's prog->active, which nothing raises
-     * (`active` is then bpf_prog_active on its paths, or with no counter, uprobes and struct_ops
-     * without a private stack, the runner's own count).
-     */
-    readonly progActive?: bigint;
+    /** The program's prog->active (what a design that reads it gets; raised only when it is `active`). */
+    readonly progActive: bigint;
     readonly misses: bigint;
     /** How it is run: its attach path's preemptibility and context (program.ts ATTACH_PATHS; its counter is `counter`). */
     readonly path: (typeof ATTACH_PATHS)[AttachPath];
@@ -225,7 +222,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     // jits_use_priv_stack: whether the design's JIT gives the program a private stack (7.2's,
     // r9-private: the verifier's decision; a split design: always; the baseline: never)
     const counter = counterOf(program, userCode(strategy, program.name, () => strategy.privateMemory(xlated, validated)).length > 0);
-    if (counter === "prog") return { program, validated, xlated, active: own, progActive: undefined, misses, path, counter };
+    if (counter === "prog") return { program, validated, xlated, active: own, progActive: own, misses, path, counter };
     // kprobe, tracepoint, perf_event: trace_call_bpf() and friends raise bpf_prog_active only; a
     // design that reads prog->active (design (g)'s slot choice) reads the program's own, which
     // nothing raises there (kernel/trace/bpf_trace.c, 7.2)
@@ -241,7 +238,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   const records = instructionRecorder();
   const jitted = programs.map((p) => {
     const jit = userCode(strategy, p.program.name, () => backend.jitProgram(p.xlated, p.validated, strategy, {
-      base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.progActive ?? p.active, kernelSymbols: (s) => kernel.text.labels.get(s),
+      base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.progActive, kernelSymbols: (s) => kernel.text.labels.get(s),
       ...(records ? { records } : {}), // the machine takes them instead of decoding the code
     }, jitOpts));
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
@@ -359,6 +356,6 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
 
   return {
     strategy, backend, layout, taskPtRegs: TASK_PT_REGS, tasks, multitask, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
-    programs: jitted.map(({ program, validated, xlated, jit, active, progActive, misses, path, counter }) => ({ program, validated, xlated, jit, active, ...(progActive === undefined ? {} : { progActive }), misses, path, counter })),
+    programs: jitted.map(({ program, validated, xlated, jit, active, progActive, misses, path, counter }) => ({ program, validated, xlated, jit, active, progActive, misses, path, counter })),
   };
 }

@@ -80,10 +80,8 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
     ] : []),
     at("bpf_prog_active", img.thisCpu(img.bpfProgActive), 8, "r"),
     ...img.programs.flatMap((p) => [
-      ...(p.progActive === undefined ? [at(`${p.program.name}->active`, img.thisCpu(p.active), 8, "r")] : [
-        at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r"),
-        ...(p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name} (it has no recursion counter)`, img.thisCpu(p.active), 8)]),
-      ]),
+      at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r"),
+      ...(p.active === p.progActive || p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name} (it has no recursion counter)`, img.thisCpu(p.active), 8)]),
       at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8),
     ]),
     // guard words: BPF accesses to them are the guard rule's to report
