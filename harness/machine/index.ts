@@ -12,4 +12,4 @@ export { REG_NAMES, decodeCode, immediateOf, K_IMM, K_MEM, K_REG, RSP, RBP } fro
 export type { RegName, DInsn } from "./decode.ts";
 export { CF, PF, AF, ZF, SF, TF, IF, DF, OF, FIXED } from "./flags.ts";
 export { supportedCodes, FAMILIES, GENERIC_OP, Op, OP_NAMES } from "./isa.ts";
-export { hex64, toCanonical, toInternal } from "./addr.ts";
+export { hex64, pairToAddr, toCanonical, toInternal } from "./addr.ts";

@@ -254,6 +254,14 @@ export class Machine {
     setPair(this.cpu, regIndex(name), v);
   }
 
+  /**
+   * The live register file as 32-bit halves, in x86 encoding order (REG_NAMES): for checks run at
+   * every call and return, which compare registers without making a bigint of each. Read only.
+   */
+  get regFile(): { readonly lo: Readonly<Uint32Array>; readonly hi: Readonly<Uint32Array> } {
+    return this.cpu;
+  }
+
   /** All sixteen registers, unsigned 64-bit. */
   regs(): Record<RegName, bigint> {
     return Object.fromEntries(REG_NAMES.map((n, i) => [n, pairToBig(this.cpu.lo[i]!, this.cpu.hi[i]!)])) as Record<RegName, bigint>;

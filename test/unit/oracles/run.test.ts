@@ -62,6 +62,25 @@ describe("run oracles", () => {
     expect(abi.some((x) => /^rbx not restored by bpf_prog_[0-9a-f]{16}_main/.test(x))).toBe(true);
   });
 
+  test("ABI at a return: a register changed in its high half only, and an rsp a word too high", () => {
+    const leaf = (img: ReturnType<typeof buildImage>) => img.programs[1]!.jit.funcs[0]!;
+    const high = run(strategy("baseline"), (m, img) => {
+      m.addHook(leaf(img).image.end - 1n, (mm) => { mm.setReg("r12", mm.reg("r12") ^ (1n << 40n)); }); // the leaf's ret
+    });
+    const r12 = high.report.failures.filter((f) => f.check === "abi-return").map((f) => /^r12 not restored by bpf_prog_[0-9a-f]{16}_main: ([0-9a-f]{16}) before the call, ([0-9a-f]{16}) after it returned to /.exec(f.message));
+    expect(r12.length).toBeGreaterThan(0); // (leaf runs more than once)
+    for (const x of r12) expect(BigInt(`0x${x![1]}`) ^ BigInt(`0x${x![2]}`)).toBe(1n << 40n);
+    // the return address moved a word up, so the ret leaves rsp 8 bytes above where the call's return should
+    const up = run(strategy("baseline"), (m, img) => {
+      m.addHook(leaf(img).image.end - 1n, (mm) => {
+        const rsp = mm.reg("rsp");
+        mm.load(rsp + 8n, mm.memory.peek(Number(BigInt.asIntN(64, rsp)), 8)!);
+        mm.setReg("rsp", rsp + 8n);
+      });
+    });
+    expect(up.report.failures.filter((f) => f.check === "abi-return" && f.message.startsWith("rsp ")).map((f) => f.message)).toEqual([expect.stringMatching(/^rsp ([0-9a-f]{16}) after returning to .*; the call left it at [0-9a-f]{16}$/)]);
+  });
+
   test("an IRQ while rsp is on split-stack's private stack is reported", () => {
     const { report } = run(strategy("split-stack"));
     const unknown = report.failures.filter((f) => f.check === "unknown-stack").map((f) => f.message);
@@ -70,13 +89,18 @@ describe("run oracles", () => {
   });
 
   test("ABI at iretq: a clobbered pt_regs word shows as a register not restored", () => {
+    let was: bigint | undefined;
     const { report } = run(strategy("baseline"), (m, img) => {
       m.addHook(img.kernel.addr("irq_sample"), (mm) => {
         const regs = mm.reg("rdi");
+        was ??= mm.peek64(regs + 40n);
         mm.load(regs + 40n, Uint8Array.of(0x99, 0, 0, 0, 0, 0, 0, 0)); // pt_regs->bx
       });
     });
-    expect(report.failures.some((f) => f.check === "abi-iret" && f.message.startsWith("rbx not restored at iretq from vector 236"))).toBe(true);
+    // both values as they were: the interrupted rbx (what the entry code saved) and the one iretq left
+    expect(was).not.toBe(0x99n);
+    const text = `rbx not restored at iretq from vector 236: ${was!.toString(16).padStart(16, "0")} when interrupted, 0000000000000099 after`;
+    expect(report.failures.filter((f) => f.check === "abi-iret").map((f) => f.message)).toContain(text);
   });
 
   test("a private-stack guard word that was overwritten is reported at teardown", () => {
