@@ -14,34 +14,79 @@ recordInstructions(() => new InsnRecords());
 
 /** A machine with the image loaded, the IDT and TSS set, the GS base, IF set. */
 export function loadImage(img: Image): Machine {
-  const m = new Machine({ regions: img.regions, symbols: img.symbols });
-  // a function's records are DInsns: this module's recorder made them (below)
-  for (const l of img.loads) m.load(l.addr, l.bytes, l.decoded as readonly DInsn[] | undefined);
-  m.gsBase = img.layout.percpu;
-  for (const v of img.irqVectors) m.setGate(v, img.kernel.addr(`irq_entry_${v}`));
-  m.setGate(2, img.kernel.addr("asm_exc_nmi"), NMI_IST);
-  m.setIst(NMI_IST, img.layout.nmiStack + BigInt(EXCEPTION_STKSZ));
-  m.rflags = 0x202;
+  const m = layoutMachine(img);
+  loadOwn(m, img);
   return m;
 }
 
-const reused = new WeakMap<Image, { m: Machine; loaded: MachineSnapshot }>();
+/** The kernel's text: the one load every image of a kernel shares. */
+const sharedLoad = (img: Image, l: Image["loads"][number]) => l.bytes === img.kernel.text.bytes;
+
+/** A machine with `img`'s layout: its regions mapped, the kernel's text loaded, the IDT and TSS set. */
+function layoutMachine(img: Image): Machine {
+  const m = new Machine({ regions: img.regions, symbols: img.symbols });
+  for (const l of img.loads) if (sharedLoad(img, l)) m.load(l.addr, l.bytes);
+  for (const v of img.irqVectors) m.setGate(v, img.kernel.addr(`irq_entry_${v}`));
+  m.setGate(2, img.kernel.addr("asm_exc_nmi"), NMI_IST);
+  m.setIst(NMI_IST, img.layout.nmiStack + BigInt(EXCEPTION_STKSZ));
+  return m;
+}
+
+/** The rest of `img` into a machine of its layout: its own bytes, its symbols, the GS base, IF set. */
+function loadOwn(m: Machine, img: Image): void {
+  // a function's records are DInsns: this module's recorder made them (below)
+  for (const l of img.loads) if (!sharedLoad(img, l)) m.load(l.addr, l.bytes, l.decoded as readonly DInsn[] | undefined);
+  m.gsBase = img.layout.percpu;
+  m.rflags = 0x202;
+}
 
 /**
- * The same, for one run at a time: the image's own machine, restored to its loaded state with
- * no hooks, observer or watchers, its decode cache kept. The same object on every call for one
- * image; a call ends the previous run's use of it.
+ * What makes machines interchangeable between images: the kernel (its text and symbols'
+ * addresses), the regions, the IRQ gates. Images of one campaign share a handful of layouts.
+ */
+const kernelIds = new WeakMap<Image["kernel"], number>();
+let kernelsSeen = 0;
+function layoutKey(img: Image): string {
+  let k = kernelIds.get(img.kernel);
+  if (k === undefined) kernelIds.set(img.kernel, (k = kernelsSeen++));
+  return `${k}|${img.irqVectors.join(",")}|${img.regions.map((r) => `${r.name}:${r.kind}:${r.start}:${r.size}:${r.perms}`).join("|")}`;
+}
+
+/** A machine kept for a layout: its state with only the layout loaded, and the image it holds now, loaded. */
+interface Pooled { readonly m: Machine; readonly bare: MachineSnapshot; owner?: Image; loaded?: MachineSnapshot }
+const pool = new Map<string, Pooled>();
+/** Layouts kept at once (the least recently used goes). */
+const POOL_SIZE = 8;
+
+/**
+ * The same, for one run at a time: a machine of the image's layout, restored to the image's
+ * loaded state with no hooks, observer or watchers. Images of one layout share it (the kernel's
+ * text stays decoded; another image's bytes are loaded over the bare layout); a call ends the
+ * previous run's use of it, whatever its image.
  */
 export function reusedMachine(img: Image): Machine {
-  const r = reused.get(img);
-  if (!r) {
-    const m = loadImage(img);
-    reused.set(img, { m, loaded: m.snapshot() });
+  const key = layoutKey(img);
+  let p = pool.get(key);
+  if (p === undefined) {
+    const m = layoutMachine(img);
+    p = { m, bare: m.snapshot() };
+    if (pool.size >= POOL_SIZE) pool.delete(pool.keys().next().value!);
+  } else {
+    pool.delete(key); // (re-inserted below: the most recently used last)
+  }
+  pool.set(key, p);
+  const { m } = p;
+  m.resetInstrumentation();
+  if (p.owner === img) {
+    m.restore(p.loaded!);
     return m;
   }
-  r.m.restore(r.loaded);
-  r.m.resetInstrumentation();
-  return r.m;
+  m.restore(p.bare);
+  m.setSymbols(img.symbols);
+  loadOwn(m, img);
+  p.owner = img;
+  p.loaded = m.snapshot();
+  return m;
 }
 
 /**

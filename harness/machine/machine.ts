@@ -116,12 +116,15 @@ export interface ParkedTask {
   readonly hookFired: readonly number[];
 }
 
-/** An executable region and its decode cache: one slot per byte, NOT_DECODED until decoded. */
-interface CodeRegion { start: number; end: number; slots: DInsn[] }
+/**
+ * An executable region and its decode cache: one slot per byte, NOT_DECODED until decoded;
+ * `changed`, the code epoch at which its bytes last changed (a load, or a restore that changed them).
+ */
+interface CodeRegion { start: number; end: number; slots: DInsn[]; changed: number }
 
 export class Machine {
   readonly memory = new Memory();
-  readonly symbols: SymbolTable;
+  private symbolTable: SymbolTable;
   private readonly cpu: Cpu;
   private readonly decoder = new InsnDecoder();
   private readonly code: CodeRegion[] = [];
@@ -139,9 +142,19 @@ export class Machine {
   private cSlots: DInsn[] = [];
 
   constructor(config: MachineConfig = {}) {
-    this.symbols = new SymbolTable(config.symbols ?? []);
+    this.symbolTable = new SymbolTable(config.symbols ?? []);
     this.cpu = new Cpu(this.memory, (a) => this.symbols.symbolizeInternal(a) ?? "", (a) => this.disassembleAt(toCanonical(a)));
     for (const r of config.regions ?? []) this.map(r);
+  }
+
+  /** The symbol table every address the machine reports is described by. */
+  get symbols(): SymbolTable {
+    return this.symbolTable;
+  }
+
+  /** Describe addresses by `defs` from now on (a machine reused for another image of the same layout). */
+  setSymbols(defs: readonly SymbolDef[]): void {
+    this.symbolTable = new SymbolTable(defs);
   }
 
   /** Release the WASM objects held by the decoder. */
@@ -160,7 +173,7 @@ export class Machine {
   /** The decode cache of an executable region, made the first time it is asked for. */
   private codeRegion(r: Region): CodeRegion {
     let cr = this.code.find((c) => c.start === r.start);
-    if (cr === undefined) this.code.push((cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED) }));
+    if (cr === undefined) this.code.push((cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED), changed: ++this.codeEpoch }));
     return cr;
   }
 
@@ -177,7 +190,7 @@ export class Machine {
     for (const r of this.memory.regions) if (r.x && a < r.end && a + bytes.length > r.start) this.codeRegion(r);
     for (const cr of this.code) {
       if (a + bytes.length <= cr.start || a >= cr.end) continue;
-      this.codeEpoch++;
+      cr.changed = ++this.codeEpoch;
       // Drop every cached instruction that may overlap the new bytes (up to 15 bytes before).
       for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = NOT_DECODED;
       const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
@@ -752,12 +765,18 @@ export class Machine {
     this.parked = new Map(s.parked);
     this.running = s.running;
     this.memory.restore(s.mem);
-    if (s.codeEpoch !== this.codeEpoch) {
-      // Code was loaded since the snapshot: the cache may hold instructions the restored memory does not.
-      for (const cr of this.code) cr.slots.fill(NOT_DECODED);
-      this.codeEpoch++;
-      this.placeStop(this.stopRip);
+    // A region whose bytes changed since the snapshot (a load, or a restore to older bytes) may
+    // hold instructions the restored memory does not: its cache starts over, and its bytes have
+    // changed now. A region that has not changed since keeps its cache (the kernel text a machine
+    // reused across images keeps).
+    let epoch = -1;
+    for (const cr of this.code) {
+      if (cr.changed <= s.codeEpoch) continue;
+      if (epoch < 0) epoch = ++this.codeEpoch;
+      cr.slots.fill(NOT_DECODED);
+      cr.changed = epoch;
     }
+    if (epoch >= 0) this.placeStop(this.stopRip);
   }
 }
 

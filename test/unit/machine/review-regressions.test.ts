@@ -269,6 +269,30 @@ describe("hooks and the machine's fast paths", () => {
     }
   });
 
+  test("restores back and forth between snapshots of different code run the code each one holds", () => {
+    // a: code 1; b: code 2 loaded after a; then back to a, code 3 loaded, and to b again: every
+    // restore whose region changed since its snapshot decodes again, however the bytes changed
+    const m = newMachine();
+    const mov = (v: number) => bytes(`48 c7 c0 0${v} 00 00 00 c3`);
+    const rax = () => { m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP }); return m.run(); };
+    m.load(TEXT, mov(1));
+    const a = m.snapshot();
+    m.load(TEXT, mov(2));
+    const b = m.snapshot();
+    expect(rax()).toMatchObject({ rax: 2n });
+    m.restore(a);
+    expect(rax()).toMatchObject({ rax: 1n });
+    m.restore(b); // (the restore to a changed the bytes after b was taken)
+    expect(rax()).toMatchObject({ rax: 2n });
+    m.restore(a);
+    m.load(TEXT, mov(3));
+    expect(rax()).toMatchObject({ rax: 3n });
+    m.restore(b);
+    expect(rax()).toMatchObject({ rax: 2n });
+    m.restore(a);
+    expect(rax()).toMatchObject({ rax: 1n });
+  });
+
   test("code loaded into a region mapped through machine.memory is decoded again after a restore() to before the load", () => {
     const m = newMachine();
     const R = 0xffffffffa0000000n;

@@ -1,0 +1,38 @@
+// Machines reused across images (harness/load.ts reusedMachine()): images of one layout share a
+// machine, each loaded over the bare layout, so a run's outcome must not depend on which images
+// ran on that machine before it.
+import fc from "fast-check";
+import { describe, expect, test } from "vitest";
+import { planArb, planToScenario } from "../../../generators/index.ts";
+import { reusedMachine } from "../../../harness/load.ts";
+import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
+import { parseScenario } from "../../../harness/scenario.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { strategy } from "../../helpers/strategies.ts";
+
+/** What a run says, down to the symbols its samples name and the checks that failed. */
+const said = (o: RunOutcome) => ({
+  result: o.result,
+  samples: o.samples.map((s) => ({ kind: s.kind, where: s.where, class: s.class, truth: s.truth.map((t) => t.symbol), unwound: s.unwound.map((t) => t.symbol) })),
+  failures: o.checks.failures,
+  delivered: o.delivered.map((d) => d.symbol),
+});
+
+describe("machines shared by images of one layout", () => {
+  test("every run, in any order after any other image, says what a run on a fresh machine says", () => {
+    const s = strategy("r9-private");
+    const scenarios = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 12, seed: 7 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`));
+    const images = scenarios.map((sc) => buildImage(sc.spec, s));
+    // fresh: no image given, so startRun() loads the image into a machine of its own
+    const fresh = scenarios.map((sc) => said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) })));
+    // some images share a machine (else this test would not test it)
+    const machines = new Set(images.map((img) => reusedMachine(img)));
+    expect(machines.size).toBeLessThan(images.length);
+    for (const order of [images.map((_, i) => i), images.map((_, i) => images.length - 1 - i), [0, 0, 3, 1, 3, 0, 5, 2, 5]]) {
+      for (const i of order) {
+        const out = runScenario(scenarios[i]!, s, { unwinder: "frame", injections: scheduleOf(scenarios[i]!), image: images[i]! });
+        expect(said(out), `plan ${i}`).toEqual(fresh[i]);
+      }
+    }
+  });
+});
