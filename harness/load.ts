@@ -22,41 +22,42 @@ export function loadImage(img: Image): Machine {
 /** The kernel's text: the one load every image of a kernel shares. */
 const sharedLoad = (img: Image, l: Image["loads"][number]) => l.bytes === img.kernel.text.bytes;
 
-/** A machine with `img`'s layout: its regions mapped, the kernel's text loaded, the IDT and TSS set. */
+/** A machine with `img`'s layout: its regions mapped, the kernel's text loaded. */
 function layoutMachine(img: Image): Machine {
   const m = new Machine({ regions: img.regions, symbols: img.symbols });
   for (const l of img.loads) if (sharedLoad(img, l)) m.load(l.addr, l.bytes);
-  for (const v of img.irqVectors) m.setGate(v, img.kernel.addr(`irq_entry_${v}`));
-  m.setGate(2, img.kernel.addr("asm_exc_nmi"), NMI_IST);
-  m.setIst(NMI_IST, img.layout.nmiStack + BigInt(EXCEPTION_STKSZ));
   return m;
 }
 
-/** The rest of `img` into a machine of its layout: its own bytes, its symbols, the GS base, IF set. */
+/** The rest of `img` into a machine of its layout: its own bytes, its symbols, the IDT and TSS, the GS base, IF set. */
 function loadOwn(m: Machine, img: Image): void {
   // a function's records are DInsns: this module's recorder made them (below)
   for (const l of img.loads) if (!sharedLoad(img, l)) m.load(l.addr, l.bytes, l.decoded as readonly DInsn[] | undefined);
+  m.clearGates();
+  for (const v of img.irqVectors) m.setGate(v, img.kernel.addr(`irq_entry_${v}`));
+  m.setGate(2, img.kernel.addr("asm_exc_nmi"), NMI_IST);
+  m.setIst(NMI_IST, img.layout.nmiStack + BigInt(EXCEPTION_STKSZ));
   m.gsBase = img.layout.percpu;
   m.rflags = 0x202;
 }
 
 /**
- * What makes machines interchangeable between images: the kernel (its text and symbols'
- * addresses), the regions, the IRQ gates. Images of one campaign share a handful of layouts.
+ * What makes machines interchangeable between images: the kernel (its text) and the regions.
+ * Images of one campaign share a handful of layouts (their BPF text's size, their tasks).
  */
 const kernelIds = new WeakMap<Image["kernel"], number>();
 let kernelsSeen = 0;
 function layoutKey(img: Image): string {
   let k = kernelIds.get(img.kernel);
   if (k === undefined) kernelIds.set(img.kernel, (k = kernelsSeen++));
-  return `${k}|${img.irqVectors.join(",")}|${img.regions.map((r) => `${r.name}:${r.kind}:${r.start}:${r.size}:${r.perms}`).join("|")}`;
+  return `${k}|${img.regions.map((r) => `${r.name}:${r.kind}:${r.start}:${r.size}:${r.perms}`).join("|")}`;
 }
 
 /** A machine kept for a layout: its state with only the layout loaded, and the image it holds now, loaded. */
 interface Pooled { readonly m: Machine; readonly bare: MachineSnapshot; owner?: Image; loaded?: MachineSnapshot }
 const pool = new Map<string, Pooled>();
 /** Layouts kept at once (the least recently used goes). */
-const POOL_SIZE = 8;
+const POOL_SIZE = 16;
 
 /**
  * The same, for one run at a time: a machine of the image's layout, restored to the image's

@@ -339,6 +339,11 @@ export class Machine {
     this.cpu.idt.set(vector, { handler: mustBeCanonical(handler, `vector ${vector} handler`), ist });
   }
 
+  /** Remove every IDT gate (a machine reused for an image with other vectors). */
+  clearGates(): void {
+    this.cpu.idt.clear();
+  }
+
   /** TSS.IST[n] (1..7): the stack top loaded when a gate with that IST index is taken. */
   setIst(n: number, top: bigint): void {
     if (!Number.isInteger(n) || n < 1 || n > 7) throw new RangeError(`IST index ${n} is not 1..7`);
