@@ -1,6 +1,6 @@
 // Public surface of the machine.
 export { Machine, DEFAULT_STOP_ADDRESS, DEFAULT_MAX_STEPS } from "./machine.ts";
-export type { MachineConfig, CallOptions, RunOptions, TruthEntry, MachineSnapshot } from "./machine.ts";
+export type { MachineConfig, CallOptions, RunOptions, TruthEntry, MachineSnapshot, InternalWatcher } from "./machine.ts";
 export type { RunResult, FinalResult, Completed, Fault, Unsupported, Hang, ControlFlowFailure, UnhandledException, Paused, Stopped } from "./results.ts";
 export type { RegionDef, RegionKind, Region, FaultReason, Access } from "./memory.ts";
 export { PAGE_SIZE } from "./memory.ts";

@@ -34,6 +34,9 @@ const OP_JMP = Op.JMP, OP_JCC = Op.JCC, OP_CALL = Op.CALL, OP_NOP = Op.NOP;
 /** Default step budget of a run. */
 export const DEFAULT_MAX_STEPS = 10_000_000;
 
+/** A memory watcher given internal addresses (addr.ts): the access's address and size, and the instruction that made it. */
+export type InternalWatcher = (addr: number, size: number, ip: number) => void;
+
 export interface MachineConfig {
   readonly regions?: readonly RegionDef[];
   readonly symbols?: readonly SymbolDef[];
@@ -317,11 +320,31 @@ export class Machine {
     this.memory.watchReads(lo, hi, this.watchWrapper(fn));
   }
 
-  /** One internal-address wrapper per watcher, so watching more ranges with it is not a second watcher. */
-  private readonly watchWrappers = new WeakMap<(addr: bigint, size: number, ip: bigint) => void, (a: number, size: number) => void>();
+  /**
+   * watchWrites() and watchReads() with the addresses in their internal form (addr.ts: a canonical
+   * address as a signed number): for checks that look at every stack write, which then make no
+   * bigint of it.
+   */
+  watchWritesInternal(start: bigint, end: bigint, fn: InternalWatcher): void {
+    const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
+    this.memory.watchWrites(lo, hi, this.internalWrapper(fn));
+  }
+
+  watchReadsInternal(start: bigint, end: bigint, fn: InternalWatcher): void {
+    const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
+    this.memory.watchReads(lo, hi, this.internalWrapper(fn));
+  }
+
+  // One wrapper per watcher, so watching more ranges with it is not a second watcher.
+  private readonly watchWrappers = new WeakMap<((addr: bigint, size: number, ip: bigint) => void) | InternalWatcher, (a: number, size: number) => void>();
   private watchWrapper(fn: (addr: bigint, size: number, ip: bigint) => void): (a: number, size: number) => void {
     let w = this.watchWrappers.get(fn);
     if (!w) { w = (a, size) => fn(toCanonical(a), size, toCanonical(this.faultIp)); this.watchWrappers.set(fn, w); }
+    return w;
+  }
+  private internalWrapper(fn: InternalWatcher): (a: number, size: number) => void {
+    let w = this.watchWrappers.get(fn);
+    if (!w) { w = (a, size) => fn(a, size, this.faultIp); this.watchWrappers.set(fn, w); }
     return w;
   }
 

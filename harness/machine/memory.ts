@@ -7,10 +7,10 @@
 // Snapshots are copy-on-write: a snapshot freezes the current pages; the live memory copies a
 // page the first time it writes to it afterwards. That makes forking a run at every instruction
 // boundary cost O(pages mapped) for the page table plus one page copy per page written.
-import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__ } from "./addr.ts";
+import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, pairToAddr as pairToAddr__, toCanonical as toCanonical__, toInternal as toInternal__ } from "./addr.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
-const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__;
+const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, pairToAddr = pairToAddr__, toCanonical = toCanonical__, toInternal = toInternal__;
 
 export const PAGE_SIZE = 4096;
 /** 32-bit words in a page (Page.u32). */
@@ -392,6 +392,21 @@ export class Memory {
     }
     const b = this.peek(a, 8);
     return b && new DataView(b.buffer).getBigUint64(0, true);
+  }
+
+  /**
+   * An unchecked read of a 64-bit word holding an address, in the internal form: NaN if the word
+   * is not a canonical address, or not mapped (observers comparing addresses, with no bigint).
+   */
+  peekAddr(a: number): number {
+    const no = pageNo(a), off = a - no * PAGE_SIZE;
+    if (off > PAGE_SIZE - 8 || (off & 3) !== 0) {
+      const v = this.peek64(a);
+      return v === undefined ? NaN : toInternal(v) ?? NaN;
+    }
+    const p = this.pages.get(no);
+    if (!p || p.region.kind === "guard") return NaN;
+    return pairToAddr(p.u32[off >> 2]!, p.u32[(off >> 2) + 1]!);
   }
 
   snapshot(): MemorySnapshot {

@@ -21,7 +21,7 @@
 //     hardirq_stack_inuse), a counter (bpf_prog_active, prog->active, misses), a guard word, or
 //     one private stack (a per-level slot is a stack of its own). An access that jumps over a
 //     guard, or runs from one slot into the next, is reported with the object it missed.
-import { hex64 as hex, toCanonical, type Activation } from "../machine/index.ts";
+import { hex64, pairToAddr, toCanonical, toInternal, type Activation } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { INACTIVE_TASK_FRAME_SIZE } from "../../arch/switch_to.ts";
 import { attachOf } from "../../jit/bpf/program.ts";
@@ -29,8 +29,21 @@ import { TASK, PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_P
 import { kernelStacks, privateStacks } from "../../jit/private-stacks.ts";
 import { PerTask, type Oracle, type Range } from "./types.ts";
 
+// Addresses here are in the machine's internal form (addr.ts: a canonical address as a signed
+// number; kernel addresses are negative): every stack write comes through onWrite, which makes
+// no bigint of it. Reports print them as the canonical addresses they are.
+const hex = (a: number | bigint) => hex64(typeof a === "number" ? toCanonical(a) : a);
+/** An image's address (always canonical) in the internal form. */
+const I = (a: bigint) => toInternal(a)!;
+/**
+ * Is the kernel address `x` above the word `w` as the CPU compares them (unsigned)? `w` is a
+ * word read from memory in the internal form, NaN when it is not canonical: every kernel
+ * address is above a user-half or non-canonical word.
+ */
+const above = (x: number, w: number) => !(w < 0) || x > w;
+
 interface Area {
-  readonly name: string; readonly begin: bigint; readonly end: bigint; readonly private: boolean; /** where pushes start */ readonly top: bigint;
+  readonly name: string; readonly begin: number; readonly end: number; readonly private: boolean; /** where pushes start */ readonly top: number;
   /** A private stack's owner: the function whose allocation it is (program index, function name). */
   readonly owner?: { readonly program: number; readonly func: string };
 }
@@ -38,10 +51,14 @@ interface Area {
 interface Context {
   /** The boundary activation's return-address (or hardware-frame RIP) slot, to match its return. */
   readonly slot: number;
-  /** The rsp the boundary left behind, and the stack it is on. */
-  readonly sp: bigint;
+  /** The rsp the boundary left behind (NaN if not canonical; `spRaw` exactly), and the stack it is on. */
+  readonly sp: number;
+  readonly spRaw: bigint;
   readonly area: Area | undefined;
-  readonly entered: string;
+  /** What began it, for reports (built only then). */
+  readonly entered: () => string;
+  /** Began by an interrupt (else a call into BPF, or the task itself). */
+  readonly interrupt: boolean;
   /** The program a BPF invocation runs (index), if this context is one. */
   readonly program?: number;
   /** The bytes [low, high) this context wrote on each private stack, by the BPF function that wrote them (index into the image's functions). */
@@ -50,7 +67,7 @@ interface Context {
   readonly bpf: number[];
 }
 
-interface Written { readonly writer: number; low: bigint; high: bigint }
+interface Written { readonly writer: number; low: number; high: number }
 
 const MAX_REPORTS = 20;
 
@@ -92,23 +109,23 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
 }
 
 export const memory: Oracle = ({ img, m, fail, sym }) => {
-  const { percpu } = img.layout;
+  const percpu = I(img.layout.percpu);
   const areas: Area[] = [
     // task, IRQ, NMI: pushes start at the top
-    ...kernelStacks(img).map((s) => ({ name: s.name.replace(/ stack$/, ""), begin: s.begin, end: s.end, top: s.end, private: false })),
+    ...kernelStacks(img).map((s) => ({ name: s.name.replace(/ stack$/, ""), begin: I(s.begin), end: I(s.end), top: I(s.end), private: false })),
     // every private stack (a per-level slot is a stack of its own)
-    ...privateStacks(img).map((x) => ({ name: x.name, begin: x.begin, end: x.end, top: x.top, private: true, owner: { program: x.program, func: x.func } })),
+    ...privateStacks(img).map((x) => ({ name: x.name, begin: I(x.begin), end: I(x.end), top: I(x.top), private: true, owner: { program: x.program, func: x.func } })),
   ];
-  const areaOf = (a: bigint) => areas.find((x) => a >= x.begin && a < x.end);
-  const isBpf = (a: bigint) => m.symbols.lookup(a)?.kind === "bpf";
+  const areaOf = (a: number) => areas.find((x) => a >= x.begin && a < x.end);
+  const isBpf = (a: number) => m.symbols.lookupInternal(a)?.kind === "bpf";
   // Per task: its live contexts, outermost (the task itself) first.
   const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, v.map((x) => ({ ...x }))]));
   const tasks = new PerTask<Context[]>(
-    () => [{ slot: NaN, sp: 0n, area: undefined, entered: "the task", written: new Map(), bpf: [] }],
+    () => [{ slot: NaN, sp: 0, spRaw: 0n, area: undefined, entered: () => "the task", interrupt: false, written: new Map(), bpf: [] }],
     (t) => t.map((c) => ({ ...c, written: copyWritten(c.written), bpf: [...c.bpf] })),
   );
   /** What context `c` wrote on `area` that overlaps [addr, end), if anything. */
-  const overlap = (c: Context, area: Area, addr: bigint, end: bigint) => c.written.get(area)?.find((w) => end > w.low && addr < w.high);
+  const overlap = (c: Context, area: Area, addr: number, end: number) => c.written.get(area)?.find((w) => end > w.low && addr < w.high);
   let running = 0;
   /** `task k`, and with several tasks the programs it is inside, with their attach paths. */
   const taskName = (k: number, cs: readonly Context[]) => {
@@ -117,44 +134,45 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   };
   const pathName = (p: number) => attachOf(img.programs[p]!.program);
   let reports = 0;
-  const report = (message: string, at: bigint) => {
-    if (reports++ < MAX_REPORTS) fail({ check: "memory", message, at });
+  const report = (message: string, at: number) => {
+    if (reports++ < MAX_REPORTS) fail({ check: "memory", message, at: toCanonical(at) });
     else if (reports === MAX_REPORTS + 1) fail({ check: "memory", message: "further memory reports suppressed" });
   };
-  const objects = perCpuObjects(img);
+  const objects = perCpuObjects(img).map((o) => ({ ...o, begin: I(o.begin), end: I(o.end) }));
   const percpuRegion = img.regions.find((r) => r.kind === "percpu")!;
-  const perCpuEnd = percpuRegion.start + BigInt(percpuRegion.size);
+  const perCpuEnd = I(percpuRegion.start) + percpuRegion.size;
+  const guards = img.guards.map((g) => ({ ...g, addr: I(g.addr) }));
   // Every BPF function (by index): its image, its program, the private stacks it owns.
   const functions = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({
-    program, base: f.image.base, end: f.image.end, areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
+    program, base: I(f.image.base), end: I(f.image.end), areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
   })));
   /** The BPF function an instruction belongs to (index), if any. */
-  const functionAt = (ip: bigint) => { const i = functions.findIndex((x) => ip >= x.base && ip < x.end); return i < 0 ? undefined : i; };
+  const functionAt = (ip: number) => { const i = functions.findIndex((x) => ip >= x.base && ip < x.end); return i < 0 ? undefined : i; };
   /** Which program a BPF instruction belongs to. */
-  const programAt = (ip: bigint) => { const i = functionAt(ip); return i === undefined ? undefined : functions[i]!.program; };
+  const programAt = (ip: number) => { const i = functionAt(ip); return i === undefined ? undefined : functions[i]!.program; };
   /** An access, in a report (built only then: every stack write comes through the watchers). */
-  const access = (write: boolean, size: number, addr: bigint, ip: bigint) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(ip)}`;
+  const access = (write: boolean, size: number, addr: number, ip: number) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(toCanonical(ip))}`;
   /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
-  const outOfBounds = (write: boolean, addr: bigint, end: bigint, ip: bigint): boolean => {
+  const outOfBounds = (write: boolean, addr: number, end: number, ip: number): boolean => {
     if (addr >= perCpuEnd || end <= percpu) return false;
     const o = objects.find((x) => addr >= x.begin && end <= x.end);
     if (o === undefined) {
-      const distance = (x: PerCpuObject) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0n);
+      const distance = (x: (typeof objects)[number]) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0);
       const near = objects.reduce((a, b) => (distance(b) < distance(a) ? b : a));
       const where = addr >= near.end ? `${addr - near.end} bytes above` : near.begin >= end ? `${near.begin - end} bytes below` : "across the edge of";
-      report(`${access(write, Number(end - addr), addr, ip)} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`, ip);
+      report(`${access(write, end - addr, addr, ip)} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`, ip);
       return true;
     }
     const program = programAt(ip);
     if (program === undefined || o.bpf.includes(write ? "w" : "r")) return false; // kernel code: its own variables, and pointers BPF handed it
-    report(`${access(write, Number(end - addr), addr, ip)} (BPF code of ${img.programs[program]!.program.name}) ${write ? "writes" : "reads"} ${o.name}, which BPF code never ${write ? "writes" : "reads"}: out of bounds`, ip);
+    report(`${access(write, end - addr, addr, ip)} (BPF code of ${img.programs[program]!.program.name}) ${write ? "writes" : "reads"} ${o.name}, which BPF code never ${write ? "writes" : "reads"}: out of bounds`, ip);
     return true;
   };
-  const onWrite = (addr: bigint, size: number, ip: bigint) => {
-    const end = addr + BigInt(size);
+  const onWrite = (addr: number, size: number, ip: number) => {
+    const end = addr + size;
     if (outOfBounds(true, addr, end, ip)) return;
-    for (const g of img.guards) {
-      if (addr < g.addr + 8n && end > g.addr) {
+    for (const g of guards) {
+      if (addr < g.addr + 8 && end > g.addr) {
         report(`${access(true, size, addr, ip)} hits the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}`, ip);
         return; // once, and not counted as the writer's own stack bytes
       }
@@ -167,29 +185,30 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     // stack, and what its live contexts wrote on private stacks. It is switched out in the
     // middle of them (preempted or asleep), so nothing else may write there.
     const others = tasks.others();
-    const rsp = others.length ? m.reg("rsp") : 0n;
+    let rsp = 0;
+    if (others.length) { const { lo, hi } = m.regFile; rsp = pairToAddr(lo[4]!, hi[4]!); }
     for (const [k, theirs] of others) {
       const t = img.tasks[k]!;
-      const sp = m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n;
+      const sp = m.memory.peekAddr(I(t.struct) + TASK.threadSp); // (NaN: not a canonical address)
       // the task being switched in: __switch_to_asm has loaded its rsp (its switch frame, on
       // whatever stack it slept on) and is popping it; current_task is not it yet
-      if (rsp >= sp && rsp <= sp + BigInt(INACTIVE_TASK_FRAME_SIZE)) continue;
-      const onTheirStack = addr < t.stack.end && end > t.stack.begin && end > sp;
+      if (rsp >= sp && rsp <= sp + INACTIVE_TASK_FRAME_SIZE) continue;
+      const onTheirStack = addr < I(t.stack.end) && end > I(t.stack.begin) && above(end, sp);
       let hit: { c: Context; w: Written } | undefined;
       if (!onTheirStack) for (const c of theirs) { const w = overlap(c, area, addr, end); if (w !== undefined) { hit = { c, w }; break; } }
       if (onTheirStack || hit) {
-        const what = onTheirStack ? `${k === 0 ? "the task" : `task ${k}`} stack above its saved rsp ${hex(sp)}` : `the ${area.name} stack inside ${hex(hit!.w.low)}..${hex(hit!.w.high)}, written by ${hit!.c.entered}`;
+        const what = onTheirStack ? `${k === 0 ? "the task" : `task ${k}`} stack above its saved rsp ${hex(m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n)}` : `the ${area.name} stack inside ${hex(hit!.w.low)}..${hex(hit!.w.high)}, written by ${hit!.c.entered()}`;
         report(`${access(true, size, addr, ip)}: ${taskName(running, ctxs)} writes into ${what}: live data of ${taskName(k, theirs)}, which is switched out in the middle of it`, ip);
         return;
       }
     }
     // (the highest byte the contexts outside ctxs[j] wrote on this area, kept as j grows)
-    let outerHigh = -1n;
+    let outerHigh = -Infinity;
     for (let j = 1; j <= cur; j++) {
       const b = ctxs[j]!;
       for (const w of ctxs[j - 1]!.written.get(area) ?? []) if (w.high > outerHigh) outerHigh = w.high;
       if (b.area === area && end > b.sp && (!area.private || outerHigh > addr)) {
-        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands at or above rsp ${hex(b.sp)} that ${b.entered} left on the ${area.name} stack: live data of the context it ${b.entered.startsWith("vector") ? "interrupted" : "was called from"}`, ip);
+        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered()}) lands at or above rsp ${hex(b.spRaw)} that ${b.entered()} left on the ${area.name} stack: live data of the context it ${b.interrupt ? "interrupted" : "was called from"}`, ip);
         return;
       }
     }
@@ -200,7 +219,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     for (let j = Math.max(0, lastOnArea); j < cur; j++) {
       const w = overlap(ctxs[j]!, area, addr, end);
       if (w !== undefined) {
-        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered}, which is still live`, ip);
+        report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered()}) lands in the ${area.name} stack inside ${hex(w.low)}..${hex(w.high)}, written by ${ctxs[j]!.entered()}, which is still live`, ip);
         return;
       }
     }
@@ -213,25 +232,25 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     else { if (addr < w.low) w.low = addr; if (end > w.high) w.high = end; }
   };
   const writes: Range[] = [
-    ...areas.map((a) => ({ begin: a.begin - 16n, end: a.end + 16n })),
+    ...areas.map((a) => ({ begin: toCanonical(a.begin) - 16n, end: toCanonical(a.end) + 16n })),
     ...img.guards.map((g) => ({ begin: g.addr, end: g.addr + 8n })),
-    { begin: percpu, end: perCpuEnd },
+    { begin: img.layout.percpu, end: toCanonical(perCpuEnd) },
   ];
-  const onRead = (addr: bigint, size: number, ip: bigint) => {
-    const end = addr + BigInt(size);
+  const onRead = (addr: number, size: number, ip: number) => {
+    const end = addr + size;
     if (outOfBounds(false, addr, end, ip) || !isBpf(ip)) return;
-    for (const g of img.guards) {
-      if (addr < g.addr + 8n && end > g.addr) report(`${access(false, size, addr, ip)} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`, ip);
+    for (const g of guards) {
+      if (addr < g.addr + 8 && end > g.addr) report(`${access(false, size, addr, ip)} reads the private-stack guard of ${img.programs[g.program]!.program.name}/${g.func} at ${hex(g.addr)}: out of the stack's bounds`, ip);
     }
   };
 
-  const enter = (a: Activation, entered: string, program?: number) => {
-    const sp = a.rspRaw;
-    tasks.cur.push({ slot: a.slot, sp, area: areaOf(sp - 1n), entered, written: new Map(), bpf: [], ...(program === undefined ? {} : { program }) }); // sp may be a stack's top
+  const enter = (a: Activation, entered: () => string, interrupt: boolean, program?: number) => {
+    const sp = a.rsp;
+    tasks.cur.push({ slot: a.slot, sp, spRaw: a.rspRaw, area: areaOf(sp - 1), entered, interrupt, written: new Map(), bpf: [], ...(program === undefined ? {} : { program }) }); // sp may be a stack's top
   };
   /** A call into a BPF function: live in this context until it returns. */
   const called = (a: Activation) => {
-    const f = functionAt(toCanonical(a.entry));
+    const f = functionAt(a.entry);
     if (f !== undefined) tasks.cur[tasks.cur.length - 1]!.bpf.push(f);
   };
   /**
@@ -239,7 +258,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
    * no longer live either, is dead (BPF has no recursion within a run: one activation each).
    */
   const returned = (a: Activation) => {
-    const f = functionAt(toCanonical(a.entry));
+    const f = functionAt(a.entry);
     const c = tasks.cur[tasks.cur.length - 1]!;
     if (f === undefined || c.bpf[c.bpf.length - 1] !== f) return;
     c.bpf.pop();
@@ -256,7 +275,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   };
   return {
     writes, onWrite,
-    reads: [{ begin: percpu, end: perCpuEnd }], onRead,
+    reads: [{ begin: img.layout.percpu, end: toCanonical(perCpuEnd) }], onRead,
     save() {
       const back = tasks.save(), kept = { reports, running };
       return () => {
@@ -270,15 +289,14 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       running = next;
     },
     onCall(a) {
-      const entry = toCanonical(a.entry), site = toCanonical(a.site);
-      if (isBpf(entry) && !isBpf(site)) enter(a, `${m.symbols.lookup(entry)!.name} (called from ${sym(site)})`, programAt(entry));
+      if (isBpf(a.entry) && !isBpf(a.site)) enter(a, () => `${m.symbols.lookupInternal(a.entry)!.name} (called from ${sym(toCanonical(a.site))})`, false, programAt(a.entry));
       called(a);
     },
     onReturn(a) {
       returned(a);
       leave(a);
     },
-    onInterrupt(a) { enter(a, `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`); },
+    onInterrupt(a) { enter(a, () => `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`, true); },
     onIret: leave,
     report: () => ({}),
   };

@@ -58,12 +58,12 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
   // The machine has one write watcher and one read watcher: each gets every check's ranges.
   const writers = checks.filter((c) => c.onWrite), readers = checks.filter((c) => c.onRead);
   if (writers.length) {
-    const onWrite = (addr: bigint, size: number, ip: bigint) => { for (const c of writers) c.onWrite!(addr, size, ip); };
-    for (const c of writers) for (const r of c.writes ?? []) m.watchWrites(r.begin, r.end, onWrite);
+    const onWrite = (addr: number, size: number, ip: number) => { for (const c of writers) c.onWrite!(addr, size, ip); };
+    for (const c of writers) for (const r of c.writes ?? []) m.watchWritesInternal(r.begin, r.end, onWrite);
   }
   if (readers.length) {
-    const onRead = (addr: bigint, size: number, ip: bigint) => { for (const c of readers) c.onRead!(addr, size, ip); };
-    for (const c of readers) for (const r of c.reads ?? []) m.watchReads(r.begin, r.end, onRead);
+    const onRead = (addr: number, size: number, ip: number) => { for (const c of readers) c.onRead!(addr, size, ip); };
+    for (const c of readers) for (const r of c.reads ?? []) m.watchReadsInternal(r.begin, r.end, onRead);
   }
   return {
     save() {

@@ -3,7 +3,7 @@
 // high-water mark of every stack (task, IRQ, NMI, each private stack), from rsp at every call
 // and interrupt and, on private stacks (where r9-style designs never put rsp), from the lowest
 // byte written; held to the --stack-budget budgets at the end.
-import { hex64 as hex, toCanonical } from "../machine/index.ts";
+import { hex64 as hex, toCanonical, toInternal } from "../machine/index.ts";
 import { privateStacks } from "../../jit/private-stacks.ts";
 import { getStackInfo, stackTypeName, Warnings, type StackInfo } from "../../unwinder/index.ts";
 import type { HighWater, Oracle, RunFailure, StackBudgets } from "./types.ts";
@@ -20,7 +20,7 @@ export function overBudget(highWater: readonly HighWater[], budgets: StackBudget
   });
 }
 
-type Marks = Map<string, { end: bigint; low: bigint }>;
+type Marks = Map<string, { end: bigint; low: bigint; /** low, as an internal address (written bytes only) */ lowAt?: number }>;
 
 export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
   /** rsp's lowest on each stack; and the lowest byte written on each private stack. */
@@ -50,7 +50,9 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
       if (s) return lower(lowest, stackTypeName(s.type), s.end, sp);
     }
   };
-  const guards = img.guards;
+  // (the same, as the internal addresses onWrite is given)
+  const privatesAt = privates.map((x) => ({ name: x.name, top: x.top, begin: toInternal(x.begin)!, end: toInternal(x.end)! }));
+  const guardsAt = img.guards.map((g) => toInternal(g.addr)!);
   return {
     onCall: () => note(m.reg("rsp")),
     onInterrupt: (a) => {
@@ -64,9 +66,11 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
     writes: privates,
     // the lowest byte written on each private stack; not the guard words (the guard check's)
     onWrite: (addr, size) => {
-      const end = addr + BigInt(size);
-      const p = privates.find((x) => addr >= x.begin && addr < x.end);
-      if (p && !guards.some((g) => addr < g.addr + 8n && end > g.addr)) lower(written, p.name, p.top, addr);
+      const end = addr + size;
+      const p = privatesAt.find((x) => addr >= x.begin && addr < x.end);
+      if (!p || guardsAt.some((g) => addr < g + 8 && end > g)) return;
+      const cur = written.get(p.name);
+      if (cur === undefined || addr < cur.lowAt!) written.set(p.name, { end: p.top, low: toCanonical(addr), lowAt: addr });
     },
     save() {
       // entries are replaced, never changed: copies of the maps keep them

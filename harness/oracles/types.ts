@@ -49,12 +49,16 @@ export interface RunOracle {
   onIret?(a: Activation): void;
   /** The machine switched tasks (several tasks on the CPU: Machine.switchTask()). */
   onSwitch?(prev: number, next: number): void;
-  /** Writes in these ranges (rounded out to pages) reach onWrite. */
+  /**
+   * Writes in these ranges (rounded out to pages) reach onWrite, with the address written and
+   * the instruction that wrote in the machine's internal form (addr.ts: a canonical address as a
+   * signed number, kernel addresses negative): every stack write comes here, and makes no bigint.
+   */
   readonly writes?: readonly Range[];
-  onWrite?(addr: bigint, size: number, ip: bigint): void;
-  /** Reads in these ranges reach onRead. */
+  onWrite?(addr: number, size: number, ip: number): void;
+  /** Reads in these ranges reach onRead (internal addresses too). */
   readonly reads?: readonly Range[];
-  onRead?(addr: bigint, size: number, ip: bigint): void;
+  onRead?(addr: number, size: number, ip: number): void;
   /** Keep the state now; the function returned puts it back (any number of times). */
   save(): () => void;
   /** End-of-run failures and figures (called any number of times; it does not change the state). */
