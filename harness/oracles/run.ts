@@ -33,6 +33,8 @@ export interface RunWatch {
   report(): RunReport;
   /** Keep every check's state now; the function returned puts it back (exhaustive mode's forks). */
   save(): () => void;
+  /** Has a check failed so far, the end-of-run ones as they stand now included? (report() has them; this builds no report.) */
+  failing(): boolean;
 }
 
 /** Attach the run oracles to a machine built from `img`; call report() after the run. */
@@ -74,6 +76,7 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
         for (const b of back) b();
       };
     },
+    failing: () => failures.length > 0 || checks.some((c) => (c.failing ? c.failing() : (c.report().failures?.length ?? 0) > 0)),
     report() {
       const all: RunFailure[] = [...failures];
       const highWater: HighWater[] = [];

@@ -27,6 +27,28 @@ export const semantics: Oracle = ({ img, m, fail }) => {
   // over, not per run: an interrupt between a refusal's misses++ and its run_exit may be refused
   // too, and count first.
   const misses = new Map<number, { initial: bigint; refused: bigint }>();
+  // What the reference interpreter gives for a program whose nested runs returned these: a
+  // function of the two alone (a fresh environment every time), so kept for the run and its
+  // forks (exhaustive mode interprets the same invocation at every boundary otherwise).
+  type Reference = { result: bigint; used: number; error?: undefined } | { error: string };
+  const references = new Map<string, Reference>();
+  const reference = (prog: number, given: readonly { prog: number; result: bigint }[]): Reference => {
+    const key = `${prog}${given.map((n) => ` ${n.prog}:${n.result}`).join("")}`;
+    let r = references.get(key);
+    if (r === undefined) {
+      const e = interpEnv(programs, nested, img.strategy.recursionLimit, kdata);
+      e.nestedResults = given.slice();
+      try {
+        const result = runProgram(e, prog);
+        r = { result, used: given.length - e.nestedResults.length };
+      } catch (err) {
+        const name = programs[prog]!.name;
+        r = { error: err instanceof InterpError ? `${name}: ${err.message}` : `the reference interpreter could not run ${name}: ${(err as Error).message}` };
+      }
+      references.set(key, r);
+    }
+    return r;
+  };
   let invocations = 0;
   m.addHook(img.kernel.addr("bpf_sc_run"), (mm) => {
     const prog = Number(mm.reg("rdi"));
@@ -50,16 +72,14 @@ export const semantics: Oracle = ({ img, m, fail }) => {
     const name = programs[inv.prog]!.name;
     let expected = REFUSED;
     if (!inv.refused) {
-      const e = interpEnv(programs, nested, img.strategy.recursionLimit, kdata);
-      const made = inv.nested.length;
-      e.nestedResults = inv.nested.slice();
-      try {
-        expected = runProgram(e, inv.prog);
-        // every nested run the machine made must be one the program makes
-        if (e.nestedResults.length) fail({ check: "semantics", message: `${name} ran ${made} nested program(s) through the kfunc; the reference interpreter makes ${made - e.nestedResults.length}` });
-      } catch (err) {
-        fail({ check: "semantics", message: err instanceof InterpError ? `${name}: ${err.message}` : `the reference interpreter could not run ${name}: ${(err as Error).message}` });
+      const r = reference(inv.prog, inv.nested);
+      if (r.error !== undefined) {
+        fail({ check: "semantics", message: r.error });
         expected = got;
+      } else {
+        expected = r.result;
+        // every nested run the machine made must be one the program makes
+        if (r.used < inv.nested.length) fail({ check: "semantics", message: `${name} ran ${inv.nested.length} nested program(s) through the kfunc; the reference interpreter makes ${r.used}` });
       }
     }
     if (got !== expected) fail({ check: "semantics", message: `${name} returned ${hex(got)}; the reference interpreter gives ${hex(expected)}${expected === REFUSED ? " (a refused run)" : ""}` });

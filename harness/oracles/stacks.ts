@@ -82,6 +82,8 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
         }
       };
     },
+    // (the marks fail only against budgets)
+    failing() { return Object.keys(budgets).length > 0 && (this.report().failures?.length ?? 0) > 0; },
     report() {
       // a private stack's mark: the lower of rsp's and of the lowest byte written
       const marks: Marks = new Map(lowest);

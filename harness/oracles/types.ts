@@ -61,6 +61,8 @@ export interface RunOracle {
   onRead?(addr: number, size: number, ip: number): void;
   /** Keep the state now; the function returned puts it back (any number of times). */
   save(): () => void;
+  /** Whether report() would give failures now, when that is cheaper to tell than the report (exhaustive mode asks at every fork). */
+  failing?(): boolean;
   /** End-of-run failures and figures (called any number of times; it does not change the state). */
   report(): { readonly failures?: readonly RunFailure[]; readonly invocations?: number; readonly highWater?: readonly HighWater[] };
 }
