@@ -79,7 +79,42 @@ class Page {
 }
 
 export interface MemorySnapshot {
-  readonly pages: ReadonlyMap<number, Page>;
+  readonly pages: PageTable;
+}
+
+/** The slots of a page table and of every table copied from it: a page's slot, and a slot's page number. */
+class Slots {
+  readonly of = new Map<number, number>();
+  readonly no: number[] = [];
+}
+
+/**
+ * Page number -> page. Each page number mapped gets a slot, never reused, shared by every copy
+ * of the table; a table is its array of pages by slot, so a snapshot or a restore copies an
+ * array of pointers instead of rebuilding a hash map (exhaustive mode does both at every fork).
+ * A copy made before a page was mapped has no page in that slot: unmapped, as it was then.
+ */
+class PageTable {
+  constructor(readonly slots: Slots = new Slots(), readonly pages: (Page | undefined)[] = []) {}
+
+  get(no: number): Page | undefined {
+    const i = this.slots.of.get(no);
+    return i === undefined ? undefined : this.pages[i];
+  }
+
+  set(no: number, p: Page): void {
+    let i = this.slots.of.get(no);
+    if (i === undefined) {
+      i = this.slots.no.length;
+      this.slots.of.set(no, i);
+      this.slots.no.push(no);
+    }
+    this.pages[i] = p;
+  }
+
+  copy(): PageTable {
+    return new PageTable(this.slots, this.pages.slice());
+  }
 }
 
 /**
@@ -95,7 +130,7 @@ function pageNo(a: number): number {
 }
 
 export class Memory {
-  private pages = new Map<number, Page>();
+  private pages = new PageTable();
   private readonly regionList: Region[] = [];
   private epoch = 0;
   // One-entry caches for the page last read and last written, keyed by the page's base address
@@ -410,7 +445,7 @@ export class Memory {
   }
 
   snapshot(): MemorySnapshot {
-    const snap = { pages: new Map(this.pages) };
+    const snap = { pages: this.pages.copy() };
     this.epoch++; // every page is now shared with the snapshot: the next write copies it
     this.dropCaches();
     return snap;
@@ -421,13 +456,14 @@ export class Memory {
    * pages written since (copy-on-write gave them a new Page) are compared.
    */
   sameAs(snap: MemorySnapshot, dead: readonly (readonly [number, number])[]): boolean {
-    if (this.pages.size !== snap.pages.size) return false;
     // (a range with a bound that is not a number, a non-canonical address, covers nothing)
     const sorted = dead.filter(([lo, hi]) => lo < hi).sort((x, y) => x[0] - y[0]);
-    for (const [no, p] of this.pages) {
-      const q = snap.pages.get(no);
+    const now = this.pages.pages, then = snap.pages.pages, nos = this.pages.slots.no;
+    for (let k = 0; k < Math.max(now.length, then.length); k++) {
+      const p = now[k], q = then[k];
       if (q === p) continue;
-      if (q === undefined) return false;
+      if (p === undefined || q === undefined) return false; // mapped in one of them only
+      const no = nos[k]!;
       // the page's live words: [0, WORDS) less each dead range's whole words in it, compared
       // run by run (an interrupt's return leaves most of a stack page written and dead)
       const base = no * PAGE_SIZE, a = p.u32, b = q.u32;
@@ -444,7 +480,7 @@ export class Memory {
   }
 
   restore(snap: MemorySnapshot): void {
-    this.pages = new Map(snap.pages);
+    this.pages = snap.pages.copy();
     this.epoch++;
     this.dropCaches();
   }

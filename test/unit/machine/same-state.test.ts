@@ -65,4 +65,21 @@ describe("sameStateAs", () => {
     m.raise(2);
     expect(m.sameStateAs(s, [])).toBe(false);
   });
+  test("a region mapped after a snapshot: not the same state, and unmapped again once the snapshot is restored", () => {
+    const m = makeMachine();
+    const s = m.snapshot();
+    const EXTRA = 0xffffc90000100000n;
+    m.memory.map({ name: "extra", kind: "data", start: EXTRA, size: 0x2000, perms: "rw-" });
+    m.load(EXTRA, Uint8Array.of(1));
+    expect(m.peek64(EXTRA)).toBe(1n);
+    expect(m.sameStateAs(s, [])).toBe(false); // a page the snapshot does not have
+    const t = m.snapshot();
+    m.restore(s);
+    expect(m.peek64(EXTRA)).toBeUndefined();
+    expect(m.sameStateAs(t, [])).toBe(false); // and the other way round
+    expect(m.sameStateAs(s, [])).toBe(true);
+    m.restore(t);
+    expect(m.peek64(EXTRA)).toBe(1n);
+    expect(m.sameStateAs(t, [])).toBe(true);
+  });
 });
