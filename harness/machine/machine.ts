@@ -3,7 +3,7 @@
 // budget and copy-on-write snapshots. Every run ends in a typed result (results.ts).
 import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__, toInternal as toInternalAddr } from "./addr.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as ACT_ROOT__, Cpu as Cpu__, hiOf as hiOf__, interruptName as interruptName__, pairToBig as pairToBig__, Stop as Stop__, X86_TRAP_NMI as X86_TRAP_NMI__, type Observer } from "./cpu.ts";
-import { RunawayNesting, ShadowStack, type ShadowSnapshot } from "./shadow.ts";
+import { RunawayNesting, ShadowStack, type ActivationRecord, type ShadowSnapshot } from "./shadow.ts";
 import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, copyInsn as copyInsn__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
 import { HANDLERS as HANDLERS__ } from "./exec.ts";
 import { hexBytes } from "../../jit/disasm.ts";
@@ -158,6 +158,7 @@ export class Machine {
   /** Describe addresses by `defs` from now on (a machine reused for another image of the same layout). */
   setSymbols(defs: readonly SymbolDef[]): void {
     this.symbolTable = new SymbolTable(defs);
+    this.truthCache = []; // (its entries name symbols)
   }
 
   /** Release the WASM objects held by the decoder. */
@@ -726,20 +727,36 @@ export class Machine {
     if (shadow.depth === 0) {
       return [{ kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: "", entry: toCanonical(cursor), returnAddress: undefined, slot: undefined, entered: "unknown" }];
     }
+    const cache = shadow === c.shadow ? this.truthCache : undefined;
     for (let i = shadow.depth - 1; i >= 0; i--) {
-      const a = shadow.at(i), bp = shadow.bpAt(i);
-      out.push({
-        kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: this.symbols.lookupInternal(a.entry)?.name ?? hex64(toCanonical(a.entry)),
-        entry: toCanonical(a.entry), returnAddress: toCanonical(a.ret), slot: toCanonical(a.slot),
-        entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root", ...(bp === undefined ? {} : { entryBp: bp }),
-      });
-      if (a.kind === ACT_INTERRUPT) {
-        out.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: c.symbolize(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot), bp: bp! });
+      const kept = cache?.[i];
+      if (kept !== undefined && kept.cursor === cursor && shadow.same(i, kept.act)) {
+        for (const e of kept.entries) out.push(e);
+      } else {
+        const a = shadow.at(i), bp = shadow.bpAt(i);
+        const entries: TruthEntry[] = [{
+          kind: "frame", ip: toCanonical(cursor), symbol: c.symbolize(cursor), function: this.symbols.lookupInternal(a.entry)?.name ?? hex64(toCanonical(a.entry)),
+          entry: toCanonical(a.entry), returnAddress: toCanonical(a.ret), slot: toCanonical(a.slot),
+          entered: a.kind === ACT_CALL ? "call" : a.kind === ACT_INTERRUPT ? "interrupt" : "root", ...(bp === undefined ? {} : { entryBp: bp }),
+        }];
+        if (a.kind === ACT_INTERRUPT) {
+          entries.push({ kind: "interrupt", vector: a.vector, name: interruptName(a.vector), ip: toCanonical(a.ret), symbol: c.symbolize(a.ret), rsp: a.rspRaw, frame: toCanonical(a.slot), bp: bp! });
+        }
+        if (cache !== undefined) cache[i] = { cursor, act: shadow.record(i), entries };
+        for (const e of entries) out.push(e);
       }
-      cursor = a.ret;
+      cursor = shadow.ret[i]!;
     }
     return out;
   }
+
+  /**
+   * The truth entries of each activation of the running task as last built, by shadow-stack
+   * index, with what they were built from (the activation, and where it executes): samples,
+   * and exhaustive mode's walk at every boundary, ask for the truth again and again while only
+   * the innermost activation's ip moves. Entries are never changed, so they are shared.
+   */
+  private truthCache: ({ cursor: number; act: ActivationRecord; entries: readonly TruthEntry[] } | undefined)[] = [];
 
   /** Depth of the shadow stack (activations live now). */
   get depth(): number {

@@ -35,6 +35,9 @@ export interface Activation {
   readonly site: number;      // address of the call instruction, or -1
 }
 
+/** An activation's columns (kind, vector, entry, ret, slot, site, rsp and rbp halves). */
+export type ActivationRecord = readonly [number, number, number, number, number, number, number, number, number, number];
+
 export interface ShadowSnapshot {
   readonly depth: number;
   readonly cols: readonly (Int16Array | Float64Array | Uint32Array)[];
@@ -92,6 +95,17 @@ export class ShadowStack {
   /** rbp when activation `i` began (at the call, or the interrupted rbp); undefined for a root. Not in at(): observers, called at every call, never read it. */
   bpAt(i: number): bigint | undefined {
     return this.kind[i] === ACT_ROOT ? undefined : pairToBig(this.blo[i]!, this.bhi[i]!);
+  }
+
+  /** Activation `i`'s columns, as numbers (to tell later whether slot i still holds it: same()). */
+  record(i: number): ActivationRecord {
+    return [this.kind[i]!, this.vector[i]!, this.entry[i]!, this.ret[i]!, this.slot[i]!, this.site[i]!, this.rlo[i]!, this.rhi[i]!, this.blo[i]!, this.bhi[i]!];
+  }
+
+  /** Does slot `i` hold the activation `r` recorded (every column equal)? */
+  same(i: number, r: ActivationRecord): boolean {
+    return this.kind[i] === r[0] && this.vector[i] === r[1] && this.entry[i] === r[2] && this.ret[i] === r[3] && this.slot[i] === r[4] &&
+      this.site[i] === r[5] && this.rlo[i] === r[6] && this.rhi[i] === r[7] && this.blo[i] === r[8] && this.bhi[i] === r[9];
   }
 
   top(): Activation | undefined {

@@ -5,6 +5,7 @@ import { Code, Instruction as I, MemoryOperand as M, Register as R } from "iced-
 import { Assembler, type Assembled } from "../../../jit/asm.ts";
 import { FIXED, IF, type Activation, type Machine, type TruthEntry } from "../../../harness/machine/index.ts";
 import { bytes, DATA, HANDLER, newMachine, STACK_TOP, STOP, TEXT } from "../../helpers/layout.ts";
+import { ShadowStack } from "../../../harness/machine/shadow.ts";
 
 const IRQ = 0x20;
 
@@ -61,6 +62,41 @@ describe("ground truth", () => {
     const marker = chain[1]!;
     // stop, main's rbp, mid's return, mid's rbp, 16 bytes of mid's locals, leaf's return, leaf's rbp
     expect(marker.kind === "interrupt" && marker.rsp).toBe(STACK_TOP - 8n * 8n);
+  });
+
+  test("asked again, the truth follows rip and every change of an activation, at the same depth", () => {
+    // (the machine keeps the entries it built for each activation: none may go stale)
+    const { m, img } = setup();
+    const leaf = img.labels.get("leaf")!;
+    const start = m.snapshot(); // main about to run
+    m.addHook(leaf, () => "stop");
+    expect(m.run()).toMatchObject({ kind: "stopped", symbol: "leaf" });
+    const atLeaf = m.truth();
+    m.step();
+    expect(m.truth()[0]).toMatchObject({ ip: leaf + 1n, symbol: "leaf+0x1" });
+    m.step();
+    expect(m.truth()[0]).toMatchObject({ ip: leaf + 4n, symbol: "leaf+0x4" });
+    // the same calls made 16 bytes lower: mid's and leaf's activations have other slots
+    m.restore(start);
+    m.setReg("rsp", m.reg("rsp") - 16n);
+    expect(m.run()).toMatchObject({ kind: "stopped", symbol: "leaf" });
+    const slots = (t: TruthEntry[]) => t.map((e) => (e.kind === "frame" ? e.slot : undefined));
+    expect(slots(m.truth())).toEqual(slots(atLeaf).map((x, k) => (k < 2 ? x! - 16n : x)));
+  });
+
+  test("an activation kept for the truth is the same only while every column of its slot is", () => {
+    const sh = new ShadowStack();
+    sh.pushInterrupt(-0x7f000000, -0x7effff00, -0x100000, 0x11, 0x22, 236, 0x33, 0x44);
+    const r = sh.record(0);
+    expect(sh.same(0, r)).toBe(true);
+    const columns = ["kind", "vector", "entry", "ret", "slot", "site", "rlo", "rhi", "blo", "bhi"] as const;
+    for (const c of columns) {
+      const col = sh[c];
+      const was = col[0]!;
+      col[0] = was + 1;
+      expect(sh.same(0, r), c).toBe(false);
+      col[0] = was;
+    }
   });
 
   test("observers see every call, return, interrupt and iret in order", () => {
