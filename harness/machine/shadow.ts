@@ -38,6 +38,21 @@ export interface Activation {
 /** An activation's columns (kind, vector, entry, ret, slot, site, rsp and rbp halves). */
 export type ActivationRecord = readonly [number, number, number, number, number, number, number, number, number, number];
 
+/**
+ * An activation as observers get it, at every call and return: `rspRaw`, a bigint, is made only
+ * when asked for (few observers do).
+ */
+class ActivationAt implements Activation {
+  constructor(
+    readonly kind: number, readonly entry: number, readonly ret: number, readonly slot: number, readonly rsp: number,
+    readonly vector: number, readonly site: number, private readonly rlo: number, private readonly rhi: number,
+  ) {}
+
+  get rspRaw(): bigint {
+    return this.kind === ACT_INTERRUPT ? pairToBig(this.rlo, this.rhi) : toCanonical(this.slot + 8);
+  }
+}
+
 export interface ShadowSnapshot {
   readonly depth: number;
   readonly cols: readonly (Int16Array | Float64Array | Uint32Array)[];
@@ -84,12 +99,7 @@ export class ShadowStack {
   at(i: number): Activation {
     const kind = this.kind[i]!, slot = this.slot[i]!;
     const interrupt = kind === ACT_INTERRUPT;
-    return {
-      kind, entry: this.entry[i]!, ret: this.ret[i]!, slot,
-      rsp: interrupt ? pairToAddr(this.rlo[i]!, this.rhi[i]!) : slot + 8,
-      rspRaw: interrupt ? pairToBig(this.rlo[i]!, this.rhi[i]!) : toCanonical(slot + 8),
-      vector: this.vector[i]!, site: this.site[i]!,
-    };
+    return new ActivationAt(kind, this.entry[i]!, this.ret[i]!, slot, interrupt ? pairToAddr(this.rlo[i]!, this.rhi[i]!) : slot + 8, this.vector[i]!, this.site[i]!, this.rlo[i]!, this.rhi[i]!);
   }
 
   /** rbp when activation `i` began (at the call, or the interrupted rbp); undefined for a root. Not in at(): observers, called at every call, never read it. */

@@ -116,7 +116,8 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     // every private stack (a per-level slot is a stack of its own)
     ...privateStacks(img).map((x) => ({ name: x.name, begin: I(x.begin), end: I(x.end), top: I(x.top), private: true, owner: { program: x.program, func: x.func } })),
   ];
-  const areaOf = (a: number) => areas.find((x) => a >= x.begin && a < x.end);
+  // (loops, not find() with a closure: these run at every stack write)
+  const areaOf = (a: number) => { for (const x of areas) if (a >= x.begin && a < x.end) return x; return undefined; };
   const isBpf = (a: number) => m.symbols.lookupInternal(a)?.kind === "bpf";
   // Per task: its live contexts, outermost (the task itself) first.
   const copyWritten = (w: Context["written"]) => new Map([...w].map(([k, v]) => [k, v.map((x) => ({ ...x }))]));
@@ -125,7 +126,11 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     (t) => t.map((c) => ({ ...c, written: copyWritten(c.written), bpf: [...c.bpf] })),
   );
   /** What context `c` wrote on `area` that overlaps [addr, end), if anything. */
-  const overlap = (c: Context, area: Area, addr: number, end: number) => c.written.get(area)?.find((w) => end > w.low && addr < w.high);
+  const overlap = (c: Context, area: Area, addr: number, end: number) => {
+    const ws = c.written.get(area);
+    if (ws !== undefined) for (const w of ws) if (end > w.low && addr < w.high) return w;
+    return undefined;
+  };
   let running = 0;
   /** `task k`, and with several tasks the programs it is inside, with their attach paths. */
   const taskName = (k: number, cs: readonly Context[]) => {
@@ -147,7 +152,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     program, base: I(f.image.base), end: I(f.image.end), areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
   })));
   /** The BPF function an instruction belongs to (index), if any. */
-  const functionAt = (ip: number) => { const i = functions.findIndex((x) => ip >= x.base && ip < x.end); return i < 0 ? undefined : i; };
+  const functionAt = (ip: number) => { for (let i = 0; i < functions.length; i++) if (ip >= functions[i]!.base && ip < functions[i]!.end) return i; return undefined; };
   /** Which program a BPF instruction belongs to. */
   const programAt = (ip: number) => { const i = functionAt(ip); return i === undefined ? undefined : functions[i]!.program; };
   /** An access, in a report (built only then: every stack write comes through the watchers). */
@@ -155,7 +160,8 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
   const outOfBounds = (write: boolean, addr: number, end: number, ip: number): boolean => {
     if (addr >= perCpuEnd || end <= percpu) return false;
-    const o = objects.find((x) => addr >= x.begin && end <= x.end);
+    let o: (typeof objects)[number] | undefined;
+    for (const x of objects) if (addr >= x.begin && end <= x.end) { o = x; break; }
     if (o === undefined) {
       const distance = (x: (typeof objects)[number]) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0);
       const near = objects.reduce((a, b) => (distance(b) < distance(a) ? b : a));
@@ -227,7 +233,8 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     const me = ctxs[cur]!;
     const writer = functionAt(ip) ?? me.bpf[me.bpf.length - 1] ?? -1;
     const mine = me.written.get(area);
-    const w = mine?.find((x) => x.writer === writer);
+    let w: Written | undefined;
+    if (mine !== undefined) for (const x of mine) if (x.writer === writer) { w = x; break; }
     if (w === undefined) { if (mine) mine.push({ writer, low: addr, high: end }); else me.written.set(area, [{ writer, low: addr, high: end }]); }
     else { if (addr < w.low) w.low = addr; if (end > w.high) w.high = end; }
   };

@@ -3,9 +3,12 @@
 // high-water mark of every stack (task, IRQ, NMI, each private stack), from rsp at every call
 // and interrupt and, on private stacks (where r9-style designs never put rsp), from the lowest
 // byte written; held to the --stack-budget budgets at the end.
-import { hex64 as hex, toCanonical, toInternal } from "../machine/index.ts";
+import { hex64 as hex, pairToAddr, toCanonical, toInternal } from "../machine/index.ts";
+
+const TWO_47 = 2 ** 47;
 import { privateStacks } from "../../jit/private-stacks.ts";
 import { getStackInfo, stackTypeName, Warnings, type StackInfo } from "../../unwinder/index.ts";
+import type { VisitMask } from "../../unwinder/stack.ts";
 import type { HighWater, Oracle, RunFailure, StackBudgets } from "./types.ts";
 
 const budgetKey = (stack: string): keyof StackBudgets | undefined =>
@@ -20,44 +23,51 @@ export function overBudget(highWater: readonly HighWater[], budgets: StackBudget
   });
 }
 
-type Marks = Map<string, { end: bigint; low: bigint; /** low, as an internal address (written bytes only) */ lowAt?: number }>;
+type Marks = Map<string, { end: bigint; low: bigint; /** low, as an internal address */ lowAt: number }>;
 
 export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
   /** rsp's lowest on each stack; and the lowest byte written on each private stack. */
   const lowest: Marks = new Map(), written: Marks = new Map();
+  // (one of each for every get_stack_info() asked here: none of them outlives the call)
+  const info: StackInfo = { type: 0, begin: 0n, end: 0n, nextSp: 0n }, mask: VisitMask = { mask: 0n }, warnings = new Warnings();
   const stackOf = (sp: bigint): StackInfo | undefined => {
-    const info: StackInfo = { type: 0, begin: 0n, end: 0n, nextSp: 0n };
-    return getStackInfo(env, sp, info, { mask: 0n }, new Warnings()) ? info : undefined;
+    mask.mask = 0n;
+    delete mask.miss;
+    return getStackInfo(env, sp, info, mask, warnings) ? info : undefined;
   };
   const privates = privateStacks(img);
   const taskStacks = img.tasks.map((t) => t.stack);
-  const lower = (marks: Marks, key: string, end: bigint, low: bigint) => {
+  // (the same, as internal addresses: rsp at every call, and every write, come as numbers)
+  const privatesAt = privates.map((x) => ({ name: x.name, top: x.top, begin: toInternal(x.begin)!, end: toInternal(x.end)! }));
+  const tasksAt = img.tasks.map((t, k) => ({ name: k === 0 ? "TASK" : `TASK ${k}`, end: t.stack.end, begin: toInternal(t.stack.begin)!, endAt: toInternal(t.stack.end)! }));
+  const guardsAt = img.guards.map((g) => toInternal(g.addr)!);
+  /** Lower a mark to `lowAt` (an internal address). */
+  const lower = (marks: Marks, key: string, end: bigint, lowAt: number) => {
     const cur = marks.get(key);
-    if (!cur || low < cur.low) marks.set(key, { end, low });
+    if (!cur || lowAt < cur.lowAt) marks.set(key, { end, low: toCanonical(lowAt), lowAt });
   };
   /**
    * Record rsp on the stack it is on: the stack holding the last byte pushed (sp - 1; sp may be
    * an empty stack's top, which is the next slot's bottom), else the one holding sp (a full
    * stack). Private stacks go by their own names whatever the unwinder knows of them.
+   * `sp` in the internal form; a non-canonical rsp is on no stack.
    */
-  const note = (sp: bigint) => {
-    for (const at of [sp - 1n, sp]) {
-      const p = privates.find((x) => at >= x.begin && at < x.end);
-      if (p) return lower(lowest, p.name, p.top, sp);
-      const t = img.tasks.findIndex((x) => at >= x.stack.begin && at < x.stack.end);
-      if (t > 0) return lower(lowest, `TASK ${t}`, img.tasks[t]!.stack.end, sp); // task 0's is TASK, as with one task
-      const s = stackOf(at);
-      if (s) return lower(lowest, stackTypeName(s.type), s.end, sp);
+  const note = (sp: number) => {
+    for (let at = sp - 1; at <= sp; at++) {
+      for (const p of privatesAt) if (at >= p.begin && at < p.end) return lower(lowest, p.name, p.top, sp);
+      for (let t = 1; t < tasksAt.length; t++) if (at >= tasksAt[t]!.begin && at < tasksAt[t]!.endAt) return lower(lowest, tasksAt[t]!.name, tasksAt[t]!.end, sp); // task 0's is TASK, as with one task
+      if (at >= -TWO_47 && at < TWO_47) {
+        const s = stackOf(toCanonical(at));
+        if (s) return lower(lowest, stackTypeName(s.type), s.end, sp);
+      }
     }
   };
-  // (the same, as the internal addresses onWrite is given)
-  const privatesAt = privates.map((x) => ({ name: x.name, top: x.top, begin: toInternal(x.begin)!, end: toInternal(x.end)! }));
-  const guardsAt = img.guards.map((g) => toInternal(g.addr)!);
+  const rspNow = () => { const { lo, hi } = m.regFile; return pairToAddr(lo[4]!, hi[4]!); };
   return {
-    onCall: () => note(m.reg("rsp")),
+    onCall: () => note(rspNow()),
     onInterrupt: (a) => {
-      note(a.rspRaw);
-      note(m.reg("rsp"));
+      note(a.rsp);
+      note(rspNow());
       // (a task's stack is a kernel stack even while current is another task: the switch window)
       if (!stackOf(a.rspRaw) && !taskStacks.some((t) => a.rspRaw > t.begin && a.rspRaw <= t.end)) {
         fail({ check: "unknown-stack", message: `vector ${a.vector} taken at ${sym(toCanonical(a.ret))} while rsp ${hex(a.rspRaw)} was on a stack get_stack_info() does not know${privates.some((p) => a.rspRaw >= p.begin && a.rspRaw < p.end) ? " (a private BPF stack)" : ""}` });
@@ -66,11 +76,13 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
     writes: privates,
     // the lowest byte written on each private stack; not the guard words (the guard check's)
     onWrite: (addr, size) => {
+      // (loops, not find() with a closure: this runs at every private-stack write)
       const end = addr + size;
-      const p = privatesAt.find((x) => addr >= x.begin && addr < x.end);
-      if (!p || guardsAt.some((g) => addr < g + 8 && end > g)) return;
-      const cur = written.get(p.name);
-      if (cur === undefined || addr < cur.lowAt!) written.set(p.name, { end: p.top, low: toCanonical(addr), lowAt: addr });
+      let p: (typeof privatesAt)[number] | undefined;
+      for (const x of privatesAt) if (addr >= x.begin && addr < x.end) { p = x; break; }
+      if (p === undefined) return;
+      for (const g of guardsAt) if (addr < g + 8 && end > g) return;
+      lower(written, p.name, p.top, addr);
     },
     save() {
       // entries are replaced, never changed: copies of the maps keep them
@@ -87,7 +99,7 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
     report() {
       // a private stack's mark: the lower of rsp's and of the lowest byte written
       const marks: Marks = new Map(lowest);
-      for (const [k, v] of written) lower(marks, k, v.end, v.low);
+      for (const [k, v] of written) lower(marks, k, v.end, v.lowAt);
       const highWater = [...marks].map(([stack, x]) => ({ stack, bytes: Number(x.end - x.low) }));
       return { highWater, failures: overBudget(highWater, budgets) };
     },

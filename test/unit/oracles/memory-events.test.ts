@@ -1,12 +1,13 @@
-// The memory oracle's rules for live bytes, driven by hand-made events on a loaded image: the
-// oracle is given internal addresses (addr.ts: kernel addresses are negative numbers), and a
-// word it reads from memory may be no kernel address at all.
+// The memory oracle's rules for live bytes, and where the stacks oracle puts rsp, driven by
+// hand-made events on a loaded image: the oracles are given internal addresses (addr.ts: kernel
+// addresses are negative numbers), and a word read from memory may be no kernel address at all.
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
 import { ACT_CALL, ACT_INTERRUPT } from "../../../harness/machine/shadow.ts";
 import { toCanonical, toInternal, type Activation } from "../../../harness/machine/index.ts";
 import { loadImage } from "../../../harness/load.ts";
 import { memory } from "../../../harness/oracles/memory.ts";
+import { stacks } from "../../../harness/oracles/stacks.ts";
 import type { RunFailure } from "../../../harness/oracles/types.ts";
 import { loadScenario } from "../../../harness/scenario.ts";
 import { envFromImage } from "../../../harness/unwind-env.ts";
@@ -69,5 +70,12 @@ describe("memory oracle, by events", () => {
     expect(live(0n, end - 0x80)).toBe(true);
     expect(live(0x8000000000000000n, end - 0x80)).toBe(true);
     expect(failures.at(-1)!.message).toMatch(/writes into task 1 stack above its saved rsp 8000000000000000: live data of task 1, which is switched out in the middle of it$/);
+  });
+  test("stacks: rsp at a stack's top is on that stack (the last byte pushed), not on what lies above it", () => {
+    const { img, m, kernelIp } = setup();
+    const o = stacks({ img, m, env: envFromImage(img, m, "none"), fail: () => {}, sym: (a) => m.symbols.describe(a), budgets: {} });
+    const top = img.tasks[1]!.stack.end; // a guard page lies above it
+    o.onInterrupt!(act({ kind: ACT_INTERRUPT, entry: kernelIp, ret: kernelIp, slot: I(top) - 40, rsp: I(top), rspRaw: top, vector: 236 }));
+    expect(o.report().highWater).toContainEqual({ stack: "TASK 1", bytes: 0 });
   });
 });
