@@ -3,7 +3,7 @@
 // instruction boundary, an IRQ or an NMI injected there), with a coverage count of the
 // interrupt points hit: (function kind, prologue/body/epilogue window).
 import { HELPERS, KFUNCS } from "../jit/bpf/abi.ts";
-import { SymbolTable } from "./machine/symbols.ts";
+import { symbolTableOf } from "./machine/symbols.ts";
 import { buildImage, type Image } from "../jit/image.ts";
 import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
@@ -68,7 +68,7 @@ const POINT_OF_KERNEL_FUNCTION: ReadonlyMap<string, PointClass> = new Map([
  * declared (before it is ready: prologue; once gone: epilogue), kernel code by its symbol.
  */
 export function pointClassifier(img: Image): (ip: bigint) => PointClass {
-  const symbols = new SymbolTable(img.symbols);
+  const symbols = symbolTableOf(img.symbols);
   const bpf = img.programs.flatMap((p) => p.jit.funcs.map((f) => ({ main: f.fi === 0, base: f.image.base, end: f.image.end, frame: f.frame })));
   return (ip) => {
     const f = bpf.find((x) => ip >= x.base && ip < x.end);

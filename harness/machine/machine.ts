@@ -11,10 +11,10 @@ import { Op } from "./isa.ts";
 import { F_NONE as F_NONE__, IF as IF__ } from "./flags.ts";
 import { MemFault as MemFault__, Memory as Memory__, type MemorySnapshot, type Region, type RegionDef } from "./memory.ts";
 import type { FinalResult, RunResult } from "./results.ts";
-import { SymbolTable as SymbolTable__, type SymbolDef } from "./symbols.ts";
+import { SymbolTable as SymbolTable__, symbolTableOf as symbolTableOf__, type SymbolDef } from "./symbols.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
-const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ACT_ROOT = ACT_ROOT__, Cpu = Cpu__, hiOf = hiOf__, interruptName = interruptName__, pairToBig = pairToBig__, Stop = Stop__, X86_TRAP_NMI = X86_TRAP_NMI__, InsnDecoder = InsnDecoder__, NOT_DECODED = NOT_DECODED__, REG_NAMES = REG_NAMES__, RSP = RSP__, copyInsn = copyInsn__, setHooks = setHooks__, unsupportedWhy = unsupportedWhy__, HANDLERS = HANDLERS__, F_NONE = F_NONE__, IF = IF__, MemFault = MemFault__, Memory = Memory__, SymbolTable = SymbolTable__;
+const hex64 = hex64__, mustBeCanonical = mustBeCanonical__, toCanonical = toCanonical__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ACT_ROOT = ACT_ROOT__, Cpu = Cpu__, hiOf = hiOf__, interruptName = interruptName__, pairToBig = pairToBig__, Stop = Stop__, X86_TRAP_NMI = X86_TRAP_NMI__, InsnDecoder = InsnDecoder__, NOT_DECODED = NOT_DECODED__, REG_NAMES = REG_NAMES__, RSP = RSP__, copyInsn = copyInsn__, setHooks = setHooks__, unsupportedWhy = unsupportedWhy__, HANDLERS = HANDLERS__, F_NONE = F_NONE__, IF = IF__, MemFault = MemFault__, Memory = Memory__, SymbolTable = SymbolTable__, symbolTableOf = symbolTableOf__;
 type Cpu = Cpu__;
 type Stop = Stop__;
 type InsnDecoder = InsnDecoder__;
@@ -145,7 +145,7 @@ export class Machine {
   private cSlots: DInsn[] = [];
 
   constructor(config: MachineConfig = {}) {
-    this.symbolTable = new SymbolTable(config.symbols ?? []);
+    this.symbolTable = config.symbols ? symbolTableOf(config.symbols) : new SymbolTable([]);
     this.cpu = new Cpu(this.memory, (a) => this.symbols.symbolizeInternal(a) ?? "", (a) => this.disassembleAt(toCanonical(a)));
     for (const r of config.regions ?? []) this.map(r);
   }
@@ -157,7 +157,7 @@ export class Machine {
 
   /** Describe addresses by `defs` from now on (a machine reused for another image of the same layout). */
   setSymbols(defs: readonly SymbolDef[]): void {
-    this.symbolTable = new SymbolTable(defs);
+    this.symbolTable = symbolTableOf(defs);
     this.truthCache = []; // (its entries name symbols)
   }
 

@@ -77,3 +77,12 @@ export class SymbolTable {
     return e && { name: e.name, start: toCanonical(e.start), end: toCanonical(e.end), kind: e.kind };
   }
 }
+
+const tables = new WeakMap<readonly SymbolDef[], SymbolTable>();
+
+/** The table of a list of symbols, made once per list (tables never change: an image's machine and its coverage share one). */
+export function symbolTableOf(defs: readonly SymbolDef[]): SymbolTable {
+  let t = tables.get(defs);
+  if (t === undefined) tables.set(defs, (t = new SymbolTable(defs)));
+  return t;
+}

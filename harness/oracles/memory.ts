@@ -193,7 +193,8 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     const others = tasks.others();
     let rsp = 0;
     if (others.length) { const { lo, hi } = m.regFile; rsp = pairToAddr(lo[4]!, hi[4]!); }
-    for (const [k, theirs] of others) {
+    for (let o = 0; o < others.length; o++) {
+      const [k, theirs] = others[o]!;
       const t = img.tasks[k]!;
       const sp = m.memory.peekAddr(I(t.struct) + TASK.threadSp); // (NaN: not a canonical address)
       // the task being switched in: __switch_to_asm has loaded its rsp (its switch frame, on
@@ -212,7 +213,8 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     let outerHigh = -Infinity;
     for (let j = 1; j <= cur; j++) {
       const b = ctxs[j]!;
-      for (const w of ctxs[j - 1]!.written.get(area) ?? []) if (w.high > outerHigh) outerHigh = w.high;
+      const ws = ctxs[j - 1]!.written.get(area);
+      if (ws !== undefined) for (const w of ws) if (w.high > outerHigh) outerHigh = w.high;
       if (b.area === area && end > b.sp && (!area.private || outerHigh > addr)) {
         report(`${access(true, size, addr, ip)} (inside ${ctxs[cur]!.entered()}) lands at or above rsp ${hex(b.spRaw)} that ${b.entered()} left on the ${area.name} stack: live data of the context it ${b.interrupt ? "interrupted" : "was called from"}`, ip);
         return;
