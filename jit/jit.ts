@@ -98,11 +98,21 @@ export interface JitProgram {
   readonly end: bigint;
 }
 
-/** A stable tag from the instructions (kallsyms shows a 16-hex-digit prog tag). */
-function tag(insns: readonly BpfInsn[]): string {
-  let h = 0xcbf29ce484222325n;
-  for (const x of insns) for (const v of [x.code, x.dst, x.src, x.off & 0xffff, x.imm >>> 0]) h = BigInt.asUintN(64, (h ^ BigInt(v)) * 0x100000001b3n);
-  return h.toString(16).padStart(16, "0");
+/**
+ * A stable tag from the instructions (kallsyms shows a 16-hex-digit prog tag): 64-bit FNV-1a
+ * over each instruction's code, dst, src, off (16 bits) and imm (32 bits), in 32-bit halves
+ * (h * 0x100000001b3 = h * 0x1b3 + h << 40, modulo 2^64; every value fits the low half).
+ */
+export function tag(insns: readonly BpfInsn[]): string {
+  let lo = 0x84222325, hi = 0xcbf29ce4;
+  const mix = (v: number) => {
+    const l = (lo ^ v) >>> 0;
+    const m = l * 0x1b3; // < 2^41: exact
+    lo = m >>> 0;
+    hi = (hi * 0x1b3 + Math.floor(m / 4294967296) + ((l << 8) >>> 0)) >>> 0;
+  };
+  for (const x of insns) { mix(x.code); mix(x.dst); mix(x.src); mix(x.off & 0xffff); mix(x.imm >>> 0); }
+  return hi.toString(16).padStart(8, "0") + lo.toString(16).padStart(8, "0");
 }
 
 export function symbolName(p: Program, fi: number): string {
