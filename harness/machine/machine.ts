@@ -526,9 +526,7 @@ export class Machine {
    * `slot` to `ret` (its fork frame's ret_addr), as if `entry` had been called from there.
    */
   seedTask(task: number, entry: bigint, ret: bigint, slot: bigint): void {
-    const sh = new ShadowStack();
-    sh.push(ACT_ROOT, mustBeCanonical(entry, "task entry"), mustBeCanonical(ret, "task return"), mustBeCanonical(slot, "task slot"), -1, -1);
-    this.parked.set(task, { shadow: sh.snapshot(), hookFired: [] });
+    this.parked.set(task, { shadow: ShadowStack.one(ACT_ROOT, mustBeCanonical(entry, "task entry"), mustBeCanonical(ret, "task return"), mustBeCanonical(slot, "task slot"), -1, -1), hookFired: [] });
   }
 
   /**
@@ -553,6 +551,9 @@ export class Machine {
     this.cpu.observer?.onSwitch?.(prev, next);
   }
 
+  /** Where parkedTruth() lays out a parked task's activations (one for the machine). */
+  private parkedShadow: ShadowStack | undefined;
+
   /** The tasks that are switched out (their ids). */
   parkedTasks(): number[] {
     return [...this.parked.keys()];
@@ -565,7 +566,7 @@ export class Machine {
   parkedTruth(task: number, ip: bigint): TruthEntry[] {
     const p = this.parked.get(task);
     if (p === undefined) throw new RangeError(`parkedTruth: task ${task} is not switched out`);
-    const sh = new ShadowStack();
+    const sh = (this.parkedShadow ??= new ShadowStack());
     sh.restore(p.shadow);
     return this.truthOf(sh, mustBeCanonical(ip, "ip"));
   }

@@ -393,11 +393,13 @@ export class Memory {
       let p = this.pages.get(no);
       if (!p) throw new RangeError(`load of ${bytes.length} bytes at ${hex64(addr)}: ${hex64(toCanonical(a + i))} is unmapped`);
       if (p.region.kind === "guard") throw new RangeError(`load at ${hex64(addr)}: ${hex64(toCanonical(a + i))} is in guard region '${p.region.name}'`);
-      if (p.epoch !== this.epoch) {
-        p = new Page(p.data.slice(), p.region, this.epoch);
-        this.pages.set(no, p);
-      }
       const n = Math.min(PAGE_SIZE - off, bytes.length - i);
+      if (p.epoch !== this.epoch) {
+        // (a whole page is taken from the bytes: no copy of the old one first)
+        p = new Page(n === PAGE_SIZE ? new Uint8Array(bytes.subarray(i, i + n)) : p.data.slice(), p.region, this.epoch);
+        this.pages.set(no, p);
+        if (n === PAGE_SIZE) { i += n; continue; }
+      }
       p.data.set(bytes.subarray(i, i + n), off);
       i += n;
     }

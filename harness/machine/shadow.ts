@@ -126,6 +126,12 @@ export class ShadowStack {
     this.depth = 0;
   }
 
+  /** The snapshot of a shadow stack holding one activation (a task not yet run), without making the stack. */
+  static one(kind: number, entry: number, ret: number, slot: number, vector: number, site: number): ShadowSnapshot {
+    const f = (v: number) => Float64Array.of(v), i = (v: number) => Int16Array.of(v), u = () => new Uint32Array(1);
+    return { depth: 1, cols: [i(kind), i(vector), f(entry), f(ret), f(slot), f(site), u(), u(), u(), u()] };
+  }
+
   snapshot(): ShadowSnapshot {
     const n = this.depth;
     return { depth: n, cols: this.columns().map((c) => c.slice(0, n)) };

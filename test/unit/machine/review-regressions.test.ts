@@ -293,6 +293,16 @@ describe("hooks and the machine's fast paths", () => {
     expect(rax()).toMatchObject({ rax: 1n });
   });
 
+  test("a load of whole pages copies them: neither the caller's bytes nor the memory changes the other afterwards", () => {
+    const m = newMachine();
+    const src = Buffer.alloc(0x2000, 7); // (a Buffer's slice() is a view: the load must copy)
+    m.load(STACK_TOP - 0x2000n, src);
+    src[0] = 1;
+    expect(m.peek64(STACK_TOP - 0x2000n)).toBe(0x0707070707070707n);
+    m.load(STACK_TOP - 0x1000n, Uint8Array.of(9));
+    expect(src[0x1000]).toBe(7);
+  });
+
   test("code loaded into a region mapped through machine.memory is decoded again after a restore() to before the load", () => {
     const m = newMachine();
     const R = 0xffffffffa0000000n;
