@@ -1,7 +1,7 @@
 // One scenario run: the image under a strategy, the interrupt schedule, samples at the kernel's
 // sample points walked by the chosen unwinder and classed against the truth, and the run-level
 // oracles. What `stackcheck run` prints, as data.
-import { toInternal, type Machine, type MachineSnapshot, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
+import { REG_NAMES, toInternal, type Machine, type MachineSnapshot, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Allowance, type Policy, type StackClass } from "./oracles/classify.ts";
 import { getStackSample } from "./get-stack.ts";
 import { frameWindows, type FrameCode } from "./oracles/window.ts";
@@ -149,7 +149,7 @@ const REG_OF: Readonly<Partial<Record<keyof typeof PT_REGS, RegName>>> = {
 };
 
 /** pt_regs's fields in order, each with its offset and the register it saves, if one. */
-const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).map(([name, off]) => ({ name, off, reg: REG_OF[name] }));
+const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).map(([name, off]) => ({ name, off, reg: REG_OF[name], index: REG_OF[name] === undefined ? -1 : REG_NAMES.indexOf(REG_OF[name]!) }));
 
 /**
  * Instructions a run may take before it is a hang, when no program has a loop a may_goto bounds
@@ -310,6 +310,8 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       }
     });
   }
+  // the bytes of the pt_regs a virtual NMI writes (nmiWalkFails(), at every boundary)
+  const ptBytes = new Uint8Array(PT_REGS_SIZE), ptView = new DataView(ptBytes.buffer);
   /** A pt_regs field as an NMI would save it now: its register, rip, rflags, or as `words` gives it. */
   const ptWord = (f: (typeof PT_FIELDS)[number], words: Readonly<Record<"orig_ax" | "cs" | "ss", bigint>>): bigint =>
     f.reg !== undefined ? m.reg(f.reg) : f.name === "ip" ? m.rip : f.name === "flags" ? BigInt(m.rflags) : words[f.name as "orig_ax" | "cs" | "ss"];
@@ -327,9 +329,13 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       return out;
     },
     nmiWalkFails(regs, words) {
-      // (per boundary: the words go straight into the bytes, no object by field in between)
-      const bytes = new Uint8Array(PT_REGS_SIZE), dv = new DataView(bytes.buffer);
-      for (const f of PT_FIELDS) dv.setBigUint64(f.off, BigInt.asUintN(64, ptWord(f, words)), true);
+      // (per boundary: the registers go straight from the register file into the bytes, no
+      // object by field or bigint in between; load() copies them)
+      const bytes = ptBytes, dv = ptView, { lo, hi } = m.regFile;
+      for (const f of PT_FIELDS) {
+        if (f.index >= 0) { dv.setUint32(f.off, lo[f.index]!, true); dv.setUint32(f.off + 4, hi[f.index]!, true); }
+        else dv.setBigUint64(f.off, BigInt.asUintN(64, ptWord(f, words)), true);
+      }
       const old = m.memory.peek(toInternal(regs)!, PT_REGS_SIZE)!; // (a copy)
       m.load(regs, bytes);
       try {

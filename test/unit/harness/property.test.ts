@@ -101,6 +101,18 @@ describe("exhaustive mode", () => {
     expect(virtual).toBeGreaterThan(0); // NMIs with no program: their walks alone
   });
 
+  test("under a sound design every NMI with no program is its walk alone, but the one that learns where pt_regs are", () => {
+    // a virtual NMI whose pt_regs were wrong would fail its walk and be run as a real fork: the
+    // verdict would stand, the count of walks made alone would not
+    const s = strategy("baseline");
+    for (const p of fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 3, interrupts: false, tasks: 1, nmi: false }), { numRuns: 3, seed: 9 })) {
+      const scenario = parseScenario(planToScenario(p), "plan");
+      const v = checkExhaustive(scenario, s, { unwinder: "frame", kinds: ["nmi"] }, buildImage(scenario.spec, s));
+      expect(v.ok).toBe(true);
+      expect(v.virtualNmis).toBe(v.runs - 2); // runs: the base run, then one per boundary
+    }
+  });
+
   test("forked runs give exactly what one run from the start per boundary gives", () => {
     const byReruns = (scenario: Scenario, s: Strategy, o: CheckOptions) => {
       const image = buildImage(scenario.spec, s);
