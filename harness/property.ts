@@ -181,14 +181,18 @@ export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, i
  * `shortcut: false` runs them all to the end.
  */
 export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOptions, image: Image = imageFor(sc, strategy, o)): Verdict {
-  const base = runScenario(sc, strategy, runOpts(o, image, []));
+  // The unforked run, on the session the forks will use: kept as it starts, run to its end
+  // (runScenario() with no interrupts), then put back to its start (one set-up, not two).
+  const run = startRun(sc, strategy, runOpts(o, image, []));
+  const start = run.save();
+  const base = run.finish(run.m.run({ maxSteps: o.maxSteps ?? stepBudget(sc, 0) }), [], []);
   const baseFailure = firstFailure(base);
   if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };
+  start.restore();
   // the IRQ: the scenario's first vector, or with tasks and none attached, the tick
   const vector = sc.spec.irq?.[0]?.vector ?? (image.multitask ? LOCAL_TIMER_VECTOR : undefined);
   const kinds = (o.kinds ?? ["irq", "nmi"]).filter((k) => k === "nmi" || vector !== undefined);
   const budget = o.maxSteps ?? stepBudget(sc, 1); // the fork's interrupt
-  const run = startRun(sc, strategy, runOpts(o, image, []));
   const counted = coverageCounter(image);
   const kernel = kernelStacks(image), privates = privateStacks(image);
   // the early end (see above): by default for the built-in designs, whose verdicts it keeps
