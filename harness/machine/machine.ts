@@ -193,10 +193,13 @@ export class Machine {
     // code epoch moves and a restore() to a snapshot from before this load decodes again
     for (const r of this.memory.regions) if (r.x && a < r.end && a + bytes.length > r.start) this.codeRegion(r);
     for (const cr of this.code) {
-      if (a + bytes.length <= cr.start || a >= cr.end) continue;
+      // (a region that ends right below the new bytes too: an instruction at its end may have
+      // been fetched across into them, when the next page is executable; memory.ts fetch())
+      if (a + bytes.length <= cr.start || a - 15 >= cr.end) continue;
       cr.changed = ++this.codeEpoch;
       // Drop every cached instruction that may overlap the new bytes (up to 15 bytes before).
       for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = NOT_DECODED;
+      if (a >= cr.end) continue; // (none of the new bytes are here)
       const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
       // (records for other bytes, a part of these too, are not taken: decodedBlock() checks)
       this.decoder.decodeBlock(bytes.subarray(lo - a, hi - a), lo, (d) => {
@@ -811,9 +814,10 @@ export class Machine {
     this.parked = new Map(s.parked);
     this.running = s.running;
     this.memory.restore(s.mem);
-    // A region whose bytes changed since the snapshot (a load, or a restore to older bytes) may
-    // hold instructions the restored memory does not: its cache starts over, and its bytes have
-    // changed now. A region that has not changed since keeps its cache (the kernel text a machine
+    // A region whose bytes changed since the snapshot (a load, or a restore to older bytes; or
+    // the first bytes of the region right above it, which an instruction at its end may span)
+    // may hold instructions the restored memory does not: its cache starts over, and its bytes
+    // have changed now. A region that has not changed since keeps its cache (the kernel text a machine
     // reused across images keeps).
     let epoch = -1;
     for (const cr of this.code) {

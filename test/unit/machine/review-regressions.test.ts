@@ -293,6 +293,28 @@ describe("hooks and the machine's fast paths", () => {
     expect(rax()).toMatchObject({ rax: 1n });
   });
 
+  test("an instruction at the end of a code region that spans into the next one runs the bytes there now, after loads and restores", () => {
+    // (from a review: a region's cache was kept while the first bytes of the region above changed)
+    const m = newMachine();
+    const Q = 0xffffffffa0000000n, R = Q + 0x1000n;
+    m.map({ name: "q", kind: "text", start: Q, size: 0x1000, perms: "r-x" });
+    m.map({ name: "r", kind: "text", start: R, size: 0x1000, perms: "r-x" });
+    const at = R - 2n; // mov eax, imm32: its opcode and one byte in q, three bytes and a ret in r
+    m.load(at, bytes("b8 01"));
+    const upper = (v: number) => bytes(`0${v} 00 00 c3`);
+    const rax = () => { m.call(at, { rsp: STACK_TOP, stopAt: STOP }); return m.run(); };
+    m.load(R, upper(1));
+    const s1 = m.snapshot();
+    expect(rax()).toMatchObject({ rax: 0x101n });
+    m.load(R, upper(2)); // a load into r alone
+    expect(rax()).toMatchObject({ rax: 0x201n });
+    const s2 = m.snapshot();
+    m.restore(s1);
+    expect(rax()).toMatchObject({ rax: 0x101n });
+    m.restore(s2);
+    expect(rax()).toMatchObject({ rax: 0x201n });
+  });
+
   test("a load of whole pages copies them: neither the caller's bytes nor the memory changes the other afterwards", () => {
     const m = newMachine();
     const src = Buffer.alloc(0x2000, 7); // (a Buffer's slice() is a view: the load must copy)
