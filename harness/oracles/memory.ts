@@ -41,6 +41,8 @@ const I = (a: bigint) => toInternal(a)!;
  * address is above a user-half or non-canonical word.
  */
 const above = (x: number, w: number) => !(w < 0) || x > w;
+/** Is rsp inside the switch frame at sp (both the words as they are, unsigned)? */
+const switchingIn = (rsp: bigint, sp: bigint) => rsp >= sp && rsp <= sp + BigInt(INACTIVE_TASK_FRAME_SIZE);
 
 interface Area {
   readonly name: string; readonly begin: number; readonly end: number; readonly private: boolean; /** where pushes start */ readonly top: number;
@@ -199,7 +201,8 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       const sp = m.memory.peekAddr(I(t.struct) + TASK.threadSp); // (NaN: not a canonical address)
       // the task being switched in: __switch_to_asm has loaded its rsp (its switch frame, on
       // whatever stack it slept on) and is popping it; current_task is not it yet
-      if (rsp >= sp && rsp <= sp + INACTIVE_TASK_FRAME_SIZE) continue;
+      // (either not canonical: as the CPU compares the two words, unsigned; a rare state)
+      if (rsp === rsp && sp === sp ? rsp >= sp && rsp <= sp + INACTIVE_TASK_FRAME_SIZE : switchingIn(m.reg("rsp"), m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n)) continue;
       const onTheirStack = addr < I(t.stack.end) && end > I(t.stack.begin) && above(end, sp);
       let hit: { c: Context; w: Written } | undefined;
       if (!onTheirStack) for (const c of theirs) { const w = overlap(c, area, addr, end); if (w !== undefined) { hit = { c, w }; break; } }

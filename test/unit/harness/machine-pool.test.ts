@@ -4,7 +4,7 @@
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
 import { planArb, planToScenario } from "../../../generators/index.ts";
-import { reusedMachine } from "../../../harness/load.ts";
+import { reusedMachine, startTask } from "../../../harness/load.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
 import { parseScenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
@@ -34,5 +34,25 @@ describe("machines shared by images of one layout", () => {
         expect(said(out), `plan ${i}`).toEqual(fresh[i]);
       }
     }
+  });
+  test("a machine taken over by an image of the same layout has that image's IDT gates, not the last one's", () => {
+    // (images of one kernel have its vectors; a second image with fewer, on the same kernel, is
+    // made by hand: the gates go with the image, and a vector it does not have has no gate)
+    const s = strategy("baseline");
+    const sc = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 60, seed: 3 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`)).find((x) => (x.spec.irq?.length ?? 0) >= 1)!;
+    const a = buildImage(sc.spec, s);
+    const v = a.irqVectors[0]!;
+    const b = { ...a, irqVectors: a.irqVectors.slice(1) };
+    expect(reusedMachine(a)).toBe(reusedMachine(b)); // one layout
+    const take = (img: typeof a) => {
+      const m = reusedMachine(img);
+      startTask(img, m);
+      m.rflags |= 0x200; // IF: delivered at this boundary
+      m.raise(v);
+      return m.step();
+    };
+    expect(take(a)).toMatchObject({ kind: "paused" }); // delivered: the handler's first instruction ran
+    expect(take(b)).toMatchObject({ kind: "exception", vector: v, message: expect.stringMatching(/has no IDT gate$/) });
+    expect(take(a)).toMatchObject({ kind: "paused" });
   });
 });
