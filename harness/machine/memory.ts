@@ -72,7 +72,7 @@ export class MemFault {
 class Page {
   readonly dv: DataView<ArrayBuffer>;
   readonly u32: Uint32Array<ArrayBuffer>;
-  constructor(readonly data: Uint8Array<ArrayBuffer>, readonly region: Region, public epoch: number) {
+  constructor(readonly data: Uint8Array<ArrayBuffer>, public region: Region, public epoch: number) {
     this.dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
     this.u32 = new Uint32Array(data.buffer, data.byteOffset, WORDS);
   }
@@ -123,6 +123,8 @@ class PageTable {
  * Mapping a region costs no allocation per page; reads of untouched memory see zeros.
  */
 const ZERO_DATA = new Uint8Array(PAGE_SIZE);
+/** Spare pages a memory keeps for reuse, at most (restore()). */
+const MAX_SPARE = 64;
 const UNWRITTEN = -1;
 
 function pageNo(a: number): number {
@@ -223,6 +225,19 @@ export class Memory {
     throw new MemFault(access === "read" ? "no-read" : "no-execute", access, addr, r);
   }
 
+  /** Pages no table holds any more, whose buffers copyOf() reuses (restore()). */
+  private readonly spare: Page[] = [];
+
+  /** A page of this epoch with `p`'s bytes (copy-on-write), reusing a spare page when there is one. */
+  private copyOf(p: Page): Page {
+    const q = this.spare.pop();
+    if (q === undefined) return new Page(p.data.slice(), p.region, this.epoch);
+    q.data.set(p.data);
+    q.region = p.region;
+    q.epoch = this.epoch;
+    return q;
+  }
+
   private dropCaches(): void {
     this.rBase = this.wBase = NaN;
     this.rPage = this.wPage = undefined;
@@ -241,7 +256,7 @@ export class Memory {
     let p = this.pages.get(no);
     if (p === undefined || !p.region.w) this.fault("write", addr);
     if (p.epoch !== this.epoch) {
-      p = new Page(p.data.slice(), p.region, this.epoch);
+      p = this.copyOf(p);
       this.pages.set(no, p);
       if (no * PAGE_SIZE === this.rBase) this.rPage = p;
     }
@@ -396,7 +411,7 @@ export class Memory {
       const n = Math.min(PAGE_SIZE - off, bytes.length - i);
       if (p.epoch !== this.epoch) {
         // (a whole page is taken from the bytes: no copy of the old one first)
-        p = new Page(n === PAGE_SIZE ? new Uint8Array(bytes.subarray(i, i + n)) : p.data.slice(), p.region, this.epoch);
+        p = n === PAGE_SIZE ? new Page(new Uint8Array(bytes.subarray(i, i + n)), p.region, this.epoch) : this.copyOf(p);
         this.pages.set(no, p);
         if (n === PAGE_SIZE) { i += n; continue; }
       }
@@ -482,6 +497,11 @@ export class Memory {
   }
 
   restore(snap: MemorySnapshot): void {
+    // the pages of this epoch were made since the last snapshot or restore, so no snapshot has
+    // them: once the table is replaced nothing does, and copies-on-write reuse them (exhaustive
+    // mode's forks each write a few pages, then restore). Not code pages: the decoder reads
+    // views of those (fetch()).
+    for (const p of this.pages.pages) if (p !== undefined && p.epoch === this.epoch && !p.region.x && this.spare.length < MAX_SPARE) this.spare.push(p);
     this.pages = snap.pages.copy();
     this.epoch++;
     this.dropCaches();

@@ -82,4 +82,30 @@ describe("sameStateAs", () => {
     expect(m.peek64(EXTRA)).toBe(1n);
     expect(m.sameStateAs(t, [])).toBe(true);
   });
+  test("snapshots, writes and restores in any order: every word reads as a model of them says (pages are reused after restores)", () => {
+    const m = makeMachine();
+    m.call(0xffffffff81000000n, { args: [3n], rsp: STACK + 16384n });
+    let seed = 7;
+    const r = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return seed % n; };
+    let model = new Map<bigint, bigint>();
+    const snaps: { s: ReturnType<typeof m.snapshot>; model: Map<bigint, bigint> }[] = [];
+    const word = (k: number) => STACK + BigInt(8 * k); // 2,048 words: four pages
+    for (let step = 0; step < 3000; step++) {
+      const op = r(10);
+      if (op < 6) {
+        const k = r(2048), v = BigInt(r(1 << 30)) * 4099n;
+        const b = new Uint8Array(8);
+        new DataView(b.buffer).setBigUint64(0, v, true);
+        m.load(word(k), b);
+        model.set(word(k), v);
+      } else if (op < 8 || snaps.length === 0) {
+        snaps.push({ s: m.snapshot(), model: new Map(model) });
+      } else {
+        const back = snaps[r(snaps.length)]!;
+        m.restore(back.s);
+        model = new Map(back.model);
+      }
+      if (step % 50 === 0) for (let k = 0; k < 2048; k += 7) expect(m.peek64(word(k)), `step ${step}, word ${k}`).toBe(model.get(word(k)) ?? 0n);
+    }
+  });
 });
