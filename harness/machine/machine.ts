@@ -177,7 +177,16 @@ export class Machine {
   /** The decode cache of an executable region, made the first time it is asked for. */
   private codeRegion(r: Region): CodeRegion {
     let cr = this.code.find((c) => c.start === r.start);
-    if (cr === undefined) this.code.push((cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED), changed: ++this.codeEpoch }));
+    if (cr === undefined) {
+      this.code.push((cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED), changed: ++this.codeEpoch }));
+      // an instruction at the end of a code region right below may be fetched across into this
+      // one now: what was decoded there without it is dropped (and a restore to before drops it)
+      for (const below of this.code) {
+        if (below.end !== r.start) continue;
+        below.slots.fill(NOT_DECODED, Math.max(0, below.end - below.start - 15));
+        below.changed = this.codeEpoch;
+      }
+    }
     return cr;
   }
 
@@ -212,12 +221,14 @@ export class Machine {
   /**
    * Put a decoded instruction in its slot. Decoded blocks are shared between machines (decode.ts
    * decodeBlock()); an instruction with hooks gets a copy of this machine's own to hold them.
+   * `whole` false: the bytes stopped at a page the machine cannot execute, and what they do not
+   * decode to is not kept (the page may be mapped executable later).
    */
-  private attach(cr: CodeRegion, d: DInsn): DInsn {
+  private attach(cr: CodeRegion, d: DInsn, whole = true): DInsn {
     const hooks = this.hooks.get(d.ip);
     if (hooks !== undefined) setHooks((d = copyInsn(d)), hooks);
     const slot = d.ip === this.stopRip ? STOP_INSN : d;
-    cr.slots[d.ip - cr.start] = slot;
+    if (whole || d.op !== 0) cr.slots[d.ip - cr.start] = slot;
     return slot;
   }
 
@@ -236,7 +247,9 @@ export class Machine {
     const bytes = this.memory.fetch(ip, 15); // faults if not executable
     // (a region mapped through `machine.memory` rather than `machine.map()` gets its decode cache now)
     const cr = this.code.find((r) => ip >= r.start && ip < r.end) ?? this.codeRegion(this.memory.regionAt(ip)!);
-    const d = this.attach(cr, this.decoder.decodeOne(bytes, ip)); // with its hooks
+    // with its hooks; not kept when the fetch stopped at a page the machine cannot execute and
+    // the bytes it had decode to no instruction (that page may be mapped executable later)
+    const d = this.attach(cr, this.decoder.decodeOne(bytes, ip), !(bytes.length < 15));
     this.cLo = cr.start; this.cLen = cr.end - cr.start; this.cSlots = cr.slots;
     return d;
   }

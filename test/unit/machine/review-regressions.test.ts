@@ -315,6 +315,23 @@ describe("hooks and the machine's fast paths", () => {
     expect(rax()).toMatchObject({ rax: 0x201n });
   });
 
+  test.each(["machine", "memory"] as const)("an instruction cut short by the end of executable memory is decoded again once the next region is mapped (through the %s), and a restore to before unmaps it", (via) => {
+    // (from a review: its decode as no instruction was kept after the region above came)
+    const m = newMachine();
+    const Q = 0xffffffffa0000000n, R = Q + 0x1000n;
+    m.map({ name: "q", kind: "text", start: Q, size: 0x1000, perms: "r-x" });
+    m.load(R - 2n, bytes("b8 01")); // mov eax, imm32 with two of its five bytes
+    const run = () => { m.call(R - 2n, { rsp: STACK_TOP, stopAt: STOP }); return m.run(); };
+    expect(run()).toMatchObject({ kind: "unsupported" });
+    const s = m.snapshot();
+    const r = { name: "r", kind: "text" as const, start: R, size: 0x1000, perms: "r-x" };
+    if (via === "machine") m.map(r); else m.memory.map(r);
+    // mov eax, 1 (its last three bytes zeros from r), then add [rax], al: a write to address 1
+    expect(run()).toMatchObject({ kind: "fault", address: 1n });
+    m.restore(s);
+    expect(run()).toMatchObject({ kind: "unsupported" });
+  });
+
   test("a load of whole pages copies them: neither the caller's bytes nor the memory changes the other afterwards", () => {
     const m = newMachine();
     const src = Buffer.alloc(0x2000, 7); // (a Buffer's slice() is a view: the load must copy)
