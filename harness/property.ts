@@ -185,7 +185,7 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   // (runScenario() with no interrupts), then put back to its start (one set-up, not two).
   const run = startRun(sc, strategy, runOpts(o, image, []));
   const start = run.save();
-  const base = run.finish(run.m.run({ maxSteps: o.maxSteps ?? stepBudget(sc, 0) }), [], []);
+  const base = run.finish(run.m.run({ maxSteps: o.maxSteps || stepBudget(sc, 0) }), [], []); // (runOpts() drops a maxSteps of 0, as runScenario() had it)
   const baseFailure = firstFailure(base);
   if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };
   start.restore();

@@ -201,8 +201,9 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       const sp = m.memory.peekAddr(I(t.struct) + TASK.threadSp); // (NaN: not a canonical address)
       // the task being switched in: __switch_to_asm has loaded its rsp (its switch frame, on
       // whatever stack it slept on) and is popping it; current_task is not it yet
-      // (either not canonical: as the CPU compares the two words, unsigned; a rare state)
-      if (rsp === rsp && sp === sp ? rsp >= sp && rsp <= sp + INACTIVE_TASK_FRAME_SIZE : switchingIn(m.reg("rsp"), m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n)) continue;
+      // (as numbers when both are kernel addresses and the frame ends below the top, where
+      // signed and unsigned order agree; else the words as the CPU compares them: a rare state)
+      if (rsp < 0 && sp + INACTIVE_TASK_FRAME_SIZE < 0 ? rsp >= sp && rsp <= sp + INACTIVE_TASK_FRAME_SIZE : switchingIn(m.reg("rsp"), m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n)) continue;
       const onTheirStack = addr < I(t.stack.end) && end > I(t.stack.begin) && above(end, sp);
       let hit: { c: Context; w: Written } | undefined;
       if (!onTheirStack) for (const c of theirs) { const w = overlap(c, area, addr, end); if (w !== undefined) { hit = { c, w }; break; } }
