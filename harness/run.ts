@@ -311,7 +311,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     });
   }
   // the bytes of the pt_regs a virtual NMI writes (nmiWalkFails(), at every boundary)
-  const ptBytes = new Uint8Array(PT_REGS_SIZE), ptView = new DataView(ptBytes.buffer);
+  const ptBytes = new Uint8Array(PT_REGS_SIZE), ptView = new DataView(ptBytes.buffer), ptOld = new Uint8Array(PT_REGS_SIZE);
   /** A pt_regs field as an NMI would save it now: its register, rip, rflags, or as `words` gives it. */
   const ptWord = (f: (typeof PT_FIELDS)[number], words: Readonly<Record<"orig_ax" | "cs" | "ss", bigint>>): bigint =>
     f.reg !== undefined ? m.reg(f.reg) : f.name === "ip" ? m.rip : f.name === "flags" ? BigInt(m.rflags) : words[f.name as "orig_ax" | "cs" | "ss"];
@@ -336,8 +336,10 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         if (f.index >= 0) { dv.setUint32(f.off, lo[f.index]!, true); dv.setUint32(f.off + 4, hi[f.index]!, true); }
         else dv.setBigUint64(f.off, BigInt.asUintN(64, ptWord(f, words)), true);
       }
-      const old = m.memory.peek(toInternal(regs)!, PT_REGS_SIZE)!; // (a copy)
-      m.load(regs, bytes);
+      // (data memory, no code: straight into the pages, and back from a copy kept per run)
+      const at = toInternal(regs)!;
+      if (!m.memory.peekInto(at, ptOld)) throw new Error(`virtual NMI: pt_regs at ${regs.toString(16)} are not all mapped`);
+      m.memory.loadAt(at, bytes);
       try {
         // the truth nmi_sample() would see from the interrupt down: the NMI's entry (its hardware
         // frame is pt_regs's iret frame), then the interrupted context
@@ -346,7 +348,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         const c = classify(expectedChain(truth, 0), perfCallchainKernel(unwinder, regs), allowances(truth, 0, windows));
         return fails(c.class, policy);
       } finally {
-        m.load(regs, old); // the NMI stack as it was
+        m.memory.loadAt(at, ptOld); // the NMI stack as it was
       }
     },
     save() {

@@ -402,12 +402,20 @@ export class Memory {
 
   /** Copy bytes into mapped memory regardless of permissions (image loading). */
   load(addr: bigint, bytes: Uint8Array): void {
-    const a = mustBeCanonical(addr, "load address");
+    this.loadAt(mustBeCanonical(addr, "load address"), bytes);
+  }
+
+  /**
+   * The same at an internal address (for observers that put words in data memory and take them
+   * back at every boundary: exhaustive mode's virtual NMI). Code loaded this way is not seen by
+   * the machine's decode cache: Machine.load() is the way for code.
+   */
+  loadAt(a: number, bytes: Uint8Array): void {
     for (let i = 0; i < bytes.length; ) {
       const no = pageNo(a + i), off = a + i - no * PAGE_SIZE;
       let p = this.pages.get(no);
-      if (!p) throw new RangeError(`load of ${bytes.length} bytes at ${hex64(addr)}: ${hex64(toCanonical(a + i))} is unmapped`);
-      if (p.region.kind === "guard") throw new RangeError(`load at ${hex64(addr)}: ${hex64(toCanonical(a + i))} is in guard region '${p.region.name}'`);
+      if (!p) throw new RangeError(`load of ${bytes.length} bytes at ${hex64(toCanonical(a))}: ${hex64(toCanonical(a + i))} is unmapped`);
+      if (p.region.kind === "guard") throw new RangeError(`load at ${hex64(toCanonical(a))}: ${hex64(toCanonical(a + i))} is in guard region '${p.region.name}'`);
       const n = Math.min(PAGE_SIZE - off, bytes.length - i);
       if (p.epoch !== this.epoch) {
         // (a whole page is taken from the bytes: no copy of the old one first)
@@ -424,15 +432,21 @@ export class Memory {
   /** Read bytes without permission checks; undefined if any byte is unmapped or in a guard page. */
   peek(a: number, len: number): Uint8Array | undefined {
     const out = new Uint8Array(len);
+    return this.peekInto(a, out) ? out : undefined;
+  }
+
+  /** The same into `out` (all of it): false if any byte is unmapped or in a guard page. */
+  peekInto(a: number, out: Uint8Array): boolean {
+    const len = out.length;
     for (let i = 0; i < len; ) {
       const no = pageNo(a + i), off = a + i - no * PAGE_SIZE;
       const p = this.pages.get(no);
-      if (!p || p.region.kind === "guard") return undefined;
+      if (!p || p.region.kind === "guard") return false;
       const n = Math.min(PAGE_SIZE - off, len - i);
       out.set(p.data.subarray(off, off + n), i);
       i += n;
     }
-    return out;
+    return true;
   }
 
   /** An unchecked 64-bit read (unsigned) for observers (unwinders, oracles); undefined if not mapped. */
