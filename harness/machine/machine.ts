@@ -178,16 +178,24 @@ export class Machine {
   private codeRegion(r: Region): CodeRegion {
     let cr = this.code.find((c) => c.start === r.start);
     if (cr === undefined) {
+      this.codeChanged(r.start, r.end); // (executable bytes that were not: what a region right below decoded without them goes)
       this.code.push((cr = { start: r.start, end: r.end, slots: new Array<DInsn>(r.end - r.start).fill(NOT_DECODED), changed: ++this.codeEpoch }));
-      // an instruction at the end of a code region right below may be fetched across into this
-      // one now: what was decoded there without it is dropped (and a restore to before drops it)
-      for (const below of this.code) {
-        if (below.end !== r.start) continue;
-        below.slots.fill(NOT_DECODED, Math.max(0, below.end - below.start - 15));
-        below.changed = this.codeEpoch;
-      }
     }
     return cr;
+  }
+
+  /**
+   * Executable bytes [lo, hi) changed: every cached instruction that may overlap them goes, up to
+   * 15 bytes before them and so also at the end of a code region right below (an instruction
+   * there may be fetched across, memory.ts fetch()), and those regions' bytes have changed now
+   * (a restore to a snapshot from before drops their caches).
+   */
+  private codeChanged(lo: number, hi: number): void {
+    for (const cr of this.code) {
+      if (hi <= cr.start || lo - 15 >= cr.end) continue;
+      cr.changed = ++this.codeEpoch;
+      for (let i = Math.max(cr.start, lo - 15); i < Math.min(cr.end, hi); i++) cr.slots[i - cr.start] = NOT_DECODED;
+    }
   }
 
   /**
@@ -201,14 +209,9 @@ export class Machine {
     // an executable region mapped through `machine.memory` gets its decode cache now, so that the
     // code epoch moves and a restore() to a snapshot from before this load decodes again
     for (const r of this.memory.regions) if (r.x && a < r.end && a + bytes.length > r.start) this.codeRegion(r);
+    this.codeChanged(a, a + bytes.length);
     for (const cr of this.code) {
-      // (a region that ends right below the new bytes too: an instruction at its end may have
-      // been fetched across into them, when the next page is executable; memory.ts fetch())
-      if (a + bytes.length <= cr.start || a - 15 >= cr.end) continue;
-      cr.changed = ++this.codeEpoch;
-      // Drop every cached instruction that may overlap the new bytes (up to 15 bytes before).
-      for (let i = Math.max(cr.start, a - 15); i < Math.min(cr.end, a + bytes.length); i++) cr.slots[i - cr.start] = NOT_DECODED;
-      if (a >= cr.end) continue; // (none of the new bytes are here)
+      if (a + bytes.length <= cr.start || a >= cr.end) continue;
       const lo = Math.max(cr.start, a), hi = Math.min(cr.end, a + bytes.length);
       // (records for other bytes, a part of these too, are not taken: decodedBlock() checks)
       this.decoder.decodeBlock(bytes.subarray(lo - a, hi - a), lo, (d) => {
@@ -327,14 +330,12 @@ export class Machine {
    * instruction that writes (or, during interrupt delivery, the one last executed).
    */
   watchWrites(start: bigint, end: bigint, fn: (addr: bigint, size: number, ip: bigint) => void): void {
-    const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
-    this.memory.watchWrites(lo, hi, this.watchWrapper(fn));
+    this.watchWritesInternal(start, end, this.canonicalWatcher(fn));
   }
 
   /** The same for reads by instructions (not fetches, not peek64). */
   watchReads(start: bigint, end: bigint, fn: (addr: bigint, size: number, ip: bigint) => void): void {
-    const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
-    this.memory.watchReads(lo, hi, this.watchWrapper(fn));
+    this.watchReadsInternal(start, end, this.canonicalWatcher(fn));
   }
 
   /**
@@ -343,25 +344,24 @@ export class Machine {
    * bigint of it.
    */
   watchWritesInternal(start: bigint, end: bigint, fn: InternalWatcher): void {
-    const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
-    this.memory.watchWrites(lo, hi, this.internalWrapper(fn));
+    this.memory.watchWrites(mustBeCanonical(start, "watch start"), mustBeCanonical(end - 1n, "watch end") + 1, this.memoryWatcher(fn));
   }
 
   watchReadsInternal(start: bigint, end: bigint, fn: InternalWatcher): void {
-    const lo = mustBeCanonical(start, "watch start"), hi = mustBeCanonical(end - 1n, "watch end") + 1;
-    this.memory.watchReads(lo, hi, this.internalWrapper(fn));
+    this.memory.watchReads(mustBeCanonical(start, "watch start"), mustBeCanonical(end - 1n, "watch end") + 1, this.memoryWatcher(fn));
   }
 
   // One wrapper per watcher, so watching more ranges with it is not a second watcher.
-  private readonly watchWrappers = new WeakMap<((addr: bigint, size: number, ip: bigint) => void) | InternalWatcher, (a: number, size: number) => void>();
-  private watchWrapper(fn: (addr: bigint, size: number, ip: bigint) => void): (a: number, size: number) => void {
-    let w = this.watchWrappers.get(fn);
-    if (!w) { w = (a, size) => fn(toCanonical(a), size, toCanonical(this.faultIp)); this.watchWrappers.set(fn, w); }
+  private readonly canonicalWatchers = new WeakMap<(addr: bigint, size: number, ip: bigint) => void, InternalWatcher>();
+  private canonicalWatcher(fn: (addr: bigint, size: number, ip: bigint) => void): InternalWatcher {
+    let w = this.canonicalWatchers.get(fn);
+    if (!w) { w = (a, size, ip) => fn(toCanonical(a), size, toCanonical(ip)); this.canonicalWatchers.set(fn, w); }
     return w;
   }
-  private internalWrapper(fn: InternalWatcher): (a: number, size: number) => void {
-    let w = this.watchWrappers.get(fn);
-    if (!w) { w = (a, size) => fn(a, size, this.faultIp); this.watchWrappers.set(fn, w); }
+  private readonly memoryWatchers = new WeakMap<InternalWatcher, (a: number, size: number) => void>();
+  private memoryWatcher(fn: InternalWatcher): (a: number, size: number) => void {
+    let w = this.memoryWatchers.get(fn);
+    if (!w) { w = (a, size) => fn(a, size, this.faultIp); this.memoryWatchers.set(fn, w); }
     return w;
   }
 
