@@ -330,7 +330,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     },
     nmiWalkFails(regs, words) {
       // (per boundary: the registers go straight from the register file into the bytes, no
-      // object by field or bigint in between; load() copies them)
+      // object by field or bigint in between; loadAt() copies them)
       const bytes = ptBytes, dv = ptView, { lo, hi } = m.regFile;
       for (const f of PT_FIELDS) {
         if (f.index >= 0) { dv.setUint32(f.off, lo[f.index]!, true); dv.setUint32(f.off + 4, hi[f.index]!, true); }

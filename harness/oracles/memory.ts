@@ -149,6 +149,9 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   const percpuRegion = img.regions.find((r) => r.kind === "percpu")!;
   const perCpuEnd = I(percpuRegion.start) + percpuRegion.size;
   const guards = img.guards.map((g) => ({ ...g, addr: I(g.addr) }));
+  // each task's stack and where its thread.sp is kept, as internal addresses (looked at by every
+  // stack write while another task is switched out)
+  const taskAt = img.tasks.map((t) => ({ begin: I(t.stack.begin), end: I(t.stack.end), threadSp: I(t.struct) + TASK.threadSp }));
   // Every BPF function (by index): its image, its program, the private stacks it owns.
   const functions = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({
     program, base: I(f.image.base), end: I(f.image.end), areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
@@ -197,18 +200,18 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     if (others.length) { const { lo, hi } = m.regFile; rsp = pairToAddr(lo[4]!, hi[4]!); }
     for (let o = 0; o < others.length; o++) {
       const [k, theirs] = others[o]!;
-      const t = img.tasks[k]!;
-      const sp = m.memory.peekAddr(I(t.struct) + TASK.threadSp); // (NaN: not a canonical address)
+      const t = taskAt[k]!;
+      const sp = m.memory.peekAddr(t.threadSp); // (NaN: not a canonical address)
       // the task being switched in: __switch_to_asm has loaded its rsp (its switch frame, on
       // whatever stack it slept on) and is popping it; current_task is not it yet
       // (as numbers when both are kernel addresses and the frame ends below the top, where
       // signed and unsigned order agree; else the words as the CPU compares them: a rare state)
-      if (rsp < 0 && sp + INACTIVE_TASK_FRAME_SIZE < 0 ? rsp >= sp && rsp <= sp + INACTIVE_TASK_FRAME_SIZE : switchingIn(m.reg("rsp"), m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n)) continue;
-      const onTheirStack = addr < I(t.stack.end) && end > I(t.stack.begin) && above(end, sp);
+      if (rsp < 0 && sp + INACTIVE_TASK_FRAME_SIZE < 0 ? rsp >= sp && rsp <= sp + INACTIVE_TASK_FRAME_SIZE : switchingIn(m.reg("rsp"), m.memory.peek64(t.threadSp) ?? 0n)) continue;
+      const onTheirStack = addr < t.end && end > t.begin && above(end, sp);
       let hit: { c: Context; w: Written } | undefined;
       if (!onTheirStack) for (const c of theirs) { const w = overlap(c, area, addr, end); if (w !== undefined) { hit = { c, w }; break; } }
       if (onTheirStack || hit) {
-        const what = onTheirStack ? `${k === 0 ? "the task" : `task ${k}`} stack above its saved rsp ${hex(m.peek64(t.struct + BigInt(TASK.threadSp)) ?? 0n)}` : `the ${area.name} stack inside ${hex(hit!.w.low)}..${hex(hit!.w.high)}, written by ${hit!.c.entered()}`;
+        const what = onTheirStack ? `${k === 0 ? "the task" : `task ${k}`} stack above its saved rsp ${hex(m.memory.peek64(t.threadSp) ?? 0n)}` : `the ${area.name} stack inside ${hex(hit!.w.low)}..${hex(hit!.w.high)}, written by ${hit!.c.entered()}`;
         report(`${access(true, size, addr, ip)}: ${taskName(running, ctxs)} writes into ${what}: live data of ${taskName(k, theirs)}, which is switched out in the middle of it`, ip);
         return;
       }

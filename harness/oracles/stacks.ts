@@ -4,12 +4,13 @@
 // and interrupt and, on private stacks (where r9-style designs never put rsp), from the lowest
 // byte written; held to the --stack-budget budgets at the end.
 import { hex64 as hex, pairToAddr, toCanonical, toInternal } from "../machine/index.ts";
-
-const TWO_47 = 2 ** 47;
 import { privateStacks } from "../../jit/private-stacks.ts";
 import { getStackInfo, stackTypeName, Warnings, type StackInfo } from "../../unwinder/index.ts";
 import type { VisitMask } from "../../unwinder/stack.ts";
 import type { HighWater, Oracle, RunFailure, StackBudgets } from "./types.ts";
+
+/** Internal addresses are canonical in [-2^47, 2^47) (addr.ts). */
+const TWO_47 = 2 ** 47;
 
 const budgetKey = (stack: string): keyof StackBudgets | undefined =>
   stack === "TASK" || stack.startsWith("TASK ") ? "task" : stack === "IRQ" ? "irq" : stack === "NMI" ? "nmi" : stack.startsWith("private ") ? "private" : undefined;
