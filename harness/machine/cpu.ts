@@ -327,16 +327,16 @@ export class Cpu {
     const at = this.rspInternal();
     const l = this.mem.read64(at), h = this.mem.hi;
     const to = pairToAddr(l, h);
-    const sh = this.shadow;
-    if (sh.topKind() < 0 || sh.topKind() === ACT_INTERRUPT || sh.topRet() !== to) {
-      const top = sh.top();
+    const sh = this.shadow, top = sh.depth - 1;
+    if (top < 0 || sh.kind[top] === ACT_INTERRUPT || sh.ret[top] !== to) {
+      const act = sh.top();
       const v = pairToBig(l, h);
-      const expected = top === undefined ? "no activation (the shadow stack is empty)"
-        : top.kind === ACT_INTERRUPT ? `an iretq (the innermost activation is ${interruptName(top.vector)} taken at ${this.describe(top.ret)})`
-        : `${this.describe(top.ret)}, pushed by the call at ${top.site >= 0 ? this.describe(top.site) : "entry"}`;
+      const expected = act === undefined ? "no activation (the shadow stack is empty)"
+        : act.kind === ACT_INTERRUPT ? `an iretq (the innermost activation is ${interruptName(act.vector)} taken at ${this.describe(act.ret)})`
+        : `${this.describe(act.ret)}, pushed by the call at ${act.site >= 0 ? this.describe(act.site) : "entry"}`;
       throw new Stop({
         kind: "control-flow", reason: "ret-mismatch", rip: toCanonical(ip), symbol: this.symbolize(ip),
-        expected: top && top.kind !== ACT_INTERRUPT ? toCanonical(top.ret) : undefined, actual: v,
+        expected: act && act.kind !== ACT_INTERRUPT ? toCanonical(act.ret) : undefined, actual: v,
         message: `ret at ${this.describe(ip)} returned to ${hex64(v)}${this.symAt(to)} (read from ${hex64(at)}); expected ${expected}`,
       });
     }

@@ -29,7 +29,11 @@ export const DEFAULT_STOP_ADDRESS = 0xfffffffffffff000n;
 const STOP_INSN: DInsn = { ...NOT_DECODED, ip: NaN };
 
 const OP_MOV_RR64 = Op.MOV_RR64, OP_MOV_LOAD64 = Op.MOV_LOAD64, OP_MOV_STORE64 = Op.MOV_STORE64, OP_PUSH_R = Op.PUSH_R, OP_POP_R = Op.POP_R;
-const OP_JMP = Op.JMP, OP_JCC = Op.JCC, OP_CALL = Op.CALL, OP_NOP = Op.NOP;
+const OP_JMP = Op.JMP, OP_JCC = Op.JCC, OP_CALL = Op.CALL, OP_RET = Op.RET, OP_NOP = Op.NOP;
+const OP_ADD_RI64 = Op.ADD_RI64, OP_SUB_RI64 = Op.SUB_RI64, OP_CMP_RI64 = Op.CMP_RI64, OP_LEA = Op.LEA, OP_ADD_RR64 = Op.ADD_RR64, OP_XOR_RR64 = Op.XOR_RR64;
+// register-only ops whose handlers the loop calls by name (a direct call V8 can inline): they never move rip
+const H_ADD_RI64 = HANDLERS__[OP_ADD_RI64]!, H_SUB_RI64 = HANDLERS__[OP_SUB_RI64]!, H_CMP_RI64 = HANDLERS__[OP_CMP_RI64]!;
+const H_LEA = HANDLERS__[OP_LEA]!, H_ADD_RR64 = HANDLERS__[OP_ADD_RR64]!, H_XOR_RR64 = HANDLERS__[OP_XOR_RR64]!;
 
 /** Default step budget of a run. */
 export const DEFAULT_MAX_STEPS = 10_000_000;
@@ -691,6 +695,13 @@ export class Machine {
         case OP_JMP: next = d.target; c.rip = next; break;
         case OP_JCC: if (c.test(d.cond)) { next = d.target; c.rip = next; } break;
         case OP_CALL: c.call(d.target, next, ip); next = c.rip; break;
+        case OP_RET: c.ret(ip, d.immLo); next = c.rip; break;
+        case OP_ADD_RI64: H_ADD_RI64(c, d); break;
+        case OP_SUB_RI64: H_SUB_RI64(c, d); break;
+        case OP_CMP_RI64: H_CMP_RI64(c, d); break;
+        case OP_LEA: H_LEA(c, d); break;
+        case OP_ADD_RR64: H_ADD_RR64(c, d); break;
+        case OP_XOR_RR64: H_XOR_RR64(c, d); break;
         case OP_NOP: break;
         default: handlers[op]!(c, d); next = c.rip;
       }
