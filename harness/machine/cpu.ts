@@ -223,7 +223,11 @@ export class Cpu {
   // ---- stack ----
 
   rspInternal(): number {
-    if (this.spValid) return this.sp;
+    // (small enough for V8 to inline into the loop: the cold path is rspRecompute())
+    return this.spValid ? this.sp : this.rspRecompute();
+  }
+
+  private rspRecompute(): number {
     const s = pairToAddr(this.lo[RSP]!, this.hi[RSP]!);
     if (s === s) { // not NaN
       this.sp = s;
@@ -244,8 +248,7 @@ export class Cpu {
   private moveRsp(delta: number): void {
     const nl = this.lo[RSP]! + delta;
     this.lo[RSP] = nl; // a Uint32Array store wraps modulo 2^32
-    if (nl < 0) this.hi[RSP] = this.hi[RSP]! - 1;
-    else if (nl >= TWO_32) this.hi[RSP] = this.hi[RSP]! + 1;
+    if (nl < 0 || nl >= TWO_32) this.hi[RSP] = this.hi[RSP]! + (nl < 0 ? -1 : 1);
     const sp = this.sp + delta;
     this.sp = sp;
     if (sp >= TWO_47 || sp < -TWO_47) this.spValid = false; // crossed out of canonical: recompute (and fault)
@@ -253,9 +256,14 @@ export class Cpu {
 
   push64(l: number, h: number): void {
     const a = this.rspInternal() - 8;
-    if (a < -TWO_47) throw new MemFault("non-canonical", "write", NaN, undefined, BigInt.asUintN(64, BigInt(a))); // below the canonical range
+    if (a < -TWO_47) this.belowCanonical(a);
     this.mem.write64(a, l, h);
     this.moveRsp(-8);
+  }
+
+  /** A push below the canonical range: the fault (out of push64(), which V8 then inlines). */
+  private belowCanonical(a: number): never {
+    throw new MemFault("non-canonical", "write", NaN, undefined, BigInt.asUintN(64, BigInt(a)));
   }
 
   /** Pop a qword: low half returned, high half in `th`. */
@@ -292,6 +300,13 @@ export class Cpu {
    */
   test(cond: number): boolean {
     const k = this.fKind;
+    // E/NE after sub/cmp or a logic op (the commonest jcc) inline; the rest in testSlow()
+    if ((cond >> 1) === 2 && (k === F_SUB || k === F_LOGIC)) return ((this.fRl | this.fRh) === 0) === ((cond & 1) === 0);
+    return this.testSlow(cond);
+  }
+
+  private testSlow(cond: number): boolean {
+    const k = this.fKind;
     if (k !== F_SUB && k !== F_LOGIC) return condition(cond, this.rflags());
     const rl = this.fRl, rh = this.fRh;
     let r: boolean;
@@ -316,10 +331,13 @@ export class Cpu {
 
   call(target: number, ret: number, site: number): void {
     this.push64(ret >>> 0, hiOf(ret));
-    const slot = this.rspInternal();
-    this.shadow.push(ACT_CALL, target, ret, slot, -1, site, this.lo[5]!, this.hi[5]!); // rbp
+    this.shadow.push(ACT_CALL, target, ret, this.sp, -1, site, this.lo[5]!, this.hi[5]!); // the slot push64() left in sp; rbp
     this.rip = target;
-    if (this.observer !== null) this.observer.onCall?.(this.shadow.top()!, this);
+    if (this.observer !== null) this.notifyCall();
+  }
+
+  private notifyCall(): void {
+    this.observer!.onCall?.(this.shadow.top()!, this);
   }
 
   /** `ret [imm16]`: pop the return address and check it against the activation that pushed it. */
@@ -328,23 +346,34 @@ export class Cpu {
     const l = this.mem.read64(at), h = this.mem.hi;
     const to = pairToAddr(l, h);
     const sh = this.shadow, top = sh.depth - 1;
-    if (top < 0 || sh.kind[top] === ACT_INTERRUPT || sh.ret[top] !== to) {
-      const act = sh.top();
-      const v = pairToBig(l, h);
-      const expected = act === undefined ? "no activation (the shadow stack is empty)"
-        : act.kind === ACT_INTERRUPT ? `an iretq (the innermost activation is ${interruptName(act.vector)} taken at ${this.describe(act.ret)})`
-        : `${this.describe(act.ret)}, pushed by the call at ${act.site >= 0 ? this.describe(act.site) : "entry"}`;
-      throw new Stop({
-        kind: "control-flow", reason: "ret-mismatch", rip: toCanonical(ip), symbol: this.symbolize(ip),
-        expected: act && act.kind !== ACT_INTERRUPT ? toCanonical(act.ret) : undefined, actual: v,
-        message: `ret at ${this.describe(ip)} returned to ${hex64(v)}${this.symAt(to)} (read from ${hex64(at)}); expected ${expected}`,
-      });
-    }
+    if (top < 0 || sh.kind[top] === ACT_INTERRUPT || sh.ret[top] !== to) this.retMismatch(ip, at, l, h, to);
     this.moveRsp(8 + extra);
-    const done = this.observer !== null ? sh.top()! : undefined;
+    if (this.observer !== null) return this.retObserved(to);
     sh.depth--;
     this.rip = to;
-    if (done !== undefined) this.observer!.onReturn?.(done, this);
+  }
+
+  /** The end of a `ret` with an observer: it hears of the activation that ended. */
+  private retObserved(to: number): void {
+    const sh = this.shadow, done = sh.top()!;
+    sh.depth--;
+    this.rip = to;
+    this.observer!.onReturn?.(done, this);
+  }
+
+  /** A `ret` whose return address is not the innermost call's: the run stops, naming both. */
+  private retMismatch(ip: number, at: number, l: number, h: number, to: number): never {
+    const sh = this.shadow;
+    const act = sh.top();
+    const v = pairToBig(l, h);
+    const expected = act === undefined ? "no activation (the shadow stack is empty)"
+      : act.kind === ACT_INTERRUPT ? `an iretq (the innermost activation is ${interruptName(act.vector)} taken at ${this.describe(act.ret)})`
+      : `${this.describe(act.ret)}, pushed by the call at ${act.site >= 0 ? this.describe(act.site) : "entry"}`;
+    throw new Stop({
+      kind: "control-flow", reason: "ret-mismatch", rip: toCanonical(ip), symbol: this.symbolize(ip),
+      expected: act && act.kind !== ACT_INTERRUPT ? toCanonical(act.ret) : undefined, actual: v,
+      message: `ret at ${this.describe(ip)} returned to ${hex64(v)}${this.symAt(to)} (read from ${hex64(at)}); expected ${expected}`,
+    });
   }
 
   // ---- interrupts (Intel SDM Vol. 3A §6.14; kernel-model.md §6.1) ----

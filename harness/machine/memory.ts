@@ -321,6 +321,18 @@ export class Memory {
    * travel as two uint32 halves; see cpu.ts).
    */
   read64(a: number): number {
+    // (the aligned hit inline, the rest in read64Slow(): a small body V8 inlines into its callers,
+    // where an address passed or returned across a call would be a heap-allocated number)
+    const off = a - this.rBase;
+    if (off >= 0 && off <= PAGE_SIZE - 8 && (off & 7) === 0) {
+      const u = this.rPage!.u32, i = off >> 2;
+      this.hi = u[i + 1]!;
+      return u[i]!;
+    }
+    return this.read64Slow(a);
+  }
+
+  private read64Slow(a: number): number {
     let off = a - this.rBase;
     if (!(off >= 0 && off <= PAGE_SIZE - 8)) {
       off = this.readSlow(a, 8);
@@ -367,6 +379,18 @@ export class Memory {
   }
 
   write64(a: number, lo: number, hi: number): void {
+    // (as read64(): the aligned hit inline, the rest in write64Slow())
+    const off = a - this.wBase;
+    if (off >= 0 && off <= PAGE_SIZE - 8 && (off & 7) === 0) {
+      const u = this.wPage!.u32, i = off >> 2;
+      u[i] = lo;
+      u[i + 1] = hi;
+      return;
+    }
+    this.write64Slow(a, lo, hi);
+  }
+
+  private write64Slow(a: number, lo: number, hi: number): void {
     let off = a - this.wBase;
     if (!(off >= 0 && off <= PAGE_SIZE - 8)) {
       off = this.writeSlow(a, 8);
