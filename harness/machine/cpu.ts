@@ -223,16 +223,20 @@ export class Cpu {
   // ---- stack ----
 
   rspInternal(): number {
-    // (small enough for V8 to inline into the loop: the cold path is rspRecompute())
-    return this.spValid ? this.sp : this.rspRecompute();
+    // (small enough for V8 to inline into the loop, the cold path in rspRecompute(); and sp is
+    // always read from the field: merged with a call's result it was boxed, a heap number at
+    // every push, pop, call and ret, seen in V8's code for the loop)
+    if (this.spValid !== true) this.rspRecompute();
+    return this.sp;
   }
 
-  private rspRecompute(): number {
+  /** Make sp valid from RSP's halves, or fault: RSP does not hold a canonical address. */
+  private rspRecompute(): void {
     const s = pairToAddr(this.lo[RSP]!, this.hi[RSP]!);
     if (s === s) { // not NaN
       this.sp = s;
       this.spValid = true;
-      return s;
+      return;
     }
     throw new MemFault("non-canonical", "write", NaN, undefined, pairToBig(this.lo[RSP]!, this.hi[RSP]!));
   }
@@ -346,24 +350,23 @@ export class Cpu {
     const l = this.mem.read64(at), h = this.mem.hi;
     const to = pairToAddr(l, h);
     const sh = this.shadow, top = sh.depth - 1;
-    if (top < 0 || sh.kind[top] === ACT_INTERRUPT || sh.ret[top] !== to) this.retMismatch(ip, at, l, h, to);
+    if (top < 0 || sh.kind[top] === ACT_INTERRUPT || sh.ret[top] !== to) this.retMismatch(ip, at, l, h);
     this.moveRsp(8 + extra);
-    if (this.observer !== null) return this.retObserved(to);
-    sh.depth--;
     this.rip = to;
+    if (this.observer !== null) return this.retObserved();
+    sh.depth--;
   }
 
   /** The end of a `ret` with an observer: it hears of the activation that ended. */
-  private retObserved(to: number): void {
+  private retObserved(): void {
     const sh = this.shadow, done = sh.top()!;
     sh.depth--;
-    this.rip = to;
     this.observer!.onReturn?.(done, this);
   }
 
-  /** A `ret` whose return address is not the innermost call's: the run stops, naming both. */
-  private retMismatch(ip: number, at: number, l: number, h: number, to: number): never {
-    const sh = this.shadow;
+  /** A `ret` whose return address (halves l, h, read at `at`) is not the innermost call's: the run stops, naming both. */
+  private retMismatch(ip: number, at: number, l: number, h: number): never {
+    const sh = this.shadow, to = pairToAddr(l, h);
     const act = sh.top();
     const v = pairToBig(l, h);
     const expected = act === undefined ? "no activation (the shadow stack is empty)"

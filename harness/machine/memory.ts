@@ -322,35 +322,43 @@ export class Memory {
    */
   read64(a: number): number {
     // (the aligned hit inline, the rest in read64Slow(): a small body V8 inlines into its callers,
-    // where an address passed or returned across a call would be a heap-allocated number)
+    // where an address passed or returned across a call would be a heap-allocated number; and the
+    // slow path's result comes back through a field: a call's result merged with the hit's made
+    // V8 box the value read, a heap number a read, seen in its code)
     const off = a - this.rBase;
     if (off >= 0 && off <= PAGE_SIZE - 8 && (off & 7) === 0) {
       const u = this.rPage!.u32, i = off >> 2;
       this.hi = u[i + 1]!;
       return u[i]!;
     }
-    return this.read64Slow(a);
+    this.read64Slow(a);
+    return this.lo;
   }
 
-  private read64Slow(a: number): number {
+  /** read64() but for an aligned qword in the cached page: the qword's halves into lo and hi. */
+  private read64Slow(a: number): void {
     let off = a - this.rBase;
     if (!(off >= 0 && off <= PAGE_SIZE - 8)) {
       off = this.readSlow(a, 8);
       if (off < 0) {
-        const lo = this.read32(a);
-        this.hi = this.read32(a + 4);
-        return lo;
+        const lo = this.read32(a), hi = this.read32(a + 4); // (each may run a read watcher: set both after)
+        this.lo = lo;
+        this.hi = hi;
+        return;
       }
     }
     const p = this.rPage!;
     if ((off & 7) === 0) {
       this.hi = p.u32[(off >> 2) + 1]!;
-      return p.u32[off >> 2]!;
+      this.lo = p.u32[off >> 2]!;
+      return;
     }
     this.hi = p.dv.getUint32(off + 4, true);
-    return p.dv.getUint32(off, true);
+    this.lo = p.dv.getUint32(off, true);
   }
 
+  /** Low half of the last read64 that took its slow path (read64() returns it). */
+  private lo = 0;
   /** High half of the last read64. */
   hi = 0;
 
