@@ -39,8 +39,8 @@ export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnow
       privateStacks,
     },
     get taskPtRegs() { return cur().ptRegs; },
-    isKernelText: (a) => TEXT_KINDS.has(m.symbols.lookup(a)?.kind ?? ""),
-    inEntryCode: (a) => m.symbols.lookup(a)?.kind === "entry",
+    isKernelText: (a) => TEXT_KINDS.has(m.symbols.kindOf(a) ?? ""),
+    inEntryCode: (a) => m.symbols.kindOf(a) === "entry",
     symbolize: (a) => m.symbols.symbolize(a) ?? a.toString(16),
   };
 }

@@ -13,7 +13,7 @@ export const sleep: Oracle = ({ img, m, fail, sym }) => {
       const pc = Number(mm.peek64(count) ?? 0n);
       if (pc === 0) return;
       const where = pc >= NMI_OFFSET ? "in NMI context" : pc >= HARDIRQ_OFFSET ? "in hardirq context" : `with preemption disabled ${pc} time(s)`;
-      const bpf = mm.truth().find((t) => t.kind === "frame" && mm.symbols.lookup(t.ip)?.kind === "bpf");
+      const bpf = mm.truth().find((t) => t.kind === "frame" && mm.symbols.kindOf(t.ip) === "bpf");
       fail({ check: "atomic-sleep", ...(bpf ? { at: bpf.ip } : {}), message: `BUG: scheduling while atomic: task ${currentTask(img, mm)} sleeps ${where} (preempt_count 0x${pc.toString(16)})${bpf ? `, called from ${sym(bpf.ip)}` : ""}` });
     });
   }

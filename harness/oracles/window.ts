@@ -122,7 +122,7 @@ export class FrameWindows implements WindowOracle {
     // made next current yet: the kernel walks current (prev) from regs on next's stack, so no
     // walk from here can be held to either chain (the ground truth changes tasks at switch_current)
     if (this.switchWindow && ip >= this.switchWindow.from && ip <= this.switchWindow.to) return { mayEnd: true, errorOk: true, anything: true };
-    const kind = this.m.symbols.lookup(ip)?.kind;
+    const kind = this.m.symbols.kindOf(ip);
     if (kind !== "kernel" && kind !== "entry") return undefined;
     if (!regs) return kind === "entry" ? { mayEnd: false } : undefined; // stale words below a frame prove nothing
     const field = (f: keyof typeof PT_REGS) => this.m.peek64(slot + BigInt(PT_REGS[f] - PT_REGS.ip)) ?? 0n;
