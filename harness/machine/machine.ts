@@ -630,14 +630,15 @@ export class Machine {
     // at the top of every step would put a store and a load on the loop's critical path (a third
     // of the time of a simple instruction, measured). Every path that lets other code move
     // c.rip (handlers through the table, memory watchers, observers, interrupt delivery, hooks)
-    // reads it back.
+    // reads it back. ip itself goes to no call (V8 then made a heap number of it at every
+    // instruction): a call that needs the address gets the instruction's own d.ip, or c.rip,
+    // which equals ip at the top of the loop, always.
     let next = c.rip;
     for (;;) {
       const ip = next;
       if (c.steps >= until) {
         if (ip === this.stopRip) return this.completed();
-        if (c.steps === pauseAt) return { kind: "paused", steps: c.steps, rip: toCanonical(ip) };
-        return { kind: "hang", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip), message: `no completion after ${c.steps} steps; at ${c.describe(ip)}` };
+        return this.pausedOrHang(pauseAt);
       }
       if (c.pendingAny) {
         if (ip === this.stopRip) return this.completed();
@@ -652,7 +653,7 @@ export class Machine {
         // decoded (or STOP_INSN at the stop address)
       } else {
         if (ip === this.stopRip) return this.completed();
-        d = this.insnAt(ip);
+        d = this.insnAt(c.rip);
       }
       let op = d.exec;
       let depth = -1;
@@ -662,16 +663,16 @@ export class Machine {
         if (d === STOP_INSN) return this.completed();
         if (d.hooks !== null) {
           depth = c.shadow.depth;
-          if (this.hookFired[depth] !== ip) {
-            this.hookFired[depth] = ip;
+          if (this.hookFired[depth] !== d.ip) {
+            this.hookFired[depth] = d.ip;
             let stop = false;
             for (const h of d.hooks) {
               if (h() !== "stop") continue;
               stop = true;
               if (h.first) break; // the address's other hooks do not run at this arrival (nor on a resume here)
             }
-            if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip) };
-            if (c.rip !== ip) { next = c.rip; continue; } // a hook redirected execution
+            if (stop) return { kind: "stopped", steps: c.steps, rip: toCanonical(d.ip), symbol: c.symbolize(d.ip) };
+            if (c.rip !== d.ip) { next = c.rip; continue; } // a hook redirected execution
             // An interrupt a hook raised arrives at this same boundary, before the instruction runs.
             if (c.pendingAny && this.deliverPending()) { next = c.rip; continue; }
           }
@@ -694,8 +695,8 @@ export class Machine {
         case OP_POP_R: { const l = c.pop64(); lo[d.r0] = l; hi[d.r0] = c.th; next = c.rip; break; }
         case OP_JMP: next = d.target; c.rip = next; break;
         case OP_JCC: if (c.test(d.cond)) { next = d.target; c.rip = next; } break;
-        case OP_CALL: c.call(d.target, next, ip); next = c.rip; break;
-        case OP_RET: c.ret(ip, d.immLo); next = c.rip; break;
+        case OP_CALL: c.call(d.target, d.next, d.ip); next = c.rip; break;
+        case OP_RET: c.ret(d.ip, d.immLo); next = c.rip; break;
         case OP_ADD_RI64: H_ADD_RI64(c, d); break;
         case OP_SUB_RI64: H_SUB_RI64(c, d); break;
         case OP_CMP_RI64: H_CMP_RI64(c, d); break;
@@ -705,8 +706,15 @@ export class Machine {
         case OP_NOP: break;
         default: handlers[op]!(c, d); next = c.rip;
       }
-      if (depth >= 0 && this.hookFired[depth] === ip) this.hookFired[depth] = NaN; // executed: the next arrival fires again
+      if (depth >= 0 && this.hookFired[depth] === d.ip) this.hookFired[depth] = NaN; // executed: the next arrival fires again
     }
+  }
+
+  /** The loop's end at its step limit, at rip: paused at `pauseAt`, else a hang. */
+  private pausedOrHang(pauseAt: number): RunResult {
+    const c = this.cpu, ip = c.rip;
+    if (c.steps === pauseAt) return { kind: "paused", steps: c.steps, rip: toCanonical(ip) };
+    return { kind: "hang", steps: c.steps, rip: toCanonical(ip), symbol: c.symbolize(ip), message: `no completion after ${c.steps} steps; at ${c.describe(ip)}` };
   }
 
   private completed(): FinalResult {
