@@ -13,10 +13,10 @@ import { RSP as RSP__, type DInsn } from "./decode.ts";
 import { arithFlags as arithFlags__, condition as condition__, ARITH as ARITH__, CF as CF__, F_LOGIC as F_LOGIC__, F_NONE as F_NONE__, F_SUB as F_SUB__, FIXED as FIXED__, IF as IF__, NT as NT__, RF as RF__, TF as TF__, VM as VM__ } from "./flags.ts";
 import { MemFault as MemFault__, type Memory } from "./memory.ts";
 import type { RunResult } from "./results.ts";
-import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ShadowStack as ShadowStack__, type Activation } from "./shadow.ts";
+import { ACT_INTERRUPT as ACT_INTERRUPT__, ShadowStack as ShadowStack__, type Activation } from "./shadow.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
-const hex = hex__, hex64 = hex64__, hiOf = hiOf__, pairToAddr = pairToAddr__, pairToBig = pairToBig__, toCanonical = toCanonical__, RSP = RSP__, arithFlags = arithFlags__, condition = condition__, ARITH = ARITH__, CF = CF__, F_LOGIC = F_LOGIC__, F_NONE = F_NONE__, F_SUB = F_SUB__, FIXED = FIXED__, IF = IF__, NT = NT__, RF = RF__, TF = TF__, VM = VM__, MemFault = MemFault__, ACT_CALL = ACT_CALL__, ACT_INTERRUPT = ACT_INTERRUPT__, ShadowStack = ShadowStack__;
+const hex = hex__, hex64 = hex64__, hiOf = hiOf__, pairToAddr = pairToAddr__, pairToBig = pairToBig__, toCanonical = toCanonical__, RSP = RSP__, arithFlags = arithFlags__, condition = condition__, ARITH = ARITH__, CF = CF__, F_LOGIC = F_LOGIC__, F_NONE = F_NONE__, F_SUB = F_SUB__, FIXED = FIXED__, IF = IF__, NT = NT__, RF = RF__, TF = TF__, VM = VM__, MemFault = MemFault__, ACT_INTERRUPT = ACT_INTERRUPT__, ShadowStack = ShadowStack__;
 type MemFault = MemFault__;
 type ShadowStack = ShadowStack__;
 
@@ -335,7 +335,7 @@ export class Cpu {
 
   call(target: number, ret: number, site: number): void {
     this.push64(ret >>> 0, hiOf(ret));
-    this.shadow.push(ACT_CALL, target, ret, this.sp, -1, site, this.lo[5]!, this.hi[5]!); // the slot push64() left in sp; rbp
+    this.shadow.pushCall(target, ret, this.sp, site, this.lo[5]!, this.hi[5]!); // the slot push64() left in sp; rbp
     this.rip = target;
     if (this.observer !== null) this.notifyCall();
   }

@@ -81,6 +81,15 @@ export class ShadowStack {
     this.depth = i + 1;
   }
 
+  /** push() of a call's activation (no vector), with what the emulator's loop inlines (no default parameters). */
+  pushCall(entry: number, ret: number, slot: number, site: number, bpLo: number, bpHi: number): void {
+    const i = this.depth;
+    if (i === this.kind.length) this.grow();
+    this.kind[i] = ACT_CALL; this.entry[i] = entry; this.ret[i] = ret; this.slot[i] = slot;
+    this.vector[i] = -1; this.site[i] = site; this.blo[i] = bpLo; this.bhi[i] = bpHi;
+    this.depth = i + 1;
+  }
+
   pushInterrupt(entry: number, ret: number, frame: number, rspLo: number, rspHi: number, vector: number, bpLo: number, bpHi: number): void {
     this.push(ACT_INTERRUPT, entry, ret, frame, vector, -1, bpLo, bpHi);
     this.rlo[this.depth - 1] = rspLo;
