@@ -8,6 +8,7 @@ import { privateStacks } from "../../jit/private-stacks.ts";
 import { getStackInfo, stackTypeName, Warnings, type StackInfo } from "../../unwinder/index.ts";
 import type { VisitMask } from "../../unwinder/stack.ts";
 import type { HighWater, Oracle, RunFailure, StackBudgets } from "./types.ts";
+import { currentTask } from "../load.ts";
 
 /** Internal addresses are canonical in [-2^47, 2^47) (addr.ts). */
 const TWO_47 = 2 ** 47;
@@ -42,6 +43,10 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
   const privatesAt = privates.map((x) => ({ name: x.name, top: x.top, begin: toInternal(x.begin)!, end: toInternal(x.end)! }));
   const tasksAt = img.tasks.map((t, k) => ({ name: k === 0 ? "TASK" : `TASK ${k}`, end: t.stack.end, begin: toInternal(t.stack.begin)!, endAt: toInternal(t.stack.end)! }));
   const guardsAt = img.guards.map((g) => toInternal(g.addr)!);
+  // The last stack get_stack_info() found for note(), as internal addresses: it answers the same
+  // stack for every address in it while current is the same task (current's task stack is the
+  // one it knows), so the next rsp on it needs no new lookup (rsp at every call comes here).
+  let last: { begin: number; endAt: number; name: string; end: bigint; task: number } | undefined;
   /** Lower a mark to `lowAt` (an internal address). */
   const lower = (marks: Marks, key: string, end: bigint, lowAt: number) => {
     const cur = marks.get(key);
@@ -58,8 +63,13 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
       for (const p of privatesAt) if (at >= p.begin && at < p.end) return lower(lowest, p.name, p.top, sp);
       for (let t = 1; t < tasksAt.length; t++) if (at >= tasksAt[t]!.begin && at < tasksAt[t]!.endAt) return lower(lowest, tasksAt[t]!.name, tasksAt[t]!.end, sp); // task 0's is TASK, as with one task
       if (at >= -TWO_47 && at < TWO_47) {
+        const task = img.multitask ? currentTask(img, m) : 0;
+        if (last !== undefined && at >= last.begin && at < last.endAt && last.task === task) return lower(lowest, last.name, last.end, sp);
         const s = stackOf(toCanonical(at));
-        if (s) return lower(lowest, stackTypeName(s.type), s.end, sp);
+        if (s) {
+          last = { begin: toInternal(s.begin)!, endAt: toInternal(s.end)!, name: stackTypeName(s.type), end: s.end, task };
+          return lower(lowest, last.name, s.end, sp);
+        }
       }
     }
   };
