@@ -72,9 +72,12 @@ export class MemFault {
 class Page {
   readonly dv: DataView<ArrayBuffer>;
   readonly u32: Uint32Array<ArrayBuffer>;
+  /** The bytes as a Buffer, for sameAs()'s native compares. */
+  readonly buf: Buffer;
   constructor(readonly data: Uint8Array<ArrayBuffer>, public region: Region, public epoch: number) {
     this.dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
     this.u32 = new Uint32Array(data.buffer, data.byteOffset, WORDS);
+    this.buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   }
 }
 
@@ -528,16 +531,17 @@ export class Memory {
       if (p === undefined || q === undefined) return false; // mapped in one of them only
       const no = nos[k]!;
       // the page's live words: [0, WORDS) less each dead range's whole words in it, compared
-      // run by run (an interrupt's return leaves most of a stack page written and dead)
-      const base = no * PAGE_SIZE, a = p.u32, b = q.u32;
+      // run by run (an interrupt's return leaves most of a stack page written and dead), each
+      // run's bytes by one native compare
+      const base = no * PAGE_SIZE, a = p.buf, b = q.buf;
       let from = 0;
       for (const [lo, hi] of sorted) {
         const dlo = Math.max(0, Math.ceil((lo - base) / 4)), dhi = Math.min(WORDS, Math.floor((hi - base) / 4));
         if (!(dlo < dhi)) continue; // not a whole word of this page
-        for (let i = from; i < dlo; i++) if (a[i] !== b[i]) return false;
+        if (from < dlo && a.compare(b, 4 * from, 4 * dlo, 4 * from, 4 * dlo) !== 0) return false;
         from = Math.max(from, dhi);
       }
-      for (let i = from; i < WORDS; i++) if (a[i] !== b[i]) return false;
+      if (from < WORDS && a.compare(b, 4 * from, PAGE_SIZE, 4 * from, PAGE_SIZE) !== 0) return false;
     }
     return true;
   }
