@@ -23,13 +23,19 @@ export interface FrameUnwindState extends UnwindState {
   bp: bigint;
   origSp: bigint;
   nextBp: bigint;
+  /**
+   * Not a kernel field: task_pt_regs(state->task) and last_frame() of it, taken once at the
+   * start (the kernel computes them at every frame; nothing changes them during a walk).
+   */
+  readonly ptRegs: bigint;
+  readonly lastFrame: bigint;
 }
 
 const rd = (env: UnwindEnv, a: bigint): bigint => env.mem.read64(a) ?? 0n;
 /** user_mode(regs): the CS of the pt_regs has RPL 3. */
 const userMode = (env: UnwindEnv, regs: bigint) => (rd(env, regs + REG.cs) & 3n) !== 0n;
-/** task_pt_regs(state->task). */
-const taskPtRegs = (env: UnwindEnv, s: FrameUnwindState) => s.task?.ptRegs ?? env.taskPtRegs;
+/** task_pt_regs(state->task) (kept in the state at the start). */
+const taskPtRegs = (s: FrameUnwindState) => s.ptRegs;
 
 /** decode_frame_pointer(): bit 0 set means an encoded pt_regs pointer (ENCODE_FRAME_POINTER). */
 function decodeFramePointer(bp: bigint): bigint {
@@ -79,10 +85,10 @@ function updateStackState(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): 
   return true;
 }
 
-/** last_frame(): task_pt_regs(task) - 2 words, the frame do_syscall_64's caller leaves. */
-const lastFrame = (env: UnwindEnv, s: FrameUnwindState) => taskPtRegs(env, s) - 16n;
+/** last_frame(): task_pt_regs(task) - 2 words, the frame do_syscall_64's caller leaves (kept in the state at the start). */
+const lastFrame = (s: FrameUnwindState) => s.lastFrame;
 /** last_aligned_frame(). */
-const lastAlignedFrame = (env: UnwindEnv, s: FrameUnwindState) => lastFrame(env, s) - 8n * GCC_REALIGN_WORDS;
+const lastAlignedFrame = (s: FrameUnwindState) => lastFrame(s) - 8n * GCC_REALIGN_WORDS;
 
 /**
  * is_last_task_frame(): is_last_frame(), or is_last_aligned_frame() (gcc realigned the stack
@@ -90,13 +96,13 @@ const lastAlignedFrame = (env: UnwindEnv, s: FrameUnwindState) => lastFrame(env,
  * of a function entry code called: bp, parent ret, bp, function ret, parent ret, pt_regs).
  */
 function isLastTaskFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
-  const last = lastFrame(env, s);
-  const aligned = lastAlignedFrame(env, s);
-  const ftrace = last - 24n;
+  // (bp's distance below last_frame(), once: the aligned frame is GCC_REALIGN_WORDS below it,
+  // the ftrace frame three words)
+  const last = lastFrame(s), bp = s.bp, below = last - bp;
+  if (below === 0n) return true;
   const word = (a: bigint, i: bigint) => rd(env, a + 8n * i);
-  return s.bp === last
-    || (s.bp === aligned && word(aligned, 1n) === word(last, 1n))
-    || (s.bp === ftrace && word(s.bp, 0n) === word(s.bp, 2n) && word(s.bp, 1n) === word(s.bp, 4n));
+  return (below === 8n * GCC_REALIGN_WORDS && word(bp, 1n) === word(last, 1n))
+    || (below === 24n && word(bp, 0n) === word(bp, 2n) && word(bp, 1n) === word(bp, 4n));
 }
 
 /** unwind_next_frame(). */
@@ -104,7 +110,7 @@ export function unwindNextFrame(env: UnwindEnv, s: FrameUnwindState): boolean {
   if (unwindDone(s)) return false;
   if (s.regs !== 0n && userMode(env, s.regs)) { s.userEnd = true; return theEnd(s); }
   if (isLastTaskFrame(env, s)) {
-    const regs = taskPtRegs(env, s);
+    const regs = taskPtRegs(s);
     if (!userMode(env, regs)) { stopAt(s, "a kernel thread's last frame"); return theEnd(s); } // a kthread's partial regs
     s.regs = regs; // the syscall regs frame, which entry code does not encode
     s.bp = 0n;
@@ -134,7 +140,7 @@ function badAddress(env: UnwindEnv, s: FrameUnwindState, nextBp: bigint): boolea
   if (s.task) return theEnd(s);
   // Lost in entry code or in a C handler before its frame pointer was set up: no warning.
   const sp = s.regs !== 0n ? rd(env, s.regs + REG.sp) : 0n;
-  s.expectedLoss = (s.gotIrq && env.inEntryCode(s.ip)) || (s.regs !== 0n && sp >= lastAlignedFrame(env, s) && sp < taskPtRegs(env, s));
+  s.expectedLoss = (s.gotIrq && env.inEntryCode(s.ip)) || (s.regs !== 0n && sp >= lastAlignedFrame(s) && sp < taskPtRegs(s));
   if (s.expectedLoss) return theEnd(s);
   if (s.regs !== 0n) {
     s.warnings.once("WARNING: kernel stack regs", `WARNING: kernel stack regs at ${hex(s.regs)} in stackcheck:1 has bad 'bp' value ${hex(nextBp)}`);
@@ -154,9 +160,11 @@ function theEnd(s: FrameUnwindState): false {
 export function unwindStart(env: UnwindEnv, from: StartFrom): FrameUnwindState {
   const regs = from.kind === "regs" ? from.regs : 0n;
   const task: TaskView | undefined = from.kind === "task" ? from.task : undefined;
+  const ptRegs = task?.ptRegs ?? env.taskPtRegs;
   const s: FrameUnwindState = {
     stackInfo: { type: STACK_TYPE_UNKNOWN, begin: 0n, end: 0n, nextSp: 0n }, visit: { mask: 0n }, task,
     error: false, gotIrq: regs !== 0n, bp: 0n, regs: 0n, origSp: 0n, ip: 0n, nextBp: 0n, warnings: new Warnings(), expectedLoss: false,
+    ptRegs, lastFrame: ptRegs - 16n,
   };
   if (regs !== 0n && userMode(env, regs)) return s; // never start from user-mode regs
   // get_frame_pointer() and get_stack_pointer() (asm/stacktrace.h): regs->bp and regs->sp; the

@@ -154,6 +154,20 @@ describe("unwind_frame.c corrections", () => {
     expect(w.reachedEnd).toBe(false);
     expect(w.error).toBe(true);
   });
+
+  test("is_last_aligned_frame(): bp = last_frame - GCC_REALIGN_WORDS is the last frame only when its return address is last_frame's", () => {
+    // gcc realigned do_syscall_64's stack and pushed a copy of the return address: bp one word
+    // below last_frame, the same return address above it as above last_frame
+    const bp = PT - 16n - 8n, ret = ENTRY + 0x40n;
+    const aligned: [bigint, bigint][] = [[f0, bp], [f0 + 8n, TEXT + 0x10n], [bp, 0n], [bp + 8n, ret], [PT - 8n, ret]];
+    const at = { kind: "current", ip: 0n, sp: f0, bp: f0 } as const;
+    expect(archStackWalk(frameUnwinder(world(aligned)), at)).toMatchObject({ ips: [TEXT + 0x10n, ret], reachedEnd: true, error: false });
+    // another return address above last_frame: an ordinary frame, whose saved rbp (0) is on no stack
+    const other: [bigint, bigint][] = aligned.map(([a, v]) => [a, a === PT - 8n ? TEXT + 0x70n : v]);
+    const w = archStackWalk(frameUnwinder(world(other)), at);
+    expect(w.reachedEnd).toBe(false);
+    expect(w.error).toBe(true);
+  });
 });
 
 describe("bpf_has_frame_pointer() (kernel/bpf/core.c, 7.2)", () => {
