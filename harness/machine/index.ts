@@ -5,7 +5,7 @@ export type { RunResult, FinalResult, Completed, Fault, Unsupported, Hang, Contr
 export type { RegionDef, RegionKind, Region, FaultReason, Access } from "./memory.ts";
 export { PAGE_SIZE } from "./memory.ts";
 export { SymbolTable, symbolTableOf } from "./symbols.ts";
-export type { SymbolDef, SymbolKind } from "./symbols.ts";
+export type { SymbolDef, SymbolEntry, SymbolKind } from "./symbols.ts";
 export type { Activation, Observer } from "./cpu.ts";
 export { KERNEL_CS, KERNEL_DS, USER_CS, USER_DS, X86_TRAP_DE, X86_TRAP_NMI, X86_TRAP_BP, X86_TRAP_UD, X86_TRAP_DF, interruptName } from "./cpu.ts";
 export { REG_NAMES, decodeCode, immediateOf, K_IMM, K_MEM, K_REG, RSP, RBP } from "./decode.ts";

@@ -766,7 +766,14 @@ export class Machine {
     const cache = shadow === c.shadow ? this.truthCache : undefined;
     for (let i = shadow.depth - 1; i >= 0; i--) {
       const kept = cache?.[i];
-      if (kept !== undefined && kept.cursor === cursor && shadow.same(i, kept.act)) {
+      if (kept !== undefined && shadow.same(i, kept.act)) {
+        // the same activation; where it executes may have moved (the innermost one's, at every
+        // step): only its frame entry's ip and symbol then (an interrupt entry does not change)
+        if (kept.cursor !== cursor) {
+          const [frame, ...rest] = kept.entries;
+          kept.entries = [{ ...frame!, ip: toCanonical(cursor), symbol: c.symbolize(cursor) } as TruthEntry, ...rest];
+          kept.cursor = cursor;
+        }
         for (const e of kept.entries) out.push(e);
       } else {
         const a = shadow.at(i), bp = shadow.bpAt(i);
@@ -792,7 +799,7 @@ export class Machine {
    * and exhaustive mode's walk at every boundary, ask for the truth again and again while only
    * the innermost activation's ip moves. Entries are never changed, so they are shared.
    */
-  private truthCache: ({ cursor: number; act: ActivationRecord; entries: readonly TruthEntry[] } | undefined)[] = [];
+  private truthCache: ({ cursor: number; readonly act: ActivationRecord; entries: readonly TruthEntry[] } | undefined)[] = [];
 
   /** Depth of the shadow stack (activations live now). */
   get depth(): number {

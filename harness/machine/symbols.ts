@@ -15,7 +15,9 @@ export interface SymbolDef {
   readonly kind: SymbolKind;
 }
 
-interface Entry { name: string; start: number; end: number; kind: SymbolKind }
+/** A symbol as the table keeps it: start and end as internal addresses. One object per symbol, for as long as the table lives. */
+export interface SymbolEntry { readonly name: string; readonly start: number; readonly end: number; readonly kind: SymbolKind }
+type Entry = SymbolEntry;
 
 export class SymbolTable {
   private readonly entries: Entry[];
@@ -50,6 +52,11 @@ export class SymbolTable {
       else return e;
     }
     return undefined;
+  }
+
+  /** The table's own entry of the symbol containing `addr` (no object made), or undefined. */
+  entryOf(addr: bigint): SymbolEntry | undefined {
+    return addr >= 0n ? this.lookupInternal(Number(BigInt.asIntN(64, addr))) : undefined;
   }
 
   /** The kind of the symbol containing `addr`, or undefined (lookup()'s kind, with no object made: unwinders ask it at every frame). */

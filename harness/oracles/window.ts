@@ -4,7 +4,7 @@
 // the frame is built (frameReady()/frameGone(): do_jit()'s ksym.fp_start/fp_end marks) and for
 // kernel code where its own `mov rbp,rsp` and `ret` are; in both, only while the interrupted rbp is
 // still the one the function was entered with (the truth's, at its call): the unwinder reads rbp alone.
-import { decodeCode, GENERIC_OP, K_REG, Op, RBP, RSP, toCanonical, toInternal, type Machine } from "../machine/index.ts";
+import { decodeCode, GENERIC_OP, K_REG, Op, RBP, RSP, toCanonical, type Machine, type SymbolEntry } from "../machine/index.ts";
 import { PT_REGS } from "../../arch/ptrace.ts";
 import type { Image } from "../../jit/image.ts";
 import { kernelStacks } from "../../jit/private-stacks.ts";
@@ -90,17 +90,25 @@ export class FrameWindows implements WindowOracle {
     return this.stackStarts.includes(ip);
   }
 
+  /** Per symbol-table entry, what code() answers (asked at every sample's boundaries). */
+  private readonly bySymbol = new WeakMap<SymbolEntry, { kind: string; start: bigint; code: FrameCode }>();
+
   /** The code facts of the function holding `ip`, from its bytes (cached by symbol). */
   private code(ip: bigint): { kind: string; start: bigint; code: FrameCode } | undefined {
-    const sym = this.m.symbols.lookup(ip);
+    const sym = this.m.symbols.entryOf(ip);
     if (!sym) return undefined;
-    let code = this.cache.get(sym.name);
-    if (!code) {
-      const bytes = this.m.memory.peek(toInternal(sym.start)!, Number(sym.end - sym.start)) ?? new Uint8Array(0);
-      code = frameCode(bytes, sym.start);
-      this.cache.set(sym.name, code);
+    let known = this.bySymbol.get(sym);
+    if (known === undefined) {
+      let code = this.cache.get(sym.name);
+      if (!code) {
+        const bytes = this.m.memory.peek(sym.start, sym.end - sym.start) ?? new Uint8Array(0);
+        code = frameCode(bytes, toCanonical(sym.start));
+        this.cache.set(sym.name, code);
+      }
+      known = { kind: sym.kind, start: toCanonical(sym.start), code };
+      this.bySymbol.set(sym, known);
     }
-    return { kind: sym.kind, start: sym.start, code };
+    return known;
   }
 
   /** classify.ts WindowOracle: `ip` is in entry code past its ENCODE_FRAME_POINTER. */
