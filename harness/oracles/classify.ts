@@ -122,7 +122,13 @@ export function allowances(truth: readonly TruthEntry[], from: number, w: Window
   const out: Allowance[] = [];
   // the start of a new task's stack: what the walk does past it is the kernel's own business
   const last = at - 1;
-  const lastIp = expectedChain(truth, from)[last];
+  // (expectedChain(truth, from)[last], found from the end without building the chain)
+  let lastIp: bigint | undefined;
+  for (let i = truth.length - 1; i >= from; i--) {
+    const e = truth[i]!;
+    if (e.kind === "frame") { lastIp = e.returnAddress; break; }
+    if (i === from) { lastIp = e.ip; break; }
+  }
   if (last >= 0 && lastIp !== undefined && w.endsStack?.(lastIp)) out.push({ after: last, skip: 0, mayEnd: true, errorOk: true, anything: true });
   bounds.forEach((b, k) => {
     const blind = w.blindSpot(b.ip, b.slot, b.regs);
