@@ -1,7 +1,7 @@
 // Regressions from the review of the machine: each test reproduces a case that once ended in an
 // exception, a silently wrong result or a stale state.
 import { describe, expect, test } from "vitest";
-import { FIXED, IF } from "../../../harness/machine/index.ts";
+import { FIXED, IF, Machine } from "../../../harness/machine/index.ts";
 import { bytes, DATA, HANDLER, IST_TOP, newMachine, runSnippet, STACK_TOP, STOP, TEXT } from "../../helpers/layout.ts";
 
 const NMI_HANDLER = HANDLER + 0x1000n;
@@ -392,6 +392,27 @@ describe("the rsp cache stays coherent with every way rsp is written", () => {
     const { result, m } = runSnippet(code);
     expect(result).toMatchObject({ kind: "completed", rax });
     expect(m.reg("rsp")).toBe(STACK_TOP);
+  });
+
+  test("push, call, ret and pop carry into rsp's high half across a 4 GiB boundary, both ways", () => {
+    // a stack whose pages straddle ...0100000000: rsp's low half wraps below 0 and back above 2^32
+    const BASE = 0xffffc90100000000n;
+    const m = new Machine({
+      regions: [
+        { name: "text", kind: "text", start: TEXT, size: 0x1000, perms: "r-x" },
+        { name: "stack", kind: "stack", start: BASE - 0x1000n, size: 0x2000, perms: "rw-" },
+      ],
+    });
+    // push 5; call f; pop rax; ret; f: mov rdx,rsp; ret
+    m.load(TEXT, bytes("6a 05 e8 02 00 00 00 58 c3 48 89 e2 c3"));
+    m.call(TEXT, { rsp: BASE + 8n, stopAt: STOP }); // the stop address at BASE, rsp = BASE: the next push crosses
+    m.runUntil(1); // push 5: rsp below the boundary
+    expect(m.reg("rsp")).toBe(BASE - 8n);
+    expect(m.memory.peek64(-0x36ff00000008)).toBe(5n);
+    m.runUntil(3); // call f; mov rdx,rsp: the return address pushed below
+    expect(m.reg("rdx")).toBe(BASE - 16n);
+    expect(m.run()).toMatchObject({ kind: "completed", rax: 5n }); // ret, pop rax (back above the boundary), ret to the stop address
+    expect(m.reg("rsp")).toBe(BASE + 8n);
   });
 
   test("pushing rsp across the bottom of the canonical range faults as non-canonical", () => {

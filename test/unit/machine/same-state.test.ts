@@ -55,6 +55,16 @@ describe("sameStateAs", () => {
     // a bound that is not a canonical address (sameStateAs makes it NaN) covers nothing
     expect(same([STACK, 0x0000800000000000n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(false);
     expect(same([0x0000800000000000n, STACK + 0x200n], [STACK + 0x1ff8n, STACK + 0x2000n])).toBe(false);
+    // the first live word after a dead range, and after the last one: compared
+    m.restore(s);
+    m.load(STACK + 0x104n, Uint8Array.of(0xcc));
+    expect(same([STACK + 0x80n, STACK + 0x104n], [STACK + 0x200n, STACK + 0x300n])).toBe(false);
+    expect(same([STACK + 0x80n, STACK + 0x104n])).toBe(false);
+    expect(same([STACK + 0x80n, STACK + 0x108n])).toBe(true);
+    m.restore(s);
+    m.load(STACK + 0x300n, Uint8Array.of(0xdd));
+    expect(same([STACK + 0x80n, STACK + 0x104n], [STACK + 0x200n, STACK + 0x300n])).toBe(false);
+    expect(same([STACK + 0x80n, STACK + 0x104n], [STACK + 0x200n, STACK + 0x304n])).toBe(true);
   });
 
   test("a pending interrupt differs", () => {

@@ -84,6 +84,29 @@ describe("ground truth", () => {
     expect(slots(m.truth())).toEqual(slots(atLeaf).map((x, k) => (k < 2 ? x! - 16n : x)));
   });
 
+  test("a caller's entry follows where it resumes: two calls from two sites, the truth asked in each", () => {
+    // main calls f, then calls f again from a second site: main's activation is the same one
+    // throughout, its entry's ip (where it resumes) moves with each call
+    const a = new Assembler("two").label("main")
+      .emit(() => I.createReg(Code.Push_r64, R.RBP))
+      .emit(() => I.createRegReg(Code.Mov_rm64_r64, R.RBP, R.RSP))
+      .call({ label: "f" }).label("back1")
+      .emit(() => I.create(Code.Nopd))
+      .call({ label: "f" }).label("back2")
+      .emit(() => I.create(Code.Leaveq)).emit(() => I.create(Code.Retnq))
+      .label("f").emit(() => I.create(Code.Nopd)).emit(() => I.create(Code.Retnq));
+    const img = a.assemble(TEXT);
+    const m = newMachine([{ name: "main", start: TEXT, end: img.labels.get("f")!, kind: "kernel" }, { name: "f", start: img.labels.get("f")!, end: img.end, kind: "kernel" }]);
+    m.load(TEXT, img.bytes);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    const seen: TruthEntry[][] = [];
+    m.addHook(img.labels.get("f")! + 1n, (mm) => { seen.push(mm.truth()); }); // f's ret, main one frame out
+    expect(m.run()).toMatchObject({ kind: "completed" });
+    const mainAt = seen.map((t) => t[1]!).map((e) => [e.ip, e.symbol]);
+    const back = (l: string) => img.labels.get(l)!;
+    expect(mainAt).toEqual([[back("back1"), `main+0x${(back("back1") - TEXT).toString(16)}`], [back("back2"), `main+0x${(back("back2") - TEXT).toString(16)}`]]);
+  });
+
   test("an activation kept for the truth is the same only while every column of its slot is", () => {
     const sh = new ShadowStack();
     sh.pushInterrupt(-0x7f000000, -0x7effff00, -0x100000, 0x11, 0x22, 236, 0x33, 0x44);
@@ -111,6 +134,16 @@ describe("ground truth", () => {
     m.run();
     // the hook at leaf's entry runs after `call leaf`, before leaf's first instruction
     expect(events).toEqual(["call mid", "call leaf", "irq 32", "iret 32", "ret leaf", "ret mid", "ret main"]);
+  });
+
+  test("an observer hears of a return once it has happened: the activation gone, rip at its return address", () => {
+    const { m } = setup();
+    const seen: [number, bigint, bigint][] = [];
+    m.observer = { onReturn: (a) => { seen.push([m.depth, m.rip, BigInt.asUintN(64, BigInt(a.ret))]); } };
+    m.run();
+    expect(seen.length).toBe(3);
+    for (const [, rip, ret] of seen) expect(rip).toBe(ret);
+    expect(seen.map(([d]) => d)).toEqual([2, 1, 0]); // leaf's, mid's, main's return
   });
 });
 

@@ -125,6 +125,17 @@ describe("a task that is not running, from its switch frame (task->thread.sp)", 
     expect(archStackWalk(orcFor(env), { kind: "task", task }).ips.slice(0, 3)).toEqual(want.slice(0, 3));
   });
 
+  test("its own task_pt_regs() ends the walk, not current's: a task on another stack reaches its last frame", () => {
+    const TASK2 = 0xffffc90000040000n, PT2 = TASK2 + 0x4000n - 168n, g1 = PT2 - 0x40n, g0 = PT2 - 0x80n, sp2 = g0 - 0x80n;
+    const other: TaskView = { stack: { begin: TASK2, end: TASK2 + 0x4000n }, threadSp: sp2, ptRegs: PT2 };
+    const env = world([
+      [sp2 + 40n, g0], [sp2 + 48n, TEXT + 0x50n], [g0, g1], [g0 + 8n, TEXT + 0x10n], [g1, PT2 - 16n], [g1 + 8n, TEXT + 0x20n],
+      [PT2 - 16n, 0n], [PT2 - 8n, ENTRY + 0x40n], [PT2 + BigInt(PT_REGS.cs), 0x33n],
+    ]); // (current's task_pt_regs is PT, on the first task stack)
+    expect(archStackWalk(frameUnwinder(env), { kind: "task", task: other })).toEqual({ ips: [TEXT + 0x50n, TEXT + 0x10n, TEXT + 0x20n, ENTRY + 0x40n], error: false, reachedEnd: true, warnings: [], stopped: COMPLETE });
+    expect(archStackWalkReliable(frameUnwinder(env), { kind: "task", task: other }, true)).toMatchObject({ ok: true });
+  });
+
   test("only its task stack is known, and a bad frame pointer ends the walk silently (it may be running elsewhere)", () => {
     const bad: [bigint, bigint][] = [[threadSp + 40n, f0], [threadSp + 48n, TEXT + 0x50n], [f0, IRQ_END - 0x40n], [f0 + 8n, TEXT + 0x10n]];
     const w = archStackWalk(frameUnwinder(world(bad)), { kind: "task", task });
