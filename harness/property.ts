@@ -124,7 +124,7 @@ const runOpts = (o: CheckOptions, image: Image, injections: readonly Injection[]
 });
 
 /** Coverage counts, added to run by run (exhaustive mode counts thousands of forks: it keeps no outcomes). */
-function coverageCounter(img: Image): { add(o: RunOutcome): void; addVirtual(ip: bigint, sched: SchedCounts): void; readonly coverage: Map<CoverageKey, number> } {
+function coverageCounter(img: Image): { add(o: Pick<RunOutcome, "delivered" | "sched">): void; addVirtual(ip: bigint, sched: SchedCounts): void; readonly coverage: Map<CoverageKey, number> } {
   const classify = pointClassifier(img);
   const coverage = new Map<CoverageKey, number>();
   const add = (k: CoverageKey, n: number) => { if (n > 0) coverage.set(k, (coverage.get(k) ?? 0) + n); };
@@ -241,6 +241,16 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
       const ended = result.kind === "stopped" && returned?.stopped() === true;
       if (ended) { result = base.result; earlyEnds++; }
       learn?.();
+      // a fork that passed (its outcome's firstFailure() would be undefined: it completed, or
+      // ended as the unforked run, and no sample or check failed): its coverage only, with no
+      // outcome built (a report of every check, copies of the samples)
+      if (result.kind === "completed" && !run.failing()) {
+        const now = run.coverageNow();
+        counted.add(ended ? { delivered: now.delivered, sched: addSched(now.sched, base.sched, saved.sched) } : now);
+        saved.restore();
+        runs++;
+        continue;
+      }
       let outcome = run.finish(result, [injection], [{ ...injection, ip: at.rip, symbol: run.sym(at.rip) }]);
       // and what the scheduler did in the rest of the unforked run (the coverage counts it)
       if (ended) outcome = { ...outcome, sched: addSched(outcome.sched, base.sched, saved.sched) };

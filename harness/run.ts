@@ -124,6 +124,11 @@ export interface RunSession {
   /** Has a sample or a check failed so far, the end-of-run checks as they stand now included? */
   failing(): boolean;
   /**
+   * What coverage counts of the run so far, without an outcome: the interrupts delivered and the
+   * scheduler's counts, live (read them before a restore()).
+   */
+  coverageNow(): Pick<RunOutcome, "delivered" | "sched">;
+  /**
    * Exhaustive mode's virtual NMI: the pt_regs asm_exc_nmi would save for the instruction about
    * to run (`words`: the fields that are not registers, as a real NMI left them), written where
    * it saves them (`regs`), and the perf walk nmi_sample() would make from them, classed as its
@@ -318,6 +323,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   return {
     m, sym,
     failing: () => samples.some((x) => x.failed) || checks.failing(),
+    coverageNow: () => ({ delivered, sched }),
     ptRegsAt(regs) {
       const out = {} as Record<keyof typeof PT_REGS, bigint>;
       for (const f of PT_FIELDS) out[f.name] = m.peek64(regs + BigInt(f.off)) ?? 0n;
