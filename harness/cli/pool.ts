@@ -15,13 +15,6 @@ export interface PooledRun {
 
 /** Each worker thread's old-generation heap (V8 collects before growing past it). */
 export const WORKER_HEAP_MB = 256;
-/**
- * Each worker thread's young generation (V8's default is larger): a 10,000-scenario campaign on
- * two workers peaked at 482-502 MB with the default, over the 500 MB budget in one run of
- * three, and at 440-448 MB with 24 (16: 437-448; 32: 483). It costs the two-worker rate about 8%
- * (494 against 539 scenarios/s, medians of three alternating runs), more frequent scavenges.
- */
-export const WORKER_YOUNG_MB = 24;
 
 export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs: number, seed: number, workers: number, progress: (done: number) => void = () => {}): Promise<PooledRun> {
   const started = performance.now();
@@ -40,7 +33,7 @@ export async function runOnWorkers(task: Omit<WorkerTask, "runs" | "seed">, runs
     ...(filename.endsWith("worker-task.js") ? { name: "runShard" } : {}), maxThreads: workers, minThreads: workers,
     // a campaign's live heap stays under 100 MB; without a limit V8 lets each thread's garbage
     // grow to gigabytes before collecting it (a 10,000-scenario campaign peaked near 1 GB)
-    resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB, maxYoungGenerationSizeMb: WORKER_YOUNG_MB },
+    resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB },
   });
   try {
     const shards = Array.from({ length: workers }, (_, i) => shardOf(runs, seed, { index: i + 1, count: workers }));
