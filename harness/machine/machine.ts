@@ -1,7 +1,7 @@
 // The machine: one x86-64 CPU in ring 0 running pre-decoded code over paged memory, with
 // hardware-faithful interrupt delivery, a ground-truth shadow stack, address hooks, a step
 // budget and copy-on-write snapshots. Every run ends in a typed result (results.ts).
-import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, toCanonical as toCanonical__, toInternal as toInternalAddr } from "./addr.ts";
+import { hex64 as hex64__, mustBeCanonical as mustBeCanonical__, pairToAddr, toCanonical as toCanonical__, toInternal as toInternalAddr } from "./addr.ts";
 import { ACT_CALL as ACT_CALL__, ACT_INTERRUPT as ACT_INTERRUPT__, ACT_ROOT as ACT_ROOT__, Cpu as Cpu__, hiOf as hiOf__, interruptName as interruptName__, pairToBig as pairToBig__, Stop as Stop__, X86_TRAP_NMI as X86_TRAP_NMI__, type Observer } from "./cpu.ts";
 import { RunawayNesting, ShadowStack, type ActivationRecord, type ShadowSnapshot } from "./shadow.ts";
 import { InsnDecoder as InsnDecoder__, NOT_DECODED as NOT_DECODED__, REG_NAMES as REG_NAMES__, RSP as RSP__, copyInsn as copyInsn__, setHooks as setHooks__, unsupportedWhy as unsupportedWhy__, type DInsn, type HookFn, type RegName } from "./decode.ts";
@@ -300,6 +300,11 @@ export class Machine {
    */
   get regFile(): { readonly lo: Readonly<Uint32Array>; readonly hi: Readonly<Uint32Array> } {
     return this.cpu;
+  }
+
+  /** rsp as an internal address (addr.ts), NaN when it does not hold a canonical one: for checks run at every call and stack write. */
+  get rspAt(): number {
+    return pairToAddr(this.cpu.lo[RSP]!, this.cpu.hi[RSP]!);
   }
 
   /** All sixteen registers, unsigned 64-bit. */

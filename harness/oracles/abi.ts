@@ -1,6 +1,6 @@
 // ABI: callee-saved registers (rbx, rbp, r12-r15) and rsp restored at every return; the
 // interrupted context (every register and rflags) restored exactly at iretq.
-import { hex64 as hex, pairToAddr, REG_NAMES, toCanonical, type Machine, type RegName } from "../machine/index.ts";
+import { hex64 as hex, REG_NAMES, toCanonical, type Machine, type RegName } from "../machine/index.ts";
 import { PerTask, type Oracle, type RunFailure } from "./types.ts";
 
 /** rbx, rbp, r12-r15, by their index in the register file (REG_NAMES). */
@@ -49,8 +49,7 @@ export const abi: Oracle = ({ m, fail, sym }) => {
       if (!same(CALLEE_SAVED, saved, from)) unrestored("abi-return", toCanonical(a.entry), CALLEE_SAVED, saved, from, (r, was, now) => `${r} not restored by ${sym(toCanonical(a.entry))}: ${hex(was)} before the call, ${hex(now)} after it returned to ${sym(toCanonical(a.ret))}`);
       saved.length = from;
       // a call leaves rsp at its slot + 8, canonical (a non-canonical rsp is NaN here, and differs)
-      const { lo, hi } = m.regFile;
-      if (pairToAddr(lo[RSP]!, hi[RSP]!) !== a.rsp) fail({ check: "abi-return", at: toCanonical(a.entry), message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(toCanonical(a.ret))}; the call left it at ${hex(a.rspRaw)}` });
+      if (m.rspAt !== a.rsp) fail({ check: "abi-return", at: toCanonical(a.entry), message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(toCanonical(a.ret))}; the call left it at ${hex(a.rspRaw)}` });
     },
     onInterrupt: (a) => {
       // The registers of the interrupted context (rsp: the interrupted one, which may be any

@@ -21,7 +21,7 @@
 //     hardirq_stack_inuse), a counter (bpf_prog_active, prog->active, misses), a guard word, or
 //     one private stack (a per-level slot is a stack of its own). An access that jumps over a
 //     guard, or runs from one slot into the next, is reported with the object it missed.
-import { hex64, pairToAddr, toCanonical, toInternal, type Activation } from "../machine/index.ts";
+import { hex64, toCanonical, toInternal, type Activation } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { INACTIVE_TASK_FRAME_SIZE } from "../../arch/switch_to.ts";
 import { attachOf } from "../../jit/bpf/program.ts";
@@ -196,8 +196,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     // stack, and what its live contexts wrote on private stacks. It is switched out in the
     // middle of them (preempted or asleep), so nothing else may write there.
     const others = tasks.others();
-    let rsp = 0;
-    if (others.length) { const { lo, hi } = m.regFile; rsp = pairToAddr(lo[4]!, hi[4]!); }
+    const rsp = others.length ? m.rspAt : 0;
     for (let o = 0; o < others.length; o++) {
       const [k, theirs] = others[o]!;
       const t = taskAt[k]!;

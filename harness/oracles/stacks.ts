@@ -3,7 +3,7 @@
 // high-water mark of every stack (task, IRQ, NMI, each private stack), from rsp at every call
 // and interrupt and, on private stacks (where r9-style designs never put rsp), from the lowest
 // byte written; held to the --stack-budget budgets at the end.
-import { hex64 as hex, pairToAddr, toCanonical, toInternal } from "../machine/index.ts";
+import { hex64 as hex, toCanonical, toInternal } from "../machine/index.ts";
 import { privateStacks } from "../../jit/private-stacks.ts";
 import { getStackInfo, stackTypeName, Warnings, type StackInfo } from "../../unwinder/index.ts";
 import type { VisitMask } from "../../unwinder/stack.ts";
@@ -73,12 +73,11 @@ export const stacks: Oracle = ({ img, m, env, fail, sym, budgets }) => {
       }
     }
   };
-  const rspNow = () => { const { lo, hi } = m.regFile; return pairToAddr(lo[4]!, hi[4]!); };
   return {
-    onCall: () => note(rspNow()),
+    onCall: () => note(m.rspAt),
     onInterrupt: (a) => {
       note(a.rsp);
-      note(rspNow());
+      note(m.rspAt);
       // (a task's stack is a kernel stack even while current is another task: the switch window)
       if (!stackOf(a.rspRaw) && !taskStacks.some((t) => a.rspRaw > t.begin && a.rspRaw <= t.end)) {
         fail({ check: "unknown-stack", message: `vector ${a.vector} taken at ${sym(toCanonical(a.ret))} while rsp ${hex(a.rspRaw)} was on a stack get_stack_info() does not know${privates.some((p) => a.rspRaw >= p.begin && a.rspRaw < p.end) ? " (a private BPF stack)" : ""}` });
