@@ -338,7 +338,7 @@ export class Memory {
     return this.lo;
   }
 
-  /** read64() but for an aligned qword in the cached page: the qword's halves into lo and hi. */
+  /** read64()'s other cases (all but an aligned qword in the cached page): the qword's halves into lo and hi. */
   private read64Slow(a: number): void {
     let off = a - this.rBase;
     if (!(off >= 0 && off <= PAGE_SIZE - 8)) {

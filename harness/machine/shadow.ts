@@ -96,15 +96,6 @@ export class ShadowStack {
     this.rhi[this.depth - 1] = rspHi;
   }
 
-  /** Kind of the innermost activation, or -1 when empty. */
-  topKind(): number {
-    return this.depth === 0 ? -1 : this.kind[this.depth - 1]!;
-  }
-
-  topRet(): number {
-    return this.ret[this.depth - 1]!;
-  }
-
   at(i: number): Activation {
     const kind = this.kind[i]!, slot = this.slot[i]!;
     const interrupt = kind === ACT_INTERRUPT;

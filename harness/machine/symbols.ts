@@ -61,11 +61,11 @@ export class SymbolTable {
 
   /** The kind of the symbol containing `addr`, or undefined (lookup()'s kind, with no object made: unwinders ask it at every frame). */
   kindOf(addr: bigint): SymbolDef["kind"] | undefined {
-    return addr >= 0n ? this.lookupInternal(Number(BigInt.asIntN(64, addr)))?.kind : undefined;
+    return this.entryOf(addr)?.kind;
   }
 
   lookup(addr: bigint): SymbolDef | undefined {
-    const s = addr >= 0n ? this.lookupInternal(Number(BigInt.asIntN(64, addr))) : undefined;
+    const s = this.entryOf(addr);
     return s && { name: s.name, start: toCanonical(s.start), end: toCanonical(s.end), kind: s.kind };
   }
 
