@@ -72,7 +72,12 @@ export function reusedMachine(img: Image): Machine {
   if (p === undefined) {
     const m = layoutMachine(img);
     p = { m, bare: m.snapshot() };
-    if (pool.size >= POOL_SIZE) pool.delete(pool.keys().next().value!);
+    if (pool.size >= POOL_SIZE) {
+      // (its run is over: a call ends the previous run's use of a machine; its decoder's WASM objects go now)
+      const oldest = pool.keys().next().value!;
+      pool.get(oldest)!.m.dispose();
+      pool.delete(oldest);
+    }
   } else {
     pool.delete(key); // (re-inserted below: the most recently used last)
   }

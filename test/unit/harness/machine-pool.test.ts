@@ -2,12 +2,13 @@
 // machine, each loaded over the bare layout, so a run's outcome must not depend on which images
 // ran on that machine before it.
 import fc from "fast-check";
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { planArb, planToScenario } from "../../../generators/index.ts";
 import { reusedMachine, startTask } from "../../../harness/load.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
 import { parseScenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
+import { Machine } from "../../../harness/machine/index.ts";
 import { strategy } from "../../helpers/strategies.ts";
 
 /** What a run says, down to the symbols its samples name and the checks that failed. */
@@ -54,5 +55,23 @@ describe("machines shared by images of one layout", () => {
     expect(take(a)).toMatchObject({ kind: "paused" }); // delivered: the handler's first instruction ran
     expect(take(b)).toMatchObject({ kind: "exception", vector: v, message: expect.stringMatching(/has no IDT gate$/) });
     expect(take(a)).toMatchObject({ kind: "paused" });
+  });
+
+  test("a machine the pool lets go (more layouts than it keeps) is disposed, and its layout gets a new one that runs", () => {
+    const s = strategy("baseline");
+    const sc = parseScenario(planToScenario(fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 1, seed: 11 })[0]!), "plan");
+    const a = buildImage(sc.spec, s);
+    const fresh = said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) }));
+    const dispose = vi.spyOn(Machine.prototype, "dispose");
+    try {
+      const first = reusedMachine(a);
+      // sixteen other layouts (a kernel of its own each: another object, the same text), a's the least recently used
+      for (let k = 0; k < 16; k++) reusedMachine({ ...a, kernel: Object.create(a.kernel) as typeof a.kernel });
+      expect(dispose.mock.contexts).toContain(first);
+      expect(reusedMachine(a)).not.toBe(first);
+      expect(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: a }))).toEqual(fresh);
+    } finally {
+      dispose.mockRestore();
+    }
   });
 });
