@@ -1,23 +1,40 @@
 // What was worked out from a block of code, kept by the block's address and bytes: the kernel
 // text every image loads, and the BPF functions the images of one shrink share, are read once.
-// Whoever reads code caches this way (the machine's decoder, the frame-window oracle); the cache
-// is bounded by the bytes it keys and starts over when full.
+// Whoever reads code caches this way (the machine's decoder, the frame-window oracle).
+//
+// Bounded in two generations: entries go into the young one, which, once the bytes it keys pass
+// the bound, becomes the old one (the old old one is dropped). An entry asked for again from the
+// old generation moves back to the young one, so what every image uses stays, and what one
+// random scenario made is gone two generations later. A campaign's images almost never repeat
+// (random immediates): with one generation of 1 MB that was only cleared when full, the cache
+// held some 6,000 blocks of records after 3,000 small scenarios (30 MB of live heap and more,
+// all promoted to the old generation, which every major GC then marks), for a hit rate of 13%.
 export class ContentCache<T> {
-  private readonly entries = new Map<string, T>();
+  private young = new Map<string, T>();
+  private old = new Map<string, T>();
   private bytes = 0;
 
+  /** `maxBytes`: the code bytes the young generation keys before it becomes the old one. */
   constructor(private readonly maxBytes: number) {}
 
-  /** The value for `bytes` at `at`, from `make` the first time. */
+  /** The value for `bytes` at `at`, from `make` the first time (or once it has aged out). */
   get(at: bigint | number, bytes: Uint8Array, make: () => T): T {
     const key = `${at}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")}`;
-    let v = this.entries.get(key);
-    if (v === undefined) {
-      v = make();
-      if (this.bytes + bytes.length > this.maxBytes) { this.entries.clear(); this.bytes = 0; }
-      this.entries.set(key, v);
-      this.bytes += bytes.length;
+    const v = this.young.get(key);
+    if (v !== undefined) return v;
+    const value = this.old.get(key) ?? make();
+    if (this.bytes + bytes.length > this.maxBytes) {
+      this.old = this.young;
+      this.young = new Map();
+      this.bytes = 0;
     }
-    return v;
+    this.young.set(key, value);
+    this.bytes += bytes.length;
+    return value;
+  }
+
+  /** How many entries each generation holds (tests). */
+  get sizes(): { young: number; old: number } {
+    return { young: this.young.size, old: this.old.size };
   }
 }

@@ -353,7 +353,7 @@ function specialise(d: DInsn): void {
  * Decoded blocks by address and content: decoding is most of building a machine. Entries are
  * templates: callers get copies.
  */
-const blocks = new ContentCache<readonly DInsn[]>(1 << 20);
+const blocks = new ContentCache<readonly DInsn[]>(1 << 17);
 
 function decodedBlock(bytes: Uint8Array, ip: number, records?: readonly DInsn[]): readonly DInsn[] {
   return blocks.get(ip, bytes, () => (records !== undefined && recordsOf(records, ip, bytes) ? records : decode(bytes, ip)));

@@ -21,7 +21,7 @@ export interface FrameCode {
 }
 
 /** Function code read by address and content, across images. */
-const byContent = new ContentCache<FrameCode>(1 << 20);
+const byContent = new ContentCache<FrameCode>(1 << 17);
 
 /** The facts, from the function's decoded instructions. */
 function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
