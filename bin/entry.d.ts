@@ -9,3 +9,7 @@ export function sourceMain(): Promise<typeof import("../harness/cli/main.ts")>;
 export function withModuleHooks(...compiled: string[]): Promise<unknown[]>;
 /** The CLI's main module for a command with a user's strategy module: compiled when fresh, else the source. */
 export function moduleMain(): Promise<typeof import("../harness/cli/main.ts")>;
+/** The V8 flags every entry point that runs campaigns sets (see bin/entry.js). */
+export const V8_FLAGS: string;
+/** Set V8_FLAGS for this process (its worker threads share them), before any code is optimised. */
+export function tuneV8(): void;

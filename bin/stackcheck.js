@@ -5,7 +5,9 @@
 // the module, or one of its hooks, that does not return within --timeout seconds (default 30)
 // ends the command with an input error naming the module, the hook and the function (exit 2).
 import { BroadcastChannel, Worker } from "node:worker_threads";
-import { cliMain } from "./entry.js";
+import { cliMain, tuneV8 } from "./entry.js";
+
+tuneV8(); // before anything is optimised (bin/entry.js V8_FLAGS)
 
 // A reader that stops early (`stackcheck isa --json | head`) closes the pipe: end quietly.
 for (const stream of [process.stdout, process.stderr]) {

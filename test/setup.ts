@@ -9,6 +9,10 @@ import fc from "fast-check";
 // to a second fast-check without the configuration below. Which files met this depended on how vitest dealt them to its workers.
 // Files share a worker's modules (isolate: false): this is one load per worker.
 import "@fast-check/vitest";
+import { tuneV8 } from "../bin/entry.js";
+
+// as the CLI runs campaigns (bin/entry.js V8_FLAGS)
+tuneV8();
 
 const seed = process.env.FC_SEED;
 const numRuns = process.env.FC_NUM_RUNS;

@@ -8,6 +8,9 @@ import { benchBroken, benchExhaustive20, benchExhaustiveRate, benchScenarios, be
 import { benchSnapshots, benchThroughput } from "./machine.ts";
 import { benchKernel } from "./kernel.ts";
 import { gdbStepBacktracePerSecond } from "./gdb.ts";
+import { tuneV8 } from "../../bin/entry.js";
+
+tuneV8(); // as the CLI runs (bin/entry.js V8_FLAGS)
 
 const json = process.argv.includes("--json");
 const root = fileURLToPath(new URL("../..", import.meta.url));

@@ -3,5 +3,6 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
-  test: { include: ["test/bench/*.vitest.ts"], pool: "forks", maxWorkers: 1, testTimeout: 120_000 },
+  // the setup `npm test` has (V8 flags, fast-check configuration)
+  test: { include: ["test/bench/*.vitest.ts"], setupFiles: ["test/setup.ts"], pool: "forks", maxWorkers: 1, testTimeout: 120_000 },
 });
