@@ -221,24 +221,25 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     const path = ATTACH_PATHS[attachOf(program)];
     // jits_use_priv_stack: whether the design's JIT gives the program a private stack (7.2's,
     // r9-private: the verifier's decision; a split design: always; the baseline: never)
-    const counter = counterOf(program, userCode(strategy, program.name, () => strategy.privateMemory(xlated, validated)).length > 0);
-    if (counter === "prog") return { program, validated, xlated, active: own, progActive: own, misses, path, counter };
+    const requests = userCode(strategy, program.name, () => strategy.privateMemory(xlated, validated));
+    const counter = counterOf(program, requests.length > 0);
+    if (counter === "prog") return { program, validated, xlated, requests, active: own, progActive: own, misses, path, counter };
     // kprobe, tracepoint, perf_event: trace_call_bpf() and friends raise bpf_prog_active only; a
     // design that reads prog->active (design (g)'s slot choice) reads the program's own, which
     // nothing raises there (kernel/trace/bpf_trace.c, 7.2)
-    if (counter === "global") return { program, validated, xlated, active: bpfProgActive, progActive: own, misses, path, counter };
+    if (counter === "global") return { program, validated, xlated, requests, active: bpfProgActive, progActive: own, misses, path, counter };
     // uprobes, struct_ops without a private stack: no counter; the runner's count goes to a word
     // of its own, and prog->active (what a design that reads it gets) stays 0, as
     // bpf_prog_run_array_uprobe() and __bpf_prog_enter() never touch it
     const runs = dyn;
     dyn += 8n;
-    return { program, validated, xlated, active: runs, progActive: own, misses, path, counter };
+    return { program, validated, xlated, requests, active: runs, progActive: own, misses, path, counter };
   });
   let text = BPF_TEXT;
   const records = instructionRecorder();
   const jitted = programs.map((p) => {
     const jit = userCode(strategy, p.program.name, () => backend.jitProgram(p.xlated, p.validated, strategy, {
-      base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.progActive, kernelSymbols: (s) => kernel.text.labels.get(s),
+      base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.progActive, kernelSymbols: (s) => kernel.text.labels.get(s), privateRequests: p.requests,
       ...(records ? { records } : {}), // the machine takes them instead of decoding the code
     }, jitOpts));
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);

@@ -10,7 +10,7 @@ import { calleeOf, type Program } from "./bpf/program.ts";
 import type { Validated } from "./bpf/validate.ts";
 import { calleeSavedUsed, lowerFunction, type LoweredFunc } from "./lower.ts";
 import { FRAME_GONE, FRAME_READY, type InsnRecord, type InsnRecorder } from "./x86/emit.ts";
-import { checkPrivateRequest, DEFAULT_JIT_OPTIONS, jitStackDepths, type FuncJit, type JitOptions, type PlacedPrivate, type Strategy } from "./strategy.ts";
+import { checkPrivateRequest, DEFAULT_JIT_OPTIONS, jitStackDepths, type FuncJit, type JitOptions, type PlacedPrivate, type PrivateRequest, type Strategy } from "./strategy.ts";
 
 export interface JitLayout {
   /** Address of the first function's image; the others follow, 16-byte aligned. */
@@ -25,6 +25,12 @@ export interface JitLayout {
   readonly kernelSymbols: (name: string) => bigint | undefined;
   /** Where to keep the records of each function's instructions (CodeImage.decoded), for code that will run. */
   readonly records?: () => InsnRecorder;
+  /**
+   * The strategy's privateMemory() answer for this program, when the caller has asked for it
+   * already (buildImage(), for the program's recursion counter): a strategy's hook is asked once
+   * per program and image.
+   */
+  readonly privateRequests?: readonly PrivateRequest[];
 }
 
 /** A function's code where it runs: the bytes from base to end. */
@@ -123,7 +129,7 @@ export function symbolName(p: Program, fi: number): string {
 export function jitProgram(p: Program, v: Validated, strategy: Strategy, layout: JitLayout, opts: JitOptions = DEFAULT_JIT_OPTIONS): JitProgram {
   // Private memory: __alloc_percpu_gfp(size, 8) per request, handed out in order.
   let next = layout.percpuBase;
-  const privates: PlacedPrivate[] = strategy.privateMemory(p, v).map((r) => {
+  const privates: PlacedPrivate[] = (layout.privateRequests ?? strategy.privateMemory(p, v)).map((r) => {
     checkPrivateRequest(strategy.name, p, r);
     const percpuPtr = next;
     next += BigInt(Math.ceil(r.size / 8) * 8);

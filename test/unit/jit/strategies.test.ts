@@ -8,6 +8,8 @@ import { describe, expect, test } from "vitest";
 import { alu64, call, exit, ldx, stx, st } from "../../../jit/bpf/insn.ts";
 import { BPF_DW, R0, R1, R2, R6, R7, R10 } from "../../../jit/bpf/opcodes.ts";
 import { BUILTIN_STRATEGIES, loadStrategy, StrategyError } from "../../../jit/strategies/index.ts";
+import { buildImage } from "../../../jit/image.ts";
+import { program } from "../../../jit/bpf/program.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
 import { fn, jit, kernelSymbols, plainListing, machineFor, PERCPU, STACK_TOP } from "../../helpers/jit.ts";
 
@@ -93,6 +95,20 @@ describe("private memory requests", () => {
     [{ stacks: [{ begin: 8, end: 48 }, { begin: 40, end: 72 }] }, "t/main: stacks[1] [40, 72) must lie inside the allocation, above the previous stack, and not be empty"],
   ])("a malformed request %j is refused naming the field", (r, message) => {
     expect(() => jit(funcs, withRequest(r))).toThrow(new StrategyError(`strategy 'custom', private memory of ${message}`));
+  });
+});
+
+describe("a strategy's hooks", () => {
+  test("buildImage() asks privateMemory() once per program, and the JIT places what it answered", () => {
+    const asked: string[] = [];
+    const r9 = BUILTIN_STRATEGIES.find((x) => x.name === "r9-private")!;
+    const counting: Strategy = { ...r9, name: "counting", privateMemory: (p, v) => (asked.push(p.name), r9.privateMemory(p, v)) };
+    const progs = [program({ name: "a", type: "tracing", funcs }), program({ name: "b", type: "tracing", funcs })];
+    const img = buildImage({ programs: progs, task: 0, nested: [1] }, counting);
+    expect(asked).toEqual(["a", "b"]);
+    // the answer the image's counter was decided on is the one the JIT placed
+    expect(img.programs.map((p) => p.jit.privates.map((x) => x.fi))).toEqual(progs.map((p, i) => r9.privateMemory(img.programs[i]!.xlated, img.programs[i]!.validated).map((x) => x.fi)));
+    expect(img.programs[0]!.jit.privates.length).toBeGreaterThan(0);
   });
 });
 
