@@ -131,7 +131,8 @@ function doJit(
   base: bigint, target: CallTarget, symbols: (name: string) => bigint | undefined, records: InsnRecorder | undefined,
 ): { e: Emitter; proglen: number; ksym: { fpStart: number; fpEnd: number } } {
   const name = `${f.prog.name}/${f.func.name}`;
-  const e = new Emitter(name, { base, symbols, ...(records ? { records } : {}) });
+  // (no notes: nothing reads a JIT function's as text; `disasm` lists its bytes through iced)
+  const e = new Emitter(name, { base, symbols, notes: false, ...(records ? { records } : {}) });
   const fp = strategy.frameRegister(f);
   const bmi2 = f.opts.bmi2 === true;
   const where = `strategy '${strategy.name}', ${name}`;

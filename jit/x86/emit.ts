@@ -1,8 +1,8 @@
 // x86-64 emitters for the BPF JIT, one per idiom of arch/x86/net/bpf_jit_comp.c (7.2), each
-// writing the bytes upstream writes (encode.ts has the kernel's REX/ModRM helpers) and recording
-// its assembly as a note for listings. Strategies build prologues and epilogues with them; the
-// lowering (lower.ts) computes jump offsets from its addrs[] table as do_jit() does and passes
-// them in.
+// writing the bytes upstream writes (encode.ts has the kernel's REX/ModRM helpers) and noting its
+// assembly (unless told not to: the JIT, whose notes nothing reads). Strategies build prologues
+// and epilogues with them; the lowering (lower.ts) computes jump offsets from its addrs[] table
+// as do_jit() does and passes them in.
 import {
   add1mod, add1reg, add2mod, add2reg, ASM_NOP_MAX, Code, emitInsnSuffix, isAxReg, isEreg, isEreg8l, isImm8, isSimm32, isUimm32, maybeEmit1mod, maybeEmitMod,
   REG_NUM, type X86Reg,
@@ -102,6 +102,11 @@ export interface EmitterOptions {
   readonly symbols: (name: string) => bigint | undefined;
   /** Where to keep the machine's record of every instruction written (finish() returns them as `decoded`): the JIT's pass into the image. */
   readonly records?: InsnRecorder;
+  /**
+   * Keep each instruction's assembly as a note (finish()'s `insns`): default true. The JIT turns
+   * them off: its passes run for every function of every image, and nothing reads its notes.
+   */
+  readonly notes?: boolean;
 }
 
 export class Emitter {
@@ -115,10 +120,15 @@ export class Emitter {
   private readonly records: InsnRecorder | null;
   /** `base` as the machine's internal address. */
   private readonly ip0: number;
+  /** Whether it keeps each instruction's assembly (EmitterOptions.notes). */
+  private readonly notes: boolean;
+  /** Where the instruction written last starts (its record's address). */
+  private last = 0;
 
   constructor(readonly name: string, private readonly o: EmitterOptions) {
     this.records = o.records ?? null;
     this.ip0 = Number(BigInt.asIntN(64, o.base));
+    this.notes = o.notes !== false;
   }
 
   /** Bytes emitted so far: the kernel's `prog - temp` from the start of the image. */
@@ -157,9 +167,13 @@ export class Emitter {
     return this;
   }
 
-  /** One x86 instruction: `bytes` written by `write`, with its assembly. */
-  private insn(note: string, write: (c: Code) => void): this {
-    this.insns.push({ offset: this.code.length, note });
+  /**
+   * One x86 instruction: `bytes` written by `write`, with its assembly (`note`; `false` when this
+   * emitter keeps no notes: callers write `this.notes && \`...\`` so that the text is not even made).
+   */
+  private insn(note: string | false, write: (c: Code) => void): this {
+    this.last = this.code.length;
+    if (note !== false) this.insns.push({ offset: this.last, note });
     write(this.code);
     return this;
   }
@@ -171,7 +185,7 @@ export class Emitter {
   private rec(form: string): InsnRecorder | null {
     const r = this.records;
     if (r === null) return null;
-    const at = this.insns[this.insns.length - 1]!.offset;
+    const at = this.last;
     return r.begin(form, this.ip0 + at, this.code.length - at);
   }
 
@@ -195,7 +209,7 @@ export class Emitter {
 
   // ---- prologue pieces (emit_prologue, emit_cfi) ----
   /** EMIT_ENDBR(): endbr64 (f3 0f 1e fa). */
-  endbr64(): this { this.insn("endbr64", (c) => c.emit(0xf3, 0x0f, 0x1e, 0xfa)); this.rec(ENDBR64); return this; }
+  endbr64(): this { this.insn(this.notes && "endbr64", (c) => c.emit(0xf3, 0x0f, 0x1e, 0xfa)); this.rec(ENDBR64); return this; }
   /** emit_nops(5): the patchable site bpf_arch_text_poke() rewrites (0f 1f 44 00 00). */
   nop5(): this { return this.nops(5, "nop5"); }
   /** emit_nops(3): keeps the tail-call layout when no `xor rax,rax` is needed (0f 1f 00). */
@@ -204,7 +218,7 @@ export class Emitter {
   nops(n: number, note = `nop${n}`): this {
     if (n === 0) return this;
     const at = this.code.length;
-    this.insn(note, (c) => c.nops(n));
+    this.insn(this.notes && note, (c) => c.nops(n));
     const r = this.records;
     for (let off = at, left = n; r !== null && left > 0; ) {
       const k = Math.min(left, ASM_NOP_MAX), [form, memSize] = NOP_FORM[k]!;
@@ -215,52 +229,52 @@ export class Emitter {
     return this;
   }
   push(r: X86Reg): this {
-    this.insn(`push ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x50, R[r])) : c.emit(add1reg(0x50, R[r]))));
+    this.insn(this.notes && `push ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x50, R[r])) : c.emit(add1reg(0x50, R[r]))));
     this.rec(PUSH_R64)?.reg(0, R[r], 8);
     return this;
   }
   pop(r: X86Reg): this {
-    this.insn(`pop ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x58, R[r])) : c.emit(add1reg(0x58, R[r]))));
+    this.insn(this.notes && `pop ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x58, R[r])) : c.emit(add1reg(0x58, R[r]))));
     this.rec(POP_R64)?.reg(0, R[r], 8);
     return this;
   }
   /** `mov dst,src` in the 89 /r form (48 89 e5 for `mov rbp,rsp`), always emitted. */
   movRR(dst: X86Reg, src: X86Reg): this {
-    this.insn(`mov ${dst},${src}`, (c) => c.emit(add2mod(0x48, R[dst], R[src]), 0x89, add2reg(0xc0, R[dst], R[src])));
+    this.insn(this.notes && `mov ${dst},${src}`, (c) => c.emit(add2mod(0x48, R[dst], R[src]), 0x89, add2reg(0xc0, R[dst], R[src])));
     this.rec(MOV_RM_R[0])?.reg(0, R[dst], 8).reg(1, R[src], 8);
     return this;
   }
   /** `sub rsp, imm32`, always the 48 81 ec imm32 form (emit_prologue()). */
   subRspImm32(v: number): this {
-    this.insn(`sub rsp,${hex(v)}`, (c) => { c.emit(0x48, 0x81, 0xec); c.u32(v); });
+    this.insn(this.notes && `sub rsp,${hex(v)}`, (c) => { c.emit(0x48, 0x81, 0xec); c.u32(v); });
     this.rec(SUB_RM64_I32)?.reg(0, RSP, 8).imm(1, v);
     return this;
   }
   /** emit_sub_rsp() / emit_add_rsp(): the imm8 form when it fits; nothing for 0. */
   subRsp(v: number): this {
     if (v === 0) return this;
-    this.insn(`sub rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xec, v) : (c.emit(0x48, 0x81, 0xec), c.u32(v))));
+    this.insn(this.notes && `sub rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xec, v) : (c.emit(0x48, 0x81, 0xec), c.u32(v))));
     this.rec(isImm8(v) ? SUB_RM64_I8 : SUB_RM64_I32)?.reg(0, RSP, 8).imm(1, v);
     return this;
   }
   addRsp(v: number): this {
     if (v === 0) return this;
-    this.insn(`add rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xc4, v) : (c.emit(0x48, 0x81, 0xc4), c.u32(v))));
+    this.insn(this.notes && `add rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xc4, v) : (c.emit(0x48, 0x81, 0xc4), c.u32(v))));
     this.rec(isImm8(v) ? ADD_RM64_I8 : ADD_RM64_I32)?.reg(0, RSP, 8).imm(1, v);
     return this;
   }
   /** `lea dst,[base+off]`. */
   lea(dst: X86Reg, base: X86Reg, off: number): this {
-    this.insn(`lea ${dst},${memText(base, off)}`, (c) => { c.emit(add2mod(0x48, R[base], R[dst]), 0x8d); emitInsnSuffix(c, R[base], R[dst], off); });
+    this.insn(this.notes && `lea ${dst},${memText(base, off)}`, (c) => { c.emit(add2mod(0x48, R[base], R[dst]), 0x8d); emitInsnSuffix(c, R[base], R[dst], off); });
     this.rec(LEA_R64)?.reg(0, R[dst], 8).mem(1, 0, R[base], off);
     return this;
   }
-  leave(): this { this.insn("leave", (c) => c.emit(0xc9)); this.rec(LEAVE); return this; }
-  ret(): this { this.insn("ret", (c) => c.emit(0xc3)); this.rec(RET); return this; }
-  int3(): this { this.insn("int3", (c) => c.emit(0xcc)); this.rec(INT3); return this; }
+  leave(): this { this.insn(this.notes && "leave", (c) => c.emit(0xc9)); this.rec(LEAVE); return this; }
+  ret(): this { this.insn(this.notes && "ret", (c) => c.emit(0xc3)); this.rec(RET); return this; }
+  int3(): this { this.insn(this.notes && "int3", (c) => c.emit(0xcc)); this.rec(INT3); return this; }
   /** `add reg, gs:[addr]` (65 4c 03 0c 25 disp32 for r9: emit_priv_frame_ptr()). */
   addFromGs(dst: X86Reg, addr: number): this {
-    this.insn(`add ${dst},gs:[${hex(addr)}]`, (c) => { c.emit(0x65, add2mod(0x48, 0, R[dst]), 0x03, add2reg(0x04, 0, R[dst]), 0x25); c.u32(addr); });
+    this.insn(this.notes && `add ${dst},gs:[${hex(addr)}]`, (c) => { c.emit(0x65, add2mod(0x48, 0, R[dst]), 0x03, add2reg(0x04, 0, R[dst]), 0x25); c.u32(addr); });
     this.rec(ADD_R64_RM64)?.reg(0, R[dst], 8).mem(1, 8, -1, addr | 0, true);
     return this;
   }
@@ -270,13 +284,13 @@ export class Emitter {
   movImm32(signPropagate: boolean, dst: X86Reg, imm: number): this {
     const d = R[dst];
     if (signPropagate && imm < 0) {
-      this.insn(`mov ${dst},${hex(imm)}`, (c) => { c.emit(add1mod(0x48, d), 0xc7, add1reg(0xc0, d)); c.u32(imm); });
+      this.insn(this.notes && `mov ${dst},${hex(imm)}`, (c) => { c.emit(add1mod(0x48, d), 0xc7, add1reg(0xc0, d)); c.u32(imm); });
       this.rec(MOV_RM_I32[0])?.reg(0, d, 8).imm(1, imm);
     } else if (imm === 0) {
-      this.insn(`xor ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(add2mod(0x40, d, d)); c.emit(0x31, add2reg(0xc0, d, d)); });
+      this.insn(this.notes && `xor ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(add2mod(0x40, d, d)); c.emit(0x31, add2reg(0xc0, d, d)); });
       this.rec(XOR_RM32_R32)?.reg(0, d, 4).reg(1, d, 4);
     } else {
-      this.insn(`mov ${dst}d,${hex(imm >>> 0)}`, (c) => { if (isEreg(d)) c.emit(add1mod(0x40, d)); c.emit(add1reg(0xb8, d)); c.u32(imm); });
+      this.insn(this.notes && `mov ${dst}d,${hex(imm >>> 0)}`, (c) => { if (isEreg(d)) c.emit(add1mod(0x40, d)); c.emit(add1reg(0xb8, d)); c.u32(imm); });
       this.rec(MOV_R32_I32)?.reg(0, d, 4).imm(1, imm);
     }
     return this;
@@ -287,7 +301,7 @@ export class Emitter {
     if (isUimm32(u)) return this.movImm32(false, dst, Number(u) | 0);
     if (isSimm32(s)) return this.movImm32(true, dst, Number(s));
     const lo = Number(u & 0xffffffffn), hi = Number(u >> 32n);
-    this.insn(`movabs ${dst},${hex(u)}`, (c) => { c.emit(add1mod(0x48, R[dst]), add1reg(0xb8, R[dst])); c.u32(lo); c.u32(hi); });
+    this.insn(this.notes && `movabs ${dst},${hex(u)}`, (c) => { c.emit(add1mod(0x48, R[dst]), add1reg(0xb8, R[dst])); c.u32(lo); c.u32(hi); });
     this.rec(MOV_R64_I64)?.reg(0, R[dst], 8).imm64(1, lo, hi);
     return this;
   }
@@ -295,21 +309,21 @@ export class Emitter {
   movReg(is64: boolean, dst: X86Reg, src: X86Reg): this {
     if (is64) return dst === src ? this : this.movRR(dst, src);
     const d = R[dst], s = R[src];
-    this.insn(`mov ${dst}d,${src}d`, (c) => { if (isEreg(d) || isEreg(s)) c.emit(add2mod(0x40, d, s)); c.emit(0x89, add2reg(0xc0, d, s)); });
+    this.insn(this.notes && `mov ${dst}d,${src}d`, (c) => { if (isEreg(d) || isEreg(s)) c.emit(add2mod(0x40, d, s)); c.emit(0x89, add2reg(0xc0, d, s)); });
     this.rec(MOV_RM_R[1])?.reg(0, d, 4).reg(1, s, 4);
     return this;
   }
 
   // ---- ALU (do_jit's BPF_ALU/BPF_ALU64 cases) ----
   aluRR(op: AluOp, is64: boolean, dst: X86Reg, src: X86Reg): this {
-    this.insn(`${op} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => { maybeEmitMod(c, R[dst], R[src], is64); c.emit(ALU_RR[op], add2reg(0xc0, R[dst], R[src])); });
+    this.insn(this.notes && `${op} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => { maybeEmitMod(c, R[dst], R[src], is64); c.emit(ALU_RR[op], add2reg(0xc0, R[dst], R[src])); });
     this.rec(ALU_RR_FORM[op][w(is64)])?.reg(0, R[dst], sz(is64)).reg(1, R[src], sz(is64));
     return this;
   }
   /** imm8 form when it fits, the short rax form for BPF_REG_0, else the imm32 form. */
   aluRI(op: AluOp, is64: boolean, dst: X86Reg, imm: number): this {
     const d = R[dst];
-    this.insn(`${op} ${dst},${hex(imm)}${is64 ? "" : " (32)"}`, (c) => {
+    this.insn(this.notes && `${op} ${dst},${hex(imm)}${is64 ? "" : " (32)"}`, (c) => {
       maybeEmit1mod(c, d, is64);
       if (isImm8(imm)) c.emit(0x83, add1reg(ALU_B3[op], d), imm);
       else if (isAxReg(d)) { c.emit(ALU_AX[op]); c.u32(imm); }
@@ -319,13 +333,13 @@ export class Emitter {
     return this;
   }
   neg(is64: boolean, dst: X86Reg): this {
-    this.insn(`neg ${dst}`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xf7, add1reg(0xd8, R[dst])); });
+    this.insn(this.notes && `neg ${dst}`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xf7, add1reg(0xd8, R[dst])); });
     this.rec(NEG[w(is64)])?.reg(0, R[dst], sz(is64));
     return this;
   }
   /** `shl r,1` (d1) for a count of 1, else `shl r,imm8` (c1). */
   shiftRI(op: ShiftOp, is64: boolean, dst: X86Reg, n: number): this {
-    this.insn(`${op} ${dst},${n}`, (c) => {
+    this.insn(this.notes && `${op} ${dst},${n}`, (c) => {
       maybeEmit1mod(c, R[dst], is64);
       if (n === 1) c.emit(0xd1, add1reg(SHIFT_B3[op], R[dst]));
       else c.emit(0xc1, add1reg(SHIFT_B3[op], R[dst]), n);
@@ -334,7 +348,7 @@ export class Emitter {
     return this;
   }
   shiftRCl(op: ShiftOp, is64: boolean, dst: X86Reg): this {
-    this.insn(`${op} ${dst},cl`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xd3, add1reg(SHIFT_B3[op], R[dst])); });
+    this.insn(this.notes && `${op} ${dst},cl`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xd3, add1reg(SHIFT_B3[op], R[dst])); });
     this.rec(SHIFT_CL_FORM[op][w(is64)])?.reg(0, R[dst], sz(is64)).reg(1, RCX, 1);
     return this;
   }
@@ -342,7 +356,7 @@ export class Emitter {
   /** emit_movsx_reg(): BPF_MOV with off 8/16/32 (movs[b,w,l]q; movs[b,w]l), REX bytes exactly as upstream writes them. */
   movsxReg(bits: 8 | 16 | 32, is64: boolean, dst: X86Reg, src: X86Reg): this {
     const d = R[dst], s = R[src];
-    this.insn(`movsx${bits} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => {
+    this.insn(this.notes && `movsx${bits} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => {
       if (is64) {
         if (bits === 8) c.emit(add2mod(0x48, s, d), 0x0f, 0xbe, add2reg(0xc0, s, d));
         else if (bits === 16) c.emit(add2mod(0x48, s, d), 0x0f, 0xbf, add2reg(0xc0, s, d));
@@ -362,7 +376,7 @@ export class Emitter {
   /** `imul dst,dst,imm8|imm32` (6b/69) with maybe_emit_mod(dst, dst): BPF_MUL | BPF_K. */
   imulRI(is64: boolean, dst: X86Reg, imm: number): this {
     const d = R[dst];
-    this.insn(`imul ${dst},${dst},${hex(imm)}`, (c) => {
+    this.insn(this.notes && `imul ${dst},${dst},${hex(imm)}`, (c) => {
       maybeEmitMod(c, d, d, is64);
       if (isImm8(imm)) c.emit(0x6b, add2reg(0xc0, d, d), imm);
       else { c.emit(0x69, add2reg(0xc0, d, d)); c.u32(imm); }
@@ -372,44 +386,44 @@ export class Emitter {
   }
   /** `imul dst,src` (0f af) with maybe_emit_mod(src, dst): BPF_MUL | BPF_X. */
   imulRR(is64: boolean, dst: X86Reg, src: X86Reg): this {
-    this.insn(`imul ${dst},${src}`, (c) => { maybeEmitMod(c, R[src], R[dst], is64); c.emit(0x0f, 0xaf, add2reg(0xc0, R[src], R[dst])); });
+    this.insn(this.notes && `imul ${dst},${src}`, (c) => { maybeEmitMod(c, R[src], R[dst], is64); c.emit(0x0f, 0xaf, add2reg(0xc0, R[src], R[dst])); });
     this.rec(IMUL_RR[w(is64)])?.reg(0, R[dst], sz(is64)).reg(1, R[src], sz(is64));
     return this;
   }
   /** `mov r11,simm32` as the DIV/MOD case writes it (49 c7 c3 imm32). */
   movR11Imm32(imm: number): this {
-    this.insn(`mov r11,${hex(imm)}`, (c) => { c.emit(0x49, 0xc7, 0xc3); c.u32(imm); });
+    this.insn(this.notes && `mov r11,${hex(imm)}`, (c) => { c.emit(0x49, 0xc7, 0xc3); c.u32(imm); });
     this.rec(MOV_RM_I32[0])?.reg(0, R11, 8).imm(1, imm);
     return this;
   }
   /** `xor edx,edx` (31 d2). */
-  xorEdx(): this { this.insn("xor edx,edx", (c) => c.emit(0x31, 0xd2)); this.rec(XOR_RM32_R32)?.reg(0, RDX, 4).reg(1, RDX, 4); return this; }
+  xorEdx(): this { this.insn(this.notes && "xor edx,edx", (c) => c.emit(0x31, 0xd2)); this.rec(XOR_RM32_R32)?.reg(0, RDX, 4).reg(1, RDX, 4); return this; }
   /** `cdq` (99) or `cqo` (48 99). */
-  cdq(is64: boolean): this { this.insn(is64 ? "cqo" : "cdq", (c) => (is64 ? c.emit(0x48, 0x99) : c.emit(0x99))); this.rec(is64 ? CQO : CDQ); return this; }
+  cdq(is64: boolean): this { this.insn(this.notes && (is64 ? "cqo" : "cdq"), (c) => (is64 ? c.emit(0x48, 0x99) : c.emit(0x99))); this.rec(is64 ? CQO : CDQ); return this; }
   /** `div src` (f7 /6) or `idiv src` (f7 /7). */
   div(signed: boolean, is64: boolean, src: X86Reg): this {
-    this.insn(`${signed ? "idiv" : "div"} ${src}`, (c) => { maybeEmit1mod(c, R[src], is64); c.emit(0xf7, add1reg(signed ? 0xf8 : 0xf0, R[src])); });
+    this.insn(this.notes && `${signed ? "idiv" : "div"} ${src}`, (c) => { maybeEmit1mod(c, R[src], is64); c.emit(0xf7, add1reg(signed ? 0xf8 : 0xf0, R[src])); });
     this.rec((signed ? IDIV : DIV)[w(is64)])?.reg(0, R[src], sz(is64));
     return this;
   }
   /** BPF_END 16 (to_be, bswap16): `ror r16,8` (66 [41] c1 /1 08). */
   ror16by8(dst: X86Reg): this {
     const d = R[dst];
-    this.insn(`ror ${dst}w,8`, (c) => { c.emit(0x66); if (isEreg(d)) c.emit(0x41); c.emit(0xc1, add1reg(0xc8, d), 8); });
+    this.insn(this.notes && `ror ${dst}w,8`, (c) => { c.emit(0x66); if (isEreg(d)) c.emit(0x41); c.emit(0xc1, add1reg(0xc8, d), 8); });
     this.rec(ROR_RM16_I8)?.reg(0, d, 2).imm(1, 8);
     return this;
   }
   /** `movzx r32,r16` ([45] 0f b7): zero-extend the low 16 bits. */
   movzx16(dst: X86Reg): this {
     const d = R[dst];
-    this.insn(`movzx ${dst}d,${dst}w`, (c) => { if (isEreg(d)) c.emit(0x45, 0x0f, 0xb7); else c.emit(0x0f, 0xb7); c.emit(add2reg(0xc0, d, d)); });
+    this.insn(this.notes && `movzx ${dst}d,${dst}w`, (c) => { if (isEreg(d)) c.emit(0x45, 0x0f, 0xb7); else c.emit(0x0f, 0xb7); c.emit(add2reg(0xc0, d, d)); });
     this.rec(MOVZX_R32_RM16)?.reg(0, d, 4).reg(1, d, 2);
     return this;
   }
   /** `bswap r32` ([41] 0f c8+r) or `bswap r64` (REX.W 0f c8+r). */
   bswap(is64: boolean, dst: X86Reg): this {
     const d = R[dst];
-    this.insn(`bswap ${dst}${is64 ? "" : "d"}`, (c) => {
+    this.insn(this.notes && `bswap ${dst}${is64 ? "" : "d"}`, (c) => {
       if (is64) c.emit(add1mod(0x48, d), 0x0f, add1reg(0xc8, d));
       else { if (isEreg(d)) c.emit(0x41, 0x0f); else c.emit(0x0f); c.emit(add1reg(0xc8, d)); }
     });
@@ -419,7 +433,7 @@ export class Emitter {
   /** `mov r32,r32` to itself ([45] 89): clears the upper half (BPF_END to_le 32). */
   movSelf32(dst: X86Reg): this {
     const d = R[dst];
-    this.insn(`mov ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(0x45); c.emit(0x89, add2reg(0xc0, d, d)); });
+    this.insn(this.notes && `mov ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(0x45); c.emit(0x89, add2reg(0xc0, d, d)); });
     this.rec(MOV_RM_R[1])?.reg(0, d, 4).reg(1, d, 4);
     return this;
   }
@@ -428,7 +442,7 @@ export class Emitter {
     const d = R[dst], s = R[src];
     const pp = op === "shl" ? 1 : op === "shr" ? 3 : 2;
     const ext = isEreg(d);
-    this.insn(`${op}x ${dst},${dst},${src}`, (c) => {
+    this.insn(this.notes && `${op}x ${dst},${dst},${src}`, (c) => {
       // emit_3vex(r = b = is_ereg(dst), x = 0, m = 2 (0f38), w = is64, vvvv = src, l = 0, pp)
       c.emit(0xc4, ((ext ? 0 : 1) << 7) | (1 << 6) | ((ext ? 0 : 1) << 5) | 2, ((is64 ? 1 : 0) << 7) | ((~s & 0xf) << 3) | pp);
       c.emit(0xf7, add2reg(0xc0, d, d));
@@ -442,7 +456,7 @@ export class Emitter {
    */
   atomicRmw(op: "add" | "and" | "or" | "xor" | "xadd" | "xchg" | "cmpxchg", size: 4 | 8, base: X86Reg, off: number, src: X86Reg): this {
     const b = R[base], s = R[src];
-    this.insn(`${op === "xchg" ? "" : "lock "}${op}${size * 8} ${memText(base, off)},${src}`, (c) => {
+    this.insn(this.notes && `${op === "xchg" ? "" : "lock "}${op}${size * 8} ${memText(base, off)},${src}`, (c) => {
       if (op !== "xchg") c.emit(0xf0);
       maybeEmitMod(c, b, s, size === 8);
       if (op === "xadd") c.emit(0x0f, 0xc1);
@@ -459,7 +473,7 @@ export class Emitter {
   /** emit_ldx(): movzx r64,byte/word; mov r32,dword; mov r64,qword. */
   ldx(size: Width, dst: X86Reg, base: X86Reg, off: number): this {
     const d = R[dst], b = R[base];
-    this.insn(`ldx${size * 8} ${dst},${memText(base, off)}`, (c) => {
+    this.insn(this.notes && `ldx${size * 8} ${dst},${memText(base, off)}`, (c) => {
       if (size === 1) c.emit(add2mod(0x48, b, d), 0x0f, 0xb6);
       else if (size === 2) c.emit(add2mod(0x48, b, d), 0x0f, 0xb7);
       else if (size === 4) { if (isEreg(d) || isEreg(b)) c.emit(add2mod(0x40, b, d)); c.emit(0x8b); }
@@ -472,7 +486,7 @@ export class Emitter {
   /** emit_ldsx(): movsx r64,byte/word [..] (REX.W 0f be/bf), movsxd r64,dword [..] (REX.W 63). */
   ldsx(size: 1 | 2 | 4, dst: X86Reg, base: X86Reg, off: number): this {
     const d = R[dst], b = R[base];
-    this.insn(`ldsx${size * 8} ${dst},${memText(base, off)}`, (c) => {
+    this.insn(this.notes && `ldsx${size * 8} ${dst},${memText(base, off)}`, (c) => {
       if (size === 1) c.emit(add2mod(0x48, b, d), 0x0f, 0xbe);
       else if (size === 2) c.emit(add2mod(0x48, b, d), 0x0f, 0xbf);
       else c.emit(add2mod(0x48, b, d), 0x63);
@@ -484,7 +498,7 @@ export class Emitter {
   /** emit_stx(). */
   stx(size: Width, base: X86Reg, off: number, src: X86Reg): this {
     const b = R[base], s = R[src];
-    this.insn(`stx${size * 8} ${memText(base, off)},${src}`, (c) => {
+    this.insn(this.notes && `stx${size * 8} ${memText(base, off)},${src}`, (c) => {
       if (size === 1) { if (isEreg(b) || isEreg8l(s)) c.emit(add2mod(0x40, b, s)); c.emit(0x88); }
       else if (size === 2) { c.emit(0x66); if (isEreg(b) || isEreg(s)) c.emit(add2mod(0x40, b, s)); c.emit(0x89); }
       else if (size === 4) { if (isEreg(b) || isEreg(s)) c.emit(add2mod(0x40, b, s)); c.emit(0x89); }
@@ -497,7 +511,7 @@ export class Emitter {
   /** BPF_ST: mov byte/word/dword/qword [base+off], imm. */
   st(size: Width, base: X86Reg, off: number, imm: number): this {
     const b = R[base];
-    this.insn(`st${size * 8} ${memText(base, off)},${hex(imm)}`, (c) => {
+    this.insn(this.notes && `st${size * 8} ${memText(base, off)},${hex(imm)}`, (c) => {
       if (size === 1) { if (isEreg(b)) c.emit(0x41); c.emit(0xc6); }
       else if (size === 2) { c.emit(0x66); if (isEreg(b)) c.emit(0x41); c.emit(0xc7); }
       else if (size === 4) { if (isEreg(b)) c.emit(0x41); c.emit(0xc7); }
@@ -513,13 +527,13 @@ export class Emitter {
 
   // ---- compares and branches ----
   cmpRR(is64: boolean, a: X86Reg, b: X86Reg): this {
-    this.insn(`cmp ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x39, add2reg(0xc0, R[a], R[b])); });
+    this.insn(this.notes && `cmp ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x39, add2reg(0xc0, R[a], R[b])); });
     this.rec(CMP_RR[w(is64)])?.reg(0, R[a], sz(is64)).reg(1, R[b], sz(is64));
     return this;
   }
   /** `cmp r,imm` (83 /7 or 81 /7; never the short rax form). */
   cmpRI(is64: boolean, a: X86Reg, imm: number): this {
-    this.insn(`cmp ${a},${hex(imm)}`, (c) => {
+    this.insn(this.notes && `cmp ${a},${hex(imm)}`, (c) => {
       maybeEmit1mod(c, R[a], is64);
       if (isImm8(imm)) c.emit(0x83, add1reg(0xf8, R[a]), imm);
       else { c.emit(0x81, add1reg(0xf8, R[a])); c.u32(imm); }
@@ -528,24 +542,24 @@ export class Emitter {
     return this;
   }
   testRR(is64: boolean, a: X86Reg, b: X86Reg): this {
-    this.insn(`test ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x85, add2reg(0xc0, R[a], R[b])); });
+    this.insn(this.notes && `test ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x85, add2reg(0xc0, R[a], R[b])); });
     this.rec(TEST_RR[w(is64)])?.reg(0, R[a], sz(is64)).reg(1, R[b], sz(is64));
     return this;
   }
   /** JSET with an immediate: `test r,imm32` (f7 /0), always the imm32 form. */
   testRI(is64: boolean, a: X86Reg, imm: number): this {
-    this.insn(`test ${a},${hex(imm)}`, (c) => { maybeEmit1mod(c, R[a], is64); c.emit(0xf7, add1reg(0xc0, R[a])); c.u32(imm); });
+    this.insn(this.notes && `test ${a},${hex(imm)}`, (c) => { maybeEmit1mod(c, R[a], is64); c.emit(0xf7, add1reg(0xc0, R[a])); c.u32(imm); });
     this.rec(TEST_I32[w(is64)])?.reg(0, R[a], sz(is64)).imm(1, imm);
     return this;
   }
   /** A conditional jump by `rel` bytes from its end: rel8 (EMIT2) or rel32 (0f 8x). */
   jcc(cond: Cond, short: boolean, rel: number): this {
-    this.insn(`j${cond} ${hex(rel)}`, (c) => { if (short) c.emit(JCC[cond], rel); else { c.emit(0x0f, JCC[cond] + 0x10); c.u32(rel); } });
+    this.insn(this.notes && `j${cond} ${hex(rel)}`, (c) => { if (short) c.emit(JCC[cond], rel); else { c.emit(0x0f, JCC[cond] + 0x10); c.u32(rel); } });
     return this.branchTo(JCC_FORM[cond][short ? 0 : 1], short ? (rel << 24) >> 24 : rel | 0);
   }
   /** `jmp rel8` (eb) or `jmp rel32` (e9). */
   jmp(short: boolean, rel: number): this {
-    this.insn(`jmp ${hex(rel)}`, (c) => { if (short) c.emit(0xeb, rel); else { c.emit(0xe9); c.u32(rel); } });
+    this.insn(this.notes && `jmp ${hex(rel)}`, (c) => { if (short) c.emit(0xeb, rel); else { c.emit(0xe9); c.u32(rel); } });
     return this.branchTo(short ? JMP_REL8 : JMP_REL32, short ? (rel << 24) >> 24 : rel | 0);
   }
   /** The record of the near branch written last: its target `rel` bytes (as encoded) from its end. */
@@ -561,7 +575,7 @@ export class Emitter {
     const ip = this.o.base + BigInt(this.code.length);
     const rel = BigInt.asIntN(64, target - (ip + 5n));
     if (!isSimm32(rel)) throw new JitError(`${this.name}: Target call ${target.toString(16)} is out of range`);
-    this.insn(`call ${symbol}`, (c) => { c.emit(0xe8); c.u32(Number(rel)); });
+    this.insn(this.notes && `call ${symbol}`, (c) => { c.emit(0xe8); c.u32(Number(rel)); });
     this.rec(CALL_REL32)?.target(Number(BigInt.asIntN(64, target)));
     return this;
   }

@@ -202,3 +202,15 @@ describe("the JIT's encoder against iced-x86", () => {
     expect(decoded).toBe(Math.ceil(n / 11));
   });
 });
+
+describe("an emitter without notes (the JIT's passes before the image)", () => {
+  const write = (e: Emitter) => e.endbr64().push("rbp").movRR("rbp", "rsp").subRsp(0x28).lea("rdi", "rbp", -0x10).cdq(true).nops(13).leave().ret();
+  const symbols = () => undefined;
+  plain("writes the same bytes, and keeps no listing", () => {
+    const withNotes = write(new Emitter("t", { base: 0xffffffffa0000000n, symbols })).finish();
+    const without = write(new Emitter("t", { base: 0xffffffffa0000000n, symbols, notes: false })).finish();
+    expect(without.bytes).toEqual(withNotes.bytes);
+    expect(withNotes.insns.map((x) => x.note)).toEqual(["endbr64", "push rbp", "mov rbp,rsp", "sub rsp,0x28", "lea rdi,[rbp-0x10]", "cqo", "nop13", "leave", "ret"]);
+    expect(without.insns).toEqual([]);
+  });
+});
