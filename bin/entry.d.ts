@@ -11,5 +11,5 @@ export function withModuleHooks(...compiled: string[]): Promise<unknown[]>;
 export function moduleMain(): Promise<typeof import("../harness/cli/main.ts")>;
 /** The V8 flags every entry point that runs campaigns sets (see bin/entry.js). */
 export const V8_FLAGS: string;
-/** Set V8_FLAGS for this process (its worker threads share them), before any code is optimised. */
+/** Set V8_FLAGS for this process (its worker threads share them), before any code is optimised; on V8 11 (Node 20) only. */
 export function tuneV8(): void;

@@ -211,16 +211,15 @@ export class Emitter {
   /** EMIT_ENDBR(): endbr64 (f3 0f 1e fa). */
   endbr64(): this { this.insn(this.notes && "endbr64", (c) => c.emit(0xf3, 0x0f, 0x1e, 0xfa)); this.rec(ENDBR64); return this; }
   /** emit_nops(5): the patchable site bpf_arch_text_poke() rewrites (0f 1f 44 00 00). */
-  nop5(): this { return this.nops(5, "nop5"); }
+  nop5(): this { return this.nops(5); }
   /** emit_nops(3): keeps the tail-call layout when no `xor rax,rax` is needed (0f 1f 00). */
-  nop3(): this { return this.nops(3, "nop3"); }
+  nop3(): this { return this.nops(3); }
   /** emit_nops(n): jump padding of the late passes. Several nops past ASM_NOP_MAX bytes, each its own record. */
-  nops(n: number, note = `nop${n}`): this {
+  nops(n: number): this {
     if (n === 0) return this;
-    const at = this.code.length;
-    this.insn(this.notes && note, (c) => c.nops(n));
+    this.insn(this.notes && `nop${n}`, (c) => c.nops(n));
     const r = this.records;
-    for (let off = at, left = n; r !== null && left > 0; ) {
+    for (let off = this.last, left = n; r !== null && left > 0; ) {
       const k = Math.min(left, ASM_NOP_MAX), [form, memSize] = NOP_FORM[k]!;
       r.begin(form, this.ip0 + off, k);
       if (memSize !== 0) r.mem(0, memSize, -1, 0);

@@ -9,6 +9,7 @@ import { Code, Encoder, Instruction as I, MemoryOperand as M, Register as Reg } 
 import { Emitter, type Cond, type Width } from "../../../jit/x86/emit.ts";
 import type { X86Reg } from "../../../jit/x86/encode.ts";
 import { forEachInstruction } from "../../../jit/iced.ts";
+import { InsnRecords } from "../../../harness/machine/decode.ts";
 
 const R = Reg as unknown as Record<string, number>;
 const C = Code as unknown as Record<string, number>;
@@ -206,11 +207,15 @@ describe("the JIT's encoder against iced-x86", () => {
 describe("an emitter without notes (the JIT's passes before the image)", () => {
   const write = (e: Emitter) => e.endbr64().push("rbp").movRR("rbp", "rsp").subRsp(0x28).lea("rdi", "rbp", -0x10).cdq(true).nops(13).leave().ret();
   const symbols = () => undefined;
-  plain("writes the same bytes, and keeps no listing", () => {
-    const withNotes = write(new Emitter("t", { base: 0xffffffffa0000000n, symbols })).finish();
-    const without = write(new Emitter("t", { base: 0xffffffffa0000000n, symbols, notes: false })).finish();
+  plain("writes the same bytes and the same machine records, and keeps no listing", () => {
+    const base = 0xffffffffa0000000n;
+    const withNotes = write(new Emitter("t", { base, symbols, records: new InsnRecords() })).finish();
+    const without = write(new Emitter("t", { base, symbols, records: new InsnRecords(), notes: false })).finish();
     expect(without.bytes).toEqual(withNotes.bytes);
     expect(withNotes.insns.map((x) => x.note)).toEqual(["endbr64", "push rbp", "mov rbp,rsp", "sub rsp,0x28", "lea rdi,[rbp-0x10]", "cqo", "nop13", "leave", "ret"]);
     expect(without.insns).toEqual([]);
+    // the records (each instruction's address and length among them) do not depend on the notes
+    expect(withNotes.decoded).toBeDefined();
+    expect(without.decoded).toEqual(withNotes.decoded);
   });
 });

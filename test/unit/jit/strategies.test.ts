@@ -102,12 +102,21 @@ describe("a strategy's hooks", () => {
   test("buildImage() asks privateMemory() once per program, and the JIT places what it answered", () => {
     const asked: string[] = [];
     const r9 = BUILTIN_STRATEGIES.find((x) => x.name === "r9-private")!;
-    const counting: Strategy = { ...r9, name: "counting", privateMemory: (p, v) => (asked.push(p.name), r9.privateMemory(p, v)) };
-    const progs = [program({ name: "a", type: "tracing", funcs }), program({ name: "b", type: "tracing", funcs })];
-    const img = buildImage({ programs: progs, task: 0, nested: [1] }, counting);
-    expect(asked).toEqual(["a", "b"]);
-    // the answer the image's counter was decided on is the one the JIT placed
-    expect(img.programs.map((p) => p.jit.privates.map((x) => x.fi))).toEqual(progs.map((p, i) => r9.privateMemory(img.programs[i]!.xlated, img.programs[i]!.validated).map((x) => x.fi)));
+    // a hook that answers differently each time it is asked (8 bytes more each call), and "none"
+    // for program b: a second call, for either, would show
+    const counting: Strategy = {
+      ...r9, name: "counting",
+      privateMemory: (p, v) => {
+        asked.push(p.name);
+        return p.name === "b" ? [] : r9.privateMemory(p, v).map((r) => ({ ...r, size: r.size + 8 * asked.length }));
+      },
+    };
+    const progs = ["a", "b", "c"].map((name) => program({ name, type: "tracing", funcs }));
+    const img = buildImage({ programs: progs, task: 0, nested: [1, 2] }, counting);
+    expect(asked).toEqual(["a", "b", "c"]);
+    // what the JIT placed is the answer the image's counter was decided on: the first call's
+    const firstAnswer = (i: number) => r9.privateMemory(img.programs[i]!.xlated, img.programs[i]!.validated).map((r) => r.size + 8 * (i + 1));
+    expect(img.programs.map((p) => p.jit.privates.map((x) => x.size))).toEqual([firstAnswer(0), [], firstAnswer(2)]);
     expect(img.programs[0]!.jit.privates.length).toBeGreaterThan(0);
   });
 });

@@ -15,6 +15,13 @@ describe("ContentCache", () => {
     expect(get(0x1000, block(1))).toBe(1);
     expect(get(0x2000, block(1))).toBe(2);
     expect(get(0x1000, block(2))).toBe(3);
+    // the young generation turns over only once its bytes would pass the bound (two blocks of 100 fit 200)
+    const exact = new ContentCache<number>(200);
+    exact.get(1, block(1), () => 1);
+    exact.get(2, block(2), () => 2);
+    expect(exact.sizes).toEqual({ young: 2, old: 0 });
+    exact.get(3, block(3), () => 3);
+    expect(exact.sizes).toEqual({ young: 1, old: 2 });
     // a view into a larger buffer keys by its own bytes
     const big = new Uint8Array(300).fill(7);
     big.set(block(1), 100);
