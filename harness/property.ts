@@ -9,7 +9,7 @@ import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
-import { runScenario, scheduleOf, startRun, stepBudget, type Injection, type RunOptions, type RunOutcome, type RunSession, type SavedRun, type SchedCounts, type UnwinderName } from "./run.ts";
+import { driveRun, runScenario, scheduleOf, startRun, stepBudget, type Injection, type RunOptions, type RunOutcome, type RunSession, type SavedRun, type SchedCounts, type UnwinderName } from "./run.ts";
 import { kernelStacks, privateStacks, type KernelStack, type PrivateStack } from "../jit/private-stacks.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
 import type { Scenario } from "./scenario.ts";
@@ -181,11 +181,12 @@ export function checkRandom(sc: Scenario, strategy: Strategy, o: CheckOptions, i
  * `shortcut: false` runs them all to the end.
  */
 export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOptions, image: Image = imageFor(sc, strategy, o)): Verdict {
-  // The unforked run, on the session the forks will use: kept as it starts, run to its end
-  // (runScenario() with no interrupts), then put back to its start (one set-up, not two).
-  const run = startRun(sc, strategy, runOpts(o, image, []));
+  // The unforked run, on the session the forks will use: kept as it starts, run to its end,
+  // then put back to its start (one set-up, not two).
+  const unforked = runOpts(o, image, []);
+  const run = startRun(sc, strategy, unforked);
   const start = run.save();
-  const base = run.finish(run.m.run({ maxSteps: o.maxSteps || stepBudget(sc, 0) }), [], []); // (runOpts() drops a maxSteps of 0, as runScenario() had it)
+  const base = driveRun(run, sc, unforked);
   const baseFailure = firstFailure(base);
   if (baseFailure || base.result.kind !== "completed") return { ok: false, outcome: base, failure: baseFailure, runs: 1, coverage: new Map() };
   start.restore();

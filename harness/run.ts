@@ -202,7 +202,11 @@ export function stepBudget(sc: Scenario, injected: number): number {
 }
 
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
-  const s = startRun(sc, strategy, o);
+  return driveRun(startRun(sc, strategy, o), sc, o);
+}
+
+/** A started run (startRun() with the same options) driven to its end: the schedule's interrupts raised at their steps. */
+export function driveRun(s: RunSession, sc: Scenario, o: RunOptions): RunOutcome {
   const budget = o.maxSteps ?? stepBudget(sc, o.injections?.length ?? 0);
   const schedule = [...(o.injections ?? [])].sort((a, b) => a.atStep - b.atStep);
   let result: RunResult = { kind: "paused", steps: 0, rip: s.m.rip };
