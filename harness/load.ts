@@ -54,8 +54,19 @@ function layoutKey(img: Image): string {
   return `${k}|${img.regions.map((r) => `${r.name}:${r.kind}:${r.start}:${r.size}:${r.perms}`).join("|")}`;
 }
 
-/** A machine kept for a layout: its state with only the layout loaded, and the image it holds now, loaded. */
-interface Pooled { readonly m: Machine; readonly bare: MachineSnapshot; owner?: Image; loaded?: MachineSnapshot }
+/**
+ * A machine kept for a layout: its state with only the layout loaded, and the image it holds now
+ * (by number: the pool must not keep images alive, nor anything else of a run that is over, or
+ * V8 moves it all into its old generation before the layout's next run lets it go), loaded.
+ */
+interface Pooled { readonly m: Machine; readonly bare: MachineSnapshot; owner?: number; loaded?: MachineSnapshot }
+const imageIds = new WeakMap<Image, number>();
+let imagesSeen = 0;
+const imageId = (img: Image) => {
+  let id = imageIds.get(img);
+  if (id === undefined) imageIds.set(img, (id = ++imagesSeen));
+  return id;
+};
 const pool = new Map<string, Pooled>();
 /** Layouts kept at once (the least recently used goes). */
 const POOL_SIZE = 16;
@@ -84,14 +95,14 @@ export function reusedMachine(img: Image): Machine {
   pool.set(key, p);
   const { m } = p;
   m.resetInstrumentation();
-  if (p.owner === img) {
+  if (p.owner === imageId(img)) {
     m.restore(p.loaded!);
     return m;
   }
   m.restore(p.bare);
   m.setSymbols(img.symbols);
   loadOwn(m, img);
-  p.owner = img;
+  p.owner = imageId(img);
   p.loaded = m.snapshot();
   return m;
 }

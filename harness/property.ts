@@ -185,6 +185,15 @@ export function checkExhaustive(sc: Scenario, strategy: Strategy, o: CheckOption
   // then put back to its start (one set-up, not two).
   const unforked = runOpts(o, image, []);
   const run = startRun(sc, strategy, unforked);
+  try {
+    return forkEveryBoundary(run, sc, strategy, o, image, unforked);
+  } finally {
+    run.end();
+  }
+}
+
+/** checkExhaustive() on its started session. */
+function forkEveryBoundary(run: RunSession, sc: Scenario, strategy: Strategy, o: CheckOptions, image: Image, unforked: RunOptions): Verdict {
   const start = run.save();
   const base = driveRun(run, sc, unforked);
   const baseFailure = firstFailure(base);

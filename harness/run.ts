@@ -119,6 +119,13 @@ export interface RunSession {
    * times); `machine` and `sched` are the machine's snapshot and the scheduler's counts then.
    */
   save(): SavedRun;
+  /**
+   * The run is over: its machine lets go of its hooks, observer and watchers, and with them of
+   * every sample and check of the run. (A machine reused across images, load.ts
+   * reusedMachine(), would otherwise keep them until its layout's next run, long enough for V8
+   * to move them into its old generation, whose collections cost far more.)
+   */
+  end(): void;
   /** The outcome of the run as it ended with `result`. */
   finish(result: RunResult, schedule: readonly Injection[], raised: readonly Raised[]): RunOutcome;
   /** Has a sample or a check failed so far, the end-of-run checks as they stand now included? */
@@ -202,7 +209,12 @@ export function stepBudget(sc: Scenario, injected: number): number {
 }
 
 export function runScenario(sc: Scenario, strategy: Strategy, o: RunOptions): RunOutcome {
-  return driveRun(startRun(sc, strategy, o), sc, o);
+  const s = startRun(sc, strategy, o);
+  try {
+    return driveRun(s, sc, o);
+  } finally {
+    s.end();
+  }
 }
 
 /** A started run (startRun() with the same options) driven to its end: the schedule's interrupts raised at their steps. */
@@ -326,6 +338,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     f.reg !== undefined ? m.reg(f.reg) : f.name === "ip" ? m.rip : f.name === "flags" ? BigInt(m.rflags) : words[f.name as "orig_ax" | "cs" | "ss"];
   return {
     m, sym,
+    end: () => m.resetInstrumentation(),
     failing: () => samples.some((x) => x.failed) || checks.failing(),
     coverageNow: () => ({ delivered, sched }),
     ptRegsAt(regs) {

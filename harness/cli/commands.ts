@@ -255,6 +255,7 @@ function traceRun(scenario: Scenario, strategy: Strategy, opts: Parameters<typeo
     if (result.kind !== "paused") { lines.push(`        ${result.kind}`); break; }
     if (n === TRACE_LIMIT - 1) lines.push(`        (trace stopped after ${TRACE_LIMIT} lines)`);
   }
+  s.end();
   return `${lines.join("\n")}\n\n`;
 }
 

@@ -23,17 +23,27 @@ export class ContentCache<T> {
 
   /** The value for `bytes` at `at`, from `make` the first time (or once it has aged out). */
   get(at: bigint | number, bytes: Uint8Array, make: () => T): T {
-    const key = `${at}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")}`;
+    const key = keyOf(at, bytes);
+    return this.young.get(key) ?? this.put(key, bytes.length, this.old.get(key) ?? make());
+  }
+
+  /** The value kept for `bytes` at `at`, if any (kept young again, as get() does). */
+  find(at: bigint | number, bytes: Uint8Array): T | undefined {
+    const key = keyOf(at, bytes);
     const v = this.young.get(key);
     if (v !== undefined) return v;
-    const value = this.old.get(key) ?? make();
-    if (this.bytes + bytes.length > this.maxBytes) {
+    const o = this.old.get(key);
+    return o === undefined ? undefined : this.put(key, bytes.length, o);
+  }
+
+  private put(key: string, size: number, value: T): T {
+    if (this.bytes + size > this.maxBytes) {
       this.old = this.young;
       this.young = new Map();
       this.bytes = 0;
     }
     this.young.set(key, value);
-    this.bytes += bytes.length;
+    this.bytes += size;
     return value;
   }
 
@@ -42,3 +52,5 @@ export class ContentCache<T> {
     return { young: this.young.size, old: this.old.size };
   }
 }
+
+const keyOf = (at: bigint | number, bytes: Uint8Array) => `${at}:${Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1")}`;

@@ -355,8 +355,18 @@ function specialise(d: DInsn): void {
  */
 const blocks = new ContentCache<readonly DInsn[]>(1 << 17);
 
+/**
+ * Blocks whose records the code that wrote them handed over (the JIT's), which cost nothing to
+ * have again: kept only for decodeCode()'s readers of the same image's code right after it is
+ * loaded (the frame-window oracle), in generations of 4 KB, a few small scenarios' worth. In
+ * `blocks`, every image's records were kept for some 500 small scenarios (random immediates:
+ * almost none asked for again), which took them all into V8's old generation.
+ */
+const recorded = new ContentCache<readonly DInsn[]>(1 << 12);
+
 function decodedBlock(bytes: Uint8Array, ip: number, records?: readonly DInsn[]): readonly DInsn[] {
-  return blocks.get(ip, bytes, () => (records !== undefined && recordsOf(records, ip, bytes) ? records : decode(bytes, ip)));
+  if (records !== undefined && recordsOf(records, ip, bytes)) return recorded.get(ip, bytes, () => records);
+  return recorded.find(ip, bytes) ?? blocks.get(ip, bytes, () => decode(bytes, ip));
 }
 
 /** Records InsnRecords.take() handed out, each with the address and a copy of the bytes it covers. */

@@ -130,6 +130,12 @@ const ZERO_DATA = new Uint8Array(PAGE_SIZE);
 const MAX_SPARE = 64;
 const UNWRITTEN = -1;
 
+/** Are bytes [from, from + n) all zero? */
+function isZero(bytes: Uint8Array, from: number, n: number): boolean {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset + from, n);
+  return b.equals(ZERO_DATA.subarray(0, n));
+}
+
 function pageNo(a: number): number {
   return Math.floor(a / PAGE_SIZE);
 }
@@ -162,10 +168,15 @@ export class Memory {
     this.dropCaches();
   }
 
-  /** Stop reporting writes and reads (a machine reused for another run). */
+  /**
+   * Stop reporting writes and reads (a machine reused for another run). New sets rather than
+   * cleared ones: a cleared Set's old table links to its new one, which V8's young-generation
+   * collector then keeps alive while the old table waits for a full collection (Machine's
+   * resetInstrumentation()).
+   */
   unwatch(): void {
-    this.watched.clear();
-    this.rWatched.clear();
+    this.watched = new Set();
+    this.rWatched = new Set();
     this.watcher = this.rWatcher = null;
     this.dropCaches();
   }
@@ -452,6 +463,8 @@ export class Memory {
       if (!p) throw new RangeError(`load of ${bytes.length} bytes at ${hex64(toCanonical(a))}: ${hex64(toCanonical(a + i))} is unmapped`);
       if (p.region.kind === "guard") throw new RangeError(`load at ${hex64(toCanonical(a))}: ${hex64(toCanonical(a + i))} is in guard region '${p.region.name}'`);
       const n = Math.min(PAGE_SIZE - off, bytes.length - i);
+      // zeros onto a page nobody has written: nothing to do (an image's kernel data is mostly zeros)
+      if (p.data === ZERO_DATA && isZero(bytes, i, n)) { i += n; continue; }
       if (p.epoch !== this.epoch) {
         // (a whole page is taken from the bytes: no copy of the old one first)
         p = n === PAGE_SIZE ? new Page(new Uint8Array(bytes.subarray(i, i + n)), p.region, this.epoch) : this.copyOf(p);

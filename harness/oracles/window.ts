@@ -20,22 +20,25 @@ export interface FrameCode {
   readonly encode: bigint | undefined;
 }
 
-/** Function code read by address and content, across images. */
+/**
+ * Kernel function code read by address and content, across images. (Not BPF functions: a
+ * campaign's images almost never repeat one, and each kept here would live long enough for V8
+ * to move it into its old generation; an image's own runs share its facts by symbol instead,
+ * FrameWindowOptions.cache.)
+ */
 const byContent = new ContentCache<FrameCode>(1 << 17);
 
 /** The facts, from the function's decoded instructions. */
 function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
-  return byContent.get(start, bytes, () => {
-    const code = decodeCode(bytes, start);
-    const at = (d: (typeof code)[number] | undefined) => (d === undefined ? undefined : toCanonical(d.ip));
-    const reg = (k: number, r: number, want: number) => k === K_REG && r === want;
-    return {
-      movRbp: at(code.find((d) => GENERIC_OP[d.op] === Op.MOV && d.size === 8 && reg(d.k0, d.r0, RBP) && reg(d.k1, d.r1, RSP))),
-      rets: new Set(code.filter((d) => d.op === Op.RET).map((d) => toCanonical(d.ip))),
-      // `lea rbp,[rsp+odd]`: rbp = &pt_regs | 1
-      encode: at(code.find((d) => d.op === Op.LEA && reg(d.k0, d.r0, RBP) && d.base === RSP && d.index < 0 && (d.disp & 1) === 1)),
-    };
-  });
+  const code = decodeCode(bytes, start);
+  const at = (d: (typeof code)[number] | undefined) => (d === undefined ? undefined : toCanonical(d.ip));
+  const reg = (k: number, r: number, want: number) => k === K_REG && r === want;
+  return {
+    movRbp: at(code.find((d) => GENERIC_OP[d.op] === Op.MOV && d.size === 8 && reg(d.k0, d.r0, RBP) && reg(d.k1, d.r1, RSP))),
+    rets: new Set(code.filter((d) => d.op === Op.RET).map((d) => toCanonical(d.ip))),
+    // `lea rbp,[rsp+odd]`: rbp = &pt_regs | 1
+    encode: at(code.find((d) => d.op === Op.LEA && reg(d.k0, d.r0, RBP) && d.base === RSP && d.index < 0 && (d.disp & 1) === 1)),
+  };
 }
 
 /** Where a BPF function's frame is complete and where it is torn down (JitFunction.frame). */
@@ -102,7 +105,8 @@ export class FrameWindows implements WindowOracle {
       let code = this.cache.get(sym.name);
       if (!code) {
         const bytes = this.m.memory.peek(sym.start, sym.end - sym.start) ?? new Uint8Array(0);
-        code = frameCode(bytes, toCanonical(sym.start));
+        const start = toCanonical(sym.start);
+        code = sym.kind === "bpf" ? frameCode(bytes, start) : byContent.get(start, bytes, () => frameCode(bytes, start));
         this.cache.set(sym.name, code);
       }
       known = { kind: sym.kind, start: toCanonical(sym.start), code };

@@ -2,6 +2,8 @@
 // machine, each loaded over the bare layout, so a run's outcome must not depend on which images
 // ran on that machine before it.
 import fc from "fast-check";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { describe, expect, test, vi } from "vitest";
 import { planArb, planToScenario } from "../../../generators/index.ts";
 import { reusedMachine, startTask } from "../../../harness/load.ts";
@@ -73,5 +75,23 @@ describe("machines shared by images of one layout", () => {
     } finally {
       dispose.mockRestore();
     }
+  });
+
+  test("a run that is over leaves nothing of itself on the pooled machine: its samples can be collected", async () => {
+    // (a pooled machine that kept its last run's hooks kept their closures, and through them every
+    // sample and check of the run, until its layout ran again: run.ts RunSession.end())
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const s = strategy("baseline");
+    const sc = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 40, seed: 5 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`))
+      .find((x) => runScenario(x, s, { unwinder: "frame", injections: scheduleOf(x) }).samples.length > 0)!;
+    const img = buildImage(sc.spec, s);
+    const refs = ((): WeakRef<object>[] => runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: img }).samples.map((x) => new WeakRef(x)))();
+    expect(refs.length).toBeGreaterThan(0);
+    await new Promise((r) => setTimeout(r, 0)); // (a WeakRef's target stays until the job that made it ends)
+    gc();
+    expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
+    // and the image stays the machine's: its next run takes it as loaded
+    expect(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: img }))).toEqual(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) })));
   });
 });

@@ -47,4 +47,18 @@ describe("ContentCache", () => {
     expect(young).toBeLessThanOrEqual(2);
     expect(old).toBeLessThanOrEqual(2);
   });
+
+  it("find() gives what is kept, without making anything, and keeps an old entry young again", () => {
+    const c = new ContentCache<string>(250);
+    expect(c.find(1, block(1))).toBeUndefined();
+    expect(c.sizes).toEqual({ young: 0, old: 0 });
+    c.get(1, block(1), () => "one");
+    c.get(2, block(2), () => "two");
+    c.get(3, block(3), () => "three"); // turns over: one and two are old
+    expect(c.find(1, block(1))).toBe("one"); // back to the young generation
+    c.get(4, block(4), () => "four"); // turns over again: two is gone, one stays (old)
+    expect(c.find(2, block(2))).toBeUndefined();
+    expect(c.find(1, block(1))).toBe("one");
+    expect(c.find(1, block(9))).toBeUndefined(); // other bytes at that address
+  });
 });

@@ -2,6 +2,7 @@
 // exception, a silently wrong result or a stale state.
 import { describe, expect, test } from "vitest";
 import { FIXED, IF, Machine } from "../../../harness/machine/index.ts";
+import { Memory } from "../../../harness/machine/memory.ts";
 import { bytes, DATA, HANDLER, IST_TOP, newMachine, runSnippet, STACK_TOP, STOP, TEXT } from "../../helpers/layout.ts";
 
 const NMI_HANDLER = HANDLER + 0x1000n;
@@ -421,5 +422,27 @@ describe("the rsp cache stays coherent with every way rsp is written", () => {
     m.setReg("rax", 0xffff800000000000n);     // the lowest canonical upper-half address
     m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
     expect(m.run()).toMatchObject({ kind: "fault", reason: "non-canonical", address: 0xffff7ffffffffff8n, rip: TEXT + 3n });
+  });
+});
+
+describe("loads of zeros", () => {
+  // (Memory.loadAt() skips zeros bound for a page nobody has written: an image's kernel data is mostly zeros)
+  test("zeros loaded over written bytes overwrite them, in this epoch and after a snapshot; over unwritten pages they read as zeros", () => {
+    const mem = new Memory();
+    const base = 0xffff_c900_0000_0000n;
+    mem.map({ name: "data", kind: "data", start: base, size: 3 * 4096, perms: "rw-" });
+    const a = Number(BigInt.asIntN(64, base));
+    const read = (off: number, n: number) => [...mem.peek(a + off, n)!];
+    mem.load(base, new Uint8Array(3 * 4096)); // all unwritten: nothing to copy
+    expect(read(0, 3 * 4096).every((b) => b === 0)).toBe(true);
+    mem.load(base + 4096n + 10n, new Uint8Array([1, 2, 3]));
+    mem.load(base, new Uint8Array(2 * 4096)); // a whole page and a written one
+    expect(read(4096 + 10, 3)).toEqual([0, 0, 0]);
+    mem.load(base + 4096n + 10n, new Uint8Array([4, 5, 6]));
+    const snap = mem.snapshot();
+    mem.load(base + 4096n + 8n, new Uint8Array(8)); // part of a page shared with the snapshot
+    expect(read(4096 + 8, 6)).toEqual([0, 0, 0, 0, 0, 0]);
+    mem.restore(snap);
+    expect(read(4096 + 10, 3)).toEqual([4, 5, 6]);
   });
 });
