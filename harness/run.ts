@@ -1,6 +1,7 @@
 // One scenario run: the image under a strategy, the interrupt schedule, samples at the kernel's
 // sample points walked by the chosen unwinder and classed against the truth, and the run-level
 // oracles. What `stackcheck run` prints, as data.
+import { RecentCache } from "../jit/recent-cache.ts";
 import { REG_NAMES, toInternal, type Machine, type MachineSnapshot, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Allowance, type Policy, type StackClass } from "./oracles/classify.ts";
 import { getStackSample } from "./get-stack.ts";
@@ -100,13 +101,12 @@ export interface RunOptions {
   readonly picture?: number;
 }
 
-const windowCaches = new WeakMap<Image, Map<string, FrameCode>>();
+/** The last images' frame-window caches (an image's runs come one after another: schedules, forks, a report's re-run). */
+const windowCaches = new RecentCache<Image, Map<string, FrameCode>>(4);
 
 /** The frame windows of an image's functions, read once per image (text is read-only). */
 function windowCache(img: Image): Map<string, FrameCode> {
-  let c = windowCaches.get(img);
-  if (!c) windowCaches.set(img, (c = new Map()));
-  return c;
+  return windowCaches.getOrMake(img, () => new Map());
 }
 
 /** A run set up and started (the task entered), with its samples and checks attached. */
@@ -170,7 +170,7 @@ const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).
 export const RUN_STEP_BUDGET = 4_000_000;
 
 /** Per program: has some function a loop that a may_goto bounds (findLoops(), the validator's own loop analysis)? */
-const mayGotoLoops = new WeakMap<Program, boolean>();
+const mayGotoLoops = new RecentCache<Program, boolean>(8);
 
 /**
  * Does some program have a loop a may_goto bounds (loops.ts findLoops(): one on every iteration
@@ -181,15 +181,10 @@ const mayGotoLoops = new WeakMap<Program, boolean>();
  */
 function hasMayGotoLoop(sc: Scenario): boolean {
   return sc.programs.some((p) => {
-    let has = mayGotoLoops.get(p);
-    if (has === undefined) {
-      has = p.funcs.some((f) => {
-        const found = findLoops(p.insns, f.start, f.end, (i) => isLdImm64SecondHalf(p.insns, i));
-        return "loops" in found && found.loops.some((L) => L.mayGoto !== undefined);
-      });
-      mayGotoLoops.set(p, has);
-    }
-    return has;
+    return mayGotoLoops.getOrMake(p, () => p.funcs.some((f) => {
+      const found = findLoops(p.insns, f.start, f.end, (i) => isLdImm64SecondHalf(p.insns, i));
+      return "loops" in found && found.loops.some((L) => L.mayGoto !== undefined);
+    }));
   });
 }
 

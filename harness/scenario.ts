@@ -2,6 +2,7 @@
 // validated with clear errors before anything runs: the schema (zod), then names and
 // references, then every program through the BPF validator. Errors are data — a list of
 // {code, path, message} — inside one ScenarioError whose message lists them all.
+import { RecentCache } from "../jit/recent-cache.ts";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { insn, type BpfInsn } from "../jit/bpf/insn.ts";
@@ -86,13 +87,11 @@ const pathText = (p: readonly PropertyKey[]) => p.reduce<string>((s, k) => (type
  * gives every schedule's scenario the same entry objects (generators/_internals/lower.ts), so
  * the Program, and validate()'s result, which it keys by the Program, are made once.
  */
-const builtPrograms = new WeakMap<ScenarioFile["programs"][number], Program>();
+const builtPrograms = new RecentCache<ScenarioFile["programs"][number], Program>(8);
 
 /** Build the Program of one scenario entry (functions flattened in file order). */
 function toProgram(p: ScenarioFile["programs"][number]): Program {
-  let prog = builtPrograms.get(p);
-  if (!prog) builtPrograms.set(p, (prog = buildProgram(p)));
-  return prog;
+  return builtPrograms.getOrMake(p, () => buildProgram(p));
 }
 
 function buildProgram(p: ScenarioFile["programs"][number]): Program {

@@ -3,6 +3,7 @@
 // height are known), then per program the functions no call reaches are dropped and the stack
 // depths are fitted to the verifier's limits, then the task's timeline places the interrupts.
 // Pure and linear in the size of the plan.
+import { RecentCache } from "../../jit/recent-cache.ts";
 import type { ScenarioFile } from "../../harness/scenario.ts";
 import { recursionCounters } from "../../jit/bpf/interp.ts";
 import { ATTACH_PATHS, attachPathsOf, DEFAULT_ATTACH, PROG_TYPES, type AttachPath, type Program, type ProgType } from "../../jit/bpf/program.ts";
@@ -88,7 +89,7 @@ interface LoweredPrograms {
  * and the scenario entries lowered from it, are never changed in place (nothing here or in the
  * harness does), or the memo would hand out a stale lowering.
  */
-const programsOf = new WeakMap<readonly PlanProgram[], { readonly key: string; readonly value: LoweredPrograms }>();
+const programsOf = new RecentCache<readonly PlanProgram[], { readonly key: string; readonly value: LoweredPrograms }>(4);
 
 /** The plan's fields other than programs and interrupts, as text (NaN and ±Infinity kept apart: the lowering clamps them apart). */
 const otherFields = (plan: Plan): string =>

@@ -302,8 +302,8 @@ export class InsnRecords implements InsnRecorder {
       at = d.next;
     }
     if (at !== ip + bytes.length) return undefined;
-    const out = this.list.slice();
-    RECORDED.set(out, { ip, bytes: bytes.slice() });
+    const out: Recorded = this.list.slice();
+    Object.defineProperty(out, SPAN, { value: { ip, bytes: bytes.slice() } }); // (not enumerable: the records compare and print as the array they are)
     return out;
   }
 
@@ -369,8 +369,13 @@ function decodedBlock(bytes: Uint8Array, ip: number, records?: readonly DInsn[])
   return recorded.find(ip, bytes) ?? blocks.get(ip, bytes, () => decode(bytes, ip));
 }
 
-/** Records InsnRecords.take() handed out, each with the address and a copy of the bytes it covers. */
-const RECORDED = new WeakMap<readonly DInsn[], { ip: number; bytes: Uint8Array }>();
+/**
+ * Records InsnRecords.take() handed out carry the address and a copy of the bytes they cover,
+ * under a key no other module has. (On the records themselves, not in a WeakMap by records: that
+ * kept every image's records alive into V8's old generation, jit/recent-cache.ts.)
+ */
+const SPAN = Symbol("the bytes these records were taken for");
+type Recorded = DInsn[] & { [SPAN]?: { readonly ip: number; readonly bytes: Uint8Array } };
 
 /**
  * Are `records` what an InsnRecords made for exactly these bytes at `ip`? Anything else (an
@@ -378,7 +383,7 @@ const RECORDED = new WeakMap<readonly DInsn[], { ip: number; bytes: Uint8Array }
  * changed since) is not trusted: the block is decoded.
  */
 function recordsOf(records: readonly DInsn[], ip: number, bytes: Uint8Array): boolean {
-  const span = RECORDED.get(records);
+  const span = (records as Recorded)[SPAN];
   return span !== undefined && span.ip === ip && Buffer.compare(span.bytes, bytes) === 0;
 }
 

@@ -360,14 +360,17 @@ export class Machine {
     this.memory.watchReads(mustBeCanonical(start, "watch start"), mustBeCanonical(end - 1n, "watch end") + 1, this.memoryWatcher(fn));
   }
 
-  // One wrapper per watcher, so watching more ranges with it is not a second watcher.
-  private readonly canonicalWatchers = new WeakMap<(addr: bigint, size: number, ip: bigint) => void, InternalWatcher>();
+  // One wrapper per watcher, so watching more ranges with it is not a second watcher. Maps a
+  // reset replaces (a run's watchers go with the run), not WeakMaps: a WeakMap this long-lived
+  // would keep every run's watchers, and their closures' checks, alive into V8's old generation
+  // (jit/recent-cache.ts).
+  private canonicalWatchers = new Map<(addr: bigint, size: number, ip: bigint) => void, InternalWatcher>();
   private canonicalWatcher(fn: (addr: bigint, size: number, ip: bigint) => void): InternalWatcher {
     let w = this.canonicalWatchers.get(fn);
     if (!w) { w = (a, size, ip) => fn(toCanonical(a), size, toCanonical(ip)); this.canonicalWatchers.set(fn, w); }
     return w;
   }
-  private readonly memoryWatchers = new WeakMap<InternalWatcher, (a: number, size: number) => void>();
+  private memoryWatchers = new Map<InternalWatcher, (a: number, size: number) => void>();
   private memoryWatcher(fn: InternalWatcher): (a: number, size: number) => void {
     let w = this.memoryWatchers.get(fn);
     if (!w) { w = (a, size) => fn(a, size, this.faultIp); this.memoryWatchers.set(fn, w); }
@@ -514,6 +517,8 @@ export class Machine {
     this.hooks = new Map();
     this.cpu.observer = null;
     this.memory.unwatch();
+    this.canonicalWatchers = new Map();
+    this.memoryWatchers = new Map();
   }
 
   // ---- running ----

@@ -1,5 +1,6 @@
 // Symbol table of an image: name, [start, end), kind. Used to symbolise every address the
 // machine reports (`bpf_prog_main+0x1c`), and by the unwinders' kernel-text checks.
+import { RecentCache } from "../../jit/recent-cache.ts";
 import { hex as hex__, hex64 as hex64__, toCanonical as toCanonical__, mustBeCanonical as mustBeCanonical__ } from "./addr.ts";
 // Imported values as module locals: under vitest an imported binding is a getter on the module,
 // which the emulator's inner loop would pay for at every use (3-4x slower than under tsx).
@@ -90,11 +91,9 @@ export class SymbolTable {
   }
 }
 
-const tables = new WeakMap<readonly SymbolDef[], SymbolTable>();
+const tables = new RecentCache<readonly SymbolDef[], SymbolTable>(4);
 
-/** The table of a list of symbols, made once per list (tables never change: an image's machine and its coverage share one). */
+/** The table of a list of symbols, made once per list while it is recent (tables never change: an image's machine and its coverage share one). */
 export function symbolTableOf(defs: readonly SymbolDef[]): SymbolTable {
-  let t = tables.get(defs);
-  if (t === undefined) tables.set(defs, (t = new SymbolTable(defs)));
-  return t;
+  return tables.getOrMake(defs, () => new SymbolTable(defs));
 }

@@ -20,6 +20,7 @@
 // memory or returned, and uninitialised stack may not be read, because the reference
 // interpreter could not predict what the JIT's real addresses and stack contents would give.
 // Also stricter: only stack pointers (R10-derived) are memory; atomics work on the stack only.
+import { RecentCache } from "../recent-cache.ts";
 import { helperById, kfuncById, type ArgKind, type CallSig } from "./abi.ts";
 import { checkInsn, endsBlock, isCondJump, isMayGoto, jumpOffset } from "./fields.ts";
 import type { BpfInsn } from "./instruction.ts";
@@ -1088,15 +1089,14 @@ export function privStackMode(p: Program): boolean {
   }
 }
 
-const validated = new WeakMap<Program, Validated>();
+const validated = new RecentCache<Program, Validated>(8);
 
 /**
  * Validate a program; throws ValidationError naming the function, instruction and rule. Once per
- * program object: a scenario's programs are checked when the file is read and again when the
- * image is built, and programs are not changed after they are made.
+ * program object while it is one of the last 8 validated: a scenario's programs are checked when
+ * the file is read and again when the image is built, and programs are not changed after they
+ * are made.
  */
 export function validate(p: Program): Validated {
-  let v = validated.get(p);
-  if (!v) validated.set(p, (v = new Checker(p).run()));
-  return v;
+  return validated.getOrMake(p, () => new Checker(p).run());
 }

@@ -6,7 +6,7 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { describe, expect, test, vi } from "vitest";
 import { planArb, planToScenario } from "../../../generators/index.ts";
-import { reusedMachine, startTask } from "../../../harness/load.ts";
+import { POOL_SIZE, reusedMachine, startTask } from "../../../harness/load.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
 import { parseScenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
@@ -67,8 +67,8 @@ describe("machines shared by images of one layout", () => {
     const dispose = vi.spyOn(Machine.prototype, "dispose");
     try {
       const first = reusedMachine(a);
-      // sixteen other layouts (a kernel of its own each: another object, the same text), a's the least recently used
-      for (let k = 0; k < 16; k++) reusedMachine({ ...a, kernel: Object.create(a.kernel) as typeof a.kernel });
+      // as many other layouts as the pool keeps (a kernel of its own each: another object, the same text), a's the least recently used
+      for (let k = 0; k < POOL_SIZE; k++) reusedMachine({ ...a, kernel: Object.create(a.kernel) as typeof a.kernel });
       expect(dispose.mock.contexts).toContain(first);
       expect(reusedMachine(a)).not.toBe(first);
       expect(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: a }))).toEqual(fresh);
