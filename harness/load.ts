@@ -57,8 +57,9 @@ function layoutKey(img: Image): string {
 
 /**
  * A machine kept for a layout: its state with only the layout loaded, and the image it holds now
- * (by number: the pool must not keep images alive, nor anything else of a run that is over, or
- * V8 moves it all into its old generation before the layout's next run lets it go), loaded.
+ * (by number: the pool keeps no image alive, nor anything else of a run that is over, until the
+ * layout's next run, or V8 moves it all into its old generation; the numbers' own memo holds
+ * the last 4 images), loaded.
  */
 interface Pooled { readonly m: Machine; readonly bare: MachineSnapshot; owner?: number; loaded?: MachineSnapshot }
 const imageIds = new RecentCache<Image, number>(4);

@@ -1,7 +1,7 @@
 // One scenario run: the image under a strategy, the interrupt schedule, samples at the kernel's
 // sample points walked by the chosen unwinder and classed against the truth, and the run-level
 // oracles. What `stackcheck run` prints, as data.
-import { RecentCache } from "../jit/recent-cache.ts";
+import { PROGRAMS_KEPT, RecentCache } from "../jit/recent-cache.ts";
 import { REG_NAMES, toInternal, type Machine, type MachineSnapshot, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Allowance, type Policy, type StackClass } from "./oracles/classify.ts";
 import { getStackSample } from "./get-stack.ts";
@@ -170,7 +170,7 @@ const PT_FIELDS = (Object.entries(PT_REGS) as [keyof typeof PT_REGS, number][]).
 export const RUN_STEP_BUDGET = 4_000_000;
 
 /** Per program: has some function a loop that a may_goto bounds (findLoops(), the validator's own loop analysis)? */
-const mayGotoLoops = new RecentCache<Program, boolean>(8);
+const mayGotoLoops = new RecentCache<Program, boolean>(PROGRAMS_KEPT);
 
 /**
  * Does some program have a loop a may_goto bounds (loops.ts findLoops(): one on every iteration

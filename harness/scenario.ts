@@ -2,7 +2,7 @@
 // validated with clear errors before anything runs: the schema (zod), then names and
 // references, then every program through the BPF validator. Errors are data — a list of
 // {code, path, message} — inside one ScenarioError whose message lists them all.
-import { RecentCache } from "../jit/recent-cache.ts";
+import { PROGRAMS_KEPT, RecentCache } from "../jit/recent-cache.ts";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { insn, type BpfInsn } from "../jit/bpf/insn.ts";
@@ -83,11 +83,12 @@ export interface Scenario {
 const pathText = (p: readonly PropertyKey[]) => p.reduce<string>((s, k) => (typeof k === "number" ? `${s}[${k}]` : s ? `${s}.${String(k)}` : String(k)), "");
 
 /**
- * The Program of each scenario entry already built: a campaign with several schedules per plan
- * gives every schedule's scenario the same entry objects (generators/_internals/lower.ts), so
- * the Program, and validate()'s result, which it keys by the Program, are made once.
+ * The Program of each recent scenario entry already built: a campaign with several schedules per
+ * plan gives every schedule's scenario the same entry objects (generators/_internals/lower.ts),
+ * so the Program, and validate()'s result, which it keys by the Program, are made once while
+ * they are among the last PROGRAMS_KEPT.
  */
-const builtPrograms = new RecentCache<ScenarioFile["programs"][number], Program>(8);
+const builtPrograms = new RecentCache<ScenarioFile["programs"][number], Program>(PROGRAMS_KEPT);
 
 /** Build the Program of one scenario entry (functions flattened in file order). */
 function toProgram(p: ScenarioFile["programs"][number]): Program {

@@ -7,8 +7,17 @@
 // weak); only a full collection lets them go. A module-level WeakMap keyed by each scenario's
 // plan, program or image so took every one of them, and all it reached (lowered programs, the
 // validator's states, JIT records, symbol tables), into the old generation. A slot here is
-// written over `size` insertions later: a few scenarios, well before the next scavenge but one.
+// written over `size` insertions later: in a campaign of small scenarios, before the young
+// generation has been collected twice (about 30 small scenarios apart on the 2-core machine).
+// (What one long run keeps, such as an exhaustive scenario's image, lives as long as that run.)
 // (README, "Tests, seeds and benchmarks": what V8 kept alive.)
+
+/**
+ * How many programs a memo by program keeps: a whole scenario's (the generators' MAX_PROGRAMS),
+ * or a scenario's lookups in order would each evict the one needed next. (A scenario file with
+ * more is checked again, only slower.)
+ */
+export const PROGRAMS_KEPT = 32;
 
 export class RecentCache<K extends object, V> {
   private readonly keys: (K | undefined)[];

@@ -249,13 +249,16 @@ function traceRun(scenario: Scenario, strategy: Strategy, opts: Parameters<typeo
   const s = startRun(scenario, strategy, opts);
   const lines: string[] = [];
   const pending = [...injections].sort((a, b) => a.atStep - b.atStep);
-  for (let n = 0; n < TRACE_LIMIT; n++) {
-    const { step, rip, result } = tracedStep(s.m, pending, (x) => lines.push(`        ${x.kind === "nmi" ? "NMI" : x.kind === "tick" ? "tick" : `IRQ ${x.vector}`} raised`));
-    if (rip !== undefined) lines.push(`${String(step).padStart(7)} ${h16(rip)} ${s.sym(rip).padEnd(40)} ${s.m.disassembleAt(rip)}`);
-    if (result.kind !== "paused") { lines.push(`        ${result.kind}`); break; }
-    if (n === TRACE_LIMIT - 1) lines.push(`        (trace stopped after ${TRACE_LIMIT} lines)`);
+  try {
+    for (let n = 0; n < TRACE_LIMIT; n++) {
+      const { step, rip, result } = tracedStep(s.m, pending, (x) => lines.push(`        ${x.kind === "nmi" ? "NMI" : x.kind === "tick" ? "tick" : `IRQ ${x.vector}`} raised`));
+      if (rip !== undefined) lines.push(`${String(step).padStart(7)} ${h16(rip)} ${s.sym(rip).padEnd(40)} ${s.m.disassembleAt(rip)}`);
+      if (result.kind !== "paused") { lines.push(`        ${result.kind}`); break; }
+      if (n === TRACE_LIMIT - 1) lines.push(`        (trace stopped after ${TRACE_LIMIT} lines)`);
+    }
+  } finally {
+    s.end();
   }
-  s.end();
   return `${lines.join("\n")}\n\n`;
 }
 

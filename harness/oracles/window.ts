@@ -94,7 +94,7 @@ export class FrameWindows implements WindowOracle {
   }
 
   /** Per symbol-table entry, what code() answers (asked at every sample's boundaries). */
-  private readonly bySymbol = new WeakMap<SymbolEntry, { kind: string; start: bigint; code: FrameCode }>();
+  private readonly bySymbol = new Map<SymbolEntry, { kind: string; start: bigint; code: FrameCode }>(); // (one run's: a Map, jit/recent-cache.ts)
 
   /** The code facts of the function holding `ip`, from its bytes (cached by symbol). */
   private code(ip: bigint): { kind: string; start: bigint; code: FrameCode } | undefined {

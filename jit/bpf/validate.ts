@@ -20,7 +20,7 @@
 // memory or returned, and uninitialised stack may not be read, because the reference
 // interpreter could not predict what the JIT's real addresses and stack contents would give.
 // Also stricter: only stack pointers (R10-derived) are memory; atomics work on the stack only.
-import { RecentCache } from "../recent-cache.ts";
+import { PROGRAMS_KEPT, RecentCache } from "../recent-cache.ts";
 import { helperById, kfuncById, type ArgKind, type CallSig } from "./abi.ts";
 import { checkInsn, endsBlock, isCondJump, isMayGoto, jumpOffset } from "./fields.ts";
 import type { BpfInsn } from "./instruction.ts";
@@ -1089,11 +1089,11 @@ export function privStackMode(p: Program): boolean {
   }
 }
 
-const validated = new RecentCache<Program, Validated>(8);
+const validated = new RecentCache<Program, Validated>(PROGRAMS_KEPT);
 
 /**
  * Validate a program; throws ValidationError naming the function, instruction and rule. Once per
- * program object while it is one of the last 8 validated: a scenario's programs are checked when
+ * program object while it is one of the last PROGRAMS_KEPT validated (the reference interpreter asks at every run of a program): a scenario's programs are checked when
  * the file is read and again when the image is built, and programs are not changed after they
  * are made.
  */

@@ -3,6 +3,7 @@
 // hosts are noisy (a plain arithmetic loop varies by about 25% run to run), so a figure measured
 // several times is the median (and the best), in process CPU time unless it says wall.
 import { spawnSync } from "node:child_process";
+import { constants as perfConstants, PerformanceObserver } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import { benchBroken, benchExhaustive20, benchExhaustiveRate, benchScenarios, benchScenariosPooled, COMPILED } from "./campaign.ts";
 import { benchSnapshots, benchThroughput } from "./machine.ts";
@@ -53,9 +54,23 @@ say(`end to end: ${sm.median.toFixed(0)} scenarios/s median, ${sm.best.toFixed(0
 // optimises the harness function by function (375 to 810/s over five rounds of 2,000 in one
 // process); 6,000 more scenarios, then the median of three rounds of 1,000
 for (let i = 0; i < 6; i++) benchScenarios(1000, 200 + i, true);
+// and the garbage collector's pauses in those 3,000 scenarios, by collection (V8's own
+// accounting: less noisy than the rates, and what a change that keeps a scenario's objects
+// alive longer, into V8's old generation, moves first; README "what V8 kept alive")
+const gcMs = { young: 0, full: 0 };
+const gcSeen = new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    if ((e as { readonly detail?: { readonly kind?: number } }).detail?.kind === perfConstants.NODE_PERFORMANCE_GC_MINOR) gcMs.young += e.duration;
+    else gcMs.full += e.duration;
+  }
+});
+gcSeen.observe({ entryTypes: ["gc"] });
 const warm = stats(Array.from({ length: 3 }, (_, i) => benchScenarios(1000, 300 + i, true).perSecond));
+await new Promise((r) => setTimeout(r, 20)); // (the entries are delivered by a timer)
+gcSeen.disconnect();
 put("e2e_small_per_s_warm", warm.median);
-say(`end to end past the warm-up (after some 10,000 scenarios in this process): ${warm.median.toFixed(0)} scenarios/s median, ${warm.best.toFixed(0)} best (small graphs)`);
+put("e2e_small_gc_ms_per_1000_warm", (gcMs.young + gcMs.full) / 3);
+say(`end to end past the warm-up (after some 10,000 scenarios in this process): ${warm.median.toFixed(0)} scenarios/s median, ${warm.best.toFixed(0)} best (small graphs); the collector's pauses: ${((gcMs.young + gcMs.full) / 3).toFixed(0)} ms per 1,000 scenarios (young generation ${(gcMs.young / 3).toFixed(0)}, full ${(gcMs.full / 3).toFixed(0)})`);
 // two worker threads, and one, each from a cold start: what the second core adds
 const pooled = await benchScenariosPooled(6000, 100, 2);
 const single = await benchScenariosPooled(6000, 100, 1);

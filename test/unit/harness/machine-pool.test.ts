@@ -8,6 +8,7 @@ import { describe, expect, test, vi } from "vitest";
 import { planArb, planToScenario } from "../../../generators/index.ts";
 import { POOL_SIZE, reusedMachine, startTask } from "../../../harness/load.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
+import { checkExhaustive } from "../../../harness/property.ts";
 import { parseScenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { Machine } from "../../../harness/machine/index.ts";
@@ -91,7 +92,25 @@ describe("machines shared by images of one layout", () => {
     await new Promise((r) => setTimeout(r, 0)); // (a WeakRef's target stays until the job that made it ends)
     gc();
     expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
-    // and the image stays the machine's: its next run takes it as loaded
-    expect(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: img }))).toEqual(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) })));
+    // and the image stays the machine's: its next run takes it as loaded, with nothing loaded again
+    const loads = vi.spyOn(Machine.prototype, "setSymbols");
+    try {
+      expect(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: img }))).toEqual(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) })));
+      expect(loads.mock.contexts.filter((m) => m === reusedMachine(img))).toHaveLength(0);
+    } finally {
+      loads.mockRestore();
+    }
+    // exhaustive mode's session ends too, once its forks are done (its samples of the base run
+    // are let go at the first fork's restore, so what shows is the machine's reset at the end:
+    // one when the pool hands the machine over, one when the session ends)
+    const pooled = reusedMachine(img);
+    const reset = vi.spyOn(Machine.prototype, "resetInstrumentation");
+    try {
+      expect(checkExhaustive(sc, s, { unwinder: "frame", kinds: ["nmi"] }, img).ok).toBe(true);
+      expect(reset.mock.contexts).toHaveLength(2);
+      for (const m of reset.mock.contexts) expect(m).toBe(pooled);
+    } finally {
+      reset.mockRestore();
+    }
   });
 });

@@ -1,7 +1,8 @@
 // The memo every layer keeps for a scenario's objects (jit/recent-cache.ts): by identity, the
 // last `size` keys set, a value made once while its key is kept, the oldest slot written over.
 import { describe, expect, test } from "vitest";
-import { RecentCache } from "../../../jit/recent-cache.ts";
+import { PROGRAMS_KEPT, RecentCache } from "../../../jit/recent-cache.ts";
+import { MAX_PROGRAMS } from "../../../generators/plan.ts";
 
 describe("RecentCache", () => {
   test("keeps the last `size` keys, by identity, and writes over the oldest", () => {
@@ -26,6 +27,10 @@ describe("RecentCache", () => {
     c.getOrMake(b, () => ++made);
     c.getOrMake(d, () => ++made); // a goes
     expect(c.getOrMake(a, () => ++made)).toBe(4);
+  });
+
+  test("a memo by program keeps a whole generated scenario's programs", () => {
+    expect(PROGRAMS_KEPT).toBeGreaterThanOrEqual(MAX_PROGRAMS);
   });
 
   test("a size that is not a positive integer is refused", () => {

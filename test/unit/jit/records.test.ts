@@ -174,5 +174,12 @@ describe("the JIT's records of what it wrote", () => {
     newMachine().load(TEXT, again.bytes, [...(again.decoded as readonly DInsn[])]);
     expect(decodeCode(again.bytes, TEXT)).not.toBe(again.decoded);
     expect(decodeCode(again.bytes, TEXT)).toStrictEqual(again.decoded);
+    // records of another origin that say something else of the same bytes are not run: the bytes are
+    const forged = new Emitter("t", { base: TEXT, symbols: () => undefined, records: new InsnRecords() }).movImm32(false, "rax", 0x7e57c0e0).ret().finish();
+    const lying = (forged.decoded as readonly DInsn[]).map((d) => ({ ...d, immLo: 0 }));
+    const mf = newMachine();
+    mf.load(TEXT, forged.bytes, lying);
+    mf.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    expect(mf.run({ maxSteps: 10 })).toMatchObject({ kind: "completed", rax: 0x7e57c0e0n });
   });
 });

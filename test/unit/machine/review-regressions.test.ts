@@ -444,5 +444,16 @@ describe("loads of zeros", () => {
     expect(read(4096 + 8, 6)).toEqual([0, 0, 0, 0, 0, 0]);
     mem.restore(snap);
     expect(read(4096 + 10, 3)).toEqual([4, 5, 6]);
+    // a load whose first page is zeros and whose second, bound for a page nobody has written, is not
+    const fresh = new Memory();
+    fresh.map({ name: "data", kind: "data", start: base, size: 2 * 4096, perms: "rw-" });
+    const two = new Uint8Array(2 * 4096);
+    two[4096] = 7;
+    fresh.load(base, two);
+    expect([...fresh.peek(a + 4096, 1)!]).toEqual([7]);
+    // zeros are no way past a guard page
+    const guarded = new Memory();
+    guarded.map({ name: "guard", kind: "guard", start: base, size: 4096, perms: "---" });
+    expect(() => guarded.load(base, new Uint8Array(16))).toThrow(/guard/);
   });
 });
