@@ -503,14 +503,13 @@ export class Machine {
    * restore() to a snapshot taken after loading, one machine serves many runs of one image
    * without decoding its code again (campaigns).
    *
-   * The hooks go with their map, which a new one replaces, rather than entry by entry: a Map that
-   * has reached V8's old generation keeps the table it outgrows or shrinks from (V8's
-   * OrderedHashTable::Rehash(), linked to its successor for live iterators), and the young
-   * generation's collector takes that dead table's pointers for roots. So a pooled machine's
-   * map, emptied entry by entry, kept its last run's hooks, and through their closures every
-   * sample and check of that run, alive into the old generation, and each table so kept kept the
-   * next. With the map replaced, 9,000 re-runs of prebuilt images promoted 47 MB instead of
-   * 89 MB (scratch measure: --trace-gc-nvp's `promoted`).
+   * The hooks go with their map, which a new one replaces, rather than entry by entry: a pooled
+   * machine's map, emptied entry by entry, kept its last run's hooks, and through their closures
+   * every sample and check of that run, alive into V8's old generation. With the map replaced,
+   * 2,000 re-runs of prebuilt images promoted 47 MB instead of 89 (--trace-gc-nvp's
+   * `promoted`). Our reading of why: a Map that outgrows or shrinks its table leaves the old
+   * table linked to its successor (for live iterators), and the young generation's collector
+   * takes an old-generation table's pointers for roots, dead or not.
    */
   resetInstrumentation(): void {
     for (const a of this.hooks.keys()) this.unhook(a);

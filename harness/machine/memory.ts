@@ -170,9 +170,8 @@ export class Memory {
 
   /**
    * Stop reporting writes and reads (a machine reused for another run). New sets rather than
-   * cleared ones: a cleared Set's old table links to its new one, which V8's young-generation
-   * collector then keeps alive while the old table waits for a full collection (Machine's
-   * resetInstrumentation()).
+   * cleared ones, as Machine.resetInstrumentation() replaces its hook map: a long-lived Set
+   * emptied in place is what kept a run's objects alive into V8's old generation there.
    */
   unwatch(): void {
     this.watched = new Set();
