@@ -24,6 +24,26 @@ function stats(xs: number[]): { median: number; best: number } {
   return { median: s[s.length >> 1]!, best: s[s.length - 1]! };
 }
 
+/**
+ * The host's own speed, for reading the figures of a slow hour: a fixed workload of small
+ * objects made and dropped (as a campaign's are) that no change here can move, in millions of
+ * objects per second of CPU, the median of five. Taken at the start and at the end of the bench.
+ */
+function hostSpeed(): number {
+  const rates = Array.from({ length: 5 }, () => {
+    const c0 = process.cpuUsage();
+    let keep: { a: number; b: number[] }[] = [], sum = 0;
+    for (let i = 0; i < 2_000_000; i++) {
+      keep.push({ a: i, b: [i, i >> 1] });
+      if (keep.length === 512) { sum += keep[i & 511]!.b[1]!; keep = []; }
+    }
+    const c = process.cpuUsage(c0);
+    return sum === -1 ? 0 : 2 / ((c.user + c.system) / 1e6);
+  });
+  return stats(rates).median;
+}
+const hostAtStart = hostSpeed();
+
 // the emulator, under tsx (this process) and under vitest (a child)
 benchThroughput(200_000); // warm-up: let V8 optimise the interpreter first
 const runs = Array.from({ length: 9 }, () => benchThroughput(200_000));
@@ -136,4 +156,8 @@ put("cli_start_s", Math.max(help, strategies));
 say(`CLI start (wall, median of 5): --help ${help.toFixed(2)} s, strategies ${strategies.toFixed(2)} s (budget < 0.4)`);
 
 await benchKernel(say);
+const hostAtEnd = hostSpeed();
+put("host_mobjects_per_s_start", hostAtStart);
+put("host_mobjects_per_s_end", hostAtEnd);
+say(`the host's own speed (small objects made and dropped, M/s of CPU, median of 5): ${hostAtStart.toFixed(1)} at the start, ${hostAtEnd.toFixed(1)} at the end (a slower hour shows here first)`);
 if (json) process.stdout.write(`${JSON.stringify({ schema: 1, ...figures }, null, 2)}\n`);
