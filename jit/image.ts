@@ -305,7 +305,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   (spec.nested ?? []).forEach((p, i) => put(KD.nested + 8 * i, BigInt(p)));
   put(KD.nmiProg, BigInt(spec.nmi ?? -1));
   put(KD.monoClock, MONO_CLOCK_START);
-  for (let v = 0; v < 256; v++) put(KD.irqTable + 8 * v, -1n);
+  kdata.fill(0xff, KD.irqTable, KD.irqTable + 8 * 256); // every vector's entry -1 (none)
   for (const a of spec.irq ?? []) put(KD.irqTable + 8 * a.vector, BigInt(a.program));
   loads.push({ addr: KDATA, bytes: kdata });
   // Static per-CPU variables.
