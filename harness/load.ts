@@ -135,8 +135,12 @@ export function startTask(img: Image, m: Machine): void {
   m.addHook(k.addr("switch_current"), (mm) => mm.switchTask(taskIndex(img, mm.reg("rsi"))));
 }
 
-/** Which task a task_struct pointer names, or -1. */
-const taskAt = (img: Image, struct: bigint) => img.tasks.findIndex((t) => t.struct === struct);
+/** Which task a task_struct pointer names, or -1. (A loop: currentTask() runs at every call, and a closure over `struct` is an allocation each time.) */
+const taskAt = (img: Image, struct: bigint) => {
+  const ts = img.tasks;
+  for (let i = 0; i < ts.length; i++) if (ts[i]!.struct === struct) return i;
+  return -1;
+};
 
 /** Which task a task_struct pointer names (one of the image's). */
 export function taskIndex(img: Image, struct: bigint): number {

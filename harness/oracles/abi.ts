@@ -40,13 +40,19 @@ export const abi: Oracle = ({ m, fail, sym }) => {
       if (was !== now) fail({ check, message: say(name, was, now), ...(at === undefined ? {} : { at }) });
     });
   };
+  // The failures' messages, out of the observers they are for: a closure over an observer's
+  // argument would make V8 allocate a context for it at every call and return.
+  const notRestoredByReturn = (a: { readonly entry: number; readonly ret: number }, saved: readonly number[], from: number) =>
+    unrestored("abi-return", toCanonical(a.entry), CALLEE_SAVED, saved, from, (r, was, now) => `${r} not restored by ${sym(toCanonical(a.entry))}: ${hex(was)} before the call, ${hex(now)} after it returned to ${sym(toCanonical(a.ret))}`);
+  const notRestoredByIret = (vector: number, regs: readonly number[]) =>
+    unrestored("abi-iret", undefined, ALL, regs, 0, (r, was, now) => `${r} not restored at iretq from vector ${vector}: ${hex(was)} when interrupted, ${hex(now)} after`);
   return {
     onCall: () => { keep(m, CALLEE_SAVED, st.cur.saved); },
     onReturn: (a) => {
       const saved = st.cur.saved;
       if (saved.length === 0) return;
       const from = saved.length - 2 * CALLEE_SAVED.length;
-      if (!same(CALLEE_SAVED, saved, from)) unrestored("abi-return", toCanonical(a.entry), CALLEE_SAVED, saved, from, (r, was, now) => `${r} not restored by ${sym(toCanonical(a.entry))}: ${hex(was)} before the call, ${hex(now)} after it returned to ${sym(toCanonical(a.ret))}`);
+      if (!same(CALLEE_SAVED, saved, from)) notRestoredByReturn(a, saved, from);
       saved.length = from;
       // a call leaves rsp at its slot + 8, canonical (a non-canonical rsp is NaN here, and differs)
       if (m.rspAt !== a.rsp) fail({ check: "abi-return", at: toCanonical(a.entry), message: `rsp ${hex(m.reg("rsp"))} after returning to ${sym(toCanonical(a.ret))}; the call left it at ${hex(a.rspRaw)}` });
@@ -63,7 +69,7 @@ export const abi: Oracle = ({ m, fail, sym }) => {
     onIret: (a) => {
       const before = st.cur.atInterrupt.pop();
       if (!before) return;
-      if (!same(ALL, before.regs, 0)) unrestored("abi-iret", undefined, ALL, before.regs, 0, (r, was, now) => `${r} not restored at iretq from vector ${a.vector}: ${hex(was)} when interrupted, ${hex(now)} after`);
+      if (!same(ALL, before.regs, 0)) notRestoredByIret(a.vector, before.regs);
       if ((m.rflags & IRET_FLAGS) !== (before.flags & IRET_FLAGS)) fail({ check: "abi-iret", message: `rflags ${m.rflags.toString(16)} after iretq from vector ${a.vector}, ${before.flags.toString(16)} when interrupted` });
     },
     onSwitch: (prev, next) => st.switch(prev, next),

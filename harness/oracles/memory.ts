@@ -163,17 +163,21 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   /** An access, in a report (built only then: every stack write comes through the watchers). */
   const access = (write: boolean, size: number, addr: number, ip: number) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(toCanonical(ip))}`;
   /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
+  /** An access to the per-CPU area inside no object, reported with the object nearest to it. */
+  const outsideEvery = (write: boolean, addr: number, end: number, ip: number): true => {
+    const distance = (x: (typeof objects)[number]) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0);
+    const near = objects.reduce((a, b) => (distance(b) < distance(a) ? b : a));
+    const where = addr >= near.end ? `${addr - near.end} bytes above` : near.begin >= end ? `${near.begin - end} bytes below` : "across the edge of";
+    report(`${access(write, end - addr, addr, ip)} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`, ip);
+    return true;
+  };
+  // (at every watched write and read: no closure over its arguments here, which would make V8
+  // allocate a context for them at every call; outsideEvery() has that one)
   const outOfBounds = (write: boolean, addr: number, end: number, ip: number): boolean => {
     if (addr >= perCpuEnd || end <= percpu) return false;
     let o: (typeof objects)[number] | undefined;
     for (const x of objects) if (addr >= x.begin && end <= x.end) { o = x; break; }
-    if (o === undefined) {
-      const distance = (x: (typeof objects)[number]) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0);
-      const near = objects.reduce((a, b) => (distance(b) < distance(a) ? b : a));
-      const where = addr >= near.end ? `${addr - near.end} bytes above` : near.begin >= end ? `${near.begin - end} bytes below` : "across the edge of";
-      report(`${access(write, end - addr, addr, ip)} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`, ip);
-      return true;
-    }
+    if (o === undefined) return outsideEvery(write, addr, end, ip);
     const program = programAt(ip);
     if (program === undefined || o.bpf.includes(write ? "w" : "r")) return false; // kernel code: its own variables, and pointers BPF handed it
     report(`${access(write, end - addr, addr, ip)} (BPF code of ${img.programs[program]!.program.name}) ${write ? "writes" : "reads"} ${o.name}, which BPF code never ${write ? "writes" : "reads"}: out of bounds`, ip);
@@ -284,6 +288,10 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       else if (kept.length < ws.length) c.written.set(area, kept);
     }
   };
+  // How a context names what entered it, made out of the observers (a closure over an
+  // observer's argument would make V8 allocate a context for it at every call)
+  const calledName = (a: Activation) => () => `${m.symbols.lookupInternal(a.entry)!.name} (called from ${sym(toCanonical(a.site))})`;
+  const interruptName = (a: Activation) => () => `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`;
   const leave = (a: Activation) => {
     const ctxs = tasks.cur;
     if (ctxs.length > 1 && ctxs[ctxs.length - 1]!.slot === a.slot) ctxs.pop();
@@ -304,14 +312,14 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       running = next;
     },
     onCall(a) {
-      if (isBpf(a.entry) && !isBpf(a.site)) enter(a, () => `${m.symbols.lookupInternal(a.entry)!.name} (called from ${sym(toCanonical(a.site))})`, false, programAt(a.entry));
+      if (isBpf(a.entry) && !isBpf(a.site)) enter(a, calledName(a), false, programAt(a.entry));
       called(a);
     },
     onReturn(a) {
       returned(a);
       leave(a);
     },
-    onInterrupt(a) { enter(a, () => `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`, true); },
+    onInterrupt(a) { enter(a, interruptName(a), true); },
     onIret: leave,
     report: () => ({}),
   };
