@@ -162,7 +162,6 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   const programAt = (ip: number) => { const i = functionAt(ip); return i === undefined ? undefined : functions[i]!.program; };
   /** An access, in a report (built only then: every stack write comes through the watchers). */
   const access = (write: boolean, size: number, addr: number, ip: number) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(toCanonical(ip))}`;
-  /** Reported (and true): an access to the per-CPU area outside every object, or one BPF code may not make. */
   /** An access to the per-CPU area inside no object, reported with the object nearest to it. */
   const outsideEvery = (write: boolean, addr: number, end: number, ip: number): true => {
     const distance = (x: (typeof objects)[number]) => (addr >= x.end ? addr - x.end : x.begin >= end ? x.begin - end : 0);
@@ -171,8 +170,11 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
     report(`${access(write, end - addr, addr, ip)} is out of the bounds of every per-CPU object: ${where} ${near.name} [${hex(near.begin)}, ${hex(near.end)})`, ip);
     return true;
   };
-  // (at every watched write and read: no closure over its arguments here, which would make V8
-  // allocate a context for them at every call; outsideEvery() has that one)
+  /**
+   * Reported (and true): an access to the per-CPU area outside every object, or one BPF code may
+   * not make. (At every watched write and read: no closure over its arguments here, which would
+   * make V8 allocate a context for them at every call; outsideEvery() has that one.)
+   */
   const outOfBounds = (write: boolean, addr: number, end: number, ip: number): boolean => {
     if (addr >= perCpuEnd || end <= percpu) return false;
     let o: (typeof objects)[number] | undefined;
