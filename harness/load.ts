@@ -98,14 +98,15 @@ export function reusedMachine(img: Image): Machine {
   pool.set(key, p);
   const { m } = p;
   m.resetInstrumentation();
-  if (p.owner === imageId(img)) {
+  const id = imageId(img);
+  if (p.owner === id) {
     m.restore(p.loaded!);
     return m;
   }
   m.restore(p.bare);
   m.setSymbols(img.symbols);
   loadOwn(m, img);
-  p.owner = imageId(img);
+  p.owner = id;
   p.loaded = m.snapshot();
   return m;
 }

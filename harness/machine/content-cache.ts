@@ -24,16 +24,20 @@ export class ContentCache<T> {
   /** The value for `bytes` at `at`, from `make` the first time (or once it has aged out). */
   get(at: bigint | number, bytes: Uint8Array, make: () => T): T {
     const key = keyOf(at, bytes);
-    return this.young.get(key) ?? this.put(key, bytes.length, this.old.get(key) ?? make());
+    return this.kept(key, bytes.length) ?? this.put(key, bytes.length, make());
   }
 
   /** The value kept for `bytes` at `at`, if any (kept young again, as get() does). */
   find(at: bigint | number, bytes: Uint8Array): T | undefined {
-    const key = keyOf(at, bytes);
+    return this.kept(keyOf(at, bytes), bytes.length);
+  }
+
+  /** The value kept for `key` (of `size` bytes of code): young, or old and moved back to the young generation. */
+  private kept(key: string, size: number): T | undefined {
     const v = this.young.get(key);
     if (v !== undefined) return v;
     const o = this.old.get(key);
-    return o === undefined ? undefined : this.put(key, bytes.length, o);
+    return o === undefined ? undefined : this.put(key, size, o);
   }
 
   private put(key: string, size: number, value: T): T {

@@ -102,14 +102,14 @@ export class FrameWindows implements WindowOracle {
     if (!sym) return undefined;
     let known = this.bySymbol.get(sym);
     if (known === undefined) {
+      const start = toCanonical(sym.start);
       let code = this.cache.get(sym.name);
       if (!code) {
         const bytes = this.m.memory.peek(sym.start, sym.end - sym.start) ?? new Uint8Array(0);
-        const start = toCanonical(sym.start);
         code = sym.kind === "bpf" ? frameCode(bytes, start) : byContent.get(start, bytes, () => frameCode(bytes, start));
         this.cache.set(sym.name, code);
       }
-      known = { kind: sym.kind, start: toCanonical(sym.start), code };
+      known = { kind: sym.kind, start, code };
       this.bySymbol.set(sym, known);
     }
     return known;

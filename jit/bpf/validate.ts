@@ -1093,9 +1093,9 @@ const validated = new RecentCache<Program, Validated>(PROGRAMS_KEPT);
 
 /**
  * Validate a program; throws ValidationError naming the function, instruction and rule. Once per
- * program object while it is one of the last PROGRAMS_KEPT validated (the reference interpreter asks at every run of a program): a scenario's programs are checked when
- * the file is read and again when the image is built, and programs are not changed after they
- * are made.
+ * program object while it is one of the last PROGRAMS_KEPT validated: a scenario's programs are
+ * checked when the file is read, again when the image is built, and by the reference
+ * interpreter at every run of a program; programs are not changed after they are made.
  */
 export function validate(p: Program): Validated {
   return validated.getOrMake(p, () => new Checker(p).run());

@@ -93,17 +93,18 @@ describe("machines shared by images of one layout", () => {
     gc();
     expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
     // and the image stays the machine's: its next run takes it as loaded, with nothing loaded again
+    const pooled = reusedMachine(img);
     const loads = vi.spyOn(Machine.prototype, "setSymbols");
     try {
       expect(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: img }))).toEqual(said(runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc) })));
-      expect(loads.mock.contexts.filter((m) => m === reusedMachine(img))).toHaveLength(0);
+      expect(loads.mock.contexts.filter((m) => m === pooled)).toHaveLength(0);
     } finally {
       loads.mockRestore();
     }
     // exhaustive mode's session ends too, once its forks are done (its samples of the base run
     // are let go at the first fork's restore, so what shows is the machine's reset at the end:
     // one when the pool hands the machine over, one when the session ends)
-    const pooled = reusedMachine(img);
+    expect(reusedMachine(img)).toBe(pooled);
     const reset = vi.spyOn(Machine.prototype, "resetInstrumentation");
     try {
       expect(checkExhaustive(sc, s, { unwinder: "frame", kinds: ["nmi"] }, img).ok).toBe(true);
