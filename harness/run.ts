@@ -258,7 +258,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     const truth = m.truth();
     const picture = o.picture === samples.length ? stackPicture(img, m, truth, interrupted?.bp ?? m.reg("rbp")) : undefined;
     const expected = typeof from === "number" ? expectedChain(truth, from) : from.expected;
-    const c = classify(expected, walk, typeof from === "number" ? allowances(truth, from, windows) : from.allow);
+    const c = classify(expected, walk, typeof from === "number" ? () => allowances(truth, from, windows) : from.allow);
     samples.push({
       kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
       ...chains(expected, walk), ...(picture === undefined ? {} : { picture }),
@@ -363,9 +363,12 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         // frame is pt_regs's iret frame), then the interrupted context
         // (its verdict only: no report reads this truth, so the NMI's entry has no symbol text,
         // which would be a string made at every boundary)
+        // (the expected chain, expectedChain(truth, 0), is the interrupted ip and every return
+        // address: the truth itself only for what a walk that is not EXACT may miss)
         const ip = m.rip;
-        const truth: TruthEntry[] = [{ kind: "interrupt", vector: 2, name: "NMI", ip, symbol: "", rsp: m.reg("rsp"), frame: regs + BigInt(PT_REGS.ip), bp: m.reg("rbp") }, ...m.truth()];
-        const c = classify(expectedChain(truth, 0), perfCallchainKernel(unwinder, regs), allowances(truth, 0, windows));
+        const truth = (): TruthEntry[] => [{ kind: "interrupt", vector: 2, name: "NMI", ip, symbol: "", rsp: m.reg("rsp"), frame: regs + BigInt(PT_REGS.ip), bp: m.reg("rbp") }, ...m.truth()];
+        const expected = m.depth > 0 ? [ip, ...m.returnAddresses()] : expectedChain(truth(), 0);
+        const c = classify(expected, perfCallchainKernel(unwinder, regs), () => allowances(truth(), 0, windows));
         return fails(c.class, policy);
       } finally {
         m.memory.loadAt(at, ptOld); // the NMI stack as it was

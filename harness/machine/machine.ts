@@ -826,6 +826,28 @@ export class Machine {
    */
   private truthCache: ({ cursor: number; readonly act: ActivationRecord; entries: readonly TruthEntry[] } | undefined)[] = [];
 
+  /**
+   * The return address of every activation of the running task, innermost first: the frame
+   * entries' returnAddress in truth(), which is the chain a correct walk gives past the
+   * interrupted ip (classify.ts expectedChain()), without building the truth. Exhaustive mode
+   * asks it at every boundary; the array is shared until an activation's return address or
+   * the depth changes (callers do not change it).
+   */
+  returnAddresses(): readonly bigint[] {
+    const s = this.cpu.shadow, kept = this.retKept;
+    let same = kept.length === s.depth;
+    for (let i = 0; same && i < s.depth; i++) same = kept[i] === s.ret[s.depth - 1 - i];
+    if (!same) {
+      kept.length = 0;
+      const out: bigint[] = [];
+      for (let i = s.depth - 1; i >= 0; i--) { kept.push(s.ret[i]!); out.push(toCanonical(s.ret[i]!)); }
+      this.retChain = out;
+    }
+    return this.retChain;
+  }
+  private retKept: number[] = [];
+  private retChain: readonly bigint[] = [];
+
   /** Depth of the shadow stack (activations live now). */
   get depth(): number {
     return this.cpu.shadow.depth;

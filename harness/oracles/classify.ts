@@ -183,8 +183,12 @@ export interface Classified {
   readonly at: number;
 }
 
-/** Class a walk; `allow`: what allowances() lets a correct walk miss. */
-export function classify(expected: readonly bigint[], walk: Walk, allow: readonly Allowance[] = []): Classified {
+/**
+ * Class a walk; `allowed`: what allowances() lets a correct walk miss, or a function that works it
+ * out, called only when the walk is not plainly EXACT or FLAGGED (exhaustive mode classes a walk
+ * at every boundary, and most are EXACT).
+ */
+export function classify(expected: readonly bigint[], walk: Walk, allowed: readonly Allowance[] | (() => readonly Allowance[]) = []): Classified {
   const got = walk.ips;
   let at = 0;
   while (at < got.length && at < expected.length && got[at] === expected[at]) at++;
@@ -192,6 +196,9 @@ export function classify(expected: readonly bigint[], walk: Walk, allow: readonl
     // (the frame-pointer unwinder's quiet loss in entry code: every frame is there, then bad_address)
     if (walk.error) return { class: walk.expectedLoss ? "WINDOW" : "FLAGGED", at };
     if (walk.reachedEnd) return { class: "EXACT", at };
+  }
+  const allow = typeof allowed === "function" ? allowed() : allowed;
+  if (at === expected.length && got.length === expected.length) {
     // every frame is there, and the walk may end where it did (entry code with no frame below:
     // a task in its syscall's exit path, on its pt_regs)
     return { class: allow.some((a) => a.after === expected.length - 1 && a.mayEnd) ? "WINDOW" : "TRUNCATED", at };

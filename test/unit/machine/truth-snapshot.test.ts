@@ -84,6 +84,23 @@ describe("ground truth", () => {
     expect(slots(m.truth())).toEqual(slots(atLeaf).map((x, k) => (k < 2 ? x! - 16n : x)));
   });
 
+  test("returnAddresses() is the truth's frames' return addresses at every boundary, across calls, an interrupt and returns", () => {
+    const { m, img } = setup();
+    m.addHook(img.labels.get("leaf")! + 4n, (mm) => mm.raise(IRQ));
+    const fromTruth = () => m.truth().flatMap((e) => (e.kind === "frame" ? [e.returnAddress] : []));
+    const depths = new Set<number>();
+    let kept: readonly bigint[] | undefined, shared = 0;
+    for (let r = m.runUntil(1); r.kind === "paused"; r = m.runUntil(m.steps + 1)) {
+      const got = m.returnAddresses();
+      expect(got).toEqual(fromTruth());
+      if (got === kept) shared++;
+      kept = got;
+      depths.add(m.depth);
+    }
+    expect([...depths].sort()).toEqual([1, 2, 3, 4]); // main, mid, leaf, the handler
+    expect(shared).toBeGreaterThan(0); // kept while no return address changes
+  });
+
   test("a caller's entry follows where it resumes: two calls from two sites, the truth asked in each", () => {
     // main calls f, then calls f again from a second site: main's activation is the same one
     // throughout, its entry's ip (where it resumes) moves with each call
@@ -105,6 +122,12 @@ describe("ground truth", () => {
     const mainAt = seen.map((t) => t[1]!).map((e) => [e.ip, e.symbol]);
     const back = (l: string) => img.labels.get(l)!;
     expect(mainAt).toEqual([[back("back1"), `main+0x${(back("back1") - TEXT).toString(16)}`], [back("back2"), `main+0x${(back("back2") - TEXT).toString(16)}`]]);
+    // returnAddresses() at the same depth, from the other site: not the first call's chain
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    const chains: bigint[][] = [];
+    m.addHook(img.labels.get("f")! + 1n, (mm) => { chains.push([...mm.returnAddresses()]); });
+    expect(m.run()).toMatchObject({ kind: "completed" });
+    expect(chains).toEqual([[back("back1"), STOP], [back("back2"), STOP]]);
   });
 
   test("an activation kept for the truth is the same only while every column of its slot is", () => {

@@ -32,6 +32,15 @@ describe("allowances", () => {
     expect(cls(A)).toBe("TRUNCATED");
   });
 
+  test("allowances given as a function: asked only when the walk is not plainly EXACT, and the same classes as given outright", () => {
+    const w = oracle(new Set([A]), new Set([B]));
+    let asked = 0;
+    const lazy = () => { asked++; return allowances(truth, 0, w); };
+    const walks = [walk(A, B, C, D), walk(A, D), walk(A, C, D), walk(A), walk(A, 0x99n, D), { ...walk(A, B, C, D), reachedEnd: false }, { ...walk(A, B, C, D), error: true }];
+    for (const x of walks) expect(classify([A, B, C, D], x, lazy).class).toBe(classify([A, B, C, D], x, allowances(truth, 0, w)).class);
+    expect(asked).toBe(5); // not for the EXACT walk, nor for the complete one with its error flag set
+  });
+
   test("with the interrupted rip in its own frame window, its caller may go too", () => {
     const w = oracle(new Set([A]), new Set([B]));
     expect(allowances(truth, 0, w)).toEqual([{ after: 0, skip: 2, mayEnd: false }, { after: 1, skip: 1, mayEnd: false }]);
