@@ -47,6 +47,13 @@ export interface Sample {
   readonly picture?: StackPicture;
 }
 
+/** A sample as a run keeps it until its outcome is drawn: the expected chain and the walk, not yet in words. */
+type KeptSample = Omit<Sample, "truth" | "unwound" | "error" | "warnings" | "stopped" | "picture"> & {
+  readonly expected: readonly bigint[];
+  readonly walk: Walk;
+  readonly picture: StackPicture | undefined;
+};
+
 /** An interrupt that was raised: when, and the instruction it interrupted (the next to run). */
 export interface Raised extends Injection { readonly ip: bigint; readonly symbol: string }
 
@@ -252,7 +259,12 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
     error: walk.error, warnings: walk.warnings, ...(walk.stopped ? { stopped: stopText(walk.stopped)! } : {}),
   });
-  const samples: Sample[] = [];
+  /**
+   * The samples so far, their chains as addresses: symbolised only when the run's outcome is
+   * drawn (finish()), since exhaustive mode's forks that pass drop theirs unread.
+   */
+  const samples: KeptSample[] = [];
+  const sampleOf = ({ expected, walk, picture, ...rest }: KeptSample): Sample => ({ ...rest, ...chains(expected, walk), ...(picture === undefined ? {} : { picture }) });
   /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */
   const record = (kind: Sample["kind"], where: string, from: number | { expected: readonly bigint[]; allow: readonly Allowance[] }, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
@@ -261,7 +273,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     const c = classify(expected, walk, typeof from === "number" ? () => allowances(truth, from, windows) : from.allow);
     samples.push({
       kind, where, step: m.steps, regs: { rip: m.rip, rsp: m.reg("rsp"), rbp: m.reg("rbp") }, ...(interrupted ? { interrupted } : {}), class: c.class, failed: fails(c.class, policy),
-      ...chains(expected, walk), ...(picture === undefined ? {} : { picture }),
+      expected, walk, picture,
     });
   };
   // dump_stack()/stack_trace_save() from the sampling function itself: arch_stack_walk() of current, no regs
@@ -321,7 +333,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         if (!r.ok) sched.blockedUnreliable++;
         samples.push({
           kind: "blocked task (reliable walk)", where: `task ${t}, switched out at ${sym(expected[0] ?? 0n)}${r.ok ? "" : ` (-EINVAL: ${r.why})`}`, step: mm.steps,
-          regs: { rip: mm.rip, rsp: mm.reg("rsp"), rbp: mm.reg("rbp") }, class: c.class, failed: r.ok && c.class !== "EXACT", ...chains(expected, walk),
+          regs: { rip: mm.rip, rsp: mm.reg("rsp"), rbp: mm.reg("rbp") }, class: c.class, failed: r.ok && c.class !== "EXACT", expected, walk, picture: undefined,
         });
       }
     });
@@ -391,7 +403,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       const report: RunReport = checks.report();
       const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((x) => !x.failed);
       return {
-        strategy: strategy.name, unwinder: o.unwinder, policy, result, samples: [...samples], checks: report,
+        strategy: strategy.name, unwinder: o.unwinder, policy, result, samples: samples.map(sampleOf), checks: report,
         unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], sched: { ...sched }, tasks: img.multitask ? img.tasks.length : 1, ok,
       };
     },
