@@ -28,6 +28,7 @@ export interface FirstFailure {
 }
 
 export function firstFailure(o: RunOutcome): FirstFailure | undefined {
+  if (o.ok) return undefined; // (completed, and no sample or check failed: its samples stay unworded)
   if (o.result.kind !== "completed") return { kind: "run", what: o.result.kind, message: `the run ended ${o.result.kind}${"message" in o.result ? `: ${o.result.message}` : ""}` };
   const i = o.samples.findIndex((s) => s.failed);
   if (i >= 0) {

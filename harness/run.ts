@@ -2,7 +2,7 @@
 // sample points walked by the chosen unwinder and classed against the truth, and the run-level
 // oracles. What `stackcheck run` prints, as data.
 import { PROGRAMS_KEPT, RecentCache } from "../jit/recent-cache.ts";
-import { REG_NAMES, toInternal, type Machine, type MachineSnapshot, type RegName, type RunResult, type TruthEntry } from "./machine/index.ts";
+import { REG_NAMES, toInternal, type Machine, type MachineSnapshot, type RegName, type RunResult, type SymbolTable, type TruthEntry } from "./machine/index.ts";
 import { allowances, classify, expectedChain, fails, type Allowance, type Policy, type StackClass } from "./oracles/classify.ts";
 import { getStackSample } from "./get-stack.ts";
 import { frameWindows, type FrameCode } from "./oracles/window.ts";
@@ -255,16 +255,17 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     return `${w.why}${area ? ` (it is in the ${area.name})` : ""}${w.note ? `; ${w.note}` : ""}`;
   };
   /** A sample's two chains and what its walk said, as every kind of sample reports them. */
-  const chains = (expected: readonly bigint[], walk: Walk) => ({
-    truth: expected.map((ip) => ({ ip, symbol: sym(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: sym(ip) })),
+  const chains = (expected: readonly bigint[], walk: Walk, table = m.symbols) => ({
+    truth: expected.map((ip) => ({ ip, symbol: table.describe(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: table.describe(ip) })),
     error: walk.error, warnings: walk.warnings, ...(walk.stopped ? { stopped: stopText(walk.stopped)! } : {}),
   });
   /**
-   * The samples so far, their chains as addresses: symbolised only when the run's outcome is
-   * drawn (finish()), since exhaustive mode's forks that pass drop theirs unread.
+   * The samples so far, their chains as addresses: symbolised only when an outcome's samples are
+   * read (finish()), since most runs pass and nothing reads theirs (exhaustive mode's forks drop
+   * them, a campaign keeps only a failing run's).
    */
   const samples: KeptSample[] = [];
-  const sampleOf = ({ expected, walk, picture, ...rest }: KeptSample): Sample => ({ ...rest, ...chains(expected, walk), ...(picture === undefined ? {} : { picture }) });
+  const sampleOf = ({ expected, walk, picture, ...rest }: KeptSample, table: SymbolTable): Sample => ({ ...rest, ...chains(expected, walk, table), ...(picture === undefined ? {} : { picture }) });
   /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */
   const record = (kind: Sample["kind"], where: string, from: number | { expected: readonly bigint[]; allow: readonly Allowance[] }, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
@@ -402,8 +403,12 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     finish(result, schedule, raised) {
       const report: RunReport = checks.report();
       const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((x) => !x.failed);
+      // (worded when first read, from the samples and symbols as they are now: a pooled machine
+      // takes another image's symbols at its next run, and exhaustive mode rewinds this session)
+      const kept = samples.slice(), table = m.symbols;
+      let worded: readonly Sample[] | undefined;
       return {
-        strategy: strategy.name, unwinder: o.unwinder, policy, result, samples: samples.map(sampleOf), checks: report,
+        strategy: strategy.name, unwinder: o.unwinder, policy, result, get samples() { return (worded ??= kept.map((k) => sampleOf(k, table))); }, checks: report,
         unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], sched: { ...sched }, tasks: img.multitask ? img.tasks.length : 1, ok,
       };
     },

@@ -39,6 +39,20 @@ describe("machines shared by images of one layout", () => {
       }
     }
   });
+  test("an outcome's samples, read only after its machine has run other images, name what they named when the run ended", () => {
+    // (a run words its samples when they are first read: from the symbols its machine had then)
+    const s = strategy("r9-private");
+    const scenarios = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 12, seed: 7 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`));
+    const images = scenarios.map((sc) => buildImage(sc.spec, s));
+    const run = (i: number) => runScenario(scenarios[i]!, s, { unwinder: "frame", injections: scheduleOf(scenarios[i]!), image: images[i]! });
+    const now = scenarios.map((_, i) => said(run(i))); // read at once
+    const unread = scenarios.map((_, i) => run(i)); // read after every other image has run
+    for (let i = images.length - 1; i >= 0; i--) run(i);
+    expect(unread.map(said)).toEqual(now);
+    // BPF functions among the samples' frames (their names differ from image to image)
+    expect(now.flatMap((x) => x.samples.flatMap((y) => y.truth)).filter((t) => t.startsWith("bpf_prog_")).length).toBeGreaterThan(0);
+  });
+
   test("a machine taken over by an image of the same layout has that image's IDT gates, not the last one's", () => {
     // (images of one kernel have its vectors; a second image with fewer, on the same kernel, is
     // made by hand: the gates go with the image, and a vector it does not have has no gate)
