@@ -23,24 +23,26 @@ export class InsnError extends Error {
 
 export type Size = typeof BPF_B | typeof BPF_H | typeof BPF_W | typeof BPF_DW;
 
-function checkReg(r: number, what: string): void {
-  if (!Number.isInteger(r) || r < 0 || r > 10) throw new InsnError(`${what}: register r${r} does not exist (r0..r10)`);
+/** How a refused instruction is named (built only then: every instruction of every program comes through insn()). */
+const named = (code: number) => `insn code 0x${code.toString(16).padStart(2, "0")}`;
+
+function checkReg(r: number, code: number): void {
+  if (!Number.isInteger(r) || r < 0 || r > 10) throw new InsnError(`${named(code)}: register r${r} does not exist (r0..r10)`);
 }
-function checkS16(v: number, what: string): void {
-  if (!Number.isInteger(v) || v < -0x8000 || v > 0x7fff) throw new InsnError(`${what}: offset ${v} does not fit in s16`);
+function checkS16(v: number, code: number): void {
+  if (!Number.isInteger(v) || v < -0x8000 || v > 0x7fff) throw new InsnError(`${named(code)}: offset ${v} does not fit in s16`);
 }
-function checkS32(v: number, what: string): void {
-  if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new InsnError(`${what}: immediate ${v} does not fit in s32`);
+function checkS32(v: number, code: number): void {
+  if (!Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw new InsnError(`${named(code)}: immediate ${v} does not fit in s32`);
 }
 
 /** A raw instruction, checked: every field in range. */
 export function insn(code: number, dst: number, src: number, off: number, imm: number): BpfInsn {
   if (!Number.isInteger(code) || code < 0 || code > 0xff) throw new InsnError(`opcode ${code} is not a u8`);
-  const what = `insn code 0x${code.toString(16).padStart(2, "0")}`;
-  checkReg(src, what);
-  checkReg(dst, what);
-  checkS16(off, what);
-  checkS32(imm, what);
+  checkReg(src, code);
+  checkReg(dst, code);
+  checkS16(off, code);
+  checkS32(imm, code);
   return Object.freeze({ code, dst, src, off, imm });
 }
 
