@@ -100,12 +100,22 @@ class Slots {
 class PageTable {
   constructor(readonly slots: Slots = new Slots(), readonly pages: (Page | undefined)[] = []) {}
 
+  // The page last looked up: the unwinders' reads and the stack's watched writes (slow paths)
+  // mostly ask for the page they asked for before, whose number, for a kernel address, is no
+  // small integer, so the hash map's lookup is the costly part. Only set() changes a table.
+  private lastNo = NaN;
+  private lastPage: Page | undefined;
+
   get(no: number): Page | undefined {
+    if (no === this.lastNo) return this.lastPage;
     const i = this.slots.of.get(no);
-    return i === undefined ? undefined : this.pages[i];
+    if (i === undefined) return undefined;
+    this.lastNo = no;
+    return (this.lastPage = this.pages[i]);
   }
 
   set(no: number, p: Page): void {
+    if (no === this.lastNo) this.lastPage = p;
     let i = this.slots.of.get(no);
     if (i === undefined) {
       i = this.slots.no.length;
