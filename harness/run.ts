@@ -47,7 +47,7 @@ export interface Sample {
   readonly picture?: StackPicture;
 }
 
-/** A sample as a run keeps it until its outcome is drawn: the expected chain and the walk, not yet in words. */
+/** A sample as a run keeps it: the expected chain and the walk, not yet in words (wordSamples(), when an outcome's samples are read). */
 type KeptSample = Omit<Sample, "truth" | "unwound" | "error" | "warnings" | "stopped" | "picture"> & {
   readonly expected: readonly bigint[];
   readonly walk: Walk;
@@ -235,6 +235,34 @@ export function driveRun(s: RunSession, sc: Scenario, o: RunOptions): RunOutcome
   return s.finish(result, schedule, raised);
 }
 
+/**
+ * A run's outcome, its samples worded when first read: their chains symbolised from `table` (the
+ * machine's symbols when the run ended), why each walk stopped named from `img`'s stacks. Most
+ * runs pass, and nothing reads their samples. Made here, not in the run's own scope, so that an
+ * outcome keeps its samples, symbols and image alive, not the run (its machine, hooks and checks).
+ */
+function outcomeOf(
+  head: Pick<RunOutcome, "strategy" | "unwinder" | "policy" | "result">, kept: readonly KeptSample[], table: SymbolTable, img: Image,
+  tail: Omit<RunOutcome, keyof typeof head | "samples">,
+): RunOutcome {
+  let worded: readonly Sample[] | undefined;
+  return { ...head, get samples() { return (worded ??= wordSamples(kept, table, img)); }, ...tail };
+}
+
+/** Kept samples in words: each chain's symbols, and why its walk stopped, naming the stack (or the symbol) of the address it could not follow. */
+function wordSamples(kept: readonly KeptSample[], table: SymbolTable, img: Image): Sample[] {
+  let areas: ReturnType<typeof stackAreas> | undefined; // built at the first walk that stopped off its stacks
+  const stopText = (w: NonNullable<Walk["stopped"]>): string => {
+    const area = w.at === undefined ? undefined : (areas ??= stackAreas(img)).find((x) => w.at! >= x.begin && w.at! < x.end);
+    return `${w.why}${area ? ` (it is in the ${area.name})` : ""}${w.note ? `; ${w.note}` : ""}`;
+  };
+  const named = (ip: bigint) => ({ ip, symbol: table.describe(ip) });
+  return kept.map(({ expected, walk, picture, ...rest }) => ({
+    ...rest, truth: expected.map(named), unwound: walk.ips.map(named), error: walk.error, warnings: walk.warnings,
+    ...(walk.stopped ? { stopped: stopText(walk.stopped) } : {}), ...(picture === undefined ? {} : { picture }),
+  }));
+}
+
 /** Set up a run (machine, samples, checks) and enter the task; runScenario() drives it, exhaustive mode forks it. */
 export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSession {
   const policy = o.policy ?? "strict";
@@ -247,25 +275,8 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   // oracles are there to catch. With tasks, the switch's blind spot and where new tasks' stacks start.
   const windows = frameWindows(img, m, windowCache(img));
   const sym = (a: bigint) => m.symbols.describe(a);
-  let areas: ReturnType<typeof stackAreas> | undefined; // built at the first walk that stops off its stacks
-  /** Why a walk stopped, naming the stack (or the symbol) of the address it could not follow. */
-  const stopText = (w: Walk["stopped"]): string | undefined => {
-    if (!w) return undefined;
-    const area = w.at === undefined ? undefined : (areas ??= stackAreas(img)).find((x) => w.at! >= x.begin && w.at! < x.end);
-    return `${w.why}${area ? ` (it is in the ${area.name})` : ""}${w.note ? `; ${w.note}` : ""}`;
-  };
-  /** A sample's two chains and what its walk said, as every kind of sample reports them. */
-  const chains = (expected: readonly bigint[], walk: Walk, table = m.symbols) => ({
-    truth: expected.map((ip) => ({ ip, symbol: table.describe(ip) })), unwound: walk.ips.map((ip) => ({ ip, symbol: table.describe(ip) })),
-    error: walk.error, warnings: walk.warnings, ...(walk.stopped ? { stopped: stopText(walk.stopped)! } : {}),
-  });
-  /**
-   * The samples so far, their chains as addresses: symbolised only when an outcome's samples are
-   * read (finish()), since most runs pass and nothing reads theirs (exhaustive mode's forks drop
-   * them, a campaign keeps only a failing run's).
-   */
+  /** The samples so far, their chains as addresses (wordSamples() words them when an outcome's samples are read). */
   const samples: KeptSample[] = [];
-  const sampleOf = ({ expected, walk, picture, ...rest }: KeptSample, table: SymbolTable): Sample => ({ ...rest, ...chains(expected, walk, table), ...(picture === undefined ? {} : { picture }) });
   /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */
   const record = (kind: Sample["kind"], where: string, from: number | { expected: readonly bigint[]; allow: readonly Allowance[] }, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
@@ -403,14 +414,11 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     finish(result, schedule, raised) {
       const report: RunReport = checks.report();
       const ok = result.kind === "completed" && report.failures.length === 0 && samples.every((x) => !x.failed);
-      // (worded when first read, from the samples and symbols as they are now: a pooled machine
-      // takes another image's symbols at its next run, and exhaustive mode rewinds this session)
-      const kept = samples.slice(), table = m.symbols;
-      let worded: readonly Sample[] | undefined;
-      return {
-        strategy: strategy.name, unwinder: o.unwinder, policy, result, get samples() { return (worded ??= kept.map((k) => sampleOf(k, table))); }, checks: report,
-        unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], sched: { ...sched }, tasks: img.multitask ? img.tasks.length : 1, ok,
-      };
+      // (the samples and symbols as they are now: a pooled machine takes another image's
+      // symbols at its next run, and exhaustive mode rewinds this session)
+      return outcomeOf({ strategy: strategy.name, unwinder: o.unwinder, policy, result }, samples.slice(), m.symbols, img, {
+        checks: report, unraised: schedule.slice(raised.length), raised: [...raised], delivered: [...delivered], sched: { ...sched }, tasks: img.multitask ? img.tasks.length : 1, ok,
+      });
     },
   };
 }

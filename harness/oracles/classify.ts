@@ -185,8 +185,9 @@ export interface Classified {
 
 /**
  * Class a walk; `allowed`: what allowances() lets a correct walk miss, or a function that works it
- * out, called only when the walk is not plainly EXACT or FLAGGED (exhaustive mode classes a walk
- * at every boundary, and most are EXACT).
+ * out, called only when they matter: not for a walk with every frame that reached its end, nor
+ * for one with every frame and its error flag set (exhaustive mode classes a walk at every
+ * boundary, and most are EXACT).
  */
 export function classify(expected: readonly bigint[], walk: Walk, allowed: readonly Allowance[] | (() => readonly Allowance[]) = []): Classified {
   const got = walk.ips;

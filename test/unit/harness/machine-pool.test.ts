@@ -7,7 +7,7 @@ import { runInNewContext } from "node:vm";
 import { describe, expect, test, vi } from "vitest";
 import { planArb, planToScenario } from "../../../generators/index.ts";
 import { POOL_SIZE, reusedMachine, startTask } from "../../../harness/load.ts";
-import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
+import { driveRun, runScenario, scheduleOf, startRun, type RunOutcome } from "../../../harness/run.ts";
 import { checkExhaustive } from "../../../harness/property.ts";
 import { parseScenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
@@ -39,6 +39,30 @@ describe("machines shared by images of one layout", () => {
       }
     }
   });
+  test("an outcome kept after its run has ended keeps its samples, not its run's machine", async () => {
+    setFlagsFromString("--expose-gc");
+    const gc = runInNewContext("gc") as () => void;
+    const s = strategy("baseline");
+    const sc = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 40, seed: 5 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`))
+      .find((x) => runScenario(x, s, { unwinder: "frame", injections: scheduleOf(x) }).samples.length > 0)!;
+    // a machine of its own (no image given: loadImage()), ended as runScenario() ends it
+    const opts = { unwinder: "frame" as const, injections: scheduleOf(sc) };
+    const { outcome, machine } = ((): { outcome: RunOutcome; machine: WeakRef<Machine> } => {
+      const run = startRun(sc, s, opts);
+      try {
+        return { outcome: driveRun(run, sc, opts), machine: new WeakRef(run.m) };
+      } finally {
+        run.end();
+      }
+    })();
+    for (let i = 0; i < 3 && machine.deref() !== undefined; i++) {
+      await new Promise((r) => setTimeout(r, 0));
+      gc();
+    }
+    expect(machine.deref()).toBeUndefined();
+    expect(said(outcome)).toEqual(said(runScenario(sc, s, opts))); // and its samples still read as they did
+  });
+
   test("an outcome's samples, read only after its machine has run other images, name what they named when the run ended", () => {
     // (a run words its samples when they are first read: from the symbols its machine had then)
     const s = strategy("r9-private");
@@ -101,7 +125,9 @@ describe("machines shared by images of one layout", () => {
     const sc = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 40, seed: 5 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`))
       .find((x) => runScenario(x, s, { unwinder: "frame", injections: scheduleOf(x) }).samples.length > 0)!;
     const img = buildImage(sc.spec, s);
-    const refs = ((): WeakRef<object>[] => runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: img }).samples.map((x) => new WeakRef(x)))();
+    // (a sample's regs: an object the run itself made and kept, where the sample read from an
+    // outcome is new, made as it is read)
+    const refs = ((): WeakRef<object>[] => runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: img }).samples.map((x) => new WeakRef(x.regs)))();
     expect(refs.length).toBeGreaterThan(0);
     await new Promise((r) => setTimeout(r, 0)); // (a WeakRef's target stays until the job that made it ends)
     gc();

@@ -57,8 +57,8 @@ describe("instructions encode as the kernel's macros and print as disasm.c", () 
 
   test("a bad register, offset or immediate is refused when built", () => {
     expect(() => insn(0xb7, 11, 0, 0, 0)).toThrow("insn code 0xb7: register r11 does not exist (r0..r10)");
-    expect(() => stx(BPF_DW, R10, R1, -40000)).toThrow("offset -40000 does not fit in s16");
-    expect(() => alu64.mov.imm(R1, 2 ** 31)).toThrow("immediate 2147483648 does not fit in s32");
+    expect(() => stx(BPF_DW, R10, R1, -40000)).toThrow("insn code 0x7b: offset -40000 does not fit in s16");
+    expect(() => alu64.mov.imm(R1, 2 ** 31)).toThrow("insn code 0xb7: immediate 2147483648 does not fit in s32");
   });
 });
 

@@ -130,6 +130,28 @@ describe("ground truth", () => {
     expect(chains).toEqual([[back("back1"), STOP], [back("back2"), STOP]]);
   });
 
+  test("returnAddresses() sees an outer frame's return address change under an unchanged innermost one", () => {
+    // main calls f from two sites and f calls g: at g, the depth and g's own return address are
+    // the same both times, f's is not
+    const a = new Assembler("outer").label("main")
+      .emit(() => I.createReg(Code.Push_r64, R.RBP))
+      .call({ label: "f" }).label("back1")
+      .emit(() => I.create(Code.Nopd))
+      .call({ label: "f" }).label("back2")
+      .emit(() => I.createReg(Code.Pop_r64, R.RBP)).emit(() => I.create(Code.Retnq))
+      .label("f").call({ label: "g" }).label("inF").emit(() => I.create(Code.Retnq))
+      .label("g").emit(() => I.create(Code.Nopd)).emit(() => I.create(Code.Retnq));
+    const img = a.assemble(TEXT);
+    const at = (l: string) => img.labels.get(l)!;
+    const m = newMachine([{ name: "main", start: TEXT, end: at("f"), kind: "kernel" }, { name: "f", start: at("f"), end: at("g"), kind: "kernel" }, { name: "g", start: at("g"), end: img.end, kind: "kernel" }]);
+    m.load(TEXT, img.bytes);
+    m.call(TEXT, { rsp: STACK_TOP, stopAt: STOP });
+    const chains: bigint[][] = [];
+    m.addHook(at("g") + 1n, (mm) => { chains.push([...mm.returnAddresses()]); });
+    expect(m.run()).toMatchObject({ kind: "completed" });
+    expect(chains).toEqual([[at("inF"), at("back1"), STOP], [at("inF"), at("back2"), STOP]]);
+  });
+
   test("an activation kept for the truth is the same only while every column of its slot is", () => {
     const sh = new ShadowStack();
     sh.pushInterrupt(-0x7f000000, -0x7effff00, -0x100000, 0x11, 0x22, 236, 0x33, 0x44);
