@@ -22,6 +22,22 @@ const said = (o: RunOutcome) => ({
   delivered: o.delivered.map((d) => d.symbol),
 });
 
+/** A small generated scenario whose run takes samples (seed 5 of the small plans). */
+function sampledScenario(s: ReturnType<typeof strategy>) {
+  return fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 40, seed: 5 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`))
+    .find((x) => runScenario(x, s, { unwinder: "frame", injections: scheduleOf(x) }).samples.length > 0)!;
+}
+
+/** Full collections, each after the current job (a WeakRef's target stays until the job that made it ends), until every target is gone (at most `rounds`). */
+async function collect(refs: readonly WeakRef<object>[], rounds = 3): Promise<void> {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  for (let i = 0; i < rounds && refs.some((r) => r.deref() !== undefined); i++) {
+    await new Promise((r) => setTimeout(r, 0));
+    gc();
+  }
+}
+
 describe("machines shared by images of one layout", () => {
   test("every run, in any order after any other image, says what a run on a fresh machine says", () => {
     const s = strategy("r9-private");
@@ -40,11 +56,8 @@ describe("machines shared by images of one layout", () => {
     }
   });
   test("an outcome kept after its run has ended keeps its samples, not its run's machine", async () => {
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
     const s = strategy("baseline");
-    const sc = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 40, seed: 5 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`))
-      .find((x) => runScenario(x, s, { unwinder: "frame", injections: scheduleOf(x) }).samples.length > 0)!;
+    const sc = sampledScenario(s);
     // a machine of its own (no image given: loadImage()), ended as runScenario() ends it
     const opts = { unwinder: "frame" as const, injections: scheduleOf(sc) };
     const { outcome, machine } = ((): { outcome: RunOutcome; machine: WeakRef<Machine> } => {
@@ -55,10 +68,7 @@ describe("machines shared by images of one layout", () => {
         run.end();
       }
     })();
-    for (let i = 0; i < 3 && machine.deref() !== undefined; i++) {
-      await new Promise((r) => setTimeout(r, 0));
-      gc();
-    }
+    await collect([machine]);
     expect(machine.deref()).toBeUndefined();
     expect(said(outcome)).toEqual(said(runScenario(sc, s, opts))); // and its samples still read as they did
   });
@@ -119,18 +129,14 @@ describe("machines shared by images of one layout", () => {
   test("a run that is over leaves nothing of itself on the pooled machine: its samples can be collected", async () => {
     // (a pooled machine that kept its last run's hooks kept their closures, and through them every
     // sample and check of the run, until its layout ran again: run.ts RunSession.end())
-    setFlagsFromString("--expose-gc");
-    const gc = runInNewContext("gc") as () => void;
     const s = strategy("baseline");
-    const sc = fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 4 }), { numRuns: 40, seed: 5 }).map((p, i) => parseScenario(planToScenario(p), `plan ${i}`))
-      .find((x) => runScenario(x, s, { unwinder: "frame", injections: scheduleOf(x) }).samples.length > 0)!;
+    const sc = sampledScenario(s);
     const img = buildImage(sc.spec, s);
     // (a sample's regs: an object the run itself made and kept, where the sample read from an
     // outcome is new, made as it is read)
     const refs = ((): WeakRef<object>[] => runScenario(sc, s, { unwinder: "frame", injections: scheduleOf(sc), image: img }).samples.map((x) => new WeakRef(x.regs)))();
     expect(refs.length).toBeGreaterThan(0);
-    await new Promise((r) => setTimeout(r, 0)); // (a WeakRef's target stays until the job that made it ends)
-    gc();
+    await collect(refs);
     expect(refs.filter((r) => r.deref() !== undefined)).toHaveLength(0);
     // and the image stays the machine's: its next run takes it as loaded, with nothing loaded again
     const pooled = reusedMachine(img);
