@@ -34,7 +34,8 @@ export interface GetStackSample {
   readonly how: string;
   readonly walk: Walk;
   readonly expected: readonly bigint[];
-  readonly allow: readonly Allowance[];
+  /** What a correct walk may miss: worked out when asked, which classify() does only for a walk that is not plainly EXACT (in the hook that took the sample: the machine as it was). */
+  readonly allow: () => readonly Allowance[];
 }
 
 /** A pt_regs the kernel would have built (the probe's): where unwinders read it from (off every stack). */
@@ -49,7 +50,7 @@ export function getStackSample(img: Image, m: Machine, truth: readonly TruthEntr
   const program = main?.kind === "frame" ? img.programs.find((p) => p.jit.funcs[0]!.image.base === main.entry) : undefined;
   const runner = truth[r];
   const here = { kind: "current", ip: m.rip, sp: m.reg("rsp"), bp: m.reg("rbp") } as const;
-  const fromHelper = (how: string): GetStackSample => ({ how, walk: archStackWalk(unwinder, here), expected: expectedChain(truth, 0), allow: allowances(truth, 0, windows) });
+  const fromHelper = (how: string): GetStackSample => ({ how, walk: archStackWalk(unwinder, here), expected: expectedChain(truth, 0), allow: () => allowances(truth, 0, windows) });
   if (r <= 0 || program === undefined || runner?.kind !== "frame" || runner.slot === undefined) return fromHelper("from the helper");
   switch (program.program.type) {
     case "raw_tp": case "tracing": return fromHelper("from the helper (perf_fetch_caller_regs)");
@@ -57,19 +58,19 @@ export function getStackSample(img: Image, m: Machine, truth: readonly TruthEntr
     case "tracepoint": {
       // first_frame: the frame of the runner's caller (perf_trace_<event>), which the runner saved
       const first = m.peek64(runner.slot - 8n) ?? 0n;
-      return { how: "from the tracepoint's regs (perf_trace_<event>'s frame)", walk: archStackWalk(unwinder, { ...here, firstFrame: first }), expected: expectedChain(truth, r + 1), allow: allowances(truth, r + 1, windows) };
+      return { how: "from the tracepoint's regs (perf_trace_<event>'s frame)", walk: archStackWalk(unwinder, { ...here, firstFrame: first }), expected: expectedChain(truth, r + 1), allow: () => allowances(truth, r + 1, windows) };
     }
     case "perf_event": {
       const caller = truth[r + 1];
       const nmi = truth.findIndex((t, i) => i > r && t.kind === "interrupt" && t.vector === 2);
       if (caller?.kind === "frame" && caller.function === "exc_nmi" && nmi > r) {
         const regs = (truth[nmi] as { frame: bigint }).frame - BigInt(PT_REGS.ip);
-        return { how: "from the sampled regs (the perf NMI's)", walk: perfCallchainKernel(unwinder, regs), expected: expectedChain(truth, nmi), allow: allowances(truth, nmi, windows) };
+        return { how: "from the sampled regs (the perf NMI's)", walk: perfCallchainKernel(unwinder, regs), expected: expectedChain(truth, nmi), allow: () => allowances(truth, nmi, windows) };
       }
       return fromProbe("from the event's regs (at the runner's entry)");
     }
     case "kprobe": return ["uprobe", "uprobe_multi"].includes(attachOf(program.program))
-      ? { how: "the uprobe's user-mode regs: no kernel frames (get_perf_callchain())", walk: { ips: [], error: false, reachedEnd: true, warnings: [] }, expected: [], allow: [] }
+      ? { how: "the uprobe's user-mode regs: no kernel frames (get_perf_callchain())", walk: { ips: [], error: false, reachedEnd: true, warnings: [] }, expected: [], allow: () => [] }
       : fromProbe("from the kprobe's regs (int3 at the runner's entry)");
   }
 
@@ -89,7 +90,7 @@ export function getStackSample(img: Image, m: Machine, truth: readonly TruthEntr
     // before the runner's `mov rbp,rsp` the frame unwinder may miss its caller (the window), and
     // deeper interrupt boundaries allow what they always do, one position further down.
     const expected = [runnerEntry, ...expectedChain(truth, r)];
-    const allow = [
+    const allow = () => [
       ...(windows.inWindow(runnerEntry, runnerBp === undefined ? undefined : { now: fields.bp!, entry: runnerBp }) ? [{ after: 0, skip: 1, mayEnd: false }] : []),
       ...allowances(truth, r, windows).map((a) => ({ ...a, after: a.after + 1 })),
     ];

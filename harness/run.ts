@@ -278,7 +278,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   /** The samples so far, their chains as addresses (wordSamples() words them when an outcome's samples are read). */
   const samples: KeptSample[] = [];
   /** A sample: the walk against the chain a correct walk gives (the truth from `from`, or as given). */
-  const record = (kind: Sample["kind"], where: string, from: number | { expected: readonly bigint[]; allow: readonly Allowance[] }, walk: Walk, interrupted?: Sample["interrupted"]) => {
+  const record = (kind: Sample["kind"], where: string, from: number | { expected: readonly bigint[]; allow: () => readonly Allowance[] }, walk: Walk, interrupted?: Sample["interrupted"]) => {
     const truth = m.truth();
     const picture = o.picture === samples.length ? stackPicture(img, m, truth, interrupted?.bp ?? m.reg("rbp")) : undefined;
     const expected = typeof from === "number" ? expectedChain(truth, from) : from.expected;

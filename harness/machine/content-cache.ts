@@ -1,6 +1,7 @@
 // What was worked out from a block of code, kept by the block's address and bytes: the kernel
 // text every image loads, and the BPF functions the images of one shrink share, are read once.
-// Whoever reads code caches this way (the machine's decoder, the frame-window oracle).
+// The machine's decoder caches this way (the frame-window oracle keeps the kernel's facts per
+// kernel instead: oracles/window.ts).
 //
 // Bounded in two generations: entries go into the young one, which, once the bytes it keys pass
 // the bound, becomes the old one (the old old one is dropped). An entry asked for again from the

@@ -7,8 +7,8 @@
 import { decodeCode, GENERIC_OP, K_REG, Op, RBP, RSP, toCanonical, type Machine, type SymbolEntry } from "../machine/index.ts";
 import { PT_REGS } from "../../arch/ptrace.ts";
 import type { Image } from "../../jit/image.ts";
+import type { Kernel } from "../../jit/kernel/kernel.ts";
 import { kernelStacks } from "../../jit/private-stacks.ts";
-import { ContentCache } from "../machine/content-cache.ts";
 import type { EntryBp, WindowOracle } from "./classify.ts";
 
 /** What one function's code says about its frame pointer, read once per symbol. */
@@ -21,12 +21,16 @@ export interface FrameCode {
 }
 
 /**
- * Kernel function code read by address and content, across images. (Not BPF functions: a
- * campaign's images almost never repeat one, and each kept here would live long enough for V8
- * to move it into its old generation; an image's own runs share its facts by symbol instead,
- * FrameWindowOptions.cache.)
+ * The kernel's functions' facts by symbol start (the internal address), per kernel: every image
+ * of a kernel loads its text unchanged (jit/image.ts kernelFor()), and text cannot be written.
+ * Keyed by the kernel, which campaigns keep (a few dozen at most), not by anything of one
+ * scenario. (Not BPF functions: a campaign's images almost never repeat one, and each kept here
+ * would live long enough for V8 to move it into its old generation; an image's own runs share
+ * its facts by symbol instead, FrameWindowOptions.cache.) Until it was kept by kernel, a run
+ * found a kernel function's facts by its bytes: a copy of them and a string of them as a key,
+ * at the first sample that asked, in every run.
  */
-const byContent = new ContentCache<FrameCode>(1 << 17);
+const kernelCodes = new WeakMap<Kernel, Map<number, FrameCode>>();
 
 /** The facts, from the function's decoded instructions. */
 function frameCode(bytes: Uint8Array, start: bigint): FrameCode {
@@ -55,6 +59,8 @@ export interface FrameWindowOptions {
   readonly stacks?: readonly { begin: bigint; end: bigint; task?: boolean }[];
   /** Code facts by symbol, shareable by every machine of one image (its text never changes). */
   readonly cache?: Map<string, FrameCode>;
+  /** The kernel's functions' code facts by symbol start, shared by every image of the kernel. */
+  readonly kernelCode?: Map<number, FrameCode>;
   /** The context switch's blind spot [from, to]: rsp on the next task's stack while current is still the previous one. */
   readonly switchWindow?: { readonly from: bigint; readonly to: bigint };
   /** Where tasks' stacks start (ret_from_fork_asm). */
@@ -67,8 +73,10 @@ export interface FrameWindowOptions {
 export function frameWindows(img: Image, m: Machine, cache?: Map<string, FrameCode>): FrameWindows {
   const k = img.kernel;
   const frames = new Map(img.programs.flatMap((p) => p.jit.funcs.map((f) => [f.image.base, f.frame] as const)));
+  let kernelCode = kernelCodes.get(k);
+  if (kernelCode === undefined) kernelCodes.set(k, (kernelCode = new Map()));
   return new FrameWindows(m, {
-    stacks: kernelStacks(img), frames, ...(cache ? { cache } : {}),
+    stacks: kernelStacks(img), frames, kernelCode, ...(cache ? { cache } : {}),
     ...(img.multitask ? { switchWindow: { from: k.addr("switch_rsp_loaded"), to: k.addr("switch_current") }, stackStarts: [k.addr("ret_from_fork_asm")] } : {}),
   });
 }
@@ -76,6 +84,7 @@ export function frameWindows(img: Image, m: Machine, cache?: Map<string, FrameCo
 export class FrameWindows implements WindowOracle {
   private readonly stacks: readonly { begin: bigint; end: bigint; task?: boolean }[];
   private readonly cache: Map<string, FrameCode>;
+  private readonly kernelCode: Map<number, FrameCode>;
   private readonly switchWindow: { readonly from: bigint; readonly to: bigint } | undefined;
   private readonly stackStarts: readonly bigint[];
   private readonly frames: ReadonlyMap<bigint, DeclaredFrame>;
@@ -83,6 +92,7 @@ export class FrameWindows implements WindowOracle {
   constructor(private readonly m: Machine, o: FrameWindowOptions = {}) {
     this.stacks = o.stacks ?? [];
     this.cache = o.cache ?? new Map();
+    this.kernelCode = o.kernelCode ?? new Map();
     this.switchWindow = o.switchWindow;
     this.stackStarts = o.stackStarts ?? [];
     this.frames = o.frames ?? new Map();
@@ -103,11 +113,13 @@ export class FrameWindows implements WindowOracle {
     let known = this.bySymbol.get(sym);
     if (known === undefined) {
       const start = toCanonical(sym.start);
-      let code = this.cache.get(sym.name);
+      // (kernel text, its symbols' kinds: the kernel's, by start; anything else, this image's, by name)
+      const kernel = sym.kind === "kernel" || sym.kind === "entry";
+      let code = kernel ? this.kernelCode.get(sym.start) : this.cache.get(sym.name);
       if (!code) {
-        const bytes = this.m.memory.peek(sym.start, sym.end - sym.start) ?? new Uint8Array(0);
-        code = sym.kind === "bpf" ? frameCode(bytes, start) : byContent.get(start, bytes, () => frameCode(bytes, start));
-        this.cache.set(sym.name, code);
+        code = frameCode(this.m.memory.peek(sym.start, sym.end - sym.start) ?? new Uint8Array(0), start);
+        if (kernel) this.kernelCode.set(sym.start, code);
+        else this.cache.set(sym.name, code);
       }
       known = { kind: sym.kind, start, code };
       this.bySymbol.set(sym, known);

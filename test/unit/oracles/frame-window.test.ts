@@ -2,7 +2,7 @@
 // (frameReady()/frameGone()) and from the machine's rbp, never from the opcodes a design happens
 // to use: a design that builds its frame with another instruction has the baseline's window, and
 // a design whose body runs on its caller's rbp gets no window for it, wherever a `mov rbp,rsp` sits.
-import { describe, expect, test } from "vitest";
+import { describe, expect, test, vi } from "vitest";
 import { alu64, call, exit, stx } from "../../../jit/bpf/insn.ts";
 import { BPF_DW, R1, R2, R3, R4, R5, R6, R10 } from "../../../jit/bpf/opcodes.ts";
 import { program } from "../../../jit/bpf/program.ts";
@@ -83,6 +83,25 @@ describe("the frame-pointer window is the machine's, not the opcodes'", () => {
     const rest = rows.filter((r) => !body.includes(r) && r.cls !== "EXACT" && r.cls !== "WINDOW");
     expect(rest.length).toBeGreaterThan(0);
     expect(rest.filter((r) => r.bpf || r.cls !== "WRONG")).toEqual([]);
+  });
+
+  test("a kernel function's facts are read once per kernel, a BPF function's once per image", () => {
+    // two images of one kernel (the same vectors, no tasks), each on a machine of its own
+    const a = buildImage({ programs: [withStack], task: 0 }, baseline), b = buildImage({ programs: [leaf], task: 0 }, baseline);
+    expect(b.kernel).toBe(a.kernel);
+    const [ma, mb] = [loadImage(a), loadImage(b)];
+    const peeks = (m: ReturnType<typeof loadImage>) => vi.spyOn(m.memory, "peek");
+    const kernelIp = a.kernel.addr("do_syscall_64") + 1n, bpfIp = (img: typeof a) => img.programs[0]!.jit.funcs[0]!.image.base;
+    const wa = frameWindows(a, ma), wb = frameWindows(b, mb);
+    const asked = [wa.inWindow(kernelIp), wa.inWindow(bpfIp(a))]; // (a read the kernel's, unless an earlier test did)
+    const pb = peeks(mb);
+    try {
+      expect([wb.inWindow(kernelIp), wb.inWindow(bpfIp(b))]).toEqual(asked);
+      expect(pb).toHaveBeenCalledTimes(1); // only its own BPF function's bytes: the kernel's facts are there already
+      expect(pb.mock.calls[0]![0]).toBe(Number(BigInt.asIntN(64, bpfIp(b))));
+    } finally {
+      pb.mockRestore();
+    }
   });
 
   test("inside the declared window only while rbp is the entry rbp", () => {
