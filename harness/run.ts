@@ -388,11 +388,11 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
         // (its verdict only: no report reads this truth, so the NMI's entry has no symbol text,
         // which would be a string made at every boundary)
         // (the expected chain, expectedChain(truth, 0), is the interrupted ip and every return
-        // address: the truth itself only for what a walk that is not EXACT may miss)
+        // address, the running task's root activation's included: the truth itself only for
+        // what a walk that is not EXACT may miss)
         const ip = m.rip;
         const truth = (): TruthEntry[] => [{ kind: "interrupt", vector: 2, name: "NMI", ip, symbol: "", rsp: m.reg("rsp"), frame: regs + BigInt(PT_REGS.ip), bp: m.reg("rbp") }, ...m.truth()];
-        const expected = m.depth > 0 ? [ip, ...m.returnAddresses()] : expectedChain(truth(), 0);
-        const c = classify(expected, perfCallchainKernel(unwinder, regs), () => allowances(truth(), 0, windows));
+        const c = classify([ip, ...m.returnAddresses()], perfCallchainKernel(unwinder, regs), () => allowances(truth(), 0, windows));
         return fails(c.class, policy);
       } finally {
         m.memory.loadAt(at, ptOld); // the NMI stack as it was

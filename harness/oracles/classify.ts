@@ -193,17 +193,14 @@ export function classify(expected: readonly bigint[], walk: Walk, allowed: reado
   const got = walk.ips;
   let at = 0;
   while (at < got.length && at < expected.length && got[at] === expected[at]) at++;
-  if (at === expected.length && got.length === expected.length) {
-    // (the frame-pointer unwinder's quiet loss in entry code: every frame is there, then bad_address)
-    if (walk.error) return { class: walk.expectedLoss ? "WINDOW" : "FLAGGED", at };
-    if (walk.reachedEnd) return { class: "EXACT", at };
-  }
+  const complete = at === expected.length && got.length === expected.length;
+  // (the frame-pointer unwinder's quiet loss in entry code: every frame is there, then bad_address)
+  if (complete && walk.error) return { class: walk.expectedLoss ? "WINDOW" : "FLAGGED", at };
+  if (complete && walk.reachedEnd) return { class: "EXACT", at };
   const allow = typeof allowed === "function" ? allowed() : allowed;
-  if (at === expected.length && got.length === expected.length) {
-    // every frame is there, and the walk may end where it did (entry code with no frame below:
-    // a task in its syscall's exit path, on its pt_regs)
-    return { class: allow.some((a) => a.after === expected.length - 1 && a.mayEnd) ? "WINDOW" : "TRUNCATED", at };
-  }
+  // every frame is there, and the walk may end where it did (entry code with no frame below:
+  // a task in its syscall's exit path, on its pt_regs)
+  if (complete) return { class: allow.some((a) => a.after === expected.length - 1 && a.mayEnd) ? "WINDOW" : "TRUNCATED", at };
   // WINDOW: only what the windows allow is missing (interrupted at the entry of the outermost
   // function, there is nothing above to reach). When the unwinder flagged it (ORC's frame-pointer
   // guess in a BPF prologue), it is FLAGGED, unless the unwinder itself calls the loss expected
