@@ -6,6 +6,7 @@ import type { Strategy } from "../../jit/strategy.ts";
 import type { Policy } from "../../harness/oracles/classify.ts";
 import type { UnwinderName } from "../../harness/run.ts";
 import { distIsFresh } from "../../bin/entry.js";
+import { EXHAUSTIVE_SEED, exhaustiveConstraints, SMALL } from "./plans.ts";
 
 /**
  * The campaign code as the CLI runs it: compiled (dist/) while the build is fresh, else the
@@ -21,9 +22,6 @@ const { runOnWorkers } = await from<typeof import("../../harness/cli/pool.ts")>(
 
 const strategy = (n: string): Strategy => BUILTIN_STRATEGIES.find((s) => s.name === n)!;
 const functions = (p: Plan) => p.programs.reduce((n, x) => n + x.funcs.length, 0);
-
-/** The budget's "small graphs": two programs of up to two functions. */
-const SMALL = { maxPrograms: 2, maxFuncs: 2, maxItems: 4 };
 
 /** End to end (generate, lower, JIT, run with the plan's interrupts, check): scenarios per second. */
 export function benchScenarios(runs: number, seed: number, small: boolean, schedulesPerPlan = 1): { perSecond: number; runs: number } {
@@ -51,8 +49,7 @@ export function benchExhaustive20(seed: number): { ms: number; runs: number; fun
  * figure is taken.
  */
 export function benchExhaustiveRate(kind: "irq" | "nmi", scenarios = 12): { perSecond: number; perWallSecond: number; boundaries: number; scenarios: number } {
-  // the walk checks: NMIs that run no program (one that does is a nested run, not a walk)
-  const plans = fc.sample(planArb({ ...SMALL, interrupts: false, tasks: 1, ...(kind === "nmi" ? { nmi: false } : {}) }), { numRuns: scenarios, seed: 5 });
+  const plans = fc.sample(planArb(exhaustiveConstraints(kind)), { numRuns: scenarios, seed: EXHAUSTIVE_SEED });
   let boundaries = 0, cpu = 0;
   const t0 = performance.now();
   for (const plan of plans) {

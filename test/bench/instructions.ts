@@ -14,17 +14,17 @@
 //   image     building its image (the JIT)
 //   start     setting up a run on the prebuilt image (startRun(), end())
 //   run       a whole random-mode run on the prebuilt image (checkRandom())
-//   irq, nmi  exhaustive mode's boundaries (the bench's small plans, seed 5): per boundary
+//   irq, nmi  exhaustive mode's boundaries (the first 16 of the bench's plans, plans.ts): per boundary
 // About a minute per phase at the default reps (3). Needs valgrind; says so and stops without.
 import fc from "fast-check";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { EXHAUSTIVE_SEED, exhaustiveConstraints, SMALL } from "./plans.ts";
 
 const PHASES = ["scenario", "image", "start", "run", "irq", "nmi"] as const;
 type Phase = (typeof PHASES)[number];
-const SMALL = { maxPrograms: 2, maxFuncs: 2, maxItems: 4 };
 
 /** The child: the phase `reps` times; prints the units of work done. */
 async function child(d: string, phase: Phase, reps: number): Promise<void> {
@@ -40,7 +40,7 @@ async function child(d: string, phase: Phase, reps: number): Promise<void> {
   const o = { strategy: s, unwinder: "frame" as const, policy: "strict" as const };
   let units = 0;
   if (phase === "irq" || phase === "nmi") {
-    const plans = fc.sample(planArb({ ...SMALL, interrupts: false, tasks: 1, ...(phase === "nmi" ? { nmi: false } : {}) }), { numRuns: 16, seed: 5 });
+    const plans = fc.sample(planArb(exhaustiveConstraints(phase)), { numRuns: 16, seed: EXHAUSTIVE_SEED });
     for (let i = 0; i < reps; i++) for (const p of plans) units += checkPlan(p, { ...o, exhaustive: true, kinds: [phase] }).verdict.runs - 1;
   } else {
     const plans = fc.sample(planArb(SMALL), { numRuns: 200, seed: 42 });
