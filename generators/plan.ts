@@ -164,6 +164,16 @@ export interface PlanProgram {
   readonly attach?: number;
   /** BPF_F_SLEEPABLE, where the path allows it and the plan has tasks. */
   readonly sleepable?: boolean;
+  /**
+   * A second attachment of the same program (a plan with tasks; a version 3 scenario's `links`):
+   * an index (wrapping) into the other attach paths of its type; none when its type has one
+   * path (or, with `countedPaths`, one counted path). Tasks run the program through whichever
+   * of the two fires only in task context (a uprobe, a syscall tracepoint), interrupts through
+   * the other: 7.2 checks no program's other attachments (kernel/events/core.c
+   * __perf_event_set_bpf_prog()). A sleepable program keeps its link only where both paths
+   * allow sleeping, else it is lowered as not sleepable.
+   */
+  readonly link?: number | null;
   /** funcs[0] is the main function. */
   readonly funcs: readonly PlanFunc[];
 }

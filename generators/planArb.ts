@@ -54,6 +54,11 @@ export interface PlanConstraints {
   /** Attach paths without a recursion counter (uprobe, uprobe_multi) too (default true). */
   readonly counterlessPaths?: boolean;
   /**
+   * Programs attached twice, through two paths of their type (PlanProgram.link; default true):
+   * without them each program has one path, and so one recursion counter.
+   */
+  readonly links?: boolean;
+  /**
    * Program types whose runner takes the global bpf_prog_active (kprobe, tracepoint,
    * perf_event) too (default true); without them every counted run takes its own prog->active,
    * the counter design (g) picks its level from.
@@ -62,7 +67,7 @@ export interface PlanConstraints {
 }
 
 const DEFAULTS: Required<PlanConstraints> = {
-  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false, tasks: 2, counterlessPaths: true, bpfProgActivePaths: true,
+  maxPrograms: 6, maxFuncs: 4, maxItems: 8, maxSlots: 4, maxNestDepth: 4, irq: true, nmi: true, interrupts: true, maxInterrupts: 4, spinLoops: false, tasks: 2, counterlessPaths: true, links: true, bpfProgActivePaths: true,
 };
 const RANGES: Readonly<Record<string, readonly [number, number]>> = {
   maxPrograms: [1, MAX_PROGRAMS], maxFuncs: [1, MAX_FUNCS], maxItems: [0, MAX_ITEMS], maxSlots: [1, MAX_SLOTS],
@@ -152,8 +157,10 @@ export function planArb(constraints: PlanConstraints = {}): fc.Arbitrary<Plan> {
   const c = mustBeConstraints(constraints);
   const tasks = c.tasks >= 2;
   const item = itemArb(c.spinLoops, tasks);
-  // with tasks: each program's attach path (an index into its type's paths) and sleepability
-  const run: { attach?: fc.Arbitrary<number>; sleepable?: fc.Arbitrary<boolean> } = tasks ? { attach: fc.nat({ max: 3 }), sleepable: fc.boolean() } : {};
+  // with tasks: each program's attach path (an index into its type's paths), sleepability, and
+  // half the time a second attachment through another path (used by types with several: kprobe,
+  // tracepoint); none is what a shrink tries first
+  const run: { attach?: fc.Arbitrary<number>; sleepable?: fc.Arbitrary<boolean>; link?: fc.Arbitrary<number | null> } = tasks ? { attach: fc.nat({ max: 3 }), sleepable: fc.boolean(), ...(c.links ? { link: fc.option(fc.nat({ max: 2 }), { freq: 2 }) } : {}) } : {};
   const func = (atEntry: fc.Arbitrary<PlanCallItem | null>): fc.Arbitrary<PlanFunc> => fc.record({
     slots: fc.array(s32, { minLength: 1, maxLength: c.maxSlots }),
     extra,

@@ -24,8 +24,10 @@ export function formatScenario(sc: Scenario): string {
   const lines = [
     `${f.tasks ? `tasks run ${f.tasks.map((t, i) => `${i}: ${t}`).join(", ")}` : `task runs ${f.task}`}${f.nested?.length ? `; scx_sc_run_nested(i) runs ${f.nested.map((n, i) => `${i}: ${n}`).join(", ")}` : ""}${f.irq?.length ? `; IRQ ${f.irq.map((a) => `vector ${a.vector}: ${a.program}`).join(", ")}` : ""}${f.nmi ? `; NMI: ${f.nmi}` : ""}`,
   ];
+  if (f.links?.length) lines.push(`links: ${f.links.map((l) => `${l.name} runs ${l.program} through ${l.attach}`).join(", ")}`);
   if (f.interrupts?.length) lines.push(`schedule: ${f.interrupts.map((x) => (x.kind === "nmi" ? `NMI at step ${x.atStep}` : x.kind === "tick" ? `tick at step ${x.atStep}` : `IRQ ${x.vector} at step ${x.atStep}`)).join(", ")}`);
   for (const p of sc.programs) {
+    if (p.linkOf !== undefined) continue; // (on the links line)
     lines.push(`program ${p.name} (${p.type}${p.attach ? ` through ${p.attach}` : ""}${p.sleepable ? ", sleepable" : ""}${p.privStackRequested ? ", private stack requested" : ""}):`);
     lines.push(...printProgram(p, cbs).split("\n").map((l) => `  ${l}`));
   }
@@ -138,7 +140,7 @@ function counterexampleText(sc: Scenario, img: Image, m: Machine, verdict: Verdi
     ...layout.head(ctx),
     `failure: ${f ? describeFailure(f) : "none"}`,
     ...(layout === EMAIL ? [""] : []),
-    `scenario: ${sc.programs.length} program(s), ${sc.programs.reduce((n, p) => n + p.funcs.length, 0)} function(s)`,
+    `scenario: ${sc.file.programs.length} program(s), ${sc.file.programs.reduce((n, p) => n + p.funcs.length, 0)} function(s)${sc.file.links?.length ? `, ${sc.file.links.length} link(s)` : ""}`,
     ...formatScenario(sc).split("\n").map((l) => `  ${l}`),
   ];
   if (verdict.injection) lines.push(`injected: ${verdict.injection.kind === "nmi" ? "an NMI" : `IRQ ${verdict.injection.vector}`} at step ${verdict.injection.atStep} (exhaustive mode)`);

@@ -6,19 +6,21 @@ import { PROGRAMS_KEPT, RecentCache } from "../jit/recent-cache.ts";
 import { readFileSync } from "node:fs";
 import { z } from "zod";
 import { insn, type BpfInsn } from "../jit/bpf/insn.ts";
-import { ATTACH_PATH_NAMES, ATTACH_PATHS, attachOf, PROG_TYPES, type Program } from "../jit/bpf/program.ts";
+import { ATTACH_PATH_NAMES, attachOf, PROG_TYPES, runsOnlyInTask, type Program } from "../jit/bpf/program.ts";
 import { BPF_ALU64, BPF_CALL, BPF_JMP, BPF_K, BPF_MOV, BPF_PSEUDO_KFUNC_CALL } from "../jit/bpf/opcodes.ts";
 import { jumpOffset } from "../jit/bpf/fields.ts";
-import { MAX_TASKS } from "../jit/kernel/layout.ts";
+import { KD, MAX_TASKS } from "../jit/kernel/layout.ts";
 import { validate, ValidationError } from "../jit/bpf/validate.ts";
 import type { ImageSpec } from "../jit/image.ts";
 
 /**
  * Version 2 adds tasks (`tasks`: the program each task's syscall runs, with the kernel's
- * scheduler), ticks in the schedule, and per-program attach paths and sleepability. Version 1
- * files load as they always did: one task, no scheduler.
+ * scheduler), ticks in the schedule, and per-program attach paths and sleepability. Version 3
+ * adds `links`: a program's further attachments, each through a path of its own (a name that
+ * what-runs-what may use wherever it takes a program). Version 1 files load as they always did:
+ * one task, no scheduler.
  */
-export const SCENARIO_VERSION = 2;
+export const SCENARIO_VERSION = 3;
 
 const ident = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,47}$/, "must be an identifier (letters, digits, _; at most 48)");
 const int = (min: number, max: number) => z.number().int().min(min).max(max);
@@ -26,7 +28,7 @@ const int = (min: number, max: number) => z.number().int().min(min).max(max);
 const rawInsn = z.tuple([int(0, 255), int(0, 10), int(0, 10), int(-0x8000, 0x7fff), int(-0x80000000, 0x7fffffff)]);
 
 const schema = z.strictObject({
-  version: z.union([z.literal(1), z.literal(2)]),
+  version: z.union([z.literal(1), z.literal(2), z.literal(3)]),
   name: z.string().optional(),
   programs: z.array(z.strictObject({
     name: ident,
@@ -42,6 +44,15 @@ const schema = z.strictObject({
       insns: z.array(rawInsn).min(1),
     })).min(1),
   })).min(1).max(48),
+  /**
+   * v3: further attachments of programs (program.ts Program.linkOf): `name` runs `program`, the
+   * same bpf_prog (code, prog->active, misses, private stacks), through `attach`'s runner.
+   */
+  links: z.array(z.strictObject({
+    name: ident,
+    program: ident,
+    attach: z.enum(ATTACH_PATH_NAMES as [string, ...string[]]),
+  })).max(16).optional(),
   /** The program the task runs (version 1; in version 2, `tasks` instead, or this for one task). */
   task: ident.optional(),
   /** v2: the program each task runs, task 0 first; with it the kernel has its scheduler. */
@@ -134,10 +145,26 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
       seen.add(f.name);
     });
   });
+  // links (v3): a further attachment of a program, runnable wherever a program is named, after
+  // the programs in the image's list (jit/image.ts: what runs what, by index)
+  const links = file.links ?? [];
+  const linkOf = links.map((l, k) => {
+    const i = index.get(l.program);
+    if (i === undefined) issues.push({ code: "unknown-program", path: `links[${k}].program`, message: `no program is named '${l.program}' (programs: ${[...index.keys()].join(", ")})` });
+    return i ?? -1;
+  });
+  links.forEach((l, k) => {
+    if (index.has(l.name)) issues.push({ code: "duplicate-program", path: `links[${k}].name`, message: `'${l.name}' names a program or a link already` });
+    else index.set(l.name, file.programs.length + k);
+  });
+  if (file.programs.length + links.length > KD.maxProgs) issues.push({ code: "too-many-programs", path: "links", message: `${file.programs.length} programs and ${links.length} links: an image runs at most ${KD.maxProgs} in all` });
   const ref = (name: string, path: string): number => {
     const i = index.get(name);
-    if (i === undefined) issues.push({ code: "unknown-program", path, message: `no program is named '${name}' (programs: ${[...index.keys()].join(", ")})` });
-    return i ?? 0;
+    if (i === undefined) {
+      const names = [...index.keys()], programs = names.slice(0, file.programs.length).join(", ");
+      issues.push({ code: "unknown-program", path, message: links.length ? `no program or link is named '${name}' (programs: ${programs}; links: ${names.slice(file.programs.length).join(", ")})` : `no program is named '${name}' (programs: ${programs})` });
+    }
+    return i ?? -1; // (a name that is not there: the issue above, and no program runs)
   };
   // version 2's fields need version 2
   if (file.version === 1) {
@@ -148,6 +175,7 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
     ];
     for (const path of v2) issues.push({ code: "version", path, message: `needs "version": 2 (tasks, ticks, attach paths and sleepable programs came with it)` });
   }
+  if (file.version < 3 && file.links !== undefined) issues.push({ code: "version", path: "links", message: `needs "version": 3 (links came with it)` });
   if (file.task === undefined && file.tasks === undefined) issues.push({ code: "no-task", path: "task", message: `say what the task runs: "task": <program> (or, version 2, "tasks": [<program>, ...])` });
   if (file.task !== undefined && file.tasks !== undefined && file.tasks[0] !== file.task) {
     issues.push({ code: "task-mismatch", path: "task", message: `task '${file.task}' is not tasks[0] ('${file.tasks[0]}'); give one of the two` });
@@ -164,34 +192,48 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
   });
   (file.interrupts ?? []).forEach((x, i) => {
     if (x.kind === "irq" && !vectors.has(x.vector)) issues.push({ code: "unknown-vector", path: `interrupts[${i}].vector`, message: `no IRQ handler is set up for vector ${x.vector}; list it under 'irq'` });
-    if (x.kind === "tick" && file.version === 2 && !file.tasks) issues.push({ code: "tick-without-tasks", path: `interrupts[${i}]`, message: `a tick needs the scheduler: list the tasks under "tasks"` });
+    if (x.kind === "tick" && file.version >= 2 && !file.tasks) issues.push({ code: "tick-without-tasks", path: `interrupts[${i}]`, message: `a tick needs the scheduler: list the tasks under "tasks"` });
   });
-  const programs = file.programs.map((p, i) => {
-    const prog = toProgram(p);
+  const own = file.programs.map(toProgram);
+  // a link is its program under another path (its name stays the program's: reports name the
+  // bpf_prog, and the path it ran through)
+  // (a link of a program that is not there: its issue above, and a stand-in that is not checked)
+  const programs: Program[] = [...own, ...links.map((l, k) => ({ ...own[Math.max(0, linkOf[k]!)]!, attach: l.attach as Program["attach"] & string, linkOf: Math.max(0, linkOf[k]!) }))];
+  /** An entry's name and where the file gives its path (and sleepability), for issues. */
+  const entry = (i: number) => (i < own.length ? { name: file.programs[i]!.name, at: `programs[${i}]`, sleepableAt: `programs[${i}].sleepable` } : { name: links[i - own.length]!.name, at: `links[${i - own.length}]`, sleepableAt: `programs[${linkOf[i - own.length]}].sleepable` });
+  const byInterrupt = new Set([...irq.map((a) => a.program), ...(nmi === undefined ? [] : [nmi])]);
+  programs.forEach((prog, i) => {
+    if (i >= own.length && linkOf[i - own.length]! < 0) return;
+    const { name, at, sleepableAt } = entry(i);
     try {
       validate(prog);
     } catch (e) {
       if (!(e instanceof ValidationError)) throw e;
-      const fi = p.funcs.findIndex((f) => f.name === e.issue.func);
-      const where = e.issue.insn >= 0 ? `programs[${i}].funcs[${fi}].insns[${e.issue.insn}]` : `programs[${i}].funcs[${fi}]`;
-      issues.push({ code: `verifier:${e.issue.rule}`, path: e.issue.rule === "attach" || (e.issue.rule === "sleepable" && e.issue.insn < 0) ? `programs[${i}].${e.issue.rule}` : where, message: `${p.name}/${e.issue.func}: ${e.issue.message}` });
+      if (i < own.length) {
+        const p = file.programs[i]!, fi = p.funcs.findIndex((f) => f.name === e.issue.func);
+        const where = e.issue.insn >= 0 ? `${at}.funcs[${fi}].insns[${e.issue.insn}]` : `${at}.funcs[${fi}]`;
+        issues.push({ code: `verifier:${e.issue.rule}`, path: e.issue.rule === "attach" || (e.issue.rule === "sleepable" && e.issue.insn < 0) ? `${at}.${e.issue.rule}` : where, message: `${name}/${e.issue.func}: ${e.issue.message}` });
+      } else if (e.issue.rule === "attach" || e.issue.rule === "sleepable") {
+        // (the code is its program's, checked there: only the path's own rules can refuse a link)
+        issues.push({ code: `verifier:${e.issue.rule}`, path: `${at}.attach`, message: `${name} (a link of ${prog.name}): ${e.issue.message}` });
+      }
     }
-    const byInterrupt = (file.irq ?? []).some((a) => a.program === p.name) || file.nmi === p.name;
-    if (byInterrupt && ATTACH_PATHS[attachOf(prog)].task) {
-      issues.push({ code: "task-path-in-interrupt", path: `programs[${i}].attach`, message: `${p.name} runs through ${attachOf(prog)}, which fires only in a task's own context, and an interrupt runs it (${TASK_ONLY_WHY})` });
-    } else if (prog.sleepable && byInterrupt) {
-      issues.push({ code: "sleepable-in-interrupt", path: `programs[${i}].sleepable`, message: `${p.name} is sleepable and an interrupt runs it: hardirq and NMI context cannot sleep (its attach paths run in task context)` });
+    if (byInterrupt.has(i) && runsOnlyInTask(prog)) {
+      issues.push({ code: "task-path-in-interrupt", path: `${at}.attach`, message: `${name} runs through ${throughText(prog)}, which fires only in a task's own context, and an interrupt runs it (${TASK_ONLY_WHY})` });
+    } else if (prog.sleepable && byInterrupt.has(i)) {
+      issues.push({ code: "sleepable-in-interrupt", path: sleepableAt, message: `${name} is sleepable and an interrupt runs it: hardirq and NMI context cannot sleep (its attach paths run in task context)` });
     }
-    if (prog.sleepable && !tasks) issues.push({ code: "sleepable-without-tasks", path: `programs[${i}].sleepable`, message: `${p.name} is sleepable, and sleeping needs the scheduler: list the tasks under "tasks"` });
-    return prog;
+    if (prog.sleepable && !tasks && i < own.length) issues.push({ code: "sleepable-without-tasks", path: sleepableAt, message: `${name} is sleepable, and sleeping needs the scheduler: list the tasks under "tasks"` });
   });
-  if (!issues.length) issues.push(...nestingIssues(file, programs));
+  if (!issues.length) issues.push(...nestingIssues(programs, nested, (i) => entry(i).name));
   if (issues.length) throw new ScenarioError(source, issues);
   return { file, programs, spec: { programs, task, nested, irq, ...(nmi === undefined ? {} : { nmi }), ...(tasks ? { tasks } : {}) } };
 }
 
-/** Why a task-context path (jit/bpf/program.ts ATTACH_PATHS `task`) runs in no interrupt and inside no kfunc, for scenario errors. */
-const TASK_ONLY_WHY = "Linux 7.2 runs a uprobe program on the way back to user mode, uprobe_notify_resume(), or in the uprobe syscalls, and a faultable tracepoint's at syscall entry or exit";
+/** Why a task-context path (jit/bpf/program.ts runsOnlyInTask()) runs in no interrupt and inside no kfunc, for scenario errors. */
+const TASK_ONLY_WHY = "Linux 7.2 runs a uprobe program on the way back to user mode, uprobe_notify_resume(), or in the uprobe syscalls, and a faultable tracepoint's at syscall entry or exit; a sleepable raw_tp program attaches only to those (bpf_raw_tp_link_attach())";
+/** A program's path in scenario errors (a sleepable raw_tp is one of its own). */
+const throughText = (p: Program) => `${attachOf(p)}${p.sleepable && attachOf(p) === "raw_tp" ? " as a sleepable program" : ""}`;
 
 /**
  * What scx_sc_run_nested() may not do. Which programs a program can run through it: the
@@ -206,8 +248,7 @@ const TASK_ONLY_WHY = "Linux 7.2 runs a uprobe program on the way back to user m
  *   - a sleepable program must not be reachable from a program that cannot sleep (it would
  *     sleep in atomic context: "scheduling while atomic"; interrupts never run sleepable ones).
  */
-function nestingIssues(file: ScenarioFile, programs: readonly Program[]): ScenarioIssue[] {
-  const nested = (file.nested ?? []).map((n) => programs.findIndex((p) => p.name === n));
+function nestingIssues(programs: readonly Program[], nested: readonly number[], nameOf: (i: number) => string): ScenarioIssue[] {
   const runs = programs.map((p) => {
     const out = new Set<number>();
     // a jump that lands on the call: r1 may come from elsewhere
@@ -222,11 +263,12 @@ function nestingIssues(file: ScenarioFile, programs: readonly Program[]): Scenar
   });
   const issues: ScenarioIssue[] = [];
   programs.forEach((q, qi) => {
+    const qn = nameOf(qi);
     for (const t of runs[qi]!) {
-      const p = programs[t]!;
-      if (ATTACH_PATHS[attachOf(p)].task) {
-        issues.push({ code: "task-path-nested", path: `nested[${nested.indexOf(t)}]`, message: `${p.name} runs through ${attachOf(p)}, which fires only in a task's own context, and ${q.name} runs it through scx_sc_run_nested(), from inside BPF code (${TASK_ONLY_WHY})` });
-      } else if (p.sleepable && !q.sleepable) issues.push({ code: "sleep-in-atomic", path: `nested[${nested.indexOf(t)}]`, message: `${p.name} is sleepable, and ${q.name}, which cannot sleep, runs it through scx_sc_run_nested(): make ${q.name} sleepable too, or ${p.name} not` });
+      const p = programs[t]!, pn = nameOf(t);
+      if (runsOnlyInTask(p)) {
+        issues.push({ code: "task-path-nested", path: `nested[${nested.indexOf(t)}]`, message: `${pn} runs through ${throughText(p)}, which fires only in a task's own context, and ${qn} runs it through scx_sc_run_nested(), from inside BPF code (${TASK_ONLY_WHY})` });
+      } else if (p.sleepable && !q.sleepable) issues.push({ code: "sleep-in-atomic", path: `nested[${nested.indexOf(t)}]`, message: `${pn} is sleepable, and ${qn}, which cannot sleep, runs it through scx_sc_run_nested(): make ${qn} sleepable too, or ${pn} not` });
     }
   });
   return issues;

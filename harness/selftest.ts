@@ -38,7 +38,9 @@ const SECTION: Readonly<Record<AttachPath, { plain: string; sleepable?: string }
   uprobe: { plain: "uprobe", sleepable: "uprobe.s" },
   uprobe_multi: { plain: "uprobe.multi", sleepable: "uprobe.multi.s" },
   tracepoint: { plain: "tracepoint" },
-  tp_faultable: { plain: "tp_btf/sys_enter", sleepable: "tp_btf.s/sys_enter" },
+  // a TRACEPOINT program on a syscall tracepoint (libbpf's "tp+" and "tp.s+"; "tp_btf" would be a
+  // TRACING program, run through __bpf_trace_run())
+  tp_faultable: { plain: "tp/syscalls/sys_enter_getpid", sleepable: "tp.s/syscalls/sys_enter_getpid" },
   perf_event: { plain: "perf_event" },
   raw_tp: { plain: "raw_tp", sleepable: "raw_tp.s" },
   trampoline: { plain: "fentry/bpf_fentry_test1", sleepable: "fentry.s/bpf_fentry_test1" },
@@ -233,7 +235,8 @@ export function exportSelftest(img: Image, info: SelftestInfo): string {
     "",
     "#if defined(__TARGET_ARCH_x86)",
   ];
-  img.programs.forEach(({ program: p }, pi) => {
+  img.programs.forEach(({ program: p, linkOf }, pi) => {
+    if (linkOf !== undefined) return; // another attachment of a program above: the same code (a selftest loads each program once)
     const cName = (fi: number) => (fi === 0 ? `${base}_${ident(p.name)}` : `${base}_${ident(p.name)}_${ident(p.funcs[fi]!.name)}`);
     const fn = (fi: number, head: string[]) => {
       const f = p.funcs[fi]!;

@@ -47,7 +47,7 @@ export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnow
 
 /** The BPF ksyms of an image: each JITed function's start, end and ksym.fp_start/fp_end as do_jit() stored them. */
 export function bpfKsyms(img: Image): BpfKsym[] {
-  return img.programs.flatMap((p) => p.jit.funcs.map((f) => ({ start: f.image.base, end: f.image.end, fpStart: f.ksym.fpStart, fpEnd: f.ksym.fpEnd })));
+  return img.programs.flatMap((p) => (p.linkOf !== undefined ? [] : p.jit.funcs).map((f) => ({ start: f.image.base, end: f.image.end, fpStart: f.ksym.fpStart, fpEnd: f.ksym.fpEnd })));
 }
 
 /** The unwinder `name` over an image loaded in a machine. */

@@ -17,7 +17,7 @@ import {
 } from "./kernel/layout.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
 import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to.ts";
-import { DEFAULT_JIT_OPTIONS, StrategyError, type JitOptions, type Strategy } from "./strategy.ts";
+import { DEFAULT_JIT_OPTIONS, StrategyError, type JitOptions, type PrivateRequest, type Strategy } from "./strategy.ts";
 import { JitError } from "./lower.ts";
 import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
 
@@ -97,6 +97,12 @@ export interface Image {
     readonly path: (typeof ATTACH_PATHS)[AttachPath];
     /** The counter its runner takes (program.ts counterOf(): the path's, none for struct_ops without a private stack). */
     readonly counter: Counter;
+    /**
+     * Another attachment of programs[linkOf] (program.ts Program.linkOf): `jit`, `progActive`,
+     * `misses` and the private stacks are that program's (its functions, symbols and guards are
+     * listed once, under it); `active`, `path` and `counter` are this attachment's runner's.
+     */
+    readonly linkOf?: number;
   }[];
   /** The per-CPU bpf_prog_active counter (a __percpu pointer). */
   readonly bpfProgActive: bigint;
@@ -211,14 +217,36 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   let dyn = PERCPU_ORIGIN + BigInt(PERCPU_DYNAMIC);
   const bpfProgActive = dyn;
   dyn += 16n;
-  const programs = spec.programs.map((program) => {
+  spec.programs.forEach((p, i) => {
+    if (p.linkOf === undefined) return;
+    const of = spec.programs[p.linkOf];
+    if (!Number.isInteger(p.linkOf) || p.linkOf >= i || of === undefined || of.linkOf !== undefined) throw new ImageError(`program ${i} (${p.name}): linkOf ${p.linkOf} is not the index of an earlier program that is not itself a link`);
+    if (of.type !== p.type || of.insns !== p.insns) throw new ImageError(`program ${i} (${p.name}): a link of program ${p.linkOf} (${of.name}) must be of its type and code`);
+  });
+  type Entry = { program: Program; validated: Validated; xlated: Program; requests: readonly PrivateRequest[]; active: bigint; progActive: bigint; misses: bigint; path: (typeof ATTACH_PATHS)[AttachPath]; counter: Counter };
+  const entries: Entry[] = [];
+  for (const program of spec.programs) entries.push(entryOf(program, entries));
+  function entryOf(program: Program, before: readonly Entry[]): Entry {
+    const path = ATTACH_PATHS[attachOf(program)];
+    const of = program.linkOf === undefined ? undefined : before[program.linkOf]!;
+    if (of) {
+      // another attachment of `of` (program.ts Program.linkOf): its bpf_prog's code, prog->active,
+      // misses and private stacks; its own path's runner (counter, preemptibility)
+      const validated = validate(program); // (the path's own rules: a sleepable program on a path that may not sleep)
+      const counter = counterOf(program, of.requests.length > 0);
+      const shared = { program, validated, xlated: of.xlated, requests: of.requests, progActive: of.progActive, misses: of.misses, path, counter };
+      if (counter === "prog") return { ...shared, active: of.progActive };
+      if (counter === "global") return { ...shared, active: bpfProgActive };
+      const runs = dyn;
+      dyn += 8n;
+      return { ...shared, active: runs };
+    }
     const validated = validate(program);
     const xlated = miscFixups(program, validated);
     const own = dyn, misses = dyn + 8n;
     dyn += 16n;
     // kernel-model-7.2.md A.4: the path's counter (the global bpf_prog_active of trace_call_bpf() and
     // friends, or the program's own prog->active; uprobes have none, and the runner then never refuses)
-    const path = ATTACH_PATHS[attachOf(program)];
     // jits_use_priv_stack: whether the design's JIT gives the program a private stack (7.2's,
     // r9-private: the verifier's decision; a split design: always; the baseline: never)
     const requests = userCode(strategy, program.name, () => strategy.privateMemory(xlated, validated));
@@ -234,18 +262,21 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     const runs = dyn;
     dyn += 8n;
     return { program, validated, xlated, requests, active: runs, progActive: own, misses, path, counter };
-  });
+  }
   let text = BPF_TEXT;
   const records = instructionRecorder();
-  const jitted = programs.map((p) => {
+  const jitted: (Entry & { jit: JitProgram; linkOf?: number })[] = [];
+  for (const p of entries) {
+    const linkOf = p.program.linkOf;
+    if (linkOf !== undefined) { jitted.push({ ...p, jit: jitted[linkOf]!.jit, linkOf }); continue; } // the same code
     const jit = userCode(strategy, p.program.name, () => backend.jitProgram(p.xlated, p.validated, strategy, {
       base: text, percpuBase: dyn, thisCpuOff: PCPU_THIS_CPU_OFF, activePtr: p.progActive, kernelSymbols: (s) => kernel.text.labels.get(s), privateRequests: p.requests,
       ...(records ? { records } : {}), // the machine takes them instead of decoding the code
     }, jitOpts));
     for (const x of jit.privates) dyn = x.percpuPtr + BigInt(Math.ceil(x.size / 16) * 16);
     text = (jit.end + 0xfffn) & ~0xfffn; // each program in its own pages, as bpf_prog_pack hands them out
-    return { ...p, jit };
-  });
+    jitted.push({ ...p, jit });
+  }
   if (text > BPF_TEXT + BigInt(BPF_TEXT_SIZE)) throw new ImageError("the JITed programs do not fit the BPF text area");
   if (dyn > PERCPU_ORIGIN + BigInt(PERCPU_SIZE)) throw new ImageError(`the per-CPU allocations (${dyn - PERCPU_ORIGIN} bytes) do not fit the per-CPU area (${PERCPU_SIZE} bytes)`);
   const percpuMapped = Math.max(PERCPU_MIN_MAPPED, Math.ceil(Number(dyn - PERCPU_ORIGIN) / 0x1000) * 0x1000);
@@ -274,6 +305,7 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   const loads: { addr: bigint; bytes: Uint8Array; decoded?: readonly InsnRecord[] }[] = [{ addr: KTEXT, bytes: kernel.text.bytes }];
   const guards: { program: number; func: string; addr: bigint }[] = [];
   jitted.forEach((p, pi) => {
+    if (p.linkOf !== undefined) return; // its program's code, symbols and guards
     for (const f of p.jit.funcs) {
       symbols.push({ name: f.symbol, start: f.image.base, end: f.image.end, kind: "bpf" });
       loads.push({ addr: f.image.base, bytes: f.image.bytes, ...(f.image.decoded ? { decoded: f.image.decoded } : {}) });
@@ -357,6 +389,6 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
 
   return {
     strategy, backend, layout, taskPtRegs: TASK_PT_REGS, tasks, multitask, kernel, regions, symbols, loads, guards, irqVectors, thisCpu, bpfProgActive, task: spec.task,
-    programs: jitted.map(({ program, validated, xlated, jit, active, progActive, misses, path, counter }) => ({ program, validated, xlated, jit, active, progActive, misses, path, counter })),
+    programs: jitted.map(({ program, validated, xlated, jit, active, progActive, misses, path, counter, linkOf }) => ({ program, validated, xlated, jit, active, progActive, misses, path, counter, ...(linkOf === undefined ? {} : { linkOf }) })),
   };
 }

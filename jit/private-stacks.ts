@@ -32,6 +32,7 @@ export function privateStacks(img: Image): PrivateStack[] {
   const out: PrivateStack[] = [];
   let alloc = 0;
   img.programs.forEach((p, program) => {
+    if (p.linkOf !== undefined) return; // its program's stacks
     for (const x of p.jit.privates) {
       const base = img.thisCpu(x.percpuPtr);
       const func = p.program.funcs[x.fi]!.name;

@@ -44,6 +44,8 @@ export interface UnwindState {
   userEnd?: boolean;
   /** Not a kernel field: why the unwind stopped (the first exit it took), for reports. */
   stop?: Stop;
+  /** Not a kernel field: unwind_start()'s skip to first_frame ran to the end (noteSkippedToEnd()), for reports. */
+  skippedToEnd?: boolean;
   /** Not a kernel field: where ORC had no data and guessed a frame-pointer frame (unwind_orc.c: "just a guess"). */
   guessed?: string;
 }
@@ -83,7 +85,10 @@ function stopNotKernelText(s: UnwindState): void {
  * first_frame, is why the trace comes out empty.
  */
 export function noteSkippedToEnd(s: UnwindState, firstFrame: bigint, skipped: number): void {
-  if (unwindDone(s) && skipped > 0) s.stop = { why: `unwind_start() skipped every frame looking for first_frame ${hex(firstFrame)} and never reached it (then: ${s.userEnd ? "the task's user-mode pt_regs" : s.stop?.why ?? "the end"})`, at: firstFrame };
+  if (unwindDone(s) && skipped > 0) {
+    s.stop = { why: `unwind_start() skipped every frame looking for first_frame ${hex(firstFrame)} and never reached it (then: ${s.userEnd ? "the task's user-mode pt_regs" : s.stop?.why ?? "the end"})`, at: firstFrame };
+    s.skippedToEnd = true;
+  }
 }
 
 /** Why a finished unwind stopped, in words (and the address it could not follow). */
@@ -91,7 +96,8 @@ function stopOf(s: UnwindState): Stop {
   // (an error with no reason of its own: ORC's frame-pointer guess set it, see the note, or
   // unwind_start()'s retry past a guard page did; the reliable walk's loop ends at the first
   // error, arch_stack_walk_reliable())
-  const why = s.userEnd ? { why: "it reached the task's user-mode pt_regs (complete)" }
+  // (a skip that ran to the end is why, even when it ended on user-mode pt_regs)
+  const why = s.userEnd && !s.skippedToEnd ? { why: "it reached the task's user-mode pt_regs (complete)" }
     : s.stop ?? { why: s.error ? "the unwinder's error flag was set (unwind_error())" : "the unwind was done (no reason recorded)" };
   return s.guessed !== undefined ? { ...why, note: `on the way, ORC had no data for ${s.guessed} and guessed a frame-pointer frame (unreliable)` } : why;
 }

@@ -35,7 +35,7 @@ function generatorOf(f: CampaignFlags): { constraints: PlanConstraints; schedule
   if (f.exhaustive && f.schedules !== 1) throw new UsageError("--schedules and --exhaustive: exhaustive mode injects at every boundary itself, so a plan has no schedules to vary; use one or the other");
   if (f.spinLoops && f.exhaustive) throw new UsageError("--spin-loops and --exhaustive: a loop only may_goto bounds runs about a million instructions, and exhaustive mode forks at every one; use one or the other");
   return {
-    constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}), ...(f.uprobes ? {} : { counterlessPaths: false }), ...(f.bpfProgActive ? {} : { bpfProgActivePaths: false }) }, schedulesPerPlan: f.schedules,
+    constraints: { tasks: f.tasks, ...(f.spinLoops ? { spinLoops: true } : {}), ...(f.uprobes ? {} : { counterlessPaths: false }), ...(f.links ? {} : { links: false }), ...(f.bpfProgActive ? {} : { bpfProgActivePaths: false }) }, schedulesPerPlan: f.schedules,
     ...(f.earlyEnd !== undefined ? { shortcut: f.earlyEnd } : {}),
   };
 }
@@ -45,7 +45,7 @@ function replayLine(f: Omit<CampaignFlags, "strategy" | "unwinder">, strategy: s
   return [
     "npx stackcheck replay", `--strategy ${strategy}`, `--unwinder ${unwinder}`,
     ...(f.policy !== "strict" ? [`--policy ${f.policy}`] : []), ...(f.privateStacks !== "none" ? [`--private-stacks ${f.privateStacks}`] : []),
-    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.earlyEnd === undefined ? [] : [f.earlyEnd ? "--early-end" : "--no-early-end"]), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.schedules !== 1 ? [`--schedules ${f.schedules}`] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]), ...(f.bpfProgActive ? [] : ["--no-bpf-prog-active"]),
+    ...(f.exhaustive ? ["--exhaustive"] : []), ...(f.earlyEnd === undefined ? [] : [f.earlyEnd ? "--early-end" : "--no-early-end"]), ...(f.spinLoops ? ["--spin-loops"] : []), ...(f.schedules !== 1 ? [`--schedules ${f.schedules}`] : []), ...(f.tasks !== DEFAULT_TASKS ? [`--tasks ${f.tasks}`] : []), ...(f.uprobes ? [] : ["--no-uprobes"]), ...(f.links ? [] : ["--no-links"]), ...(f.bpfProgActive ? [] : ["--no-bpf-prog-active"]),
     ...(f.bmi2 ? ["--bmi2"] : []),
     ...(f.jit === "kernel" ? ["--jit kernel", ...(f.kernelTree !== undefined ? [`--kernel-tree ${f.kernelTree}`] : []), ...(f.jitSource !== undefined ? [`--jit-source ${f.jitSource}`] : [])] : []),
     `--seed ${seed}`, `--path ${path}`,
@@ -326,7 +326,7 @@ export async function matrixAction(f: Omit<CampaignFlags, "strategy" | "unwinder
         const cx = r.counterexample;
         cells.push({
           strategy: s.name, spec, row, unwinder: u, verdict: r.ok ? "pass" : verdictName(cx!.verdict), runs: r.runs, ms: Math.round(r.elapsedMs),
-          ...(cx ? { functions: cx.scenario.programs.reduce((n, p) => n + p.funcs.length, 0), path: r.path, seed: r.seed } : {}),
+          ...(cx ? { functions: cx.scenario.file.programs.reduce((n, p) => n + p.funcs.length, 0), path: r.path, seed: r.seed } : {}),
         });
         bar.tick(cells.length);
       }
@@ -335,9 +335,9 @@ export async function matrixAction(f: Omit<CampaignFlags, "strategy" | "unwinder
     bar.stop();
     await jit.close();
   }
-  if (f.json) { out(`${JSON.stringify({ schema: JSON_SCHEMA, seed, runs: f.runs, policy: f.policy, privateStacks: f.privateStacks, tasks: f.tasks, uprobes: f.uprobes, bpfProgActive: f.bpfProgActive, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
+  if (f.json) { out(`${JSON.stringify({ schema: JSON_SCHEMA, seed, runs: f.runs, policy: f.policy, privateStacks: f.privateStacks, tasks: f.tasks, uprobes: f.uprobes, links: f.links, bpfProgActive: f.bpfProgActive, jit: jit.backend.describe, cells }, null, 2)}\n`); return; }
   const lines = [
-    `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}, ${f.tasks} task(s)${f.uprobes ? "" : ", no uprobes"}${f.bpfProgActive ? "" : ", no bpf_prog_active paths"}${f.privateStacks === "none" ? "" : `, private stacks ${f.privateStacks}`}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
+    `stackcheck matrix: ${f.runs} scenarios per cell, seed ${seed}, policy ${f.policy}, ${f.tasks} task(s)${f.uprobes ? "" : ", no uprobes"}${f.links ? "" : ", no links"}${f.bpfProgActive ? "" : ", no bpf_prog_active paths"}${f.privateStacks === "none" ? "" : `, private stacks ${f.privateStacks}`}${f.exhaustive ? ", exhaustive" : ""}${jit.backend.name === "ts" ? "" : `, jit ${jit.backend.describe}`}`, "",
     `| strategy | ${unwinders.join(" | ")} |`, `|---|${unwinders.map(() => "---").join("|")}|`,
   ];
   for (const [k, { s }] of strategies.entries()) {

@@ -33,6 +33,8 @@ export interface CampaignFlags extends JitFlags {
   spinLoops?: boolean;
   tasks: number;
   uprobes: boolean;
+  /** Programs attached through two paths (a second attachment) too. */
+  links: boolean;
   /** kprobe, tracepoint and perf_event programs (bpf_prog_active's paths) too. */
   bpfProgActive: boolean;
   /** Interrupt schedules per generated plan (random mode). */
@@ -62,6 +64,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .option("--spin-loops", "let the task's main function run a loop only may_goto bounds (about a million instructions each; not with --exhaustive)")
     .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS}: ticks, preemption, sleeps and attach paths with 2 or more; 1 turns them off`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
     .option("--no-uprobes", "only attach paths with a recursion counter: no uprobe or uprobe_multi programs (with tasks)")
+    .option("--no-links", "one attach path per program: no program attached twice (a uprobe and a kprobe, a syscall tracepoint and another; with tasks)")
     .option("--no-bpf-prog-active", "no kprobe, tracepoint or perf_event programs (the types whose runners take the global bpf_prog_active; their uprobe and faultable-tracepoint paths go with them): every counted run takes its own prog->active (design (g)'s paths)")
     .option("--schedules <k>", "interrupt schedules per generated plan, each a scenario on the same JITed image: faster per scenario, fewer plans (random mode)", int("--schedules", 1, 16), 1)
     .option("--json", "machine-readable output")
@@ -118,6 +121,7 @@ export function addCampaignCommands(program: Command, out: (s: string) => void, 
     .option("--tasks <n>", `tasks on the CPU in generated scenarios, 1..${MAX_TASKS} (1: no scheduler)`, int("--tasks", 1, MAX_TASKS), DEFAULT_TASKS)
     .option("--schedules <k>", "interrupt schedules per generated plan (random mode)", int("--schedules", 1, 16), 1)
     .option("--no-uprobes", "only attach paths with a recursion counter (with tasks)")
+    .option("--no-links", "one attach path per program (with tasks)")
     .option("--no-bpf-prog-active", "no kprobe, tracepoint or perf_event programs (bpf_prog_active's paths, and with them uprobes and faultable tracepoints)")
     .option("--workers <n>", "worker threads per cell (each cell's runs split as check splits them)", int("--workers", 1), 1)
     .option("--json", "machine-readable output")

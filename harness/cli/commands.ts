@@ -274,10 +274,11 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
   const lines = [`; strategy ${strategy.name}: ${strategy.summary}`, ...(jit.name === "ts" ? [] : [`; jit: ${jit.describe}`])];
   if (o.syntax === "llvm") {
     // exactly what the selftests' test_progs prints, per program, so lines paste into __jited("...")
-    for (const p of img.programs) lines.push("", `; program ${p.program.name} (${p.program.type}): ${p.jit.funcs.map((f) => f.name).join(", ")}`, testProgsListing(p.jit.funcs.map((f) => f.image.bytes)).trimEnd());
+    for (const p of img.programs) if (p.linkOf === undefined) lines.push("", `; program ${p.program.name} (${p.program.type}): ${p.jit.funcs.map((f) => f.name).join(", ")}`, testProgsListing(p.jit.funcs.map((f) => f.image.bytes)).trimEnd());
     return `${lines.join("\n")}\n`;
   }
   for (const p of img.programs) {
+    if (p.linkOf !== undefined) continue; // another attachment of a program above: the same code
     // the file's stack depths, and the ones the JIT uses where they differ (the verifier's, with
     // what the fix-ups add: jitStackDepths(); e.g. 16 for a timed may_goto)
     const depths = jitStackDepths(p.validated);

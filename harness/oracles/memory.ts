@@ -21,7 +21,7 @@
 //     hardirq_stack_inuse), a counter (bpf_prog_active, prog->active, misses), a guard word, or
 //     one private stack (a per-level slot is a stack of its own). An access that jumps over a
 //     guard, or runs from one slot into the next, is reported with the object it missed.
-import { hex64, toCanonical, toInternal, type Activation } from "../machine/index.ts";
+import { hex64, REG_NAMES, toCanonical, toInternal, type Activation } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import { INACTIVE_TASK_FRAME_SIZE } from "../../arch/switch_to.ts";
 import { attachOf } from "../../jit/bpf/program.ts";
@@ -72,6 +72,8 @@ interface Context {
 interface Written { readonly writer: number; low: number; high: number }
 
 const MAX_REPORTS = 20;
+/** r12's index in the register file (the runner keeps its table index there). */
+const R12 = REG_NAMES.indexOf("r12");
 
 export interface PerCpuObject {
   readonly name: string;
@@ -99,9 +101,10 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
     ] : []),
     at("bpf_prog_active", img.thisCpu(img.bpfProgActive), 8, "r"),
     ...img.programs.flatMap((p) => [
-      at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r"),
-      ...(p.active === p.progActive || p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name} (it has no recursion counter)`, img.thisCpu(p.active), 8)]),
-      at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8),
+      // (a second attachment has its program's prog->active and misses: listed once)
+      ...(p.linkOf !== undefined ? [] : [at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r")]),
+      ...(p.active === p.progActive || p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name}${p.linkOf === undefined ? "" : ` through ${attachOf(p.program)}`} (it has no recursion counter)`, img.thisCpu(p.active), 8)]),
+      ...(p.linkOf !== undefined ? [] : [at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8)]),
     ]),
     // guard words: BPF accesses to them are the guard rule's to report
     ...img.guards.map((g) => at(`the guard of private ${img.programs[g.program]!.program.name}/${g.func}`, g.addr, 8, "rw")),
@@ -153,13 +156,18 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   // stack write while another task is switched out)
   const taskAt = img.tasks.map((t) => ({ begin: I(t.stack.begin), end: I(t.stack.end), threadSp: I(t.struct) + TASK.threadSp }));
   // Every BPF function (by index): its image, its program, the private stacks it owns.
-  const functions = img.programs.flatMap((p, program) => p.jit.funcs.map((f) => ({
+  const functions = img.programs.flatMap((p, program) => (p.linkOf !== undefined ? [] : p.jit.funcs).map((f) => ({
     program, base: I(f.image.base), end: I(f.image.end), areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
   })));
   /** The BPF function an instruction belongs to (index), if any. */
   const functionAt = (ip: number) => { for (let i = 0; i < functions.length; i++) if (ip >= functions[i]!.base && ip < functions[i]!.end) return i; return undefined; };
   /** Which program a BPF instruction belongs to. */
   const programAt = (ip: number) => { const i = functionAt(ip); return i === undefined ? undefined : functions[i]!.program; };
+  // Which attachment a BPF invocation runs through: the runner's table index (r12 at its call,
+  // jit/kernel/kernel.ts bpf_sc_run); a program with a second attachment (Program.linkOf) has
+  // one code for both, so its code cannot say
+  const runnerCall = I(img.kernel.addr("run_call"));
+  const invoked = (a: Activation) => (a.site === runnerCall ? Number(m.regFile.lo[R12]!) : programAt(a.entry));
   /** An access, in a report (built only then: every stack write comes through the watchers). */
   const access = (write: boolean, size: number, addr: number, ip: number) => `${size}-byte ${write ? "write" : "read"} at ${hex(addr)} by ${sym(toCanonical(ip))}`;
   /** An access to the per-CPU area inside no object, reported with the object nearest to it. */
@@ -292,7 +300,10 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   };
   // How a context names what entered it, made out of the observers (a closure over an
   // observer's argument would make V8 allocate a context for it at every call)
-  const calledName = (a: Activation) => () => `${m.symbols.lookupInternal(a.entry)!.name} (called from ${sym(toCanonical(a.site))})`;
+  // (with a program attached twice, Program.linkOf, its invocations also say which attachment ran them)
+  const linked = img.programs.some((p) => p.linkOf !== undefined);
+  const calledName = (a: Activation, program: number | undefined) => () =>
+    `${m.symbols.lookupInternal(a.entry)!.name} (${linked && program !== undefined ? `${img.programs[program]!.program.name} through ${pathName(program)}, ` : ""}called from ${sym(toCanonical(a.site))})`;
   const interruptName = (a: Activation) => () => `vector ${a.vector} (taken at ${sym(toCanonical(a.ret))})`;
   const leave = (a: Activation) => {
     const ctxs = tasks.cur;
@@ -314,7 +325,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
       running = next;
     },
     onCall(a) {
-      if (isBpf(a.entry) && !isBpf(a.site)) enter(a, calledName(a), false, programAt(a.entry));
+      if (isBpf(a.entry) && !isBpf(a.site)) { const program = invoked(a); enter(a, calledName(a, program), false, program); }
       called(a);
     },
     onReturn(a) {

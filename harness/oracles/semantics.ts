@@ -26,7 +26,9 @@ export const semantics: Oracle = ({ img, m, fail }) => {
   // Per program: its misses when first run, and the refused runs since. Checked once the run is
   // over, not per run: an interrupt between a refusal's misses++ and its run_exit may be refused
   // too, and count first.
+  // (keyed by the bpf_prog: a second attachment, Program.linkOf, counts into its program's misses)
   const misses = new Map<number, { initial: bigint; refused: bigint }>();
+  const bpfProg = (prog: number) => img.programs[prog]!.linkOf ?? prog;
   // What the reference interpreter gives for a program whose nested runs returned these: a
   // function of the two alone (a fresh environment every time), so kept for the run and its
   // forks (exhaustive mode interprets the same invocation at every boundary otherwise).
@@ -54,7 +56,7 @@ export const semantics: Oracle = ({ img, m, fail }) => {
     const prog = Number(mm.reg("rdi"));
     const p = img.programs[prog]!;
     const from = mm.peek64(mm.reg("rsp")) ?? 0n;
-    if (!misses.has(prog)) misses.set(prog, { initial: m.peek64(img.thisCpu(p.misses)) ?? 0n, refused: 0n });
+    if (!misses.has(bpfProg(prog))) misses.set(bpfProg(prog), { initial: m.peek64(img.thisCpu(p.misses)) ?? 0n, refused: 0n });
     st.cur.push({ prog, refused: false, viaKfunc: from >= kfunc && from < kfuncEnd, nested: [] });
     invocations++;
   });
@@ -83,7 +85,7 @@ export const semantics: Oracle = ({ img, m, fail }) => {
       }
     }
     if (got !== expected) fail({ check: "semantics", message: `${name} returned ${hex(got)}; the reference interpreter gives ${hex(expected)}${expected === REFUSED ? " (a refused run)" : ""}` });
-    if (inv.refused) misses.get(inv.prog)!.refused++;
+    if (inv.refused) misses.get(bpfProg(inv.prog))!.refused++;
     if (inv.viaKfunc) st.cur.at(-1)?.nested.push({ prog: inv.prog, result: got });
   });
   return {
@@ -106,7 +108,7 @@ export const semantics: Oracle = ({ img, m, fail }) => {
       const inFlight = [st.cur, ...st.others().map(([, t]) => t)].flat();
       for (const [prog, x] of misses) {
         const have = (m.peek64(img.thisCpu(img.programs[prog]!.misses)) ?? 0n) - x.initial;
-        const refusing = BigInt(inFlight.filter((p) => p.prog === prog && p.refused).length);
+        const refusing = BigInt(inFlight.filter((p) => bpfProg(p.prog) === prog && p.refused).length);
         if (have < x.refused || have > x.refused + refusing) failures.push({ check: "misses", message: `${programs[prog]!.name}: ${x.refused} refused run(s), misses counted ${have}` });
       }
       return { failures, invocations };

@@ -31,7 +31,11 @@ export const MAX_NESTED_RUNS = 1000;
  * (an index of their own that no limit applies to: uprobes, struct_ops without a private stack).
  */
 export function recursionCounters(programs: readonly Program[]): number[] {
-  return programs.map((p, i) => (ATTACH_PATHS[attachOf(p)].counter === "global" ? programs.length : i));
+  // (a second attachment of a program shares its prog->active: program.ts Program.linkOf)
+  return programs.map((p, i) => {
+    const c = ATTACH_PATHS[attachOf(p)].counter;
+    return c === "global" ? programs.length : c === "prog" ? p.linkOf ?? i : i;
+  });
 }
 
 /** A fresh environment: counters at 0, no misses, each program's context where the kernel-layout image puts it. */
@@ -125,7 +129,7 @@ class Interp {
     const prog = env.programs[p]!;
     const limit = runnerLimit(counterOf(prog, validate(prog).privStack.some(Boolean)), env.recursionLimit);
     if (limit !== undefined && env.active[c]! > limit) {
-      env.misses[p]!++;
+      env.misses[prog.linkOf ?? p]!++; // (one bpf_prog, one misses, whichever attachment ran it)
       r = REFUSED;
     } else {
       r = this.func(prog, 0, [env.ctxBase !== undefined ? env.ctxBase + BigInt(p * CTX_SIZE) : BigInt(p), 0n, 0n, 0n, 0n]);

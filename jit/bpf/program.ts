@@ -85,6 +85,15 @@ export const attachPathsOf = (type: ProgType): AttachPath[] => ATTACH_PATH_NAMES
 export const attachOf = (p: { readonly type: ProgType; readonly attach?: AttachPath | undefined }): AttachPath => p.attach ?? DEFAULT_ATTACH[p.type];
 
 /**
+ * Does the program run only in a task's own context? Its path's `task` (ATTACH_PATHS), or a
+ * sleepable raw_tp program: bpf_raw_tp_link_attach() (kernel/bpf/syscall.c, 7.2) refuses a
+ * sleepable program on a tracepoint that is not faultable (`prog->sleepable &&
+ * !tracepoint_is_faultable(btp->tp)`), and the faultable ones are the syscall tracepoints.
+ */
+export const runsOnlyInTask = (p: { readonly type: ProgType; readonly attach?: AttachPath | undefined; readonly sleepable?: boolean | undefined }): boolean =>
+  ATTACH_PATHS[attachOf(p)].task || (p.sleepable === true && attachOf(p) === "raw_tp");
+
+/**
  * The function a BPF-to-BPF call at flat instruction `at` lands in: its imm is the offset of the
  * callee's first instruction from the next one (BPF_PSEUDO_CALL). -1 if none starts there.
  */
@@ -124,6 +133,16 @@ export interface Program {
   readonly attach?: AttachPath;
   /** BPF_F_SLEEPABLE: it may call helpers that sleep (only on paths that allow it). */
   readonly sleepable?: boolean;
+  /**
+   * This entry is another attachment (a second bpf_link, or perf event) of the program at this
+   * index of the same list, through `attach`: the same bpf_prog, so the same JITed code,
+   * prog->active, misses and private stacks, run by its own path's runner (its counter, its
+   * preemptibility). 7.2 lets a KPROBE program be attached to a uprobe and a kprobe at once, and a
+   * TRACEPOINT program to a syscall tracepoint and an ordinary one (kernel/events/core.c
+   * __perf_event_set_bpf_prog() checks the program type against the event, not against the
+   * program's other attachments). Its insns and funcs are the program's own.
+   */
+  readonly linkOf?: number;
   readonly insns: readonly BpfInsn[];
   readonly funcs: readonly Func[];
 }

@@ -166,6 +166,7 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[], tasks
   e(() => I.createRegMem(Code.Cmp_r64_rm64, R.RCX, at(R.RBX, 24)), "cmp active, limit");
   a.branch(Code.Ja_rel32_64, { label: "run_refused" });
   load(R.RDI, () => at(R.RBX, 32)); // the program's context (R1)
+  a.label("run_call"); // (a point, not a symbol: where the runner enters the program, with its table index in r12)
   e(() => I.createMem(Code.Call_rm64, at(R.RBX)), "call *prog->bpf_func");
   mov(R.R13, R.RAX);
   a.jmp({ label: "run_exit" });

@@ -49,7 +49,7 @@ describe("bad scenarios are named precisely", () => {
   });
   test("schema problems carry their JSON paths", () => {
     const s = minimal() as Record<string, unknown>;
-    s.version = 3;
+    s.version = 4;
     s.extra = true;
     (s.programs as { funcs: { insns: number[][] }[] }[])[0]!.funcs[0]!.insns[0]![0] = 300;
     expect(issues(s)).toEqual([
@@ -103,7 +103,7 @@ describe("bad scenarios are named precisely", () => {
       .toMatch(/^nested\[0\]: p is sleepable, and q, which cannot sleep, runs it/);
     // a uprobe or a faultable tracepoint fires only in its task's own context: no kfunc runs one
     // (and so no uprobe program, with no recursion counter, runs itself)
-    const why = "Linux 7.2 runs a uprobe program on the way back to user mode, uprobe_notify_resume(), or in the uprobe syscalls, and a faultable tracepoint's at syscall entry or exit";
+    const why = "Linux 7.2 runs a uprobe program on the way back to user mode, uprobe_notify_resume(), or in the uprobe syscalls, and a faultable tracepoint's at syscall entry or exit; a sleepable raw_tp program attaches only to those (bpf_raw_tp_link_attach())";
     expect(issues({ version: 2, tasks: ["u"], nested: ["u"], programs: [{ name: "u", type: "kprobe", attach: "uprobe", funcs: nests }] })).toEqual([
       `nested[0]: u runs through uprobe, which fires only in a task's own context, and u runs it through scx_sc_run_nested(), from inside BPF code (${why})`,
     ]);
