@@ -71,7 +71,7 @@ export interface BodyEnv {
   readonly sleepable?: boolean;
 }
 
-const HELPER_MIX = 1, HELPER_RW = 2, HELPER_SAMPLE = 3, HELPER_SLEEP = 4, KFUNC_RUN_NESTED = 1000;
+export const HELPER_MIX = 1, HELPER_RW = 2, HELPER_SAMPLE = 3, HELPER_SLEEP = 4, KFUNC_RUN_NESTED = 1000;
 const SIZE_OF_WIDTH: Readonly<Record<number, Size>> = { 8: BPF_DW, 4: BPF_W, 2: BPF_H, 1: BPF_B };
 const ARGS: readonly Reg[] = [R1, R2, R3, R4, R5];
 /** R7, R8, R9: where the pointer parameters live. */

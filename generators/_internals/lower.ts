@@ -14,7 +14,7 @@ import {
   IRQ_VECTORS, TASK_IRQ_VECTORS, MAX_FUNCS, MAX_INTERRUPTS, MAX_NEST_LIMIT, MAX_PROGRAMS, NMI_NEST_LIMIT,
   type Plan, type PlanFunc, type PlanInterrupt, type PlanProgram,
 } from "../plan.ts";
-import { lowerBody, paramsOf, type LoweredBody } from "./emit.ts";
+import { KFUNC_RUN_NESTED, lowerBody, paramsOf, type LoweredBody } from "./emit.ts";
 import { clamp, s32, upTo, wrap } from "./num.ts";
 import {
   IRQ_ENTER, IRQ_EXIT, KFUNC_EINVAL, KFUNC_ENTER, KFUNC_EXIT, nestedRunCost, NMI_ENTER, NMI_EXIT, NMI_NO_PROGRAM,
@@ -189,12 +189,24 @@ function lowerPrograms(plan: Plan): LoweredPrograms {
   }
   const shapes = lowered.map((l) => l.shape);
   const tl = timeline(shapes, 0);
+  // Which attachment each site runs: tasks the task-context one, interrupts the other; the kfunc
+  // a program's own (nested runs skip task-context programs). An attachment no site runs is left
+  // out: a program whose own path nothing runs takes its link's path instead (one path, no link),
+  // so a counterexample that needs one path shrinks to a program on it.
+  const viaLink = (i: number, task: boolean) => link[i] !== undefined && taskOnly[i] !== task && ATTACH_PATHS[link[i]!].task === task;
+  const byTask = new Set([0, ...taskRefs.map((r) => wrap(r, n))]), byInterrupt = new Set([...irq.map((a) => a.program), ...(nmi === undefined ? [] : [nmi])]);
+  const byKfunc = new Set(lowered.flatMap((l) => nestedTargets(l.file)));
+  for (let i = 0; i < n; i++) {
+    if (link[i] === undefined) continue;
+    const own = (byTask.has(i) && !viaLink(i, true)) || (byInterrupt.has(i) && !viaLink(i, false)) || byKfunc.has(i);
+    const other = (byTask.has(i) && viaLink(i, true)) || (byInterrupt.has(i) && viaLink(i, false));
+    if (!own && other) lowered[i] = { ...lowered[i]!, file: withAttach(lowered[i]!.file, link[i]!, types[i]!) };
+    if (!own || !other) link[i] = undefined;
+  }
   // the links, after the programs in the scenario's list, each named for its program and path
   const links = link.flatMap((a, i) => (a === undefined ? [] : [{ name: `${names[i]}_${a}`, program: names[i]!, attach: a }]));
-  const linkName = (i: number) => `${names[i]}_${link[i]}`;
-  const taskEntry = names.map((name, i) => (link[i] !== undefined && !taskOnly[i] && ATTACH_PATHS[link[i]!].task ? linkName(i) : name));
-  const interruptEntry = names.map((name, i) => (link[i] !== undefined && taskOnly[i] && !ATTACH_PATHS[link[i]!].task ? linkName(i) : name));
-  return { lowered, names, irq, nmi, shapes, timeline: tl, taskRefs, tasks, links, taskEntry, interruptEntry };
+  const entry = (task: boolean) => names.map((name, i) => (viaLink(i, task) ? `${name}_${link[i]}` : name));
+  return { lowered, names, irq, nmi, shapes, timeline: tl, taskRefs, tasks, links, taskEntry: entry(true), interruptEntry: entry(false) };
 }
 
 function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number, n: number, nestLimit: number, later: readonly LoweredProgram[], spinLoop: boolean,
@@ -267,6 +279,20 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
     mainCost: bodies[0]!.cost,
     height,
   };
+}
+
+/** The programs a lowered program runs through the kfunc: `r1 = k` right before each call of it (the form lowerBody() emits). */
+function nestedTargets(f: FileProgram): number[] {
+  return f.funcs.flatMap((fn) => fn.insns.flatMap((x, k) => {
+    const prev = fn.insns[k - 1];
+    return x[0] === 0x85 && x[2] === 2 && x[4] === KFUNC_RUN_NESTED && prev !== undefined && prev[0] === 0xb7 && prev[1] === 1 ? [prev[4]] : [];
+  }));
+}
+
+/** A lowered program's file entry on another path (its type's default: no `attach`). */
+function withAttach(f: FileProgram, attach: AttachPath, type: ProgType): FileProgram {
+  const { attach: _, ...rest } = f;
+  return attach === DEFAULT_ATTACH[type] ? rest : { ...rest, attach };
 }
 
 /** The functions reachable from main through calls, in index order. */

@@ -125,6 +125,16 @@ if (tree !== undefined && takes(tree)) describe(`--jit kernel on ${tree.dir} (${
     expect((await cli("run", "test/scenarios/uprobe-sleep-two-tasks.json", "--strategy", "baseline", ...tf)).out).toContain("verdict: PASS");
   }, hostTimeout(120_000));
 
+  test.skipIf(!treeHasPrivateStacks(t))("README finding 12 with the tree's own JIT: one program attached through two paths, run again by an IRQ over its own private stack", async () => {
+    for (const [f, task, irq] of [["uprobe-kprobe-link", "uprobe", "kprobe"], ["syscall-tp-link", "tp_faultable", "tracepoint"]] as const) {
+      const r = await cli("run", `test/scenarios/${f}.json`, "--strategy", "r9-private", ...tf);
+      expect(r.code, f).toBe(1);
+      expect(r.out).toMatch(new RegExp(`FAIL memory: .*\\(probe through ${irq}, called from .* lands in the private probe/main stack .* written by .*\\(probe through ${task}, called from .*which is still live`));
+      expect(r.out).toContain("FAIL semantics: probe returned 0000000000000009; the reference interpreter gives 0000000000000008");
+      expect((await cli("run", `test/scenarios/${f}.json`, "--strategy", "baseline", ...tf)).out, f).toContain("verdict: PASS");
+    }
+  }, hostTimeout(120_000));
+
   test.skipIf(!treeHasPrivateStacks(t))("README finding 11 with the tree's own JIT: a struct_ops program under 64 bytes of stack has no recursion counter, one of 64 is refused", async () => {
     const small = await cli("run", "test/scenarios/struct-ops-self-nest-small-stack.json", "--strategy", "r9-private", ...tf);
     expect(small.code).toBe(1);

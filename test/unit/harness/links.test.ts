@@ -148,6 +148,11 @@ describe("the generators", () => {
     // a program on a task-only path with a link: interrupts take the link
     const up = lowered({ ...plan, programs: [{ ...plan.programs[0]!, attach: 2, link: 0 }] });
     expect([up.programs[0]!.attach, up.links, up.tasks, up.irq]).toEqual(["uprobe", [{ name: "p0_kprobe", program: "p0", attach: "kprobe" }], ["p0", "p0"], [{ vector: 34, program: "p0_kprobe" }]]);
+    // an attachment nothing runs is left out: with no interrupt, the program is on its link's path
+    // alone (so a counterexample that needs one path shrinks to one program on it)
+    const alone = lowered({ ...plan, irq: [] });
+    expect([alone.version, alone.programs[0]!.attach, alone.links, alone.tasks]).toEqual([2, "uprobe", undefined, ["p0", "p0"]]);
+    expect(lowered({ ...plan, irq: [], tasks: [0], programs: [{ ...plan.programs[0]!, attach: 2, link: 0 }] }).links).toBeUndefined();
     // no tasks, no links (a version 1 scenario); a type with one path has none
     expect(lowered({ ...plan, tasks: [] }).links).toBeUndefined();
     expect(lowered({ ...plan, programs: [{ ...plan.programs[0]!, type: "raw_tp" }] }).links).toBeUndefined();
@@ -155,8 +160,13 @@ describe("the generators", () => {
 
   test("generated scenarios with links are valid, and `links: false` draws none", () => {
     const files = fc.sample(planArb({ maxPrograms: 3, maxFuncs: 2, maxItems: 3 }), { numRuns: 200, seed: 7 }).map(lowered);
+    // (a link is kept only where both attachments run: 6 of these 200)
     const withLinks = files.filter((f) => f.links?.length);
-    expect(withLinks.length).toBeGreaterThan(10);
+    expect(withLinks.length).toBeGreaterThan(3);
+    for (const f of withLinks) {
+      const link = f.links![0]!, runs = [...(f.tasks ?? []), ...(f.irq ?? []).map((a) => a.program), ...(f.nmi ? [f.nmi] : [])];
+      expect(runs, JSON.stringify(f.links)).toContain(link.name);
+    }
     for (const f of withLinks) expect(() => parseScenario(f)).not.toThrow();
     expect(fc.sample(planArb({ maxPrograms: 3, links: false }), { numRuns: 100, seed: 7 }).map(lowered).filter((f) => f.links)).toEqual([]);
   });
