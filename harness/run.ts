@@ -84,7 +84,7 @@ export interface SchedCounts {
   /** Preemptions at interrupt return (preempt_schedule_irq()) whose interrupted code was BPF, or kernel code. */
   readonly preemptedInBpf: number;
   readonly preemptedInKernel: number;
-  /** Preemptions at preempt_enable() (preempt_schedule()). */
+  /** Preemptions at preempt_enable_notrace() (preempt_schedule_notrace()). */
   readonly preemptedAtEnable: number;
   /** Calls of the sleeping helper. */
   readonly sleeps: number;
@@ -323,7 +323,7 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
       if (interrupted && mm.symbols.kindOf(interrupted.ip) === "bpf") sched.preemptedInBpf++;
       else sched.preemptedInKernel++;
     });
-    m.addHook(k.addr("preempt_schedule"), () => { sched.preemptedAtEnable++; });
+    m.addHook(k.addr("preempt_schedule_notrace"), () => { sched.preemptedAtEnable++; });
     m.addHook(k.addr("bpf_sc_sleep"), () => { sched.sleeps++; });
     // At every switch (after the ground truth changed tasks: startTask()'s hook runs first), a
     // reliable walk of every task switched out, as livepatch makes (arch_stack_walk_reliable()

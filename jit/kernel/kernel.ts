@@ -56,7 +56,7 @@ export type KernelFunction = (typeof KERNEL_FUNCTIONS)[number][0];
  * sleeping helper.
  */
 export const TASK_FUNCTIONS = [
-  ["irqentry_exit", "kernel"], ["preempt_schedule_irq", "kernel"], ["preempt_schedule", "kernel"], ["schedule", "kernel"],
+  ["irqentry_exit", "kernel"], ["preempt_schedule_irq", "kernel"], ["preempt_schedule_notrace_thunk", "kernel"], ["preempt_schedule_notrace", "kernel"], ["schedule", "kernel"],
   ["__schedule", "kernel"], ["__switch_to_asm", "kernel"], ["__switch_to", "kernel"], ["sched_tick", "kernel"], ["bpf_sc_sleep", "kernel"],
   ["do_task_dead", "kernel"], ["ret_from_fork_asm", "kernel"],
 ] as const;
@@ -178,7 +178,10 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[], tasks
   load(R.RAX, () => at(R.RBX, 8)); thisCpu(R.RAX);
   e(() => I.createMemI32(Code.Sub_rm64_imm8, at(R.RAX), 1));
   if (tasks) {
-    // preempt_enable() (include/linux/preempt.h): back to 0 with a reschedule pending → preempt_schedule()
+    // preempt_enable_notrace() (include/linux/preempt.h; the paths' ftrace_test_recursion_unlock(),
+    // guard(preempt_notrace)): back to 0 with a reschedule pending → __preempt_schedule_notrace()
+    // (arch/x86/include/asm/preempt.h: with PREEMPT_DYNAMIC the static call's target,
+    // preempt_schedule_notrace_thunk)
     load(R.RCX, () => at(R.RBX, 40));
     e(() => I.createMemReg(Code.Sub_rm64_r64, gs(PCPU_PREEMPT_COUNT), R.RCX), "preempt_enable() if the path disabled it");
     a.branch(Code.Jne_rel32_64, { label: "run_done" });
@@ -186,7 +189,7 @@ export function buildKernel(layout: Layout, irqVectors: readonly number[], tasks
     a.branch(Code.Je_rel32_64, { label: "run_done" });
     needResched(R.RAX);
     a.branch(Code.Je_rel32_64, { label: "run_done" });
-    a.call({ label: "preempt_schedule" });
+    a.call({ label: "preempt_schedule_notrace_thunk" });
     a.label("run_done");
   }
   mov(R.RAX, R.R13);
@@ -413,8 +416,8 @@ interface Ops {
  *     mode with IF set in the interrupted regs, preempt_count() 0 and TIF_NEED_RESCHED →
  *     preempt_schedule_irq() (PREEMPT_LAZY's dynamic mode: the static call is
  *     raw_irqentry_exit_cond_resched);
- *   - preempt_schedule_irq() (kernel/sched/core.c:7590) and preempt_schedule() (the
- *     preempt_enable() point): preempt_disable(); local_irq_enable(); __schedule(SM_PREEMPT);
+ *   - preempt_schedule_irq() (kernel/sched/core.c:7590) and preempt_schedule_notrace() (the
+ *     preempt_enable_notrace() point, through its thunk): preempt_disable(); local_irq_enable(); __schedule(SM_PREEMPT);
  *     local_irq_disable(); preempt_enable_no_resched(), while need_resched();
  *   - schedule(): the same loop with SM_NONE (sched_submit_work() has nothing to do here);
  *   - __schedule() (core.c:7107): IRQs off (rq_lock_irq), clear_tsk_need_resched(prev),
@@ -457,8 +460,8 @@ function emitScheduler(a: Assembler, e: Emit, o: Ops, kdata: bigint): void {
 
   // The loops around __schedule(): preempt_disable(); [local_irq_enable();] __schedule(mode);
   // [local_irq_disable();] preempt_enable_no_resched(), while need_resched(). preempt_schedule_irq()
-  // toggles IRQs (it is entered with them off); preempt_schedule()'s preempt_schedule_common()
-  // and schedule()'s __schedule_loop() run with them on.
+  // toggles IRQs (it is entered with them off); preempt_schedule_notrace() and schedule()'s
+  // __schedule_loop() run with them on.
   const scheduleLoop = (name: string, mode: number, irqs: boolean) => {
     a.label(name);
     frame();
@@ -474,7 +477,17 @@ function emitScheduler(a: Assembler, e: Emit, o: Ops, kdata: bigint): void {
     pop(R.RBP); ret();
   };
   scheduleLoop("preempt_schedule_irq", SM_PREEMPT, true);
-  scheduleLoop("preempt_schedule", SM_PREEMPT, false);
+  // preempt_schedule_notrace_thunk (arch/x86/entry/thunk.S, the THUNK macro of
+  // arch/x86/entry/calling.h, 7.2): a frame, the caller-saved registers (80 bytes with the frame),
+  // preempt_schedule_notrace(), and back
+  const THUNK_SAVED = [R.RDI, R.RSI, R.RDX, R.RCX, R.RAX, R.R8, R.R9, R.R10, R.R11];
+  a.label("preempt_schedule_notrace_thunk");
+  frame();
+  for (const r of THUNK_SAVED) push(r);
+  a.call({ label: "preempt_schedule_notrace" });
+  for (const r of [...THUNK_SAVED].reverse()) pop(r);
+  pop(R.RBP); ret();
+  scheduleLoop("preempt_schedule_notrace", SM_PREEMPT, false);
   scheduleLoop("schedule", SM_NONE, false);
 
   // __schedule(mode): r12 = prev, rbx = the candidate, r13 = &tasks[nr] (the table's end), r14 = mode, rcx = tasks left to look at

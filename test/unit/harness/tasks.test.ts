@@ -9,7 +9,7 @@ import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.t
 import { firstFailure } from "../../../harness/property.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
-import { TASK } from "../../../jit/kernel/layout.ts";
+import { LOCAL_TIMER_VECTOR, TASK } from "../../../jit/kernel/layout.ts";
 import type { UnwinderName } from "../../../unwinder/index.ts";
 import { strategy } from "../../helpers/strategies.ts";
 
@@ -52,6 +52,37 @@ describe("the switch", () => {
 });
 
 describe("preemption and sleeps", () => {
+  test("at preempt_enable_notrace() the kprobe path preempts through preempt_schedule_notrace_thunk: its 80-byte frame sits on the task's stack, and every unwinder walks it", () => {
+    // a tick inside a kprobe program (preemption disabled: the tick's return cannot preempt)
+    // leaves TIF_NEED_RESCHED set for the runner's preempt_enable_notrace()
+    const sc = parseScenario({
+      version: 2, tasks: ["k", "k"], interrupts: [{ kind: "tick", atStep: 30 }],
+      programs: [{ name: "k", type: "kprobe", funcs: [{ name: "main", stackDepth: 0, insns: [[0x85, 0, 0, 0, 3], [0xb7, 0, 0, 0, 0], [0x95, 0, 0, 0, 0]] }] }],
+    });
+    const img = buildImage(sc.spec, strategy("baseline"));
+    const m = loadImage(img);
+    startTask(img, m);
+    const frames: string[][] = [];
+    m.addHook(img.kernel.addr("preempt_schedule_notrace"), (mm) => {
+      // its return address into the thunk, and 88 bytes up (nine registers and rbp) the thunk's into the runner
+      const rsp = mm.reg("rsp");
+      frames.push([mm.peek64(rsp)!, mm.peek64(rsp + 88n)!].map((a) => mm.symbols.describe(a).replace(/\+0x[0-9a-f]+$/, "")));
+    });
+    expect(m.runUntil(30).kind).toBe("paused");
+    m.raise(LOCAL_TIMER_VECTOR);
+    expect(m.run({ maxSteps: 100_000 }).kind).toBe("completed");
+    expect(frames[0]).toEqual(["preempt_schedule_notrace_thunk", "bpf_sc_run"]);
+    for (const unwinder of ["frame", "orc-6.13", "orc-6.19"] as const) {
+      // (reliable: ORC flags the IRQ sample's walk through the BPF frame, which has no ORC data)
+      const o = runScenario(sc, strategy("baseline"), { unwinder, policy: "reliable", injections: scheduleOf(sc) });
+      expect(o.ok, unwinder).toBe(true);
+      expect(o.sched.preemptedAtEnable, unwinder).toBe(1);
+      const walk = blocked(o)[0]!;
+      expect(walk.class, unwinder).toBe("EXACT");
+      expect(walk.truth.map((t) => t.symbol.replace(/\+0x[0-9a-f]+$/, "")), unwinder).toEqual(["__schedule", "preempt_schedule_notrace", "preempt_schedule_notrace_thunk", "bpf_sc_run", "do_syscall_64", "entry_SYSCALL_64"]);
+    }
+  });
+
   test("a tick inside BPF code preempts the task; the second task's run of the program is refused (prog->active)", () => {
     for (const s of ["baseline", "r9-private"]) {
       const o = run("tick-preempts-bpf.json", s);
