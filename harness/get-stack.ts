@@ -42,12 +42,16 @@ export interface GetStackSample {
 const CTX_REGS = 0xffffffffff600000n;
 const KERNEL_CS = 0x10n, X86_EFLAGS_FIXED_IF = 0x202n;
 
-/** The sample taken in the sampling helper (bpf_sc_get_stack), for the innermost running program. */
-export function getStackSample(img: Image, m: Machine, truth: readonly TruthEntry[], unwinder: Unwinder, windows: WindowOracle): GetStackSample {
+/**
+ * The sample taken in the sampling helper (bpf_sc_get_stack), for the innermost running program:
+ * `attachment`, the runner's table index of that run, when the image has a program attached twice
+ * (whose code says only which program runs, not through which path); else found by its code.
+ */
+export function getStackSample(img: Image, m: Machine, truth: readonly TruthEntry[], unwinder: Unwinder, windows: WindowOracle, attachment?: number): GetStackSample {
   const runnerEntry = img.kernel.addr("bpf_sc_run");
   const r = truth.findIndex((t) => t.kind === "frame" && t.entry === runnerEntry);
   const main = truth[r - 1];
-  const program = main?.kind === "frame" ? img.programs.find((p) => p.jit.funcs[0]!.image.base === main.entry) : undefined;
+  const program = main?.kind !== "frame" ? undefined : attachment !== undefined ? img.programs[attachment] : img.programs.find((p) => p.jit.funcs[0]!.image.base === main.entry);
   const runner = truth[r];
   const here = { kind: "current", ip: m.rip, sp: m.reg("rsp"), bp: m.reg("rbp") } as const;
   const fromHelper = (how: string): GetStackSample => ({ how, walk: archStackWalk(unwinder, here), expected: expectedChain(truth, 0), allow: () => allowances(truth, 0, windows) });

@@ -17,7 +17,7 @@ import { isLdImm64SecondHalf } from "../jit/bpf/print.ts";
 import type { Program } from "../jit/bpf/program.ts";
 import { LOCAL_TIMER_VECTOR, TASK, TASK_DEAD } from "../jit/kernel/layout.ts";
 import { stackAreas, stackPicture, type StackPicture } from "./picture.ts";
-import { loadImage, reusedMachine, startTask } from "./load.ts";
+import { currentTask, loadImage, reusedMachine, startTask } from "./load.ts";
 import { unwinderFor } from "./unwind-env.ts";
 import { archStackWalk, archStackWalkReliable, perfCallchainKernel, UNWINDERS, type PrivateStackKnowledge, type UnwinderName, type Walk } from "../unwinder/index.ts";
 
@@ -308,8 +308,23 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
   for (const v of img.irqVectors) m.addHook(img.kernel.addr(`irq_entry_${v}`), onGate("irq", v));
   m.addHook(img.kernel.addr("asm_exc_nmi"), onGate("nmi", 2));
   m.addHook(img.kernel.addr("irq_sample"), (mm) => record("IRQ handler", sym(mm.rip), 0, fromFrame(mm)));
+  // Which attachment each task's innermost BPF run came through (the runner's table index, from
+  // bpf_sc_run's entry to run_exit): what bpf_get_stack() finds in its context decides how it
+  // walks, and a second attachment (Program.linkOf) runs its program's code, so the code cannot
+  // say. Kept only for an image that has one.
+  const attachments = img.programs.some((p) => p.linkOf !== undefined) ? new Map<number, number[]>() : undefined;
+  if (attachments) {
+    const runsOf = (mm: Machine) => {
+      const t = img.multitask ? currentTask(img, mm) : 0;
+      let a = attachments.get(t);
+      if (a === undefined) attachments.set(t, (a = []));
+      return a;
+    };
+    m.addHook(img.kernel.addr("bpf_sc_run"), (mm) => { runsOf(mm).push(Number(mm.reg("rdi"))); });
+    m.addHook(img.kernel.addr("run_exit"), (mm) => { runsOf(mm).pop(); });
+  }
   m.addHook(img.kernel.addr("bpf_sc_get_stack_sample"), (mm) => {
-    const s = getStackSample(img, mm, mm.truth(), unwinder, windows);
+    const s = getStackSample(img, mm, mm.truth(), unwinder, windows, attachments?.get(img.multitask ? currentTask(img, mm) : 0)?.at(-1));
     record("bpf_get_stack (helper)", `${sym(mm.rip)}, ${s.how}`, s, s.walk);
   });
 
@@ -400,9 +415,11 @@ export function startRun(sc: Scenario, strategy: Strategy, o: RunOptions): RunSe
     },
     save() {
       const machine = m.snapshot(), nSamples = samples.length, nDelivered = delivered.length, restoreChecks = checks.save(), counts = { ...sched };
+      const runs = attachments && [...attachments].map(([t, a]) => [t, a.slice()] as const);
       return {
         machine, sched: counts,
         restore() {
+          if (attachments) { attachments.clear(); for (const [t, a] of runs!) attachments.set(t, a.slice()); }
           Object.assign(sched, counts);
           m.restore(machine);
           samples.length = nSamples;

@@ -150,7 +150,10 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
   const links = file.links ?? [];
   const linkOf = links.map((l, k) => {
     const i = index.get(l.program);
-    if (i === undefined) issues.push({ code: "unknown-program", path: `links[${k}].program`, message: `no program is named '${l.program}' (programs: ${[...index.keys()].join(", ")})` });
+    if (i === undefined) {
+      const why = links.some((x) => x.name === l.program) ? `'${l.program}' is a link: a link attaches a program (bpf_link → bpf_prog), not another link` : `no program is named '${l.program}'`;
+      issues.push({ code: "unknown-program", path: `links[${k}].program`, message: `${why} (programs: ${[...index.keys()].join(", ")})` });
+    }
     return i ?? -1;
   });
   links.forEach((l, k) => {

@@ -127,9 +127,8 @@ class Walk {
     if (this.record && list.length < EVENT_CAP) list.push(s);
   }
 
-  /** bpf_sc_run(p). */
-  run(p: number): void {
-    const c = this.progs[p]!.counter;
+  /** bpf_sc_run(p), through the runner of the program's own path, or of the one whose counter is `c` (a second attachment). */
+  run(p: number, c: number = this.progs[p]!.counter): void {
     if (this.held.has(c)) { this.step += RUNNER_REFUSED; return; } // __bpf_prog_enter_recur() refuses
     const from = this.step + RUNNER_ACTIVE_FROM;
     this.step += RUNNER_ENTER;
@@ -172,10 +171,10 @@ function heldAt(w: Walk, initial: ReadonlySet<number>, s: number): Set<number> {
 }
 
 /** The task's run of program `task`, from do_syscall_64 to its return. */
-export function timeline(progs: readonly ProgShape[], task: number): Timeline {
+export function timeline(progs: readonly ProgShape[], task: number, counter?: number): Timeline {
   const w = new Walk(progs, new Set(), true);
   w.step = SYSCALL_ENTER;
-  w.run(task);
+  w.run(task, counter);
   const none = new Set<number>();
   return { length: w.step + SYSCALL_EXIT, calls: w.calls, entries: w.entries, exits: w.exits, runs: w.runs, heldAt: (s) => heldAt(w, none, s) };
 }
@@ -187,8 +186,8 @@ export interface RunTrace {
   heldAt(s: number): Set<number>;
 }
 
-export function traceRun(progs: readonly ProgShape[], p: number, held: ReadonlySet<number>): RunTrace {
+export function traceRun(progs: readonly ProgShape[], p: number, held: ReadonlySet<number>, counter?: number): RunTrace {
   const w = new Walk(progs, new Set(held), false);
-  w.run(p);
+  w.run(p, counter);
   return { steps: w.step, heldAt: (s) => heldAt(w, held, s) };
 }

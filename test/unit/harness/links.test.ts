@@ -14,6 +14,8 @@ import { runCampaign } from "../../../harness/campaign.ts";
 import { buildImage } from "../../../jit/image.ts";
 import { privateStacks } from "../../../jit/private-stacks.ts";
 import { planArb, planToScenario } from "../../../generators/index.ts";
+import { lowerPlan } from "../../../generators/_internals/lower.ts";
+import { loadImage, startTask } from "../../../harness/load.ts";
 import type { Plan } from "../../../generators/plan.ts";
 import { strategy } from "../../helpers/strategies.ts";
 
@@ -50,6 +52,9 @@ describe("the scenario format", () => {
   test("what a link may not be, each at its JSON path", () => {
     expect(issues({ ...linked(), version: 2 })).toEqual(['links: needs "version": 3 (links came with it)']);
     expect(issues(linked({ links: [{ name: "pk", program: "q", attach: "kprobe" }] }))).toEqual(["links[0].program: no program is named 'q' (programs: p)"]);
+    expect(issues(linked({ links: [{ name: "pk", program: "p", attach: "kprobe" }, { name: "pm", program: "pk", attach: "kprobe_multi" }] }))).toEqual([
+      "links[1].program: 'pk' is a link: a link attaches a program (bpf_link → bpf_prog), not another link (programs: p)",
+    ]);
     expect(issues(linked({ links: [{ name: "p", program: "p", attach: "kprobe" }], irq: [] }))).toEqual(["links[0].name: 'p' names a program or a link already"]);
     expect(issues(linked({ irq: [{ vector: 34, program: "pz" }] }))).toEqual(["irq[0].program: no program or link is named 'pz' (programs: p; links: pk)"]);
     // the path's own rules: the type's paths, a sleepable program only where it may sleep
@@ -108,6 +113,38 @@ describe("two paths, two counters, one private stack", () => {
     expect(base.checks.invocations).toBe(2);
   });
 
+  test("bpf_get_stack() walks as the attachment that ran: through a uprobe link, the uprobe's user-mode regs; through the kprobe, the kprobe's", () => {
+    const sc = loadScenario(file("uprobe-kprobe-link.json"));
+    // the task runs the link (uprobe), the IRQ the program itself (kprobe)
+    const swapped = parseScenario({ ...sc.file, programs: [{ ...sc.file.programs[0]!, attach: "kprobe" }], links: [{ name: "probe_uprobe", program: "probe", attach: "uprobe" }], task: "probe_uprobe", irq: [{ vector: 34, program: "probe" }] });
+    for (const x of [sc, swapped]) {
+      const o = runScenario(x, strategy("baseline"), { unwinder: "frame", injections: scheduleOf(x) });
+      expect(o.ok).toBe(true);
+      // in the task's run, then the IRQ's (its helper call comes first: the IRQ lands after the task's store)
+      const hows = o.samples.filter((y) => y.kind === "bpf_get_stack (helper)").map((y) => y.where.replace(/^.*?, /, ""));
+      expect(hows.sort()).toEqual(["from the kprobe's regs (int3 at the runner's entry)", "the uprobe's user-mode regs: no kernel frames (get_perf_callchain())"]);
+    }
+  });
+
+  test("two attachments that take prog->active take the program's one: a second task's run through the other is refused while the first is preempted", () => {
+    // one TRACEPOINT program on two syscall tracepoints (tp_faultable twice): task 0 runs it
+    // through one, a tick preempts it inside the program, task 1 runs it through the other
+    const sc = loadScenario(file("syscall-tp-link.json"));
+    const json = (atStep: number) => ({
+      ...sc.file, links: [{ name: "probe_other", program: "probe", attach: "tp_faultable" }], task: undefined, tasks: ["probe", "probe_other"], irq: [],
+      interrupts: [{ kind: "tick", atStep }],
+    });
+    const runs = Array.from({ length: 20 }, (_, k) => {
+      const x = parseScenario(json(28 + k));
+      return runScenario(x, strategy("r9-private"), { unwinder: "frame", injections: scheduleOf(x) });
+    }).filter((o) => o.sched.preemptedInBpf === 1);
+    expect(runs.length).toBeGreaterThan(3);
+    for (const o of runs) {
+      expect(o.ok, o.checks.failures.map((x) => x.message).join("\n")).toBe(true);
+      expect(o.checks.invocations).toBe(2);
+    }
+  });
+
   test("kprobe and kprobe_multi share bpf_prog_active: the IRQ's run is refused, counted once in the program's misses", () => {
     const sc = loadScenario(file("uprobe-kprobe-link.json"));
     const both = parseScenario({ ...sc.file, programs: [{ ...sc.file.programs[0]!, attach: "kprobe" }], links: [{ name: "probe_kprobe", program: "probe", attach: "kprobe_multi" }] });
@@ -156,6 +193,30 @@ describe("the generators", () => {
     // no tasks, no links (a version 1 scenario); a type with one path has none
     expect(lowered({ ...plan, tasks: [] }).links).toBeUndefined();
     expect(lowered({ ...plan, programs: [{ ...plan.programs[0]!, type: "raw_tp" }] }).links).toBeUndefined();
+  });
+
+  test("the step model runs a program through the link's counter: a kprobe program the task runs as a uprobe does not hold bpf_prog_active, so the kprobe program it nests runs", () => {
+    const f = (body: Plan["programs"][number]["funcs"][number]["body"]) => ({ slots: [1], extra: 0, params: 0, atEntry: null, body, atExit: null });
+    const plan: Plan = {
+      nestLimit: 2, irq: [], nmi: null, interrupts: [], tasks: [0],
+      programs: [
+        { type: "kprobe", privStackRequested: false, seed: 0, attach: 0, link: 1, funcs: [f([{ op: "nested", target: 0 }])] },
+        { type: "kprobe", privStackRequested: false, seed: 0, funcs: [f([])] },
+      ],
+    };
+    const low = lowerPlan(plan);
+    expect(low.file.programs[0]!.attach).toBe("uprobe"); // (only the tasks run it: one path)
+    const sc = parseScenario(low.file);
+    const img = buildImage(sc.spec, strategy("baseline"));
+    const m = loadImage(img);
+    const seen: number[] = [];
+    for (const x of img.symbols.filter((y) => y.kind === "bpf")) m.addHook(x.start, (mm) => { seen.push(mm.steps); });
+    startTask(img, m);
+    expect(m.run({ maxSteps: 100_000 }).kind).toBe("completed");
+    // task 0's run enters p0's main, then p1's (not refused); with tasks the runner's preemption
+    // bookkeeping puts the machine a few steps behind the model (it follows one task, no scheduler)
+    expect(low.timeline.entries.length).toBe(2);
+    low.timeline.entries.forEach((step, k) => expect(Math.abs(seen[k]! - step), `entry ${k}: model ${step}, machine ${seen[k]}`).toBeLessThanOrEqual(4));
   });
 
   test("generated scenarios with links are valid, and `links: false` draws none", () => {

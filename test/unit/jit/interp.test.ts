@@ -228,6 +228,15 @@ describe("the runner's recursion counters (kernel-model-7.2.md A.4)", () => {
       expect(t.misses).toEqual([0, 0]);
     }
   });
+  test("a second attachment (Program.linkOf) shares its program's prog->active and misses", () => {
+    // outer runs, through the kfunc, itself attached a second time (the same path: another
+    // fentry target): prog->active is the bpf_prog's, so the second run is refused, and the
+    // miss is the program's
+    const [outer] = pair("tracing");
+    const e = interpEnv([outer!, { ...outer!, linkOf: 0 }], [1], 1);
+    expect(runProgram(e, 0)).toBe(REFUSED);
+    expect(e.misses).toEqual([1, 0]);
+  });
   test("the machine's runner takes the same limits from the image: 1 on bpf_prog_active, the design's on prog->active, none without a counter", () => {
     const limits = (type: "kprobe" | "tracing", attach?: "uprobe") => {
       const programs = pair(type).map((p) => (attach ? { ...p, attach } : p));
