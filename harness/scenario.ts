@@ -145,22 +145,8 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
       seen.add(f.name);
     });
   });
-  // links (v3): a further attachment of a program, runnable wherever a program is named, after
-  // the programs in the image's list (jit/image.ts: what runs what, by index)
   const links = file.links ?? [];
-  const linkOf = links.map((l, k) => {
-    const i = index.get(l.program);
-    if (i === undefined) {
-      const why = links.some((x) => x.name === l.program) ? `'${l.program}' is a link: a link attaches a program (bpf_link → bpf_prog), not another link` : `no program is named '${l.program}'`;
-      issues.push({ code: "unknown-program", path: `links[${k}].program`, message: `${why} (programs: ${[...index.keys()].join(", ")})` });
-    }
-    return i ?? -1;
-  });
-  links.forEach((l, k) => {
-    if (index.has(l.name)) issues.push({ code: "duplicate-program", path: `links[${k}].name`, message: `'${l.name}' names a program or a link already` });
-    else index.set(l.name, file.programs.length + k);
-  });
-  if (file.programs.length + links.length > KD.maxProgs) issues.push({ code: "too-many-programs", path: "links", message: `${file.programs.length} programs and ${links.length} links: an image runs at most ${KD.maxProgs} in all` });
+  const linkOf = links.length ? nameLinks(file, links, index, issues) : [];
   const ref = (name: string, path: string): number => {
     const i = index.get(name);
     if (i === undefined) {
@@ -201,36 +187,75 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
   // a link is its program under another path (its name stays the program's: reports name the
   // bpf_prog, and the path it ran through)
   // (a link of a program that is not there: its issue above, and a stand-in that is not checked)
-  const programs: Program[] = [...own, ...links.map((l, k) => ({ ...own[Math.max(0, linkOf[k]!)]!, attach: l.attach as Program["attach"] & string, linkOf: Math.max(0, linkOf[k]!) }))];
-  /** An entry's name and where the file gives its path (and sleepability), for issues. */
-  const entry = (i: number) => (i < own.length ? { name: file.programs[i]!.name, at: `programs[${i}]`, sleepableAt: `programs[${i}].sleepable` } : { name: links[i - own.length]!.name, at: `links[${i - own.length}]`, sleepableAt: `programs[${linkOf[i - own.length]}].sleepable` });
-  const byInterrupt = new Set([...irq.map((a) => a.program), ...(nmi === undefined ? [] : [nmi])]);
-  programs.forEach((prog, i) => {
-    if (i >= own.length && linkOf[i - own.length]! < 0) return;
-    const { name, at, sleepableAt } = entry(i);
-    try {
-      validate(prog);
-    } catch (e) {
-      if (!(e instanceof ValidationError)) throw e;
-      if (i < own.length) {
-        const p = file.programs[i]!, fi = p.funcs.findIndex((f) => f.name === e.issue.func);
-        const where = e.issue.insn >= 0 ? `${at}.funcs[${fi}].insns[${e.issue.insn}]` : `${at}.funcs[${fi}]`;
-        issues.push({ code: `verifier:${e.issue.rule}`, path: e.issue.rule === "attach" || (e.issue.rule === "sleepable" && e.issue.insn < 0) ? `${at}.${e.issue.rule}` : where, message: `${name}/${e.issue.func}: ${e.issue.message}` });
-      } else if (e.issue.rule === "attach" || e.issue.rule === "sleepable") {
-        // (the code is its program's, checked there: only the path's own rules can refuse a link)
-        issues.push({ code: `verifier:${e.issue.rule}`, path: `${at}.attach`, message: `${name} (a link of ${prog.name}): ${e.issue.message}` });
-      }
-    }
-    if (byInterrupt.has(i) && runsOnlyInTask(prog)) {
-      issues.push({ code: "task-path-in-interrupt", path: `${at}.attach`, message: `${name} runs through ${throughText(prog)}, which fires only in a task's own context, and an interrupt runs it (${TASK_ONLY_WHY})` });
-    } else if (prog.sleepable && byInterrupt.has(i)) {
-      issues.push({ code: "sleepable-in-interrupt", path: sleepableAt, message: `${name} is sleepable and an interrupt runs it: hardirq and NMI context cannot sleep (its attach paths run in task context)` });
-    }
-    if (prog.sleepable && !tasks && i < own.length) issues.push({ code: "sleepable-without-tasks", path: sleepableAt, message: `${name} is sleepable, and sleeping needs the scheduler: list the tasks under "tasks"` });
-  });
-  if (!issues.length) issues.push(...nestingIssues(programs, nested, (i) => entry(i).name));
+  const programs: Program[] = links.length ? [...own, ...links.map((l, k) => ({ ...own[Math.max(0, linkOf[k]!)]!, attach: l.attach as Program["attach"] & string, linkOf: Math.max(0, linkOf[k]!) }))] : own;
+  for (let i = 0; i < programs.length; i++) {
+    if (i >= own.length && linkOf[i - own.length]! < 0) continue;
+    let byInterrupt = nmi === i;
+    for (const a of irq) byInterrupt ||= a.program === i;
+    checkProgram(file, linkOf, programs[i]!, i, byInterrupt, tasks !== undefined, issues);
+  }
+  if (!issues.length) issues.push(...nestingIssues(programs, nested, (i) => entryOf(file, linkOf, i).name));
   if (issues.length) throw new ScenarioError(source, issues);
   return { file, programs, spec: { programs, task, nested, irq, ...(nmi === undefined ? {} : { nmi }), ...(tasks ? { tasks } : {}) } };
+}
+
+/**
+ * Links (v3): a further attachment of a program, runnable wherever a program is named, after the
+ * programs in the image's list (jit/image.ts: what runs what, by index). Their names go into
+ * `index`; the index of each link's program (-1: not one), with the issues.
+ */
+function nameLinks(file: ScenarioFile, links: NonNullable<ScenarioFile["links"]>, index: Map<string, number>, issues: ScenarioIssue[]): number[] {
+  const linkOf = links.map((l, k) => {
+    const i = index.get(l.program);
+    if (i === undefined) {
+      const why = links.some((x) => x.name === l.program) ? `'${l.program}' is a link: a link attaches a program (bpf_link → bpf_prog), not another link` : `no program is named '${l.program}'`;
+      issues.push({ code: "unknown-program", path: `links[${k}].program`, message: `${why} (programs: ${[...index.keys()].join(", ")})` });
+    }
+    return i ?? -1;
+  });
+  links.forEach((l, k) => {
+    if (index.has(l.name)) issues.push({ code: "duplicate-program", path: `links[${k}].name`, message: `'${l.name}' names a program or a link already` });
+    else index.set(l.name, file.programs.length + k);
+  });
+  if (file.programs.length + links.length > KD.maxProgs) issues.push({ code: "too-many-programs", path: "links", message: `${file.programs.length} programs and ${links.length} links: an image runs at most ${KD.maxProgs} in all` });
+  return linkOf;
+}
+
+/** Entry i of what runs what (a program, or past them a link): its name and where the file gives its path and sleepability, for issues. */
+function entryOf(file: ScenarioFile, linkOf: readonly number[], i: number): { name: string; at: string; sleepableAt: string } {
+  const n = file.programs.length;
+  return i < n ? { name: file.programs[i]!.name, at: `programs[${i}]`, sleepableAt: `programs[${i}].sleepable` } : { name: file.links![i - n]!.name, at: `links[${i - n}]`, sleepableAt: `programs[${linkOf[i - n]}].sleepable` };
+}
+
+/** The verifier on entry i, and where it may run: an interrupt (`byInterrupt`), and sleeping only with tasks. */
+function checkProgram(file: ScenarioFile, linkOf: readonly number[], prog: Program, i: number, byInterrupt: boolean, tasks: boolean, issues: ScenarioIssue[]): void {
+  const own = i < file.programs.length;
+  // (entryOf() only for an issue: no closure or string per program of every scenario)
+  try {
+    validate(prog);
+  } catch (e) {
+    if (!(e instanceof ValidationError)) throw e;
+    const { name, at } = entryOf(file, linkOf, i);
+    if (own) {
+      const p = file.programs[i]!, fi = p.funcs.findIndex((f) => f.name === e.issue.func);
+      const insn = e.issue.insn >= 0 ? `${at}.funcs[${fi}].insns[${e.issue.insn}]` : `${at}.funcs[${fi}]`;
+      issues.push({ code: `verifier:${e.issue.rule}`, path: e.issue.rule === "attach" || (e.issue.rule === "sleepable" && e.issue.insn < 0) ? `${at}.${e.issue.rule}` : insn, message: `${name}/${e.issue.func}: ${e.issue.message}` });
+    } else if (e.issue.rule === "attach" || e.issue.rule === "sleepable") {
+      // (the code is its program's, checked there: only the path's own rules can refuse a link)
+      issues.push({ code: `verifier:${e.issue.rule}`, path: `${at}.attach`, message: `${name} (a link of ${prog.name}): ${e.issue.message}` });
+    }
+  }
+  if (byInterrupt && runsOnlyInTask(prog)) {
+    const { name, at } = entryOf(file, linkOf, i);
+    issues.push({ code: "task-path-in-interrupt", path: `${at}.attach`, message: `${name} runs through ${throughText(prog)}, which fires only in a task's own context, and an interrupt runs it (${TASK_ONLY_WHY})` });
+  } else if (prog.sleepable && byInterrupt) {
+    const { name, sleepableAt } = entryOf(file, linkOf, i);
+    issues.push({ code: "sleepable-in-interrupt", path: sleepableAt, message: `${name} is sleepable and an interrupt runs it: hardirq and NMI context cannot sleep (its attach paths run in task context)` });
+  }
+  if (prog.sleepable && !tasks && own) {
+    const { name, sleepableAt } = entryOf(file, linkOf, i);
+    issues.push({ code: "sleepable-without-tasks", path: sleepableAt, message: `${name} is sleepable, and sleeping needs the scheduler: list the tasks under "tasks"` });
+  }
 }
 
 /** Why a task-context path (jit/bpf/program.ts runsOnlyInTask()) runs in no interrupt and inside no kfunc, for scenario errors. */
@@ -266,12 +291,15 @@ function nestingIssues(programs: readonly Program[], nested: readonly number[], 
   });
   const issues: ScenarioIssue[] = [];
   programs.forEach((q, qi) => {
-    const qn = nameOf(qi);
     for (const t of runs[qi]!) {
-      const p = programs[t]!, pn = nameOf(t);
+      // (the names only for an issue: this runs for every scenario, generated ones included)
+      const p = programs[t]!;
       if (runsOnlyInTask(p)) {
-        issues.push({ code: "task-path-nested", path: `nested[${nested.indexOf(t)}]`, message: `${pn} runs through ${throughText(p)}, which fires only in a task's own context, and ${qn} runs it through scx_sc_run_nested(), from inside BPF code (${TASK_ONLY_WHY})` });
-      } else if (p.sleepable && !q.sleepable) issues.push({ code: "sleep-in-atomic", path: `nested[${nested.indexOf(t)}]`, message: `${pn} is sleepable, and ${qn}, which cannot sleep, runs it through scx_sc_run_nested(): make ${qn} sleepable too, or ${pn} not` });
+        issues.push({ code: "task-path-nested", path: `nested[${nested.indexOf(t)}]`, message: `${nameOf(t)} runs through ${throughText(p)}, which fires only in a task's own context, and ${nameOf(qi)} runs it through scx_sc_run_nested(), from inside BPF code (${TASK_ONLY_WHY})` });
+      } else if (p.sleepable && !q.sleepable) {
+        const pn = nameOf(t), qn = nameOf(qi);
+        issues.push({ code: "sleep-in-atomic", path: `nested[${nested.indexOf(t)}]`, message: `${pn} is sleepable, and ${qn}, which cannot sleep, runs it through scx_sc_run_nested(): make ${qn} sleepable too, or ${pn} not` });
+      }
     }
   });
   return issues;

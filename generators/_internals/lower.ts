@@ -93,8 +93,8 @@ interface LoweredPrograms {
   readonly links: NonNullable<ScenarioFile["links"]>;
   readonly taskEntry: readonly string[];
   readonly interruptEntry: readonly string[];
-  /** Per program, the counter an interrupt's run of it takes when that is its link's (the step model's numbering). */
-  readonly interruptCounters: readonly (number | undefined)[];
+  /** Per program, the counter an interrupt's run of it takes when that is its link's (the step model's numbering); none without links. */
+  readonly interruptCounters: readonly (number | undefined)[] | undefined;
 }
 
 /**
@@ -189,31 +189,12 @@ function lowerPrograms(plan: Plan): LoweredPrograms {
     const c = (nmiRef + k) % n;
     if (lowered[c]!.height <= NMI_NEST_LIMIT && !sleepable[c] && inInterrupt(c)) nmi = c;
   }
-  // Which attachment each site runs: tasks the task-context one, interrupts the other; the kfunc
-  // a program's own (nested runs skip task-context programs). An attachment no site runs is left
-  // out: a program whose own path nothing runs takes its link's path instead (one path, no link),
-  // so a counterexample that needs one path shrinks to a program on it.
-  const viaLink = (i: number, task: boolean) => link[i] !== undefined && taskOnly[i] !== task && ATTACH_PATHS[link[i]!].task === task;
-  const linkCounter = (i: number) => { const c = ATTACH_PATHS[link[i]!].counter; return c === "global" ? n : c === "prog" ? i : n + 1 + i; };
-  const byTask = new Set([0, ...taskRefs.map((r) => wrap(r, n))]), byInterrupt = new Set([...irq.map((a) => a.program), ...(nmi === undefined ? [] : [nmi])]);
-  const byKfunc = new Set(lowered.flatMap((l) => nestedTargets(l.file)));
-  for (let i = 0; i < n; i++) {
-    if (link[i] === undefined) continue;
-    const own = (byTask.has(i) && !viaLink(i, true)) || (byInterrupt.has(i) && !viaLink(i, false)) || byKfunc.has(i);
-    const other = (byTask.has(i) && viaLink(i, true)) || (byInterrupt.has(i) && viaLink(i, false));
-    if (!own && other) lowered[i] = { ...lowered[i]!, file: withAttach(lowered[i]!.file, link[i]!, types[i]!), shape: { ...lowered[i]!.shape, counter: linkCounter(i) } };
-    if (!own || !other) link[i] = undefined;
-  }
-  // the step model: runs through a link take its counter (recursionCounters()'s numbering: the
-  // global one is n, prog->active the program's own, none one of its own that nothing holds)
+  // (in a function of its own, which returns at once without links: written out here, it made the
+  // lowering of plans without links take about 25% more instructions)
+  const sites = linkSites(lowered, names, types, link, taskOnly, taskRefs, irq, nmi);
   const shapes = lowered.map((l) => l.shape);
-  const counterVia = (task: boolean) => names.map((_, i) => (viaLink(i, task) ? linkCounter(i) : undefined));
-  const interruptCounters = counterVia(false);
-  const tl = timeline(shapes, 0, counterVia(true)[0]);
-  // the links, after the programs in the scenario's list, each named for its program and path
-  const links = link.flatMap((a, i) => (a === undefined ? [] : [{ name: `${names[i]}_${a}`, program: names[i]!, attach: a }]));
-  const entry = (task: boolean) => names.map((name, i) => (viaLink(i, task) ? `${name}_${link[i]}` : name));
-  return { lowered, names, irq, nmi, shapes, timeline: tl, taskRefs, tasks, links, taskEntry: entry(true), interruptEntry: entry(false), interruptCounters };
+  const tl = timeline(shapes, 0, sites.taskCounter);
+  return { lowered, names, irq, nmi, shapes, timeline: tl, taskRefs, tasks, ...sites };
 }
 
 function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number, n: number, nestLimit: number, later: readonly LoweredProgram[], spinLoop: boolean,
@@ -288,12 +269,49 @@ function lowerProgram(p: PlanProgram, i: number, type: ProgType, counter: number
   };
 }
 
+/**
+ * Which attachment each site runs: tasks the task-context one, interrupts the other; the kfunc a
+ * program's own (nested runs skip task-context programs). An attachment no site runs is left
+ * out: a program whose own path nothing runs takes its link's path instead (one path, no link;
+ * `lowered` and `link` are updated), so a counterexample that needs one path shrinks to a
+ * program on it. The step model's counters for runs through a link (recursionCounters()'s
+ * numbering: the global one is n, prog->active the program's own, none one of its own that
+ * nothing holds).
+ */
+function linkSites(
+  lowered: LoweredProgram[], names: readonly string[], types: readonly ProgType[], link: (AttachPath | undefined)[], taskOnly: readonly boolean[],
+  taskRefs: readonly number[], irq: readonly { readonly program: number }[], nmi: number | undefined,
+): Pick<LoweredPrograms, "links" | "taskEntry" | "interruptEntry" | "interruptCounters"> & { readonly taskCounter: number | undefined } {
+  const n = names.length;
+  if (link.every((a) => a === undefined)) return { links: [], taskEntry: names, interruptEntry: names, interruptCounters: undefined, taskCounter: undefined };
+  const viaLink = (i: number, task: boolean) => link[i] !== undefined && taskOnly[i] !== task && ATTACH_PATHS[link[i]!].task === task;
+  const linkCounter = (i: number) => { const c = ATTACH_PATHS[link[i]!].counter; return c === "global" ? n : c === "prog" ? i : n + 1 + i; };
+  const byTask = new Set([0, ...taskRefs.map((r) => wrap(r, n))]), byInterrupt = new Set([...irq.map((a) => a.program), ...(nmi === undefined ? [] : [nmi])]);
+  const byKfunc = new Set(lowered.flatMap((l) => nestedTargets(l.file)));
+  for (let i = 0; i < n; i++) {
+    if (link[i] === undefined) continue;
+    const own = (byTask.has(i) && !viaLink(i, true)) || (byInterrupt.has(i) && !viaLink(i, false)) || byKfunc.has(i);
+    const other = (byTask.has(i) && viaLink(i, true)) || (byInterrupt.has(i) && viaLink(i, false));
+    if (!own && other) lowered[i] = { ...lowered[i]!, file: withAttach(lowered[i]!.file, link[i]!, types[i]!), shape: { ...lowered[i]!.shape, counter: linkCounter(i) } };
+    if (!own || !other) link[i] = undefined;
+  }
+  const counterVia = (task: boolean) => names.map((_, i) => (viaLink(i, task) ? linkCounter(i) : undefined));
+  // the links, after the programs in the scenario's list, each named for its program and path
+  const links = link.flatMap((a, i) => (a === undefined ? [] : [{ name: `${names[i]}_${a}`, program: names[i]!, attach: a }]));
+  const entry = (task: boolean) => names.map((name, i) => (viaLink(i, task) ? `${name}_${link[i]}` : name));
+  return { links, taskEntry: entry(true), interruptEntry: entry(false), interruptCounters: counterVia(false), taskCounter: counterVia(true)[0] };
+}
+
 /** The programs a lowered program runs through the kfunc: `r1 = k` right before each call of it (the form lowerBody() emits). */
 function nestedTargets(f: FileProgram): number[] {
-  return f.funcs.flatMap((fn) => fn.insns.flatMap((x, k) => {
-    const prev = fn.insns[k - 1];
-    return x[0] === 0x85 && x[2] === 2 && x[4] === KFUNC_RUN_NESTED && prev !== undefined && prev[0] === 0xb7 && prev[1] === 1 ? [prev[4]] : [];
-  }));
+  const out: number[] = [];
+  for (const fn of f.funcs) {
+    for (let k = 1; k < fn.insns.length; k++) {
+      const x = fn.insns[k]!, prev = fn.insns[k - 1]!;
+      if (x[0] === 0x85 && x[2] === 2 && x[4] === KFUNC_RUN_NESTED && prev[0] === 0xb7 && prev[1] === 1) out.push(prev[4]);
+    }
+  }
+  return out;
 }
 
 /** A lowered program's file entry on another path (its type's default: no `attach`). */
@@ -363,7 +381,7 @@ const TICK_STEPS = IRQ_ENTER + 40 + IRQ_EXIT;
  * The schedule: each point is put on the task's timeline (its anchor, plus d), then points are
  * taken in timeline order and shifted by the steps earlier interrupts spend in their handlers.
  */
-function placeInterrupts(points: readonly PlanInterrupt[], tl: Timeline, shapes: readonly ProgShape[], irq: readonly { vector: number; program: number }[], nmi: number | undefined, tasks: boolean, counters: readonly (number | undefined)[]): NonNullable<ScenarioFile["interrupts"]> {
+function placeInterrupts(points: readonly PlanInterrupt[], tl: Timeline, shapes: readonly ProgShape[], irq: readonly { vector: number; program: number }[], nmi: number | undefined, tasks: boolean, counters: readonly (number | undefined)[] | undefined): NonNullable<ScenarioFile["interrupts"]> {
   const source = (isNmi: boolean, vector: number, tick = false): Source | undefined => {
     if (tick && tasks) return { nmi: false, vector: LOCAL_TIMER_VECTOR, prog: undefined, tick: true };
     if (isNmi === true) return { nmi: true, prog: nmi };
@@ -391,7 +409,7 @@ function placeInterrupts(points: readonly PlanInterrupt[], tl: Timeline, shapes:
     if (!s.nmi && s.tick) return { steps: TICK_STEPS, heldAt: () => new Set(held) };
     if (s.prog === undefined) return { steps: NMI_NO_PROGRAM, heldAt: () => new Set(held) };
     const enter = s.nmi ? NMI_ENTER : IRQ_ENTER;
-    const run = traceRun(shapes, s.prog, held, counters[s.prog]);
+    const run = counters === undefined ? traceRun(shapes, s.prog, held) : traceRun(shapes, s.prog, held, counters[s.prog]);
     return { steps: enter + run.steps + (s.nmi ? NMI_EXIT : IRQ_EXIT), heldAt: (d) => run.heldAt(d - enter) };
   };
   const placed: { b: number; first: Source; then: Source | undefined; delay: number }[] = [];
