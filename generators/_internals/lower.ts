@@ -190,7 +190,7 @@ function lowerPrograms(plan: Plan): LoweredPrograms {
     if (lowered[c]!.height <= NMI_NEST_LIMIT && !sleepable[c] && inInterrupt(c)) nmi = c;
   }
   // (in a function of its own, which returns at once without links: written out here, it made the
-  // lowering of plans without links take about 25% more instructions)
+  // lowering of plans without links take about a fifth more instructions)
   const sites = linkSites(lowered, names, types, link, taskOnly, taskRefs, irq, nmi);
   const shapes = lowered.map((l) => l.shape);
   const tl = timeline(shapes, 0, sites.taskCounter);
