@@ -5,22 +5,14 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, test } from "vitest";
-import { loadScenario, parseScenario, ScenarioError } from "../../harness/scenario.ts";
+import { loadScenario, parseScenario } from "../../harness/scenario.ts";
+import { scenarioIssues as issues } from "../helpers/scenario-issues.ts";
 import { buildImage } from "../../jit/image.ts";
 import { BUILTIN_STRATEGIES } from "../../jit/strategies/index.ts";
 import { loadImage, startTask } from "../../harness/load.ts";
 
 const example = fileURLToPath(new URL("../scenarios/nested.json", import.meta.url));
 
-function issues(json: unknown): string[] {
-  try {
-    parseScenario(json, "s.json");
-  } catch (e) {
-    expect(e).toBeInstanceOf(ScenarioError);
-    return (e as ScenarioError).issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  throw new Error("expected a ScenarioError");
-}
 
 const minimal = () => ({
   version: 1,

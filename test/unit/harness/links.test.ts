@@ -7,7 +7,8 @@
 // CPU), checked here on the machine. Verdicts from machine state and the oracles only.
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
-import { loadScenario, parseScenario, ScenarioError, type ScenarioFile } from "../../../harness/scenario.ts";
+import { loadScenario, parseScenario, type ScenarioFile } from "../../../harness/scenario.ts";
+import { scenarioIssues as issues } from "../../helpers/scenario-issues.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
 import { checkExhaustive, firstFailure } from "../../../harness/property.ts";
 import { runCampaign } from "../../../harness/campaign.ts";
@@ -23,15 +24,6 @@ const file = (f: string) => new URL(`../../scenarios/${f}`, import.meta.url).pat
 const run = (f: string, s: string): RunOutcome => {
   const sc = loadScenario(file(f));
   return runScenario(sc, strategy(s), { unwinder: "frame", policy: "strict", injections: scheduleOf(sc) });
-};
-const issues = (json: unknown): string[] => {
-  try {
-    parseScenario(json, "s.json");
-  } catch (e) {
-    expect(e).toBeInstanceOf(ScenarioError);
-    return (e as ScenarioError).issues.map((i) => `${i.path}: ${i.message}`);
-  }
-  throw new Error("expected a ScenarioError");
 };
 const main = [{ name: "main", stackDepth: 64, insns: [[0x7a, 10, 0, -64, 1], [0xb7, 0, 0, 0, 0], [0x95, 0, 0, 0, 0]] }];
 const linked = (over: Record<string, unknown> = {}) => ({
