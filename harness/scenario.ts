@@ -147,6 +147,7 @@ export function scenarioOf(file: ScenarioFile, source = "scenario"): Scenario {
   });
   const links = file.links ?? [];
   const linkOf = links.length ? nameLinks(file, links, index, issues) : [];
+  if (file.programs.length + links.length > KD.maxProgs) issues.push({ code: "too-many-programs", path: links.length ? "links" : "programs", message: `${file.programs.length} programs and ${links.length} links: an image runs at most ${KD.maxProgs} in all` });
   const ref = (name: string, path: string): number => {
     const i = index.get(name);
     if (i === undefined) {
@@ -217,7 +218,6 @@ function nameLinks(file: ScenarioFile, links: NonNullable<ScenarioFile["links"]>
     if (index.has(l.name)) issues.push({ code: "duplicate-program", path: `links[${k}].name`, message: `'${l.name}' names a program or a link already` });
     else index.set(l.name, file.programs.length + k);
   });
-  if (file.programs.length + links.length > KD.maxProgs) issues.push({ code: "too-many-programs", path: "links", message: `${file.programs.length} programs and ${links.length} links: an image runs at most ${KD.maxProgs} in all` });
   return linkOf;
 }
 

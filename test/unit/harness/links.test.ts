@@ -7,7 +7,7 @@
 // CPU), checked here on the machine. Verdicts from machine state and the oracles only.
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
-import { loadScenario, parseScenario, type ScenarioFile } from "../../../harness/scenario.ts";
+import { loadScenario, parseScenario, scenarioOf, type ScenarioFile } from "../../../harness/scenario.ts";
 import { scenarioIssues as issues } from "../../helpers/scenario-issues.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
 import { checkExhaustive, firstFailure } from "../../../harness/property.ts";
@@ -49,6 +49,11 @@ describe("the scenario format", () => {
     ]);
     expect(issues(linked({ links: [{ name: "p", program: "p", attach: "kprobe" }], irq: [] }))).toEqual(["links[0].name: 'p' names a program or a link already"]);
     expect(issues(linked({ irq: [{ vector: 34, program: "pz" }] }))).toEqual(["irq[0].program: no program or link is named 'pz' (programs: p; links: pk)"]);
+    // an image runs 48 programs and links in all (the schema allows 48 programs and 16 links;
+    // scenarioOf(), which files built in code go through, checks the sum with or without links)
+    const many = (n: number, links: { name: string; program: string; attach: string }[]) => ({ ...linked(), programs: Array.from({ length: n }, (_, k) => ({ name: k ? `p${k}` : "p", type: "kprobe", attach: "uprobe", funcs: main })), links, irq: [] });
+    expect(issues(many(48, [{ name: "pk", program: "p", attach: "kprobe" }]))).toEqual(["links: 48 programs and 1 links: an image runs at most 48 in all"]);
+    expect(() => scenarioOf(many(49, []) as unknown as ScenarioFile)).toThrow(/programs: 49 programs and 0 links: an image runs at most 48 in all/);
     // the path's own rules: the type's paths, a sleepable program only where it may sleep
     // (__perf_event_set_bpf_prog(): "only uprobe programs are allowed to be sleepable")
     expect(issues(linked({ links: [{ name: "pk", program: "p", attach: "raw_tp" }], irq: [] }))).toEqual([
