@@ -170,9 +170,13 @@ function kernelFor(layout: Layout, irqVectors: readonly number[], tasks = false)
   return k;
 }
 
-/** The synthetic kernel's addresses of helpers and kfuncs by name, as buildImage() gives them to a JIT. */
+/**
+ * The synthetic kernel's addresses of helpers and kfuncs by name, as buildImage() gives them to a
+ * JIT: the kernel with its scheduler, whose helpers include the sleeping one (bpf_sc_sleep), so
+ * that a sleepable program's calls resolve too.
+ */
 export function kernelSymbolsOf(layout: Layout = KERNEL_LAYOUT): (name: string) => bigint | undefined {
-  const k = kernelFor(layout, []);
+  const k = kernelFor(layout, [], true);
   return (s) => k.text.labels.get(s);
 }
 

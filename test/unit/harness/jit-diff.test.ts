@@ -69,6 +69,15 @@ describe("jit-diff against a planted kernel JIT", () => {
     expect(r.functions).toBe(Object.values(r.bySource).reduce((a, b) => a + b, 0));
   });
 
+  test("a sleepable program's call of the sleeping helper resolves: compared, not refused by both JITs", () => {
+    // (the helper is in the kernel with its scheduler; jit-diff's symbols are that kernel's)
+    const sleeps: Program = { ...program({ name: "s", type: "kprobe", funcs: [{ name: "main", stackDepth: 0, body: [call.helper(4), alu64.mov.imm(R0, 0), exit()] }] }), attach: "uprobe", sleepable: true };
+    const r = diffProgram(sleeps, baseline, planted((j) => j), { ibt: true, sls: false });
+    expect(r.bothRefused).toBeUndefined();
+    expect(r.diffs).toEqual([]);
+    expect(r.functions).toBe(1);
+  });
+
   test("fp_end one too far on every single-function program: every one counted, the first shrunk to `r0 = 0; exit` or less", () => {
     const kernel = planted((j, p) => (p.funcs.length > 1 ? j : { ...j, funcs: j.funcs.map((f) => ({ ...f, ksym: { ...f.ksym, fpEnd: f.ksym.fpEnd + 1 } })) }));
     const r = runJitDiff({ kernel, strategies: [baseline], runs: 40, seed: 9 });
