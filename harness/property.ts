@@ -4,7 +4,7 @@
 // interrupt points hit: (function kind, prologue/body/epilogue window).
 import { HELPERS, KFUNCS } from "../jit/bpf/abi.ts";
 import { symbolTableOf } from "./machine/symbols.ts";
-import { buildImage, type Image } from "../jit/image.ts";
+import { bpfProgs, buildImage, type Image } from "../jit/image.ts";
 import type { JitBackend } from "../jit/backend.ts";
 import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
@@ -70,7 +70,7 @@ const POINT_OF_KERNEL_FUNCTION: ReadonlyMap<string, PointClass> = new Map([
  */
 export function pointClassifier(img: Image): (ip: bigint) => PointClass {
   const symbols = symbolTableOf(img.symbols);
-  const bpf = img.programs.flatMap((p) => (p.linkOf !== undefined ? [] : p.jit.funcs).map((f) => ({ main: f.fi === 0, base: f.image.base, end: f.image.end, frame: f.frame })));
+  const bpf = bpfProgs(img).flatMap((p) => p.jit.funcs.map((f) => ({ main: f.fi === 0, base: f.image.base, end: f.image.end, frame: f.frame })));
   return (ip) => {
     const f = bpf.find((x) => ip >= x.base && ip < x.end);
     if (f) return `${f.main ? "main" : "subprog"}/${ip < f.frame.ready ? "prologue" : ip >= f.frame.gone ? "epilogue" : "body"}`;
@@ -212,7 +212,7 @@ function forkEveryBoundary(run: RunSession, sc: Scenario, strategy: Strategy, o:
   // prog->misses: statistics no code reads (the runner only counts into them, as
   // bpf_prog_inc_misses_counter() does); the semantics check compares them with the refusals it
   // saw, which the stopped fork reports as it counted them
-  const stats: [bigint, bigint][] = image.programs.flatMap((p) => (p.linkOf !== undefined ? [] : [[image.thisCpu(p.misses), image.thisCpu(p.misses) + 8n]]));
+  const stats: [bigint, bigint][] = bpfProgs(image).map((p) => [image.thisCpu(p.misses), image.thisCpu(p.misses) + 8n]);
   let runs = 0, earlyEnds = 0, virtualNmis = 0;
   // (not with stack budgets: a real NMI notes the interrupted rsp in the stack's high-water mark)
   const nmi = virtualNmi(sc, image, kernel, early && o.virtualNmi !== false && Object.keys(o.budgets ?? {}).length === 0);

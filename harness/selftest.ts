@@ -25,7 +25,7 @@ import { attachOf, calleeOf, type AttachPath, type Program } from "../jit/bpf/pr
 import { jumpOffset } from "../jit/bpf/fields.ts";
 import { printInsnAt } from "../jit/bpf/print.ts";
 import { testProgsLines } from "../jit/disasm.ts";
-import type { Image } from "../jit/image.ts";
+import { bpfProgs, type Image } from "../jit/image.ts";
 import { wrapLine } from "./report.ts";
 
 /** The real helper every model call becomes (include/uapi/linux/bpf.h: BPF_FUNC_ktime_get_ns). */
@@ -235,8 +235,8 @@ export function exportSelftest(img: Image, info: SelftestInfo): string {
     "",
     "#if defined(__TARGET_ARCH_x86)",
   ];
-  img.programs.forEach(({ program: p, linkOf }, pi) => {
-    if (linkOf !== undefined) return; // another attachment of a program above: the same code (a selftest loads each program once)
+  // (each bpf_prog once: a second attachment is the same program, and a selftest loads it once)
+  bpfProgs(img).forEach(({ program: p }, pi) => {
     const cName = (fi: number) => (fi === 0 ? `${base}_${ident(p.name)}` : `${base}_${ident(p.name)}_${ident(p.funcs[fi]!.name)}`);
     const fn = (fi: number, head: string[]) => {
       const f = p.funcs[fi]!;

@@ -4,7 +4,7 @@
 // (objtool.ts) and the BPF ksyms bpf_has_frame_pointer() reads. The unwinders themselves
 // (unwinder/) know nothing of images or machines.
 import type { Machine } from "./machine/index.ts";
-import type { Image } from "../jit/image.ts";
+import { bpfProgs, type Image } from "../jit/image.ts";
 import { privateStacks as imagePrivateStacks } from "../jit/private-stacks.ts";
 import { EXCEPTION_STKSZ, IRQ_STACK_SIZE } from "../jit/kernel/layout.ts";
 import { currentTask } from "./load.ts";
@@ -47,7 +47,7 @@ export function envFromImage(img: Image, m: Machine, knowledge: PrivateStackKnow
 
 /** The BPF ksyms of an image: each JITed function's start, end and ksym.fp_start/fp_end as do_jit() stored them. */
 export function bpfKsyms(img: Image): BpfKsym[] {
-  return img.programs.flatMap((p) => (p.linkOf !== undefined ? [] : p.jit.funcs).map((f) => ({ start: f.image.base, end: f.image.end, fpStart: f.ksym.fpStart, fpEnd: f.ksym.fpEnd })));
+  return bpfProgs(img).flatMap((p) => p.jit.funcs.map((f) => ({ start: f.image.base, end: f.image.end, fpStart: f.ksym.fpStart, fpEnd: f.ksym.fpEnd })));
 }
 
 /** The unwinder `name` over an image loaded in a machine. */

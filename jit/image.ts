@@ -171,6 +171,17 @@ function kernelFor(layout: Layout, irqVectors: readonly number[], tasks = false)
 }
 
 /**
+ * Each bpf_prog of an image once: `programs` without the second attachments (Program.linkOf),
+ * which buildImage() puts after every program, so a program's index here is its index there.
+ * For what there is one of per bpf_prog (its code, symbols, private stacks, prog->active,
+ * misses); `programs` itself is the runner's table, a row per attachment.
+ */
+export function bpfProgs(img: Pick<Image, "programs">): Image["programs"] {
+  const k = img.programs.findIndex((p) => p.linkOf !== undefined);
+  return k < 0 ? img.programs : img.programs.slice(0, k);
+}
+
+/**
  * The synthetic kernel's addresses of helpers and kfuncs by name, as buildImage() gives them to a
  * JIT: the kernel with its scheduler, whose helpers include the sleeping one (bpf_sc_sleep), so
  * that a sleepable program's calls resolve too.
@@ -227,6 +238,9 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     if (!Number.isInteger(p.linkOf) || p.linkOf >= i || of === undefined || of.linkOf !== undefined) throw new ImageError(`program ${i} (${p.name}): linkOf ${p.linkOf} is not the index of an earlier program that is not itself a link`);
     if (of.type !== p.type || of.insns !== p.insns) throw new ImageError(`program ${i} (${p.name}): a link of program ${p.linkOf} (${of.name}) must be of its type and code`);
   });
+  // (links after every program: bpfProgs() is then a prefix of the programs)
+  const firstLink = spec.programs.findIndex((p) => p.linkOf !== undefined);
+  if (firstLink >= 0 && spec.programs.some((p, i) => i > firstLink && p.linkOf === undefined)) throw new ImageError(`program ${firstLink} (${spec.programs[firstLink]!.name}) is a link, and a program that is not one comes after it: links come after every program`);
   type Entry = { program: Program; validated: Validated; xlated: Program; requests: readonly PrivateRequest[]; active: bigint; progActive: bigint; misses: bigint; path: (typeof ATTACH_PATHS)[AttachPath]; counter: Counter };
   const entries: Entry[] = [];
   for (const program of spec.programs) entries.push(entryOf(program, entries));

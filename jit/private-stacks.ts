@@ -3,7 +3,7 @@
 // level), with the design's back-link word if it keeps one. One list for the unwinders'
 // get_stack_info() and for the run oracles, so both see the same stacks. And the kernel's own
 // stacks, from the image's regions.
-import type { Image } from "./image.ts";
+import { bpfProgs, type Image } from "./image.ts";
 
 /** One of the kernel's own stacks (task, IRQ, NMI): its region's name (`task stack`) and bounds. */
 export interface KernelStack { readonly name: string; readonly begin: bigint; readonly end: bigint; /** A task's stack (not IRQ or NMI). */ readonly task: boolean }
@@ -31,8 +31,7 @@ export interface PrivateStack {
 export function privateStacks(img: Image): PrivateStack[] {
   const out: PrivateStack[] = [];
   let alloc = 0;
-  img.programs.forEach((p, program) => {
-    if (p.linkOf !== undefined) return; // its program's stacks
+  bpfProgs(img).forEach((p, program) => {
     for (const x of p.jit.privates) {
       const base = img.thisCpu(x.percpuPtr);
       const func = p.program.funcs[x.fi]!.name;

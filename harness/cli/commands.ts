@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { supportedCodes } from "../machine/isa.ts";
 import { hex64 as h16, SymbolTable, type Machine, type RunResult } from "../machine/index.ts";
 import { disassemble, formatListing, hexBytes, lineText, testProgsListing } from "../../jit/disasm.ts";
-import { buildImage, ImageError, type Image } from "../../jit/image.ts";
+import { bpfProgs, buildImage, ImageError, type Image } from "../../jit/image.ts";
 import { loadStrategy } from "../../jit/strategies/index.ts";
 import { bpfTextAt } from "../../jit/jit.ts";
 import { loadScenario, ScenarioError, type Scenario } from "../scenario.ts";
@@ -274,11 +274,10 @@ async function disasmScenario(file: string, o: { strategy: string; syntax: "gas"
   const lines = [`; strategy ${strategy.name}: ${strategy.summary}`, ...(jit.name === "ts" ? [] : [`; jit: ${jit.describe}`])];
   if (o.syntax === "llvm") {
     // exactly what the selftests' test_progs prints, per program, so lines paste into __jited("...")
-    for (const p of img.programs) if (p.linkOf === undefined) lines.push("", `; program ${p.program.name} (${p.program.type}): ${p.jit.funcs.map((f) => f.name).join(", ")}`, testProgsListing(p.jit.funcs.map((f) => f.image.bytes)).trimEnd());
+    for (const p of bpfProgs(img)) lines.push("", `; program ${p.program.name} (${p.program.type}): ${p.jit.funcs.map((f) => f.name).join(", ")}`, testProgsListing(p.jit.funcs.map((f) => f.image.bytes)).trimEnd());
     return `${lines.join("\n")}\n`;
   }
-  for (const p of img.programs) {
-    if (p.linkOf !== undefined) continue; // another attachment of a program above: the same code
+  for (const p of bpfProgs(img)) {
     // the file's stack depths, and the ones the JIT uses where they differ (the verifier's, with
     // what the fix-ups add: jitStackDepths(); e.g. 16 for a timed may_goto)
     const depths = jitStackDepths(p.validated);

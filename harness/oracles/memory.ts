@@ -22,7 +22,7 @@
 //     one private stack (a per-level slot is a stack of its own). An access that jumps over a
 //     guard, or runs from one slot into the next, is reported with the object it missed.
 import { hex64, REG_NAMES, toCanonical, toInternal, type Activation } from "../machine/index.ts";
-import type { Image } from "../../jit/image.ts";
+import { bpfProgs, type Image } from "../../jit/image.ts";
 import { INACTIVE_TASK_FRAME_SIZE } from "../../arch/switch_to.ts";
 import { attachOf } from "../../jit/bpf/program.ts";
 import { TASK, PCPU_CURRENT_TASK, PCPU_HARDIRQ_STACK_INUSE, PCPU_HARDIRQ_STACK_PTR, PCPU_PREEMPT_COUNT, PCPU_STACK_CHK_GUARD, PCPU_THIS_CPU_OFF } from "../../jit/kernel/layout.ts";
@@ -100,12 +100,9 @@ export function perCpuObjects(img: Image): PerCpuObject[] {
       at("__stack_chk_guard", percpu + BigInt(PCPU_STACK_CHK_GUARD), 8),
     ] : []),
     at("bpf_prog_active", img.thisCpu(img.bpfProgActive), 8, "r"),
-    ...img.programs.flatMap((p) => [
-      // (a second attachment has its program's prog->active and misses: listed once)
-      ...(p.linkOf !== undefined ? [] : [at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r")]),
-      ...(p.active === p.progActive || p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name}${p.linkOf === undefined ? "" : ` through ${attachOf(p.program)}`} (it has no recursion counter)`, img.thisCpu(p.active), 8)]),
-      ...(p.linkOf !== undefined ? [] : [at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8)]),
-    ]),
+    ...bpfProgs(img).flatMap((p) => [at(`${p.program.name}->active`, img.thisCpu(p.progActive), 8, "r"), at(`${p.program.name}->misses`, img.thisCpu(p.misses), 8)]),
+    // a runner row's own count where its path has no counter (a row per attachment)
+    ...img.programs.flatMap((p) => (p.active === p.progActive || p.active === img.bpfProgActive ? [] : [at(`the runner's count of ${p.program.name}${p.linkOf === undefined ? "" : ` through ${attachOf(p.program)}`} (it has no recursion counter)`, img.thisCpu(p.active), 8)])),
     // guard words: BPF accesses to them are the guard rule's to report
     ...img.guards.map((g) => at(`the guard of private ${img.programs[g.program]!.program.name}/${g.func}`, g.addr, 8, "rw")),
     ...privateStacks(img).map((x) => at(`${x.name} stack`, x.begin, Number(x.end - x.begin), "rw")),
@@ -156,7 +153,7 @@ export const memory: Oracle = ({ img, m, fail, sym }) => {
   // stack write while another task is switched out)
   const taskAt = img.tasks.map((t) => ({ begin: I(t.stack.begin), end: I(t.stack.end), threadSp: I(t.struct) + TASK.threadSp }));
   // Every BPF function (by index): its image, its program, the private stacks it owns.
-  const functions = img.programs.flatMap((p, program) => (p.linkOf !== undefined ? [] : p.jit.funcs).map((f) => ({
+  const functions = bpfProgs(img).flatMap((p, program) => p.jit.funcs.map((f) => ({
     program, base: I(f.image.base), end: I(f.image.end), areas: areas.filter((a) => a.owner?.program === program && a.owner.func === f.name),
   })));
   /** The BPF function an instruction belongs to (index), if any. */

@@ -12,7 +12,7 @@ import { scenarioIssues as issues } from "../../helpers/scenario-issues.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
 import { checkExhaustive, firstFailure } from "../../../harness/property.ts";
 import { runCampaign } from "../../../harness/campaign.ts";
-import { buildImage } from "../../../jit/image.ts";
+import { bpfProgs, buildImage } from "../../../jit/image.ts";
 import { privateStacks } from "../../../jit/private-stacks.ts";
 import { planArb, planToScenario } from "../../../generators/index.ts";
 import { lowerPlan } from "../../../generators/_internals/lower.ts";
@@ -90,6 +90,10 @@ describe("the image", () => {
     expect(img.symbols.filter((s) => s.kind === "bpf").length).toBe(1);
     expect(privateStacks(img).map((x) => x.name)).toEqual(["private p/main"]);
     expect(img.guards.length).toBe(p!.jit.privates.reduce((n, x) => n + x.guards.length, 0));
+    expect(bpfProgs(img)).toEqual([p]);
+    // links come after every program (bpfProgs() is the prefix before them)
+    const [a, b] = sc.spec.programs;
+    expect(() => buildImage({ ...sc.spec, programs: [a!, b!, { ...a!, name: "q", insns: [...a!.insns] }] }, strategy("r9-private"))).toThrow(/program 1 \(p\) is a link, and a program that is not one comes after it/);
   });
 });
 
