@@ -10,11 +10,12 @@ import type { Strategy } from "../jit/strategy.ts";
 import type { Policy, StackClass } from "./oracles/classify.ts";
 import type { RunFailure } from "./oracles/run.ts";
 import { driveRun, runScenario, scheduleOf, startRun, stepBudget, type Injection, type RunOptions, type RunOutcome, type RunSession, type SavedRun, type SchedCounts, type UnwinderName } from "./run.ts";
-import { kernelStacks, privateStacks, type KernelStack, type PrivateStack } from "../jit/private-stacks.ts";
+import { kernelStacks, type KernelStack } from "../jit/private-stacks.ts";
+import { deadSpans, stackSpans } from "./oracles/dead-stack.ts";
 import { PT_REGS } from "../arch/ptrace.ts";
 import type { Scenario } from "./scenario.ts";
 import { LOCAL_TIMER_VECTOR } from "../jit/kernel/layout.ts";
-import type { Machine, MachineSnapshot } from "./machine/index.ts";
+import { toCanonical, type Machine, type MachineSnapshot } from "./machine/index.ts";
 
 
 /** The first thing that failed in a run, in the order a reader needs it: the run, a walk, a check. */
@@ -205,10 +206,13 @@ function forkEveryBoundary(run: RunSession, sc: Scenario, strategy: Strategy, o:
   const kinds = (o.kinds ?? ["irq", "nmi"]).filter((k) => k === "nmi" || vector !== undefined);
   const budget = o.maxSteps ?? stepBudget(sc, 1); // the fork's interrupt
   const counted = coverageCounter(image);
-  const kernel = kernelStacks(image), privates = privateStacks(image);
+  const kernel = kernelStacks(image), spans = stackSpans(image);
+  /** What nothing reads before writing at a boundary (the dead-stack check holds every run to it). */
+  const dead = (rsp: number): [bigint, bigint][] => deadSpans(spans, rsp).map(([b, e]) => [toCanonical(b), toCanonical(e)]);
   // the early end (see above): by default for the built-in designs, whose verdicts it keeps
   // (property.test.ts); a strategy module may break the no-red-zone rule it rests on
-  const early = o.shortcut ?? strategy.origin === undefined;
+  // (and not for a kernel tree's JIT, which may be a user's own patch: --early-end asks for it)
+  const early = o.shortcut ?? (strategy.origin === undefined && (o.jit === undefined || o.jit.name === "ts"));
   // prog->misses: statistics no code reads (the runner only counts into them, as
   // bpf_prog_inc_misses_counter() does); the semantics check compares them with the refusals it
   // saw, which the stopped fork reports as it counted them
@@ -232,7 +236,8 @@ function forkEveryBoundary(run: RunSession, sc: Scenario, strategy: Strategy, o:
       const injection: Injection = { kind: kind === "irq" && vector === LOCAL_TIMER_VECTOR && image.multitask ? "tick" : kind, atStep: step, vector: kind === "nmi" ? 2 : vector! };
       // an NMI with no program to run: its walk alone, without running its handler (a fork only
       // when that walk fails, for the report; or to learn where the NMI saves its pt_regs)
-      if (kind === "nmi" && nmi.layout !== undefined && nmi.onKernelStack(run.m.reg("rsp"))) {
+      // (and only where a real one would not take the run past its step budget: a hang)
+      if (kind === "nmi" && nmi.layout !== undefined && total + nmi.layout.steps <= budget && nmi.onKernelStack(run.m.reg("rsp"))) {
         if (!run.nmiWalkFails(nmi.layout.regs, nmi.layout.words)) {
           runs++;
           virtualNmis++;
@@ -242,7 +247,7 @@ function forkEveryBoundary(run: RunSession, sc: Scenario, strategy: Strategy, o:
       }
       const learn = kind === "nmi" && nmi.eligible && nmi.layout === undefined && !nmi.tried ? nmi.learn(run) : undefined;
       saved ??= run.save();
-      if (early) returned ??= returnedAlike(run.m, saved.machine, at.rip, [...deadStack(kernel, privates, run.m.reg("rsp")), ...stats], mayEnd);
+      if (early) returned ??= returnedAlike(run.m, saved.machine, at.rip, [...dead(run.m.rspAt), ...stats], mayEnd);
       run.m.raise(injection.vector);
       const disarm = returned?.arm();
       let result = run.m.run({ maxSteps: budget });
@@ -251,7 +256,7 @@ function forkEveryBoundary(run: RunSession, sc: Scenario, strategy: Strategy, o:
       // the fork is the rest of that run, which passed (its result stands for the fork's)
       const ended = result.kind === "stopped" && returned?.stopped() === true;
       if (ended) { result = base.result; earlyEnds++; }
-      learn?.();
+      learn?.(run.m.steps - step);
       // a fork that passed (its outcome's firstFailure() would be undefined: it completed, or
       // ended as the unforked run, and no sample or check failed): its coverage only, with no
       // outcome built (a report of every check, copies of the samples)
@@ -277,18 +282,6 @@ function forkEveryBoundary(run: RunSession, sc: Scenario, strategy: Strategy, o:
 }
 
 /**
- * What an interrupt leaves behind that nothing reads before writing, at a boundary whose rsp is
- * `rsp`: the stack rsp is on, below rsp (no red zone in the kernel); and when that is a task's
- * stack, the IRQ and NMI stacks, which no context is using then.
- */
-function deadStack(kernel: readonly KernelStack[], privates: readonly PrivateStack[], rsp: bigint): [bigint, bigint][] {
-  const on = [...kernel, ...privates].find((s) => rsp >= s.begin && rsp < s.end);
-  if (!on) return [];
-  const dead: [bigint, bigint][] = [[on.begin, rsp]];
-  if ("task" in on && on.task) for (const s of kernel) if (!s.task) dead.push([s.begin, s.end]);
-  return dead;
-}
-/**
  * Exhaustive mode's NMIs without a fork, for a scenario whose NMI runs no program: the NMI's
  * only effects are its perf sample and its return to a state the unforked run was in (the
  * early end's argument), so a boundary's fork is its walk, made from the pt_regs the NMI would
@@ -303,11 +296,12 @@ function virtualNmi(sc: Scenario, img: Image, kernel: readonly KernelStack[], en
   const self = {
     eligible: enabled && sc.spec.nmi === undefined,
     tried: false,
-    layout: undefined as { regs: bigint; words: Record<"orig_ax" | "cs" | "ss", bigint> } | undefined,
+    /** Where it saves its pt_regs, the words of them that are not registers, and the steps its fork added. */
+    layout: undefined as { regs: bigint; words: Record<"orig_ax" | "cs" | "ss", bigint>; steps: number } | undefined,
     // as the unknown-stack check has it: a task's stack (begin, end], get_stack_info()'s [begin, end)
     onKernelStack: (rsp: bigint) => kernel.some((k) => (k.task ? rsp > k.begin && rsp <= k.end : rsp >= k.begin && rsp < k.end)),
-    /** Arm a hook that reads the NMI's pt_regs; the function returned checks them once the fork ran. */
-    learn(run: RunSession): () => void {
+    /** Arm a hook that reads the NMI's pt_regs; the function returned checks them once the fork ran, given the steps it added. */
+    learn(run: RunSession): (steps: number) => void {
       self.tried = true;
       let seen: { regs: bigint; frame: bigint; words: ReturnType<RunSession["ptRegsAt"]> } | undefined;
       const expectNow = run.ptRegsNow({ orig_ax: 0n, cs: 0n, ss: 0n });
@@ -315,12 +309,12 @@ function virtualNmi(sc: Scenario, img: Image, kernel: readonly KernelStack[], en
         const regs = mm.reg("rdi"), frame = mm.truth().find((t) => t.kind === "interrupt");
         if (!seen && frame?.kind === "interrupt") seen = { regs, frame: frame.frame, words: run.ptRegsAt(regs) };
       });
-      return () => {
+      return (steps) => {
         remove();
         if (!seen || seen.frame !== seen.regs + BigInt(PT_REGS.ip)) return;
         const w = seen.words;
         for (const f of Object.keys(w) as (keyof typeof w)[]) if (f !== "orig_ax" && f !== "cs" && f !== "ss" && w[f] !== expectNow[f]) return;
-        self.layout = { regs: seen.regs, words: { orig_ax: w.orig_ax, cs: w.cs, ss: w.ss } };
+        self.layout = { regs: seen.regs, words: { orig_ax: w.orig_ax, cs: w.cs, ss: w.ss }, steps };
       };
     },
   };

@@ -9,7 +9,9 @@
 //   - stacks.ts: interrupts taken on a stack the kernel does not know; high-water marks per
 //     stack against their budgets;
 //   - memory.ts: no write into another context's (or another task's) live frames, per-CPU accesses in bounds;
-//   - sleep.ts: no sleeping in atomic context (several tasks).
+//   - sleep.ts: no sleeping in atomic context (several tasks);
+//   - dead-stack.ts: no read below rsp (the kernel has no red zone), nor of an IRQ or NMI stack
+//     no context is on.
 import type { Machine, Observer } from "../machine/index.ts";
 import type { Image } from "../../jit/image.ts";
 import type { PrivateStackKnowledge } from "../../unwinder/index.ts";
@@ -20,13 +22,14 @@ import { memory } from "./memory.ts";
 import { semantics } from "./semantics.ts";
 import { stacks } from "./stacks.ts";
 import { sleep } from "./sleep.ts";
+import { deadStack } from "./dead-stack.ts";
 import type { HighWater, Oracle, OracleContext, RunFailure, RunReport, StackBudgets } from "./types.ts";
 
 export type { HighWater, RunFailure, RunReport, StackBudgets } from "./types.ts";
 export { overBudget } from "./stacks.ts";
 
 /** Every run-level check, in the order their end-of-run failures are reported. */
-export const RUN_ORACLES: readonly Oracle[] = [semantics, abi, guards, stacks, memory, sleep];
+export const RUN_ORACLES: readonly Oracle[] = [semantics, abi, guards, stacks, memory, sleep, deadStack];
 
 export interface RunWatch {
   /** The run's checks so far, with the end-of-run ones (misses, guards, high-water). */

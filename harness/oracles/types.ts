@@ -8,7 +8,7 @@ import type { Image } from "../../jit/image.ts";
 import type { UnwindEnv } from "../../unwinder/index.ts";
 
 export interface RunFailure {
-  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water" | "memory" | "atomic-sleep";
+  readonly check: "semantics" | "misses" | "abi-return" | "abi-iret" | "unknown-stack" | "guard" | "high-water" | "memory" | "atomic-sleep" | "dead-stack";
   readonly message: string;
   /** The code it names (the function that did it), for a report's disassembly. */
   readonly at?: bigint;

@@ -10,6 +10,7 @@ import { formatCounterexample } from "../../../harness/report.ts";
 import { runScenario, scheduleOf, type RunOutcome } from "../../../harness/run.ts";
 import { loadScenario, parseScenario, type Scenario } from "../../../harness/scenario.ts";
 import { buildImage } from "../../../jit/image.ts";
+import { TS_JIT } from "../../../jit/backend.ts";
 import { BUILTIN_STRATEGIES } from "../../../jit/strategies/index.ts";
 import type { Strategy } from "../../../jit/strategy.ts";
 import { strategy } from "../../helpers/strategies.ts";
@@ -66,8 +67,12 @@ describe("exhaustive mode", () => {
     const plans = [
       ...fc.sample(planArb({ maxPrograms: 2, maxFuncs: 2, maxItems: 3, interrupts: false, tasks: 1 }), { numRuns: scaled(1), seed: 42 }),
       ...firstOf(fc.sample(planArb({ maxPrograms: 2, maxFuncs: 1, maxItems: 3, interrupts: false, links: false }), { numRuns: 60, seed: 43 }), sleeps, scaled(1)),
+      // two tasks and no IRQ program: the IRQ injected is the tick, whose fork sets
+      // TIF_NEED_RESCHED (memory the comparison must see)
+      ...fc.sample(planArb({ maxPrograms: 2, maxFuncs: 1, maxItems: 3, interrupts: false, links: false, irq: false, tasks: 2 }), { numRuns: scaled(1), seed: 44 }),
     ].map((p) => parseScenario(planToScenario(p), "plan"));
-    expect(plans.length).toBe(2 * scaled(1));
+    expect(plans.length).toBe(3 * scaled(1));
+
     let early = 0, forks = 0, failing = 0, sleptIn = 0, virtual = 0;
     for (const scenario of plans) {
       for (const [i, s] of BUILTIN_STRATEGIES.entries()) {
@@ -85,6 +90,13 @@ describe("exhaustive mode", () => {
         }
       }
     }
+    // and, under the baseline, a scenario whose ticks preempt a task in a sleeping program (a
+    // fork's TIF_NEED_RESCHED, were it not compared, would be lost: fewer blocked-task walks)
+    const preempted = loadScenario(fileURLToPath(new URL("../../scenarios/uprobe-sleep-two-tasks.json", import.meta.url)));
+    const pb = strategy("baseline"), pi = buildImage(preempted.spec, pb);
+    const [pFast, pFull] = [true, false].map((shortcut) => checkExhaustive(preempted, pb, { unwinder: "frame", shortcut }, pi));
+    expect({ ...pFast!, outcome: undefined, earlyEnds: undefined, virtualNmis: undefined }).toEqual({ ...pFull!, outcome: undefined, earlyEnds: undefined, virtualNmis: undefined });
+    expect(pFull!.coverage.get("blocked-walk")).toBeGreaterThan(0);
     // with a task-stack budget at the unforked run's own high-water mark: an NMI's interrupted
     // rsp (lower than at any call) goes over it, in a real fork as in the shortcut's (a scenario
     // with NMIs alone: no IRQ, whose forks would find it first, and no NMI program)
@@ -99,6 +111,18 @@ describe("exhaustive mode", () => {
     expect(sleptIn).toBeGreaterThan(0); // the coverage compared counts sleeps
     expect(early + virtual).toBeGreaterThan(forks / 3); // many forks end early, or are not run
     expect(virtual).toBeGreaterThan(0); // NMIs with no program: their walks alone
+  });
+
+  test("a kernel tree's JIT (which may be a user's patch) gets the early end and NMIs without a fork only when asked", () => {
+    const s = strategy("baseline");
+    const image = buildImage(sc.spec, s);
+    const kernel = { ...TS_JIT, name: "kernel" as const };
+    const byDefault = checkExhaustive(sc, s, { unwinder: "frame", jit: kernel }, image);
+    expect(byDefault.ok).toBe(true);
+    expect([byDefault.earlyEnds, byDefault.virtualNmis]).toEqual([0, 0]);
+    const asked = checkExhaustive(sc, s, { unwinder: "frame", jit: kernel, shortcut: true }, image);
+    expect(asked.earlyEnds).toBeGreaterThan(0);
+    expect(checkExhaustive(sc, s, { unwinder: "frame" }, image).earlyEnds).toBe(asked.earlyEnds); // the TS JIT's default
   });
 
   test("under a sound design every NMI with no program is its walk alone, but the one that learns where pt_regs are", () => {
