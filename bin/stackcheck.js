@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 // Entry shim: the CLI is written in TypeScript; it runs as compiled by `npm install` (dist/), or,
 // when the sources are newer than that build, through tsx's ESM loader (bin/entry.js).
-// With a user's strategy module the command runs on a worker thread under a watchdog: loading
+// With a user's strategy module (given with --strategy, or named in the corpus file given to
+// replay or export) the command runs on a worker thread under a watchdog: loading
 // the module, or one of its hooks, that does not return within --timeout seconds (default 30)
 // ends the command with an input error naming the module, the hook and the function (exit 2).
+import { readFileSync, statSync } from "node:fs";
+import { resolve } from "node:path";
 import { BroadcastChannel, Worker } from "node:worker_threads";
 import { cliMain, tuneV8 } from "./entry.js";
 
@@ -20,7 +23,40 @@ for (const stream of [process.stdout, process.stderr]) {
 const argv = process.argv;
 /** The values of an option, `--name v` or `--name=v`, in order. */
 const values = (name) => argv.flatMap((a, i) => (a === name && i + 1 < argv.length ? [argv[i + 1]] : a.startsWith(`${name}=`) ? [a.slice(name.length + 1)] : []));
-const modules = values("--strategy").filter((s) => /\.(ts|js|mjs|mts)$/.test(s));
+const isModule = (s) => typeof s === "string" && /\.(ts|js|mjs|mts)$/.test(s);
+/**
+ * Strategy modules a corpus file on the command line names (`replay <file>`, `export <file>`):
+ * its `expect` keys and `found.strategy`, which those commands load (harness/cli/campaign-run.ts),
+ * so they run under the same watchdog. Module (as written) -> the file naming it. A file that is
+ * not a readable JSON object is left to the command's own error.
+ */
+function modulesNamedInFiles() {
+  const named = new Map();
+  const command = argv.slice(2).find((a) => !a.startsWith("-"));
+  if (command !== "replay" && command !== "export") return named;
+  for (const a of argv.slice(argv.indexOf(command) + 1)) {
+    if (a.startsWith("-")) continue;
+    let data;
+    try {
+      const st = statSync(a);
+      if (!st.isFile() || st.size > 256 * 1024 * 1024) continue;
+      data = JSON.parse(readFileSync(a, "utf8").replace(/^\uFEFF/, ""));
+    } catch {
+      continue;
+    }
+    if (data === null || typeof data !== "object") continue;
+    const expect = data.expect !== null && typeof data.expect === "object" ? Object.keys(data.expect) : [];
+    for (const m of [...expect, data.found?.strategy]) if (isModule(m) && !named.has(m)) named.set(m, a);
+  }
+  return named;
+}
+const inFiles = modulesNamedInFiles();
+const modules = [...new Set([...values("--strategy").filter(isModule), ...inFiles.keys()])];
+/** " (named in <file>)" when a watchdog message's module came from a corpus file, not --strategy. */
+const namedIn = (where) => {
+  for (const [m, file] of inFiles) if (where.startsWith(`strategy module ${resolve(m)}:`) && !values("--strategy").includes(m)) return ` (named in ${file})`;
+  return "";
+};
 // JSON errors for --json and --format json (as harness/cli/options.ts wantsJson())
 const json = argv.includes("--json") || argv.includes("--format=json") || argv.some((a, i) => a === "--format" && argv[i + 1] === "json");
 const fail = (message, code = 2) => {
@@ -51,7 +87,7 @@ if (modules.length === 0) {
     if (late === undefined) return;
     stop();
     done = true;
-    fail(`${late.where} did not return within ${seconds} s (--timeout); stopped`);
+    fail(`${late.where} did not return within ${seconds} s (--timeout); stopped${namedIn(late.where)}`);
     // the CLI's thread, and with it the pool threads it started
     void worker.terminate().finally(() => process.exit());
   }, 100);
@@ -67,7 +103,7 @@ if (modules.length === 0) {
     stop();
     const stack = String(e?.stack ?? e);
     const mod = modules.find((m) => stack.includes(m) || stack.includes(encodeURIComponent(m)));
-    if (mod) fail(`strategy module ${mod}: an error escaped it${done ? " after the command ended" : ""}: ${e?.message ?? e}`);
+    if (mod) fail(`strategy module ${mod}: an error escaped it${done ? " after the command ended" : ""}: ${e?.message ?? e}${inFiles.has(mod) ? ` (named in ${inFiles.get(mod)})` : ""}`);
     else fail(`internal error, please report it with the command line: ${e?.message ?? e}`, 3);
     done = true;
   });

@@ -3,7 +3,7 @@
 // e.frameGone(); campaigns under every unwinder give exactly what the built-in baseline gives.
 // One that leaves out the frame window is refused with a StrategyError naming the function.
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -158,4 +158,26 @@ test("a hook that never returns is stopped by the watchdog: exit 2, naming the m
   expect(x.stderr).toMatch(/^stackcheck: the command ended without a result \(exit code 0\): a strategy module called process\.exit\(\)\?/);
   expect(bad.status).toBe(2);
   expect(bad.stderr).toMatch(/^stackcheck: --timeout 'zero': expected a number of seconds above 0/);
+}, hostTimeout(60_000));
+
+test("a module named in a corpus file (expect, found.strategy) runs under the same watchdog: exit 2, naming the module and the file", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-corpus-loop-"));
+  writeFileSync(join(dir, "package.json"), `{ "type": "module" }\n`);
+  const file = join(dir, "loops.mjs");
+  writeFileSync(file, `export default {
+  name: "loops", summary: "a test", recursionLimit: 1, privateMemory: () => [], frameRegister: () => "rbp",
+  prologue: () => { for (;;) {} }, epilogue: () => {}, call: (_e, _f, emit) => emit(),
+};
+`);
+  const entry = JSON.parse(readFileSync(join(root, "test/corpus/r9-no-save-fault-20261124.json"), "utf8")) as { found: { strategy: string }; expect: Record<string, string> };
+  const inExpect = join(dir, "expect.json");
+  writeFileSync(inExpect, JSON.stringify({ ...entry, expect: { [file]: "pass" } }));
+  const inFound = join(dir, "found.json");
+  writeFileSync(inFound, JSON.stringify({ ...entry, found: { ...entry.found, strategy: file } }));
+  const command = (...args: string[]) => new Promise<{ status: number | null; stderr: string }>((done) => {
+    execFile(process.execPath, ["bin/stackcheck.js", ...args], { cwd: root, encoding: "utf8", timeout: 60_000 }, (e, _out, stderr) => done({ status: e ? (e as { code?: number }).code ?? null : 0, stderr }));
+  });
+  const [replayed, exported] = await Promise.all([command("replay", inExpect, "--timeout", "1"), command("export", "--selftest", inFound, "--timeout", "1")]);
+  expect([replayed.status, replayed.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for p0/main did not return within 1 s (--timeout); stopped (named in ${inExpect})\n`]);
+  expect([exported.status, exported.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for p0/main did not return within 1 s (--timeout); stopped (named in ${inFound})\n`]);
 }, hostTimeout(60_000));
