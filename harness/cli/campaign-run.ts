@@ -274,7 +274,21 @@ function mustNameCounterexample(f: CampaignFlags & { path?: string }, usage: str
   const command = usage.split(":")[0]!;
   if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError(`${usage}, or --strategy, --seed and --path (as \`stackcheck check\` printed them)`);
   if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`${command}: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
+  const steps = f.path.split(":");
+  const big = steps.findIndex((n) => n.length > 10 || Number(n) > MAX_PATH_STEP);
+  if (big >= 0) {
+    throw new UsageError(`${command}: --path '${f.path.length > 60 ? `${f.path.slice(0, 60)}…` : f.path}': ${big === 0 ? "the run index" : `shrink step ${big}`} ${steps[big]!.length > 24 ? `${steps[big]!.slice(0, 24)}…` : steps[big]} is above ${MAX_PATH_STEP}, the largest this command replays (expected the path a campaign printed, like 12:0:3)`);
+  }
 }
+
+/**
+ * The largest number in a --path. The first is the index of the failing run among the
+ * campaign's (fast-check draws and skips every run before it: about 0.5 µs each, so 10,000,000
+ * is some 5 s, and a campaign that long, at about 600 scenarios a second, would take hours); the
+ * later ones pick a shrink candidate, far fewer of them. A larger number is not a path a
+ * campaign printed, and 1e20 would never finish being skipped.
+ */
+const MAX_PATH_STEP = 10_000_000;
 
 async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: string; name?: string }, jit: JitBackend): Promise<{ text: string; name: string; strategy: string }> {
   const name = (fallback: string) => {

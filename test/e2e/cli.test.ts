@@ -359,6 +359,18 @@ describe("stackcheck check, replay, matrix", () => {
     expect(await cli("replay", "--strategy", "baseline", "--seed", "1", "--path", "x:y")).toMatchObject({ code: 2, out: expect.stringContaining("--path 'x:y'") });
     expect(await cli("replay", "/nonexistent/corpus.json")).toMatchObject({ code: 2, out: expect.stringContaining("/nonexistent/corpus.json") });
   });
+
+  test("a --path number no campaign prints (run index or shrink step above 10,000,000) is refused at once, exit 2 naming --path, never a run that does not end", async () => {
+    for (const [args, what] of [
+      [["replay", "--strategy", "baseline", "--seed", "1", "--path", "99999999999999999999:5"], "the run index 99999999999999999999"],
+      [["export", "--selftest", "--strategy", "baseline", "--seed", "1", "--path", "99999999999999999999"], "the run index 99999999999999999999"],
+      [["replay", "--strategy", "baseline", "--seed", "1", "--path", "3:10000001"], "shrink step 1 10000001"],
+    ] as const) {
+      const r = await cli(...args);
+      expect(r.code, args.join(" ")).toBe(2);
+      expect(r.out).toContain(`--path '${args.at(-1)}': ${what} is above 10000000`);
+    }
+  });
 });
 
 test("check --workers 2 runs the campaign on two worker threads (seeds S and S+1) and reports a failure with the seed that failed", async () => {
