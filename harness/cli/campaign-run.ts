@@ -1,7 +1,7 @@
 // The campaign commands' work (check, replay, export, matrix), loaded when one of them runs:
 // campaign.ts defines the commands and is light, so that `--help` does not load the machine, the
 // JIT and fast-check.
-import { writeFileSync } from "node:fs";
+import { statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { basename } from "node:path";
 import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
@@ -85,8 +85,30 @@ async function campaign(strategySpec: string, strategy: Strategy, f: CampaignFla
 }
 
 
+/** What went wrong writing a file, in words: what its error code means (ENOENT, EISDIR, ...), else Node's message. */
+function fileProblem(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const why: Record<string, string> = {
+    ENOENT: "its directory does not exist", EISDIR: "it is a directory", ENOTDIR: "a part of the path is not a directory",
+    EACCES: "permission denied", EPERM: "permission denied", EROFS: "a read-only file system", EEXIST: "a file is in the way",
+  };
+  return code !== undefined && why[code] !== undefined ? why[code] : (e as Error)?.message ?? String(e);
+}
+
+/** --save's directory: absent (made when a failure is saved) or a directory, else a usage error before the campaign runs. */
+function mustBeSaveDir(dir: string): void {
+  let st;
+  try {
+    st = statSync(dir);
+  } catch {
+    return;
+  }
+  if (!st.isDirectory()) throw new UsageError(`check: --save ${dir}: not a directory (a corpus directory, e.g. test/corpus)`);
+}
+
 /** `check`. */
 export async function checkAction(f: CampaignFlags & { workers: number; shard?: Shard; save?: string }, out: Out, pc: Colors): Promise<void> {
+  if (f.save !== undefined) mustBeSaveDir(f.save);
   const strategy = await loadStrategy(f.strategy);
   const campaignSeed = f.seed ?? freshSeed();
   const { runs } = f.shard ? shardOf(f.runs, campaignSeed, f.shard) : { runs: f.runs };
@@ -118,6 +140,7 @@ export async function checkAction(f: CampaignFlags & { workers: number; shard?: 
     }, f.json ? "text" : layoutOf(f));
     const under = modeOf(f);
     let saved: string | undefined;
+    let notSaved: string | undefined;
     if (f.save) {
       // each design's verdict under the JIT that found it (a patched kernel JIT is not the
       // TypeScript one): under --jit kernel, the designs the tree implements
@@ -128,7 +151,12 @@ export async function checkAction(f: CampaignFlags & { workers: number; shard?: 
       const found = f.jit === "kernel"
         ? { jit: { backend: "kernel" as const, describe: jit.backend.describe, ...(f.kernelTree !== undefined ? { kernelTree: f.kernelTree } : {}), ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) } }
         : {};
-      saved = saveCounterexample(f.save, cx, { ...under, strategy: strategy.name, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict), ...found, ...(f.bmi2 ? { bmi2: true } : {}) }, expect);
+      try {
+        saved = saveCounterexample(f.save, cx, { ...under, strategy: strategy.name, seed: r.seed, path: r.path!, failure: verdictName(cx.verdict), ...found, ...(f.bmi2 ? { bmi2: true } : {}) }, expect);
+      } catch (e) {
+        // the report is printed all the same; then the command ends with this input error (exit 2)
+        notSaved = `check: --save ${f.save}: cannot save the counterexample there: ${fileProblem(e)}`;
+      }
     }
     if (f.json) {
       out(`${JSON.stringify({
@@ -139,6 +167,7 @@ export async function checkAction(f: CampaignFlags & { workers: number; shard?: 
     } else {
       out(`${narrow(f, head)}\n${pc.red("FAIL")}\n${report}${saved ? `${narrow(f, `saved: ${saved}`)}\n` : ""}`);
     }
+    if (notSaved !== undefined) throw new UsageError(notSaved);
     throw new RunFailed();
   } finally {
     await jit.close();
@@ -255,7 +284,11 @@ export async function exportAction(file: string | undefined, f: CampaignFlags & 
   try {
     const t = await selftestOf(file, f, jit.backend);
     if (f.output) {
-      writeFileSync(f.output, t.text);
+      try {
+        writeFileSync(f.output, t.text);
+      } catch (e) {
+        throw new UsageError(`export: -o ${f.output}: cannot write the test there: ${fileProblem(e)}`);
+      }
       out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, output: f.output, name: t.name, strategy: t.strategy }, null, 2)}\n` : `wrote ${f.output}: selftest ${t.name} (${t.strategy}'s listing)\n`);
     } else out(f.json ? `${JSON.stringify({ schema: JSON_SCHEMA, ok: true, name: t.name, strategy: t.strategy, text: t.text }, null, 2)}\n` : t.text);
   } finally {

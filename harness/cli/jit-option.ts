@@ -5,6 +5,7 @@ import { Option, type Command } from "commander";
 import { TS_JIT, TS_JIT_BMI2, type JitBackend } from "../../jit/backend.ts";
 import { defaultTreeDir, KernelJit, openTree, TREE_ENV, TreeError, type KernelTree } from "../../jit/tree/index.ts";
 import { kernelBackend, mustRunModelBpf } from "../../jit/tree/backend.ts";
+import { isFile } from "../../jit/tree/tree.ts";
 
 export interface JitFlags {
   readonly jit: "ts" | "kernel";
@@ -36,15 +37,21 @@ export function treeFromFlags(dir: string | undefined, env: NodeJS.ProcessEnv = 
   return openTree(fetched, env);
 }
 
+/** --jit-source: a file there, not a directory (before the tree is opened: the cheaper check first). */
+export function mustBeJitSource(file: string): void {
+  if (!existsSync(file)) throw new TreeError("usage", `--jit-source ${file}: no such file`);
+  if (!isFile(file)) throw new TreeError("usage", `--jit-source ${file}: not a regular file (a directory?); give a copy of arch/x86/net/bpf_jit_comp.c`);
+}
+
 /** The backend the flags name, and how to let it go (the kernel's runs a shim process). */
 export function openJit(f: JitFlags, env: NodeJS.ProcessEnv = process.env): { readonly backend: JitBackend; close(): Promise<void> } {
   if (f.jit !== "kernel") {
     if (f.kernelTree !== undefined || f.jitSource !== undefined) throw new TreeError("usage", "--kernel-tree and --jit-source go with --jit kernel");
     return { backend: f.bmi2 ? TS_JIT_BMI2 : TS_JIT, close: async () => {} };
   }
+  if (f.jitSource !== undefined) mustBeJitSource(f.jitSource);
   const tree = treeFromFlags(f.kernelTree, env);
   mustRunModelBpf(tree); // (jit-diff, which shows the differences, opens its tree itself)
-  if (f.jitSource !== undefined && !existsSync(f.jitSource)) throw new TreeError("usage", `--jit-source ${f.jitSource}: no such file`);
   const kjit = new KernelJit({ tree, ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}) });
   return { backend: kernelBackend(tree, kjit, f.jitSource, { bmi2: f.bmi2 ?? false }), close: () => kjit.close() };
 }

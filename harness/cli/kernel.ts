@@ -7,7 +7,7 @@ import { Option, type Command } from "commander";
 import { JSON_SCHEMA } from "./json.ts";
 import { buildShim, fetchTree, TREE_VERSIONS, type TreeVersion } from "../../jit/tree/index.ts";
 import { describeTree, modelBpfDiffers, treeHasPrivateStacks, treeJitOptions, TREE_STRATEGIES } from "../../jit/tree/backend.ts";
-import { addTreeOptions, treeFromFlags } from "./jit-option.ts";
+import { addTreeOptions, mustBeJitSource, treeFromFlags } from "./jit-option.ts";
 import { int } from "./options.ts";
 
 export function addKernelCommands(program: Command, out: (s: string) => void, err: (s: string) => void): void {
@@ -31,6 +31,7 @@ export function addKernelCommands(program: Command, out: (s: string) => void, er
     .description("check a tree and say what the backend sees: version, the JIT's Kconfig, the strategies it implements, the shim"))
     .option("--json", "machine-readable output")
     .action((f: { kernelTree?: string; jitSource?: string; json?: boolean }) => {
+      if (f.jitSource !== undefined) mustBeJitSource(f.jitSource);
       const tree = treeFromFlags(f.kernelTree);
       const shim = buildShim(tree, { ...(f.jitSource !== undefined ? { jitSource: f.jitSource } : {}), onProgress: (l) => err(`${l}\n`) });
       // a tree that does not take the model's programs runs none of them (jit-diff only)

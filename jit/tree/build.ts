@@ -16,7 +16,7 @@ import { TreeError } from "./errors.ts";
 import { firstErrors, howEnded, runSync, tail } from "./exec.ts";
 import { cacheRoot } from "./paths.ts";
 import { BUILD_TOOLS, requireTools } from "./tools.ts";
-import type { KernelTree } from "./tree.ts";
+import { isFile, type KernelTree } from "./tree.ts";
 
 const SHIM_DIR = fileURLToPath(new URL("./shim/", import.meta.url));
 const SHIM_FILES = ["shim.h", "kshim.h", "kstubs.c", "kdriver.c", "jit_tu.c", "user.c"] as const;
@@ -170,6 +170,7 @@ export function buildShim(tree: KernelTree, opts: BuildOptions = {}): ShimBinary
   }
   const jitSource = resolve(opts.jitSource ?? tree.jitSource);
   if (!existsSync(jitSource)) throw new TreeError("usage", `JIT source ${jitSource} does not exist`);
+  if (!isFile(jitSource)) throw new TreeError("usage", `JIT source ${jitSource} is not a regular file (a directory?); give a bpf_jit_comp.c`);
   if (/["\\\n]/.test(jitSource)) throw new TreeError("usage", `JIT source path ${JSON.stringify(jitSource)} contains a quote, backslash or newline`);
   const jitBytes = readFileSync(jitSource);
   const jitSourceHash = createHash("sha256").update(jitBytes).digest("hex");

@@ -64,6 +64,15 @@ export function parseConfig(text: string): Map<string, string> {
   return out;
 }
 
+/** Whether `path` is a regular file (a symlink to one too); false for a directory or when it cannot be read. */
+export function isFile(path: string): boolean {
+  try {
+    return statSync(path).isFile();
+  } catch {
+    return false;
+  }
+}
+
 export function sha256File(path: string): string {
   return createHash("sha256").update(readFileSync(path)).digest("hex");
 }
@@ -96,8 +105,10 @@ export function openTree(dir?: string, env: NodeJS.ProcessEnv = process.env): Ke
     throw new TreeError("not-a-tree", `${root} is not a Linux source tree (no top-level Makefile with VERSION/PATCHLEVEL, or no Kconfig)`);
   }
   if (!existsSync(jitSource)) throw new TreeError("not-a-tree", `${root}: no arch/x86/net/bpf_jit_comp.c (not an x86 tree, or an unpacked subset)`);
+  if (!isFile(jitSource)) throw new TreeError("not-a-tree", `${root}: arch/x86/net/bpf_jit_comp.c is not a regular file (a directory?)`);
   const configPath = join(root, ".config");
   if (!existsSync(configPath)) throw new TreeError("not-configured", `${root} is not configured (no .config)`, PREPARE_FIX(root));
+  if (!isFile(configPath)) throw new TreeError("not-configured", `${root}: .config is not a regular file (a directory?)`);
   const autoconf = join(root, "include/generated/autoconf.h");
   for (const f of ["include/generated/autoconf.h", "include/config/auto.conf", "include/generated/asm-offsets.h", "include/generated/bounds.h", "arch/x86/include/generated/asm/orc_hash.h", "scripts/basic/fixdep"]) {
     if (!existsSync(join(root, f))) {

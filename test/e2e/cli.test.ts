@@ -1,6 +1,6 @@
 // The `stackcheck` command: the real bin (as `npx stackcheck` runs it) and the subcommands.
 import { execFile, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -410,6 +410,22 @@ test("check --save with a strategy module writes a file that replay reproduces, 
   expect(replayed.code).toBe(0);
 }, hostTimeout(60_000));
 
+test("export -o and check --save where nothing can be written: exit 2 naming the path; check's report is printed all the same", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-unwritable-"));
+  const file = join(dir, "file");
+  writeFileSync(file, "x");
+  for (const [output, why] of [[dir, "it is a directory"], [join(dir, "no-such-dir", "x.c"), "its directory does not exist"]] as const) {
+    const r = await cli("export", "--selftest", "test/corpus/split-stack-truncated-20261124.json", "-o", output);
+    expect(r, output).toMatchObject({ code: 2, out: expect.stringContaining(`export: -o ${output}: cannot write the test there: ${why}`) });
+  }
+  // a regular file as the corpus directory: refused before the campaign runs
+  expect(await cli("check", "--strategy", "split-stack", "--seed", "2", "--save", file)).toMatchObject({ code: 2, out: expect.stringMatching(new RegExp(`^stackcheck: check: --save ${file}: not a directory`)) });
+  // one that cannot be made: the counterexample's report, then the error
+  const under = await cli("check", "--strategy", "split-stack", "--seed", "2", "--save", join(file, "sub"));
+  expect(under.code).toBe(2);
+  expect(under.out).toMatch(/FAIL\n[\s\S]*TRUNCATED[\s\S]*stackcheck: check: --save .*: cannot save the counterexample there: a part of the path is not a directory/);
+}, hostTimeout(60_000));
+
 describe("stackcheck kernel and --jit kernel without a tree", () => {
   const empty = () => mkdtempSync(join(tmpdir(), "stackcheck-nokernel-"));
 
@@ -444,6 +460,25 @@ describe("stackcheck kernel and --jit kernel without a tree", () => {
     const mixed = await cli("run", "test/scenarios/nested.json", "--kernel-tree", home);
     expect(mixed.code).toBe(2);
     expect(mixed.out).toContain("--kernel-tree and --jit-source go with --jit kernel");
+  });
+
+  test("a tree whose bpf_jit_comp.c or .config is a directory, and a --jit-source that is one: exit 2 naming the path, not EISDIR", async () => {
+    const tree = (jitDir: boolean) => {
+      const dir = empty();
+      writeFileSync(join(dir, "Makefile"), "VERSION = 7\nPATCHLEVEL = 2\nSUBLEVEL = 0\n");
+      writeFileSync(join(dir, "Kconfig"), "");
+      mkdirSync(join(dir, "arch/x86/net"), { recursive: true });
+      if (jitDir) mkdirSync(join(dir, "arch/x86/net/bpf_jit_comp.c"));
+      else writeFileSync(join(dir, "arch/x86/net/bpf_jit_comp.c"), "");
+      mkdirSync(join(dir, ".config"));
+      return dir;
+    };
+    const jitDir = tree(true), cfgDir = tree(false), source = empty();
+    expect(await cli("kernel", "info", "--kernel-tree", jitDir)).toMatchObject({ code: 2, out: `stackcheck: ${jitDir}: arch/x86/net/bpf_jit_comp.c is not a regular file (a directory?)\n` });
+    expect(await cli("kernel", "info", "--kernel-tree", cfgDir)).toMatchObject({ code: 2, out: `stackcheck: ${cfgDir}: .config is not a regular file (a directory?)\n` });
+    for (const args of [["kernel", "info", "--jit-source", source], ["run", "test/scenarios/nested.json", "--jit", "kernel", "--kernel-tree", jitDir, "--jit-source", source]]) {
+      expect(await cli(...args), args.join(" ")).toMatchObject({ code: 2, out: expect.stringContaining(`--jit-source ${source}: not a regular file (a directory?)`) });
+    }
   });
 
   test("jit-diff and kernel info on a directory that is not a tree: exit 2 naming it", async () => {
