@@ -109,6 +109,12 @@ if (modules.length === 0) {
   });
   worker.on("exit", (code) => {
     stop();
-    if (!done) fail(`the command ended without a result (exit code ${code}): a strategy module called process.exit()?`);
+    if (done) return;
+    // Exit code 13 is Node's "unsettled top-level await": the thread ran out of work while
+    // awaiting, as when a module's top-level await waits on a promise nothing will settle.
+    const loading = [...running.values()].find((h) => h.where.endsWith(": loading it"));
+    if (code === 13 && loading !== undefined) fail(`${loading.where}: its top-level await never settled (nothing was left to run that could settle it; exit code 13)${namedIn(loading.where)}`);
+    else if (code === 13) fail("the command ended without a result (exit code 13: a top-level await never settled): a strategy module awaited at its top level on something that never settles?");
+    else fail(`the command ended without a result (exit code ${code}): a strategy module called process.exit()?`);
   });
 }

@@ -14,12 +14,12 @@ import type { Checked } from "./campaign.ts";
 import { checkExhaustive, checkRandom, type CheckOptions, type Verdict } from "./property.ts";
 import { UNWINDERS } from "./run.ts";
 import { PRIVATE_STACK_KNOWLEDGE } from "../unwinder/index.ts";
-import { loadScenario, parseScenario, ScenarioError, type Scenario, type ScenarioFile } from "./scenario.ts";
+import { loadScenario, parseScenario, ScenarioError, versionText, type Scenario, type ScenarioFile } from "./scenario.ts";
 
 export const CORPUS_VERSION = 1;
 
 const schema = z.strictObject({
-  version: z.literal(CORPUS_VERSION),
+  version: z.literal(CORPUS_VERSION, { error: (i) => versionText("corpus file", i.input, [CORPUS_VERSION]) }),
   name: z.string(),
   found: z.strictObject({
     strategy: z.string(),
@@ -62,6 +62,10 @@ export function loadCorpusFile(file: string): CorpusEntry {
     json = JSON.parse(readFileSync(file, "utf8"));
   } catch (e) {
     throw new ScenarioError(file, [{ code: "read", path: "", message: `cannot read a corpus file: ${(e as Error).message}` }]);
+  }
+  // a scenario file (programs, no found record): not a corpus entry, but `stackcheck run` takes it
+  if (json !== null && typeof json === "object" && !Array.isArray(json) && !("found" in json) && "programs" in json) {
+    throw new ScenarioError(file, [{ code: "scenario-file", path: "", message: `a scenario file, not a corpus file (found, plan, scenario, expect): run it with \`stackcheck run ${file}\`` }]);
   }
   const parsed = schema.safeParse(json);
   if (!parsed.success) {

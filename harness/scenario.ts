@@ -27,8 +27,15 @@ const int = (min: number, max: number) => z.number().int().min(min).max(max);
 /** One instruction as the raw struct bpf_insn fields: [code, dst, src, off, imm]. */
 const rawInsn = z.tuple([int(0, 255), int(0, 10), int(0, 10), int(-0x8000, 0x7fff), int(-0x80000000, 0x7fffffff)]);
 
+/** A bad or missing `version`, saying which versions this stackcheck reads. */
+export function versionText(what: string, got: unknown, supported: readonly number[]): string {
+  const list = supported.length === 1 ? `${supported[0]}` : `${supported.slice(0, -1).join(", ")} and ${supported.at(-1)}`;
+  const value = got === undefined ? "missing" : `${JSON.stringify(got) ?? String(got)} is not supported`;
+  return `${value}: this stackcheck reads ${what} version${supported.length === 1 ? "" : "s"} ${list}${typeof got === "string" ? " (a number, not a string)" : ""}`;
+}
+
 const schema = z.strictObject({
-  version: z.union([z.literal(1), z.literal(2), z.literal(3)]),
+  version: z.union([z.literal(1), z.literal(2), z.literal(3)], { error: (i) => versionText("scenario file", i.input, [1, 2, 3]) }),
   name: z.string().optional(),
   programs: z.array(z.strictObject({
     name: ident,

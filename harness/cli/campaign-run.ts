@@ -216,6 +216,16 @@ function replayedElsewhere(found: CorpusFile["found"], jit: JitBackend): string 
   return `  found with code for a CPU ${bmi2 ? "with" : "without"} BMI2, replayed here ${bmi2 ? "without" : "with"}: ${bmi2 ? "give" : "leave out"} --bmi2 to replay it as found\n`;
 }
 
+/** A strategy a corpus file names (`where`: an expect key, found.strategy): its errors name the file and the key. */
+async function strategyNamedIn(file: string, where: string, spec: string): Promise<Strategy> {
+  try {
+    return await loadStrategy(spec);
+  } catch (e) {
+    if (e instanceof StrategyError) throw new StrategyError(`${file}: ${where}: ${e.message}`);
+    throw e;
+  }
+}
+
 /** `replay`: a corpus file under every strategy it lists, or a campaign's seed and path. */
 async function replay(file: string | undefined, f: CampaignFlags & { path?: string }, jit: JitBackend, out: Out, pc: Colors): Promise<void> {
     if (file !== undefined) {
@@ -227,7 +237,7 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
       // implements only its own designs) are left out, and said to be; asked for by name, refused.
       const leftOut: string[] = [];
       for (const n of names) {
-        const s = await loadStrategy(n);
+        const s = f.strategy ? await loadStrategy(n) : await strategyNamedIn(file, `expect key '${n}'`, n);
         if (!f.strategy && !admits(jit, s)) {
           leftOut.push(n);
           continue;
@@ -244,7 +254,7 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
       // the strategy that found it: a module of that name before a built-in one of the same name
       const named = loaded.filter((x) => x.name === e.data.found.strategy);
       // (when designs were left out, the one that found it may be among them: a module is left out by its path, found by its name)
-      const s = f.strategy ? loaded[0]! : named.find((x) => x.origin !== undefined) ?? named[0] ?? (leftOut.length > 0 ? loaded[0]! : await loadStrategy(e.data.found.strategy));
+      const s = f.strategy ? loaded[0]! : named.find((x) => x.origin !== undefined) ?? named[0] ?? (leftOut.length > 0 ? loaded[0]! : await strategyNamedIn(file, "found.strategy", e.data.found.strategy));
       const verdict = verdictUnder(e.scenario, s, e.data.found, jit);
       const report = verdict.ok ? undefined : formatCounterexample(e.scenario, buildImage(e.scenario.spec, s, undefined, undefined, jit), verdict, {
         strategy: s.name, unwinder: e.data.found.unwinder, policy: e.data.found.policy, replay: `npx stackcheck replay ${file}`,
@@ -332,7 +342,7 @@ async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: 
   if (file !== undefined) {
     if (f.seed !== undefined || f.path !== undefined) throw new UsageError("export: give a file, or --strategy, --seed and --path, not both");
     const { scenario, corpus } = loadScenarioOrCorpus(file);
-    const s = await loadStrategy(f.strategy ?? corpus?.data.found.strategy ?? "baseline");
+    const s = f.strategy === undefined && corpus !== undefined ? await strategyNamedIn(file, "found.strategy", corpus.data.found.strategy) : await loadStrategy(f.strategy ?? "baseline");
     jit.admit(s);
     const n = name(basename(file, ".json"));
     // a file found with another JIT (a kernel's, maybe patched) says whose listing this is

@@ -141,8 +141,14 @@ export function recordedJitCommand(tree: KernelTree, env: NodeJS.ProcessEnv = pr
   const cmdFile = join(tree.dir, "arch/x86/net/.bpf_jit_comp.o.cmd");
   if (!existsSync(cmdFile)) {
     const r = runSync("make", ["-s", "arch/x86/net/bpf_jit_comp.o"], { cwd: tree.dir, env });
-    if (r.code !== 0 || !existsSync(cmdFile)) {
+    if (r.code !== 0 || r.signal !== null) {
       throw new TreeError("make", `${tree.dir}: make arch/x86/net/bpf_jit_comp.o failed (${howEnded(r)}), so kbuild recorded no compile command:\n${tail(r)}`);
+    }
+    if (!existsSync(cmdFile)) {
+      // make succeeded without kbuild: a top Makefile of another kind (make's built-in rule
+      // compiles a .c to its .o and records nothing), or an object already up to date
+      const output = tail(r);
+      throw new TreeError("make", `${tree.dir}: make arch/x86/net/bpf_jit_comp.o succeeded but recorded no compile command (no arch/x86/net/.bpf_jit_comp.o.cmd): the top Makefile is not kbuild's, or the tree is not a prepared Linux tree${output === "" ? "" : `; make said:\n${output}`}`);
     }
   }
   const text = readFileSync(cmdFile, "utf8");

@@ -360,6 +360,19 @@ describe("stackcheck check, replay, matrix", () => {
     expect(await cli("replay", "/nonexistent/corpus.json")).toMatchObject({ code: 2, out: expect.stringContaining("/nonexistent/corpus.json") });
   });
 
+  test("replay of a corpus file naming an unknown strategy (expect, found.strategy) names the file and the key; of a scenario file, says to run it", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "stackcheck-corpus-names-"));
+    const entry = JSON.parse(readFileSync(join(root, "test/corpus/r9-no-save-fault-20261124.json"), "utf8")) as { found: object; expect: object };
+    const inExpect = join(dir, "expect.json"), inFound = join(dir, "found.json");
+    writeFileSync(inExpect, JSON.stringify({ ...entry, expect: { nosuch: "pass" } }));
+    writeFileSync(inFound, JSON.stringify({ ...entry, found: { ...entry.found, strategy: "nosuch" }, expect: { baseline: "pass" } }));
+    expect(await cli("replay", inExpect)).toMatchObject({ code: 2, out: expect.stringMatching(new RegExp(`^stackcheck: ${inExpect}: expect key 'nosuch': unknown strategy 'nosuch'`)) });
+    for (const args of [["replay", inFound], ["export", "--selftest", inFound]]) {
+      expect(await cli(...args), args.join(" ")).toMatchObject({ code: 2, out: expect.stringMatching(new RegExp(`^stackcheck: ${inFound}: found.strategy: unknown strategy 'nosuch'`)) });
+    }
+    expect(await cli("replay", "test/scenarios/nested.json")).toMatchObject({ code: 2, out: expect.stringContaining("a scenario file, not a corpus file (found, plan, scenario, expect): run it with `stackcheck run test/scenarios/nested.json`") });
+  });
+
   test("a --path number no campaign prints (run index or shrink step above 10,000,000) is refused at once, exit 2 naming --path, never a run that does not end", async () => {
     for (const [args, what] of [
       [["replay", "--strategy", "baseline", "--seed", "1", "--path", "99999999999999999999:5"], "the run index 99999999999999999999"],
@@ -479,6 +492,24 @@ describe("stackcheck kernel and --jit kernel without a tree", () => {
     for (const args of [["kernel", "info", "--jit-source", source], ["run", "test/scenarios/nested.json", "--jit", "kernel", "--kernel-tree", jitDir, "--jit-source", source]]) {
       expect(await cli(...args), args.join(" ")).toMatchObject({ code: 2, out: expect.stringContaining(`--jit-source ${source}: not a regular file (a directory?)`) });
     }
+  });
+
+  test.runIf(spawnSync("make", ["--version"]).status === 0)("a tree whose Makefile is not kbuild's: make succeeds but records no compile command, and the message says so (not 'failed (exit code 0)')", async () => {
+    const dir = empty();
+    const put = (f: string, text = "") => {
+      mkdirSync(join(dir, f, ".."), { recursive: true });
+      writeFileSync(join(dir, f), text);
+    };
+    put("Makefile", "VERSION = 7\nPATCHLEVEL = 2\nSUBLEVEL = 0\n");
+    put("Kconfig");
+    put(".config", "CONFIG_X86_64=y\nCONFIG_BPF_SYSCALL=y\nCONFIG_BPF_JIT=y\n");
+    for (const f of ["include/generated/autoconf.h", "include/config/auto.conf", "include/generated/asm-offsets.h", "include/generated/bounds.h", "arch/x86/include/generated/asm/orc_hash.h", "scripts/basic/fixdep"]) put(f);
+    put("include/config/kernel.release", "7.2.0\n");
+    put("arch/x86/net/bpf_jit_comp.c", "int x;\n");
+    put("arch/x86/net/bpf_jit_comp.o"); // up to date: make's built-in rule has nothing to do, and exits 0
+    const r = await cli("kernel", "info", "--kernel-tree", dir);
+    expect(r.code).toBe(2);
+    expect(r.out).toContain(`${dir}: make arch/x86/net/bpf_jit_comp.o succeeded but recorded no compile command (no arch/x86/net/.bpf_jit_comp.o.cmd): the top Makefile is not kbuild's`);
   });
 
   test("jit-diff and kernel info on a directory that is not a tree: exit 2 naming it", async () => {

@@ -160,6 +160,17 @@ test("a hook that never returns is stopped by the watchdog: exit 2, naming the m
   expect(bad.stderr).toMatch(/^stackcheck: --timeout 'zero': expected a number of seconds above 0/);
 }, hostTimeout(60_000));
 
+test("a module whose top-level await never settles: exit 2, naming the module and saying so (not only 'called process.exit()?')", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-tla-"));
+  writeFileSync(join(dir, "package.json"), `{ "type": "module" }\n`);
+  const file = join(dir, "tla.mjs");
+  writeFileSync(file, "await new Promise(() => {});\nexport default {};\n");
+  const r = await new Promise<{ status: number | null; stderr: string }>((done) => {
+    execFile(process.execPath, ["bin/stackcheck.js", "run", "test/scenarios/nested.json", "--strategy", file], { cwd: root, encoding: "utf8", timeout: 60_000 }, (e, _out, stderr) => done({ status: e ? (e as { code?: number }).code ?? null : 0, stderr }));
+  });
+  expect([r.status, r.stderr]).toEqual([2, `stackcheck: strategy module ${file}: loading it: its top-level await never settled (nothing was left to run that could settle it; exit code 13)\n`]);
+}, hostTimeout(60_000));
+
 test("a module named in a corpus file (expect, found.strategy) runs under the same watchdog: exit 2, naming the module and the file", async () => {
   const dir = mkdtempSync(join(tmpdir(), "stackcheck-corpus-loop-"));
   writeFileSync(join(dir, "package.json"), `{ "type": "module" }\n`);

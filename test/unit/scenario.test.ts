@@ -45,7 +45,7 @@ describe("bad scenarios are named precisely", () => {
     s.extra = true;
     (s.programs as { funcs: { insns: number[][] }[] }[])[0]!.funcs[0]!.insns[0]![0] = 300;
     expect(issues(s)).toEqual([
-      "version: Invalid input",
+      "version: 4 is not supported: this stackcheck reads scenario file versions 1, 2 and 3",
       "programs[0].funcs[0].insns[0][0]: Too big: expected number to be <=255",
       ": Unrecognized key: \"extra\"",
     ]);

@@ -66,7 +66,9 @@ describe("corpus files", () => {
   test("a bad file is refused with its name and the field", () => {
     const good = JSON.parse(readFileSync(join(dir, files[0]!), "utf8")) as Record<string, unknown>;
     expect(() => loadCorpusFile(write("notjson.json", "{"))).toThrow(/notjson\.json/);
-    expect(() => loadCorpusFile(write("v2.json", JSON.stringify({ ...good, version: 2 })))).toThrow(/v2\.json[\s\S]*version/);
+    expect(() => loadCorpusFile(write("v2.json", JSON.stringify({ ...good, version: 2 })))).toThrow(/v2\.json[\s\S]*version: 2 is not supported: this stackcheck reads corpus file version 1$/);
+    // a scenario file given where a corpus file goes: said to be one, and what runs it
+    expect(() => loadCorpusFile(write("plain-scenario.json", JSON.stringify(good.scenario)))).toThrow(/plain-scenario\.json[\s\S]*a scenario file, not a corpus file .*run it with `stackcheck run .*plain-scenario\.json`/);
     expect(() => loadCorpusFile(write("found.json", JSON.stringify({ ...good, found: { ...(good.found as object), unwinder: "dwarf" } })))).toThrow(/found\.unwinder/);
     expect(() => loadCorpusFile(write("scenario.json", JSON.stringify({ ...good, scenario: { version: 1 } })))).toThrow(/scenario\.json \(scenario\)/);
   });
