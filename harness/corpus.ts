@@ -43,7 +43,10 @@ const schema = z.strictObject({
   }),
   plan: z.unknown(),
   scenario: z.unknown(),
-  expect: z.record(z.string(), z.string()),
+  /** At least one strategy: `npm test` and `replay` check a file against these, and none would check nothing. */
+  expect: z.record(z.string(), z.string()).refine((r) => Object.keys(r).length > 0, {
+    error: `lists no strategy, so a replay would check nothing: give the verdict expected under each, e.g. {"baseline": "pass"} (check --save lists every built-in design)`,
+  }),
 });
 export type CorpusFile = z.infer<typeof schema>;
 

@@ -72,9 +72,29 @@ const schema = z.strictObject({
     z.strictObject({ kind: z.literal("nmi"), atStep: int(0, 1e9) }),
     z.strictObject({ kind: z.literal("tick"), atStep: int(0, 1e9) }),
   ])).optional(),
-  strategy: z.string().optional(),
-  unwinders: z.array(z.string()).optional(),
 });
+
+/**
+ * Keys once in the schema that nothing read (a scenario runs under the strategy and unwinder
+ * the command line gives): refused, saying where they go, rather than silently ignored.
+ */
+const COMMAND_LINE_KEYS: Readonly<Record<string, string>> = {
+  strategy: "not a scenario field: a scenario runs under the strategy the command gives (--strategy <name|file>)",
+  unwinders: "not a scenario field: the unwinder is the command's (--unwinder <name>; matrix: one --unwinder per column)",
+};
+
+/** zod's issues as ours; an unknown key that belongs on the command line says so. */
+function schemaIssues(issues: readonly z.core.$ZodIssue[]): ScenarioIssue[] {
+  return issues.flatMap((i): ScenarioIssue[] => {
+    if (i.code !== "unrecognized_keys" || i.path.length > 0) return [{ code: i.code, path: pathText(i.path), message: i.message }];
+    const ours = i.keys.filter((k) => Object.hasOwn(COMMAND_LINE_KEYS, k));
+    const rest = i.keys.filter((k) => !ours.includes(k));
+    return [
+      ...ours.map((k) => ({ code: "command-line-key", path: k, message: COMMAND_LINE_KEYS[k]! })),
+      ...(rest.length ? [{ code: i.code, path: "", message: `Unrecognized key${rest.length === 1 ? "" : "s"}: ${rest.map((k) => JSON.stringify(k)).join(", ")}` }] : []),
+    ];
+  });
+}
 export type ScenarioFile = z.infer<typeof schema>;
 
 export interface ScenarioIssue {
@@ -130,7 +150,7 @@ function buildProgram(p: ScenarioFile["programs"][number]): Program {
 export function parseScenario(json: unknown, source = "scenario"): Scenario {
   const parsed = schema.safeParse(json);
   if (!parsed.success) {
-    throw new ScenarioError(source, parsed.error.issues.map((i) => ({ code: i.code, path: pathText(i.path), message: i.message })));
+    throw new ScenarioError(source, schemaIssues(parsed.error.issues));
   }
   return scenarioOf(parsed.data, source);
 }

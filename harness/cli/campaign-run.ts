@@ -229,6 +229,8 @@ async function strategyNamedIn(file: string, where: string, spec: string): Promi
 /** `replay`: a corpus file under every strategy it lists, or a campaign's seed and path. */
 async function replay(file: string | undefined, f: CampaignFlags & { path?: string }, jit: JitBackend, out: Out, pc: Colors): Promise<void> {
     if (file !== undefined) {
+      // (as export: a file's entry is replayed as it was found; a seed and path name another)
+      if (f.seed !== undefined || f.path !== undefined) throw new UsageError("replay: give a corpus file, or --strategy, --seed and --path, not both");
       const e = loadCorpusFile(file);
       const names = f.strategy ? [f.strategy] : Object.keys(e.data.expect);
       const rows: { strategy: string; expected: string; got: string }[] = [];

@@ -370,6 +370,10 @@ describe("stackcheck check, replay, matrix", () => {
     for (const args of [["replay", inFound], ["export", "--selftest", inFound]]) {
       expect(await cli(...args), args.join(" ")).toMatchObject({ code: 2, out: expect.stringMatching(new RegExp(`^stackcheck: ${inFound}: found.strategy: unknown strategy 'nosuch'`)) });
     }
+    // a seed or path beside a file is refused, as export refuses it (not silently ignored)
+    for (const extra of [["--seed", "5"], ["--path", "0"]]) {
+      expect(await cli("replay", "test/corpus/r9-no-save-fault-20261124.json", ...extra)).toMatchObject({ code: 2, out: expect.stringContaining("replay: give a corpus file, or --strategy, --seed and --path, not both") });
+    }
     expect(await cli("replay", "test/scenarios/nested.json")).toMatchObject({ code: 2, out: expect.stringContaining("a scenario file, not a corpus file (found, plan, scenario, expect): run it with `stackcheck run test/scenarios/nested.json`") });
   });
 

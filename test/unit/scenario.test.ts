@@ -50,6 +50,13 @@ describe("bad scenarios are named precisely", () => {
       ": Unrecognized key: \"extra\"",
     ]);
   });
+  test("strategy and unwinders (never read: the command line chooses both) are refused, saying where they go", () => {
+    expect(issues({ ...minimal(), strategy: "r9-private", unwinders: ["frame"], extra: 1 })).toEqual([
+      "strategy: not a scenario field: a scenario runs under the strategy the command gives (--strategy <name|file>)",
+      "unwinders: not a scenario field: the unwinder is the command's (--unwinder <name>; matrix: one --unwinder per column)",
+      ": Unrecognized key: \"extra\"",
+    ]);
+  });
   test("version 2's fields in a version 1 file, and what they need", () => {
     const p = { ...minimal().programs[0]!, attach: "uprobe", sleepable: true };
     expect(issues({ ...minimal(), programs: [p], tasks: ["p", "p"], interrupts: [{ kind: "tick", atStep: 3 }] })).toEqual([

@@ -67,6 +67,8 @@ describe("corpus files", () => {
     const good = JSON.parse(readFileSync(join(dir, files[0]!), "utf8")) as Record<string, unknown>;
     expect(() => loadCorpusFile(write("notjson.json", "{"))).toThrow(/notjson\.json/);
     expect(() => loadCorpusFile(write("v2.json", JSON.stringify({ ...good, version: 2 })))).toThrow(/v2\.json[\s\S]*version: 2 is not supported: this stackcheck reads corpus file version 1$/);
+    // an empty expect: nothing to replay against, refused rather than a silent pass
+    expect(() => loadCorpusFile(write("empty-expect.json", JSON.stringify({ ...good, expect: {} })))).toThrow(/empty-expect\.json[\s\S]*expect: lists no strategy, so a replay would check nothing/);
     // a scenario file given where a corpus file goes: said to be one, and what runs it
     expect(() => loadCorpusFile(write("plain-scenario.json", JSON.stringify(good.scenario)))).toThrow(/plain-scenario\.json[\s\S]*a scenario file, not a corpus file .*run it with `stackcheck run .*plain-scenario\.json`/);
     expect(() => loadCorpusFile(write("found.json", JSON.stringify({ ...good, found: { ...(good.found as object), unwinder: "dwarf" } })))).toThrow(/found\.unwinder/);
