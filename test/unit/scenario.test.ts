@@ -50,6 +50,12 @@ describe("bad scenarios are named precisely", () => {
       ": Unrecognized key: \"extra\"",
     ]);
   });
+  test("two functions of one name: that is the problem reported, at the second; no verifier issue placed at the first by name", () => {
+    const s = minimal();
+    const f = s.programs[0]!.funcs[0]!;
+    const twice = { ...s, programs: [{ ...s.programs[0]!, funcs: [f, { ...f }] }] };
+    expect(issues(twice)).toEqual([`programs[0].funcs[1].name: function '${f.name}' is defined twice in program '${s.programs[0]!.name}' (function names must be unique within a program)`]);
+  });
   test("strategy and unwinders (never read: the command line chooses both) are refused, saying where they go", () => {
     expect(issues({ ...minimal(), strategy: "r9-private", unwinders: ["frame"], extra: 1 })).toEqual([
       "strategy: not a scenario field: a scenario runs under the strategy the command gives (--strategy <name|file>)",
