@@ -8,6 +8,7 @@ import {
   REG_NUM, type X86Reg,
 } from "./encode.ts";
 import type { Assembled, AssembledInsn } from "../asm.ts";
+import { BPF_TEXT_SIZE } from "../kernel/layout.ts";
 
 export type { X86Reg } from "./encode.ts";
 
@@ -68,6 +69,70 @@ const sz = (is64: boolean) => (is64 ? 8 : 4);
 const hex = (v: number | bigint) => (v < 0 ? `-0x${(-BigInt(v)).toString(16)}` : `0x${v.toString(16)}`);
 const memText = (base: X86Reg, off: number) => `[${base}${off < 0 ? "-" : "+"}${hex(Math.abs(off))}]`;
 const R = REG_NUM;
+
+/**
+ * An emitter called with an operand it cannot encode as asked (a register name it does not know,
+ * an immediate or displacement that is not an integer or does not fit its field, an op, width or
+ * condition it has no form for): the method, the operand and what it must be. Thrown before
+ * anything is written, instead of encoding something else. A user's strategy module gets it as a
+ * StrategyError naming the module, the hook and the function (strategies/guard.ts).
+ */
+export class EmitterError extends Error {
+  override name = "EmitterError";
+}
+
+// The operand checks every public emitter method makes first: a few comparisons, no allocation
+// (the JIT calls the emitters for every instruction of every function of every image); the
+// message is made only when one fails.
+const S32 = "an integer in -0x80000000..0x7fffffff";
+const S32_SX = `${S32} (the imm32 is sign-extended to 64 bits)`;
+const IMM32 = "an integer in -0x80000000..0xffffffff (an imm32)";
+const DISP32 = `${S32} (a disp32)`;
+const REG_MUST = `a register name: ${Object.keys(REG_NUM).join(", ")}`;
+const I64_MIN = -(1n << 63n), U64_MAX = (1n << 64n) - 1n;
+
+/** `v` as an error shows it. */
+function shown(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v);
+  if (typeof v === "bigint") return `${v}n`;
+  if (typeof v === "number") return Number.isInteger(v) && Math.abs(v) > 0xffff && Math.abs(v) <= 2 ** 64 ? `${v} (${hex(v)})` : String(v);
+  try {
+    return typeof v === "object" && v !== null ? `${JSON.stringify(v) ?? String(v)}` : String(v);
+  } catch {
+    return "a value that cannot be printed";
+  }
+}
+function bad(method: string, operand: string, v: unknown, must: string): never {
+  throw new EmitterError(`e.${method}(): operand '${operand}' is ${shown(v)}; it must be ${must}`);
+}
+/** A register name (any of the 16: rsp and r12 as bases get their SIB byte, emitInsnSuffix()). */
+function reg(m: string, o: string, r: unknown): void {
+  if (typeof r !== "string" || typeof R[r as X86Reg] !== "number") bad(m, o, r, REG_MUST);
+}
+function flag(m: string, o: string, b: unknown): void {
+  if (b !== true && b !== false) bad(m, o, b, "true or false");
+}
+/** A signed 32-bit integer: a disp32, or an imm32 the instruction sign-extends to 64 bits. */
+function s32(m: string, o: string, v: unknown, must: string): void {
+  if (typeof v !== "number" || (v | 0) !== v) bad(m, o, v, must);
+}
+/** An imm32 of a 64-bit operation (sign-extended: simm32) or of a 32-bit one (its 32 bits, signed or not). */
+function imm32(m: string, o: string, is64: boolean, v: unknown): void {
+  if (typeof v !== "number" || ((v | 0) !== v && (is64 || v >>> 0 !== v))) bad(m, o, v, is64 ? S32_SX : IMM32);
+}
+function width(m: string, o: string, size: unknown): void {
+  if (size !== 1 && size !== 2 && size !== 4 && size !== 8) bad(m, o, size, "1, 2, 4 or 8 (bytes)");
+}
+function aluOp(m: string, op: unknown): void {
+  if (typeof op !== "string" || typeof ALU_RR[op as AluOp] !== "number") bad(m, "op", op, `one of ${ALUS.join(", ")}`);
+}
+function shiftOp(m: string, op: unknown): void {
+  if (typeof op !== "string" || typeof SHIFT_B3[op as ShiftOp] !== "number") bad(m, "op", op, `one of ${SHIFTS.join(", ")}`);
+}
+/** A jump's rel8 (short) or rel32. */
+function checkRel(m: string, short: boolean, v: unknown): void {
+  if (typeof v !== "number" || (short ? (v << 24) >> 24 !== v : (v | 0) !== v)) bad(m, "rel", v, short ? "an integer in -128..127 (a rel8)" : `${S32} (a rel32)`);
+}
 
 /**
  * Where an emitter records, instruction by instruction, what it wrote (the form by iced's Code
@@ -137,6 +202,7 @@ export class Emitter {
   }
 
   label(name: string): this {
+    if (typeof name !== "string" || name === "") bad("label", "name", name, "a non-empty string");
     if (this.labels.has(name)) throw new JitError(`${this.name}: label '${name}' defined twice`);
     this.labels.set(name, this.code.length);
     return this;
@@ -216,6 +282,7 @@ export class Emitter {
   nop3(): this { return this.nops(3); }
   /** emit_nops(n): jump padding of the late passes. Several nops past ASM_NOP_MAX bytes, each its own record. */
   nops(n: number): this {
+    if (typeof n !== "number" || !Number.isInteger(n) || n < 0 || n > BPF_TEXT_SIZE) bad("nops", "n", n, `an integer in 0..${BPF_TEXT_SIZE} (no function's code is larger than the BPF text area)`);
     if (n === 0) return this;
     this.insn(this.notes && `nop${n}`, (c) => c.nops(n));
     const r = this.records;
@@ -228,35 +295,41 @@ export class Emitter {
     return this;
   }
   push(r: X86Reg): this {
+    reg("push", "r", r);
     this.insn(this.notes && `push ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x50, R[r])) : c.emit(add1reg(0x50, R[r]))));
     this.rec(PUSH_R64)?.reg(0, R[r], 8);
     return this;
   }
   pop(r: X86Reg): this {
+    reg("pop", "r", r);
     this.insn(this.notes && `pop ${r}`, (c) => (isEreg(R[r]) ? c.emit(0x41, add1reg(0x58, R[r])) : c.emit(add1reg(0x58, R[r]))));
     this.rec(POP_R64)?.reg(0, R[r], 8);
     return this;
   }
   /** `mov dst,src` in the 89 /r form (48 89 e5 for `mov rbp,rsp`), always emitted. */
   movRR(dst: X86Reg, src: X86Reg): this {
+    reg("movRR", "dst", dst); reg("movRR", "src", src);
     this.insn(this.notes && `mov ${dst},${src}`, (c) => c.emit(add2mod(0x48, R[dst], R[src]), 0x89, add2reg(0xc0, R[dst], R[src])));
     this.rec(MOV_RM_R[0])?.reg(0, R[dst], 8).reg(1, R[src], 8);
     return this;
   }
   /** `sub rsp, imm32`, always the 48 81 ec imm32 form (emit_prologue()). */
   subRspImm32(v: number): this {
+    s32("subRspImm32", "v", v, S32_SX);
     this.insn(this.notes && `sub rsp,${hex(v)}`, (c) => { c.emit(0x48, 0x81, 0xec); c.u32(v); });
     this.rec(SUB_RM64_I32)?.reg(0, RSP, 8).imm(1, v);
     return this;
   }
   /** emit_sub_rsp() / emit_add_rsp(): the imm8 form when it fits; nothing for 0. */
   subRsp(v: number): this {
+    s32("subRsp", "v", v, S32_SX);
     if (v === 0) return this;
     this.insn(this.notes && `sub rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xec, v) : (c.emit(0x48, 0x81, 0xec), c.u32(v))));
     this.rec(isImm8(v) ? SUB_RM64_I8 : SUB_RM64_I32)?.reg(0, RSP, 8).imm(1, v);
     return this;
   }
   addRsp(v: number): this {
+    s32("addRsp", "v", v, S32_SX);
     if (v === 0) return this;
     this.insn(this.notes && `add rsp,${hex(v)}`, (c) => (isImm8(v) ? c.emit(0x48, 0x83, 0xc4, v) : (c.emit(0x48, 0x81, 0xc4), c.u32(v))));
     this.rec(isImm8(v) ? ADD_RM64_I8 : ADD_RM64_I32)?.reg(0, RSP, 8).imm(1, v);
@@ -264,6 +337,7 @@ export class Emitter {
   }
   /** `lea dst,[base+off]`. */
   lea(dst: X86Reg, base: X86Reg, off: number): this {
+    reg("lea", "dst", dst); reg("lea", "base", base); s32("lea", "off", off, DISP32);
     this.insn(this.notes && `lea ${dst},${memText(base, off)}`, (c) => { c.emit(add2mod(0x48, R[base], R[dst]), 0x8d); emitInsnSuffix(c, R[base], R[dst], off); });
     this.rec(LEA_R64)?.reg(0, R[dst], 8).mem(1, 0, R[base], off);
     return this;
@@ -273,6 +347,7 @@ export class Emitter {
   int3(): this { this.insn(this.notes && "int3", (c) => c.emit(0xcc)); this.rec(INT3); return this; }
   /** `add reg, gs:[addr]` (65 4c 03 0c 25 disp32 for r9: emit_priv_frame_ptr()). */
   addFromGs(dst: X86Reg, addr: number): this {
+    reg("addFromGs", "dst", dst); s32("addFromGs", "addr", addr, `${S32} (a disp32, sign-extended)`);
     this.insn(this.notes && `add ${dst},gs:[${hex(addr)}]`, (c) => { c.emit(0x65, add2mod(0x48, 0, R[dst]), 0x03, add2reg(0x04, 0, R[dst]), 0x25); c.u32(addr); });
     this.rec(ADD_R64_RM64)?.reg(0, R[dst], 8).mem(1, 8, -1, addr | 0, true);
     return this;
@@ -281,6 +356,7 @@ export class Emitter {
   // ---- moves (emit_mov_imm32, emit_mov_imm64, emit_mov_reg) ----
   /** emit_mov_imm32(): `mov r,simm32` if sign-propagating a negative; `xor r32,r32` for 0; else `mov r32,imm32`. */
   movImm32(signPropagate: boolean, dst: X86Reg, imm: number): this {
+    flag("movImm32", "signPropagate", signPropagate); reg("movImm32", "dst", dst); imm32("movImm32", "imm", false, imm);
     const d = R[dst];
     if (signPropagate && imm < 0) {
       this.insn(this.notes && `mov ${dst},${hex(imm)}`, (c) => { c.emit(add1mod(0x48, d), 0xc7, add1reg(0xc0, d)); c.u32(imm); });
@@ -296,6 +372,8 @@ export class Emitter {
   }
   /** emit_mov_imm64(): the shortest of mov r32,imm32 / mov r,simm32 / movabs. */
   movImm64(dst: X86Reg, v: bigint): this {
+    reg("movImm64", "dst", dst);
+    if (typeof v !== "bigint" || v < I64_MIN || v > U64_MAX) bad("movImm64", "v", v, "a bigint in -(2n ** 63n)..2n ** 64n - 1n (an imm64)");
     const u = BigInt.asUintN(64, v), s = BigInt.asIntN(64, v);
     if (isUimm32(u)) return this.movImm32(false, dst, Number(u) | 0);
     if (isSimm32(s)) return this.movImm32(true, dst, Number(s));
@@ -306,6 +384,7 @@ export class Emitter {
   }
   /** emit_mov_reg(): a 64-bit move to itself is omitted; a 32-bit one zero-extends. */
   movReg(is64: boolean, dst: X86Reg, src: X86Reg): this {
+    flag("movReg", "is64", is64); reg("movReg", "dst", dst); reg("movReg", "src", src);
     if (is64) return dst === src ? this : this.movRR(dst, src);
     const d = R[dst], s = R[src];
     this.insn(this.notes && `mov ${dst}d,${src}d`, (c) => { if (isEreg(d) || isEreg(s)) c.emit(add2mod(0x40, d, s)); c.emit(0x89, add2reg(0xc0, d, s)); });
@@ -315,12 +394,14 @@ export class Emitter {
 
   // ---- ALU (do_jit's BPF_ALU/BPF_ALU64 cases) ----
   aluRR(op: AluOp, is64: boolean, dst: X86Reg, src: X86Reg): this {
+    aluOp("aluRR", op); flag("aluRR", "is64", is64); reg("aluRR", "dst", dst); reg("aluRR", "src", src);
     this.insn(this.notes && `${op} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => { maybeEmitMod(c, R[dst], R[src], is64); c.emit(ALU_RR[op], add2reg(0xc0, R[dst], R[src])); });
     this.rec(ALU_RR_FORM[op][w(is64)])?.reg(0, R[dst], sz(is64)).reg(1, R[src], sz(is64));
     return this;
   }
   /** imm8 form when it fits, the short rax form for BPF_REG_0, else the imm32 form. */
   aluRI(op: AluOp, is64: boolean, dst: X86Reg, imm: number): this {
+    aluOp("aluRI", op); flag("aluRI", "is64", is64); reg("aluRI", "dst", dst); imm32("aluRI", "imm", is64, imm);
     const d = R[dst];
     this.insn(this.notes && `${op} ${dst},${hex(imm)}${is64 ? "" : " (32)"}`, (c) => {
       maybeEmit1mod(c, d, is64);
@@ -332,12 +413,15 @@ export class Emitter {
     return this;
   }
   neg(is64: boolean, dst: X86Reg): this {
+    flag("neg", "is64", is64); reg("neg", "dst", dst);
     this.insn(this.notes && `neg ${dst}`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xf7, add1reg(0xd8, R[dst])); });
     this.rec(NEG[w(is64)])?.reg(0, R[dst], sz(is64));
     return this;
   }
   /** `shl r,1` (d1) for a count of 1, else `shl r,imm8` (c1). */
   shiftRI(op: ShiftOp, is64: boolean, dst: X86Reg, n: number): this {
+    shiftOp("shiftRI", op); flag("shiftRI", "is64", is64); reg("shiftRI", "dst", dst);
+    if (typeof n !== "number" || (n & 0xff) !== n) bad("shiftRI", "n", n, "an integer in 0..255 (an imm8 count)");
     this.insn(this.notes && `${op} ${dst},${n}`, (c) => {
       maybeEmit1mod(c, R[dst], is64);
       if (n === 1) c.emit(0xd1, add1reg(SHIFT_B3[op], R[dst]));
@@ -347,6 +431,7 @@ export class Emitter {
     return this;
   }
   shiftRCl(op: ShiftOp, is64: boolean, dst: X86Reg): this {
+    shiftOp("shiftRCl", op); flag("shiftRCl", "is64", is64); reg("shiftRCl", "dst", dst);
     this.insn(this.notes && `${op} ${dst},cl`, (c) => { maybeEmit1mod(c, R[dst], is64); c.emit(0xd3, add1reg(SHIFT_B3[op], R[dst])); });
     this.rec(SHIFT_CL_FORM[op][w(is64)])?.reg(0, R[dst], sz(is64)).reg(1, RCX, 1);
     return this;
@@ -354,6 +439,8 @@ export class Emitter {
 
   /** emit_movsx_reg(): BPF_MOV with off 8/16/32 (movs[b,w,l]q; movs[b,w]l), REX bytes exactly as upstream writes them. */
   movsxReg(bits: 8 | 16 | 32, is64: boolean, dst: X86Reg, src: X86Reg): this {
+    if (bits !== 8 && bits !== 16 && bits !== 32) bad("movsxReg", "bits", bits, "8, 16 or 32");
+    flag("movsxReg", "is64", is64); reg("movsxReg", "dst", dst); reg("movsxReg", "src", src);
     const d = R[dst], s = R[src];
     this.insn(this.notes && `movsx${bits} ${dst},${src}${is64 ? "" : " (32)"}`, (c) => {
       if (is64) {
@@ -374,6 +461,7 @@ export class Emitter {
   }
   /** `imul dst,dst,imm8|imm32` (6b/69) with maybe_emit_mod(dst, dst): BPF_MUL | BPF_K. */
   imulRI(is64: boolean, dst: X86Reg, imm: number): this {
+    flag("imulRI", "is64", is64); reg("imulRI", "dst", dst); imm32("imulRI", "imm", is64, imm);
     const d = R[dst];
     this.insn(this.notes && `imul ${dst},${dst},${hex(imm)}`, (c) => {
       maybeEmitMod(c, d, d, is64);
@@ -385,12 +473,14 @@ export class Emitter {
   }
   /** `imul dst,src` (0f af) with maybe_emit_mod(src, dst): BPF_MUL | BPF_X. */
   imulRR(is64: boolean, dst: X86Reg, src: X86Reg): this {
+    flag("imulRR", "is64", is64); reg("imulRR", "dst", dst); reg("imulRR", "src", src);
     this.insn(this.notes && `imul ${dst},${src}`, (c) => { maybeEmitMod(c, R[src], R[dst], is64); c.emit(0x0f, 0xaf, add2reg(0xc0, R[src], R[dst])); });
     this.rec(IMUL_RR[w(is64)])?.reg(0, R[dst], sz(is64)).reg(1, R[src], sz(is64));
     return this;
   }
   /** `mov r11,simm32` as the DIV/MOD case writes it (49 c7 c3 imm32). */
   movR11Imm32(imm: number): this {
+    s32("movR11Imm32", "imm", imm, S32_SX);
     this.insn(this.notes && `mov r11,${hex(imm)}`, (c) => { c.emit(0x49, 0xc7, 0xc3); c.u32(imm); });
     this.rec(MOV_RM_I32[0])?.reg(0, R11, 8).imm(1, imm);
     return this;
@@ -398,15 +488,17 @@ export class Emitter {
   /** `xor edx,edx` (31 d2). */
   xorEdx(): this { this.insn(this.notes && "xor edx,edx", (c) => c.emit(0x31, 0xd2)); this.rec(XOR_RM32_R32)?.reg(0, RDX, 4).reg(1, RDX, 4); return this; }
   /** `cdq` (99) or `cqo` (48 99). */
-  cdq(is64: boolean): this { this.insn(this.notes && (is64 ? "cqo" : "cdq"), (c) => (is64 ? c.emit(0x48, 0x99) : c.emit(0x99))); this.rec(is64 ? CQO : CDQ); return this; }
+  cdq(is64: boolean): this { flag("cdq", "is64", is64); this.insn(this.notes && (is64 ? "cqo" : "cdq"), (c) => (is64 ? c.emit(0x48, 0x99) : c.emit(0x99))); this.rec(is64 ? CQO : CDQ); return this; }
   /** `div src` (f7 /6) or `idiv src` (f7 /7). */
   div(signed: boolean, is64: boolean, src: X86Reg): this {
+    flag("div", "signed", signed); flag("div", "is64", is64); reg("div", "src", src);
     this.insn(this.notes && `${signed ? "idiv" : "div"} ${src}`, (c) => { maybeEmit1mod(c, R[src], is64); c.emit(0xf7, add1reg(signed ? 0xf8 : 0xf0, R[src])); });
     this.rec((signed ? IDIV : DIV)[w(is64)])?.reg(0, R[src], sz(is64));
     return this;
   }
   /** BPF_END 16 (to_be, bswap16): `ror r16,8` (66 [41] c1 /1 08). */
   ror16by8(dst: X86Reg): this {
+    reg("ror16by8", "dst", dst);
     const d = R[dst];
     this.insn(this.notes && `ror ${dst}w,8`, (c) => { c.emit(0x66); if (isEreg(d)) c.emit(0x41); c.emit(0xc1, add1reg(0xc8, d), 8); });
     this.rec(ROR_RM16_I8)?.reg(0, d, 2).imm(1, 8);
@@ -414,6 +506,7 @@ export class Emitter {
   }
   /** `movzx r32,r16` ([45] 0f b7): zero-extend the low 16 bits. */
   movzx16(dst: X86Reg): this {
+    reg("movzx16", "dst", dst);
     const d = R[dst];
     this.insn(this.notes && `movzx ${dst}d,${dst}w`, (c) => { if (isEreg(d)) c.emit(0x45, 0x0f, 0xb7); else c.emit(0x0f, 0xb7); c.emit(add2reg(0xc0, d, d)); });
     this.rec(MOVZX_R32_RM16)?.reg(0, d, 4).reg(1, d, 2);
@@ -421,6 +514,7 @@ export class Emitter {
   }
   /** `bswap r32` ([41] 0f c8+r) or `bswap r64` (REX.W 0f c8+r). */
   bswap(is64: boolean, dst: X86Reg): this {
+    flag("bswap", "is64", is64); reg("bswap", "dst", dst);
     const d = R[dst];
     this.insn(this.notes && `bswap ${dst}${is64 ? "" : "d"}`, (c) => {
       if (is64) c.emit(add1mod(0x48, d), 0x0f, add1reg(0xc8, d));
@@ -431,6 +525,7 @@ export class Emitter {
   }
   /** `mov r32,r32` to itself ([45] 89): clears the upper half (BPF_END to_le 32). */
   movSelf32(dst: X86Reg): this {
+    reg("movSelf32", "dst", dst);
     const d = R[dst];
     this.insn(this.notes && `mov ${dst}d,${dst}d`, (c) => { if (isEreg(d)) c.emit(0x45); c.emit(0x89, add2reg(0xc0, d, d)); });
     this.rec(MOV_RM_R[1])?.reg(0, d, 4).reg(1, d, 4);
@@ -438,6 +533,7 @@ export class Emitter {
   }
   /** emit_shiftx(): BMI2 `shlx/shrx/sarx dst,dst,src` (VEX.0F38 f7); pp 1 shlx, 3 shrx, 2 sarx. */
   shiftx(op: ShiftOp, is64: boolean, dst: X86Reg, src: X86Reg): this {
+    shiftOp("shiftx", op); flag("shiftx", "is64", is64); reg("shiftx", "dst", dst); reg("shiftx", "src", src);
     const d = R[dst], s = R[src];
     const pp = op === "shl" ? 1 : op === "shr" ? 3 : 2;
     const ext = isEreg(d);
@@ -454,6 +550,9 @@ export class Emitter {
    * op for add/and/or/xor, 0f c1 (xadd) for add|fetch, 87 for xchg, 0f b1 for cmpxchg.
    */
   atomicRmw(op: "add" | "and" | "or" | "xor" | "xadd" | "xchg" | "cmpxchg", size: 4 | 8, base: X86Reg, off: number, src: X86Reg): this {
+    if (op !== "add" && op !== "and" && op !== "or" && op !== "xor" && op !== "xadd" && op !== "xchg" && op !== "cmpxchg") bad("atomicRmw", "op", op, "one of add, and, or, xor, xadd, xchg, cmpxchg");
+    if (size !== 4 && size !== 8) bad("atomicRmw", "size", size, "4 or 8 (bytes)");
+    reg("atomicRmw", "base", base); s32("atomicRmw", "off", off, DISP32); reg("atomicRmw", "src", src);
     const b = R[base], s = R[src];
     this.insn(this.notes && `${op === "xchg" ? "" : "lock "}${op}${size * 8} ${memText(base, off)},${src}`, (c) => {
       if (op !== "xchg") c.emit(0xf0);
@@ -471,6 +570,7 @@ export class Emitter {
   // ---- memory (emit_ldx, emit_stx, BPF_ST) ----
   /** emit_ldx(): movzx r64,byte/word; mov r32,dword; mov r64,qword. */
   ldx(size: Width, dst: X86Reg, base: X86Reg, off: number): this {
+    width("ldx", "size", size); reg("ldx", "dst", dst); reg("ldx", "base", base); s32("ldx", "off", off, DISP32);
     const d = R[dst], b = R[base];
     this.insn(this.notes && `ldx${size * 8} ${dst},${memText(base, off)}`, (c) => {
       if (size === 1) c.emit(add2mod(0x48, b, d), 0x0f, 0xb6);
@@ -484,6 +584,8 @@ export class Emitter {
   }
   /** emit_ldsx(): movsx r64,byte/word [..] (REX.W 0f be/bf), movsxd r64,dword [..] (REX.W 63). */
   ldsx(size: 1 | 2 | 4, dst: X86Reg, base: X86Reg, off: number): this {
+    if (size !== 1 && size !== 2 && size !== 4) bad("ldsx", "size", size, "1, 2 or 4 (bytes)");
+    reg("ldsx", "dst", dst); reg("ldsx", "base", base); s32("ldsx", "off", off, DISP32);
     const d = R[dst], b = R[base];
     this.insn(this.notes && `ldsx${size * 8} ${dst},${memText(base, off)}`, (c) => {
       if (size === 1) c.emit(add2mod(0x48, b, d), 0x0f, 0xbe);
@@ -496,6 +598,7 @@ export class Emitter {
   }
   /** emit_stx(). */
   stx(size: Width, base: X86Reg, off: number, src: X86Reg): this {
+    width("stx", "size", size); reg("stx", "base", base); s32("stx", "off", off, DISP32); reg("stx", "src", src);
     const b = R[base], s = R[src];
     this.insn(this.notes && `stx${size * 8} ${memText(base, off)},${src}`, (c) => {
       if (size === 1) { if (isEreg(b) || isEreg8l(s)) c.emit(add2mod(0x40, b, s)); c.emit(0x88); }
@@ -507,8 +610,12 @@ export class Emitter {
     this.rec(size === 1 ? MOV_RM8_R8 : size === 2 ? MOV_RM16_R16 : MOV_RM_R[w(size === 8)])?.mem(0, size, b, off).reg(1, s, size);
     return this;
   }
-  /** BPF_ST: mov byte/word/dword/qword [base+off], imm. */
+  /**
+   * BPF_ST: mov byte/word/dword/qword [base+off], imm. `imm` is an imm32 (signed for 8 bytes,
+   * whose imm32 is sign-extended); 1 and 2 bytes store its low bytes, as upstream's EMIT(imm32, size).
+   */
   st(size: Width, base: X86Reg, off: number, imm: number): this {
+    width("st", "size", size); reg("st", "base", base); s32("st", "off", off, DISP32); imm32("st", "imm", size === 8, imm);
     const b = R[base];
     this.insn(this.notes && `st${size * 8} ${memText(base, off)},${hex(imm)}`, (c) => {
       if (size === 1) { if (isEreg(b)) c.emit(0x41); c.emit(0xc6); }
@@ -526,12 +633,14 @@ export class Emitter {
 
   // ---- compares and branches ----
   cmpRR(is64: boolean, a: X86Reg, b: X86Reg): this {
+    flag("cmpRR", "is64", is64); reg("cmpRR", "a", a); reg("cmpRR", "b", b);
     this.insn(this.notes && `cmp ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x39, add2reg(0xc0, R[a], R[b])); });
     this.rec(CMP_RR[w(is64)])?.reg(0, R[a], sz(is64)).reg(1, R[b], sz(is64));
     return this;
   }
   /** `cmp r,imm` (83 /7 or 81 /7; never the short rax form). */
   cmpRI(is64: boolean, a: X86Reg, imm: number): this {
+    flag("cmpRI", "is64", is64); reg("cmpRI", "a", a); imm32("cmpRI", "imm", is64, imm);
     this.insn(this.notes && `cmp ${a},${hex(imm)}`, (c) => {
       maybeEmit1mod(c, R[a], is64);
       if (isImm8(imm)) c.emit(0x83, add1reg(0xf8, R[a]), imm);
@@ -541,23 +650,28 @@ export class Emitter {
     return this;
   }
   testRR(is64: boolean, a: X86Reg, b: X86Reg): this {
+    flag("testRR", "is64", is64); reg("testRR", "a", a); reg("testRR", "b", b);
     this.insn(this.notes && `test ${a},${b}`, (c) => { maybeEmitMod(c, R[a], R[b], is64); c.emit(0x85, add2reg(0xc0, R[a], R[b])); });
     this.rec(TEST_RR[w(is64)])?.reg(0, R[a], sz(is64)).reg(1, R[b], sz(is64));
     return this;
   }
   /** JSET with an immediate: `test r,imm32` (f7 /0), always the imm32 form. */
   testRI(is64: boolean, a: X86Reg, imm: number): this {
+    flag("testRI", "is64", is64); reg("testRI", "a", a); imm32("testRI", "imm", is64, imm);
     this.insn(this.notes && `test ${a},${hex(imm)}`, (c) => { maybeEmit1mod(c, R[a], is64); c.emit(0xf7, add1reg(0xc0, R[a])); c.u32(imm); });
     this.rec(TEST_I32[w(is64)])?.reg(0, R[a], sz(is64)).imm(1, imm);
     return this;
   }
   /** A conditional jump by `rel` bytes from its end: rel8 (EMIT2) or rel32 (0f 8x). */
   jcc(cond: Cond, short: boolean, rel: number): this {
+    if (typeof cond !== "string" || typeof JCC[cond] !== "number") bad("jcc", "cond", cond, `one of ${Object.keys(JCC).join(", ")}`);
+    flag("jcc", "short", short); checkRel("jcc", short, rel);
     this.insn(this.notes && `j${cond} ${hex(rel)}`, (c) => { if (short) c.emit(JCC[cond], rel); else { c.emit(0x0f, JCC[cond] + 0x10); c.u32(rel); } });
     return this.branchTo(JCC_FORM[cond][short ? 0 : 1], short ? (rel << 24) >> 24 : rel | 0);
   }
   /** `jmp rel8` (eb) or `jmp rel32` (e9). */
   jmp(short: boolean, rel: number): this {
+    flag("jmp", "short", short); checkRel("jmp", short, rel);
     this.insn(this.notes && `jmp ${hex(rel)}`, (c) => { if (short) c.emit(0xeb, rel); else { c.emit(0xe9); c.u32(rel); } });
     return this.branchTo(short ? JMP_REL8 : JMP_REL32, short ? (rel << 24) >> 24 : rel | 0);
   }
@@ -569,6 +683,7 @@ export class Emitter {
   }
   /** emit_call(): `call rel32` to a helper, kfunc or BPF function by name. */
   callSymbol(symbol: string): this {
+    if (typeof symbol !== "string") bad("callSymbol", "symbol", symbol, "a symbol's name");
     const target = this.o.symbols(symbol);
     if (target === undefined) throw new JitError(`${this.name}: call to unknown symbol '${symbol}'`);
     const ip = this.o.base + BigInt(this.code.length);

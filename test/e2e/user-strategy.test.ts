@@ -89,7 +89,12 @@ export default strategy;
     ["throws-string", `epilogue: () => { throw "a string"; }`, /: epilogue\(\) for \w+\/\w+ threw "a string"$/m],
     ["bad-register", `frameRegister: () => "r99"`, /: frameRegister\(\) for outer\/main returned "r99"; it must name a register other than rsp/],
     ["null-memory", `privateMemory: () => null`, /: privateMemory\(\) for program outer returned null; it must return an array of requests/],
-    ["bigint", `prologue: (e: { aluRI: (...a: unknown[]) => void }) => { e.aluRI("add", true, "rax", 5n); }`, /: prologue\(\) for outer\/main threw TypeError: Cannot mix BigInt/],
+    ["bigint", `prologue: (e: { aluRI: (...a: unknown[]) => void }) => { e.aluRI("add", true, "rax", 5n); }`, /: prologue\(\) for outer\/main threw EmitterError: e\.aluRI\(\): operand 'imm' is 5n; it must be an integer/],
+    // an operand the emitter cannot encode as asked: refused, not encoded as something else (sub rsp,0; push rax; mov rax,rax)
+    ["sub-rsp-nan", `prologue: (e: { subRsp: (v: number) => void }) => { e.subRsp(NaN); }`, /: prologue\(\) for outer\/main threw EmitterError: e\.subRsp\(\): operand 'v' is NaN; it must be an integer in -0x80000000\.\.0x7fffffff/],
+    ["sub-rsp-huge", `prologue: (e: { subRsp: (v: number) => void }) => { e.subRsp(2 ** 40); }`, /: prologue\(\) for outer\/main threw EmitterError: e\.subRsp\(\): operand 'v' is 1099511627776 \(0x10000000000\)/],
+    ["push-xyz", `epilogue: (e: { push: (r: string) => void }) => { e.push("xyz"); }`, /: epilogue\(\) for \w+\/\w+ threw EmitterError: e\.push\(\): operand 'r' is "xyz"; it must be a register name/],
+    ["lea-nan", `prologue: (e: { lea: (d: string, b: string, o: number) => void }) => { e.lea("rax", "rbp", NaN); }`, /: prologue\(\) for outer\/main threw EmitterError: e\.lea\(\): operand 'off' is NaN/],
     ["two-calls", `call: (_e: unknown, _f: unknown, emit: () => void) => { emit(); emit(); }`, /: call\(\) for outer\/main emitted the call 2 times; it must call emitCall\(\) exactly once/],
     ["async", `prologue: () => Promise.reject(new Error("async"))`, /: prologue\(\) for outer\/main returned a Promise: the hooks are synchronous/],
     ["getter", `get prologue() { throw new Error("getter"); }`, /: reading its strategy threw Error: getter/],
