@@ -17,7 +17,7 @@ import {
 } from "./kernel/layout.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
 import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to.ts";
-import { DEFAULT_JIT_OPTIONS, StrategyError, type JitOptions, type PrivateRequest, type Strategy } from "./strategy.ts";
+import { DEFAULT_JIT_OPTIONS, isRecursionLimit, recursionLimitProblem, StrategyError, type JitOptions, type PrivateRequest, type Strategy } from "./strategy.ts";
 import { JitError } from "./lower.ts";
 import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
 
@@ -345,6 +345,8 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     put(e, p.jit.funcs[0]!.image.base);
     put(e + 8, p.active);
     put(e + 16, p.misses);
+    // (a Strategy object not loaded through loadStrategy(), which checks it, too: put() would wrap 2 ** 64 to 0)
+    if (!isRecursionLimit(strategy.recursionLimit)) throw new StrategyError(`strategy '${strategy.name}'${strategy.origin === undefined ? "" : ` (module ${strategy.origin})`}: ${recursionLimitProblem(strategy.recursionLimit)}`);
     const limit = runnerLimit(p.counter, strategy.recursionLimit); // (none: a limit never reached)
     put(e + 24, limit === undefined ? UNGUARDED : BigInt(limit));
     put(e + 32, KDATA + BigInt(KD.ctx + pi * CTX_SIZE)); // the runner passes it in rdi

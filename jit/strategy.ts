@@ -102,6 +102,21 @@ export class StrategyError extends Error {
   override name = "StrategyError";
 }
 
+/**
+ * The largest recursionLimit: the runner compares it with prog->active, an `int` per CPU
+ * (__bpf_prog_enter_recur()'s this_cpu_inc_return()), which never counts past INT_MAX.
+ */
+export const MAX_RECURSION_LIMIT = 0x7fffffff;
+
+/** Whether `v` is a recursionLimit the runner can compare with prog->active: an integer in 1..MAX_RECURSION_LIMIT. */
+export const isRecursionLimit = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 1 && v <= MAX_RECURSION_LIMIT;
+
+/** What is wrong with a recursionLimit `v` that is not one (isRecursionLimit()). */
+export function recursionLimitProblem(v: unknown): string {
+  const shown = typeof v === "number" ? String(v) : typeof v === "string" ? JSON.stringify(v) : typeof v === "bigint" ? `${v}n` : typeof v;
+  return `'recursionLimit' ${shown} must be an integer in 1..${MAX_RECURSION_LIMIT} (1 is the kernel's exactly-1 rule; the limit is compared with prog->active, an int)`;
+}
+
 /** A request the JIT can place: whole 8-byte words inside the allocation, stacks that do not overlap. */
 export function checkPrivateRequest(strategy: string, prog: Program, r: PrivateRequest): void {
   const where = `strategy '${strategy}', private memory of ${prog.name}/${prog.funcs[r.fi]?.name ?? `function ${r.fi}`}`;

@@ -2,7 +2,7 @@
 import { existsSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { StrategyError, type Strategy } from "../strategy.ts";
+import { isRecursionLimit, recursionLimitProblem, StrategyError, type Strategy } from "../strategy.ts";
 import { guardStrategy, hookWatch, thrownText } from "./guard.ts";
 import { baseline } from "./baseline.ts";
 import { r9NoSave } from "./r9-no-save.ts";
@@ -29,9 +29,7 @@ export function mustBeStrategy(v: unknown, where: string): Strategy {
   if (typeof o.name !== "string" || !/^[a-z0-9][a-z0-9-]*$/.test(o.name)) throw new StrategyError(`${where}: 'name' must be a lower-case name like 'my-design'`);
   if (typeof o.summary !== "string" || o.summary === "") throw new StrategyError(`${where}: 'summary' must be a non-empty string saying which design it models`);
   for (const k of FUNCTIONS) if (typeof o[k] !== "function") throw new StrategyError(`${where}: '${k}' must be a function`);
-  if (typeof o.recursionLimit !== "number" || !Number.isInteger(o.recursionLimit) || o.recursionLimit < 1) {
-    throw new StrategyError(`${where}: 'recursionLimit' must be a positive integer (1 is the kernel's exactly-1 rule)`);
-  }
+  if (!isRecursionLimit(o.recursionLimit)) throw new StrategyError(`${where}: ${recursionLimitProblem(o.recursionLimit)}`);
   return v as Strategy;
 }
 

@@ -95,6 +95,7 @@ export default strategy;
     ["sub-rsp-huge", `prologue: (e: { subRsp: (v: number) => void }) => { e.subRsp(2 ** 40); }`, /: prologue\(\) for outer\/main threw EmitterError: e\.subRsp\(\): operand 'v' is 1099511627776 \(0x10000000000\)/],
     ["push-xyz", `epilogue: (e: { push: (r: string) => void }) => { e.push("xyz"); }`, /: epilogue\(\) for \w+\/\w+ threw EmitterError: e\.push\(\): operand 'r' is "xyz"; it must be a register name/],
     ["lea-nan", `prologue: (e: { lea: (d: string, b: string, o: number) => void }) => { e.lea("rax", "rbp", NaN); }`, /: prologue\(\) for outer\/main threw EmitterError: e\.lea\(\): operand 'off' is NaN/],
+    ["reclimit-2pow64", `recursionLimit: 2 ** 64`, /: 'recursionLimit' 18446744073709552000 must be an integer in 1\.\.2147483647/],
     ["two-calls", `call: (_e: unknown, _f: unknown, emit: () => void) => { emit(); emit(); }`, /: call\(\) for outer\/main emitted the call 2 times; it must call emitCall\(\) exactly once/],
     ["async", `prologue: () => Promise.reject(new Error("async"))`, /: prologue\(\) for outer\/main returned a Promise: the hooks are synchronous/],
     ["getter", `get prologue() { throw new Error("getter"); }`, /: reading its strategy threw Error: getter/],

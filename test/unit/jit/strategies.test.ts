@@ -145,4 +145,23 @@ describe("loading strategies", () => {
     await expect(loadStrategy(bad)).rejects.toThrow(new StrategyError(`strategy module ${bad}: 'call' must be a function`));
     await expect(loadStrategy(join(dir, "missing.ts"))).rejects.toThrow("does not exist");
   });
+
+  // prog->active is an int: a limit past INT_MAX was wrapped to 0 by the image's 64-bit table
+  // word (2 ** 64), so every counted run was refused and a run passed that never ran
+  test.each([2 ** 64, 1e300, 2 ** 53 + 2, 2 ** 31, 0, 1.5])("a module's recursionLimit %s is refused, naming the module and the bound", async (limit) => {
+    const dir = mkdtempSync(join(tmpdir(), "stackcheck-strategy-"));
+    const baselinePath = fileURLToPath(new URL("../../../jit/strategies/baseline.ts", import.meta.url));
+    const file = join(dir, "limit.ts");
+    writeFileSync(file, `import { baseline } from ${JSON.stringify(baselinePath)};\nexport default { ...baseline, name: "limit", summary: "x", recursionLimit: ${limit} };\n`);
+    await expect(loadStrategy(file)).rejects.toThrow(new StrategyError(`strategy module ${file}: 'recursionLimit' ${limit} must be an integer in 1..2147483647 (1 is the kernel's exactly-1 rule; the limit is compared with prog->active, an int)`));
+  });
+
+  test("a Strategy object's recursionLimit past INT_MAX is refused by buildImage() too; INT_MAX itself is kept", () => {
+    const prog = program({ name: "a", type: "tracing", funcs });
+    const base = BUILTIN_STRATEGIES[0]!;
+    expect(() => buildImage({ programs: [prog], task: 0 }, { ...base, name: "huge", recursionLimit: 2 ** 64 })).toThrow(
+      new StrategyError("strategy 'huge': 'recursionLimit' 18446744073709552000 must be an integer in 1..2147483647 (1 is the kernel's exactly-1 rule; the limit is compared with prog->active, an int)"),
+    );
+    expect(buildImage({ programs: [prog], task: 0 }, { ...base, name: "max", recursionLimit: 2 ** 31 - 1 }).strategy.recursionLimit).toBe(2 ** 31 - 1);
+  });
 });
