@@ -17,7 +17,7 @@ import {
 } from "./kernel/layout.ts";
 import { PT_REGS, PT_REGS_SIZE } from "../arch/ptrace.ts";
 import { INACTIVE_TASK_FRAME, INACTIVE_TASK_FRAME_SIZE } from "../arch/switch_to.ts";
-import { DEFAULT_JIT_OPTIONS, isRecursionLimit, recursionLimitProblem, StrategyError, type JitOptions, type PrivateRequest, type Strategy } from "./strategy.ts";
+import { checkPrivateFuncs, DEFAULT_JIT_OPTIONS, isRecursionLimit, recursionLimitProblem, StrategyError, type JitOptions, type PrivateRequest, type Strategy } from "./strategy.ts";
 import { JitError } from "./lower.ts";
 import { PRIV_STACK_GUARD_VAL } from "./percpu.ts";
 
@@ -295,8 +295,21 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
     text = (jit.end + 0xfffn) & ~0xfffn; // each program in its own pages, as bpf_prog_pack hands them out
     jitted.push({ ...p, jit });
   }
-  if (text > BPF_TEXT + BigInt(BPF_TEXT_SIZE)) throw new ImageError("the JITed programs do not fit the BPF text area");
-  if (dyn > PERCPU_ORIGIN + BigInt(PERCPU_SIZE)) throw new ImageError(`the per-CPU allocations (${dyn - PERCPU_ORIGIN} bytes) do not fit the per-CPU area (${PERCPU_SIZE} bytes)`);
+  for (const p of jitted) if (p.linkOf === undefined) checkPrivateFuncs(strategy.name, p.xlated, p.jit.privates);
+  // Too large: named by the strategy (a user's module: its StrategyError; the hooks' code or
+  // requests are what is large), with the largest function or request.
+  const tooLarge = (what: string): never => {
+    if (strategy.origin !== undefined) throw new StrategyError(`strategy module ${strategy.origin}: ${what}`);
+    throw new ImageError(`under strategy '${strategy.name}', ${what}`);
+  };
+  if (text > BPF_TEXT + BigInt(BPF_TEXT_SIZE)) {
+    const big = jitted.flatMap((p) => p.jit.funcs.map((f) => ({ name: `${p.program.name}/${f.name}`, size: f.image.bytes.length }))).reduce((a, b) => (b.size > a.size ? b : a));
+    tooLarge(`the JITed programs (${text - BPF_TEXT} bytes in whole pages; the largest function, ${big.name}, ${big.size} bytes) do not fit the ${BPF_TEXT_SIZE}-byte BPF text area`);
+  }
+  if (dyn > PERCPU_ORIGIN + BigInt(PERCPU_SIZE)) {
+    const big = jitted.flatMap((p) => p.jit.privates.map((x) => ({ name: `${p.program.name}/${p.program.funcs[x.fi]?.name}`, size: x.size }))).reduce((a, b) => (b.size > a.size ? b : a), { name: "", size: 0 });
+    tooLarge(`the per-CPU allocations (${dyn - PERCPU_ORIGIN} bytes${big.size > 0 ? `; the largest private memory request, for ${big.name}, ${big.size} bytes` : ""}) do not fit the per-CPU area (${PERCPU_SIZE} bytes)`);
+  }
   const percpuMapped = Math.max(PERCPU_MIN_MAPPED, Math.ceil(Number(dyn - PERCPU_ORIGIN) / 0x1000) * 0x1000);
 
   const thisCpu = (ptr: bigint) => BigInt.asUintN(64, ptr - PERCPU_ORIGIN + PERCPU);

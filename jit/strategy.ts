@@ -119,21 +119,50 @@ export function recursionLimitProblem(v: unknown): string {
 
 /** A request the JIT can place: whole 8-byte words inside the allocation, stacks that do not overlap. */
 export function checkPrivateRequest(strategy: string, prog: Program, r: PrivateRequest): void {
-  const where = `strategy '${strategy}', private memory of ${prog.name}/${prog.funcs[r.fi]?.name ?? `function ${r.fi}`}`;
+  if (typeof r !== "object" || r === null) throw new StrategyError(`strategy '${strategy}', private memory of ${prog.name}: a request is ${r === null ? "null" : typeof r}; it must be an object { fi, size, framePtrOffset, guards }`);
+  const where = privateWhere(strategy, prog, r.fi);
   const fail = (what: string) => { throw new StrategyError(`${where}: ${what}`); };
   const word = (off: number, name: string) => {
-    if (!Number.isInteger(off) || off < 0 || off + 8 > r.size || off % 8 !== 0) fail(`${name} ${off} is not an 8-byte-aligned word inside the ${r.size}-byte allocation`);
+    if (!Number.isInteger(off) || off < 0 || off + 8 > r.size || off % 8 !== 0) fail(`${name} ${shownField(off)} is not an 8-byte-aligned word inside the ${r.size}-byte allocation`);
   };
   if (!Number.isInteger(r.fi) || r.fi < 0 || r.fi >= prog.funcs.length) fail(`'fi' ${r.fi} names no function (0..${prog.funcs.length - 1})`);
   if (!Number.isInteger(r.size) || r.size <= 0 || r.size % 8 !== 0) fail(`'size' ${r.size} must be a positive multiple of 8`);
   if (!Number.isInteger(r.framePtrOffset) || r.framePtrOffset < 0 || r.framePtrOffset > r.size) fail(`'framePtrOffset' ${r.framePtrOffset} is outside the ${r.size}-byte allocation`);
+  if (!Array.isArray(r.guards)) fail(`'guards' ${shownField(r.guards)} must be an array of word offsets (empty for none)`);
   r.guards.forEach((g, i) => word(g, `guards[${i}]`));
   if (r.backLink !== undefined) word(r.backLink, "'backLink'");
+  if (r.stacks !== undefined && !Array.isArray(r.stacks)) fail(`'stacks' ${shownField(r.stacks)} must be an array of { begin, end } offsets (or absent: one stack, the whole allocation)`);
   let last = 0;
   for (const [i, s] of (r.stacks ?? []).entries()) {
+    if (typeof s !== "object" || s === null) fail(`stacks[${i}] ${shownField(s)} must be an object { begin, end }`);
     if (!Number.isInteger(s.begin) || !Number.isInteger(s.end) || s.begin < last || s.end <= s.begin || s.end > r.size) {
       fail(`stacks[${i}] [${s.begin}, ${s.end}) must lie inside the allocation, above the previous stack, and not be empty`);
     }
     last = s.end;
+  }
+}
+
+/** How an error names a request's function: the strategy, the program and the function. */
+const privateWhere = (strategy: string, prog: Program, fi: unknown) =>
+  `strategy '${strategy}', private memory of ${prog.name}/${(typeof fi === "number" ? prog.funcs[fi]?.name : undefined) ?? `function ${shownField(fi)}`}`;
+
+/** A field's value as an error shows it. */
+function shownField(v: unknown): string {
+  try {
+    return typeof v === "number" ? String(v) : typeof v === "bigint" ? `${v}n` : typeof v === "function" ? "a function" : JSON.stringify(v) ?? String(v);
+  } catch {
+    return typeof v;
+  }
+}
+
+/**
+ * One private allocation per function: a second request for a function the strategy already
+ * asked for would be placed and guarded, but the function would only ever get the first
+ * (FuncJit.priv), so it is refused instead of the first silently winning.
+ */
+export function checkPrivateFuncs(strategy: string, prog: Program, rs: readonly PrivateRequest[]): void {
+  for (let j = 1; j < rs.length; j++) {
+    const i = rs.findIndex((r) => r.fi === rs[j]!.fi);
+    if (i < j) throw new StrategyError(`${privateWhere(strategy, prog, rs[j]!.fi)}: requested twice (requests ${i} and ${j} of privateMemory()'s answer); a function has at most one private allocation`);
   }
 }

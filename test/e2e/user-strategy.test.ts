@@ -96,6 +96,8 @@ export default strategy;
     ["push-xyz", `epilogue: (e: { push: (r: string) => void }) => { e.push("xyz"); }`, /: epilogue\(\) for \w+\/\w+ threw EmitterError: e\.push\(\): operand 'r' is "xyz"; it must be a register name/],
     ["lea-nan", `prologue: (e: { lea: (d: string, b: string, o: number) => void }) => { e.lea("rax", "rbp", NaN); }`, /: prologue\(\) for outer\/main threw EmitterError: e\.lea\(\): operand 'off' is NaN/],
     ["reclimit-2pow64", `recursionLimit: 2 ** 64`, /: 'recursionLimit' 18446744073709552000 must be an integer in 1\.\.2147483647/],
+    ["priv-huge", `privateMemory: () => [{ fi: 0, size: 8 * 2 ** 40, framePtrOffset: 8, guards: [] }]`, /: the per-CPU allocations \(\d+ bytes; the largest private memory request, for outer\/main, 8796093022208 bytes\) do not fit the per-CPU area/],
+    ["nops-huge", `prologue: (e: { nops: (n: number) => void }, f: never) => { baseline.prologue(e as never, f); e.nops(0x100000); }`, /: the JITed programs \(\d+ bytes in whole pages; the largest function, \w+\/\w+, \d+ bytes\) do not fit the 1048576-byte BPF text area/],
     ["two-calls", `call: (_e: unknown, _f: unknown, emit: () => void) => { emit(); emit(); }`, /: call\(\) for outer\/main emitted the call 2 times; it must call emitCall\(\) exactly once/],
     ["async", `prologue: () => Promise.reject(new Error("async"))`, /: prologue\(\) for outer\/main returned a Promise: the hooks are synchronous/],
     ["getter", `get prologue() { throw new Error("getter"); }`, /: reading its strategy threw Error: getter/],
@@ -107,6 +109,19 @@ export default strategy;
       expect(r.out).toContain(`stackcheck: strategy module ${file}`);
       expect(r.out).toMatch(message);
       expect(r.out).not.toMatch(/data:text|node:internal|harness error|internal error/);
+    }
+  });
+  // (the JIT's checks of what the hooks answered name the strategy by its name, as the frame-window checks do)
+  test.each([
+    ["priv-stacks-str", `privateMemory: () => [{ fi: 0, size: 64, framePtrOffset: 64, guards: [0], stacks: "abc" }]`, /^stackcheck: strategy 'variant', private memory of outer\/main: 'stacks' "abc" must be an array of \{ begin, end \} offsets \(or absent: one stack, the whole allocation\)$/m],
+    ["priv-dupfi", `privateMemory: () => [{ fi: 0, size: 64, framePtrOffset: 64, guards: [0] }, { fi: 0, size: 64, framePtrOffset: 64, guards: [0] }]`, /^stackcheck: strategy 'variant', private memory of outer\/main: requested twice \(requests 0 and 1 of privateMemory\(\)'s answer\); a function has at most one private allocation$/m],
+  ])("%s: exit 2, the strategy and the request's field", async (name, fields, message) => {
+    const file = variant(name, fields);
+    for (const cmd of [["run", "test/scenarios/nested.json"], ["disasm", "test/scenarios/nested.json"]]) {
+      const r = await cli(...cmd, "--strategy", file);
+      expect(r.code, r.out).toBe(2);
+      expect(r.out).toMatch(message);
+      expect(r.out).not.toMatch(/cannot be assembled|TypeError|data:text|node:internal|harness error|internal error/);
     }
   });
   test("a syntax error names the file and the parser's complaint (the CLI's loader: the line too)", async () => {

@@ -93,8 +93,54 @@ describe("private memory requests", () => {
     [{ framePtrOffset: 88 }, "t/main: 'framePtrOffset' 88 is outside the 80-byte allocation"],
     [{ fi: 3 }, "t/function 3: 'fi' 3 names no function (0..1)"],
     [{ stacks: [{ begin: 8, end: 48 }, { begin: 40, end: 72 }] }, "t/main: stacks[1] [40, 72) must lie inside the allocation, above the previous stack, and not be empty"],
+    // a field of the wrong shape is named, not a TypeError from reading it
+    [{ stacks: "abc" }, "t/main: 'stacks' \"abc\" must be an array of { begin, end } offsets (or absent: one stack, the whole allocation)"],
+    [{ stacks: [null] }, "t/main: stacks[0] null must be an object { begin, end }"],
+    [{ guards: 8 }, "t/main: 'guards' 8 must be an array of word offsets (empty for none)"],
+    [{ guards: [{}] }, "t/main: guards[0] {} is not an 8-byte-aligned word inside the 80-byte allocation"],
   ])("a malformed request %j is refused naming the field", (r, message) => {
     expect(() => jit(funcs, withRequest(r))).toThrow(new StrategyError(`strategy 'custom', private memory of ${message}`));
+  });
+});
+
+describe("private memory an image cannot place", () => {
+  const r9 = BUILTIN_STRATEGIES.find((x) => x.name === "r9-private")!;
+  const prog = () => program({ name: "a", type: "tracing", funcs });
+  const asking = (name: string, requests: object[], origin?: string): Strategy => ({ ...r9, name, privateMemory: () => requests as never, ...(origin ? { origin } : {}) });
+  const req = { fi: 0, size: 64, framePtrOffset: 64, guards: [0] };
+
+  test("two requests for one function are refused (the function would only ever get the first)", () => {
+    expect(() => buildImage({ programs: [prog()], task: 0 }, asking("dup", [req, { ...req, size: 128, framePtrOffset: 128 }]))).toThrow(
+      new StrategyError("strategy 'dup', private memory of a/main: requested twice (requests 0 and 1 of privateMemory()'s answer); a function has at most one private allocation"),
+    );
+    expect(buildImage({ programs: [prog()], task: 0 }, asking("two", [req, { ...req, fi: 1 }])).programs[0]!.jit.privates.map((x) => x.fi)).toEqual([0, 1]);
+  });
+
+  test("more than the per-CPU area: the strategy is named (a module's: a StrategyError), with the largest request", () => {
+    const huge = [{ ...req, size: 8 * 2 ** 40, framePtrOffset: 8, guards: [] }];
+    const what = /the per-CPU allocations \(\d+ bytes; the largest private memory request, for a\/main, 8796093022208 bytes\) do not fit the per-CPU area \(16777216 bytes\)$/;
+    expect(() => buildImage({ programs: [prog()], task: 0 }, asking("huge", huge))).toThrow(/^under strategy 'huge', the per-CPU allocations/);
+    expect(() => buildImage({ programs: [prog()], task: 0 }, asking("huge", huge))).toThrow(what);
+    let thrown: unknown;
+    try { buildImage({ programs: [prog()], task: 0 }, asking("huge", huge, "/somewhere/mine.mjs")); } catch (e) { thrown = e; }
+    expect(thrown).toBeInstanceOf(StrategyError);
+    expect((thrown as Error).message).toMatch(/^strategy module \/somewhere\/mine\.mjs: the per-CPU allocations/);
+    expect((thrown as Error).message).toMatch(what);
+  });
+
+  test("code past the BPF text area: the strategy is named, with the largest function", () => {
+    const big: Strategy = { ...BUILTIN_STRATEGIES[0]!, name: "big", origin: "/somewhere/big.mjs", prologue: (e, f) => { BUILTIN_STRATEGIES[0]!.prologue(e, f); e.nops(0x100000); } };
+    let thrown: unknown;
+    try { buildImage({ programs: [prog()], task: 0 }, big); } catch (e) { thrown = e; }
+    expect(thrown).toBeInstanceOf(StrategyError);
+    expect((thrown as Error).message).toMatch(new RegExp(`^strategy module /somewhere/big\\.mjs: the JITed programs \\(\\d+ bytes in whole pages; the largest function, a/main, ${buildSize()} bytes\\) do not fit the 1048576-byte BPF text area$`));
+    const builtIn: Strategy = { ...BUILTIN_STRATEGIES[0]!, name: "big-built-in", prologue: big.prologue };
+    expect(() => buildImage({ programs: [prog()], task: 0 }, builtIn)).toThrow(/^under strategy 'big-built-in', the JITed programs \(\d+ bytes in whole pages; the largest function, a\/main, \d+ bytes\) do not fit/);
+    function buildSize(): number {
+      // the same function without the nops, plus them
+      const img = buildImage({ programs: [prog()], task: 0 }, BUILTIN_STRATEGIES[0]!);
+      return img.programs[0]!.jit.funcs[0]!.image.bytes.length + 0x100000;
+    }
   });
 });
 
