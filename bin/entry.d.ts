@@ -10,6 +10,6 @@ export function withModuleHooks(...compiled: string[]): Promise<unknown[]>;
 /** The CLI's main module for a command with a user's strategy module: compiled when fresh, else the source. */
 export function moduleMain(): Promise<typeof import("../harness/cli/main.ts")>;
 /** The V8 flags every entry point that runs campaigns sets (see bin/entry.js). */
-export const V8_FLAGS: string;
+export const V8_FLAGS: readonly string[];
 /** Set V8_FLAGS for this process (its worker threads share them), before any code is optimised; on V8 11 (Node 20) only. */
 export function tuneV8(): void;
