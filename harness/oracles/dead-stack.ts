@@ -1,6 +1,7 @@
 // No instruction reads a dead stack. x86-64 kernel code has no red zone (arch/x86/Makefile, 7.2:
-// `KBUILD_CFLAGS += -mno-red-zone`): an interrupt or an NMI may push its frame below rsp at any
-// instruction boundary, so what lies below rsp on the stack rsp is on is nobody's, and while rsp
+// `KBUILD_CFLAGS += -mno-red-zone`): an IRQ or exception taken in kernel mode has its hardware
+// frame pushed below rsp at any instruction boundary (only NMI, #DF, #MC and #DB switch to an
+// IST stack), so what lies below rsp on the stack rsp is on is nobody's, and while rsp
 // is on a task stack so are the IRQ and NMI stacks (no context is on them). Code that reads there
 // reads what the next interrupt may have overwritten: a JIT whose epilogue pops by
 // `add rsp,N; mov reg,[rsp-8]` passes every run in which no interrupt lands in between.
