@@ -296,7 +296,11 @@ function virtualNmi(sc: Scenario, img: Image, kernel: readonly KernelStack[], en
   const self = {
     eligible: enabled && sc.spec.nmi === undefined,
     tried: false,
-    /** Where it saves its pt_regs, the words of them that are not registers, and the steps its fork added. */
+    /**
+     * Where it saves its pt_regs, the words of them that are not registers, and the steps its
+     * fork took from the boundary (with the rest of the run when that fork ran to its end: more
+     * than an NMI's own, so fewer walks made alone near the step budget, never a hang missed).
+     */
     layout: undefined as { regs: bigint; words: Record<"orig_ax" | "cs" | "ss", bigint>; steps: number } | undefined,
     // as the unknown-stack check has it: a task's stack (begin, end], get_stack_info()'s [begin, end)
     onKernelStack: (rsp: bigint) => kernel.some((k) => (k.task ? rsp > k.begin && rsp <= k.end : rsp >= k.begin && rsp < k.end)),

@@ -49,6 +49,20 @@ describe("an operand an emitter cannot encode", () => {
     ["nops(1e7)", (e) => e.nops(1e7), /^e\.nops\(\): operand 'n' is 10000000 /],
     ["label(undefined)", (e) => any(e).label!(undefined), /^e\.label\(\): operand 'name' is undefined; it must be a non-empty string$/],
     ["callSymbol(42)", (e) => any(e).callSymbol!(42), /^e\.callSymbol\(\): operand 'symbol' is 42; /],
+    ["cmpRI(true, \"rax\", 0x80000000)", (e) => e.cmpRI(true, "rax", 0x80000000), /^e\.cmpRI\(\): operand 'imm' is 2147483648 .*sign-extended/],
+    ["testRI(false, \"rax\", 1.5)", (e) => e.testRI(false, "rax", 1.5), /^e\.testRI\(\): operand 'imm' is 1\.5; /],
+    ["imulRI(true, \"rax\", -0x80000001)", (e) => e.imulRI(true, "rax", -0x80000001), /^e\.imulRI\(\): operand 'imm' is -2147483649 /],
+    ["movR11Imm32(2 ** 31)", (e) => e.movR11Imm32(2 ** 31), /^e\.movR11Imm32\(\): operand 'imm' is 2147483648 /],
+    ["ldsx(8, ...)", (e) => any(e).ldsx!(8, "rax", "rbp", -8), /^e\.ldsx\(\): operand 'size' is 8; /],
+    ["ldsx(4, \"rax\", \"rbp\", 2 ** 31)", (e) => e.ldsx(4, "rax", "rbp", 2 ** 31), /^e\.ldsx\(\): operand 'off' is 2147483648 /],
+    ["stx(8, \"rbp\", 0.5, \"rax\")", (e) => e.stx(8, "rbp", 0.5, "rax"), /^e\.stx\(\): operand 'off' is 0\.5; /],
+    ["stx(16, ...)", (e) => any(e).stx!(16, "rbp", -8, "rax"), /^e\.stx\(\): operand 'size' is 16; /],
+    ["st(4, \"rbp\", NaN, 1)", (e) => e.st(4, "rbp", NaN, 1), /^e\.st\(\): operand 'off' is NaN; /],
+    ["atomicRmw(\"add\", 2, ...)", (e) => any(e).atomicRmw!("add", 2, "rbp", -8, "rax"), /^e\.atomicRmw\(\): operand 'size' is 2; /],
+    ["atomicRmw(\"add\", 8, \"rbp\", 2 ** 40, \"rax\")", (e) => e.atomicRmw("add", 8, "rbp", 2 ** 40, "rax"), /^e\.atomicRmw\(\): operand 'off' is 1099511627776 /],
+    ["shiftx(\"rol\", ...)", (e) => any(e).shiftx!("rol", true, "rax", "rcx"), /^e\.shiftx\(\): operand 'op' is "rol"; /],
+    ["div(true, true, \"xmm0\")", (e) => any(e).div!(true, true, "xmm0"), /^e\.div\(\): operand 'src' is "xmm0"; /],
+    ["bswap(1, \"rax\")", (e) => any(e).bswap!(1, "rax"), /^e\.bswap\(\): operand 'is64' is 1; /],
   ])("%s is refused, naming the method and the operand, and nothing is written", (_name, call, message) => {
     const e = emitter();
     e.push("rbp");
@@ -61,6 +75,19 @@ describe("an operand an emitter cannot encode", () => {
     expect(thrown).toBeInstanceOf(EmitterError);
     expect((thrown as Error).message).toMatch(message);
     expect(e.offset).toBe(1); // push rbp only
+  });
+
+  test("a u32 immediate of a 32-bit form is taken as its s32, as upstream takes it: the same bytes as the negative", () => {
+    const bytesOf = (f: (e: Emitter) => Emitter) => [...f(emitter()).finish().bytes];
+    for (const [u, s] of [
+      [(e: Emitter) => e.movImm32(true, "rax", 0xffffffff), (e: Emitter) => e.movImm32(true, "rax", -1)], // mov rax,-1 (sign-propagated)
+      [(e: Emitter) => e.aluRI("add", false, "rax", 0xffffffff), (e: Emitter) => e.aluRI("add", false, "rax", -1)], // the imm8 form
+      [(e: Emitter) => e.cmpRI(false, "rcx", 0xfffffff0), (e: Emitter) => e.cmpRI(false, "rcx", -16)],
+      [(e: Emitter) => e.imulRI(false, "rdx", 0xfffffffe), (e: Emitter) => e.imulRI(false, "rdx", -2)],
+      [(e: Emitter) => e.st(4, "rbp", -8, 0x80000000), (e: Emitter) => e.st(4, "rbp", -8, -0x80000000)],
+      [(e: Emitter) => e.testRI(false, "rax", 0xffffffff), (e: Emitter) => e.testRI(false, "rax", -1)],
+    ] as const) expect(bytesOf(u)).toEqual(bytesOf(s));
+    expect(bytesOf((e) => e.movImm32(true, "rax", 0xffffffff))).toEqual([0x48, 0xc7, 0xc0, 0xff, 0xff, 0xff, 0xff]);
   });
 
   test("what fits is still encoded, at the edges of each field too", () => {

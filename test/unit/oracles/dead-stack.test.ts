@@ -7,7 +7,10 @@ import { describe, expect, test } from "vitest";
 import { loadScenario } from "../../../harness/scenario.ts";
 import { checkExhaustive } from "../../../harness/property.ts";
 import { runScenario } from "../../../harness/run.ts";
-import { deadSpans, type StackSpan } from "../../../harness/oracles/dead-stack.ts";
+import { deadSpans, deadStack, type StackSpan } from "../../../harness/oracles/dead-stack.ts";
+import type { Machine } from "../../../harness/machine/index.ts";
+import type { OracleContext, RunFailure } from "../../../harness/oracles/types.ts";
+import { toInternal } from "../../../harness/machine/index.ts";
 import { watchRun } from "../../../harness/oracles/run.ts";
 import { loadImage, startTask } from "../../../harness/load.ts";
 import { kernelStacks } from "../../../jit/private-stacks.ts";
@@ -39,6 +42,8 @@ describe("dead-stack", () => {
     const dead = o.checks.failures.filter((f) => f.check === "dead-stack");
     expect(dead.length).toBeGreaterThan(0);
     expect(dead[0]!.message).toMatch(/^bpf_prog_[0-9a-f]{16}_\w+\+0x[0-9a-f]+ reads 8 bytes at [0-9a-f]{16}: (8|16|24|32|40) bytes below rsp [0-9a-f]{16} on the task stack, where an interrupt may push \(the kernel has no red zone\)$/);
+    // the read right below rsp too (the last restore of each epilogue)
+    expect(dead.some((f) => / 8 bytes below rsp /.test(f.message))).toBe(true);
     expect(o.checks.failures.filter((f) => f.check !== "dead-stack")).toEqual([]);
     // the same code with its pops passes
     expect(runScenario(scenario, strategy("baseline"), { unwinder: "frame", injections: [] }).checks.failures).toEqual([]);
@@ -79,6 +84,29 @@ describe("dead-stack", () => {
     // (its subprog reads [r11] too, still the IRQ stack's word)
     expect(dead.length).toBeGreaterThan(0);
     for (const x of dead) expect(x).toMatch(/^bpf_prog_[0-9a-f]{16}_\w+ reads 8 bytes at [0-9a-f]{16}: the IRQ stack, which no context is using \(rsp [0-9a-f]{16} is on the task stack\)$/);
+  });
+
+  test("at the edges: a read ending at rsp, or starting below it, is dead; one starting at rsp is not", () => {
+    const img = buildImage(scenario.spec, strategy("baseline"));
+    const task = kernelStacks(img).find((s) => s.name === "task stack")!, irq = kernelStacks(img).find((s) => s.name === "IRQ stack")!;
+    const at = (a: bigint) => toInternal(a)!;
+    let rsp = at(task.end - 0x100n);
+    const failures: RunFailure[] = [];
+    const ctx = { img, m: { get rspAt() { return rsp; } } as unknown as Machine, fail: (f: RunFailure) => failures.push(f), sym: () => "f" } as unknown as OracleContext;
+    // (a check of its own for each read: one reports a few failures at most)
+    const read = (addr: number, size: number) => { failures.length = 0; deadStack(ctx).onRead!(addr, size, at(0xffffffffa0000000n)); return failures.length; };
+    expect([read(rsp, 8), read(rsp + 8, 8), read(rsp - 8, 8), read(rsp - 4, 8), read(rsp - 1, 1), read(at(task.begin), 8)]).toEqual([0, 0, 1, 1, 1, 1]);
+    expect([read(at(irq.begin), 8), read(at(irq.end - 8n), 8)]).toEqual([1, 1]); // no context on the IRQ stack
+    // a few failures a run, and a fork put back reports afresh
+    const one = deadStack(ctx), back = one.save();
+    failures.length = 0;
+    for (let i = 0; i < 8; i++) one.onRead!(rsp - 8, 8, 0);
+    expect(failures.length).toBe(4);
+    back();
+    one.onRead!(rsp - 8, 8, 0);
+    expect(failures.length).toBe(5);
+    rsp = at(irq.end - 0x40n); // now on the IRQ stack: the interrupted task's stack is live, and so is the IRQ stack above rsp
+    expect([read(at(task.end - 0x100n), 8), read(rsp, 8), read(rsp - 8, 8)]).toEqual([0, 0, 1]);
   });
 
   test("the dead areas at a boundary: below rsp on the stack it is on, and the IRQ and NMI stacks while it is on a task's", () => {
