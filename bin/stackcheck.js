@@ -59,9 +59,12 @@ const namedIn = (where) => {
 };
 // JSON errors for --json and --format json (as harness/cli/options.ts wantsJson())
 const json = argv.includes("--json") || argv.includes("--format=json") || argv.some((a, i) => a === "--format" && argv[i + 1] === "json");
+/** Set once an error is reported: the command's own exit code, if it still sends one, does not replace it. */
+let failed = false;
 const fail = (message, code = 2) => {
   process.stderr.write(json ? `${JSON.stringify({ schema: 1, error: { kind: code === 2 ? "strategy" : "internal", message } }, null, 2)}\n` : `stackcheck: ${message}\n`);
   process.exitCode = code;
+  failed = true;
 };
 
 if (modules.length === 0) {
@@ -96,13 +99,14 @@ if (modules.length === 0) {
     else if (m.leave) running.delete(m.thread);
   };
   worker.on("message", (m) => {
-    if (m.exit !== undefined) { done = true; process.exitCode = m.exit; stop(); }
+    if (m.exit !== undefined) { done = true; if (!failed) process.exitCode = m.exit; stop(); }
   });
   // An error escaping the command: the module's if its stack names one of the modules.
   worker.on("error", (e) => {
     stop();
     const stack = String(e?.stack ?? e);
-    const mod = modules.find((m) => stack.includes(m) || stack.includes(encodeURIComponent(m)));
+    // (as written, `./m.mjs`, a stack never names it: its resolved path, as a file URL encodes it, too)
+    const mod = modules.find((m) => [m, resolve(m)].some((p) => stack.includes(p) || stack.includes(encodeURI(p)) || stack.includes(encodeURIComponent(m))));
     if (mod) fail(`strategy module ${mod}: an error escaped it${done ? " after the command ended" : ""}: ${e?.message ?? e}${inFiles.has(mod) ? ` (named in ${inFiles.get(mod)})` : ""}`);
     else fail(`internal error, please report it with the command line: ${e?.message ?? e}`, 3);
     done = true;

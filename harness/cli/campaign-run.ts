@@ -100,7 +100,9 @@ function mustBeSaveDir(dir: string): void {
   let st;
   try {
     st = statSync(dir);
-  } catch {
+  } catch (e) {
+    // absent is fine (made at the first save); a path through a file is not
+    if ((e as NodeJS.ErrnoException).code === "ENOTDIR") throw new UsageError(`check: --save ${dir}: ${fileProblem(e)}`);
     return;
   }
   if (!st.isDirectory()) throw new UsageError(`check: --save ${dir}: not a directory (a corpus directory, e.g. test/corpus)`);
@@ -226,6 +228,20 @@ async function strategyNamedIn(file: string, where: string, spec: string): Promi
   }
 }
 
+/**
+ * The strategy that found a corpus entry. `check --save` records a module's name in
+ * found.strategy and its path among the expect keys: the module of that name there, as replay
+ * takes it, before a built-in design of the name.
+ */
+async function foundStrategy(file: string, data: CorpusFile): Promise<Strategy> {
+  for (const key of Object.keys(data.expect)) {
+    if (!/\.(ts|js|mjs|mts)$/.test(key)) continue;
+    const s = await strategyNamedIn(file, `expect key '${key}'`, key);
+    if (s.name === data.found.strategy) return s;
+  }
+  return strategyNamedIn(file, "found.strategy", data.found.strategy);
+}
+
 /** `replay`: a corpus file under every strategy it lists, or a campaign's seed and path. */
 async function replay(file: string | undefined, f: CampaignFlags & { path?: string }, jit: JitBackend, out: Out, pc: Colors): Promise<void> {
     if (file !== undefined) {
@@ -276,7 +292,7 @@ async function replay(file: string | undefined, f: CampaignFlags & { path?: stri
     const progress = exhaustiveProgress(f.exhaustive === true && !f.json);
     let r: CampaignResult;
     try {
-      r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path, onBoundary: progress.onBoundary, onShrink: progress.onShrink });
+      r = replayAt("replay", f.path!, { ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed!, path: f.path, onBoundary: progress.onBoundary, onShrink: progress.onShrink });
     } finally {
       progress.stop();
     }
@@ -320,9 +336,24 @@ function mustNameCounterexample(f: CampaignFlags & { path?: string }, usage: str
   if (!f.strategy || f.seed === undefined || f.path === undefined) throw new UsageError(`${usage}, or --strategy, --seed and --path (as \`stackcheck check\` printed them)`);
   if (!/^\d+(:\d+)*$/.test(f.path)) throw new UsageError(`${command}: --path '${f.path}': expected the path a campaign printed, like 12:0:3`);
   const steps = f.path.split(":");
-  const big = steps.findIndex((n) => n.length > 10 || Number(n) > MAX_PATH_STEP);
+  const big = steps.findIndex((n) => n.replace(/^0+(?=\d)/, "").length > 10 || Number(n) > MAX_PATH_STEP);
   if (big >= 0) {
     throw new UsageError(`${command}: --path '${f.path.length > 60 ? `${f.path.slice(0, 60)}…` : f.path}': ${big === 0 ? "the run index" : `shrink step ${big}`} ${steps[big]!.length > 24 ? `${steps[big]!.slice(0, 24)}…` : steps[big]} is above ${MAX_PATH_STEP}, the largest this command replays (expected the path a campaign printed, like 12:0:3)`);
+  }
+}
+
+/**
+ * A campaign's case from its seed and --path. A path fast-check cannot follow (more shrink steps
+ * than the case has, in a path no campaign printed) is an input error, not a harness bug.
+ */
+function replayAt(command: string, path: string, o: Parameters<typeof runCampaign>[0]): CampaignResult {
+  try {
+    return runCampaign(o);
+  } catch (e) {
+    if (e instanceof Error && e.message.startsWith("Unable to replay")) {
+      throw new UsageError(`${command}: --path '${path.length > 60 ? `${path.slice(0, 60)}…` : path}': no case of this campaign is there (expected the path a campaign printed, with its seed and options, like 12:0:3)`);
+    }
+    throw e;
   }
 }
 
@@ -344,7 +375,7 @@ async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: 
   if (file !== undefined) {
     if (f.seed !== undefined || f.path !== undefined) throw new UsageError("export: give a file, or --strategy, --seed and --path, not both");
     const { scenario, corpus } = loadScenarioOrCorpus(file);
-    const s = f.strategy === undefined && corpus !== undefined ? await strategyNamedIn(file, "found.strategy", corpus.data.found.strategy) : await loadStrategy(f.strategy ?? "baseline");
+    const s = f.strategy === undefined && corpus !== undefined ? await foundStrategy(file, corpus.data) : await loadStrategy(f.strategy ?? "baseline");
     jit.admit(s);
     const n = name(basename(file, ".json"));
     // a file found with another JIT (a kernel's, maybe patched) says whose listing this is
@@ -355,7 +386,7 @@ async function selftestOf(file: string | undefined, f: CampaignFlags & { path?: 
   }
   mustNameCounterexample(f, "export: give a corpus or scenario file");
   const strategy = await loadStrategy(f.strategy);
-  const r = runCampaign({ ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed, path: f.path });
+  const r = replayAt("export", f.path!, { ...modeOf(f), ...generatorOf(f), strategy, jit, runs: 1, seed: f.seed!, path: f.path });
   if (r.ok) throw new UsageError(`export: the scenario at seed ${f.seed}, path ${f.path} passes under ${strategy.name}: no counterexample to export (a different unwinder, policy or --tasks than the campaign's?)`);
   const cx = r.counterexample!;
   const n = name(`${strategy.name}_${f.seed}_${f.path}`);

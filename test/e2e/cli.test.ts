@@ -387,6 +387,11 @@ describe("stackcheck check, replay, matrix", () => {
       expect(r.code, args.join(" ")).toBe(2);
       expect(r.out).toContain(`--path '${args.at(-1)}': ${what} is above 10000000`);
     }
+    // leading zeros are not a larger number; more shrink steps than the case has name no case (exit 2, not a harness error)
+    expect((await cli("replay", "--strategy", "baseline", "--seed", "1", "--path", "00000000000", "--json")).code).toBe(0);
+    const long = await cli("replay", "--strategy", "baseline", "--seed", "1", "--path", `0${":0".repeat(60)}`);
+    expect(long.code).toBe(2);
+    expect(long.out).toContain("no case of this campaign is there (expected the path a campaign printed");
   });
 });
 
@@ -437,10 +442,14 @@ test("export -o and check --save where nothing can be written: exit 2 naming the
   }
   // a regular file as the corpus directory: refused before the campaign runs
   expect(await cli("check", "--strategy", "split-stack", "--seed", "2", "--save", file)).toMatchObject({ code: 2, out: expect.stringMatching(new RegExp(`^stackcheck: check: --save ${file}: not a directory`)) });
-  // one that cannot be made: the counterexample's report, then the error
-  const under = await cli("check", "--strategy", "split-stack", "--seed", "2", "--save", join(file, "sub"));
+  // and one under a regular file
+  expect(await cli("check", "--strategy", "split-stack", "--seed", "2", "--save", join(file, "sub"))).toMatchObject({ code: 2, out: expect.stringMatching(new RegExp(`^stackcheck: check: --save ${join(file, "sub")}: a part of the path is not a directory`)) });
+  // a file that cannot be written there (a directory in the way): the counterexample's report, then the error
+  const blocked = mkdtempSync(join(tmpdir(), "stackcheck-blocked-"));
+  mkdirSync(join(blocked, "split-stack-truncated-2.json"));
+  const under = await cli("check", "--strategy", "split-stack", "--seed", "2", "--save", blocked);
   expect(under.code).toBe(2);
-  expect(under.out).toMatch(/FAIL\n[\s\S]*TRUNCATED[\s\S]*stackcheck: check: --save .*: cannot save the counterexample there: a part of the path is not a directory/);
+  expect(under.out).toMatch(/FAIL\n[\s\S]*TRUNCATED[\s\S]*stackcheck: check: --save .*: cannot save the counterexample there: it is a directory/);
 }, hostTimeout(60_000));
 
 describe("stackcheck kernel and --jit kernel without a tree", () => {

@@ -213,3 +213,36 @@ test("a module named in a corpus file (expect, found.strategy) runs under the sa
   expect([replayed.status, replayed.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for p0/main did not return within 1 s (--timeout); stopped (named in ${inExpect})\n`]);
   expect([exported.status, exported.stderr]).toEqual([2, `stackcheck: strategy module ${file}: prologue() for p0/main did not return within 1 s (--timeout); stopped (named in ${inFound})\n`]);
 }, hostTimeout(60_000));
+
+test("an error escaping a module named `./m.mjs` (relative, as typed) is the module's: exit 2 naming it, not an internal error", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-escape-"));
+  writeFileSync(join(dir, "package.json"), `{ "type": "module" }\n`);
+  writeFileSync(join(dir, "boom.mjs"), `import { baseline } from ${JSON.stringify(join(root, "jit/strategies/baseline.ts"))};
+queueMicrotask(() => { throw new Error("boom"); });
+export default { ...baseline, name: "boom" };
+`);
+  const r = await new Promise<{ status: number | null; stderr: string }>((done) => {
+    execFile(process.execPath, [join(root, "bin/stackcheck.js"), "run", join(root, "test/scenarios/nested.json"), "--strategy", "./boom.mjs"], { cwd: dir, encoding: "utf8", timeout: 60_000 }, (e, _out, stderr) => done({ status: e ? (e as { code?: number }).code ?? null : 0, stderr }));
+  });
+  expect(r.status).toBe(2);
+  expect(r.stderr).toMatch(/^stackcheck: strategy module \.\/boom\.mjs: an error escaped it( after the command ended)?: boom\n$/);
+}, hostTimeout(60_000));
+
+test("a counterexample a module found, saved with check --save, exports with export --selftest (found.strategy is the module's name, its path an expect key)", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "stackcheck-saved-"));
+  const mod = join(dir, "my-split.ts");
+  writeFileSync(mod, `import { splitStack } from ${JSON.stringify(join(root, "jit/strategies/split-stack.ts"))};
+export default { ...splitStack, name: "my-split" };
+`);
+  const command = (...args: string[]) => new Promise<{ status: number | null; stdout: string; stderr: string }>((done) => {
+    execFile(process.execPath, ["bin/stackcheck.js", ...args], { cwd: root, encoding: "utf8", timeout: 60_000 }, (e, stdout, stderr) => done({ status: e ? (e as { code?: number }).code ?? null : 0, stdout, stderr }));
+  });
+  const found = await command("check", "--strategy", mod, "--runs", "20", "--seed", "1", "--save", dir);
+  expect(found.status).toBe(1);
+  const saved = /saved: (\S+\.json)/.exec(found.stdout)?.[1];
+  expect(saved).toBeDefined();
+  expect(JSON.parse(readFileSync(saved!, "utf8")).found.strategy).toBe("my-split");
+  const exported = await command("export", "--selftest", saved!);
+  expect([exported.status, exported.stderr]).toEqual([0, ""]);
+  expect(exported.stdout).toContain("__jited(");
+}, hostTimeout(60_000));
