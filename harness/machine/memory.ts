@@ -166,6 +166,14 @@ export class Memory {
   private watcher: ((a: number, size: number) => void) | null = null;
   private rWatched = new Set<number>();
   private rWatcher: ((a: number, size: number) => void) | null = null;
+  // Whether the page last asked about is watched, for writes and for reads: a watched page's
+  // accesses all take the slow path, mostly on the page asked about before, and a kernel page
+  // number is no small integer, so a Set lookup hashes a heap number (the stacks are watched for
+  // reads too: harness/oracles/dead-stack.ts). dropCaches() forgets them.
+  private wWatchNo = NaN;
+  private wWatchIs = false;
+  private rWatchNo = NaN;
+  private rWatchIs = false;
 
   /**
    * Report every write into [start, end) to `fn` (internal addresses), before it lands. Watched
@@ -263,6 +271,7 @@ export class Memory {
 
   private dropCaches(): void {
     this.rBase = this.wBase = NaN;
+    this.wWatchNo = this.rWatchNo = NaN;
     this.rPage = this.wPage = undefined;
   }
 
@@ -293,7 +302,8 @@ export class Memory {
     const no = pageNo(a), off = a - no * PAGE_SIZE;
     if (off > PAGE_SIZE - size) return -1;
     this.readPage(no, a);
-    if (this.rWatcher !== null && this.rWatched.has(no)) {
+    if (no !== this.rWatchNo) { this.rWatchNo = no; this.rWatchIs = this.rWatched.has(no); }
+    if (this.rWatchIs && this.rWatcher !== null) {
       this.rBase = NaN; // keep the next read of this page on the slow path too
       this.rWatcher(a, size);
     }
@@ -308,7 +318,8 @@ export class Memory {
       return -1;
     }
     this.writePage(no, a);
-    if (this.watcher !== null && this.watched.has(no)) {
+    if (no !== this.wWatchNo) { this.wWatchNo = no; this.wWatchIs = this.watched.has(no); }
+    if (this.wWatchIs && this.watcher !== null) {
       this.wBase = NaN; // keep the next write to this page on the slow path too
       this.watcher(a, size);
     }
