@@ -230,6 +230,8 @@ export default { ...baseline, name: "boom" };
 
 test("a counterexample a module found, saved with check --save, exports with export --selftest (found.strategy is the module's name, its path an expect key)", async () => {
   const dir = mkdtempSync(join(tmpdir(), "stackcheck-saved-"));
+  // (an ES module package: the module's imports of this project resolve to the compiled copies, bin/dist-redirect.js)
+  writeFileSync(join(dir, "package.json"), `{ "type": "module" }\n`);
   const mod = join(dir, "my-split.ts");
   writeFileSync(mod, `import { splitStack } from ${JSON.stringify(join(root, "jit/strategies/split-stack.ts"))};
 export default { ...splitStack, name: "my-split" };
