@@ -116,9 +116,14 @@ function flag(m: string, o: string, b: unknown): void {
 function s32(m: string, o: string, v: unknown, must: string): void {
   if (typeof v !== "number" || (v | 0) !== v) bad(m, o, v, must);
 }
-/** An imm32 of a 64-bit operation (sign-extended: simm32) or of a 32-bit one (its 32 bits, signed or not). */
-function imm32(m: string, o: string, is64: boolean, v: unknown): void {
+/**
+ * An imm32 of a 64-bit operation (sign-extended: simm32) or of a 32-bit one (its 32 bits, signed
+ * or not), returned as its s32, as upstream takes a u32 imm32: `(s32)imm32 < 0` sign-propagates
+ * 0xffffffff (emit_mov_imm32()), and is_imm8() of the s32 picks the imm8 form for it, as for -1.
+ */
+function imm32(m: string, o: string, is64: boolean, v: unknown): number {
   if (typeof v !== "number" || ((v | 0) !== v && (is64 || v >>> 0 !== v))) bad(m, o, v, is64 ? S32_SX : IMM32);
+  return v | 0;
 }
 function width(m: string, o: string, size: unknown): void {
   if (size !== 1 && size !== 2 && size !== 4 && size !== 8) bad(m, o, size, "1, 2, 4 or 8 (bytes)");
@@ -356,8 +361,7 @@ export class Emitter {
   // ---- moves (emit_mov_imm32, emit_mov_imm64, emit_mov_reg) ----
   /** emit_mov_imm32(): `mov r,simm32` if sign-propagating a negative; `xor r32,r32` for 0; else `mov r32,imm32`. */
   movImm32(signPropagate: boolean, dst: X86Reg, imm: number): this {
-    flag("movImm32", "signPropagate", signPropagate); reg("movImm32", "dst", dst); imm32("movImm32", "imm", false, imm);
-    imm |= 0; // (a u32 as its s32, as upstream takes it: `(s32)imm32 < 0` sign-propagates 0xffffffff too)
+    flag("movImm32", "signPropagate", signPropagate); reg("movImm32", "dst", dst); imm = imm32("movImm32", "imm", false, imm);
     const d = R[dst];
     if (signPropagate && imm < 0) {
       this.insn(this.notes && `mov ${dst},${hex(imm)}`, (c) => { c.emit(add1mod(0x48, d), 0xc7, add1reg(0xc0, d)); c.u32(imm); });
@@ -402,8 +406,7 @@ export class Emitter {
   }
   /** imm8 form when it fits, the short rax form for BPF_REG_0, else the imm32 form. */
   aluRI(op: AluOp, is64: boolean, dst: X86Reg, imm: number): this {
-    aluOp("aluRI", op); flag("aluRI", "is64", is64); reg("aluRI", "dst", dst); imm32("aluRI", "imm", is64, imm);
-    imm |= 0; // (a u32 as its s32: the imm8 form for 0xffffffff, as for -1, as is_imm8() of the s32 upstream)
+    aluOp("aluRI", op); flag("aluRI", "is64", is64); reg("aluRI", "dst", dst); imm = imm32("aluRI", "imm", is64, imm);
     const d = R[dst];
     this.insn(this.notes && `${op} ${dst},${hex(imm)}${is64 ? "" : " (32)"}`, (c) => {
       maybeEmit1mod(c, d, is64);
@@ -463,8 +466,7 @@ export class Emitter {
   }
   /** `imul dst,dst,imm8|imm32` (6b/69) with maybe_emit_mod(dst, dst): BPF_MUL | BPF_K. */
   imulRI(is64: boolean, dst: X86Reg, imm: number): this {
-    flag("imulRI", "is64", is64); reg("imulRI", "dst", dst); imm32("imulRI", "imm", is64, imm);
-    imm |= 0;
+    flag("imulRI", "is64", is64); reg("imulRI", "dst", dst); imm = imm32("imulRI", "imm", is64, imm);
     const d = R[dst];
     this.insn(this.notes && `imul ${dst},${dst},${hex(imm)}`, (c) => {
       maybeEmitMod(c, d, d, is64);
@@ -618,8 +620,7 @@ export class Emitter {
    * whose imm32 is sign-extended); 1 and 2 bytes store its low bytes, as upstream's EMIT(imm32, size).
    */
   st(size: Width, base: X86Reg, off: number, imm: number): this {
-    width("st", "size", size); reg("st", "base", base); s32("st", "off", off, DISP32); imm32("st", "imm", size === 8, imm);
-    imm |= 0;
+    width("st", "size", size); reg("st", "base", base); s32("st", "off", off, DISP32); imm = imm32("st", "imm", size === 8, imm);
     const b = R[base];
     this.insn(this.notes && `st${size * 8} ${memText(base, off)},${hex(imm)}`, (c) => {
       if (size === 1) { if (isEreg(b)) c.emit(0x41); c.emit(0xc6); }
@@ -644,8 +645,7 @@ export class Emitter {
   }
   /** `cmp r,imm` (83 /7 or 81 /7; never the short rax form). */
   cmpRI(is64: boolean, a: X86Reg, imm: number): this {
-    flag("cmpRI", "is64", is64); reg("cmpRI", "a", a); imm32("cmpRI", "imm", is64, imm);
-    imm |= 0;
+    flag("cmpRI", "is64", is64); reg("cmpRI", "a", a); imm = imm32("cmpRI", "imm", is64, imm);
     this.insn(this.notes && `cmp ${a},${hex(imm)}`, (c) => {
       maybeEmit1mod(c, R[a], is64);
       if (isImm8(imm)) c.emit(0x83, add1reg(0xf8, R[a]), imm);
@@ -662,8 +662,7 @@ export class Emitter {
   }
   /** JSET with an immediate: `test r,imm32` (f7 /0), always the imm32 form. */
   testRI(is64: boolean, a: X86Reg, imm: number): this {
-    flag("testRI", "is64", is64); reg("testRI", "a", a); imm32("testRI", "imm", is64, imm);
-    imm |= 0;
+    flag("testRI", "is64", is64); reg("testRI", "a", a); imm = imm32("testRI", "imm", is64, imm);
     this.insn(this.notes && `test ${a},${hex(imm)}`, (c) => { maybeEmit1mod(c, R[a], is64); c.emit(0xf7, add1reg(0xc0, R[a])); c.u32(imm); });
     this.rec(TEST_I32[w(is64)])?.reg(0, R[a], sz(is64)).imm(1, imm);
     return this;
