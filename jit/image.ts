@@ -353,13 +353,13 @@ export function buildImage(spec: ImageSpec, strategy: Strategy, opts: JitOptions
   const kdata = new Uint8Array(KDATA_SIZE);
   const dv = new DataView(kdata.buffer);
   const put = (off: number, v: bigint) => dv.setBigUint64(off, BigInt.asUintN(64, v), true);
+  // (a Strategy object not loaded through loadStrategy(), which checks it, too: put() would wrap 2 ** 64 to 0)
+  if (!isRecursionLimit(strategy.recursionLimit)) throw new StrategyError(`strategy '${strategy.name}'${strategy.origin === undefined ? "" : ` (module ${strategy.origin})`}: ${recursionLimitProblem(strategy.recursionLimit)}`);
   jitted.forEach((p, pi) => {
     const e = KD.progTable + pi * KD.progEntry;
     put(e, p.jit.funcs[0]!.image.base);
     put(e + 8, p.active);
     put(e + 16, p.misses);
-    // (a Strategy object not loaded through loadStrategy(), which checks it, too: put() would wrap 2 ** 64 to 0)
-    if (!isRecursionLimit(strategy.recursionLimit)) throw new StrategyError(`strategy '${strategy.name}'${strategy.origin === undefined ? "" : ` (module ${strategy.origin})`}: ${recursionLimitProblem(strategy.recursionLimit)}`);
     const limit = runnerLimit(p.counter, strategy.recursionLimit); // (none: a limit never reached)
     put(e + 24, limit === undefined ? UNGUARDED : BigInt(limit));
     put(e + 32, KDATA + BigInt(KD.ctx + pi * CTX_SIZE)); // the runner passes it in rdi

@@ -4,7 +4,7 @@
 import { statSync, writeFileSync } from "node:fs";
 import { cpus } from "node:os";
 import { basename } from "node:path";
-import { BUILTIN_STRATEGIES, loadStrategy } from "../../jit/strategies/index.ts";
+import { BUILTIN_STRATEGIES, isStrategyModule, loadStrategy } from "../../jit/strategies/index.ts";
 import { StrategyError, type Strategy } from "../../jit/strategy.ts";
 import { runCampaign, shardOf, type CampaignResult, type Shard } from "../campaign.ts";
 import { loadCorpusFile, loadScenarioOrCorpus, replayEntry, saveCounterexample, verdictName, verdictUnder, type CorpusFile } from "../corpus.ts";
@@ -235,7 +235,7 @@ async function strategyNamedIn(file: string, where: string, spec: string): Promi
  */
 async function foundStrategy(file: string, data: CorpusFile): Promise<Strategy> {
   for (const key of Object.keys(data.expect)) {
-    if (!/\.(ts|js|mjs|mts)$/.test(key)) continue;
+    if (!isStrategyModule(key)) continue;
     const s = await strategyNamedIn(file, `expect key '${key}'`, key);
     if (s.name === data.found.strategy) return s;
   }

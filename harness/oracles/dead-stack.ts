@@ -25,14 +25,19 @@ export function stackSpans(img: Image): StackSpan[] {
   ];
 }
 
+/** The stack rsp is on, or undefined. (A loop, not find(): the check asks at every stack switch.) */
+function spanAt(spans: readonly StackSpan[], rsp: number): StackSpan | undefined {
+  for (const s of spans) if (rsp >= s.begin && rsp < s.end) return s;
+  return undefined;
+}
+
 /**
  * The dead areas at a boundary whose rsp is `rsp`: the stack rsp is on, below rsp; and when that
  * is a task's stack, every IRQ and NMI stack (kernel stacks that are not a task's). [begin, end)
  * pairs; none when rsp is on no stack this image has.
  */
 export function deadSpans(spans: readonly StackSpan[], rsp: number): [number, number][] {
-  let on: StackSpan | undefined;
-  for (const s of spans) if (rsp >= s.begin && rsp < s.end) { on = s; break; }
+  const on = spanAt(spans, rsp);
   if (on === undefined) return [];
   const dead: [number, number][] = [[on.begin, rsp]];
   if (on.kind === "task") for (const s of spans) if (s.kind === "interrupt") dead.push([s.begin, s.end]);
@@ -51,15 +56,15 @@ export const deadStack: Oracle = ({ img, m, fail, sym }) => {
     onRead(addr, size, ip) {
       const rsp = m.rspAt;
       const end = addr + size;
-      // (loops, not find(): this runs at every stack read)
       let on = last;
       if (on === undefined || rsp < on.begin || rsp >= on.end) {
-        on = undefined;
-        for (const s of spans) if (rsp >= s.begin && rsp < s.end) { on = s; break; }
+        on = spanAt(spans, rsp);
         if (on === undefined) return;
         last = on;
       }
       if (addr >= rsp && end <= on.end) return; // the live part of rsp's stack: most reads
+      // deadSpans()'s areas, without making them at every read: below rsp on its stack, and the
+      // IRQ and NMI stacks while it is a task's (loops, not find(): this runs at every stack read)
       let what: string | undefined;
       if (addr < rsp && end > on.begin) what = `${rsp - addr} bytes below rsp ${hex(toCanonical(rsp))} on the ${on.name}, where an interrupt may push (the kernel has no red zone)`;
       else if (on.kind === "task") {

@@ -67,13 +67,10 @@ export function watchRun(img: Image, m: Machine, knowledge: PrivateStackKnowledg
     const onWrite = (addr: number, size: number, ip: number) => { for (const c of writers) c.onWrite!(addr, size, ip); };
     for (const c of writers) for (const r of c.writes ?? []) m.watchWritesInternal(r.begin, r.end, onWrite);
   }
-  if (readers.length === 1) {
-    const only = readers[0]!, onRead = (addr: number, size: number, ip: number) => { only.onRead!(addr, size, ip); };
-    for (const r of only.reads ?? []) m.watchReadsInternal(r.begin, r.end, onRead);
-  } else if (readers.length > 1) {
-    // Each check gets the reads of its own ranges only: the watcher sees whole pages, and every
-    // stack read (dead-stack) is not the memory oracle's business, nor a per-CPU one the
-    // dead-stack check's unless it is a private stack's. [begin, end) pairs, internal addresses.
+  if (readers.length) {
+    // Each check gets the reads of its own ranges only (RunOracle.reads): the watcher sees whole
+    // pages, and every stack read (dead-stack) is not the memory oracle's business, nor a per-CPU
+    // one the dead-stack check's unless it is a private stack's. [begin, end) pairs, internal addresses.
     const spans = readers.map((c) => (c.reads ?? []).flatMap((r) => [toInternal(r.begin)!, toInternal(r.end - 1n)! + 1]));
     const onRead = (addr: number, size: number, ip: number) => {
       const end = addr + size;
